@@ -1,0 +1,83 @@
+/* commands.c - the table of subcommands, and the foundation's own commands
+ * (config, ranks). A module adds its command by declaring rlaif_cmd_<name>
+ * in its header and pointing its row here at it. */
+#include "rlaif/cli.h"
+#include "rlaif/error.h"
+#include "rlaif/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const rlaif_command rlaif_commands[] = {
+    {"run", NULL, 1, "run the job file's phases in order, skipping completed ones", NULL},
+    {"sft", NULL, 1, "supervised fine-tuning on demonstrations", NULL},
+    {"collect", NULL, 1, "generate response pairs and label them with the feedback LLM", NULL},
+    {"rm", NULL, 1, "train the reward model on preference labels (Bradley-Terry)", NULL},
+    {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},
+    {"reinforce", NULL, 1, "REINFORCE with a baseline against the reward model", NULL},
+    {"a2c", NULL, 1, "advantage actor-critic against the reward model", NULL},
+    {"dpo", NULL, 1, "direct preference optimisation on the labels", NULL},
+    {"online-dpo", NULL, 1, "DPO with the judge in the loop on fresh samples", NULL},
+    {"eval", NULL, 1, "win rate of the policy against the SFT model, judged both orders", NULL},
+    {"config", rlaif_cmd_config, 0, "print the resolved configuration and where each value came from",
+     "  --keys    list every section and key with type, default and help"},
+    {"ranks", rlaif_cmd_ranks, 1, "print the rank layout the job would use on this launch", NULL},
+    {"tokenize", NULL, 0, "turn text into token ids with the job's tokenizer", NULL},
+    {"detokenize", NULL, 0, "turn token ids back into text", NULL},
+    {"prefs", NULL, 0, "preference files: ingest, export, merge", NULL},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+static const char *type_name(rlaif_cfg_type t) {
+    static const char *names[] = {"int", "float", "bool", "string", "enum", "duration"};
+    return names[t];
+}
+
+int rlaif_cmd_config(rlaif_ctx *ctx) {
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0) return 0;
+    int keys = 0;
+    for (int i = 0; i < ctx->args.nargs; i++) {
+        if (!strcmp(ctx->args.args[i], "--keys")) keys = 1;
+        else
+            return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif config --help",
+                               "config: unexpected argument '%s'", ctx->args.args[i]);
+    }
+    if (keys) {
+        for (const rlaif_cfg_spec *s = rlaif_config_schema; s->section; s++) {
+            printf("%s.%s (%s", s->section, s->key, type_name(s->type));
+            if (s->type == RLAIF_CFG_ENUM) printf(": %s", s->choices);
+            else if (s->min <= s->max) printf(" in [%g, %g]", s->min, s->max);
+            printf(", default '%s')\n    %s\n", s->def, s->help);
+        }
+        return 0;
+    }
+    printf("; resolved configuration%s%s\n", *rlaif_config_path(ctx->cfg) ? " of " : "",
+           rlaif_config_path(ctx->cfg));
+    printf("; precedence: default < job file < environment RLAIF_<SECTION>_<KEY> < --set\n\n");
+    rlaif_config_print(ctx->cfg, stdout, 1);
+    return 0;
+}
+
+int rlaif_cmd_ranks(rlaif_ctx *ctx) {
+    rlaif_ranks *rk = &ctx->ranks;
+    /* Gather each rank's (role, group rank, in weights comm) to rank 0. */
+    int mine[3] = {rk->colocated ? -1 : (int)rk->role,
+                   rk->colocated ? rk->world_rank : rk->group_rank[rk->role],
+                   rk->weights != MPI_COMM_NULL};
+    int *all = rk->world_rank == 0 ? xmalloc(sizeof(int) * 3 * (size_t)rk->world_size) : NULL;
+    RLAIF_CHECK_MPI(MPI_Gather(mine, 3, MPI_INT, all, 3, MPI_INT, 0, rk->world));
+    if (rk->world_rank == 0) {
+        printf("world: %d ranks, layout %s: learner %d, rollout %d, judge %d\n", rk->world_size,
+               rk->colocated ? "colocated (every rank plays every role)" : "split",
+               rk->count[RLAIF_ROLE_LEARNER], rk->count[RLAIF_ROLE_ROLLOUT],
+               rk->count[RLAIF_ROLE_JUDGE]);
+        for (int r = 0; r < rk->world_size; r++)
+            printf("  rank %d: %s %d%s\n", r,
+                   all[3 * r] < 0 ? "all roles, rank" : rlaif_role_name((rlaif_role)all[3 * r]),
+                   all[3 * r + 1], all[3 * r + 2] ? " (weight broadcast)" : "");
+        free(all);
+    }
+    return 0;
+}

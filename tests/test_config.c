@@ -1,0 +1,2 @@
+#include "check_main.h"
+static Suite *make_suite(void) { return suite_create("test_config"); }
