@@ -256,6 +256,7 @@ typedef struct {
     char section[128];
     int too_long_line;
     int status; /* first error */
+    int status_line;
 } parse_ctx;
 
 /* fgets-like reader for ini_parse_stream that counts lines, so every error
@@ -277,6 +278,7 @@ static char *reader(char *buf, int num, void *stream) {
 static int handler(void *user, const char *section, const char *name, const char *value) {
     parse_ctx *c = user;
     if (c->status) return 1; /* keep only the first error */
+    c->status_line = c->line;
     char where[4200], sugg[160];
     snprintf(where, sizeof where, "%s:%d", c->display, c->line);
     if (!*section) {
@@ -325,7 +327,9 @@ static int load_file(rlaif_config *cfg, const char *path) {
                            "cannot open job file '%s': %s", path, strerror(errno));
     int r = ini_parse_stream(reader, &c, handler, &c);
     fclose(c.fp);
-    if (c.status) return c.status;
+    /* inih reports the first syntax error's line and carries on; a handler
+     * error on a later line comes from the damage, so the earlier one wins. */
+    if (c.status && !(r > 0 && r < c.status_line)) return c.status;
     if (c.too_long_line)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "split the value or shorten the path",
                            "%s:%d: line longer than %d characters", path, c.too_long_line,
