@@ -194,6 +194,7 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
                                        "command '%s' is not built yet in rlaif %s", cmd->name,
                                        PACKAGE_VERSION));
     if (cmd->needs_ranks) {
+        rlaif_config_log(ctx->cfg);
         int world_size;
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));

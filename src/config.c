@@ -1,6 +1,7 @@
 /* config.c - job-file parsing (libinih), precedence, validation, broadcast. */
 #include "rlaif/config.h"
 #include "rlaif/error.h"
+#include "rlaif/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -596,4 +597,18 @@ void rlaif_config_print(const rlaif_config *cfg, FILE *out, int with_origin) {
     print_to(cfg, buf, n, with_origin);
     fputs(buf, out);
     free(buf);
+}
+
+void rlaif_config_log(const rlaif_config *cfg) {
+    int changed = 0;
+    for (int i = 0; i < cfg->n; i++) changed += strcmp(cfg->e[i].origin, "default") != 0;
+    rlaif_info("config: %s, %d value%s not default (`rlaif config` prints all):",
+               *cfg->path ? cfg->path : "no job file", changed, changed == 1 ? "" : "s");
+    for (int i = 0; i < cfg->n; i++)
+        if (strcmp(cfg->e[i].origin, "default"))
+            rlaif_info("  %s.%s = %s  (%s)", rlaif_config_schema[i].section,
+                       rlaif_config_schema[i].key, cfg->e[i].text, cfg->e[i].origin);
+    char *dump = rlaif_config_dump(cfg);
+    rlaif_debug("resolved configuration:\n%s", dump);
+    free(dump);
 }

@@ -3,6 +3,7 @@
 #include "rlaif/error.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -62,7 +63,12 @@ static int make_dirs(const char *path) {
 int rlaif_log_init(int world_rank, const char *log_dir, int verbose) {
     log_rank = world_rank;
     log_verbose = verbose;
-    log_tty = isatty(STDOUT_FILENO);
+    /* MPI launchers forward rank output through a pseudo-terminal, so isatty
+     * alone would put progress bars into batch logs: only draw one when
+     * rlaif was started directly on a terminal. */
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") ||
+                   getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+    log_tty = isatty(STDOUT_FILENO) && !launched;
     /* Line-buffered even when stdout is a batch log file. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (log_dir && *log_dir) {
