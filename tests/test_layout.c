@@ -136,6 +136,17 @@ START_TEST(error_format) {
 }
 END_TEST
 
+START_TEST(required_groups) {
+    rlaif_ranks rk;
+    memset(&rk, 0, sizeof rk);
+    rk.count[RLAIF_ROLE_LEARNER] = 2, rk.count[RLAIF_ROLE_ROLLOUT] = 2;
+    ck_assert_int_eq(rlaif_ranks_require(&rk, "ppo", 1, 1, 0), 0);
+    ck_assert_int_eq(rlaif_ranks_require(&rk, "collect", 0, 1, 1), RLAIF_EX_USAGE);
+    ck_assert_str_eq(rlaif_error_message(),
+                     "phase 'collect' needs judge ranks but the layout has none");
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("layout");
     TCase *tc = tcase_create("layout");
@@ -145,6 +156,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, launcher_checks);
     tcase_add_test(tc, arguments);
     tcase_add_test(tc, error_format);
+    tcase_add_test(tc, required_groups);
     suite_add_tcase(s, tc);
     return s;
 }
