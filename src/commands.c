@@ -4,6 +4,7 @@
 #include "rlaif/cli.h"
 #include "rlaif/error.h"
 #include "rlaif/log.h"
+#include "rlaif/prefs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,11 @@ const rlaif_command rlaif_commands[] = {
     {"ranks", rlaif_cmd_ranks, 1, "print the rank layout the job would use on this launch", NULL},
     {"tokenize", NULL, 0, "turn text into token ids with the job's tokenizer", NULL},
     {"detokenize", NULL, 0, "turn token ids back into text", NULL},
-    {"prefs", NULL, 0, "preference files: ingest, export, merge", NULL},
+    {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",
+     "  ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs]   JSONL to preferences.h5\n"
+     "  export IN.h5 OUT.jsonl [--kind prompts|sft|prefs]   preferences.h5 to JSONL\n"
+     "  merge OUT.h5 IN.h5...                              merge files, dropping repeated pair ids\n"
+     "  info IN.h5                                         counts"},
     {NULL, NULL, 0, NULL, NULL},
 };
 

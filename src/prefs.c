@@ -1,0 +1,485 @@
+/* prefs.c - preferences.h5: collective appends, resume by pair id, merge,
+ * and the in-memory reader the reward-model and DPO phases use. */
+#include "rlaif/prefs.h"
+#include "rlaif/error.h"
+#include "rlaif/log.h"
+#include "rlaif/tensors.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[RLAIF_PAIR_NSTATUS] = {
+    "ok", "transport", "http", "parse", "refused", "quota", "timeout", "inconsistent", "other"};
+
+const char *rlaif_pair_status_name(int s) {
+    return s >= 0 && s < RLAIF_PAIR_NSTATUS ? status_names[s] : "unknown";
+}
+
+void rlaif_pair_init(rlaif_pair *p) {
+    memset(p, 0, sizeof *p);
+    p->label = p->outcome_ab = p->outcome_ba = NAN;
+    p->choice = -1, p->consistent = -1;
+    for (int i = 0; i < RLAIF_RUBRIC_MAX; i++) p->rubric_a[i] = p->rubric_b[i] = NAN;
+    p->judge_id = p->template_id = -1;
+}
+
+hid_t rlaif_pair_memtype(void) {
+    hsize_t nr = RLAIF_RUBRIC_MAX;
+    hid_t rub = H5Tarray_create2(H5T_NATIVE_FLOAT, 1, &nr);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(rlaif_pair));
+#define M(name, type) H5Tinsert(t, #name, HOFFSET(rlaif_pair, name), type)
+    M(pair_id, H5T_NATIVE_INT64);
+    M(prompt_id, H5T_NATIVE_INT64);
+    M(response_a, H5T_NATIVE_INT64);
+    M(response_b, H5T_NATIVE_INT64);
+    M(label, H5T_NATIVE_DOUBLE);
+    M(choice, H5T_NATIVE_INT8);
+    M(consistent, H5T_NATIVE_INT8);
+    M(source, H5T_NATIVE_INT8);
+    M(outcome_ab, H5T_NATIVE_DOUBLE);
+    M(outcome_ba, H5T_NATIVE_DOUBLE);
+    M(rubric_a, rub);
+    M(rubric_b, rub);
+    M(judge_id, H5T_NATIVE_INT32);
+    M(template_id, H5T_NATIVE_INT32);
+    M(prompt_tokens, H5T_NATIVE_INT64);
+    M(completion_tokens, H5T_NATIVE_INT64);
+    M(status, H5T_NATIVE_INT32);
+#undef M
+    H5Tclose(rub);
+    return t;
+}
+
+struct rlaif_prefs {
+    hid_t file;
+    MPI_Comm comm;
+    rlaif_h5_opts io;
+    hid_t pair_mt;
+    int64_t *ids; /* sorted pair ids in the file */
+    size_t nids, capids;
+    int64_t count[3];
+};
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int rlaif_prefs_has_pair(const rlaif_prefs *p, int64_t id) {
+    return p->nids && bsearch(&id, p->ids, p->nids, sizeof(int64_t), cmp_i64) != NULL;
+}
+
+int64_t rlaif_prefs_count(const rlaif_prefs *p, int which) {
+    return p->count[which];
+}
+
+hid_t rlaif_prefs_file(const rlaif_prefs *p) {
+    return p->file;
+}
+
+static void add_ids(rlaif_prefs *p, const int64_t *ids, size_t n) {
+    if (p->nids + n > p->capids) {
+        p->capids = 2 * (p->nids + n) + 16;
+        p->ids = xrealloc(p->ids, sizeof(int64_t) * p->capids);
+    }
+    memcpy(p->ids + p->nids, ids, sizeof(int64_t) * n);
+    p->nids += n;
+    qsort(p->ids, p->nids, sizeof(int64_t), cmp_i64);
+}
+
+static int write_meta(hid_t f, const rlaif_prefs_meta *m) {
+    static const rlaif_prefs_meta none = {0};
+    if (!m) m = &none;
+    char key[64], hex[32], names[256] = "";
+    RLAIF_TRY(rlaif_h5_attr_str(f, "judge_settings", m->judge_settings ? m->judge_settings : "{}"));
+    RLAIF_TRY(rlaif_h5_attr_str(f, "sampling", m->sampling ? m->sampling : "{}"));
+    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_templates", m->ntemplates));
+    for (int i = 0; i < m->ntemplates; i++) {
+        const char *text = m->template_texts[i];
+        snprintf(key, sizeof key, "template_%d_name", i);
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, m->template_names ? m->template_names[i] : ""));
+        snprintf(key, sizeof key, "template_%d_text", i);
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, text));
+        snprintf(key, sizeof key, "template_%d_hash", i);
+        snprintf(hex, sizeof hex, "%016" PRIx64, rlaif_fnv1a64(text, strlen(text)));
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, hex));
+    }
+    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_judges", m->njudges));
+    for (int i = 0; i < m->njudges; i++) {
+        snprintf(key, sizeof key, "judge_%d_name", i);
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, m->judge_names[i]));
+    }
+    for (int i = 0; i < RLAIF_PAIR_NSTATUS; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
+                 status_names[i]);
+    return rlaif_h5_attr_str(f, "status_names", names);
+}
+
+static rlaif_prefs *prefs_new(MPI_Comm comm, const rlaif_h5_opts *io) {
+    rlaif_prefs *p = xcalloc(1, sizeof *p);
+    p->file = -1;
+    p->comm = comm;
+    if (io)
+        p->io = *io;
+    else
+        rlaif_h5_opts_default(&p->io);
+    p->pair_mt = rlaif_pair_memtype();
+    return p;
+}
+
+static int create_layout(rlaif_prefs *p, const rlaif_prefs_meta *meta) {
+    hid_t f = p->file, ds;
+    RLAIF_TRY(rlaif_h5_stamp(f, "preferences"));
+    RLAIF_TRY(write_meta(f, meta));
+    RLAIF_TRY(rlaif_h5_ragged_create(f, "prompts", &p->io));
+    RLAIF_TRY(rlaif_h5_ragged_create(f, "responses", &p->io));
+    RLAIF_TRY(rlaif_h5_ragged_create(f, "explanations", &p->io));
+    RLAIF_TRY(rlaif_h5_create_1d(f, "responses/prompt_id", H5T_STD_I64LE, p->io.chunk, &ds));
+    H5Dclose(ds);
+    hid_t ft = H5Tcopy(p->pair_mt);
+    RLAIF_CHECK_H5(ft, NULL);
+    RLAIF_CHECK_H5(H5Tpack(ft), NULL);
+    int rc = rlaif_h5_create_1d(f, "pairs", ft, p->io.chunk, &ds);
+    H5Tclose(ft);
+    RLAIF_TRY(rc);
+    H5Dclose(ds);
+    return 0;
+}
+
+int rlaif_prefs_close(rlaif_prefs **pp) {
+    rlaif_prefs *p = *pp;
+    if (!p) return 0;
+    int rc = rlaif_h5_close_file(&p->file);
+    H5Tclose(p->pair_mt);
+    free(p->ids);
+    free(p);
+    *pp = NULL;
+    return rc;
+}
+
+int rlaif_prefs_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *io,
+                       const rlaif_prefs_meta *meta, rlaif_prefs **out) {
+    rlaif_prefs *p = prefs_new(comm, io);
+    int rc = rlaif_h5_create(path, comm, &p->io, &p->file);
+    if (!rc) rc = create_layout(p, meta);
+    rc = rlaif_agree(comm, rc);
+    if (rc) {
+        rlaif_prefs_close(&p);
+        return rlaif_error_context("%s: ", path);
+    }
+    *out = p;
+    return 0;
+}
+
+static int rows_of(hid_t f, const char *name, int64_t *n) {
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) {
+        rlaif_error_h5("H5Dopen2", __FILE__, __LINE__, "not a complete preferences file");
+        return rlaif_error_context("%s: ", name);
+    }
+    hsize_t r = 0;
+    int rc = rlaif_h5_rows(ds, &r);
+    H5Dclose(ds);
+    *n = (int64_t)r;
+    return rc;
+}
+
+int rlaif_prefs_open(const char *path, MPI_Comm comm, const rlaif_h5_opts *io, rlaif_prefs **out) {
+    rlaif_prefs *p = prefs_new(comm, io);
+    int rc = rlaif_h5_open(path, comm, 1, &p->io, &p->file);
+    if (!rc) rc = rlaif_h5_check_kind(p->file, path, "preferences");
+    if (!rc) rc = rows_of(p->file, "prompts/offset", &p->count[RLAIF_PREFS_PROMPTS]);
+    if (!rc) rc = rows_of(p->file, "responses/offset", &p->count[RLAIF_PREFS_RESPONSES]);
+    rlaif_pair *pairs = NULL;
+    size_t n = 0;
+    if (!rc)
+        rc = rlaif_h5_read_all(p->file, "pairs", p->pair_mt, sizeof(rlaif_pair), (void **)&pairs,
+                               &n);
+    if (!rc) {
+        p->count[RLAIF_PREFS_PAIRS] = (int64_t)n;
+        int64_t *ids = xmalloc(sizeof(int64_t) * (n ? n : 1));
+        for (size_t i = 0; i < n; i++) ids[i] = pairs[i].pair_id;
+        add_ids(p, ids, n);
+        free(ids);
+    }
+    free(pairs);
+    rc = rlaif_agree(comm, rc);
+    if (rc) {
+        rlaif_prefs_close(&p);
+        return rlaif_error_context("resuming %s: ", path);
+    }
+    *out = p;
+    return 0;
+}
+
+int rlaif_prefs_open_or_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *io,
+                               const rlaif_prefs_meta *meta, rlaif_prefs **out) {
+    int rank, exists = 0;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0) {
+        FILE *f = fopen(path, "rb");
+        if (f) exists = 1, fclose(f);
+    }
+    RLAIF_CHECK_MPI(MPI_Bcast(&exists, 1, MPI_INT, 0, comm));
+    return exists ? rlaif_prefs_open(path, comm, io, out)
+                  : rlaif_prefs_create(path, comm, io, meta, out);
+}
+
+int rlaif_prefs_add_prompts(rlaif_prefs *p, const rlaif_h5_record *recs, size_t n,
+                            int64_t *first_id) {
+    hsize_t first = 0;
+    long long nl = (long long)n, all = 0;
+    RLAIF_TRY(rlaif_h5_ragged_append(p->file, "prompts", recs, n, p->comm, &p->io, &first));
+    RLAIF_CHECK_MPI(MPI_Allreduce(&nl, &all, 1, MPI_LONG_LONG, MPI_SUM, p->comm));
+    p->count[RLAIF_PREFS_PROMPTS] += all;
+    if (first_id) *first_id = (int64_t)first;
+    return 0;
+}
+
+int rlaif_prefs_add_responses(rlaif_prefs *p, const rlaif_h5_record *recs,
+                              const int64_t *prompt_ids, size_t n, int64_t *first_id) {
+    hsize_t first = 0;
+    long long nl = (long long)n, all = 0;
+    RLAIF_TRY(rlaif_h5_ragged_append(p->file, "responses", recs, n, p->comm, &p->io, &first));
+    hid_t ds = H5Dopen2(p->file, "responses/prompt_id", H5P_DEFAULT);
+    RLAIF_CHECK_H5(ds, "not a complete preferences file");
+    int rc = rlaif_h5_append(ds, H5T_NATIVE_INT64, prompt_ids, n, p->comm, &p->io, NULL, NULL);
+    H5Dclose(ds);
+    RLAIF_TRY(rc);
+    RLAIF_CHECK_MPI(MPI_Allreduce(&nl, &all, 1, MPI_LONG_LONG, MPI_SUM, p->comm));
+    p->count[RLAIF_PREFS_RESPONSES] += all;
+    if (first_id) *first_id = (int64_t)first;
+    return 0;
+}
+
+/* keep[i] = 1 when pairs[i] is new: not in the file, not earlier in this
+ * call on this rank or on a lower rank. Every rank sees every candidate id
+ * (MPI_Allgatherv) and afterwards adds the kept ones to its sorted set. */
+static int dedupe(rlaif_prefs *p, const rlaif_pair *pairs, size_t n, char *keep, size_t *nkept) {
+    int nproc, rank;
+    RLAIF_CHECK_MPI(MPI_Comm_size(p->comm, &nproc));
+    RLAIF_CHECK_MPI(MPI_Comm_rank(p->comm, &rank));
+    int mine = (int)n, *counts = xmalloc(sizeof(int) * 2 * (size_t)nproc), *displs = counts + nproc;
+    RLAIF_CHECK_MPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, p->comm));
+    size_t total = 0;
+    for (int r = 0; r < nproc; r++) displs[r] = (int)total, total += (size_t)counts[r];
+    int64_t *ids = xmalloc(sizeof(int64_t) * (n ? n : 1));
+    int64_t *all = xmalloc(sizeof(int64_t) * (total ? total : 1));
+    for (size_t i = 0; i < n; i++) ids[i] = pairs[i].pair_id;
+    int e = MPI_Allgatherv(ids, mine, MPI_INT64_T, all, counts, displs, MPI_INT64_T, p->comm);
+    free(ids);
+    if (e != MPI_SUCCESS) {
+        free(counts), free(all);
+        return rlaif_error_mpi(e, "MPI_Allgatherv", __FILE__, __LINE__);
+    }
+    /* Walk the candidates in global order; the first occurrence wins. */
+    int64_t *fresh = xmalloc(sizeof(int64_t) * (total ? total : 1));
+    size_t nfresh = 0;
+    *nkept = 0;
+    for (size_t g = 0; g < total; g++) {
+        int ok = !rlaif_prefs_has_pair(p, all[g]);
+        for (size_t j = 0; ok && j < nfresh; j++) ok = fresh[j] != all[g];
+        if (ok) fresh[nfresh++] = all[g];
+        size_t lo = (size_t)displs[rank];
+        if (g >= lo && g < lo + n) keep[g - lo] = (char)ok, *nkept += (size_t)ok;
+    }
+    add_ids(p, fresh, nfresh);
+    free(fresh), free(all), free(counts);
+    return 0;
+}
+
+int rlaif_prefs_add_pairs(rlaif_prefs *p, const rlaif_pair *pairs, const char *const *explanations,
+                          size_t n, size_t *added) {
+    char *keep = xmalloc(n ? n : 1);
+    size_t nk = 0;
+    int rc = dedupe(p, pairs, n, keep, &nk);
+    rlaif_pair *rows = xmalloc(sizeof(rlaif_pair) * (nk ? nk : 1));
+    rlaif_h5_record *ex = xcalloc(nk ? nk : 1, sizeof(rlaif_h5_record));
+    for (size_t i = 0, j = 0; !rc && i < n; i++) {
+        if (!keep[i]) continue;
+        rows[j] = pairs[i];
+        const char *s = explanations && explanations[i] ? explanations[i] : "";
+        ex[j].text = s, ex[j].len = strlen(s);
+        j++;
+    }
+    /* Explanations first, pairs last: a reader trusts /pairs rows only. */
+    if (!rc) rc = rlaif_h5_ragged_append(p->file, "explanations", ex, nk, p->comm, &p->io, NULL);
+    hid_t ds = rc ? -1 : H5Dopen2(p->file, "pairs", H5P_DEFAULT);
+    if (!rc && ds < 0)
+        rc = rlaif_error_h5("H5Dopen2", __FILE__, __LINE__, "not a preferences file");
+    hsize_t total = 0;
+    if (!rc) rc = rlaif_h5_append(ds, p->pair_mt, rows, nk, p->comm, &p->io, NULL, &total);
+    if (ds >= 0) H5Dclose(ds);
+    if (!rc && H5Fflush(p->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = rlaif_error_h5("H5Fflush", __FILE__, __LINE__, "the file system may be full");
+    if (!rc) {
+        if (added) *added = (size_t)total - (size_t)p->count[RLAIF_PREFS_PAIRS];
+        p->count[RLAIF_PREFS_PAIRS] = (int64_t)total;
+    }
+    free(keep), free(rows), free(ex);
+    return rc;
+}
+
+/* ---- reader ---- */
+
+int rlaif_prefs_read(const char *path, rlaif_prefs_data *d) {
+    memset(d, 0, sizeof *d);
+    hid_t f;
+    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &f));
+    hid_t mt = rlaif_pair_memtype();
+    size_t nrp = 0;
+    int rc = rlaif_h5_check_kind(f, path, "preferences");
+    if (!rc) rc = rlaif_h5_ragged_read(f, "prompts", &d->prompts);
+    if (!rc) rc = rlaif_h5_ragged_read(f, "responses", &d->responses);
+    if (!rc) rc = rlaif_h5_ragged_read(f, "explanations", &d->explanations);
+    if (!rc)
+        rc = rlaif_h5_read_all(f, "responses/prompt_id", H5T_NATIVE_INT64, sizeof(int64_t),
+                               (void **)&d->response_prompt, &nrp);
+    if (!rc)
+        rc = rlaif_h5_read_all(f, "pairs", mt, sizeof(rlaif_pair), (void **)&d->pairs, &d->npairs);
+    H5Tclose(mt);
+    H5Fclose(f);
+    if (!rc && nrp < d->responses.n) d->responses.n = nrp;
+    /* Pairs must point at records that exist. */
+    for (size_t i = 0; !rc && i < d->npairs; i++) {
+        const rlaif_pair *q = &d->pairs[i];
+        if (q->prompt_id < 0 || (size_t)q->prompt_id >= d->prompts.n || q->response_a < 0 ||
+            (size_t)q->response_a >= d->responses.n || q->response_b < 0 ||
+            (size_t)q->response_b >= d->responses.n)
+            rc = RLAIF_ERROR(RLAIF_EX_IOERR, "the file is damaged or was written incompletely",
+                             "%s: pair %zu (id %lld) refers to a missing prompt or response", path,
+                             i, (long long)q->pair_id);
+    }
+    if (rc) {
+        rlaif_prefs_data_free(d);
+        return rlaif_error_context("reading %s: ", path);
+    }
+    return 0;
+}
+
+void rlaif_prefs_data_free(rlaif_prefs_data *d) {
+    rlaif_h5_ragged_free(&d->prompts);
+    rlaif_h5_ragged_free(&d->responses);
+    rlaif_h5_ragged_free(&d->explanations);
+    free(d->response_prompt);
+    free(d->pairs);
+    memset(d, 0, sizeof *d);
+}
+
+char *rlaif_ragged_text(const rlaif_h5_ragged *r, size_t i) {
+    size_t len = (size_t)r->length[i];
+    char *s = xmalloc(len + 1);
+    memcpy(s, r->bytes + r->offset[i], len);
+    s[len] = 0;
+    return s;
+}
+
+/* ---- merge ---- */
+
+/* Copy the root's descriptive attributes (not the stamp) from src to dst. */
+static herr_t copy_attr(hid_t src, const char *name, const H5A_info_t *info, void *ud) {
+    (void)info;
+    hid_t dst = *(hid_t *)ud;
+    static const char *skip[] = {"rlaif_schema", "rlaif_kind", "software_version", "creation_time",
+                                 "merged_from"};
+    for (size_t i = 0; i < sizeof skip / sizeof *skip; i++)
+        if (!strcmp(name, skip[i])) return 0;
+    hid_t a = H5Aopen(src, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+    size_t sz = H5Tget_size(t) * (size_t)H5Sget_simple_extent_npoints(s);
+    void *buf = xcalloc(sz ? sz : 1, 1);
+    herr_t e = H5Aread(a, t, buf);
+    if (e >= 0 && H5Aexists(dst, name) > 0) e = H5Adelete(dst, name);
+    hid_t b = e < 0 ? -1 : H5Acreate2(dst, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    if (b >= 0)
+        e = H5Awrite(b, t, buf), H5Aclose(b);
+    else
+        e = -1;
+    free(buf);
+    H5Tclose(t), H5Sclose(s), H5Aclose(a);
+    return e < 0 ? -1 : 0;
+}
+
+static int copy_root_attrs(const char *src_path, hid_t dst) {
+    hid_t src;
+    RLAIF_TRY(rlaif_h5_open_serial(src_path, 0, &src));
+    hsize_t idx = 0;
+    herr_t e = H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_attr, &dst);
+    H5Fclose(src);
+    RLAIF_CHECK_H5(e, "could not copy the attributes of the first input");
+    return 0;
+}
+
+static void ragged_records(const rlaif_h5_ragged *r, size_t lo, size_t hi, rlaif_h5_record *out) {
+    for (size_t i = lo; i < hi; i++) {
+        rlaif_h5_record *x = &out[i - lo];
+        x->text = r->bytes + r->offset[i], x->len = (size_t)r->length[i];
+        x->tokens = r->tokens + r->tok_offset[i], x->ntok = (size_t)r->tok_length[i];
+    }
+}
+
+/* Append input d to p, this rank taking its even share of each table. */
+static int merge_one(rlaif_prefs *p, const rlaif_prefs_data *d, int rank, int nproc) {
+    int64_t pbase = p->count[RLAIF_PREFS_PROMPTS], rbase = p->count[RLAIF_PREFS_RESPONSES];
+    size_t lo, hi, cap = d->prompts.n > d->responses.n ? d->prompts.n : d->responses.n;
+    if (d->npairs > cap) cap = d->npairs;
+    rlaif_h5_record *recs = xcalloc(cap ? cap : 1, sizeof *recs);
+    int64_t *pid = xmalloc(sizeof(int64_t) * (cap ? cap : 1));
+    rlaif_pair *pairs = xmalloc(sizeof(rlaif_pair) * (cap ? cap : 1));
+    const char **ex = xmalloc(sizeof(char *) * (cap ? cap : 1));
+    rlaif_shard_range(d->prompts.n, nproc, rank, &lo, &hi);
+    ragged_records(&d->prompts, lo, hi, recs);
+    int rc = rlaif_prefs_add_prompts(p, recs, hi - lo, NULL);
+    rlaif_shard_range(d->responses.n, nproc, rank, &lo, &hi);
+    ragged_records(&d->responses, lo, hi, recs);
+    for (size_t i = lo; i < hi; i++) pid[i - lo] = d->response_prompt[i] + pbase;
+    if (!rc) rc = rlaif_prefs_add_responses(p, recs, pid, hi - lo, NULL);
+    rlaif_shard_range(d->npairs, nproc, rank, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        pairs[i - lo] = d->pairs[i];
+        pairs[i - lo].prompt_id += pbase;
+        pairs[i - lo].response_a += rbase, pairs[i - lo].response_b += rbase;
+        ex[i - lo] = i < d->explanations.n ? rlaif_ragged_text(&d->explanations, i) : NULL;
+    }
+    if (!rc) rc = rlaif_prefs_add_pairs(p, pairs, ex, hi - lo, NULL);
+    for (size_t i = lo; i < hi; i++) free((char *)ex[i - lo]);
+    free(recs), free(pid), free(pairs), free(ex);
+    return rc;
+}
+
+int rlaif_prefs_merge(const char *out, const char *const *inputs, int n, MPI_Comm comm,
+                      const rlaif_h5_opts *io, size_t *npairs) {
+    int rank, nproc;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+    RLAIF_CHECK_MPI(MPI_Comm_size(comm, &nproc));
+    if (n < 1) return RLAIF_ERROR(RLAIF_EX_USAGE, "give at least one input", "merge: no inputs");
+    char tmp[4096], from[4096] = "";
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    for (int i = 0; i < n; i++)
+        snprintf(from + strlen(from), sizeof from - strlen(from), "%s%s", i ? "," : "", inputs[i]);
+    rlaif_prefs *p = NULL;
+    RLAIF_TRY(rlaif_prefs_create(tmp, comm, io, NULL, &p));
+    int rc = copy_root_attrs(inputs[0], p->file);
+    if (!rc) rc = rlaif_h5_attr_str(p->file, "merged_from", from);
+    rc = rlaif_agree(comm, rc);
+    for (int i = 0; i < n && !rc; i++) {
+        rlaif_prefs_data d;
+        rc = rlaif_agree(comm, rlaif_prefs_read(inputs[i], &d));
+        if (rc) break;
+        rc = rlaif_agree(comm, merge_one(p, &d, rank, nproc));
+        rlaif_prefs_data_free(&d);
+    }
+    if (npairs && p) *npairs = (size_t)p->count[RLAIF_PREFS_PAIRS];
+    int rc2 = rlaif_agree(comm, rlaif_prefs_close(&p));
+    if (!rc) rc = rc2;
+    if (rank == 0) {
+        if (!rc && rename(tmp, out) != 0)
+            rc = rlaif_error_sys(RLAIF_EX_IOERR, "rename", out, __FILE__, __LINE__);
+        if (rc) remove(tmp);
+    }
+    return rlaif_agree(comm, rc);
+}
