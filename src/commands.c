@@ -3,6 +3,7 @@
  * in its header and pointing its row here at it. */
 #include "rlaif/cli.h"
 #include "rlaif/error.h"
+#include "rlaif/judge.h"
 #include "rlaif/log.h"
 #include "rlaif/prefs.h"
 
@@ -25,6 +26,12 @@ const rlaif_command rlaif_commands[] = {
     {"ranks", rlaif_cmd_ranks, 1, "print the rank layout the job would use on this launch", NULL},
     {"tokenize", NULL, 0, "turn text into token ids with the job's tokenizer", NULL},
     {"detokenize", NULL, 0, "turn token ids back into text", NULL},
+    {"judge", rlaif_cmd_judge, 0, "label a JSONL file of pairs with the feedback LLM (journaled)",
+     "  --input PAIRS.jsonl  lines {\"id\", \"prompt\", \"response_a\", \"response_b\"}\n"
+     "  --output OUT.jsonl   one result per pair: label, status, reason, orders, usage\n"
+     "  --journal DIR        journal folder (default judge.journal_dir or out_dir/journal)\n"
+     "  --crash-after N      testing: kill -9 itself after N pairs (resume test)\n"
+     "  --quiet              no status lines"},
     {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",
      "  ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs]   JSONL to preferences.h5\n"
      "  export IN.h5 OUT.jsonl [--kind prompts|sft|prefs]   preferences.h5 to JSONL\n"

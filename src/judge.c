@@ -1,0 +1,821 @@
+/* judge.c - pairs in, labels out: the rlaif_judge object.
+ *
+ * A submitted pair becomes calls: one per (template, endpoint) "unit" and per
+ * order asked (order 0 shows response[0] as A, order 1 shows it as B; score
+ * mode asks once per response). A call is answered from the journal when its
+ * key (hash of endpoint, model, rendered messages, sampling settings, order)
+ * is there, else sent; answers are journaled before they count. When every
+ * call of a pair is settled the pair is aggregated (orders, then units) and
+ * handed back by rlaif_judge_poll after the journal is fsynced.
+ *
+ * Nothing blocks: a call waiting for a retry or for the rate limit sits in a
+ * list with its due time, and poll sleeps in curl_multi_poll until the next
+ * event. */
+#include "rlaif/judge.h"
+#include "rlaif/error.h"
+#include "rlaif/log.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    rlaif_judge_endpoint e;
+    char *url;    /* full request URL */
+    char *key;    /* API key (memory only; scrubbed from every message) */
+    struct curl_slist *headers;
+    rlaif_bucket requests, tokens;
+    rlaif_builtin_opts builtin;
+} endpoint;
+
+typedef struct {
+    int8_t asked, done, replayed;
+    int status, http;
+    double p;          /* P(response[0] better), NaN */
+    int first;         /* the verdict chose position A (1), B (0), none (-1) */
+    float rubric[2][RLAIF_JUDGE_NCRIT]; /* by response index */
+    float score;
+    long tin, tout;
+    char *text;        /* primary unit only */
+    char reason[120];
+} outcome;
+
+typedef struct pstate {
+    uint64_t pair_id;
+    char *prompt, *resp[2];
+    int nleft, ncalls, nreplayed;
+    outcome *oc; /* [unit][order] */
+    rlaif_judge_result res;
+    struct pstate *next; /* free list / done queue */
+} pstate;
+
+typedef struct call {
+    pstate *pair;
+    int unit, order;
+    char key[33];
+    char *body, *user; /* HTTP body, or the builtin's user message */
+    size_t len;
+    int attempts;
+    double not_before, est_tokens;
+    struct call *next;
+} call;
+
+struct rlaif_judge {
+    rlaif_judge_mode mode;
+    endpoint *ep;
+    int nep;
+    rlaif_judge_template *tpl;
+    int ntpl, nunits;
+    char *fewshot;
+    uint64_t seed;
+    double both_orders, min_coverage, backoff_base, backoff_cap, price_in, price_out;
+    int disagreement; /* 0 drop, 1 tie, 2 average */
+    int majority, max_attempts, n_judge;
+    rlaif_http *http;
+    rlaif_journal *journal;
+    pstate *slots, *free_slots, *done_head, *done_tail;
+    int credit_max, npending, ndone;
+    call *ready_head, *ready_tail, *delayed;
+    double wake; /* earliest time a waiting call may go */
+    rlaif_judge_endpoint_stats *stats;
+};
+
+/* --------------------------------------------------------------- helpers */
+
+/* Replace every run of 8+ characters of the key in s (in place). */
+static void scrub(char *s, const char *key) {
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 8) return;
+    for (char *p = s; *p; p++)
+        for (size_t off = 0; off + 8 <= kl; off++)
+            if (!strncmp(p, key + off, 8)) {
+                size_t n = 8;
+                while (p[n] && off + n < kl && p[n] == key[off + n]) n++;
+                memset(p, '*', n);
+                break;
+            }
+}
+
+static void push_ready(rlaif_judge *j, call *c) {
+    c->next = NULL;
+    if (j->ready_tail) j->ready_tail->next = c;
+    else j->ready_head = c;
+    j->ready_tail = c;
+}
+
+static void free_call(call *c) {
+    free(c->body), free(c->user), free(c);
+}
+
+/* ------------------------------------------------------------ aggregation */
+
+static int agree(double p0, double p1) {
+    return (p0 - 0.5) * (p1 - 0.5) > 0 || (p0 == 0.5 && p1 == 0.5);
+}
+
+/* Label of one unit from its orders; NaN when it has none. */
+static double unit_label(rlaif_judge *j, pstate *ps, int u, int *two, int *agreed) {
+    outcome *o = &ps->oc[2 * u];
+    int ok0 = o[0].asked && o[0].status == RLAIF_JS_OK, ok1 = o[1].asked && o[1].status == RLAIF_JS_OK;
+    *two = 0, *agreed = 1;
+    if (j->mode == RLAIF_JM_SCORE) {
+        if (!ok0 || !ok1) return NAN;
+        return o[0].score > o[1].score ? 1.0 : o[0].score < o[1].score ? 0.0 : 0.5;
+    }
+    if (ok0 && ok1) {
+        *two = 1;
+        *agreed = agree(o[0].p, o[1].p);
+        if (*agreed || j->disagreement == 2) return 0.5 * (o[0].p + o[1].p);
+        return j->disagreement == 1 ? 0.5 : NAN;
+    }
+    return ok0 ? o[0].p : ok1 ? o[1].p : NAN;
+}
+
+static void finish_pair(rlaif_judge *j, pstate *ps) {
+    rlaif_judge_result *r = &ps->res;
+    memset(r, 0, sizeof *r);
+    r->pair_id = ps->pair_id;
+    r->ncalls = ps->ncalls, r->nreplayed = ps->nreplayed;
+    double sum = 0;
+    int nl = 0, votes[2] = {0, 0}, any_two = 0, any_disagree = 0, nrub[2] = {0, 0}, nsc[2] = {0, 0};
+    double x = (double)strlen(ps->resp[0]) - (double)strlen(ps->resp[1]);
+    for (int s = 0; s < 2; s++) {
+        r->score[s] = 0;
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) r->rubric[s][c] = 0;
+    }
+    const outcome *fail = NULL;
+    for (int u = 0; u < j->nunits; u++) {
+        rlaif_judge_endpoint_stats *st = &j->stats[u % j->nep];
+        int two, agreed;
+        double l = unit_label(j, ps, u, &two, &agreed);
+        if (two) {
+            any_two = 1, st->pairs_two_orders++;
+            if (agreed) st->pairs_consistent++;
+            else any_disagree = 1;
+        }
+        for (int o = 0; o < 2; o++) {
+            const outcome *oc = &ps->oc[2 * u + o];
+            if (!oc->asked) continue;
+            r->tokens_in += oc->tin, r->tokens_out += oc->tout;
+            if (oc->status != RLAIF_JS_OK && !fail) fail = oc;
+            if (oc->first >= 0) st->verdicts++, st->first_wins += oc->first;
+            int who = j->mode == RLAIF_JM_SCORE ? o : -1;
+            if (who >= 0 && !isnan(oc->score)) r->score[who] += oc->score, nsc[who]++;
+            for (int s = 0; s < 2; s++)
+                if (!isnan(oc->rubric[s][0])) {
+                    for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) r->rubric[s][c] += oc->rubric[s][c];
+                    nrub[s]++;
+                }
+        }
+        if (isnan(l)) continue;
+        sum += l, nl++;
+        votes[0] += l > 0.5, votes[1] += l < 0.5;
+        st->len_n++, st->len_sx += x, st->len_sy += l, st->len_sxx += x * x, st->len_syy += l * l,
+            st->len_sxy += x * l;
+    }
+    for (int s = 0; s < 2; s++) {
+        r->score[s] = nsc[s] ? r->score[s] / (float)nsc[s] : NAN;
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
+            r->rubric[s][c] = nrub[s] ? r->rubric[s][c] / (float)nrub[s] : NAN;
+    }
+    if (!nl) r->label = NAN;
+    else if (j->majority) r->label = votes[0] > votes[1] ? 1.0f : votes[1] > votes[0] ? 0.0f : 0.5f;
+    else r->label = (float)(sum / nl);
+    r->choice = isnan(r->label) || r->label == 0.5f ? -1 : r->label > 0.5f ? 0 : 1;
+    r->consistent = !any_two ? -1 : any_disagree ? 0 : 1;
+    const outcome *pri = ps->oc;
+    for (int o = 0; o < 2; o++) {
+        r->soft[o] = pri[o].asked && pri[o].status == RLAIF_JS_OK ? (float)pri[o].p : NAN;
+        r->outcome[o] = !pri[o].asked                    ? -2
+                        : isnan(r->soft[o])              ? -1
+                        : r->soft[o] == 0.5f             ? -1
+                        : r->soft[o] > 0.5f              ? 0
+                                                         : 1;
+        if (!r->explanation && pri[o].asked && pri[o].text) r->explanation = xstrdup(pri[o].text);
+    }
+    r->http_status = pri[0].asked ? pri[0].http : pri[1].http;
+    if (isnan(r->label)) {
+        r->status = any_disagree && j->disagreement == 0 ? RLAIF_JS_DISAGREE
+                    : fail                               ? fail->status
+                                                         : RLAIF_JS_AMBIGUOUS;
+        if (r->status == RLAIF_JS_DISAGREE)
+            snprintf(r->reason, sizeof r->reason, "the two orders disagreed (judge.disagreement = drop)");
+        else if (fail) {
+            snprintf(r->reason, sizeof r->reason, "%s", fail->reason);
+            r->http_status = fail->http;
+        }
+    }
+    ps->next = NULL;
+    if (j->done_tail) j->done_tail->next = ps;
+    else j->done_head = ps;
+    j->done_tail = ps;
+    j->ndone++;
+}
+
+/* ----------------------------------------------------------- call results */
+
+/* Read an answer (fresh, replayed or builtin) into the call's outcome. */
+static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int replayed) {
+    pstate *ps = c->pair;
+    outcome *o = &ps->oc[2 * c->unit + c->order];
+    rlaif_judge_endpoint_stats *st = &j->stats[c->unit % j->nep];
+    o->done = 1, o->replayed = (int8_t)replayed;
+    o->http = e->http_status, o->status = e->status;
+    o->tin = e->tokens_in, o->tout = e->tokens_out;
+    o->p = NAN, o->first = -1, o->score = NAN;
+    if (c->unit == 0 && e->text) o->text = xstrdup(e->text);
+    st->calls++, st->replayed += replayed;
+    st->tokens_in += e->tokens_in, st->tokens_out += e->tokens_out;
+    st->cost_usd += (e->tokens_in * j->price_in + e->tokens_out * j->price_out) / 1e6;
+    ps->ncalls++, ps->nreplayed += replayed;
+    if (o->status == RLAIF_JS_OK) {
+        rlaif_judge_parsed pr;
+        rlaif_judge_parse(e->text, j->mode, &pr);
+        double pa = NAN; /* P(position A better) */
+        if (j->mode == RLAIF_JM_SCORE) {
+            o->score = pr.score;
+            if (isnan(pr.score)) o->status = RLAIF_JS_AMBIGUOUS;
+        } else if (j->mode == RLAIF_JM_LOGPROB && !isnan(e->p_a)) {
+            if (e->coverage < j->min_coverage) {
+                o->status = RLAIF_JS_BAD_REPLY;
+                snprintf(o->reason, sizeof o->reason,
+                         "logprob coverage %.3f of A/B is below judge.min_coverage %.3f",
+                         e->coverage, j->min_coverage);
+            } else pa = e->p_a;
+        } else if (pr.verdict >= 0) {
+            pa = pr.verdict == 0 ? 1.0 : 0.0;
+        } else {
+            o->status = RLAIF_JS_AMBIGUOUS;
+        }
+        if (o->status == RLAIF_JS_AMBIGUOUS)
+            snprintf(o->reason, sizeof o->reason, "the judge gave no %s line",
+                     j->mode == RLAIF_JM_SCORE ? "\"Score: N\"" : "\"The better response is: A|B\"");
+        if (!isnan(pa)) {
+            o->p = c->order == 0 ? pa : 1.0 - pa;
+            o->first = pa > 0.5 ? 1 : pa < 0.5 ? 0 : -1;
+        }
+        for (int k = 0; k < 2; k++) /* position k shows response k ^ order */
+            memcpy(o->rubric[k ^ c->order], pr.rubric[k], sizeof pr.rubric[k]);
+    } else if (!o->reason[0]) {
+        snprintf(o->reason, sizeof o->reason, "%s", e->text ? e->text : "failed");
+    }
+    if (o->status == RLAIF_JS_LENGTH)
+        snprintf(o->reason, sizeof o->reason, "finish_reason length: cut before the decision "
+                                              "(raise judge.max_tokens)");
+    if (o->status == RLAIF_JS_FILTERED)
+        snprintf(o->reason, sizeof o->reason, "the endpoint filtered or refused the answer");
+    if (o->status != RLAIF_JS_OK) st->failed++;
+    if (--ps->nleft == 0) finish_pair(j, ps);
+}
+
+/* A call ends without an answer: record why. */
+static void fail_call(rlaif_judge *j, call *c, int status, long http, const char *reason) {
+    rlaif_journal_entry e = {.status = status, .http_status = (int)http, .text = (char *)reason,
+                             .p_a = NAN, .coverage = NAN};
+    settle(j, c, &e, 0);
+    free_call(c);
+}
+
+static void retry_or_fail(rlaif_judge *j, call *c, long http, double retry_after,
+                          const char *reason) {
+    char why[200];
+    if (c->attempts >= j->max_attempts) {
+        snprintf(why, sizeof why, "gave up after %d attempts: %s", c->attempts, reason);
+        fail_call(j, c, RLAIF_JS_EXHAUSTED, http, why);
+        return;
+    }
+    rlaif_rng rng;
+    uint64_t h = rlaif_hash64(c->key, 32, (uint64_t)c->attempts);
+    rlaif_rng_init(&rng, j->seed, RLAIF_STREAM_BACKOFF, (uint32_t)c->attempts, (uint32_t)h);
+    double limit = j->backoff_cap > 60 ? j->backoff_cap : 60;
+    double d = retry_after >= 0 && retry_after <= limit
+                   ? retry_after
+                   : rlaif_backoff_delay(j->backoff_base, j->backoff_cap, c->attempts - 1,
+                                         rlaif_rng_uniform_double(&rng));
+    c->not_before = rlaif_now() + d;
+    c->next = j->delayed;
+    j->delayed = c;
+    j->stats[c->unit % j->nep].retries++;
+}
+
+/* An HTTP answer arrived (or the transfer failed). */
+static int on_done(rlaif_judge *j, rlaif_http_done *d) {
+    call *c = d->user;
+    endpoint *ep = &j->ep[c->unit % j->nep];
+    double now = rlaif_now();
+    rlaif_bucket_feed(&ep->requests, d->ratelimit[0], d->ratelimit[1], j->n_judge, now);
+    rlaif_bucket_feed(&ep->tokens, d->ratelimit[2], d->ratelimit[3], j->n_judge, now);
+    char why[200];
+    int rc = 0;
+    if (d->curl_code) {
+        snprintf(why, sizeof why, "transport: %s", curl_easy_strerror((CURLcode)d->curl_code));
+        retry_or_fail(j, c, 0, -1, why);
+        free(d->body);
+        return 0;
+    }
+    rlaif_judge_reply r;
+    int parsed = rlaif_judge_parse_reply(ep->e.backend, j->mode, d->body, d->len, &r);
+    long http = d->http_status;
+    if (http >= 200 && http < 300 && parsed == 0 && r.ok) {
+        rlaif_journal_entry e = {.status = RLAIF_JS_OK, .http_status = (int)http, .text = r.text,
+                                 .p_a = r.p_a, .coverage = r.coverage, .tokens_in = r.tokens_in,
+                                 .tokens_out = r.tokens_out};
+        if (!strcmp(r.finish, "length") && j->mode != RLAIF_JM_LOGPROB) e.status = RLAIF_JS_LENGTH;
+        if (!strcmp(r.finish, "content_filter")) e.status = RLAIF_JS_FILTERED;
+        /* the journal first: an answer counts only once it is recorded */
+        rc = rlaif_journal_append(j->journal, c->key, &e, d->body, d->len);
+        rlaif_bucket_refund(&ep->tokens, c->est_tokens - (double)(r.tokens_in + r.tokens_out));
+        if (!rc) settle(j, c, &e, 0), free_call(c);
+    } else if (http >= 200 && http < 300) {
+        snprintf(why, sizeof why, "HTTP %ld with %s (%zu bytes)", http,
+                 parsed ? "malformed or truncated JSON" : "an error body", d->len);
+        retry_or_fail(j, c, http, d->retry_after, why);
+    } else {
+        snprintf(why, sizeof why, "HTTP %ld%s%s%s%s: %s", http, r.err_type[0] ? " " : "", r.err_type,
+                 r.err_code[0] ? " " : "", r.err_code, r.err_msg[0] ? r.err_msg : "(no message)");
+        scrub(why, ep->key);
+        int quota = strstr(r.err_code, "insufficient_quota") || strstr(r.err_type, "insufficient_quota");
+        if (rlaif_should_retry(http, r.err_code, r.err_type, d->should_retry))
+            retry_or_fail(j, c, http, d->retry_after, why);
+        else fail_call(j, c, quota ? RLAIF_JS_QUOTA : RLAIF_JS_HTTP, http, why);
+    }
+    rlaif_judge_reply_free(&r);
+    free(d->body);
+    return rc;
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static void run_builtin(rlaif_judge *j, call *c) {
+    endpoint *ep = &j->ep[c->unit % j->nep];
+    double pa;
+    char *text = rlaif_judge_builtin_answer(c->user, j->mode, &ep->builtin, &pa);
+    rlaif_journal_entry e = {.status = RLAIF_JS_OK, .text = text, .p_a = pa, .coverage = 1.0};
+    if (j->mode != RLAIF_JM_LOGPROB) e.p_a = NAN;
+    settle(j, c, &e, 0);
+    free(text);
+    free_call(c);
+}
+
+/* Start what may start now; j->wake = when the next waiting call is due. */
+static int dispatch(rlaif_judge *j) {
+    double now = rlaif_now();
+    j->wake = INFINITY;
+    for (call **pp = &j->delayed; *pp;) { /* due retries go to the back of the queue */
+        call *c = *pp;
+        if (c->not_before <= now) {
+            *pp = c->next;
+            push_ready(j, c);
+        } else {
+            if (c->not_before < j->wake) j->wake = c->not_before;
+            pp = &c->next;
+        }
+    }
+    while (j->ready_head) {
+        call *c = j->ready_head;
+        endpoint *ep = &j->ep[c->unit % j->nep];
+        if (ep->e.backend != RLAIF_JB_BUILTIN) {
+            double w1, w2;
+            if (!rlaif_http_free_slots(j->http)) break;
+            if (!rlaif_bucket_take(&ep->requests, 1, now, &w1)) {
+                if (now + w1 < j->wake) j->wake = now + w1;
+                break;
+            }
+            if (!rlaif_bucket_take(&ep->tokens, c->est_tokens, now, &w2)) {
+                rlaif_bucket_refund(&ep->requests, 1);
+                if (now + w2 < j->wake) j->wake = now + w2;
+                break;
+            }
+        }
+        j->ready_head = c->next;
+        if (!j->ready_head) j->ready_tail = NULL;
+        if (ep->e.backend == RLAIF_JB_BUILTIN) {
+            run_builtin(j, c);
+            continue;
+        }
+        c->attempts++;
+        j->stats[c->unit % j->nep].http_requests++;
+        RLAIF_TRY(rlaif_http_start(j->http, ep->url, ep->headers, c->body, c->len, c));
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- submit */
+
+static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) {
+    const rlaif_judge_template *t = &j->tpl[unit / j->nep];
+    endpoint *ep = &j->ep[unit % j->nep];
+    const char *a = ps->resp[order], *b = j->mode == RLAIF_JM_SCORE ? NULL : ps->resp[1 - order];
+    rlaif_rng rng; /* boundaries: a pure function of (seed, pair, unit, order) */
+    rlaif_rng_init(&rng, j->seed, RLAIF_STREAM_JUDGE,
+                   (uint32_t)(ps->pair_id >> 32) ^ ((uint32_t)(2 * unit + order + 1) * 0x9e3779b1u),
+                   (uint32_t)ps->pair_id);
+    rlaif_judge_messages m;
+    *rc = rlaif_judge_render(t, j->fewshot, ps->prompt, a, b, &rng, &m);
+    if (*rc) return;
+    call *c = xcalloc(1, sizeof *c);
+    c->pair = ps, c->unit = unit, c->order = order;
+    ps->oc[2 * unit + order].asked = 1;
+    ps->nleft++;
+    if (ep->e.backend == RLAIF_JB_BUILTIN) {
+        c->user = xstrdup(m.content[m.n - 1]);
+        rlaif_judge_messages_free(&m);
+        push_ready(j, c);
+        return;
+    }
+    c->body = rlaif_judge_request_body(&ep->e, j->mode, &m);
+    rlaif_judge_messages_free(&m);
+    c->len = strlen(c->body);
+    c->est_tokens = (double)c->len / 4.0 + (j->mode == RLAIF_JM_LOGPROB ? 1 : ep->e.max_tokens);
+    /* key: endpoint URL + body (model, messages, sampling) + order */
+    uint64_t h0 = rlaif_hash64(ep->url, strlen(ep->url), (uint64_t)order + 11);
+    uint64_t k1 = rlaif_hash64(c->body, c->len, h0), k2 = rlaif_hash64(c->body, c->len, ~h0);
+    snprintf(c->key, sizeof c->key, "%016llx%016llx", (unsigned long long)k1, (unsigned long long)k2);
+    rlaif_journal_entry e;
+    if (rlaif_journal_lookup(j->journal, c->key, &e)) {
+        settle(j, c, &e, 1);
+        free_call(c);
+        return;
+    }
+    push_ready(j, c);
+}
+
+int rlaif_judge_credit(const rlaif_judge *j) { return j->credit_max - j->npending; }
+int rlaif_judge_pending(const rlaif_judge *j) { return j->npending; }
+
+int rlaif_judge_submit(rlaif_judge *j, const rlaif_judge_pair *p) {
+    if (!j->free_slots)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "check rlaif_judge_credit before submitting",
+                           "judge: submit without credit");
+    pstate *ps = j->free_slots;
+    j->free_slots = ps->next;
+    j->npending++;
+    memset(ps, 0, sizeof *ps);
+    ps->pair_id = p->pair_id;
+    ps->prompt = xstrdup(p->prompt);
+    ps->resp[0] = xstrdup(p->response[0]);
+    ps->resp[1] = xstrdup(p->response[1]);
+    ps->oc = xcalloc((size_t)(2 * j->nunits), sizeof *ps->oc);
+    /* orders: a pure function of (seed, pair id), never of the rank */
+    rlaif_rng rng;
+    rlaif_rng_init(&rng, j->seed, RLAIF_STREAM_ORDER, (uint32_t)(p->pair_id >> 32),
+                   (uint32_t)p->pair_id);
+    int both = rlaif_rng_uniform_double(&rng) < j->both_orders || j->mode == RLAIF_JM_SCORE;
+    int single = rlaif_rng_uniform_double(&rng) < 0.5 ? 0 : 1;
+    ps->nleft = 1; /* held open until every call is made */
+    int rc = 0;
+    for (int u = 0; u < j->nunits && !rc; u++)
+        for (int o = 0; o < 2 && !rc; o++)
+            if (both || o == single) make_call(j, ps, u, o, &rc);
+    if (rc) return rc;
+    if (--ps->nleft == 0) finish_pair(j, ps);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- poll */
+
+static void release(rlaif_judge *j, pstate *ps) {
+    free(ps->prompt), free(ps->resp[0]), free(ps->resp[1]);
+    for (int i = 0; i < 2 * j->nunits; i++) free(ps->oc[i].text);
+    free(ps->oc);
+    ps->oc = NULL;
+    ps->next = j->free_slots;
+    j->free_slots = ps;
+    j->npending--;
+}
+
+int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int cap, int *n) {
+    *n = 0;
+    double end = rlaif_now() + wait;
+    for (;;) {
+        RLAIF_TRY(dispatch(j));
+        if (j->http) {
+            rlaif_http_done d;
+            while (rlaif_http_next(j->http, &d)) RLAIF_TRY(on_done(j, &d));
+            if (j->ready_head) RLAIF_TRY(dispatch(j)); /* refill freed slots at once */
+        }
+        double now = rlaif_now();
+        int busy = j->ready_head || j->delayed || (j->http && rlaif_http_inflight(j->http));
+        if (j->ndone >= cap || now >= end || !busy) break;
+        double t = end - now;
+        if (j->wake - now < t) t = j->wake - now;
+        if (t < 0.0005) t = 0.0005;
+        if (j->http) RLAIF_TRY(rlaif_http_wait(j->http, t));
+    }
+    if (j->ndone && j->journal) RLAIF_TRY(rlaif_journal_sync(j->journal));
+    while (j->done_head && *n < cap) {
+        pstate *ps = j->done_head;
+        j->done_head = ps->next;
+        if (!j->done_head) j->done_tail = NULL;
+        j->ndone--;
+        out[(*n)++] = ps->res;
+        release(j, ps);
+    }
+    return 0;
+}
+
+void rlaif_judge_result_free(rlaif_judge_result *r) {
+    free(r->explanation);
+    r->explanation = NULL;
+}
+
+/* ------------------------------------------------------------ statistics */
+
+double rlaif_judge_consistency(const rlaif_judge_endpoint_stats *s) {
+    return s->pairs_two_orders ? (double)s->pairs_consistent / (double)s->pairs_two_orders : NAN;
+}
+
+double rlaif_judge_first_win_rate(const rlaif_judge_endpoint_stats *s) {
+    return s->verdicts ? (double)s->first_wins / (double)s->verdicts : NAN;
+}
+
+double rlaif_judge_length_corr(const rlaif_judge_endpoint_stats *s) {
+    double n = s->len_n;
+    if (n < 2) return NAN;
+    double vx = s->len_sxx - s->len_sx * s->len_sx / n, vy = s->len_syy - s->len_sy * s->len_sy / n;
+    double cxy = s->len_sxy - s->len_sx * s->len_sy / n;
+    return vx > 0 && vy > 0 ? cxy / sqrt(vx * vy) : NAN;
+}
+
+int rlaif_judge_nendpoints(const rlaif_judge *j) { return j->nep; }
+const rlaif_judge_endpoint_stats *rlaif_judge_stats(const rlaif_judge *j, int e) {
+    return &j->stats[e];
+}
+int rlaif_judge_ntemplates(const rlaif_judge *j) { return j->ntpl; }
+const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *hash) {
+    if (hash) *hash = j->tpl[t].hash;
+    return j->tpl[t].user;
+}
+
+void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
+    size_t off = 0;
+    buf[0] = 0;
+    for (int e = 0; e < j->nep && off < n; e++) {
+        const rlaif_judge_endpoint_stats *s = &j->stats[e];
+        int k = snprintf(buf + off, n - off,
+                         "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
+                         "retries, %ld failed calls; consistency %.3f over %ld two-order "
+                         "pairs, first-position wins %.3f, length-preference corr %.3f; tokens "
+                         "%lld in / %lld out, cost $%.4f\n",
+                         s->name, s->calls, s->replayed, s->http_requests, s->retries, s->failed,
+                         rlaif_judge_consistency(s), s->pairs_two_orders,
+                         rlaif_judge_first_win_rate(s), rlaif_judge_length_corr(s), s->tokens_in,
+                         s->tokens_out, s->cost_usd);
+        if (k < 0) break;
+        off += (size_t)k;
+    }
+}
+
+/* ------------------------------------------------------------ open, close */
+
+static int is_loopback(const char *host) {
+    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
+           !strcmp(host, "[::1]");
+}
+
+/* Check the scheme and host of url; *loopback says where it points. */
+static int check_url(const char *url, int allow_http, int *loopback) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int rc = 0;
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0))
+        rc = RLAIF_ERROR(RLAIF_EX_USAGE, "e.g. judge.base_url = https://api.openai.com/v1",
+                         "judge: cannot read the endpoint URL '%s'", url);
+    else {
+        *loopback = is_loopback(host);
+        if (strcmp(scheme, "https") && strcmp(scheme, "http"))
+            rc = RLAIF_ERROR(RLAIF_EX_USAGE, "use http:// or https://",
+                             "judge: unsupported scheme '%s' in '%s'", scheme, url);
+        else if (!strcmp(scheme, "http") && !*loopback && !allow_http)
+            rc = RLAIF_ERROR(RLAIF_EX_USAGE,
+                             "use https, or set judge.allow_http = true for a trusted network",
+                             "judge: plain http to %s would send the API key unencrypted", host);
+    }
+    curl_free(scheme), curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* One endpoint from a spec "backend[:model][@base_url][#KEY_ENV]"; missing
+ * parts come from [judge]. */
+static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_stats *st,
+                          const rlaif_config *cfg, const char *spec) {
+    char buf[1024], *model = NULL, *url = NULL, *env = NULL;
+    snprintf(buf, sizeof buf, "%s", spec);
+    if ((env = strchr(buf, '#'))) *env++ = 0;
+    if ((url = strchr(buf, '@'))) *url++ = 0;
+    if ((model = strchr(buf, ':'))) *model++ = 0;
+    const char *backend = buf;
+    if (!strcmp(backend, "builtin")) ep->e.backend = RLAIF_JB_BUILTIN;
+    else if (!strcmp(backend, "openai")) ep->e.backend = RLAIF_JB_OPENAI;
+    else if (!strcmp(backend, "anthropic")) ep->e.backend = RLAIF_JB_ANTHROPIC;
+    else
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "endpoints are backend[:model][@base_url][#KEY_ENV]",
+                           "judge: unknown backend '%s' in '%s'", backend, spec);
+    int anth = ep->e.backend == RLAIF_JB_ANTHROPIC;
+    const char *base = url && *url ? url : rlaif_cfg_str(cfg, "judge.base_url");
+    if (!*base) base = anth ? "https://api.anthropic.com/v1" : "https://api.openai.com/v1";
+    ep->e.base_url = xstrdup(base);
+    ep->e.model = xstrdup(model && *model ? model : rlaif_cfg_str(cfg, "judge.model"));
+    ep->e.max_completion_tokens = !strcmp(rlaif_cfg_str(cfg, "judge.token_param"), "max_completion_tokens");
+    ep->e.max_tokens = (int)rlaif_cfg_int(cfg, "judge.max_tokens");
+    ep->e.top_logprobs = (int)rlaif_cfg_int(cfg, "judge.top_logprobs");
+    ep->e.temperature = rlaif_cfg_float(cfg, "judge.temperature");
+    ep->e.seed = rlaif_cfg_int(cfg, "judge.seed");
+    ep->e.anthropic_version = xstrdup(rlaif_cfg_str(cfg, "judge.anthropic_version"));
+    ep->builtin.flip_prob = rlaif_cfg_float(cfg, "judge.flip_prob");
+    ep->builtin.first_bias = rlaif_cfg_float(cfg, "judge.first_bias");
+    ep->builtin.seed = j->seed;
+    double now = rlaif_now();
+    rlaif_bucket_init(&ep->requests, rlaif_cfg_float(cfg, "judge.requests_per_minute") / j->n_judge, now);
+    rlaif_bucket_init(&ep->tokens, rlaif_cfg_float(cfg, "judge.tokens_per_minute") / j->n_judge, now);
+    /* the name in reports: never a query string (some providers put keys there) */
+    char shown[80];
+    snprintf(shown, sizeof shown, "%s", ep->e.base_url);
+    shown[strcspn(shown, "?#")] = 0;
+    if (ep->e.backend == RLAIF_JB_BUILTIN) snprintf(st->name, sizeof st->name, "builtin");
+    else snprintf(st->name, sizeof st->name, "%s:%s@%s", backend, ep->e.model, shown);
+    if (ep->e.backend == RLAIF_JB_BUILTIN) return 0;
+
+    if (anth && j->mode == RLAIF_JM_LOGPROB)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "use judge.mode = verdict or rubric with anthropic",
+                           "judge: the Anthropic API returns no logprobs");
+    if (!*ep->e.model)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set judge.model", "judge: no model named for %s", base);
+    int loopback = 0;
+    RLAIF_TRY(check_url(ep->e.base_url, rlaif_cfg_bool(cfg, "judge.allow_http"), &loopback));
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/') bl--;
+    const char *path = anth ? "/messages" : "/chat/completions";
+    ep->url = xmalloc(bl + strlen(path) + 1);
+    memcpy(ep->url, base, bl);
+    strcpy(ep->url + bl, path);
+    const char *env_name = env && *env ? env : rlaif_cfg_str(cfg, "judge.api_key_env");
+    const char *key = *env_name ? getenv(env_name) : NULL;
+    if ((!key || !*key) && !loopback)
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "export the key in the job script; it is never read from the job file",
+                           "judge: environment variable %s (judge.api_key_env) is not set",
+                           env_name);
+    ep->headers = curl_slist_append(ep->headers, "Content-Type: application/json");
+    ep->headers = curl_slist_append(ep->headers, "Expect:");
+    if (key && *key) {
+        ep->key = xstrdup(key);
+        size_t n = strlen(key) + 32;
+        char *h = xmalloc(n);
+        snprintf(h, n, anth ? "x-api-key: %s" : "Authorization: Bearer %s", key);
+        ep->headers = curl_slist_append(ep->headers, h);
+        memset(h, 0, n);
+        free(h);
+    }
+    if (anth) {
+        char h[128];
+        snprintf(h, sizeof h, "anthropic-version: %s", ep->e.anthropic_version);
+        ep->headers = curl_slist_append(ep->headers, h);
+    }
+    return 0;
+}
+
+static int setup_templates(rlaif_judge *j, const rlaif_config *cfg) {
+    const char *list = rlaif_cfg_str(cfg, "judge.templates");
+    if (!*list) {
+        j->tpl = xcalloc(1, sizeof *j->tpl);
+        j->ntpl = 1;
+        return rlaif_judge_template_default(&j->tpl[0], j->mode);
+    }
+    char *copy = xstrdup(list), *save = NULL;
+    j->tpl = xcalloc(strlen(list) / 2 + 2, sizeof *j->tpl);
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') t++;
+        if (!*t) continue;
+        rc = !strcmp(t, "default") ? rlaif_judge_template_default(&j->tpl[j->ntpl], j->mode)
+                                   : rlaif_judge_template_load(&j->tpl[j->ntpl], t);
+        if (!rc) j->ntpl++;
+    }
+    free(copy);
+    return rc;
+}
+
+static int read_text_file(const char *path, char **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", path, __FILE__, __LINE__);
+    size_t cap = 4096, n = 0, got;
+    char *b = xmalloc(cap);
+    while ((got = fread(b + n, 1, cap - n - 1, f)) > 0)
+        if ((n += got) + 2 > cap) b = xrealloc(b, cap *= 2);
+    fclose(f);
+    b[n] = 0;
+    *out = b;
+    return 0;
+}
+
+static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
+                       const char *journal_dir) {
+    RLAIF_TRY(rlaif_judge_mode_parse(rlaif_cfg_str(cfg, "judge.mode"), &j->mode));
+    j->seed = (uint64_t)rlaif_cfg_int(cfg, "run.seed");
+    j->both_orders = rlaif_cfg_float(cfg, "judge.both_orders");
+    j->min_coverage = rlaif_cfg_float(cfg, "judge.min_coverage");
+    j->backoff_base = rlaif_cfg_float(cfg, "judge.backoff_base");
+    j->backoff_cap = rlaif_cfg_float(cfg, "judge.backoff_cap");
+    j->price_in = rlaif_cfg_float(cfg, "judge.price_input_per_mtok");
+    j->price_out = rlaif_cfg_float(cfg, "judge.price_output_per_mtok");
+    const char *dis = rlaif_cfg_str(cfg, "judge.disagreement");
+    j->disagreement = !strcmp(dis, "drop") ? 0 : !strcmp(dis, "tie") ? 1 : 2;
+    j->majority = !strcmp(rlaif_cfg_str(cfg, "judge.aggregate"), "majority");
+    j->max_attempts = (int)rlaif_cfg_int(cfg, "judge.max_attempts");
+    RLAIF_TRY(setup_templates(j, cfg));
+    const char *fs = rlaif_cfg_str(cfg, "judge.few_shot");
+    if (*fs) RLAIF_TRY(read_text_file(fs, &j->fewshot));
+
+    /* endpoints: [judge] itself, then judge.ensemble */
+    const char *ens = rlaif_cfg_str(cfg, "judge.ensemble");
+    char *specs = xmalloc(strlen(ens) + 64), *save = NULL;
+    snprintf(specs, strlen(ens) + 64, "%s,%s", rlaif_cfg_str(cfg, "judge.backend"), ens);
+    j->ep = xcalloc(strlen(specs) / 2 + 2, sizeof *j->ep);
+    j->stats = xcalloc(strlen(specs) / 2 + 2, sizeof *j->stats);
+    int rc = 0, need_http = 0;
+    for (char *s = strtok_r(specs, ",", &save); s && !rc; s = strtok_r(NULL, ",", &save)) {
+        while (*s == ' ') s++;
+        if (!*s) continue;
+        rc = setup_endpoint(j, &j->ep[j->nep], &j->stats[j->nep], cfg, s);
+        need_http |= j->ep[j->nep].e.backend != RLAIF_JB_BUILTIN;
+        j->nep++;
+    }
+    free(specs);
+    RLAIF_TRY(rc);
+    j->nunits = j->ntpl * j->nep;
+    if (j->nunits > 64)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "use fewer templates or endpoints",
+                           "judge: %d templates x %d endpoints is too many", j->ntpl, j->nep);
+    int inflight = (int)rlaif_cfg_int(cfg, "judge.max_inflight");
+    j->credit_max = 4 * inflight;
+    j->slots = xcalloc((size_t)j->credit_max, sizeof *j->slots);
+    for (int i = j->credit_max - 1; i >= 0; i--) {
+        j->slots[i].next = j->free_slots;
+        j->free_slots = &j->slots[i];
+    }
+    if (!need_http) return 0;
+    RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
+                              rlaif_cfg_float(cfg, "judge.timeout")));
+    char dir[4096];
+    if (journal_dir && *journal_dir) snprintf(dir, sizeof dir, "%s", journal_dir);
+    else if (*rlaif_cfg_str(cfg, "judge.journal_dir"))
+        snprintf(dir, sizeof dir, "%s", rlaif_cfg_str(cfg, "judge.journal_dir"));
+    else snprintf(dir, sizeof dir, "%s/journal", rlaif_cfg_str(cfg, "run.out_dir"));
+    RLAIF_TRY(rlaif_journal_open(&j->journal, dir, judge_rank));
+    return 0;
+}
+
+int rlaif_judge_open(rlaif_judge **out, const rlaif_config *cfg, int judge_rank, int n_judge,
+                     const char *journal_dir) {
+    rlaif_judge *j = xcalloc(1, sizeof *j);
+    j->n_judge = n_judge > 0 ? n_judge : 1;
+    int rc = judge_setup(j, cfg, judge_rank, journal_dir);
+    if (rc) {
+        rlaif_judge_close(j);
+        *out = NULL;
+        return rlaif_error_context("opening the judge: ");
+    }
+    *out = j;
+    return 0;
+}
+
+static void free_list(call *c) {
+    while (c) {
+        call *n = c->next;
+        free_call(c);
+        c = n;
+    }
+}
+
+static void drop_call(void *c) { free_call(c); }
+
+void rlaif_judge_close(rlaif_judge *j) {
+    if (!j) return;
+    rlaif_http_close(j->http, drop_call); /* in-flight calls are dropped */
+    free_list(j->ready_head);
+    free_list(j->delayed);
+    if (j->slots)
+        for (int i = 0; i < j->credit_max; i++) {
+            pstate *ps = &j->slots[i];
+            if (!ps->oc) continue;
+            free(ps->prompt), free(ps->resp[0]), free(ps->resp[1]);
+            for (int k = 0; k < 2 * j->nunits; k++) free(ps->oc[k].text);
+            free(ps->oc);
+            free(ps->res.explanation);
+        }
+    rlaif_journal_close(j->journal);
+    for (int e = 0; e < j->nep; e++) {
+        endpoint *ep = &j->ep[e];
+        free(ep->e.base_url), free(ep->e.model), free(ep->e.anthropic_version), free(ep->url);
+        if (ep->key) memset(ep->key, 0, strlen(ep->key));
+        free(ep->key);
+        curl_slist_free_all(ep->headers);
+    }
+    for (int t = 0; t < j->ntpl; t++) rlaif_judge_template_free(&j->tpl[t]);
+    free(j->ep), free(j->stats), free(j->tpl), free(j->fewshot), free(j->slots), free(j);
+}
