@@ -225,6 +225,17 @@ int rlaif_main(int argc, char **argv) {
         rlaif_args_free(&ctx.args);
         return 0;
     }
+    if (status == 0 && rlaif_check_pmi(NULL)) {
+        /* No MPI world to agree in: the first task speaks for all. */
+        const char *procid = getenv("SLURM_PROCID");
+        if (!procid || atoi(procid) == 0) {
+            char buf[2048];
+            rlaif_error_format(buf, sizeof buf, 0);
+            fprintf(stderr, "%s\n", buf);
+        }
+        rlaif_args_free(&ctx.args);
+        return RLAIF_EX_USAGE;
+    }
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "ERROR: MPI_Init failed\n  hint: check the MPI launcher and environment\n");
         return RLAIF_EX_SOFTWARE;

@@ -92,6 +92,22 @@ int rlaif_check_launcher(int world_size, char *const *env) {
     return 0;
 }
 
+int rlaif_check_pmi(char *const *env) {
+    const char *v = env_get(env, "SLURM_STEP_NUM_TASKS");
+    if (!v || atoi(v) <= 1) return 0;
+    /* Variables a process manager sets for MPI_Init to find its peers:
+     * PMIx (srun --mpi=pmix, Open MPI's mpiexec), PMI-1/2, Open MPI's own. */
+    const char *pmi[] = {"PMIX_RANK", "PMI_RANK", "PMI_FD", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof pmi / sizeof pmi[0]; i++)
+        if (env_get(env, pmi[i])) return 0;
+    return RLAIF_ERROR(RLAIF_EX_USAGE,
+                       "srun started the tasks without a process-management interface: use "
+                       "srun --mpi=pmix (Open MPI here has no PMI-2), or mpiexec",
+                       "Slurm started %s tasks but none can find the others (no PMI), so each "
+                       "would run as a separate 1-rank MPI world",
+                       v);
+}
+
 int rlaif_ranks_has(const rlaif_ranks *rk, rlaif_role r) {
     return rk->group[r] != MPI_COMM_NULL;
 }

@@ -78,6 +78,13 @@ START_TEST(launcher_checks) {
     ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "Slurm started 4 tasks but the MPI world has 1 rank"));
     ck_assert_ptr_nonnull(strstr(rlaif_error_hint(), "--mpi=pmix"));
     ck_assert_int_eq(rlaif_check_launcher(1, batch_only), 0);
+    char *no_pmi[] = {"SLURM_STEP_NUM_TASKS=2", "SLURM_PROCID=0", NULL};
+    char *pmix[] = {"SLURM_STEP_NUM_TASKS=2", "PMIX_RANK=0", NULL};
+    char *one[] = {"SLURM_STEP_NUM_TASKS=1", NULL};
+    ck_assert_int_eq(rlaif_check_pmi(no_pmi), RLAIF_EX_USAGE);
+    ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "Slurm started 2 tasks but none can find"));
+    ck_assert_int_eq(rlaif_check_pmi(pmix), 0);
+    ck_assert_int_eq(rlaif_check_pmi(one), 0);
 }
 END_TEST
 

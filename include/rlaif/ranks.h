@@ -58,5 +58,8 @@ int rlaif_ranks_require(const rlaif_ranks *rk, const char *phase, int need_learn
 /* Launcher sanity: under `srun`, SLURM_STEP_NUM_TASKS / SLURM_NTASKS must
  * equal the MPI world size, else N singletons were started (no PMI). */
 int rlaif_check_launcher(int world_size, char *const *env);
+/* The same mistake caught before MPI_Init (some MPIs abort in MPI_Init
+ * without PMI): srun started several tasks but no PMI variables are set. */
+int rlaif_check_pmi(char *const *env);
 
 #endif
