@@ -49,10 +49,12 @@ int rlaif_args_parse(int argc, char **argv, rlaif_args *a, int *global_flag) {
     a->args = xcalloc((size_t)argc + 1, sizeof(char *));
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) { /* global options before the command */
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) *global_flag = RLAIF_GLOBAL_HELP;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            *global_flag = RLAIF_GLOBAL_HELP;
         else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V"))
             *global_flag = RLAIF_GLOBAL_VERSION;
-        else if (!strcmp(argv[i], "--show-config")) *global_flag = RLAIF_GLOBAL_SHOW_CONFIG;
+        else if (!strcmp(argv[i], "--show-config"))
+            *global_flag = RLAIF_GLOBAL_SHOW_CONFIG;
         else
             return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif --help", "unknown option '%s'", argv[i]);
     }
@@ -85,12 +87,18 @@ int rlaif_args_parse(int argc, char **argv, rlaif_args *a, int *global_flag) {
             }
             if (which >= 0) break;
         }
-        if (which == 0) a->sets[a->nset++] = (char *)val;
-        else if (which == 1) a->role = val;
-        else if (which == 2) a->log_dir = val;
-        else if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) a->help = 1;
-        else if (!a->job_path && ends_with(arg, ".ini")) a->job_path = arg;
-        else a->args[a->nargs++] = (char *)arg;
+        if (which == 0)
+            a->sets[a->nset++] = (char *)val;
+        else if (which == 1)
+            a->role = val;
+        else if (which == 2)
+            a->log_dir = val;
+        else if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+            a->help = 1;
+        else if (!a->job_path && ends_with(arg, ".ini"))
+            a->job_path = arg;
+        else
+            a->args[a->nargs++] = (char *)arg;
     }
     return 0;
 }
@@ -108,16 +116,17 @@ void rlaif_print_usage(FILE *out) {
                  "Reinforcement Learning from AI Feedback for MPI clusters.\n\ncommands:\n");
     for (const rlaif_command *c = rlaif_commands; c->name; c++)
         fprintf(out, "  %-12s %s%s\n", c->name, c->summary, c->fn ? "" : " (not built yet)");
-    fprintf(out,
-            "\nConfiguration: defaults < job file < RLAIF_<SECTION>_<KEY> < --set.\n"
-            "`rlaif config job.ini` shows every resolved value and where it came from;\n"
-            "`rlaif config --keys` lists every key.\n\n"
-            "exit codes: 0 done, 1 failed, 64 usage, 66 missing input, 70 internal error,\n"
-            "            74 I/O error, 75 checkpointed on a signal or walltime (requeue)\n");
+    fprintf(out, "\nConfiguration: defaults < job file < RLAIF_<SECTION>_<KEY> < --set.\n"
+                 "`rlaif config job.ini` shows every resolved value and where it came from;\n"
+                 "`rlaif config --keys` lists every key.\n\n"
+                 "exit codes: 0 done, 1 failed, 64 usage, 66 missing input, 70 internal error,\n"
+                 "            74 I/O error, 75 checkpointed on a signal or walltime (requeue)\n");
 }
 
 void rlaif_print_command_help(const rlaif_command *c, FILE *out) {
-    fprintf(out, "usage: rlaif %s [job.ini] [--set section.key=value]... [--role R] [--log-dir DIR]%s%s\n\n%s\n",
+    fprintf(out,
+            "usage: rlaif %s [job.ini] [--set section.key=value]... [--role R] [--log-dir "
+            "DIR]%s%s\n\n%s\n",
             c->name, c->usage && *c->usage ? "\n" : "", c->usage ? c->usage : "", c->summary);
     fprintf(out, "\n  --set section.key=value  override one job-file value (repeatable)\n"
                  "  --role learner|rollout|judge  this process's group in an MPMD launch\n"
@@ -156,7 +165,8 @@ void rlaif_print_build_config(FILE *out) {
 #endif
 #ifdef HAVE_OPENBLAS_GET_CORENAME
     fprintf(out, "BLAS core: %s (OPENBLAS_CORETYPE=%s, OPENBLAS_NUM_THREADS=%s)\n",
-            openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
+            openblas_get_corename(),
+            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
             getenv("OPENBLAS_NUM_THREADS") ? getenv("OPENBLAS_NUM_THREADS") : "unset");
 #endif
     fprintf(out, "libcurl:   %s (%s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "no TLS");
@@ -177,14 +187,14 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     int status = 0;
     if (world_rank == 0)
-        status = rlaif_config_load(&ctx->cfg, ctx->args.job_path, ctx->args.nset, ctx->args.sets,
-                                   NULL);
+        status =
+            rlaif_config_load(&ctx->cfg, ctx->args.job_path, ctx->args.nset, ctx->args.sets, NULL);
     RLAIF_TRY(rlaif_config_bcast(&ctx->cfg, status, 0, MPI_COMM_WORLD));
 
-    const char *log_dir = ctx->args.log_dir ? ctx->args.log_dir
-                                            : rlaif_cfg_str(ctx->cfg, "run.log_dir");
-    RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD,
-                          rlaif_log_init(world_rank, log_dir, rlaif_cfg_bool(ctx->cfg, "run.verbose"))));
+    const char *log_dir =
+        ctx->args.log_dir ? ctx->args.log_dir : rlaif_cfg_str(ctx->cfg, "run.log_dir");
+    RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_log_init(world_rank, log_dir,
+                                                         rlaif_cfg_bool(ctx->cfg, "run.verbose"))));
     RLAIF_TRY(rlaif_stop_init(rlaif_cfg_float(ctx->cfg, "run.walltime"),
                               rlaif_cfg_float(ctx->cfg, "run.stop_margin")));
     if (!cmd->fn)
@@ -212,14 +222,15 @@ int rlaif_main(int argc, char **argv) {
     int status = rlaif_args_parse(argc, argv, &ctx.args, &global);
     /* --help and --version need no MPI: they work on a login node. */
     if (status == 0 && (global == RLAIF_GLOBAL_HELP || global == RLAIF_GLOBAL_VERSION)) {
-        if (global == RLAIF_GLOBAL_HELP) rlaif_print_usage(stdout);
-        else rlaif_print_version(stdout);
+        if (global == RLAIF_GLOBAL_HELP)
+            rlaif_print_usage(stdout);
+        else
+            rlaif_print_version(stdout);
         rlaif_args_free(&ctx.args);
         return 0;
     }
-    const rlaif_command *cmd = status == 0 && ctx.args.command
-                                   ? rlaif_command_find(ctx.args.command)
-                                   : NULL;
+    const rlaif_command *cmd =
+        status == 0 && ctx.args.command ? rlaif_command_find(ctx.args.command) : NULL;
     if (status == 0 && cmd && ctx.args.help) {
         rlaif_print_command_help(cmd, stdout);
         rlaif_args_free(&ctx.args);

@@ -5,6 +5,7 @@
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
+#include "rlaif/tokenizer.h"
 #include "rlaif/prefs.h"
 
 #include <stdlib.h>
@@ -21,11 +22,21 @@ const rlaif_command rlaif_commands[] = {
     {"dpo", NULL, 1, "direct preference optimisation on the labels", NULL},
     {"online-dpo", NULL, 1, "DPO with the judge in the loop on fresh samples", NULL},
     {"eval", NULL, 1, "win rate of the policy against the SFT model, judged both orders", NULL},
-    {"config", rlaif_cmd_config, 0, "print the resolved configuration and where each value came from",
+    {"config", rlaif_cmd_config, 0,
+     "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},
     {"ranks", rlaif_cmd_ranks, 1, "print the rank layout the job would use on this launch", NULL},
-    {"tokenize", NULL, 0, "turn text into token ids with the job's tokenizer", NULL},
-    {"detokenize", NULL, 0, "turn token ids back into text", NULL},
+    {"tokenize", rlaif_cmd_tokenize, 0, "turn text into token ids with the job's tokenizer",
+     "  [TEXT...]            text to encode (joined by spaces); stdin when absent\n"
+     "  --checkpoint FILE    use the tokenizer stored in FILE's /tokenizer group\n"
+     "  --special            recognise special tokens such as <|endoftext|> in the text\n"
+     "  --jsonl [--field K]  stdin holds one JSON string (or object with key K) per line\n"
+     "  --pieces             print one token per line: id, then its bytes (escaped)\n"
+     "  --gpt-3-encoder      reproduce the npm package gpt-3-encoder's ids exactly"},
+    {"detokenize", rlaif_cmd_detokenize, 0, "turn token ids back into text",
+     "  [IDS...]             token ids (separated by spaces or commas); stdin when absent\n"
+     "  --checkpoint FILE    use the tokenizer stored in FILE's /tokenizer group\n"
+     "  --skip-special       leave special tokens out of the text"},
     {"judge", rlaif_cmd_judge, 0, "label a JSONL file of pairs with the feedback LLM (journaled)",
      "  --input PAIRS.jsonl  lines {\"id\", \"prompt\", \"response_a\", \"response_b\"}\n"
      "  --output OUT.jsonl   one result per pair: label, status, reason, orders, usage\n"
@@ -35,7 +46,8 @@ const rlaif_command rlaif_commands[] = {
     {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",
      "  ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs]   JSONL to preferences.h5\n"
      "  export IN.h5 OUT.jsonl [--kind prompts|sft|prefs]   preferences.h5 to JSONL\n"
-     "  merge OUT.h5 IN.h5...                              merge files, dropping repeated pair ids\n"
+     "  merge OUT.h5 IN.h5...                              merge files, dropping repeated pair "
+     "ids\n"
      "  info IN.h5                                         counts"},
     {NULL, NULL, 0, NULL, NULL},
 };
@@ -51,7 +63,8 @@ int rlaif_cmd_config(rlaif_ctx *ctx) {
     if (rank != 0) return 0;
     int keys = 0;
     for (int i = 0; i < ctx->args.nargs; i++) {
-        if (!strcmp(ctx->args.args[i], "--keys")) keys = 1;
+        if (!strcmp(ctx->args.args[i], "--keys"))
+            keys = 1;
         else
             return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif config --help",
                                "config: unexpected argument '%s'", ctx->args.args[i]);
@@ -59,8 +72,10 @@ int rlaif_cmd_config(rlaif_ctx *ctx) {
     if (keys) {
         for (const rlaif_cfg_spec *s = rlaif_config_schema; s->section; s++) {
             printf("%s.%s (%s", s->section, s->key, type_name(s->type));
-            if (s->type == RLAIF_CFG_ENUM) printf(": %s", s->choices);
-            else if (s->min <= s->max) printf(" in [%g, %g]", s->min, s->max);
+            if (s->type == RLAIF_CFG_ENUM)
+                printf(": %s", s->choices);
+            else if (s->min <= s->max)
+                printf(" in [%g, %g]", s->min, s->max);
             printf(", default '%s')\n    %s\n", s->def, s->help);
         }
         return 0;

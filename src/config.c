@@ -62,8 +62,8 @@ int rlaif_edit_distance(const char *a, const char *b) {
     for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
     for (size_t i = 1; i <= la; i++)
         for (size_t j = 1; j <= lb; j++) {
-            int sub = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) !=
-                                         tolower((unsigned char)b[j - 1]));
+            int sub = d[i - 1][j - 1] +
+                      (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
             d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
         }
@@ -141,12 +141,18 @@ int rlaif_parse_duration(const char *text, double *seconds) {
     if (end == p || !isfinite(v) || v < 0) return -1;
     while (isspace((unsigned char)*end)) end++;
     double mult = 1;
-    if (!strcmp(end, "") || !strcmp(end, "s")) mult = 1;
-    else if (!strcmp(end, "ms")) mult = 1e-3;
-    else if (!strcmp(end, "m") || !strcmp(end, "min")) mult = 60;
-    else if (!strcmp(end, "h")) mult = 3600;
-    else if (!strcmp(end, "d")) mult = 86400;
-    else return -1;
+    if (!strcmp(end, "") || !strcmp(end, "s"))
+        mult = 1;
+    else if (!strcmp(end, "ms"))
+        mult = 1e-3;
+    else if (!strcmp(end, "m") || !strcmp(end, "min"))
+        mult = 60;
+    else if (!strcmp(end, "h"))
+        mult = 3600;
+    else if (!strcmp(end, "d"))
+        mult = 86400;
+    else
+        return -1;
     *seconds = v * mult;
     return 0;
 }
@@ -207,16 +213,15 @@ static int validate(const rlaif_cfg_spec *s, const char *v, const char *where) {
             return RLAIF_ERROR(RLAIF_EX_USAGE, "durations look like 90, 90s, 15m, 2h or 01:30:00",
                                "%s: %s = '%s' is not a duration", where, name, v);
         if (has_range && (x < s->min || x > s->max))
-            return RLAIF_ERROR(RLAIF_EX_USAGE, s->help,
-                               "%s: %s = %gs is out of range [%gs, %gs]", where, name, x, s->min,
-                               s->max);
+            return RLAIF_ERROR(RLAIF_EX_USAGE, s->help, "%s: %s = %gs is out of range [%gs, %gs]",
+                               where, name, x, s->min, s->max);
         return 0;
     }
     case RLAIF_CFG_BOOL: {
         int b;
         if (parse_bool(v, &b))
-            return RLAIF_ERROR(RLAIF_EX_USAGE, "use true or false", "%s: %s = '%s' is not a boolean",
-                               where, name, v);
+            return RLAIF_ERROR(RLAIF_EX_USAGE, "use true or false",
+                               "%s: %s = '%s' is not a boolean", where, name, v);
         return 0;
     }
     case RLAIF_CFG_ENUM:
@@ -224,7 +229,8 @@ static int validate(const rlaif_cfg_spec *s, const char *v, const char *where) {
             return RLAIF_ERROR(RLAIF_EX_USAGE, s->help, "%s: %s = '%s' is not one of %s", where,
                                name, v, s->choices);
         return 0;
-    case RLAIF_CFG_STRING: return 0;
+    case RLAIF_CFG_STRING:
+        return 0;
     }
     return 0;
 }
@@ -297,9 +303,9 @@ static int handler(void *user, const char *section, const char *name, const char
     int i = find_key(section, name);
     if (i < 0) {
         suggest_key(sugg, sizeof sugg, section, name);
-        c->status = RLAIF_ERROR(RLAIF_EX_USAGE, "`rlaif config --keys` lists every section and key",
-                                "%s: unknown key '%s' in section [%s]%s", where, name, section,
-                                sugg);
+        c->status =
+            RLAIF_ERROR(RLAIF_EX_USAGE, "`rlaif config --keys` lists every section and key",
+                        "%s: unknown key '%s' in section [%s]%s", where, name, section, sugg);
         return 1;
     }
     cfg_entry *e = &c->cfg->e[i];
@@ -339,8 +345,7 @@ static int load_file(rlaif_config *cfg, const char *path) {
         return RLAIF_ERROR(RLAIF_EX_USAGE,
                            "lines are '[section]', 'key = value', or comments starting with ; or #",
                            "%s:%d: syntax error", path, r);
-    if (r < 0)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT, NULL, "cannot read job file '%s'", path);
+    if (r < 0) return RLAIF_ERROR(RLAIF_EX_NOINPUT, NULL, "cannot read job file '%s'", path);
     return 0;
 }
 
@@ -416,7 +421,8 @@ int rlaif_config_set(rlaif_config *cfg, const char *name, const char *value, con
 static int apply_set(rlaif_config *cfg, const char *arg) {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "write --set section.key=value, e.g. --set ppo.kl_coef=0.1",
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "write --set section.key=value, e.g. --set ppo.kl_coef=0.1",
                            "--set '%s': expected section.key=value", arg);
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
@@ -515,12 +521,14 @@ int rlaif_config_bcast(rlaif_config **cfg, int status, int root, MPI_Comm comm) 
 
 static int lookup(const rlaif_config *cfg, const char *name, int want_type) {
     int i = find_name(name);
-    if (i < 0) RLAIF_DIE(RLAIF_EX_SOFTWARE, NULL, "internal: configuration key '%s' is not in the schema", name);
+    if (i < 0)
+        RLAIF_DIE(RLAIF_EX_SOFTWARE, NULL, "internal: configuration key '%s' is not in the schema",
+                  name);
     rlaif_cfg_type t = rlaif_config_schema[i].type;
     if (want_type >= 0 && (int)t != want_type &&
         !(want_type == RLAIF_CFG_FLOAT && t == RLAIF_CFG_DURATION))
-        RLAIF_DIE(RLAIF_EX_SOFTWARE, NULL, "internal: configuration key '%s' read with the wrong type",
-                  name);
+        RLAIF_DIE(RLAIF_EX_SOFTWARE, NULL,
+                  "internal: configuration key '%s' read with the wrong type", name);
     (void)cfg;
     return i;
 }
@@ -577,8 +585,10 @@ static size_t print_to(const rlaif_config *cfg, char *buf, size_t n, int with_or
                     (cfg->e[i].text[0] == ' ');
         char kv[4300];
         snprintf(kv, sizeof kv, quote ? "%s = \"%s\"" : "%s = %s", s->key, cfg->e[i].text);
-        if (with_origin) OUT("%-44s ; %s\n", kv, cfg->e[i].origin);
-        else OUT("%s\n", kv);
+        if (with_origin)
+            OUT("%-44s ; %s\n", kv, cfg->e[i].origin);
+        else
+            OUT("%s\n", kv);
     }
 #undef OUT
     return len;

@@ -4,12 +4,18 @@
 #include "rlaif/config.h"
 
 #define NOR 1, 0 /* no range */
-#define I(sec, key, def, lo, hi, help) {sec, key, RLAIF_CFG_INT, def, lo, hi, NULL, help}
-#define F(sec, key, def, lo, hi, help) {sec, key, RLAIF_CFG_FLOAT, def, lo, hi, NULL, help}
-#define B(sec, key, def, help) {sec, key, RLAIF_CFG_BOOL, def, NOR, NULL, help}
-#define S(sec, key, def, help) {sec, key, RLAIF_CFG_STRING, def, NOR, NULL, help}
-#define E(sec, key, def, choices, help) {sec, key, RLAIF_CFG_ENUM, def, NOR, choices, help}
-#define D(sec, key, def, lo, hi, help) {sec, key, RLAIF_CFG_DURATION, def, lo, hi, NULL, help}
+#define I(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_INT, def, lo, hi, NULL, help }
+#define F(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_FLOAT, def, lo, hi, NULL, help }
+#define B(sec, key, def, help)                                                                     \
+    { sec, key, RLAIF_CFG_BOOL, def, NOR, NULL, help }
+#define S(sec, key, def, help)                                                                     \
+    { sec, key, RLAIF_CFG_STRING, def, NOR, NULL, help }
+#define E(sec, key, def, choices, help)                                                            \
+    { sec, key, RLAIF_CFG_ENUM, def, NOR, choices, help }
+#define D(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_DURATION, def, lo, hi, NULL, help }
 
 /* Optimizer and schedule keys shared by every training phase. */
 #define OPTIM(sec, lr, steps, batch)                                                               \
@@ -59,6 +65,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     E("tokenizer", "type", "byte", "byte|bpe", "byte: 256 bytes + specials; bpe: GPT-2 BPE"),
     S("tokenizer", "vocab", "", "encoder.json or tokenizer.json (bpe)"),
     S("tokenizer", "merges", "", "vocab.bpe (bpe with encoder.json)"),
+    S("tokenizer", "specials", "<|endoftext|>",
+      "comma-separated special tokens: ids after the bytes (byte), marked or appended (bpe)"),
 
     /* [data] inputs */
     E("data", "task", "arithmetic", "arithmetic|jsonl",

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MSG_MAX 2048
+#define MSG_MAX  2048
 #define HINT_MAX 512
 #define FILE_MAX 256
 
@@ -112,11 +112,14 @@ int rlaif_error_curl(int curl_err, int is_multi, const char *call, const char *f
 int rlaif_error_sys(int code, const char *call, const char *what, const char *file, int line) {
     int e = errno;
     const char *hint = NULL;
-    if (e == ENOENT) hint = "check that the path exists (paths are relative to the job's directory)";
-    else if (e == EACCES || e == EPERM) hint = "check the file permissions";
-    else if (e == ENOSPC || e == EDQUOT) hint = "the file system is full or over quota";
-    return rlaif_error_set(code, file, line, hint, "%s%s%s: %s", what ? what : "",
-                           what ? ": " : "", call, strerror(e));
+    if (e == ENOENT)
+        hint = "check that the path exists (paths are relative to the job's directory)";
+    else if (e == EACCES || e == EPERM)
+        hint = "check the file permissions";
+    else if (e == ENOSPC || e == EDQUOT)
+        hint = "the file system is full or over quota";
+    return rlaif_error_set(code, file, line, hint, "%s%s%s: %s", what ? what : "", what ? ": " : "",
+                           call, strerror(e));
 }
 
 void *rlaif_xmalloc(size_t n, const char *file, int line) {
@@ -176,11 +179,10 @@ int rlaif_agree(MPI_Comm comm, int status) {
 void rlaif_error_format(char *buf, size_t n, int with_rank) {
     int len;
     if (with_rank)
-        len = snprintf(buf, n, "ERROR on rank %d: %s (%s:%d)", err.rank, err.msg, err.file,
-                       err.line);
+        len =
+            snprintf(buf, n, "ERROR on rank %d: %s (%s:%d)", err.rank, err.msg, err.file, err.line);
     else if (err.rank != 0)
-        len = snprintf(buf, n, "ERROR: %s (rank %d, %s:%d)", err.msg, err.rank, err.file,
-                       err.line);
+        len = snprintf(buf, n, "ERROR: %s (rank %d, %s:%d)", err.msg, err.rank, err.file, err.line);
     else
         len = snprintf(buf, n, "ERROR: %s (%s:%d)", err.msg, err.file, err.line);
     if (err.hint[0] && len >= 0 && (size_t)len < n)

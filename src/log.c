@@ -66,8 +66,8 @@ int rlaif_log_init(int world_rank, const char *log_dir, int verbose) {
     /* MPI launchers forward rank output through a pseudo-terminal, so isatty
      * alone would put progress bars into batch logs: only draw one when
      * rlaif was started directly on a terminal. */
-    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") ||
-                   getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") || getenv("PMIX_RANK") ||
+                   getenv("SLURM_STEP_ID");
     log_tty = isatty(STDOUT_FILENO) && !launched;
     /* Line-buffered even when stdout is a batch log file. */
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -147,8 +147,7 @@ void rlaif_status(const char *phase, long step, long total, double rate, const c
     stamp(ts, sizeof ts);
     double pct = total > 0 ? 100.0 * (double)step / (double)total : 0;
     snprintf(line, sizeof line, "%s step %ld/%ld (%.1f%%) %.1f %s ETA %s%s%s", phase, step, total,
-             pct, rate, unit ? unit : "/s", eta, extra && *extra ? " | " : "",
-             extra ? extra : "");
+             pct, rate, unit ? unit : "/s", eta, extra && *extra ? " | " : "", extra ? extra : "");
     to_rank_log("", line);
     if (log_tty) {
         int width = 30, filled = total > 0 ? (int)(width * step / total) : 0;

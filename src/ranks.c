@@ -172,7 +172,7 @@ int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_
         rk->first[RLAIF_ROLE_LEARNER] = 0;
         rk->first[RLAIF_ROLE_ROLLOUT] = rk->count[RLAIF_ROLE_LEARNER];
         rk->first[RLAIF_ROLE_JUDGE] = rk->first[RLAIF_ROLE_ROLLOUT] + rk->count[RLAIF_ROLE_ROLLOUT];
-        rk->role = rk->world_rank < rk->first[RLAIF_ROLE_ROLLOUT]  ? RLAIF_ROLE_LEARNER
+        rk->role = rk->world_rank < rk->first[RLAIF_ROLE_ROLLOUT] ? RLAIF_ROLE_LEARNER
                    : rk->world_rank < rk->first[RLAIF_ROLE_JUDGE] ? RLAIF_ROLE_ROLLOUT
                                                                   : RLAIF_ROLE_JUDGE;
     }

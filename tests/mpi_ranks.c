@@ -39,7 +39,7 @@ START_TEST(split_layout) {
     rlaif_ranks rk;
     ck_assert_int_eq(rlaif_ranks_init(&rk, cfg, NULL), 0);
     ck_assert_int_eq(rk.colocated, 0);
-    rlaif_role want = world_rank == 0 ? RLAIF_ROLE_LEARNER
+    rlaif_role want = world_rank == 0   ? RLAIF_ROLE_LEARNER
                       : world_rank <= 2 ? RLAIF_ROLE_ROLLOUT
                                         : RLAIF_ROLE_JUDGE;
     ck_assert_int_eq(rk.role, want);
@@ -75,8 +75,7 @@ START_TEST(mpmd_roles_and_colocated) {
     rlaif_role mine;
     rlaif_role_parse(roles[world_rank], &mine);
     ck_assert_int_eq(rk.role, mine);
-    if (mine == RLAIF_ROLE_LEARNER)
-        ck_assert_int_eq(rk.group_rank[mine], world_rank == 1 ? 0 : 1);
+    if (mine == RLAIF_ROLE_LEARNER) ck_assert_int_eq(rk.group_rank[mine], world_rank == 1 ? 0 : 1);
     if (world_rank == 1) { /* learner 0 leads the weight communicator */
         int wr;
         MPI_Comm_rank(rk.weights, &wr);

@@ -27,8 +27,8 @@ static const char *job(const char *text) {
 static void expect_error(const char *text, int code, const char *n1, const char *n2) {
     rlaif_config *cfg = (rlaif_config *)1;
     int rc = rlaif_config_load(&cfg, job(text), 0, NULL, no_env);
-    ck_assert_msg(rc == code, "expected %d, got %d (%s) for:\n%s", code, rc,
-                  rlaif_error_message(), text);
+    ck_assert_msg(rc == code, "expected %d, got %d (%s) for:\n%s", code, rc, rlaif_error_message(),
+                  text);
     ck_assert_ptr_null(cfg);
     ck_assert_msg(strstr(rlaif_error_message(), n1), "'%s' not in '%s'", n1, rlaif_error_message());
     if (n2)
@@ -107,7 +107,8 @@ START_TEST(missing_file) {
     rlaif_config *cfg;
     ck_assert_int_eq(rlaif_config_load(&cfg, "/nonexistent/job.ini", 0, NULL, no_env),
                      RLAIF_EX_NOINPUT);
-    ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "cannot open job file '/nonexistent/job.ini'"));
+    ck_assert_ptr_nonnull(
+        strstr(rlaif_error_message(), "cannot open job file '/nonexistent/job.ini'"));
 }
 END_TEST
 
@@ -133,13 +134,19 @@ END_TEST
 
 START_TEST(durations) {
     double s;
-    ck_assert_int_eq(rlaif_parse_duration("90", &s), 0); ck_assert_double_eq(s, 90);
-    ck_assert_int_eq(rlaif_parse_duration("1.5h", &s), 0); ck_assert_double_eq(s, 5400);
-    ck_assert_int_eq(rlaif_parse_duration("15m", &s), 0); ck_assert_double_eq(s, 900);
-    ck_assert_int_eq(rlaif_parse_duration("250ms", &s), 0); ck_assert_double_eq(s, 0.25);
+    ck_assert_int_eq(rlaif_parse_duration("90", &s), 0);
+    ck_assert_double_eq(s, 90);
+    ck_assert_int_eq(rlaif_parse_duration("1.5h", &s), 0);
+    ck_assert_double_eq(s, 5400);
+    ck_assert_int_eq(rlaif_parse_duration("15m", &s), 0);
+    ck_assert_double_eq(s, 900);
+    ck_assert_int_eq(rlaif_parse_duration("250ms", &s), 0);
+    ck_assert_double_eq(s, 0.25);
     ck_assert_int_eq(rlaif_parse_duration("1-00:00:00", &s), -1);
-    ck_assert_int_eq(rlaif_parse_duration("02:03", &s), 0); ck_assert_double_eq(s, 123);
-    ck_assert_int_eq(rlaif_parse_duration("01:02:03", &s), 0); ck_assert_double_eq(s, 3723);
+    ck_assert_int_eq(rlaif_parse_duration("02:03", &s), 0);
+    ck_assert_double_eq(s, 123);
+    ck_assert_int_eq(rlaif_parse_duration("01:02:03", &s), 0);
+    ck_assert_double_eq(s, 3723);
     ck_assert_int_eq(rlaif_parse_duration("-5", &s), -1);
     ck_assert_int_eq(rlaif_parse_duration("5 parsecs", &s), -1);
     ck_assert_int_eq(rlaif_parse_duration("", &s), -1);

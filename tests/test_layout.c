@@ -75,7 +75,8 @@ START_TEST(launcher_checks) {
     char *batch_only[] = {"SLURM_NTASKS=8", NULL}; /* batch script, no srun step */
     ck_assert_int_eq(rlaif_check_launcher(4, ok), 0);
     ck_assert_int_eq(rlaif_check_launcher(1, bad), RLAIF_EX_USAGE);
-    ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "Slurm started 4 tasks but the MPI world has 1 rank"));
+    ck_assert_ptr_nonnull(
+        strstr(rlaif_error_message(), "Slurm started 4 tasks but the MPI world has 1 rank"));
     ck_assert_ptr_nonnull(strstr(rlaif_error_hint(), "--mpi=pmix"));
     ck_assert_int_eq(rlaif_check_launcher(1, batch_only), 0);
     char *no_pmi[] = {"SLURM_STEP_NUM_TASKS=2", "SLURM_PROCID=0", NULL};
@@ -91,8 +92,17 @@ END_TEST
 START_TEST(arguments) {
     rlaif_args a;
     int g;
-    char *argv1[] = {"rlaif", "ppo", "job.ini", "--set", "ppo.kl_coef=1", "--set=run.seed=2",
-                     "--role", "judge", "--log-dir=logs", "extra", NULL};
+    char *argv1[] = {"rlaif",
+                     "ppo",
+                     "job.ini",
+                     "--set",
+                     "ppo.kl_coef=1",
+                     "--set=run.seed=2",
+                     "--role",
+                     "judge",
+                     "--log-dir=logs",
+                     "extra",
+                     NULL};
     ck_assert_int_eq(rlaif_args_parse(10, argv1, &a, &g), 0);
     ck_assert_str_eq(a.command, "ppo");
     ck_assert_str_eq(a.job_path, "job.ini");
@@ -134,9 +144,9 @@ START_TEST(error_format) {
     ck_assert_str_eq(rlaif_error_message(), "checkpoint 3: writing x.h5 failed");
     /* checked libc call: the message names the object and errno's text */
     FILE *f = fopen("/nonexistent/dir/file", "r");
-    ck_assert_int_eq(rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", "/nonexistent/dir/file",
-                                     __FILE__, __LINE__),
-                     RLAIF_EX_NOINPUT);
+    ck_assert_int_eq(
+        rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", "/nonexistent/dir/file", __FILE__, __LINE__),
+        RLAIF_EX_NOINPUT);
     ck_assert_ptr_null(f);
     ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "No such file or directory"));
     ck_assert_ptr_nonnull(strstr(rlaif_error_hint(), "path exists"));

@@ -18,16 +18,16 @@ typedef struct {
     const char *role;     /* --role, NULL when absent */
     const char *log_dir;  /* --log-dir, NULL when absent */
     int nset;
-    char **sets;  /* --set values */
+    char **sets; /* --set values */
     int nargs;
-    char **args;  /* everything else, for the command */
-    int help;     /* <command> --help */
+    char **args; /* everything else, for the command */
+    int help;    /* <command> --help */
 } rlaif_args;
 
 typedef struct {
     rlaif_args args;
-    rlaif_config *cfg;  /* identical on every rank */
-    rlaif_ranks ranks;  /* set when the command needs_ranks */
+    rlaif_config *cfg; /* identical on every rank */
+    rlaif_ranks ranks; /* set when the command needs_ranks */
 } rlaif_ctx;
 
 typedef int (*rlaif_command_fn)(rlaif_ctx *ctx);
@@ -37,7 +37,7 @@ typedef struct {
     rlaif_command_fn fn; /* NULL: not built yet */
     int needs_ranks;     /* split communicators before running */
     const char *summary;
-    const char *usage;   /* extra usage text after the common options */
+    const char *usage; /* extra usage text after the common options */
 } rlaif_command;
 
 extern const rlaif_command rlaif_commands[]; /* terminated by name == NULL */

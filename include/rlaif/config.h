@@ -27,8 +27,8 @@ typedef struct {
     const char *section;
     const char *key;
     rlaif_cfg_type type;
-    const char *def; /* default, as text */
-    double min, max; /* range for INT/FLOAT/DURATION (ignored when min > max) */
+    const char *def;     /* default, as text */
+    double min, max;     /* range for INT/FLOAT/DURATION (ignored when min > max) */
     const char *choices; /* ENUM: "a|b|c" */
     const char *help;
 } rlaif_cfg_spec;

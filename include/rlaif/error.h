@@ -28,7 +28,8 @@ enum {
  * hint may be NULL. The record is per process (ranks are processes). */
 int rlaif_error_set(int code, const char *file, int line, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-#define RLAIF_ERROR(code, hint, ...) rlaif_error_set((code), __FILE__, __LINE__, (hint), __VA_ARGS__)
+#define RLAIF_ERROR(code, hint, ...)                                                               \
+    rlaif_error_set((code), __FILE__, __LINE__, (hint), __VA_ARGS__)
 
 /* Prefix the current message with context, e.g. "loading ckpt/a.h5: ". */
 int rlaif_error_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -52,13 +53,12 @@ void rlaif_error_clear(void);
 #define RLAIF_CHECK_MPI(call)                                                                      \
     do {                                                                                           \
         int rlaif_e_ = (call);                                                                     \
-        if (rlaif_e_ != MPI_SUCCESS)                                                               \
-            return rlaif_error_mpi(rlaif_e_, #call, __FILE__, __LINE__);                           \
+        if (rlaif_e_ != MPI_SUCCESS) return rlaif_error_mpi(rlaif_e_, #call, __FILE__, __LINE__);  \
     } while (0)
 /* HDF5 calls return a negative herr_t/hid_t on failure. */
 #define RLAIF_CHECK_H5(call, hint)                                                                 \
     do {                                                                                           \
-        if ((long long)(call) < 0) return rlaif_error_h5(#call, __FILE__, __LINE__, (hint));      \
+        if ((long long)(call) < 0) return rlaif_error_h5(#call, __FILE__, __LINE__, (hint));       \
     } while (0)
 /* libcurl easy (CURLcode) and multi (CURLMcode) calls: 0 is success. */
 #define RLAIF_CHECK_CURL(call)                                                                     \
@@ -92,10 +92,10 @@ void *rlaif_xmalloc(size_t n, const char *file, int line);
 void *rlaif_xcalloc(size_t n, size_t size, const char *file, int line);
 void *rlaif_xrealloc(void *p, size_t n, const char *file, int line);
 char *rlaif_xstrdup(const char *s, const char *file, int line);
-#define xmalloc(n) rlaif_xmalloc((n), __FILE__, __LINE__)
-#define xcalloc(n, s) rlaif_xcalloc((n), (s), __FILE__, __LINE__)
+#define xmalloc(n)     rlaif_xmalloc((n), __FILE__, __LINE__)
+#define xcalloc(n, s)  rlaif_xcalloc((n), (s), __FILE__, __LINE__)
 #define xrealloc(p, n) rlaif_xrealloc((p), (n), __FILE__, __LINE__)
-#define xstrdup(s) rlaif_xstrdup((s), __FILE__, __LINE__)
+#define xstrdup(s)     rlaif_xstrdup((s), __FILE__, __LINE__)
 
 /* Collective over comm: every rank passes its own status; all return the
  * largest one, and the error record of the lowest failing rank is copied to

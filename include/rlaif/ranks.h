@@ -16,14 +16,14 @@ typedef enum { RLAIF_ROLE_LEARNER = 0, RLAIF_ROLE_ROLLOUT = 1, RLAIF_ROLE_JUDGE 
 
 typedef struct {
     int world_rank, world_size;
-    int colocated;              /* every rank holds every role */
-    int count[RLAIF_NROLES];    /* ranks per role (world_size each when colocated) */
-    int first[RLAIF_NROLES];    /* first world rank of each role (split layout) */
-    rlaif_role role;            /* this rank's role (split layout) */
-    MPI_Comm world;             /* dup of MPI_COMM_WORLD */
+    int colocated;                /* every rank holds every role */
+    int count[RLAIF_NROLES];      /* ranks per role (world_size each when colocated) */
+    int first[RLAIF_NROLES];      /* first world rank of each role (split layout) */
+    rlaif_role role;              /* this rank's role (split layout) */
+    MPI_Comm world;               /* dup of MPI_COMM_WORLD */
     MPI_Comm group[RLAIF_NROLES]; /* MPI_COMM_NULL where this rank is not a member */
     int group_rank[RLAIF_NROLES]; /* rank within each group, -1 if not a member */
-    MPI_Comm weights;           /* learner 0 + every rollout rank, learner 0 is rank 0 */
+    MPI_Comm weights;             /* learner 0 + every rollout rank, learner 0 is rank 0 */
 } rlaif_ranks;
 
 /* The requested layout: counts from [ranks] (0 = automatic) and, for MPMD

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define RLAIF_TENSOR_NAME_MAX 96
-#define RLAIF_TENSOR_MAX_DIM 4
+#define RLAIF_TENSOR_MAX_DIM  4
 
 typedef struct {
     char name[RLAIF_TENSOR_NAME_MAX]; /* e.g. "h.0.attn.c_attn.weight" */
