@@ -1,0 +1,790 @@
+/* model.c - GPT-2 forward and backward on the CPU (see model.h).
+ *
+ * Layout conventions: activations are row-major (B*T rows of C floats);
+ * weights keep Hugging Face's Conv1D layout [in, out], so a linear layer is
+ * out = inp @ W + b with no transposes, and its backward is two sgemms
+ * (dinp = dout @ W^T, dW += inp^T @ dout). Elementwise kernels run over rows
+ * with OpenMP; matrix products go through OpenBLAS, which has its own threads. */
+#include "rlaif/model.h"
+#include "rlaif/error.h"
+#include "rlaif/rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+/* ------------------------------------------------------------------ tables */
+
+int rlaif_gpt2_config_check(const rlaif_gpt2_config *c) {
+    if (c->n_layer < 1 || c->n_embd < 1 || c->n_head < 1 || c->vocab_size < 1 || c->max_seq_len < 1)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "every model size must be positive",
+                           "bad model config: n_layer %d n_embd %d n_head %d vocab %d maxT %d",
+                           c->n_layer, c->n_embd, c->n_head, c->vocab_size, c->max_seq_len);
+    if (c->n_embd % c->n_head)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "choose n_head dividing n_embd",
+                           "n_head %d does not divide n_embd %d", c->n_head, c->n_embd);
+    return 0;
+}
+
+void rlaif_gpt2_table(const rlaif_gpt2_config *cfg, rlaif_tensor_table *tt) {
+    int64_t C = cfg->n_embd, V = cfg->vocab_size, T = cfg->max_seq_len;
+    char name[RLAIF_TENSOR_NAME_MAX];
+    memset(tt, 0, sizeof *tt);
+    rlaif_tensors_add(tt, "wte.weight", 2, (int64_t[]){V, C});
+    rlaif_tensors_add(tt, "wpe.weight", 2, (int64_t[]){T, C});
+    for (int l = 0; l < cfg->n_layer; l++) {
+#define ADD(suffix, nd, ...)                                                                       \
+    snprintf(name, sizeof name, "h.%d.%s", l, suffix);                                             \
+    rlaif_tensors_add(tt, name, nd, (int64_t[]){__VA_ARGS__})
+        ADD("ln_1.weight", 1, C);
+        ADD("ln_1.bias", 1, C);
+        ADD("attn.c_attn.weight", 2, C, 3 * C);
+        ADD("attn.c_attn.bias", 1, 3 * C);
+        ADD("attn.c_proj.weight", 2, C, C);
+        ADD("attn.c_proj.bias", 1, C);
+        ADD("ln_2.weight", 1, C);
+        ADD("ln_2.bias", 1, C);
+        ADD("mlp.c_fc.weight", 2, C, 4 * C);
+        ADD("mlp.c_fc.bias", 1, 4 * C);
+        ADD("mlp.c_proj.weight", 2, 4 * C, C);
+        ADD("mlp.c_proj.bias", 1, C);
+#undef ADD
+    }
+    rlaif_tensors_add(tt, "ln_f.weight", 1, (int64_t[]){C});
+    rlaif_tensors_add(tt, "ln_f.bias", 1, (int64_t[]){C});
+    if (cfg->score_head) {
+        rlaif_tensors_add(tt, "score.weight", 2, (int64_t[]){1, C});
+        rlaif_tensors_add(tt, "score.bias", 1, (int64_t[]){1});
+    }
+}
+
+void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weights *w) {
+    /* Same order as rlaif_gpt2_table: walk the sizes. */
+    size_t C = (size_t)cfg->n_embd;
+    float *p = base;
+    w->wte = p, p += (size_t)cfg->vocab_size * C;
+    w->wpe = p, p += (size_t)cfg->max_seq_len * C;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        rlaif_gpt2_layer *h = &w->h[l];
+        h->ln_1_w = p, p += C;
+        h->ln_1_b = p, p += C;
+        h->c_attn_w = p, p += 3 * C * C;
+        h->c_attn_b = p, p += 3 * C;
+        h->attn_proj_w = p, p += C * C;
+        h->attn_proj_b = p, p += C;
+        h->ln_2_w = p, p += C;
+        h->ln_2_b = p, p += C;
+        h->c_fc_w = p, p += 4 * C * C;
+        h->c_fc_b = p, p += 4 * C;
+        h->mlp_proj_w = p, p += 4 * C * C;
+        h->mlp_proj_b = p, p += C;
+    }
+    w->ln_f_w = p, p += C;
+    w->ln_f_b = p, p += C;
+    w->score_w = cfg->score_head ? p : NULL;
+    w->score_b = cfg->score_head ? p + C : NULL;
+}
+
+/* ------------------------------------------------------------- activations */
+
+struct rlaif_acts {
+    size_t cap; /* floats allocated */
+    float *mem;
+    int has_grad_scratch;
+    float *encoded;                      /* (BT, C) */
+    float *ln1, *ln1_mean, *ln1_rstd;    /* (L, BT, C), (L, BT) */
+    float *qkv;                          /* (L, BT, 3C) */
+    float *atty;                         /* (L, BT, C) attention output before c_proj */
+    float *att;                          /* (L, B, NH, T, T) attention probabilities */
+    float *res2;                         /* (L, BT, C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;    /* (L, BT, C), (L, BT) */
+    float *fch, *fch_gelu;               /* (L, BT, 4C) */
+    float *res3;                         /* (L, BT, C) residual after the MLP */
+    float *lnf, *lnf_mean, *lnf_rstd;    /* (BT, C), (BT) */
+    float *logits;                       /* (BT, V) */
+    float *lse, *logp, *entropy, *score; /* (BT) */
+    float *dres, *dsmall, *dbig, *datt;  /* backward scratch: (BT,C) x2, (BT,4C), (B,NH,T,T) */
+    size_t icap;                         /* ints allocated */
+    int *imem, *tokens, *pos, *targets;  /* (BT) each: inputs kept for backward */
+    int has_pos, has_targets;
+};
+
+/* Carves the activations for (B,T) out of one block (grown when too small). */
+static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
+    rlaif_acts *a = m->acts;
+    size_t L = (size_t)m->cfg.n_layer, C = (size_t)m->cfg.n_embd, NH = (size_t)m->cfg.n_head;
+    size_t V = (size_t)m->cfg.vocab_size, BT = (size_t)B * (size_t)T;
+    size_t att = (size_t)B * NH * (size_t)T * (size_t)T;
+    size_t need = BT * C + L * (BT * C * 5 + BT * 4 + BT * 3 * C + att + BT * 8 * C) + BT * C +
+                  2 * BT + BT * V + 4 * BT;
+    size_t grad = 2 * BT * C + 4 * BT * C + att;
+    if (with_grad) need += grad;
+    if (need > a->cap) {
+        free(a->mem);
+        a->mem = xmalloc(need * sizeof(float));
+        a->cap = need;
+    }
+    float *p = a->mem;
+#define TAKE(field, n) a->field = p, p += (n)
+    TAKE(encoded, BT * C);
+    TAKE(ln1, L * BT * C);
+    TAKE(ln1_mean, L * BT);
+    TAKE(ln1_rstd, L * BT);
+    TAKE(qkv, L * BT * 3 * C);
+    TAKE(atty, L * BT * C);
+    TAKE(att, L * att);
+    TAKE(res2, L * BT * C);
+    TAKE(ln2, L * BT * C);
+    TAKE(ln2_mean, L * BT);
+    TAKE(ln2_rstd, L * BT);
+    TAKE(fch, L * BT * 4 * C);
+    TAKE(fch_gelu, L * BT * 4 * C);
+    TAKE(res3, L * BT * C);
+    TAKE(lnf, BT * C);
+    TAKE(lnf_mean, BT);
+    TAKE(lnf_rstd, BT);
+    TAKE(logits, BT * V);
+    TAKE(lse, BT);
+    TAKE(logp, BT);
+    TAKE(entropy, BT);
+    TAKE(score, BT);
+    if (with_grad) {
+        TAKE(dres, BT * C);
+        TAKE(dsmall, BT * C);
+        TAKE(dbig, BT * 4 * C);
+        TAKE(datt, att);
+    } else {
+        a->dres = a->dsmall = a->dbig = a->datt = NULL;
+    }
+#undef TAKE
+    a->has_grad_scratch = with_grad;
+    if (3 * BT > a->icap) {
+        free(a->imem);
+        a->imem = xmalloc(3 * BT * sizeof(int));
+        a->icap = 3 * BT;
+    }
+    a->tokens = a->imem, a->pos = a->imem + BT, a->targets = a->imem + 2 * BT;
+    a->has_pos = a->has_targets = 0;
+    m->B = B, m->T = T;
+    m->logits = a->logits, m->logp = a->logp, m->entropy = a->entropy, m->score = a->score;
+}
+
+size_t rlaif_model_act_bytes(const rlaif_model *m) {
+    return m->acts ? m->acts->cap * sizeof(float) : 0;
+}
+
+/* ------------------------------------------------------------------ create */
+
+int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
+    memset(m, 0, sizeof *m);
+    RLAIF_TRY(rlaif_gpt2_config_check(cfg));
+    m->cfg = *cfg;
+    rlaif_gpt2_table(cfg, &m->table);
+    m->params = xcalloc(m->table.total, sizeof(float));
+    m->w.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
+    m->g.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
+    rlaif_gpt2_point(cfg, m->params, &m->w);
+    m->acts = xcalloc(1, sizeof(rlaif_acts));
+    return 0;
+}
+
+void rlaif_model_free(rlaif_model *m) {
+    if (m->acts) free(m->acts->mem), free(m->acts->imem);
+    free(m->acts);
+    free(m->params);
+    free(m->grads);
+    free(m->w.h);
+    free(m->g.h);
+    rlaif_tensors_free(&m->table);
+    memset(m, 0, sizeof *m);
+}
+
+void rlaif_model_alloc_grads(rlaif_model *m) {
+    if (m->grads) return;
+    m->grads = xcalloc(m->table.total, sizeof(float));
+    rlaif_gpt2_point(&m->cfg, m->grads, &m->g);
+}
+
+void rlaif_model_zero_grad(rlaif_model *m) {
+    if (m->grads) memset(m->grads, 0, m->table.total * sizeof(float));
+}
+
+void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std) {
+    const size_t chunk = 1 << 16;
+    float proj_std = std / sqrtf(2.0f * (float)m->cfg.n_layer);
+    for (int i = 0; i < m->table.n; i++) {
+        const rlaif_tensor_desc *d = &m->table.t[i];
+        float *p = m->params + d->offset;
+        const char *suffix = strrchr(d->name, '.');
+        int is_bias = !strcmp(suffix, ".bias"), is_ln = strstr(d->name, "ln_") != NULL;
+        if (is_bias) {
+            memset(p, 0, d->numel * sizeof(float));
+        } else if (is_ln) {
+            for (size_t j = 0; j < d->numel; j++) p[j] = 1.0f;
+        } else {
+            float s = strstr(d->name, "c_proj.weight") ? proj_std : std;
+            long nchunks = (long)((d->numel + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static)
+            for (long c = 0; c < nchunks; c++) {
+                rlaif_rng r;
+                rlaif_rng_init(&r, seed, RLAIF_STREAM_INIT, (uint32_t)c, (uint32_t)i);
+                size_t end =
+                    (size_t)(c + 1) * chunk < d->numel ? (size_t)(c + 1) * chunk : d->numel;
+                for (size_t j = (size_t)c * chunk; j < end; j++) p[j] = s * rlaif_rng_normal(&r);
+            }
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- kernels */
+
+/* out (N, C) = wte[tokens] + wpe[pos] */
+static void encoder_forward(float *out, const int *tokens, const int *pos, const float *wte,
+                            const float *wpe, int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *we = wte + (size_t)tokens[bt] * C;
+        const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+    }
+}
+
+/* dwte[tokens] += dout, dwpe[pos] += dout (serial: tokens repeat). */
+static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                             const int *pos, int B, int T, int C) {
+    for (int bt = 0; bt < B * T; bt++) {
+        float *dwe = dwte + (size_t)tokens[bt] * C;
+        float *dpe = dwpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+        const float *d = dout + (size_t)bt * C;
+        for (int c = 0; c < C; c++) dwe[c] += d[c], dpe[c] += d[c];
+    }
+}
+
+/* out (N, C) = (inp - mean) * rstd * w + b per row; keeps mean and rstd (N). */
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float s = 0.0f;
+        for (int c = 0; c < C; c++) s += x[c];
+        float mu = s / (float)C, v = 0.0f;
+        for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
+        float rs = 1.0f / sqrtf(v / (float)C + RLAIF_LN_EPS);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * w[c] + b[c];
+        if (mean) mean[n] = mu, rstd[n] = rs;
+    }
+}
+
+/* dinp += LayerNorm backward of dout; dw += sum dout*norm, db += sum dout. */
+static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                               const float *inp, const float *w, const float *mean,
+                               const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+        float *di = dinp + (size_t)n * C;
+        float mu = mean[n], rs = rstd[n], dmean = 0.0f, dnorm_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
+            dmean += dn;
+            dnorm_mean += dn * norm;
+        }
+        dmean /= (float)C, dnorm_mean /= (float)C;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - mu) * rs;
+            di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
+        }
+    }
+    /* Parameter gradients sum over rows: split the columns between threads. */
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int c1 = c0 + 64 < C ? c0 + 64 : C;
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+            float mu = mean[n], rs = rstd[n];
+            for (int c = c0; c < c1; c++) dw[c] += d[c] * (x[c] - mu) * rs, db[c] += d[c];
+        }
+    }
+}
+
+/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL].
+ * The bias (and residual) are written first so the product lands with beta = 1. */
+static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                           const float *res, int N, int IC, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        const float *r = res ? res + (size_t)n * OC : NULL;
+        if (r)
+            for (int j = 0; j < OC; j++) o[j] = r[j] + bias[j];
+        else
+            for (int j = 0; j < OC; j++) o[j] = bias[j];
+    }
+    if (N == 1) /* a matrix-vector product: stream the weights once */
+        cblas_sgemv(CblasRowMajor, CblasTrans, IC, OC, 1.0f, w, OC, inp, 1, 1.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
+                    1.0f, out, OC);
+}
+
+/* dinp (N, IC) = dout @ w^T (added when acc_dinp), dw += inp^T @ dout, db += sum dout. */
+static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, int N, int IC, int OC, int acc_dinp) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC,
+                acc_dinp ? 1.0f : 0.0f, dinp, IC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
+                dw, OC);
+#pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < OC; o0 += 64) {
+        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = o0; o < o1; o++) db[o] += d[o];
+        }
+    }
+}
+
+/* GELU, tanh approximation (GPT-2's "gelu_new"). */
+static void gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+/* dinp = dout * gelu'(inp) (dinp may alias dout). */
+static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float sech2 = 1.0f - th * th;
+        float g =
+            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = g * dout[i];
+    }
+}
+
+/* Masked causal softmax of one row of scores in place: keys j <= lim that are
+ * valid; every other entry becomes 0. A row with no key is all zeros. */
+static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
+    float mx = -INFINITY;
+    for (int j = 0; j <= lim; j++)
+        if ((!valid || valid[j]) && a[j] > mx) mx = a[j];
+    float s = 0.0f;
+    for (int j = 0; j <= lim; j++) {
+        float e = (!valid || valid[j]) && mx > -INFINITY ? expf(a[j] - mx) : 0.0f;
+        a[j] = e;
+        s += e;
+    }
+    float inv = s > 0.0f ? 1.0f / s : 0.0f;
+    for (int j = 0; j <= lim; j++) a[j] *= inv;
+    for (int j = lim + 1; j < n; j++) a[j] = 0.0f;
+}
+
+/* Causal self-attention over the whole sequence.
+ * qkv (B,T,3C) -> y (B,T,C); att (B,NH,T,T) keeps the probabilities.
+ * Per (b, head) two sgemms read q, k, v in place (leading dimension 3C). */
+static void attention_forward(float *y, float *att, const float *qkv, const uint8_t *valid, int B,
+                              int T, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + h * hs;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3,
+                        0.0f, a, T);
+        }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * NH * T; r++) {
+        int b = r / (NH * T), i = r % T;
+        softmax_row(att + (size_t)r * T, T, i, valid ? valid + (size_t)b * T : NULL);
+    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *v = qkv + (size_t)b * T * C3 + 2 * C + h * hs;
+            const float *a = att + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
+                        0.0f, y + (size_t)b * T * C + h * hs, C);
+        }
+}
+
+/* dqkv (B,T,3C) from dy (B,T,C); datt (B,NH,T,T) is scratch. */
+static void attention_backward(float *dqkv, float *datt, const float *dy, const float *qkv,
+                               const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t ah = ((size_t)b * NH + h) * T * T, off = (size_t)b * T * C3 + h * hs;
+            const float *d = dy + (size_t)b * T * C + h * hs;
+            /* dP = dy v^T, dv = P^T dy */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C,
+                        qkv + off + 2 * C, C3, 0.0f, datt + ah, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, att + ah, T, d, C,
+                        0.0f, dqkv + off + 2 * C, C3);
+        }
+        /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * NH * T; r++) {
+        const float *p = att + (size_t)r * T;
+        float *d = datt + (size_t)r * T;
+        int lim = r % T;
+        float s = 0.0f;
+        for (int j = 0; j <= lim; j++) s += p[j] * d[j];
+        for (int j = 0; j <= lim; j++) d[j] = p[j] * (d[j] - s) * scale;
+        for (int j = lim + 1; j < T; j++) d[j] = 0.0f;
+    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t ah = ((size_t)b * NH + h) * T * T, off = (size_t)b * T * C3 + h * hs;
+            /* dq = dS k, dk = dS^T q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, datt + ah, T,
+                        qkv + off + C, C3, 0.0f, dqkv + off, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, datt + ah, T,
+                        qkv + off, C3, 0.0f, dqkv + off + C, C3);
+        }
+}
+
+/* ----------------------------------------------------------------- forward */
+
+static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos, int B, int T) {
+    if (B < 1 || T < 1)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "forward: bad batch shape %dx%d", B, T);
+    for (int i = 0; i < B * T; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return RLAIF_ERROR(RLAIF_EX_USAGE, "the tokenizer and model vocabularies must agree",
+                               "token %d at index %d is outside the vocabulary [0, %d)", tokens[i],
+                               i, m->cfg.vocab_size);
+        int p = pos ? pos[i] : i % T;
+        if (p < 0 || p >= m->cfg.max_seq_len)
+            return RLAIF_ERROR(RLAIF_EX_USAGE, "shorten prompts or max_new_tokens",
+                               "position %d at index %d is outside [0, %d) (model max_seq_len)", p,
+                               i, m->cfg.max_seq_len);
+    }
+    return 0;
+}
+
+int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const uint8_t *valid,
+                        int B, int T) {
+    RLAIF_TRY(check_inputs(m, tokens, pos, B, T));
+    acts_carve(m, B, T, m->grads != NULL);
+    rlaif_acts *a = m->acts;
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
+    memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
+    if (pos) memcpy(a->pos, pos, sizeof(int) * (size_t)N), a->has_pos = 1;
+    size_t NC = (size_t)N * C, att = (size_t)B * NH * T * T;
+    encoder_forward(a->encoded, tokens, pos, m->w.wte, m->w.wpe, B, T, C);
+    const float *res = a->encoded;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const rlaif_gpt2_layer *w = &m->w.h[l];
+        float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + 3 * l * NC, *atty = a->atty + l * NC;
+        float *res2 = a->res2 + l * NC, *ln2 = a->ln2 + l * NC, *fch = a->fch + 4 * l * NC;
+        float *fchg = a->fch_gelu + 4 * l * NC, *res3 = a->res3 + l * NC;
+        layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, res, w->ln_1_w, w->ln_1_b,
+                          N, C);
+        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C);
+        attention_forward(atty, a->att + l * att, qkv, valid, B, T, C, NH);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C);
+        layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln_2_w, w->ln_2_b,
+                          N, C);
+        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C);
+        gelu_forward(fchg, fch, 4 * NC);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C);
+        res = res3;
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, m->w.ln_f_w, m->w.ln_f_b, N, C);
+    return 0;
+}
+
+/* Per row of logits: log-sum-exp, entropy and log p(target). */
+static void lm_row_stats(const float *l, int V, int target, float *lse, float *ent, float *logp) {
+    float mx = -INFINITY;
+    for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+    float s = 0.0f, sl = 0.0f;
+    for (int v = 0; v < V; v++) {
+        float e = expf(l[v] - mx);
+        s += e;
+        sl += e * (l[v] - mx);
+    }
+    float ls = logf(s);
+    *lse = mx + ls;
+    *ent = ls - sl / s; /* -sum p log p with log p = l - mx - log s */
+    if (logp) *logp = target >= 0 ? l[target] - *lse : 0.0f;
+}
+
+int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
+    rlaif_acts *a = m->acts;
+    int N = m->B * m->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    if (targets)
+        for (int i = 0; i < N; i++)
+            if (targets[i] >= V)
+                return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "target %d at %d outside vocabulary %d",
+                                   targets[i], i, V);
+    /* logits (N, V) = lnf (N, C) @ wte^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, a->lnf, C, m->w.wte, C,
+                0.0f, a->logits, V);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++)
+        lm_row_stats(a->logits + (size_t)i * V, V, targets ? targets[i] : -1, &a->lse[i],
+                     &a->entropy[i], targets ? &a->logp[i] : NULL);
+    if (targets)
+        memcpy(a->targets, targets, sizeof(int) * (size_t)N);
+    else
+        memset(a->logp, 0, sizeof(float) * (size_t)N);
+    a->has_targets = targets != NULL;
+    return 0;
+}
+
+int rlaif_model_score_forward(rlaif_model *m) {
+    if (!m->cfg.score_head)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "build the model with score_head = 1",
+                           "score_forward on a model without a scalar head");
+    rlaif_acts *a = m->acts;
+    int N = m->B * m->T, C = m->cfg.n_embd;
+    for (int i = 0; i < N; i++) {
+        const float *x = a->lnf + (size_t)i * C;
+        float s = 0.0f;
+        for (int c = 0; c < C; c++) s += x[c] * m->w.score_w[c];
+        a->score[i] = s + m->w.score_b[0];
+    }
+    return 0;
+}
+
+float rlaif_ce_loss(const rlaif_model *m, const int *targets, const float *mask, float *dlogp) {
+    int N = m->B * m->T;
+    double num = 0.0, den = 0.0;
+    for (int i = 0; i < N; i++) {
+        float w = targets[i] < 0 ? 0.0f : (mask ? mask[i] : 1.0f);
+        num += (double)w * m->logp[i];
+        den += w;
+    }
+    if (dlogp)
+        for (int i = 0; i < N; i++) {
+            float w = targets[i] < 0 ? 0.0f : (mask ? mask[i] : 1.0f);
+            dlogp[i] = den > 0 ? (float)(-w / den) : 0.0f;
+        }
+    return den > 0 ? (float)(-num / den) : 0.0f;
+}
+
+void rlaif_last_index(const uint8_t *valid, int B, int T, int *last) {
+    for (int b = 0; b < B; b++) {
+        last[b] = valid ? -1 : T - 1;
+        if (valid)
+            for (int t = T - 1; t >= 0; t--)
+                if (valid[(size_t)b * T + t]) {
+                    last[b] = t;
+                    break;
+                }
+    }
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* ---------------------------------------------------------------- backward */
+
+/* logits (N, V) become d(loss)/d(logits) in place:
+ *   d/dl_v = dlogp * (1[v = target] - p_v) - dent * p_v * (log p_v + H). */
+static void lm_backward_rows(float *logits, const float *lse, const float *ent, const int *targets,
+                             const float *dlogp, const float *dent, int N, int V) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *l = logits + (size_t)i * V;
+        /* an ignored target (< 0) has logp = 0, so no gradient through it */
+        float dl = dlogp && targets[i] >= 0 ? dlogp[i] : 0.0f, de = dent ? dent[i] : 0.0f;
+        if (dl == 0.0f && de == 0.0f) {
+            memset(l, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        float ls = lse[i], H = ent[i];
+        for (int v = 0; v < V; v++) {
+            float lp = l[v] - ls, p = expf(lp);
+            l[v] = -dl * p - de * p * (lp + H);
+        }
+        if (targets[i] >= 0) l[targets[i]] += dl;
+    }
+}
+
+int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentropy,
+                         const float *dscore) {
+    rlaif_acts *a = m->acts;
+    if (!m->grads || !a->has_grad_scratch)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "call rlaif_model_alloc_grads before forward",
+                           "backward without gradient buffers");
+    if (dlogp && !a->has_targets)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "backward through logp without targets");
+    if (dscore && !m->cfg.score_head)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "dscore on a model without a scalar head");
+    int B = m->B, T = m->T, N = B * T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    int NH = m->cfg.n_head, L = m->cfg.n_layer;
+    size_t NC = (size_t)N * C, att = (size_t)B * NH * T * T;
+    float *dlnf = a->dsmall, *dres = a->dres;
+
+    /* heads -> dlnf (N, C) */
+    if (dlogp || dentropy) {
+        lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, a->logits, V,
+                    m->w.wte, C, 0.0f, dlnf, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, a->logits, V, a->lnf, C,
+                    1.0f, m->g.wte, C);
+    } else {
+        memset(dlnf, 0, sizeof(float) * NC);
+    }
+    if (dscore)
+        for (int i = 0; i < N; i++) {
+            float ds = dscore[i], *d = dlnf + (size_t)i * C;
+            const float *x = a->lnf + (size_t)i * C;
+            for (int c = 0; c < C; c++) d[c] += ds * m->w.score_w[c], m->g.score_w[c] += ds * x[c];
+            m->g.score_b[0] += ds;
+        }
+
+    memset(dres, 0, sizeof(float) * NC);
+    const float *top = a->res3 + (size_t)(L - 1) * NC;
+    layernorm_backward(dres, m->g.ln_f_w, m->g.ln_f_b, dlnf, top, m->w.ln_f_w, a->lnf_mean,
+                       a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const rlaif_gpt2_layer *w = &m->w.h[l];
+        rlaif_gpt2_layer *g = &m->g.h[l];
+        const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * NC;
+        const float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + 3 * l * NC, *atty = a->atty + l * NC;
+        const float *res2 = a->res2 + l * NC, *ln2 = a->ln2 + l * NC;
+        const float *fch = a->fch + 4 * l * NC, *fchg = a->fch_gelu + 4 * l * NC;
+        /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
+        matmul_backward(a->dbig, g->mlp_proj_w, g->mlp_proj_b, dres, fchg, w->mlp_proj_w, N, 4 * C,
+                        C, 0);
+        gelu_backward(a->dbig, fch, a->dbig, 4 * NC);
+        matmul_backward(a->dsmall, g->c_fc_w, g->c_fc_b, a->dbig, ln2, w->c_fc_w, N, C, 4 * C, 0);
+        layernorm_backward(dres, g->ln_2_w, g->ln_2_b, a->dsmall, res2, w->ln_2_w,
+                           a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C);
+        /* attention: res2 = res + c_proj(attn(c_attn(ln_1(res)))) */
+        matmul_backward(a->dsmall, g->attn_proj_w, g->attn_proj_b, dres, atty, w->attn_proj_w, N, C,
+                        C, 0);
+        attention_backward(a->dbig, a->datt, a->dsmall, qkv, a->att + l * att, B, T, C, NH);
+        matmul_backward(a->dsmall, g->c_attn_w, g->c_attn_b, a->dbig, ln1, w->c_attn_w, N, C, 3 * C,
+                        0);
+        layernorm_backward(dres, g->ln_1_w, g->ln_1_b, a->dsmall, res, w->ln_1_w,
+                           a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C);
+    }
+    encoder_backward(m->g.wte, m->g.wpe, dres, a->tokens, a->has_pos ? a->pos : NULL, B, T, C);
+    return 0;
+}
+
+/* ------------------------------------------------------ incremental decode */
+
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_gpt2_config *cfg, int B, int maxT) {
+    memset(kv, 0, sizeof *kv);
+    if (B < 1 || maxT < 1 || maxT > cfg->max_seq_len)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "prompt length + max_new_tokens must fit max_seq_len",
+                           "KV cache of %d slots for a model of %d positions", maxT,
+                           cfg->max_seq_len);
+    kv->B = B, kv->maxT = maxT, kv->n_layer = cfg->n_layer, kv->C = cfg->n_embd;
+    kv->n_head = cfg->n_head;
+    size_t n = (size_t)cfg->n_layer * B * maxT * cfg->n_embd;
+    kv->k = xmalloc(n * sizeof(float));
+    kv->v = xmalloc(n * sizeof(float));
+    kv->valid = xcalloc((size_t)B * maxT, 1);
+    kv->scratch = xmalloc((size_t)B * cfg->n_head * maxT * sizeof(float));
+    return 0;
+}
+
+void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
+    free(kv->k), free(kv->v), free(kv->valid), free(kv->scratch);
+    memset(kv, 0, sizeof *kv);
+}
+
+/* Attention of Tn new queries per row (slots s0..s0+Tn-1) over the cached keys
+ * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). Dot products, not sgemm: with one
+ * query per row this is a matrix-vector product, bound by reading the cache. */
+static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
+                         int Tn) {
+    int B = kv->B, C = kv->C, NH = kv->n_head, hs = C / NH, maxT = kv->maxT;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * NH; r++) {
+        int b = r / NH, h = r % NH;
+        float *sc = kv->scratch + (size_t)r * maxT;
+        size_t base = (((size_t)l * B + b) * maxT) * C + (size_t)h * hs;
+        const float *kc = kv->k + base, *vc = kv->v + base;
+        const uint8_t *val = kv->valid + (size_t)b * maxT;
+        for (int i = 0; i < Tn; i++) {
+            const float *q = qkv + ((size_t)b * Tn + i) * 3 * C + h * hs;
+            float *out = y + ((size_t)b * Tn + i) * C + h * hs;
+            int lim = s0 + i;
+            for (int j = 0; j <= lim; j++) {
+                const float *k = kc + (size_t)j * C;
+                float s = 0.0f;
+                for (int d = 0; d < hs; d++) s += q[d] * k[d];
+                sc[j] = s * scale;
+            }
+            softmax_row(sc, lim + 1, lim, val);
+            for (int d = 0; d < hs; d++) out[d] = 0.0f;
+            for (int j = 0; j <= lim; j++) {
+                if (sc[j] == 0.0f) continue;
+                const float *v = vc + (size_t)j * C;
+                for (int d = 0; d < hs; d++) out[d] += sc[j] * v[d];
+            }
+        }
+    }
+}
+
+int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
+                           const uint8_t *valid, int Tn, float *logits) {
+    int B = kv->B, s0 = kv->len, C = m->cfg.n_embd, V = m->cfg.vocab_size, N = B * Tn;
+    if (Tn < 1 || s0 + Tn > kv->maxT)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "KV cache full: %d + %d > %d slots", s0, Tn,
+                           kv->maxT);
+    RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
+    acts_carve(m, B, Tn, 0);
+    rlaif_acts *a = m->acts;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < Tn; i++) {
+            a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
+            kv->valid[(size_t)b * kv->maxT + s0 + i] = valid ? valid[b * Tn + i] : 1;
+        }
+    size_t NC = (size_t)N * C;
+    encoder_forward(a->encoded, tokens, a->pos, m->w.wte, m->w.wpe, B, Tn, C);
+    const float *res = a->encoded;
+    /* One layer's buffers are enough: nothing is kept for backward. */
+    float *ln = a->ln1, *qkv = a->qkv, *atty = a->atty, *res2 = a->res2, *res3 = a->res3;
+    float *fch = a->fch, *fchg = a->fch_gelu;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const rlaif_gpt2_layer *w = &m->w.h[l];
+        layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
+        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < Tn; i++) {
+                size_t slot = (((size_t)l * B + b) * kv->maxT + s0 + i) * C;
+                const float *src = qkv + ((size_t)b * Tn + i) * 3 * C;
+                memcpy(kv->k + slot, src + C, sizeof(float) * C);
+                memcpy(kv->v + slot, src + 2 * C, sizeof(float) * C);
+            }
+        attention_kv(atty, qkv, kv, l, s0, Tn);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C);
+        layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);
+        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C);
+        gelu_forward(fchg, fch, 4 * NC);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C);
+        res = res3;
+    }
+    /* Final LayerNorm and LM head only at the last new position of each row. */
+    for (int b = 0; b < B; b++)
+        memcpy(ln + (size_t)b * C, res + ((size_t)b * Tn + Tn - 1) * C, sizeof(float) * C);
+    layernorm_forward(a->lnf, NULL, NULL, ln, m->w.ln_f_w, m->w.ln_f_b, B, C);
+    if (B == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, V, C, 1.0f, m->w.wte, C, a->lnf, 1, 0.0f, logits,
+                    1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, C, 1.0f, a->lnf, C, m->w.wte, C,
+                    0.0f, logits, V);
+    kv->len += Tn;
+    return 0;
+}
