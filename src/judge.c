@@ -225,6 +225,8 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
     o->http = e->http_status, o->status = e->status;
     o->tin = e->tokens_in, o->tout = e->tokens_out;
     o->p = NAN, o->first = -1, o->score = NAN;
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) o->rubric[k][c] = NAN;
     if (c->unit == 0 && e->text) o->text = xstrdup(e->text);
     st->calls++, st->replayed += replayed;
     st->tokens_in += e->tokens_in, st->tokens_out += e->tokens_out;

@@ -297,10 +297,19 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
         snprintf(want, sizeof want, anthropic ? "x-api-key: %s\r\n" : "Authorization: Bearer %s\r\n",
                  opt.key);
         if (!strcasestr(head, want)) {
+            /* like real providers, echo (part of) the key that was sent: the
+             * client must scrub it from every message it records */
+            char msg[600] = "Incorrect API key provided: (none)";
+            const char *got = strcasestr(head, anthropic ? "x-api-key: " : "Bearer ");
+            if (got) {
+                got += anthropic ? 11 : 7;
+                snprintf(msg, sizeof msg, "Incorrect API key provided: %.*s.",
+                         (int)strcspn(got, "\r\n"), got);
+            }
             st.unauthorized++;
             respond_json(c, 401, "Unauthorized", NULL,
-                         json_pack("{s:{s:s, s:s, s:s}}", "error", "message", "Incorrect API key",
-                                   "type", "invalid_request_error", "code", "invalid_api_key"));
+                         json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg, "type",
+                                   "invalid_request_error", "code", "invalid_api_key"));
             return;
         }
     }
