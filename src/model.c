@@ -3,19 +3,41 @@
  * Layout conventions: activations are row-major (B*T rows of C floats);
  * weights keep Hugging Face's Conv1D layout [in, out], so a linear layer is
  * out = inp @ W + b with no transposes, and its backward is two sgemms
- * (dinp = dout @ W^T, dW += inp^T @ dout). Elementwise kernels run over rows
- * with OpenMP; matrix products go through OpenBLAS, which has its own threads. */
+ * (dinp = dout @ W^T, dW += inp^T @ dout).
+ *
+ * Threads: one OpenMP team does everything. Elementwise kernels split rows;
+ * a matrix product is split into one single-threaded sgemm per thread (along
+ * the larger output dimension); attention runs one (batch, head) per thread.
+ * OpenBLAS's own thread pool is set to 1 thread when the team is larger:
+ * two pools that spin-wait for work (OpenMP's and OpenBLAS's) on the same
+ * cores slow each other down several times (measured: tiny model 90 ms ->
+ * 900 ms per step with both at 2 threads). */
+#include "config.h"
 #include "rlaif/model.h"
 #include "rlaif/error.h"
 #include "rlaif/rng.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+/* Elementwise loops smaller than this run on one thread: waking the OpenMP
+ * team costs more than the work (decoding one token, the tiny test model). */
+#define PAR_MIN ((size_t)1 << 15)
+
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 /* ------------------------------------------------------------------ tables */
 
@@ -189,6 +211,9 @@ int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
     m->g.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
     rlaif_gpt2_point(cfg, m->params, &m->w);
     m->acts = xcalloc(1, sizeof(rlaif_acts));
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+    if (team_size() > 1) openblas_set_num_threads(1); /* see the top of this file */
+#endif
     return 0;
 }
 
@@ -240,12 +265,64 @@ void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std) {
     }
 }
 
+/* ------------------------------------------------------ threaded products */
+
+/* Row-major C (M,N) = alpha op(A) op(B) + beta C, the larger of M and N split
+ * over the OpenMP team, one single-threaded sgemm per thread. */
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = team_size();
+    if (nt == 1 || 2.0 * M * N * K < 2e6) {
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N, D = split_m ? M : N;
+    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
+        if (d0 >= d1) continue;
+        if (split_m)
+            cblas_sgemm(CblasRowMajor, TA, TB, d1 - d0, N, K, alpha,
+                        ta ? A + d0 : A + (size_t)d0 * lda, lda, B, ldb, beta, C + (size_t)d0 * ldc,
+                        ldc);
+        else
+            cblas_sgemm(CblasRowMajor, TA, TB, M, d1 - d0, K, alpha, A, lda,
+                        tb ? B + (size_t)d0 * ldb : B + d0, ldb, beta, C + d0, ldc);
+    }
+}
+
+/* Row-major y = alpha op(A) x + beta y, A (M, N); output entries split over the
+ * team. A matrix-vector product reads every weight once: bandwidth bound. */
+static void gemv(int ta, int M, int N, const float *A, int lda, const float *x, float beta,
+                 float *y) {
+    int nt = team_size(), D = ta ? N : M;
+    if (nt == 1 || (size_t)M * N < ((size_t)1 << 16)) {
+        cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, 1.0f, A, lda, x, 1, beta,
+                    y, 1);
+        return;
+    }
+    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
+        if (d0 >= d1) continue;
+        if (ta)
+            cblas_sgemv(CblasRowMajor, CblasTrans, M, d1 - d0, 1.0f, A + d0, lda, x, 1, beta,
+                        y + d0, 1);
+        else
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d1 - d0, N, 1.0f, A + (size_t)d0 * lda, lda, x,
+                        1, beta, y + d0, 1);
+    }
+}
+
 /* ----------------------------------------------------------------- kernels */
 
 /* out (N, C) = wte[tokens] + wpe[pos] */
 static void encoder_forward(float *out, const int *tokens, const int *pos, const float *wte,
                             const float *wpe, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         const float *we = wte + (size_t)tokens[bt] * C;
         const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
@@ -268,7 +345,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
 /* out (N, C) = (inp - mean) * rstd * w + b per row; keeps mean and rstd (N). */
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -286,7 +363,7 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
         float *di = dinp + (size_t)n * C;
@@ -303,7 +380,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
         }
     }
     /* Parameter gradients sum over rows: split the columns between threads. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int c1 = c0 + 64 < C ? c0 + 64 : C;
         for (int n = 0; n < N; n++) {
@@ -318,7 +395,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
  * The bias (and residual) are written first so the product lands with beta = 1. */
 static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                            const float *res, int N, int IC, int OC) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
         const float *r = res ? res + (size_t)n * OC : NULL;
@@ -328,20 +405,17 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
             for (int j = 0; j < OC; j++) o[j] = bias[j];
     }
     if (N == 1) /* a matrix-vector product: stream the weights once */
-        cblas_sgemv(CblasRowMajor, CblasTrans, IC, OC, 1.0f, w, OC, inp, 1, 1.0f, out, 1);
+        gemv(1, IC, OC, w, OC, inp, 1.0f, out);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
-                    1.0f, out, OC);
+        gemm(0, 0, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
 }
 
 /* dinp (N, IC) = dout @ w^T (added when acc_dinp), dw += inp^T @ dout, db += sum dout. */
 static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int N, int IC, int OC, int acc_dinp) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC,
-                acc_dinp ? 1.0f : 0.0f, dinp, IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
-                dw, OC);
-#pragma omp parallel for schedule(static)
+    gemm(0, 1, N, IC, OC, 1.0f, dout, OC, w, OC, acc_dinp ? 1.0f : 0.0f, dinp, IC);
+    gemm(1, 0, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
     for (int o0 = 0; o0 < OC; o0 += 64) {
         int o1 = o0 + 64 < OC ? o0 + 64 : OC;
         for (int n = 0; n < N; n++) {
@@ -351,25 +425,59 @@ static void matmul_backward(float *dinp, float *dw, float *db, const float *dout
     }
 }
 
-/* GELU, tanh approximation (GPT-2's "gelu_new"). */
+/* exp(x) for float, vectorisable (no libm call): Cephes' expf, 2^n * p(r)
+ * with r = x - n ln2 in [-ln2/2, ln2/2]; relative error about 1e-7. The
+ * bit pattern of 2^n is built by hand so the loop stays in SIMD registers. */
+static inline float fast_expf(float x) {
+    /* clamp to [-87, 88] with integer masks: a float ?: is a branch for GCC
+     * (comparisons may trap), which stops vectorisation */
+    union {
+        float f;
+        int32_t i;
+    } u = {x}, lo = {-87.0f}, hi = {88.0f};
+    int32_t mlo = -(int32_t)(x < -87.0f), mhi = -(int32_t)(x > 88.0f);
+    u.i = (u.i & ~(mlo | mhi)) | (lo.i & mlo) | (hi.i & mhi);
+    x = u.f;
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest even) */
+    float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    int n = (int)fn;
+    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = (n + 127) << 23};
+    return p * scale.f;
+}
+
+/* GELU, tanh approximation (GPT-2's "gelu_new"), written with
+ * 0.5 (1 + tanh(u)) = sigmoid(2u) so one exp does it:
+ *   gelu(x) = x s,  s = 1 / (1 + exp(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3). */
 static void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + fast_expf(-2.0f * u));
     }
 }
 
-/* dinp = dout * gelu'(inp) (dinp may alias dout). */
+/* dinp = dout * gelu'(inp) (dinp may alias dout):
+ *   gelu' = s + x s (1 - s) 2 du/dx. */
 static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float sech2 = 1.0f - th * th;
-        float g =
-            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = g * dout[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float s = 1.0f / (1.0f + fast_expf(-2.0f * u));
+        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
     }
 }
 
@@ -381,7 +489,7 @@ static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
         if ((!valid || valid[j]) && a[j] > mx) mx = a[j];
     float s = 0.0f;
     for (int j = 0; j <= lim; j++) {
-        float e = (!valid || valid[j]) && mx > -INFINITY ? expf(a[j] - mx) : 0.0f;
+        float e = (!valid || valid[j]) && mx > -INFINITY ? fast_expf(a[j] - mx) : 0.0f;
         a[j] = e;
         s += e;
     }
@@ -392,30 +500,24 @@ static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
 
 /* Causal self-attention over the whole sequence.
  * qkv (B,T,3C) -> y (B,T,C); att (B,NH,T,T) keeps the probabilities.
- * Per (b, head) two sgemms read q, k, v in place (leading dimension 3C). */
+ * One (batch, head) per thread: two single-threaded sgemms read q, k, v in
+ * place (leading dimension 3C), the masked softmax runs in between. */
 static void attention_forward(float *y, float *att, const float *qkv, const uint8_t *valid, int B,
                               int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * C3 + h * hs;
-            float *a = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3,
-                        0.0f, a, T);
-        }
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < B * NH * T; r++) {
-        int b = r / (NH * T), i = r % T;
-        softmax_row(att + (size_t)r * T, T, i, valid ? valid + (size_t)b * T : NULL);
+#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *q = qkv + (size_t)b * T * C3 + h * hs;
+        float *a = att + (size_t)bh * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3,
+                    0.0f, a, T);
+        for (int i = 0; i < T; i++)
+            softmax_row(a + (size_t)i * T, T, i, valid ? valid + (size_t)b * T : NULL);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, q + 2 * C, C3,
+                    0.0f, y + (size_t)b * T * C + h * hs, C);
     }
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *v = qkv + (size_t)b * T * C3 + 2 * C + h * hs;
-            const float *a = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                        0.0f, y + (size_t)b * T * C + h * hs, C);
-        }
 }
 
 /* dqkv (B,T,3C) from dy (B,T,C); datt (B,NH,T,T) is scratch. */
@@ -423,36 +525,31 @@ static void attention_backward(float *dqkv, float *datt, const float *dy, const 
                                const float *att, int B, int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t ah = ((size_t)b * NH + h) * T * T, off = (size_t)b * T * C3 + h * hs;
-            const float *d = dy + (size_t)b * T * C + h * hs;
-            /* dP = dy v^T, dv = P^T dy */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C,
-                        qkv + off + 2 * C, C3, 0.0f, datt + ah, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, att + ah, T, d, C,
-                        0.0f, dqkv + off + 2 * C, C3);
-        }
+#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        size_t off = (size_t)b * T * C3 + h * hs;
+        const float *d = dy + (size_t)b * T * C + h * hs, *p = att + (size_t)bh * T * T;
+        float *dp = datt + (size_t)bh * T * T;
+        /* dP = dy v^T, dv = P^T dy */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C,
+                    qkv + off + 2 * C, C3, 0.0f, dp, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, d, C, 0.0f,
+                    dqkv + off + 2 * C, C3);
         /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale */
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < B * NH * T; r++) {
-        const float *p = att + (size_t)r * T;
-        float *d = datt + (size_t)r * T;
-        int lim = r % T;
-        float s = 0.0f;
-        for (int j = 0; j <= lim; j++) s += p[j] * d[j];
-        for (int j = 0; j <= lim; j++) d[j] = p[j] * (d[j] - s) * scale;
-        for (int j = lim + 1; j < T; j++) d[j] = 0.0f;
-    }
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t ah = ((size_t)b * NH + h) * T * T, off = (size_t)b * T * C3 + h * hs;
-            /* dq = dS k, dk = dS^T q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, datt + ah, T,
-                        qkv + off + C, C3, 0.0f, dqkv + off, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, datt + ah, T,
-                        qkv + off, C3, 0.0f, dqkv + off + C, C3);
+        for (int i = 0; i < T; i++) {
+            const float *pi = p + (size_t)i * T;
+            float *di = dp + (size_t)i * T, s = 0.0f;
+            for (int j = 0; j <= i; j++) s += pi[j] * di[j];
+            for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - s) * scale;
+            for (int j = i + 1; j < T; j++) di[j] = 0.0f;
         }
+        /* dq = dS k, dk = dS^T q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, qkv + off + C,
+                    C3, 0.0f, dqkv + off, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, qkv + off, C3,
+                    0.0f, dqkv + off + C, C3);
+    }
 }
 
 /* ----------------------------------------------------------------- forward */
@@ -509,10 +606,12 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
 /* Per row of logits: log-sum-exp, entropy and log p(target). */
 static void lm_row_stats(const float *l, int V, int target, float *lse, float *ent, float *logp) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
     float s = 0.0f, sl = 0.0f;
+#pragma omp simd reduction(+ : s, sl)
     for (int v = 0; v < V; v++) {
-        float e = expf(l[v] - mx);
+        float e = fast_expf(l[v] - mx);
         s += e;
         sl += e * (l[v] - mx);
     }
@@ -531,9 +630,8 @@ int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
                 return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "target %d at %d outside vocabulary %d",
                                    targets[i], i, V);
     /* logits (N, V) = lnf (N, C) @ wte^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, a->lnf, C, m->w.wte, C,
-                0.0f, a->logits, V);
-#pragma omp parallel for schedule(static)
+    gemm(0, 1, N, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, a->logits, V);
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int i = 0; i < N; i++)
         lm_row_stats(a->logits + (size_t)i * V, V, targets ? targets[i] : -1, &a->lse[i],
                      &a->entropy[i], targets ? &a->logp[i] : NULL);
@@ -596,7 +694,7 @@ void rlaif_last_index(const uint8_t *valid, int B, int T, int *last) {
  *   d/dl_v = dlogp * (1[v = target] - p_v) - dent * p_v * (log p_v + H). */
 static void lm_backward_rows(float *logits, const float *lse, const float *ent, const int *targets,
                              const float *dlogp, const float *dent, int N, int V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int i = 0; i < N; i++) {
         float *l = logits + (size_t)i * V;
         /* an ignored target (< 0) has logp = 0, so no gradient through it */
@@ -606,8 +704,9 @@ static void lm_backward_rows(float *logits, const float *lse, const float *ent, 
             continue;
         }
         float ls = lse[i], H = ent[i];
+#pragma omp simd
         for (int v = 0; v < V; v++) {
-            float lp = l[v] - ls, p = expf(lp);
+            float lp = l[v] - ls, p = fast_expf(lp);
             l[v] = -dl * p - de * p * (lp + H);
         }
         if (targets[i] >= 0) l[targets[i]] += dl;
@@ -708,7 +807,7 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
                          int Tn) {
     int B = kv->B, C = kv->C, NH = kv->n_head, hs = C / NH, maxT = kv->maxT;
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * C * (s0 + Tn) * Tn >= PAR_MIN)
     for (int r = 0; r < B * NH; r++) {
         int b = r / NH, h = r % NH;
         float *sc = kv->scratch + (size_t)r * maxT;
@@ -780,11 +879,9 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         memcpy(ln + (size_t)b * C, res + ((size_t)b * Tn + Tn - 1) * C, sizeof(float) * C);
     layernorm_forward(a->lnf, NULL, NULL, ln, m->w.ln_f_w, m->w.ln_f_b, B, C);
     if (B == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, V, C, 1.0f, m->w.wte, C, a->lnf, 1, 0.0f, logits,
-                    1);
+        gemv(0, V, C, m->w.wte, C, a->lnf, 0.0f, logits);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, C, 1.0f, a->lnf, C, m->w.wte, C,
-                    0.0f, logits, V);
+        gemm(0, 1, B, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, logits, V);
     kv->len += Tn;
     return 0;
 }

@@ -44,7 +44,7 @@ float rlaif_lr_at(const rlaif_adamw_config *c, long step) {
 
 double rlaif_grad_sumsq(const float *g, size_t begin, size_t end) {
     double s = 0.0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+#pragma omp parallel for reduction(+ : s) schedule(static) if (end - begin >= (1 << 15))
     for (size_t i = begin; i < end; i++) s += (double)g[i] * g[i];
     return s;
 }
@@ -55,7 +55,7 @@ double rlaif_grad_sumsq(const float *g, size_t begin, size_t end) {
 static void adamw_range(float *p, const float *g, float *m, float *v, size_t n, float lr,
                         float decay, float b1, float b2, float eps, float step_size, float bc2_sqrt,
                         float scale) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * scale;
         float mi = b1 * m[i] + (1.0f - b1) * gi;
