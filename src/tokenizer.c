@@ -286,6 +286,13 @@ static const tok_cache_slot *cache_get(const tok_cache *c, uint64_t h, const uns
         if (s->h == h && s->key_len == n && !memcmp(c->keys + s->key_off, p, n)) return s;
     }
 }
+void tok_cache_clear(rlaif_tokenizer *t) {
+    tok_cache *cs[2] = {&t->cache, &t->js_cache};
+    for (int i = 0; i < 2; i++) {
+        memset(cs[i]->slot, 0, ((size_t)cs[i]->mask + 1) * sizeof *cs[i]->slot);
+        cs[i]->n = cs[i]->keys_used = cs[i]->ids_used = 0;
+    }
+}
 static void cache_put(tok_cache *c, uint64_t h, const unsigned char *p, size_t n,
                       const int32_t *ids, size_t nids) {
     if (c->n >= c->max_n || c->keys_used + n > c->keys_cap || c->ids_used + nids > c->ids_cap) {
@@ -318,6 +325,8 @@ static void work_reserve(rlaif_tokenizer *t, size_t n) {
     t->heap = xrealloc(t->heap, 3 * cap * sizeof *t->heap);
     t->w_cap = cap;
 }
+
+size_t tok_small_max = 128;
 
 /* Short pieces: keep the symbols in an array with the rank of each adjacent
  * pair; merge the lowest rank (leftmost on ties), update two neighbours. */

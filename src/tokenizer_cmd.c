@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *checkpoint, *field;
+    const char *checkpoint, *field, *save;
     int flags, jsonl, pieces;
     int nrest;
     char **rest;
@@ -33,6 +33,8 @@ static int parse_opts(rlaif_ctx *ctx, int encode, tok_opts *o) {
             o->field = ctx->args.args[++i];
         else if (encode && !strcmp(a, "--pieces"))
             o->pieces = 1;
+        else if (encode && !strcmp(a, "--save") && i + 1 < ctx->args.nargs)
+            o->save = ctx->args.args[++i];
         else if (!encode && !strcmp(a, "--skip-special"))
             o->flags |= RLAIF_TOK_SKIP_SPECIAL;
         else if (!strcmp(a, "--")) {
@@ -51,6 +53,21 @@ static int parse_opts(rlaif_ctx *ctx, int encode, tok_opts *o) {
 static int get_tokenizer(rlaif_ctx *ctx, const tok_opts *o, rlaif_tokenizer **t) {
     if (o->checkpoint) return rlaif_tokenizer_load_file(t, o->checkpoint);
     return rlaif_tokenizer_from_config(t, ctx->cfg);
+}
+
+/* --save FILE: a new HDF5 file holding only /tokenizer (what checkpoints hold). */
+static int save_file(const rlaif_tokenizer *t, const char *path) {
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return RLAIF_ERROR(RLAIF_EX_IOERR, "is the folder writable?", "cannot create %s", path);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc =
+        g < 0 ? rlaif_error_h5("H5Gcreate2", __FILE__, __LINE__, NULL) : rlaif_tokenizer_save(t, g);
+    if (g >= 0) H5Gclose(g);
+    if (H5Fclose(f) < 0 && !rc)
+        rc = RLAIF_ERROR(RLAIF_EX_IOERR, "is the disk full?", "closing %s failed", path);
+    if (rc) rlaif_error_context("%s: ", path);
+    return rc;
 }
 
 static int read_stdin(rlaif_bytes *b) {
@@ -133,7 +150,9 @@ int rlaif_cmd_tokenize(rlaif_ctx *ctx) {
     rlaif_bytes in = {0};
     rlaif_tokens ids = {0};
     int rc = get_tokenizer(ctx, &o, &t);
-    if (!rc && o.nrest) {
+    if (!rc && o.save) {
+        rc = save_file(t, o.save);
+    } else if (!rc && o.nrest) {
         for (int i = 0; i < o.nrest; i++) {
             if (i) rlaif_tokenizer_encode(t, " ", 1, o.flags, &ids);
             rc = rlaif_tokenizer_encode(t, o.rest[i], strlen(o.rest[i]), o.flags, &ids);

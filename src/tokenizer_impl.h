@@ -77,4 +77,10 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p);
 
 uint64_t tok_hash_bytes(const void *p, size_t n);
 
+/* Pieces up to this many bytes merge with the array scan, longer ones with the
+ * heap (both give the same ids; the fuzz target sets it to 0 to compare them). */
+extern size_t tok_small_max;
+/* Forget every cached piece (tests). */
+void tok_cache_clear(rlaif_tokenizer *t);
+
 #endif
