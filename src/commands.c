@@ -32,6 +32,7 @@ const rlaif_command rlaif_commands[] = {
      "  --special            recognise special tokens such as <|endoftext|> in the text\n"
      "  --jsonl [--field K]  stdin holds one JSON string (or object with key K) per line\n"
      "  --pieces             print one token per line: id, then its bytes (escaped)\n"
+     "  --save FILE.h5       write the tokenizer to FILE.h5's /tokenizer group instead\n"
      "  --gpt-3-encoder      reproduce the npm package gpt-3-encoder's ids exactly"},
     {"detokenize", rlaif_cmd_detokenize, 0, "turn token ids back into text",
      "  [IDS...]             token ids (separated by spaces or commas); stdin when absent\n"
