@@ -108,13 +108,14 @@ static int kv_read(hid_t loc, const char *group, rlaif_kvset *s) {
     hsize_t idx = 0;
     herr_t e = H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, kv_read_one, s);
     H5Gclose(g);
-    RLAIF_CHECK_H5(e, "the checkpoint is damaged");
+    if (e < 0)
+        return rlaif_error_h5("H5Aiterate2", __FILE__, __LINE__, "the checkpoint is damaged");
     return 0;
 }
 
 /* ---- paths and files ---- */
 
-void rlaif_ckpt_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n) {
+void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s-%08lld.h5", o->dir, o->name, (long long)step);
 }
 
@@ -163,7 +164,7 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-int rlaif_ckpt_list(const char *dir, const char *name, int64_t **steps, int *n) {
+int rlaif_checkpoint_list(const char *dir, const char *name, int64_t **steps, int *n) {
     *steps = NULL, *n = 0;
     DIR *d = opendir(dir);
     if (!d) {
@@ -273,7 +274,10 @@ static int xfer_part(hid_t ds, const rlaif_tensor_desc *t, size_t lo, size_t hi,
                      : H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, dxpl, cnt ? mem : dummy);
     H5Sclose(ms);
     H5Sclose(fs);
-    RLAIF_CHECK_H5(e, write ? "the file system may be full" : "the checkpoint may be truncated");
+    if (e < 0)
+        return rlaif_error_h5(write ? "H5Dwrite" : "H5Dread", __FILE__, __LINE__,
+                              write ? "the file system may be full"
+                                    : "the checkpoint may be truncated");
     return 0;
 }
 
@@ -328,7 +332,7 @@ static int write_checksum(hid_t ds, csum c) {
     RLAIF_CHECK_H5(a, NULL);
     herr_t e = H5Awrite(a, H5T_NATIVE_UINT64, v);
     H5Aclose(a);
-    RLAIF_CHECK_H5(e, NULL);
+    if (e < 0) return rlaif_error_h5("H5Awrite", __FILE__, __LINE__, NULL);
     return 0;
 }
 
@@ -397,6 +401,13 @@ static int save_serial(const char *tmp, rlaif_ckpt *c, int64_t step) {
     rlaif_kv_set_int(&c->state, "step", step);
     int rc = kv_write(file, "config", &c->config);
     if (!rc) rc = kv_write(file, "state", &c->state);
+    if (!rc && (c->m && c->v)) rc = kv_write(file, "optim", &c->optim);
+    if (!rc && c->arch) {
+        hid_t g = H5Gopen2(file, "config", H5P_DEFAULT);
+        rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, NULL)
+                   : rlaif_h5_attr_str(g, "arch", c->arch);
+        if (g >= 0) H5Gclose(g);
+    }
     if (!rc && c->job_config) {
         hid_t g = H5Gopen2(file, "config", H5P_DEFAULT);
         rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, NULL)
@@ -432,13 +443,13 @@ static int write_latest(const rlaif_ckpt_opts *o, const char *path) {
 static void prune(const rlaif_ckpt_opts *o) {
     int64_t *steps;
     int n;
-    if (rlaif_ckpt_list(o->dir, o->name, &steps, &n)) {
+    if (rlaif_checkpoint_list(o->dir, o->name, &steps, &n)) {
         rlaif_error_clear();
         return;
     }
     char path[4096];
     for (int i = o->keep; i < n; i++) {
-        rlaif_ckpt_path(o, steps[i], path, sizeof path);
+        rlaif_checkpoint_path(o, steps[i], path, sizeof path);
         if (unlink(path) != 0) rlaif_warn("could not remove old checkpoint %s", path);
     }
     free(steps);
@@ -457,13 +468,13 @@ static void prune(const rlaif_ckpt_opts *o) {
     if (d) closedir(d);
 }
 
-int rlaif_ckpt_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
-                    char *pathout, size_t pathn) {
+int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
+                          char *pathout, size_t pathn) {
     int rank, nproc;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     RLAIF_CHECK_MPI(MPI_Comm_size(comm, &nproc));
     char path[4096], tmp[4200];
-    rlaif_ckpt_path(o, step, path, sizeof path);
+    rlaif_checkpoint_path(o, step, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     RLAIF_TRY(rlaif_agree(comm, rank == 0 ? mkdir_p(o->dir) : 0));
     shard sh;
@@ -535,7 +546,7 @@ static int read_checksum(hid_t ds, uint64_t v[2]) {
     RLAIF_CHECK_H5(a, "the checkpoint is damaged");
     herr_t e = H5Aread(a, H5T_NATIVE_UINT64, v);
     H5Aclose(a);
-    RLAIF_CHECK_H5(e, "the checkpoint is damaged");
+    if (e < 0) return rlaif_error_h5("H5Aread", __FILE__, __LINE__, "the checkpoint is damaged");
     return 0;
 }
 
@@ -546,7 +557,11 @@ static int load_parallel(MPI_Comm comm, const char *path, const rlaif_h5_opts *i
     hid_t file;
     RLAIF_TRY(rlaif_agree(comm, rlaif_h5_open(path, comm, 0, io, &file)));
     uint64_t *sums = xcalloc((size_t)(4 * nk * nt), sizeof(uint64_t)), *want = sums + 2 * nk * nt;
-    hid_t dxpl = rlaif_h5_dxpl(io);
+    /* Reads are independent: each rank reads what it needs, and HDF5 1.10.8
+     * can hang a collective read in which some ranks select nothing. */
+    rlaif_h5_opts indep = *io;
+    indep.collective_data = 0;
+    hid_t dxpl = rlaif_h5_dxpl(&indep);
     int rc = dxpl < 0 ? rlaif_error_h5("H5Pcreate", __FILE__, __LINE__, NULL) : 0;
     for (int i = 0; i < nk * nt && !rc; i++) {
         int k = i / nt;
@@ -576,6 +591,7 @@ static int load_parallel(MPI_Comm comm, const char *path, const rlaif_h5_opts *i
     if (dxpl >= 0) H5Pclose(dxpl);
     if (!rc) rc = kv_read(file, "config", &c->config);
     if (!rc) rc = kv_read(file, "state", &c->state);
+    if (!rc && nk == 3) rc = kv_read(file, "optim", &c->optim);
     int rc2 = rlaif_h5_close_file(&file);
     rc = rlaif_agree(comm, rc ? rc : rc2);
     if (!rc) {
@@ -591,7 +607,7 @@ static int load_parallel(MPI_Comm comm, const char *path, const rlaif_h5_opts *i
     return rlaif_agree(comm, rc);
 }
 
-int rlaif_ckpt_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c) {
+int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c) {
     int rank, nproc;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     RLAIF_CHECK_MPI(MPI_Comm_size(comm, &nproc));
@@ -614,21 +630,22 @@ int rlaif_ckpt_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rl
     return rlaif_agree(comm, rc);
 }
 
-int rlaif_ckpt_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
-                      char *pathout, size_t pathn) {
+int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
+                            char *pathout, size_t pathn) {
     int rank;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     int64_t *steps = NULL;
     int n = 0;
-    RLAIF_TRY(rlaif_agree(comm, rank == 0 ? rlaif_ckpt_list(o->dir, o->name, &steps, &n) : 0));
+    RLAIF_TRY(
+        rlaif_agree(comm, rank == 0 ? rlaif_checkpoint_list(o->dir, o->name, &steps, &n) : 0));
     RLAIF_CHECK_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
     if (rank != 0) steps = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     RLAIF_CHECK_MPI(MPI_Bcast(steps, n, MPI_INT64_T, 0, comm));
     *found = 0;
     for (int i = 0; i < n && !*found; i++) {
         char path[4096];
-        rlaif_ckpt_path(o, steps[i], path, sizeof path);
-        if (rlaif_ckpt_load(comm, path, &o->io, c) == 0) {
+        rlaif_checkpoint_path(o, steps[i], path, sizeof path);
+        if (rlaif_checkpoint_load(comm, path, &o->io, c) == 0) {
             *found = 1;
             if (pathout) snprintf(pathout, pathn, "%s", path);
         } else {

@@ -78,7 +78,9 @@ int rlaif_h5_close_file(hid_t *file) {
     if (*file < 0) return 0;
     herr_t e = H5Fclose(*file);
     *file = -1;
-    RLAIF_CHECK_H5(e, "the file system may be full; the file is incomplete");
+    if (e < 0)
+        return rlaif_error_h5("H5Fclose", __FILE__, __LINE__,
+                              "the file system may be full; the file is incomplete");
     return 0;
 }
 
@@ -156,7 +158,7 @@ int rlaif_h5_rows(hid_t ds, hsize_t *rows) {
     }
     herr_t e = H5Sget_simple_extent_dims(space, rows, NULL);
     H5Sclose(space);
-    RLAIF_CHECK_H5(e, NULL);
+    if (e < 0) return rlaif_error_h5("H5Sget_simple_extent_dims", __FILE__, __LINE__, NULL);
     return 0;
 }
 
@@ -176,13 +178,14 @@ static int write_rows(hid_t ds, hid_t memtype, const void *buf, hsize_t start, s
         RLAIF_CHECK_H5(H5Sselect_none(fs), NULL);
         RLAIF_CHECK_H5(H5Sselect_none(ms), NULL);
     }
-    hid_t dxpl = rlaif_h5_dxpl(o);
+    /* Independent transfers use the default list, valid for serial files too. */
+    hid_t dxpl = o->collective_data ? rlaif_h5_dxpl(o) : H5P_DEFAULT;
     RLAIF_CHECK_H5(dxpl, NULL);
     herr_t e = H5Dwrite(ds, memtype, ms, fs, dxpl, n ? buf : dummy);
-    H5Pclose(dxpl);
+    if (dxpl != H5P_DEFAULT) H5Pclose(dxpl);
     H5Sclose(ms);
     H5Sclose(fs);
-    RLAIF_CHECK_H5(e, "the file system may be full");
+    if (e < 0) return rlaif_error_h5("H5Dwrite", __FILE__, __LINE__, "the file system may be full");
     return 0;
 }
 
@@ -225,7 +228,9 @@ int rlaif_h5_read_rows(hid_t ds, hid_t memtype, void *buf, hsize_t start, size_t
     herr_t e = H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, n ? buf : dummy);
     H5Sclose(ms);
     H5Sclose(fs);
-    RLAIF_CHECK_H5(e, "the file may be truncated or damaged");
+    if (e < 0)
+        return rlaif_error_h5("H5Dread", __FILE__, __LINE__,
+                              "the file may be truncated or damaged");
     return 0;
 }
 
@@ -371,7 +376,7 @@ static int write_attr(hid_t loc, const char *name, hid_t type, hid_t space, cons
     RLAIF_CHECK_H5(a, NULL);
     herr_t e = H5Awrite(a, type, v);
     H5Aclose(a);
-    RLAIF_CHECK_H5(e, NULL);
+    if (e < 0) return rlaif_error_h5("H5Awrite", __FILE__, __LINE__, NULL);
     return 0;
 }
 
@@ -462,7 +467,8 @@ static int get_scalar(hid_t loc, const char *name, hid_t mt, void *out) {
     RLAIF_TRY(open_attr(loc, name, &a));
     herr_t e = H5Aread(a, mt, out);
     H5Aclose(a);
-    RLAIF_CHECK_H5(e, "attribute of an unexpected type");
+    if (e < 0)
+        return rlaif_error_h5("H5Aread", __FILE__, __LINE__, "attribute of an unexpected type");
     return 0;
 }
 

@@ -136,6 +136,7 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
         memcpy(row + 16, values, 8 * (size_t)p->ncols);
         rlaif_h5_opts o;
         rlaif_h5_opts_default(&o);
+        o.collective_data = 0; /* a serial file */
         int rc = rlaif_h5_append(p->ds, p->type, row, 1, MPI_COMM_SELF, &o, NULL, NULL);
         free(row);
         RLAIF_TRY(rc);

@@ -410,7 +410,9 @@ static int copy_root_attrs(const char *src_path, hid_t dst) {
     hsize_t idx = 0;
     herr_t e = H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_attr, &dst);
     H5Fclose(src);
-    RLAIF_CHECK_H5(e, "could not copy the attributes of the first input");
+    if (e < 0)
+        return rlaif_error_h5("H5Aiterate2", __FILE__, __LINE__,
+                              "could not copy the attributes of the first input");
     return 0;
 }
 

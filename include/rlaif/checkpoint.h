@@ -9,7 +9,8 @@
  *       Each dataset carries attribute "checksum" (2 x uint64: sum of the
  *       float bit patterns and the position-weighted sum), computed shard by
  *       shard and combined with MPI_Allreduce, so it is checked on load.
- *   /config   attributes: architecture sizes (ints) and "job_config" text
+ *   /config   attributes: "arch", architecture sizes (ints), "job_config" text
+ *   /optim    attributes: optimizer counters (AdamW step, skipped)
  *   /state    attributes: step, RNG counters, data cursor, KL controller,
  *             reward-normalisation stats (small key -> int64 | double set)
  *   /tokenizer written by a callback (the tokenizer module's writer)
@@ -21,7 +22,7 @@
  * folder, and replaces `<dir>/LATEST` (one line: the file name) by rename.
  * Only the newest `keep` checkpoints of a name are kept. A process killed at
  * any point leaves at worst a stale .tmp; the previous checkpoint is intact.
- * On restart rlaif_ckpt_resume picks the newest checkpoint that loads and
+ * On restart rlaif_checkpoint_resume picks the newest checkpoint that loads and
  * verifies, skipping truncated or corrupt ones with a warning. */
 #ifndef RLAIF_CHECKPOINT_H
 #define RLAIF_CHECKPOINT_H
@@ -70,7 +71,9 @@ typedef struct {
     float *m, *v;
     int params_sharded;     /* params holds only this rank's shard */
     int moments_sharded;    /* m and v hold only this rank's shard */
-    rlaif_kvset config;     /* /config attributes (architecture sizes) */
+    const char *arch;       /* /config attribute "arch" (e.g. "gpt2"), or NULL */
+    rlaif_kvset config;     /* /config attributes (architecture sizes, layer_norm_epsilon) */
+    rlaif_kvset optim;      /* /optim attributes (AdamW step, skipped) */
     const char *job_config; /* resolved job file text for /config, or NULL */
     rlaif_kvset state;      /* /state attributes; "step" is always written */
     rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
@@ -85,26 +88,26 @@ typedef struct {
 } rlaif_ckpt_opts;
 
 /* "<dir>/<name>-<step 8 digits>.h5" */
-void rlaif_ckpt_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n);
+void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n);
 
 /* Collective over comm (the learners). Writes c at step atomically; path (may
  * be NULL) receives the file written. */
-int rlaif_ckpt_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
+int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
                     char *path, size_t pathn);
 
 /* Collective. Load path into c (buffers allocated by the caller with the
  * layout c declares; c->config and c->state are filled). Verifies that every
  * tensor of c->table exists with its shape and that checksums match. */
-int rlaif_ckpt_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c);
+int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c);
 
 /* Collective. Newest checkpoint of o->name that loads and verifies, loaded
  * into c; *found = 0 when there is none (not an error). Damaged ones are
  * skipped with a warning naming them. */
-int rlaif_ckpt_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
+int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
                       char *path, size_t pathn);
 
 /* Steps of the complete (renamed, non-.tmp) checkpoints of name, newest
  * first; *n entries in a malloc'd array. Does not open them. */
-int rlaif_ckpt_list(const char *dir, const char *name, int64_t **steps, int *n);
+int rlaif_checkpoint_list(const char *dir, const char *name, int64_t **steps, int *n);
 
 #endif
