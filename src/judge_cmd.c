@@ -158,6 +158,7 @@ static int run(rlaif_ctx *ctx, const judge_opts *o, int rank, int size) {
         done += n;
         if (o->crash_after >= 0 && done >= o->crash_after) {
             fflush(out); /* testing: die like kill -9 with calls in flight */
+            fprintf(stderr, "judge: killing myself at %.6f\n", rlaif_wall_time());
             raise(SIGKILL);
         }
         double now = rlaif_now();

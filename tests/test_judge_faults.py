@@ -156,6 +156,7 @@ def main():
     m = Mock(tmp, "--latency", "0.02", "--fault-rate", "0.3", "--faults", "all",
              "--retry-after-ms", "15", "--seed", "5")
     run_judge(tmp, "kill", m.port, pairs, ["--crash-after", "150"], expect_kill=True)
+    time.sleep(0.1)  # the server settles closed connections within 5 ms
     st1 = m.stats()
     jnl = os.path.join(tmp, "kill", "journal", "judge-rank-00000.jnl")
     journaled = sum(1 for _ in open(jnl))
@@ -205,6 +206,24 @@ def main():
     quoted = sum("Ignore previous instructions" in r["explanation"] for r in res)
     check(quoted > 50, "inject: the judge never quoted the injection (%d)" % quoted)
     print("injection: 200/200 pairs labelled for the right response; %d explanations quote it" % quoted)
+
+    # 5. other modes and the Anthropic API through HTTP, with some faults
+    small = os.path.join(tmp, "small-pairs.jsonl")
+    make_pairs(small, 100, seed=11)
+    m = Mock(tmp, "--latency", "0.001", "--fault-rate", "0.3", "--faults", "429,500,err_vllm,truncated")
+    for mode in ("logprob", "rubric"):
+        res = run_judge(tmp, "mode-" + mode, m.port, small, ["--set", "judge.mode=" + mode])
+        check_results("mode-" + mode, res, n=100, min_labelled=99)
+        if mode == "logprob":
+            soft = [r["label"] for r in res if r["label"] is not None]
+            check(all(0 < x < 1 for x in soft), "logprob: labels are not soft")
+        else:
+            check(all(r["rubric"][0] is not None for r in res if r["label"] is not None), "rubric: no scores")
+    res = run_judge(tmp, "anthropic", m.port, small,
+                    ["--set", "judge.backend=anthropic", "--set", "judge.base_url=http://127.0.0.1:%d/v1" % m.port])
+    check_results("anthropic", res, n=100, min_labelled=99)
+    check_server("modes", m.stats())
+    m.stop()
 
     print("total %.1f s" % (time.time() - t0))
     if failures:

@@ -93,6 +93,8 @@ typedef struct {
     char *out;
     size_t nout, off;
     double due;           /* when the prepared answer may go; INFINITY = hang */
+    double sent;          /* when the last answer was fully sent (wall clock) */
+    double eof_at;        /* the client closed: decide a pending delivery a little later */
     int waiting, close_after;
     uint64_t pending_key; /* a good answer written, not yet known to be read */
 } conn;
@@ -100,8 +102,13 @@ typedef struct {
 static conn *conns;
 static int nconn, capconn;
 
-static void commit_delivery(conn *c) {
+static int verbose;
+
+static void commit_delivery(conn *c, const char *how) {
     if (!c->pending_key) return;
+    if (verbose)
+        fprintf(stderr, "delivered %016llx (%s) sent %.6f now %.6f\n",
+                (unsigned long long)c->pending_key, how, c->sent, rlaif_wall_time());
     lookup(c->pending_key)->delivered++;
     st.delivered++;
     c->pending_key = 0;
@@ -112,7 +119,9 @@ static void drop_conn(int i, int reset) {
     /* A reset means the client died with the answer unread; an answer not yet
      * (fully) sent was never delivered either. */
     if (reset) st.resets += c->pending_key != 0;
-    else if (!c->waiting && !c->nout) commit_delivery(c);
+    if (reset && verbose && c->pending_key) fprintf(stderr, "reset %016llx\n", (unsigned long long)c->pending_key);
+    else if (!c->waiting && !c->nout) commit_delivery(c, "close");
+    else if (verbose && c->pending_key) fprintf(stderr, "unsent %016llx\n", (unsigned long long)c->pending_key);
     close(c->fd);
     free(c->in), free(c->out);
     conns[i] = conns[--nconn];
@@ -185,7 +194,8 @@ static char *answer_text(json_t *req, int *mode_out, double *pa) {
     return s;
 }
 
-static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t req_len) {
+static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t req_len,
+                        uint64_t key) {
     int mode;
     double pa;
     char *text = answer_text(req, &mode, &pa);
@@ -207,7 +217,9 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
         }
         json_t *choice = json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", finish);
         if (mode == RLAIF_JM_LOGPROB && !isnan(pa)) json_object_set_new(choice, "logprobs", logprobs_json(pa));
-        o = json_pack("{s:s, s:s, s:s, s:[o], s:{s:i, s:i, s:i}, s:s}", "id", "chatcmpl-mock",
+        char id[64];
+        snprintf(id, sizeof id, "chatcmpl-%016llx", (unsigned long long)key);
+        o = json_pack("{s:s, s:s, s:s, s:[o], s:{s:i, s:i, s:i}, s:s}", "id", id,
                       "object", "chat.completion", "model",
                       json_string_value(json_object_get(req, "model")) ?: "mock", "choices", choice,
                       "usage", "prompt_tokens", tin, "completion_tokens", tout, "total_tokens",
@@ -278,7 +290,7 @@ static void stats_answer(conn *c) {
 
 /* A whole request is in c->in: decide and prepare the answer. */
 static void handle(conn *c, const char *head, const char *body, size_t blen, double now) {
-    commit_delivery(c); /* a new request: the previous answer was read */
+    commit_delivery(c, "next request"); /* a new request: the previous answer was read */
     char method[8] = "", path[256] = "";
     sscanf(head, "%7s %255s", method, path);
     if (!strcmp(method, "GET") && !strcmp(path, "/stats")) {
@@ -316,6 +328,7 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
     uint64_t key = rlaif_hash64(body, blen, 99);
     kent *k = lookup(key);
     if (k->delivered) st.repeats++;
+    if (verbose && k->delivered) fprintf(stderr, "repeat %016llx\n", (unsigned long long)key);
     if (now < k->not_before) st.early++;
     rlaif_rng rng;
     rlaif_rng_init(&rng, opt.seed, 99, (uint32_t)(st.requests >> 32), (uint32_t)st.requests);
@@ -341,7 +354,7 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
         return;
     }
     if (fault < 0 || fault == F_LENGTH || fault == F_FILTER || fault == F_TRUNCATED) {
-        good_answer(c, req, anthropic, fault, blen);
+        good_answer(c, req, anthropic, fault, blen, key);
         if (fault == F_TRUNCATED) { /* cut the JSON, with a matching Content-Length */
             char *b = strstr(c->out, "\r\n\r\n") + 4;
             size_t blen2 = c->nout - (size_t)(b - c->out);
@@ -435,6 +448,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rule")) opt.rule = v;
         else if (!strcmp(a, "--key-env")) opt.key = getenv(v);
         else if (!strcmp(a, "--idle-exit")) opt.idle_exit = atof(v);
+        else if (!strcmp(a, "--verbose")) verbose = atoi(v);
         else return usage(), 64;
         i++;
     }
@@ -484,6 +498,18 @@ int main(int argc, char **argv) {
                     continue;
                 }
             }
+            if (c->eof_at > 0) {
+                if (now - c->eof_at < 0.005) {
+                    pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
+                    if (c->eof_at + 0.005 < next) next = c->eof_at + 0.005;
+                    continue;
+                }
+                int err = 0;
+                socklen_t el = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                drop_conn(i--, err != 0);
+                continue;
+            }
             if (c->waiting && c->due < next) next = c->due;
             if (!c->waiting && c->nout) ev |= POLLOUT;
             pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = ev};
@@ -498,6 +524,13 @@ int main(int argc, char **argv) {
             if (!re) continue;
             last_activity = now;
             if (re & POLLOUT && c->nout) {
+                /* a client that died while we waited already sent its FIN:
+                 * what we send now is never read */
+                char peek;
+                if (c->off == 0 && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+                    drop_conn(i, 1);
+                    continue;
+                }
                 ssize_t w = send(c->fd, c->out + c->off, c->nout - c->off, MSG_NOSIGNAL);
                 if (w < 0 && errno != EAGAIN) {
                     drop_conn(i, 1);
@@ -505,6 +538,7 @@ int main(int argc, char **argv) {
                 }
                 if (w > 0) c->off += (size_t)w;
                 if (c->off == c->nout) {
+                    c->sent = rlaif_wall_time();
                     free(c->out);
                     c->out = NULL;
                     c->nout = c->off = 0;
@@ -521,6 +555,13 @@ int main(int argc, char **argv) {
                     if (!c->in) abort();
                 }
                 ssize_t r = recv(c->fd, c->in + c->nin, c->capin - c->nin - 1, 0);
+                if (r == 0 && c->pending_key && !c->waiting && !c->nout) {
+                    /* A FIN after our answer: either the client read it and
+                     * closed, or it had died and our answer draws a reset
+                     * that may still be on its way. Decide in 5 ms. */
+                    c->eof_at = now;
+                    continue;
+                }
                 if (r == 0 || (r < 0 && errno != EAGAIN)) {
                     drop_conn(i, r < 0); /* r < 0: ECONNRESET, the answer died unread */
                     continue;
