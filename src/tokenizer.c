@@ -289,6 +289,7 @@ static const tok_cache_slot *cache_get(const tok_cache *c, uint64_t h, const uns
 void tok_cache_clear(rlaif_tokenizer *t) {
     tok_cache *cs[2] = {&t->cache, &t->js_cache};
     for (int i = 0; i < 2; i++) {
+        if (!cs[i]->slot) continue;
         memset(cs[i]->slot, 0, ((size_t)cs[i]->mask + 1) * sizeof *cs[i]->slot);
         cs[i]->n = cs[i]->keys_used = cs[i]->ids_used = 0;
     }
@@ -456,6 +457,7 @@ static void encode_piece(rlaif_tokenizer *t, const unsigned char *p, size_t n, i
     }
     js = js && memchr(p, ',', n) != NULL;
     tok_cache *c = js ? &t->js_cache : &t->cache;
+    if (!c->slot) cache_init(c); /* the gpt-3-encoder cache only when that mode is used */
     uint64_t h = 0;
     if (n <= TOK_CACHE_KEY_MAX) {
         h = tok_hash_bytes(p, n);
@@ -697,7 +699,6 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     t->add_prefix_space = p->add_prefix_space;
     t->ignore_merges = p->ignore_merges;
     cache_init(&t->cache);
-    cache_init(&t->js_cache);
 
     /* bytes -> id (specials are not looked up by text: a special may share its
      * bytes with an ordinary token, and lookup must find the ordinary one) */
