@@ -8,6 +8,7 @@
 #include "tokenizer_impl.h"
 
 #include "rlaif/error.h"
+#include "rlaif/h5util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -590,67 +591,6 @@ static int file_rank(hid_t loc, int *rank) {
     return 0;
 }
 
-static int put_attr_i64(hid_t g, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    RLAIF_CHECK_H5(sp, NULL);
-    hid_t a = H5Acreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    RLAIF_CHECK_H5(a, "does the group already hold a tokenizer?");
-    herr_t e = H5Awrite(a, H5T_NATIVE_INT64, &v);
-    H5Aclose(a);
-    RLAIF_CHECK_H5(e, NULL);
-    return 0;
-}
-static int put_attr_str(hid_t g, const char *name, const char *v) {
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    RLAIF_CHECK_H5(ty, NULL);
-    H5Tset_size(ty, strlen(v) + 1);
-    H5Tset_strpad(ty, H5T_STR_NULLTERM);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(g, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, v);
-    if (a >= 0) H5Aclose(a);
-    H5Tclose(ty);
-    RLAIF_CHECK_H5(e, "does the group already hold a tokenizer?");
-    return 0;
-}
-static int get_attr_i64(hid_t g, const char *name, int64_t *v) {
-    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
-    if (a < 0)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT, "was it written by rlaif_tokenizer_save?",
-                           "tokenizer group: attribute '%s' is missing", name);
-    herr_t e = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    RLAIF_CHECK_H5(e, NULL);
-    return 0;
-}
-static int get_attr_str(hid_t g, const char *name, char *buf, size_t n) {
-    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
-    if (a < 0)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT, "was it written by rlaif_tokenizer_save?",
-                           "tokenizer group: attribute '%s' is missing", name);
-    hid_t ft = H5Aget_type(a);
-    int ok =
-        ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && H5Tget_size(ft) < n;
-    herr_t e = -1;
-    if (ok) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5Tget_size(ft));
-        memset(buf, 0, n);
-        e = H5Aread(a, mt, buf);
-        H5Tclose(mt);
-    }
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    if (!ok)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT, NULL,
-                           "tokenizer group: attribute '%s' is not a short fixed-length string",
-                           name);
-    RLAIF_CHECK_H5(e, NULL);
-    return 0;
-}
-
 /* Create a dataset and write it from the writer rank (others select nothing,
  * but take part in the collective create). */
 static int put_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, int rank,
@@ -676,15 +616,15 @@ int rlaif_tokenizer_save(const rlaif_tokenizer *t, hid_t g) {
     int rank;
     RLAIF_TRY(file_rank(g, &rank));
     int writer = rank == 0;
-    RLAIF_TRY(put_attr_i64(g, "format", TOK_H5_FORMAT));
-    RLAIF_TRY(put_attr_str(g, "type", t->type == RLAIF_TOK_BYTE ? "byte" : "bpe"));
-    RLAIF_TRY(put_attr_str(g, "pretokenizer", t->type == RLAIF_TOK_BYTE ? "none" : "gpt2"));
-    RLAIF_TRY(put_attr_str(g, "unicode_version", rlaif_uc_version_string()));
-    RLAIF_TRY(put_attr_i64(g, "n_vocab", t->n_vocab));
-    RLAIF_TRY(put_attr_i64(g, "n_merges", t->n_merges));
-    RLAIF_TRY(put_attr_i64(g, "eos_id", t->eos));
-    RLAIF_TRY(put_attr_i64(g, "add_prefix_space", t->add_prefix_space));
-    RLAIF_TRY(put_attr_i64(g, "ignore_merges", t->ignore_merges));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "format", TOK_H5_FORMAT));
+    RLAIF_TRY(rlaif_h5_attr_str(g, "type", t->type == RLAIF_TOK_BYTE ? "byte" : "bpe"));
+    RLAIF_TRY(rlaif_h5_attr_str(g, "pretokenizer", t->type == RLAIF_TOK_BYTE ? "none" : "gpt2"));
+    RLAIF_TRY(rlaif_h5_attr_str(g, "unicode_version", rlaif_uc_version_string()));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "n_vocab", t->n_vocab));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "n_merges", t->n_merges));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "eos_id", t->eos));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "add_prefix_space", t->add_prefix_space));
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "ignore_merges", t->ignore_merges));
     hsize_t nb = (hsize_t)t->off[t->n_vocab], nv = (hsize_t)t->n_vocab, no = nv + 1;
     RLAIF_TRY(
         put_dataset(g, "token_bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nb, t->bytes, writer));
@@ -732,17 +672,20 @@ static int get_dataset(hid_t g, const char *name, hid_t mtype, size_t elem, int 
 int rlaif_tokenizer_load(rlaif_tokenizer **out, hid_t g) {
     *out = NULL;
     int64_t format, n_vocab, n_merges, aps, ign;
-    char type[16];
-    RLAIF_TRY(get_attr_i64(g, "format", &format));
+    RLAIF_TRY(rlaif_h5_get_attr_i64(g, "format", &format));
     if (format != TOK_H5_FORMAT)
         return RLAIF_ERROR(RLAIF_EX_NOINPUT, "a newer rlaif wrote it: upgrade",
                            "tokenizer group: format %lld (this rlaif reads %d)", (long long)format,
                            TOK_H5_FORMAT);
-    RLAIF_TRY(get_attr_str(g, "type", type, sizeof type));
-    RLAIF_TRY(get_attr_i64(g, "n_vocab", &n_vocab));
-    RLAIF_TRY(get_attr_i64(g, "n_merges", &n_merges));
-    RLAIF_TRY(get_attr_i64(g, "add_prefix_space", &aps));
-    RLAIF_TRY(get_attr_i64(g, "ignore_merges", &ign));
+    RLAIF_TRY(rlaif_h5_get_attr_i64(g, "n_vocab", &n_vocab));
+    RLAIF_TRY(rlaif_h5_get_attr_i64(g, "n_merges", &n_merges));
+    RLAIF_TRY(rlaif_h5_get_attr_i64(g, "add_prefix_space", &aps));
+    RLAIF_TRY(rlaif_h5_get_attr_i64(g, "ignore_merges", &ign));
+    char *type_s;
+    RLAIF_TRY(rlaif_h5_get_attr_str(g, "type", &type_s));
+    char type[16];
+    snprintf(type, sizeof type, "%s", type_s);
+    free(type_s);
     int is_byte = !strcmp(type, "byte");
     if ((!is_byte && strcmp(type, "bpe")) || n_vocab < 1 || n_vocab > (1 << 26) || n_merges < 0 ||
         n_merges > (1 << 26))
