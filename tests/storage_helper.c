@@ -6,12 +6,14 @@
  *   storage_helper ckpt-verify DIR NFLOATS   resume the newest good checkpoint and
  *                                            check every value bit for bit; prints
  *                                            "resumed step N"; exit 1 when none
+ *   storage_helper metrics-write FILE PROGRESS   metrics.h5 and progress.jsonl
  *   storage_helper prefs-write FILE          collective appends, uneven and empty
  *                                            ranks (checked by tests/check_prefs.py)
  * Values are a pure function of (kind, flat index, step), so any learner count
  * can check what any other wrote. */
 #include "rlaif/checkpoint.h"
 #include "rlaif/error.h"
+#include "rlaif/metrics.h"
 #include "rlaif/prefs.h"
 
 #include <hdf5.h>
@@ -180,6 +182,22 @@ static int prefs_write(const char *path) {
     return 0;
 }
 
+/* Two phases of made-up curves, 20 steps each, through the real writer. */
+static int metrics_write(const char *path, const char *progress) {
+    rlaif_metrics *m;
+    const char *sft[] = {"loss"}, *ppo[] = {"objective/kl", "policy/clipfrac", "env/reward_mean"};
+    die_if(rlaif_metrics_open(path, progress, MPI_COMM_WORLD, &m));
+    die_if(rlaif_metrics_phase(m, "sft", 1, sft));
+    die_if(rlaif_metrics_phase(m, "ppo", 3, ppo));
+    for (int s = 1; s <= 20; s++) {
+        double l = 3.0 / s, v[3] = {0.01 * s, 0.2 / s, -1.0 + 0.1 * s};
+        die_if(rlaif_metrics_log(m, "sft", s, &l));
+        die_if(rlaif_metrics_log(m, "ppo", s, v));
+    }
+    die_if(rlaif_metrics_close(&m));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -191,6 +209,8 @@ int main(int argc, char **argv) {
         rc = ckpt(argv[1], argv[2], strtoull(argv[3], NULL, 10), argc > 4 ? atoll(argv[4]) : 0);
     else if (argc == 3 && !strcmp(argv[1], "prefs-write"))
         rc = prefs_write(argv[2]);
+    else if (argc == 4 && !strcmp(argv[1], "metrics-write"))
+        rc = metrics_write(argv[2], argv[3]);
     else if (rank == 0)
         fprintf(stderr, "usage: see tests/storage_helper.c\n");
     MPI_Finalize();

@@ -1,0 +1,65 @@
+#!/bin/sh
+# Files written by the C library under MPI, read by h5py and the tools:
+#  - preferences.h5 from 4 ranks with uneven and empty ranks (tests/check_prefs.py)
+#  - `rlaif prefs` ingest / export / merge / info, its errors and exit codes
+#  - tools/rlaif-analyze on those files and on metrics.h5 from the C writer
+#  - tests/test_analyze.py: the analysis numbers against closed forms
+set -u
+helper="${top_builddir:-.}/tests/storage_helper"
+src="${top_srcdir:-.}"
+py="${PYTHON_REF:-/usr/bin/python3}"
+mpi="${MPIEXEC:-mpiexec}"
+rlaif="${RLAIF:-${top_builddir:-.}/src/rlaif}"
+d=$(mktemp -d /tmp/rlaif-storage-tools-XXXXXX)
+trap 'rm -rf "$d"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$mpi" -n 4 --oversubscribe "$helper" prefs-write "$d/p.h5" || fail "prefs-write on 4 ranks"
+"$py" "$src/tests/check_prefs.py" "$d/p.h5" 4 || fail "h5py check (4 ranks)"
+"$mpi" -n 3 --oversubscribe "$helper" prefs-write "$d/p3.h5" || fail "prefs-write on 3 ranks"
+"$py" "$src/tests/check_prefs.py" "$d/p3.h5" 3 || fail "h5py check (3 ranks)"
+
+# JSONL -> HDF5 -> JSONL, on 2 ranks and on 1.
+cat >"$d/h.jsonl" <<'J'
+{"prompt":"Explain rain.","chosen":"Water condenses and falls.","rejected":"Clouds cry.","id":11}
+
+{"prompt":"Say hi in French","chosen":"Bonjour \u00e0 tous","rejected":"Hello","id":12}
+J
+"$mpi" -n 2 --oversubscribe "$rlaif" prefs ingest "$d/h.jsonl" "$d/h.h5" || fail "ingest"
+"$rlaif" prefs export "$d/h.h5" "$d/h.out.jsonl" || fail "export"
+grep -q '"prompt":"Say hi in French","chosen":"Bonjour à tous","rejected":"Hello","id":12' "$d/h.out.jsonl" || fail "export content: $(cat "$d/h.out.jsonl")"
+[ "$(wc -l <"$d/h.out.jsonl")" -eq 2 ] || fail "export lines"
+"$mpi" -n 3 --oversubscribe "$rlaif" prefs merge "$d/m.h5" "$d/h.h5" "$d/p.h5" "$d/h.h5" || fail "merge"
+info=$("$rlaif" prefs info "$d/m.h5") || fail "info"
+echo "$info"
+echo "$info" | grep -q "19 prompts, 38 responses, 17 pairs" || fail "merge counts: $info"
+"$py" - "$d/m.h5" <<'P' || fail "h5py merged file"
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+ids = list(f["pairs"]["pair_id"])
+assert len(ids) == len(set(ids)) == 17, ids
+assert f.attrs["merged_from"].decode().count(",") == 2
+P
+
+# Errors: exit 64 naming file:line:field, 66 for a missing input, nothing left behind.
+printf '{"prompt":"a","chosen":"b","rejected":"c"}\n{"prompt":"a","chosen":5,"rejected":"c"}\n' >"$d/bad.jsonl"
+err=$("$rlaif" prefs ingest "$d/bad.jsonl" "$d/bad.h5" 2>&1); rc=$?
+[ $rc -eq 64 ] || fail "malformed JSONL exit $rc"
+echo "$err" | grep -q 'bad.jsonl:2: field "chosen" is not a string' || fail "message: $err"
+[ ! -e "$d/bad.h5" ] && [ ! -e "$d/bad.h5.tmp" ] || fail "a half-written file survived"
+"$rlaif" prefs ingest "$d/none.jsonl" "$d/x.h5" >/dev/null 2>&1; rc=$?
+[ $rc -eq 66 ] || fail "missing input exit $rc"
+"$rlaif" prefs frobnicate >/dev/null 2>&1; rc=$?
+[ $rc -eq 64 ] || fail "unknown subcommand exit $rc"
+
+# The analysis tool on the C-written files.
+"$py" "$src/tools/rlaif-analyze" prefs "$d/p.h5" --out "$d/plots" >"$d/audit.txt" || fail "analyze prefs"
+grep -q "failures by reason: parse 4" "$d/audit.txt" || fail "audit: $(cat "$d/audit.txt")"
+[ -s "$d/plots/prefs_audit.png" ] || fail "no audit plot"
+"$mpi" -n 2 --oversubscribe "$helper" metrics-write "$d/metrics.h5" "$d/progress.jsonl" || fail "metrics-write"
+[ "$(wc -l <"$d/progress.jsonl")" -eq 40 ] || fail "progress.jsonl lines"
+"$py" "$src/tools/rlaif-analyze" metrics "$d/metrics.h5" --out "$d/plots" || fail "analyze metrics"
+[ -s "$d/plots/ppo.png" ] && [ -s "$d/plots/sft.png" ] || fail "no metrics plots"
+
+top_srcdir="$src" "$py" "$src/tests/test_analyze.py" || fail "test_analyze.py"
+echo PASS
