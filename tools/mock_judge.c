@@ -93,7 +93,6 @@ typedef struct {
     char *out;
     size_t nout, off;
     double due;           /* when the prepared answer may go; INFINITY = hang */
-    double sent;          /* when the last answer was fully sent (wall clock) */
     double eof_at;        /* the client closed: decide a pending delivery a little later */
     int waiting, close_after;
     uint64_t pending_key; /* a good answer written, not yet known to be read */
@@ -102,13 +101,8 @@ typedef struct {
 static conn *conns;
 static int nconn, capconn;
 
-static int verbose;
-
-static void commit_delivery(conn *c, const char *how) {
+static void commit_delivery(conn *c) {
     if (!c->pending_key) return;
-    if (verbose)
-        fprintf(stderr, "delivered %016llx (%s) sent %.6f now %.6f\n",
-                (unsigned long long)c->pending_key, how, c->sent, rlaif_wall_time());
     lookup(c->pending_key)->delivered++;
     st.delivered++;
     c->pending_key = 0;
@@ -119,9 +113,7 @@ static void drop_conn(int i, int reset) {
     /* A reset means the client died with the answer unread; an answer not yet
      * (fully) sent was never delivered either. */
     if (reset) st.resets += c->pending_key != 0;
-    if (reset && verbose && c->pending_key) fprintf(stderr, "reset %016llx\n", (unsigned long long)c->pending_key);
-    else if (!c->waiting && !c->nout) commit_delivery(c, "close");
-    else if (verbose && c->pending_key) fprintf(stderr, "unsent %016llx\n", (unsigned long long)c->pending_key);
+    else if (!c->waiting && !c->nout) commit_delivery(c);
     close(c->fd);
     free(c->in), free(c->out);
     conns[i] = conns[--nconn];
@@ -290,7 +282,7 @@ static void stats_answer(conn *c) {
 
 /* A whole request is in c->in: decide and prepare the answer. */
 static void handle(conn *c, const char *head, const char *body, size_t blen, double now) {
-    commit_delivery(c, "next request"); /* a new request: the previous answer was read */
+    commit_delivery(c); /* a new request: the previous answer was read */
     char method[8] = "", path[256] = "";
     sscanf(head, "%7s %255s", method, path);
     if (!strcmp(method, "GET") && !strcmp(path, "/stats")) {
@@ -328,7 +320,6 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
     uint64_t key = rlaif_hash64(body, blen, 99);
     kent *k = lookup(key);
     if (k->delivered) st.repeats++;
-    if (verbose && k->delivered) fprintf(stderr, "repeat %016llx\n", (unsigned long long)key);
     if (now < k->not_before) st.early++;
     rlaif_rng rng;
     rlaif_rng_init(&rng, opt.seed, 99, (uint32_t)(st.requests >> 32), (uint32_t)st.requests);
@@ -448,7 +439,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rule")) opt.rule = v;
         else if (!strcmp(a, "--key-env")) opt.key = getenv(v);
         else if (!strcmp(a, "--idle-exit")) opt.idle_exit = atof(v);
-        else if (!strcmp(a, "--verbose")) verbose = atoi(v);
         else return usage(), 64;
         i++;
     }
@@ -499,9 +489,10 @@ int main(int argc, char **argv) {
                 }
             }
             if (c->eof_at > 0) {
-                if (now - c->eof_at < 0.005) {
+                double wall = rlaif_wall_time();
+                if (wall - c->eof_at < 0.005) {
                     pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
-                    if (c->eof_at + 0.005 < next) next = c->eof_at + 0.005;
+                    if (now + 0.005 < next) next = now + 0.005;
                     continue;
                 }
                 int err = 0;
@@ -521,7 +512,7 @@ int main(int argc, char **argv) {
         for (int i = n0 - 1; i >= 0; i--) {
             conn *c = &conns[i];
             short re = pfd[i + 1].revents;
-            if (!re) continue;
+            if (!re || c->eof_at > 0) continue; /* closing: decided in the next round */
             last_activity = now;
             if (re & POLLOUT && c->nout) {
                 /* a client that died while we waited already sent its FIN:
@@ -538,7 +529,6 @@ int main(int argc, char **argv) {
                 }
                 if (w > 0) c->off += (size_t)w;
                 if (c->off == c->nout) {
-                    c->sent = rlaif_wall_time();
                     free(c->out);
                     c->out = NULL;
                     c->nout = c->off = 0;
@@ -559,7 +549,7 @@ int main(int argc, char **argv) {
                     /* A FIN after our answer: either the client read it and
                      * closed, or it had died and our answer draws a reset
                      * that may still be on its way. Decide in 5 ms. */
-                    c->eof_at = now;
+                    c->eof_at = rlaif_wall_time();
                     continue;
                 }
                 if (r == 0 || (r < 0 && errno != EAGAIN)) {
