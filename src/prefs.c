@@ -61,6 +61,7 @@ struct rlaif_prefs {
     int64_t *ids; /* sorted pair ids in the file */
     size_t nids, capids;
     int64_t count[3];
+    double flush_seconds, last_flush;
 };
 
 static int cmp_i64(const void *a, const void *b) {
@@ -80,14 +81,28 @@ hid_t rlaif_prefs_file(const rlaif_prefs *p) {
     return p->file;
 }
 
+typedef struct {
+    int64_t id, pos;
+} idpos;
+
+static int cmp_idpos(const void *a, const void *b) {
+    const idpos *x = a, *y = b;
+    return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x->pos < y->pos ? -1 : x->pos > y->pos);
+}
+
+/* Merge n new ids (any order) into the sorted set: O(set + n log n). */
 static void add_ids(rlaif_prefs *p, const int64_t *ids, size_t n) {
     if (p->nids + n > p->capids) {
         p->capids = 2 * (p->nids + n) + 16;
         p->ids = xrealloc(p->ids, sizeof(int64_t) * p->capids);
     }
-    memcpy(p->ids + p->nids, ids, sizeof(int64_t) * n);
+    int64_t *fresh = xmalloc(sizeof(int64_t) * (n ? n : 1));
+    memcpy(fresh, ids, sizeof(int64_t) * n);
+    qsort(fresh, n, sizeof(int64_t), cmp_i64);
+    size_t i = p->nids, j = n, k = p->nids + n;
+    while (j > 0) p->ids[--k] = (i > 0 && p->ids[i - 1] > fresh[j - 1]) ? p->ids[--i] : fresh[--j];
     p->nids += n;
-    qsort(p->ids, p->nids, sizeof(int64_t), cmp_i64);
+    free(fresh);
 }
 
 static int write_meta(hid_t f, const rlaif_prefs_meta *m) {
@@ -127,6 +142,8 @@ static rlaif_prefs *prefs_new(MPI_Comm comm, const rlaif_h5_opts *io) {
     else
         rlaif_h5_opts_default(&p->io);
     p->pair_mt = rlaif_pair_memtype();
+    p->flush_seconds = 10.0;
+    p->last_flush = rlaif_now();
     return p;
 }
 
@@ -275,20 +292,47 @@ static int dedupe(rlaif_prefs *p, const rlaif_pair *pairs, size_t n, char *keep,
         free(counts), free(all);
         return rlaif_error_mpi(e, "MPI_Allgatherv", __FILE__, __LINE__);
     }
-    /* Walk the candidates in global order; the first occurrence wins. */
+    /* Sort (id, global position): within a run of equal ids the first
+     * position wins, and only if the file does not hold the id already. */
+    idpos *c = xmalloc(sizeof(idpos) * (total ? total : 1));
+    for (size_t g = 0; g < total; g++) c[g].id = all[g], c[g].pos = (int64_t)g;
+    qsort(c, total, sizeof(idpos), cmp_idpos);
     int64_t *fresh = xmalloc(sizeof(int64_t) * (total ? total : 1));
-    size_t nfresh = 0;
+    size_t nfresh = 0, lo = (size_t)displs[rank];
+    memset(keep, 0, n);
     *nkept = 0;
-    for (size_t g = 0; g < total; g++) {
-        int ok = !rlaif_prefs_has_pair(p, all[g]);
-        for (size_t j = 0; ok && j < nfresh; j++) ok = fresh[j] != all[g];
-        if (ok) fresh[nfresh++] = all[g];
-        size_t lo = (size_t)displs[rank];
-        if (g >= lo && g < lo + n) keep[g - lo] = (char)ok, *nkept += (size_t)ok;
+    for (size_t k = 0; k < total; k++) {
+        if ((k > 0 && c[k - 1].id == c[k].id) || rlaif_prefs_has_pair(p, c[k].id)) continue;
+        fresh[nfresh++] = c[k].id;
+        size_t g = (size_t)c[k].pos;
+        if (g >= lo && g < lo + n) keep[g - lo] = 1, ++*nkept;
     }
+    free(c);
     add_ids(p, fresh, nfresh);
     free(fresh), free(all), free(counts);
     return 0;
+}
+
+/* Flushing syncs the file (MPI_File_sync), which costs more than a batch
+ * of appends: do it at most every flush_seconds, on rank 0's clock. */
+static int maybe_flush(rlaif_prefs *p) {
+    int rank, now = 0;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(p->comm, &rank));
+    double t = rlaif_now();
+    if (rank == 0) now = t - p->last_flush >= p->flush_seconds;
+    RLAIF_CHECK_MPI(MPI_Bcast(&now, 1, MPI_INT, 0, p->comm));
+    if (!now) return 0;
+    p->last_flush = t;
+    return rlaif_prefs_flush(p);
+}
+
+int rlaif_prefs_flush(rlaif_prefs *p) {
+    RLAIF_CHECK_H5(H5Fflush(p->file, H5F_SCOPE_GLOBAL), "the file system may be full");
+    return 0;
+}
+
+void rlaif_prefs_set_flush(rlaif_prefs *p, double seconds) {
+    p->flush_seconds = seconds;
 }
 
 int rlaif_prefs_add_pairs(rlaif_prefs *p, const rlaif_pair *pairs, const char *const *explanations,
@@ -313,8 +357,7 @@ int rlaif_prefs_add_pairs(rlaif_prefs *p, const rlaif_pair *pairs, const char *c
     hsize_t total = 0;
     if (!rc) rc = rlaif_h5_append(ds, p->pair_mt, rows, nk, p->comm, &p->io, NULL, &total);
     if (ds >= 0) H5Dclose(ds);
-    if (!rc && H5Fflush(p->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = rlaif_error_h5("H5Fflush", __FILE__, __LINE__, "the file system may be full");
+    if (!rc) rc = maybe_flush(p);
     if (!rc) {
         if (added) *added = (size_t)total - (size_t)p->count[RLAIF_PREFS_PAIRS];
         p->count[RLAIF_PREFS_PAIRS] = (int64_t)total;

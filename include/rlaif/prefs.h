@@ -96,9 +96,13 @@ int rlaif_prefs_add_responses(rlaif_prefs *p, const rlaif_h5_record *recs,
                               const int64_t *prompt_ids, size_t n, int64_t *first_id);
 /* Pairs whose pair_id is already in the file (or earlier in this call, on any
  * rank) are skipped. explanations may be NULL (all empty). *added (may be
- * NULL) = pairs written by all ranks. The file is flushed afterwards. */
+ * NULL) = pairs written by all ranks. The file is flushed (synced to disk)
+ * when the last flush is older than the flush interval (default 10 s). */
 int rlaif_prefs_add_pairs(rlaif_prefs *p, const rlaif_pair *pairs, const char *const *explanations,
                           size_t n, size_t *added);
+/* Collective: flush now / set the interval (0 = after every add_pairs). */
+int rlaif_prefs_flush(rlaif_prefs *p);
+void rlaif_prefs_set_flush(rlaif_prefs *p, double seconds);
 int rlaif_prefs_has_pair(const rlaif_prefs *p, int64_t pair_id);
 int64_t rlaif_prefs_count(const rlaif_prefs *p, int which); /* RLAIF_PREFS_* */
 enum { RLAIF_PREFS_PROMPTS, RLAIF_PREFS_RESPONSES, RLAIF_PREFS_PAIRS };
