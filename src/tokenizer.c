@@ -519,6 +519,9 @@ int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int
                            rlaif_tokens *out) {
     if (!t || !out || (!text && len))
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "rlaif_tokenizer_encode: NULL argument");
+    if (len > (size_t)INT32_MAX) /* positions in the merge heap are int32 */
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "encode the text in pieces (cut at line breaks)",
+                           "rlaif_tokenizer_encode: %zu bytes in one call (at most 2 GiB)", len);
     const unsigned char *s = (const unsigned char *)text;
     if (!(flags & RLAIF_TOK_SPECIAL) || !t->n_special) {
         encode_plain(t, s, len, flags, out);

@@ -556,7 +556,13 @@ int rlaif_tokenizer_from_config(rlaif_tokenizer **out, const rlaif_config *cfg) 
                            "tokenizer.vocab = %s needs tokenizer.merges", vocab);
     else
         RLAIF_TRY(rlaif_tokenizer_load_gpt2(out, vocab, merges));
-    int rc = apply_specials(out, specials);
+    /* The default list only marks tokens the vocabulary has: appending one would change
+     * the vocabulary size a pretrained model was built for. */
+    int rc = 0;
+    if (strcmp(rlaif_cfg_origin(cfg, "tokenizer.specials"), "default") != 0)
+        rc = apply_specials(out, specials);
+    else if (rlaif_tokenizer_lookup(*out, specials, strlen(specials)) >= 0)
+        rc = apply_specials(out, specials);
     if (rc) {
         rlaif_tokenizer_free(*out);
         *out = NULL;

@@ -4,6 +4,7 @@
  * (errors name file and line), and /tokenizer in an HDF5 file (round trip,
  * damaged groups). The comparison with GPT-2's real vocabulary against the
  * npm reference is tests/test_tokenizer_ref.py. */
+#include "rlaif/config.h"
 #include "rlaif/error.h"
 #include "rlaif/rng.h"
 #include "rlaif/tokenizer.h"
@@ -495,6 +496,41 @@ START_TEST(hdf5_damaged) {
 }
 END_TEST
 
+/* [tokenizer] of a job: listed specials are marked or appended; the default only marks. */
+START_TEST(from_config) {
+    setup_tmp();
+    char enc[512], bpe[512], s1[600], s2[600], s3[100];
+    write_mini_vocab(enc, bpe, sizeof enc);
+    snprintf(s1, sizeof s1, "tokenizer.vocab=%s", enc);
+    snprintf(s2, sizeof s2, "tokenizer.merges=%s", bpe);
+    snprintf(s3, sizeof s3, "tokenizer.specials=<|endoftext|>,<|pad|>");
+    char *sets[] = {"tokenizer.type=bpe", s1, s2, s3};
+    for (int with_specials = 0; with_specials < 2; with_specials++) {
+        rlaif_config *cfg;
+        ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 3 + with_specials, sets, NULL), 0);
+        rlaif_tokenizer *t;
+        ck_assert_int_eq(rlaif_tokenizer_from_config(&t, cfg), 0);
+        int32_t n = 256 + (int)N_MINI + 1;
+        ck_assert_int_eq(rlaif_tokenizer_vocab_size(t), n + with_specials);
+        ck_assert_int_eq(rlaif_tokenizer_eos(t), n - 1);
+        ck_assert_int_eq(rlaif_tokenizer_special_id(t, "<|pad|>"), with_specials ? n : -1);
+        rlaif_tokens ids = {0};
+        encode(t, "he<|pad|>", 9, RLAIF_TOK_SPECIAL, &ids);
+        ck_assert_uint_eq(ids.n, with_specials ? 2 : 8); /* he < | p a d | > */
+        rlaif_tokens_free(&ids);
+        rlaif_tokenizer_free(t);
+        rlaif_config_free(cfg);
+    }
+    /* bpe without vocab is a usage error */
+    rlaif_config *cfg;
+    ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 1, sets, NULL), 0);
+    rlaif_tokenizer *t;
+    ck_assert_int_eq(rlaif_tokenizer_from_config(&t, cfg), RLAIF_EX_USAGE);
+    ck_assert_ptr_null(t);
+    rlaif_config_free(cfg);
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("core");
@@ -509,6 +545,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, malformed_files);
     tcase_add_test(tc, hdf5_roundtrip);
     tcase_add_test(tc, hdf5_damaged);
+    tcase_add_test(tc, from_config);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -82,8 +82,9 @@ int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
  * pre-tokeniser (GPT-2 regex). added_tokens become specials. */
 int rlaif_tokenizer_load_hf(rlaif_tokenizer **out, const char *tokenizer_json);
 /* From the job's [tokenizer] section: type byte|bpe, vocab, merges, specials.
- * A vocab path ending in "tokenizer.json" (or any .json with merges empty and
- * a "model" object) loads as Hugging Face. */
+ * With merges empty, a vocab path ending in ".json" loads as Hugging Face
+ * tokenizer.json. For bpe, specials listed in the job file are marked (or
+ * appended when the vocabulary lacks them); the default list only marks. */
 int rlaif_tokenizer_from_config(rlaif_tokenizer **out, const rlaif_config *cfg);
 void rlaif_tokenizer_free(rlaif_tokenizer *t);
 
@@ -107,7 +108,7 @@ int rlaif_tokenizer_ckpt_read(hid_t group, void *ud);
 /* ---- encode / decode ---- */
 
 /* Append the ids of text[0, len) to out. Never fails on any input bytes;
- * returns non-zero only for bad arguments. */
+ * returns non-zero only for bad arguments (NULL, or more than 2 GiB in one call). */
 int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int flags,
                            rlaif_tokens *out);
 /* Append the bytes of ids to out. An id outside [0, n_vocab) is an error
