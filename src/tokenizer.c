@@ -685,7 +685,7 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     if (p->off[0] != 0)
         return RLAIF_ERROR(RLAIF_EX_FAIL, NULL, "%s: token offsets do not start at 0", src);
     for (int32_t i = 0; i < p->n_vocab; i++)
-        if (p->off[i + 1] < p->off[i] || (p->off[i + 1] == p->off[i]))
+        if (p->off[i + 1] <= p->off[i])
             return RLAIF_ERROR(RLAIF_EX_FAIL, NULL,
                                "%s: token %ld is empty or its offsets decrease", src, (long)i);
     rlaif_tokenizer *t = xcalloc(1, sizeof *t);
