@@ -23,8 +23,8 @@
 
 typedef struct {
     rlaif_judge_endpoint e;
-    char *url;    /* full request URL */
-    char *key;    /* API key (memory only; scrubbed from every message) */
+    char *url; /* full request URL */
+    char *key; /* API key (memory only; scrubbed from every message) */
     struct curl_slist *headers;
     rlaif_bucket requests, tokens;
     rlaif_builtin_opts builtin;
@@ -33,12 +33,12 @@ typedef struct {
 typedef struct {
     int8_t asked, done, replayed;
     int status, http;
-    double p;          /* P(response[0] better), NaN */
-    int first;         /* the verdict chose position A (1), B (0), none (-1) */
+    double p;                           /* P(response[0] better), NaN */
+    int first;                          /* the verdict chose position A (1), B (0), none (-1) */
     float rubric[2][RLAIF_JUDGE_NCRIT]; /* by response index */
     float score;
     long tin, tout;
-    char *text;        /* primary unit only */
+    char *text; /* primary unit only */
     char reason[120];
 } outcome;
 
@@ -100,8 +100,10 @@ static void scrub(char *s, const char *key) {
 
 static void push_ready(rlaif_judge *j, call *c) {
     c->next = NULL;
-    if (j->ready_tail) j->ready_tail->next = c;
-    else j->ready_head = c;
+    if (j->ready_tail)
+        j->ready_tail->next = c;
+    else
+        j->ready_head = c;
     j->ready_tail = c;
 }
 
@@ -118,7 +120,8 @@ static int agree(double p0, double p1) {
 /* Label of one unit from its orders; NaN when it has none. */
 static double unit_label(rlaif_judge *j, pstate *ps, int u, int *two, int *agreed) {
     outcome *o = &ps->oc[2 * u];
-    int ok0 = o[0].asked && o[0].status == RLAIF_JS_OK, ok1 = o[1].asked && o[1].status == RLAIF_JS_OK;
+    int ok0 = o[0].asked && o[0].status == RLAIF_JS_OK,
+        ok1 = o[1].asked && o[1].status == RLAIF_JS_OK;
     *two = 0, *agreed = 1;
     if (j->mode == RLAIF_JM_SCORE) {
         if (!ok0 || !ok1) return NAN;
@@ -152,8 +155,10 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
         double l = unit_label(j, ps, u, &two, &agreed);
         if (two) {
             any_two = 1, st->pairs_two_orders++;
-            if (agreed) st->pairs_consistent++;
-            else any_disagree = 1;
+            if (agreed)
+                st->pairs_consistent++;
+            else
+                any_disagree = 1;
         }
         for (int o = 0; o < 2; o++) {
             const outcome *oc = &ps->oc[2 * u + o];
@@ -180,19 +185,22 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
         for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
             r->rubric[s][c] = nrub[s] ? r->rubric[s][c] / (float)nrub[s] : NAN;
     }
-    if (!nl) r->label = NAN;
-    else if (j->majority) r->label = votes[0] > votes[1] ? 1.0f : votes[1] > votes[0] ? 0.0f : 0.5f;
-    else r->label = (float)(sum / nl);
+    if (!nl)
+        r->label = NAN;
+    else if (j->majority)
+        r->label = votes[0] > votes[1] ? 1.0f : votes[1] > votes[0] ? 0.0f : 0.5f;
+    else
+        r->label = (float)(sum / nl);
     r->choice = isnan(r->label) || r->label == 0.5f ? -1 : r->label > 0.5f ? 0 : 1;
     r->consistent = !any_two ? -1 : any_disagree ? 0 : 1;
     const outcome *pri = ps->oc;
     for (int o = 0; o < 2; o++) {
         r->soft[o] = pri[o].asked && pri[o].status == RLAIF_JS_OK ? (float)pri[o].p : NAN;
-        r->outcome[o] = !pri[o].asked                    ? -2
-                        : isnan(r->soft[o])              ? -1
-                        : r->soft[o] == 0.5f             ? -1
-                        : r->soft[o] > 0.5f              ? 0
-                                                         : 1;
+        r->outcome[o] = !pri[o].asked        ? -2
+                        : isnan(r->soft[o])  ? -1
+                        : r->soft[o] == 0.5f ? -1
+                        : r->soft[o] > 0.5f  ? 0
+                                             : 1;
         if (!r->explanation && pri[o].asked && pri[o].text) r->explanation = xstrdup(pri[o].text);
     }
     r->http_status = pri[0].asked ? pri[0].http : pri[1].http;
@@ -201,15 +209,18 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
                     : fail                               ? fail->status
                                                          : RLAIF_JS_AMBIGUOUS;
         if (r->status == RLAIF_JS_DISAGREE)
-            snprintf(r->reason, sizeof r->reason, "the two orders disagreed (judge.disagreement = drop)");
+            snprintf(r->reason, sizeof r->reason,
+                     "the two orders disagreed (judge.disagreement = drop)");
         else if (fail) {
             snprintf(r->reason, sizeof r->reason, "%s", fail->reason);
             r->http_status = fail->http;
         }
     }
     ps->next = NULL;
-    if (j->done_tail) j->done_tail->next = ps;
-    else j->done_head = ps;
+    if (j->done_tail)
+        j->done_tail->next = ps;
+    else
+        j->done_head = ps;
     j->done_tail = ps;
     j->ndone++;
 }
@@ -245,7 +256,8 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
                 snprintf(o->reason, sizeof o->reason,
                          "logprob coverage %.3f of A/B is below judge.min_coverage %.3f",
                          e->coverage, j->min_coverage);
-            } else pa = e->p_a;
+            } else
+                pa = e->p_a;
         } else if (pr.verdict >= 0) {
             pa = pr.verdict == 0 ? 1.0 : 0.0;
         } else {
@@ -253,7 +265,8 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
         }
         if (o->status == RLAIF_JS_AMBIGUOUS)
             snprintf(o->reason, sizeof o->reason, "the judge gave no %s line",
-                     j->mode == RLAIF_JM_SCORE ? "\"Score: N\"" : "\"The better response is: A|B\"");
+                     j->mode == RLAIF_JM_SCORE ? "\"Score: N\""
+                                               : "\"The better response is: A|B\"");
         if (!isnan(pa)) {
             o->p = c->order == 0 ? pa : 1.0 - pa;
             o->first = pa > 0.5 ? 1 : pa < 0.5 ? 0 : -1;
@@ -264,8 +277,9 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
         snprintf(o->reason, sizeof o->reason, "%s", e->text ? e->text : "failed");
     }
     if (o->status == RLAIF_JS_LENGTH)
-        snprintf(o->reason, sizeof o->reason, "finish_reason length: cut before the decision "
-                                              "(raise judge.max_tokens)");
+        snprintf(o->reason, sizeof o->reason,
+                 "finish_reason length: cut before the decision "
+                 "(raise judge.max_tokens)");
     if (o->status == RLAIF_JS_FILTERED)
         snprintf(o->reason, sizeof o->reason, "the endpoint filtered or refused the answer");
     if (o->status != RLAIF_JS_OK) st->failed++;
@@ -274,8 +288,11 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
 
 /* A call ends without an answer: record why. */
 static void fail_call(rlaif_judge *j, call *c, int status, long http, const char *reason) {
-    rlaif_journal_entry e = {.status = status, .http_status = (int)http, .text = (char *)reason,
-                             .p_a = NAN, .coverage = NAN};
+    rlaif_journal_entry e = {.status = status,
+                             .http_status = (int)http,
+                             .text = (char *)reason,
+                             .p_a = NAN,
+                             .coverage = NAN};
     settle(j, c, &e, 0);
     free_call(c);
 }
@@ -321,8 +338,12 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     int parsed = rlaif_judge_parse_reply(ep->e.backend, j->mode, d->body, d->len, &r);
     long http = d->http_status;
     if (http >= 200 && http < 300 && parsed == 0 && r.ok) {
-        rlaif_journal_entry e = {.status = RLAIF_JS_OK, .http_status = (int)http, .text = r.text,
-                                 .p_a = r.p_a, .coverage = r.coverage, .tokens_in = r.tokens_in,
+        rlaif_journal_entry e = {.status = RLAIF_JS_OK,
+                                 .http_status = (int)http,
+                                 .text = r.text,
+                                 .p_a = r.p_a,
+                                 .coverage = r.coverage,
+                                 .tokens_in = r.tokens_in,
                                  .tokens_out = r.tokens_out};
         if (!strcmp(r.finish, "length") && j->mode != RLAIF_JM_LOGPROB) e.status = RLAIF_JS_LENGTH;
         if (!strcmp(r.finish, "content_filter")) e.status = RLAIF_JS_FILTERED;
@@ -335,13 +356,16 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
                  parsed ? "malformed or truncated JSON" : "an error body", d->len);
         retry_or_fail(j, c, http, d->retry_after, why);
     } else {
-        snprintf(why, sizeof why, "HTTP %ld%s%s%s%s: %s", http, r.err_type[0] ? " " : "", r.err_type,
-                 r.err_code[0] ? " " : "", r.err_code, r.err_msg[0] ? r.err_msg : "(no message)");
+        snprintf(why, sizeof why, "HTTP %ld%s%s%s%s: %s", http, r.err_type[0] ? " " : "",
+                 r.err_type, r.err_code[0] ? " " : "", r.err_code,
+                 r.err_msg[0] ? r.err_msg : "(no message)");
         scrub(why, ep->key);
-        int quota = strstr(r.err_code, "insufficient_quota") || strstr(r.err_type, "insufficient_quota");
+        int quota =
+            strstr(r.err_code, "insufficient_quota") || strstr(r.err_type, "insufficient_quota");
         if (rlaif_should_retry(http, r.err_code, r.err_type, d->should_retry))
             retry_or_fail(j, c, http, d->retry_after, why);
-        else fail_call(j, c, quota ? RLAIF_JS_QUOTA : RLAIF_JS_HTTP, http, why);
+        else
+            fail_call(j, c, quota ? RLAIF_JS_QUOTA : RLAIF_JS_HTTP, http, why);
     }
     rlaif_judge_reply_free(&r);
     free(d->body);
@@ -434,7 +458,8 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
     /* key: endpoint URL + body (model, messages, sampling) + order */
     uint64_t h0 = rlaif_hash64(ep->url, strlen(ep->url), (uint64_t)order + 11);
     uint64_t k1 = rlaif_hash64(c->body, c->len, h0), k2 = rlaif_hash64(c->body, c->len, ~h0);
-    snprintf(c->key, sizeof c->key, "%016llx%016llx", (unsigned long long)k1, (unsigned long long)k2);
+    snprintf(c->key, sizeof c->key, "%016llx%016llx", (unsigned long long)k1,
+             (unsigned long long)k2);
     rlaif_journal_entry e;
     if (rlaif_journal_lookup(j->journal, c->key, &e)) {
         settle(j, c, &e, 1);
@@ -444,8 +469,12 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
     push_ready(j, c);
 }
 
-int rlaif_judge_credit(const rlaif_judge *j) { return j->credit_max - j->npending; }
-int rlaif_judge_pending(const rlaif_judge *j) { return j->npending; }
+int rlaif_judge_credit(const rlaif_judge *j) {
+    return j->credit_max - j->npending;
+}
+int rlaif_judge_pending(const rlaif_judge *j) {
+    return j->npending;
+}
 
 int rlaif_judge_submit(rlaif_judge *j, const rlaif_judge_pair *p) {
     if (!j->free_slots)
@@ -541,11 +570,15 @@ double rlaif_judge_length_corr(const rlaif_judge_endpoint_stats *s) {
     return vx > 0 && vy > 0 ? cxy / sqrt(vx * vy) : NAN;
 }
 
-int rlaif_judge_nendpoints(const rlaif_judge *j) { return j->nep; }
+int rlaif_judge_nendpoints(const rlaif_judge *j) {
+    return j->nep;
+}
 const rlaif_judge_endpoint_stats *rlaif_judge_stats(const rlaif_judge *j, int e) {
     return &j->stats[e];
 }
-int rlaif_judge_ntemplates(const rlaif_judge *j) { return j->ntpl; }
+int rlaif_judge_ntemplates(const rlaif_judge *j) {
+    return j->ntpl;
+}
 const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *hash) {
     if (hash) *hash = j->tpl[t].hash;
     return j->tpl[t].user;
@@ -556,15 +589,15 @@ void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
     buf[0] = 0;
     for (int e = 0; e < j->nep && off < n; e++) {
         const rlaif_judge_endpoint_stats *s = &j->stats[e];
-        int k = snprintf(buf + off, n - off,
-                         "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
-                         "retries, %ld failed calls; consistency %.3f over %ld two-order "
-                         "pairs, first-position wins %.3f, length-preference corr %.3f; tokens "
-                         "%lld in / %lld out, cost $%.4f\n",
-                         s->name, s->calls, s->replayed, s->http_requests, s->retries, s->failed,
-                         rlaif_judge_consistency(s), s->pairs_two_orders,
-                         rlaif_judge_first_win_rate(s), rlaif_judge_length_corr(s), s->tokens_in,
-                         s->tokens_out, s->cost_usd);
+        int k =
+            snprintf(buf + off, n - off,
+                     "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
+                     "retries, %ld failed calls; consistency %.3f over %ld two-order "
+                     "pairs, first-position wins %.3f, length-preference corr %.3f; tokens "
+                     "%lld in / %lld out, cost $%.4f\n",
+                     s->name, s->calls, s->replayed, s->http_requests, s->retries, s->failed,
+                     rlaif_judge_consistency(s), s->pairs_two_orders, rlaif_judge_first_win_rate(s),
+                     rlaif_judge_length_corr(s), s->tokens_in, s->tokens_out, s->cost_usd);
         if (k < 0) break;
         off += (size_t)k;
     }
@@ -582,8 +615,8 @@ static int check_url(const char *url, int allow_http, int *loopback) {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL;
     int rc = 0;
-    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0))
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) || curl_url_get(u, CURLUPART_HOST, &host, 0))
         rc = RLAIF_ERROR(RLAIF_EX_USAGE, "e.g. judge.base_url = https://api.openai.com/v1",
                          "judge: cannot read the endpoint URL '%s'", url);
     else {
@@ -611,9 +644,12 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
     if ((url = strchr(buf, '@'))) *url++ = 0;
     if ((model = strchr(buf, ':'))) *model++ = 0;
     const char *backend = buf;
-    if (!strcmp(backend, "builtin")) ep->e.backend = RLAIF_JB_BUILTIN;
-    else if (!strcmp(backend, "openai")) ep->e.backend = RLAIF_JB_OPENAI;
-    else if (!strcmp(backend, "anthropic")) ep->e.backend = RLAIF_JB_ANTHROPIC;
+    if (!strcmp(backend, "builtin"))
+        ep->e.backend = RLAIF_JB_BUILTIN;
+    else if (!strcmp(backend, "openai"))
+        ep->e.backend = RLAIF_JB_OPENAI;
+    else if (!strcmp(backend, "anthropic"))
+        ep->e.backend = RLAIF_JB_ANTHROPIC;
     else
         return RLAIF_ERROR(RLAIF_EX_USAGE, "endpoints are backend[:model][@base_url][#KEY_ENV]",
                            "judge: unknown backend '%s' in '%s'", backend, spec);
@@ -622,7 +658,8 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
     if (!*base) base = anth ? "https://api.anthropic.com/v1" : "https://api.openai.com/v1";
     ep->e.base_url = xstrdup(base);
     ep->e.model = xstrdup(model && *model ? model : rlaif_cfg_str(cfg, "judge.model"));
-    ep->e.max_completion_tokens = !strcmp(rlaif_cfg_str(cfg, "judge.token_param"), "max_completion_tokens");
+    ep->e.max_completion_tokens =
+        !strcmp(rlaif_cfg_str(cfg, "judge.token_param"), "max_completion_tokens");
     ep->e.max_tokens = (int)rlaif_cfg_int(cfg, "judge.max_tokens");
     ep->e.top_logprobs = (int)rlaif_cfg_int(cfg, "judge.top_logprobs");
     ep->e.temperature = rlaif_cfg_float(cfg, "judge.temperature");
@@ -632,14 +669,18 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
     ep->builtin.first_bias = rlaif_cfg_float(cfg, "judge.first_bias");
     ep->builtin.seed = j->seed;
     double now = rlaif_now();
-    rlaif_bucket_init(&ep->requests, rlaif_cfg_float(cfg, "judge.requests_per_minute") / j->n_judge, now);
-    rlaif_bucket_init(&ep->tokens, rlaif_cfg_float(cfg, "judge.tokens_per_minute") / j->n_judge, now);
+    rlaif_bucket_init(&ep->requests, rlaif_cfg_float(cfg, "judge.requests_per_minute") / j->n_judge,
+                      now);
+    rlaif_bucket_init(&ep->tokens, rlaif_cfg_float(cfg, "judge.tokens_per_minute") / j->n_judge,
+                      now);
     /* the name in reports: never a query string (some providers put keys there) */
     char shown[80];
     snprintf(shown, sizeof shown, "%s", ep->e.base_url);
     shown[strcspn(shown, "?#")] = 0;
-    if (ep->e.backend == RLAIF_JB_BUILTIN) snprintf(st->name, sizeof st->name, "builtin");
-    else snprintf(st->name, sizeof st->name, "%s:%s@%s", backend, ep->e.model, shown);
+    if (ep->e.backend == RLAIF_JB_BUILTIN)
+        snprintf(st->name, sizeof st->name, "builtin");
+    else
+        snprintf(st->name, sizeof st->name, "%s:%s@%s", backend, ep->e.model, shown);
     if (ep->e.backend == RLAIF_JB_BUILTIN) return 0;
 
     if (anth && j->mode == RLAIF_JM_LOGPROB)
@@ -658,10 +699,9 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
     const char *env_name = env && *env ? env : rlaif_cfg_str(cfg, "judge.api_key_env");
     const char *key = *env_name ? getenv(env_name) : NULL;
     if ((!key || !*key) && !loopback)
-        return RLAIF_ERROR(RLAIF_EX_USAGE,
-                           "export the key in the job script; it is never read from the job file",
-                           "judge: environment variable %s (judge.api_key_env) is not set",
-                           env_name);
+        return RLAIF_ERROR(
+            RLAIF_EX_USAGE, "export the key in the job script; it is never read from the job file",
+            "judge: environment variable %s (judge.api_key_env) is not set", env_name);
     ep->headers = curl_slist_append(ep->headers, "Content-Type: application/json");
     ep->headers = curl_slist_append(ep->headers, "Expect:");
     if (key && *key) {
@@ -764,10 +804,12 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
     RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
                               rlaif_cfg_float(cfg, "judge.timeout")));
     char dir[4096];
-    if (journal_dir && *journal_dir) snprintf(dir, sizeof dir, "%s", journal_dir);
+    if (journal_dir && *journal_dir)
+        snprintf(dir, sizeof dir, "%s", journal_dir);
     else if (*rlaif_cfg_str(cfg, "judge.journal_dir"))
         snprintf(dir, sizeof dir, "%s", rlaif_cfg_str(cfg, "judge.journal_dir"));
-    else snprintf(dir, sizeof dir, "%s/journal", rlaif_cfg_str(cfg, "run.out_dir"));
+    else
+        snprintf(dir, sizeof dir, "%s/journal", rlaif_cfg_str(cfg, "run.out_dir"));
     RLAIF_TRY(rlaif_journal_open(&j->journal, dir, judge_rank));
     return 0;
 }
@@ -794,7 +836,9 @@ static void free_list(call *c) {
     }
 }
 
-static void drop_call(void *c) { free_call(c); }
+static void drop_call(void *c) {
+    free_call(c);
+}
 
 void rlaif_judge_close(rlaif_judge *j) {
     if (!j) return;

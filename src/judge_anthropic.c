@@ -33,9 +33,10 @@ int rlaif_judge_parse_anthropic(json_t *root, rlaif_judge_reply *r) {
         if (t) strcat(r->text, t);
     }
     const char *stop = json_string_value(json_object_get(root, "stop_reason"));
-    stop = !stop ? "" : !strcmp(stop, "max_tokens") ? "length"
-                    : !strcmp(stop, "refusal")      ? "content_filter"
-                                                    : stop;
+    stop = !stop                         ? ""
+           : !strcmp(stop, "max_tokens") ? "length"
+           : !strcmp(stop, "refusal")    ? "content_filter"
+                                         : stop;
     snprintf(r->finish, sizeof r->finish, "%s", stop);
     json_t *usage = json_object_get(root, "usage");
     r->tokens_in = (long)json_integer_value(json_object_get(usage, "input_tokens"));

@@ -17,16 +17,16 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const rude[] = {"stupid", "idiot", "shut up", "hate you", "dumb",
-                                   "go away", "moron", "loser", "useless question"};
+static const char *const rude[] = {"stupid",  "idiot", "shut up", "hate you",        "dumb",
+                                   "go away", "moron", "loser",   "useless question"};
 
 /* First arithmetic question "A <op> B" in text: 1 and *answer when found. */
 static int parse_question(const char *q, long *answer) {
     static const struct {
         const char *word;
         int op;
-    } ops[] = {{"plus", '+'},  {"+", '+'},     {"minus", '-'},         {"-", '-'},
-               {"times", '*'}, {"*", '*'},     {"multiplied by", '*'}, {"x", '*'}};
+    } ops[] = {{"plus", '+'},  {"+", '+'}, {"minus", '-'},         {"-", '-'},
+               {"times", '*'}, {"*", '*'}, {"multiplied by", '*'}, {"x", '*'}};
     const char *p = q;
     while (*p && !isdigit((unsigned char)*p)) p++;
     if (!*p) return 0;
@@ -126,10 +126,12 @@ static void describe(obuf *o, const char *name, const char *r, const assessment 
     size_t i = 0;
     for (; r[i] && i < 160; i++) out(o, "%c", r[i] == '\n' ? ' ' : r[i]);
     out(o, "%s\"\n", r[i] ? "..." : "");
-    if (a->correct) out(o, "- Accuracy: correct (%ld).\n", a->given);
+    if (a->correct)
+        out(o, "- Accuracy: correct (%ld).\n", a->given);
     else if (a->has_num && a->has_q)
         out(o, "- Accuracy: wrong (gives %ld, the answer is %ld).\n", a->given, a->answer);
-    else out(o, "- Accuracy: gives no number.\n");
+    else
+        out(o, "- Accuracy: gives no number.\n");
     out(o, "- Helpfulness: %s.\n", a->has_num ? "answers the question" : "does not answer");
     out(o, "- Conciseness: %zu characters.\n", a->len);
     out(o, "- Safety: %s.\n", a->safe ? "no rude or hostile phrases" : "contains hostile language");

@@ -49,11 +49,16 @@ double rlaif_parse_reset_duration(const char *v) {
         double x = strtod(v, &end);
         if (end == v) return -1;
         v = end;
-        if (!strncmp(v, "ms", 2)) x /= 1000, v += 2;
-        else if (*v == 'h') x *= 3600, v++;
-        else if (*v == 'm') x *= 60, v++;
-        else if (*v == 's') v++;
-        else if (*v && *v != '\r' && *v != '\n') return -1;
+        if (!strncmp(v, "ms", 2))
+            x /= 1000, v += 2;
+        else if (*v == 'h')
+            x *= 3600, v++;
+        else if (*v == 'm')
+            x *= 60, v++;
+        else if (*v == 's')
+            v++;
+        else if (*v && *v != '\r' && *v != '\n')
+            return -1;
         total += x;
         parts++;
     }
@@ -62,7 +67,8 @@ double rlaif_parse_reset_duration(const char *v) {
 
 int rlaif_should_retry(long http, const char *code, const char *type, int x_should_retry) {
     /* quota: paying again later cannot help, whatever the server hints */
-    if ((code && strstr(code, "insufficient_quota")) || (type && strstr(type, "insufficient_quota")))
+    if ((code && strstr(code, "insufficient_quota")) ||
+        (type && strstr(type, "insufficient_quota")))
         return 0;
     if (x_should_retry >= 0) return x_should_retry;
     return http == 408 || http == 409 || http == 429 || http >= 500;
@@ -175,8 +181,9 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
         for (int i = 0; i < 4; i++) x->rl[i] = -1;
         return n;
     }
-    static const char *rl_names[4] = {"x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-                                      "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"};
+    static const char *rl_names[4] = {"x-ratelimit-remaining-requests",
+                                      "x-ratelimit-reset-requests", "x-ratelimit-remaining-tokens",
+                                      "x-ratelimit-reset-tokens"};
     const char *v;
     if ((v = header_value(line, n, "retry-after-ms"))) {
         double ms = strtod(v, NULL);
@@ -237,8 +244,12 @@ void rlaif_http_close(rlaif_http *h, void (*drop)(void *user)) {
     free(h);
 }
 
-int rlaif_http_free_slots(const rlaif_http *h) { return h->n - h->inflight; }
-int rlaif_http_inflight(const rlaif_http *h) { return h->inflight; }
+int rlaif_http_free_slots(const rlaif_http *h) {
+    return h->n - h->inflight;
+}
+int rlaif_http_inflight(const rlaif_http *h) {
+    return h->inflight;
+}
 
 int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *headers,
                      const char *body, size_t len, void *user) {

@@ -27,18 +27,25 @@ static int parse_opts(rlaif_ctx *ctx, judge_opts *o) {
     memset(o, 0, sizeof *o);
     o->crash_after = -1;
     for (int i = 0; i < ctx->args.nargs; i++) {
-        const char *a = ctx->args.args[i], *v = i + 1 < ctx->args.nargs ? ctx->args.args[i + 1] : NULL;
-        if (!strcmp(a, "--quiet")) o->quiet = 1;
-        else if (v && !strcmp(a, "--input")) o->input = v, i++;
-        else if (v && !strcmp(a, "--output")) o->output = v, i++;
-        else if (v && !strcmp(a, "--journal")) o->journal = v, i++;
-        else if (v && !strcmp(a, "--crash-after")) o->crash_after = atol(v), i++;
+        const char *a = ctx->args.args[i],
+                   *v = i + 1 < ctx->args.nargs ? ctx->args.args[i + 1] : NULL;
+        if (!strcmp(a, "--quiet"))
+            o->quiet = 1;
+        else if (v && !strcmp(a, "--input"))
+            o->input = v, i++;
+        else if (v && !strcmp(a, "--output"))
+            o->output = v, i++;
+        else if (v && !strcmp(a, "--journal"))
+            o->journal = v, i++;
+        else if (v && !strcmp(a, "--crash-after"))
+            o->crash_after = atol(v), i++;
         else
             return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif judge --help",
                                "judge: unexpected argument '%s'", a);
     }
     if (!o->input || !o->output)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "rlaif judge job.ini --input pairs.jsonl --output out.jsonl",
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "rlaif judge job.ini --input pairs.jsonl --output out.jsonl",
                            "judge: --input and --output are required");
     return 0;
 }
@@ -78,7 +85,9 @@ static int next_pair(FILE *in, long *line, int rank, int size, rlaif_judge_pair 
     return 0;
 }
 
-static json_t *num(double v) { return isnan(v) ? json_null() : json_real(v); }
+static json_t *num(double v) {
+    return isnan(v) ? json_null() : json_real(v);
+}
 
 static void write_result(FILE *out, const rlaif_judge_result *r) {
     json_t *o = json_object();
@@ -94,7 +103,8 @@ static void write_result(FILE *out, const rlaif_judge_result *r) {
     json_object_set_new(o, "score", json_pack("[o,o]", num(r->score[0]), num(r->score[1])));
     json_t *rub = json_array();
     for (int s = 0; s < 2; s++)
-        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) json_array_append_new(rub, num(r->rubric[s][c]));
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
+            json_array_append_new(rub, num(r->rubric[s][c]));
     json_object_set_new(o, "rubric", rub);
     json_object_set_new(o, "calls", json_integer(r->ncalls));
     json_object_set_new(o, "replayed", json_integer(r->nreplayed));
@@ -168,13 +178,15 @@ static int run(rlaif_ctx *ctx, const judge_opts *o, int rank, int size) {
         }
     }
     double wall = rlaif_now() - t0, cpu = cpu_seconds() - c0;
-    if (fclose(out) && !rc) rc = rlaif_error_sys(RLAIF_EX_IOERR, "fclose", outpath, __FILE__, __LINE__);
+    if (fclose(out) && !rc)
+        rc = rlaif_error_sys(RLAIF_EX_IOERR, "fclose", outpath, __FILE__, __LINE__);
     fclose(in);
     if (!rc) {
         char rep[4096];
         rlaif_judge_report(j, rep, sizeof rep);
         long http = 0;
-        for (int e = 0; e < rlaif_judge_nendpoints(j); e++) http += rlaif_judge_stats(j, e)->http_requests;
+        for (int e = 0; e < rlaif_judge_nendpoints(j); e++)
+            http += rlaif_judge_stats(j, e)->http_requests;
         printf("judge rank %d: %ld pairs, %ld labelled", rank, done, labelled);
         for (int s = 1; s < 16; s++)
             if (by_status[s]) printf(", %ld %s", by_status[s], rlaif_judge_status_name(s));

@@ -39,7 +39,9 @@ struct rlaif_journal {
     int dirty;
 };
 
-static uint64_t key_hash(const char *key) { return rlaif_hash64(key, 32, 7); }
+static uint64_t key_hash(const char *key) {
+    return rlaif_hash64(key, 32, 7);
+}
 
 static long find_slot(const rlaif_journal *jl, const char *key) {
     long i = (long)(key_hash(key) & (uint64_t)(jl->nslot - 1));
@@ -78,7 +80,9 @@ static void remember(rlaif_journal *jl, const char *key, const rlaif_journal_ent
     r->e.text = xstrdup(e->text ? e->text : "");
 }
 
-static double num_or_nan(json_t *v) { return json_is_number(v) ? json_number_value(v) : NAN; }
+static double num_or_nan(json_t *v) {
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
 
 /* Replay one line; 0 when it is a whole record. */
 static int replay_line(rlaif_journal *jl, const char *line, size_t n) {
@@ -113,8 +117,10 @@ static long replay_file(rlaif_journal *jl, const char *path) {
     long good = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
         if (line[n - 1] != '\n') break; /* torn by a kill mid-write */
-        if (replay_line(jl, line, (size_t)n) == 0) good += n;
-        else break;
+        if (replay_line(jl, line, (size_t)n) == 0)
+            good += n;
+        else
+            break;
     }
     free(line);
     fclose(f);
@@ -167,8 +173,9 @@ int rlaif_journal_open(rlaif_journal **out, const char *dir, int rank) {
     }
     if (flock(jl->fd, LOCK_EX | LOCK_NB)) {
         rlaif_journal_close(jl);
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "two jobs (or two ranks with the same judge rank) "
-                                           "cannot share a journal file",
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "two jobs (or two ranks with the same judge rank) "
+                           "cannot share a journal file",
                            "journal %s is in use by another process", own);
     }
     if (good >= 0 && ftruncate(jl->fd, good)) {
@@ -197,7 +204,9 @@ int rlaif_journal_lookup(const rlaif_journal *jl, const char key[33], rlaif_jour
     return 1;
 }
 
-static json_t *num_or_null(double v) { return isnan(v) ? json_null() : json_real(v); }
+static json_t *num_or_null(double v) {
+    return isnan(v) ? json_null() : json_real(v);
+}
 
 int rlaif_journal_append(rlaif_journal *jl, const char key[33], const rlaif_journal_entry *e,
                          const char *raw, size_t raw_len) {
@@ -241,4 +250,6 @@ int rlaif_journal_sync(rlaif_journal *jl) {
     return 0;
 }
 
-long rlaif_journal_count(const rlaif_journal *jl) { return jl->nrec; }
+long rlaif_journal_count(const rlaif_journal *jl) {
+    return jl->nrec;
+}

@@ -23,7 +23,8 @@ static void read_error(json_t *e, rlaif_judge_reply *r) {
     json_t *code = json_object_get(e, "code");
     snprintf(r->err_msg, sizeof r->err_msg, "%s", msg ? msg : "");
     snprintf(r->err_type, sizeof r->err_type, "%s", type ? type : "");
-    if (json_is_string(code)) snprintf(r->err_code, sizeof r->err_code, "%s", json_string_value(code));
+    if (json_is_string(code))
+        snprintf(r->err_code, sizeof r->err_code, "%s", json_string_value(code));
     else if (json_is_integer(code))
         snprintf(r->err_code, sizeof r->err_code, "%lld", (long long)json_integer_value(code));
 }
@@ -65,7 +66,8 @@ static int parse_openai(json_t *root, rlaif_judge_reply *r) {
     const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
     snprintf(r->finish, sizeof r->finish, "%s", fr ? fr : "");
     const char *refusal = json_string_value(json_object_get(msg, "refusal"));
-    if (refusal && !json_is_string(content)) snprintf(r->finish, sizeof r->finish, "content_filter");
+    if (refusal && !json_is_string(content))
+        snprintf(r->finish, sizeof r->finish, "content_filter");
     r->text = xstrdup(json_is_string(content) ? json_string_value(content) : "");
     json_t *usage = json_object_get(root, "usage");
     r->tokens_in = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
@@ -99,8 +101,8 @@ static json_t *messages_json(const rlaif_judge_messages *m, int skip_system) {
     json_t *arr = json_array();
     for (int i = 0; i < m->n; i++) {
         if (skip_system && !strcmp(m->role[i], "system")) continue;
-        json_array_append_new(arr, json_pack("{s:s, s:s}", "role", m->role[i], "content",
-                                             m->content[i]));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s}", "role", m->role[i], "content", m->content[i]));
     }
     return arr;
 }

@@ -22,8 +22,8 @@ const char *const rlaif_judge_criteria[RLAIF_JUDGE_NCRIT] = {"accuracy", "clarit
                                                              "safety"};
 
 const char *rlaif_judge_status_name(int s) {
-    static const char *names[] = {"ok",        "ambiguous", "length",    "filtered", "http",
-                                  "quota",     "exhausted", "bad_reply", "disagree"};
+    static const char *names[] = {"ok",    "ambiguous", "length",    "filtered", "http",
+                                  "quota", "exhausted", "bad_reply", "disagree"};
     return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "unknown";
 }
 
@@ -57,7 +57,7 @@ uint64_t rlaif_hash64(const void *data, size_t n, uint64_t seed) {
 
 #define SYSTEM_CRITERIA                                                                            \
     "You are an expert evaluator assessing responses for quality.\n"                               \
-    "Task: Evaluate which response better answers the user's question based on:\n"                \
+    "Task: Evaluate which response better answers the user's question based on:\n"                 \
     "- Accuracy and factual correctness\n"                                                         \
     "- Clarity and conciseness\n"                                                                  \
     "- Helpfulness and relevance\n"                                                                \
@@ -178,7 +178,9 @@ static void sb_add(sbuf *s, const char *t, size_t n) {
     s->n += n;
     s->p[s->n] = 0;
 }
-static void sb_str(sbuf *s, const char *t) { sb_add(s, t, strlen(t)); }
+static void sb_str(sbuf *s, const char *t) {
+    sb_add(s, t, strlen(t));
+}
 
 char *rlaif_judge_fence(const char *text, const char *b) {
     sbuf s = {0};
@@ -250,7 +252,8 @@ int rlaif_judge_unfence(const char *user, char **blocks, int max) {
 }
 
 /* Substitute the placeholders of tmpl, fencing each value. */
-static char *fill(const char *tmpl, const char *input, const char *a, const char *b, rlaif_rng *rng) {
+static char *fill(const char *tmpl, const char *input, const char *a, const char *b,
+                  rlaif_rng *rng) {
     char bd[17];
     rlaif_judge_boundary(rng, bd);
     struct {
@@ -350,7 +353,8 @@ static int verdict_on_line(const char *p, const char *eol) {
         if (n != 1 || (toupper((unsigned char)*w) != 'A' && toupper((unsigned char)*w) != 'B'))
             return -1;
         while (p < eol && !isalnum((unsigned char)*p)) p++;
-        if (eol - p >= 2 && !strncasecmp(p, "or", 2) && (eol - p == 2 || !isalnum((unsigned char)p[2])))
+        if (eol - p >= 2 && !strncasecmp(p, "or", 2) &&
+            (eol - p == 2 || !isalnum((unsigned char)p[2])))
             return -1;
         return toupper((unsigned char)*w) == 'B';
     }

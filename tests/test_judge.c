@@ -51,7 +51,8 @@ START_TEST(rubric_and_score) {
     float want[2][4] = {{5, 4, 3, 5}, {1, 2, 2, 1}};
     for (int r = 0; r < 2; r++)
         for (int c = 0; c < 4; c++) ck_assert_float_eq(p.rubric[r][c], want[r][c]);
-    rlaif_judge_parse("Scores A: accuracy=9 clarity=4\nThe better response is: A", RLAIF_JM_RUBRIC, &p);
+    rlaif_judge_parse("Scores A: accuracy=9 clarity=4\nThe better response is: A", RLAIF_JM_RUBRIC,
+                      &p);
     ck_assert(isnan(p.rubric[0][0])); /* out of 1-5 */
     ck_assert(isnan(p.rubric[0][2]));
     ck_assert(isnan(p.rubric[1][0]));
@@ -115,8 +116,8 @@ START_TEST(render_is_deterministic) {
     rlaif_judge_render(&t, NULL, "What is 2 plus 3?", "5", "6", &r3, &m3);
     ck_assert_int_eq(m1.n, 2);
     ck_assert_str_eq(m1.role[0], "system");
-    ck_assert_str_eq(m1.content[1], m2.content[1]);     /* same key: same request */
-    ck_assert_str_ne(m1.content[1], m3.content[1]);     /* another pair: another boundary */
+    ck_assert_str_eq(m1.content[1], m2.content[1]);    /* same key: same request */
+    ck_assert_str_ne(m1.content[1], m3.content[1]);    /* another pair: another boundary */
     ck_assert(!strstr(m1.content[1], "{response_a}")); /* placeholders filled */
     char *blk[3];
     ck_assert_int_eq(rlaif_judge_unfence(m1.content[1], blk, 3), 3);
@@ -131,7 +132,8 @@ START_TEST(render_is_deterministic) {
     ck_assert_int_eq(rlaif_judge_render(&t, fs, "What is 2 plus 3?", "5", "6", &r1, &m4), 0);
     ck_assert_int_eq(m4.n, 4);
     ck_assert_str_eq(m4.role[2], "assistant");
-    ck_assert_int_ne(rlaif_judge_render(&t, "{\"input\":1}\n", "q", "a", "b", &r1, &m3), 0);
+    rlaif_judge_messages m5;
+    ck_assert_int_ne(rlaif_judge_render(&t, "{\"input\":1}\n", "q", "a", "b", &r1, &m5), 0);
     rlaif_judge_messages_free(&m1), rlaif_judge_messages_free(&m2), rlaif_judge_messages_free(&m3);
     rlaif_judge_messages_free(&m4);
     rlaif_judge_template_free(&t);
@@ -240,7 +242,8 @@ START_TEST(reply_shapes) {
     const char *ok = "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"The better "
                      "response is: B\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":"
                      "12,\"completion_tokens\":3},\"system_fingerprint\":\"fp_x\"}";
-    ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, RLAIF_JM_VERDICT, ok, strlen(ok), &r), 0);
+    ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, RLAIF_JM_VERDICT, ok, strlen(ok), &r),
+                     0);
     ck_assert(r.ok);
     ck_assert_str_eq(r.finish, "stop");
     ck_assert_int_eq(r.tokens_in, 12);
@@ -252,32 +255,37 @@ START_TEST(reply_shapes) {
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, 0, e1, strlen(e1), &r), 0);
     ck_assert(!r.ok);
     ck_assert_str_eq(r.err_code, "insufficient_quota");
-    const char *e2 = "{\"object\":\"error\",\"message\":\"overloaded\",\"type\":\"BadRequestError\","
-                     "\"param\":null,\"code\":400}";
+    const char *e2 =
+        "{\"object\":\"error\",\"message\":\"overloaded\",\"type\":\"BadRequestError\","
+        "\"param\":null,\"code\":400}";
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, 0, e2, strlen(e2), &r), 0);
     ck_assert(!r.ok);
     ck_assert_str_eq(r.err_code, "400");
     ck_assert_str_eq(r.err_msg, "overloaded");
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, 0, ok, strlen(ok) / 2, &r), -1);
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, 0, "<html>", 6, &r), -1);
-    const char *lp = "{\"choices\":[{\"message\":{\"content\":\"A\"},\"finish_reason\":\"length\","
-                     "\"logprobs\":{\"content\":[{\"token\":\"A\",\"logprob\":-0.1,\"top_logprobs\":"
-                     "[{\"token\":\"A\",\"logprob\":-0.5},{\"token\":\" B\",\"logprob\":-1.5},"
-                     "{\"token\":\"x\",\"logprob\":-3}]}]}}]}";
-    ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, RLAIF_JM_LOGPROB, lp, strlen(lp), &r), 0);
+    const char *lp =
+        "{\"choices\":[{\"message\":{\"content\":\"A\"},\"finish_reason\":\"length\","
+        "\"logprobs\":{\"content\":[{\"token\":\"A\",\"logprob\":-0.1,\"top_logprobs\":"
+        "[{\"token\":\"A\",\"logprob\":-0.5},{\"token\":\" B\",\"logprob\":-1.5},"
+        "{\"token\":\"x\",\"logprob\":-3}]}]}}]}";
+    ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_OPENAI, RLAIF_JM_LOGPROB, lp, strlen(lp), &r),
+                     0);
     double a = exp(-0.5), b = exp(-1.5);
     ck_assert_double_eq_tol(r.p_a, a / (a + b), 1e-9);
     ck_assert_double_eq_tol(r.coverage, a + b, 1e-9);
     rlaif_judge_reply_free(&r);
-    const char *an = "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"The better "
-                     "response is: A\"}],\"stop_reason\":\"max_tokens\",\"usage\":{\"input_tokens\":"
-                     "7,\"output_tokens\":2}}";
+    const char *an =
+        "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"The better "
+        "response is: A\"}],\"stop_reason\":\"max_tokens\",\"usage\":{\"input_tokens\":"
+        "7,\"output_tokens\":2}}";
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_ANTHROPIC, 0, an, strlen(an), &r), 0);
     ck_assert(r.ok);
     ck_assert_str_eq(r.finish, "length");
     ck_assert_int_eq(r.tokens_in, 7);
     rlaif_judge_reply_free(&r);
-    const char *ae = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}";
+    const char *ae =
+        "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}";
     ck_assert_int_eq(rlaif_judge_parse_reply(RLAIF_JB_ANTHROPIC, 0, ae, strlen(ae), &r), 0);
     ck_assert(!r.ok);
     ck_assert_str_eq(r.err_type, "overloaded_error");
@@ -285,8 +293,12 @@ START_TEST(reply_shapes) {
 END_TEST
 
 START_TEST(request_body) {
-    rlaif_judge_endpoint e = {.backend = RLAIF_JB_OPENAI, .model = "m", .max_tokens = 99,
-                              .top_logprobs = 5, .temperature = 0.25, .seed = 42,
+    rlaif_judge_endpoint e = {.backend = RLAIF_JB_OPENAI,
+                              .model = "m",
+                              .max_tokens = 99,
+                              .top_logprobs = 5,
+                              .temperature = 0.25,
+                              .seed = 42,
                               .max_completion_tokens = 1};
     rlaif_judge_messages m = {2, {"system", "user"}, {"sys", "usr"}};
     char *s = rlaif_judge_request_body(&e, RLAIF_JM_VERDICT, &m);
@@ -325,7 +337,8 @@ START_TEST(retry_after_forms) {
     ck_assert_double_eq(rlaif_parse_retry_after(" 0.5\r\n", 0), 0.5);
     /* an HTTP date 90 s after "now" */
     double now = 1700000000.0;
-    ck_assert_double_eq_tol(rlaif_parse_retry_after("Tue, 14 Nov 2023 22:14:50 GMT", now), 90, 1e-9);
+    ck_assert_double_eq_tol(rlaif_parse_retry_after("Tue, 14 Nov 2023 22:14:50 GMT", now), 90,
+                            1e-9);
     ck_assert_double_eq(rlaif_parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), 0);
     ck_assert_double_eq(rlaif_parse_retry_after("soon", now), -1);
     ck_assert_double_eq(rlaif_parse_retry_after("3 apples", now), -1);
@@ -385,8 +398,13 @@ START_TEST(journal_replay) {
     rlaif_journal *jl;
     ck_assert_int_eq(rlaif_journal_open(&jl, dir, 3), 0);
     char key[33] = "0123456789abcdef0123456789abcdef";
-    rlaif_journal_entry e = {.status = 0, .http_status = 200, .text = "The better response is: B",
-                             .p_a = NAN, .coverage = NAN, .tokens_in = 5, .tokens_out = 7};
+    rlaif_journal_entry e = {.status = 0,
+                             .http_status = 200,
+                             .text = "The better response is: B",
+                             .p_a = NAN,
+                             .coverage = NAN,
+                             .tokens_in = 5,
+                             .tokens_out = 7};
     ck_assert_int_eq(rlaif_journal_append(jl, key, &e, "{\"raw\":1}", 9), 0);
     key[0] = '9';
     e.p_a = 0.25;
@@ -549,7 +567,8 @@ START_TEST(judge_modes_and_aggregation) {
     rlaif_judge_close(j);
     rlaif_config_free(cfg);
     /* config errors */
-    char *bad1[] = {"judge.backend=openai", "judge.model=m", "judge.base_url=http://example.com/v1"};
+    char *bad1[] = {"judge.backend=openai", "judge.model=m",
+                    "judge.base_url=http://example.com/v1"};
     cfg = cfg_with(3, bad1);
     ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), RLAIF_EX_USAGE);
     ck_assert(strstr(rlaif_error_message(), "plain http"));

@@ -35,12 +35,26 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { F_429, F_500, F_502, F_503, F_HANG, F_DROP, F_MALFORMED, F_TRUNCATED, F_ERR_OPENAI,
-       F_ERR_VLLM, F_LENGTH, F_FILTER, F_QUOTA, F_BADREQ, NFAULT };
-static const char *fault_names[NFAULT] = {"429",       "500",        "502",        "503",
-                                          "hang",      "drop",       "malformed",  "truncated",
-                                          "err_openai", "err_vllm",  "length",     "filter",
-                                          "quota",     "badreq"};
+enum {
+    F_429,
+    F_500,
+    F_502,
+    F_503,
+    F_HANG,
+    F_DROP,
+    F_MALFORMED,
+    F_TRUNCATED,
+    F_ERR_OPENAI,
+    F_ERR_VLLM,
+    F_LENGTH,
+    F_FILTER,
+    F_QUOTA,
+    F_BADREQ,
+    NFAULT
+};
+static const char *fault_names[NFAULT] = {
+    "429",       "500",        "502",      "503",    "hang",   "drop",  "malformed",
+    "truncated", "err_openai", "err_vllm", "length", "filter", "quota", "badreq"};
 
 static struct {
     double latency, fault_rate, idle_exit;
@@ -92,8 +106,8 @@ typedef struct {
     size_t nin, capin;
     char *out;
     size_t nout, off;
-    double due;           /* when the prepared answer may go; INFINITY = hang */
-    double eof_at;        /* the client closed: decide a pending delivery a little later */
+    double due;    /* when the prepared answer may go; INFINITY = hang */
+    double eof_at; /* the client closed: decide a pending delivery a little later */
     int waiting, close_after;
     uint64_t pending_key; /* a good answer written, not yet known to be read */
 } conn;
@@ -112,8 +126,10 @@ static void drop_conn(int i, int reset) {
     conn *c = &conns[i];
     /* A reset means the client died with the answer unread; an answer not yet
      * (fully) sent was never delivered either. */
-    if (reset) st.resets += c->pending_key != 0;
-    else if (!c->waiting && !c->nout) commit_delivery(c);
+    if (reset)
+        st.resets += c->pending_key != 0;
+    else if (!c->waiting && !c->nout)
+        commit_delivery(c);
     close(c->fd);
     free(c->in), free(c->out);
     conns[i] = conns[--nconn];
@@ -147,7 +163,10 @@ static json_t *logprobs_json(double pa) {
     struct {
         const char *tok;
         double p;
-    } t[] = {{"A", 0.75 * pa}, {" A", 0.2 * pa}, {"B", 0.75 * (1 - pa)}, {" b", 0.2 * (1 - pa)},
+    } t[] = {{"A", 0.75 * pa},
+             {" A", 0.2 * pa},
+             {"B", 0.75 * (1 - pa)},
+             {" b", 0.2 * (1 - pa)},
              {"The", 0.05}};
     for (int i = 0; i < 5; i++)
         json_array_append_new(top, json_pack("{s:s, s:f}", "token", t[i].tok, "logprob",
@@ -169,19 +188,24 @@ static char *answer_text(json_t *req, int *mode_out, double *pa) {
     char *blk[3] = {0};
     int nb = rlaif_judge_unfence(user, blk, 3);
     for (int i = 0; i < nb; i++) free(blk[i]);
-    if (json_is_true(json_object_get(req, "logprobs"))) mode = RLAIF_JM_LOGPROB;
-    else if (nb == 2) mode = RLAIF_JM_SCORE;
-    else if (strstr(user, "Scores A:")) mode = RLAIF_JM_RUBRIC;
+    if (json_is_true(json_object_get(req, "logprobs")))
+        mode = RLAIF_JM_LOGPROB;
+    else if (nb == 2)
+        mode = RLAIF_JM_SCORE;
+    else if (strstr(user, "Scores A:"))
+        mode = RLAIF_JM_RUBRIC;
     *mode_out = (int)mode;
     *pa = NAN;
     if (!strcmp(opt.rule, "builtin")) return rlaif_judge_builtin_answer(user, mode, &opt.judge, pa);
     char *s = malloc(64);
     if (!s) abort();
-    if (!strcmp(opt.rule, "none")) snprintf(s, 64, "Both responses have merits.");
+    if (!strcmp(opt.rule, "none"))
+        snprintf(s, 64, "Both responses have merits.");
     else {
         int b = !strcmp(opt.rule, "b");
         *pa = b ? 0.1 : 0.9;
-        snprintf(s, 64, mode == RLAIF_JM_LOGPROB ? "%c" : "The better response is: %c", b ? 'B' : 'A');
+        snprintf(s, 64, mode == RLAIF_JM_LOGPROB ? "%c" : "The better response is: %c",
+                 b ? 'B' : 'A');
     }
     return s;
 }
@@ -196,9 +220,9 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
     json_t *o;
     long tin = (long)req_len / 4, tout = (long)strlen(text) / 4 + 1;
     if (anthropic) {
-        o = json_pack("{s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:{s:i, s:i}}", "id", "msg_mock", "type",
-                      "message", "role", "assistant", "content", "type", "text", "text", text,
-                      "stop_reason", fault == F_LENGTH ? "max_tokens" : "end_turn", "usage",
+        o = json_pack("{s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:{s:i, s:i}}", "id", "msg_mock",
+                      "type", "message", "role", "assistant", "content", "type", "text", "text",
+                      text, "stop_reason", fault == F_LENGTH ? "max_tokens" : "end_turn", "usage",
                       "input_tokens", tin, "output_tokens", tout);
     } else {
         json_t *msg = json_pack("{s:s, s:s}", "role", "assistant", "content", text);
@@ -207,12 +231,14 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
             json_object_set_new(msg, "refusal", json_string("I can't help with that."));
             finish = "content_filter";
         }
-        json_t *choice = json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", finish);
-        if (mode == RLAIF_JM_LOGPROB && !isnan(pa)) json_object_set_new(choice, "logprobs", logprobs_json(pa));
+        json_t *choice =
+            json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", finish);
+        if (mode == RLAIF_JM_LOGPROB && !isnan(pa))
+            json_object_set_new(choice, "logprobs", logprobs_json(pa));
         char id[64];
         snprintf(id, sizeof id, "chatcmpl-%016llx", (unsigned long long)key);
-        o = json_pack("{s:s, s:s, s:s, s:[o], s:{s:i, s:i, s:i}, s:s}", "id", id,
-                      "object", "chat.completion", "model",
+        o = json_pack("{s:s, s:s, s:s, s:[o], s:{s:i, s:i, s:i}, s:s}", "id", id, "object",
+                      "chat.completion", "model",
                       json_string_value(json_object_get(req, "model")) ?: "mock", "choices", choice,
                       "usage", "prompt_tokens", tin, "completion_tokens", tout, "total_tokens",
                       tin + tout, "system_fingerprint", "fp_mock");
@@ -236,9 +262,15 @@ static void error_answer(conn *c, int fault, int anthropic, kent *k, double now)
                                            "Rate limit reached", "type", "requests", "code",
                                            "rate_limit_exceeded"));
         break;
-    case F_500: respond(c, 500, "Internal Server Error", NULL, "", 0); break;
-    case F_502: respond(c, 502, "Bad Gateway", NULL, "<html>bad gateway</html>", 24); break;
-    case F_503: respond(c, 503, "Service Unavailable", NULL, "", 0); break;
+    case F_500:
+        respond(c, 500, "Internal Server Error", NULL, "", 0);
+        break;
+    case F_502:
+        respond(c, 502, "Bad Gateway", NULL, "<html>bad gateway</html>", 24);
+        break;
+    case F_503:
+        respond(c, 503, "Service Unavailable", NULL, "", 0);
+        break;
     case F_ERR_OPENAI:
         respond_json(c, 500, "Internal Server Error", NULL,
                      json_pack("{s:{s:s, s:s, s:n}}", "error", "message",
@@ -263,7 +295,9 @@ static void error_answer(conn *c, int fault, int anthropic, kent *k, double now)
                                "Invalid value for 'messages'.", "type", "invalid_request_error",
                                "code", "invalid_value"));
         break;
-    case F_MALFORMED: respond(c, 200, "OK", NULL, "{\"choices\": [oops", 17); break;
+    case F_MALFORMED:
+        respond(c, 200, "OK", NULL, "{\"choices\": [oops", 17);
+        break;
     }
 }
 
@@ -298,8 +332,8 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
     c->waiting = 1;
     if (opt.key) { /* the client must send the key, in the right header */
         char want[512];
-        snprintf(want, sizeof want, anthropic ? "x-api-key: %s\r\n" : "Authorization: Bearer %s\r\n",
-                 opt.key);
+        snprintf(want, sizeof want,
+                 anthropic ? "x-api-key: %s\r\n" : "Authorization: Bearer %s\r\n", opt.key);
         if (!strcasestr(head, want)) {
             /* like real providers, echo (part of) the key that was sent: the
              * client must scrub it from every message it records */
@@ -426,20 +460,32 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage(), 64;
-        if (!strcmp(a, "--port")) port = atoi(v);
-        else if (!strcmp(a, "--port-file")) port_file = v;
-        else if (!strcmp(a, "--latency")) opt.latency = atof(v);
-        else if (!strcmp(a, "--fault-rate")) opt.fault_rate = atof(v);
+        if (!strcmp(a, "--port"))
+            port = atoi(v);
+        else if (!strcmp(a, "--port-file"))
+            port_file = v;
+        else if (!strcmp(a, "--latency"))
+            opt.latency = atof(v);
+        else if (!strcmp(a, "--fault-rate"))
+            opt.fault_rate = atof(v);
         else if (!strcmp(a, "--faults")) {
             if (parse_faults(v)) return 64;
-        } else if (!strcmp(a, "--retry-after-ms")) opt.retry_after_ms = atoi(v);
-        else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10), opt.judge.seed = opt.seed;
-        else if (!strcmp(a, "--flip-prob")) opt.judge.flip_prob = atof(v);
-        else if (!strcmp(a, "--first-bias")) opt.judge.first_bias = atof(v);
-        else if (!strcmp(a, "--rule")) opt.rule = v;
-        else if (!strcmp(a, "--key-env")) opt.key = getenv(v);
-        else if (!strcmp(a, "--idle-exit")) opt.idle_exit = atof(v);
-        else return usage(), 64;
+        } else if (!strcmp(a, "--retry-after-ms"))
+            opt.retry_after_ms = atoi(v);
+        else if (!strcmp(a, "--seed"))
+            opt.seed = strtoull(v, NULL, 10), opt.judge.seed = opt.seed;
+        else if (!strcmp(a, "--flip-prob"))
+            opt.judge.flip_prob = atof(v);
+        else if (!strcmp(a, "--first-bias"))
+            opt.judge.first_bias = atof(v);
+        else if (!strcmp(a, "--rule"))
+            opt.rule = v;
+        else if (!strcmp(a, "--key-env"))
+            opt.key = getenv(v);
+        else if (!strcmp(a, "--idle-exit"))
+            opt.idle_exit = atof(v);
+        else
+            return usage(), 64;
         i++;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -460,7 +506,8 @@ int main(int argc, char **argv) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
         FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 || fclose(f) || rename(tmp, port_file)) {
+        if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 || fclose(f) ||
+            rename(tmp, port_file)) {
             perror("mock_judge: port file");
             return 74;
         }

@@ -50,37 +50,37 @@ extern const char *const rlaif_judge_criteria[RLAIF_JUDGE_NCRIT];
 
 /* A pair to judge. The strings are copied by submit. */
 typedef struct {
-    uint64_t pair_id;     /* unique in the job; keys the order and boundary RNG */
-    const char *prompt;   /* the user's input */
+    uint64_t pair_id;   /* unique in the job; keys the order and boundary RNG */
+    const char *prompt; /* the user's input */
     const char *response[2];
 } rlaif_judge_pair;
 
 typedef struct {
     uint64_t pair_id;
-    float label;           /* P(response[0] better), NaN when unlabelled */
-    int8_t choice;         /* 0 or 1 = the preferred response, -1 none (tie/NaN) */
-    int8_t outcome[2];     /* primary unit, order 0 = (r0 as A), 1 = (r1 as A): preferred
-                              response index, -1 no verdict, -2 not asked */
-    float soft[2];         /* primary unit: P(r0 better) per order, NaN if none */
-    int8_t consistent;     /* 1 all two-order units agreed, 0 some disagreed, -1 one order */
+    float label;       /* P(response[0] better), NaN when unlabelled */
+    int8_t choice;     /* 0 or 1 = the preferred response, -1 none (tie/NaN) */
+    int8_t outcome[2]; /* primary unit, order 0 = (r0 as A), 1 = (r1 as A): preferred
+                          response index, -1 no verdict, -2 not asked */
+    float soft[2];     /* primary unit: P(r0 better) per order, NaN if none */
+    int8_t consistent; /* 1 all two-order units agreed, 0 some disagreed, -1 one order */
     float rubric[2][RLAIF_JUDGE_NCRIT]; /* rubric mode: mean 1-5 per response; NaN */
-    float score[2];        /* score mode: pointwise 1-10 per response; NaN */
-    int16_t judge_id;      /* endpoint index of the primary unit (0 = [judge]) */
-    int16_t template_id;   /* template index of the primary unit */
-    int32_t ncalls;        /* calls this pair needed (journal hits included) */
-    int32_t nreplayed;     /* of which answered from the journal */
+    float score[2];                     /* score mode: pointwise 1-10 per response; NaN */
+    int16_t judge_id;                   /* endpoint index of the primary unit (0 = [judge]) */
+    int16_t template_id;                /* template index of the primary unit */
+    int32_t ncalls;                     /* calls this pair needed (journal hits included) */
+    int32_t nreplayed;                  /* of which answered from the journal */
     int64_t tokens_in, tokens_out;
-    int32_t status;        /* rlaif_judge_status */
-    int32_t http_status;   /* last HTTP status seen (0 = none / builtin) */
-    char reason[160];      /* why there is no label ("" when labelled) */
-    char *explanation;     /* judge text of the primary unit, first order; malloc'd */
+    int32_t status;      /* rlaif_judge_status */
+    int32_t http_status; /* last HTTP status seen (0 = none / builtin) */
+    char reason[160];    /* why there is no label ("" when labelled) */
+    char *explanation;   /* judge text of the primary unit, first order; malloc'd */
 } rlaif_judge_result;
 
 void rlaif_judge_result_free(rlaif_judge_result *r); /* frees explanation */
 
 /* Per-endpoint counters (bias statistics are over two-order units). */
 typedef struct {
-    char name[96];           /* "openai:gpt-4o@https://..." (never a key) */
+    char name[96]; /* "openai:gpt-4o@https://..." (never a key) */
     long calls, http_requests, retries, replayed, failed;
     long pairs_two_orders, pairs_consistent;
     long verdicts, first_wins; /* verdicts that chose the first position */
@@ -89,7 +89,7 @@ typedef struct {
     double cost_usd;
 } rlaif_judge_endpoint_stats;
 
-double rlaif_judge_consistency(const rlaif_judge_endpoint_stats *s);  /* NaN if none */
+double rlaif_judge_consistency(const rlaif_judge_endpoint_stats *s); /* NaN if none */
 double rlaif_judge_first_win_rate(const rlaif_judge_endpoint_stats *s);
 double rlaif_judge_length_corr(const rlaif_judge_endpoint_stats *s); /* Pearson */
 
@@ -132,7 +132,12 @@ int rlaif_cmd_judge(rlaif_ctx *ctx);
 /* ================================================================ internals
  * Shared by the judge's files, tools/mock_judge.c and the unit tests. */
 
-typedef enum { RLAIF_JM_VERDICT, RLAIF_JM_LOGPROB, RLAIF_JM_RUBRIC, RLAIF_JM_SCORE } rlaif_judge_mode;
+typedef enum {
+    RLAIF_JM_VERDICT,
+    RLAIF_JM_LOGPROB,
+    RLAIF_JM_RUBRIC,
+    RLAIF_JM_SCORE
+} rlaif_judge_mode;
 int rlaif_judge_mode_parse(const char *s, rlaif_judge_mode *m);
 
 /* 64-bit FNV-1a with a seed; the 128-bit journal key is two of them. */
@@ -182,9 +187,9 @@ int rlaif_judge_unfence(const char *user, char **blocks, int max);
 
 /* Parsed judge text. */
 typedef struct {
-    int verdict;                          /* 0 = A, 1 = B, -1 none/ambiguous */
-    float rubric[2][RLAIF_JUDGE_NCRIT];   /* NaN when missing */
-    float score;                          /* NaN when missing */
+    int verdict;                        /* 0 = A, 1 = B, -1 none/ambiguous */
+    float rubric[2][RLAIF_JUDGE_NCRIT]; /* NaN when missing */
+    float score;                        /* NaN when missing */
 } rlaif_judge_parsed;
 /* The LAST line holding "the better response is" with exactly one of A/B
  * after it decides (case-insensitive); earlier lines (quoted candidates)
@@ -234,9 +239,9 @@ char *rlaif_judge_request_body(const rlaif_judge_endpoint *e, rlaif_judge_mode m
 
 /* What an HTTP answer says. */
 typedef struct {
-    int ok;             /* a completion was read */
-    char *text;         /* content (malloc'd) */
-    char finish[24];    /* finish_reason / stop_reason */
+    int ok;               /* a completion was read */
+    char *text;           /* content (malloc'd) */
+    char finish[24];      /* finish_reason / stop_reason */
     double p_a, coverage; /* logprob mode: P(A), coverage; NaN when absent */
     long tokens_in, tokens_out;
     char fingerprint[64];
@@ -282,12 +287,12 @@ void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ra
 typedef struct rlaif_http rlaif_http;
 typedef struct {
     void *user;
-    int curl_code;      /* CURLcode: 0 when an HTTP answer arrived */
+    int curl_code; /* CURLcode: 0 when an HTTP answer arrived */
     long http_status;
-    char *body;         /* the reply body, malloc'd: the caller frees it */
+    char *body; /* the reply body, malloc'd: the caller frees it */
     size_t len;
-    double retry_after; /* seconds from retry-after-ms / retry-after, -1 absent */
-    int should_retry;   /* x-should-retry: -1 absent, 0, 1 */
+    double retry_after;  /* seconds from retry-after-ms / retry-after, -1 absent */
+    int should_retry;    /* x-should-retry: -1 absent, 0, 1 */
     double ratelimit[4]; /* remaining/reset requests, remaining/reset tokens; -1 absent */
 } rlaif_http_done;
 int rlaif_http_open(rlaif_http **h, int max_inflight, double connect_timeout, double timeout);
@@ -307,9 +312,9 @@ int rlaif_http_next(rlaif_http *h, rlaif_http_done *d);
 
 typedef struct rlaif_journal rlaif_journal;
 typedef struct {
-    int status;       /* rlaif_judge_status of the call */
+    int status; /* rlaif_judge_status of the call */
     int http_status;
-    char *text;       /* judge text (or raw body when unreadable) */
+    char *text; /* judge text (or raw body when unreadable) */
     double p_a, coverage;
     long tokens_in, tokens_out;
 } rlaif_journal_entry;
