@@ -115,6 +115,13 @@ static int kv_read(hid_t loc, const char *group, rlaif_kvset *s) {
 
 /* ---- paths and files ---- */
 
+void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg, const char *dir,
+                                    const char *name) {
+    o->dir = dir, o->name = name;
+    o->keep = cfg ? (int)rlaif_cfg_int(cfg, "checkpoint.keep") : 3;
+    rlaif_h5_opts_from_cfg(&o->io, cfg);
+}
+
 void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s-%08lld.h5", o->dir, o->name, (long long)step);
 }
@@ -622,7 +629,7 @@ int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *
         if (!rc) {
             hid_t g = H5Gopen2(file, "tokenizer", H5P_DEFAULT);
             rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, "no /tokenizer group")
-                       : c->tokenizer_read(g, c->tokenizer_ud);
+                       : c->tokenizer_read(g, c->tokenizer_read_ud);
             if (g >= 0) H5Gclose(g);
             H5Fclose(file);
         }

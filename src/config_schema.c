@@ -177,6 +177,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("io", "chunk_records", "4096", 1, 1e9, "records per chunk of extendible datasets"),
     I("io", "alignment", "1048576", 1, 1e12, "HDF5 object alignment in bytes (file-system stripe)"),
     B("io", "collective_metadata", "true", "collective metadata reads and writes"),
+    B("io", "collective_data", "false",
+      "collective (two-phase) raw-data transfers instead of independent ones"),
 
     {0},
 };

@@ -13,7 +13,7 @@ void rlaif_h5_opts_default(rlaif_h5_opts *o) {
     o->chunk = 4096;
     o->alignment = 1 << 20;
     o->coll_metadata = 1;
-    o->collective_data = 1;
+    o->collective_data = 0;
 }
 
 void rlaif_h5_opts_from_cfg(rlaif_h5_opts *o, const rlaif_config *cfg) {
@@ -22,6 +22,7 @@ void rlaif_h5_opts_from_cfg(rlaif_h5_opts *o, const rlaif_config *cfg) {
     o->chunk = (hsize_t)rlaif_cfg_int(cfg, "io.chunk_records");
     o->alignment = (hsize_t)rlaif_cfg_int(cfg, "io.alignment");
     o->coll_metadata = rlaif_cfg_bool(cfg, "io.collective_metadata");
+    o->collective_data = rlaif_cfg_bool(cfg, "io.collective_data");
 }
 
 static hid_t make_fapl(MPI_Comm comm, const rlaif_h5_opts *o) {
@@ -189,14 +190,22 @@ static int write_rows(hid_t ds, hid_t memtype, const void *buf, hsize_t start, s
     return 0;
 }
 
-int rlaif_h5_append(hid_t ds, hid_t memtype, const void *buf, size_t n, MPI_Comm comm,
-                    const rlaif_h5_opts *o, hsize_t *first, hsize_t *total) {
-    long long mine = (long long)n, before = 0, all = 0;
+/* For k counts at once: the sum over lower ranks (MPI_Exscan) and the total. */
+static int scan_counts(MPI_Comm comm, const long long *mine, long long *before, long long *all,
+                       int k) {
     int rank;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-    RLAIF_CHECK_MPI(MPI_Exscan(&mine, &before, 1, MPI_LONG_LONG, MPI_SUM, comm));
-    if (rank == 0) before = 0; /* MPI_Exscan leaves rank 0's result undefined */
-    RLAIF_CHECK_MPI(MPI_Allreduce(&mine, &all, 1, MPI_LONG_LONG, MPI_SUM, comm));
+    RLAIF_CHECK_MPI(MPI_Exscan(mine, before, k, MPI_LONG_LONG, MPI_SUM, comm));
+    if (rank == 0) /* MPI_Exscan leaves rank 0's result undefined */
+        for (int i = 0; i < k; i++) before[i] = 0;
+    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, k, MPI_LONG_LONG, MPI_SUM, comm));
+    return 0;
+}
+
+/* The collective part of an append once the counts are known: one extent
+ * change (same value on every rank), then each rank its hyperslab. */
+static int grow_and_write(hid_t ds, hid_t memtype, const void *buf, size_t n, long long before,
+                          long long all, const rlaif_h5_opts *o, hsize_t *first, hsize_t *total) {
     hsize_t rows;
     RLAIF_TRY(rlaif_h5_rows(ds, &rows));
     hsize_t grown = rows + (hsize_t)all;
@@ -205,6 +214,13 @@ int rlaif_h5_append(hid_t ds, hid_t memtype, const void *buf, size_t n, MPI_Comm
     if (total) *total = grown;
     if (all == 0) return 0;
     return write_rows(ds, memtype, buf, rows + (hsize_t)before, n, o);
+}
+
+int rlaif_h5_append(hid_t ds, hid_t memtype, const void *buf, size_t n, MPI_Comm comm,
+                    const rlaif_h5_opts *o, hsize_t *first, hsize_t *total) {
+    long long mine = (long long)n, before = 0, all = 0;
+    RLAIF_TRY(scan_counts(comm, &mine, &before, &all, 1));
+    return grow_and_write(ds, memtype, buf, n, before, all, o, first, total);
 }
 
 int rlaif_h5_write_at(hid_t ds, hid_t memtype, const void *buf, hsize_t start, size_t n,
@@ -282,13 +298,13 @@ int rlaif_h5_ragged_create(hid_t loc, const char *group, const rlaif_h5_opts *o)
 }
 
 static int append_named(hid_t g, const char *name, hid_t memtype, const void *buf, size_t n,
-                        MPI_Comm comm, const rlaif_h5_opts *o, hsize_t *first) {
+                        long long before, long long all, const rlaif_h5_opts *o, hsize_t *first) {
     hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
     if (ds < 0) {
         rlaif_error_h5("H5Dopen2", __FILE__, __LINE__, "the file was not written by rlaif");
         return rlaif_error_context("dataset %s: ", name);
     }
-    int rc = rlaif_h5_append(ds, memtype, buf, n, comm, o, first, NULL);
+    int rc = grow_and_write(ds, memtype, buf, n, before, all, o, first, NULL);
     H5Dclose(ds);
     return rc;
 }
@@ -311,15 +327,18 @@ int rlaif_h5_ragged_append(hid_t loc, const char *group, const rlaif_h5_record *
     }
     hid_t g = H5Gopen2(loc, group, H5P_DEFAULT);
     int rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, "not an rlaif file") : 0;
+    /* One scan for the three counts (bytes, tokens, records). */
+    long long mine[3] = {(long long)nb, (long long)nt, (long long)n}, bef[3], all[3];
+    if (!rc) rc = scan_counts(comm, mine, bef, all, 3);
     hsize_t bfirst = 0, tfirst = 0;
-    if (!rc) rc = append_named(g, "bytes", H5T_NATIVE_CHAR, bytes, nb, comm, o, &bfirst);
-    if (!rc) rc = append_named(g, "tokens", H5T_NATIVE_INT32, toks, nt, comm, o, &tfirst);
+    if (!rc) rc = append_named(g, "bytes", H5T_NATIVE_CHAR, bytes, nb, bef[0], all[0], o, &bfirst);
+    if (!rc) rc = append_named(g, "tokens", H5T_NATIVE_INT32, toks, nt, bef[1], all[1], o, &tfirst);
     /* Local offsets become global ones: this rank's bytes start at bfirst. */
     for (size_t i = 0; i < n; i++) off[i] += (int64_t)bfirst, toff[i] += (int64_t)tfirst;
-    if (!rc) rc = append_named(g, "offset", H5T_NATIVE_INT64, off, n, comm, o, first);
-    if (!rc) rc = append_named(g, "length", H5T_NATIVE_INT64, len, n, comm, o, NULL);
-    if (!rc) rc = append_named(g, "tok_offset", H5T_NATIVE_INT64, toff, n, comm, o, NULL);
-    if (!rc) rc = append_named(g, "tok_length", H5T_NATIVE_INT64, tlen, n, comm, o, NULL);
+    if (!rc) rc = append_named(g, "offset", H5T_NATIVE_INT64, off, n, bef[2], all[2], o, first);
+    if (!rc) rc = append_named(g, "length", H5T_NATIVE_INT64, len, n, bef[2], all[2], o, NULL);
+    if (!rc) rc = append_named(g, "tok_offset", H5T_NATIVE_INT64, toff, n, bef[2], all[2], o, NULL);
+    if (!rc) rc = append_named(g, "tok_length", H5T_NATIVE_INT64, tlen, n, bef[2], all[2], o, NULL);
     if (g >= 0) H5Gclose(g);
     free(bytes), free(toks), free(meta);
     if (rc) rlaif_error_context("appending to %s: ", group);

@@ -62,7 +62,8 @@ START_TEST(test_uneven_append) {
     snprintf(path, sizeof path, "%s/p.h5", dir);
     rlaif_h5_opts io;
     rlaif_h5_opts_default(&io);
-    io.chunk = 3; /* many chunks, so chunk boundaries are crossed */
+    io.chunk = 3;           /* many chunks, so chunk boundaries are crossed */
+    io.collective_data = 1; /* the other tests use independent transfers */
     rlaif_prefs *p;
     ok(rlaif_prefs_create(path, MPI_COMM_WORLD, &io, NULL, &p));
     for (int round = 0; round < 2; round++) {
@@ -325,7 +326,7 @@ START_TEST(test_ckpt_3_to_2) {
         rlaif_ckpt c;
         size_t b, e;
         ckpt_init(&c, &tt, c2, &b, &e);
-        c.tokenizer_read = tok_read, c.tokenizer_ud = &vocab;
+        c.tokenizer_read = tok_read, c.tokenizer_read_ud = &vocab;
         int found = 0;
         char path[512];
         ok(rlaif_checkpoint_resume(c2, &o, &c, &found, path, sizeof path));

@@ -7,7 +7,7 @@
  *       bytes into DIR, then all ranks time rlaif_checkpoint_save (atomic:
  *       .tmp, fsync, rename, LATEST) - alternating, so both see the same disk
  *       state. Prints per-round figures and the medians and ratio.
- *   bench_io prefs FILE ROUNDS BATCH [FLUSH_SECONDS]
+ *   bench_io prefs FILE ROUNDS BATCH [FLUSH_SECONDS [collective]]
  *       collective appends of BATCH pairs per call (split over the ranks),
  *       each with its prompt, two responses with tokens, and an explanation;
  *       pairs per second, median over rounds of 20 calls. */
@@ -141,7 +141,7 @@ static int bench_ckpt(const char *dir, int rounds, int collective) {
     return 0;
 }
 
-static int bench_prefs(const char *path, int rounds, int batch, double flush) {
+static int bench_prefs(const char *path, int rounds, int batch, double flush, int collective) {
     int n = batch / nproc + (rank < batch % nproc);
     rlaif_h5_record *pr = calloc((size_t)n, sizeof *pr), *rs = calloc(2 * (size_t)n, sizeof *rs);
     int64_t *pid = calloc(2 * (size_t)n, 8);
@@ -161,7 +161,10 @@ static int bench_prefs(const char *path, int rounds, int batch, double flush) {
     int64_t id = 0;
     for (int r = 0; r < rounds; r++) {
         rlaif_prefs *p;
-        check(rlaif_prefs_create(path, MPI_COMM_WORLD, NULL, NULL, &p));
+        rlaif_h5_opts io;
+        rlaif_h5_opts_default(&io);
+        io.collective_data = collective;
+        check(rlaif_prefs_create(path, MPI_COMM_WORLD, &io, NULL, &p));
         if (flush >= 0) rlaif_prefs_set_flush(p, flush);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = rlaif_now();
@@ -194,9 +197,10 @@ static int bench_prefs(const char *path, int rounds, int batch, double flush) {
         struct stat st;
         stat(path, &st);
         printf("median: %.0f pairs/s (goal >= 20000), batches of %d pairs over %d ranks, each "
-               "with prompt, 2 responses, tokens, explanation; file %.1f MB; %s\n",
+               "with prompt, 2 responses, tokens, explanation; file %.1f MB; %s; %s transfers\n",
                median(rate, rounds), batch, nproc, (double)st.st_size / 1e6,
-               flush == 0 ? "synced after every batch" : "default flush interval (10 s)");
+               flush == 0 ? "synced after every batch" : "default flush interval (10 s)",
+               collective ? "collective" : "independent");
         unlink(path);
     }
     free(pr), free(rs), free(pid), free(q), free(ex), free(rate);
@@ -213,7 +217,8 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "ckpt"))
         rc = bench_ckpt(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 0);
     else if (argc >= 5 && !strcmp(argv[1], "prefs"))
-        rc = bench_prefs(argv[2], atoi(argv[3]), atoi(argv[4]), argc > 5 ? atof(argv[5]) : -1);
+        rc = bench_prefs(argv[2], atoi(argv[3]), atoi(argv[4]), argc > 5 ? atof(argv[5]) : -1,
+                         argc > 6 ? atoi(argv[6]) : 0);
     else if (rank == 0)
         fprintf(stderr, "usage: bench_io ckpt DIR ROUNDS [collective] | prefs FILE ROUNDS BATCH\n");
     MPI_Finalize();

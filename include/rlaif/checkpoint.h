@@ -77,7 +77,8 @@ typedef struct {
     const char *job_config; /* resolved job file text for /config, or NULL */
     rlaif_kvset state;      /* /state attributes; "step" is always written */
     rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
-    void *tokenizer_ud;
+    void *tokenizer_ud;      /* passed to tokenizer_write */
+    void *tokenizer_read_ud; /* passed to tokenizer_read */
 } rlaif_ckpt;
 
 typedef struct {
@@ -86,6 +87,13 @@ typedef struct {
     int keep;         /* newest N kept per name (>= 1) */
     rlaif_h5_opts io;
 } rlaif_ckpt_opts;
+
+/* From the job: keep = checkpoint.keep, HDF5 tuning from [io] (by default
+ * independent raw-data transfers: each rank's shard of a tensor is one
+ * contiguous range, so two-phase collective buffering only adds copies; see
+ * tools/bench-io --collective). dir and name are kept by pointer. */
+void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg, const char *dir,
+                                    const char *name);
 
 /* "<dir>/<name>-<step 8 digits>.h5" */
 void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n);
