@@ -742,19 +742,6 @@ static int setup_templates(rlaif_judge *j, const rlaif_config *cfg) {
     return rc;
 }
 
-static int read_text_file(const char *path, char **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", path, __FILE__, __LINE__);
-    size_t cap = 4096, n = 0, got;
-    char *b = xmalloc(cap);
-    while ((got = fread(b + n, 1, cap - n - 1, f)) > 0)
-        if ((n += got) + 2 > cap) b = xrealloc(b, cap *= 2);
-    fclose(f);
-    b[n] = 0;
-    *out = b;
-    return 0;
-}
-
 static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
                        const char *journal_dir) {
     RLAIF_TRY(rlaif_judge_mode_parse(rlaif_cfg_str(cfg, "judge.mode"), &j->mode));
@@ -771,7 +758,8 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
     j->max_attempts = (int)rlaif_cfg_int(cfg, "judge.max_attempts");
     RLAIF_TRY(setup_templates(j, cfg));
     const char *fs = rlaif_cfg_str(cfg, "judge.few_shot");
-    if (*fs) RLAIF_TRY(read_text_file(fs, &j->fewshot));
+    if (*fs && !(j->fewshot = rlaif_judge_read_file(fs, NULL)))
+        return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", fs, __FILE__, __LINE__);
 
     /* endpoints: [judge] itself, then judge.ensemble */
     const char *ens = rlaif_cfg_str(cfg, "judge.ensemble");

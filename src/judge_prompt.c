@@ -101,7 +101,7 @@ int rlaif_judge_template_default(rlaif_judge_template *t, rlaif_judge_mode mode)
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len) {
+char *rlaif_judge_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 4096, n = 0;
@@ -118,7 +118,7 @@ static char *read_file(const char *path, size_t *len) {
 }
 
 int rlaif_judge_template_load(rlaif_judge_template *t, const char *path) {
-    char *text = read_file(path, NULL);
+    char *text = rlaif_judge_read_file(path, NULL);
     if (!text)
         return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", path, __FILE__, __LINE__),
                rlaif_error_context("judge.templates: ");

@@ -153,6 +153,9 @@ typedef struct {
     char *source; /* file name or "builtin:<mode>" */
 } rlaif_judge_template;
 
+/* A whole file as a NUL-terminated malloc'd string; NULL (errno set) on failure. */
+char *rlaif_judge_read_file(const char *path, size_t *len);
+
 int rlaif_judge_template_default(rlaif_judge_template *t, rlaif_judge_mode mode);
 int rlaif_judge_template_load(rlaif_judge_template *t, const char *path);
 void rlaif_judge_template_free(rlaif_judge_template *t);
