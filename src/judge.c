@@ -291,6 +291,7 @@ static void fail_call(rlaif_judge *j, call *c, int status, long http, const char
     rlaif_journal_entry e = {.status = status,
                              .http_status = (int)http,
                              .text = (char *)reason,
+                             .label = NAN,
                              .p_a = NAN,
                              .coverage = NAN};
     settle(j, c, &e, 0);
@@ -347,6 +348,12 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
                                  .tokens_out = r.tokens_out};
         if (!strcmp(r.finish, "length") && j->mode != RLAIF_JM_LOGPROB) e.status = RLAIF_JS_LENGTH;
         if (!strcmp(r.finish, "content_filter")) e.status = RLAIF_JS_FILTERED;
+        rlaif_judge_parsed pr;
+        rlaif_judge_parse(r.text, j->mode, &pr);
+        e.label = j->mode == RLAIF_JM_SCORE ? pr.score
+                  : !isnan(r.p_a)           ? r.p_a
+                  : pr.verdict >= 0         ? 1.0 - pr.verdict
+                                            : NAN;
         /* the journal first: an answer counts only once it is recorded */
         rc = rlaif_journal_append(j->journal, c->key, &e, d->body, d->len);
         rlaif_bucket_refund(&ep->tokens, c->est_tokens - (double)(r.tokens_in + r.tokens_out));
@@ -378,7 +385,8 @@ static void run_builtin(rlaif_judge *j, call *c) {
     endpoint *ep = &j->ep[c->unit % j->nep];
     double pa;
     char *text = rlaif_judge_builtin_answer(c->user, j->mode, &ep->builtin, &pa);
-    rlaif_journal_entry e = {.status = RLAIF_JS_OK, .text = text, .p_a = pa, .coverage = 1.0};
+    rlaif_journal_entry e = {
+        .status = RLAIF_JS_OK, .text = text, .label = NAN, .p_a = pa, .coverage = 1.0};
     if (j->mode != RLAIF_JM_LOGPROB) e.p_a = NAN;
     settle(j, c, &e, 0);
     free(text);

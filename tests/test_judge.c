@@ -401,6 +401,7 @@ START_TEST(journal_replay) {
     rlaif_journal_entry e = {.status = 0,
                              .http_status = 200,
                              .text = "The better response is: B",
+                             .label = 0,
                              .p_a = NAN,
                              .coverage = NAN,
                              .tokens_in = 5,
@@ -430,6 +431,7 @@ START_TEST(journal_replay) {
     ck_assert(rlaif_journal_lookup(jl, key, &got));
     ck_assert(isnan(got.p_a));
     ck_assert_str_eq(got.text, "The better response is: B");
+    ck_assert_double_eq(got.label, 0);
     key[0] = '1';
     ck_assert(!rlaif_journal_lookup(jl, key, &got));
     rlaif_journal_close(jl);
@@ -564,6 +566,21 @@ START_TEST(judge_modes_and_aggregation) {
         ck_assert_float_eq(res[i].label, right ? 0.0f : 1.0f);
         rlaif_judge_result_free(&res[i]);
     }
+    rlaif_judge_close(j);
+    rlaif_config_free(cfg);
+    /* an ensemble of two endpoints: 2 units x 2 orders */
+    char *sets3[] = {"judge.ensemble=builtin"};
+    cfg = cfg_with(1, sets3);
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
+    ck_assert_int_eq(rlaif_judge_nendpoints(j), 2);
+    run_pairs(j, 10, res);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(res[i].ncalls, 4);
+        ck_assert_int_eq(res[i].consistent, 1);
+        ck_assert_int_eq(res[i].choice, (int)(res[i].pair_id % 2));
+        rlaif_judge_result_free(&res[i]);
+    }
+    ck_assert_int_eq(rlaif_judge_stats(j, 1)->calls, 20);
     rlaif_judge_close(j);
     rlaif_config_free(cfg);
     /* config errors */

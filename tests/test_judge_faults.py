@@ -225,6 +225,30 @@ def main():
     check_server("modes", m.stats())
     m.stop()
 
+    # 6. two judge ranks, then a restart on one: it replays both journals
+    mpiexec = os.environ.get("MPIEXEC", "")
+    if mpiexec and shutil.which(mpiexec):
+        m = Mock(tmp, "--latency", "0.002", "--fault-rate", "0.3", "--faults", "500,drop")
+        common = ["--set", "judge.backend=openai", "--set", "judge.model=m",
+                  "--set", "judge.base_url=http://127.0.0.1:%d/v1" % m.port,
+                  "--set", "judge.api_key_env=" + KEY_ENV, "--set", "judge.backoff_base=0.005",
+                  "--set", "run.out_dir=" + os.path.join(tmp, "ranks"), "--quiet",
+                  "--input", small, "--output", os.path.join(tmp, "ranks.jsonl")]
+        env = dict(os.environ, **{KEY_ENV: KEY})
+        with open(os.path.join(tmp, "ranks.log"), "w") as log:
+            rc = subprocess.call([mpiexec, "-n", "2", "--oversubscribe", RLAIF, "judge"] + common,
+                                 stdout=log, stderr=log, env=env, timeout=120)
+            check(rc == 0, "2 ranks: exit code %d" % rc)
+            before = m.stats()["requests"]
+            rc = subprocess.call([RLAIF, "judge"] + common, stdout=log, stderr=log, env=env, timeout=120)
+            check(rc == 0, "restart on 1 rank: exit code %d" % rc)
+        st = m.stats()
+        m.stop()
+        check(st["requests"] == before, "restart on 1 rank sent %d requests" % (st["requests"] - before))
+        check_server("ranks", st)
+        res = [json.loads(l) for l in open(os.path.join(tmp, "ranks.jsonl"))]
+        check_results("ranks-restart", res, n=100, min_labelled=99)
+
     print("total %.1f s" % (time.time() - t0))
     if failures:
         print("%d failures; files kept in %s" % (len(failures), tmp))

@@ -317,7 +317,8 @@ typedef struct rlaif_journal rlaif_journal;
 typedef struct {
     int status; /* rlaif_judge_status of the call */
     int http_status;
-    char *text; /* judge text (or raw body when unreadable) */
+    char *text;   /* judge text (or the reason of a failure) */
+    double label; /* parsed: P(position A better) (score mode: the score); NaN */
     double p_a, coverage;
     long tokens_in, tokens_out;
 } rlaif_journal_entry;
@@ -327,8 +328,9 @@ typedef struct {
  * its last whole record). */
 int rlaif_journal_open(rlaif_journal **out, const char *dir, int rank);
 void rlaif_journal_close(rlaif_journal *jl);
-/* 1 and fills *e (pointers owned by the journal) when key was answered. */
-int rlaif_journal_lookup(const rlaif_journal *jl, const char key[33], rlaif_journal_entry *e);
+/* 1 and fills *e when key was answered (read back from disk; e->text stays
+ * valid until the next lookup). */
+int rlaif_journal_lookup(rlaif_journal *jl, const char key[33], rlaif_journal_entry *e);
 /* Append one record (raw body kept too) and remember it. Written at once
  * (a killed process loses nothing); fsync happens in rlaif_journal_sync. */
 int rlaif_journal_append(rlaif_journal *jl, const char key[33], const rlaif_journal_entry *e,
