@@ -405,7 +405,11 @@ int rlaif_h5_attr_str(hid_t loc, const char *name, const char *value) {
     RLAIF_CHECK_H5(t, NULL);
     RLAIF_CHECK_H5(H5Tset_size(t, len ? len : 1), NULL);
     RLAIF_CHECK_H5(H5Tset_strpad(t, H5T_STR_NULLPAD), NULL);
-    RLAIF_CHECK_H5(H5Tset_cset(t, H5T_CSET_UTF8), NULL);
+    /* ASCII unless it needs UTF-8: HDF5 refuses to convert between character
+     * sets, and readers (model_io.c, h5dump) ask for ASCII. */
+    int utf8 = 0;
+    for (size_t i = 0; i < len; i++) utf8 |= (unsigned char)value[i] >= 0x80;
+    RLAIF_CHECK_H5(H5Tset_cset(t, utf8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII), NULL);
     hid_t s = H5Screate(H5S_SCALAR);
     RLAIF_CHECK_H5(s, NULL);
     int rc = write_attr(loc, name, t, s, len ? value : "");
