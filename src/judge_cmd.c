@@ -8,6 +8,7 @@
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
+#include "rlaif/stop.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -170,6 +171,12 @@ static int run(rlaif_ctx *ctx, const judge_opts *o, int rank, int size) {
             fflush(out); /* testing: die like kill -9 with calls in flight */
             fprintf(stderr, "judge: killing myself at %.6f\n", rlaif_wall_time());
             raise(SIGKILL);
+        }
+        if (rlaif_stop_requested()) { /* preempted: what is answered is journaled */
+            rc = RLAIF_ERROR(RLAIF_EX_TEMPFAIL, "run the same command again to finish",
+                             "judge: stopped by signal %d after %ld pairs", rlaif_stop_signal(),
+                             done);
+            break;
         }
         double now = rlaif_now();
         if (!o->quiet && rank == 0 && now - last_status > 5) {
