@@ -506,6 +506,25 @@ START_TEST(judge_builtin_end_to_end) {
         rlaif_judge_result_free(r);
     }
     for (int i = 0; i < N; i++) ck_assert_int_eq(seen[i], 1);
+    /* as a preferences.h5 row */
+    rlaif_judge_result r = {.pair_id = 7,
+                            .label = 0.5f,
+                            .choice = -1,
+                            .soft = {1, 0},
+                            .consistent = 0,
+                            .status = RLAIF_JS_OK,
+                            .tokens_in = 3};
+    rlaif_pair row;
+    rlaif_judge_to_pair(&r, &row);
+    ck_assert_int_eq(row.pair_id, 7);
+    ck_assert_int_eq(row.choice, 2); /* tie */
+    ck_assert_double_eq(row.outcome_ab, 1);
+    ck_assert_double_eq(row.outcome_ba, 0);
+    ck_assert_int_eq(row.prompt_tokens, 3);
+    r.label = NAN, r.status = RLAIF_JS_DISAGREE;
+    rlaif_judge_to_pair(&r, &row);
+    ck_assert_int_eq(row.choice, -1);
+    ck_assert_int_eq(row.status, RLAIF_PAIR_INCONSISTENT);
     /* P(consistent) for a wrong-free judge with these noises: each order is
      * right w.p. 0.8*0.9 + ... ; just check that consistency filtering helps */
     ck_assert_msg(right > 0.9 * labelled, "right %d of %d", right, labelled);

@@ -28,6 +28,7 @@
 
 #include "rlaif/cli.h"
 #include "rlaif/config.h"
+#include "rlaif/prefs.h"
 #include "rlaif/rng.h"
 
 /* ---------------------------------------------------------------- results */
@@ -125,6 +126,10 @@ void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n);
 /* Template texts and their hashes, for HDF5 attributes. */
 int rlaif_judge_ntemplates(const rlaif_judge *j);
 const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *hash);
+
+/* The result as a preferences.h5 /pairs row (judge_prefs.c; prefs.h). The
+ * caller sets prompt_id, response_a and response_b. */
+void rlaif_judge_to_pair(const rlaif_judge_result *r, rlaif_pair *p);
 
 /* `rlaif judge`: label a JSONL file of pairs (src/judge_cmd.c). */
 int rlaif_cmd_judge(rlaif_ctx *ctx);
