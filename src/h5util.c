@@ -6,6 +6,7 @@
 
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,30 +40,40 @@ static hid_t make_fapl(MPI_Comm comm, const rlaif_h5_opts *o) {
     return fapl;
 }
 
-int rlaif_h5_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *o, hid_t *file) {
+/* mode: 0 read-only, 1 read-write, 2 create (truncate). */
+static int open_parallel(const char *path, MPI_Comm comm, int mode, const rlaif_h5_opts *o,
+                         hid_t *file) {
     hid_t fapl = make_fapl(comm, o);
     RLAIF_CHECK_H5(fapl, "HDF5 was built without MPI-IO (need libhdf5-openmpi)");
-    *file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    *file = mode == 2 ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                      : H5Fopen(path, mode ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (*file < 0) {
-        rlaif_error_h5("H5Fcreate", __FILE__, __LINE__,
-                       "check that the folder exists, is writable and not full");
-        return rlaif_error_context("creating %s: ", path);
+        rlaif_error_h5(mode == 2 ? "H5Fcreate" : "H5Fopen", __FILE__, __LINE__,
+                       mode == 2 ? "check that the folder exists, is writable and not full"
+                                 : "check that the file exists and is a complete HDF5 file");
+        return rlaif_error_context("%s %s: ", mode == 2 ? "creating" : "opening", path);
     }
     return 0;
 }
 
+int rlaif_h5_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *o, hid_t *file) {
+    return open_parallel(path, comm, 2, o, file);
+}
+
 int rlaif_h5_open(const char *path, MPI_Comm comm, int rw, const rlaif_h5_opts *o, hid_t *file) {
-    hid_t fapl = make_fapl(comm, o);
-    RLAIF_CHECK_H5(fapl, "HDF5 was built without MPI-IO (need libhdf5-openmpi)");
-    *file = H5Fopen(path, rw ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (*file < 0) {
-        rlaif_error_h5("H5Fopen", __FILE__, __LINE__,
-                       "check that the file exists and is a complete HDF5 file");
-        return rlaif_error_context("opening %s: ", path);
+    return open_parallel(path, comm, rw ? 1 : 0, o, file);
+}
+
+int rlaif_h5_commit_tmp(const char *tmp, const char *path, int status, MPI_Comm comm) {
+    int rank;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0) {
+        if (!status && rename(tmp, path) != 0)
+            status = rlaif_error_sys(RLAIF_EX_IOERR, "rename", path, __FILE__, __LINE__);
+        if (status) remove(tmp);
     }
-    return 0;
+    return rlaif_agree(comm, status);
 }
 
 int rlaif_h5_open_serial(const char *path, int rw, hid_t *file) {

@@ -211,14 +211,10 @@ int rlaif_prefs_ingest(const char *jsonl, const char *out, const char *kind_s, M
         int rc2 = rlaif_agree(comm, rlaif_prefs_close(&p));
         if (!rc) rc = rc2;
     }
-    if (rank == 0) {
-        if (!rc && rename(tmp, out) != 0)
-            rc = rlaif_error_sys(RLAIF_EX_IOERR, "rename", out, __FILE__, __LINE__);
-        if (rc) remove(tmp);
-    }
+    rc = rlaif_h5_commit_tmp(tmp, out, rc, comm);
     if (nrecords) *nrecords = r.n;
     records_free(&r);
-    return rlaif_agree(comm, rc);
+    return rc;
 }
 
 /* ---- export ---- */

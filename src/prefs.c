@@ -521,10 +521,5 @@ int rlaif_prefs_merge(const char *out, const char *const *inputs, int n, MPI_Com
     if (npairs && p) *npairs = (size_t)p->count[RLAIF_PREFS_PAIRS];
     int rc2 = rlaif_agree(comm, rlaif_prefs_close(&p));
     if (!rc) rc = rc2;
-    if (rank == 0) {
-        if (!rc && rename(tmp, out) != 0)
-            rc = rlaif_error_sys(RLAIF_EX_IOERR, "rename", out, __FILE__, __LINE__);
-        if (rc) remove(tmp);
-    }
-    return rlaif_agree(comm, rc);
+    return rlaif_h5_commit_tmp(tmp, out, rc, comm);
 }

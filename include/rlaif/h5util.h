@@ -41,6 +41,10 @@ void rlaif_h5_opts_from_cfg(rlaif_h5_opts *o, const rlaif_config *cfg);
  * comm = MPI_COMM_SELF for a single process. */
 int rlaif_h5_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *o, hid_t *file);
 int rlaif_h5_open(const char *path, MPI_Comm comm, int rw, const rlaif_h5_opts *o, hid_t *file);
+/* Collective end of "write to tmp, then rename": with status 0 (agreed by
+ * the caller's ranks) rank 0 renames tmp to path, otherwise removes tmp, so
+ * nothing half-written survives. Returns the agreed status. */
+int rlaif_h5_commit_tmp(const char *tmp, const char *path, int status, MPI_Comm comm);
 /* Serial (sec2) open of a closed file, for one process: readers and rank-0 extras. */
 int rlaif_h5_open_serial(const char *path, int rw, hid_t *file);
 /* Close and set *id to -1; a no-op for negative ids. */
