@@ -176,7 +176,8 @@ def main():
     # 3. a wrong key: the server echoes it, the client must not record it
     wrong_key = "sk-WRONG-KEY-77aa88bb99cc00dd"
     m = Mock(tmp)
-    res = run_judge(tmp, "badkey", m.port, pairs, key=wrong_key)
+    res = run_judge(tmp, "badkey", m.port, pairs, key=wrong_key,
+                    extra=["--log-dir", os.path.join(tmp, "logs"), "--set", "run.verbose=true"])
     m.stop()
     check(all(r["status"] == "http" and r["http"] == 401 for r in res), "badkey: not all pairs failed with 401")
     check(all("Incorrect API key" in r["reason"] for r in res), "badkey: reason lost")
