@@ -83,29 +83,43 @@ static void fill(setup_t *s, int64_t step) {
     rlaif_kv_set_int(&s->c.state, "data_cursor", step * 7);
 }
 
+static void release(setup_t *s) {
+    free(s->c.params), free(s->c.m), free(s->c.v);
+    rlaif_kv_free(&s->c.config), rlaif_kv_free(&s->c.state), rlaif_kv_free(&s->c.optim);
+    rlaif_tensors_free(&s->tt);
+}
+
+static int ckpt_run(setup_t *s, const char *mode, const char *dir, int64_t once);
+
 static int ckpt(const char *mode, const char *dir, size_t nfloats, int64_t once) {
     setup_t s;
     init(&s, nfloats);
+    int rc = ckpt_run(&s, mode, dir, once);
+    release(&s);
+    return rc;
+}
+
+static int ckpt_run(setup_t *s, const char *mode, const char *dir, int64_t once) {
     rlaif_ckpt_opts o = {dir, "loop", 2, {0}};
     rlaif_h5_opts_default(&o.io);
     o.io.collective_data = 0;
     if (!strcmp(mode, "ckpt-verify")) {
         int found = 0;
         char path[4096];
-        die_if(rlaif_checkpoint_resume(MPI_COMM_WORLD, &o, &s.c, &found, path, sizeof path));
+        die_if(rlaif_checkpoint_resume(MPI_COMM_WORLD, &o, &s->c, &found, path, sizeof path));
         if (!found) {
             if (rank == 0) fprintf(stderr, "no loadable checkpoint in %s\n", dir);
             return 1;
         }
         int64_t step, cursor;
-        die_if(rlaif_kv_get_int(&s.c.state, "step", &step));
-        die_if(rlaif_kv_get_int(&s.c.state, "data_cursor", &cursor));
+        die_if(rlaif_kv_get_int(&s->c.state, "step", &step));
+        die_if(rlaif_kv_get_int(&s->c.state, "data_cursor", &cursor));
         long bad = cursor != step * 7;
-        for (size_t i = s.b; i < s.e; i++) {
+        for (size_t i = s->b; i < s->e; i++) {
             float w[3] = {value(0, i, step), value(1, i, step), value(2, i, step)};
-            bad += memcmp(&s.c.params[i - s.b], &w[0], 4) != 0;
-            bad += memcmp(&s.c.m[i - s.b], &w[1], 4) != 0;
-            bad += memcmp(&s.c.v[i - s.b], &w[2], 4) != 0;
+            bad += memcmp(&s->c.params[i - s->b], &w[0], 4) != 0;
+            bad += memcmp(&s->c.m[i - s->b], &w[1], 4) != 0;
+            bad += memcmp(&s->c.v[i - s->b], &w[2], 4) != 0;
         }
         MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
         if (rank == 0)
@@ -122,8 +136,8 @@ static int ckpt(const char *mode, const char *dir, size_t nfloats, int64_t once)
         fclose(f);
     }
     for (int64_t step = once ? once : 1; step <= (once ? once : 100000); step++) {
-        fill(&s, step);
-        die_if(rlaif_checkpoint_save(MPI_COMM_WORLD, &o, step, &s.c, NULL, 0));
+        fill(s, step);
+        die_if(rlaif_checkpoint_save(MPI_COMM_WORLD, &o, step, &s->c, NULL, 0));
         if (rank == 0 && !once) printf("wrote step %lld\n", (long long)step), fflush(stdout);
     }
     return 0;
