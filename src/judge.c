@@ -24,7 +24,31 @@
 /* --------------------------------------------------------------- helpers */
 
 void rlaif_judge_free_call(call *c) {
+    for (call *f = c->followers, *n; f; f = n) { /* followers have none of their own */
+        n = f->next_follower;
+        free(f->body), free(f->user), free(f);
+    }
     free(c->body), free(c->user), free(c);
+}
+
+/* The table of unsettled HTTP calls by key: two calls with the same key (a
+ * pair submitted twice) must not both be paid for. */
+static call **pending_bucket(rlaif_judge *j, const char *key) {
+    return &j->pending[rlaif_hash64(key, 32, 3) & (uint64_t)(j->npending_buckets - 1)];
+}
+
+static call *pending_find(rlaif_judge *j, const char *key) {
+    for (call *c = *pending_bucket(j, key); c; c = c->next_pending)
+        if (!memcmp(c->key, key, 32)) return c;
+    return NULL;
+}
+
+static void pending_remove(rlaif_judge *j, call *c) {
+    for (call **pp = pending_bucket(j, c->key); *pp; pp = &(*pp)->next_pending)
+        if (*pp == c) {
+            *pp = c->next_pending;
+            return;
+        }
 }
 
 /* Replace every run of 8+ characters of the key in s (in place). */
@@ -225,6 +249,16 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
     if (--ps->nleft == 0) finish_pair(j, ps);
 }
 
+/* The call is answered, or failed for good: it and every call that waited
+ * on the same key settle with the same answer (paid once). */
+static void finish_call(rlaif_judge *j, call *c, const rlaif_journal_entry *e) {
+    if (c->body) pending_remove(j, c);
+    settle(j, c, e, 0);
+    for (call *f = c->followers; f; f = f->next_follower)
+        settle(j, f, e, e->status == RLAIF_JS_OK || e->http_status == 200);
+    rlaif_judge_free_call(c);
+}
+
 /* A call ends without an answer: record why. */
 static void fail_call(rlaif_judge *j, call *c, int status, long http, const char *reason) {
     rlaif_journal_entry e = {.status = status,
@@ -233,8 +267,7 @@ static void fail_call(rlaif_judge *j, call *c, int status, long http, const char
                              .label = NAN,
                              .p_a = NAN,
                              .coverage = NAN};
-    settle(j, c, &e, 0);
-    rlaif_judge_free_call(c);
+    finish_call(j, c, &e);
 }
 
 static void retry_or_fail(rlaif_judge *j, call *c, long http, double retry_after,
@@ -296,7 +329,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
         /* the journal first: an answer counts only once it is recorded */
         rc = rlaif_journal_append(j->journal, c->key, &e, d->body, d->len);
         rlaif_bucket_refund(&ep->tokens, c->est_tokens - (double)(r.tokens_in + r.tokens_out));
-        if (!rc) settle(j, c, &e, 0), rlaif_judge_free_call(c);
+        if (!rc) finish_call(j, c, &e);
     } else if (http >= 200 && http < 300) {
         snprintf(why, sizeof why, "HTTP %ld with %s (%zu bytes)", http,
                  parsed ? "malformed or truncated JSON" : "an error body", d->len);
@@ -413,6 +446,15 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
         rlaif_judge_free_call(c);
         return;
     }
+    call *lead = pending_find(j, c->key);
+    if (lead) { /* the same request is on its way: wait for its answer */
+        c->next_follower = lead->followers;
+        lead->followers = c;
+        return;
+    }
+    call **bucket = pending_bucket(j, c->key);
+    c->next_pending = *bucket;
+    *bucket = c;
     push_ready(j, c);
 }
 

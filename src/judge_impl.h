@@ -47,7 +47,10 @@ typedef struct call {
     size_t len;
     int attempts;
     double not_before, est_tokens;
-    struct call *next;
+    struct call *next;         /* ready queue / retry list */
+    struct call *next_pending; /* bucket chain of the pending-key table */
+    struct call *followers;    /* calls with the same key waiting on this one */
+    struct call *next_follower;
 } call;
 
 struct rlaif_judge {
@@ -66,10 +69,13 @@ struct rlaif_judge {
     pstate *slots, *free_slots, *done_head, *done_tail;
     int credit_max, npending, ndone;
     call *ready_head, *ready_tail, *delayed;
+    call **pending; /* HTTP calls not yet settled, by key: a twin waits, never pays */
+    long npending_buckets;
     double wake; /* earliest time a waiting call may go */
     rlaif_judge_endpoint_stats *stats;
 };
 
+/* Frees the call and any followers. */
 void rlaif_judge_free_call(call *c);
 
 #endif

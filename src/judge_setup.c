@@ -248,6 +248,10 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
         j->free_slots = &j->slots[i];
     }
     if (!need_http) return 0;
+    /* unsettled calls: at most credit x units x 2 orders */
+    j->npending_buckets = 64;
+    while (j->npending_buckets < 4L * j->credit_max * j->nunits) j->npending_buckets *= 2;
+    j->pending = xcalloc((size_t)j->npending_buckets, sizeof *j->pending);
     RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
                               rlaif_cfg_float(cfg, "judge.timeout")));
     char dir[4096];
@@ -310,5 +314,6 @@ void rlaif_judge_close(rlaif_judge *j) {
         curl_slist_free_all(ep->headers);
     }
     for (int t = 0; t < j->ntpl; t++) rlaif_judge_template_free(&j->tpl[t]);
+    free(j->pending);
     free(j->ep), free(j->stats), free(j->tpl), free(j->fewshot), free(j->slots), free(j);
 }

@@ -226,6 +226,20 @@ def main():
     check_server("modes", m.stats())
     m.stop()
 
+    # every pair submitted twice at once: the twin waits for the first answer
+    dup = os.path.join(tmp, "dup-pairs.jsonl")
+    with open(dup, "w") as f:
+        for line in open(small):
+            f.write(line + line)
+    m = Mock(tmp, "--latency", "0.01")
+    res = run_judge(tmp, "dup", m.port, dup)
+    st = m.stats()
+    m.stop()
+    check(len(res) == 200 and all(r["status"] == "ok" for r in res), "dup: not all 200 labelled")
+    paid = sum(r["calls"] - r["replayed"] for r in res)
+    check(st["requests"] == paid and st["paid_repeats"] == 0 and paid * 2 == sum(r["calls"] for r in res),
+          "dup: %d requests, %d paid calls, %d paid repeats" % (st["requests"], paid, st["paid_repeats"]))
+
     # 6. two judge ranks, then a restart on one: it replays both journals
     mpiexec = os.environ.get("MPIEXEC", "")
     if mpiexec and shutil.which(mpiexec):
