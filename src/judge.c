@@ -99,54 +99,49 @@ static double unit_label(rlaif_judge *j, pstate *ps, int u, int *two, int *agree
     return ok0 ? o[0].p : ok1 ? o[1].p : NAN;
 }
 
-static void finish_pair(rlaif_judge *j, pstate *ps) {
-    rlaif_judge_result *r = &ps->res;
-    memset(r, 0, sizeof *r);
-    r->pair_id = ps->pair_id;
-    r->ncalls = ps->ncalls, r->nreplayed = ps->nreplayed;
-    double sum = 0;
-    int nl = 0, votes[2] = {0, 0}, any_two = 0, any_disagree = 0, nrub[2] = {0, 0}, nsc[2] = {0, 0};
-    double x = (double)strlen(ps->resp[0]) - (double)strlen(ps->resp[1]);
-    for (int s = 0; s < 2; s++) {
-        r->score[s] = 0;
-        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) r->rubric[s][c] = 0;
+/* Sums over a pair's calls: usage, verdict statistics, rubric and score means. */
+static void add_calls(rlaif_judge *j, pstate *ps, rlaif_judge_result *r, const outcome **fail) {
+    int nrub[2] = {0, 0}, nsc[2] = {0, 0};
+    float rub[2][RLAIF_JUDGE_NCRIT] = {{0}}, sc[2] = {0, 0};
+    for (int i = 0; i < 2 * j->nunits; i++) {
+        const outcome *oc = &ps->oc[i];
+        if (!oc->asked) continue;
+        rlaif_judge_endpoint_stats *st = &j->stats[(i / 2) % j->nep];
+        r->tokens_in += oc->tin, r->tokens_out += oc->tout;
+        if (oc->status != RLAIF_JS_OK && !*fail) *fail = oc;
+        if (oc->first >= 0) st->verdicts++, st->first_wins += oc->first;
+        if (j->mode == RLAIF_JM_SCORE && !isnan(oc->score)) sc[i % 2] += oc->score, nsc[i % 2]++;
+        for (int s = 0; s < 2; s++)
+            if (!isnan(oc->rubric[s][0])) {
+                for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) rub[s][c] += oc->rubric[s][c];
+                nrub[s]++;
+            }
     }
-    const outcome *fail = NULL;
+    for (int s = 0; s < 2; s++) {
+        r->score[s] = nsc[s] ? sc[s] / (float)nsc[s] : NAN;
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
+            r->rubric[s][c] = nrub[s] ? rub[s][c] / (float)nrub[s] : NAN;
+    }
+}
+
+/* Orders within each unit, then units by mean or majority. Returns the
+ * number of units that disagreed between orders. */
+static int combine_units(rlaif_judge *j, pstate *ps, rlaif_judge_result *r) {
+    double sum = 0, x = (double)strlen(ps->resp[0]) - (double)strlen(ps->resp[1]);
+    int nl = 0, votes[2] = {0, 0}, any_two = 0, disagree = 0;
     for (int u = 0; u < j->nunits; u++) {
         rlaif_judge_endpoint_stats *st = &j->stats[u % j->nep];
         int two, agreed;
         double l = unit_label(j, ps, u, &two, &agreed);
-        if (two) {
-            any_two = 1, st->pairs_two_orders++;
-            if (agreed)
-                st->pairs_consistent++;
-            else
-                any_disagree = 1;
-        }
-        for (int o = 0; o < 2; o++) {
-            const outcome *oc = &ps->oc[2 * u + o];
-            if (!oc->asked) continue;
-            r->tokens_in += oc->tin, r->tokens_out += oc->tout;
-            if (oc->status != RLAIF_JS_OK && !fail) fail = oc;
-            if (oc->first >= 0) st->verdicts++, st->first_wins += oc->first;
-            int who = j->mode == RLAIF_JM_SCORE ? o : -1;
-            if (who >= 0 && !isnan(oc->score)) r->score[who] += oc->score, nsc[who]++;
-            for (int s = 0; s < 2; s++)
-                if (!isnan(oc->rubric[s][0])) {
-                    for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) r->rubric[s][c] += oc->rubric[s][c];
-                    nrub[s]++;
-                }
-        }
+        any_two |= two;
+        st->pairs_two_orders += two;
+        st->pairs_consistent += two && agreed;
+        disagree += two && !agreed;
         if (isnan(l)) continue;
         sum += l, nl++;
         votes[0] += l > 0.5, votes[1] += l < 0.5;
         st->len_n++, st->len_sx += x, st->len_sy += l, st->len_sxx += x * x, st->len_syy += l * l,
             st->len_sxy += x * l;
-    }
-    for (int s = 0; s < 2; s++) {
-        r->score[s] = nsc[s] ? r->score[s] / (float)nsc[s] : NAN;
-        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
-            r->rubric[s][c] = nrub[s] ? r->rubric[s][c] / (float)nrub[s] : NAN;
     }
     if (!nl)
         r->label = NAN;
@@ -155,22 +150,32 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
     else
         r->label = (float)(sum / nl);
     r->choice = isnan(r->label) || r->label == 0.5f ? -1 : r->label > 0.5f ? 0 : 1;
-    r->consistent = !any_two ? -1 : any_disagree ? 0 : 1;
-    const outcome *pri = ps->oc;
+    r->consistent = !any_two ? -1 : disagree ? 0 : 1;
+    return disagree;
+}
+
+static void finish_pair(rlaif_judge *j, pstate *ps) {
+    rlaif_judge_result *r = &ps->res;
+    memset(r, 0, sizeof *r);
+    r->pair_id = ps->pair_id;
+    r->ncalls = ps->ncalls, r->nreplayed = ps->nreplayed;
+    const outcome *fail = NULL;
+    add_calls(j, ps, r, &fail);
+    int disagree = combine_units(j, ps, r);
+    const outcome *pri = ps->oc; /* unit 0: first template, first endpoint */
     for (int o = 0; o < 2; o++) {
         r->soft[o] = pri[o].asked && pri[o].status == RLAIF_JS_OK ? (float)pri[o].p : NAN;
-        r->outcome[o] = !pri[o].asked        ? -2
-                        : isnan(r->soft[o])  ? -1
-                        : r->soft[o] == 0.5f ? -1
-                        : r->soft[o] > 0.5f  ? 0
-                                             : 1;
+        r->outcome[o] = !pri[o].asked                             ? -2
+                        : isnan(r->soft[o]) || r->soft[o] == 0.5f ? -1
+                        : r->soft[o] > 0.5f                       ? 0
+                                                                  : 1;
         if (!r->explanation && pri[o].asked && pri[o].text) r->explanation = xstrdup(pri[o].text);
     }
     r->http_status = pri[0].asked ? pri[0].http : pri[1].http;
-    if (isnan(r->label)) {
-        r->status = any_disagree && j->disagreement == 0 ? RLAIF_JS_DISAGREE
-                    : fail                               ? fail->status
-                                                         : RLAIF_JS_AMBIGUOUS;
+    if (isnan(r->label)) { /* say why: never a silent default */
+        r->status = disagree && j->disagreement == 0 ? RLAIF_JS_DISAGREE
+                    : fail                           ? fail->status
+                                                     : RLAIF_JS_AMBIGUOUS;
         if (r->status == RLAIF_JS_DISAGREE)
             snprintf(r->reason, sizeof r->reason,
                      "the two orders disagreed (judge.disagreement = drop)");
@@ -190,22 +195,24 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
 
 /* ----------------------------------------------------------- call results */
 
-/* Read an answer (fresh, replayed or builtin) into the call's outcome. */
+/* Read an answer into the call's outcome. replayed: 0 fresh (or builtin),
+ * 1 from the journal (paid in an earlier run), 2 a twin's answer. */
 static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int replayed) {
     pstate *ps = c->pair;
     outcome *o = &ps->oc[2 * c->unit + c->order];
     rlaif_judge_endpoint_stats *st = &j->stats[c->unit % j->nep];
     o->done = 1, o->replayed = (int8_t)replayed;
     o->http = e->http_status, o->status = e->status;
-    o->tin = e->tokens_in, o->tout = e->tokens_out;
+    /* a twin (replayed == 2) rode on another call: it paid nothing */
+    o->tin = replayed == 2 ? 0 : e->tokens_in, o->tout = replayed == 2 ? 0 : e->tokens_out;
     o->p = NAN, o->first = -1, o->score = NAN;
     for (int k = 0; k < 2; k++)
         for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) o->rubric[k][c] = NAN;
     if (c->unit == 0 && e->text) o->text = xstrdup(e->text);
-    st->calls++, st->replayed += replayed;
-    st->tokens_in += e->tokens_in, st->tokens_out += e->tokens_out;
-    st->cost_usd += (e->tokens_in * j->price_in + e->tokens_out * j->price_out) / 1e6;
-    ps->ncalls++, ps->nreplayed += replayed;
+    st->calls++, st->replayed += replayed != 0;
+    st->tokens_in += o->tin, st->tokens_out += o->tout;
+    st->cost_usd += ((double)o->tin * j->price_in + (double)o->tout * j->price_out) / 1e6;
+    ps->ncalls++, ps->nreplayed += replayed != 0;
     if (o->status == RLAIF_JS_OK) {
         rlaif_judge_parsed pr;
         rlaif_judge_parse(e->text, j->mode, &pr);
@@ -254,8 +261,7 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
 static void finish_call(rlaif_judge *j, call *c, const rlaif_journal_entry *e) {
     if (c->body) pending_remove(j, c);
     settle(j, c, e, 0);
-    for (call *f = c->followers; f; f = f->next_follower)
-        settle(j, f, e, e->status == RLAIF_JS_OK || e->http_status == 200);
+    for (call *f = c->followers; f; f = f->next_follower) settle(j, f, e, 2);
     rlaif_judge_free_call(c);
 }
 
