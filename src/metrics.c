@@ -27,6 +27,20 @@ struct rlaif_metrics {
     phase_t ph[MAX_PHASES];
 };
 
+/* A job killed while metrics.h5 was open can leave it unreadable: keep it
+ * for inspection under another name and start a new one (the curves live on
+ * in progress.jsonl). */
+static int set_aside(const char *path) {
+    char aside[4096];
+    snprintf(aside, sizeof aside, "%s.damaged-%.0f", path, rlaif_wall_time());
+    rlaif_warn("%s cannot be opened (%s); moved to %s, starting a new one", path,
+               rlaif_error_message(), aside);
+    rlaif_error_clear();
+    if (rename(path, aside) != 0)
+        return rlaif_error_sys(RLAIF_EX_IOERR, "rename", path, __FILE__, __LINE__);
+    return 0;
+}
+
 int rlaif_metrics_open(const char *h5path, const char *progress_path, MPI_Comm comm,
                        rlaif_metrics **out) {
     rlaif_metrics *m = xcalloc(1, sizeof *m);
@@ -40,8 +54,12 @@ int rlaif_metrics_open(const char *h5path, const char *progress_path, MPI_Comm c
         if (f) {
             fclose(f);
             rc = rlaif_h5_open_serial(h5path, 1, &m->file);
-            if (!rc) rc = rlaif_h5_check_kind(m->file, h5path, "metrics");
-        } else {
+            if (rc)
+                rc = set_aside(h5path);
+            else
+                rc = rlaif_h5_check_kind(m->file, h5path, "metrics");
+        }
+        if (!rc && m->file < 0) {
             m->file = H5Fcreate(h5path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
             if (m->file < 0)
                 rc = rlaif_error_h5("H5Fcreate", __FILE__, __LINE__, "check that out_dir exists");

@@ -481,6 +481,17 @@ START_TEST(test_metrics) {
         free(rows);
         H5Tclose(t);
         H5Fclose(f);
+        /* A damaged metrics.h5 is set aside and a new one started. */
+        FILE *bad = fopen(h5, "w");
+        fputs("not HDF5", bad);
+        fclose(bad);
+        rlaif_metrics *m3;
+        ok(rlaif_metrics_open(h5, NULL, MPI_COMM_SELF, &m3));
+        ok(rlaif_metrics_phase(m3, "ppo", 3, cols));
+        ok(rlaif_metrics_close(&m3));
+        char aside[400];
+        snprintf(aside, sizeof aside, "ls %s/metrics.h5.damaged-* >/dev/null", dir);
+        ck_assert_int_eq(system(aside), 0);
         FILE *pf = fopen(js, "r");
         char line[512];
         int lines = 0, nulls = 0;

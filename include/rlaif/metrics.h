@@ -9,7 +9,9 @@
  *
  * Values are already reduced across ranks, so only rank 0 of comm touches
  * the files; every function may be called on every rank (others return 0).
- * The file is flushed after every row so a killed job keeps its curves. */
+ * The file is flushed after every row so a killed job keeps its curves; a
+ * metrics.h5 that no longer opens is renamed to metrics.h5.damaged-<time>
+ * with a warning and a new one is started. */
 #ifndef RLAIF_METRICS_H
 #define RLAIF_METRICS_H
 
