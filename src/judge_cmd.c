@@ -128,7 +128,7 @@ static int run(rlaif_ctx *ctx, const judge_opts *o, int rank, int size) {
     char outpath[4096];
     snprintf(outpath, sizeof outpath, size > 1 ? "%s.%d" : "%s", o->output, rank);
     FILE *in = fopen(o->input, "r");
-    RLAIF_CHECK_PTR(in, RLAIF_EX_NOINPUT, o->input);
+    if (!in) return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", o->input, __FILE__, __LINE__);
     FILE *out = fopen(outpath, "w");
     if (!out) {
         fclose(in);
