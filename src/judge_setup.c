@@ -1,6 +1,7 @@
 /* judge_setup.c - building a judge from the job's [judge] section (endpoints,
  * URL and key checks, templates, journal), tearing it down, and the per-
  * endpoint statistics. */
+#include "config.h"
 #include "judge_impl.h"
 #include "rlaif/error.h"
 #include "rlaif/log.h"
@@ -163,6 +164,7 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
             "judge: environment variable %s (judge.api_key_env) is not set", env_name);
     ep->headers = curl_slist_append(ep->headers, "Content-Type: application/json");
     ep->headers = curl_slist_append(ep->headers, "Expect:");
+    ep->headers = curl_slist_append(ep->headers, "User-Agent: rlaif/" PACKAGE_VERSION);
     if (key && *key) {
         ep->key = xstrdup(key);
         size_t n = strlen(key) + 32;
