@@ -400,9 +400,24 @@ void rlaif_h5_ragged_free(rlaif_h5_ragged *r) {
 
 /* ---- attributes ---- */
 
+/* Rewrite in place when the type and size match (counters updated every
+ * batch), else replace the attribute. */
 static int write_attr(hid_t loc, const char *name, hid_t type, hid_t space, const void *v) {
-    if (H5Aexists(loc, name) > 0) RLAIF_CHECK_H5(H5Adelete(loc, name), NULL);
-    hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = -1;
+    if (H5Aexists(loc, name) > 0) {
+        a = H5Aopen(loc, name, H5P_DEFAULT);
+        RLAIF_CHECK_H5(a, NULL);
+        hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+        int same = t >= 0 && sp >= 0 && H5Tequal(t, type) > 0 &&
+                   H5Sget_simple_extent_npoints(sp) == H5Sget_simple_extent_npoints(space);
+        if (t >= 0) H5Tclose(t);
+        if (sp >= 0) H5Sclose(sp);
+        if (!same) {
+            H5Aclose(a), a = -1;
+            RLAIF_CHECK_H5(H5Adelete(loc, name), NULL);
+        }
+    }
+    if (a < 0) a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     RLAIF_CHECK_H5(a, NULL);
     herr_t e = H5Awrite(a, type, v);
     H5Aclose(a);

@@ -64,6 +64,22 @@ struct rlaif_prefs {
     double flush_seconds, last_flush;
 };
 
+static const char *const committed_attr[3] = {"prompts_committed", "responses_committed",
+                                              "pairs_committed"};
+
+static int rows_of(hid_t f, const char *name, int64_t *n) {
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) {
+        rlaif_error_h5("H5Dopen2", __FILE__, __LINE__, "not a complete preferences file");
+        return rlaif_error_context("%s: ", name);
+    }
+    hsize_t r = 0;
+    int rc = rlaif_h5_rows(ds, &r);
+    H5Dclose(ds);
+    *n = (int64_t)r;
+    return rc;
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
@@ -191,25 +207,64 @@ int rlaif_prefs_create(const char *path, MPI_Comm comm, const rlaif_h5_opts *io,
     return 0;
 }
 
-static int rows_of(hid_t f, const char *name, int64_t *n) {
+/* Records counted in the root attributes <table>_committed, updated after
+ * every append; rows beyond them come from a job killed mid-append. */
+static int committed(hid_t f, int which, int64_t rows, int64_t *n) {
+    *n = rows;
+    if (H5Aexists(f, committed_attr[which]) <= 0) return 0;
+    RLAIF_TRY(rlaif_h5_get_attr_i64(f, committed_attr[which], n));
+    if (*n > rows) *n = rows;
+    return 0;
+}
+
+static int cut(hid_t f, const char *name, int64_t rows, int *cuts) {
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    if (ds < 0) {
-        rlaif_error_h5("H5Dopen2", __FILE__, __LINE__, "not a complete preferences file");
-        return rlaif_error_context("%s: ", name);
-    }
-    hsize_t r = 0;
-    int rc = rlaif_h5_rows(ds, &r);
+    RLAIF_CHECK_H5(ds, "not a complete preferences file");
+    hsize_t have = 0;
+    int rc = rlaif_h5_rows(ds, &have);
+    if (!rc && have > (hsize_t)rows) rc = rlaif_h5_truncate(ds, (hsize_t)rows), ++*cuts;
     H5Dclose(ds);
-    *n = (int64_t)r;
     return rc;
+}
+
+/* Bring every per-record array back to the committed counts, so appends
+ * after a crash stay aligned (the flat bytes/tokens may keep unused tails). */
+static int repair(rlaif_prefs *p, const char *path) {
+    static const char *const groups[3] = {"prompts", "responses", "explanations"};
+    static const char *const arrays[4] = {"offset", "length", "tok_offset", "tok_length"};
+    int64_t rows = 0, n[3] = {0, 0, 0};
+    int cuts = 0;
+    for (int w = 0; w < 3; w++) {
+        RLAIF_TRY(rows_of(p->file,
+                          w == 2 ? "pairs"
+                          : w    ? "responses/offset"
+                                 : "prompts/offset",
+                          &rows));
+        RLAIF_TRY(committed(p->file, w, rows, &n[w]));
+    }
+    char name[64];
+    for (int g = 0; g < 3; g++)
+        for (int a = 0; a < 4; a++) {
+            snprintf(name, sizeof name, "%s/%s", groups[g], arrays[a]);
+            RLAIF_TRY(cut(p->file, name, n[g], &cuts));
+        }
+    RLAIF_TRY(cut(p->file, "responses/prompt_id", n[1], &cuts));
+    RLAIF_TRY(cut(p->file, "pairs", n[2], &cuts));
+    int rank;
+    MPI_Comm_rank(p->comm, &rank);
+    if (cuts && rank == 0)
+        rlaif_warn("%s: dropped the rows of an append that did not finish (kept %lld prompts, "
+                   "%lld responses, %lld pairs)",
+                   path, (long long)n[0], (long long)n[1], (long long)n[2]);
+    for (int w = 0; w < 3; w++) p->count[w] = n[w];
+    return 0;
 }
 
 int rlaif_prefs_open(const char *path, MPI_Comm comm, const rlaif_h5_opts *io, rlaif_prefs **out) {
     rlaif_prefs *p = prefs_new(comm, io);
     int rc = rlaif_h5_open(path, comm, 1, &p->io, &p->file);
     if (!rc) rc = rlaif_h5_check_kind(p->file, path, "preferences");
-    if (!rc) rc = rows_of(p->file, "prompts/offset", &p->count[RLAIF_PREFS_PROMPTS]);
-    if (!rc) rc = rows_of(p->file, "responses/offset", &p->count[RLAIF_PREFS_RESPONSES]);
+    if (!rc) rc = repair(p, path);
     rlaif_pair *pairs = NULL;
     size_t n = 0;
     if (!rc)
@@ -252,6 +307,7 @@ int rlaif_prefs_add_prompts(rlaif_prefs *p, const rlaif_h5_record *recs, size_t 
     RLAIF_TRY(rlaif_h5_ragged_append(p->file, "prompts", recs, n, p->comm, &p->io, &first));
     RLAIF_CHECK_MPI(MPI_Allreduce(&nl, &all, 1, MPI_LONG_LONG, MPI_SUM, p->comm));
     p->count[RLAIF_PREFS_PROMPTS] += all;
+    RLAIF_TRY(rlaif_h5_attr_i64(p->file, committed_attr[0], p->count[RLAIF_PREFS_PROMPTS]));
     if (first_id) *first_id = (int64_t)first;
     return 0;
 }
@@ -268,6 +324,7 @@ int rlaif_prefs_add_responses(rlaif_prefs *p, const rlaif_h5_record *recs,
     RLAIF_TRY(rc);
     RLAIF_CHECK_MPI(MPI_Allreduce(&nl, &all, 1, MPI_LONG_LONG, MPI_SUM, p->comm));
     p->count[RLAIF_PREFS_RESPONSES] += all;
+    RLAIF_TRY(rlaif_h5_attr_i64(p->file, committed_attr[1], p->count[RLAIF_PREFS_RESPONSES]));
     if (first_id) *first_id = (int64_t)first;
     return 0;
 }
@@ -357,6 +414,8 @@ int rlaif_prefs_add_pairs(rlaif_prefs *p, const rlaif_pair *pairs, const char *c
     hsize_t total = 0;
     if (!rc) rc = rlaif_h5_append(ds, p->pair_mt, rows, nk, p->comm, &p->io, NULL, &total);
     if (ds >= 0) H5Dclose(ds);
+    /* Rows past pairs_committed (a job killed mid-append) are dropped on open. */
+    if (!rc) rc = rlaif_h5_attr_i64(p->file, committed_attr[2], (int64_t)total);
     if (!rc) rc = maybe_flush(p);
     if (!rc) {
         if (added) *added = (size_t)total - (size_t)p->count[RLAIF_PREFS_PAIRS];
@@ -383,9 +442,16 @@ int rlaif_prefs_read(const char *path, rlaif_prefs_data *d) {
                                (void **)&d->response_prompt, &nrp);
     if (!rc)
         rc = rlaif_h5_read_all(f, "pairs", mt, sizeof(rlaif_pair), (void **)&d->pairs, &d->npairs);
+    if (!rc && nrp < d->responses.n) d->responses.n = nrp;
+    /* Only what the writer committed (see repair). */
+    size_t *counts[3] = {&d->prompts.n, &d->responses.n, &d->npairs};
+    for (int w = 0; w < 3 && !rc; w++) {
+        int64_t c;
+        rc = committed(f, w, (int64_t)*counts[w], &c);
+        if (!rc) *counts[w] = (size_t)c;
+    }
     H5Tclose(mt);
     H5Fclose(f);
-    if (!rc && nrp < d->responses.n) d->responses.n = nrp;
     /* Pairs must point at records that exist. */
     for (size_t i = 0; !rc && i < d->npairs; i++) {
         const rlaif_pair *q = &d->pairs[i];

@@ -214,6 +214,65 @@ START_TEST(test_resume_no_duplicates) {
 }
 END_TEST
 
+/* Grow a dataset by extra rows without committing them (a killed append). */
+static void grow(hid_t f, const char *name, hsize_t extra) {
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    hsize_t rows;
+    ok(rlaif_h5_rows(ds, &rows));
+    rows += extra;
+    ck_assert_int_ge(H5Dset_extent(ds, &rows), 0);
+    H5Dclose(ds);
+}
+
+START_TEST(test_repair_killed_append) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/k.h5", dir);
+    rlaif_prefs *p;
+    ok(rlaif_prefs_create(path, MPI_COMM_WORLD, NULL, NULL, &p));
+    int64_t ids[2] = {10 * rank, 10 * rank + 1};
+    add_pairs(p, ids, 2, NULL);
+    ok(rlaif_prefs_close(&p));
+    if (rank == 0) {
+        /* Half an append: extents grown, counters not (rows read as zeros). */
+        hid_t f;
+        ok(rlaif_h5_open_serial(path, 1, &f));
+        grow(f, "pairs", 3);
+        grow(f, "prompts/offset", 2);
+        grow(f, "prompts/length", 1);
+        grow(f, "explanations/offset", 3);
+        H5Fclose(f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    rlaif_prefs_data d;
+    ok(rlaif_prefs_read(path, &d)); /* readers see only committed rows */
+    ck_assert_uint_eq(d.npairs, 8);
+    ck_assert_uint_eq(d.prompts.n, 4);
+    rlaif_prefs_data_free(&d);
+    ok(rlaif_prefs_open(path, MPI_COMM_WORLD, NULL, &p));
+    ck_assert_int_eq(rlaif_prefs_count(p, RLAIF_PREFS_PAIRS), 8);
+    ck_assert_int_eq(rlaif_prefs_count(p, RLAIF_PREFS_PROMPTS), 4);
+    ck_assert(!rlaif_prefs_has_pair(p, 100)); /* not confused by the zero rows */
+    int64_t more[2] = {100 + rank, 10 * rank};
+    size_t added;
+    add_pairs(p, more, 2, &added);
+    ck_assert_uint_eq(added, 4);
+    ok(rlaif_prefs_close(&p));
+    ok(rlaif_prefs_read(path, &d));
+    ck_assert_uint_eq(d.npairs, 12);
+    ck_assert_uint_eq(d.prompts.n, 8);
+    for (size_t i = 0; i < d.npairs; i++) {
+        char want[32], *got = rlaif_ragged_text(&d.explanations, i);
+        snprintf(want, sizeof want, "because %lld", (long long)d.pairs[i].pair_id);
+        ck_assert_str_eq(got, want);
+        free(got);
+        got = rlaif_ragged_text(&d.prompts, (size_t)d.pairs[i].prompt_id);
+        ck_assert_str_eq(got, "prompt");
+        free(got);
+    }
+    rlaif_prefs_data_free(&d);
+}
+END_TEST
+
 /* ---- checkpoints ---- */
 
 static void small_table(rlaif_tensor_table *tt) {
@@ -618,6 +677,7 @@ static Suite *make_suite(void) {
     } while (0)
     CASE(uneven_append);
     CASE(resume_no_duplicates);
+    CASE(repair_killed_append);
     CASE(ckpt_3_to_2);
     CASE(ckpt_damaged);
     CASE(metrics);
