@@ -77,8 +77,8 @@ typedef struct {
     const char *job_config; /* resolved job file text for /config, or NULL */
     rlaif_kvset state;      /* /state attributes; "step" is always written */
     rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
-    void *tokenizer_ud;      /* passed to tokenizer_write */
-    void *tokenizer_read_ud; /* passed to tokenizer_read */
+    void *tokenizer_ud;                                  /* passed to tokenizer_write */
+    void *tokenizer_read_ud;                             /* passed to tokenizer_read */
 } rlaif_ckpt;
 
 typedef struct {
@@ -101,7 +101,7 @@ void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, si
 /* Collective over comm (the learners). Writes c at step atomically; path (may
  * be NULL) receives the file written. */
 int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
-                    char *path, size_t pathn);
+                          char *path, size_t pathn);
 
 /* Collective. Load path into c (buffers allocated by the caller with the
  * layout c declares; c->config and c->state are filled). Verifies that every
@@ -112,7 +112,7 @@ int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *
  * into c; *found = 0 when there is none (not an error). Damaged ones are
  * skipped with a warning naming them. */
 int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
-                      char *path, size_t pathn);
+                            char *path, size_t pathn);
 
 /* Steps of the complete (renamed, non-.tmp) checkpoints of name, newest
  * first; *n entries in a malloc'd array. Does not open them. */
