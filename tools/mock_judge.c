@@ -454,22 +454,20 @@ static void usage(void) {
                     "  [--key-env VAR] [--idle-exit S]\n");
 }
 
-int main(int argc, char **argv) {
-    int port = 0;
-    const char *port_file = NULL;
-    for (int i = 1; i < argc; i++) {
+static int parse_args(int argc, char **argv, int *port, const char **port_file) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) return usage(), 64;
+        if (!v) return -1;
         if (!strcmp(a, "--port"))
-            port = atoi(v);
+            *port = atoi(v);
         else if (!strcmp(a, "--port-file"))
-            port_file = v;
+            *port_file = v;
         else if (!strcmp(a, "--latency"))
             opt.latency = atof(v);
         else if (!strcmp(a, "--fault-rate"))
             opt.fault_rate = atof(v);
         else if (!strcmp(a, "--faults")) {
-            if (parse_faults(v)) return 64;
+            if (parse_faults(v)) return -1;
         } else if (!strcmp(a, "--retry-after-ms"))
             opt.retry_after_ms = atoi(v);
         else if (!strcmp(a, "--seed"))
@@ -485,142 +483,157 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--idle-exit"))
             opt.idle_exit = atof(v);
         else
-            return usage(), 64;
-        i++;
+            return -1;
     }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
+    return 0;
+}
+
+/* Listen on 127.0.0.1:port (0 = any free port) and publish the port. */
+static int open_listener(int port, const char *port_file) {
     int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only, always */
     if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) || listen(ls, 512)) {
         perror("mock_judge: bind/listen");
-        return 74;
+        return -1;
     }
     socklen_t sl = sizeof sa;
     getsockname(ls, (struct sockaddr *)&sa, &sl);
     fcntl(ls, F_SETFL, O_NONBLOCK);
-    if (port_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 || fclose(f) ||
-            rename(tmp, port_file)) {
-            perror("mock_judge: port file");
-            return 74;
-        }
+    if (!port_file) return ls;
+    char tmp[4096]; /* written then renamed: a reader never sees half a number */
+    snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 || fclose(f) || rename(tmp, port_file)) {
+        perror("mock_judge: port file");
+        return -1;
     }
-    struct pollfd *pfd = NULL;
+    return ls;
+}
+
+static struct pollfd *pfd;
+
+static void grow_conns(void) {
+    if (nconn + 1 <= capconn) return;
+    capconn = 2 * capconn + 64;
+    conns = realloc(conns, sizeof *conns * (size_t)capconn);
+    pfd = realloc(pfd, sizeof *pfd * (size_t)(capconn + 1));
+    if (!conns || !pfd) abort();
+}
+
+/* Fill pfd[1..] for every connection; release due answers, settle closing
+ * connections. Returns when the next timed event is due. */
+static double build_pollset(double now) {
+    double next = now + 1.0;
+    for (int i = 0; i < nconn; i++) {
+        conn *c = &conns[i];
+        short ev = POLLIN;
+        if (c->waiting && c->due <= now) { /* the answer is due */
+            c->waiting = 0;
+            if (c->close_after && !c->nout) {
+                drop_conn(i--, 0);
+                continue;
+            }
+        }
+        if (c->eof_at > 0) {
+            if (rlaif_wall_time() - c->eof_at < 0.005) {
+                pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
+                if (now + 0.005 < next) next = now + 0.005;
+                continue;
+            }
+            int err = 0; /* a reset after the FIN: our answer died unread */
+            socklen_t el = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            drop_conn(i--, err != 0);
+            continue;
+        }
+        if (c->waiting && c->due < next) next = c->due;
+        if (!c->waiting && c->nout) ev |= POLLOUT;
+        pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = ev};
+    }
+    return next;
+}
+
+/* Send what is due; 0 to keep the connection, else drop it (-1 reset, 1 clean). */
+static int conn_write(conn *c) {
+    /* a client that died while we waited already sent its FIN: what we send
+     * now is never read */
+    char peek;
+    if (c->off == 0 && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) return -1;
+    ssize_t w = send(c->fd, c->out + c->off, c->nout - c->off, MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN) return -1;
+    if (w > 0) c->off += (size_t)w;
+    if (c->off < c->nout) return 0;
+    free(c->out);
+    c->out = NULL;
+    c->nout = c->off = 0;
+    return c->close_after ? 1 : 0;
+}
+
+/* Read and handle a request; 0 to keep the connection, else as conn_write. */
+static int conn_read(conn *c, double now) {
+    if (c->nin + 4097 > c->capin) {
+        c->capin = 2 * c->capin + 8192;
+        c->in = realloc(c->in, c->capin);
+        if (!c->in) abort();
+    }
+    ssize_t r = recv(c->fd, c->in + c->nin, c->capin - c->nin - 1, 0);
+    if (r == 0 && c->pending_key && !c->waiting && !c->nout) {
+        /* A FIN after our answer: either the client read it and closed, or
+         * it had died and our answer draws a reset that may still be on its
+         * way. build_pollset decides in 5 ms. */
+        c->eof_at = rlaif_wall_time();
+        return 0;
+    }
+    if (r == 0) return 1;
+    if (r < 0) return errno == EAGAIN ? 0 : -1; /* ECONNRESET: the answer died unread */
+    c->nin += (size_t)r;
+    return try_request(c, now) < 0 ? 1 : 0;
+}
+
+static void accept_all(int ls) {
+    int fd, one = 1;
+    while ((fd = accept(ls, NULL, NULL)) >= 0) {
+        grow_conns();
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conns[nconn++] = (conn){.fd = fd};
+    }
+}
+
+int main(int argc, char **argv) {
+    int port = 0;
+    const char *port_file = NULL;
+    if (parse_args(argc, argv, &port, &port_file)) return usage(), 64;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    int ls = open_listener(port, port_file);
+    if (ls < 0) return 74;
     double last_activity = rlaif_now();
     while (!stop_flag) {
         double now = rlaif_now();
         if (now - last_activity > opt.idle_exit) break;
-        if (nconn + 1 > capconn) {
-            capconn = 2 * capconn + 64;
-            conns = realloc(conns, sizeof *conns * (size_t)capconn);
-            pfd = realloc(pfd, sizeof *pfd * (size_t)(capconn + 1));
-            if (!conns || !pfd) abort();
-        }
-        double next = now + 1.0;
+        grow_conns();
         pfd[0] = (struct pollfd){.fd = ls, .events = POLLIN};
-        for (int i = 0; i < nconn; i++) {
-            conn *c = &conns[i];
-            short ev = POLLIN;
-            if (c->waiting && c->due <= now) { /* the answer is due */
-                c->waiting = 0;
-                if (c->close_after && !c->nout) {
-                    drop_conn(i--, 0);
-                    continue;
-                }
-            }
-            if (c->eof_at > 0) {
-                double wall = rlaif_wall_time();
-                if (wall - c->eof_at < 0.005) {
-                    pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
-                    if (now + 0.005 < next) next = now + 0.005;
-                    continue;
-                }
-                int err = 0;
-                socklen_t el = sizeof err;
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-                drop_conn(i--, err != 0);
-                continue;
-            }
-            if (c->waiting && c->due < next) next = c->due;
-            if (!c->waiting && c->nout) ev |= POLLOUT;
-            pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = ev};
-        }
+        double next = build_pollset(now);
         int ms = (int)ceil((next - now) * 1000);
         if (poll(pfd, (nfds_t)nconn + 1, ms < 0 ? 0 : ms) < 0 && errno != EINTR) break;
         now = rlaif_now();
-        int n0 = nconn;
-        for (int i = n0 - 1; i >= 0; i--) {
+        /* backwards: drop_conn moves the last connection into slot i */
+        for (int i = nconn - 1; i >= 0; i--) {
             conn *c = &conns[i];
             short re = pfd[i + 1].revents;
-            if (!re || c->eof_at > 0) continue; /* closing: decided in the next round */
+            if (!re || c->eof_at > 0) continue; /* closing: decided in build_pollset */
             last_activity = now;
-            if (re & POLLOUT && c->nout) {
-                /* a client that died while we waited already sent its FIN:
-                 * what we send now is never read */
-                char peek;
-                if (c->off == 0 && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-                    drop_conn(i, 1);
-                    continue;
-                }
-                ssize_t w = send(c->fd, c->out + c->off, c->nout - c->off, MSG_NOSIGNAL);
-                if (w < 0 && errno != EAGAIN) {
-                    drop_conn(i, 1);
-                    continue;
-                }
-                if (w > 0) c->off += (size_t)w;
-                if (c->off == c->nout) {
-                    free(c->out);
-                    c->out = NULL;
-                    c->nout = c->off = 0;
-                    if (c->close_after) {
-                        drop_conn(i, 0);
-                        continue;
-                    }
-                }
-            }
-            if (re & (POLLIN | POLLHUP | POLLERR)) {
-                if (c->nin + 4097 > c->capin) {
-                    c->capin = 2 * c->capin + 8192;
-                    c->in = realloc(c->in, c->capin);
-                    if (!c->in) abort();
-                }
-                ssize_t r = recv(c->fd, c->in + c->nin, c->capin - c->nin - 1, 0);
-                if (r == 0 && c->pending_key && !c->waiting && !c->nout) {
-                    /* A FIN after our answer: either the client read it and
-                     * closed, or it had died and our answer draws a reset
-                     * that may still be on its way. Decide in 5 ms. */
-                    c->eof_at = rlaif_wall_time();
-                    continue;
-                }
-                if (r == 0 || (r < 0 && errno != EAGAIN)) {
-                    drop_conn(i, r < 0); /* r < 0: ECONNRESET, the answer died unread */
-                    continue;
-                }
-                if (r > 0) c->nin += (size_t)r;
-                if (try_request(c, now) < 0) drop_conn(i, 0);
-            }
+            int rc = re & POLLOUT && c->nout ? conn_write(c) : 0;
+            if (!rc && re & (POLLIN | POLLHUP | POLLERR)) rc = conn_read(c, now);
+            if (rc) drop_conn(i, rc < 0);
         }
         if (pfd[0].revents & POLLIN) {
-            int fd;
-            while ((fd = accept(ls, NULL, NULL)) >= 0) {
-                if (nconn + 1 > capconn) {
-                    capconn = 2 * capconn + 64;
-                    conns = realloc(conns, sizeof *conns * (size_t)capconn);
-                    pfd = realloc(pfd, sizeof *pfd * (size_t)(capconn + 1));
-                    if (!conns || !pfd) abort();
-                }
-                fcntl(fd, F_SETFL, O_NONBLOCK);
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                conns[nconn++] = (conn){.fd = fd};
-                last_activity = now;
-            }
+            accept_all(ls);
+            last_activity = now;
         }
     }
     while (nconn) drop_conn(nconn - 1, 0);
