@@ -3,6 +3,7 @@
 #  - preferences.h5 from 4 ranks with uneven and empty ranks (tests/check_prefs.py)
 #  - `rlaif prefs` ingest / export / merge / info, its errors and exit codes
 #  - tools/rlaif-analyze on those files and on metrics.h5 from the C writer
+#  - a checkpoint from 3 ranks checked by h5py (tests/check_ckpt.py)
 #  - tests/test_analyze.py: the analysis numbers against closed forms
 set -u
 helper="${top_builddir:-.}/tests/storage_helper"
@@ -60,6 +61,11 @@ grep -q "failures by reason: parse 4" "$d/audit.txt" || fail "audit: $(cat "$d/a
 [ "$(wc -l <"$d/progress.jsonl")" -eq 40 ] || fail "progress.jsonl lines"
 "$py" "$src/tools/rlaif-analyze" metrics "$d/metrics.h5" --out "$d/plots" || fail "analyze metrics"
 [ -s "$d/plots/ppo.png" ] && [ -s "$d/plots/sft.png" ] || fail "no metrics plots"
+
+# A checkpoint from 3 ranks, checked by h5py with independently computed checksums.
+"$mpi" -n 3 --oversubscribe "$helper" ckpt-once "$d/ckpt" 100003 7 || fail "ckpt-once"
+"$py" "$src/tests/check_ckpt.py" "$d/ckpt/loop-00000007.h5" 7 || fail "h5py checkpoint check"
+[ "$(cat "$d/ckpt/LATEST")" = "loop-00000007.h5" ] || fail "LATEST"
 
 top_srcdir="$src" "$py" "$src/tests/test_analyze.py" || fail "test_analyze.py"
 echo PASS
