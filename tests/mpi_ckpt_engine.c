@@ -1,12 +1,14 @@
 /* mpi_ckpt_engine.c - the parallel checkpoint writer (storage) and the
  * engine's serial one (src/model_io.c) share one layout: a checkpoint written
  * by 4 learners loads with rlaif_ckpt_load / rlaif_model_load, and one written
- * serially loads sharded on 4 ranks, parameters and moments bit for bit. */
+ * serially loads sharded on 4 ranks, parameters and moments bit for bit; the
+ * tokenizer module's callbacks store /tokenizer and every rank reads it back. */
 #include "rlaif/checkpoint.h"
 #include "rlaif/error.h"
 #include "rlaif/model.h"
 #include "rlaif/model_io.h"
 #include "rlaif/optim.h"
+#include "rlaif/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,12 +161,51 @@ START_TEST(test_serial_to_parallel) {
 }
 END_TEST
 
+START_TEST(test_tokenizer_group) {
+    int rank, nproc;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nproc);
+    char dir[256];
+    tmpdir(dir, sizeof dir);
+    rlaif_tokenizer *tok = NULL, *back = NULL;
+    ok(rlaif_tokenizer_byte(&tok, "<|endoftext|>,<|pad|>"));
+    rlaif_tensor_table tt;
+    memset(&tt, 0, sizeof tt);
+    int64_t shape[1] = {10};
+    rlaif_tensors_add(&tt, "ln_f.weight", 1, shape);
+    float params[10] = {0};
+    rlaif_ckpt c;
+    memset(&c, 0, sizeof c);
+    c.table = &tt, c.params = params;
+    c.tokenizer_write = rlaif_tokenizer_ckpt_write, c.tokenizer_ud = tok;
+    c.tokenizer_read = rlaif_tokenizer_ckpt_read, c.tokenizer_read_ud = &back;
+    rlaif_ckpt_opts o = {dir, "tok", 1, {0}};
+    rlaif_h5_opts_default(&o.io);
+    char path[512];
+    ok(rlaif_checkpoint_save(MPI_COMM_WORLD, &o, 1, &c, path, sizeof path));
+    ok(rlaif_checkpoint_load(MPI_COMM_WORLD, path, &o.io, &c));
+    ck_assert_ptr_nonnull(back);
+    const char *text = "h\xc3\xa9llo, world";
+    rlaif_tokens a = {0}, b = {0};
+    ok(rlaif_tokenizer_encode(tok, text, strlen(text), 0, &a));
+    ok(rlaif_tokenizer_encode(back, text, strlen(text), 0, &b));
+    ck_assert_uint_eq(a.n, b.n);
+    ck_assert(!memcmp(a.ids, b.ids, sizeof(int32_t) * a.n));
+    rlaif_tokens_free(&a), rlaif_tokens_free(&b);
+    rlaif_tokenizer_free(tok), rlaif_tokenizer_free(back);
+    rlaif_kv_free(&c.config), rlaif_kv_free(&c.optim), rlaif_kv_free(&c.state);
+    rlaif_tensors_free(&tt);
+    rmdir_all(dir);
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("ckpt_engine");
     TCase *tc = tcase_create("layout");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_parallel_to_serial);
     tcase_add_test(tc, test_serial_to_parallel);
+    tcase_add_test(tc, test_tokenizer_group);
     suite_add_tcase(s, tc);
     return s;
 }
