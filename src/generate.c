@@ -33,13 +33,10 @@ static int by_prob_desc(const void *a, const void *b) {
 int rlaif_sample_token(const float *logits, int V, const rlaif_gen_config *gc, float u, int *idx,
                        float *prob, float *logp) {
     float inv_t = gc->temperature > 0.0f ? 1.0f / gc->temperature : 1.0f;
-    float mx = -INFINITY;
+    float mx;
+    float lse = rlaif_logsumexp(logits, V, inv_t, &mx); /* of (logits - mx) / T */
     int arg = 0;
-    for (int v = 0; v < V; v++)
-        if (logits[v] > mx) mx = logits[v], arg = v;
-    double s = 0.0;
-    for (int v = 0; v < V; v++) s += exp((double)(logits[v] - mx) * inv_t);
-    float lse = (float)log(s); /* of (logits - mx) / T */
+    while (arg < V - 1 && logits[arg] != mx) arg++; /* first maximum */
     int tok = arg;
     if (gc->temperature > 0.0f) {
         for (int v = 0; v < V; v++) prob[v] = expf((logits[v] - mx) * inv_t - lse);
@@ -119,8 +116,8 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
     int *tok = xmalloc(sizeof(int) * (size_t)B * P), *pos = xmalloc(sizeof(int) * (size_t)B * P);
     uint8_t *valid = xmalloc((size_t)B * P);
     float *logits = xmalloc(sizeof(float) * (size_t)B * V);
-    int *idx = xmalloc(sizeof(int) * (size_t)V);
-    float *prob = xmalloc(sizeof(float) * (size_t)V);
+    int *idx = xmalloc(sizeof(int) * (size_t)V * B);
+    float *prob = xmalloc(sizeof(float) * (size_t)V * B);
     rlaif_rng *rng = xmalloc(sizeof(rlaif_rng) * (size_t)B);
     int *done = xcalloc((size_t)B, sizeof(int));
     for (int i = 0; i < B * N; i++) out->tokens[i] = gc->pad_id;
@@ -140,6 +137,8 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
     int rc = rlaif_model_forward_kv(m, &kv, tok, pos, valid, P, logits);
     for (int s = 0; s < N && !rc; s++) {
         int live = 0;
+        /* rows are independent: each has its own RNG stream and scratch */
+#pragma omp parallel for schedule(static) reduction(+ : live) if (B > 1)
         for (int b = 0; b < B; b++) {
             if (done[b]) {
                 tok[b] = gc->pad_id, valid[b] = 0, pos[b] = 0;
@@ -149,7 +148,8 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
              * a sequence does not depend on the decoding settings */
             float u = rlaif_rng_uniform(&rng[b]);
             float lp;
-            int t = rlaif_sample_token(logits + (size_t)b * V, V, gc, u, idx, prob, &lp);
+            int t = rlaif_sample_token(logits + (size_t)b * V, V, gc, u, idx + (size_t)b * V,
+                                       prob + (size_t)b * V, &lp);
             out->tokens[b * N + s] = t, out->logp[b * N + s] = lp;
             out->length[b] = s + 1;
             if (t == gc->eos_id) done[b] = 1;

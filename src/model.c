@@ -391,23 +391,45 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
     }
 }
 
-/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL].
- * The bias (and residual) are written first so the product lands with beta = 1. */
-static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                           const float *res, int N, int IC, int OC) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
+/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC). */
+static void bias_fill(float *out, const float *bias, const float *res, int N, int OC, int o0,
+                      int o1) {
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
         const float *r = res ? res + (size_t)n * OC : NULL;
         if (r)
-            for (int j = 0; j < OC; j++) o[j] = r[j] + bias[j];
+            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
         else
-            for (int j = 0; j < OC; j++) o[j] = bias[j];
+            for (int j = o0; j < o1; j++) o[j] = bias[j];
     }
-    if (N == 1) /* a matrix-vector product: stream the weights once */
+}
+
+/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL].
+ * Each thread writes the bias (and residual) into its block of columns, then
+ * adds its product with beta = 1: one parallel region per layer. */
+static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                           const float *res, int N, int IC, int OC) {
+    int nt = team_size();
+    if (N == 1) { /* a matrix-vector product: stream the weights once */
+        bias_fill(out, bias, res, 1, OC, 0, OC);
         gemv(1, IC, OC, w, OC, inp, 1.0f, out);
-    else
-        gemm(0, 0, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
+        return;
+    }
+    if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
+        bias_fill(out, bias, res, N, OC, 0, OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
+                    1.0f, out, OC);
+        return;
+    }
+    int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
+        if (o0 >= o1) continue;
+        bias_fill(out, bias, res, N, OC, o0, o1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, o1 - o0, IC, 1.0f, inp, IC,
+                    w + o0, OC, 1.0f, out + o0, OC);
+    }
 }
 
 /* dinp (N, IC) = dout @ w^T (added when acc_dinp), dw += inp^T @ dout, db += sum dout. */
@@ -454,6 +476,17 @@ static inline float fast_expf(float x) {
         float f;
     } scale = {.i = (n + 127) << 23};
     return p * scale.f;
+}
+
+float rlaif_logsumexp(const float *x, int n, float scale, float *max_out) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int v = 0; v < n; v++) mx = x[v] > mx ? x[v] : mx;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int v = 0; v < n; v++) s += fast_expf((x[v] - mx) * scale);
+    if (max_out) *max_out = mx;
+    return logf(s);
 }
 
 /* GELU, tanh approximation (GPT-2's "gelu_new"), written with

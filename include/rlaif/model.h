@@ -115,6 +115,9 @@ float rlaif_ce_loss(const rlaif_model *m, const int *targets, const float *mask,
  * reward from m->score. -1 for a row with no real token. */
 void rlaif_last_index(const uint8_t *valid, int B, int T, int *last);
 
+/* log sum_v exp((x[v] - max) * scale) over n values, vectorised; *max_out = max x. */
+float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
+
 /* ---- incremental decoding (used by generate.h) ---- */
 
 /* Keys and values of every layer for B sequences of up to maxT slots. */
