@@ -45,7 +45,8 @@ const rlaif_command rlaif_commands[] = {
      "  --crash-after N      testing: kill -9 itself after N pairs (resume test)\n"
      "  --quiet              no status lines"},
     {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",
-     "  ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs]   JSONL to preferences.h5\n"
+     "  ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs] [--tokenize]\n"
+     "                                   JSONL to preferences.h5 (tokens: job's [tokenizer])\n"
      "  export IN.h5 OUT.jsonl [--kind prompts|sft|prefs]   preferences.h5 to JSONL\n"
      "  merge OUT.h5 IN.h5...                              merge files, dropping repeated pair "
      "ids\n"

@@ -8,6 +8,7 @@
 #include "rlaif/prefs.h"
 #include "rlaif/error.h"
 #include "rlaif/log.h"
+#include "rlaif/tokenizer.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -143,14 +144,36 @@ static rlaif_h5_record rec(const char *s) {
     return x;
 }
 
+typedef struct {
+    rlaif_encode_fn fn;
+    void *ud;
+} encoder;
+
+/* Tokens for recs[0..n) when an encoder is given; ids freed by the caller. */
+static int encode_all(const encoder *enc, rlaif_h5_record *recs, size_t n, int32_t **ids) {
+    for (size_t i = 0; i < n && enc->fn; i++) {
+        RLAIF_TRY(enc->fn(enc->ud, recs[i].text, recs[i].len, &ids[i], &recs[i].ntok));
+        recs[i].tokens = ids[i];
+    }
+    return 0;
+}
+
+static void free_ids(int32_t **ids, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ids[i]), ids[i] = NULL;
+}
+
 /* Rank 0 holds every record; the others append nothing (collectively). */
-static int write_records(rlaif_prefs *p, const records *r, kind_t kind, int rank) {
+static int write_records(rlaif_prefs *p, MPI_Comm comm, const records *r, kind_t kind, int rank,
+                         const encoder *enc) {
     size_t n = rank == 0 ? r->n : 0;
     rlaif_h5_record *recs = xcalloc(2 * (n ? n : 1), sizeof *recs);
     int64_t *pid = xmalloc(sizeof(int64_t) * 2 * (n ? n : 1));
     int64_t first = 0, rfirst = 0;
+    int32_t **ids = xcalloc(2 * (n ? n : 1), sizeof(int32_t *));
     for (size_t i = 0; i < n; i++) recs[i] = rec(r->text[3 * i]);
-    int rc = rlaif_prefs_add_prompts(p, recs, n, &first);
+    int rc = rlaif_agree(comm, encode_all(enc, recs, n, ids));
+    if (!rc) rc = rlaif_prefs_add_prompts(p, recs, n, &first);
+    free_ids(ids, n);
     size_t nr = kind == KIND_PROMPTS ? 0 : kind == KIND_SFT ? n : 2 * n;
     for (size_t i = 0; i < n && kind != KIND_PROMPTS; i++) {
         if (kind == KIND_SFT) {
@@ -160,7 +183,12 @@ static int write_records(rlaif_prefs *p, const records *r, kind_t kind, int rank
             pid[2 * i] = pid[2 * i + 1] = first + (int64_t)i;
         }
     }
-    if (!rc && kind != KIND_PROMPTS) rc = rlaif_prefs_add_responses(p, recs, pid, nr, &rfirst);
+    if (!rc && kind != KIND_PROMPTS) {
+        rc = rlaif_agree(comm, encode_all(enc, recs, nr, ids));
+        if (!rc) rc = rlaif_prefs_add_responses(p, recs, pid, nr, &rfirst);
+        free_ids(ids, nr);
+    }
+    free(ids);
     if (!rc && kind == KIND_PREFS) {
         rlaif_pair *pairs = xmalloc(sizeof(rlaif_pair) * (n ? n : 1));
         for (size_t i = 0; i < n; i++) {
@@ -184,7 +212,9 @@ static int write_records(rlaif_prefs *p, const records *r, kind_t kind, int rank
 }
 
 int rlaif_prefs_ingest(const char *jsonl, const char *out, const char *kind_s, MPI_Comm comm,
-                       const rlaif_h5_opts *io, size_t *nrecords) {
+                       const rlaif_h5_opts *io, rlaif_encode_fn encode, void *encode_ud,
+                       size_t *nrecords) {
+    encoder enc = {encode, encode_ud};
     int rank;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     kind_t kind = KIND_PROMPTS;
@@ -207,7 +237,7 @@ int rlaif_prefs_ingest(const char *jsonl, const char *out, const char *kind_s, M
         rc = rlaif_h5_attr_str(rlaif_prefs_file(p), "ingested_from", jsonl);
         if (!rc) rc = rlaif_h5_attr_str(rlaif_prefs_file(p), "ingested_kind", kind_names[kind]);
         rc = rlaif_agree(comm, rc);
-        if (!rc) rc = rlaif_agree(comm, write_records(p, &r, kind, rank));
+        if (!rc) rc = rlaif_agree(comm, write_records(p, comm, &r, kind, rank, &enc));
         int rc2 = rlaif_agree(comm, rlaif_prefs_close(&p));
         if (!rc) rc = rc2;
     }
@@ -286,11 +316,21 @@ int rlaif_prefs_export(const char *h5, const char *jsonl, const char *kind_s, si
 
 /* ---- command ---- */
 
+/* rlaif_encode_fn over the job's tokenizer (plain text: special-token text
+ * in the data encodes as ordinary text). */
+static int encode_with(void *ud, const char *text, size_t len, int32_t **ids, size_t *n) {
+    rlaif_tokens t = {0};
+    RLAIF_TRY(rlaif_tokenizer_encode(ud, text, len, 0, &t));
+    *ids = t.ids, *n = t.n;
+    return 0;
+}
+
 static int usage(const char *msg) {
-    return RLAIF_ERROR(RLAIF_EX_USAGE,
-                       "rlaif prefs ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs] | "
-                       "export IN.h5 OUT.jsonl [--kind ...] | merge OUT.h5 IN.h5... | info IN.h5",
-                       "prefs: %s", msg);
+    return RLAIF_ERROR(
+        RLAIF_EX_USAGE,
+        "rlaif prefs ingest IN.jsonl OUT.h5 [--kind prompts|sft|prefs] [--tokenize] | "
+        "export IN.h5 OUT.jsonl [--kind ...] | merge OUT.h5 IN.h5... | info IN.h5",
+        "prefs: %s", msg);
 }
 
 static int cmd_info(const char *path) {
@@ -313,10 +353,12 @@ int rlaif_cmd_prefs(rlaif_ctx *ctx) {
     int na = ctx->args.nargs;
     char **a = ctx->args.args;
     const char *kind = NULL, *pos[64];
-    int np = 0;
+    int np = 0, tokenize = 0;
     for (int i = 1; i < na; i++) {
         if (!strcmp(a[i], "--kind") && i + 1 < na)
             kind = a[++i];
+        else if (!strcmp(a[i], "--tokenize"))
+            tokenize = 1;
         else if (np < 64)
             pos[np++] = a[i];
     }
@@ -326,7 +368,13 @@ int rlaif_cmd_prefs(rlaif_ctx *ctx) {
     if (na < 1) return usage("missing subcommand");
     if (!strcmp(a[0], "ingest")) {
         if (np != 2) return usage("ingest takes IN.jsonl OUT.h5");
-        RLAIF_TRY(rlaif_prefs_ingest(pos[0], pos[1], kind, MPI_COMM_WORLD, &io, &n));
+        rlaif_tokenizer *tok = NULL;
+        if (tokenize) /* only rank 0 encodes, but every rank checks the config */
+            RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_tokenizer_from_config(&tok, ctx->cfg)));
+        int rc = rlaif_prefs_ingest(pos[0], pos[1], kind, MPI_COMM_WORLD, &io,
+                                    tok ? encode_with : NULL, tok, &n);
+        rlaif_tokenizer_free(tok);
+        RLAIF_TRY(rc);
         rlaif_info("ingested %zu records from %s into %s", n, pos[0], pos[1]);
     } else if (!strcmp(a[0], "export")) {
         if (np != 2) return usage("export takes IN.h5 OUT.jsonl");

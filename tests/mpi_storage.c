@@ -601,7 +601,7 @@ START_TEST(test_jsonl_round_trip) {
     for (int k = 0; k < 3; k++) {
         write_file(in, texts[k]);
         size_t n;
-        ok(rlaif_prefs_ingest(in, h5, NULL, MPI_COMM_WORLD, NULL, &n));
+        ok(rlaif_prefs_ingest(in, h5, NULL, MPI_COMM_WORLD, NULL, NULL, NULL, &n));
         if (rank == 0) {
             ok(rlaif_prefs_export(h5, out, kinds[k], &n));
             /* jansson writes non-ASCII as \u escapes only with JSON_ENSURE_ASCII */
@@ -645,7 +645,7 @@ START_TEST(test_jsonl_errors) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         write_file(in, cases[i].text);
-        int rc = rlaif_prefs_ingest(in, h5, cases[i].kind, MPI_COMM_WORLD, NULL, NULL);
+        int rc = rlaif_prefs_ingest(in, h5, cases[i].kind, MPI_COMM_WORLD, NULL, NULL, NULL, NULL);
         ck_assert_int_eq(rc, cases[i].code);
         ck_assert_msg(strstr(rlaif_error_message(), cases[i].msg), "case %zu: '%s' lacks '%s'", i,
                       rlaif_error_message(), cases[i].msg);
@@ -656,9 +656,9 @@ START_TEST(test_jsonl_errors) {
         ck_assert_int_ne(access(tmp, F_OK), 0);
     }
     /* Missing input: EX_NOINPUT naming the file. */
-    ck_assert_int_eq(
-        rlaif_prefs_ingest("/nonexistent/x.jsonl", h5, NULL, MPI_COMM_WORLD, NULL, NULL),
-        RLAIF_EX_NOINPUT);
+    ck_assert_int_eq(rlaif_prefs_ingest("/nonexistent/x.jsonl", h5, NULL, MPI_COMM_WORLD, NULL,
+                                        NULL, NULL, NULL),
+                     RLAIF_EX_NOINPUT);
     ck_assert(strstr(rlaif_error_message(), "/nonexistent/x.jsonl"));
     rlaif_error_clear();
 }

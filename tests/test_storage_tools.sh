@@ -30,6 +30,19 @@ J
 "$rlaif" prefs export "$d/h.h5" "$d/h.out.jsonl" || fail "export"
 grep -q '"prompt":"Say hi in French","chosen":"Bonjour à tous","rejected":"Hello","id":12' "$d/h.out.jsonl" || fail "export content: $(cat "$d/h.out.jsonl")"
 [ "$(wc -l <"$d/h.out.jsonl")" -eq 2 ] || fail "export lines"
+# --tokenize with the job's tokenizer (default: byte-level, ids = bytes).
+"$mpi" -n 2 --oversubscribe "$rlaif" prefs ingest "$d/h.jsonl" "$d/ht.h5" --tokenize || fail "ingest --tokenize"
+"$py" - "$d/ht.h5" <<'P' || fail "tokens written at ingest"
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+for g in ("prompts", "responses"):
+    b, t = f[g]["bytes"][:].tobytes(), f[g]["tokens"][:]
+    for i in range(len(f[g]["offset"])):
+        o, n = f[g]["offset"][i], f[g]["length"][i]
+        to, tn = f[g]["tok_offset"][i], f[g]["tok_length"][i]
+        assert list(t[to:to + tn]) == list(b[o:o + n]), (g, i)
+assert f["responses"]["tok_length"][2] == len("Bonjour \u00e0 tous".encode())
+P
 "$mpi" -n 3 --oversubscribe "$rlaif" prefs merge "$d/m.h5" "$d/h.h5" "$d/p.h5" "$d/h.h5" || fail "merge"
 info=$("$rlaif" prefs info "$d/m.h5") || fail "info"
 echo "$info"

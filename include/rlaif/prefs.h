@@ -129,10 +129,14 @@ int rlaif_prefs_merge(const char *out, const char *const *inputs, int n, MPI_Com
 /* JSONL conversion (src/ingest.c). kind: "prompts" ({"prompt"}), "sft"
  * ({"prompt","response"}), "prefs" ({"prompt","chosen","rejected"}, optional
  * integer "id" = pair id), or NULL to detect it from the first record.
- * Ingest is collective (rank 0 parses; nothing is left behind on error);
+ * Ingest is collective (rank 0 parses and, when encode is not NULL,
+ * tokenizes every text; nothing is left behind on error);
  * export runs on one process and writes only labelled, untied pairs. */
+/* Optional tokenizer for ingest: *ids (malloc'd, *n of them) = the ids of text. */
+typedef int (*rlaif_encode_fn)(void *ud, const char *text, size_t len, int32_t **ids, size_t *n);
 int rlaif_prefs_ingest(const char *jsonl, const char *out, const char *kind, MPI_Comm comm,
-                       const rlaif_h5_opts *io, size_t *nrecords);
+                       const rlaif_h5_opts *io, rlaif_encode_fn encode, void *encode_ud,
+                       size_t *nrecords);
 int rlaif_prefs_export(const char *h5, const char *jsonl, const char *kind, size_t *nrecords);
 
 /* `rlaif prefs ingest|export|merge|info ...` */
