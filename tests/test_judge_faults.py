@@ -88,7 +88,7 @@ def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False):
            "--set", "judge.backend=openai", "--set", "judge.model=mock-judge",
            "--set", "judge.base_url=http://127.0.0.1:%d/v1" % port,
            "--set", "judge.api_key_env=" + KEY_ENV,
-           "--set", "judge.timeout=0.3", "--set", "judge.connect_timeout=1",
+           "--set", "judge.timeout=0.5", "--set", "judge.connect_timeout=2",
            "--set", "judge.backoff_base=0.005", "--set", "judge.backoff_cap=0.05",
            "--set", "judge.max_inflight=64", "--set", "judge.both_orders=0.5"] + list(extra)
     rc = subprocess.call(cmd, stdout=log, stderr=log, env=env, timeout=120)
