@@ -3,12 +3,17 @@
  *
  * The pipeline sees one object, rlaif_judge, with a pull interface:
  *
- *     rlaif_judge *j;  rlaif_judge_open(&j, cfg, judge_rank, n_judge_ranks);
+ *     rlaif_judge *j;  rlaif_judge_open(&j, cfg, judge_rank, n_judge_ranks, NULL);
  *     while (work) {
  *         while (rlaif_judge_credit(j) > 0 && have_pair) rlaif_judge_submit(j, &pair);
  *         rlaif_judge_poll(j, 0.05, results, cap, &n);   // completed pairs, any order
+ *         ... store results (rlaif_judge_to_pair), rlaif_judge_result_free each ...
  *     }
  *     rlaif_judge_close(j);
+ *
+ * Builtin calls are answered inside poll; HTTP calls run concurrently (up to
+ * judge.max_inflight) while poll sleeps in curl_multi_poll; a pair submitted
+ * twice, or a call another pending call already makes, is paid for once.
  *
  * A pair is judged by every (template, endpoint) "unit", each in one or both
  * orders; every call goes through the journal, so a restarted job pays for no
