@@ -169,7 +169,7 @@ static int run(rlaif_ctx *ctx, const judge_opts *o, int rank, int size) {
         done += n;
         if (o->crash_after >= 0 && done >= o->crash_after) {
             fflush(out); /* testing: die like kill -9 with calls in flight */
-            fprintf(stderr, "judge: killing myself at %.6f\n", rlaif_wall_time());
+            fprintf(stderr, "judge: --crash-after %ld reached: SIGKILL\n", o->crash_after);
             raise(SIGKILL);
         }
         if (rlaif_stop_requested()) { /* preempted: what is answered is journaled */
