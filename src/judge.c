@@ -273,6 +273,8 @@ static void fail_call(rlaif_judge *j, call *c, int status, long http, const char
                              .label = NAN,
                              .p_a = NAN,
                              .coverage = NAN};
+    rlaif_debug("judge: pair %llu call %.8s failed (%s): %s", (unsigned long long)c->pair->pair_id,
+                c->key, rlaif_judge_status_name(status), reason);
     finish_call(j, c, &e);
 }
 
@@ -292,6 +294,8 @@ static void retry_or_fail(rlaif_judge *j, call *c, long http, double retry_after
                    ? retry_after
                    : rlaif_backoff_delay(j->backoff_base, j->backoff_cap, c->attempts - 1,
                                          rlaif_rng_uniform_double(&rng));
+    rlaif_debug("judge: pair %llu call %.8s retry %d in %.3f s: %s",
+                (unsigned long long)c->pair->pair_id, c->key, c->attempts, d, reason);
     c->not_before = rlaif_now() + d;
     c->next = j->delayed;
     j->delayed = c;
