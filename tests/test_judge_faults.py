@@ -263,6 +263,15 @@ def main():
         check_server("ranks", st)
         res = [json.loads(l) for l in open(os.path.join(tmp, "ranks.jsonl"))]
         check_results("ranks-restart", res, n=100, min_labelled=99)
+        # labels do not depend on the rank count (noisy builtin judge, 1 vs 2 ranks)
+        noisy = ["judge", "--input", pairs, "--quiet", "--set", "judge.flip_prob=0.2",
+                 "--set", "judge.first_bias=0.2"]
+        one, two = os.path.join(tmp, "one.jsonl"), os.path.join(tmp, "two.jsonl")
+        subprocess.check_call([RLAIF] + noisy + ["--output", one], stdout=subprocess.DEVNULL)
+        subprocess.check_call([mpiexec, "-n", "2", "--oversubscribe", RLAIF] + noisy + ["--output", two],
+                              stdout=subprocess.DEVNULL)
+        label = lambda files: {o["id"]: o["label"] for f in files for o in map(json.loads, open(f))}
+        check(label([one]) == label([two + ".0", two + ".1"]), "labels differ between 1 and 2 ranks")
 
     print("total %.1f s" % (time.time() - t0))
     if failures:
