@@ -174,22 +174,30 @@ int rlaif_h5_rows(hid_t ds, hsize_t *rows) {
     return 0;
 }
 
+/* File and memory spaces for rows [start, start + n) of a 1-D dataset; with
+ * n == 0 both select nothing (the rank still joins collective calls). */
+static int select_rows(hid_t ds, hsize_t start, size_t n, hid_t *fs, hid_t *ms) {
+    hsize_t count = n, one = 1;
+    *fs = H5Dget_space(ds);
+    RLAIF_CHECK_H5(*fs, NULL);
+    *ms = H5Screate_simple(1, n ? &count : &one, NULL);
+    RLAIF_CHECK_H5(*ms, NULL);
+    if (n) {
+        RLAIF_CHECK_H5(H5Sselect_hyperslab(*fs, H5S_SELECT_SET, &start, NULL, &count, NULL), NULL);
+    } else {
+        RLAIF_CHECK_H5(H5Sselect_none(*fs), NULL);
+        RLAIF_CHECK_H5(H5Sselect_none(*ms), NULL);
+    }
+    return 0;
+}
+
 /* Write n rows at start of ds (extent already large enough); n == 0 selects
  * nothing but still takes part in the collective call. */
 static int write_rows(hid_t ds, hid_t memtype, const void *buf, hsize_t start, size_t n,
                       const rlaif_h5_opts *o) {
     static const char dummy[8];
-    hsize_t count = n, one = 1;
-    hid_t fs = H5Dget_space(ds);
-    RLAIF_CHECK_H5(fs, NULL);
-    hid_t ms = H5Screate_simple(1, n ? &count : &one, NULL);
-    RLAIF_CHECK_H5(ms, NULL);
-    if (n) {
-        RLAIF_CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL), NULL);
-    } else {
-        RLAIF_CHECK_H5(H5Sselect_none(fs), NULL);
-        RLAIF_CHECK_H5(H5Sselect_none(ms), NULL);
-    }
+    hid_t fs, ms;
+    RLAIF_TRY(select_rows(ds, start, n, &fs, &ms));
     /* Independent transfers use the default list, valid for serial files too. */
     hid_t dxpl = o->collective_data ? rlaif_h5_dxpl(o) : H5P_DEFAULT;
     RLAIF_CHECK_H5(dxpl, NULL);
@@ -241,17 +249,8 @@ int rlaif_h5_write_at(hid_t ds, hid_t memtype, const void *buf, hsize_t start, s
 
 int rlaif_h5_read_rows(hid_t ds, hid_t memtype, void *buf, hsize_t start, size_t n) {
     static char dummy[8];
-    hsize_t count = n, one = 1;
-    hid_t fs = H5Dget_space(ds);
-    RLAIF_CHECK_H5(fs, NULL);
-    hid_t ms = H5Screate_simple(1, n ? &count : &one, NULL);
-    RLAIF_CHECK_H5(ms, NULL);
-    if (n) {
-        RLAIF_CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL), NULL);
-    } else {
-        RLAIF_CHECK_H5(H5Sselect_none(fs), NULL);
-        RLAIF_CHECK_H5(H5Sselect_none(ms), NULL);
-    }
+    hid_t fs, ms;
+    RLAIF_TRY(select_rows(ds, start, n, &fs, &ms));
     herr_t e = H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, n ? buf : dummy);
     H5Sclose(ms);
     H5Sclose(fs);
