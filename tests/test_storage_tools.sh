@@ -78,5 +78,16 @@ grep -q "failures by reason: parse 4" "$d/audit.txt" || fail "audit: $(cat "$d/a
 "$mpi" -n 3 --oversubscribe "$helper" ckpt-once "$d/ckpt" 100003 7 || fail "ckpt-once"
 "$py" "$src/tests/check_ckpt.py" "$d/ckpt/loop-00000007.h5" 7 || fail "h5py checkpoint check"
 [ "$(cat "$d/ckpt/LATEST")" = "loop-00000007.h5" ] || fail "LATEST"
+"$py" "$src/tools/rlaif-analyze" ckpt "$d/ckpt/loop-00000007.h5" >"$d/ck.txt" || fail "analyze ckpt: $(cat "$d/ck.txt")"
+grep -q "checksums ok" "$d/ck.txt" && grep -q "data_cursor=49" "$d/ck.txt" || fail "analyze ckpt: $(cat "$d/ck.txt")"
+# a damaged tensor is reported (exit 1)
+"$py" - "$d/ckpt/loop-00000007.h5" <<'P'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["optim/v"][list(f["optim/v"])[0]]
+    d[0] = d[0] + 1.0
+P
+"$py" "$src/tools/rlaif-analyze" ckpt "$d/ckpt/loop-00000007.h5" >"$d/ck.txt" && fail "damage not reported"
+grep -q "CHECKSUM MISMATCH: /optim/v/" "$d/ck.txt" || fail "analyze ckpt damage: $(cat "$d/ck.txt")"
 
 echo PASS
