@@ -861,6 +861,7 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
             for (int j = 0; j <= lim; j++) {
                 const float *k = kc + (size_t)j * C;
                 float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                 for (int d = 0; d < hs; d++) s += q[d] * k[d];
                 sc[j] = s * scale;
             }
@@ -869,7 +870,9 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
             for (int j = 0; j <= lim; j++) {
                 if (sc[j] == 0.0f) continue;
                 const float *v = vc + (size_t)j * C;
-                for (int d = 0; d < hs; d++) out[d] += sc[j] * v[d];
+                float p = sc[j];
+#pragma omp simd
+                for (int d = 0; d < hs; d++) out[d] += p * v[d];
             }
         }
     }

@@ -194,14 +194,18 @@ def main():
     print("machine: %s, %d cores; %s" % (
         open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
         os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
-    sg = [float(run([rl, "sgemm", "256", "3072", "768", "20"], rl_env)["gflops"]) for _ in range(3)]
-    sg_big = [float(run([rl, "sgemm", "1024", "1024", "1024", "10"], rl_env)["gflops"])
-              for _ in range(3)]
-    bw = [float(run([rl, "copy", "512", "5"], rl_env)["copy_gbs"]) for _ in range(3)]
-    sgemm_rate = max(statistics.median(sg), statistics.median(sg_big))
-    copy_bw = statistics.median(bw)
-    print("sgemm (OpenBLAS, 2 threads): %.1f GFLOP/s at 256x3072x768, %.1f at 1024^3; "
-          "copy bandwidth %.1f GB/s" % (statistics.median(sg), statistics.median(sg_big), copy_bw))
+    # The machine may be shared: the sgemm rate and the copy bandwidth are
+    # measured inside every round too, next to the runs they are compared with.
+    sg, sg_big, bw = [], [], []
+
+    def probe_machine():
+        sg.append(float(run([rl, "sgemm", "256", "3072", "768", "20"], rl_env)["gflops"]))
+        sg_big.append(float(run([rl, "sgemm", "1024", "1024", "1024", "10"], rl_env)["gflops"]))
+        bw.append(float(run([rl, "copy", "512", "5"], rl_env)["copy_gbs"]))
+
+    def machine_rates():
+        return (max(statistics.median(sg), statistics.median(sg_big)), statistics.median(bw))
+
     rows, ratios = [], []
     for key in only:
         case = cases[key]
@@ -226,6 +230,7 @@ def main():
         rl_env = rl_best[1]
         rl_v, th_v, rl_mem, th_mem = [], [], [], []
         for r in range(R):  # alternate
+            probe_machine()
             a = run(rl_cmd(case), rl_env)
             b = run(torch_cmd(case, tt), {"OPENBLAS_NUM_THREADS": str(bt)})
             rl_v.append(float(a[case["key"]]))
@@ -233,6 +238,7 @@ def main():
             rl_mem.append(float(a["peak_rss_mb"]))
             th_mem.append(float(b["peak_rss_mb"]))
         rv, tv = statistics.median(rl_v), statistics.median(th_v)
+        sgemm_rate, copy_bw = machine_rates()
         ratio = tv / rv if case["key"] == "step_ms" else rv / tv
         extra = ""
         if key == "train124m":
@@ -257,6 +263,10 @@ def main():
                      "torch %d thr + OpenBLAS %d" % (tt, bt), extra))
         print("%-34s rlaif %9.2f  torch %9.2f %-7s  %.2fx  peak RSS %6.0f / %6.0f MB  (%s; %s) %s"
               % rows[-1], flush=True)
+    sgemm_rate, copy_bw = machine_rates()
+    print("machine during the rounds: sgemm (OpenBLAS, 2 threads) %.1f GFLOP/s at 256x3072x768, "
+          "%.1f at 1024^3; copy bandwidth %.1f GB/s (medians)" % (
+              statistics.median(sg), statistics.median(sg_big), copy_bw))
     print("ratios (rlaif vs torch, median of %d alternating rounds): %s" % (R, "; ".join(ratios)))
 
 
