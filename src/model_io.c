@@ -7,16 +7,21 @@
 
 #define H5_HINT "check the path, free space and permissions"
 
-int rlaif_h5_write_attr_i64(hid_t loc, const char *name, long long value) {
+/* A scalar attribute of file type ftype written from memory type mtype. */
+static int write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *value) {
     hid_t sp = H5Screate(H5S_SCALAR);
     RLAIF_CHECK_H5(sp, H5_HINT);
-    hid_t at = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t at = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
     H5Sclose(sp);
     RLAIF_CHECK_H5(at, H5_HINT);
-    herr_t e = H5Awrite(at, H5T_NATIVE_LLONG, &value);
+    herr_t e = H5Awrite(at, mtype, value);
     H5Aclose(at);
     RLAIF_CHECK_H5(e, H5_HINT);
     return 0;
+}
+
+int rlaif_h5_write_attr_i64(hid_t loc, const char *name, long long value) {
+    return write_attr(loc, name, H5T_STD_I64LE, H5T_NATIVE_LLONG, &value);
 }
 
 int rlaif_h5_read_attr_i64(hid_t loc, const char *path, const char *what, const char *name,
@@ -35,15 +40,7 @@ int rlaif_h5_read_attr_i64(hid_t loc, const char *path, const char *what, const 
 }
 
 static int write_attr_f64(hid_t loc, const char *name, double value) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    RLAIF_CHECK_H5(sp, H5_HINT);
-    hid_t at = H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    RLAIF_CHECK_H5(at, H5_HINT);
-    herr_t e = H5Awrite(at, H5T_NATIVE_DOUBLE, &value);
-    H5Aclose(at);
-    RLAIF_CHECK_H5(e, H5_HINT);
-    return 0;
+    return write_attr(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
 static int write_attr_str(hid_t loc, const char *name, const char *value) {
