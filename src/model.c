@@ -201,6 +201,21 @@ size_t rlaif_model_act_bytes(const rlaif_model *m) {
 
 /* ------------------------------------------------------------------ create */
 
+/* Without OMP_NUM_THREADS, ranks sharing a node split its cores instead of
+ * each starting a full team (4 ranks x 2 threads on 2 cores spin-wait). */
+static void default_threads(void) {
+#ifdef _OPENMP
+    if (getenv("OMP_NUM_THREADS")) return;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!ls) ls = getenv("MPI_LOCALNRANKS");
+    int local = ls ? atoi(ls) : 1;
+    if (local > 1) {
+        int n = omp_get_num_procs() / local;
+        omp_set_num_threads(n < 1 ? 1 : n);
+    }
+#endif
+}
+
 int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
     memset(m, 0, sizeof *m);
     RLAIF_TRY(rlaif_gpt2_config_check(cfg));
@@ -211,6 +226,7 @@ int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
     m->g.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
     rlaif_gpt2_point(cfg, m->params, &m->w);
     m->acts = xcalloc(1, sizeof(rlaif_acts));
+    default_threads();
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     if (team_size() > 1) openblas_set_num_threads(1); /* see the top of this file */
 #endif
