@@ -63,7 +63,8 @@ static int bench_train(char **a) {
     rlaif_adamw_init(&opt, &oc, &m.table, 0, m.table.total);
     int *tok = xmalloc(sizeof(int) * (B * T + 1)), *tgt = xmalloc(sizeof(int) * B * T);
     float *dlogp = xmalloc(sizeof(float) * B * T);
-    double *ms = xmalloc(sizeof(double) * steps);
+    double *ms = xmalloc(sizeof(double) * steps), *fw = xmalloc(sizeof(double) * steps);
+    double *bw = xmalloc(sizeof(double) * steps), *op = xmalloc(sizeof(double) * steps);
     float loss = 0;
     for (int s = -1; s < steps; s++) { /* step -1 warms up (allocates activations) */
         random_tokens(tok, B * T + 1, V, (uint32_t)(s + 1));
@@ -73,17 +74,23 @@ static int bench_train(char **a) {
         check(rlaif_model_forward(&m, tok, NULL, NULL, B, T));
         check(rlaif_model_lm_forward(&m, tgt));
         loss = rlaif_ce_loss(&m, tgt, NULL, dlogp);
+        double t1 = rlaif_now();
         check(rlaif_model_backward(&m, dlogp, NULL, NULL));
+        double t2 = rlaif_now();
         rlaif_step_info info;
         rlaif_adamw_step(&opt, m.params, m.grads, loss, &info);
-        if (s >= 0) ms[s] = 1e3 * (rlaif_now() - t0);
+        double t3 = rlaif_now();
+        if (s >= 0)
+            ms[s] = 1e3 * (t3 - t0), fw[s] = 1e3 * (t1 - t0), bw[s] = 1e3 * (t2 - t1),
+            op[s] = 1e3 * (t3 - t2);
     }
-    printf("step_ms=%.3f\nloss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n",
-           median(ms, steps), loss, m.table.total, peak_rss_mb(),
+    printf("step_ms=%.3f\nforward_ms=%.3f\nbackward_ms=%.3f\nadamw_ms=%.3f\n", median(ms, steps),
+           median(fw, steps), median(bw, steps), median(op, steps));
+    printf("loss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n", loss, m.table.total, peak_rss_mb(),
            (double)rlaif_model_act_bytes(&m) / 1048576.0);
     rlaif_adamw_free(&opt);
     rlaif_model_free(&m);
-    free(tok), free(tgt), free(dlogp), free(ms);
+    free(tok), free(tgt), free(dlogp), free(ms), free(fw), free(bw), free(op);
     return 0;
 }
 
