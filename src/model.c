@@ -320,23 +320,35 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
  * team. A matrix-vector product reads every weight once: bandwidth bound. */
 static void gemv(int ta, int M, int N, const float *A, int lda, const float *x, float beta,
                  float *y) {
-    int nt = team_size(), D = ta ? N : M;
+    int nt = team_size();
     if (nt == 1 || (size_t)M * N < ((size_t)1 << 16)) {
         cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, 1.0f, A, lda, x, 1, beta,
                     y, 1);
         return;
     }
-    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
+    /* Each thread streams one contiguous block of rows of A: for y = A^T x
+     * that gives partial sums (added up below), for y = A x whole outputs. */
+    int chunk = ((M + nt - 1) / nt + 15) / 16 * 16;
+    float *part = ta ? xmalloc(sizeof(float) * (size_t)nt * N) : NULL;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
-        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
-        if (d0 >= d1) continue;
+        int m0 = t * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
+        if (ta && m0 >= m1) memset(part + (size_t)t * N, 0, sizeof(float) * (size_t)N);
+        if (m0 >= m1) continue;
         if (ta)
-            cblas_sgemv(CblasRowMajor, CblasTrans, M, d1 - d0, 1.0f, A + d0, lda, x, 1, beta,
-                        y + d0, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, m1 - m0, N, 1.0f, A + (size_t)m0 * lda, lda,
+                        x + m0, 1, 0.0f, part + (size_t)t * N, 1);
         else
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d1 - d0, N, 1.0f, A + (size_t)d0 * lda, lda, x,
-                        1, beta, y + d0, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, m1 - m0, N, 1.0f, A + (size_t)m0 * lda, lda, x,
+                        1, beta, y + m0, 1);
+    }
+    if (ta) {
+        for (int j = 0; j < N; j++) {
+            float s = beta != 0.0f ? beta * y[j] : 0.0f;
+            for (int t = 0; t < nt; t++) s += part[(size_t)t * N + j];
+            y[j] = s;
+        }
+        free(part);
     }
 }
 
