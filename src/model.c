@@ -362,6 +362,7 @@ static void encoder_forward(float *out, const int *tokens, const int *pos, const
         const float *we = wte + (size_t)tokens[bt] * C;
         const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
         float *o = out + (size_t)bt * C;
+#pragma omp simd
         for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
     }
 }
@@ -373,6 +374,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
         float *dwe = dwte + (size_t)tokens[bt] * C;
         float *dpe = dwpe + (size_t)(pos ? pos[bt] : bt % T) * C;
         const float *d = dout + (size_t)bt * C;
+#pragma omp simd
         for (int c = 0; c < C; c++) dwe[c] += d[c], dpe[c] += d[c];
     }
 }
@@ -385,10 +387,13 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         float s = 0.0f;
+#pragma omp simd reduction(+ : s)
         for (int c = 0; c < C; c++) s += x[c];
         float mu = s / (float)C, v = 0.0f;
+#pragma omp simd reduction(+ : v)
         for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
         float rs = 1.0f / sqrtf(v / (float)C + RLAIF_LN_EPS);
+#pragma omp simd
         for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * w[c] + b[c];
         if (mean) mean[n] = mu, rstd[n] = rs;
     }
@@ -403,12 +408,14 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
         const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
         float *di = dinp + (size_t)n * C;
         float mu = mean[n], rs = rstd[n], dmean = 0.0f, dnorm_mean = 0.0f;
+#pragma omp simd reduction(+ : dmean, dnorm_mean)
         for (int c = 0; c < C; c++) {
             float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
             dmean += dn;
             dnorm_mean += dn * norm;
         }
         dmean /= (float)C, dnorm_mean /= (float)C;
+#pragma omp simd
         for (int c = 0; c < C; c++) {
             float norm = (x[c] - mu) * rs;
             di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
@@ -421,6 +428,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
             float mu = mean[n], rs = rstd[n];
+#pragma omp simd
             for (int c = c0; c < c1; c++) dw[c] += d[c] * (x[c] - mu) * rs, db[c] += d[c];
         }
     }
@@ -432,10 +440,13 @@ static void bias_fill(float *out, const float *bias, const float *res, int N, in
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
         const float *r = res ? res + (size_t)n * OC : NULL;
-        if (r)
+        if (r) {
+#pragma omp simd
             for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
-        else
+        } else {
+#pragma omp simd
             for (int j = o0; j < o1; j++) o[j] = bias[j];
+        }
     }
 }
 
@@ -477,6 +488,7 @@ static void matmul_backward(float *dinp, float *dw, float *db, const float *dout
         int o1 = o0 + 64 < OC ? o0 + 64 : OC;
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
+#pragma omp simd
             for (int o = o0; o < o1; o++) db[o] += d[o];
         }
     }
@@ -608,7 +620,9 @@ static void attention_backward(float *dqkv, float *datt, const float *dy, const 
         for (int i = 0; i < T; i++) {
             const float *pi = p + (size_t)i * T;
             float *di = dp + (size_t)i * T, s = 0.0f;
+#pragma omp simd reduction(+ : s)
             for (int j = 0; j <= i; j++) s += pi[j] * di[j];
+#pragma omp simd
             for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - s) * scale;
             for (int j = i + 1; j < T; j++) di[j] = 0.0f;
         }
