@@ -883,8 +883,9 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
 }
 
 /* Attention of Tn new queries per row (slots s0..s0+Tn-1) over the cached keys
- * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). Dot products, not sgemm: with one
- * query per row this is a matrix-vector product, bound by reading the cache. */
+ * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). One query at a time is a
+ * matrix-vector product (sgemv), bound by reading the cache; one (row, head)
+ * per thread. */
 static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
                          int Tn) {
     int B = kv->B, C = kv->C, NH = kv->n_head, hs = C / NH, maxT = kv->maxT;
@@ -900,22 +901,10 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
             const float *q = qkv + ((size_t)b * Tn + i) * 3 * C + h * hs;
             float *out = y + ((size_t)b * Tn + i) * C + h * hs;
             int lim = s0 + i;
-            for (int j = 0; j <= lim; j++) {
-                const float *k = kc + (size_t)j * C;
-                float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                for (int d = 0; d < hs; d++) s += q[d] * k[d];
-                sc[j] = s * scale;
-            }
+            /* scores = K q (keys 0..lim, leading dimension C), out = V^T p */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, lim + 1, hs, scale, kc, C, q, 1, 0.0f, sc, 1);
             softmax_row(sc, lim + 1, lim, val);
-            for (int d = 0; d < hs; d++) out[d] = 0.0f;
-            for (int j = 0; j <= lim; j++) {
-                if (sc[j] == 0.0f) continue;
-                const float *v = vc + (size_t)j * C;
-                float p = sc[j];
-#pragma omp simd
-                for (int d = 0; d < hs; d++) out[d] += p * v[d];
-            }
+            cblas_sgemv(CblasRowMajor, CblasTrans, lim + 1, hs, 1.0f, vc, C, sc, 1, 0.0f, out, 1);
         }
     }
 }
