@@ -86,8 +86,8 @@ static int bench_train(char **a) {
     }
     printf("step_ms=%.3f\nforward_ms=%.3f\nbackward_ms=%.3f\nadamw_ms=%.3f\n", median(ms, steps),
            median(fw, steps), median(bw, steps), median(op, steps));
-    printf("loss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n", loss, m.table.total, peak_rss_mb(),
-           (double)rlaif_model_act_bytes(&m) / 1048576.0);
+    printf("loss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n", loss, m.table.total,
+           peak_rss_mb(), (double)rlaif_model_act_bytes(&m) / 1048576.0);
     rlaif_adamw_free(&opt);
     rlaif_model_free(&m);
     free(tok), free(tgt), free(dlogp), free(ms), free(fw), free(bw), free(op);
