@@ -16,6 +16,7 @@
 #include "rlaif/model.h"
 #include "rlaif/error.h"
 #include "rlaif/rng.h"
+#include "model_gemm.h"
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -130,8 +131,9 @@ struct rlaif_acts {
     float *logits;                       /* (BT, V) */
     float *lse, *logp, *entropy, *score; /* (BT) */
     float *dres, *dsmall, *dbig, *datt;  /* backward scratch: (BT,C) x2, (BT,4C), (B,NH,T,T) */
-    size_t icap;                         /* ints allocated */
-    int *imem, *tokens, *pos, *targets;  /* (BT) each: inputs kept for backward */
+    float *xt;   /* (4C, RLAIF_SMALLM_MAX) for rlaif_smallm_gemm when BT <= RLAIF_SMALLM_MAX */
+    size_t icap; /* ints allocated */
+    int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
     int has_pos, has_targets;
 };
 
@@ -145,6 +147,8 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
                   2 * BT + BT * V + 4 * BT;
     size_t grad = 2 * BT * C + 4 * BT * C + att;
     if (with_grad) need += grad;
+    size_t xt = BT <= RLAIF_SMALLM_MAX ? 4 * C * RLAIF_SMALLM_MAX : 0;
+    need += xt;
     if (need > a->cap) {
         free(a->mem);
         a->mem = xmalloc(need * sizeof(float));
@@ -174,6 +178,8 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     TAKE(logp, BT);
     TAKE(entropy, BT);
     TAKE(score, BT);
+    TAKE(xt, xt);
+    if (!xt) a->xt = NULL;
     if (with_grad) {
         TAKE(dres, BT * C);
         TAKE(dsmall, BT * C);
@@ -454,11 +460,16 @@ static void bias_fill(float *out, const float *bias, const float *res, int N, in
  * Each thread writes the bias (and residual) into its block of columns, then
  * adds its product with beta = 1: one parallel region per layer. */
 static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                           const float *res, int N, int IC, int OC) {
+                           const float *res, int N, int IC, int OC, float *xt) {
     int nt = team_size();
     if (N == 1) { /* a matrix-vector product: stream the weights once */
         bias_fill(out, bias, res, 1, OC, 0, OC);
         gemv(1, IC, OC, w, OC, inp, 1.0f, out);
+        return;
+    }
+    if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
+        bias_fill(out, bias, res, N, OC, 0, OC);
+        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, 1.0f, out, OC, xt, nt);
         return;
     }
     if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
@@ -671,14 +682,14 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
         float *fchg = a->fch_gelu + 4 * l * NC, *res3 = a->res3 + l * NC;
         layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, res, w->ln_1_w, w->ln_1_b,
                           N, C);
-        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C);
+        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt);
         attention_forward(atty, a->att + l * att, qkv, valid, B, T, C, NH);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt);
         layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln_2_w, w->ln_2_b,
                           N, C);
-        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C);
+        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt);
         gelu_forward(fchg, fch, 4 * NC);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt);
         res = res3;
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, m->w.ln_f_w, m->w.ln_f_b, N, C);
@@ -932,7 +943,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const rlaif_gpt2_layer *w = &m->w.h[l];
         layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
-        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C);
+        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt);
         for (int b = 0; b < B; b++)
             for (int i = 0; i < Tn; i++) {
                 size_t slot = (((size_t)l * B + b) * kv->maxT + s0 + i) * C;
@@ -941,11 +952,11 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                 memcpy(kv->v + slot, src + 2 * C, sizeof(float) * C);
             }
         attention_kv(atty, qkv, kv, l, s0, Tn);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt);
         layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);
-        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C);
+        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt);
         gelu_forward(fchg, fch, 4 * NC);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt);
         res = res3;
     }
     /* Final LayerNorm and LM head only at the last new position of each row. */
@@ -954,6 +965,8 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     layernorm_forward(a->lnf, NULL, NULL, ln, m->w.ln_f_w, m->w.ln_f_b, B, C);
     if (B == 1)
         gemv(0, V, C, m->w.wte, C, a->lnf, 0.0f, logits);
+    else if (a->xt)
+        rlaif_smallm_gemm(1, B, V, C, a->lnf, C, m->w.wte, C, 0.0f, logits, V, a->xt, team_size());
     else
         gemm(0, 1, B, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, logits, V);
     kv->len += Tn;

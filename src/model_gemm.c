@@ -1,0 +1,283 @@
+/* model_gemm.c - matrix products with few rows (see model_gemm.h).
+ *
+ * C (M, N) = A (M, K) @ op(W) is computed as its transpose: with
+ * AT = A^T (K, Mp) (Mp = M rounded up to 16, zero-padded, built once per
+ * call), output column n of C is  sum_k S(n, k) AT[k, :]  where S(n, k) is
+ * W[k, n] (w_trans = 0) or W[n, k] (w_trans = 1). A tile of MR output
+ * columns keeps MR x Mp accumulators in registers; each step k loads one row
+ * of AT (Mp floats, from L1/L2) and broadcasts MR weights, so every weight is
+ * read once from memory, in its stored layout, with no packing. The tile is
+ * then written transposed into C (MR x M scalars per MR x M x K FMAs).
+ *
+ * Kernels: AVX-512F (32 registers: up to 24 accumulators), AVX2 + FMA, and
+ * plain C, chosen at run time with __builtin_cpu_supports; the SIMD ones are
+ * compiled with __attribute__((target)) so the build needs no -march. */
+#include "config.h"
+#include "model_gemm.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+#define MR_MAX 24
+
+/* Computes out[r * RLAIF_SMALLM_MAX + m] for r < mr, m < Mp (tile of mr
+ * columns starting at S). */
+typedef void tile_fn(int wt, int mr, int K, const float *S, size_t ldw, const float *AT, int Mp,
+                     float *out);
+
+/* ------------------------------------------------------------------ plain C */
+
+static void tile_c(int wt, int mr, int K, const float *S, size_t ldw, const float *AT, int Mp,
+                   float *out) {
+    for (int r = 0; r < mr; r++) {
+        float *o = out + (size_t)r * RLAIF_SMALLM_MAX;
+        for (int m = 0; m < Mp; m++) o[m] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float s = wt ? S[(size_t)r * ldw + k] : S[(size_t)k * ldw + r];
+            const float *at = AT + (size_t)k * Mp;
+            for (int m = 0; m < Mp; m++) o[m] += s * at[m];
+        }
+    }
+}
+
+#ifdef HAVE_X86
+/* ------------------------------------------------------------------ AVX-512 */
+
+/* MR columns x NV vectors of 16 rows; constant MR/NV/WT after inlining, so the
+ * accumulators live in registers (MR * NV <= 24, + NV + 1 of 32 zmm). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+tile512_body(const int WT, const int MR, const int NV, int K, const float *S, size_t ldw,
+             const float *AT, int Mp, float *out) {
+    __m512 acc[MR_MAX][4];
+#pragma GCC unroll 24
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *at = AT + (size_t)k * Mp;
+        __m512 a[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[v] = _mm512_loadu_ps(at + 16 * v);
+        const float *s = WT ? S + k : S + (size_t)k * ldw;
+        /* Row k of a Conv1D weight: the line two lines to the right is what
+         * a later tile needs; each row is on its own page, where hardware
+         * prefetchers stop, so fetch it into L2 now. */
+        if (!WT) _mm_prefetch((const char *)(s + 32), _MM_HINT_T1);
+#pragma GCC unroll 24
+        for (int r = 0; r < MR; r++) {
+            __m512 b = _mm512_set1_ps(WT ? s[(size_t)r * ldw] : s[r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(b, a[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 24
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(out + (size_t)r * RLAIF_SMALLM_MAX + 16 * v, acc[r][v]);
+}
+
+#define TILE512(wt, mr, nv)                                                                        \
+    static __attribute__((noinline, target("avx512f"))) void tile512_##wt##_##mr##_##nv(           \
+        int K, const float *S, size_t ldw, const float *AT, int Mp, float *out) {                  \
+        tile512_body(wt, mr, nv, K, S, ldw, AT, Mp, out);                                          \
+    }
+TILE512(0, 24, 1)
+TILE512(0, 12, 2)
+TILE512(0, 8, 3)
+TILE512(0, 6, 4)
+TILE512(0, 1, 1)
+TILE512(0, 1, 2)
+TILE512(0, 1, 3)
+TILE512(0, 1, 4)
+TILE512(1, 24, 1)
+TILE512(1, 12, 2)
+TILE512(1, 8, 3)
+TILE512(1, 6, 4)
+TILE512(1, 1, 1)
+TILE512(1, 1, 2)
+TILE512(1, 1, 3)
+TILE512(1, 1, 4)
+#undef TILE512
+
+/* mr is the full tile width of Mp (mr512) or 1 (tail columns). */
+static int mr512(int Mp) {
+    static const int mr[5] = {0, 24, 12, 8, 6};
+    return mr[Mp / 16];
+}
+
+static void tile_avx512(int wt, int mr, int K, const float *S, size_t ldw, const float *AT, int Mp,
+                        float *out) {
+    int nv = Mp / 16, full = mr > 1;
+    switch (wt * 8 + full * 4 + nv - 1) {
+#define CASE(i, wt_, mr_, nv_)                                                                     \
+    case i:                                                                                        \
+        tile512_##wt_##_##mr_##_##nv_(K, S, ldw, AT, Mp, out);                                     \
+        break;
+        CASE(0, 0, 1, 1)
+        CASE(1, 0, 1, 2)
+        CASE(2, 0, 1, 3)
+        CASE(3, 0, 1, 4)
+        CASE(4, 0, 24, 1)
+        CASE(5, 0, 12, 2)
+        CASE(6, 0, 8, 3)
+        CASE(7, 0, 6, 4)
+        CASE(8, 1, 1, 1)
+        CASE(9, 1, 1, 2)
+        CASE(10, 1, 1, 3)
+        CASE(11, 1, 1, 4)
+        CASE(12, 1, 24, 1)
+        CASE(13, 1, 12, 2)
+        CASE(14, 1, 8, 3)
+        CASE(15, 1, 6, 4)
+#undef CASE
+    }
+}
+
+/* --------------------------------------------------------------- AVX2 + FMA */
+
+/* MR columns x NV vectors of 8 rows starting at row m0 (16 ymm: MR * NV
+ * accumulators + NV + 1 <= 13). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+tile256_body(const int WT, const int MR, const int NV, int K, const float *S, size_t ldw,
+             const float *AT, int Mp, int m0, float *out) {
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *at = AT + (size_t)k * Mp + m0;
+        __m256 a[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[v] = _mm256_loadu_ps(at + 8 * v);
+        const float *s = WT ? S + k : S + (size_t)k * ldw;
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            __m256 b = _mm256_set1_ps(WT ? s[(size_t)r * ldw] : s[r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(b, a[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm256_storeu_ps(out + (size_t)r * RLAIF_SMALLM_MAX + m0 + 8 * v, acc[r][v]);
+}
+
+#define TILE256(wt, mr, nv)                                                                        \
+    static __attribute__((noinline, target("avx2,fma"))) void tile256_##wt##_##mr##_##nv(          \
+        int K, const float *S, size_t ldw, const float *AT, int Mp, int m0, float *out) {          \
+        tile256_body(wt, mr, nv, K, S, ldw, AT, Mp, m0, out);                                      \
+    }
+TILE256(0, 2, 4)
+TILE256(0, 4, 2)
+TILE256(0, 1, 4)
+TILE256(0, 1, 2)
+TILE256(1, 2, 4)
+TILE256(1, 4, 2)
+TILE256(1, 1, 4)
+TILE256(1, 1, 2)
+#undef TILE256
+
+/* Full tiles are 4 columns: rows in chunks of 32 (2 x 4 ymm) and 16 (4 x 2). */
+static void tile_avx2(int wt, int mr, int K, const float *S, size_t ldw, const float *AT, int Mp,
+                      float *out) {
+    for (int m0 = 0; m0 < Mp; m0 += 32) {
+        int wide = Mp - m0 >= 32;
+        if (mr == 1 && wide)
+            (wt ? tile256_1_1_4 : tile256_0_1_4)(K, S, ldw, AT, Mp, m0, out);
+        else if (mr == 1)
+            (wt ? tile256_1_1_2 : tile256_0_1_2)(K, S, ldw, AT, Mp, m0, out);
+        else if (!wide)
+            (wt ? tile256_1_4_2 : tile256_0_4_2)(K, S, ldw, AT, Mp, m0, out);
+        else
+            for (int r = 0; r < 4; r += 2) /* mr == 4 */
+                (wt ? tile256_1_2_4 : tile256_0_2_4)(K, wt ? S + (size_t)r * ldw : S + r, ldw, AT,
+                                                     Mp, m0, out + (size_t)r * RLAIF_SMALLM_MAX);
+    }
+}
+#endif /* HAVE_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+
+enum { K_C, K_AVX2, K_AVX512 };
+static int forced = -1;
+
+static int kernel_id(void) {
+    if (forced >= 0) return forced;
+#ifdef HAVE_X86
+    static int chosen = -1;
+    if (chosen < 0) {
+        __builtin_cpu_init();
+        chosen = __builtin_cpu_supports("avx512f")                                 ? K_AVX512
+                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? K_AVX2
+                                                                                   : K_C;
+    }
+    return chosen;
+#else
+    return K_C;
+#endif
+}
+
+const char *rlaif_smallm_kernel(const char *force) {
+    static const char *names[3] = {"c", "avx2", "avx512"};
+    if (force)
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(force, names[i])) forced = i;
+    return names[kernel_id()];
+}
+
+/* Columns [n0, n0 + w) of C. */
+static void one_tile(tile_fn *tile, int wt, int w, int n0, int M, int K, const float *W, int ldw,
+                     const float *AT, int Mp, float beta, float *C, int ldc, float *out) {
+    tile(wt, w, K, wt ? W + (size_t)n0 * ldw : W + n0, (size_t)ldw, AT, Mp, out);
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc + n0;
+        const float *o = out + m;
+        if (beta == 0.0f)
+            for (int r = 0; r < w; r++) c[r] = o[r * RLAIF_SMALLM_MAX];
+        else
+            for (int r = 0; r < w; r++) c[r] += o[r * RLAIF_SMALLM_MAX];
+    }
+}
+
+void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda, const float *W,
+                       int ldw, float beta, float *C, int ldc, float *scratch, int nthreads) {
+    int Mp = (M + 15) / 16 * 16, id = kernel_id(), mr = 4;
+    tile_fn *tile = tile_c;
+#ifdef HAVE_X86
+    if (id == K_AVX512) tile = tile_avx512, mr = mr512(Mp);
+    if (id == K_AVX2) tile = tile_avx2;
+#endif
+    int tiles = N / mr;
+    float *AT = scratch;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        int nth = 1, me = 0;
+#ifdef _OPENMP
+        nth = omp_get_num_threads(), me = omp_get_thread_num();
+#endif
+#pragma omp for schedule(static)
+        for (int k = 0; k < K; k++) {
+            float *at = AT + (size_t)k * Mp;
+            for (int m = 0; m < M; m++) at[m] = A[(size_t)m * lda + k];
+            for (int m = M; m < Mp; m++) at[m] = 0.0f;
+        }
+        /* contiguous ranges of tiles per thread; the last also takes the tail */
+        int t0 = (int)((long)tiles * me / nth), t1 = (int)((long)tiles * (me + 1) / nth);
+        float out[MR_MAX * RLAIF_SMALLM_MAX] __attribute__((aligned(64)));
+        for (int t = t0; t < t1; t++)
+            one_tile(tile, w_trans, mr, t * mr, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+        if (me == nth - 1)
+            for (int n0 = tiles * mr; n0 < N; n0++)
+                one_tile(tile, w_trans, 1, n0, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+    }
+}
