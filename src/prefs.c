@@ -5,6 +5,7 @@
 #include "rlaif/log.h"
 #include "rlaif/tensors.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,28 +122,38 @@ static void add_ids(rlaif_prefs *p, const int64_t *ids, size_t n) {
     free(fresh);
 }
 
-static int write_meta(hid_t f, const rlaif_prefs_meta *m) {
-    static const rlaif_prefs_meta none = {0};
-    if (!m) m = &none;
-    char key[64], hex[32], names[256] = "";
-    RLAIF_TRY(rlaif_h5_attr_str(f, "judge_settings", m->judge_settings ? m->judge_settings : "{}"));
-    RLAIF_TRY(rlaif_h5_attr_str(f, "sampling", m->sampling ? m->sampling : "{}"));
-    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_templates", m->ntemplates));
-    for (int i = 0; i < m->ntemplates; i++) {
-        const char *text = m->template_texts[i];
+/* The judge and template tables: n_judges, judge_<i>_name, n_templates,
+ * template_<i>_{name,text,hash}. */
+static int write_tables(hid_t f, int ntemplates, const char *const *tnames,
+                        const char *const *ttexts, int njudges, const char *const *jnames) {
+    char key[64], hex[32];
+    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_templates", ntemplates));
+    for (int i = 0; i < ntemplates; i++) {
+        const char *text = ttexts[i];
         snprintf(key, sizeof key, "template_%d_name", i);
-        RLAIF_TRY(rlaif_h5_attr_str(f, key, m->template_names ? m->template_names[i] : ""));
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, tnames ? tnames[i] : ""));
         snprintf(key, sizeof key, "template_%d_text", i);
         RLAIF_TRY(rlaif_h5_attr_str(f, key, text));
         snprintf(key, sizeof key, "template_%d_hash", i);
         snprintf(hex, sizeof hex, "%016" PRIx64, rlaif_fnv1a64(text, strlen(text)));
         RLAIF_TRY(rlaif_h5_attr_str(f, key, hex));
     }
-    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_judges", m->njudges));
-    for (int i = 0; i < m->njudges; i++) {
+    RLAIF_TRY(rlaif_h5_attr_i64(f, "n_judges", njudges));
+    for (int i = 0; i < njudges; i++) {
         snprintf(key, sizeof key, "judge_%d_name", i);
-        RLAIF_TRY(rlaif_h5_attr_str(f, key, m->judge_names[i]));
+        RLAIF_TRY(rlaif_h5_attr_str(f, key, jnames[i]));
     }
+    return 0;
+}
+
+static int write_meta(hid_t f, const rlaif_prefs_meta *m) {
+    static const rlaif_prefs_meta none = {0};
+    if (!m) m = &none;
+    char names[256] = "";
+    RLAIF_TRY(rlaif_h5_attr_str(f, "judge_settings", m->judge_settings ? m->judge_settings : "{}"));
+    RLAIF_TRY(rlaif_h5_attr_str(f, "sampling", m->sampling ? m->sampling : "{}"));
+    RLAIF_TRY(write_tables(f, m->ntemplates, m->template_names, m->template_texts, m->njudges,
+                           m->judge_names));
     for (int i = 0; i < RLAIF_PAIR_NSTATUS; i++)
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
                  status_names[i]);
@@ -493,9 +504,13 @@ static herr_t copy_attr(hid_t src, const char *name, const H5A_info_t *info, voi
     (void)info;
     hid_t dst = *(hid_t *)ud;
     static const char *skip[] = {"rlaif_schema", "rlaif_kind", "software_version", "creation_time",
-                                 "merged_from"};
+                                 "merged_from",  "n_judges",   "n_templates"};
     for (size_t i = 0; i < sizeof skip / sizeof *skip; i++)
         if (!strcmp(name, skip[i])) return 0;
+    /* The judge and template tables are the union of all inputs (merge_tables). */
+    if (!strncmp(name, "template_", 9) ||
+        (!strncmp(name, "judge_", 6) && isdigit((unsigned char)name[6])))
+        return 0;
     hid_t a = H5Aopen(src, name, H5P_DEFAULT);
     if (a < 0) return -1;
     hid_t t = H5Aget_type(a), s = H5Aget_space(a);
@@ -525,6 +540,96 @@ static int copy_root_attrs(const char *src_path, hid_t dst) {
     return 0;
 }
 
+/* Judge and template tables of several inputs as one: judges are the same
+ * when their names are, templates when both name and text are. */
+typedef struct {
+    int nj, nt;
+    char **judge, **tname, **ttext;
+} tables;
+
+/* Each input's ids in the union: map[k] = union id of the input's entry k. */
+typedef struct {
+    int32_t *judge, *tmpl;
+    int nj, nt;
+} idmap;
+
+static void tables_free(tables *u) {
+    for (int i = 0; i < u->nj; i++) free(u->judge[i]);
+    for (int i = 0; i < u->nt; i++) free(u->tname[i]), free(u->ttext[i]);
+    free(u->judge), free(u->tname), free(u->ttext);
+    memset(u, 0, sizeof *u);
+}
+
+/* Index of (name, text) in the union, added when new; takes the strings. */
+static int32_t union_add(tables *u, int is_judge, char *name, char *text) {
+    int n = is_judge ? u->nj : u->nt;
+    for (int i = 0; i < n; i++)
+        if (is_judge ? !strcmp(u->judge[i], name)
+                     : !strcmp(u->tname[i], name) && !strcmp(u->ttext[i], text)) {
+            free(name), free(text);
+            return i;
+        }
+    if (is_judge) {
+        u->judge = xrealloc(u->judge, sizeof(char *) * (size_t)(n + 1));
+        u->judge[u->nj++] = name;
+        free(text);
+    } else {
+        u->tname = xrealloc(u->tname, sizeof(char *) * (size_t)(n + 1));
+        u->ttext = xrealloc(u->ttext, sizeof(char *) * (size_t)(n + 1));
+        u->tname[u->nt] = name, u->ttext[u->nt++] = text;
+    }
+    return n;
+}
+
+/* n_<what> of a file; 0 when absent (files not written by rlaif). */
+static int table_size(hid_t f, const char *path, const char *what, int *n) {
+    int64_t v = 0;
+    *n = 0;
+    if (H5Aexists(f, what) > 0) RLAIF_TRY(rlaif_h5_get_attr_i64(f, what, &v));
+    if (v < 0 || v > 1000000)
+        return RLAIF_ERROR(RLAIF_EX_IOERR, "the file is damaged", "%s: %s = %lld", path, what,
+                           (long long)v);
+    *n = (int)v;
+    return 0;
+}
+
+/* Add the tables of input path to u; m maps its ids. */
+static int merge_tables(const char *path, tables *u, idmap *m) {
+    hid_t f;
+    memset(m, 0, sizeof *m);
+    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &f));
+    int rc = table_size(f, path, "n_judges", &m->nj);
+    if (!rc) rc = table_size(f, path, "n_templates", &m->nt);
+    m->judge = xmalloc(sizeof(int32_t) * (size_t)(m->nj + 1));
+    m->tmpl = xmalloc(sizeof(int32_t) * (size_t)(m->nt + 1));
+    char key[64];
+    for (int i = 0; i < m->nj && !rc; i++) {
+        char *name = NULL;
+        snprintf(key, sizeof key, "judge_%d_name", i);
+        rc = rlaif_h5_get_attr_str(f, key, &name);
+        if (!rc) m->judge[i] = union_add(u, 1, name, NULL);
+    }
+    for (int i = 0; i < m->nt && !rc; i++) {
+        char *name = NULL, *text = NULL;
+        snprintf(key, sizeof key, "template_%d_name", i);
+        rc = rlaif_h5_get_attr_str(f, key, &name);
+        snprintf(key, sizeof key, "template_%d_text", i);
+        if (!rc) rc = rlaif_h5_get_attr_str(f, key, &text);
+        if (!rc)
+            m->tmpl[i] = union_add(u, 0, name, text);
+        else
+            free(name);
+    }
+    H5Fclose(f);
+    if (rc) rlaif_error_context("%s: ", path);
+    return rc;
+}
+
+/* An id without an entry in its file's table becomes -1 (none). */
+static int32_t remap(int32_t id, const int32_t *map, int n) {
+    return id >= 0 && id < n ? map[id] : -1;
+}
+
 static void ragged_records(const rlaif_h5_ragged *r, size_t lo, size_t hi, rlaif_h5_record *out) {
     for (size_t i = lo; i < hi; i++) {
         rlaif_h5_record *x = &out[i - lo];
@@ -534,7 +639,8 @@ static void ragged_records(const rlaif_h5_ragged *r, size_t lo, size_t hi, rlaif
 }
 
 /* Append input d to p, this rank taking its even share of each table. */
-static int merge_one(rlaif_prefs *p, const rlaif_prefs_data *d, int rank, int nproc) {
+static int merge_one(rlaif_prefs *p, const rlaif_prefs_data *d, const idmap *m, int rank,
+                     int nproc) {
     int64_t pbase = p->count[RLAIF_PREFS_PROMPTS], rbase = p->count[RLAIF_PREFS_RESPONSES];
     size_t lo, hi, cap = d->prompts.n > d->responses.n ? d->prompts.n : d->responses.n;
     if (d->npairs > cap) cap = d->npairs;
@@ -554,6 +660,8 @@ static int merge_one(rlaif_prefs *p, const rlaif_prefs_data *d, int rank, int np
         pairs[i - lo] = d->pairs[i];
         pairs[i - lo].prompt_id += pbase;
         pairs[i - lo].response_a += rbase, pairs[i - lo].response_b += rbase;
+        pairs[i - lo].judge_id = remap(d->pairs[i].judge_id, m->judge, m->nj);
+        pairs[i - lo].template_id = remap(d->pairs[i].template_id, m->tmpl, m->nt);
         ex[i - lo] = i < d->explanations.n ? rlaif_ragged_text(&d->explanations, i) : NULL;
     }
     if (!rc) rc = rlaif_prefs_add_pairs(p, pairs, ex, hi - lo, NULL);
@@ -572,18 +680,29 @@ int rlaif_prefs_merge(const char *out, const char *const *inputs, int n, MPI_Com
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     for (int i = 0; i < n; i++)
         snprintf(from + strlen(from), sizeof from - strlen(from), "%s%s", i ? "," : "", inputs[i]);
+    tables u = {0};
+    idmap *maps = xcalloc((size_t)n, sizeof *maps);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = merge_tables(inputs[i], &u, &maps[i]);
     rlaif_prefs *p = NULL;
-    RLAIF_TRY(rlaif_prefs_create(tmp, comm, io, NULL, &p));
-    int rc = copy_root_attrs(inputs[0], p->file);
+    rc = rlaif_agree(comm, rc);
+    if (!rc) rc = rlaif_prefs_create(tmp, comm, io, NULL, &p);
+    if (!rc) rc = copy_root_attrs(inputs[0], p->file);
+    if (!rc)
+        rc = write_tables(p->file, u.nt, (const char *const *)u.tname, (const char *const *)u.ttext,
+                          u.nj, (const char *const *)u.judge);
     if (!rc) rc = rlaif_h5_attr_str(p->file, "merged_from", from);
     rc = rlaif_agree(comm, rc);
     for (int i = 0; i < n && !rc; i++) {
         rlaif_prefs_data d;
         rc = rlaif_agree(comm, rlaif_prefs_read(inputs[i], &d));
         if (rc) break;
-        rc = rlaif_agree(comm, merge_one(p, &d, rank, nproc));
+        rc = rlaif_agree(comm, merge_one(p, &d, &maps[i], rank, nproc));
         rlaif_prefs_data_free(&d);
     }
+    for (int i = 0; i < n; i++) free(maps[i].judge), free(maps[i].tmpl);
+    free(maps);
+    tables_free(&u);
     if (npairs && p) *npairs = (size_t)p->count[RLAIF_PREFS_PAIRS];
     int rc2 = rlaif_agree(comm, rlaif_prefs_close(&p));
     if (!rc) rc = rc2;

@@ -214,6 +214,77 @@ START_TEST(test_resume_no_duplicates) {
 }
 END_TEST
 
+/* Two runs with different judges and templates: the merged file lists the
+ * union of both tables and every pair points at its own judge and template. */
+START_TEST(test_merge_tables) {
+    char a[300], b[300], merged[300];
+    snprintf(a, sizeof a, "%s/ja.h5", dir);
+    snprintf(b, sizeof b, "%s/jb.h5", dir);
+    snprintf(merged, sizeof merged, "%s/jm.h5", dir);
+    const char *an[] = {"verdict", "rubric"}, *at[] = {"Which? {a} {b}", "Score {a} {b}"};
+    const char *bn[] = {"rubric", "short"}, *bt[] = {"Score {a} {b}", "Pick one."};
+    const char *aj[] = {"builtin"}, *bj[] = {"gpt-4o-mini", "builtin"};
+    rlaif_prefs_meta ma = {"{\"n\":1}", "{}", 2, an, at, 1, aj};
+    rlaif_prefs_meta mb = {"{\"n\":2}", "{}", 2, bn, bt, 2, bj};
+    rlaif_prefs *p;
+    /* a: ids 10r, 10r+1 (template id % 2, judge 0); b: ids 100+r (judge 0 = gpt-4o-mini). */
+    ok(rlaif_prefs_create(a, MPI_COMM_WORLD, NULL, &ma, &p));
+    int64_t ia[2] = {10 * rank, 10 * rank + 1};
+    add_pairs(p, ia, 2, NULL);
+    ok(rlaif_prefs_close(&p));
+    ok(rlaif_prefs_create(b, MPI_COMM_WORLD, NULL, &mb, &p));
+    int64_t ib[1] = {101 + rank}; /* odd: template 1 of b ("short") */
+    add_pairs(p, ib, 1, NULL);
+    ok(rlaif_prefs_close(&p));
+    const char *in[2] = {a, b};
+    ok(rlaif_prefs_merge(merged, in, 2, MPI_COMM_WORLD, NULL, NULL));
+    hid_t f;
+    ok(rlaif_h5_open_serial(merged, 0, &f));
+    int64_t nj = 0, nt = 0;
+    ok(rlaif_h5_get_attr_i64(f, "n_judges", &nj));
+    ok(rlaif_h5_get_attr_i64(f, "n_templates", &nt));
+    ck_assert_int_eq(nj, 2);
+    ck_assert_int_eq(nt, 3); /* verdict, rubric (shared), short */
+    char *jname[2], *tname[3];
+    for (int i = 0; i < 2; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "judge_%d_name", i);
+        ok(rlaif_h5_get_attr_str(f, key, &jname[i]));
+    }
+    for (int i = 0; i < 3; i++) {
+        char key[32], *text, *hash, want[32];
+        snprintf(key, sizeof key, "template_%d_name", i);
+        ok(rlaif_h5_get_attr_str(f, key, &tname[i]));
+        snprintf(key, sizeof key, "template_%d_text", i);
+        ok(rlaif_h5_get_attr_str(f, key, &text));
+        snprintf(key, sizeof key, "template_%d_hash", i);
+        ok(rlaif_h5_get_attr_str(f, key, &hash));
+        snprintf(want, sizeof want, "%016llx",
+                 (unsigned long long)rlaif_fnv1a64(text, strlen(text)));
+        ck_assert_str_eq(hash, want);
+        free(text), free(hash);
+    }
+    char *js;
+    ok(rlaif_h5_get_attr_str(f, "judge_settings", &js)); /* the first input's */
+    ck_assert_str_eq(js, "{\"n\":1}");
+    free(js);
+    H5Fclose(f);
+    rlaif_prefs_data d;
+    ok(rlaif_prefs_read(merged, &d));
+    ck_assert_uint_eq(d.npairs, 12);
+    for (size_t i = 0; i < d.npairs; i++) {
+        const rlaif_pair *q = &d.pairs[i];
+        int from_b = q->pair_id >= 100;
+        ck_assert_str_eq(jname[q->judge_id], from_b ? "gpt-4o-mini" : "builtin");
+        const char *want_t = from_b ? bn[q->pair_id % 2] : an[q->pair_id % 2];
+        ck_assert_str_eq(tname[q->template_id], want_t);
+    }
+    rlaif_prefs_data_free(&d);
+    for (int i = 0; i < 2; i++) free(jname[i]);
+    for (int i = 0; i < 3; i++) free(tname[i]);
+}
+END_TEST
+
 /* Grow a dataset by extra rows without committing them (a killed append). */
 static void grow(hid_t f, const char *name, hsize_t extra) {
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
@@ -677,6 +748,7 @@ static Suite *make_suite(void) {
     } while (0)
     CASE(uneven_append);
     CASE(resume_no_duplicates);
+    CASE(merge_tables);
     CASE(repair_killed_append);
     CASE(ckpt_3_to_2);
     CASE(ckpt_damaged);

@@ -122,7 +122,10 @@ void rlaif_prefs_data_free(rlaif_prefs_data *d);
 char *rlaif_ragged_text(const rlaif_h5_ragged *r, size_t i);
 
 /* Collective: merge inputs into out (written to out.tmp, then renamed).
- * Ids are renumbered; pair ids seen before (earlier input wins) are dropped. */
+ * Ids are renumbered; pair ids seen before (earlier input wins) are dropped.
+ * The judge and template tables are the union of the inputs' (a judge is
+ * known by its name, a template by name and text) and every pair's judge_id
+ * and template_id is renumbered to them. */
 int rlaif_prefs_merge(const char *out, const char *const *inputs, int n, MPI_Comm comm,
                       const rlaif_h5_opts *io, size_t *npairs);
 
