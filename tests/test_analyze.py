@@ -88,12 +88,17 @@ with h5py.File(path, "w") as f:
     ragged(f, "responses", responses)
     ragged(f, "explanations", [""] * len(rows))
     f["responses/prompt_id"] = np.repeat(np.arange(100), 2).astype(np.int64)
-    f.create_dataset("pairs", data=np.array(rows, dt), maxshape=(None,), chunks=True)
+    # A killed append: one all-zero row past pairs_committed, which the
+    # tool must not count (it would read as a labelled "B wins" pair).
+    f.create_dataset("pairs", data=np.array(rows + [np.zeros((), dt)], dt), maxshape=(None,), chunks=True)
+    f.attrs["pairs_committed"] = np.int64(len(rows))
+    f.attrs["prompts_committed"], f.attrs["responses_committed"] = np.int64(100), np.int64(200)
 
 p = ra.Prefs(path)
 r = ra.audit(p, price_in=2.0, price_out=10.0)
 close = lambda a, b, tol=1e-12: abs(a - b) <= tol
 assert r["pairs"] == 210 and r["labelled"] == 200 and r["failed"] == 10, r
+assert len(p.explanations) == 210 and len(p.prompts) == 100
 assert close(r["consistency"], 0.5), r["consistency"]
 # j0: first shown always wins (rate 1 on 200 verdicts); j1: 0.5 on 200.
 assert close(r["first_position_win_rate"], 0.75), r["first_position_win_rate"]
