@@ -44,11 +44,12 @@ const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *has
     return j->tpl[t].user;
 }
 
-void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
+void rlaif_judge_report_stats(const rlaif_judge_endpoint_stats *stats, int nep, char *buf,
+                              size_t n) {
     size_t off = 0;
     buf[0] = 0;
-    for (int e = 0; e < j->nep && off < n; e++) {
-        const rlaif_judge_endpoint_stats *s = &j->stats[e];
+    for (int e = 0; e < nep && off < n; e++) {
+        const rlaif_judge_endpoint_stats *s = &stats[e];
         int k =
             snprintf(buf + off, n - off,
                      "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
@@ -61,6 +62,10 @@ void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
         if (k < 0) break;
         off += (size_t)k;
     }
+}
+
+void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
+    rlaif_judge_report_stats(j->stats, j->nep, buf, n);
 }
 
 /* ------------------------------------------------------------ open, close */

@@ -250,10 +250,21 @@ def main():
                   "--set", "run.out_dir=" + os.path.join(tmp, "ranks"), "--quiet",
                   "--input", small, "--output", os.path.join(tmp, "ranks.jsonl")]
         env = dict(os.environ, **{KEY_ENV: KEY})
+        ranks_out = os.path.join(tmp, "ranks.jsonl")
         with open(os.path.join(tmp, "ranks.log"), "w") as log:
-            rc = subprocess.call([mpiexec, "-n", "2", "--oversubscribe", RLAIF, "judge"] + common,
-                                 stdout=log, stderr=log, env=env, timeout=120)
-            check(rc == 0, "2 ranks: exit code %d" % rc)
+            p = subprocess.run([mpiexec, "-n", "2", "--oversubscribe", RLAIF, "judge"] + common,
+                               stdout=subprocess.PIPE, stderr=log, env=env, timeout=120, text=True)
+            log.write(p.stdout)
+            check(p.returncode == 0, "2 ranks: exit code %d" % p.returncode)
+            # one output in input order, no parts left, one summary for both ranks
+            ids = [json.loads(l)["id"] for l in open(ranks_out)]
+            check(ids == list(range(100)), "2 ranks: %s is not the 100 pairs in input order" % ranks_out)
+            left = [f for f in os.listdir(tmp) if f.startswith("ranks.jsonl.")]
+            check(not left, "2 ranks: parts left behind: %s" % left)
+            heads = [l for l in p.stdout.splitlines() if l.startswith("judge: ") and " pairs, " in l]
+            check(heads == ["judge: 100 pairs, 100 labelled"],
+                  "2 ranks: want one summary of 100 pairs, got %s" % heads)
+            check(p.stdout.count("judge openai:") == 1, "2 ranks: more than one per-judge report")
             before = m.stats()["requests"]
             rc = subprocess.call([RLAIF, "judge"] + common, stdout=log, stderr=log, env=env, timeout=120)
             check(rc == 0, "restart on 1 rank: exit code %d" % rc)
@@ -271,7 +282,13 @@ def main():
         subprocess.check_call([mpiexec, "-n", "2", "--oversubscribe", RLAIF] + noisy + ["--output", two],
                               stdout=subprocess.DEVNULL)
         label = lambda files: {o["id"]: o["label"] for f in files for o in map(json.loads, open(f))}
-        check(label([one]) == label([two + ".0", two + ".1"]), "labels differ between 1 and 2 ranks")
+        check(label([one]) == label([two]), "labels differ between 1 and 2 ranks")
+        # an earlier run on more ranks left parts: a merge removes them too
+        for r in range(2, 4):
+            open("%s.part.%d" % (one, r), "w").write("0 {}\n")
+        subprocess.check_call([RLAIF] + noisy + ["--output", one], stdout=subprocess.DEVNULL)
+        check(not [f for f in os.listdir(tmp) if f.startswith("one.jsonl.")], "stale parts not removed")
+        check([o["id"] for o in map(json.loads, open(one))] == list(range(N)), "1 rank: not in input order")
 
     print("total %.1f s" % (time.time() - t0))
     if failures:

@@ -128,6 +128,9 @@ const rlaif_judge_endpoint_stats *rlaif_judge_stats(const rlaif_judge *j, int en
 /* One line per endpoint: consistency, first-position wins, length correlation,
  * usage and cost, retries. */
 void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n);
+/* The same lines for a stats array (e.g. summed over judge ranks). */
+void rlaif_judge_report_stats(const rlaif_judge_endpoint_stats *stats, int nep, char *buf,
+                              size_t n);
 /* Template texts and their hashes, for HDF5 attributes. */
 int rlaif_judge_ntemplates(const rlaif_judge *j);
 const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *hash);
