@@ -905,17 +905,17 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
     for (int r = 0; r < B * NH; r++) {
         int b = r / NH, h = r % NH;
         float *sc = kv->scratch + (size_t)r * maxT;
-        size_t base = (((size_t)l * B + b) * maxT) * C + (size_t)h * hs;
+        size_t base = ((size_t)l * B * NH + r) * maxT * hs;
         const float *kc = kv->k + base, *vc = kv->v + base;
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         for (int i = 0; i < Tn; i++) {
             const float *q = qkv + ((size_t)b * Tn + i) * 3 * C + h * hs;
             float *out = y + ((size_t)b * Tn + i) * C + h * hs;
             int lim = s0 + i;
-            /* scores = K q (keys 0..lim, leading dimension C), out = V^T p */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, lim + 1, hs, scale, kc, C, q, 1, 0.0f, sc, 1);
+            /* scores = K q (keys 0..lim, contiguous), out = V^T p */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, lim + 1, hs, scale, kc, hs, q, 1, 0.0f, sc, 1);
             softmax_row(sc, lim + 1, lim, val);
-            cblas_sgemv(CblasRowMajor, CblasTrans, lim + 1, hs, 1.0f, vc, C, sc, 1, 0.0f, out, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, lim + 1, hs, 1.0f, vc, hs, sc, 1, 0.0f, out, 1);
         }
     }
 }
@@ -944,13 +944,15 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         const rlaif_gpt2_layer *w = &m->w.h[l];
         layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
         matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt);
+        int NH = kv->n_head, hs = C / NH;
         for (int b = 0; b < B; b++)
-            for (int i = 0; i < Tn; i++) {
-                size_t slot = (((size_t)l * B + b) * kv->maxT + s0 + i) * C;
-                const float *src = qkv + ((size_t)b * Tn + i) * 3 * C;
-                memcpy(kv->k + slot, src + C, sizeof(float) * C);
-                memcpy(kv->v + slot, src + 2 * C, sizeof(float) * C);
-            }
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < Tn; i++) {
+                    size_t slot = ((((size_t)l * B + b) * NH + h) * kv->maxT + s0 + i) * hs;
+                    const float *src = qkv + ((size_t)b * Tn + i) * 3 * C + (size_t)h * hs;
+                    memcpy(kv->k + slot, src + C, sizeof(float) * hs);
+                    memcpy(kv->v + slot, src + 2 * C, sizeof(float) * hs);
+                }
         attention_kv(atty, qkv, kv, l, s0, Tn);
         matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt);
         layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);

@@ -124,7 +124,7 @@ float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
 typedef struct {
     int B, maxT, len; /* len: slots filled so far (the same for every row) */
     int n_layer, C, n_head;
-    float *k, *v;   /* [L][B][maxT][C] */
+    float *k, *v;   /* [L][B][n_head][maxT][C / n_head]: one head's keys are contiguous */
     uint8_t *valid; /* [B][maxT]: slot holds a real token */
     float *scratch; /* attention scores, [B*n_head][maxT] */
 } rlaif_kv_cache;
