@@ -220,7 +220,9 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
         if (j->mode == RLAIF_JM_SCORE) {
             o->score = pr.score;
             if (isnan(pr.score)) o->status = RLAIF_JS_AMBIGUOUS;
-        } else if (j->mode == RLAIF_JM_LOGPROB && !isnan(e->p_a)) {
+        } else if (j->mode == RLAIF_JM_LOGPROB && !isnan(e->coverage)) {
+            /* logprobs came back: they decide, and A/B must cover enough of
+             * them (coverage 0: neither label among the top tokens) */
             if (e->coverage < j->min_coverage) {
                 o->status = RLAIF_JS_BAD_REPLY;
                 snprintf(o->reason, sizeof o->reason,

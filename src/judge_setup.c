@@ -6,11 +6,13 @@
 #include "rlaif/error.h"
 #include "rlaif/log.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------ statistics */
 
@@ -70,9 +72,12 @@ void rlaif_judge_report(const rlaif_judge *j, char *buf, size_t n) {
 
 /* ------------------------------------------------------------ open, close */
 
+/* localhost, 127.0.0.0/8 or ::1; a name that merely starts with "127."
+ * (127.attacker.example) is not loopback. */
 static int is_loopback(const char *host) {
-    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
-           !strcmp(host, "[::1]");
+    struct in_addr a;
+    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1") || !strcmp(host, "[::1]")) return 1;
+    return inet_pton(AF_INET, host, &a) == 1 && ntohl(a.s_addr) >> 24 == 127;
 }
 
 /* Check the scheme and host of url; *loopback says where it points. */

@@ -609,6 +609,20 @@ START_TEST(judge_modes_and_aggregation) {
     ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), RLAIF_EX_USAGE);
     ck_assert(strstr(rlaif_error_message(), "plain http"));
     rlaif_config_free(cfg);
+    /* a host name that only starts like a loopback address is not one */
+    char *bad3[] = {"judge.backend=openai", "judge.model=m",
+                    "judge.base_url=http://127.attacker.example/v1"};
+    cfg = cfg_with(3, bad3);
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), RLAIF_EX_USAGE);
+    ck_assert(strstr(rlaif_error_message(), "plain http"));
+    rlaif_config_free(cfg);
+    char *ok1[] = {"judge.backend=openai", "judge.model=m", "judge.base_url=http://127.0.0.2:9/v1",
+                   "judge.api_key_env=RLAIF_NO_SUCH_KEY", "run.out_dir=/tmp/rlaif-test-judge-lo"};
+    cfg = cfg_with(5, ok1); /* real loopback: plain http and no key are fine */
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
+    rlaif_judge_close(j);
+    rlaif_config_free(cfg);
+    ck_assert_int_eq(system("rm -rf /tmp/rlaif-test-judge-lo"), 0);
     char *bad2[] = {"judge.backend=openai", "judge.model=m", "judge.api_key_env=RLAIF_NO_SUCH_KEY"};
     cfg = cfg_with(3, bad2);
     ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), RLAIF_EX_USAGE);

@@ -226,6 +226,22 @@ def main():
     check_server("modes", m.stats())
     m.stop()
 
+    # logprob coverage: A/B must cover judge.min_coverage of the top tokens
+    # (a fresh server: these requests repeat mode-logprob's with another journal)
+    m = Mock(tmp)
+    res = run_judge(tmp, "coverage", m.port, small, ["--set", "judge.mode=logprob",
+                                                      "--set", "judge.min_coverage=0.99"])
+    m.stop()
+    check(len(res) == 100 and all(r["label"] is None and r["status"] == "bad_reply" and
+                                  "coverage" in r["reason"] for r in res),
+          "coverage: A/B cover 0.95 of the mock's top tokens, below 0.99, yet pairs were labelled")
+    # logprobs without any A/B token: coverage 0, never a label read off the text
+    m = Mock(tmp, "--rule", "none")
+    res = run_judge(tmp, "nolabel", m.port, small, ["--set", "judge.mode=logprob"])
+    m.stop()
+    check(len(res) == 100 and all(r["status"] == "bad_reply" and "coverage 0.000" in r["reason"]
+                                  for r in res), "nolabel: top_logprobs without A/B not rejected")
+
     # every pair submitted twice at once: the twin waits for the first answer
     dup = os.path.join(tmp, "dup-pairs.jsonl")
     with open(dup, "w") as f:

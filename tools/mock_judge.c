@@ -160,6 +160,12 @@ static void respond_json(conn *c, int status, const char *reason, const char *hd
 
 static json_t *logprobs_json(double pa) {
     json_t *top = json_array();
+    if (isnan(pa)) { /* the judge answered something else: no A or B on top */
+        json_array_append_new(top, json_pack("{s:s, s:f}", "token", "The", "logprob", -0.1));
+        json_array_append_new(top, json_pack("{s:s, s:f}", "token", "Both", "logprob", -2.5));
+        return json_pack("{s:[{s:s, s:f, s:o}]}", "content", "token", "The", "logprob", -0.1,
+                         "top_logprobs", top);
+    }
     struct {
         const char *tok;
         double p;
@@ -199,8 +205,8 @@ static char *answer_text(json_t *req, int *mode_out, double *pa) {
     if (!strcmp(opt.rule, "builtin")) return rlaif_judge_builtin_answer(user, mode, &opt.judge, pa);
     char *s = malloc(64);
     if (!s) abort();
-    if (!strcmp(opt.rule, "none"))
-        snprintf(s, 64, "Both responses have merits.");
+    if (!strcmp(opt.rule, "none")) /* logprob mode: a first token that is no label */
+        snprintf(s, 64, mode == RLAIF_JM_LOGPROB ? "The" : "Both responses have merits.");
     else {
         int b = !strcmp(opt.rule, "b");
         *pa = b ? 0.1 : 0.9;
@@ -233,8 +239,7 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
         }
         json_t *choice =
             json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", finish);
-        if (mode == RLAIF_JM_LOGPROB && !isnan(pa))
-            json_object_set_new(choice, "logprobs", logprobs_json(pa));
+        if (mode == RLAIF_JM_LOGPROB) json_object_set_new(choice, "logprobs", logprobs_json(pa));
         char id[64];
         snprintf(id, sizeof id, "chatcmpl-%016llx", (unsigned long long)key);
         o = json_pack("{s:s, s:s, s:s, s:[o], s:{s:i, s:i, s:i}, s:s}", "id", id, "object",
