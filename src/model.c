@@ -409,98 +409,37 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C) {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
-        float *di = dinp + (size_t)n * C;
-        float mu = mean[n], rs = rstd[n], dmean = 0.0f, dnorm_mean = 0.0f;
-#pragma omp simd reduction(+ : dmean, dnorm_mean)
-        for (int c = 0; c < C; c++) {
-            float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
-            dmean += dn;
-            dnorm_mean += dn * norm;
-        }
-        dmean /= (float)C, dnorm_mean /= (float)C;
-#pragma omp simd
-        for (int c = 0; c < C; c++) {
-            float norm = (x[c] - mu) * rs;
-            di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
-        }
-    }
-    /* Parameter gradients sum over rows: split the columns between threads. */
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
-    for (int c0 = 0; c0 < C; c0 += 64) {
-        int c1 = c0 + 64 < C ? c0 + 64 : C;
+#pragma omp parallel if ((size_t)N * C >= PAR_MIN)
+    {
+#pragma omp for schedule(static) nowait
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
-            float mu = mean[n], rs = rstd[n];
+            float *di = dinp + (size_t)n * C;
+            float mu = mean[n], rs = rstd[n], dmean = 0.0f, dnorm_mean = 0.0f;
+#pragma omp simd reduction(+ : dmean, dnorm_mean)
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
+                dmean += dn;
+                dnorm_mean += dn * norm;
+            }
+            dmean /= (float)C, dnorm_mean /= (float)C;
 #pragma omp simd
-            for (int c = c0; c < c1; c++) dw[c] += d[c] * (x[c] - mu) * rs, db[c] += d[c];
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - mu) * rs;
+                di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
+            }
         }
-    }
-}
-
-/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC). */
-static void bias_fill(float *out, const float *bias, const float *res, int N, int OC, int o0,
-                      int o1) {
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * OC;
-        const float *r = res ? res + (size_t)n * OC : NULL;
-        if (r) {
+        /* Parameter gradients sum over rows: split the columns between threads
+         * (independent of dinp: no barrier in between). */
+#pragma omp for schedule(static)
+        for (int c0 = 0; c0 < C; c0 += 32) {
+            int c1 = c0 + 32 < C ? c0 + 32 : C;
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+                float mu = mean[n], rs = rstd[n];
 #pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
-        } else {
-#pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = bias[j];
-        }
-    }
-}
-
-/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL].
- * Each thread writes the bias (and residual) into its block of columns, then
- * adds its product with beta = 1: one parallel region per layer. */
-static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                           const float *res, int N, int IC, int OC, float *xt) {
-    int nt = team_size();
-    if (N == 1) { /* a matrix-vector product: stream the weights once */
-        bias_fill(out, bias, res, 1, OC, 0, OC);
-        gemv(1, IC, OC, w, OC, inp, 1.0f, out);
-        return;
-    }
-    if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
-        bias_fill(out, bias, res, N, OC, 0, OC);
-        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, 1.0f, out, OC, xt, nt);
-        return;
-    }
-    if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
-        bias_fill(out, bias, res, N, OC, 0, OC);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
-                    1.0f, out, OC);
-        return;
-    }
-    int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
-        if (o0 >= o1) continue;
-        bias_fill(out, bias, res, N, OC, o0, o1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, o1 - o0, IC, 1.0f, inp, IC,
-                    w + o0, OC, 1.0f, out + o0, OC);
-    }
-}
-
-/* dinp (N, IC) = dout @ w^T (added when acc_dinp), dw += inp^T @ dout, db += sum dout. */
-static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC, int acc_dinp) {
-    gemm(0, 1, N, IC, OC, 1.0f, dout, OC, w, OC, acc_dinp ? 1.0f : 0.0f, dinp, IC);
-    gemm(1, 0, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
-    for (int o0 = 0; o0 < OC; o0 += 64) {
-        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-#pragma omp simd
-            for (int o = o0; o < o1; o++) db[o] += d[o];
+                for (int c = c0; c < c1; c++) dw[c] += d[c] * (x[c] - mu) * rs, db[c] += d[c];
+            }
         }
     }
 }
@@ -536,22 +475,11 @@ static inline float fast_expf(float x) {
     return p * scale.f;
 }
 
-float rlaif_logsumexp(const float *x, int n, float scale, float *max_out) {
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int v = 0; v < n; v++) mx = x[v] > mx ? x[v] : mx;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int v = 0; v < n; v++) s += fast_expf((x[v] - mx) * scale);
-    if (max_out) *max_out = mx;
-    return logf(s);
-}
-
 /* GELU, tanh approximation (GPT-2's "gelu_new"), written with
  * 0.5 (1 + tanh(u)) = sigmoid(2u) so one exp does it:
  *   gelu(x) = x s,  s = 1 / (1 + exp(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3). */
-static void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static void gelu_span(float *out, const float *inp, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -561,8 +489,8 @@ static void gelu_forward(float *out, const float *inp, size_t n) {
 
 /* dinp = dout * gelu'(inp) (dinp may alias dout):
  *   gelu' = s + x s (1 - s) 2 du/dx. */
-static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static void gelu_backward_span(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -570,6 +498,110 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
         float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
     }
+}
+
+/* gelu of rows [0, N) x columns [o0, o1) of inp (N, OC) into out. */
+static void gelu_block(float *out, const float *inp, int N, int OC, int o0, int o1) {
+    for (int n = 0; n < N; n++)
+        gelu_span(out + (size_t)n * OC + o0, inp + (size_t)n * OC + o0, (size_t)(o1 - o0));
+}
+
+/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC). */
+static void bias_fill(float *out, const float *bias, const float *res, int N, int OC, int o0,
+                      int o1) {
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        const float *r = res ? res + (size_t)n * OC : NULL;
+        if (r) {
+#pragma omp simd
+            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
+        } else {
+#pragma omp simd
+            for (int j = o0; j < o1; j++) o[j] = bias[j];
+        }
+    }
+}
+
+/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL],
+ * and gelu_out = gelu(out) when gelu_out != NULL. Each thread writes the bias
+ * (and residual) into its block of columns, adds its product with beta = 1
+ * and applies GELU to the block while it is in cache: one parallel region. */
+static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                           const float *res, int N, int IC, int OC, float *xt, float *gelu_out) {
+    int nt = team_size();
+    if (N == 1) { /* a matrix-vector product: stream the weights once */
+        bias_fill(out, bias, res, 1, OC, 0, OC);
+        gemv(1, IC, OC, w, OC, inp, 1.0f, out);
+    } else if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
+        bias_fill(out, bias, res, N, OC, 0, OC);
+        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, 1.0f, out, OC, xt, nt);
+    } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
+        bias_fill(out, bias, res, N, OC, 0, OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
+                    1.0f, out, OC);
+    } else {
+        int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int t = 0; t < nt; t++) {
+            int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
+            if (o0 >= o1) continue;
+            bias_fill(out, bias, res, N, OC, o0, o1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, o1 - o0, IC, 1.0f, inp, IC,
+                        w + o0, OC, 1.0f, out + o0, OC);
+            if (gelu_out) gelu_block(gelu_out, out, N, OC, o0, o1);
+        }
+        return;
+    }
+    if (!gelu_out) return;
+    size_t n = (size_t)N * OC;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int t = 0; t < nt; t++) {
+        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        gelu_span(gelu_out + i0, out + i0, i1 - i0);
+    }
+}
+
+/* dinp (N, IC) = dout @ w^T, then dinp *= gelu'(gelu_inp) when gelu_inp != NULL;
+ * dw += inp^T @ dout, db += sum dout. One parallel region: each thread takes
+ * a block of rows of dinp and a block of columns of dw and db (independent
+ * outputs, no barrier in between). */
+static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, int N, int IC, int OC, const float *gelu_inp) {
+    int nt = team_size();
+    if (2.0 * N * OC * IC < 2e6) nt = 1;
+    int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int n0 = t * rchunk, n1 = n0 + rchunk < N ? n0 + rchunk : N;
+        if (n0 < n1) {
+            float *di = dinp + (size_t)n0 * IC;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1 - n0, IC, OC, 1.0f,
+                        dout + (size_t)n0 * OC, OC, w, OC, 0.0f, di, IC);
+            if (gelu_inp)
+                gelu_backward_span(di, gelu_inp + (size_t)n0 * IC, di, (size_t)(n1 - n0) * IC);
+        }
+        int o0 = t * cchunk, o1 = o0 + cchunk < OC ? o0 + cchunk : OC;
+        if (o0 < o1) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, o1 - o0, N, 1.0f, inp, IC,
+                        dout + o0, OC, 1.0f, dw + o0, OC);
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (size_t)n * OC;
+#pragma omp simd
+                for (int o = o0; o < o1; o++) db[o] += d[o];
+            }
+        }
+    }
+}
+
+float rlaif_logsumexp(const float *x, int n, float scale, float *max_out) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int v = 0; v < n; v++) mx = x[v] > mx ? x[v] : mx;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int v = 0; v < n; v++) s += fast_expf((x[v] - mx) * scale);
+    if (max_out) *max_out = mx;
+    return logf(s);
 }
 
 /* Masked causal softmax of one row of scores in place: keys j <= lim that are
@@ -682,14 +714,13 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
         float *fchg = a->fch_gelu + 4 * l * NC, *res3 = a->res3 + l * NC;
         layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, res, w->ln_1_w, w->ln_1_b,
                           N, C);
-        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt);
+        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt, NULL);
         attention_forward(atty, a->att + l * att, qkv, valid, B, T, C, NH);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt, NULL);
         layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln_2_w, w->ln_2_b,
                           N, C);
-        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt);
-        gelu_forward(fchg, fch, 4 * NC);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt);
+        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt, fchg);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt, NULL);
         res = res3;
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, m->w.ln_f_w, m->w.ln_f_b, N, C);
@@ -824,10 +855,8 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
     /* heads -> dlnf (N, C) */
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, a->logits, V,
-                    m->w.wte, C, 0.0f, dlnf, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, a->logits, V, a->lnf, C,
-                    1.0f, m->g.wte, C);
+        gemm(0, 0, N, C, V, 1.0f, a->logits, V, m->w.wte, C, 0.0f, dlnf, C);
+        gemm(1, 0, V, C, N, 1.0f, a->logits, V, a->lnf, C, 1.0f, m->g.wte, C);
     } else {
         memset(dlnf, 0, sizeof(float) * NC);
     }
@@ -852,17 +881,17 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
         const float *fch = a->fch + 4 * l * NC, *fchg = a->fch_gelu + 4 * l * NC;
         /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
         matmul_backward(a->dbig, g->mlp_proj_w, g->mlp_proj_b, dres, fchg, w->mlp_proj_w, N, 4 * C,
-                        C, 0);
-        gelu_backward(a->dbig, fch, a->dbig, 4 * NC);
-        matmul_backward(a->dsmall, g->c_fc_w, g->c_fc_b, a->dbig, ln2, w->c_fc_w, N, C, 4 * C, 0);
+                        C, fch);
+        matmul_backward(a->dsmall, g->c_fc_w, g->c_fc_b, a->dbig, ln2, w->c_fc_w, N, C, 4 * C,
+                        NULL);
         layernorm_backward(dres, g->ln_2_w, g->ln_2_b, a->dsmall, res2, w->ln_2_w,
                            a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C);
         /* attention: res2 = res + c_proj(attn(c_attn(ln_1(res)))) */
         matmul_backward(a->dsmall, g->attn_proj_w, g->attn_proj_b, dres, atty, w->attn_proj_w, N, C,
-                        C, 0);
+                        C, NULL);
         attention_backward(a->dbig, a->datt, a->dsmall, qkv, a->att + l * att, B, T, C, NH);
         matmul_backward(a->dsmall, g->c_attn_w, g->c_attn_b, a->dbig, ln1, w->c_attn_w, N, C, 3 * C,
-                        0);
+                        NULL);
         layernorm_backward(dres, g->ln_1_w, g->ln_1_b, a->dsmall, res, w->ln_1_w,
                            a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C);
     }
@@ -934,7 +963,6 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
             a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
             kv->valid[(size_t)b * kv->maxT + s0 + i] = valid ? valid[b * Tn + i] : 1;
         }
-    size_t NC = (size_t)N * C;
     encoder_forward(a->encoded, tokens, a->pos, m->w.wte, m->w.wpe, B, Tn, C);
     const float *res = a->encoded;
     /* One layer's buffers are enough: nothing is kept for backward. */
@@ -943,7 +971,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const rlaif_gpt2_layer *w = &m->w.h[l];
         layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
-        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt);
+        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt, NULL);
         int NH = kv->n_head, hs = C / NH;
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++)
@@ -954,11 +982,10 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                     memcpy(kv->v + slot, src + 2 * C, sizeof(float) * hs);
                 }
         attention_kv(atty, qkv, kv, l, s0, Tn);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt);
+        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt, NULL);
         layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);
-        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt);
-        gelu_forward(fchg, fch, 4 * NC);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt);
+        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt, fchg);
+        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt, NULL);
         res = res3;
     }
     /* Final LayerNorm and LM head only at the last new position of each row. */
