@@ -28,6 +28,15 @@
 #include <string.h>
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+/* Hot elementwise row kernels get an AVX-512 clone next to the baseline
+ * (SSE2) one, picked at load time (ifunc): the build has no -march, and the
+ * baseline is 4 floats wide. -std=c11 keeps FP contraction off, so each
+ * clone computes the same operations per element. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define SIMD_CLONES
+#endif
 /* Elementwise loops smaller than this run on one thread: waking the OpenMP
  * team costs more than the work (decoding one token, the tiny test model). */
 #define PAR_MIN ((size_t)1 << 15)
@@ -385,23 +394,47 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
     }
 }
 
+/* One row of LayerNorm: o = (x - mean) * rstd * w + b; returns mean, rstd. */
+SIMD_CLONES static void layernorm_row(float *o, const float *x, const float *w, const float *b,
+                                      int C, float *mean, float *rstd) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < C; c++) s += x[c];
+    float mu = s / (float)C, v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
+    float rs = 1.0f / sqrtf(v / (float)C + RLAIF_LN_EPS);
+#pragma omp simd
+    for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * w[c] + b[c];
+    *mean = mu, *rstd = rs;
+}
+
 /* out (N, C) = (inp - mean) * rstd * w + b per row; keeps mean and rstd (N). */
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int c = 0; c < C; c++) s += x[c];
-        float mu = s / (float)C, v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
-        float rs = 1.0f / sqrtf(v / (float)C + RLAIF_LN_EPS);
-#pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * w[c] + b[c];
+        float mu, rs;
+        layernorm_row(out + (size_t)n * C, inp + (size_t)n * C, w, b, C, &mu, &rs);
         if (mean) mean[n] = mu, rstd[n] = rs;
+    }
+}
+
+/* One row of LayerNorm backward: di += (w d - mean(w d) - norm mean(w d norm)) rstd. */
+SIMD_CLONES static void layernorm_row_backward(float *di, const float *d, const float *x,
+                                               const float *w, float mu, float rs, int C) {
+    float dmean = 0.0f, dnorm_mean = 0.0f;
+#pragma omp simd reduction(+ : dmean, dnorm_mean)
+    for (int c = 0; c < C; c++) {
+        float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
+        dmean += dn;
+        dnorm_mean += dn * norm;
+    }
+    dmean /= (float)C, dnorm_mean /= (float)C;
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+        float norm = (x[c] - mu) * rs;
+        di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
     }
 }
 
@@ -413,21 +446,8 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
     {
 #pragma omp for schedule(static) nowait
         for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
-            float *di = dinp + (size_t)n * C;
-            float mu = mean[n], rs = rstd[n], dmean = 0.0f, dnorm_mean = 0.0f;
-#pragma omp simd reduction(+ : dmean, dnorm_mean)
-            for (int c = 0; c < C; c++) {
-                float norm = (x[c] - mu) * rs, dn = w[c] * d[c];
-                dmean += dn;
-                dnorm_mean += dn * norm;
-            }
-            dmean /= (float)C, dnorm_mean /= (float)C;
-#pragma omp simd
-            for (int c = 0; c < C; c++) {
-                float norm = (x[c] - mu) * rs;
-                di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
-            }
+            layernorm_row_backward(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
+                                   w, mean[n], rstd[n], C);
         }
         /* Parameter gradients sum over rows: split the columns between threads
          * (independent of dinp: no barrier in between). */
@@ -478,7 +498,7 @@ static inline float fast_expf(float x) {
 /* GELU, tanh approximation (GPT-2's "gelu_new"), written with
  * 0.5 (1 + tanh(u)) = sigmoid(2u) so one exp does it:
  *   gelu(x) = x s,  s = 1 / (1 + exp(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3). */
-static void gelu_span(float *out, const float *inp, size_t n) {
+SIMD_CLONES static void gelu_span(float *out, const float *inp, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -489,7 +509,8 @@ static void gelu_span(float *out, const float *inp, size_t n) {
 
 /* dinp = dout * gelu'(inp) (dinp may alias dout):
  *   gelu' = s + x s (1 - s) 2 du/dx. */
-static void gelu_backward_span(float *dinp, const float *inp, const float *dout, size_t n) {
+SIMD_CLONES static void gelu_backward_span(float *dinp, const float *inp, const float *dout,
+                                           size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -593,7 +614,7 @@ static void matmul_backward(float *dinp, float *dw, float *db, const float *dout
     }
 }
 
-float rlaif_logsumexp(const float *x, int n, float scale, float *max_out) {
+SIMD_CLONES float rlaif_logsumexp(const float *x, int n, float scale, float *max_out) {
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int v = 0; v < n; v++) mx = x[v] > mx ? x[v] : mx;
@@ -728,7 +749,8 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
 }
 
 /* Per row of logits: log-sum-exp, entropy and log p(target). */
-static void lm_row_stats(const float *l, int V, int target, float *lse, float *ent, float *logp) {
+SIMD_CLONES static void lm_row_stats(const float *l, int V, int target, float *lse, float *ent,
+                                     float *logp) {
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
