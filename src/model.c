@@ -528,8 +528,8 @@ static void gelu_block(float *out, const float *inp, int N, int OC, int o0, int 
 }
 
 /* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC). */
-static void bias_fill(float *out, const float *bias, const float *res, int N, int OC, int o0,
-                      int o1) {
+SIMD_CLONES static void bias_fill(float *out, const float *bias, const float *res, int N, int OC,
+                                  int o0, int o1) {
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
         const float *r = res ? res + (size_t)n * OC : NULL;
@@ -627,17 +627,35 @@ SIMD_CLONES float rlaif_logsumexp(const float *x, int n, float scale, float *max
 
 /* Masked causal softmax of one row of scores in place: keys j <= lim that are
  * valid; every other entry becomes 0. A row with no key is all zeros. */
-static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
+SIMD_CLONES static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
     float mx = -INFINITY;
-    for (int j = 0; j <= lim; j++)
-        if ((!valid || valid[j]) && a[j] > mx) mx = a[j];
+    if (valid) {
+        for (int j = 0; j <= lim; j++)
+            if (valid[j] && a[j] > mx) mx = a[j];
+    } else {
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j <= lim; j++) mx = a[j] > mx ? a[j] : mx;
+    }
     float s = 0.0f;
-    for (int j = 0; j <= lim; j++) {
-        float e = (!valid || valid[j]) && mx > -INFINITY ? fast_expf(a[j] - mx) : 0.0f;
-        a[j] = e;
-        s += e;
+    if (mx > -INFINITY) {
+        if (valid) { /* a pad's exp (finite: fast_expf clamps) times 0 */
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j <= lim; j++) {
+                float e = fast_expf(a[j] - mx) * (float)(valid[j] != 0);
+                a[j] = e;
+                s += e;
+            }
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j <= lim; j++) {
+                float e = fast_expf(a[j] - mx);
+                a[j] = e;
+                s += e;
+            }
+        }
     }
     float inv = s > 0.0f ? 1.0f / s : 0.0f;
+#pragma omp simd
     for (int j = 0; j <= lim; j++) a[j] *= inv;
     for (int j = lim + 1; j < n; j++) a[j] = 0.0f;
 }
