@@ -412,6 +412,7 @@ START_TEST(test_ckpt_3_to_2) {
     small_table(&tt);
     rlaif_ckpt_opts o = {dir, "ppo", 2, {0}};
     rlaif_h5_opts_default(&o.io);
+    o.io.alignment = 512; /* small, so the test tensors cross it */
     MPI_Comm c3, c2;
     MPI_Comm_split(MPI_COMM_WORLD, rank < 3 ? 0 : MPI_UNDEFINED, rank, &c3);
     MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &c2);
@@ -451,6 +452,34 @@ START_TEST(test_ckpt_3_to_2) {
         ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
         fclose(f);
         ck_assert_str_eq(line, "ppo-00000004.h5\n");
+    }
+    {
+        /* Every rank: tensors of at least [io] alignment bytes start on a multiple of it. */
+        char p4[600];
+        rlaif_checkpoint_path(&o, 4, p4, sizeof p4);
+        hid_t h;
+        ok(rlaif_h5_open_serial(p4, 0, &h));
+        int aligned = 0;
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < tt.n; i++) {
+                char name[300];
+                snprintf(name, sizeof name, "%s/%s",
+                         k == 0   ? "params"
+                         : k == 1 ? "optim/m"
+                                  : "optim/v",
+                         tt.t[i].name);
+                hid_t ds = H5Dopen2(h, name, H5P_DEFAULT);
+                ck_assert_int_ge(ds, 0);
+                haddr_t off = H5Dget_offset(ds);
+                ck_assert(off != HADDR_UNDEF);
+                if (tt.t[i].numel * 4 >= 512) {
+                    ck_assert_uint_eq(off % 512, 0);
+                    aligned++;
+                }
+                H5Dclose(ds);
+            }
+        ck_assert_int_eq(aligned, 6);
+        H5Fclose(h);
     }
     if (c2 != MPI_COMM_NULL) {
         rlaif_ckpt c;
