@@ -66,6 +66,14 @@ START_TEST(test_uneven_append) {
     io.collective_data = 1; /* the other tests use independent transfers */
     rlaif_prefs *p;
     ok(rlaif_prefs_create(path, MPI_COMM_WORLD, &io, NULL, &p));
+    /* Opened with the MPI-IO driver, collective metadata reads and writes. */
+    hid_t fapl = H5Fget_access_plist(rlaif_prefs_file(p));
+    hbool_t coll_ops = 0, coll_write = 0;
+    ck_assert_int_eq(H5Pget_driver(fapl), H5FD_MPIO);
+    ck_assert_int_ge(H5Pget_all_coll_metadata_ops(fapl, &coll_ops), 0);
+    ck_assert_int_ge(H5Pget_coll_metadata_write(fapl, &coll_write), 0);
+    ck_assert(coll_ops && coll_write);
+    H5Pclose(fapl);
     for (int round = 0; round < 2; round++) {
         int n = round == 0 ? 3 * rank : (rank == 2 ? 5 : 0);
         rlaif_h5_record *recs = calloc((size_t)n + 1, sizeof *recs);
