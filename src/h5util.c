@@ -568,6 +568,15 @@ int rlaif_h5_check_kind(hid_t file, const char *path, const char *kind) {
     return rc;
 }
 
+int rlaif_h5_mpi_init(int *argc, char ***argv, int *rank, int *nproc) {
+    RLAIF_CHECK_MPI(MPI_Init(argc, argv));
+    RLAIF_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    RLAIF_CHECK_H5(H5Eset_auto2(H5E_DEFAULT, NULL, NULL), NULL);
+    RLAIF_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, rank));
+    RLAIF_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, nproc));
+    return 0;
+}
+
 uint64_t rlaif_fnv1a64(const void *data, size_t n) {
     const unsigned char *p = data;
     uint64_t h = 1469598103934665603ull;

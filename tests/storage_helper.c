@@ -213,11 +213,7 @@ static int metrics_write(const char *path, const char *progress) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &nproc);
+    if (rlaif_h5_mpi_init(&argc, &argv, &rank, &nproc)) rlaif_die();
     int rc = 2;
     if (argc >= 4 && !strncmp(argv[1], "ckpt-", 5))
         rc = ckpt(argv[1], argv[2], strtoull(argv[3], NULL, 10), argc > 4 ? atoll(argv[4]) : 0);

@@ -208,11 +208,7 @@ static int bench_prefs(const char *path, int rounds, int batch, double flush, in
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &nproc);
+    if (rlaif_h5_mpi_init(&argc, &argv, &rank, &nproc)) rlaif_die();
     int rc = 2;
     if (argc >= 4 && !strcmp(argv[1], "ckpt"))
         rc = bench_ckpt(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 0);

@@ -119,6 +119,11 @@ int rlaif_h5_stamp(hid_t file, const char *kind);
 /* Check the schema version and kind of an open file (error names the path). */
 int rlaif_h5_check_kind(hid_t file, const char *path, const char *kind);
 
+/* Start of a small MPI program (test drivers, benchmarks): MPI_Init, MPI
+ * errors returned as codes on MPI_COMM_WORLD, HDF5's own error printing off
+ * (errors are reported through rlaif_error), and *rank, *nproc of the world. */
+int rlaif_h5_mpi_init(int *argc, char ***argv, int *rank, int *nproc);
+
 /* 64-bit FNV-1a, used for template hashes. */
 uint64_t rlaif_fnv1a64(const void *data, size_t n);
 
