@@ -169,8 +169,10 @@ char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
         int pick = qa > qb ? 0 : qb > qa ? 1 : (u_tie < 0.5 ? 0 : 1);
         const char *why = qa == qb ? "they are equally good; picking one" : "on the criteria above";
         if (u_flip < opt->flip_prob) pick = 1 - pick, why = "on balance";
-        if (u_bias < opt->first_bias) pick = 0, why = "it comes first and reads well";
         double conf = qa == qb ? 0.55 : 0.9;
+        /* a position-biased pick is a less sure one (as in real judges), so
+         * averaging the soft labels of two orders differs from a tie */
+        if (u_bias < opt->first_bias) pick = 0, why = "it comes first and reads well", conf = 0.6;
         *p_a = pick == 0 ? conf : 1 - conf;
         if (mode == RLAIF_JM_LOGPROB) {
             out(&o, "%c", pick ? 'B' : 'A');

@@ -632,6 +632,97 @@ START_TEST(judge_modes_and_aggregation) {
 }
 END_TEST
 
+/* Label the run_pairs pairs with sets; results sorted by pair id. */
+static void judge_with(int nset, char **sets, int n, rlaif_judge_result *res,
+                       rlaif_judge_endpoint_stats *stats) {
+    rlaif_config *cfg = cfg_with(nset, sets);
+    rlaif_judge *j;
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
+    static rlaif_judge_result tmp[400];
+    ck_assert_int_le(n, 400);
+    run_pairs(j, n, tmp);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_lt(tmp[i].pair_id, n);
+        res[tmp[i].pair_id] = tmp[i];
+        tmp[i].explanation = NULL; /* now owned by res */
+    }
+    if (stats) *stats = *rlaif_judge_stats(j, 0);
+    rlaif_judge_close(j);
+    rlaif_config_free(cfg);
+}
+
+/* Three noisy endpoints, one order each: mean gives thirds, majority gives
+ * the label most units voted for. */
+START_TEST(ensemble_mean_vs_majority) {
+    enum { N = 200 };
+    static rlaif_judge_result mean[N], maj[N];
+    char *s1[] = {"judge.ensemble=builtin,builtin", "judge.flip_prob=0.3", "judge.both_orders=0",
+                  "judge.aggregate=mean"};
+    judge_with(4, s1, N, mean, NULL);
+    s1[3] = "judge.aggregate=majority";
+    judge_with(4, s1, N, maj, NULL);
+    int thirds = 0;
+    for (int i = 0; i < N; i++) {
+        float m = mean[i].label;
+        ck_assert_int_eq(mean[i].ncalls, 3);
+        ck_assert_msg(fabsf(m * 3 - roundf(m * 3)) < 1e-5, "mean label %f is not k/3", m);
+        thirds += m > 0.01f && m < 0.99f;
+        ck_assert_msg(maj[i].label == (m > 0.5f ? 1.0f : 0.0f), "pair %d: mean %f, majority %f", i,
+                      m, maj[i].label);
+        rlaif_judge_result_free(&mean[i]), rlaif_judge_result_free(&maj[i]);
+    }
+    ck_assert_msg(thirds > 20, "only %d pairs where the units disagreed", thirds);
+}
+END_TEST
+
+/* When the two orders disagree: tie = 0.5, average = mean of the soft
+ * labels, drop = no label; consistency and the length correlation counted. */
+START_TEST(disagreement_policies) {
+    enum { N = 200 };
+    static rlaif_judge_result tie[N], avg[N], drop[N];
+    rlaif_judge_endpoint_stats st;
+    char *s[] = {"judge.mode=logprob", "judge.first_bias=0.4", "judge.disagreement=tie"};
+    judge_with(3, s, N, tie, NULL);
+    s[2] = "judge.disagreement=average";
+    judge_with(3, s, N, avg, &st);
+    s[2] = "judge.disagreement=drop";
+    judge_with(3, s, N, drop, NULL);
+    int disagreed = 0, off_half = 0;
+    double n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(tie[i].consistent, avg[i].consistent);
+        ck_assert(!isnan(avg[i].soft[0]) && !isnan(avg[i].soft[1]));
+        ck_assert_float_eq_tol(avg[i].label, 0.5f * (avg[i].soft[0] + avg[i].soft[1]), 1e-6f);
+        if (avg[i].consistent == 0) {
+            disagreed++;
+            ck_assert_int_eq(tie[i].status, RLAIF_JS_OK);
+            ck_assert_float_eq(tie[i].label, 0.5f);
+            ck_assert_int_eq(drop[i].status, RLAIF_JS_DISAGREE);
+            ck_assert(isnan(drop[i].label));
+            off_half += avg[i].label != 0.5f;
+        } else {
+            ck_assert_float_eq(tie[i].label, avg[i].label);
+            ck_assert_float_eq(drop[i].label, avg[i].label);
+        }
+        char q[64], a[64], b[64]; /* as run_pairs made them */
+        snprintf(q, sizeof q, "What is %d plus %d?", i, 2 * i);
+        snprintf(a, sizeof a, "The answer is %d.", 3 * i + (i % 2));
+        snprintf(b, sizeof b, "It is %d.", 3 * i + 1 - (i % 2));
+        double x = (double)strlen(a) - (double)strlen(b), y = avg[i].label;
+        n++, sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y;
+        rlaif_judge_result_free(&tie[i]), rlaif_judge_result_free(&avg[i]);
+        rlaif_judge_result_free(&drop[i]);
+    }
+    ck_assert_msg(disagreed > 20 && off_half > 20, "disagreed %d, averaged off 0.5 %d", disagreed,
+                  off_half);
+    ck_assert_int_eq(st.pairs_two_orders, N);
+    ck_assert_int_eq(st.pairs_two_orders - st.pairs_consistent, disagreed);
+    double corr = (sxy - sx * sy / n) / sqrt((sxx - sx * sx / n) * (syy - sy * sy / n));
+    ck_assert_double_eq_tol(rlaif_judge_length_corr(&st), corr, 1e-9);
+    ck_assert_double_eq_tol(rlaif_judge_consistency(&st), (double)(N - disagreed) / N, 1e-12);
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("judge");
     TCase *t = tcase_create("all");
@@ -653,6 +744,8 @@ static Suite *make_suite(void) {
     tcase_add_test(t, journal_replay);
     tcase_add_test(t, judge_builtin_end_to_end);
     tcase_add_test(t, judge_modes_and_aggregation);
+    tcase_add_test(t, ensemble_mean_vs_majority);
+    tcase_add_test(t, disagreement_policies);
     suite_add_tcase(s, t);
     return s;
 }

@@ -12,6 +12,7 @@ response is: A" does not gain.
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -27,8 +28,9 @@ KEY = "sk-test-FAKEKEY-3f9a2c17d04e8a11b6"
 KEY_ENV = "RLAIF_TEST_JUDGE_KEY"
 N = 500
 RETRYABLE = ["429", "500", "502", "503", "hang", "drop", "malformed", "truncated",
-             "err_openai", "err_vllm"]
-PERMANENT = {"length": "length", "filter": "filtered", "quota": "quota", "badreq": "http"}
+             "err_openai", "err_vllm", "retry400"]  # retry400: a 400 with x-should-retry: true
+PERMANENT = {"length": "length", "filter": "filtered", "quota": "quota", "badreq": "http",
+             "noretry": "http"}  # noretry: a 503 with x-should-retry: false
 
 failures = []
 
@@ -70,6 +72,7 @@ class Mock:
         self.port = int(open(self.port_file).read())
 
     def stats(self):
+        """The server's counters (GET /stats)."""
         with urllib.request.urlopen("http://127.0.0.1:%d/stats" % self.port, timeout=5) as r:
             return json.loads(r.read())
 
@@ -121,6 +124,9 @@ def check_server(name, st, kind=None):
     check(st["paid_repeats"] == 0, "%s: %d paid repeats at the server" % (name, st["paid_repeats"]))
     check(st["early_retries"] == 0, "%s: %d retries before Retry-After" % (name, st["early_retries"]))
     check(st["unauthorized"] == 0, "%s: %d unauthorized requests" % (name, st["unauthorized"]))
+    check(st["bad_headers"] == 0, "%s: %d requests without anthropic-version" % (name, st["bad_headers"]))
+    check(st["ignored_limit"] == 0, "%s: %d requests sent after the server said none are left"
+          % (name, st["ignored_limit"]))
     if kind:
         got = st["faults"].get(kind, 0)
         check(got > 0.2 * st["requests"], "%s: only %d of %d requests got the fault" % (name, got, st["requests"]))
@@ -242,6 +248,50 @@ def main():
     check(len(res) == 100 and all(r["status"] == "bad_reply" and "coverage 0.000" in r["reason"]
                                   for r in res), "nolabel: top_logprobs without A/B not rejected")
 
+    # Retry-After as whole seconds and as an HTTP date, alone: honoured (a retry
+    # that comes sooner is counted at the server as early)
+    tiny = os.path.join(tmp, "tiny-pairs.jsonl")
+    make_pairs(tiny, 40, seed=13)
+    for form in ("seconds", "date"):
+        m = Mock(tmp, "--fault-rate", "0.3", "--faults", "429", "--retry-after-form", form,
+                 "--seed", "7")
+        t1 = time.time()
+        res = run_judge(tmp, "retry-" + form, m.port, tiny, ["--set", "judge.both_orders=0"])
+        st = m.stats()
+        m.stop()
+        check_results("retry-" + form, res, n=40, min_labelled=40)
+        check_server("retry-" + form, st, "429")
+        print("retry-after as %s: %d 429s, %.1f s, %d early retries"
+              % (form, st["faults"]["429"], time.time() - t1, st["early_retries"]))
+
+    # an account limit announced by x-ratelimit-* headers (requests or tokens):
+    # after "0 left, reset in t" the client sends nothing until the reset
+    for kind in ("requests", "tokens"):
+        m = Mock(tmp, "--rl-limit", "40", "--rl-window", "0.5", "--rl-headers", kind)
+        t1 = time.time()
+        res = run_judge(tmp, "ratelimit-" + kind, m.port, small,
+                        ["--set", "judge.both_orders=0", "--set", "judge.max_inflight=16"])
+        st = m.stats()
+        m.stop()
+        check_results("ratelimit-" + kind, res, n=100, min_labelled=95)
+        check_server("ratelimit-" + kind, st)
+        print("x-ratelimit-*-%s: %d requests, %d over the limit, %d sent after 'none left', %.1f s"
+              % (kind, st["requests"], st["over_limit"], st["ignored_limit"], time.time() - t1))
+
+    # judge.requests_per_minute alone (no headers): 600/min = 10/s with a burst
+    # of 10, so no 1 s window at the server sees more than 20 (+2 for jitter)
+    m = Mock(tmp, "--rl-limit", "22", "--rl-window", "1", "--rl-headers", "none")
+    t1 = time.time()
+    res = run_judge(tmp, "rpm", m.port, tiny, ["--set", "judge.both_orders=0",
+                                               "--set", "judge.requests_per_minute=600"])
+    st = m.stats()
+    m.stop()
+    took = time.time() - t1
+    check_results("rpm", res, n=40, min_labelled=40)
+    check(st["over_limit"] == 0 and st["requests"] == 40,
+          "rpm: %d requests, %d over 22 per second" % (st["requests"], st["over_limit"]))
+    check(took > 2.5, "rpm: 40 requests at 10/s (burst 10) took only %.1f s" % took)
+
     # every pair submitted twice at once: the twin waits for the first answer
     dup = os.path.join(tmp, "dup-pairs.jsonl")
     with open(dup, "w") as f:
@@ -250,11 +300,31 @@ def main():
     m = Mock(tmp, "--latency", "0.01")
     res = run_judge(tmp, "dup", m.port, dup)
     st = m.stats()
-    m.stop()
     check(len(res) == 200 and all(r["status"] == "ok" for r in res), "dup: not all 200 labelled")
     paid = sum(r["calls"] - r["replayed"] for r in res)
     check(st["requests"] == paid and st["paid_repeats"] == 0 and paid * 2 == sum(r["calls"] for r in res),
           "dup: %d requests, %d paid calls, %d paid repeats" % (st["requests"], paid, st["paid_repeats"]))
+
+    # the journal key covers the sampling settings and the model: the same
+    # pairs again pay nothing, with another temperature or model everything
+    # again (the endpoint URL is in the key too: the same server, so the same
+    # URL); usage and cost are summed per judge from the config's prices
+    price = ["--set", "judge.price_input_per_mtok=2.5", "--set", "judge.price_output_per_mtok=10"]
+    temp, model = ["--set", "judge.temperature=0.7"], ["--set", "judge.model=other-judge"]
+    for extra, new in (([], 0), (temp, paid), (temp, 0), (model, paid)):
+        before = m.stats()["requests"]
+        res = run_judge(tmp, "dup", m.port, dup, extra + price)
+        sent = m.stats()["requests"] - before
+        check(sent == new and all(r["status"] == "ok" for r in res),
+              "journal key %s: %d requests sent, want %d" % (extra, sent, new))
+    m.stop()
+    report = [l for l in open(os.path.join(tmp, "dup.log")) if l.startswith("judge openai:")][-1]
+    tin, tout, cost = re.search(r"tokens (\d+) in / (\d+) out, cost \$([\d.]+)", report).groups()
+    check(int(tin) == sum(r["tokens_in"] for r in res) > 0 and
+          int(tout) == sum(r["tokens_out"] for r in res) > 0,
+          "usage: report %s/%s, results %d/%d" % (tin, tout, sum(r["tokens_in"] for r in res),
+                                                  sum(r["tokens_out"] for r in res)))
+    check(abs(float(cost) - (2.5 * int(tin) + 10 * int(tout)) / 1e6) < 1e-4, "cost: %s" % report)
 
     # 6. two judge ranks, then a restart on one: it replays both journals
     mpiexec = os.environ.get("MPIEXEC", "")

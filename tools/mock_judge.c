@@ -3,7 +3,14 @@
  * judge (the same code the client's builtin backend runs) or a fixed rule;
  * faults are injected at a rate: 429 with Retry-After, 500/502/503, hangs past
  * the client's timeout, dropped connections, malformed and truncated JSON,
- * both error shapes, finish_reason length, content filter, quota, bad request.
+ * both error shapes, finish_reason length, content filter, quota, bad request,
+ * a 503 saying x-should-retry: false and a 400 saying x-should-retry: true.
+ * The Retry-After hint comes as retry-after-ms + retry-after (default), as
+ * whole seconds only, or as an HTTP date. An account rate limit (--rl-limit K
+ * requests per --rl-window S) answers 429 beyond it and, unless --rl-headers
+ * none, announces x-ratelimit-remaining/reset-{requests|tokens} on every
+ * answer; a request arriving well after the server announced that nothing is
+ * left in the window counts as "ignored_limit".
  *
  * It counts what a provider would bill: a good answer counts as delivered
  * once the client has read it (the next request on the connection or a clean
@@ -14,7 +21,8 @@
  *   mock_judge [--port N] [--port-file F] [--latency S] [--fault-rate R]
  *              [--faults k1,k2] [--retry-after-ms N] [--seed N] [--flip-prob P]
  *              [--first-bias P] [--rule builtin|a|b|none] [--key-env VAR]
- *              [--idle-exit S]
+ *              [--idle-exit S] [--retry-after-form ms|seconds|date]
+ *              [--rl-limit K --rl-window S [--rl-headers requests|tokens|none]]
  * Single-threaded: one poll loop over non-blocking sockets. */
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
@@ -33,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -50,24 +59,40 @@ enum {
     F_FILTER,
     F_QUOTA,
     F_BADREQ,
+    F_NORETRY,
+    F_RETRY400,
     NFAULT
 };
 static const char *fault_names[NFAULT] = {
-    "429",       "500",        "502",      "503",    "hang",   "drop",  "malformed",
-    "truncated", "err_openai", "err_vllm", "length", "filter", "quota", "badreq"};
+    "429",        "500",      "502",    "503",    "hang",  "drop",   "malformed", "truncated",
+    "err_openai", "err_vllm", "length", "filter", "quota", "badreq", "noretry",   "retry400"};
 
 static struct {
-    double latency, fault_rate, idle_exit;
-    int faults[NFAULT], nfaults, retry_after_ms;
+    double latency, fault_rate, idle_exit, rl_window;
+    int faults[NFAULT], nfaults, retry_after_ms, rl_limit;
     rlaif_builtin_opts judge;
-    const char *rule, *key;
+    const char *rule, *key, *retry_form, *rl_headers;
     uint64_t seed;
-} opt = {.latency = 0.0, .idle_exit = 600, .retry_after_ms = 20, .rule = "builtin"};
+} opt = {.latency = 0.0,
+         .idle_exit = 600,
+         .retry_after_ms = 20,
+         .rule = "builtin",
+         .retry_form = "ms",
+         .rl_headers = "requests"};
 
 static struct {
     long requests, good, delivered, repeats, early, unauthorized, resets, stats_calls;
+    long bad_headers, over_limit, ignored_limit;
     long fault[NFAULT];
 } st;
+
+/* The account rate limit: the current window, its count, and when the
+ * server first told the client that nothing is left in it. */
+static struct {
+    double start;
+    long window, count;
+    double zero_announced;
+} rl = {.zero_announced = -1};
 
 /* ------------------------------------------------- request-key table */
 
@@ -216,8 +241,21 @@ static char *answer_text(json_t *req, int *mode_out, double *pa) {
     return s;
 }
 
+/* x-ratelimit-* headers announcing the account limit (empty without one). */
+static const char *rl_header(double now) {
+    static char h[160];
+    h[0] = 0;
+    if (opt.rl_limit <= 0 || !strcmp(opt.rl_headers, "none")) return h;
+    long left = opt.rl_limit - rl.count;
+    if (left <= 0 && rl.zero_announced < 0) rl.zero_announced = now;
+    double reset = rl.start + (double)(rl.window + 1) * opt.rl_window - now;
+    snprintf(h, sizeof h, "x-ratelimit-remaining-%s: %ld\r\nx-ratelimit-reset-%s: %.3fs\r\n",
+             opt.rl_headers, left > 0 ? left : 0, opt.rl_headers, reset > 0 ? reset : 0);
+    return h;
+}
+
 static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t req_len,
-                        uint64_t key) {
+                        uint64_t key, double now) {
     int mode;
     double pa;
     char *text = answer_text(req, &mode, &pa);
@@ -249,7 +287,9 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
                       tin + tout, "system_fingerprint", "fp_mock");
     }
     free(text);
-    respond_json(c, 200, "OK", "x-ratelimit-remaining-requests: 100000\r\n", o);
+    respond_json(c, 200, "OK",
+                 opt.rl_limit > 0 ? rl_header(now) : "x-ratelimit-remaining-requests: 100000\r\n",
+                 o);
 }
 
 static void error_answer(conn *c, int fault, int anthropic, kent *k, double now) {
@@ -257,9 +297,23 @@ static void error_answer(conn *c, int fault, int anthropic, kent *k, double now)
     double wait = opt.retry_after_ms / 1000.0;
     switch (fault) {
     case F_429:
-        snprintf(hdr, sizeof hdr, "retry-after-ms: %d\r\nretry-after: %d\r\n", opt.retry_after_ms,
-                 (int)ceil(wait));
-        k->not_before = now + wait * 0.9;
+        if (!strcmp(opt.retry_form, "seconds")) { /* whole seconds only */
+            snprintf(hdr, sizeof hdr, "retry-after: %d\r\n", (int)ceil(wait));
+            k->not_before = now + ceil(wait) - 0.02;
+        } else if (!strcmp(opt.retry_form, "date")) { /* an HTTP date, 1 s resolution */
+            double wall = rlaif_wall_time();
+            time_t at = (time_t)floor(wall) + 1 + (time_t)ceil(wait);
+            struct tm tm;
+            gmtime_r(&at, &tm);
+            int w =
+                (int)strftime(hdr, sizeof hdr, "retry-after: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+            if (w <= 0) abort();
+            k->not_before = now + ((double)at - wall) - 0.02;
+        } else {
+            snprintf(hdr, sizeof hdr, "retry-after-ms: %d\r\nretry-after: %d\r\n",
+                     opt.retry_after_ms, (int)ceil(wait));
+            k->not_before = now + wait * 0.9;
+        }
         respond_json(c, 429, "Too Many Requests", hdr,
                      anthropic ? json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
                                            "rate_limit_error", "message", "rate limited")
@@ -303,6 +357,16 @@ static void error_answer(conn *c, int fault, int anthropic, kent *k, double now)
     case F_MALFORMED:
         respond(c, 200, "OK", NULL, "{\"choices\": [oops", 17);
         break;
+    case F_NORETRY: /* the server says a retry cannot help, whatever the status */
+        respond_json(c, 503, "Service Unavailable", "x-should-retry: false\r\n",
+                     json_pack("{s:{s:s, s:s}}", "error", "message", "Request rejected for good.",
+                               "type", "server_error"));
+        break;
+    case F_RETRY400: /* a 4xx the server says is worth retrying */
+        respond_json(c, 400, "Bad Request", "x-should-retry: true\r\n",
+                     json_pack("{s:{s:s, s:s}}", "error", "message", "Transient routing error.",
+                               "type", "invalid_request_error"));
+        break;
     }
 }
 
@@ -313,10 +377,12 @@ static void stats_answer(conn *c) {
     long pending = 0;
     for (int i = 0; i < nconn; i++) pending += conns[i].pending_key != 0;
     respond_json(c, 200, "OK", NULL,
-                 json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "requests", st.requests,
-                           "good", st.good, "delivered", st.delivered, "pending", pending,
-                           "paid_repeats", st.repeats, "early_retries", st.early, "unauthorized",
-                           st.unauthorized, "resets", st.resets, "faults", f));
+                 json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
+                           "requests", st.requests, "good", st.good, "delivered", st.delivered,
+                           "pending", pending, "paid_repeats", st.repeats, "early_retries",
+                           st.early, "unauthorized", st.unauthorized, "resets", st.resets,
+                           "bad_headers", st.bad_headers, "over_limit", st.over_limit,
+                           "ignored_limit", st.ignored_limit, "faults", f));
 }
 
 /* A whole request is in c->in: decide and prepare the answer. */
@@ -356,6 +422,31 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
             return;
         }
     }
+    if (anthropic && !strcasestr(head, "\r\nanthropic-version: ")) {
+        st.bad_headers++; /* the Messages API refuses a request without it */
+        respond_json(c, 400, "Bad Request", NULL,
+                     json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+                               "invalid_request_error", "message",
+                               "anthropic-version: header is required"));
+        return;
+    }
+    if (opt.rl_limit > 0) { /* the account limit, in fixed windows */
+        long w = (long)floor((now - rl.start) / opt.rl_window);
+        if (w != rl.window) rl.window = w, rl.count = 0, rl.zero_announced = -1;
+        /* the client was told nothing is left here, had time to read it, and
+         * asks anyway */
+        if (rl.zero_announced >= 0 && now > rl.zero_announced + opt.latency + 0.1)
+            st.ignored_limit++;
+        if (rl.count >= opt.rl_limit) {
+            st.over_limit++;
+            respond_json(c, 429, "Too Many Requests", rl_header(now),
+                         json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
+                                   "Rate limit reached for requests", "type", "requests", "code",
+                                   "rate_limit_exceeded"));
+            return;
+        }
+        rl.count++;
+    }
     uint64_t key = rlaif_hash64(body, blen, 99);
     kent *k = lookup(key);
     if (k->delivered) st.repeats++;
@@ -384,7 +475,7 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
         return;
     }
     if (fault < 0 || fault == F_LENGTH || fault == F_FILTER || fault == F_TRUNCATED) {
-        good_answer(c, req, anthropic, fault, blen, key);
+        good_answer(c, req, anthropic, fault, blen, key, now);
         if (fault == F_TRUNCATED) { /* cut the JSON, with a matching Content-Length */
             char *b = strstr(c->out, "\r\n\r\n") + 4;
             size_t blen2 = c->nout - (size_t)(b - c->out);
@@ -454,9 +545,10 @@ static int parse_faults(const char *list) {
 static void usage(void) {
     fprintf(stderr, "usage: mock_judge [--port N] [--port-file F] [--latency S] [--fault-rate R]\n"
                     "  [--faults all|429,500,502,503,hang,drop,malformed,truncated,err_openai,\n"
-                    "  err_vllm,length,filter,quota,badreq] [--retry-after-ms N] [--seed N]\n"
-                    "  [--flip-prob P] [--first-bias P] [--rule builtin|a|b|none]\n"
-                    "  [--key-env VAR] [--idle-exit S]\n");
+                    "  err_vllm,length,filter,quota,badreq,noretry,retry400] [--retry-after-ms N]\n"
+                    "  [--retry-after-form ms|seconds|date] [--seed N] [--flip-prob P]\n"
+                    "  [--first-bias P] [--rule builtin|a|b|none] [--key-env VAR] [--idle-exit S]\n"
+                    "  [--rl-limit K --rl-window S [--rl-headers requests|tokens|none]]\n");
 }
 
 static int parse_args(int argc, char **argv, int *port, const char **port_file) {
@@ -487,6 +579,16 @@ static int parse_args(int argc, char **argv, int *port, const char **port_file) 
             opt.key = getenv(v);
         else if (!strcmp(a, "--idle-exit"))
             opt.idle_exit = atof(v);
+        else if (!strcmp(a, "--retry-after-form") &&
+                 (!strcmp(v, "ms") || !strcmp(v, "seconds") || !strcmp(v, "date")))
+            opt.retry_form = v;
+        else if (!strcmp(a, "--rl-limit"))
+            opt.rl_limit = atoi(v);
+        else if (!strcmp(a, "--rl-window"))
+            opt.rl_window = atof(v);
+        else if (!strcmp(a, "--rl-headers") &&
+                 (!strcmp(v, "requests") || !strcmp(v, "tokens") || !strcmp(v, "none")))
+            opt.rl_headers = v;
         else
             return -1;
     }
@@ -610,7 +712,9 @@ static void accept_all(int ls) {
 int main(int argc, char **argv) {
     int port = 0;
     const char *port_file = NULL;
-    if (parse_args(argc, argv, &port, &port_file)) return usage(), 64;
+    if (parse_args(argc, argv, &port, &port_file) || (opt.rl_limit > 0 && opt.rl_window <= 0))
+        return usage(), 64;
+    rl.start = rlaif_now();
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
