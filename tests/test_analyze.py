@@ -129,6 +129,17 @@ for i in rows_picked:
     strata[key] = strata.get(key, 0) + 1
 assert strata == {(0, "tie"): 10, (1, "A"): 5, (1, "B"): 5}, strata
 assert rows_picked == ra.sample(p, 20, seed=1)  # reproducible
+# Rounding never drops a small stratum nor overshoots n: strata of 1, 1 and
+# 98 pairs, n = 10 -> 1 + 1 + 8 for every seed.
+class Tiny:
+    pass
+tiny = Tiny()
+tiny.pairs = np.zeros(100, np.dtype([("status", "<i4"), ("label", "<f8"), ("judge_id", "<i4")]))
+tiny.pairs["label"], tiny.pairs["judge_id"][:2] = 1.0, [1, 2]
+for seed in range(40):
+    picked = ra.sample(tiny, 10, seed)
+    assert len(picked) == len(set(picked)) == 10, (seed, picked)
+    assert {int(tiny.pairs["judge_id"][i]) for i in picked} == {0, 1, 2}, (seed, picked)
 
 # Human labels: agree with j1 on k < 80, the opposite on k >= 80.
 labels = os.path.join(tmp, "labels.jsonl")
