@@ -446,16 +446,17 @@ static int write_latest(const rlaif_ckpt_opts *o, const char *path) {
     return 0;
 }
 
-/* Keep the newest o->keep of this name; remove stale .tmp files of the name. */
+/* Keep the newest o->keep (at least 1: never the one just written) of this
+ * name; remove stale .tmp files of the name. */
 static void prune(const rlaif_ckpt_opts *o) {
     int64_t *steps;
-    int n;
+    int n, keep = o->keep < 1 ? 1 : o->keep;
     if (rlaif_checkpoint_list(o->dir, o->name, &steps, &n)) {
         rlaif_error_clear();
         return;
     }
     char path[4096];
-    for (int i = o->keep; i < n; i++) {
+    for (int i = keep; i < n; i++) {
         rlaif_checkpoint_path(o, steps[i], path, sizeof path);
         if (unlink(path) != 0) rlaif_warn("could not remove old checkpoint %s", path);
     }

@@ -596,6 +596,17 @@ START_TEST(test_ckpt_damaged) {
     none.name = "nothing";
     ok(rlaif_checkpoint_resume(MPI_COMM_WORLD, &none, &c, &found, NULL, 0));
     ck_assert(!found);
+    /* keep < 1 (options filled by hand) still keeps the checkpoint just written. */
+    rlaif_ckpt_opts zero = o;
+    zero.name = "zero", zero.keep = 0;
+    ok(rlaif_checkpoint_save(MPI_COMM_WORLD, &zero, 1, &c, NULL, 0));
+    ok(rlaif_checkpoint_save(MPI_COMM_WORLD, &zero, 2, &c, NULL, 0));
+    int64_t *steps;
+    int n;
+    ok(rlaif_checkpoint_list(dir, "zero", &steps, &n));
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(steps[0], 2);
+    free(steps);
     ckpt_free(&c);
     rlaif_tensors_free(&tt);
 }

@@ -84,7 +84,7 @@ typedef struct {
 typedef struct {
     const char *dir;  /* folder, created if missing */
     const char *name; /* phase name: files are <name>-<step>.h5 */
-    int keep;         /* newest N kept per name (>= 1) */
+    int keep;         /* newest N kept per name (values < 1 count as 1) */
     rlaif_h5_opts io;
 } rlaif_ckpt_opts;
 
