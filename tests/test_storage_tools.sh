@@ -80,6 +80,11 @@ grep -q "failures by reason: parse 4" "$d/audit.txt" || fail "audit: $(cat "$d/a
 "$mpi" -n 2 --oversubscribe "$helper" metrics-write "$d/metrics.h5" "$d/progress.jsonl" || fail "metrics-write"
 [ "$(wc -l <"$d/progress.jsonl")" -eq 40 ] || fail "progress.jsonl lines"
 "$py" "$src/tools/rlaif-analyze" metrics "$d/metrics.h5" --out "$d/plots" || fail "analyze metrics"
+# A merge that fails midway (the second input is not a preferences file)
+# leaves neither the output nor its .tmp.
+"$mpi" -n 2 --oversubscribe "$rlaif" prefs merge "$d/bad-m.h5" "$d/h.h5" "$d/metrics.h5" >"$d/merge.err" 2>&1 && fail "merge of a metrics file succeeded"
+grep -q "metrics.h5 is a metrics file, not preferences" "$d/merge.err" || fail "merge error: $(cat "$d/merge.err")"
+[ ! -e "$d/bad-m.h5" ] && [ ! -e "$d/bad-m.h5.tmp" ] || fail "a half-written merge survived"
 [ -s "$d/plots/ppo.png" ] && [ -s "$d/plots/sft.png" ] || fail "no metrics plots"
 
 # A checkpoint from 3 ranks, checked by h5py with independently computed checksums.
