@@ -40,6 +40,11 @@ for attempt in 1 2 3 4 5 6 7 8; do
     out=$("$mpi" -n 3 --oversubscribe "$helper" ckpt-verify "$d" $N 2>&1) || fail "resume after kill: $out"
     echo "$out"
     echo "$out" | grep -q "resumed step $step .* 0 mismatches" || fail "expected step $step: $out"
+    # The next checkpoint removes the killed writer's .tmp and keeps the newest 2.
+    "$mpi" -n 2 --oversubscribe "$helper" ckpt-once "$d" $N 999 || fail "write after kill"
+    ! ls "$d"/*.tmp >/dev/null 2>&1 || fail "stale .tmp left: $(ls "$d")"
+    [ "$(ls "$d"/loop-*.h5 | wc -l)" -eq 2 ] && [ "$(cat "$d/LATEST")" = "loop-00000999.h5" ] ||
+      fail "after kill + new write: $(ls "$d")"
     echo "PASS"
     exit 0
   fi
