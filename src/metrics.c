@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,8 +106,24 @@ static int same_columns(hid_t ds, int ncols, const char *const *names) {
     return same;
 }
 
+/* Names go verbatim into progress.jsonl keys and HDF5 paths: keep them to
+ * the characters TRL-style names use, so neither needs escaping. */
+static int check_name(const char *what, const char *name, int allow_slash) {
+    size_t n = strlen(name);
+    int ok = n > 0 && n < 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)name[i]) || strchr("_/.-", name[i]);
+    if (ok && !allow_slash) ok = !strchr(name, '/');
+    return ok ? 0
+              : RLAIF_ERROR(RLAIF_EX_SOFTWARE,
+                            "names use letters, digits and _ / . - (phases: no /)",
+                            "internal: bad metric %s name '%s'", what, name);
+}
+
 int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const char *const *names) {
     if (m->rank != 0 || find(m, phase)) return 0;
+    RLAIF_TRY(check_name("phase", phase, 0));
+    for (int i = 0; i < ncols; i++) RLAIF_TRY(check_name("column", names[i], 1));
     if (m->nphases == MAX_PHASES)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "internal: more than %d metric phases",
                            MAX_PHASES);

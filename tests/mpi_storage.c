@@ -636,6 +636,14 @@ START_TEST(test_metrics) {
                 ok(rlaif_metrics_open(h5, NULL, MPI_COMM_SELF, &m2));
                 ck_assert_int_eq(rlaif_metrics_phase(m2, "ppo", 1, other), RLAIF_EX_USAGE);
                 rlaif_error_clear();
+                /* Names that would need escaping in progress.jsonl are refused. */
+                const char *quoted[] = {"a\"b"}, *empty[] = {""};
+                ck_assert_int_eq(rlaif_metrics_phase(m2, "q", 1, quoted), RLAIF_EX_SOFTWARE);
+                rlaif_error_clear();
+                ck_assert_int_eq(rlaif_metrics_phase(m2, "e", 1, empty), RLAIF_EX_SOFTWARE);
+                rlaif_error_clear();
+                ck_assert_int_eq(rlaif_metrics_phase(m2, "a/b", 1, other), RLAIF_EX_SOFTWARE);
+                rlaif_error_clear();
                 ok(rlaif_metrics_close(&m2));
             }
         }
