@@ -15,9 +15,6 @@
 #include "config.h"
 #include "model_gemm.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -140,6 +137,79 @@ static void tile_avx512(int wt, int mr, int K, const float *S, size_t ldw, const
     }
 }
 
+/* In-register transpose of 16 x 16 floats: r[i][j] -> r[j][i]. */
+static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + j], 128-bit lane L: column 4L + j of rows 4i .. 4i + 3 */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        __m512 b = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        __m512 c = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        __m512 d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_f32x4(a, b, 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(c, d, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(c, d, 0xDD);
+    }
+}
+
+/* C[m][r] (=|+=) out[r * RLAIF_SMALLM_MAX + m] for r < w <= MR_MAX, m < M:
+ * 16 x 16 register transposes and masked row stores. */
+static __attribute__((target("avx512f"))) void scatter512(const float *out, int w, int M,
+                                                          float beta, float *C, int ldc) {
+    for (int r0 = 0; r0 < w; r0 += 16) {
+        int wr = w - r0 < 16 ? w - r0 : 16;
+        __mmask16 mask = (__mmask16)((1u << wr) - 1);
+        for (int m0 = 0; m0 < M; m0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < wr ? _mm512_loadu_ps(out + (size_t)(r0 + i) * RLAIF_SMALLM_MAX + m0)
+                              : _mm512_setzero_ps();
+            transpose16(r);
+            int m1 = M - m0 < 16 ? M - m0 : 16;
+            for (int i = 0; i < m1; i++) {
+                float *c = C + (size_t)(m0 + i) * ldc + r0;
+                __m512 v = r[i];
+                if (beta != 0.0f) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, c));
+                _mm512_mask_storeu_ps(c, mask, v);
+            }
+        }
+    }
+}
+
+/* AT[k][m] = A[m][k] for m < M, 0 for M <= m < Mp; k in [k0, k1). */
+static __attribute__((target("avx512f"))) void transpose_in512(const float *A, int lda, int M,
+                                                               int Mp, int k0, int k1, float *AT) {
+    int k = k0;
+    for (; k + 16 <= k1; k += 16)
+        for (int m0 = 0; m0 < Mp; m0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = m0 + i < M ? _mm512_loadu_ps(A + (size_t)(m0 + i) * lda + k)
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int j = 0; j < 16; j++) _mm512_storeu_ps(AT + (size_t)(k + j) * Mp + m0, r[j]);
+        }
+    for (; k < k1; k++) {
+        float *at = AT + (size_t)k * Mp;
+        for (int m = 0; m < M; m++) at[m] = A[(size_t)m * lda + k];
+        for (int m = M; m < Mp; m++) at[m] = 0.0f;
+    }
+}
+
 /* --------------------------------------------------------------- AVX2 + FMA */
 
 /* MR columns x NV vectors of 8 rows starting at row m0 (16 ymm: MR * NV
@@ -239,6 +309,12 @@ const char *rlaif_smallm_kernel(const char *force) {
 static void one_tile(tile_fn *tile, int wt, int w, int n0, int M, int K, const float *W, int ldw,
                      const float *AT, int Mp, float beta, float *C, int ldc, float *out) {
     tile(wt, w, K, wt ? W + (size_t)n0 * ldw : W + n0, (size_t)ldw, AT, Mp, out);
+#ifdef HAVE_X86
+    if (tile == tile_avx512) {
+        scatter512(out, w, M, beta, C + n0, ldc);
+        return;
+    }
+#endif
     for (int m = 0; m < M; m++) {
         float *c = C + (size_t)m * ldc + n0;
         const float *o = out + m;
@@ -261,23 +337,36 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
     float *AT = scratch;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        int nth = 1, me = 0;
-#ifdef _OPENMP
-        nth = omp_get_num_threads(), me = omp_get_thread_num();
-#endif
+        /* A^T in blocks of 16 k */
 #pragma omp for schedule(static)
-        for (int k = 0; k < K; k++) {
-            float *at = AT + (size_t)k * Mp;
-            for (int m = 0; m < M; m++) at[m] = A[(size_t)m * lda + k];
-            for (int m = M; m < Mp; m++) at[m] = 0.0f;
+        for (int kb = 0; kb < (K + 15) / 16; kb++) {
+            int k0 = 16 * kb, k1 = k0 + 16 < K ? k0 + 16 : K;
+#ifdef HAVE_X86
+            if (id == K_AVX512) {
+                transpose_in512(A, lda, M, Mp, k0, k1, AT);
+                continue;
+            }
+#endif
+            for (int k = k0; k < k1; k++) {
+                float *at = AT + (size_t)k * Mp;
+                for (int m = 0; m < M; m++) at[m] = A[(size_t)m * lda + k];
+                for (int m = M; m < Mp; m++) at[m] = 0.0f;
+            }
         }
-        /* contiguous ranges of tiles per thread; the last also takes the tail */
-        int t0 = (int)((long)tiles * me / nth), t1 = (int)((long)tiles * (me + 1) / nth);
+        /* Chunks of 8 tiles handed out dynamically: on a shared machine a
+         * thread that is descheduled does not hold the other one up (a chunk
+         * is ~50 us of work); neighbouring tiles share weight cache lines.
+         * The chunk with the last tile also does the tail columns. */
         float out[MR_MAX * RLAIF_SMALLM_MAX] __attribute__((aligned(64)));
-        for (int t = t0; t < t1; t++)
-            one_tile(tile, w_trans, mr, t * mr, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
-        if (me == nth - 1)
-            for (int n0 = tiles * mr; n0 < N; n0++)
-                one_tile(tile, w_trans, 1, n0, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+        int chunks = (tiles + 7) / 8;
+#pragma omp for schedule(dynamic)
+        for (int c = 0; c < (chunks ? chunks : 1); c++) {
+            int t1 = 8 * c + 8 < tiles ? 8 * c + 8 : tiles;
+            for (int t = 8 * c; t < t1; t++)
+                one_tile(tile, w_trans, mr, t * mr, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+            if (c == (chunks ? chunks : 1) - 1)
+                for (int n0 = tiles * mr; n0 < N; n0++)
+                    one_tile(tile, w_trans, 1, n0, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+        }
     }
 }
