@@ -609,6 +609,18 @@ START_TEST(judge_modes_and_aggregation) {
     ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), RLAIF_EX_USAGE);
     ck_assert(strstr(rlaif_error_message(), "plain http"));
     rlaif_config_free(cfg);
+    /* ... unless the job says so */
+    setenv("RLAIF_TEST_JUDGE_KEY", "sk-test-not-a-real-key", 1);
+    char *ok2[] = {"judge.backend=openai",
+                   "judge.model=m",
+                   "judge.base_url=http://example.com/v1",
+                   "judge.allow_http=true",
+                   "judge.api_key_env=RLAIF_TEST_JUDGE_KEY",
+                   "run.out_dir=/tmp/rlaif-test-judge-lo"};
+    cfg = cfg_with(6, ok2);
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
+    rlaif_judge_close(j);
+    rlaif_config_free(cfg);
     /* a host name that only starts like a loopback address is not one */
     char *bad3[] = {"judge.backend=openai", "judge.model=m",
                     "judge.base_url=http://127.attacker.example/v1"};

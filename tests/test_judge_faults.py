@@ -11,13 +11,16 @@ response is: A" does not gain.
 """
 import json
 import os
+import http.server
 import random
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -217,6 +220,8 @@ def main():
     # 5. other modes and the Anthropic API through HTTP, with some faults
     small = os.path.join(tmp, "small-pairs.jsonl")
     make_pairs(small, 100, seed=11)
+    tiny = os.path.join(tmp, "tiny-pairs.jsonl")
+    make_pairs(tiny, 40, seed=13)
     m = Mock(tmp, "--latency", "0.001", "--fault-rate", "0.3", "--faults", "429,500,err_vllm,truncated")
     for mode in ("logprob", "rubric"):
         res = run_judge(tmp, "mode-" + mode, m.port, small, ["--set", "judge.mode=" + mode])
@@ -231,6 +236,60 @@ def main():
     check_results("anthropic", res, n=100, min_labelled=99)
     check_server("modes", m.stats())
     m.stop()
+
+    # judge.few_shot: each example goes before the pair as a user + assistant turn
+    shots = os.path.join(tmp, "shots.jsonl")
+    with open(shots, "w") as f:
+        for a, b in ((2, 3), (10, 7)):
+            f.write(json.dumps({"input": "What is %d plus %d?" % (a, b), "response_a": str(a + b),
+                                "response_b": str(a + b + 1), "answer": "The better response is: A"}) + "\n")
+    m = Mock(tmp)
+    res = run_judge(tmp, "fewshot", m.port, tiny, ["--set", "judge.few_shot=" + shots])
+    st = m.stats()
+    m.stop()
+    check_results("fewshot", res, n=40, min_labelled=40)
+    check(st["assistant_turns"] == 2 * st["requests"] > 0,
+          "fewshot: %d assistant turns in %d requests" % (st["assistant_turns"], st["requests"]))
+
+    # TLS verification stays on: a server with a self-signed certificate gets
+    # no request (with verification off it would answer and the pairs be labelled)
+    if shutil.which("openssl"):
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                               "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                               "-addext", "subjectAltName=IP:127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        posts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                posts.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = json.dumps({"choices": [{"message": {"content": "The better response is: A"},
+                                                "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        url = "https://127.0.0.1:%d/v1" % srv.server_address[1]
+        res = run_judge(tmp, "tls", 0, tiny, ["--set", "judge.base_url=" + url,
+                                              "--set", "judge.max_attempts=2",
+                                              "--set", "judge.max_inflight=4",
+                                              "--set", "judge.timeout=5"])
+        srv.shutdown()
+        check(len(res) == 40 and not posts and
+              all(r["status"] == "exhausted" and "certificate" in r["reason"] for r in res),
+              "tls: a self-signed server got %d requests; reasons %s"
+              % (len(posts), sorted({r["reason"] for r in res})[:2]))
 
     # logprob coverage: A/B must cover judge.min_coverage of the top tokens
     # (a fresh server: these requests repeat mode-logprob's with another journal)
@@ -250,8 +309,6 @@ def main():
 
     # Retry-After as whole seconds and as an HTTP date, alone: honoured (a retry
     # that comes sooner is counted at the server as early)
-    tiny = os.path.join(tmp, "tiny-pairs.jsonl")
-    make_pairs(tiny, 40, seed=13)
     for form in ("seconds", "date"):
         m = Mock(tmp, "--fault-rate", "0.3", "--faults", "429", "--retry-after-form", form,
                  "--seed", "7")

@@ -82,7 +82,7 @@ static struct {
 
 static struct {
     long requests, good, delivered, repeats, early, unauthorized, resets, stats_calls;
-    long bad_headers, over_limit, ignored_limit;
+    long bad_headers, over_limit, ignored_limit, assistant_turns;
     long fault[NFAULT];
 } st;
 
@@ -214,6 +214,7 @@ static char *answer_text(json_t *req, int *mode_out, double *pa) {
         const char *role = json_string_value(json_object_get(m, "role"));
         if (role && !strcmp(role, "user"))
             user = json_string_value(json_object_get(m, "content")) ?: "";
+        if (role && !strcmp(role, "assistant")) st.assistant_turns++; /* few-shot answers */
     }
     rlaif_judge_mode mode = RLAIF_JM_VERDICT;
     char *blk[3] = {0};
@@ -377,12 +378,13 @@ static void stats_answer(conn *c) {
     long pending = 0;
     for (int i = 0; i < nconn; i++) pending += conns[i].pending_key != 0;
     respond_json(c, 200, "OK", NULL,
-                 json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
+                 json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
                            "requests", st.requests, "good", st.good, "delivered", st.delivered,
                            "pending", pending, "paid_repeats", st.repeats, "early_retries",
                            st.early, "unauthorized", st.unauthorized, "resets", st.resets,
                            "bad_headers", st.bad_headers, "over_limit", st.over_limit,
-                           "ignored_limit", st.ignored_limit, "faults", f));
+                           "ignored_limit", st.ignored_limit, "assistant_turns", st.assistant_turns,
+                           "faults", f));
 }
 
 /* A whole request is in c->in: decide and prepare the answer. */
