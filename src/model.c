@@ -521,6 +521,10 @@ SIMD_CLONES static void gelu_backward_span(float *dinp, const float *inp, const 
     }
 }
 
+static void gelu_post(float *out, const float *inp, size_t n) {
+    gelu_span(out, inp, n);
+}
+
 /* gelu of rows [0, N) x columns [o0, o1) of inp (N, OC) into out. */
 static void gelu_block(float *out, const float *inp, int N, int OC, int o0, int o1) {
     for (int n = 0; n < N; n++)
@@ -554,8 +558,9 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
         bias_fill(out, bias, res, 1, OC, 0, OC);
         gemv(1, IC, OC, w, OC, inp, 1.0f, out);
     } else if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
-        bias_fill(out, bias, res, N, OC, 0, OC);
-        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, 1.0f, out, OC, xt, nt);
+        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, bias, res, out, OC,
+                          gelu_out ? gelu_post : NULL, gelu_out, xt, nt);
+        return;
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
         bias_fill(out, bias, res, N, OC, 0, OC);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
@@ -962,29 +967,61 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+/* sc[j] = scale * (k_j . q) for the n keys of one head (rows of hs floats). */
+SIMD_CLONES static void attn_scores(float *sc, const float *kc, const float *q, int n, int hs,
+                                    float scale) {
+    for (int j = 0; j < n; j++) {
+        const float *k = kc + (size_t)j * hs;
+        /* 2 KB ahead: hardware prefetchers stop at every 4 KB page */
+        __builtin_prefetch(k + 512);
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int d = 0; d < hs; d++) s += k[d] * q[d];
+        sc[j] = scale * s;
+    }
+}
+
+/* out = sum_j p[j] v_j over the n values of one head. */
+SIMD_CLONES static void attn_mix(float *out, const float *vc, const float *p, int n, int hs) {
+#pragma omp simd
+    for (int d = 0; d < hs; d++) out[d] = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float *v = vc + (size_t)j * hs;
+        __builtin_prefetch(v + 512);
+        float pj = p[j];
+#pragma omp simd
+        for (int d = 0; d < hs; d++) out[d] += pj * v[d];
+    }
+}
+
 /* Attention of Tn new queries per row (slots s0..s0+Tn-1) over the cached keys
- * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). One query at a time is a
- * matrix-vector product (sgemv), bound by reading the cache; one (row, head)
- * per thread. */
+ * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). The thread of a (row, head) first
+ * stores the new keys and values of that head into the cache (the lines are
+ * then in its cache for the reads). Bound by reading the cache: a head's keys
+ * and values are contiguous blocks. Blocks handed out dynamically. */
 static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
                          int Tn) {
     int B = kv->B, C = kv->C, NH = kv->n_head, hs = C / NH, maxT = kv->maxT;
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) if ((size_t)B * C * (s0 + Tn) * Tn >= PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 4) if ((size_t)B * C * (s0 + Tn) * Tn >= PAR_MIN)
     for (int r = 0; r < B * NH; r++) {
         int b = r / NH, h = r % NH;
         float *sc = kv->scratch + (size_t)r * maxT;
         size_t base = ((size_t)l * B * NH + r) * maxT * hs;
-        const float *kc = kv->k + base, *vc = kv->v + base;
+        float *kc = kv->k + base, *vc = kv->v + base;
         const uint8_t *val = kv->valid + (size_t)b * maxT;
+        for (int i = 0; i < Tn; i++) {
+            const float *src = qkv + ((size_t)b * Tn + i) * 3 * C + (size_t)h * hs;
+            memcpy(kc + (size_t)(s0 + i) * hs, src + C, sizeof(float) * hs);
+            memcpy(vc + (size_t)(s0 + i) * hs, src + 2 * C, sizeof(float) * hs);
+        }
         for (int i = 0; i < Tn; i++) {
             const float *q = qkv + ((size_t)b * Tn + i) * 3 * C + h * hs;
             float *out = y + ((size_t)b * Tn + i) * C + h * hs;
             int lim = s0 + i;
-            /* scores = K q (keys 0..lim, contiguous), out = V^T p */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, lim + 1, hs, scale, kc, hs, q, 1, 0.0f, sc, 1);
+            attn_scores(sc, kc, q, lim + 1, hs, scale);
             softmax_row(sc, lim + 1, lim, val);
-            cblas_sgemv(CblasRowMajor, CblasTrans, lim + 1, hs, 1.0f, vc, hs, sc, 1, 0.0f, out, 1);
+            attn_mix(out, vc, sc, lim + 1, hs);
         }
     }
 }
@@ -1012,15 +1049,6 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         const rlaif_gpt2_layer *w = &m->w.h[l];
         layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
         matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt, NULL);
-        int NH = kv->n_head, hs = C / NH;
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++)
-                for (int i = 0; i < Tn; i++) {
-                    size_t slot = ((((size_t)l * B + b) * NH + h) * kv->maxT + s0 + i) * hs;
-                    const float *src = qkv + ((size_t)b * Tn + i) * 3 * C + (size_t)h * hs;
-                    memcpy(kv->k + slot, src + C, sizeof(float) * hs);
-                    memcpy(kv->v + slot, src + 2 * C, sizeof(float) * hs);
-                }
         attention_kv(atty, qkv, kv, l, s0, Tn);
         matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt, NULL);
         layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);
@@ -1035,7 +1063,8 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     if (B == 1)
         gemv(0, V, C, m->w.wte, C, a->lnf, 0.0f, logits);
     else if (a->xt)
-        rlaif_smallm_gemm(1, B, V, C, a->lnf, C, m->w.wte, C, 0.0f, logits, V, a->xt, team_size());
+        rlaif_smallm_gemm(1, B, V, C, a->lnf, C, m->w.wte, C, NULL, NULL, logits, V, NULL, NULL,
+                          a->xt, team_size());
     else
         gemm(0, 1, B, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, logits, V);
     kv->len += Tn;

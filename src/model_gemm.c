@@ -166,13 +166,14 @@ static inline __attribute__((always_inline, target("avx512f"))) void transpose16
     }
 }
 
-/* C[m][r] (=|+=) out[r * RLAIF_SMALLM_MAX + m] for r < w <= MR_MAX, m < M:
- * 16 x 16 register transposes and masked row stores. */
-static __attribute__((target("avx512f"))) void scatter512(const float *out, int w, int M,
-                                                          float beta, float *C, int ldc) {
+/* C[m][r] = out[r * RLAIF_SMALLM_MAX + m] (+ bias[r]) (+ res[m][r]) for
+ * r < w <= MR_MAX, m < M: 16 x 16 register transposes, masked row stores. */
+static __attribute__((target("avx512f"))) void
+scatter512(const float *out, int w, int M, const float *bias, const float *res, float *C, int ldc) {
     for (int r0 = 0; r0 < w; r0 += 16) {
         int wr = w - r0 < 16 ? w - r0 : 16;
         __mmask16 mask = (__mmask16)((1u << wr) - 1);
+        __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + r0) : _mm512_setzero_ps();
         for (int m0 = 0; m0 < M; m0 += 16) {
             __m512 r[16];
             for (int i = 0; i < 16; i++)
@@ -181,10 +182,11 @@ static __attribute__((target("avx512f"))) void scatter512(const float *out, int 
             transpose16(r);
             int m1 = M - m0 < 16 ? M - m0 : 16;
             for (int i = 0; i < m1; i++) {
-                float *c = C + (size_t)(m0 + i) * ldc + r0;
+                size_t at = (size_t)(m0 + i) * ldc + r0;
                 __m512 v = r[i];
-                if (beta != 0.0f) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, c));
-                _mm512_mask_storeu_ps(c, mask, v);
+                if (bias) v = _mm512_add_ps(v, b);
+                if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res + at));
+                _mm512_mask_storeu_ps(C + at, mask, v);
             }
         }
     }
@@ -306,27 +308,33 @@ const char *rlaif_smallm_kernel(const char *force) {
 }
 
 /* Columns [n0, n0 + w) of C. */
+/* Columns [n0, n0 + w) of C. */
 static void one_tile(tile_fn *tile, int wt, int w, int n0, int M, int K, const float *W, int ldw,
-                     const float *AT, int Mp, float beta, float *C, int ldc, float *out) {
+                     const float *AT, int Mp, const float *bias, const float *res, float *C,
+                     int ldc, float *out) {
     tile(wt, w, K, wt ? W + (size_t)n0 * ldw : W + n0, (size_t)ldw, AT, Mp, out);
+    const float *b = bias ? bias + n0 : NULL, *rs = res ? res + n0 : NULL;
 #ifdef HAVE_X86
     if (tile == tile_avx512) {
-        scatter512(out, w, M, beta, C + n0, ldc);
+        scatter512(out, w, M, b, rs, C + n0, ldc);
         return;
     }
 #endif
     for (int m = 0; m < M; m++) {
         float *c = C + (size_t)m * ldc + n0;
-        const float *o = out + m;
-        if (beta == 0.0f)
-            for (int r = 0; r < w; r++) c[r] = o[r * RLAIF_SMALLM_MAX];
-        else
-            for (int r = 0; r < w; r++) c[r] += o[r * RLAIF_SMALLM_MAX];
+        const float *o = out + m, *rr = rs ? rs + (size_t)m * ldc : NULL;
+        for (int r = 0; r < w; r++) {
+            float v = o[r * RLAIF_SMALLM_MAX];
+            if (b) v += b[r];
+            if (rr) v += rr[r];
+            c[r] = v;
+        }
     }
 }
 
 void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda, const float *W,
-                       int ldw, float beta, float *C, int ldc, float *scratch, int nthreads) {
+                       int ldw, const float *bias, const float *res, float *C, int ldc,
+                       rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads) {
     int Mp = (M + 15) / 16 * 16, id = kernel_id(), mr = 4;
     tile_fn *tile = tile_c;
 #ifdef HAVE_X86
@@ -361,12 +369,17 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
         int chunks = (tiles + 7) / 8;
 #pragma omp for schedule(dynamic)
         for (int c = 0; c < (chunks ? chunks : 1); c++) {
-            int t1 = 8 * c + 8 < tiles ? 8 * c + 8 : tiles;
+            int t1 = 8 * c + 8 < tiles ? 8 * c + 8 : tiles, n1 = t1 * mr;
             for (int t = 8 * c; t < t1; t++)
-                one_tile(tile, w_trans, mr, t * mr, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+                one_tile(tile, w_trans, mr, t * mr, M, K, W, ldw, AT, Mp, bias, res, C, ldc, out);
             if (c == (chunks ? chunks : 1) - 1)
-                for (int n0 = tiles * mr; n0 < N; n0++)
-                    one_tile(tile, w_trans, 1, n0, M, K, W, ldw, AT, Mp, beta, C, ldc, out);
+                for (n1 = tiles * mr; n1 < N; n1++)
+                    one_tile(tile, w_trans, 1, n1, M, K, W, ldw, AT, Mp, bias, res, C, ldc, out);
+            if (post)
+                for (int m = 0; m < M; m++) {
+                    size_t at = (size_t)m * ldc + (size_t)8 * c * mr;
+                    post(post_out + at, C + at, (size_t)(n1 - 8 * c * mr));
+                }
         }
     }
 }

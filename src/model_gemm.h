@@ -14,14 +14,21 @@
 
 #define RLAIF_SMALLM_MAX 64 /* most rows the kernels take */
 
-/* C (M, N) = beta C + A (M, K) @ op(W), row-major, 1 <= M <= RLAIF_SMALLM_MAX.
- * w_trans = 0: W is (K, N) with leading dimension ldw (Conv1D weights);
- * w_trans = 1: W is (N, K) with leading dimension ldw (the tied LM head).
- * beta is 0 (C is not read) or 1. scratch holds K * RLAIF_SMALLM_MAX floats.
- * Splits N over the OpenMP team (nthreads, one parallel region). Each output
- * is one fp32 fused multiply-add chain over k in order. */
+/* Applied to finished blocks of C: dst[i] = f(src[i]) for i < n. */
+typedef void rlaif_smallm_post(float *dst, const float *src, size_t n);
+
+/* C (M, N) = A (M, K) @ op(W) [+ bias (N)] [+ res (M, N)], row-major,
+ * 1 <= M <= RLAIF_SMALLM_MAX; bias and res may be NULL, res has leading
+ * dimension ldc (it may be C itself). w_trans = 0: W is (K, N) with leading
+ * dimension ldw (Conv1D weights); w_trans = 1: W is (N, K) (the tied LM head).
+ * post (may be NULL): post_out (M, N, leading dimension ldc) = post(C), done
+ * block by block while the block is in cache. scratch holds
+ * K * RLAIF_SMALLM_MAX floats. Splits N over the OpenMP team (nthreads, one
+ * parallel region). Each output is the fp32 sum over k in order (one FMA
+ * chain in the SIMD kernels), then + bias, then + res. */
 void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda, const float *W,
-                       int ldw, float beta, float *C, int ldc, float *scratch, int nthreads);
+                       int ldw, const float *bias, const float *res, float *C, int ldc,
+                       rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads);
 
 /* Which kernel rlaif_smallm_gemm runs: "avx512", "avx2" or "c". force: NULL
  * keeps the run-time choice, otherwise one of those names (tests). */

@@ -1,18 +1,19 @@
 /* test_model_gemm.c - the few-row matrix kernels (src/model_gemm.c) against a
  * float64 reference and cblas_sgemm, for every kernel this CPU can run, both
- * weight layouts, beta 0 and 1, 1 and 2 threads, and ragged shapes (rows not
- * a multiple of 16, columns not a multiple of the tile width).
+ * weight layouts, with and without bias and residual, with a post-op, 1 and 2
+ * threads, and ragged shapes (rows not a multiple of 16, columns not a
+ * multiple of the tile width).
  *
- * Error bound: each output is c0 (beta = 1) plus K products summed in fp32
- * in order (FMA or multiply + add). The standard bound for recursive
- * summation of K + 1 terms with products rounded at most once each is
- *   |c - c_exact| <= gamma_{K+1} (|c0| + sum_k |a_k w_k|),
+ * Error bound: each output is K products summed in fp32 in order (FMA or
+ * multiply + add), then + bias, then + res: K + 2 terms summed recursively
+ * with each product rounded at most once, for which the standard bound is
+ *   |c - c_exact| <= gamma_{K+2} (|bias| + |res| + sum_k |a_k w_k|),
  *   gamma_n = n u / (1 - n u),  u = 2^-24,
  * (Higham, Accuracy and Stability of Numerical Algorithms, 3.1). The test
  * checks every element against this bound with the exact value computed in
  * float64 (whose own error is ~2^-29 times smaller, covered by the slack
- * factor 1.01), and against cblas_sgemm with twice the bound (both are
- * within it of the exact value).
+ * factor 1.01), and against cblas_sgemm (+ the same bias and res in fp32)
+ * with twice the bound (both are within it of the exact value).
  *
  *   test_model_gemm                  run the checks (exit 1 on a failure)
  *   test_model_gemm bench M N K wt   GFLOP/s of the kernel and of cblas_sgemm */
@@ -42,50 +43,60 @@ static void *xalloc(size_t n) {
 
 static int failures;
 
-static void check_case(const char *kern, int wt, int M, int N, int K, float beta, int nt) {
+static void twice(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = 2.0f * src[i];
+}
+
+/* mode 0: plain product; 1: + bias; 2: + bias + res, with a post-op */
+static void check_case(const char *kern, int wt, int M, int N, int K, int mode, int nt) {
     int lda = K + 3, ldw = (wt ? K : N) + 5, ldc = N + 2;
     size_t wrows = wt ? (size_t)N : (size_t)K;
     float *A = xalloc(sizeof(float) * M * lda), *W = xalloc(sizeof(float) * wrows * ldw);
     float *C = xalloc(sizeof(float) * M * ldc), *Cb = xalloc(sizeof(float) * M * ldc);
+    float *R = xalloc(sizeof(float) * M * ldc), *bias = xalloc(sizeof(float) * N);
+    float *P = xalloc(sizeof(float) * M * ldc), *C0 = xalloc(sizeof(float) * M * ldc);
     float *scratch = xalloc(sizeof(float) * K * RLAIF_SMALLM_MAX);
     for (int i = 0; i < M * lda; i++) A[i] = frand();
     for (size_t i = 0; i < wrows * ldw; i++) W[i] = frand();
-    for (int i = 0; i < M * ldc; i++) C[i] = Cb[i] = frand();
-    float *C0 = xalloc(sizeof(float) * M * ldc);
-    memcpy(C0, C, sizeof(float) * M * ldc);
-    rlaif_smallm_gemm(wt, M, N, K, A, lda, W, ldw, beta, C, ldc, scratch, nt);
+    for (int i = 0; i < M * ldc; i++) C[i] = C0[i] = P[i] = frand(), R[i] = frand();
+    for (int i = 0; i < N; i++) bias[i] = frand();
+    const float *b = mode >= 1 ? bias : NULL, *res = mode == 2 ? R : NULL;
+    rlaif_smallm_gemm(wt, M, N, K, A, lda, W, ldw, b, res, C, ldc, mode == 2 ? twice : NULL, P,
+                      scratch, nt);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
-                W, ldw, beta, Cb, ldc);
-    double u = ldexp(1.0, -24), gamma = (K + 1) * u / (1.0 - (K + 1) * u) * 1.01;
-    double worst = 0.0;
+                W, ldw, 0.0f, Cb, ldc);
+    double u = ldexp(1.0, -24), gamma = (K + 2) * u / (1.0 - (K + 2) * u) * 1.01;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            double exact = beta != 0.0f ? C0[(size_t)m * ldc + n] : 0.0;
-            double mag = fabs(exact);
+            size_t at = (size_t)m * ldc + n;
+            double exact = 0.0, mag = 0.0;
             for (int k = 0; k < K; k++) {
                 double w = wt ? W[(size_t)n * ldw + k] : W[(size_t)k * ldw + n];
                 double p = (double)A[(size_t)m * lda + k] * w;
                 exact += p, mag += fabs(p);
             }
-            double got = C[(size_t)m * ldc + n], blas = Cb[(size_t)m * ldc + n];
-            double bound = gamma * mag + 1e-30;
+            float blas = Cb[at];
+            if (b) exact += b[n], mag += fabs(b[n]), blas += b[n];
+            if (res) exact += res[at], mag += fabs(res[at]), blas += res[at];
+            double got = C[at], bound = gamma * mag + 1e-30;
             double e = fabs(got - exact) / bound, eb = fabs(got - blas) / (2.0 * bound);
-            if (e > worst) worst = e;
-            if (!(e <= 1.0) || !(eb <= 1.0)) {
+            int post_ok = mode != 2 || P[at] == 2.0f * C[at];
+            if (!(e <= 1.0) || !(eb <= 1.0) || !post_ok) {
                 if (failures++ < 10)
                     fprintf(stderr,
-                            "FAIL %s wt=%d M=%d N=%d K=%d beta=%g nt=%d at (%d,%d): got %.9g exact "
-                            "%.9g blas %.9g bound %.3g\n",
-                            kern, wt, M, N, K, beta, nt, m, n, got, exact, blas, bound);
+                            "FAIL %s wt=%d M=%d N=%d K=%d mode=%d nt=%d at (%d,%d): got %.9g exact "
+                            "%.9g blas %.9g bound %.3g post %.9g\n",
+                            kern, wt, M, N, K, mode, nt, m, n, got, exact, blas, bound, P[at]);
             }
         }
-    /* columns past N and rows of the padding must be untouched */
+    /* columns past N must be untouched */
     for (int m = 0; m < M; m++)
         for (int n = N; n < ldc; n++)
-            if (C[(size_t)m * ldc + n] != C0[(size_t)m * ldc + n] && failures++ < 10)
+            if ((C[(size_t)m * ldc + n] != C0[(size_t)m * ldc + n] ||
+                 P[(size_t)m * ldc + n] != C0[(size_t)m * ldc + n]) &&
+                failures++ < 10)
                 fprintf(stderr, "FAIL %s: wrote outside C at (%d,%d)\n", kern, m, n);
-    free(A), free(W), free(C), free(Cb), free(C0), free(scratch);
-    (void)worst;
+    free(A), free(W), free(C), free(Cb), free(C0), free(R), free(P), free(bias), free(scratch);
 }
 
 static int bench(int M, int N, int K, int wt) {
@@ -101,7 +112,7 @@ static int bench(int M, int N, int K, int wt) {
     for (int r = 0; r < reps; r++) {
         const float *W = Wall + (size_t)N * K * (r % copies);
         double t0 = rlaif_now();
-        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, 0.0f, C, N, S, 2);
+        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S, 2);
         double t1 = rlaif_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
                     K, W, wt ? K : N, 0.0f, C, N);
@@ -135,8 +146,8 @@ int main(int argc, char **argv) {
                 for (size_t kk = 0; kk < sizeof Ks / sizeof *Ks; kk++)
                     for (int wt = 0; wt < 2; wt++)
                         for (int nt = 1; nt <= 2; nt++) {
-                            float beta = (float)((mi + ni + kk) % 2);
-                            check_case(kernels[ki], wt, Ms[mi], Ns[ni], Ks[kk], beta, nt);
+                            int mode = (int)((mi + ni + kk + (size_t)wt) % 3);
+                            check_case(kernels[ki], wt, Ms[mi], Ns[ni], Ks[kk], mode, nt);
                             cases++;
                         }
     }
