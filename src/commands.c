@@ -42,6 +42,7 @@ const rlaif_command rlaif_commands[] = {
      "  --input PAIRS.jsonl  lines {\"id\", \"prompt\", \"response_a\", \"response_b\"}\n"
      "  --output OUT.jsonl   one result per pair: label, status, reason, orders, usage\n"
      "  --journal DIR        journal folder (default judge.journal_dir or out_dir/journal)\n"
+     "  --prefs OUT.h5       also append the pairs, texts and labels to a preferences.h5\n"
      "  --crash-after N      testing: kill -9 itself after N pairs (resume test)\n"
      "  --quiet              no status lines"},
     {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",

@@ -7,11 +7,14 @@
  * temporary name, fsynced, renamed) and removes them, and prints one summary
  * of the counts summed over the ranks (each rank's own lines go to its
  * per-rank log). A rerun after a crash replays the journal: it pays for
- * nothing twice. */
+ * nothing twice. With --prefs, the labelled pairs and their texts are also
+ * appended, collectively by every rank, to a preferences.h5 (pairs already
+ * in it are skipped, so a rerun adds nothing twice). */
 #include "rlaif/cli.h"
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
+#include "rlaif/prefs.h"
 #include "rlaif/stop.h"
 
 #include <jansson.h>
@@ -27,7 +30,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *input, *output, *journal;
+    const char *input, *output, *journal, *prefs;
     long crash_after;
     int quiet;
 } judge_opts;
@@ -46,6 +49,8 @@ static int parse_opts(rlaif_ctx *ctx, judge_opts *o) {
             o->output = v, i++;
         else if (v && !strcmp(a, "--journal"))
             o->journal = v, i++;
+        else if (v && !strcmp(a, "--prefs"))
+            o->prefs = v, i++;
         else if (v && !strcmp(a, "--crash-after"))
             o->crash_after = atol(v), i++;
         else
@@ -186,6 +191,76 @@ static long line_map_take(line_map *m, uint64_t id) {
         }
     }
     return line;
+}
+
+/* ------------------------------------------- pairs kept for --prefs */
+
+/* This rank's pairs by input line (rank r holds lines r, r+n, ...: slot
+ * line / n), with their texts and, once judged, their /pairs rows. */
+typedef struct {
+    rlaif_judged_pair *v;
+    char *done; /* 1 when v[k] holds a result */
+    size_t n, cap;
+} kept_pairs;
+
+static void kept_add(kept_pairs *k, size_t slot, const rlaif_judge_pair *p) {
+    if (slot >= k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 1024;
+        while (cap <= slot) cap *= 2;
+        k->v = xrealloc(k->v, cap * sizeof *k->v);
+        k->done = xrealloc(k->done, cap);
+        memset(k->v + k->cap, 0, (cap - k->cap) * sizeof *k->v);
+        memset(k->done + k->cap, 0, cap - k->cap);
+        k->cap = cap;
+    }
+    rlaif_judged_pair *d = &k->v[slot];
+    d->prompt = xstrdup(p->prompt);
+    d->response[0] = xstrdup(p->response[0]);
+    d->response[1] = xstrdup(p->response[1]);
+    if (slot >= k->n) k->n = slot + 1;
+}
+
+/* Keeps the result's row and takes its explanation. */
+static void kept_result(kept_pairs *k, size_t slot, rlaif_judge_result *r) {
+    rlaif_judge_to_pair(r, &k->v[slot].row);
+    k->v[slot].explanation = r->explanation;
+    r->explanation = NULL;
+    k->done[slot] = 1;
+}
+
+static void kept_free(kept_pairs *k) {
+    for (size_t i = 0; i < k->n; i++) {
+        free((char *)k->v[i].prompt), free((char *)k->v[i].response[0]);
+        free((char *)k->v[i].response[1]), free((char *)k->v[i].explanation);
+    }
+    free(k->v), free(k->done);
+    memset(k, 0, sizeof *k);
+}
+
+/* Collective: append every rank's judged pairs to the --prefs file. */
+static int store_prefs(rlaif_ctx *ctx, const rlaif_judge *j, const char *path, kept_pairs *k,
+                       int rank) {
+    size_t m = 0, added = 0;
+    for (size_t i = 0; i < k->n; i++)
+        if (k->done[i]) k->v[m] = k->v[i], k->done[m++] = 1;
+    for (size_t i = m; i < k->n; i++) memset(&k->v[i], 0, sizeof k->v[i]); /* moved down */
+    k->n = m;
+    rlaif_judge_meta meta;
+    int rc = rlaif_judge_meta_build(j, ctx->cfg, &meta);
+    rc = rlaif_agree(MPI_COMM_WORLD, rc);
+    if (rc) return rc;
+    rlaif_h5_opts io;
+    rlaif_h5_opts_from_cfg(&io, ctx->cfg);
+    rlaif_prefs *p = NULL;
+    rc = rlaif_prefs_open_or_create(path, MPI_COMM_WORLD, &io, &meta.meta, &p);
+    if (!rc) rc = rlaif_judge_store(p, k->v, m, &added);
+    if (p) {
+        int rc2 = rlaif_prefs_close(&p);
+        if (!rc) rc = rc2;
+    }
+    rlaif_judge_meta_free(&meta);
+    if (!rc && rank == 0) rlaif_info("judge: %zu pairs added to %s", added, path);
+    return rc;
 }
 
 /* ------------------------------------------------------ the parts, merged */
@@ -418,7 +493,7 @@ static int summary(const rlaif_judge *j, int rank, int size, long count[NCOUNT],
 
 /* Label this rank's share of the input into its part file. */
 static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_judge **jp,
-                 long count[NCOUNT], double *wall, double *cpu) {
+                 kept_pairs *kept, long count[NCOUNT], double *wall, double *cpu) {
     char outpath[4200];
     part_path(outpath, sizeof outpath, o->output, rank);
     FILE *in = fopen(o->input, "r");
@@ -454,6 +529,7 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
             }
             rc = rlaif_judge_submit(j, &p);
             if (!rc) line_map_put(&lines, p.pair_id, at);
+            if (!rc && o->prefs) kept_add(kept, (size_t)(at / size), &p);
             json_decref(hold);
             if (rc) break;
         }
@@ -466,6 +542,7 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
                                  (unsigned long long)res[i].pair_id);
             if (!rc && write_result(out, at, &res[i]))
                 rc = rlaif_error_sys(RLAIF_EX_IOERR, "fprintf", outpath, __FILE__, __LINE__);
+            if (!rc && o->prefs) kept_result(kept, (size_t)(at / size), &res[i]);
             count[1] += !isnan(res[i].label);
             count[2 + (res[i].status & 15)]++;
             rlaif_judge_result_free(&res[i]);
@@ -509,13 +586,16 @@ int rlaif_cmd_judge(rlaif_ctx *ctx) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     rlaif_judge *j = NULL;
+    kept_pairs kept = {0};
     long count[NCOUNT] = {0}, total = 0;
     double wall = 0, cpu = 0;
-    int rc = label(ctx, &o, rank, size, &j, count, &wall, &cpu);
+    int rc = label(ctx, &o, rank, size, &j, &kept, count, &wall, &cpu);
     /* every rank done (or failed: then the parts stay for nobody, the
      * journal keeps the answers and a rerun rewrites them) */
     rc = rlaif_agree(MPI_COMM_WORLD, rc);
     if (!rc) rc = rlaif_agree(MPI_COMM_WORLD, summary(j, rank, size, count, wall, cpu, &total));
+    if (!rc && o.prefs) rc = store_prefs(ctx, j, o.prefs, &kept, rank);
+    kept_free(&kept);
     rlaif_judge_close(j);
     if (!rc) rc = rlaif_agree(MPI_COMM_WORLD, rank == 0 ? merge_parts(o.output, size, total) : 0);
     return rc;

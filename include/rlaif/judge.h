@@ -139,6 +139,30 @@ const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *has
  * caller sets prompt_id, response_a and response_b. */
 void rlaif_judge_to_pair(const rlaif_judge_result *r, rlaif_pair *p);
 
+/* The preferences.h5 metadata of a judge: endpoint names (never a key),
+ * template names and texts, the [judge] settings as JSON (key values are
+ * never in the config: only the names of the variables that hold them). */
+typedef struct {
+    rlaif_prefs_meta meta;
+    char *settings;
+    char **judge_names, **template_names;
+    const char **template_texts;
+} rlaif_judge_meta;
+int rlaif_judge_meta_build(const rlaif_judge *j, const rlaif_config *cfg, rlaif_judge_meta *m);
+void rlaif_judge_meta_free(rlaif_judge_meta *m);
+
+/* A judged pair on its way to preferences.h5: its texts and its /pairs row
+ * (from rlaif_judge_to_pair; the store fills the prompt and response ids). */
+typedef struct {
+    const char *prompt, *response[2], *explanation;
+    rlaif_pair row;
+} rlaif_judged_pair;
+/* Collective over the file's communicator (every rank calls, possibly with
+ * n = 0): append each rank's pairs with their prompt, two responses and
+ * explanation. A pair whose id the file already holds is skipped whole (a
+ * rerun adds nothing twice). *added (may be NULL) = pairs added by all ranks. */
+int rlaif_judge_store(rlaif_prefs *p, rlaif_judged_pair *pairs, size_t n, size_t *added);
+
 /* `rlaif judge`: label a JSONL file of pairs (src/judge_cmd.c). */
 int rlaif_cmd_judge(rlaif_ctx *ctx);
 
