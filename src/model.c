@@ -5,9 +5,14 @@
  * out = inp @ W + b with no transposes, and its backward is two sgemms
  * (dinp = dout @ W^T, dW += inp^T @ dout).
  *
+ * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
+ * the packing-free kernels of model_gemm.c instead of sgemm.
+ *
  * Threads: one OpenMP team does everything. Elementwise kernels split rows;
  * a matrix product is split into one single-threaded sgemm per thread (along
- * the larger output dimension); attention runs one (batch, head) per thread.
+ * the larger output dimension; a linear layer's backward does its dinp rows
+ * and dW/db columns in one region); attention runs one (batch, head) per
+ * thread.
  * OpenBLAS's own thread pool is set to 1 thread when the team is larger:
  * two pools that spin-wait for work (OpenMP's and OpenBLAS's) on the same
  * cores slow each other down several times (measured: tiny model 90 ms ->

@@ -1,6 +1,8 @@
 /* model.h - GPT-2 (learned positions, pre-LayerNorm, GELU tanh, causal
  * attention, tied LM head) with an optional scalar head, forward and backward
- * on the CPU in fp32, every matrix product through cblas_sgemm.
+ * on the CPU in fp32, every matrix product through cblas_sgemm except those
+ * with at most 64 rows (batched decoding), which use packing-free AVX-512 /
+ * AVX2 / C kernels (src/model_gemm.h).
  *
  * Parameters and gradients are each one flat buffer carved into tensors with
  * Hugging Face GPT-2 names and layouts (Conv1D weights are [in, out]), listed
