@@ -314,7 +314,8 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     char why[200];
     int rc = 0;
     if (d->curl_code) {
-        snprintf(why, sizeof why, "transport: %s", curl_easy_strerror((CURLcode)d->curl_code));
+        snprintf(why, sizeof why, "transport: %s", d->error);
+        scrub(why, ep->key);
         retry_or_fail(j, c, 0, -1, why);
         free(d->body);
         return 0;

@@ -136,7 +136,8 @@ typedef struct xfer {
     double retry_after;
     int should_retry;
     double rl[4];
-    int sheader; /* headers of the final response only (after 1xx) */
+    int sheader;               /* headers of the final response only (after 1xx) */
+    char err[CURL_ERROR_SIZE]; /* curl's own words on a failed transfer */
     struct xfer *next_free;
 } xfer;
 
@@ -257,6 +258,7 @@ int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *he
     if (!x) return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "no free transfer slot (a bug)");
     CURL *e = x->easy;
     x->len = 0;
+    x->err[0] = 0;
     x->retry_after = -1, x->should_retry = -1;
     for (int i = 0; i < 4; i++) x->rl[i] = -1;
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_URL, url));
@@ -267,6 +269,7 @@ int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *he
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_WRITEDATA, x));
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header));
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_HEADERDATA, x));
+    RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err));
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms));
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout_ms));
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L));
@@ -308,6 +311,12 @@ int rlaif_http_next(rlaif_http *h, rlaif_http_done *d) {
         memset(d, 0, sizeof *d);
         d->user = x->user;
         d->curl_code = code;
+        /* "Connection timed out after 300 milliseconds" says more than
+         * curl_easy_strerror's "Timeout was reached" (which timeout?) */
+        snprintf(d->error, sizeof d->error, "%s",
+                 code && x->err[0] ? x->err
+                 : code            ? curl_easy_strerror((CURLcode)code)
+                                   : "");
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &d->http_status);
         d->body = x->body ? x->body : xstrdup("");
         d->len = x->len;

@@ -16,7 +16,10 @@
  * once the client has read it (the next request on the connection or a clean
  * close; a connection reset means the client died with the answer unread).
  * A request whose answer was already delivered is a "paid repeat": the
- * journal exists to keep that at zero. GET /stats returns the counters.
+ * journal exists to keep that at zero. GET /stats returns the counters,
+ * GET /arrivals when each request arrived (seconds since the server started)
+ * and the tokens billed for it (0 unless a good answer), to measure a
+ * client's request and token rates.
  *
  *   mock_judge [--port N] [--port-file F] [--latency S] [--fault-rate R]
  *              [--faults k1,k2] [--retry-after-ms N] [--seed N] [--flip-prob P]
@@ -85,6 +88,24 @@ static struct {
     long bad_headers, over_limit, ignored_limit, assistant_turns;
     long fault[NFAULT];
 } st;
+
+/* Arrival time and billed tokens of every request, in order. */
+static struct {
+    double start, *t;
+    long *tokens;
+    size_t n, cap;
+} arr;
+
+static void record_arrival(double now) {
+    if (arr.n == arr.cap) {
+        arr.cap = arr.cap ? 2 * arr.cap : 1024;
+        arr.t = realloc(arr.t, arr.cap * sizeof *arr.t);
+        arr.tokens = realloc(arr.tokens, arr.cap * sizeof *arr.tokens);
+        if (!arr.t || !arr.tokens) abort();
+    }
+    arr.t[arr.n] = now - arr.start;
+    arr.tokens[arr.n++] = 0;
+}
 
 /* The account rate limit: the current window, its count, and when the
  * server first told the client that nothing is left in it. */
@@ -288,6 +309,7 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
                       tin + tout, "system_fingerprint", "fp_mock");
     }
     free(text);
+    if (arr.n) arr.tokens[arr.n - 1] = tin + tout; /* handle() recorded this request last */
     respond_json(c, 200, "OK",
                  opt.rl_limit > 0 ? rl_header(now) : "x-ratelimit-remaining-requests: 100000\r\n",
                  o);
@@ -387,19 +409,32 @@ static void stats_answer(conn *c) {
                            "faults", f));
 }
 
+static void arrivals_answer(conn *c) {
+    json_t *t = json_array(), *k = json_array();
+    for (size_t i = 0; i < arr.n; i++) {
+        json_array_append_new(t, json_real(arr.t[i]));
+        json_array_append_new(k, json_integer(arr.tokens[i]));
+    }
+    respond_json(c, 200, "OK", NULL, json_pack("{s:o, s:o}", "t", t, "tokens", k));
+}
+
 /* A whole request is in c->in: decide and prepare the answer. */
 static void handle(conn *c, const char *head, const char *body, size_t blen, double now) {
     commit_delivery(c); /* a new request: the previous answer was read */
     char method[8] = "", path[256] = "";
     sscanf(head, "%7s %255s", method, path);
-    if (!strcmp(method, "GET") && !strcmp(path, "/stats")) {
+    if (!strcmp(method, "GET") && (!strcmp(path, "/stats") || !strcmp(path, "/arrivals"))) {
         st.stats_calls++;
-        stats_answer(c);
+        if (path[1] == 's')
+            stats_answer(c);
+        else
+            arrivals_answer(c);
         c->due = now;
         c->waiting = 1;
         return;
     }
     st.requests++;
+    record_arrival(now);
     int anthropic = strlen(path) >= 9 && !strcmp(path + strlen(path) - 9, "/messages");
     c->due = now + opt.latency;
     c->waiting = 1;
@@ -716,7 +751,7 @@ int main(int argc, char **argv) {
     const char *port_file = NULL;
     if (parse_args(argc, argv, &port, &port_file) || (opt.rl_limit > 0 && opt.rl_window <= 0))
         return usage(), 64;
-    rl.start = rlaif_now();
+    rl.start = arr.start = rlaif_now();
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -749,6 +784,6 @@ int main(int argc, char **argv) {
     }
     while (nconn) drop_conn(nconn - 1, 0);
     close(ls);
-    free(conns), free(pfd), free(tab);
+    free(conns), free(pfd), free(tab), free(arr.t), free(arr.tokens);
     return 0;
 }

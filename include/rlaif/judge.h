@@ -327,7 +327,8 @@ void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ra
 typedef struct rlaif_http rlaif_http;
 typedef struct {
     void *user;
-    int curl_code; /* CURLcode: 0 when an HTTP answer arrived */
+    int curl_code;   /* CURLcode: 0 when an HTTP answer arrived */
+    char error[128]; /* curl's message when curl_code != 0 */
     long http_status;
     char *body; /* the reply body, malloc'd: the caller frees it */
     size_t len;
