@@ -7,13 +7,15 @@
 #include "rlaif/log.h"
 #include "rlaif/tokenizer.h"
 #include "rlaif/prefs.h"
+#include "rlaif/sft.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 const rlaif_command rlaif_commands[] = {
     {"run", NULL, 1, "run the job file's phases in order, skipping completed ones", NULL},
-    {"sft", NULL, 1, "supervised fine-tuning on demonstrations", NULL},
+    {"sft", rlaif_cmd_sft, 1, "supervised fine-tuning on demonstrations",
+     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"collect", NULL, 1, "generate response pairs and label them with the feedback LLM", NULL},
     {"rm", NULL, 1, "train the reward model on preference labels (Bradley-Terry)", NULL},
     {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},

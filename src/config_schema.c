@@ -81,6 +81,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
 
     /* [sft] */
     OPTIM("sft", "1e-3", "500", "32"),
+    I("sft", "eval_prompts", "200", 0, 1e9,
+      "held-out arithmetic problems answered greedily before and after SFT (0 = none)"),
     /* [rm] reward model (Bradley-Terry) */
     OPTIM("rm", "3e-4", "300", "32"),
     F("rm", "margin", "0.0", -1e9, 1e9, "margin in -log sigmoid(r_w - r_l - margin)"),

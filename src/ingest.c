@@ -139,6 +139,24 @@ static int parse_file(const char *path, kind_t *kind, int kind_known, records *r
     return rc;
 }
 
+int rlaif_jsonl_read(const char *path, const char *kind_s, size_t *n, char ***texts) {
+    kind_t kind = KIND_PROMPTS;
+    records r;
+    memset(&r, 0, sizeof r);
+    *n = 0, *texts = NULL;
+    RLAIF_TRY(parse_kind(kind_s, &kind));
+    int rc = parse_file(path, &kind, 1, &r);
+    if (rc) return records_free(&r), rc;
+    *n = r.n, *texts = r.text;
+    free(r.id);
+    return 0;
+}
+
+void rlaif_jsonl_free(char **texts, size_t n) {
+    for (size_t i = 0; i < 3 * n; i++) free(texts[i]);
+    free(texts);
+}
+
 static rlaif_h5_record rec(const char *s) {
     rlaif_h5_record x = {s, s ? strlen(s) : 0, NULL, 0};
     return x;

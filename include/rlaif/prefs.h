@@ -140,6 +140,12 @@ typedef int (*rlaif_encode_fn)(void *ud, const char *text, size_t len, int32_t *
 int rlaif_prefs_ingest(const char *jsonl, const char *out, const char *kind, MPI_Comm comm,
                        const rlaif_h5_opts *io, rlaif_encode_fn encode, void *encode_ud,
                        size_t *nrecords);
+/* Read a JSONL file of one kind ("prompts", "sft", "prefs") on this process,
+ * with the same checks and messages as ingest: *texts holds n * 3 strings,
+ * record i's fields at [3i, 3i+3) in the kind's order, NULL where unused.
+ * Free with rlaif_jsonl_free. */
+int rlaif_jsonl_read(const char *path, const char *kind, size_t *n, char ***texts);
+void rlaif_jsonl_free(char **texts, size_t n);
 int rlaif_prefs_export(const char *h5, const char *jsonl, const char *kind, size_t *nrecords);
 
 /* `rlaif prefs ingest|export|merge|info ...` */

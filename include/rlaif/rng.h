@@ -13,15 +13,16 @@
 
 /* Stream ids: one per purpose, so adding draws to one never shifts another. */
 enum {
-    RLAIF_STREAM_INIT = 1,    /* weight initialisation (index = parameter tensor) */
-    RLAIF_STREAM_SHUFFLE = 2, /* data order (step = epoch) */
-    RLAIF_STREAM_SAMPLE = 3,  /* token sampling (index = sequence) */
-    RLAIF_STREAM_PAIRS = 4,   /* which responses form a pair */
-    RLAIF_STREAM_ORDER = 5,   /* which pairs are judged in both orders / A-B order */
-    RLAIF_STREAM_JUDGE = 6,   /* builtin judge noise, boundary strings */
-    RLAIF_STREAM_BACKOFF = 7, /* retry jitter */
-    RLAIF_STREAM_DATA = 8,    /* synthetic task data */
-    RLAIF_STREAM_EVAL = 9,    /* evaluation sampling */
+    RLAIF_STREAM_INIT = 1,     /* weight initialisation (index = parameter tensor) */
+    RLAIF_STREAM_SHUFFLE = 2,  /* data order (step = epoch) */
+    RLAIF_STREAM_SAMPLE = 3,   /* token sampling (index = sequence) */
+    RLAIF_STREAM_PAIRS = 4,    /* which responses form a pair */
+    RLAIF_STREAM_ORDER = 5,    /* which pairs are judged in both orders / A-B order */
+    RLAIF_STREAM_JUDGE = 6,    /* builtin judge noise, boundary strings */
+    RLAIF_STREAM_BACKOFF = 7,  /* retry jitter */
+    RLAIF_STREAM_DATA = 8,     /* synthetic task data */
+    RLAIF_STREAM_EVAL = 9,     /* evaluation sampling */
+    RLAIF_STREAM_HELDOUT = 10, /* held-out problems of the synthetic task */
 };
 
 /* One Philox-4x32-10 block: 4 x 32 random bits from a counter and a key. */
