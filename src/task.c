@@ -226,7 +226,7 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
         int unseen = !rlaif_task_seen(t, &p[b]);
         s->n++, s->correct += right, s->unseen += unseen, s->unseen_right += unseen && right;
         if (lo + b < nshow) {
-            char q[96], shown[128];
+            char q[96], shown[48];
             rlaif_task_prompt(&p[b], q, sizeof q);
             printable(text.data ? text.data : "", text.n, shown, sizeof shown);
             rlaif_info("  %s -> \"%s\" (%s, answer %ld%s)", q, shown, right ? "right" : "wrong",
