@@ -2,12 +2,15 @@
 # `rlaif sft` as separate jobs on a tiny model (about 20 s):
 #  a. 1 learner and 2 learners (mpiexec -n 2) compute the same run: per-step
 #     losses and final parameters agree within tolerances that only allow for
-#     a different floating-point summation order;
+#     a different floating-point summation order; 2 learners of a split
+#     4-rank layout (plus an idle rollout and judge rank) give the same bits
+#     as 2 colocated ones;
 #  b. --stop-after 7 (the stop flag, as SIGTERM sets it, on learner 0 only)
 #     checkpoints and exits 75; the rerun finishes, and its final parameters,
 #     moments and counters equal the uninterrupted run's bit for bit (same
 #     learner count); metrics hold each step once; a rerun of a finished phase
-#     is skipped; a run stopped on 2 learners resumes on 1;
+#     is skipped; a run stopped on 2 learners resumes on 1; a real SIGTERM
+#     mid-run does the same as --stop-after;
 #  c. JSONL demonstrations, and bad inputs: missing/malformed data.sft,
 #     missing init_from, too-long examples -> one ERROR line, the right code.
 set -u
@@ -65,6 +68,14 @@ grep -q "on 2 learner(s)" "$d/out" || fail "expected 2 learners: $(cat "$d/out")
 "$py" "$check" losses "$d/one" "$d/two" 1e-5 || fail "losses differ"
 "$py" "$check" params "$d/one/$final" "$d/two/$final" 1e-5 || fail "params differ"
 
+# split layout on 4 ranks: 2 learners train, the rollout and judge ranks wait
+# (no deadlock); the same 2 learners compute the same bits as the colocated run
+(cd "$d" && timeout 120 "$mpi" -n 4 --oversubscribe "$RLAIF" sft "$job" --set run.out_dir=split \
+  --set ranks.layout=split --set ranks.learner=2 --set ranks.rollout=1 --set ranks.judge=1) \
+  </dev/null >"$d/out" 2>&1 || fail "split layout: $(cat "$d/out")"
+grep -q "on 2 learner(s)" "$d/out" || fail "expected 2 learners: $(cat "$d/out")"
+"$py" "$check" params "$d/two/$final" "$d/split/$final" exact || fail "split layout differs"
+
 echo "== b. stop at step 7, resume, compare with the uninterrupted run"
 sft2 --set run.out_dir=stop --stop-after 7
 rc=$?
@@ -85,6 +96,29 @@ sft2 --set run.out_dir=moved --stop-after 6
 [ $? = 75 ] || fail "stop on 2 learners: $(cat "$d/out")"
 sft1 --set run.out_dir=moved || fail "resume on 1 learner: $(cat "$d/out")"
 "$py" "$check" params "$d/one/$final" "$d/moved/$final" 1e-5 || fail "2 -> 1 learners differs"
+
+# a real SIGTERM, sent to a 1-learner run mid-training (e.g. scancel): the
+# step in progress finishes, then checkpoint and exit 75; the rerun's result
+# equals an uninterrupted run's bit for bit
+many="--set sft.steps=1500 --set checkpoint.every=0"
+# shellcheck disable=SC2086
+sft1 --set run.out_dir=full $many || fail "uninterrupted 1500 steps: $(cat "$d/out")"
+(cd "$d" && exec "$RLAIF" sft "$job" --set run.out_dir=term $many) </dev/null >"$d/term.out" 2>&1 &
+pid=$!
+i=0
+while [ "$(grep -c '"phase":"sft"' "$d/term/progress.jsonl" 2>/dev/null || echo 0)" -lt 20 ] &&
+  [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc = 75 ] || fail "SIGTERM: exit $rc, expected 75: $(cat "$d/term.out")"
+grep -q "stop requested at step" "$d/term.out" || fail "no stop line: $(cat "$d/term.out")"
+grep -q "checkpointed and stopping (signal 15" "$d/term.out" || fail "$(cat "$d/term.out")"
+echo "SIGTERM: $(grep 'stop requested' "$d/term.out" | sed 's/^\[[^]]*\] //')"
+# shellcheck disable=SC2086
+sft1 --set run.out_dir=term $many || fail "resume after SIGTERM: $(cat "$d/out")"
+"$py" "$check" params "$d/full/ckpt/sft-00001500.h5" "$d/term/ckpt/sft-00001500.h5" exact ||
+  fail "run resumed after SIGTERM differs"
 
 echo "== c. JSONL demonstrations and bad inputs"
 printf '%s\n' '{"prompt": "Say hi", "response": "hi"}' '' \
