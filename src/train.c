@@ -169,7 +169,7 @@ int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
     char h5[4096], jl[4096];
     join(h5, sizeof h5, out, "metrics.h5");
     join(jl, sizeof jl, out, "progress.jsonl");
-    return rlaif_metrics_open(h5, jl, comm, &L->metrics);
+    return rlaif_agree(comm, rlaif_metrics_open(h5, jl, comm, &L->metrics));
 }
 
 void rlaif_learner_free(rlaif_learner *L) {
@@ -294,9 +294,12 @@ static int declare_metrics(rlaif_learner *L, const rlaif_phase *ph) {
     const char *names[NCOMMON + RLAIF_TRAIN_MAX_EXTRA];
     for (int i = 0; i < NCOMMON; i++) names[i] = common_cols[i];
     for (int i = 0; i < ph->n_extra; i++) names[NCOMMON + i] = ph->extra_names[i];
-    RLAIF_TRY(rlaif_metrics_phase(L->metrics, ph->name, NCOMMON + ph->n_extra, names));
+    /* only rank 0 writes metrics: every call is agreed, so a failed write
+     * stops all learners at the same point instead of leaving them waiting */
+    RLAIF_TRY(rlaif_agree(L->comm,
+                          rlaif_metrics_phase(L->metrics, ph->name, NCOMMON + ph->n_extra, names)));
     /* rows past the resumed step came from a run that did not reach its next checkpoint */
-    return rlaif_metrics_rewind(L->metrics, ph->name, L->step);
+    return rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, ph->name, L->step));
 }
 
 /* One step: batch, reductions, update, metrics row. */
@@ -318,7 +321,7 @@ static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, d
                                                    dt > 0 ? all[1] / dt : 0, info->skipped};
     for (int i = 0; i < ph->n_extra; i++) row[NCOMMON + i] = all[2 + i];
     *tokens = all[1], *loss = all[0];
-    return rlaif_metrics_log(L->metrics, ph->name, L->step, row);
+    return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, ph->name, L->step, row));
 }
 
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
