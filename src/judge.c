@@ -347,6 +347,14 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
         snprintf(why, sizeof why, "HTTP %ld with %s (%zu bytes)", http,
                  parsed ? "malformed or truncated JSON" : "an error body", d->len);
         retry_or_fail(j, c, http, d->retry_after, why);
+    } else if (http >= 300 && http < 400) {
+        /* never followed: the key must not go to another host, and a POST
+         * must not silently land elsewhere (status http, no retry) */
+        snprintf(why, sizeof why,
+                 "HTTP %ld: redirect to %.80s not followed (set judge.base_url to it if trusted)",
+                 http, d->location[0] ? d->location : "(no Location)");
+        scrub(why, ep->key);
+        fail_call(j, c, RLAIF_JS_HTTP, http, why);
     } else {
         snprintf(why, sizeof why, "HTTP %ld%s%s%s%s: %s", http, r.err_type[0] ? " " : "",
                  r.err_type, r.err_code[0] ? " " : "", r.err_code,

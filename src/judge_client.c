@@ -5,7 +5,16 @@
  *
  * Transfers reuse a fixed pool of easy handles (the multi handle keeps the
  * connections alive between them), so steady state allocates only the reply
- * buffers: that is what keeps a 640 req/s judge rank under a tenth of a core. */
+ * buffers: that is what keeps a 640 req/s judge rank under a tenth of a core.
+ *
+ * The CA store is built once per rank, not per connection: libcurl (7.87+,
+ * OpenSSL) caches it in the multi handle, but only when it comes from a CA
+ * file alone, and Debian's libcurl also sets a default CA directory. Parsing
+ * the 140-certificate bundle costs about 20 ms of CPU, which every new TLS
+ * connection paid (every retry after a dropped connection, every failed
+ * handshake). So when libcurl has a readable default CA bundle, the judge
+ * drops the directory and verifies against the bundle alone, which on Debian
+ * (update-ca-certificates) holds the same certificates. */
 #include "rlaif/judge.h"
 #include "rlaif/error.h"
 #include "rlaif/log.h"
@@ -17,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------ retry policy */
 
@@ -148,6 +158,19 @@ struct rlaif_http {
     long connect_ms, timeout_ms;
 };
 
+/* 1 if libcurl has a readable default CA bundle: then the CA directory is
+ * dropped so that the CA store is cached (see the top of the file). */
+static int ca_bundle_only(CURL *e) {
+#if LIBCURL_VERSION_NUM >= 0x075400 /* CURLINFO_CAINFO: 7.84.0 */
+    char *ca = NULL;
+    return curl_easy_getinfo(e, CURLINFO_CAINFO, &ca) == CURLE_OK && ca && *ca &&
+           access(ca, R_OK) == 0;
+#else
+    (void)e;
+    return 0;
+#endif
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     xfer *x = ud;
     size_t n = size * nmemb;
@@ -215,6 +238,7 @@ int rlaif_http_open(rlaif_http **out, int max_inflight, double connect_timeout, 
     h->timeout_ms = (long)ceil(timeout * 1000);
     h->pool = xcalloc((size_t)h->n, sizeof *h->pool);
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->n);
+    int bundle_only = -1;
     for (int i = h->n - 1; i >= 0; i--) {
         xfer *x = &h->pool[i];
         x->easy = curl_easy_init();
@@ -222,6 +246,8 @@ int rlaif_http_open(rlaif_http **out, int max_inflight, double connect_timeout, 
             rlaif_http_close(h, NULL);
             return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "curl_easy_init failed");
         }
+        if (bundle_only < 0) bundle_only = ca_bundle_only(x->easy);
+        if (bundle_only) curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
         x->next_free = h->free_list;
         h->free_list = x;
     }
@@ -318,6 +344,11 @@ int rlaif_http_next(rlaif_http *h, rlaif_http_done *d) {
                  : code            ? curl_easy_strerror((CURLcode)code)
                                    : "");
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &d->http_status);
+        if (d->http_status >= 300 && d->http_status < 400) {
+            char *loc = NULL; /* where curl would have gone (FOLLOWLOCATION is off) */
+            if (curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
+                snprintf(d->location, sizeof d->location, "%s", loc);
+        }
         d->body = x->body ? x->body : xstrdup("");
         d->len = x->len;
         x->body = NULL, x->len = x->cap = 0;

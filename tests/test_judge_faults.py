@@ -86,11 +86,11 @@ class Mock:
         self.log.close()
 
 
-def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False):
+def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False, wrap=(), env_add=None):
     out = os.path.join(tmp, name + ".jsonl")
     log = open(os.path.join(tmp, name + ".log"), "a")
-    env = dict(os.environ, **{KEY_ENV: key})
-    cmd = [RLAIF, "judge", "--input", pairs, "--output", out, "--quiet",
+    env = dict(os.environ, **{KEY_ENV: key}, **(env_add or {}))
+    cmd = list(wrap) + [RLAIF, "judge", "--input", pairs, "--output", out, "--quiet",
            "--set", "run.out_dir=%s/%s" % (tmp, name),
            "--set", "judge.backend=openai", "--set", "judge.model=mock-judge",
            "--set", "judge.base_url=http://127.0.0.1:%d/v1" % port,
@@ -164,6 +164,145 @@ def check_prefs_file(h5, pairs_path, out_path):
                  else str(f.attrs["judge_%d_name" % e]) for e in range(int(f.attrs["n_judges"]))]
         check(any(n.startswith("openai:") for n in names), "%s: judge names %s" % (h5, names))
     check(KEY.encode() not in open(h5, "rb").read(), "%s: the API key is in the file" % h5)
+
+
+class TLSServer(http.server.ThreadingHTTPServer):
+    """HTTPS on loopback with each TLS handshake in its connection's own
+    thread: a listening socket wrapped with the default
+    do_handshake_on_connect=True would run every handshake inside accept(),
+    one after the other in the serving thread, so a slow client (a sanitizer
+    build under load) queues every other connection behind it. Every socket
+    has a timeout, so a client that stalls holds one thread, never the server."""
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, cert, key, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.socket.settimeout(5)
+        self.handshakes = self.refused = 0
+        self.lock = threading.Lock()
+
+    def finish_request(self, request, client_address):  # in the connection's thread
+        request.settimeout(5)
+        try:
+            conn = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):  # the client refused our certificate
+            with self.lock:
+                self.refused += 1
+            return
+        with self.lock:
+            self.handshakes += 1
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            conn.close()
+
+
+def count_opens(trace, tmp):
+    """Successful opens per path in an strace -e trace=openat log, of the CA
+    files libcurl may load (not the test's own certificate)."""
+    n = {}
+    for line in open(trace):
+        m = re.search(r'openat\(AT_FDCWD, "([^"]+)".*\) = \d+$', line)
+        if m and not m.group(1).startswith(tmp) and re.search(r"\.(crt|pem)$|/ssl/|/pki/", m.group(1)):
+            n[m.group(1)] = n.get(m.group(1), 0) + 1
+    return n
+
+
+def tls_check(tmp, pairs):
+    """The judge refuses a self-signed server: no request reaches it, every
+    pair ends exhausted with the certificate as its reason. Under strace, the
+    CA bundle is read once per judge rank, not once per connection."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                           "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                           "-addext", "subjectAltName=IP:127.0.0.1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    posts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 5
+
+        def do_POST(self):
+            posts.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps({"choices": [{"message": {"content": "The better response is: A"},
+                                            "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = TLSServer(cert, key, Handler)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = "https://127.0.0.1:%d/v1" % srv.server_address[1]
+    trace = os.path.join(tmp, "tls.strace")
+    wrap = []
+    if shutil.which("strace") and subprocess.call(["strace", "-f", "-qq", "-e", "trace=openat", "-o",
+                                                   os.devnull, "true"], stderr=subprocess.DEVNULL) == 0:
+        wrap = ["strace", "-f", "-qq", "-e", "trace=openat", "-o", trace]
+    t1 = time.time()
+    res = run_judge(tmp, "tls", 0, pairs, ["--set", "judge.base_url=" + url,
+                                           "--set", "judge.max_attempts=2",
+                                           "--set", "judge.max_inflight=4",
+                                           "--set", "judge.timeout=5"], wrap=wrap,
+                    # LeakSanitizer cannot run under ptrace (sanitizer builds)
+                    env_add={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"})
+    srv.shutdown()
+    srv.server_close()
+    check(len(res) == 40 and not posts and
+          all(r["status"] == "exhausted" and "certificate" in r["reason"] for r in res),
+          "tls: a self-signed server got %d requests; reasons %s"
+          % (len(posts), sorted({r["reason"] for r in res})[:2]))
+    check(srv.handshakes == 0 and srv.refused > 0,
+          "tls: %d handshakes completed, %d refused" % (srv.handshakes, srv.refused))
+    if wrap:
+        opens = count_opens(trace, tmp)
+        check(opens and max(opens.values()) <= 2,
+              "tls: CA files read per connection (%d connections): %s" % (srv.refused, opens))
+    print("tls: %d connections refused the self-signed certificate, %d requests, CA files read %s, "
+          "%.1f s" % (srv.refused, len(posts), count_opens(trace, tmp) if wrap else "(no strace)", time.time() - t1))
+
+    # the other side: a certificate from a CA in libcurl's bundle is accepted
+    # (the bundle, dropped in with a bind mount in a private mount namespace,
+    # so root only), i.e. the client verifies against the bundle, not nothing
+    ca_bundle = subprocess.run(["curl-config", "--ca"], capture_output=True, text=True).stdout.strip() \
+        if shutil.which("curl-config") else ""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.isfile(ca_bundle) or \
+            subprocess.call(["unshare", "-m", "true"], stderr=subprocess.DEVNULL) != 0:
+        print("tls: a CA-signed server not tried (needs root, unshare and curl-config --ca)")
+        return
+    ca, cakey, csr = (os.path.join(tmp, f) for f in ("ca.pem", "ca.key", "srv.csr"))
+    cert, key, ext, bundle = (os.path.join(tmp, f) for f in ("srv.pem", "srv.key", "ext.cnf", "bundle.crt"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", cakey,
+                           "-out", ca, "-days", "2", "-subj", "/CN=rlaif test CA"], **quiet)
+    subprocess.check_call(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                           "-subj", "/CN=127.0.0.1"], **quiet)
+    open(ext, "w").write("subjectAltName=IP:127.0.0.1\n")
+    subprocess.check_call(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey,
+                           "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext], **quiet)
+    with open(bundle, "wb") as f:
+        f.write(open(ca_bundle, "rb").read() + b"\n" + open(ca, "rb").read())
+    del posts[:]
+    srv = TLSServer(cert, key, Handler)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', bundle, ca_bundle]
+    res = run_judge(tmp, "tls-ca", 0, pairs, ["--set", "judge.base_url=https://127.0.0.1:%d/v1"
+                                              % srv.server_address[1], "--set", "judge.max_attempts=2",
+                                              "--set", "judge.max_inflight=4"], wrap=wrap)
+    srv.shutdown()
+    srv.server_close()
+    check(len(res) == 40 and all(r["status"] == "ok" for r in res) and len(posts) > 0,
+          "tls-ca: a server with a certificate from a CA in the bundle: %d requests, %d labelled, reasons %s"
+          % (len(posts), sum(r["status"] == "ok" for r in res), sorted({r["reason"] for r in res})[:2]))
+    print("tls-ca: a certificate from a CA in the bundle: %d handshakes, %d requests, %d/40 labelled"
+          % (srv.handshakes, len(posts), sum(r["status"] == "ok" for r in res)))
 
 
 def main():
@@ -285,42 +424,7 @@ def main():
     # TLS verification stays on: a server with a self-signed certificate gets
     # no request (with verification off it would answer and the pairs be labelled)
     if shutil.which("openssl"):
-        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
-        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                               "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                               "-addext", "subjectAltName=IP:127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        posts = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                posts.append(self.path)
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = json.dumps({"choices": [{"message": {"content": "The better response is: A"},
-                                                "finish_reason": "stop"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        url = "https://127.0.0.1:%d/v1" % srv.server_address[1]
-        res = run_judge(tmp, "tls", 0, tiny, ["--set", "judge.base_url=" + url,
-                                              "--set", "judge.max_attempts=2",
-                                              "--set", "judge.max_inflight=4",
-                                              "--set", "judge.timeout=5"])
-        srv.shutdown()
-        check(len(res) == 40 and not posts and
-              all(r["status"] == "exhausted" and "certificate" in r["reason"] for r in res),
-              "tls: a self-signed server got %d requests; reasons %s"
-              % (len(posts), sorted({r["reason"] for r in res})[:2]))
+        tls_check(tmp, tiny)
 
     # logprob coverage: A/B must cover judge.min_coverage of the top tokens
     # (a fresh server: these requests repeat mode-logprob's with another journal)

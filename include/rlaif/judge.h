@@ -330,7 +330,8 @@ typedef struct {
     int curl_code;   /* CURLcode: 0 when an HTTP answer arrived */
     char error[128]; /* curl's message when curl_code != 0 */
     long http_status;
-    char *body; /* the reply body, malloc'd: the caller frees it */
+    char location[128]; /* a 3xx's Location, resolved (never followed); "" if none */
+    char *body;         /* the reply body, malloc'd: the caller frees it */
     size_t len;
     double retry_after;  /* seconds from retry-after-ms / retry-after, -1 absent */
     int should_retry;    /* x-should-retry: -1 absent, 0, 1 */
