@@ -106,7 +106,7 @@ sft1 --set run.out_dir=full $many || fail "uninterrupted 1500 steps: $(cat "$d/o
 (cd "$d" && exec "$RLAIF" sft "$job" --set run.out_dir=term $many) </dev/null >"$d/term.out" 2>&1 &
 pid=$!
 i=0
-while [ "$(grep -c '"phase":"sft"' "$d/term/progress.jsonl" 2>/dev/null || echo 0)" -lt 20 ] &&
+while [ "$(cat "$d/term/progress.jsonl" 2>/dev/null | grep -c '"phase":"sft"')" -lt 20 ] &&
   [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
 kill -TERM $pid
 wait $pid
