@@ -148,7 +148,8 @@ static int64_t example_at(sft_run *S, int64_t p) {
 }
 
 /* Micro-batch ex[0..B): right-padded inputs, targets -1 on the prompt and
- * padding; forward, loss / N, backward. Returns the micro-batch's loss share. */
+ * padding; forward, loss / N, backward. Adds its share of the loss to *loss
+ * and the tokens it ran to *ntok. */
 static int micro_step(rlaif_learner *L, sft_run *S, const int64_t *ex, int B, double N,
                       double *loss, double *ntok) {
     const sft_data *d = &S->data;
