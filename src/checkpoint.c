@@ -6,6 +6,7 @@
  * prunes. Each step ends with rlaif_agree so no rank runs ahead of a failure. */
 #include "rlaif/checkpoint.h"
 #include "rlaif/error.h"
+#include "rlaif/fsutil.h"
 #include "rlaif/log.h"
 
 #include <dirent.h>
@@ -124,21 +125,6 @@ void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg,
 
 void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s-%08lld.h5", o->dir, o->name, (long long)step);
-}
-
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return rlaif_error_sys(RLAIF_EX_IOERR, "mkdir", buf, __FILE__, __LINE__);
-        if (!c) break;
-        *p = c;
-    }
-    return 0;
 }
 
 static int fsync_path(const char *path, int is_dir) {
@@ -484,7 +470,7 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
     char path[4096], tmp[4200];
     rlaif_checkpoint_path(o, step, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    RLAIF_TRY(rlaif_agree(comm, rank == 0 ? mkdir_p(o->dir) : 0));
+    RLAIF_TRY(rlaif_agree(comm, rank == 0 ? rlaif_mkdir_p(o->dir) : 0));
     shard sh;
     rlaif_shard_range(c->table->total, nproc, rank, &sh.begin, &sh.end);
     int rc = save_parallel(comm, tmp, o, c, step, sh);

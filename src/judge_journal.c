@@ -12,6 +12,7 @@
  * own file is cut back to its last whole record. */
 #include "rlaif/judge.h"
 #include "rlaif/error.h"
+#include "rlaif/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -131,21 +132,9 @@ static int64_t replay_path(rlaif_journal *jl, const char *path) {
     return good;
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0777) && errno != EEXIST ? -1 : 0;
-}
-
 int rlaif_journal_open(rlaif_journal **out, const char *dir, int rank) {
     *out = NULL;
-    RLAIF_CHECK_SYS(mkdir_p(dir), RLAIF_EX_IOERR, dir);
+    RLAIF_TRY(rlaif_mkdir_p(dir));
     rlaif_journal *jl = xcalloc(1, sizeof *jl);
     jl->fd = -1;
     grow(jl);

@@ -1,6 +1,7 @@
 /* log.c - rank-0 status lines, warnings, per-rank log files. */
 #include "rlaif/log.h"
 #include "rlaif/error.h"
+#include "rlaif/fsutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -42,24 +43,6 @@ static void stamp(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return RLAIF_ERROR(RLAIF_EX_IOERR, "check --log-dir", "cannot create %s: %s", tmp,
-                               strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return RLAIF_ERROR(RLAIF_EX_IOERR, "check --log-dir", "cannot create %s: %s", tmp,
-                           strerror(errno));
-    return 0;
-}
-
 int rlaif_log_init(int world_rank, const char *log_dir, int verbose) {
     log_rank = world_rank;
     log_verbose = verbose;
@@ -72,7 +55,7 @@ int rlaif_log_init(int world_rank, const char *log_dir, int verbose) {
     /* Line-buffered even when stdout is a batch log file. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (log_dir && *log_dir) {
-        RLAIF_TRY(make_dirs(log_dir));
+        if (rlaif_mkdir_p(log_dir)) return rlaif_error_context("--log-dir: ");
         char path[4200];
         snprintf(path, sizeof path, "%s/rank-%05d.log", log_dir, world_rank);
         rank_log = fopen(path, "a");

@@ -11,6 +11,7 @@
  * resumes on any learner count. */
 #include "rlaif/train.h"
 #include "rlaif/error.h"
+#include "rlaif/fsutil.h"
 #include "rlaif/log.h"
 #include "rlaif/model_io.h"
 #include "rlaif/stop.h"
@@ -26,20 +27,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return rlaif_error_sys(RLAIF_EX_IOERR, "mkdir", buf, __FILE__, __LINE__);
-        if (!c) return 0;
-        *p = c;
-    }
-}
 
 /* "<a>/<b>", or b alone when it is absolute. */
 static void join(char *out, size_t n, const char *a, const char *b) {
@@ -154,7 +141,7 @@ static int init_local(rlaif_learner *L, const char *section, int score_head) {
     RLAIF_TRY(setup_shards(L));
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
     join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
-    return L->rank == 0 ? mkdir_p(*out ? out : ".") : 0;
+    return L->rank == 0 ? rlaif_mkdir_p(*out ? out : ".") : 0;
 }
 
 int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,

@@ -1,0 +1,14 @@
+/* fsutil.h - file-system helpers every writer of outputs needs.
+ *
+ * Outputs (checkpoints, journals, logs, metrics) live in folders the user
+ * names in the job file and that usually do not exist yet on a fresh run. */
+#ifndef RLAIF_FSUTIL_H
+#define RLAIF_FSUTIL_H
+
+/* mkdir -p: create dir and every missing parent (mode 0777 & ~umask). An
+ * existing folder is fine. On failure the error names the component that
+ * could not be created and the reason (EACCES, ENOSPC, a file in the way...);
+ * returns RLAIF_EX_IOERR. */
+int rlaif_mkdir_p(const char *dir);
+
+#endif
