@@ -7,6 +7,7 @@
 #include "rlaif/log.h"
 #include "rlaif/tokenizer.h"
 #include "rlaif/prefs.h"
+#include "rlaif/rm.h"
 #include "rlaif/sft.h"
 
 #include <stdlib.h>
@@ -17,7 +18,8 @@ const rlaif_command rlaif_commands[] = {
     {"sft", rlaif_cmd_sft, 1, "supervised fine-tuning on demonstrations",
      "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"collect", NULL, 1, "generate response pairs and label them with the feedback LLM", NULL},
-    {"rm", NULL, 1, "train the reward model on preference labels (Bradley-Terry)", NULL},
+    {"rm", rlaif_cmd_rm, 1, "train the reward model on preference labels (Bradley-Terry)",
+     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},
     {"reinforce", NULL, 1, "REINFORCE with a baseline against the reward model", NULL},
     {"a2c", NULL, 1, "advantage actor-critic against the reward model", NULL},

@@ -88,6 +88,16 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     F("rm", "margin", "0.0", -1e9, 1e9, "margin in -log sigmoid(r_w - r_l - margin)"),
     F("rm", "reward_l2", "0.001", 0, 1e9, "coefficient of mean(r^2)"),
     S("rm", "preferences", "", "preferences.h5 to train on (default out_dir/preferences.h5)"),
+    F("rm", "eval_fraction", "0.1", 0, 0.9,
+      "fraction of prompts (by a hash of the prompt text) held out for validation"),
+    E("rm", "soft_labels", "soft", "soft|hard|drop",
+      "labels strictly between 0 and 1 (ties 0.5, logprob labels): soft cross-entropy, "
+      "rounded to the nearer side (ties dropped), or dropped"),
+    E("rm", "head", "new", "new|keep",
+      "new: a fresh score head on the initial model; keep: the initial model must have one"),
+    B("rm", "from_scratch", "false",
+      "without model.init_from or a finished sft checkpoint, build the RM from [model] "
+      "(otherwise an error)"),
 
     /* [collect] responses and labels */
     I("collect", "responses_per_prompt", "4", 2, 1024, "K responses sampled per prompt"),

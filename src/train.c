@@ -14,6 +14,7 @@
 #include "rlaif/fsutil.h"
 #include "rlaif/log.h"
 #include "rlaif/model_io.h"
+#include "rlaif/rng.h"
 #include "rlaif/stop.h"
 
 #include <errno.h>
@@ -64,24 +65,57 @@ static int has_tokenizer(const char *path) {
     return yes;
 }
 
-/* Tokenizer and model, from init_from or from [tokenizer] + [model]. */
-static int build_model(rlaif_learner *L, int score_head) {
+/* A new scalar head (rlaif_model_source.fresh_head in train.h): the std of
+ * 1/sqrt(C + 1) gives rewards of about unit scale on LayerNorm outputs
+ * (as in OpenAI's lm-human-preferences and TRL's reward/value heads). */
+static void init_fresh_head(rlaif_model *m, uint64_t seed) {
+    int C = m->cfg.n_embd;
+    rlaif_rng r;
+    rlaif_rng_init(&r, seed, RLAIF_STREAM_INIT, 1, (uint32_t)(m->table.n - 2));
+    float std = 1.0f / sqrtf((float)C + 1.0f);
+    for (int c = 0; c < C; c++) m->w.score_w[c] = std * rlaif_rng_normal(&r);
+    m->w.score_b[0] = 0.0f;
+}
+
+/* A model loaded without a scalar head -> the same trunk with a (zero) head. */
+static int add_head(rlaif_model *m) {
+    rlaif_gpt2_config hc = m->cfg;
+    hc.score_head = 1;
+    rlaif_model h;
+    RLAIF_TRY(rlaif_model_create(&h, &hc));
+    /* the head's two tensors come last in the canonical order, so the
+     * trunk's parameters are a prefix of the new flat buffer */
+    memcpy(h.params, m->params, sizeof(float) * m->table.total);
+    rlaif_model_free(m);
+    *m = h;
+    return 0;
+}
+
+/* Tokenizer and model, from a checkpoint or from [tokenizer] + [model]. */
+static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
     const rlaif_config *cfg = L->cfg;
-    const char *from = rlaif_cfg_str(cfg, "model.init_from");
+    const char *key = src->init_from ? "model" : "model.init_from";
+    const char *from = src->init_from ? src->init_from : rlaif_cfg_str(cfg, "model.init_from");
+    int score_head = src->score_head;
+    uint64_t seed = (uint64_t)rlaif_cfg_int(cfg, "run.seed");
     if (*from) {
         if (access(from, R_OK) != 0)
             return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                                "give a checkpoint written by rlaif (e.g. run/ckpt/sft-*.h5) or "
                                "converted by tools/hf-to-rlaif",
-                               "model.init_from: cannot read '%s': %s", from, strerror(errno));
+                               "%s: cannot read '%s': %s", key, from, strerror(errno));
         int rc = has_tokenizer(from) ? rlaif_tokenizer_load_file(&L->tok, from)
                                      : rlaif_tokenizer_from_config(&L->tok, cfg);
         if (!rc) rc = rlaif_model_load(from, &L->model);
-        if (rc) return rlaif_error_context("model.init_from '%s': ", from), rc;
-        if (score_head && !L->model.cfg.score_head)
-            return RLAIF_ERROR(RLAIF_EX_USAGE,
-                               "start a reward model from a model with a score head",
-                               "model.init_from '%s' has no scalar head", from);
+        if (rc) return rlaif_error_context("%s '%s': ", key, from), rc;
+        if (score_head && !L->model.cfg.score_head) {
+            if (!src->fresh_head)
+                return RLAIF_ERROR(RLAIF_EX_USAGE,
+                                   "start from a model with a score head (e.g. a reward model)",
+                                   "%s '%s' has no scalar head", key, from);
+            RLAIF_TRY(add_head(&L->model));
+        }
+        if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
     } else {
         RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
         rlaif_gpt2_config mc = {
@@ -95,8 +129,8 @@ static int build_model(rlaif_learner *L, int score_head) {
         if (mc.vocab_size == 0) mc.vocab_size = rlaif_tokenizer_vocab_size(L->tok);
         RLAIF_TRY(rlaif_model_create(&L->model, &mc));
         /* same weights on every learner: keyed by the seed, not the rank */
-        rlaif_model_init_random(&L->model, (uint64_t)rlaif_cfg_int(cfg, "run.seed"),
-                                (float)rlaif_cfg_float(cfg, "model.init_std"));
+        rlaif_model_init_random(&L->model, seed, (float)rlaif_cfg_float(cfg, "model.init_std"));
+        if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
     }
     if (rlaif_tokenizer_vocab_size(L->tok) > L->model.cfg.vocab_size)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "set model.vocab_size = 0 (the tokenizer's size)",
@@ -126,7 +160,7 @@ static int setup_shards(rlaif_learner *L) {
 }
 
 /* Everything of init that may fail on one rank only (files, sizes). */
-static int init_local(rlaif_learner *L, const char *section, int score_head) {
+static int init_local(rlaif_learner *L, const char *section, const rlaif_model_source *src) {
     const rlaif_config *cfg = L->cfg;
     char k[64];
     L->oc = optim_from_cfg(cfg, section);
@@ -137,7 +171,7 @@ static int init_local(rlaif_learner *L, const char *section, int score_head) {
     snprintf(k, sizeof k, "%s.micro_batch", section);
     L->micro_batch = (long)rlaif_cfg_int(cfg, k);
     if (L->micro_batch <= 0) L->micro_batch = L->batch_size;
-    RLAIF_TRY(build_model(L, score_head));
+    RLAIF_TRY(build_model(L, src));
     RLAIF_TRY(setup_shards(L));
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
     join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
@@ -146,11 +180,17 @@ static int init_local(rlaif_learner *L, const char *section, int score_head) {
 
 int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
                        const char *section, int score_head) {
+    const rlaif_model_source src = {.score_head = score_head};
+    return rlaif_learner_init_model(L, cfg, comm, section, &src);
+}
+
+int rlaif_learner_init_model(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                             const char *section, const rlaif_model_source *src) {
     memset(L, 0, sizeof *L);
     L->cfg = cfg, L->comm = comm;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &L->rank));
     RLAIF_CHECK_MPI(MPI_Comm_size(comm, &L->size));
-    RLAIF_TRY(rlaif_agree(comm, init_local(L, section, score_head)));
+    RLAIF_TRY(rlaif_agree(comm, init_local(L, section, src)));
     rlaif_checkpoint_opts_from_cfg(&L->ckpt, cfg, L->ckpt_dir, section);
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
     char h5[4096], jl[4096];
@@ -190,6 +230,7 @@ static void ckpt_describe(rlaif_learner *L, rlaif_ckpt *c) {
 }
 
 int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
+    if (L->before_save) RLAIF_TRY(rlaif_agree(L->comm, L->before_save(L, ph->ud, done)));
     rlaif_ckpt c;
     ckpt_describe(L, &c);
     const rlaif_gpt2_config *mc = &L->model.cfg;

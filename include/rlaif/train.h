@@ -81,6 +81,10 @@ struct rlaif_learner {
     rlaif_metrics *metrics; /* <out_dir>/metrics.h5 + progress.jsonl */
     double last_loss;       /* loss of the last step (for reports) */
     double tokens_per_s;    /* mean over this process's steps */
+    /* Optional (NULL after init), collective: run by every learner with the
+     * phase's ud before each checkpoint is written (done = 1 for the final
+     * one), e.g. a validation pass whose results save_state puts in /state. */
+    int (*before_save)(rlaif_learner *L, void *ud, int done);
 };
 
 /* Collective over comm. Tokenizer from [tokenizer] (or init_from's
@@ -90,6 +94,22 @@ struct rlaif_learner {
  * the checkpoint folder and metrics files. */
 int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
                        const char *section, int score_head);
+
+/* Where rlaif_learner_init_model takes the model from. */
+typedef struct {
+    int score_head;        /* the phase needs a scalar head */
+    const char *init_from; /* checkpoint to start from (NULL = model.init_from; "" = [model]) */
+    /* With score_head: 1 = the head is new (a reward model on an SFT trunk):
+     * added to a checkpoint without one, replaced in one that has one, and
+     * set in a model built from [model]: score.weight ~ N(0, 1/sqrt(n_embd +
+     * 1)) from (run.seed, RLAIF_STREAM_INIT, step 1, tensor index),
+     * score.bias = 0, so initial rewards are ~N(0, 1) on LayerNorm outputs.
+     * 0 = a checkpoint must bring its head (an error names it otherwise). */
+    int fresh_head;
+} rlaif_model_source;
+/* rlaif_learner_init with the model taken from src. */
+int rlaif_learner_init_model(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                             const char *section, const rlaif_model_source *src);
 void rlaif_learner_free(rlaif_learner *L);
 
 /* This learner's sequences [lo, hi) of a global batch of n (contiguous, so
