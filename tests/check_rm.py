@@ -10,6 +10,16 @@
                             done = 1, eval_accuracy, reward_mean, reward_std
   learned RUN MIN_ACC       the last /rm_eval accuracy >= MIN_ACC and above
                             the step-0 one; prints the curve
+  truth CKPT PAIRS LABELS FRAC MIN_EASY
+                            recomputes the held-out split (rm.eval_fraction
+                            FRAC) and the rewards of CKPT in PyTorch
+                            (tests/gpt2_ref.py, byte tokenizer: prompt "\n"
+                            response EOS, score at EOS), checks that their
+                            accuracy against the judge's labels equals the
+                            checkpoint's own eval_accuracy, and prints the
+                            accuracy against the truth per kind of wrong
+                            answer; the kinds without arithmetic (refusal,
+                            rudeness) must reach MIN_EASY
 """
 import sys
 
@@ -79,6 +89,68 @@ def learned(run, min_acc):
     print(f"held-out accuracy {first:.3f} -> {last:.3f} (must be >= {min_acc})")
 
 
+def held_out(prompt, frac):
+    """rm.c's split: FNV-1a 64 of the prompt, splitmix64 finaliser, top 53 bits."""
+    m = (1 << 64) - 1
+    h = 1469598103934665603
+    for c in prompt.encode():
+        h = ((h ^ c) * 1099511628211) & m
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & m
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & m
+    h ^= h >> 31
+    return (h >> 11) * 2.0 ** -53 < frac
+
+
+def truth(ckpt, pairs, labels, frac, min_easy):
+    import json
+    import os
+
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gpt2_ref as ref
+    with h5py.File(ckpt, "r") as f:
+        cfg = {k: int(f["config"].attrs[k]) for k in ref.CONFIG_KEYS}
+        P = {k: torch.tensor(f["params"][k][()], dtype=torch.float64)
+             for k, _ in ref.param_shapes(cfg)}
+        eval_acc = float(f["state"].attrs["eval_accuracy"])
+    lab = {o["id"]: o["label"] for o in map(json.loads, open(labels))}
+
+    def reward(prompt, response):
+        ids = list((prompt + "\n" + response).encode()) + [256]  # byte tokenizer, EOS 256
+        tok = torch.tensor([ids])
+        h = ref.trunk(P, cfg, tok, torch.arange(len(ids))[None], torch.ones_like(tok, dtype=bool))
+        return float((h[0, -1] @ P["score.weight"][0]) + P["score.bias"][0])
+
+    n_lab = right_lab = 0
+    kinds = {}
+    with torch.no_grad():
+        for o in map(json.loads, open(pairs)):
+            if not held_out(o["prompt"], frac):
+                continue
+            ra, rb = reward(o["prompt"], o["response_a"]), reward(o["prompt"], o["response_b"])
+            p = lab[o["id"]]
+            if p is not None and p != 0.5:
+                n_lab += 1
+                right_lab += (ra > rb) == (p > 0.5)
+            wrong = o["response_b"] if o["a_is_right"] else o["response_a"]
+            kind = ("rude" if "Go away" in wrong else "no number" if not any(
+                c.isdigit() for c in wrong) else "wrong number")
+            k = kinds.setdefault(kind, [0, 0])
+            k[0] += 1
+            k[1] += (ra > rb) == o["a_is_right"]
+    acc = right_lab / n_lab
+    print(f"PyTorch rewards of {ckpt}: accuracy against the judge's labels {acc:.4f} on "
+          f"{n_lab} decided held-out pairs; the checkpoint's eval_accuracy {eval_acc:.4f}")
+    if abs(acc - eval_acc) > 1e-9:
+        fail("the checkpoint's validation accuracy does not match its own rewards")
+    for kind, (n, r) in sorted(kinds.items()):
+        print(f"  against the truth, right answer vs {kind:12s}: {r / n:.3f} of {n}")
+        if kind != "wrong number" and not r / n >= min_easy:
+            fail(f"{kind}: {r / n:.3f} < {min_easy}")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "losses":
@@ -89,5 +161,7 @@ if __name__ == "__main__":
         final(args[0])
     elif cmd == "learned":
         learned(args[0], float(args[1]))
+    elif cmd == "truth":
+        truth(args[0], args[1], args[2], float(args[3]), float(args[4]))
     else:
         fail(f"unknown check {cmd}")
