@@ -2,6 +2,7 @@
  * (config, ranks). A module adds its command by declaring rlaif_cmd_<name>
  * in its header and pointing its row here at it. */
 #include "rlaif/cli.h"
+#include "rlaif/collect.h"
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
@@ -17,7 +18,12 @@ const rlaif_command rlaif_commands[] = {
     {"run", NULL, 1, "run the job file's phases in order, skipping completed ones", NULL},
     {"sft", rlaif_cmd_sft, 1, "supervised fine-tuning on demonstrations",
      "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
-    {"collect", NULL, 1, "generate response pairs and label them with the feedback LLM", NULL},
+    {"collect", rlaif_cmd_collect, 1,
+     "generate response pairs and label them with the feedback LLM",
+     "  --store-every N      store labelled pairs every N pairs per judge rank (default 256)\n"
+     "  --stop-after N       testing: stop as on SIGTERM after N pairs on a judge rank (exit 75)\n"
+     "  --crash-after N      testing: kill -9 itself after N pairs on a judge rank\n"
+     "  --quiet              no status lines"},
     {"rm", rlaif_cmd_rm, 1, "train the reward model on preference labels (Bradley-Terry)",
      "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},
