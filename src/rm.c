@@ -468,19 +468,20 @@ static int parse_args(const rlaif_ctx *ctx, long *stop_after) {
     return 0;
 }
 
-/* /state done of a checkpoint (0 when it cannot tell). */
+/* /state done of a checkpoint: 1 done, 0 not done, -1 unreadable. */
 static int ckpt_done(const char *path) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return 0;
+    if (f < 0) return -1;
     long long done = 0;
     hid_t g = H5Lexists(f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(f, "state", H5P_DEFAULT) : -1;
+    int rc = g >= 0 ? 0 : -1;
     if (g >= 0) {
         if (H5Aexists(g, "done") > 0 && rlaif_h5_read_attr_i64(g, path, "/state", "done", &done))
-            done = 0;
+            rc = -1;
         H5Gclose(g);
     }
     H5Fclose(f);
-    return done != 0;
+    return rc < 0 ? rc : done != 0;
 }
 
 /* Where the reward model starts (rm.h): model.init_from, the newest
@@ -498,7 +499,11 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
     int found = 0;
     for (int i = 0; i < ns && !found; i++) {
         snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[i]);
-        found = ckpt_done(path);
+        int done = ckpt_done(path);
+        found = done == 1;
+        if (!found)
+            rlaif_info("rm: %s is %s; looking at older sft checkpoints", path,
+                       done < 0 ? "unreadable" : "not a finished sft run");
     }
     free(steps);
     if (found) {
@@ -512,9 +517,9 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
     return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                        "run rlaif sft first, set model.init_from = a checkpoint, or set "
                        "rm.from_scratch = true to train the reward model from [model]",
-                       "rm: no model to start from: model.init_from is empty and %s holds no "
-                       "finished sft checkpoint (%d unfinished)",
-                       dir, ns);
+                       "rm: no model to start from: model.init_from is empty and %s holds %s "
+                       "sft checkpoint",
+                       dir, ns ? "no finished" : "no");
 }
 
 /* Split the pairs; the run's buffers. */

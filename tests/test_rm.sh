@@ -119,6 +119,14 @@ cp -r "$d/base" "$d/search"
 (cd "$d" && "$RLAIF" rm "$job" --set rm.preferences=prefs.h5 --set run.out_dir=search \
   --set rm.steps=2) </dev/null >"$d/out" 2>&1 || fail "sft search: $(cat "$d/out")"
 grep -q "rm: starting from search/ckpt/sft-00000010.h5" "$d/out" || fail "$(cat "$d/out")"
+# an SFT run stopped before its end is not a model to start from
+(cd "$d" && "$RLAIF" sft "$job" --set run.out_dir=partial --stop-after 3) </dev/null >"$d/out" 2>&1
+[ $? = 75 ] || fail "sft --stop-after 3: $(cat "$d/out")"
+(cd "$d" && "$RLAIF" rm "$job" --set rm.preferences=prefs.h5 --set run.out_dir=partial) \
+  </dev/null >"$d/out" 2>&1
+[ $? = 66 ] || fail "rm on an unfinished sft run: $(cat "$d/out")"
+grep -q "partial/ckpt/sft-00000003.h5 is not a finished sft run" "$d/out" || fail "$(cat "$d/out")"
+grep -q "^ERROR: rm: no model to start from: .* holds no finished sft checkpoint" "$d/out" || fail "$(cat "$d/out")"
 printf '%s\n' '{"prompt": "What is 2 plus 2?", "chosen": "4", "rejected": "5"}' \
   '{"prompt": "What is 3 times 3?", "chosen": "9", "rejected": "No idea."}' >"$d/human.jsonl"
 rm1 --set run.out_dir=human --set data.human_preferences=human.jsonl --set rm.steps=2 ||
@@ -147,7 +155,7 @@ while IFS='|' read -r np code expect args; do
 done <<'EOF2'
 1|66|ERROR: rm: cannot read the preferences 'nothere.h5': No such file|--set rm.preferences=nothere.h5
 2|1|rm: no usable pairs in 'failed.h5' (240 pairs: 240 without a label, 0 soft labels dropped)|--set rm.preferences=failed.h5
-1|66|rm: no model to start from: model.init_from is empty and bad/ckpt holds no finished sft checkpoint|--set model.init_from=
+1|66|rm: no model to start from: model.init_from is empty and bad/ckpt holds no sft checkpoint|--set model.init_from=
 2|64|model.init_from 'base/ckpt/sft-00000010.h5' has no scalar head|--set rm.head=keep
 1|64|long.jsonl: record 1: prompt + response + EOS is 54 tokens, more than model.max_seq_len = 48|--set data.human_preferences=long.jsonl --set data.max_response_len=64
 1|66|data.human_preferences: nohuman.jsonl: fopen: No such file|--set data.human_preferences=nohuman.jsonl
