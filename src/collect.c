@@ -992,7 +992,10 @@ static int setup_judge(collect_run *C) {
     int rc = rlaif_prefs_open_or_create(C->prefs_path, J->comm, &io, &meta.meta, &J->prefs);
     rlaif_judge_meta_free(&meta);
     RLAIF_TRY(rc);
-    rlaif_prefs_set_flush(J->prefs, 0); /* synced after every store: a kill keeps it */
+    /* synced now and after every store: a kill at any point between stores
+     * (even before the first) leaves a file that opens and resumes */
+    rlaif_prefs_set_flush(J->prefs, 0);
+    RLAIF_TRY(rlaif_prefs_flush(J->prefs));
     int n = C->pr.size;
     J->asked = xcalloc((size_t)n, sizeof(int));
     J->answered = xcalloc((size_t)n, sizeof(int));
@@ -1252,9 +1255,13 @@ static int finish(collect_run *C, double t0) {
     }
     RLAIF_TRY(rlaif_agree(C->pr.comm, rc));
     RLAIF_TRY(summary(C, rlaif_now() - t0));
-    int stopped = 0;
-    RLAIF_CHECK_MPI(MPI_Allreduce(&C->stopping, &stopped, 1, MPI_INT, MPI_MAX, C->pr.comm));
-    if (stopped) {
+    /* the signal is known where it arrived; the others may have stopped on
+     * the judges' agreement before its TAG_STOP reached them */
+    int mine[2] = {C->stopping, C->stop_sig}, all[2];
+    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, C->pr.comm));
+    C->stop_sig = all[1];
+    if (all[0] && !rlaif_stop_requested()) rlaif_stop_request(all[1]); /* for the exit line */
+    if (all[0]) {
         rlaif_info("collect: stopped (signal %d); what was labelled is stored in %s: run the "
                    "same command again to continue",
                    C->stop_sig, C->prefs_path);

@@ -130,7 +130,7 @@ mock_start crash --latency 0.01
 # shellcheck disable=SC2046
 run crash 2 $(openai "$port") --store-every 4 --crash-after 25
 grep -q "crash-after 25 reached" "$d/out" || fail "no crash: $(cat "$d/out")"
-n=$("$py" -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r').attrs['pairs_committed']))" \
+n=$("$py" -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r').attrs.get('pairs_committed', 0)))" \
   "$d/crash/preferences.h5") || fail "the file after kill -9 does not open"
 [ "$n" -gt 0 ] && [ "$n" -lt 80 ] || fail "after the kill: $n pairs stored, expected some"
 paid=$(stat "$port" delivered)
