@@ -188,7 +188,22 @@ static void prompts_free(prompt_set *ps) {
 
 /* -------------------------------------------------------------- policy */
 
-/* model.init_from, else the newest sft checkpoint (rank 0 only). */
+/* /state done of a checkpoint: 1 finished, 0 not (or unreadable). */
+static int ckpt_done(const char *path) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int64_t done = 0;
+    if (f >= 0 && H5Lexists(f, "state", H5P_DEFAULT) > 0) {
+        hid_t g = H5Gopen(f, "state", H5P_DEFAULT);
+        if (g >= 0 && H5Aexists(g, "done") > 0) rlaif_h5_get_attr_i64(g, "done", &done);
+        if (g >= 0) H5Gclose(g);
+    }
+    if (f >= 0) H5Fclose(f);
+    rlaif_error_clear();
+    return done == 1;
+}
+
+/* model.init_from, else the newest finished sft checkpoint (rank 0 only):
+ * an sft stopped early (exit 75, not yet rerun) is not the policy. */
 static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
     const char *from = rlaif_cfg_str(cfg, "model.init_from");
     if (*from) {
@@ -201,26 +216,21 @@ static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
     char dir[4096];
     join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"), rlaif_cfg_str(cfg, "checkpoint.dir"));
     int64_t *steps = NULL;
-    int count = 0;
+    int count = 0, found = 0;
     RLAIF_TRY(rlaif_checkpoint_list(dir, "sft", &steps, &count));
-    if (count == 0)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT,
-                           "run `rlaif sft job.ini` first, or set model.init_from = a checkpoint",
-                           "collect: no policy: model.init_from is empty and there is no sft "
-                           "checkpoint %s/sft-*.h5",
-                           dir);
-    snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[0]);
-    free(steps);
-    /* an sft stopped early leaves a usable but unfinished policy: say so */
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t done = 0;
-    if (f >= 0 && H5Lexists(f, "state", H5P_DEFAULT) > 0) {
-        hid_t g = H5Gopen(f, "state", H5P_DEFAULT);
-        if (g >= 0 && H5Aexists(g, "done") > 0) rlaif_h5_get_attr_i64(g, "done", &done);
-        if (g >= 0) H5Gclose(g);
+    for (int i = 0; i < count && !found; i++) {
+        snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[i]);
+        found = ckpt_done(path);
+        if (!found) rlaif_warn("collect: passing over %s: not a finished sft run", path);
     }
-    if (f >= 0) H5Fclose(f);
-    if (!done) rlaif_warn("collect: %s is not a finished sft run (done != 1); using it", path);
+    free(steps);
+    if (!found)
+        return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                           "run (or finish) `rlaif sft job.ini` first, or set model.init_from = a "
+                           "checkpoint",
+                           "collect: no policy: model.init_from is empty and there is no %ssft "
+                           "checkpoint %s/sft-*.h5",
+                           count ? "finished " : "", dir);
     return 0;
 }
 

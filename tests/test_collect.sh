@@ -14,8 +14,9 @@
 #     a split 1 rollout + 1 judge layout: no rollout ever has more than 3
 #     pairs handed out, and while it waits its CPU time stays small (no
 #     busy-wait);
-#  d. bad inputs: no SFT checkpoint, a missing init_from, a missing or
-#     malformed prompts file -> one ERROR line naming it, exit 66 or 64.
+#  d. bad inputs: no SFT checkpoint (or only an unfinished one), a missing
+#     init_from, a missing or malformed prompts file -> one ERROR line naming
+#     it, exit 66 or 64.
 set -u
 : "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
 mpi="${MPIEXEC:-mpiexec}"
@@ -175,6 +176,11 @@ bad() { # bad CODE PATTERN OUT_DIR ARGS...: one ERROR line matching PATTERN, exi
 }
 bad 66 "no sft checkpoint empty/ckpt/sft-\*.h5" empty
 bad 66 "model.init_from: cannot read 'nope.h5'" empty --set model.init_from=nope.h5
+# an sft stopped at step 3 (exit 75, not rerun) is not a policy
+(cd "$d" && timeout 60 "$RLAIF" sft "$job" --set run.out_dir=half --stop-after 3) </dev/null \
+  >"$d/out" 2>&1
+[ $? = 75 ] || fail "sft --stop-after 3: $(cat "$d/out")"
+bad 66 "no finished sft checkpoint half/ckpt/sft-\*.h5" half
 printf '%s\n' '{"prompt": "What is 1 plus 1?"}' '{"prompt": 7}' >"$d/bad.jsonl"
 bad 64 "bad.jsonl:2" one --set data.task=jsonl --set data.prompts=bad.jsonl
 bad 66 "missing.jsonl" one --set data.task=jsonl --set data.prompts=missing.jsonl
