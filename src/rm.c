@@ -11,6 +11,7 @@
  * tokenized again with the model's own tokenizer. */
 #include "rlaif/rm.h"
 #include "rlaif/error.h"
+#include "rlaif/h5util.h"
 #include "rlaif/log.h"
 #include "rlaif/model_io.h"
 #include "rlaif/prefs.h"
@@ -113,6 +114,36 @@ int rlaif_rm_micro(rlaif_model *m, const rlaif_rm_pairs *d, const int64_t *idx, 
     }
     /* d(loss)/d(score) is nonzero only at the two reward positions of each pair */
     return backward ? rlaif_model_backward(m, NULL, NULL, buf->dscore) : 0;
+}
+
+/* /state attribute name of path as a double, NaN when it is missing. */
+static double state_f64(hid_t f, const char *name) {
+    double v = NAN;
+    if (H5Lexists(f, "state", H5P_DEFAULT) <= 0) return v;
+    hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
+    if (g < 0) return v;
+    if (H5Aexists(g, name) > 0 && rlaif_h5_get_attr_f64(g, name, &v)) v = NAN;
+    H5Gclose(g);
+    return v;
+}
+
+int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double *reward_std) {
+    int rc = rlaif_model_load(path, m);
+    if (rc) return rlaif_error_context("reward model '%s': ", path), rc;
+    if (!m->cfg.score_head) {
+        rlaif_model_free(m);
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "give the rm-*.h5 checkpoint that rlaif rm wrote",
+                           "reward model '%s' has no scalar head: it is not a reward model", path);
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        rlaif_model_free(m);
+        return rlaif_error_h5("H5Fopen", __FILE__, __LINE__, "check that the file is readable");
+    }
+    *reward_mean = state_f64(f, "reward_mean");
+    *reward_std = state_f64(f, "reward_std");
+    H5Fclose(f);
+    return 0;
 }
 
 /* ---- data ---- */

@@ -10,7 +10,10 @@
  *                               the loss normalised by the pair count, and
  *                               writes OUT: /loss, /rewards [2n], /sums
  *                               (decided, correct, chosen, rejected), and
- *                               /grads/<tensor>. */
+ *                               /grads/<tensor>.
+ *   rm_ref load CKPT            rlaif_rm_load: prints the reward statistics,
+ *                               or the error (exit 1) for a model without a
+ *                               scalar head. */
 #include "rlaif/error.h"
 #include "rlaif/model.h"
 #include "rlaif/model_io.h"
@@ -115,9 +118,19 @@ static int cmd_grad(const char *ckpt, const char *in, const char *out) {
     return 0;
 }
 
+static int cmd_load(const char *ckpt) {
+    rlaif_model m;
+    double mean, std;
+    OK(rlaif_rm_load(ckpt, &m, &mean, &std));
+    printf("reward model: %zu parameters, reward mean %.6g std %.6g\n", m.table.total, mean, std);
+    rlaif_model_free(&m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "load")) return cmd_load(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "pairs")) return cmd_pairs();
     if (argc == 5 && !strcmp(argv[1], "grad")) return cmd_grad(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: rm_ref pairs < LINES | rm_ref grad CKPT IN OUT\n");
+    fprintf(stderr, "usage: rm_ref pairs < LINES | rm_ref grad CKPT IN OUT | rm_ref load CKPT\n");
     return 64;
 }

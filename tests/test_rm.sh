@@ -92,6 +92,13 @@ grep -q "on 2 learner(s)" "$d/out" || fail "expected 2 learners: $(cat "$d/out")
 "$py" "$check" losses "$d/one" "$d/two" 1e-5 || fail "losses differ"
 "$py" "$params" params "$d/one/$final" "$d/two/$final" 1e-5 || fail "params differ"
 "$py" "$check" final "$d/one/$final" || fail "final checkpoint"
+# rlaif_rm_load, as PPO will load it: the reward statistics; a model without
+# a scalar head is refused by name
+ref="${top_builddir:?set by make check}/tests/rm_ref"
+"$ref" load "$d/one/$final" | grep "reward mean" || fail "rm_ref load of the reward model"
+"$ref" load "$d/base/ckpt/sft-00000010.h5" >"$d/out" 2>&1
+[ $? = 1 ] && grep -q "sft-00000010.h5' has no scalar head: it is not a reward model" "$d/out" ||
+  fail "an SFT model loaded as a reward model: $(cat "$d/out")"
 
 echo "== d. stop at step 7, resume, compare with the uninterrupted run"
 rm2 --set run.out_dir=stop --stop-after 7

@@ -46,6 +46,12 @@
 
 int rlaif_cmd_rm(rlaif_ctx *ctx);
 
+/* A trained reward model for scoring (PPO, eval): the model of path, which
+ * must carry a scalar head (RLAIF_EX_USAGE naming the file otherwise), and
+ * the reward statistics of its /state (NaN when it has none, e.g. a
+ * checkpoint of an unfinished run). Serial: call it on each rank that scores. */
+int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double *reward_std);
+
 /* bt(d, p) above, in double; *dd = d bt / d d. */
 double rlaif_rm_pair_loss(double d, double p, double margin, double *dd);
 
