@@ -377,6 +377,7 @@ typedef struct {
     int stopping, stop_sig;
     char policy[4096], prefs_path[4096], *signature;
     int64_t total_pairs; /* pairs this run should label (for the ETA) */
+    int64_t had;         /* pairs in preferences.h5 before this run */
     rollout ro;
     judger ju;
     int64_t (*prog)[4]; /* rank 0: latest counts of every rank */
@@ -984,6 +985,7 @@ static int scan_existing(collect_run *C, int *skip) {
         rlaif_info("collect: resuming: %s holds %lld pairs; those are not sampled or judged again",
                    C->prefs_path, (long long)have);
     C->total_pairs = all - (have < all ? have : all);
+    C->had = have;
     return 0;
 }
 
@@ -1175,7 +1177,7 @@ static int summary(collect_run *C, double wall) {
                            wall,
                            (double)mxs};
     int64_t step = 0;
-    if (C->pr.rank == 0) step = C->total_pairs; /* any increasing count would do */
+    if (C->pr.rank == 0) step = C->had + s[10]; /* the metrics row's step: pairs in the file */
     return rlaif_agree(C->pr.comm, write_metrics(C, row, step));
 }
 

@@ -13,7 +13,7 @@
 #  c. a slow judge (mock latency 0.2 s, 2 requests in flight) and credit 3 on
 #     a split 1 rollout + 1 judge layout: no rollout ever has more than 3
 #     pairs handed out, and while it waits its CPU time stays small (no
-#     busy-wait);
+#     busy-wait); a real SIGTERM while waiting on it: exit 75, rerun finishes;
 #  d. bad inputs: no SFT checkpoint (or only an unfinished one), a missing
 #     init_from, a missing or malformed prompts file -> one ERROR line naming
 #     it, exit 66 or 64.
@@ -163,6 +163,24 @@ print(f"credit {credit}, max outstanding {most}; waited {wall} s, {cpu} s CPU ({
 sys.exit(0 if ok else 1)
 EOF
 "$py" "$check" count "$d/slow/preferences.h5" 24 || fail "slow judge: pairs"
+# a real SIGTERM to a single-process run waiting on the slow judge: the
+# labelled pairs are stored, exit 75; the rerun finishes them
+mkdir -p "$d/term" && cp -r "$d/one/ckpt" "$d/term/"
+# shellcheck disable=SC2046
+(cd "$d" && exec timeout 60 "$RLAIF" collect "$job" --set run.out_dir=term $(openai "$port") \
+  --set judge.max_inflight=2 --set judge.both_orders=0 --set data.n_prompts=12) </dev/null \
+  >"$d/term.out" 2>&1 &
+pid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc = 75 ] || fail "SIGTERM: exit $rc, expected 75: $(cat "$d/term.out")"
+grep -q "collect: stopped (signal 15)" "$d/term.out" || fail "SIGTERM: $(cat "$d/term.out")"
+# shellcheck disable=SC2046
+run term 1 $(openai "$port") --set judge.max_inflight=2 --set judge.both_orders=0 \
+  --set data.n_prompts=12 || fail "rerun after SIGTERM: $(cat "$d/out")"
+"$py" "$check" count "$d/term/preferences.h5" 24 || fail "SIGTERM + rerun: pairs"
 
 echo "== d. bad inputs"
 bad() { # bad CODE PATTERN OUT_DIR ARGS...: one ERROR line matching PATTERN, exit CODE
