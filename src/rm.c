@@ -1,14 +1,7 @@
 /* rm.c - `rlaif rm`: preference pairs -> token sequences -> the learner loop
  * with a Bradley-Terry loss on the scalar head (rm.h has the definitions).
  *
- * Rank 0 of the learners reads preferences.h5 (a serial read of the whole
- * file) and tokenizes, then broadcasts one flat token array, as sft does:
- * every learner needs every pair over an epoch (batches are drawn from a
- * global shuffle), the texts are small next to the model, and one reader
- * parses once and reports a bad file once. preferences.h5 records no
- * tokenizer identity and its stored tokens are per text (not the model's
- * prompt "\n" response EOS with its truncation), so the texts are always
- * tokenized again with the model's own tokenizer. */
+ * The pairs are read, split and tokenized by pairs.c (shared with dpo). */
 #include "rlaif/rm.h"
 #include "rlaif/error.h"
 #include "rlaif/h5util.h"
@@ -147,200 +140,6 @@ int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double 
 }
 
 /* ---- data ---- */
-
-typedef struct {
-    int64_t total, unusable, dropped; /* pairs read, without a label, dropped soft labels */
-    int64_t human;                    /* pairs of data.human_preferences */
-} load_counts;
-
-static void pairs_free(rlaif_rm_pairs *d) {
-    free(d->tok), free(d->off), free(d->label), free(d->heldout);
-    memset(d, 0, sizeof *d);
-}
-
-/* Held out when the prompt's hash, as a number in [0, 1), is below frac:
- * FNV-1a 64 of the text, then a splitmix64 finaliser to spread it. */
-static int held_out(const char *prompt, double frac) {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *c = (const unsigned char *)prompt; *c; c++)
-        h = (h ^ *c) * 1099511628211ULL;
-    h ^= h >> 30, h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27, h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return (double)(h >> 11) * 0x1.0p-53 < frac;
-}
-
-typedef struct {
-    rlaif_rm_pairs *d;
-    rlaif_tokens all;
-    size_t cap; /* pairs allocated */
-    rlaif_tokenizer *tok;
-    long max_prompt, max_response;
-    int max_seq_len;
-    double eval_fraction;
-} loader;
-
-/* Append one sequence (prompt, response) as sequence 2n or 2n+1. */
-static int add_seq(loader *ld, const char *prompt, const char *response, int64_t s,
-                   const char *where) {
-    size_t start = ld->all.n, np;
-    RLAIF_TRY(rlaif_format_example(ld->tok, prompt, response, ld->max_prompt, ld->max_response,
-                                   &ld->all, &np));
-    size_t len = ld->all.n - start;
-    if (len > (size_t)ld->max_seq_len)
-        return RLAIF_ERROR(RLAIF_EX_USAGE,
-                           "lower data.max_prompt_len / data.max_response_len or raise "
-                           "model.max_seq_len",
-                           "%s: prompt + response + EOS is %zu tokens, more than "
-                           "model.max_seq_len = %d",
-                           where, len, ld->max_seq_len);
-    ld->d->off[s + 1] = (int64_t)ld->all.n;
-    return 0;
-}
-
-static int add_pair(loader *ld, const char *prompt, const char *a, const char *b, double p,
-                    const char *where) {
-    rlaif_rm_pairs *d = ld->d;
-    if ((size_t)d->n == ld->cap) {
-        ld->cap = ld->cap ? 2 * ld->cap : 256;
-        d->off = xrealloc(d->off, sizeof(int64_t) * (2 * ld->cap + 1));
-        d->label = xrealloc(d->label, sizeof(float) * ld->cap);
-        d->heldout = xrealloc(d->heldout, ld->cap);
-    }
-    if (d->n == 0) d->off[0] = (int64_t)ld->all.n;
-    RLAIF_TRY(add_seq(ld, prompt, a, 2 * d->n, where));
-    RLAIF_TRY(add_seq(ld, prompt, b, 2 * d->n + 1, where));
-    d->label[d->n] = (float)p;
-    d->heldout[d->n] = (uint8_t)held_out(prompt, ld->eval_fraction);
-    d->n++;
-    return 0;
-}
-
-/* The label a usable pair trains on (rm.soft_labels), or NaN to skip it. */
-static double train_label(double p, const char *mode) {
-    if (!(p >= 0 && p <= 1)) return NAN;
-    if (p == 0 || p == 1 || !strcmp(mode, "soft")) return p;
-    if (!strcmp(mode, "hard") && p != 0.5) return p > 0.5 ? 1 : 0;
-    return NAN;
-}
-
-static int load_prefs(loader *ld, const char *path, const char *mode, load_counts *c) {
-    if (access(path, R_OK) != 0)
-        return RLAIF_ERROR(RLAIF_EX_NOINPUT,
-                           "run rlaif collect (or rlaif judge --prefs) first, or set "
-                           "rm.preferences",
-                           "rm: cannot read the preferences '%s': %s", path, strerror(errno));
-    rlaif_prefs_data pd;
-    int rc = rlaif_prefs_read(path, &pd);
-    if (rc) return rlaif_error_context("rm.preferences '%s': ", path), rc;
-    for (size_t i = 0; i < pd.npairs && !rc; i++) {
-        const rlaif_pair *p = &pd.pairs[i];
-        c->total++;
-        if (p->status != RLAIF_PAIR_OK || !(p->label >= 0 && p->label <= 1)) {
-            c->unusable++;
-            continue;
-        }
-        double y = train_label(p->label, mode);
-        if (isnan(y)) {
-            c->dropped++;
-            continue;
-        }
-        if (p->prompt_id < 0 || (size_t)p->prompt_id >= pd.prompts.n || p->response_a < 0 ||
-            (size_t)p->response_a >= pd.responses.n || p->response_b < 0 ||
-            (size_t)p->response_b >= pd.responses.n) {
-            rc = RLAIF_ERROR(
-                RLAIF_EX_FAIL, "the file is damaged: rebuild it with rlaif prefs merge",
-                "%s: pair %lld points past /prompts or /responses", path, (long long)p->pair_id);
-            break;
-        }
-        char *q = rlaif_ragged_text(&pd.prompts, (size_t)p->prompt_id);
-        char *a = rlaif_ragged_text(&pd.responses, (size_t)p->response_a);
-        char *b = rlaif_ragged_text(&pd.responses, (size_t)p->response_b);
-        char where[4200];
-        snprintf(where, sizeof where, "%s: pair %lld", path, (long long)p->pair_id);
-        rc = add_pair(ld, q, a, b, y, where);
-        free(q), free(a), free(b);
-    }
-    rlaif_prefs_data_free(&pd);
-    return rc;
-}
-
-static int load_human(loader *ld, const char *path, load_counts *c) {
-    size_t n;
-    char **texts;
-    int rc = rlaif_jsonl_read(path, "prefs", &n, &texts);
-    if (rc) return rlaif_error_context("data.human_preferences: "), rc;
-    for (size_t i = 0; i < n && !rc; i++) {
-        char where[4200];
-        snprintf(where, sizeof where, "%s: record %zu", path, i + 1);
-        /* A = chosen: label 1 */
-        rc = add_pair(ld, texts[3 * i], texts[3 * i + 1], texts[3 * i + 2], 1.0, where);
-        c->human++;
-    }
-    rlaif_jsonl_free(texts, n);
-    return rc;
-}
-
-/* "<a>/<b>", or b alone when it is absolute (as train.c places files). */
-static void join(char *out, size_t n, const char *a, const char *b) {
-    if (b[0] == '/' || !*a)
-        snprintf(out, n, "%s", b);
-    else
-        snprintf(out, n, "%s/%s", a, b);
-}
-
-static void prefs_path(const rlaif_config *cfg, char *out, size_t n) {
-    const char *p = rlaif_cfg_str(cfg, "rm.preferences");
-    if (*p)
-        snprintf(out, n, "%s", p);
-    else
-        join(out, n, rlaif_cfg_str(cfg, "run.out_dir"), "preferences.h5");
-}
-
-/* Rank 0: every usable pair, tokenized. */
-static int load_local(rlaif_rm_pairs *d, rlaif_tokenizer *tok, const rlaif_config *cfg,
-                      int max_seq_len, load_counts *c) {
-    loader ld = {.d = d,
-                 .tok = tok,
-                 .max_prompt = (long)rlaif_cfg_int(cfg, "data.max_prompt_len"),
-                 .max_response = (long)rlaif_cfg_int(cfg, "data.max_response_len"),
-                 .max_seq_len = max_seq_len,
-                 .eval_fraction = rlaif_cfg_float(cfg, "rm.eval_fraction")};
-    char path[4096];
-    prefs_path(cfg, path, sizeof path);
-    int rc = load_prefs(&ld, path, rlaif_cfg_str(cfg, "rm.soft_labels"), c);
-    const char *human = rlaif_cfg_str(cfg, "data.human_preferences");
-    if (!rc && *human) rc = load_human(&ld, human, c);
-    d->tok = ld.all.ids;
-    if (!rc && d->n == 0)
-        rc = RLAIF_ERROR(RLAIF_EX_FAIL,
-                         "every pair failed, has no label (NaN) or was dropped by "
-                         "rm.soft_labels: check the judge's statuses with rlaif prefs info",
-                         "rm: no usable pairs in '%s' (%lld pairs: %lld without a label, %lld "
-                         "soft labels dropped)",
-                         path, (long long)c->total, (long long)c->unusable, (long long)c->dropped);
-    return rc;
-}
-
-static int pairs_bcast(rlaif_rm_pairs *d, MPI_Comm comm, int rank) {
-    int64_t sizes[2] = {d->n, d->n ? d->off[2 * d->n] : 0};
-    RLAIF_CHECK_MPI(MPI_Bcast(sizes, 2, MPI_INT64_T, 0, comm));
-    if (sizes[1] > 2147483647LL || 2 * sizes[0] + 1 > 2147483647LL)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "split the preferences",
-                           "rm: %lld tokens of pairs exceed one broadcast", (long long)sizes[1]);
-    if (rank != 0) {
-        d->n = sizes[0];
-        d->tok = xmalloc(sizeof(int32_t) * (size_t)(sizes[1] + 1));
-        d->off = xmalloc(sizeof(int64_t) * (size_t)(2 * d->n + 1));
-        d->label = xmalloc(sizeof(float) * (size_t)(d->n + 1));
-        d->heldout = xmalloc((size_t)(d->n + 1));
-    }
-    RLAIF_CHECK_MPI(MPI_Bcast(d->tok, (int)sizes[1], MPI_INT32_T, 0, comm));
-    RLAIF_CHECK_MPI(MPI_Bcast(d->off, (int)(2 * d->n + 1), MPI_INT64_T, 0, comm));
-    RLAIF_CHECK_MPI(MPI_Bcast(d->label, (int)d->n, MPI_FLOAT, 0, comm));
-    RLAIF_CHECK_MPI(MPI_Bcast(d->heldout, (int)d->n, MPI_UINT8_T, 0, comm));
-    return 0;
-}
 
 /* ---- the phase ---- */
 
@@ -499,22 +298,6 @@ static int parse_args(const rlaif_ctx *ctx, long *stop_after) {
     return 0;
 }
 
-/* /state done of a checkpoint: 1 done, 0 not done, -1 unreadable. */
-static int ckpt_done(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return -1;
-    long long done = 0;
-    hid_t g = H5Lexists(f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(f, "state", H5P_DEFAULT) : -1;
-    int rc = g >= 0 ? 0 : -1;
-    if (g >= 0) {
-        if (H5Aexists(g, "done") > 0 && rlaif_h5_read_attr_i64(g, path, "/state", "done", &done))
-            rc = -1;
-        H5Gclose(g);
-    }
-    H5Fclose(f);
-    return rc < 0 ? rc : done != 0;
-}
-
 /* Where the reward model starts (rm.h): model.init_from, the newest
  * finished sft checkpoint, or [model] with rm.from_scratch. */
 static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_model_source *src) {
@@ -523,20 +306,8 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
     src->init_from = NULL;
     if (*rlaif_cfg_str(cfg, "model.init_from")) return 0;
     char dir[4096];
-    join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"), rlaif_cfg_str(cfg, "checkpoint.dir"));
-    int64_t *steps = NULL;
-    int ns = 0;
-    RLAIF_TRY(rlaif_checkpoint_list(dir, "sft", &steps, &ns));
-    int found = 0;
-    for (int i = 0; i < ns && !found; i++) {
-        snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[i]);
-        int done = ckpt_done(path);
-        found = done == 1;
-        if (!found)
-            rlaif_info("rm: %s is %s; looking at older sft checkpoints", path,
-                       done < 0 ? "unreadable" : "not a finished sft run");
-    }
-    free(steps);
+    int found, ns;
+    RLAIF_TRY(rlaif_find_sft_model(cfg, "rm", path, n, dir, sizeof dir, &found, &ns));
     if (found) {
         src->init_from = path;
         return 0;
@@ -599,18 +370,6 @@ static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *f
     return 0;
 }
 
-static void report_counts(const load_counts *c, const rlaif_rm_pairs *d) {
-    int64_t tie = 0, soft = 0;
-    for (int64_t i = 0; i < d->n; i++) {
-        tie += d->label[i] == 0.5f;
-        soft += d->label[i] != 0.0f && d->label[i] != 1.0f;
-    }
-    rlaif_info("rm: %lld pairs read: %lld usable (%lld with soft labels, %lld ties), %lld without "
-               "a label, %lld dropped by rm.soft_labels; %lld human pairs",
-               (long long)c->total, (long long)(d->n - c->human), (long long)soft, (long long)tie,
-               (long long)c->unusable, (long long)c->dropped, (long long)c->human);
-}
-
 int rlaif_cmd_rm(rlaif_ctx *ctx) {
     long stop_after;
     RLAIF_TRY(parse_args(ctx, &stop_after));
@@ -632,21 +391,21 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     S.perm_epoch = -1;
     S.margin = rlaif_cfg_float(ctx->cfg, "rm.margin");
     S.l2 = rlaif_cfg_float(ctx->cfg, "rm.reward_l2");
-    load_counts c;
+    rlaif_pairs_counts c;
     memset(&c, 0, sizeof c);
     if (!rc)
-        rc = rlaif_agree(
-            L.comm,
-            L.rank == 0 ? load_local(&S.data, L.tok, ctx->cfg, L.model.cfg.max_seq_len, &c) : 0);
-    if (!rc && L.rank == 0) report_counts(&c, &S.data);
-    if (!rc) rc = pairs_bcast(&S.data, L.comm, L.rank);
+        rc = rlaif_agree(L.comm, L.rank == 0 ? rlaif_pairs_load(&S.data, L.tok, ctx->cfg, "rm",
+                                                                L.model.cfg.max_seq_len, &c)
+                                             : 0);
+    if (!rc && L.rank == 0) rlaif_pairs_report("rm", &c, &S.data);
+    if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "rm");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
     const char *what = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
                                      : rlaif_cfg_str(ctx->cfg, "model.init_from");
     if (!rc) rc = run_phase(&L, &S, stop_after, what);
     free(S.train), free(S.eval), free(S.perm);
     rlaif_rm_buf_free(&S.buf);
-    pairs_free(&S.data);
+    rlaif_pairs_free(&S.data);
     rlaif_learner_free(&L);
     int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
     return rc ? rc : brc;

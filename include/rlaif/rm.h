@@ -41,6 +41,7 @@
 
 #include "rlaif/cli.h"
 #include "rlaif/model.h"
+#include "rlaif/pairs.h"
 
 #include <stdint.h>
 
@@ -55,15 +56,9 @@ int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double 
 /* bt(d, p) above, in double; *dd = d bt / d d. */
 double rlaif_rm_pair_loss(double d, double p, double margin, double *dd);
 
-/* Pairs as token sequences: pair i is sequences 2i (response A) and 2i+1
- * (response B), sequence s being tok[off[s], off[s+1]). */
-typedef struct {
-    int64_t n;
-    int32_t *tok;
-    int64_t *off;     /* [2n + 1] */
-    float *label;     /* [n] P(A better) */
-    uint8_t *heldout; /* [n] 1 = validation pair */
-} rlaif_rm_pairs;
+/* Pairs as token sequences (pairs.h, shared with dpo): pair i is sequences
+ * 2i (response A) and 2i+1 (response B). */
+typedef rlaif_pairs rlaif_rm_pairs;
 
 /* What a forward over some pairs adds up (sums, for the caller to reduce). */
 typedef struct {
