@@ -39,9 +39,9 @@
  * Nobody busy-waits: a rank with nothing to do sleeps 2 ms between
  * MPI_Iprobe/MPI_Test rounds (or in the judge's curl_multi_poll). Judge
  * ranks agree on when to store through a repeated MPI_Iallreduce (MAX of
- * buffered pairs, time since the last store, stop, not finished): every
- * collect.store_every pairs (command line --store-every, default 256) or
- * 10 s they append what they have labelled to <out_dir>/preferences.h5 with
+ * buffered pairs, time since the last store, stop, not finished): when one
+ * judge rank holds --store-every labelled pairs (default 256), or every
+ * 10 s when any has some, they append what they have labelled to <out_dir>/preferences.h5 with
  * rlaif_judge_store, collectively over the judge group, and the file is
  * synced, so a kill loses at most the unstored tail, which the judge's
  * journal answers for free on the rerun. At the end every rank posts an
