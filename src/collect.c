@@ -872,6 +872,9 @@ static int drain(collect_run *C) {
         int left = pr->nout > 0;
         for (int r = 0; known && r < pr->size; r++) left |= pr->recvd[r] < theirs[r];
         if (known && !left) break;
+        /* a rank 0 with no collect role (a learner) reports from here */
+        if (C->prog && !C->o.quiet && rlaif_now() - C->last_status >= 5)
+            status_line(C), C->last_status = rlaif_now();
         if (!did) nap();
     }
     free(theirs);

@@ -91,6 +91,8 @@ run one 1 || fail "1 rank: $(cat "$d/out")"
 grep -q "80 pairs judged: 80 labelled, 0 failed" "$d/out" || fail "1 rank: $(cat "$d/out")"
 "$py" "$check" count "$d/one/preferences.h5" 80 || fail "1 rank: pairs"
 "$py" "$check" oracle "$d/one/preferences.h5" || fail "1 rank: labels"
+grep -q '"phase":"collect","step":80,.*"pairs":80,"labelled":80,' "$d/one/progress.jsonl" ||
+  fail "no metrics row: $(cat "$d/one/progress.jsonl")"
 split="--set ranks.layout=split --set ranks.learner=0"
 # shellcheck disable=SC2086
 run split22 4 $split --set ranks.rollout=2 --set ranks.judge=2 || fail "2+2: $(cat "$d/out")"
