@@ -1119,6 +1119,15 @@ static int write_metrics(collect_run *C, const double *row, int64_t step) {
 static int summary(collect_run *C, double wall) {
     const rollout *R = &C->ro;
     const judger *J = &C->ju;
+    /* each rank's own counts go to its log (--log-dir): credit per rank */
+    if (C->is_rollout)
+        rlaif_debug("collect rank %d rollout: prompts [%lld, %lld), %lld sampled, %lld pairs "
+                    "sent, max outstanding %d of credit %d, waited %.2f s using %.3f s CPU",
+                    C->pr.rank, (long long)R->lo, (long long)R->hi, (long long)R->prompts,
+                    (long long)R->pairs, R->max_outstanding, R->credit, R->wait_wall, R->wait_cpu);
+    if (C->is_judge)
+        rlaif_debug("collect rank %d judge: %lld pairs judged, %lld labelled, %lld ties",
+                    C->pr.rank, (long long)J->judged, (long long)J->labelled, (long long)J->ties);
     int64_t mine[NSUM] = {R->prompts,
                           R->skipped,
                           R->responses,
