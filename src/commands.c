@@ -3,6 +3,7 @@
  * in its header and pointing its row here at it. */
 #include "rlaif/cli.h"
 #include "rlaif/collect.h"
+#include "rlaif/dpo.h"
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
@@ -29,7 +30,8 @@ const rlaif_command rlaif_commands[] = {
     {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},
     {"reinforce", NULL, 1, "REINFORCE with a baseline against the reward model", NULL},
     {"a2c", NULL, 1, "advantage actor-critic against the reward model", NULL},
-    {"dpo", NULL, 1, "direct preference optimisation on the labels", NULL},
+    {"dpo", rlaif_cmd_dpo, 1, "direct preference optimisation on the labels",
+     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"online-dpo", NULL, 1, "DPO with the judge in the loop on fresh samples", NULL},
     {"eval", NULL, 1, "win rate of the policy against the SFT model, judged both orders", NULL},
     {"config", rlaif_cmd_config, 0,

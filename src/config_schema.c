@@ -175,6 +175,14 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     E("dpo", "loss", "sigmoid", "sigmoid|ipo|cdpo", "DPO loss variant"),
     F("dpo", "label_smoothing", "0.0", 0, 0.5, "cDPO label smoothing"),
     I("dpo", "online_batches", "0", 0, 1e12, "online DPO: fresh judged batches (0 = offline)"),
+    S("dpo", "preferences", "", "preferences.h5 to train on (default out_dir/preferences.h5)"),
+    F("dpo", "eval_fraction", "0.1", 0, 0.9,
+      "fraction of prompts (by a hash of the prompt text) held out for validation"),
+    E("dpo", "soft_labels", "soft", "soft|hard|drop",
+      "labels strictly between 0 and 1 (ties 0.5, logprob labels): soft (the expected loss "
+      "over the label), rounded to the nearer side (ties dropped), or dropped"),
+    I("dpo", "eval_prompts", "200", 0, 1e9,
+      "held-out arithmetic problems answered greedily before and after DPO (0 = none)"),
 
     /* [eval] */
     I("eval", "n_prompts", "200", 1, 1e12, "held-out prompts judged"),

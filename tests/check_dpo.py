@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Checks for tests/test_dpo.sh and tests/test_dpo_learn.sh, on the files
+`rlaif dpo` writes (h5py, numpy). Parameter comparisons use check_sft.py.
+
+  losses RUN_A RUN_B RTOL   per-step /dpo losses, margins and accuracies and
+                            the /dpo_eval losses and margins of both
+                            metrics.h5 agree within RTOL (relative, with a
+                            floor of 1e-3 on the scale); /dpo_eval accuracies
+                            from step 1 on (at step 0 the policy is the
+                            reference and every margin is float rounding)
+  rows RUN N                /dpo holds exactly steps 1..N, /dpo_eval each of
+                            its steps once, in order
+  final CKPT REF N          a finished policy: no score head, /state done = 1,
+                            eval_accuracy; REF (dpo_ref_logps.h5) holds N
+                            pairs of finite, negative log-probs
+  learned RUN MIN_ACC MIN_TASK
+                            the last /dpo_eval preference accuracy >= MIN_ACC;
+                            the final greedy task accuracy (/state
+                            task_accuracy) >= MIN_TASK; prints the curves
+"""
+import sys
+
+import h5py
+import numpy as np
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def table(run, name):
+    with h5py.File(f"{run}/metrics.h5", "r") as f:
+        return f[name][:]
+
+
+def compare(name, ra, rb, cols, rtol, skip_first=False):
+    if not np.array_equal(ra["step"], rb["step"]):
+        fail(f"/{name} steps differ: {ra['step']} vs {rb['step']}")
+    for c in cols:
+        x, y = ra[c], rb[c]
+        if skip_first:
+            x, y = x[1:], y[1:]
+        rel = np.abs(x - y) / np.maximum(np.abs(x), 1e-3)
+        print(f"/{name} {c}: {len(x)} rows, {x[0]:.6f} -> {x[-1]:.6f}; max relative "
+              f"difference {rel.max():.3g} (tolerance {rtol:g})")
+        if not rel.max() <= rtol:
+            fail(f"/{name} {c} differs by {rel.max():.3g} at row {rel.argmax()}")
+
+
+def losses(a, b, rtol):
+    compare("dpo", table(a, "dpo"), table(b, "dpo"),
+            ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "logps/chosen"],
+            rtol)
+    ea, eb = table(a, "dpo_eval"), table(b, "dpo_eval")
+    compare("dpo_eval", ea, eb, ["loss", "rewards/margins"], rtol)
+    compare("dpo_eval", ea, eb, ["rewards/accuracies"], rtol, skip_first=True)
+
+
+def rows(run, n):
+    steps = table(run, "dpo")["step"]
+    if not np.array_equal(steps, np.arange(1, n + 1)):
+        fail(f"metrics.h5 /dpo steps {steps}, expected 1..{n}")
+    ev = table(run, "dpo_eval")["step"]
+    if len(ev) == 0 or not np.all(np.diff(ev) > 0):
+        fail(f"/dpo_eval steps {ev}: expected each once, increasing")
+    print(f"metrics.h5 /dpo: steps 1..{n} once each; /dpo_eval at steps {list(ev)}")
+
+
+def final(ckpt, ref, n):
+    with h5py.File(ckpt, "r") as f:
+        st = dict(f["state"].attrs)
+        if "params/score.weight" in f or f["config"].attrs["score_head"] != 0:
+            fail(f"{ckpt}: a DPO policy has no score head")
+    for k in ("done", "eval_accuracy", "eval_loss", "eval_margin", "data_pos"):
+        if k not in st:
+            fail(f"{ckpt}: /state has no {k}")
+    if st["done"] != 1:
+        fail(f"{ckpt}: done {st['done']}")
+    with h5py.File(ref, "r") as f:
+        lp = f["logps"][:]
+        if f.attrs["n_pairs"] != int(n) or lp.shape != (int(n), 2):
+            fail(f"{ref}: {f.attrs['n_pairs']} pairs, shape {lp.shape}, expected {n}")
+    if not (np.all(np.isfinite(lp)) and np.all(lp < 0)):
+        fail(f"{ref}: log-probs not finite and negative")
+    print(f"{ckpt}: done, eval_accuracy {st['eval_accuracy']:.3f}, margin "
+          f"{st['eval_margin']:.4f}; {ref}: {n} pairs, log ref in [{lp.min():.2f}, {lp.max():.2f}]")
+
+
+def learned(run, min_acc, min_task):
+    ev = table(run, "dpo_eval")
+    for r in ev:
+        print(f"  step {r['step']:4d}  held-out preference accuracy {r['rewards/accuracies']:.3f}"
+              f"  loss {r['loss']:.4f}  margin {r['rewards/margins']:.4f}  chosen "
+              f"{r['rewards/chosen']:.4f}  rejected {r['rewards/rejected']:.4f}  ({r['pairs']:.0f} pairs)")
+    tr = table(run, "dpo")
+    for r in tr[::max(1, len(tr) // 5)]:
+        print(f"  train step {r['step']:4d}  loss {r['loss']:.4f}  accuracy "
+              f"{r['rewards/accuracies']:.3f}  margin {r['rewards/margins']:.4f}  logps/chosen "
+              f"{r['logps/chosen']:.3f}  logps/rejected {r['logps/rejected']:.3f}")
+    last = ev["rewards/accuracies"][-1]
+    if not last >= min_acc:
+        fail(f"held-out preference accuracy {last:.3f}, expected >= {min_acc}")
+    import glob
+    ck = sorted(glob.glob(f"{run}/ckpt/dpo-*.h5"))[-1]
+    with h5py.File(ck, "r") as f:
+        task = float(f["state"].attrs["task_accuracy"])
+    print(f"held-out preference accuracy {ev['rewards/accuracies'][0]:.3f} (step 0) -> {last:.3f}"
+          f" (must be >= {min_acc}); greedy task accuracy after DPO {task:.3f} "
+          f"(must be >= {min_task})")
+    if not task >= min_task:
+        fail(f"greedy task accuracy collapsed to {task:.3f}")
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "losses":
+        losses(args[0], args[1], float(args[2]))
+    elif cmd == "rows":
+        rows(args[0], int(args[1]))
+    elif cmd == "final":
+        final(args[0], args[1], args[2])
+    elif cmd == "learned":
+        learned(args[0], float(args[1]), float(args[2]))
+    else:
+        fail(f"unknown check {cmd}")
