@@ -13,6 +13,13 @@
   final CKPT REF N          a finished policy: no score head, /state done = 1,
                             eval_accuracy; REF (dpo_ref_logps.h5) holds N
                             pairs of finite, negative log-probs
+  refcheck REF PREFS START N
+                            the stored reference log-probs of the first N
+                            usable pairs of PREFS (status ok, label in
+                            [0, 1], file order = dpo's pair order) equal
+                            PyTorch's (tests/gpt2_ref.py, byte tokenizer:
+                            log p of response EOS after prompt "\n") under
+                            the start model START within 1e-4 relative
   learned RUN MIN_ACC MIN_TASK
                             the last /dpo_eval preference accuracy >= MIN_ACC;
                             the final greedy task accuracy (/state
@@ -112,6 +119,51 @@ def learned(run, min_acc, min_task):
         fail(f"greedy task accuracy collapsed to {task:.3f}")
 
 
+def refcheck(ref_path, prefs, start, n):
+    import os
+
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gpt2_ref as ref
+    with h5py.File(start, "r") as f:
+        cfg = {k: int(f["config"].attrs[k]) for k in ref.CONFIG_KEYS}
+        P = {k: torch.tensor(f["params"][k][()], dtype=torch.float64)
+             for k, _ in ref.param_shapes(cfg)}
+    with h5py.File(ref_path, "r") as f:
+        stored = f["logps"][:]
+    with h5py.File(prefs, "r") as f:
+        pairs = f["pairs"][:]
+        texts = {}
+        for g in ("prompts", "responses"):
+            b = f[g]["bytes"][:].tobytes()
+            texts[g] = (b, f[g]["offset"][:], f[g]["length"][:])
+
+    def text(g, i):
+        b, off, ln = texts[g]
+        return b[off[i]:off[i] + ln[i]]
+
+    def logp(prompt, response):
+        head = list(prompt + b"\n")
+        ids = head + list(response) + [256]  # byte tokenizer, EOS 256
+        tok = torch.tensor([ids[:-1]])
+        h = ref.trunk(P, cfg, tok, torch.arange(len(ids) - 1)[None],
+                      torch.ones_like(tok, dtype=bool))
+        tgt = torch.tensor([[t if i + 1 >= len(head) else -1 for i, t in enumerate(ids[1:])]])
+        return float(ref.heads(P, cfg, h, tgt)[1].sum())
+
+    usable = [q for q in pairs if q["status"] == 0 and 0 <= q["label"] <= 1]
+    worst = 0.0
+    with torch.no_grad():
+        for i, q in enumerate(usable[:n]):
+            for side, rid in ((0, q["response_a"]), (1, q["response_b"])):
+                want = logp(text("prompts", q["prompt_id"]), text("responses", rid))
+                worst = max(worst, abs(stored[i, side] - want) / abs(want))
+    print(f"{ref_path}: reference log-probs of the first {n} pairs = PyTorch under {start} "
+          f"within {worst:.3g} (tolerance 1e-4)")
+    if not worst <= 1e-4:
+        fail("the stored reference log-probs are not the start model's")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "losses":
@@ -120,6 +172,8 @@ if __name__ == "__main__":
         rows(args[0], int(args[1]))
     elif cmd == "final":
         final(args[0], args[1], args[2])
+    elif cmd == "refcheck":
+        refcheck(args[0], args[1], args[2], int(args[3]))
     elif cmd == "learned":
         learned(args[0], float(args[1]), float(args[2]))
     else:

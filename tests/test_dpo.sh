@@ -7,7 +7,8 @@
 #     losses, margins, accuracies, rewards and log-probs, the validation rows
 #     and the final parameters agree within tolerances that only allow for a
 #     different floating-point summation order; the reference log-probs file
-#     holds every pair;
+#     holds every pair, and those of 24 pairs equal PyTorch's under the SFT
+#     model (prompt "\n" response EOS, prompt excluded);
 #  d. --stop-after 7 (the stop flag, as SIGTERM sets it) checkpoints and
 #     exits 75; the rerun reads the stored reference log-probs and finishes
 #     with the uninterrupted run's bits (params, moments, counters); metrics
@@ -94,6 +95,8 @@ grep -q "on 2 learner(s)" "$d/out" || fail "expected 2 learners: $(cat "$d/out")
 "$py" "$check" losses "$d/one" "$d/two" 1e-5 || fail "losses differ"
 "$py" "$params" params "$d/one/$final" "$d/two/$final" 1e-5 || fail "params differ"
 "$py" "$check" final "$d/one/$final" "$d/one/ckpt/dpo_ref_logps.h5" 240 || fail "final checkpoint"
+"$py" "$check" refcheck "$d/one/ckpt/dpo_ref_logps.h5" "$d/prefs.h5" "$d/base/ckpt/sft-00000010.h5" 24 ||
+  fail "reference log-probs"
 
 echo "== d. stop at step 7, resume, compare with the uninterrupted run"
 dpo2 --set run.out_dir=stop --stop-after 7
