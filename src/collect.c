@@ -284,7 +284,7 @@ int rlaif_collect_pick_pairs(uint64_t seed, int64_t prompt, int K, int P, const 
 
 /* Bytes that are not UTF-8 become U+FFFD: an untrained byte-level model
  * writes any bytes, and JSON requests (the judge's) must be valid UTF-8. */
-static char *utf8_clean(const char *s, size_t n) {
+char *rlaif_utf8_clean(const char *s, size_t n) {
     char *o = xmalloc(3 * n + 1);
     size_t j = 0;
     for (size_t i = 0; i < n;) {
@@ -485,7 +485,7 @@ static int sample(collect_run *C, const int64_t *ids, int g) {
             rlaif_bytes t = {0};
             rc = rlaif_format_response(R->tok, go.tokens + (size_t)b * (size_t)go.max_new,
                                        (size_t)go.length[b], &t);
-            texts[k] = utf8_clean(t.data ? t.data : "", t.n);
+            texts[k] = rlaif_utf8_clean(t.data ? t.data : "", t.n);
             rlaif_bytes_free(&t);
         }
         if (!rc) form_pairs(C, ids[p], texts);

@@ -5,6 +5,7 @@
 #include "rlaif/collect.h"
 #include "rlaif/dpo.h"
 #include "rlaif/error.h"
+#include "rlaif/eval.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
 #include "rlaif/tokenizer.h"
@@ -33,7 +34,9 @@ const rlaif_command rlaif_commands[] = {
     {"dpo", rlaif_cmd_dpo, 1, "direct preference optimisation on the labels",
      "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"online-dpo", NULL, 1, "DPO with the judge in the loop on fresh samples", NULL},
-    {"eval", NULL, 1, "win rate of the policy against the SFT model, judged both orders", NULL},
+    {"eval", rlaif_cmd_eval, 1, "win rate of the policy against the SFT model, judged both orders",
+     "  (eval.policy, eval.baseline: a phase name or a checkpoint path; results in "
+     "<out_dir>/eval.h5)"},
     {"config", rlaif_cmd_config, 0,
      "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},

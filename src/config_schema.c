@@ -186,7 +186,15 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
 
     /* [eval] */
     I("eval", "n_prompts", "200", 1, 1e12, "held-out prompts judged"),
-    S("eval", "baseline", "sft", "checkpoint name compared against"),
+    S("eval", "baseline", "sft",
+      "compared against: a phase name (its newest finished checkpoint) or a checkpoint path"),
+    S("eval", "policy", "",
+      "evaluated: a phase name or a checkpoint path (empty = newest finished ppo, dpo, sft)"),
+    S("eval", "prompts", "",
+      "data.task = jsonl: {\"prompt\"} file whose last n_prompts records are used (empty = "
+      "data.prompts)"),
+    F("eval", "temperature", "0", 0, 100, "answer sampling temperature (0 = greedy)"),
+    I("eval", "max_new_tokens", "16", 1, 1048576, "tokens generated per answer"),
 
     /* [checkpoint] */
     S("checkpoint", "dir", "ckpt", "checkpoint folder (relative to out_dir)"),

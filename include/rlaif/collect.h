@@ -56,6 +56,7 @@
 #ifndef RLAIF_COLLECT_H
 #define RLAIF_COLLECT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rlaif/cli.h"
@@ -65,6 +66,11 @@
  * the responses of pair t. Pure function of (seed, prompt, texts). */
 int rlaif_collect_pick_pairs(uint64_t seed, int64_t prompt, int K, int P, const char *const *texts,
                              int *pick);
+
+/* A malloc'd copy of s[0, n) with every byte that is not part of valid
+ * UTF-8 (and NUL) replaced by U+FFFD: model output on its way to a judge,
+ * whose requests are JSON (collect and eval). */
+char *rlaif_utf8_clean(const char *s, size_t n);
 
 int rlaif_cmd_collect(rlaif_ctx *ctx);
 
