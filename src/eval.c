@@ -58,7 +58,7 @@ void rlaif_wilson(double k, double n, double z, double *lo, double *hi) {
     }
     double p = k / n, z2 = z * z, d = 1 + z2 / n;
     double c = (p + z2 / (2 * n)) / d, h = z / d * sqrt(p * (1 - p) / n + z2 / (4 * n * n));
-    *lo = c - h, *hi = c + h;
+    *lo = c - h > 0 ? c - h : 0, *hi = c + h < 1 ? c + h : 1; /* rounding: -0.0000 */
 }
 
 /* ------------------------------------------------------------- models */
