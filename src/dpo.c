@@ -11,6 +11,7 @@
 #include "rlaif/tensors.h"
 #include "rlaif/train.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -324,14 +325,26 @@ static int compute_ref(rlaif_learner *L, dpo_run *S) {
     }
     free(idx);
     rc = rlaif_agree(L->comm, rc);
-    if (!rc && MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S->ref, counts, displs,
-                              MPI_DOUBLE, L->comm) != MPI_SUCCESS)
-        rc = RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "dpo: MPI_Allgatherv of the reference log-probs");
+    if (!rc) {
+        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S->ref, counts, displs,
+                               MPI_DOUBLE, L->comm);
+        if (e != MPI_SUCCESS) rc = rlaif_error_mpi(e, "MPI_Allgatherv", __FILE__, __LINE__);
+    }
     free(counts), free(displs);
     return rc;
 }
 
-/* Rank 0: the reference log-probs to path (tmp, then renamed into place). */
+/* fsync path, so the renamed file is on disk before training relies on it. */
+static int sync_file(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return rlaif_error_sys(RLAIF_EX_IOERR, "open", path, __FILE__, __LINE__);
+    int bad = fsync(fd) != 0;
+    int rc = bad ? rlaif_error_sys(RLAIF_EX_IOERR, "fsync", path, __FILE__, __LINE__) : 0;
+    close(fd);
+    return rc;
+}
+
+/* Rank 0: the reference log-probs to path (tmp, fsynced, then renamed into place). */
 static int ref_write(const char *path, const dpo_run *S, uint64_t hash, const char *from) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -351,6 +364,7 @@ static int ref_write(const char *path, const dpo_run *S, uint64_t hash, const ch
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
     if (H5Fclose(f) < 0 && !rc) rc = rlaif_error_h5("H5Fclose", __FILE__, __LINE__, NULL);
+    if (!rc) rc = sync_file(tmp);
     if (rc) rlaif_error_context("dpo: writing %s: ", tmp);
     return rlaif_h5_commit_tmp(tmp, path, rc, MPI_COMM_SELF);
 }
