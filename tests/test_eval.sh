@@ -9,7 +9,8 @@
 #  c. 1 rank vs 4 ranks (2 rollout + 2 judge), sampled at temperature 0.8:
 #     the same pairs, texts, labels (eval.h5) and the same metrics row; a
 #     rerun is skipped without touching eval.h5; against tools/mock-judge, a
-#     rerun after eval.h5 is removed asks the server nothing (journal);
+#     rerun after eval.h5 is removed asks the server nothing (journal); JSONL
+#     prompts: the last eval.n_prompts records;
 #  d. bad inputs: no policy checkpoint, a missing baseline file, a baseline
 #     phase with no finished checkpoint, a missing prompts file -> one ERROR
 #     line naming it, exit 66.
@@ -150,6 +151,20 @@ grep -q "judge calls \([0-9]*\) (\1 answered from the journal)" "$d/out" ||
   fail "rerun not from the journal: $(cat "$d/out")"
 "$py" "$check" same "$d/http-first.h5" "$d/http/eval.h5" || fail "the rerun's labels differ"
 echo "mock judge: $asked requests, rerun: 0 requests ($(grep -o 'judge calls [^;]*' "$d/out" | tail -1))"
+
+# JSONL prompts: the last eval.n_prompts records
+printf '%s\n' '{"prompt": "What is 2 plus 3?"}' '{"prompt": "What is 7 times 8?"}' \
+  '{"prompt": "What is 9 minus 4?"}' >"$d/prompts.jsonl"
+run jl 1 --set data.task=jsonl --set eval.prompts=prompts.jsonl --set eval.n_prompts=2 \
+  --set eval.policy="$pol" --set eval.baseline="$small" || fail "jsonl: $(cat "$d/out")"
+grep -q "2 pairs judged of 2" "$d/out" || fail "jsonl: $(cat "$d/out")"
+"$py" -c "
+import h5py, sys
+P = h5py.File(sys.argv[1], 'r')['prompts']
+b = P['bytes'][:].tobytes()
+got = sorted(b[o:o + l].decode() for o, l in zip(P['offset'][:], P['length'][:]))
+sys.exit(0 if got == ['What is 7 times 8?', 'What is 9 minus 4?'] else 1)" "$d/jl/eval.h5" ||
+  fail "jsonl: not the last two prompts"
 
 echo "== d. bad inputs"
 bad() { # bad CODE PATTERN OUT_DIR ARGS...: one ERROR line matching PATTERN, exit CODE
