@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { GEN_BATCH = 64 }; /* sequences per generation batch */
@@ -510,8 +511,15 @@ static char *make_signature(const eval_run *E) {
     json_t *o = json_object();
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(E->cfg, keys[i])));
-    json_object_set_new(o, "policy", json_string(E->model[0]));
-    json_object_set_new(o, "baseline", json_string(E->model[1]));
+    for (int k = 0; k < 2; k++) {
+        /* size and mtime: a model retrained into the same path is another model */
+        struct stat st;
+        char id[64] = "";
+        if (stat(E->model[k], &st) == 0)
+            snprintf(id, sizeof id, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
+        json_object_set_new(o, k ? "baseline" : "policy", json_string(E->model[k]));
+        json_object_set_new(o, k ? "baseline_file" : "policy_file", json_string(id));
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s ? s : xstrdup("{}");

@@ -6,6 +6,7 @@
 #     the 300-step one: win rate well above 0.5, the policy more accurate than
 #     the baseline by the arithmetic truth, and the judge agreeing with that
 #     oracle on the pairs where exactly one answer is right (noiseless judge);
+#     the Wilson interval recomputed from the counts;
 #  c. 1 rank vs 4 ranks (2 rollout + 2 judge), sampled at temperature 0.8:
 #     the same pairs, texts, labels (eval.h5) and the same metrics row; a
 #     rerun is skipped without touching eval.h5; against tools/mock-judge, a
@@ -116,6 +117,10 @@ f = {k: float(v) for k, v in r.items() if k not in ("phase",)}
 ok = (f["win_rate_lo"] > 0.5 and f["win_rate"] >= float(sys.argv[1])
       and f["policy_accuracy"] > f["baseline_accuracy"] and f["oracle_win_rate"] > 0.5
       and f["oracle_decided"] >= 10 and f["judge_oracle_agreement"] >= 0.9)
+# the Wilson score interval, recomputed (z = 1.959964)
+n, p, z = f["judged"], (f["wins"] + 0.5 * f["ties"]) / f["judged"], 1.959964
+c, h = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+ok = ok and abs(f["win_rate"] - p) < 1e-9 and abs(f["win_rate_lo"] - max(0, c - h)) < 1e-6 and abs(f["win_rate_hi"] - min(1, c + h)) < 1e-6
 sys.exit(0 if ok else 1)' "$2" || fail "vs $1: $(row one | tr '\n' ' ')"
 }
 judged "$small" 0.9
