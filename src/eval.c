@@ -16,6 +16,7 @@
 #include "rlaif/pairs.h"
 #include "rlaif/prefs.h"
 #include "rlaif/rng.h"
+#include "rlaif/stop.h"
 #include "rlaif/task.h"
 #include "rlaif/tensors.h"
 
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { GEN_BATCH = 64 }; /* sequences per generation batch */
@@ -324,6 +326,8 @@ static int judge_share(eval_run *E, rlaif_judge *j, int64_t lo, int64_t hi,
     rlaif_judge_result got[CAP];
     int64_t next = lo, done = 0;
     while (done < hi - lo) {
+        /* SIGTERM/SIGUSR1/walltime: what was answered is in the journal */
+        if (rlaif_stop_requested()) return RLAIF_EX_TEMPFAIL;
         while (next < hi && rlaif_judge_credit(j) > 0) {
             int64_t i = next++;
             if (!strcmp(E->resp[0][i], E->resp[1][i])) {
@@ -576,6 +580,21 @@ static int store_pairs(eval_run *E, rlaif_judge *j, MPI_Comm comm, int64_t lo, i
     return rc ? rc : rc2;
 }
 
+/* A barrier that sleeps: ranks without judging to do (rollout ranks of a
+ * split layout) wait here for the judges without spinning a core, as a
+ * blocking collective would in Open MPI. */
+static int sleepy_barrier(MPI_Comm comm) {
+    MPI_Request req;
+    int done = 0;
+    RLAIF_CHECK_MPI(MPI_Ibarrier(comm, &req));
+    while (!done) {
+        RLAIF_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        struct timespec ts = {0, 2 * 1000 * 1000}; /* 2 ms */
+        if (!done) nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 /* Judge ranks label their share; everyone gets the outcomes and the
  * statistics; the judge group stores the pairs. */
 static int judge_all(eval_run *E) {
@@ -597,7 +616,8 @@ static int judge_all(eval_run *E) {
     }
     double *mine = xcalloc((size_t)(hi - lo) * NOUT + 1, sizeof(double));
     for (int64_t k = 0; !rc && k < hi - lo; k++) outcome_row(&res[k], mine + k * NOUT);
-    rc = rlaif_agree(E->world, rc);
+    int brc = sleepy_barrier(E->world);
+    rc = rlaif_agree(E->world, rc ? rc : brc);
     if (!rc) rc = gather_outcomes(E, mine, (int)(hi - lo));
     free(mine);
     if (!rc) compute_stats(E), format_summary(E);
@@ -683,6 +703,10 @@ int rlaif_cmd_eval(rlaif_ctx *ctx) {
         if (!rc)
             rlaif_info("eval: done; pairs in %s (tools/rlaif-analyze prefs %s)", E.path, E.path);
     }
+    if (rc == RLAIF_EX_TEMPFAIL)
+        rlaif_info("eval: stopped (signal %d) while judging; the answers so far are in the "
+                   "judge's journal: run the same command again to finish without paying twice",
+                   rlaif_stop_signal());
     run_free(&E);
     return rc;
 }

@@ -11,7 +11,8 @@
 #     the same pairs, texts, labels (eval.h5) and the same metrics row; a
 #     rerun is skipped without touching eval.h5; against tools/mock-judge, a
 #     rerun after eval.h5 is removed asks the server nothing (journal); JSONL
-#     prompts: the last eval.n_prompts records;
+#     prompts: the last eval.n_prompts records; a real SIGTERM while judging
+#     exits 75 and the rerun finishes with 0 paid repeats;
 #  d. bad inputs: no policy checkpoint, a missing baseline file, a baseline
 #     phase with no finished checkpoint, a missing prompts file -> one ERROR
 #     line naming it, exit 66.
@@ -156,6 +157,28 @@ grep -q "judge calls \([0-9]*\) (\1 answered from the journal)" "$d/out" ||
   fail "rerun not from the journal: $(cat "$d/out")"
 "$py" "$check" same "$d/http-first.h5" "$d/http/eval.h5" || fail "the rerun's labels differ"
 echo "mock judge: $asked requests, rerun: 0 requests ($(grep -o 'judge calls [^;]*' "$d/out" | tail -1))"
+
+# a real SIGTERM while judging (mock latency 0.1 s): exit 75, the rerun
+# finishes from the journal and pays for nothing twice
+mock_start slow --latency 0.1
+slow="--set judge.max_inflight=4 --set eval.n_prompts=40"
+# shellcheck disable=SC2046,SC2086
+(cd "$d" && exec timeout 60 "$RLAIF" eval "$job" --set run.out_dir=term $t $(openai "$port") \
+  $slow) </dev/null >"$d/term.out" 2>&1 &
+pid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc = 75 ] || fail "SIGTERM: exit $rc, expected 75: $(cat "$d/term.out")"
+grep -q "eval: stopped (signal 15) while judging" "$d/term.out" || fail "SIGTERM: $(cat "$d/term.out")"
+before=$(stat "$port" requests)
+# shellcheck disable=SC2046,SC2086
+run term 1 $t $(openai "$port") $slow || fail "rerun after SIGTERM: $(cat "$d/out")"
+grep -q "40 pairs judged of 40" "$d/out" || fail "rerun after SIGTERM: $(cat "$d/out")"
+[ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
+grep -q "(0 answered from the journal)" "$d/out" && fail "nothing replayed: $(cat "$d/out")"
+echo "SIGTERM after $before requests: exit 75; rerun: $(grep -o 'judge calls [^;]*' "$d/out"), 0 paid repeats"
 
 # JSONL prompts: the last eval.n_prompts records
 printf '%s\n' '{"prompt": "What is 2 plus 3?"}' '{"prompt": "What is 7 times 8?"}' \

@@ -38,8 +38,11 @@
  * Generation is seconds and deterministic, so a killed eval simply runs
  * again: the judge answers come from the journal. eval.h5 holds exactly one
  * eval: a file that is not complete with the same settings is replaced; one
- * that is, is skipped (its results are printed again). Eval does not stop
- * on SIGTERM at a step boundary (it has none); a kill loses nothing paid.
+ * that is, is skipped (its results are printed again); the settings
+ * include each model file's size and mtime. SIGTERM/SIGUSR1/walltime while
+ * judging: the judge ranks stop at once and everyone exits 75 without
+ * storing; the rerun gets the answers from the journal. Ranks with nothing
+ * to judge wait in a sleeping non-blocking barrier, not a spinning one.
  *
  * Statistics. Pair i is (r0 = policy, r1 = baseline), label = P(r0 better).
  * Judged = pairs with a label; win = label > 0.5, loss < 0.5, tie = 0.5.
