@@ -10,6 +10,7 @@
 #include "rlaif/log.h"
 #include "rlaif/tokenizer.h"
 #include "rlaif/prefs.h"
+#include "rlaif/run.h"
 #include "rlaif/rm.h"
 #include "rlaif/sft.h"
 
@@ -17,7 +18,7 @@
 #include <string.h>
 
 const rlaif_command rlaif_commands[] = {
-    {"run", NULL, 1, "run the job file's phases in order, skipping completed ones", NULL},
+    {"run", rlaif_cmd_run, 1, "run the job file's phases in order, skipping completed ones", NULL},
     {"sft", rlaif_cmd_sft, 1, "supervised fine-tuning on demonstrations",
      "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
     {"collect", rlaif_cmd_collect, 1,
