@@ -427,24 +427,6 @@ static int reference_logps(rlaif_learner *L, dpo_run *S, int resumed, const char
 
 /* ---- command ---- */
 
-static int parse_args(const rlaif_ctx *ctx, long *stop_after) {
-    *stop_after = 0;
-    for (int i = 0; i < ctx->args.nargs; i++) {
-        const char *a = ctx->args.args[i];
-        char *end;
-        if (!strcmp(a, "--stop-after") && i + 1 < ctx->args.nargs) {
-            *stop_after = strtol(ctx->args.args[++i], &end, 10);
-            if (*end || *stop_after < 1)
-                return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif dpo --help",
-                                   "dpo: --stop-after needs a positive step count");
-        } else {
-            return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif dpo --help",
-                               "dpo: unexpected argument '%s'", a);
-        }
-    }
-    return 0;
-}
-
 /* dpo.loss, dpo.beta and dpo.label_smoothing, checked together. */
 static int loss_from_cfg(const rlaif_config *cfg, rlaif_dpo_loss *lf) {
     const char *kind = rlaif_cfg_str(cfg, "dpo.loss");
@@ -551,7 +533,7 @@ static void run_free(dpo_run *S) {
 
 int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(parse_args(ctx, &stop_after));
+    RLAIF_TRY(rlaif_phase_args(ctx, "dpo", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "dpo", 1, 0, 0));
     /* rollout and judge ranks have no part in offline DPO: they sleep in
      * the phase barrier while the learners train */

@@ -280,24 +280,6 @@ static int rm_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
 
 /* ---- command ---- */
 
-static int parse_args(const rlaif_ctx *ctx, long *stop_after) {
-    *stop_after = 0;
-    for (int i = 0; i < ctx->args.nargs; i++) {
-        const char *a = ctx->args.args[i];
-        char *end;
-        if (!strcmp(a, "--stop-after") && i + 1 < ctx->args.nargs) {
-            *stop_after = strtol(ctx->args.args[++i], &end, 10);
-            if (*end || *stop_after < 1)
-                return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif rm --help",
-                                   "rm: --stop-after needs a positive step count");
-        } else {
-            return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif rm --help",
-                               "rm: unexpected argument '%s'", a);
-        }
-    }
-    return 0;
-}
-
 /* Where the reward model starts (rm.h): model.init_from, the newest
  * finished sft checkpoint, or [model] with rm.from_scratch. */
 static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_model_source *src) {
@@ -372,7 +354,7 @@ static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *f
 
 int rlaif_cmd_rm(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(parse_args(ctx, &stop_after));
+    RLAIF_TRY(rlaif_phase_args(ctx, "rm", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "rm", 1, 0, 0));
     /* rollout and judge ranks have no part in the reward model: they sleep
      * in the phase barrier while the learners train */

@@ -226,24 +226,6 @@ static const char *const extra_names[] = {"loss_tokens", "epoch"};
 
 /* ---- command ---- */
 
-static int parse_args(const rlaif_ctx *ctx, long *stop_after) {
-    *stop_after = 0;
-    for (int i = 0; i < ctx->args.nargs; i++) {
-        const char *a = ctx->args.args[i];
-        char *end;
-        if (!strcmp(a, "--stop-after") && i + 1 < ctx->args.nargs) {
-            *stop_after = strtol(ctx->args.args[++i], &end, 10);
-            if (*end || *stop_after < 1)
-                return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif sft --help",
-                                   "sft: --stop-after needs a positive step count");
-        } else {
-            return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif sft --help",
-                               "sft: unexpected argument '%s'", a);
-        }
-    }
-    return 0;
-}
-
 /* Greedy held-out accuracy of the arithmetic task (when it is the data). */
 static int maybe_eval(rlaif_learner *L, const char *when) {
     const rlaif_config *cfg = L->cfg;
@@ -291,7 +273,7 @@ static int run_phase(rlaif_learner *L, sft_run *S, long stop_after) {
 
 int rlaif_cmd_sft(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(parse_args(ctx, &stop_after));
+    RLAIF_TRY(rlaif_phase_args(ctx, "sft", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "sft", 1, 0, 0));
     /* rollout and judge ranks have no part in SFT: they sleep in the phase
      * barrier (not spinning in a collective) while the learners train */

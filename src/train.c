@@ -406,3 +406,22 @@ int rlaif_phase_barrier(MPI_Comm world, int idle) {
         nanosleep(&ts, NULL);
     }
 }
+
+int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after) {
+    char hint[64];
+    snprintf(hint, sizeof hint, "see rlaif %s --help", phase);
+    *stop_after = 0;
+    for (int i = 0; i < ctx->args.nargs; i++) {
+        const char *a = ctx->args.args[i];
+        char *end;
+        if (!strcmp(a, "--stop-after") && i + 1 < ctx->args.nargs) {
+            *stop_after = strtol(ctx->args.args[++i], &end, 10);
+            if (*end || *stop_after < 1)
+                return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                                   "%s: --stop-after needs a positive step count", phase);
+        } else {
+            return RLAIF_ERROR(RLAIF_EX_USAGE, hint, "%s: unexpected argument '%s'", phase, a);
+        }
+    }
+    return 0;
+}

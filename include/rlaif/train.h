@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "rlaif/checkpoint.h"
+#include "rlaif/cli.h"
 #include "rlaif/config.h"
 #include "rlaif/metrics.h"
 #include "rlaif/model.h"
@@ -132,6 +133,11 @@ int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info);
  * phase is done (final checkpoint written), RLAIF_EX_TEMPFAIL after a
  * stop checkpoint, or an error. */
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph);
+
+/* A training phase's own arguments: `--stop-after N` (testing: stop as on
+ * SIGTERM after N steps of this run; *stop_after = 0 when absent). Anything
+ * else is a usage error naming the phase. */
+int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after);
 
 /* Collective over world, every rank once per phase: learners when their
  * work is done, rollout and judge ranks (which have no part in a learner-only
