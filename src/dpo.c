@@ -141,29 +141,14 @@ int rlaif_dpo_micro(rlaif_model *m, const rlaif_pairs *d, const double *ref, con
 
 typedef struct {
     rlaif_pairs data;
-    int64_t *train, *eval; /* pair indices of each split */
-    int64_t ntrain, neval;
-    double *ref; /* [2 data.n] log ref of A and B of every pair */
-    uint64_t seed;
-    int64_t pos;        /* training pairs consumed since the start of the phase */
-    int64_t perm_epoch; /* epoch of perm, -1 before the first */
-    uint32_t *perm;     /* [ntrain] order of the current epoch */
+    rlaif_pair_stream st; /* split and shuffled training stream */
+    double *ref;          /* [2 data.n] log ref of A and B of every pair */
     rlaif_dpo_loss lf;
     rlaif_dpo_buf buf;
     /* results of the last validation and greedy task evaluation */
     double eval_loss, eval_acc, eval_margin, task_acc;
     int have_eval, have_task;
 } dpo_run;
-
-/* Training pair at global position p of the shuffled stream of epochs. */
-static int64_t pair_at(dpo_run *S, int64_t p) {
-    int64_t n = S->ntrain, epoch = p / n;
-    if (epoch != S->perm_epoch) {
-        rlaif_rng_permutation(S->seed, RLAIF_STREAM_SHUFFLE, (uint32_t)epoch, S->perm, (uint32_t)n);
-        S->perm_epoch = epoch;
-    }
-    return S->train[S->perm[p % n]];
-}
 
 /* The loop's extra columns of a forward's sums: parts of global means over
  * nd decided pairs (summed over learners by the loop). */
@@ -180,9 +165,9 @@ static int dpo_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     /* every learner knows the whole batch, so the global counts need no message */
     double N = (double)L->batch_size, decided = 0;
     for (long j = 0; j < L->batch_size; j++)
-        decided += S->data.label[pair_at(S, S->pos + j)] != 0.5f;
+        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
     int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
-    for (long j = lo; j < hi; j++) ex[j - lo] = pair_at(S, S->pos + j);
+    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
     rlaif_dpo_sums s;
     memset(&s, 0, sizeof s);
     int rc = 0;
@@ -192,10 +177,10 @@ static int dpo_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
                              &s);
     }
     free(ex);
-    S->pos += L->batch_size;
+    S->st.pos += L->batch_size;
     st->loss = s.loss, st->tokens = s.tokens;
     sums_to_extra(&s, decided > 0 ? decided : 1, st->extra);
-    st->extra[6] = L->rank == 0 ? (double)S->pos / (double)S->ntrain : 0;
+    st->extra[6] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
     return rc;
 }
 
@@ -211,27 +196,27 @@ static const char *const eval_names[] = {
 
 /* Collective: validation on the held-out pairs -> metrics /dpo_eval at L->step. */
 static int validate(rlaif_learner *L, dpo_run *S) {
-    if (S->neval == 0) return 0;
+    if (S->st.neval == 0) return 0;
     long lo, hi;
-    rlaif_learner_share(L, (long)S->neval, &lo, &hi);
+    rlaif_learner_share(L, (long)S->st.neval, &lo, &hi);
     rlaif_dpo_sums s, all;
     memset(&s, 0, sizeof s);
     int rc = 0;
     for (long j = lo; j < hi && !rc; j += L->micro_batch) {
         int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
-        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, S->eval + j, B, (double)S->neval, &S->lf,
-                             0, &S->buf, &s);
+        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, S->st.eval + j, B, (double)S->st.neval,
+                             &S->lf, 0, &S->buf, &s);
     }
     RLAIF_TRY(rlaif_agree(L->comm, rc));
     RLAIF_CHECK_MPI(
         MPI_Allreduce(&s, &all, (int)(sizeof s / sizeof(double)), MPI_DOUBLE, MPI_SUM, L->comm));
     double x[6], nd = all.decided > 0 ? all.decided : 1;
     sums_to_extra(&all, nd, x);
-    double row[6] = {all.loss, x[0], x[1], x[2], x[3], (double)S->neval};
+    double row[6] = {all.loss, x[0], x[1], x[2], x[3], (double)S->st.neval};
     S->eval_loss = all.loss, S->eval_acc = x[2], S->eval_margin = x[3], S->have_eval = 1;
     rlaif_info("dpo: validation at step %ld: loss %.4f, preference accuracy %.1f%% (%.0f decided "
                "of %lld held-out pairs), reward margin %.4f",
-               L->step, all.loss, 100 * x[2], all.decided, (long long)S->neval, x[3]);
+               L->step, all.loss, 100 * x[2], all.decided, (long long)S->st.neval, x[3]);
     return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, "dpo_eval", L->step, row));
 }
 
@@ -263,10 +248,7 @@ static int dpo_before_save(rlaif_learner *L, void *ud, int done) {
 static void dpo_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
     (void)L;
     const dpo_run *S = ud;
-    rlaif_kv_set_int(state, "data_pos", S->pos);
-    rlaif_kv_set_int(state, "epoch", S->pos / S->ntrain);
-    rlaif_kv_set_int(state, "n_train_pairs", S->ntrain);
-    rlaif_kv_set_int(state, "eval_pairs", S->neval);
+    rlaif_pair_stream_save(&S->st, state);
     if (S->have_eval) {
         rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
         rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
@@ -278,7 +260,7 @@ static void dpo_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
 static int dpo_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
     (void)L;
     dpo_run *S = ud;
-    return rlaif_kv_get_int(state, "data_pos", &S->pos);
+    return rlaif_pair_stream_load(&S->st, state);
 }
 
 /* ---- reference log-probs ---- */
@@ -476,19 +458,8 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
 /* Split the pairs; the run's buffers. */
 static int setup_run(rlaif_learner *L, dpo_run *S) {
     const rlaif_pairs *d = &S->data;
-    S->train = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
-    S->eval = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
-    for (int64_t i = 0; i < d->n; i++) {
-        if (d->heldout[i])
-            S->eval[S->neval++] = i;
-        else
-            S->train[S->ntrain++] = i;
-    }
-    if (S->ntrain == 0)
-        return RLAIF_ERROR(RLAIF_EX_FAIL, "lower dpo.eval_fraction or add prompts",
-                           "dpo: all %lld usable pairs are held out for validation",
-                           (long long)d->n);
-    S->perm = xmalloc(sizeof(uint32_t) * (size_t)S->ntrain);
+    RLAIF_TRY(
+        rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "dpo"));
     S->ref = xmalloc(sizeof(double) * (size_t)(2 * d->n));
     rlaif_dpo_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
     return 0;
@@ -510,7 +481,7 @@ static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after, const char *
         rlaif_info("dpo: starting from %s (policy and reference)", from);
     rlaif_info("dpo: %lld training pairs, %lld held out; loss %s, beta %g%s; %ld steps of %ld "
                "pairs on %d learner(s), micro-batch %ld pairs, %zu parameters",
-               (long long)S->ntrain, (long long)S->neval, rlaif_cfg_str(L->cfg, "dpo.loss"),
+               (long long)S->st.ntrain, (long long)S->st.neval, rlaif_cfg_str(L->cfg, "dpo.loss"),
                S->lf.beta, S->lf.kind == RLAIF_DPO_CDPO ? ", label smoothing" : "", L->steps,
                L->batch_size, L->size, L->micro_batch, L->model.table.total);
     RLAIF_TRY(reference_logps(L, S, found, from));
@@ -526,7 +497,8 @@ static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after, const char *
 }
 
 static void run_free(dpo_run *S) {
-    free(S->train), free(S->eval), free(S->perm), free(S->ref);
+    rlaif_pair_stream_free(&S->st);
+    free(S->ref);
     rlaif_dpo_buf_free(&S->buf);
     rlaif_pairs_free(&S->data);
 }
@@ -542,8 +514,6 @@ int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
     dpo_run S;
     memset(&S, 0, sizeof S);
-    S.seed = (uint64_t)rlaif_cfg_int(ctx->cfg, "run.seed");
-    S.perm_epoch = -1;
     char from[4096];
     rlaif_model_source src;
     int rc = rlaif_agree(comm, loss_from_cfg(ctx->cfg, &S.lf));

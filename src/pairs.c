@@ -15,6 +15,7 @@
 #include "rlaif/log.h"
 #include "rlaif/model_io.h"
 #include "rlaif/prefs.h"
+#include "rlaif/rng.h"
 #include "rlaif/task.h"
 
 #include <errno.h>
@@ -284,4 +285,55 @@ int rlaif_find_sft_model(const rlaif_config *cfg, const char *phase, char *path,
     free(steps);
     *nsft = ns;
     return 0;
+}
+
+/* ---- the training stream ---- */
+
+int rlaif_pair_stream_init(rlaif_pair_stream *s, const rlaif_pairs *d, uint64_t seed,
+                           const char *section) {
+    memset(s, 0, sizeof *s);
+    s->seed = seed;
+    s->perm_epoch = -1;
+    s->train = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
+    s->eval = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
+    for (int64_t i = 0; i < d->n; i++) {
+        if (d->heldout[i])
+            s->eval[s->neval++] = i;
+        else
+            s->train[s->ntrain++] = i;
+    }
+    if (s->ntrain == 0) {
+        char hint[96];
+        snprintf(hint, sizeof hint, "lower %s.eval_fraction or add prompts", section);
+        return RLAIF_ERROR(RLAIF_EX_FAIL, hint,
+                           "%s: all %lld usable pairs are held out for validation", section,
+                           (long long)d->n);
+    }
+    s->perm = xmalloc(sizeof(uint32_t) * (size_t)s->ntrain);
+    return 0;
+}
+
+int64_t rlaif_pair_stream_at(rlaif_pair_stream *s, int64_t p) {
+    int64_t n = s->ntrain, epoch = p / n;
+    if (epoch != s->perm_epoch) {
+        rlaif_rng_permutation(s->seed, RLAIF_STREAM_SHUFFLE, (uint32_t)epoch, s->perm, (uint32_t)n);
+        s->perm_epoch = epoch;
+    }
+    return s->train[s->perm[p % n]];
+}
+
+void rlaif_pair_stream_save(const rlaif_pair_stream *s, rlaif_kvset *state) {
+    rlaif_kv_set_int(state, "data_pos", s->pos);
+    rlaif_kv_set_int(state, "epoch", s->ntrain ? s->pos / s->ntrain : 0);
+    rlaif_kv_set_int(state, "n_train_pairs", s->ntrain);
+    rlaif_kv_set_int(state, "eval_pairs", s->neval);
+}
+
+int rlaif_pair_stream_load(rlaif_pair_stream *s, const rlaif_kvset *state) {
+    return rlaif_kv_get_int(state, "data_pos", &s->pos);
+}
+
+void rlaif_pair_stream_free(rlaif_pair_stream *s) {
+    free(s->train), free(s->eval), free(s->perm);
+    memset(s, 0, sizeof *s);
 }

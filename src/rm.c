@@ -145,28 +145,13 @@ int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double 
 
 typedef struct {
     rlaif_rm_pairs data;
-    int64_t *train, *eval; /* pair indices of each split */
-    int64_t ntrain, neval;
-    uint64_t seed;
-    int64_t pos;        /* training pairs consumed since the start of the phase */
-    int64_t perm_epoch; /* epoch of perm, -1 before the first */
-    uint32_t *perm;     /* [ntrain] order of the current epoch */
+    rlaif_pair_stream st; /* split and shuffled training stream */
     double margin, l2;
     rlaif_rm_buf buf;
     /* results of the last validation and reward statistics */
     double eval_loss, eval_acc, reward_mean, reward_std;
     int have_eval, have_stats;
 } rm_run;
-
-/* Training pair at global position p of the shuffled stream of epochs. */
-static int64_t pair_at(rm_run *S, int64_t p) {
-    int64_t n = S->ntrain, epoch = p / n;
-    if (epoch != S->perm_epoch) {
-        rlaif_rng_permutation(S->seed, RLAIF_STREAM_SHUFFLE, (uint32_t)epoch, S->perm, (uint32_t)n);
-        S->perm_epoch = epoch;
-    }
-    return S->train[S->perm[p % n]];
-}
 
 static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     rm_run *S = ud;
@@ -175,9 +160,9 @@ static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     /* every learner knows the whole batch, so the global counts need no message */
     double N = (double)L->batch_size, decided = 0;
     for (long j = 0; j < L->batch_size; j++)
-        decided += S->data.label[pair_at(S, S->pos + j)] != 0.5f;
+        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
     int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
-    for (long j = lo; j < hi; j++) ex[j - lo] = pair_at(S, S->pos + j);
+    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
     rlaif_rm_sums s;
     memset(&s, 0, sizeof s);
     int rc = 0;
@@ -187,7 +172,7 @@ static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
                             &s);
     }
     free(ex);
-    S->pos += L->batch_size;
+    S->st.pos += L->batch_size;
     st->loss = s.loss, st->tokens = s.tokens;
     /* extras are summed over learners: each is this learner's part of a global mean */
     double nd = decided > 0 ? decided : 1;
@@ -195,7 +180,7 @@ static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     st->extra[1] = (s.chosen - s.rejected) / nd;
     st->extra[2] = s.chosen / nd;
     st->extra[3] = s.rejected / nd;
-    st->extra[4] = L->rank == 0 ? (double)S->pos / (double)S->ntrain : 0;
+    st->extra[4] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
     return rc;
 }
 
@@ -225,15 +210,15 @@ static int forward_all(rlaif_learner *L, rm_run *S, const int64_t *idx, int64_t 
 
 /* Collective: validation on the held-out pairs -> metrics /rm_eval at L->step. */
 static int validate(rlaif_learner *L, rm_run *S) {
-    if (S->neval == 0) return 0;
+    if (S->st.neval == 0) return 0;
     rlaif_rm_sums s;
-    RLAIF_TRY(forward_all(L, S, S->eval, S->neval, &s));
+    RLAIF_TRY(forward_all(L, S, S->st.eval, S->st.neval, &s));
     double nd = s.decided > 0 ? s.decided : 1;
-    double row[4] = {s.loss, s.correct / nd, (s.chosen - s.rejected) / nd, (double)S->neval};
+    double row[4] = {s.loss, s.correct / nd, (s.chosen - s.rejected) / nd, (double)S->st.neval};
     S->eval_loss = s.loss, S->eval_acc = row[1], S->have_eval = 1;
     rlaif_info("rm: validation at step %ld: loss %.4f, accuracy %.1f%% (%.0f decided of %lld "
                "held-out pairs), margin %.3f",
-               L->step, s.loss, 100 * row[1], s.decided, (long long)S->neval, row[2]);
+               L->step, s.loss, 100 * row[1], s.decided, (long long)S->st.neval, row[2]);
     return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, "rm_eval", L->step, row));
 }
 
@@ -241,8 +226,8 @@ static int validate(rlaif_learner *L, rm_run *S) {
  * PPO's reward normalisation), stored in the final checkpoint. */
 static int reward_stats(rlaif_learner *L, rm_run *S) {
     rlaif_rm_sums s;
-    RLAIF_TRY(forward_all(L, S, S->train, S->ntrain, &s));
-    double n = 2.0 * (double)S->ntrain, mean = s.sum_r / n, var = s.sum_r2 / n - mean * mean;
+    RLAIF_TRY(forward_all(L, S, S->st.train, S->st.ntrain, &s));
+    double n = 2.0 * (double)S->st.ntrain, mean = s.sum_r / n, var = s.sum_r2 / n - mean * mean;
     S->reward_mean = mean, S->reward_std = sqrt(var > 0 ? var : 0), S->have_stats = 1;
     rlaif_info("rm: rewards of the %.0f training responses: mean %.4f, std %.4f", n, mean,
                S->reward_std);
@@ -258,10 +243,7 @@ static int rm_before_save(rlaif_learner *L, void *ud, int done) {
 static void rm_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
     (void)L;
     const rm_run *S = ud;
-    rlaif_kv_set_int(state, "data_pos", S->pos);
-    rlaif_kv_set_int(state, "epoch", S->pos / S->ntrain);
-    rlaif_kv_set_int(state, "n_train_pairs", S->ntrain);
-    rlaif_kv_set_int(state, "eval_pairs", S->neval);
+    rlaif_pair_stream_save(&S->st, state);
     if (S->have_eval) {
         rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
         rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
@@ -275,7 +257,7 @@ static void rm_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
 static int rm_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
     (void)L;
     rm_run *S = ud;
-    return rlaif_kv_get_int(state, "data_pos", &S->pos);
+    return rlaif_pair_stream_load(&S->st, state);
 }
 
 /* ---- command ---- */
@@ -309,19 +291,7 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
 /* Split the pairs; the run's buffers. */
 static int setup_run(rlaif_learner *L, rm_run *S) {
     const rlaif_rm_pairs *d = &S->data;
-    S->train = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
-    S->eval = xmalloc(sizeof(int64_t) * (size_t)(d->n + 1));
-    for (int64_t i = 0; i < d->n; i++) {
-        if (d->heldout[i])
-            S->eval[S->neval++] = i;
-        else
-            S->train[S->ntrain++] = i;
-    }
-    if (S->ntrain == 0)
-        return RLAIF_ERROR(RLAIF_EX_FAIL, "lower rm.eval_fraction or add prompts",
-                           "rm: all %lld usable pairs are held out for validation",
-                           (long long)d->n);
-    S->perm = xmalloc(sizeof(uint32_t) * (size_t)S->ntrain);
+    RLAIF_TRY(rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "rm"));
     rlaif_rm_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
     return 0;
 }
@@ -342,7 +312,7 @@ static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *f
         rlaif_info("rm: starting from %s", from);
     rlaif_info("rm: %lld training pairs, %lld held out; %ld steps of %ld pairs on %d "
                "learner(s), micro-batch %ld pairs, %zu parameters",
-               (long long)S->ntrain, (long long)S->neval, L->steps, L->batch_size, L->size,
+               (long long)S->st.ntrain, (long long)S->st.neval, L->steps, L->batch_size, L->size,
                L->micro_batch, L->model.table.total);
     if (!found) RLAIF_TRY(validate(L, S));
     L->stop_after = stop_after;
@@ -369,8 +339,6 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     if (!rc) rc = rlaif_learner_init_model(&L, ctx->cfg, comm, "rm", &src);
     rm_run S;
     memset(&S, 0, sizeof S);
-    S.seed = (uint64_t)rlaif_cfg_int(ctx->cfg, "run.seed");
-    S.perm_epoch = -1;
     S.margin = rlaif_cfg_float(ctx->cfg, "rm.margin");
     S.l2 = rlaif_cfg_float(ctx->cfg, "rm.reward_l2");
     rlaif_pairs_counts c;
@@ -385,7 +353,7 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     const char *what = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
                                      : rlaif_cfg_str(ctx->cfg, "model.init_from");
     if (!rc) rc = run_phase(&L, &S, stop_after, what);
-    free(S.train), free(S.eval), free(S.perm);
+    rlaif_pair_stream_free(&S.st);
     rlaif_rm_buf_free(&S.buf);
     rlaif_pairs_free(&S.data);
     rlaif_learner_free(&L);

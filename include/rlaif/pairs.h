@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rlaif/checkpoint.h"
 #include "rlaif/config.h"
 #include "rlaif/tokenizer.h"
 
@@ -62,5 +63,32 @@ void rlaif_path_join(char *out, size_t n, const char *a, const char *b);
  * sft checkpoints in it (for the caller's error). */
 int rlaif_find_sft_model(const rlaif_config *cfg, const char *phase, char *path, size_t n,
                          char *dir, size_t dn, int *found, int *nsft);
+
+/* ---- the training stream of a pair phase (rm, dpo) ---- */
+
+/* The pairs split into training and held-out indices, and the training
+ * pairs as one stream of epochs, each a fresh permutation from the counter
+ * RNG keyed by (run.seed, RLAIF_STREAM_SHUFFLE, epoch): pair p of the stream
+ * is the same whatever the learner count, and a resumed run continues at the
+ * checkpoint's data_pos. */
+typedef struct {
+    int64_t *train, *eval; /* pair indices of each split */
+    int64_t ntrain, neval;
+    uint64_t seed;
+    int64_t pos;        /* training pairs consumed since the start of the phase */
+    int64_t perm_epoch; /* epoch of perm, -1 before the first */
+    uint32_t *perm;     /* [ntrain] order of the current epoch */
+} rlaif_pair_stream;
+
+/* Split d by d->heldout. No training pair left is an error naming
+ * <section>.eval_fraction. */
+int rlaif_pair_stream_init(rlaif_pair_stream *s, const rlaif_pairs *d, uint64_t seed,
+                           const char *section);
+/* The pair index at global stream position p. */
+int64_t rlaif_pair_stream_at(rlaif_pair_stream *s, int64_t p);
+/* /state keys data_pos, epoch, n_train_pairs, eval_pairs; load reads data_pos. */
+void rlaif_pair_stream_save(const rlaif_pair_stream *s, rlaif_kvset *state);
+int rlaif_pair_stream_load(rlaif_pair_stream *s, const rlaif_kvset *state);
+void rlaif_pair_stream_free(rlaif_pair_stream *s);
 
 #endif
