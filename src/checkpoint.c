@@ -8,6 +8,7 @@
 #include "rlaif/error.h"
 #include "rlaif/fsutil.h"
 #include "rlaif/log.h"
+#include "rlaif/model_io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -663,6 +664,44 @@ int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt 
                 rlaif_warn("skipping damaged checkpoint %s: %s", path, rlaif_error_message());
             rlaif_error_clear();
         }
+    }
+    free(steps);
+    return 0;
+}
+
+/* /state done of a checkpoint: 1 done, 0 not done, -1 unreadable. */
+static int checkpoint_done(const char *path) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        rlaif_error_clear();
+        return -1;
+    }
+    long long done = 0;
+    hid_t g = H5Lexists(f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(f, "state", H5P_DEFAULT) : -1;
+    int rc = g >= 0 ? 0 : -1;
+    if (g >= 0) {
+        if (H5Aexists(g, "done") > 0 && rlaif_h5_read_attr_i64(g, path, "/state", "done", &done))
+            rc = -1;
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+    rlaif_error_clear(); /* a damaged file is passed over, not an error */
+    return rc < 0 ? rc : done != 0;
+}
+
+int rlaif_checkpoint_newest_done(const char *dir, const char *name, const char *who, char *path,
+                                 size_t n, int *found, int *count) {
+    int64_t *steps = NULL;
+    *found = 0;
+    RLAIF_TRY(rlaif_checkpoint_list(dir, name, &steps, count));
+    for (int i = 0; i < *count && !*found; i++) {
+        snprintf(path, n, "%s/%s-%08lld.h5", dir, name, (long long)steps[i]);
+        int done = checkpoint_done(path);
+        *found = done == 1;
+        if (done < 0)
+            rlaif_warn("%s: %s is unreadable; looking at older ones", who, path);
+        else if (!done)
+            rlaif_warn("%s: %s is not a finished %s run; looking at older ones", who, path, name);
     }
     free(steps);
     return 0;

@@ -188,20 +188,6 @@ static void prompts_free(prompt_set *ps) {
 
 /* -------------------------------------------------------------- policy */
 
-/* /state done of a checkpoint: 1 finished, 0 not (or unreadable). */
-static int ckpt_done(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t done = 0;
-    if (f >= 0 && H5Lexists(f, "state", H5P_DEFAULT) > 0) {
-        hid_t g = H5Gopen(f, "state", H5P_DEFAULT);
-        if (g >= 0 && H5Aexists(g, "done") > 0) rlaif_h5_get_attr_i64(g, "done", &done);
-        if (g >= 0) H5Gclose(g);
-    }
-    if (f >= 0) H5Fclose(f);
-    rlaif_error_clear();
-    return done == 1;
-}
-
 /* model.init_from, else the newest finished sft checkpoint (rank 0 only):
  * an sft stopped early (exit 75, not yet rerun) is not the policy. */
 static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
@@ -215,15 +201,8 @@ static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
     }
     char dir[4096];
     join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"), rlaif_cfg_str(cfg, "checkpoint.dir"));
-    int64_t *steps = NULL;
     int count = 0, found = 0;
-    RLAIF_TRY(rlaif_checkpoint_list(dir, "sft", &steps, &count));
-    for (int i = 0; i < count && !found; i++) {
-        snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[i]);
-        found = ckpt_done(path);
-        if (!found) rlaif_warn("collect: passing over %s: not a finished sft run", path);
-    }
-    free(steps);
+    RLAIF_TRY(rlaif_checkpoint_newest_done(dir, "sft", "collect", path, n, &found, &count));
     if (!found)
         return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                            "run (or finish) `rlaif sft job.ini` first, or set model.init_from = a "
@@ -234,18 +213,9 @@ static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
     return 0;
 }
 
-static int has_tokenizer(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return 0;
-    int yes = H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
-    H5Fclose(f);
-    return yes;
-}
-
 static int load_policy(const rlaif_config *cfg, const char *path, rlaif_model *m,
                        rlaif_tokenizer **tok) {
-    int rc = has_tokenizer(path) ? rlaif_tokenizer_load_file(tok, path)
-                                 : rlaif_tokenizer_from_config(tok, cfg);
+    int rc = rlaif_tokenizer_for_checkpoint(tok, path, cfg);
     if (!rc) rc = rlaif_model_load(path, m);
     if (rc) return rlaif_error_context("collect: policy %s: ", path), rc;
     if (rlaif_tokenizer_eos(*tok) < 0)

@@ -66,37 +66,14 @@ void rlaif_wilson(double k, double n, double z, double *lo, double *hi) {
 
 /* ------------------------------------------------------------- models */
 
-/* /state done of a checkpoint: 1 finished, 0 not (or unreadable). */
-static int ckpt_done(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t done = 0;
-    if (f >= 0 && H5Lexists(f, "state", H5P_DEFAULT) > 0) {
-        hid_t g = H5Gopen(f, "state", H5P_DEFAULT);
-        if (g >= 0 && H5Aexists(g, "done") > 0) rlaif_h5_get_attr_i64(g, "done", &done);
-        if (g >= 0) H5Gclose(g);
-    }
-    if (f >= 0) H5Fclose(f);
-    rlaif_error_clear();
-    return done == 1;
-}
-
 /* The newest finished checkpoint of phase into path; 0 and *found. */
 static int newest_finished(const rlaif_config *cfg, const char *phase, char *path, size_t n,
                            int *found) {
     char dir[4096];
+    int count;
     rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
                     rlaif_cfg_str(cfg, "checkpoint.dir"));
-    int64_t *steps = NULL;
-    int count = 0;
-    *found = 0;
-    RLAIF_TRY(rlaif_checkpoint_list(dir, phase, &steps, &count));
-    for (int i = 0; i < count && !*found; i++) {
-        snprintf(path, n, "%s/%s-%08lld.h5", dir, phase, (long long)steps[i]);
-        *found = ckpt_done(path);
-        if (!*found) rlaif_info("eval: passing over %s: not a finished %s run", path, phase);
-    }
-    free(steps);
-    return 0;
+    return rlaif_checkpoint_newest_done(dir, phase, "eval", path, n, found, &count);
 }
 
 static int is_phase(const char *s) {
@@ -138,11 +115,7 @@ static int resolve_model(const rlaif_config *cfg, const char *key, char *path, s
 
 static int load_model(const rlaif_config *cfg, const char *path, rlaif_model *m,
                       rlaif_tokenizer **tok) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int has_tok = f >= 0 && H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
-    if (f >= 0) H5Fclose(f);
-    rlaif_error_clear();
-    int rc = has_tok ? rlaif_tokenizer_load_file(tok, path) : rlaif_tokenizer_from_config(tok, cfg);
+    int rc = rlaif_tokenizer_for_checkpoint(tok, path, cfg);
     if (!rc) rc = rlaif_model_load(path, m);
     if (rc) return rlaif_error_context("eval: model %s: ", path), rc;
     if (rlaif_tokenizer_eos(*tok) < 0)

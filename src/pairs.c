@@ -250,41 +250,11 @@ void rlaif_pairs_report(const char *section, const rlaif_pairs_counts *c, const 
                (long long)c->human);
 }
 
-/* /state done of a checkpoint: 1 done, 0 not done, -1 unreadable. */
-static int ckpt_done(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return -1;
-    long long done = 0;
-    hid_t g = H5Lexists(f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(f, "state", H5P_DEFAULT) : -1;
-    int rc = g >= 0 ? 0 : -1;
-    if (g >= 0) {
-        if (H5Aexists(g, "done") > 0 && rlaif_h5_read_attr_i64(g, path, "/state", "done", &done))
-            rc = -1;
-        H5Gclose(g);
-    }
-    H5Fclose(f);
-    return rc < 0 ? rc : done != 0;
-}
-
 int rlaif_find_sft_model(const rlaif_config *cfg, const char *phase, char *path, size_t n,
                          char *dir, size_t dn, int *found, int *nsft) {
     rlaif_path_join(dir, dn, rlaif_cfg_str(cfg, "run.out_dir"),
                     rlaif_cfg_str(cfg, "checkpoint.dir"));
-    int64_t *steps = NULL;
-    int ns = 0;
-    RLAIF_TRY(rlaif_checkpoint_list(dir, "sft", &steps, &ns));
-    *found = 0;
-    for (int i = 0; i < ns && !*found; i++) {
-        snprintf(path, n, "%s/sft-%08lld.h5", dir, (long long)steps[i]);
-        int done = ckpt_done(path);
-        *found = done == 1;
-        if (!*found)
-            rlaif_info("%s: %s is %s; looking at older sft checkpoints", phase, path,
-                       done < 0 ? "unreadable" : "not a finished sft run");
-    }
-    free(steps);
-    *nsft = ns;
-    return 0;
+    return rlaif_checkpoint_newest_done(dir, "sft", phase, path, n, found, nsft);
 }
 
 /* ---- the training stream ---- */

@@ -768,3 +768,12 @@ int rlaif_tokenizer_ckpt_read(hid_t group, void *ud) {
     *tp = t;
     return 0;
 }
+
+int rlaif_tokenizer_for_checkpoint(rlaif_tokenizer **out, const char *path,
+                                   const rlaif_config *cfg) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int has = f >= 0 && H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
+    if (f >= 0) H5Fclose(f);
+    /* an unreadable file is reported by the load that follows, by name */
+    return has ? rlaif_tokenizer_load_file(out, path) : rlaif_tokenizer_from_config(out, cfg);
+}

@@ -56,15 +56,6 @@ static rlaif_adamw_config optim_from_cfg(const rlaif_config *cfg, const char *se
     return oc;
 }
 
-/* 1 when the HDF5 file at path has a /tokenizer group. */
-static int has_tokenizer(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return 0;
-    int yes = H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
-    H5Fclose(f);
-    return yes;
-}
-
 /* A new scalar head (rlaif_model_source.fresh_head in train.h): the std of
  * 1/sqrt(C + 1) gives rewards of about unit scale on LayerNorm outputs
  * (as in OpenAI's lm-human-preferences and TRL's reward/value heads). */
@@ -104,8 +95,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
                                "give a checkpoint written by rlaif (e.g. run/ckpt/sft-*.h5) or "
                                "converted by tools/hf-to-rlaif",
                                "%s: cannot read '%s': %s", key, from, strerror(errno));
-        int rc = has_tokenizer(from) ? rlaif_tokenizer_load_file(&L->tok, from)
-                                     : rlaif_tokenizer_from_config(&L->tok, cfg);
+        int rc = rlaif_tokenizer_for_checkpoint(&L->tok, from, cfg);
         if (!rc) rc = rlaif_model_load(from, &L->model);
         if (rc) return rlaif_error_context("%s '%s': ", key, from), rc;
         if (score_head && !L->model.cfg.score_head) {

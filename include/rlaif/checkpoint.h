@@ -118,4 +118,12 @@ int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt 
  * first; *n entries in a malloc'd array. Does not open them. */
 int rlaif_checkpoint_list(const char *dir, const char *name, int64_t **steps, int *n);
 
+/* Serial. The newest checkpoint of name in dir whose /state done is set (a
+ * phase that ran to its end, not one stopped with exit 75) into path;
+ * *found = 0 when there is none (not an error), *count = checkpoints of
+ * that name in dir (for the caller's message). Each one passed over is named
+ * in a warning prefixed by who ("rm: ..."), as unfinished or unreadable. */
+int rlaif_checkpoint_newest_done(const char *dir, const char *name, const char *who, char *path,
+                                 size_t n, int *found, int *count);
+
 #endif

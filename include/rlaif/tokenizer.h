@@ -99,6 +99,11 @@ int rlaif_tokenizer_save(const rlaif_tokenizer *t, hid_t group);
 int rlaif_tokenizer_load(rlaif_tokenizer **out, hid_t group);
 /* Open an HDF5 file (serially, read-only) and load its /tokenizer group. */
 int rlaif_tokenizer_load_file(rlaif_tokenizer **out, const char *h5_path);
+/* The tokenizer of a model checkpoint: its /tokenizer group when it has one
+ * (rlaif checkpoints do), else the job's [tokenizer] (e.g. a model converted
+ * by tools/hf-to-rlaif without one). */
+int rlaif_tokenizer_for_checkpoint(rlaif_tokenizer **out, const char *h5_path,
+                                   const rlaif_config *cfg);
 /* Callback adapters for checkpoint.h's rlaif_ckpt_group_fn:
  * write: ud is a const rlaif_tokenizer *; read: ud is a rlaif_tokenizer ** that
  * receives a new tokenizer (the previous one, if any, is freed). */
