@@ -7,6 +7,7 @@
 #include "rlaif/collect.h"
 #include "rlaif/checkpoint.h"
 #include "rlaif/error.h"
+#include "rlaif/fsutil.h"
 #include "rlaif/generate.h"
 #include "rlaif/judge.h"
 #include "rlaif/log.h"
@@ -64,13 +65,6 @@ static int mkdir_p(const char *dir) {
         if (!c) return 0;
         *p = c;
     }
-}
-
-static void join(char *out, size_t n, const char *a, const char *b) {
-    if (b[0] == '/' || !*a)
-        snprintf(out, n, "%s", b);
-    else
-        snprintf(out, n, "%s/%s", a, b);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -200,7 +194,8 @@ static int find_policy(const rlaif_config *cfg, char *path, size_t n) {
         return 0;
     }
     char dir[4096];
-    join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"), rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
+                    rlaif_cfg_str(cfg, "checkpoint.dir"));
     int count = 0, found = 0;
     RLAIF_TRY(rlaif_checkpoint_newest_done(dir, "sft", "collect", path, n, &found, &count));
     if (!found)
@@ -1072,11 +1067,8 @@ enum { NMETRIC = sizeof metric_names / sizeof *metric_names };
 
 static int write_metrics(collect_run *C, const double *row, int64_t step) {
     const char *out = rlaif_cfg_str(C->cfg, "run.out_dir");
-    char h5[4200], jl[4200];
-    join(h5, sizeof h5, out, "metrics.h5");
-    join(jl, sizeof jl, out, "progress.jsonl");
     rlaif_metrics *m = NULL;
-    int rc = rlaif_metrics_open(h5, jl, C->pr.comm, &m);
+    int rc = rlaif_metrics_open_run(out, C->pr.comm, &m);
     if (!rc) rc = rlaif_metrics_phase(m, "collect", NMETRIC, metric_names);
     if (!rc) rc = rlaif_metrics_log(m, "collect", step, row);
     if (m) {
@@ -1220,8 +1212,8 @@ static int setup(collect_run *C, int *skip) {
                            (long long)C->ps.n, C->K);
     RLAIF_TRY(setup_policy(C));
     C->signature = make_signature(C);
-    join(C->prefs_path, sizeof C->prefs_path, rlaif_cfg_str(C->cfg, "run.out_dir"),
-         "preferences.h5");
+    rlaif_path_join(C->prefs_path, sizeof C->prefs_path, rlaif_cfg_str(C->cfg, "run.out_dir"),
+                    "preferences.h5");
     const char *out = rlaif_cfg_str(C->cfg, "run.out_dir");
     RLAIF_TRY(rlaif_agree(C->pr.comm, C->pr.rank == 0 && *out ? mkdir_p(out) : 0));
     RLAIF_TRY(scan_existing(C, skip));

@@ -461,11 +461,8 @@ static int write_metrics(eval_run *E, double wall) {
                            s->replayed,
                            wall};
     const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
-    char h5[4200], jl[4200];
-    rlaif_path_join(h5, sizeof h5, out, "metrics.h5");
-    rlaif_path_join(jl, sizeof jl, out, "progress.jsonl");
     rlaif_metrics *m = NULL;
-    int rc = rlaif_metrics_open(h5, jl, E->world, &m);
+    int rc = rlaif_metrics_open_run(out, E->world, &m);
     if (!rc) rc = rlaif_metrics_phase(m, "eval", NMETRIC, metric_names);
     if (!rc) rc = rlaif_metrics_log(m, "eval", s->n, row);
     if (m) {

@@ -40,3 +40,10 @@ int rlaif_mkdir_p(const char *dir) {
                            "%s exists and is not a folder", buf);
     return 0;
 }
+
+void rlaif_path_join(char *out, size_t n, const char *a, const char *b) {
+    if (b[0] == '/' || !*a)
+        snprintf(out, n, "%s", b);
+    else
+        snprintf(out, n, "%s/%s", a, b);
+}

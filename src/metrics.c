@@ -1,6 +1,7 @@
 /* metrics.c - metrics.h5 (one compound table per phase) and progress.jsonl,
  * written by rank 0 only through a serial HDF5 handle. */
 #include "rlaif/metrics.h"
+#include "rlaif/fsutil.h"
 #include "rlaif/error.h"
 #include "rlaif/h5util.h"
 #include "rlaif/log.h"
@@ -225,4 +226,11 @@ int rlaif_metrics_close(rlaif_metrics **pm) {
     free(m);
     *pm = NULL;
     return rc;
+}
+
+int rlaif_metrics_open_run(const char *out_dir, MPI_Comm comm, rlaif_metrics **out) {
+    char h5[4200], jl[4200];
+    rlaif_path_join(h5, sizeof h5, out_dir, "metrics.h5");
+    rlaif_path_join(jl, sizeof jl, out_dir, "progress.jsonl");
+    return rlaif_metrics_open(h5, jl, comm, out);
 }

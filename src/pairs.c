@@ -165,13 +165,6 @@ static int load_human(loader *ld, const char *path, rlaif_pairs_counts *c) {
     return rc;
 }
 
-void rlaif_path_join(char *out, size_t n, const char *a, const char *b) {
-    if (b[0] == '/' || !*a)
-        snprintf(out, n, "%s", b);
-    else
-        snprintf(out, n, "%s/%s", a, b);
-}
-
 /* "<section>.<key>" of cfg */
 static const char *sec_str(const rlaif_config *cfg, const char *section, const char *key) {
     char k[96];

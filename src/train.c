@@ -29,14 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* "<a>/<b>", or b alone when it is absolute. */
-static void join(char *out, size_t n, const char *a, const char *b) {
-    if (b[0] == '/' || !*a)
-        snprintf(out, n, "%s", b);
-    else
-        snprintf(out, n, "%s/%s", a, b);
-}
-
 static rlaif_adamw_config optim_from_cfg(const rlaif_config *cfg, const char *sec) {
     char k[64];
 #define GETF(name) (snprintf(k, sizeof k, "%s.%s", sec, name), rlaif_cfg_float(cfg, k))
@@ -164,7 +156,7 @@ static int init_local(rlaif_learner *L, const char *section, const rlaif_model_s
     RLAIF_TRY(build_model(L, src));
     RLAIF_TRY(setup_shards(L));
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
-    join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_path_join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
     return L->rank == 0 ? rlaif_mkdir_p(*out ? out : ".") : 0;
 }
 
@@ -183,10 +175,7 @@ int rlaif_learner_init_model(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm
     RLAIF_TRY(rlaif_agree(comm, init_local(L, section, src)));
     rlaif_checkpoint_opts_from_cfg(&L->ckpt, cfg, L->ckpt_dir, section);
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
-    char h5[4096], jl[4096];
-    join(h5, sizeof h5, out, "metrics.h5");
-    join(jl, sizeof jl, out, "progress.jsonl");
-    return rlaif_agree(comm, rlaif_metrics_open(h5, jl, comm, &L->metrics));
+    return rlaif_agree(comm, rlaif_metrics_open_run(out, comm, &L->metrics));
 }
 
 void rlaif_learner_free(rlaif_learner *L) {

@@ -11,4 +11,10 @@
  * returns RLAIF_EX_IOERR. */
 int rlaif_mkdir_p(const char *dir);
 
+#include <stddef.h>
+
+/* "<a>/<b>", or b alone when it is absolute or a is empty (paths of the job
+ * file are relative to run.out_dir unless absolute). */
+void rlaif_path_join(char *out, size_t n, const char *a, const char *b);
+
 #endif

@@ -23,6 +23,8 @@ typedef struct rlaif_metrics rlaif_metrics;
 /* Open (or create) h5path and progress_path (either may be NULL to skip it). */
 int rlaif_metrics_open(const char *h5path, const char *progress_path, MPI_Comm comm,
                        rlaif_metrics **out);
+/* The job's files: <out_dir>/metrics.h5 and <out_dir>/progress.jsonl. */
+int rlaif_metrics_open_run(const char *out_dir, MPI_Comm comm, rlaif_metrics **out);
 /* Declare a phase's columns. If /phase exists its columns must be the same. */
 int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const char *const *names);
 /* One row: values[ncols] in the declared order. */

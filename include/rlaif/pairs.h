@@ -22,6 +22,7 @@
 
 #include "rlaif/checkpoint.h"
 #include "rlaif/config.h"
+#include "rlaif/fsutil.h"
 #include "rlaif/tokenizer.h"
 
 /* Pair i is sequences 2i (response A) and 2i+1 (response B), sequence s
@@ -52,9 +53,6 @@ void rlaif_pairs_free(rlaif_pairs *d);
 void rlaif_pairs_report(const char *section, const rlaif_pairs_counts *c, const rlaif_pairs *d);
 /* 1 when prompt is held out at fraction frac (the hash above). */
 int rlaif_pairs_held_out(const char *prompt, double frac);
-
-/* "<a>/<b>", or b alone when it is absolute or a is empty. */
-void rlaif_path_join(char *out, size_t n, const char *a, const char *b);
 
 /* The newest finished sft checkpoint of the job's checkpoint folder
  * (<out_dir>/<checkpoint.dir>/sft-*.h5 with /state done = 1) into path;
