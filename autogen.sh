@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerate configure and Makefile.in. Needs autoconf, automake, libtool,
-# pkg-config and autoconf-archive (tools/install-deps installs them).
+# pkg-config and autoconf-archive (tools/dev/install-deps installs them).
 set -e
 cd "$(dirname "$0")"
 if [ ! -f /usr/share/aclocal/ax_prog_cc_mpi.m4 ] && ! aclocal --print-ac-dir >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every C source and header is formatted as the repository's .clang-format
 # says (generated files opt out with a "clang-format off" first line).
-# Skips (77) when clang-format is not installed; tools/install-deps installs it.
+# Skips (77) when clang-format is not installed; tools/dev/install-deps installs it.
 set -u
 : "${top_srcdir:?set by make check}"
 command -v clang-format >/dev/null 2>&1 || { echo "clang-format not installed: skip"; exit 77; }

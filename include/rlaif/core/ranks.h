@@ -1,0 +1,65 @@
+/* ranks.h - MPI rank groups: rollout, judge-query, learner (DESIGN.md section 2).
+ *
+ * World ranks are laid out learner first, then rollout, then judge, so world
+ * rank 0 is learner 0: the rank that logs, writes metrics and owns rank-0 I/O.
+ * In the colocated layout (the default below 3 ranks) every rank plays every
+ * role and each group communicator spans the world. */
+#ifndef RLAIF_RANKS_H
+#define RLAIF_RANKS_H
+
+#include <mpi.h>
+
+#include "rlaif/core/config.h"
+
+typedef enum { RLAIF_ROLE_LEARNER = 0, RLAIF_ROLE_ROLLOUT = 1, RLAIF_ROLE_JUDGE = 2 } rlaif_role;
+#define RLAIF_NROLES 3
+
+typedef struct {
+    int world_rank, world_size;
+    int colocated;                /* every rank holds every role */
+    int count[RLAIF_NROLES];      /* ranks per role (world_size each when colocated) */
+    int first[RLAIF_NROLES];      /* first world rank of each role (split layout) */
+    rlaif_role role;              /* this rank's role (split layout) */
+    MPI_Comm world;               /* dup of MPI_COMM_WORLD */
+    MPI_Comm group[RLAIF_NROLES]; /* MPI_COMM_NULL where this rank is not a member */
+    int group_rank[RLAIF_NROLES]; /* rank within each group, -1 if not a member */
+    MPI_Comm weights;             /* learner 0 + every rollout rank, learner 0 is rank 0 */
+} rlaif_ranks;
+
+/* The requested layout: counts from [ranks] (0 = automatic) and, for MPMD
+ * launches, this process's --role ("" when not given). */
+typedef struct {
+    int count[RLAIF_NROLES];
+    int layout; /* 0 auto, 1 split, 2 colocated */
+    const char *role;
+} rlaif_layout_request;
+
+/* Pure layout decision for world_size ranks (no MPI), for tests and for
+ * rlaif_ranks_init: fills counts and colocated, or records a usage error.
+ * roles_given[i] = how many processes asked for role i with --role (all 0
+ * when --role is not used). */
+int rlaif_layout_resolve(const rlaif_layout_request *req, int world_size,
+                         const int roles_given[RLAIF_NROLES], int count[RLAIF_NROLES],
+                         int *colocated);
+
+/* Collective over MPI_COMM_WORLD: resolve the layout and split communicators. */
+int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_arg);
+void rlaif_ranks_free(rlaif_ranks *rk);
+
+/* Is this rank a member of group r? */
+int rlaif_ranks_has(const rlaif_ranks *rk, rlaif_role r);
+const char *rlaif_role_name(rlaif_role r);
+int rlaif_role_parse(const char *name, rlaif_role *out);
+
+/* A phase that needs groups must call this: an empty group is a usage error. */
+int rlaif_ranks_require(const rlaif_ranks *rk, const char *phase, int need_learner,
+                        int need_rollout, int need_judge);
+
+/* Launcher sanity: under `srun`, SLURM_STEP_NUM_TASKS / SLURM_NTASKS must
+ * equal the MPI world size, else N singletons were started (no PMI). */
+int rlaif_check_launcher(int world_size, char *const *env);
+/* The same mistake caught before MPI_Init (some MPIs abort in MPI_Init
+ * without PMI): srun started several tasks but no PMI variables are set. */
+int rlaif_check_pmi(char *const *env);
+
+#endif

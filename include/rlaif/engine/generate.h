@@ -1,0 +1,52 @@
+/* generate.h - batched sampling with a KV cache.
+ *
+ * Prompts are ragged (flat tokens + offset + length, as stored in HDF5); they
+ * are left-padded to the longest, pads are never attended to and positions
+ * restart at 0 at each prompt's first token, so a sequence's tokens do not
+ * depend on what else is in the batch. Sampling draws come from
+ * rlaif_rng(seed, RLAIF_STREAM_SAMPLE, step, seq_index[b]): the same sequence
+ * index gives the same tokens whichever rank or batch slot generates it. */
+#ifndef RLAIF_GENERATE_H
+#define RLAIF_GENERATE_H
+
+#include "rlaif/engine/model.h"
+
+#include <stdint.h>
+
+typedef struct {
+    int max_new_tokens;
+    float temperature; /* <= 0: greedy (argmax, lowest id on ties) */
+    int top_k;         /* 0: off */
+    float top_p;       /* >= 1: off */
+    int eos_id;        /* < 0: none; the EOS token is kept and ends the sequence */
+    int pad_id;        /* written after the end and used to pad prompts */
+    uint64_t seed;
+    uint32_t step; /* e.g. the PPO iteration */
+} rlaif_gen_config;
+
+rlaif_gen_config rlaif_gen_defaults(void); /* greedy, 16 tokens, no EOS, pad 0 */
+
+typedef struct {
+    int B, max_new;
+    int *tokens; /* [B * max_new]: sampled tokens, pad_id after the end */
+    float *logp; /* [B * max_new]: log p of each sampled token under softmax(logits /
+                    temperature) (temperature 1 when greedy), before top-k/top-p; 0 after end */
+    int *length; /* [B]: tokens generated, EOS included */
+} rlaif_gen_output;
+
+/* B prompts: prompt b is tokens[offset[b] .. offset[b] + length[b]) (length >= 1).
+ * seq_index: [B] global sequence numbers for the RNG (NULL: 0..B-1).
+ * The longest prompt + max_new_tokens must fit the model's max_seq_len.
+ * out is allocated here; free it with rlaif_gen_output_free. Clobbers the
+ * model's activations (run the next training forward afterwards). */
+int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int *tokens,
+                   const int64_t *offset, const int *length, const uint32_t *seq_index,
+                   rlaif_gen_output *out);
+void rlaif_gen_output_free(rlaif_gen_output *out);
+
+/* Sample one token from a row of V logits (exposed for tests). idx/prob are
+ * scratch of V entries each. Returns the token; *logp as in rlaif_gen_output. */
+int rlaif_sample_token(const float *logits, int V, const rlaif_gen_config *gc, float u, int *idx,
+                       float *prob, float *logp);
+
+#endif

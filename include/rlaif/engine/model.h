@@ -1,0 +1,143 @@
+/* model.h - GPT-2 (learned positions, pre-LayerNorm, GELU tanh, causal
+ * attention, tied LM head) with an optional scalar head, forward and backward
+ * on the CPU in fp32, every matrix product through cblas_sgemm except those
+ * with at most 64 rows (batched decoding), which use packing-free AVX-512 /
+ * AVX2 / C kernels (src/engine/model_gemm.h).
+ *
+ * Parameters and gradients are each one flat buffer carved into tensors with
+ * Hugging Face GPT-2 names and layouts (Conv1D weights are [in, out]), listed
+ * in m->table in canonical order:
+ *   wte.weight [V, C], wpe.weight [maxT, C],
+ *   h.<i>.ln_1.{weight,bias} [C], h.<i>.attn.c_attn.weight [C, 3C], .bias [3C],
+ *   h.<i>.attn.c_proj.weight [C, C], .bias [C], h.<i>.ln_2.{weight,bias} [C],
+ *   h.<i>.mlp.c_fc.weight [C, 4C], .bias [4C], h.<i>.mlp.c_proj.weight [4C, C], .bias [C],
+ *   ln_f.{weight,bias} [C], and with a scalar head score.weight [1, C], score.bias [1].
+ *
+ * One batch flows as
+ *   rlaif_model_forward     tokens (B,T) -> final hidden state (B,T,C)
+ *   rlaif_model_lm_forward  -> logits (B,T,V), per-token logprob of targets, entropy
+ *   rlaif_model_score_forward -> scalar per token (value; reward = the value at
+ *                               the last non-pad token)
+ *   rlaif_model_backward    d(loss)/d(logprob), d/d(entropy), d/d(score) per token
+ *                           -> gradients accumulated into m->grads
+ * so every loss of the pipeline (masked cross-entropy, PPO, DPO, Bradley-Terry,
+ * value regression, entropy bonus) is a per-token weighting computed by the
+ * caller. Activations are allocated once for the largest (B,T) seen. */
+#ifndef RLAIF_MODEL_H
+#define RLAIF_MODEL_H
+
+#include "rlaif/core/tensors.h"
+
+#include <stdint.h>
+
+typedef struct {
+    int n_layer, n_embd, n_head, vocab_size, max_seq_len;
+    int score_head; /* 1: the model carries score.weight/score.bias */
+} rlaif_gpt2_config;
+
+#define RLAIF_LN_EPS 1e-5f /* GPT-2's layer_norm_epsilon */
+
+/* Pointers into a flat buffer (parameters or gradients), one set per layer. */
+typedef struct {
+    float *ln_1_w, *ln_1_b, *c_attn_w, *c_attn_b, *attn_proj_w, *attn_proj_b;
+    float *ln_2_w, *ln_2_b, *c_fc_w, *c_fc_b, *mlp_proj_w, *mlp_proj_b;
+} rlaif_gpt2_layer;
+
+typedef struct {
+    float *wte, *wpe;
+    rlaif_gpt2_layer *h; /* n_layer */
+    float *ln_f_w, *ln_f_b;
+    float *score_w, *score_b; /* NULL without a scalar head */
+} rlaif_gpt2_weights;
+
+typedef struct rlaif_acts rlaif_acts; /* private to model.c */
+
+typedef struct {
+    rlaif_gpt2_config cfg;
+    rlaif_tensor_table table; /* names, shapes and offsets of params (and grads) */
+    float *params;            /* table.total floats */
+    float *grads;             /* table.total floats, NULL until rlaif_model_alloc_grads */
+    rlaif_gpt2_weights w, g;
+    rlaif_acts *acts;
+    int B, T; /* shape of the last forward */
+    /* Outputs of the last forward, [B*T] each (pointers into the activations). */
+    float *logits;  /* [B*T, V] after lm_forward; overwritten by backward */
+    float *logp;    /* log p(target) per token (0 where target < 0) */
+    float *entropy; /* entropy of the next-token distribution per token */
+    float *score;   /* scalar head per token */
+} rlaif_model;
+
+/* Checks the sizes (n_head divides n_embd, all positive); RLAIF_EX_USAGE otherwise. */
+int rlaif_gpt2_config_check(const rlaif_gpt2_config *cfg);
+/* Fills tt with the parameter table of cfg (canonical Hugging Face order). */
+void rlaif_gpt2_table(const rlaif_gpt2_config *cfg, rlaif_tensor_table *tt);
+/* Points w at the tensors of a buffer laid out as rlaif_gpt2_table. */
+void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weights *w);
+
+/* Allocates parameters (zeroed). Returns 0 or RLAIF_EX_USAGE for a bad config. */
+int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg);
+void rlaif_model_free(rlaif_model *m);
+/* GPT-2 initialisation: weights N(0, std) (c_proj weights std/sqrt(2L)), biases 0,
+ * LayerNorm weights 1. Random numbers keyed by (seed, RLAIF_STREAM_INIT, chunk,
+ * tensor index): identical on every rank and for every thread count. */
+void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std);
+void rlaif_model_alloc_grads(rlaif_model *m);
+void rlaif_model_zero_grad(rlaif_model *m);
+/* Bytes held by the activations (for memory reports). */
+size_t rlaif_model_act_bytes(const rlaif_model *m);
+
+/* Trunk: tokens [B*T] in [0,V) -> final LayerNorm output, kept for the heads.
+ * pos: position ids [B*T] (NULL = 0..T-1 in every row; left-padded rows pass
+ *      t - pads so the first real token sits at position 0).
+ * valid: [B*T], 1 for a real token, 0 for padding; keys that are padding are
+ *      never attended to (NULL = all real). A query with no key to attend to
+ *      (a pad before the first real token) gets a zero attention output.
+ * Returns 0, or RLAIF_EX_USAGE for a token or position out of range. */
+int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const uint8_t *valid,
+                        int B, int T);
+/* LM head on the last forward: logits, m->entropy, and m->logp for targets
+ * [B*T] (target < 0: ignored, logp 0; targets NULL: logp not computed). */
+int rlaif_model_lm_forward(rlaif_model *m, const int *targets);
+/* Scalar head on the last forward: m->score[B*T]. */
+int rlaif_model_score_forward(rlaif_model *m);
+
+/* Gradients of a loss given per token as d(loss)/d(logp), d(loss)/d(entropy)
+ * and d(loss)/d(score) ([B*T] each, any may be NULL), accumulated into m->grads
+ * (call rlaif_model_zero_grad first for a fresh step). dlogp/dentropy need
+ * lm_forward, dscore needs score_forward. Clobbers m->logits. */
+int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentropy,
+                         const float *dscore);
+
+/* Masked mean cross-entropy of the last lm_forward:
+ *   loss = -sum(mask * logp) / sum(mask)  (mask NULL: every target >= 0 counts)
+ * and, when dlogp is not NULL, its gradient d(loss)/d(logp) [B*T] for backward. */
+float rlaif_ce_loss(const rlaif_model *m, const int *targets, const float *mask, float *dlogp);
+
+/* Index of the last real token of each row (valid NULL: T-1), for reading a
+ * reward from m->score. -1 for a row with no real token. */
+void rlaif_last_index(const uint8_t *valid, int B, int T, int *last);
+
+/* log sum_v exp((x[v] - max) * scale) over n values, vectorised; *max_out = max x. */
+float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
+
+/* ---- incremental decoding (used by generate.h) ---- */
+
+/* Keys and values of every layer for B sequences of up to maxT slots. */
+typedef struct {
+    int B, maxT, len; /* len: slots filled so far (the same for every row) */
+    int n_layer, C, n_head;
+    float *k, *v;   /* [L][B][n_head][maxT][C / n_head]: one head's keys are contiguous */
+    uint8_t *valid; /* [B][maxT]: slot holds a real token */
+    float *scratch; /* attention scores, [B*n_head][maxT] */
+} rlaif_kv_cache;
+
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_gpt2_config *cfg, int B, int maxT);
+void rlaif_kv_cache_free(rlaif_kv_cache *kv);
+
+/* Appends Tn tokens per row (tokens/pos/valid [B*Tn]) at slots kv->len.. and
+ * writes the logits of the last appended position of each row to logits [B*V].
+ * Same arithmetic as rlaif_model_forward + lm_forward on the whole sequence. */
+int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
+                           const uint8_t *valid, int Tn, float *logits);
+
+#endif

@@ -1,0 +1,97 @@
+/* task.h - the arithmetic demo task, and the model's text format.
+ *
+ * The demo task asks "What is A plus B?", "What is A minus B?" or "What is
+ * A times B?" with operands in [0, data.max_operand]: the question forms the
+ * builtin judge (src/judge/judge_builtin.c) parses. Its demonstration response is
+ * the bare answer ("85", "-35"): the response rlaif_builtin_quality rates
+ * best (correct, safe, has a number, as short as a correct answer can be).
+ *
+ * Problem i is a pure function of (run.seed, stream, i) through the
+ * counter-based RNG, never of the rank count: training problems come from
+ * RLAIF_STREAM_DATA (i in [0, data.n_prompts)), held-out problems from
+ * RLAIF_STREAM_HELDOUT, redrawn (up to 64 times) while they equal a training
+ * problem, so the held-out set is disjoint from the training set whenever
+ * the problem space (3 (max_operand + 1)^2 problems) leaves room for it.
+ *
+ * The model's text of a (prompt, response) pair is, in token ids,
+ *     encode(prompt "\n") [left-truncated to max_prompt_len]
+ *     encode(response)    [truncated to max_response_len]
+ *     EOS                 [only when the response was not truncated]
+ * sft, collect and eval all go through rlaif_format_*, so a model is always
+ * prompted exactly as it was trained. */
+#ifndef RLAIF_TASK_H
+#define RLAIF_TASK_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rlaif/core/config.h"
+#include "rlaif/engine/model.h"
+#include "rlaif/tokenizer/tokenizer.h"
+
+typedef enum { RLAIF_OP_PLUS = 0, RLAIF_OP_MINUS = 1, RLAIF_OP_TIMES = 2 } rlaif_arith_op;
+
+typedef struct {
+    long a, b;
+    rlaif_arith_op op;
+    long answer;
+} rlaif_arith;
+
+typedef struct {
+    uint64_t seed;
+    long max_operand;
+    int64_t n_train;
+    uint64_t *train_ids; /* [n_train] sorted problem ids of the training set */
+} rlaif_task;
+
+/* n_train problems from seed (the training set's ids are kept to keep the
+ * held-out set disjoint). Returns 0 or RLAIF_EX_USAGE for bad sizes. */
+int rlaif_task_init(rlaif_task *t, uint64_t seed, long max_operand, int64_t n_train);
+/* From run.seed, data.max_operand and data.n_prompts. */
+int rlaif_task_from_cfg(rlaif_task *t, const rlaif_config *cfg);
+void rlaif_task_free(rlaif_task *t);
+
+/* Training problem i (0 <= i < n_train) and held-out problem i (any i >= 0). */
+void rlaif_task_train(const rlaif_task *t, int64_t i, rlaif_arith *p);
+void rlaif_task_heldout(const rlaif_task *t, int64_t i, rlaif_arith *p);
+/* 1 when p is one of the training problems. */
+int rlaif_task_seen(const rlaif_task *t, const rlaif_arith *p);
+
+/* "What is 47 plus 38?" and the demonstration "85" (NUL-terminated, truncated to n). */
+void rlaif_task_prompt(const rlaif_arith *p, char *buf, size_t n);
+void rlaif_task_demo(const rlaif_arith *p, char *buf, size_t n);
+/* Is response right? The builtin judge's own test (its last number is the answer). */
+int rlaif_task_correct(const rlaif_arith *p, const char *response);
+
+/* ---- the model's text format (see top) ---- */
+
+/* Append the ids of prompt "\n" (the last max_prompt_len of them) to out. */
+int rlaif_format_prompt(rlaif_tokenizer *tok, const char *prompt, long max_prompt_len,
+                        rlaif_tokens *out);
+/* Append prompt, response and EOS to out; *n_prompt = ids of the prompt part
+ * (the loss of SFT covers out->n - *n_prompt tokens: response + EOS). */
+int rlaif_format_example(rlaif_tokenizer *tok, const char *prompt, const char *response,
+                         long max_prompt_len, long max_response_len, rlaif_tokens *out,
+                         size_t *n_prompt);
+/* The response text of generated ids: everything before the first EOS,
+ * special tokens dropped. */
+int rlaif_format_response(const rlaif_tokenizer *tok, const int32_t *ids, size_t n,
+                          rlaif_bytes *out);
+
+/* ---- greedy evaluation on held-out problems ---- */
+
+typedef struct {
+    int64_t n, correct;           /* held-out problems asked, answered right */
+    int64_t unseen, unseen_right; /* of them: not in the training set */
+} rlaif_task_score;
+
+/* Collective over comm (each rank generates its share of the n problems,
+ * greedily, in batches of 64): the counts, identical on every rank. Rank 0
+ * prints its first nshow questions and answers with rlaif_info. Clobbers
+ * the model's activations. */
+int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, int64_t n,
+                    long max_prompt_len, int max_new, int nshow, MPI_Comm comm,
+                    rlaif_task_score *out);
+
+#endif

@@ -1,0 +1,149 @@
+/* train.h - the learner training loop shared by sft, rm, ppo and dpo.
+ *
+ * A learner holds the model being trained, its tokenizer and the AdamW
+ * state for its shard of the flat parameter space. The loop is data-parallel
+ * over the learner communicator:
+ *
+ *   for step in [resumed step, steps):
+ *       stop?  (signal or walltime, agreed by every learner) -> checkpoint, exit 75
+ *       zero grads; phase->batch(): this learner's share of the global batch,
+ *           in micro-batches, each loss already divided by the GLOBAL
+ *           normaliser (so the gradients of L learners sum to the gradient of
+ *           one learner holding the whole batch)
+ *       MPI_Reduce_scatter of the gradients -> this learner's shard
+ *       global grad norm = sqrt(MPI_Allreduce of the shards' sums of squares)
+ *       AdamW on the shard (skip on a non-finite loss or norm, clip, schedule)
+ *       MPI_Allgatherv of the updated shards -> every learner's full params
+ *       metrics row, status line every run.log_every, checkpoint every checkpoint.every
+ *   checkpoint with /state done = 1
+ *
+ * Checkpoints are `<out_dir>/<checkpoint.dir>/<phase>-<step>.h5` (checkpoint.h:
+ * full params, sharded moments, /tokenizer, /state step + done + the phase's
+ * own keys such as the data cursor). At start the newest valid one is loaded;
+ * when it is marked done the phase is skipped. */
+#ifndef RLAIF_TRAIN_H
+#define RLAIF_TRAIN_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "rlaif/storage/checkpoint.h"
+#include "rlaif/core/job.h"
+#include "rlaif/core/config.h"
+#include "rlaif/storage/metrics.h"
+#include "rlaif/engine/model.h"
+#include "rlaif/engine/optim.h"
+#include "rlaif/tokenizer/tokenizer.h"
+
+#define RLAIF_TRAIN_MAX_EXTRA 8
+
+typedef struct rlaif_learner rlaif_learner;
+
+/* What a phase's batch reports: this learner's parts, summed over learners
+ * by the loop. loss must already be normalised globally (the parts sum to
+ * the step's loss); tokens = tokens through the model (for tokens/s). */
+typedef struct {
+    double loss, tokens;
+    double extra[RLAIF_TRAIN_MAX_EXTRA];
+} rlaif_batch_stats;
+
+/* A phase plugged into the loop. */
+typedef struct {
+    const char *name; /* "sft": config section of the optimizer keys, checkpoint name, metrics */
+    int n_extra;      /* phase metric columns after loss, lr, grad_norm, tokens_per_s, skipped */
+    const char *const *extra_names;
+    /* Accumulate this learner's gradients for step L->step into
+     * L->model.grads (zeroed by the loop). */
+    int (*batch)(rlaif_learner *L, void *ud, rlaif_batch_stats *st);
+    /* Phase keys of the checkpoint's /state (may be NULL). */
+    void (*save_state)(const rlaif_learner *L, void *ud, rlaif_kvset *state);
+    int (*load_state)(rlaif_learner *L, void *ud, const rlaif_kvset *state);
+    void *ud;
+} rlaif_phase;
+
+struct rlaif_learner {
+    const rlaif_config *cfg;
+    MPI_Comm comm; /* the learners */
+    int rank, size;
+    rlaif_model model; /* full parameters and gradients on every learner */
+    rlaif_tokenizer *tok;
+    rlaif_adamw_config oc;
+    rlaif_adamw opt;        /* moments of [begin, end) only */
+    size_t begin, end;      /* this learner's shard of the flat parameter space */
+    int *counts, *displs;   /* [size] shard sizes and starts, for the collectives */
+    float *gshard;          /* [end - begin] reduce-scatter output */
+    long step, steps;       /* optimizer steps done, steps of the phase */
+    long batch_size;        /* sequences per step over all learners */
+    long micro_batch;       /* sequences per forward/backward on one learner */
+    long stop_after;        /* testing: request a stop after this many steps (0 = never) */
+    char ckpt_dir[4096];    /* <out_dir>/<checkpoint.dir> */
+    char ckpt_path[4096];   /* the last checkpoint written or loaded */
+    rlaif_ckpt_opts ckpt;   /* name = the phase */
+    rlaif_metrics *metrics; /* <out_dir>/metrics.h5 + progress.jsonl */
+    double last_loss;       /* loss of the last step (for reports) */
+    double tokens_per_s;    /* mean over this process's steps */
+    /* Optional (NULL after init), collective: run by every learner with the
+     * phase's ud before each checkpoint is written (done = 1 for the final
+     * one), e.g. a validation pass whose results save_state puts in /state. */
+    int (*before_save)(rlaif_learner *L, void *ud, int done);
+};
+
+/* Collective over comm. Tokenizer from [tokenizer] (or init_from's
+ * /tokenizer), model from [model] (vocab_size 0 = the tokenizer's; random
+ * weights from run.seed) or from model.init_from, AdamW from [section]
+ * (lr, steps, batch_size, micro_batch, schedule, clip), the shard collectives,
+ * the checkpoint folder and metrics files. */
+int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                       const char *section, int score_head);
+
+/* Where rlaif_learner_init_model takes the model from. */
+typedef struct {
+    int score_head;        /* the phase needs a scalar head */
+    const char *init_from; /* checkpoint to start from (NULL = model.init_from; "" = [model]) */
+    /* With score_head: 1 = the head is new (a reward model on an SFT trunk):
+     * added to a checkpoint without one, replaced in one that has one, and
+     * set in a model built from [model]: score.weight ~ N(0, 1/sqrt(n_embd +
+     * 1)) from (run.seed, RLAIF_STREAM_INIT, step 1, tensor index),
+     * score.bias = 0, so initial rewards are ~N(0, 1) on LayerNorm outputs.
+     * 0 = a checkpoint must bring its head (an error names it otherwise). */
+    int fresh_head;
+} rlaif_model_source;
+/* rlaif_learner_init with the model taken from src. */
+int rlaif_learner_init_model(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                             const char *section, const rlaif_model_source *src);
+void rlaif_learner_free(rlaif_learner *L);
+
+/* This learner's sequences [lo, hi) of a global batch of n (contiguous, so
+ * sequence j of a step is the same sequence whatever the learner count). */
+void rlaif_learner_share(const rlaif_learner *L, long n, long *lo, long *hi);
+/* Sum of x over the learners (e.g. the global count of loss tokens, which
+ * every learner needs before its backward). */
+int rlaif_learner_sum(const rlaif_learner *L, double x, double *sum);
+
+/* Collective: resume from the newest checkpoint of ph->name (nothing found:
+ * *found = 0); *done = its /state done flag. */
+int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, int *done);
+/* Collective: checkpoint at L->step with /state done. */
+int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done);
+/* Collective: reduce the accumulated gradients, clip, update, gather. loss is
+ * the global loss (for the skip test). */
+int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info);
+
+/* Collective: the loop above from L->step to L->steps. Returns 0 when the
+ * phase is done (final checkpoint written), RLAIF_EX_TEMPFAIL after a
+ * stop checkpoint, or an error. */
+int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph);
+
+/* A training phase's own arguments: `--stop-after N` (testing: stop as on
+ * SIGTERM after N steps of this run; *stop_after = 0 when absent). Anything
+ * else is a usage error naming the phase. */
+int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after);
+
+/* Collective over world, every rank once per phase: learners when their
+ * work is done, rollout and judge ranks (which have no part in a learner-only
+ * phase) instead of it. A waiting rank polls a non-blocking barrier and
+ * sleeps between polls, so it leaves its core to the learners (a blocking
+ * collective spins at 100% CPU in most MPIs). */
+int rlaif_phase_barrier(MPI_Comm world, int idle);
+
+#endif

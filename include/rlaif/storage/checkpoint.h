@@ -1,0 +1,129 @@
+/* checkpoint.h - sharded, atomic, self-contained checkpoints (DESIGN.md section 3).
+ *
+ * A checkpoint `<dir>/<name>-<step, 8 digits>.h5` holds
+ *   /params/<tensor>, /optim/m/<tensor>, /optim/v/<tensor>
+ *       float32 datasets with the tensor's shape, in the table's canonical order.
+ *       Each learner writes the part of every tensor that falls into its shard
+ *       rlaif_shard_range(table->total, nlearners, rank) of the flat index
+ *       space, so a checkpoint written by L learners loads on any other count.
+ *       Each dataset carries attribute "checksum" (2 x uint64: sum of the
+ *       float bit patterns and the position-weighted sum), computed shard by
+ *       shard and combined with MPI_Allreduce, so it is checked on load.
+ *   /config   attributes: "arch", architecture sizes (ints), "job_config" text
+ *   /optim    attributes: optimizer counters (AdamW step, skipped)
+ *   /state    attributes: step, RNG counters, data cursor, KL controller,
+ *             reward-normalisation stats (small key -> int64 | double set)
+ *   /tokenizer written by a callback (the tokenizer module's writer)
+ *   root attributes rlaif_schema, rlaif_kind="checkpoint", software_version,
+ *             creation_time, step, nlearners, total_params, complete=1
+ *
+ * Atomicity: the file is written as `<file>.tmp`, every rank agrees that it
+ * succeeded, every rank fsyncs, rank 0 renames it into place, fsyncs the
+ * folder, and replaces `<dir>/LATEST` (one line: the file name) by rename.
+ * Only the newest `keep` checkpoints of a name are kept. A process killed at
+ * any point leaves at worst a stale .tmp; the previous checkpoint is intact.
+ * On restart rlaif_checkpoint_resume picks the newest checkpoint that loads and
+ * verifies, skipping truncated or corrupt ones with a warning. */
+#ifndef RLAIF_CHECKPOINT_H
+#define RLAIF_CHECKPOINT_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rlaif/storage/h5util.h"
+#include "rlaif/core/tensors.h"
+
+/* ---- small key -> value sets (/config and /state attributes) ---- */
+#define RLAIF_KV_KEY_MAX 64
+typedef struct {
+    char key[RLAIF_KV_KEY_MAX];
+    int is_int;
+    int64_t i;
+    double d;
+} rlaif_kv;
+typedef struct {
+    int n;
+    rlaif_kv *kv;
+} rlaif_kvset;
+
+void rlaif_kv_set_int(rlaif_kvset *s, const char *key, int64_t v);
+void rlaif_kv_set_double(rlaif_kvset *s, const char *key, double v);
+/* Missing key: an error naming it (the checkpoint lacks what the phase needs). */
+int rlaif_kv_get_int(const rlaif_kvset *s, const char *key, int64_t *v);
+int rlaif_kv_get_double(const rlaif_kvset *s, const char *key, double *v);
+const rlaif_kv *rlaif_kv_find(const rlaif_kvset *s, const char *key);
+void rlaif_kv_free(rlaif_kvset *s);
+
+/* Tokenizer (or any extra) group writer/reader: called on rank 0 (write) or
+ * every rank (read) with a serial handle to the /tokenizer group. */
+typedef int (*rlaif_ckpt_group_fn)(hid_t group, void *ud);
+
+/* What a checkpoint holds, as the caller sees it. Buffers are float32 flat
+ * buffers over `table`. A buffer is either full (table->total floats) or
+ * sharded: it holds only this rank's [begin, end) = rlaif_shard_range(total,
+ * comm size, rank). m and v may be NULL (no optimizer state: e.g. a frozen
+ * reference model or an SFT export). */
+typedef struct {
+    const rlaif_tensor_table *table;
+    float *params;
+    float *m, *v;
+    int params_sharded;     /* params holds only this rank's shard */
+    int moments_sharded;    /* m and v hold only this rank's shard */
+    const char *arch;       /* /config attribute "arch" (e.g. "gpt2"), or NULL */
+    rlaif_kvset config;     /* /config attributes (architecture sizes, layer_norm_epsilon) */
+    rlaif_kvset optim;      /* /optim attributes (AdamW step, skipped) */
+    const char *job_config; /* resolved job file text for /config, or NULL */
+    rlaif_kvset state;      /* /state attributes; "step" is always written */
+    rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
+    void *tokenizer_ud;                                  /* passed to tokenizer_write */
+    void *tokenizer_read_ud;                             /* passed to tokenizer_read */
+} rlaif_ckpt;
+
+typedef struct {
+    const char *dir;  /* folder, created if missing */
+    const char *name; /* phase name: files are <name>-<step>.h5 */
+    int keep;         /* newest N kept per name (values < 1 count as 1) */
+    rlaif_h5_opts io;
+} rlaif_ckpt_opts;
+
+/* From the job: keep = checkpoint.keep, HDF5 tuning from [io] (by default
+ * independent raw-data transfers: each rank's shard of a tensor is one
+ * contiguous range, so two-phase collective buffering only adds copies; see
+ * tools/bench/bench-io --collective). dir and name are kept by pointer. */
+void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg, const char *dir,
+                                    const char *name);
+
+/* "<dir>/<name>-<step 8 digits>.h5" */
+void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n);
+
+/* Collective over comm (the learners). Writes c at step atomically; path (may
+ * be NULL) receives the file written. */
+int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
+                          char *path, size_t pathn);
+
+/* Collective. Load path into c (buffers allocated by the caller with the
+ * layout c declares; c->config and c->state are filled). Verifies that every
+ * tensor of c->table exists with its shape and that checksums match. */
+int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c);
+
+/* Collective. Newest checkpoint of o->name that loads and verifies, loaded
+ * into c; *found = 0 when there is none (not an error). Damaged ones are
+ * skipped with a warning naming them. */
+int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
+                            char *path, size_t pathn);
+
+/* Steps of the complete (renamed, non-.tmp) checkpoints of name, newest
+ * first; *n entries in a malloc'd array. Does not open them. */
+int rlaif_checkpoint_list(const char *dir, const char *name, int64_t **steps, int *n);
+
+/* Serial. The newest checkpoint of name in dir whose /state done is set (a
+ * phase that ran to its end, not one stopped with exit 75) into path;
+ * *found = 0 when there is none (not an error), *count = checkpoints of
+ * that name in dir (for the caller's message). Each one passed over is named
+ * in a warning prefixed by who ("rm: ..."), as unfinished or unreadable. */
+int rlaif_checkpoint_newest_done(const char *dir, const char *name, const char *who, char *path,
+                                 size_t n, int *found, int *count);
+
+#endif

@@ -1,0 +1,212 @@
+/* config_schema.c - every job-file key rlaif accepts, with type, default,
+ * range and help. One row per key; `rlaif config --help-keys` prints them.
+ * A module that needs a new key adds a row in its own section here. */
+#include "rlaif/core/config.h"
+
+#define NOR 1, 0 /* no range */
+#define I(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_INT, def, lo, hi, NULL, help }
+#define F(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_FLOAT, def, lo, hi, NULL, help }
+#define B(sec, key, def, help)                                                                     \
+    { sec, key, RLAIF_CFG_BOOL, def, NOR, NULL, help }
+#define S(sec, key, def, help)                                                                     \
+    { sec, key, RLAIF_CFG_STRING, def, NOR, NULL, help }
+#define E(sec, key, def, choices, help)                                                            \
+    { sec, key, RLAIF_CFG_ENUM, def, NOR, choices, help }
+#define D(sec, key, def, lo, hi, help)                                                             \
+    { sec, key, RLAIF_CFG_DURATION, def, lo, hi, NULL, help }
+
+/* Optimizer and schedule keys shared by every training phase. */
+#define OPTIM(sec, lr, steps, batch)                                                               \
+    F(sec, "lr", lr, 0, 10, "peak learning rate (AdamW)"),                                         \
+        I(sec, "steps", steps, 0, 1e12, "optimizer steps"),                                        \
+        I(sec, "batch_size", batch, 1, 1e9, "sequences per optimizer step, over all learners"),    \
+        I(sec, "micro_batch", "0", 0, 1e9, "sequences per forward/backward (0 = batch_size)"),     \
+        I(sec, "warmup_steps", "10", 0, 1e12, "linear warmup steps before cosine decay"),          \
+        F(sec, "min_lr_ratio", "0.1", 0, 1, "final lr as a fraction of lr (cosine)"),              \
+        F(sec, "weight_decay", "0.0", 0, 10, "decoupled weight decay on 2-D weights"),             \
+        F(sec, "beta1", "0.9", 0, 0.999999, "AdamW beta1"),                                        \
+        F(sec, "beta2", "0.999", 0, 0.999999999, "AdamW beta2"),                                   \
+        F(sec, "eps", "1e-8", 0, 1, "AdamW epsilon"),                                              \
+        F(sec, "grad_clip", "1.0", 0, 1e9, "global grad-norm clip (0 = off)")
+
+const rlaif_cfg_spec rlaif_config_schema[] = {
+    /* [run] whole job */
+    I("run", "seed", "1234", 0, 9.2e18, "seed of every random stream (counter-based RNG)"),
+    S("run", "out_dir", "run", "folder for every output (relative to the working directory)"),
+    S("run", "phases", "sft,collect,rm,ppo,eval", "phases `rlaif run` executes, in order"),
+    D("run", "walltime", "0", 0, 1e9,
+      "job time limit; checkpoint and exit 75 stop_margin before it (0 = none)"),
+    D("run", "stop_margin", "5m", 0, 1e9, "how long before walltime to checkpoint and stop"),
+    S("run", "log_dir", "", "per-rank log folder (also --log-dir)"),
+    I("run", "log_every", "10", 1, 1e9, "status line every N steps"),
+    B("run", "verbose", "false", "debug lines on stderr"),
+
+    /* [ranks] rank groups (DESIGN.md section 2) */
+    I("ranks", "rollout", "0", 0, 1e7, "rollout ranks (0 with all counts 0 = automatic)"),
+    I("ranks", "judge", "0", 0, 1e7, "judge-query ranks"),
+    I("ranks", "learner", "0", 0, 1e7, "learner ranks"),
+    E("ranks", "layout", "auto", "auto|split|colocated",
+      "split: disjoint groups; colocated: every rank plays every role; auto: colocated "
+      "below 3 ranks"),
+
+    /* [model] architecture of a model built from scratch */
+    E("model", "arch", "gpt2", "gpt2", "architecture"),
+    I("model", "n_layer", "4", 1, 1024, "transformer blocks"),
+    I("model", "n_embd", "128", 8, 65536, "hidden size"),
+    I("model", "n_head", "4", 1, 1024, "attention heads (must divide n_embd)"),
+    I("model", "max_seq_len", "128", 8, 1048576, "positions"),
+    I("model", "vocab_size", "0", 0, 4194304, "vocabulary (0 = from the tokenizer)"),
+    F("model", "init_std", "0.02", 0, 10, "std of the random initialisation"),
+    S("model", "init_from", "", "checkpoint to start from instead of random weights"),
+
+    /* [tokenizer] */
+    E("tokenizer", "type", "byte", "byte|bpe", "byte: 256 bytes + specials; bpe: GPT-2 BPE"),
+    S("tokenizer", "vocab", "", "encoder.json or tokenizer.json (bpe)"),
+    S("tokenizer", "merges", "", "vocab.bpe (bpe with encoder.json)"),
+    S("tokenizer", "specials", "<|endoftext|>",
+      "comma-separated special tokens: ids after the bytes (byte), marked or appended (bpe)"),
+
+    /* [data] inputs */
+    E("data", "task", "arithmetic", "arithmetic|jsonl",
+      "arithmetic: the built-in demo task; jsonl: prompts from data.prompts"),
+    S("data", "prompts", "", "JSONL of {\"prompt\"} records"),
+    S("data", "sft", "", "JSONL of {\"prompt\",\"response\"} demonstrations"),
+    S("data", "human_preferences", "", "JSONL of {\"prompt\",\"chosen\",\"rejected\"}"),
+    I("data", "n_prompts", "2000", 1, 1e12, "prompts generated for the arithmetic task"),
+    I("data", "max_operand", "99", 1, 1e9, "largest operand of the arithmetic task"),
+    I("data", "max_prompt_len", "64", 1, 1048576, "prompt tokens kept (left-truncated)"),
+    I("data", "max_response_len", "32", 1, 1048576, "response tokens kept"),
+
+    /* [sft] */
+    OPTIM("sft", "1e-3", "500", "32"),
+    I("sft", "eval_prompts", "200", 0, 1e9,
+      "held-out arithmetic problems answered greedily before and after SFT (0 = none)"),
+    /* [rm] reward model (Bradley-Terry) */
+    OPTIM("rm", "3e-4", "300", "32"),
+    F("rm", "margin", "0.0", -1e9, 1e9, "margin in -log sigmoid(r_w - r_l - margin)"),
+    F("rm", "reward_l2", "0.001", 0, 1e9, "coefficient of mean(r^2)"),
+    S("rm", "preferences", "", "preferences.h5 to train on (default out_dir/preferences.h5)"),
+    F("rm", "eval_fraction", "0.1", 0, 0.9,
+      "fraction of prompts (by a hash of the prompt text) held out for validation"),
+    E("rm", "soft_labels", "soft", "soft|hard|drop",
+      "labels strictly between 0 and 1 (ties 0.5, logprob labels): soft cross-entropy, "
+      "rounded to the nearer side (ties dropped), or dropped"),
+    E("rm", "head", "new", "new|keep",
+      "new: a fresh score head on the initial model; keep: the initial model must have one"),
+    B("rm", "from_scratch", "false",
+      "without model.init_from or a finished sft checkpoint, build the RM from [model] "
+      "(otherwise an error)"),
+
+    /* [collect] responses and labels */
+    I("collect", "responses_per_prompt", "4", 2, 1024, "K responses sampled per prompt"),
+    I("collect", "pairs_per_prompt", "2", 1, 1e6, "pairs judged per prompt"),
+    F("collect", "temperature", "0.8", 0, 100, "sampling temperature"),
+    I("collect", "top_k", "0", 0, 4194304, "top-k (0 = off)"),
+    F("collect", "top_p", "1.0", 0, 1, "nucleus sampling"),
+    I("collect", "max_new_tokens", "16", 1, 1048576, "tokens generated per response"),
+    I("collect", "credit", "64", 1, 1e7, "pairs a rollout rank may have in flight (pull credit)"),
+
+    /* [judge] feedback LLM (DESIGN.md section 4) */
+    E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),
+    E("judge", "mode", "verdict", "verdict|logprob|rubric|score", "how a label is asked for"),
+    S("judge", "base_url", "", "endpoint base URL, e.g. https://api.openai.com/v1"),
+    S("judge", "model", "", "model name sent to the endpoint"),
+    S("judge", "api_key_env", "OPENAI_API_KEY",
+      "name of the environment variable holding the API key (never the key itself)"),
+    E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",
+      "which output-length parameter the endpoint accepts"),
+    I("judge", "max_tokens", "512", 1, 1e7, "output tokens per judge call"),
+    F("judge", "temperature", "0.0", 0, 2, "judge sampling temperature"),
+    I("judge", "seed", "0", 0, 9.2e18, "seed sent to the endpoint (0 = none)"),
+    I("judge", "top_logprobs", "5", 0, 20, "top_logprobs in logprob mode"),
+    F("judge", "min_coverage", "0.5", 0, 1,
+      "logprob mode: least P(A)+P(B) among the top tokens for a label to count"),
+    I("judge", "max_inflight", "16", 1, 100000, "concurrent requests per judge rank"),
+    D("judge", "connect_timeout", "10s", 0.001, 3600, "TCP/TLS connect timeout"),
+    D("judge", "timeout", "120s", 0.001, 86400, "whole-request timeout"),
+    I("judge", "max_attempts", "6", 1, 1000, "tries per request (1 = no retry)"),
+    D("judge", "backoff_base", "1s", 0, 3600, "first retry delay"),
+    D("judge", "backoff_cap", "60s", 0, 86400, "longest retry delay"),
+    F("judge", "requests_per_minute", "0", 0, 1e9, "rate limit over all judge ranks (0 = none)"),
+    F("judge", "tokens_per_minute", "0", 0, 1e12, "token rate limit over all judge ranks"),
+    F("judge", "both_orders", "1.0", 0, 1, "fraction of pairs judged in both orders"),
+    E("judge", "disagreement", "tie", "drop|tie|average",
+      "when the two orders disagree: drop the pair, label 0.5, or average soft labels"),
+    S("judge", "templates", "", "comma-separated prompt template files (default: built in)"),
+    S("judge", "few_shot", "", "few-shot examples file"),
+    S("judge", "ensemble", "",
+      "extra endpoints, comma-separated backend[:model][@base_url][#KEY_ENV] (rest from [judge])"),
+    E("judge", "aggregate", "mean", "mean|majority", "how several templates/judges combine"),
+    F("judge", "flip_prob", "0.0", 0, 1, "builtin judge: probability of a wrong verdict"),
+    F("judge", "first_bias", "0.0", 0, 1, "builtin judge: probability of picking A regardless"),
+    B("judge", "allow_http", "false", "allow plain http to hosts other than loopback"),
+    S("judge", "journal_dir", "", "journal folder (default out_dir/journal)"),
+    F("judge", "price_input_per_mtok", "0", 0, 1e9, "USD per million input tokens"),
+    F("judge", "price_output_per_mtok", "0", 0, 1e9, "USD per million output tokens"),
+    S("judge", "anthropic_version", "2023-06-01", "anthropic-version header"),
+
+    /* [ppo] RL against the reward model (also reinforce, a2c) */
+    OPTIM("ppo", "1e-5", "200", "64"),
+    E("ppo", "algo", "ppo", "ppo|reinforce|a2c", "policy-gradient algorithm"),
+    F("ppo", "kl_coef", "0.05", 0, 1e9, "beta of the per-token KL penalty"),
+    E("ppo", "kl_estimator", "k1", "k1|k3", "per-token KL estimator"),
+    B("ppo", "adaptive_kl", "false", "adaptive KL controller (Ziegler et al.)"),
+    F("ppo", "target_kl", "6.0", 0, 1e9, "target KL of the adaptive controller"),
+    I("ppo", "kl_horizon", "10000", 1, 1e12, "horizon of the adaptive controller"),
+    F("ppo", "gamma", "1.0", 0, 1, "discount"),
+    F("ppo", "lam", "0.95", 0, 1, "GAE lambda"),
+    F("ppo", "cliprange", "0.2", 0, 10, "policy ratio clip"),
+    F("ppo", "cliprange_value", "0.2", 0, 1e9, "value clip"),
+    F("ppo", "vf_coef", "0.1", 0, 1e9, "value loss coefficient"),
+    I("ppo", "epochs", "4", 1, 1000, "PPO epochs per batch"),
+    B("ppo", "whiten_rewards", "true", "whiten rewards per batch"),
+    F("ppo", "missing_eos_penalty", "1.0", 0, 1e9, "subtracted from the score without EOS"),
+    F("ppo", "entropy_coef", "0.0", 0, 1e9, "entropy bonus"),
+    E("ppo", "baseline", "loo", "moving|loo", "REINFORCE baseline"),
+    F("ppo", "temperature", "1.0", 0, 100, "rollout sampling temperature"),
+    I("ppo", "max_new_tokens", "16", 1, 1048576, "tokens generated per rollout"),
+    I("ppo", "samples_per_prompt", "2", 1, 1024, "rollouts per prompt (loo baseline needs 2+)"),
+
+    /* [dpo] direct preference optimisation */
+    OPTIM("dpo", "5e-5", "200", "32"),
+    F("dpo", "beta", "0.1", 0, 1e9, "DPO beta"),
+    E("dpo", "loss", "sigmoid", "sigmoid|ipo|cdpo", "DPO loss variant"),
+    F("dpo", "label_smoothing", "0.0", 0, 0.5, "cDPO label smoothing"),
+    I("dpo", "online_batches", "0", 0, 1e12, "online DPO: fresh judged batches (0 = offline)"),
+    S("dpo", "preferences", "", "preferences.h5 to train on (default out_dir/preferences.h5)"),
+    F("dpo", "eval_fraction", "0.1", 0, 0.9,
+      "fraction of prompts (by a hash of the prompt text) held out for validation"),
+    E("dpo", "soft_labels", "soft", "soft|hard|drop",
+      "labels strictly between 0 and 1 (ties 0.5, logprob labels): soft (the expected loss "
+      "over the label), rounded to the nearer side (ties dropped), or dropped"),
+    I("dpo", "eval_prompts", "200", 0, 1e9,
+      "held-out arithmetic problems answered greedily before and after DPO (0 = none)"),
+
+    /* [eval] */
+    I("eval", "n_prompts", "200", 1, 1e12, "held-out prompts judged"),
+    S("eval", "baseline", "sft",
+      "compared against: a phase name (its newest finished checkpoint) or a checkpoint path"),
+    S("eval", "policy", "",
+      "evaluated: a phase name or a checkpoint path (empty = newest finished ppo, dpo, sft)"),
+    S("eval", "prompts", "",
+      "data.task = jsonl: {\"prompt\"} file whose last n_prompts records are used (empty = "
+      "data.prompts)"),
+    F("eval", "temperature", "0", 0, 100, "answer sampling temperature (0 = greedy)"),
+    I("eval", "max_new_tokens", "16", 1, 1048576, "tokens generated per answer"),
+
+    /* [checkpoint] */
+    S("checkpoint", "dir", "ckpt", "checkpoint folder (relative to out_dir)"),
+    I("checkpoint", "every", "100", 0, 1e12, "checkpoint every N steps (0 = phase end only)"),
+    I("checkpoint", "keep", "3", 1, 1e6, "checkpoints kept per phase"),
+
+    /* [io] parallel HDF5 tuning */
+    I("io", "chunk_records", "4096", 1, 1e9, "records per chunk of extendible datasets"),
+    I("io", "alignment", "1048576", 1, 1e12, "HDF5 object alignment in bytes (file-system stripe)"),
+    B("io", "collective_metadata", "true", "collective metadata reads and writes"),
+    B("io", "collective_data", "false",
+      "collective (two-phase) raw-data transfers instead of independent ones"),
+
+    {0},
+};

@@ -1,0 +1,538 @@
+/* dpo.c - `rlaif dpo`: preference pairs -> reference log-probs (once) ->
+ * the learner loop with the DPO loss on the policy's sequence log-probs
+ * (dpo.h has the definitions). */
+#include "rlaif/phases/dpo.h"
+#include "rlaif/core/error.h"
+#include "rlaif/core/fsutil.h"
+#include "rlaif/storage/h5util.h"
+#include "rlaif/core/log.h"
+#include "rlaif/core/rng.h"
+#include "rlaif/phases/task.h"
+#include "rlaif/core/tensors.h"
+#include "rlaif/phases/train.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the loss ---- */
+
+/* log s(x), stable for large |x| */
+static double log_sigmoid(double x) {
+    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+}
+static double sigmoid(double x) {
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+double rlaif_dpo_pair_loss(const rlaif_dpo_loss *lf, double h, double p, double *dh) {
+    if (lf->kind == RLAIF_DPO_IPO) {
+        /* p (h - c)^2 + (1 - p) (h + c)^2: minimum at h = (2p - 1) c */
+        double c = 1 / (2 * lf->beta);
+        *dh = 2 * (h - (2 * p - 1) * c);
+        return p * (h - c) * (h - c) + (1 - p) * (h + c) * (h + c);
+    }
+    /* p l(h) + (1 - p) l(-h) with cdpo's l = a soft cross-entropy with target
+     * q = p (1 - e) + (1 - p) e (sigmoid: e = 0) */
+    double e = lf->kind == RLAIF_DPO_CDPO ? lf->eps : 0;
+    double q = p * (1 - e) + (1 - p) * e, z = lf->beta * h;
+    /* d/dz = s(z) - q, written so that neither term cancels for large |z| */
+    *dh = lf->beta * ((1 - q) * sigmoid(z) - q * sigmoid(-z));
+    return -(q * log_sigmoid(z) + (1 - q) * log_sigmoid(-z));
+}
+
+/* ---- forward and backward of a micro-batch ---- */
+
+void rlaif_dpo_buf_init(rlaif_dpo_buf *b, int max_pairs, int T) {
+    size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
+    b->tokens = xmalloc(sizeof(int) * bt);
+    b->targets = xmalloc(sizeof(int) * bt);
+    b->dlogp = xmalloc(sizeof(float) * bt);
+    b->lp = xmalloc(sizeof(double) * rows);
+    b->max_pairs = max_pairs, b->T = T;
+}
+
+void rlaif_dpo_buf_free(rlaif_dpo_buf *b) {
+    free(b->tokens), free(b->targets), free(b->dlogp), free(b->lp);
+    memset(b, 0, sizeof *b);
+}
+
+/* Rows 2b (A) and 2b+1 (B) of pair idx[b]: inputs x[0..len-1), targets
+ * x[t+1] where t+1 is a response token or the EOS, -1 on the prompt and the
+ * padding. Right padding needs no mask: causal attention never lets a
+ * row's tokens see the padding after them. Returns T. */
+static int pack_rows(const rlaif_pairs *d, const int64_t *idx, int B, rlaif_dpo_buf *buf,
+                     double *ntok) {
+    int T = 1;
+    for (int r = 0; r < 2 * B; r++) {
+        int64_t s = 2 * idx[r / 2] + r % 2;
+        int len = (int)(d->off[s + 1] - d->off[s]) - 1;
+        if (len > T) T = len;
+    }
+    for (int r = 0; r < 2 * B; r++) {
+        int64_t s = 2 * idx[r / 2] + r % 2;
+        const int32_t *x = d->tok + d->off[s];
+        int len = (int)(d->off[s + 1] - d->off[s]), np = d->plen[s];
+        for (int t = 0; t < T; t++) {
+            int i = r * T + t, real = t < len - 1;
+            buf->tokens[i] = real ? x[t] : 0;
+            buf->targets[i] = real && t + 1 >= np ? x[t + 1] : -1;
+        }
+        *ntok += len - 1;
+    }
+    return T;
+}
+
+int rlaif_dpo_seq_logps(rlaif_model *m, const rlaif_pairs *d, const int64_t *idx, int B,
+                        rlaif_dpo_buf *buf, double *ntok) {
+    if (B > buf->max_pairs)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "dpo: micro-batch of %d pairs > buffer %d", B,
+                           buf->max_pairs);
+    int T = pack_rows(d, idx, B, buf, ntok), R = 2 * B;
+    /* tokens (2B,T) -> hidden (2B,T,C) -> logp of the targets (2B,T) */
+    RLAIF_TRY(rlaif_model_forward(m, buf->tokens, NULL, NULL, R, T));
+    RLAIF_TRY(rlaif_model_lm_forward(m, buf->targets));
+    /* log pi(y | x) = sum over the response + EOS targets (logp is 0 elsewhere) */
+    for (int r = 0; r < R; r++) {
+        double sum = 0;
+        for (int t = 0; t < T; t++) sum += m->logp[r * T + t];
+        buf->lp[r] = sum;
+    }
+    return 0;
+}
+
+/* Metrics of one decided pair from its chosen (c) and rejected (r) sides. */
+static void pair_metrics(double beta, double lpc, double refc, double lpr, double refr,
+                         rlaif_dpo_sums *s) {
+    double rc = beta * (lpc - refc), rr = beta * (lpr - refr);
+    s->decided += 1, s->correct += rc > rr;
+    s->chosen += rc, s->rejected += rr;
+    s->logp_chosen += lpc, s->logp_rejected += lpr;
+}
+
+int rlaif_dpo_micro(rlaif_model *m, const rlaif_pairs *d, const double *ref, const int64_t *idx,
+                    int B, double N, const rlaif_dpo_loss *lf, int backward, rlaif_dpo_buf *buf,
+                    rlaif_dpo_sums *s) {
+    RLAIF_TRY(rlaif_dpo_seq_logps(m, d, idx, B, buf, &s->tokens));
+    int T = m->T;
+    for (int b = 0; b < B; b++) {
+        int64_t i = idx[b];
+        double la = buf->lp[2 * b], lb = buf->lp[2 * b + 1], ra = ref[2 * i], rb = ref[2 * i + 1];
+        double p = d->label[i], dh, h = (la - ra) - (lb - rb);
+        s->loss += rlaif_dpo_pair_loss(lf, h, p, &dh) / N;
+        if (p > 0.5) pair_metrics(lf->beta, la, ra, lb, rb, s);
+        if (p < 0.5) pair_metrics(lf->beta, lb, rb, la, ra, s);
+        /* d loss / d logp of every response token: dh/N for A, -dh/N for B */
+        float ga = (float)(dh / N), gb = (float)(-dh / N);
+        for (int t = 0; t < T; t++) {
+            int ia = 2 * b * T + t, ib = (2 * b + 1) * T + t;
+            buf->dlogp[ia] = buf->targets[ia] >= 0 ? ga : 0.0f;
+            buf->dlogp[ib] = buf->targets[ib] >= 0 ? gb : 0.0f;
+        }
+    }
+    return backward ? rlaif_model_backward(m, buf->dlogp, NULL, NULL) : 0;
+}
+
+/* ---- the phase ---- */
+
+typedef struct {
+    rlaif_pairs data;
+    rlaif_pair_stream st; /* split and shuffled training stream */
+    double *ref;          /* [2 data.n] log ref of A and B of every pair */
+    rlaif_dpo_loss lf;
+    rlaif_dpo_buf buf;
+    /* results of the last validation and greedy task evaluation */
+    double eval_loss, eval_acc, eval_margin, task_acc;
+    int have_eval, have_task;
+} dpo_run;
+
+/* The loop's extra columns of a forward's sums: parts of global means over
+ * nd decided pairs (summed over learners by the loop). */
+static void sums_to_extra(const rlaif_dpo_sums *s, double nd, double *x) {
+    x[0] = s->chosen / nd, x[1] = s->rejected / nd, x[2] = s->correct / nd;
+    x[3] = (s->chosen - s->rejected) / nd;
+    x[4] = s->logp_chosen / nd, x[5] = s->logp_rejected / nd;
+}
+
+static int dpo_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
+    dpo_run *S = ud;
+    long lo, hi;
+    rlaif_learner_share(L, L->batch_size, &lo, &hi);
+    /* every learner knows the whole batch, so the global counts need no message */
+    double N = (double)L->batch_size, decided = 0;
+    for (long j = 0; j < L->batch_size; j++)
+        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
+    int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
+    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
+    rlaif_dpo_sums s;
+    memset(&s, 0, sizeof s);
+    int rc = 0;
+    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
+        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
+        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, ex + (j - lo), B, N, &S->lf, 1, &S->buf,
+                             &s);
+    }
+    free(ex);
+    S->st.pos += L->batch_size;
+    st->loss = s.loss, st->tokens = s.tokens;
+    sums_to_extra(&s, decided > 0 ? decided : 1, st->extra);
+    st->extra[6] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
+    return rc;
+}
+
+static const char *const extra_names[] = {"rewards/chosen",
+                                          "rewards/rejected",
+                                          "rewards/accuracies",
+                                          "rewards/margins",
+                                          "logps/chosen",
+                                          "logps/rejected",
+                                          "epoch"};
+static const char *const eval_names[] = {
+    "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "pairs"};
+
+/* Collective: validation on the held-out pairs -> metrics /dpo_eval at L->step. */
+static int validate(rlaif_learner *L, dpo_run *S) {
+    if (S->st.neval == 0) return 0;
+    long lo, hi;
+    rlaif_learner_share(L, (long)S->st.neval, &lo, &hi);
+    rlaif_dpo_sums s, all;
+    memset(&s, 0, sizeof s);
+    int rc = 0;
+    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
+        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
+        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, S->st.eval + j, B, (double)S->st.neval,
+                             &S->lf, 0, &S->buf, &s);
+    }
+    RLAIF_TRY(rlaif_agree(L->comm, rc));
+    RLAIF_CHECK_MPI(
+        MPI_Allreduce(&s, &all, (int)(sizeof s / sizeof(double)), MPI_DOUBLE, MPI_SUM, L->comm));
+    double x[6], nd = all.decided > 0 ? all.decided : 1;
+    sums_to_extra(&all, nd, x);
+    double row[6] = {all.loss, x[0], x[1], x[2], x[3], (double)S->st.neval};
+    S->eval_loss = all.loss, S->eval_acc = x[2], S->eval_margin = x[3], S->have_eval = 1;
+    rlaif_info("dpo: validation at step %ld: loss %.4f, preference accuracy %.1f%% (%.0f decided "
+               "of %lld held-out pairs), reward margin %.4f",
+               L->step, all.loss, 100 * x[2], all.decided, (long long)S->st.neval, x[3]);
+    return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, "dpo_eval", L->step, row));
+}
+
+/* Greedy held-out accuracy of the arithmetic task (when it is the data):
+ * DPO must not wreck what SFT taught. */
+static int task_eval(rlaif_learner *L, dpo_run *S, const char *when) {
+    const rlaif_config *cfg = L->cfg;
+    int64_t n = rlaif_cfg_int(cfg, "dpo.eval_prompts");
+    if (n <= 0 || strcmp(rlaif_cfg_str(cfg, "data.task"), "arithmetic")) return 0;
+    rlaif_task t;
+    RLAIF_TRY(rlaif_task_from_cfg(&t, cfg));
+    rlaif_task_score s;
+    int rc = rlaif_task_eval(&L->model, L->tok, &t, n, rlaif_cfg_int(cfg, "data.max_prompt_len"),
+                             (int)rlaif_cfg_int(cfg, "data.max_response_len") + 1, 0, L->comm, &s);
+    rlaif_task_free(&t);
+    RLAIF_TRY(rc);
+    S->task_acc = (double)s.correct / (double)s.n, S->have_task = 1;
+    rlaif_info("dpo: held-out greedy task accuracy %s: %.1f%% (%lld/%lld)", when,
+               100.0 * S->task_acc, (long long)s.correct, (long long)s.n);
+    return 0;
+}
+
+static int dpo_before_save(rlaif_learner *L, void *ud, int done) {
+    dpo_run *S = ud;
+    RLAIF_TRY(validate(L, S));
+    return done ? task_eval(L, S, "after DPO") : 0;
+}
+
+static void dpo_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
+    (void)L;
+    const dpo_run *S = ud;
+    rlaif_pair_stream_save(&S->st, state);
+    if (S->have_eval) {
+        rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
+        rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
+        rlaif_kv_set_double(state, "eval_margin", S->eval_margin);
+    }
+    if (S->have_task) rlaif_kv_set_double(state, "task_accuracy", S->task_acc);
+}
+
+static int dpo_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
+    (void)L;
+    dpo_run *S = ud;
+    return rlaif_pair_stream_load(&S->st, state);
+}
+
+/* ---- reference log-probs ---- */
+
+/* FNV-1a 64 of the pairs as tokenized: the reference file belongs to them. */
+static uint64_t data_hash(const rlaif_pairs *d) {
+    uint64_t h = 1469598103934665603ULL;
+    const struct {
+        const void *p;
+        size_t n;
+    } parts[] = {{&d->n, sizeof d->n},
+                 {d->tok, sizeof(int32_t) * (size_t)d->off[2 * d->n]},
+                 {d->off, sizeof(int64_t) * (size_t)(2 * d->n + 1)},
+                 {d->plen, sizeof(int32_t) * (size_t)(2 * d->n)},
+                 {d->label, sizeof(float) * (size_t)d->n},
+                 {d->heldout, (size_t)d->n}};
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        for (size_t i = 0; i < parts[k].n; i++)
+            h = (h ^ ((const unsigned char *)parts[k].p)[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Collective: log ref of every response, each learner its share of the
+ * pairs, gathered into S->ref on every learner. */
+static int compute_ref(rlaif_learner *L, dpo_run *S) {
+    int64_t n = S->data.n;
+    int *counts = xmalloc(sizeof(int) * (size_t)L->size),
+        *displs = xmalloc(sizeof(int) * (size_t)L->size);
+    for (int r = 0; r < L->size; r++) {
+        size_t b, e;
+        rlaif_shard_range((size_t)n, L->size, r, &b, &e);
+        counts[r] = (int)(2 * (e - b)), displs[r] = (int)(2 * b);
+    }
+    long lo, hi;
+    rlaif_learner_share(L, (long)n, &lo, &hi);
+    int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
+    for (long j = lo; j < hi; j++) idx[j - lo] = j;
+    double ntok = 0;
+    int rc = 0;
+    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
+        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
+        rc = rlaif_dpo_seq_logps(&L->model, &S->data, idx + (j - lo), B, &S->buf, &ntok);
+        if (!rc) memcpy(S->ref + 2 * j, S->buf.lp, sizeof(double) * 2 * (size_t)B);
+    }
+    free(idx);
+    rc = rlaif_agree(L->comm, rc);
+    if (!rc) {
+        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S->ref, counts, displs,
+                               MPI_DOUBLE, L->comm);
+        if (e != MPI_SUCCESS) rc = rlaif_error_mpi(e, "MPI_Allgatherv", __FILE__, __LINE__);
+    }
+    free(counts), free(displs);
+    return rc;
+}
+
+/* fsync path, so the renamed file is on disk before training relies on it. */
+static int sync_file(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return rlaif_error_sys(RLAIF_EX_IOERR, "open", path, __FILE__, __LINE__);
+    int bad = fsync(fd) != 0;
+    int rc = bad ? rlaif_error_sys(RLAIF_EX_IOERR, "fsync", path, __FILE__, __LINE__) : 0;
+    close(fd);
+    return rc;
+}
+
+/* Rank 0: the reference log-probs to path (tmp, fsynced, then renamed into place). */
+static int ref_write(const char *path, const dpo_run *S, uint64_t hash, const char *from) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return rlaif_error_h5("H5Fcreate", __FILE__, __LINE__, "check the checkpoint folder"),
+               rlaif_error_context("dpo: writing %s: ", tmp);
+    hsize_t dims[2] = {(hsize_t)S->data.n, 2};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = H5Dcreate2(f, "logps", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = ds < 0 || H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, S->ref) < 0
+                 ? rlaif_error_h5("H5Dwrite", __FILE__, __LINE__, "check the disk space")
+                 : 0;
+    if (!rc) rc = rlaif_h5_attr_i64(f, "n_pairs", S->data.n);
+    if (!rc) rc = rlaif_h5_attr_i64(f, "data_hash", (int64_t)hash);
+    if (!rc) rc = rlaif_h5_attr_str(f, "start_model", from);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    if (H5Fclose(f) < 0 && !rc) rc = rlaif_error_h5("H5Fclose", __FILE__, __LINE__, NULL);
+    if (!rc) rc = sync_file(tmp);
+    if (rc) rlaif_error_context("dpo: writing %s: ", tmp);
+    return rlaif_h5_commit_tmp(tmp, path, rc, MPI_COMM_SELF);
+}
+
+/* Rank 0: the reference log-probs of path, which must belong to these pairs. */
+static int ref_read(const char *path, dpo_run *S, uint64_t hash) {
+    const char *hint = "the file is written when dpo starts: remove the dpo-*.h5 checkpoints "
+                       "to start the phase over";
+    if (access(path, R_OK) != 0)
+        return RLAIF_ERROR(RLAIF_EX_NOINPUT, hint,
+                           "dpo: resuming needs the reference log-probs '%s', which is missing",
+                           path);
+    hid_t f;
+    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &f));
+    int64_t n = -1, h = 0;
+    int rc = rlaif_h5_get_attr_i64(f, "n_pairs", &n);
+    if (!rc) rc = rlaif_h5_get_attr_i64(f, "data_hash", &h);
+    if (!rc && (n != S->data.n || (uint64_t)h != hash))
+        rc = RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                         "dpo: the reference log-probs '%s' belong to other pairs (%lld pairs, "
+                         "data hash %016llx; now %lld pairs, %016llx): the preferences or "
+                         "[data] changed since the phase started",
+                         path, (long long)n, (unsigned long long)h, (long long)S->data.n,
+                         (unsigned long long)hash);
+    if (!rc) {
+        hid_t ds = H5Dopen2(f, "logps", H5P_DEFAULT);
+        if (ds < 0 || H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, S->ref) < 0)
+            rc = rlaif_error_h5("H5Dread", __FILE__, __LINE__, hint),
+            rlaif_error_context("dpo: %s: ", path);
+        if (ds >= 0) H5Dclose(ds);
+    }
+    rlaif_h5_close_file(&f);
+    return rc;
+}
+
+/* Collective: S->ref computed (fresh start, written to the file) or read
+ * (resume), on every learner. */
+static int reference_logps(rlaif_learner *L, dpo_run *S, int resumed, const char *from) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/dpo_ref_logps.h5", L->ckpt_dir);
+    uint64_t hash = data_hash(&S->data);
+    if (resumed) {
+        RLAIF_TRY(rlaif_agree(L->comm, L->rank == 0 ? ref_read(path, S, hash) : 0));
+        RLAIF_CHECK_MPI(MPI_Bcast(S->ref, (int)(2 * S->data.n), MPI_DOUBLE, 0, L->comm));
+        rlaif_info("dpo: reference log-probs of %lld pairs read from %s", (long long)S->data.n,
+                   path);
+        return 0;
+    }
+    double t0 = rlaif_now();
+    RLAIF_TRY(compute_ref(L, S));
+    /* the checkpoint folder is otherwise made by the first checkpoint */
+    int rc = L->rank == 0 ? rlaif_mkdir_p(L->ckpt_dir) : 0;
+    if (!rc && L->rank == 0) rc = ref_write(path, S, hash, from);
+    RLAIF_TRY(rlaif_agree(L->comm, rc));
+    rlaif_info("dpo: reference log-probs of %lld pairs (%lld responses) computed in %.1f s on %d "
+               "learner(s), stored in %s",
+               (long long)S->data.n, (long long)(2 * S->data.n), rlaif_now() - t0, L->size, path);
+    return 0;
+}
+
+/* ---- command ---- */
+
+/* dpo.loss, dpo.beta and dpo.label_smoothing, checked together. */
+static int loss_from_cfg(const rlaif_config *cfg, rlaif_dpo_loss *lf) {
+    const char *kind = rlaif_cfg_str(cfg, "dpo.loss");
+    lf->kind = !strcmp(kind, "ipo")    ? RLAIF_DPO_IPO
+               : !strcmp(kind, "cdpo") ? RLAIF_DPO_CDPO
+                                       : RLAIF_DPO_SIGMOID;
+    lf->beta = rlaif_cfg_float(cfg, "dpo.beta");
+    double e = rlaif_cfg_float(cfg, "dpo.label_smoothing");
+    lf->eps = lf->kind == RLAIF_DPO_CDPO ? e : 0;
+    if (!(lf->beta > 0))
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "the DPO default is dpo.beta = 0.1",
+                           "dpo: dpo.beta must be > 0 (got %g)", lf->beta);
+    if (e != 0 && lf->kind != RLAIF_DPO_CDPO)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set dpo.loss = cdpo for label smoothing",
+                           "dpo: dpo.label_smoothing = %g has no effect with dpo.loss = %s", e,
+                           kind);
+    if (rlaif_cfg_int(cfg, "dpo.online_batches") != 0)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set dpo.online_batches = 0 for offline DPO",
+                           "dpo: dpo.online_batches > 0 asks for online DPO, which rlaif dpo "
+                           "does not do (rlaif online-dpo is not implemented yet)");
+    return 0;
+}
+
+/* The policy's (and reference's) start: model.init_from, else the newest
+ * finished sft checkpoint. */
+static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_model_source *src) {
+    memset(src, 0, sizeof *src);
+    if (*rlaif_cfg_str(cfg, "model.init_from")) {
+        snprintf(path, n, "%s", rlaif_cfg_str(cfg, "model.init_from"));
+        return 0;
+    }
+    char dir[4096];
+    int found, ns;
+    RLAIF_TRY(rlaif_find_sft_model(cfg, "dpo", path, n, dir, sizeof dir, &found, &ns));
+    if (found) {
+        src->init_from = path;
+        return 0;
+    }
+    return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                       "run rlaif sft first, or set model.init_from = a checkpoint (DPO needs a "
+                       "trained policy: it is also the reference)",
+                       "dpo: no model to start from: model.init_from is empty and %s holds %s "
+                       "sft checkpoint",
+                       dir, ns ? "no finished" : "no");
+}
+
+/* Split the pairs; the run's buffers. */
+static int setup_run(rlaif_learner *L, dpo_run *S) {
+    const rlaif_pairs *d = &S->data;
+    RLAIF_TRY(
+        rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "dpo"));
+    S->ref = xmalloc(sizeof(double) * (size_t)(2 * d->n));
+    rlaif_dpo_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
+    return 0;
+}
+
+static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after, const char *from) {
+    const rlaif_phase ph = {"dpo", 7, extra_names, dpo_batch, dpo_save, dpo_load, S};
+    int found, done;
+    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
+    if (found && done && L->step >= L->steps) {
+        rlaif_info("dpo: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
+        return 0;
+    }
+    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_phase(L->metrics, "dpo_eval", 6, eval_names)));
+    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, "dpo_eval", L->step)));
+    if (found)
+        rlaif_info("dpo: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
+    else
+        rlaif_info("dpo: starting from %s (policy and reference)", from);
+    rlaif_info("dpo: %lld training pairs, %lld held out; loss %s, beta %g%s; %ld steps of %ld "
+               "pairs on %d learner(s), micro-batch %ld pairs, %zu parameters",
+               (long long)S->st.ntrain, (long long)S->st.neval, rlaif_cfg_str(L->cfg, "dpo.loss"),
+               S->lf.beta, S->lf.kind == RLAIF_DPO_CDPO ? ", label smoothing" : "", L->steps,
+               L->batch_size, L->size, L->micro_batch, L->model.table.total);
+    RLAIF_TRY(reference_logps(L, S, found, from));
+    if (!found) {
+        RLAIF_TRY(task_eval(L, S, "before DPO"));
+        RLAIF_TRY(validate(L, S));
+    }
+    L->stop_after = stop_after;
+    L->before_save = dpo_before_save;
+    RLAIF_TRY(rlaif_train_run(L, &ph));
+    rlaif_info("dpo: done; the final policy is %s", L->ckpt_path);
+    return 0;
+}
+
+static void run_free(dpo_run *S) {
+    rlaif_pair_stream_free(&S->st);
+    free(S->ref);
+    rlaif_dpo_buf_free(&S->buf);
+    rlaif_pairs_free(&S->data);
+}
+
+int rlaif_cmd_dpo(rlaif_ctx *ctx) {
+    long stop_after;
+    RLAIF_TRY(rlaif_phase_args(ctx, "dpo", &stop_after));
+    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "dpo", 1, 0, 0));
+    /* rollout and judge ranks have no part in offline DPO: they sleep in
+     * the phase barrier while the learners train */
+    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
+        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    dpo_run S;
+    memset(&S, 0, sizeof S);
+    char from[4096];
+    rlaif_model_source src;
+    int rc = rlaif_agree(comm, loss_from_cfg(ctx->cfg, &S.lf));
+    if (!rc) rc = rlaif_agree(comm, model_source(ctx->cfg, from, sizeof from, &src));
+    rlaif_learner L;
+    memset(&L, 0, sizeof L);
+    if (!rc) rc = rlaif_learner_init_model(&L, ctx->cfg, comm, "dpo", &src);
+    rlaif_pairs_counts c;
+    memset(&c, 0, sizeof c);
+    if (!rc)
+        rc = rlaif_agree(L.comm, L.rank == 0 ? rlaif_pairs_load(&S.data, L.tok, ctx->cfg, "dpo",
+                                                                L.model.cfg.max_seq_len, &c)
+                                             : 0);
+    if (!rc && L.rank == 0) rlaif_pairs_report("dpo", &c, &S.data);
+    if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "dpo");
+    if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
+    if (!rc) rc = run_phase(&L, &S, stop_after, from);
+    run_free(&S);
+    rlaif_learner_free(&L);
+    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
+    return rc ? rc : brc;
+}

@@ -1,0 +1,683 @@
+/* eval.c - `rlaif eval`: the policy and a baseline answer held-out prompts,
+ * the judge compares each pair in both orders, win rate with a confidence
+ * interval. The design (and why it does not run collect's pull protocol)
+ * is in include/rlaif/phases/eval.h. */
+#include "rlaif/phases/eval.h"
+#include "rlaif/storage/checkpoint.h"
+#include "rlaif/phases/collect.h"
+#include "rlaif/core/error.h"
+#include "rlaif/core/fsutil.h"
+#include "rlaif/engine/generate.h"
+#include "rlaif/storage/h5util.h"
+#include "rlaif/judge/judge.h"
+#include "rlaif/core/log.h"
+#include "rlaif/storage/metrics.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/phases/pairs.h"
+#include "rlaif/storage/prefs.h"
+#include "rlaif/core/rng.h"
+#include "rlaif/core/stop.h"
+#include "rlaif/phases/task.h"
+#include "rlaif/core/tensors.h"
+
+#include <hdf5.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { GEN_BATCH = 64 }; /* sequences per generation batch */
+enum { NOUT = 7 };       /* per pair: label, outcome[2], consistent, status, calls, replayed */
+
+typedef struct {
+    int64_t n, judged, wins, losses, ties, failed, identical;
+    int64_t two_orders, consistent, verdicts, first;
+    double calls, replayed, win_rate, lo, hi;
+    int64_t right[2], decided, agree_n, agree;
+} eval_stats;
+
+typedef struct {
+    const rlaif_config *cfg;
+    rlaif_ranks *rk;
+    MPI_Comm world;
+    int rank, is_rollout, is_judge;
+    int64_t n;
+    char **prompt;     /* [n] */
+    rlaif_arith *prob; /* [n] arithmetic task, else NULL */
+    char **resp[2];    /* [2][n]: policy, baseline; on every rank after generation */
+    double *out;       /* [n * NOUT] judge outcomes, on every rank after judging */
+    char model[2][4096], path[4096], *signature, summary[2048];
+    eval_stats st;
+} eval_run;
+
+void rlaif_wilson(double k, double n, double z, double *lo, double *hi) {
+    if (n <= 0) {
+        *lo = NAN, *hi = NAN;
+        return;
+    }
+    double p = k / n, z2 = z * z, d = 1 + z2 / n;
+    double c = (p + z2 / (2 * n)) / d, h = z / d * sqrt(p * (1 - p) / n + z2 / (4 * n * n));
+    *lo = c - h > 0 ? c - h : 0, *hi = c + h < 1 ? c + h : 1; /* rounding: -0.0000 */
+}
+
+/* ------------------------------------------------------------- models */
+
+/* The newest finished checkpoint of phase into path; 0 and *found. */
+static int newest_finished(const rlaif_config *cfg, const char *phase, char *path, size_t n,
+                           int *found) {
+    char dir[4096];
+    int count;
+    rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
+                    rlaif_cfg_str(cfg, "checkpoint.dir"));
+    return rlaif_checkpoint_newest_done(dir, phase, "eval", path, n, found, &count);
+}
+
+static int is_phase(const char *s) {
+    const char *ph[] = {"sft", "rm", "dpo", "ppo", "reinforce", "a2c", "online-dpo"};
+    for (size_t i = 0; i < sizeof ph / sizeof *ph; i++)
+        if (!strcmp(s, ph[i])) return 1;
+    return 0;
+}
+
+/* eval.policy or eval.baseline (rank 0): "" = ppo, dpo, then sft; a phase
+ * name = its newest finished checkpoint; else a path. */
+static int resolve_model(const rlaif_config *cfg, const char *key, char *path, size_t n) {
+    const char *v = rlaif_cfg_str(cfg, key);
+    const char *auto_order[] = {"ppo", "dpo", "sft"}, *one[] = {v};
+    const char *const *try = *v ? one : auto_order;
+    int ntry = *v ? 1 : 3, found = 0;
+    if (*v && !is_phase(v)) {
+        if (access(v, R_OK) != 0)
+            return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                               "give a checkpoint file or a phase name (sft, dpo, ppo)",
+                               "eval: %s: cannot read checkpoint '%s'", key, v);
+        snprintf(path, n, "%s", v);
+        return 0;
+    }
+    for (int i = 0; i < ntry && !found; i++)
+        RLAIF_TRY(newest_finished(cfg, try[i], path, n, &found));
+    if (!found) {
+        char dir[4096];
+        rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
+                        rlaif_cfg_str(cfg, "checkpoint.dir"));
+        return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                           "run (or finish) the training phase first, or set the key to a "
+                           "checkpoint path",
+                           "eval: %s = '%s': no finished %s checkpoint in %s", key, v,
+                           *v ? v : "ppo, dpo or sft", dir);
+    }
+    return 0;
+}
+
+static int load_model(const rlaif_config *cfg, const char *path, rlaif_model *m,
+                      rlaif_tokenizer **tok) {
+    int rc = rlaif_tokenizer_for_checkpoint(tok, path, cfg);
+    if (!rc) rc = rlaif_model_load(path, m);
+    if (rc) return rlaif_error_context("eval: model %s: ", path), rc;
+    if (rlaif_tokenizer_eos(*tok) < 0)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "add <|endoftext|> to tokenizer.specials",
+                           "eval: the tokenizer of %s has no end-of-text token", path);
+    return 0;
+}
+
+/* ------------------------------------------------------------ prompts */
+
+/* The last n records of eval.prompts (default data.prompts). */
+static int load_jsonl_prompts(eval_run *E) {
+    const char *path = rlaif_cfg_str(E->cfg, "eval.prompts");
+    if (!*path) path = rlaif_cfg_str(E->cfg, "data.prompts");
+    if (!*path)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set eval.prompts = prompts.jsonl",
+                           "eval: data.task = jsonl but eval.prompts and data.prompts are empty");
+    char **t = NULL;
+    size_t nt = 0;
+    int rc = rlaif_jsonl_read(path, "prompts", &nt, &t);
+    if (rc) return rlaif_error_context("eval.prompts: "), rc;
+    size_t from = nt > (size_t)E->n ? nt - (size_t)E->n : 0;
+    E->n = (int64_t)(nt - from);
+    E->prompt = xcalloc((size_t)E->n + 1, sizeof(char *));
+    for (size_t i = from; i < nt; i++) E->prompt[i - from] = xstrdup(t[3 * i]);
+    rlaif_jsonl_free(t, nt);
+    if (E->n == 0)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "add {\"prompt\"} lines", "eval: %s holds no prompts",
+                           path);
+    return 0;
+}
+
+static int load_prompts(eval_run *E) {
+    E->n = rlaif_cfg_int(E->cfg, "eval.n_prompts");
+    if (!strcmp(rlaif_cfg_str(E->cfg, "data.task"), "jsonl")) return load_jsonl_prompts(E);
+    rlaif_task t;
+    RLAIF_TRY(rlaif_task_from_cfg(&t, E->cfg));
+    E->prompt = xcalloc((size_t)E->n + 1, sizeof(char *));
+    E->prob = xcalloc((size_t)E->n + 1, sizeof *E->prob);
+    for (int64_t i = 0; i < E->n; i++) {
+        char q[96];
+        rlaif_task_heldout(&t, i, &E->prob[i]);
+        rlaif_task_prompt(&E->prob[i], q, sizeof q);
+        E->prompt[i] = xstrdup(q);
+    }
+    rlaif_task_free(&t);
+    return 0;
+}
+
+/* --------------------------------------------------------- generation */
+
+/* Prompts [lo, hi) answered by m into texts[lo, hi). */
+static int answer_batch(eval_run *E, rlaif_model *m, rlaif_tokenizer *tok, int64_t lo, int64_t hi,
+                        char **texts) {
+    int B = (int)(hi - lo), longest = 0, rc = 0;
+    rlaif_tokens ids = {0};
+    int64_t off[GEN_BATCH];
+    int len[GEN_BATCH];
+    uint32_t seq[GEN_BATCH];
+    for (int b = 0; b < B && !rc; b++) {
+        off[b] = (int64_t)ids.n;
+        rc = rlaif_format_prompt(tok, E->prompt[lo + b],
+                                 rlaif_cfg_int(E->cfg, "data.max_prompt_len"), &ids);
+        len[b] = (int)(ids.n - (size_t)off[b]);
+        longest = len[b] > longest ? len[b] : longest;
+        seq[b] = (uint32_t)(lo + b); /* the prompt, not the slot: any rank count */
+    }
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    long want = rlaif_cfg_int(E->cfg, "eval.max_new_tokens"), room = m->cfg.max_seq_len - longest;
+    gc.max_new_tokens = (int)(want < room ? want : room);
+    gc.temperature = (float)rlaif_cfg_float(E->cfg, "eval.temperature");
+    gc.eos_id = rlaif_tokenizer_eos(tok), gc.pad_id = gc.eos_id;
+    gc.seed = (uint64_t)rlaif_cfg_int(E->cfg, "run.seed"), gc.step = RLAIF_STREAM_EVAL;
+    rlaif_gen_output go;
+    if (!rc && gc.max_new_tokens < 1)
+        rc = RLAIF_ERROR(RLAIF_EX_USAGE, "lower data.max_prompt_len or use a longer model",
+                         "eval: a prompt of %d tokens leaves no room in model.max_seq_len = %d",
+                         longest, m->cfg.max_seq_len);
+    if (!rc) rc = rlaif_generate(m, &gc, B, ids.ids, off, len, seq, &go);
+    rlaif_tokens_free(&ids);
+    RLAIF_TRY(rc);
+    for (int b = 0; b < B && !rc; b++) {
+        rlaif_bytes t = {0};
+        rc = rlaif_format_response(tok, go.tokens + (size_t)b * (size_t)go.max_new,
+                                   (size_t)go.length[b], &t);
+        texts[lo + b] = rlaif_utf8_clean(t.data ? t.data : "", t.n);
+        rlaif_bytes_free(&t);
+    }
+    rlaif_gen_output_free(&go);
+    return rc;
+}
+
+/* This rollout rank's share [lo, hi) answered by model k. */
+static int answer_share(eval_run *E, int k, int64_t lo, int64_t hi) {
+    rlaif_model m;
+    memset(&m, 0, sizeof m); /* rlaif_model_free takes a zeroed model */
+    rlaif_tokenizer *tok = NULL;
+    int rc = load_model(E->cfg, E->model[k], &m, &tok);
+    for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
+        rc = answer_batch(E, &m, tok, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi, E->resp[k]);
+    rlaif_model_free(&m);
+    rlaif_tokenizer_free(tok);
+    return rc;
+}
+
+/* Texts [lo, hi) of every rank to every rank, in world (= prompt) order. */
+static int gather_texts(eval_run *E, char **texts, int64_t lo, int64_t hi) {
+    int size;
+    RLAIF_CHECK_MPI(MPI_Comm_size(E->world, &size));
+    size_t mine = 0;
+    for (int64_t i = lo; i < hi; i++) mine += strlen(texts[i]) + 1;
+    if (mine > (1u << 30))
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "lower eval.n_prompts",
+                           "eval: %zu bytes of answers "
+                           "on one rank",
+                           mine);
+    char *buf = xmalloc(mine + 1), *p = buf;
+    for (int64_t i = lo; i < hi; i++) {
+        size_t l = strlen(texts[i]) + 1;
+        memcpy(p, texts[i], l), p += l;
+    }
+    int cnt = (int)mine, *cnts = xmalloc(sizeof(int) * (size_t)size), *disp;
+    disp = xmalloc(sizeof(int) * (size_t)size);
+    int rc = MPI_Allgather(&cnt, 1, MPI_INT, cnts, 1, MPI_INT, E->world);
+    long total = 0;
+    for (int r = 0; r < size; r++) disp[r] = (int)total, total += cnts[r];
+    char *all = xmalloc((size_t)total + 1);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allgatherv(buf, cnt, MPI_CHAR, all, cnts, disp, MPI_CHAR, E->world);
+    free(buf), free(cnts), free(disp);
+    if (rc != MPI_SUCCESS)
+        return free(all), rlaif_error_mpi(rc, "MPI_Allgatherv", __FILE__, __LINE__);
+    int64_t i = 0;
+    for (char *q = all; q < all + total && i < E->n; q += strlen(q) + 1, i++) {
+        if (!texts[i]) texts[i] = xstrdup(q);
+    }
+    free(all);
+    if (i != E->n)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "a bug: please report it",
+                           "eval: %lld answers gathered for %lld prompts", (long long)i,
+                           (long long)E->n);
+    return 0;
+}
+
+/* Both models answer every prompt (rollout ranks), every rank gets the texts. */
+static int generate_all(eval_run *E) {
+    size_t lo = 0, hi = 0;
+    if (E->is_rollout) {
+        int r, n;
+        RLAIF_CHECK_MPI(MPI_Comm_rank(E->rk->group[RLAIF_ROLE_ROLLOUT], &r));
+        RLAIF_CHECK_MPI(MPI_Comm_size(E->rk->group[RLAIF_ROLE_ROLLOUT], &n));
+        rlaif_shard_range((size_t)E->n, n, r, &lo, &hi);
+    }
+    for (int k = 0; k < 2; k++) {
+        E->resp[k] = xcalloc((size_t)E->n + 1, sizeof(char *));
+        int rc = E->is_rollout ? answer_share(E, k, (int64_t)lo, (int64_t)hi) : 0;
+        RLAIF_TRY(rlaif_agree(E->world, rc));
+        RLAIF_TRY(gather_texts(E, E->resp[k], (int64_t)lo, (int64_t)hi));
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- judge */
+
+/* Two equal strings: a tie, no call (a judge can only flip a coin). */
+static void tie_result(uint64_t id, rlaif_judge_result *r) {
+    memset(r, 0, sizeof *r);
+    r->pair_id = id, r->label = 0.5f, r->choice = -1;
+    r->outcome[0] = r->outcome[1] = -2;
+    r->soft[0] = r->soft[1] = NAN, r->score[0] = r->score[1] = NAN;
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++) r->rubric[k][c] = NAN;
+    r->consistent = -1, r->status = RLAIF_JS_OK;
+    r->explanation = xstrdup("identical responses: a tie without a judge call");
+}
+
+/* Judge pairs [lo, hi) into res[0, hi - lo). */
+static int judge_share(eval_run *E, rlaif_judge *j, int64_t lo, int64_t hi,
+                       rlaif_judge_result *res) {
+    enum { CAP = 256 };
+    rlaif_judge_result got[CAP];
+    int64_t next = lo, done = 0;
+    while (done < hi - lo) {
+        /* SIGTERM/SIGUSR1/walltime: what was answered is in the journal */
+        if (rlaif_stop_requested()) return RLAIF_EX_TEMPFAIL;
+        while (next < hi && rlaif_judge_credit(j) > 0) {
+            int64_t i = next++;
+            if (!strcmp(E->resp[0][i], E->resp[1][i])) {
+                tie_result((uint64_t)i, &res[i - lo]), done++;
+                continue;
+            }
+            rlaif_judge_pair p = {(uint64_t)i, E->prompt[i], {E->resp[0][i], E->resp[1][i]}};
+            RLAIF_TRY(rlaif_judge_submit(j, &p));
+        }
+        int n = 0;
+        RLAIF_TRY(rlaif_judge_poll(j, rlaif_judge_pending(j) ? 0.05 : 0, got, CAP, &n));
+        for (int k = 0; k < n; k++) {
+            int64_t i = (int64_t)got[k].pair_id;
+            if (i < lo || i >= hi)
+                return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "a bug: please report it",
+                                   "eval: pair %lld came back but was not submitted", (long long)i);
+            res[i - lo] = got[k], done++;
+        }
+    }
+    return 0;
+}
+
+static void outcome_row(const rlaif_judge_result *r, double *o) {
+    o[0] = r->label, o[1] = r->outcome[0], o[2] = r->outcome[1], o[3] = r->consistent;
+    o[4] = r->status, o[5] = r->ncalls, o[6] = r->nreplayed;
+}
+
+/* Outcomes of every judge rank's share to every rank, in pair order. */
+static int gather_outcomes(eval_run *E, const double *mine, int nmine) {
+    int size;
+    RLAIF_CHECK_MPI(MPI_Comm_size(E->world, &size));
+    int *cnts = xmalloc(sizeof(int) * (size_t)size), *disp = xmalloc(sizeof(int) * (size_t)size);
+    int cnt = nmine * NOUT, rc = MPI_Allgather(&cnt, 1, MPI_INT, cnts, 1, MPI_INT, E->world);
+    long total = 0;
+    for (int r = 0; r < size; r++) disp[r] = (int)total, total += cnts[r];
+    E->out = xcalloc((size_t)E->n * NOUT + 1, sizeof(double));
+    if (rc == MPI_SUCCESS && total == E->n * NOUT)
+        rc = MPI_Allgatherv(mine, cnt, MPI_DOUBLE, E->out, cnts, disp, MPI_DOUBLE, E->world);
+    free(cnts), free(disp);
+    if (rc != MPI_SUCCESS) return rlaif_error_mpi(rc, "MPI_Allgatherv", __FILE__, __LINE__);
+    if (total != E->n * NOUT)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "a bug: please report it",
+                           "eval: %ld outcomes gathered for %lld pairs", total / NOUT,
+                           (long long)E->n);
+    return 0;
+}
+
+/* ---------------------------------------------------------- statistics */
+
+static void pair_stats(eval_stats *s, const double *o) {
+    double label = o[0];
+    int o0 = (int)o[1], o1 = (int)o[2];
+    s->calls += o[5], s->replayed += o[6];
+    if (isnan(label)) {
+        s->failed++;
+        return;
+    }
+    s->judged++;
+    s->wins += label > 0.5, s->losses += label < 0.5, s->ties += label == 0.5;
+    s->identical += o0 == -2 && o1 == -2;
+    if (o0 >= 0 && o1 >= 0) s->two_orders++, s->consistent += o0 == o1;
+    /* order 0 puts response 0 in position A, order 1 response 1 */
+    if (o0 >= 0) s->verdicts++, s->first += o0 == 0;
+    if (o1 >= 0) s->verdicts++, s->first += o1 == 1;
+}
+
+static void compute_stats(eval_run *E) {
+    eval_stats *s = &E->st;
+    memset(s, 0, sizeof *s);
+    s->n = E->n;
+    for (int64_t i = 0; i < E->n; i++) pair_stats(s, E->out + i * NOUT);
+    s->win_rate = s->judged ? ((double)s->wins + 0.5 * (double)s->ties) / (double)s->judged : NAN;
+    rlaif_wilson((double)s->wins + 0.5 * (double)s->ties, (double)s->judged, 1.959964, &s->lo,
+                 &s->hi);
+    for (int64_t i = 0; E->prob && i < E->n; i++) {
+        int r0 = rlaif_task_correct(&E->prob[i], E->resp[0][i]);
+        int r1 = rlaif_task_correct(&E->prob[i], E->resp[1][i]);
+        double label = E->out[i * NOUT];
+        s->right[0] += r0, s->right[1] += r1;
+        s->decided += r0 != r1;
+        if (r0 != r1 && !isnan(label) && label != 0.5)
+            s->agree_n++, s->agree += (label > 0.5) == r0;
+    }
+}
+
+static double ratio(double a, double b) {
+    return b > 0 ? a / b : NAN;
+}
+
+/* The results lines (also stored in eval.h5 and printed again on a skip). */
+static void format_summary(eval_run *E) {
+    const eval_stats *s = &E->st;
+    size_t k = (size_t)snprintf(
+        E->summary, sizeof E->summary,
+        "eval: win rate %.4f [%.4f, %.4f] (95%% Wilson) of %s vs %s: %lld pairs judged of "
+        "%lld: %lld wins, %lld losses, %lld ties (%lld identical answers), %lld failed\n"
+        "eval: judge both orders: consistency %.3f (%lld pairs), first-position wins %.3f; "
+        "judge calls %.0f (%.0f answered from the journal)\n",
+        s->win_rate, s->lo, s->hi, E->model[0], E->model[1], (long long)s->judged, (long long)s->n,
+        (long long)s->wins, (long long)s->losses, (long long)s->ties, (long long)s->identical,
+        (long long)s->failed, ratio((double)s->consistent, (double)s->two_orders),
+        (long long)s->two_orders, ratio((double)s->first, (double)s->verdicts), s->calls,
+        s->replayed);
+    if (E->prob && k < sizeof E->summary)
+        snprintf(
+            E->summary + k, sizeof E->summary - k,
+            "eval: oracle (arithmetic truth): policy accuracy %.4f, baseline accuracy %.4f, "
+            "oracle win rate %.4f; judge agrees with the oracle on %lld of %lld decided "
+            "pairs (%.4f; %lld pairs have exactly one right answer)\n",
+            ratio((double)s->right[0], (double)s->n), ratio((double)s->right[1], (double)s->n),
+            ratio((double)(s->right[0] - s->right[1]) * 0.5 + 0.5 * (double)s->n, (double)s->n),
+            (long long)s->agree, (long long)s->agree_n, ratio((double)s->agree, (double)s->agree_n),
+            (long long)s->decided);
+}
+
+static const char *const metric_names[] = {"win_rate",
+                                           "win_rate_lo",
+                                           "win_rate_hi",
+                                           "judged",
+                                           "wins",
+                                           "losses",
+                                           "ties",
+                                           "identical",
+                                           "failed",
+                                           "consistency",
+                                           "first_pos_wins",
+                                           "policy_accuracy",
+                                           "baseline_accuracy",
+                                           "oracle_win_rate",
+                                           "judge_oracle_agreement",
+                                           "oracle_decided",
+                                           "judge_calls",
+                                           "replayed",
+                                           "wall_s"};
+enum { NMETRIC = sizeof metric_names / sizeof *metric_names };
+
+static int write_metrics(eval_run *E, double wall) {
+    const eval_stats *s = &E->st;
+    double n = (double)s->n, acc0 = E->prob ? ratio((double)s->right[0], n) : NAN;
+    double acc1 = E->prob ? ratio((double)s->right[1], n) : NAN;
+    double row[NMETRIC] = {s->win_rate,
+                           s->lo,
+                           s->hi,
+                           (double)s->judged,
+                           (double)s->wins,
+                           (double)s->losses,
+                           (double)s->ties,
+                           (double)s->identical,
+                           (double)s->failed,
+                           ratio((double)s->consistent, (double)s->two_orders),
+                           ratio((double)s->first, (double)s->verdicts),
+                           acc0,
+                           acc1,
+                           E->prob ? 0.5 + 0.5 * (acc0 - acc1) : NAN,
+                           E->prob ? ratio((double)s->agree, (double)s->agree_n) : NAN,
+                           E->prob ? (double)s->decided : NAN,
+                           s->calls,
+                           s->replayed,
+                           wall};
+    const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
+    rlaif_metrics *m = NULL;
+    int rc = rlaif_metrics_open_run(out, E->world, &m);
+    if (!rc) rc = rlaif_metrics_phase(m, "eval", NMETRIC, metric_names);
+    if (!rc) rc = rlaif_metrics_log(m, "eval", s->n, row);
+    if (m) {
+        int rc2 = rlaif_metrics_close(&m);
+        if (!rc) rc = rc2;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------ eval.h5, skip */
+
+static char *make_signature(const eval_run *E) {
+    const char *keys[] = {
+        "eval.n_prompts",   "eval.temperature",    "eval.max_new_tokens", "eval.prompts",
+        "run.seed",         "data.task",           "data.prompts",        "data.max_operand",
+        "data.n_prompts",   "data.max_prompt_len", "judge.backend",       "judge.mode",
+        "judge.base_url",   "judge.model",         "judge.templates",     "judge.few_shot",
+        "judge.ensemble",   "judge.aggregate",     "judge.disagreement",  "judge.flip_prob",
+        "judge.first_bias", "judge.temperature",   "judge.seed"};
+    json_t *o = json_object();
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(E->cfg, keys[i])));
+    for (int k = 0; k < 2; k++) {
+        /* size and mtime: a model retrained into the same path is another model */
+        struct stat st;
+        char id[64] = "";
+        if (stat(E->model[k], &st) == 0)
+            snprintf(id, sizeof id, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
+        json_object_set_new(o, k ? "baseline" : "policy", json_string(E->model[k]));
+        json_object_set_new(o, k ? "baseline_file" : "policy_file", json_string(id));
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s ? s : xstrdup("{}");
+}
+
+/* Rank 0: 1 when eval.h5 is a finished eval with these settings (its
+ * results into summary); else removes a stale or unfinished file. */
+static int check_done(eval_run *E, int *skip) {
+    *skip = 0;
+    if (access(E->path, F_OK) != 0) return 0;
+    hid_t f = H5Fopen(E->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *done = NULL, *res = NULL;
+    if (f >= 0 && H5Aexists(f, "eval_complete") > 0 && H5Aexists(f, "eval_results") > 0 &&
+        !rlaif_h5_get_attr_str(f, "eval_complete", &done) &&
+        !rlaif_h5_get_attr_str(f, "eval_results", &res) && !strcmp(done, E->signature)) {
+        snprintf(E->summary, sizeof E->summary, "%s", res);
+        *skip = 1;
+    }
+    if (f >= 0) H5Fclose(f);
+    free(done), free(res);
+    rlaif_error_clear();
+    /* one file holds one eval: the judge's journal makes redoing it free */
+    if (!*skip && unlink(E->path) != 0)
+        return rlaif_error_sys(RLAIF_EX_IOERR, "unlink", E->path, __FILE__, __LINE__);
+    return 0;
+}
+
+/* Judge group, collective: the pairs into eval.h5, marked complete. */
+static int store_pairs(eval_run *E, rlaif_judge *j, MPI_Comm comm, int64_t lo, int64_t hi,
+                       rlaif_judge_result *res) {
+    rlaif_judge_meta meta;
+    RLAIF_TRY(rlaif_judge_meta_build(j, E->cfg, &meta));
+    meta.meta.sampling = E->signature;
+    rlaif_h5_opts io;
+    rlaif_h5_opts_from_cfg(&io, E->cfg);
+    rlaif_prefs *p = NULL;
+    int rc = rlaif_prefs_open_or_create(E->path, comm, &io, &meta.meta, &p);
+    rlaif_judge_meta_free(&meta);
+    RLAIF_TRY(rc);
+    size_t n = (size_t)(hi - lo);
+    rlaif_judged_pair *d = xcalloc(n + 1, sizeof *d);
+    for (size_t k = 0; k < n; k++) {
+        int64_t i = lo + (int64_t)k;
+        d[k].prompt = E->prompt[i], d[k].response[0] = E->resp[0][i];
+        d[k].response[1] = E->resp[1][i], d[k].explanation = res[k].explanation;
+        rlaif_judge_to_pair(&res[k], &d[k].row);
+    }
+    rc = rlaif_judge_store(p, d, n, NULL);
+    free(d);
+    hid_t f = rlaif_prefs_file(p);
+    if (!rc) rc = rlaif_h5_attr_str(f, "eval_results", E->summary);
+    if (!rc) rc = rlaif_h5_attr_str(f, "eval_complete", E->signature);
+    int rc2 = rlaif_prefs_close(&p);
+    return rc ? rc : rc2;
+}
+
+/* A barrier that sleeps: ranks without judging to do (rollout ranks of a
+ * split layout) wait here for the judges without spinning a core, as a
+ * blocking collective would in Open MPI. */
+static int sleepy_barrier(MPI_Comm comm) {
+    MPI_Request req;
+    int done = 0;
+    RLAIF_CHECK_MPI(MPI_Ibarrier(comm, &req));
+    while (!done) {
+        RLAIF_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        struct timespec ts = {0, 2 * 1000 * 1000}; /* 2 ms */
+        if (!done) nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* Judge ranks label their share; everyone gets the outcomes and the
+ * statistics; the judge group stores the pairs. */
+static int judge_all(eval_run *E) {
+    int64_t lo = 0, hi = 0;
+    rlaif_judge *j = NULL;
+    rlaif_judge_result *res = NULL;
+    int rc = 0;
+    if (E->is_judge) {
+        MPI_Comm jc = E->rk->group[RLAIF_ROLE_JUDGE];
+        int r, n;
+        size_t a, b;
+        RLAIF_CHECK_MPI(MPI_Comm_rank(jc, &r));
+        RLAIF_CHECK_MPI(MPI_Comm_size(jc, &n));
+        rlaif_shard_range((size_t)E->n, n, r, &a, &b);
+        lo = (int64_t)a, hi = (int64_t)b;
+        res = xcalloc((size_t)(hi - lo) + 1, sizeof *res);
+        rc = rlaif_judge_open(&j, E->cfg, r, n, NULL);
+        if (!rc) rc = judge_share(E, j, lo, hi, res);
+    }
+    double *mine = xcalloc((size_t)(hi - lo) * NOUT + 1, sizeof(double));
+    for (int64_t k = 0; !rc && k < hi - lo; k++) outcome_row(&res[k], mine + k * NOUT);
+    int brc = sleepy_barrier(E->world);
+    rc = rlaif_agree(E->world, rc ? rc : brc);
+    if (!rc) rc = gather_outcomes(E, mine, (int)(hi - lo));
+    free(mine);
+    if (!rc) compute_stats(E), format_summary(E);
+    if (!rc && E->is_judge) rc = store_pairs(E, j, E->rk->group[RLAIF_ROLE_JUDGE], lo, hi, res);
+    for (int64_t k = 0; res && k < hi - lo; k++) rlaif_judge_result_free(&res[k]);
+    free(res);
+    if (j) rlaif_judge_close(j);
+    return rlaif_agree(E->world, rc);
+}
+
+/* ------------------------------------------------------------ command */
+
+/* Eval judges every pair in both orders, and a disagreement counts half. */
+static int force_judge_settings(rlaif_config *cfg) {
+    if (rlaif_cfg_float(cfg, "judge.both_orders") != 1.0) {
+        rlaif_info("eval: judge.both_orders = 1 (was %s): eval judges every pair in both orders",
+                   rlaif_cfg_str(cfg, "judge.both_orders"));
+        RLAIF_TRY(rlaif_config_set(cfg, "judge.both_orders", "1", "eval"));
+    }
+    if (!strcmp(rlaif_cfg_str(cfg, "judge.disagreement"), "drop")) {
+        rlaif_info("eval: judge.disagreement = tie (was drop): a pair the orders disagree on "
+                   "counts half");
+        RLAIF_TRY(rlaif_config_set(cfg, "judge.disagreement", "tie", "eval"));
+    }
+    return 0;
+}
+
+static int setup(eval_run *E, int *skip) {
+    RLAIF_TRY(rlaif_agree(E->world, load_prompts(E)));
+    int rc = 0;
+    for (int k = 0; k < 2 && E->rank == 0 && !rc; k++)
+        rc = resolve_model(E->cfg, k ? "eval.baseline" : "eval.policy", E->model[k],
+                           sizeof E->model[k]);
+    RLAIF_TRY(rlaif_agree(E->world, rc));
+    for (int k = 0; k < 2; k++)
+        RLAIF_CHECK_MPI(MPI_Bcast(E->model[k], sizeof E->model[k], MPI_CHAR, 0, E->world));
+    E->signature = make_signature(E);
+    const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
+    rlaif_path_join(E->path, sizeof E->path, out, "eval.h5");
+    RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
+    int sk = 0;
+    RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 ? check_done(E, &sk) : 0));
+    RLAIF_CHECK_MPI(MPI_Bcast(&sk, 1, MPI_INT, 0, E->world));
+    *skip = sk;
+    return 0;
+}
+
+static void run_free(eval_run *E) {
+    for (int64_t i = 0; E->prompt && i < E->n; i++) free(E->prompt[i]);
+    for (int k = 0; k < 2; k++) {
+        for (int64_t i = 0; E->resp[k] && i < E->n; i++) free(E->resp[k][i]);
+        free(E->resp[k]);
+    }
+    free(E->prompt), free(E->prob), free(E->out), free(E->signature);
+}
+
+int rlaif_cmd_eval(rlaif_ctx *ctx) {
+    if (ctx->args.nargs > 0)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif eval --help", "eval: unknown argument '%s'",
+                           ctx->args.args[0]);
+    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "eval", 0, 1, 1));
+    RLAIF_TRY(force_judge_settings(ctx->cfg));
+    eval_run E;
+    memset(&E, 0, sizeof E);
+    E.cfg = ctx->cfg, E.rk = &ctx->ranks, E.world = ctx->ranks.world;
+    E.rank = ctx->ranks.world_rank;
+    E.is_rollout = rlaif_ranks_has(E.rk, RLAIF_ROLE_ROLLOUT);
+    E.is_judge = rlaif_ranks_has(E.rk, RLAIF_ROLE_JUDGE);
+    double t0 = rlaif_now();
+    int skip = 0, rc = setup(&E, &skip);
+    if (!rc && skip) {
+        rlaif_info("eval: already complete (%s, same settings); skipping", E.path);
+        if (E.rank == 0) fputs(E.summary, stdout), fflush(stdout);
+    } else if (!rc) {
+        rlaif_info("eval: policy %s vs baseline %s on %lld held-out prompts (%s), judged in both "
+                   "orders",
+                   E.model[0], E.model[1], (long long)E.n,
+                   rlaif_cfg_float(E.cfg, "eval.temperature") > 0 ? "sampled" : "greedy");
+        rc = generate_all(&E);
+        if (!rc) rc = judge_all(&E);
+        if (!rc && E.rank == 0) fputs(E.summary, stdout), fflush(stdout);
+        if (!rc) rc = rlaif_agree(E.world, write_metrics(&E, rlaif_now() - t0));
+        if (!rc)
+            rlaif_info("eval: done; pairs in %s (tools/user/rlaif-analyze prefs %s)", E.path,
+                       E.path);
+    }
+    if (rc == RLAIF_EX_TEMPFAIL)
+        rlaif_info("eval: stopped (signal %d) while judging; the answers so far are in the "
+                   "judge's journal: run the same command again to finish without paying twice",
+                   rlaif_stop_signal());
+    run_free(&E);
+    return rc;
+}

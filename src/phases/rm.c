@@ -1,0 +1,362 @@
+/* rm.c - `rlaif rm`: preference pairs -> token sequences -> the learner loop
+ * with a Bradley-Terry loss on the scalar head (rm.h has the definitions).
+ *
+ * The pairs are read, split and tokenized by pairs.c (shared with dpo). */
+#include "rlaif/phases/rm.h"
+#include "rlaif/core/error.h"
+#include "rlaif/storage/h5util.h"
+#include "rlaif/core/log.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/storage/prefs.h"
+#include "rlaif/core/rng.h"
+#include "rlaif/phases/task.h"
+#include "rlaif/phases/train.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the loss ---- */
+
+/* log s(x), stable for large |x| */
+static double log_sigmoid(double x) {
+    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+}
+static double sigmoid(double x) {
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+double rlaif_rm_pair_loss(double d, double p, double margin, double *dd) {
+    /* d/dx log s(x) = s(-x) */
+    *dd = -p * sigmoid(margin - d) + (1 - p) * sigmoid(d + margin);
+    return -(p * log_sigmoid(d - margin) + (1 - p) * log_sigmoid(-d - margin));
+}
+
+void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T) {
+    size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
+    b->tokens = xmalloc(sizeof(int) * bt);
+    b->valid = xmalloc(bt);
+    b->dscore = xmalloc(sizeof(float) * bt);
+    b->last = xmalloc(sizeof(int) * rows);
+    b->max_pairs = max_pairs, b->T = T;
+}
+
+void rlaif_rm_buf_free(rlaif_rm_buf *b) {
+    free(b->tokens), free(b->valid), free(b->dscore), free(b->last);
+    memset(b, 0, sizeof *b);
+}
+
+/* Rows 2b (A) and 2b+1 (B) of pair idx[b], right-padded to T: tokens
+ * [2B*T], valid [2B*T]. Returns T. */
+static int pack_rows(const rlaif_rm_pairs *d, const int64_t *idx, int B, rlaif_rm_buf *buf) {
+    int T = 1;
+    for (int r = 0; r < 2 * B; r++) {
+        int64_t s = 2 * idx[r / 2] + r % 2;
+        int len = (int)(d->off[s + 1] - d->off[s]);
+        if (len > T) T = len;
+    }
+    for (int r = 0; r < 2 * B; r++) {
+        int64_t s = 2 * idx[r / 2] + r % 2;
+        const int32_t *x = d->tok + d->off[s];
+        int len = (int)(d->off[s + 1] - d->off[s]);
+        for (int t = 0; t < T; t++) {
+            buf->tokens[r * T + t] = t < len ? x[t] : 0;
+            buf->valid[r * T + t] = t < len;
+        }
+    }
+    return T;
+}
+
+/* Loss, gradient d(loss)/d(r) and the sums of pair b from its two rewards. */
+static void pair_terms(double ra, double rb, double p, double N, double margin, double l2,
+                       double *dra, double *drb, rlaif_rm_sums *s) {
+    double dd, bt = rlaif_rm_pair_loss(ra - rb, p, margin, &dd);
+    /* sum(bt)/N + l2 * sum(r^2) / (2N) */
+    s->loss += bt / N + l2 * (ra * ra + rb * rb) / (2 * N);
+    *dra = dd / N + l2 * ra / N;
+    *drb = -dd / N + l2 * rb / N;
+    if (p != 0.5) {
+        double rw = p > 0.5 ? ra : rb, rl = p > 0.5 ? rb : ra;
+        s->decided += 1, s->correct += rw > rl;
+        s->chosen += rw, s->rejected += rl;
+    }
+    s->sum_r += ra + rb, s->sum_r2 += ra * ra + rb * rb;
+}
+
+int rlaif_rm_micro(rlaif_model *m, const rlaif_rm_pairs *d, const int64_t *idx, int B, double N,
+                   double margin, double l2, int backward, rlaif_rm_buf *buf, rlaif_rm_sums *s) {
+    if (B > buf->max_pairs)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "rm: micro-batch of %d pairs > buffer %d", B,
+                           buf->max_pairs);
+    int T = pack_rows(d, idx, B, buf), R = 2 * B;
+    /* tokens (2B,T) -> hidden (2B,T,C) -> score (2B,T); reward = score at the last real token */
+    RLAIF_TRY(rlaif_model_forward(m, buf->tokens, NULL, buf->valid, R, T));
+    RLAIF_TRY(rlaif_model_score_forward(m));
+    rlaif_last_index(buf->valid, R, T, buf->last);
+    memset(buf->dscore, 0, sizeof(float) * (size_t)R * (size_t)T);
+    for (int b = 0; b < B; b++) {
+        int ia = 2 * b * T + buf->last[2 * b], ib = (2 * b + 1) * T + buf->last[2 * b + 1];
+        double dra, drb;
+        pair_terms(m->score[ia], m->score[ib], d->label[idx[b]], N, margin, l2, &dra, &drb, s);
+        buf->dscore[ia] = (float)dra, buf->dscore[ib] = (float)drb;
+        s->tokens += buf->last[2 * b] + buf->last[2 * b + 1] + 2;
+    }
+    /* d(loss)/d(score) is nonzero only at the two reward positions of each pair */
+    return backward ? rlaif_model_backward(m, NULL, NULL, buf->dscore) : 0;
+}
+
+/* /state attribute name of path as a double, NaN when it is missing. */
+static double state_f64(hid_t f, const char *name) {
+    double v = NAN;
+    if (H5Lexists(f, "state", H5P_DEFAULT) <= 0) return v;
+    hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
+    if (g < 0) return v;
+    if (H5Aexists(g, name) > 0 && rlaif_h5_get_attr_f64(g, name, &v)) v = NAN;
+    H5Gclose(g);
+    return v;
+}
+
+int rlaif_rm_load(const char *path, rlaif_model *m, double *reward_mean, double *reward_std) {
+    int rc = rlaif_model_load(path, m);
+    if (rc) return rlaif_error_context("reward model '%s': ", path), rc;
+    if (!m->cfg.score_head) {
+        rlaif_model_free(m);
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "give the rm-*.h5 checkpoint that rlaif rm wrote",
+                           "reward model '%s' has no scalar head: it is not a reward model", path);
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        rlaif_model_free(m);
+        return rlaif_error_h5("H5Fopen", __FILE__, __LINE__, "check that the file is readable");
+    }
+    *reward_mean = state_f64(f, "reward_mean");
+    *reward_std = state_f64(f, "reward_std");
+    H5Fclose(f);
+    return 0;
+}
+
+/* ---- data ---- */
+
+/* ---- the phase ---- */
+
+typedef struct {
+    rlaif_rm_pairs data;
+    rlaif_pair_stream st; /* split and shuffled training stream */
+    double margin, l2;
+    rlaif_rm_buf buf;
+    /* results of the last validation and reward statistics */
+    double eval_loss, eval_acc, reward_mean, reward_std;
+    int have_eval, have_stats;
+} rm_run;
+
+static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
+    rm_run *S = ud;
+    long lo, hi;
+    rlaif_learner_share(L, L->batch_size, &lo, &hi);
+    /* every learner knows the whole batch, so the global counts need no message */
+    double N = (double)L->batch_size, decided = 0;
+    for (long j = 0; j < L->batch_size; j++)
+        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
+    int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
+    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
+    rlaif_rm_sums s;
+    memset(&s, 0, sizeof s);
+    int rc = 0;
+    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
+        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
+        rc = rlaif_rm_micro(&L->model, &S->data, ex + (j - lo), B, N, S->margin, S->l2, 1, &S->buf,
+                            &s);
+    }
+    free(ex);
+    S->st.pos += L->batch_size;
+    st->loss = s.loss, st->tokens = s.tokens;
+    /* extras are summed over learners: each is this learner's part of a global mean */
+    double nd = decided > 0 ? decided : 1;
+    st->extra[0] = s.correct / nd;
+    st->extra[1] = (s.chosen - s.rejected) / nd;
+    st->extra[2] = s.chosen / nd;
+    st->extra[3] = s.rejected / nd;
+    st->extra[4] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
+    return rc;
+}
+
+static const char *const extra_names[] = {"accuracy", "margin", "rewards/chosen",
+                                          "rewards/rejected", "epoch"};
+static const char *const eval_names[] = {"loss", "accuracy", "margin", "pairs"};
+
+/* Collective: the sums of a forward over pairs idx[0..n) (each learner its
+ * share), loss normalised by n, reduced over the learners. */
+static int forward_all(rlaif_learner *L, rm_run *S, const int64_t *idx, int64_t n,
+                       rlaif_rm_sums *out) {
+    long lo, hi;
+    rlaif_learner_share(L, (long)n, &lo, &hi);
+    rlaif_rm_sums s;
+    memset(&s, 0, sizeof s);
+    int rc = 0;
+    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
+        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
+        rc = rlaif_rm_micro(&L->model, &S->data, idx + j, B, (double)n, S->margin, S->l2, 0,
+                            &S->buf, &s);
+    }
+    RLAIF_TRY(rlaif_agree(L->comm, rc));
+    RLAIF_CHECK_MPI(
+        MPI_Allreduce(&s, out, (int)(sizeof s / sizeof(double)), MPI_DOUBLE, MPI_SUM, L->comm));
+    return 0;
+}
+
+/* Collective: validation on the held-out pairs -> metrics /rm_eval at L->step. */
+static int validate(rlaif_learner *L, rm_run *S) {
+    if (S->st.neval == 0) return 0;
+    rlaif_rm_sums s;
+    RLAIF_TRY(forward_all(L, S, S->st.eval, S->st.neval, &s));
+    double nd = s.decided > 0 ? s.decided : 1;
+    double row[4] = {s.loss, s.correct / nd, (s.chosen - s.rejected) / nd, (double)S->st.neval};
+    S->eval_loss = s.loss, S->eval_acc = row[1], S->have_eval = 1;
+    rlaif_info("rm: validation at step %ld: loss %.4f, accuracy %.1f%% (%.0f decided of %lld "
+               "held-out pairs), margin %.3f",
+               L->step, s.loss, 100 * row[1], s.decided, (long long)S->st.neval, row[2]);
+    return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, "rm_eval", L->step, row));
+}
+
+/* Collective: mean and std of the rewards of every training response (for
+ * PPO's reward normalisation), stored in the final checkpoint. */
+static int reward_stats(rlaif_learner *L, rm_run *S) {
+    rlaif_rm_sums s;
+    RLAIF_TRY(forward_all(L, S, S->st.train, S->st.ntrain, &s));
+    double n = 2.0 * (double)S->st.ntrain, mean = s.sum_r / n, var = s.sum_r2 / n - mean * mean;
+    S->reward_mean = mean, S->reward_std = sqrt(var > 0 ? var : 0), S->have_stats = 1;
+    rlaif_info("rm: rewards of the %.0f training responses: mean %.4f, std %.4f", n, mean,
+               S->reward_std);
+    return 0;
+}
+
+static int rm_before_save(rlaif_learner *L, void *ud, int done) {
+    rm_run *S = ud;
+    RLAIF_TRY(validate(L, S));
+    return done ? reward_stats(L, S) : 0;
+}
+
+static void rm_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
+    (void)L;
+    const rm_run *S = ud;
+    rlaif_pair_stream_save(&S->st, state);
+    if (S->have_eval) {
+        rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
+        rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
+    }
+    if (S->have_stats) {
+        rlaif_kv_set_double(state, "reward_mean", S->reward_mean);
+        rlaif_kv_set_double(state, "reward_std", S->reward_std);
+    }
+}
+
+static int rm_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
+    (void)L;
+    rm_run *S = ud;
+    return rlaif_pair_stream_load(&S->st, state);
+}
+
+/* ---- command ---- */
+
+/* Where the reward model starts (rm.h): model.init_from, the newest
+ * finished sft checkpoint, or [model] with rm.from_scratch. */
+static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_model_source *src) {
+    src->score_head = 1;
+    src->fresh_head = !strcmp(rlaif_cfg_str(cfg, "rm.head"), "new");
+    src->init_from = NULL;
+    if (*rlaif_cfg_str(cfg, "model.init_from")) return 0;
+    char dir[4096];
+    int found, ns;
+    RLAIF_TRY(rlaif_find_sft_model(cfg, "rm", path, n, dir, sizeof dir, &found, &ns));
+    if (found) {
+        src->init_from = path;
+        return 0;
+    }
+    if (rlaif_cfg_bool(cfg, "rm.from_scratch")) {
+        src->init_from = "";
+        return 0;
+    }
+    return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                       "run rlaif sft first, set model.init_from = a checkpoint, or set "
+                       "rm.from_scratch = true to train the reward model from [model]",
+                       "rm: no model to start from: model.init_from is empty and %s holds %s "
+                       "sft checkpoint",
+                       dir, ns ? "no finished" : "no");
+}
+
+/* Split the pairs; the run's buffers. */
+static int setup_run(rlaif_learner *L, rm_run *S) {
+    const rlaif_rm_pairs *d = &S->data;
+    RLAIF_TRY(rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "rm"));
+    rlaif_rm_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
+    return 0;
+}
+
+static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *from) {
+    const rlaif_phase ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S};
+    int found, done;
+    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
+    if (found && done && L->step >= L->steps) {
+        rlaif_info("rm: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
+        return 0;
+    }
+    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_phase(L->metrics, "rm_eval", 4, eval_names)));
+    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, "rm_eval", L->step)));
+    if (found)
+        rlaif_info("rm: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
+    else
+        rlaif_info("rm: starting from %s", from);
+    rlaif_info("rm: %lld training pairs, %lld held out; %ld steps of %ld pairs on %d "
+               "learner(s), micro-batch %ld pairs, %zu parameters",
+               (long long)S->st.ntrain, (long long)S->st.neval, L->steps, L->batch_size, L->size,
+               L->micro_batch, L->model.table.total);
+    if (!found) RLAIF_TRY(validate(L, S));
+    L->stop_after = stop_after;
+    L->before_save = rm_before_save;
+    RLAIF_TRY(rlaif_train_run(L, &ph));
+    rlaif_info("rm: done; the reward model is %s", L->ckpt_path);
+    return 0;
+}
+
+int rlaif_cmd_rm(rlaif_ctx *ctx) {
+    long stop_after;
+    RLAIF_TRY(rlaif_phase_args(ctx, "rm", &stop_after));
+    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "rm", 1, 0, 0));
+    /* rollout and judge ranks have no part in the reward model: they sleep
+     * in the phase barrier while the learners train */
+    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
+        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    char from[4096];
+    rlaif_model_source src;
+    int rc = rlaif_agree(comm, model_source(ctx->cfg, from, sizeof from, &src));
+    rlaif_learner L;
+    memset(&L, 0, sizeof L);
+    if (!rc) rc = rlaif_learner_init_model(&L, ctx->cfg, comm, "rm", &src);
+    rm_run S;
+    memset(&S, 0, sizeof S);
+    S.margin = rlaif_cfg_float(ctx->cfg, "rm.margin");
+    S.l2 = rlaif_cfg_float(ctx->cfg, "rm.reward_l2");
+    rlaif_pairs_counts c;
+    memset(&c, 0, sizeof c);
+    if (!rc)
+        rc = rlaif_agree(L.comm, L.rank == 0 ? rlaif_pairs_load(&S.data, L.tok, ctx->cfg, "rm",
+                                                                L.model.cfg.max_seq_len, &c)
+                                             : 0);
+    if (!rc && L.rank == 0) rlaif_pairs_report("rm", &c, &S.data);
+    if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "rm");
+    if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
+    const char *what = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
+                                     : rlaif_cfg_str(ctx->cfg, "model.init_from");
+    if (!rc) rc = run_phase(&L, &S, stop_after, what);
+    rlaif_pair_stream_free(&S.st);
+    rlaif_rm_buf_free(&S.buf);
+    rlaif_pairs_free(&S.data);
+    rlaif_learner_free(&L);
+    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
+    return rc ? rc : brc;
+}

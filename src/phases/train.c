@@ -1,0 +1,406 @@
+/* train.c - the learner training loop shared by the training phases.
+ *
+ * Gradient reduction is ZeRO-1 style: MPI_Reduce_scatter hands each learner
+ * the summed gradients of its shard, AdamW updates that shard with moments
+ * kept for it alone, and MPI_Allgatherv sends the updated parameters back to
+ * everyone. A ring all-reduce is itself a reduce-scatter followed by an
+ * all-gather, so this moves the same bytes as MPI_Allreduce, but each learner
+ * stores m and v for 1/L of the parameters and does 1/L of the AdamW work
+ * (which is bandwidth-bound: 7 floats per parameter). Checkpoints therefore
+ * hold full parameters and sharded moments (moments_sharded = 1), and a run
+ * resumes on any learner count. */
+#include "rlaif/phases/train.h"
+#include "rlaif/core/error.h"
+#include "rlaif/core/fsutil.h"
+#include "rlaif/core/log.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/core/rng.h"
+#include "rlaif/core/stop.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static rlaif_adamw_config optim_from_cfg(const rlaif_config *cfg, const char *sec) {
+    char k[64];
+#define GETF(name) (snprintf(k, sizeof k, "%s.%s", sec, name), rlaif_cfg_float(cfg, k))
+#define GETI(name) (snprintf(k, sizeof k, "%s.%s", sec, name), rlaif_cfg_int(cfg, k))
+    rlaif_adamw_config oc = rlaif_adamw_defaults();
+    oc.lr = (float)GETF("lr");
+    oc.beta1 = (float)GETF("beta1");
+    oc.beta2 = (float)GETF("beta2");
+    oc.eps = (float)GETF("eps");
+    oc.weight_decay = (float)GETF("weight_decay");
+    oc.grad_clip = (float)GETF("grad_clip");
+    oc.warmup_steps = (long)GETI("warmup_steps");
+    oc.total_steps = (long)GETI("steps");
+    oc.min_lr_ratio = (float)GETF("min_lr_ratio");
+#undef GETF
+#undef GETI
+    return oc;
+}
+
+/* A new scalar head (rlaif_model_source.fresh_head in train.h): the std of
+ * 1/sqrt(C + 1) gives rewards of about unit scale on LayerNorm outputs
+ * (as in OpenAI's lm-human-preferences and TRL's reward/value heads). */
+static void init_fresh_head(rlaif_model *m, uint64_t seed) {
+    int C = m->cfg.n_embd;
+    rlaif_rng r;
+    rlaif_rng_init(&r, seed, RLAIF_STREAM_INIT, 1, (uint32_t)(m->table.n - 2));
+    float std = 1.0f / sqrtf((float)C + 1.0f);
+    for (int c = 0; c < C; c++) m->w.score_w[c] = std * rlaif_rng_normal(&r);
+    m->w.score_b[0] = 0.0f;
+}
+
+/* A model loaded without a scalar head -> the same trunk with a (zero) head. */
+static int add_head(rlaif_model *m) {
+    rlaif_gpt2_config hc = m->cfg;
+    hc.score_head = 1;
+    rlaif_model h;
+    RLAIF_TRY(rlaif_model_create(&h, &hc));
+    /* the head's two tensors come last in the canonical order, so the
+     * trunk's parameters are a prefix of the new flat buffer */
+    memcpy(h.params, m->params, sizeof(float) * m->table.total);
+    rlaif_model_free(m);
+    *m = h;
+    return 0;
+}
+
+/* Tokenizer and model, from a checkpoint or from [tokenizer] + [model]. */
+static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
+    const rlaif_config *cfg = L->cfg;
+    const char *key = src->init_from ? "model" : "model.init_from";
+    const char *from = src->init_from ? src->init_from : rlaif_cfg_str(cfg, "model.init_from");
+    int score_head = src->score_head;
+    uint64_t seed = (uint64_t)rlaif_cfg_int(cfg, "run.seed");
+    if (*from) {
+        if (access(from, R_OK) != 0)
+            return RLAIF_ERROR(RLAIF_EX_NOINPUT,
+                               "give a checkpoint written by rlaif (e.g. run/ckpt/sft-*.h5) or "
+                               "converted by tools/user/hf-to-rlaif",
+                               "%s: cannot read '%s': %s", key, from, strerror(errno));
+        int rc = rlaif_tokenizer_for_checkpoint(&L->tok, from, cfg);
+        if (!rc) rc = rlaif_model_load(from, &L->model);
+        if (rc) return rlaif_error_context("%s '%s': ", key, from), rc;
+        if (score_head && !L->model.cfg.score_head) {
+            if (!src->fresh_head)
+                return RLAIF_ERROR(RLAIF_EX_USAGE,
+                                   "start from a model with a score head (e.g. a reward model)",
+                                   "%s '%s' has no scalar head", key, from);
+            RLAIF_TRY(add_head(&L->model));
+        }
+        if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
+    } else {
+        RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
+        rlaif_gpt2_config mc = {
+            .n_layer = (int)rlaif_cfg_int(cfg, "model.n_layer"),
+            .n_embd = (int)rlaif_cfg_int(cfg, "model.n_embd"),
+            .n_head = (int)rlaif_cfg_int(cfg, "model.n_head"),
+            .vocab_size = (int)rlaif_cfg_int(cfg, "model.vocab_size"),
+            .max_seq_len = (int)rlaif_cfg_int(cfg, "model.max_seq_len"),
+            .score_head = score_head,
+        };
+        if (mc.vocab_size == 0) mc.vocab_size = rlaif_tokenizer_vocab_size(L->tok);
+        RLAIF_TRY(rlaif_model_create(&L->model, &mc));
+        /* same weights on every learner: keyed by the seed, not the rank */
+        rlaif_model_init_random(&L->model, seed, (float)rlaif_cfg_float(cfg, "model.init_std"));
+        if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
+    }
+    if (rlaif_tokenizer_vocab_size(L->tok) > L->model.cfg.vocab_size)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set model.vocab_size = 0 (the tokenizer's size)",
+                           "the tokenizer has %d tokens but the model only %d",
+                           (int)rlaif_tokenizer_vocab_size(L->tok), L->model.cfg.vocab_size);
+    rlaif_model_alloc_grads(&L->model);
+    return 0;
+}
+
+/* Shards of the flat parameter space and the collectives' counts. */
+static int setup_shards(rlaif_learner *L) {
+    size_t total = L->model.table.total;
+    L->counts = xmalloc(sizeof(int) * (size_t)L->size);
+    L->displs = xmalloc(sizeof(int) * (size_t)L->size);
+    if (total > INT_MAX)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "the collectives count floats in an int",
+                           "%zu parameters do not fit one MPI count", total);
+    for (int r = 0; r < L->size; r++) {
+        size_t b, e;
+        rlaif_shard_range(total, L->size, r, &b, &e);
+        L->counts[r] = (int)(e - b), L->displs[r] = (int)b;
+    }
+    rlaif_shard_range(total, L->size, L->rank, &L->begin, &L->end);
+    L->gshard = xmalloc(sizeof(float) * (L->end - L->begin + 1));
+    rlaif_adamw_init(&L->opt, &L->oc, &L->model.table, L->begin, L->end);
+    return 0;
+}
+
+/* Everything of init that may fail on one rank only (files, sizes). */
+static int init_local(rlaif_learner *L, const char *section, const rlaif_model_source *src) {
+    const rlaif_config *cfg = L->cfg;
+    char k[64];
+    L->oc = optim_from_cfg(cfg, section);
+    snprintf(k, sizeof k, "%s.steps", section);
+    L->steps = (long)rlaif_cfg_int(cfg, k);
+    snprintf(k, sizeof k, "%s.batch_size", section);
+    L->batch_size = (long)rlaif_cfg_int(cfg, k);
+    snprintf(k, sizeof k, "%s.micro_batch", section);
+    L->micro_batch = (long)rlaif_cfg_int(cfg, k);
+    if (L->micro_batch <= 0) L->micro_batch = L->batch_size;
+    RLAIF_TRY(build_model(L, src));
+    RLAIF_TRY(setup_shards(L));
+    const char *out = rlaif_cfg_str(cfg, "run.out_dir");
+    rlaif_path_join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
+    return L->rank == 0 ? rlaif_mkdir_p(*out ? out : ".") : 0;
+}
+
+int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                       const char *section, int score_head) {
+    const rlaif_model_source src = {.score_head = score_head};
+    return rlaif_learner_init_model(L, cfg, comm, section, &src);
+}
+
+int rlaif_learner_init_model(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
+                             const char *section, const rlaif_model_source *src) {
+    memset(L, 0, sizeof *L);
+    L->cfg = cfg, L->comm = comm;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &L->rank));
+    RLAIF_CHECK_MPI(MPI_Comm_size(comm, &L->size));
+    RLAIF_TRY(rlaif_agree(comm, init_local(L, section, src)));
+    rlaif_checkpoint_opts_from_cfg(&L->ckpt, cfg, L->ckpt_dir, section);
+    const char *out = rlaif_cfg_str(cfg, "run.out_dir");
+    return rlaif_agree(comm, rlaif_metrics_open_run(out, comm, &L->metrics));
+}
+
+void rlaif_learner_free(rlaif_learner *L) {
+    if (L->metrics) rlaif_metrics_close(&L->metrics);
+    rlaif_adamw_free(&L->opt);
+    rlaif_model_free(&L->model);
+    rlaif_tokenizer_free(L->tok);
+    free(L->counts), free(L->displs), free(L->gshard);
+    memset(L, 0, sizeof *L);
+}
+
+void rlaif_learner_share(const rlaif_learner *L, long n, long *lo, long *hi) {
+    size_t b, e;
+    rlaif_shard_range((size_t)n, L->size, L->rank, &b, &e);
+    *lo = (long)b, *hi = (long)e;
+}
+
+int rlaif_learner_sum(const rlaif_learner *L, double x, double *sum) {
+    RLAIF_CHECK_MPI(MPI_Allreduce(&x, sum, 1, MPI_DOUBLE, MPI_SUM, L->comm));
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static void ckpt_describe(rlaif_learner *L, rlaif_ckpt *c) {
+    memset(c, 0, sizeof *c);
+    c->table = &L->model.table;
+    c->params = L->model.params;
+    c->m = L->opt.m, c->v = L->opt.v, c->moments_sharded = 1;
+    c->arch = "gpt2";
+}
+
+int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
+    if (L->before_save) RLAIF_TRY(rlaif_agree(L->comm, L->before_save(L, ph->ud, done)));
+    rlaif_ckpt c;
+    ckpt_describe(L, &c);
+    const rlaif_gpt2_config *mc = &L->model.cfg;
+    rlaif_kv_set_int(&c.config, "n_layer", mc->n_layer);
+    rlaif_kv_set_int(&c.config, "n_embd", mc->n_embd);
+    rlaif_kv_set_int(&c.config, "n_head", mc->n_head);
+    rlaif_kv_set_int(&c.config, "vocab_size", mc->vocab_size);
+    rlaif_kv_set_int(&c.config, "max_seq_len", mc->max_seq_len);
+    rlaif_kv_set_int(&c.config, "score_head", mc->score_head);
+    rlaif_kv_set_double(&c.config, "layer_norm_epsilon", RLAIF_LN_EPS);
+    rlaif_kv_set_int(&c.optim, "step", L->opt.step);
+    rlaif_kv_set_int(&c.optim, "skipped", L->opt.skipped);
+    rlaif_kv_set_int(&c.state, "step", L->step);
+    rlaif_kv_set_int(&c.state, "done", done);
+    rlaif_kv_set_int(&c.state, "steps", L->steps);
+    if (ph->save_state) ph->save_state(L, ph->ud, &c.state);
+    char *job = rlaif_config_dump(L->cfg);
+    c.job_config = job;
+    c.tokenizer_write = rlaif_tokenizer_ckpt_write, c.tokenizer_ud = L->tok;
+    int rc =
+        rlaif_checkpoint_save(L->comm, &L->ckpt, L->step, &c, L->ckpt_path, sizeof L->ckpt_path);
+    free(job);
+    rlaif_kv_free(&c.config), rlaif_kv_free(&c.optim), rlaif_kv_free(&c.state);
+    if (!rc)
+        rlaif_info("%s: checkpoint %s (step %ld%s)", ph->name, L->ckpt_path, L->step,
+                   done ? ", done" : "");
+    return rc;
+}
+
+int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, int *done) {
+    rlaif_ckpt c;
+    ckpt_describe(L, &c);
+    *done = 0;
+    RLAIF_TRY(
+        rlaif_checkpoint_resume(L->comm, &L->ckpt, &c, found, L->ckpt_path, sizeof L->ckpt_path));
+    int rc = 0;
+    if (*found) {
+        int64_t step = 0, skipped = 0, ostep = 0;
+        const rlaif_kv *d = rlaif_kv_find(&c.state, "done");
+        rc = rlaif_kv_get_int(&c.state, "step", &step);
+        if (!rc) rc = rlaif_kv_get_int(&c.optim, "step", &ostep);
+        if (!rc) rc = rlaif_kv_get_int(&c.optim, "skipped", &skipped);
+        if (!rc && ph->load_state) rc = ph->load_state(L, ph->ud, &c.state);
+        L->step = (long)step, L->opt.step = (long)ostep, L->opt.skipped = (long)skipped;
+        *done = d && d->is_int && d->i != 0;
+        if (rc) rlaif_error_context("resuming from %s: ", L->ckpt_path);
+    }
+    rlaif_kv_free(&c.config), rlaif_kv_free(&c.optim), rlaif_kv_free(&c.state);
+    return rc;
+}
+
+/* ---- one update ---- */
+
+int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info) {
+    float *g = L->model.grads;
+    size_t n = L->end - L->begin;
+    RLAIF_CHECK_MPI(MPI_Reduce_scatter(g, L->gshard, L->counts, MPI_FLOAT, MPI_SUM, L->comm));
+    memcpy(g + L->begin, L->gshard, sizeof(float) * n);
+    double mine = rlaif_grad_sumsq(g, L->begin, L->end), all;
+    RLAIF_CHECK_MPI(MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, L->comm));
+    double norm = sqrt(all);
+    /* The same decisions as rlaif_adamw_step, from globally reduced values,
+     * so every learner skips or clips the same step. */
+    rlaif_step_info in = {.lr = rlaif_lr_at(&L->oc, L->opt.step), .grad_norm = (float)norm};
+    if (!isfinite(loss) || !isfinite(norm)) {
+        in.skipped = 1;
+        L->opt.skipped++;
+    } else {
+        float scale = 1.0f;
+        if (L->oc.grad_clip > 0.0f) {
+            double coef = L->oc.grad_clip / (norm + 1e-6);
+            if (coef < 1.0) scale = (float)coef;
+        }
+        rlaif_adamw_update(&L->opt, L->model.params, g, in.lr, scale);
+    }
+    RLAIF_CHECK_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, L->model.params, L->counts,
+                                   L->displs, MPI_FLOAT, L->comm));
+    *info = in;
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+enum { NCOMMON = 5 };
+static const char *const common_cols[NCOMMON] = {"loss", "lr", "grad_norm", "tokens_per_s",
+                                                 "skipped"};
+
+static int declare_metrics(rlaif_learner *L, const rlaif_phase *ph) {
+    const char *names[NCOMMON + RLAIF_TRAIN_MAX_EXTRA];
+    for (int i = 0; i < NCOMMON; i++) names[i] = common_cols[i];
+    for (int i = 0; i < ph->n_extra; i++) names[NCOMMON + i] = ph->extra_names[i];
+    /* only rank 0 writes metrics: every call is agreed, so a failed write
+     * stops all learners at the same point instead of leaving them waiting */
+    RLAIF_TRY(rlaif_agree(L->comm,
+                          rlaif_metrics_phase(L->metrics, ph->name, NCOMMON + ph->n_extra, names)));
+    /* rows past the resumed step came from a run that did not reach its next checkpoint */
+    return rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, ph->name, L->step));
+}
+
+/* One step: batch, reductions, update, metrics row. */
+static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, double *loss,
+                      rlaif_step_info *info) {
+    double t0 = rlaif_now();
+    rlaif_model_zero_grad(&L->model);
+    rlaif_batch_stats st;
+    memset(&st, 0, sizeof st);
+    RLAIF_TRY(rlaif_agree(L->comm, ph->batch(L, ph->ud, &st)));
+    double mine[2 + RLAIF_TRAIN_MAX_EXTRA], all[2 + RLAIF_TRAIN_MAX_EXTRA];
+    mine[0] = st.loss, mine[1] = st.tokens;
+    for (int i = 0; i < ph->n_extra; i++) mine[2 + i] = st.extra[i];
+    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 2 + ph->n_extra, MPI_DOUBLE, MPI_SUM, L->comm));
+    RLAIF_TRY(rlaif_learner_update(L, all[0], info));
+    L->step++;
+    double dt = rlaif_now() - t0;
+    double row[NCOMMON + RLAIF_TRAIN_MAX_EXTRA] = {all[0], info->lr, info->grad_norm,
+                                                   dt > 0 ? all[1] / dt : 0, info->skipped};
+    for (int i = 0; i < ph->n_extra; i++) row[NCOMMON + i] = all[2 + i];
+    *tokens = all[1], *loss = all[0];
+    return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, ph->name, L->step, row));
+}
+
+int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
+    RLAIF_TRY(declare_metrics(L, ph));
+    long first = L->step, every = (long)rlaif_cfg_int(L->cfg, "checkpoint.every");
+    long log_every = (long)rlaif_cfg_int(L->cfg, "run.log_every");
+    double t0 = rlaif_now(), tokens = 0, window_tokens = 0, window_t0 = t0;
+    while (L->step < L->steps) {
+        if (rlaif_should_stop(L->comm)) {
+            rlaif_info("%s: stop requested at step %ld/%ld: checkpointing", ph->name, L->step,
+                       L->steps);
+            RLAIF_TRY(rlaif_learner_save(L, ph, 0));
+            return RLAIF_EX_TEMPFAIL;
+        }
+        double tok = 0, loss = 0;
+        rlaif_step_info info = {0};
+        RLAIF_TRY(train_step(L, ph, &tok, &loss, &info));
+        tokens += tok, window_tokens += tok, L->last_loss = loss;
+        if (L->step % log_every == 0 || L->step == L->steps) {
+            double now = rlaif_now(), done = (double)(L->step - first);
+            char extra[160];
+            snprintf(extra, sizeof extra, "loss %.4f lr %.2e |g| %.3f%s", loss, info.lr,
+                     info.grad_norm, info.skipped ? " (skipped: non-finite)" : "");
+            /* ETA from this run's pace (a resumed run did not do the first steps) */
+            double elapsed_equiv = (now - t0) * (double)L->step / done;
+            rlaif_status(ph->name, L->step, L->steps, window_tokens / (now - window_t0), "tok/s",
+                         elapsed_equiv, extra);
+            window_tokens = 0, window_t0 = now;
+        }
+        if (every > 0 && L->step % every == 0 && L->step < L->steps)
+            RLAIF_TRY(rlaif_learner_save(L, ph, 0));
+        if (L->stop_after > 0 && L->step - first == L->stop_after && L->rank == 0)
+            rlaif_stop_request(SIGTERM); /* as if preempted: only rank 0 sees it */
+    }
+    double dt = rlaif_now() - t0;
+    L->tokens_per_s = dt > 0 ? tokens / dt : 0;
+    if (L->step > first)
+        rlaif_info("%s: %ld steps in %.1f s: %.2f steps/s, %.0f tok/s", ph->name, L->step - first,
+                   dt, (double)(L->step - first) / dt, L->tokens_per_s);
+    return rlaif_learner_save(L, ph, 1);
+}
+
+int rlaif_phase_barrier(MPI_Comm world, int idle) {
+    MPI_Request req;
+    RLAIF_CHECK_MPI(MPI_Ibarrier(world, &req));
+    if (!idle) {
+        RLAIF_CHECK_MPI(MPI_Wait(&req, MPI_STATUS_IGNORE));
+        return 0;
+    }
+    for (int flag = 0;;) {
+        RLAIF_CHECK_MPI(MPI_Test(&req, &flag, MPI_STATUS_IGNORE));
+        if (flag) return 0;
+        struct timespec ts = {0, 20 * 1000 * 1000}; /* 20 ms: nothing here is urgent */
+        nanosleep(&ts, NULL);
+    }
+}
+
+int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after) {
+    char hint[64];
+    snprintf(hint, sizeof hint, "see rlaif %s --help", phase);
+    *stop_after = 0;
+    for (int i = 0; i < ctx->args.nargs; i++) {
+        const char *a = ctx->args.args[i];
+        char *end;
+        if (!strcmp(a, "--stop-after") && i + 1 < ctx->args.nargs) {
+            *stop_after = strtol(ctx->args.args[++i], &end, 10);
+            if (*end || *stop_after < 1)
+                return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                                   "%s: --stop-after needs a positive step count", phase);
+        } else {
+            return RLAIF_ERROR(RLAIF_EX_USAGE, hint, "%s: unexpected argument '%s'", phase, a);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,156 @@
+/* test_model_gemm.c - the few-row matrix kernels (src/engine/model_gemm.c) against a
+ * float64 reference and cblas_sgemm, for every kernel this CPU can run, both
+ * weight layouts, with and without bias and residual, with a post-op, 1 and 2
+ * threads, and ragged shapes (rows not a multiple of 16, columns not a
+ * multiple of the tile width).
+ *
+ * Error bound: each output is K products summed in fp32 in order (FMA or
+ * multiply + add), then + bias, then + res: K + 2 terms summed recursively
+ * with each product rounded at most once, for which the standard bound is
+ *   |c - c_exact| <= gamma_{K+2} (|bias| + |res| + sum_k |a_k w_k|),
+ *   gamma_n = n u / (1 - n u),  u = 2^-24,
+ * (Higham, Accuracy and Stability of Numerical Algorithms, 3.1). The test
+ * checks every element against this bound with the exact value computed in
+ * float64 (whose own error is ~2^-29 times smaller, covered by the slack
+ * factor 1.01), and against cblas_sgemm (+ the same bias and res in fp32)
+ * with twice the bound (both are within it of the exact value).
+ *
+ *   test_model_gemm                  run the checks (exit 1 on a failure)
+ *   test_model_gemm bench M N K wt   GFLOP/s of the kernel and of cblas_sgemm */
+#include "model_gemm.h"
+#include "rlaif/core/log.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static float frand(void) { /* xorshift64, uniform in [-1, 1) */
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static void *xalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+static int failures;
+
+static void twice(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = 2.0f * src[i];
+}
+
+/* mode 0: plain product; 1: + bias; 2: + bias + res, with a post-op */
+static void check_case(const char *kern, int wt, int M, int N, int K, int mode, int nt) {
+    int lda = K + 3, ldw = (wt ? K : N) + 5, ldc = N + 2;
+    size_t wrows = wt ? (size_t)N : (size_t)K;
+    float *A = xalloc(sizeof(float) * M * lda), *W = xalloc(sizeof(float) * wrows * ldw);
+    float *C = xalloc(sizeof(float) * M * ldc), *Cb = xalloc(sizeof(float) * M * ldc);
+    float *R = xalloc(sizeof(float) * M * ldc), *bias = xalloc(sizeof(float) * N);
+    float *P = xalloc(sizeof(float) * M * ldc), *C0 = xalloc(sizeof(float) * M * ldc);
+    float *scratch = xalloc(sizeof(float) * K * RLAIF_SMALLM_MAX);
+    for (int i = 0; i < M * lda; i++) A[i] = frand();
+    for (size_t i = 0; i < wrows * ldw; i++) W[i] = frand();
+    for (int i = 0; i < M * ldc; i++) C[i] = C0[i] = P[i] = frand(), R[i] = frand();
+    for (int i = 0; i < N; i++) bias[i] = frand();
+    const float *b = mode >= 1 ? bias : NULL, *res = mode == 2 ? R : NULL;
+    rlaif_smallm_gemm(wt, M, N, K, A, lda, W, ldw, b, res, C, ldc, mode == 2 ? twice : NULL, P,
+                      scratch, nt);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
+                W, ldw, 0.0f, Cb, ldc);
+    double u = ldexp(1.0, -24), gamma = (K + 2) * u / (1.0 - (K + 2) * u) * 1.01;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            size_t at = (size_t)m * ldc + n;
+            double exact = 0.0, mag = 0.0;
+            for (int k = 0; k < K; k++) {
+                double w = wt ? W[(size_t)n * ldw + k] : W[(size_t)k * ldw + n];
+                double p = (double)A[(size_t)m * lda + k] * w;
+                exact += p, mag += fabs(p);
+            }
+            float blas = Cb[at];
+            if (b) exact += b[n], mag += fabs(b[n]), blas += b[n];
+            if (res) exact += res[at], mag += fabs(res[at]), blas += res[at];
+            double got = C[at], bound = gamma * mag + 1e-30;
+            double e = fabs(got - exact) / bound, eb = fabs(got - blas) / (2.0 * bound);
+            int post_ok = mode != 2 || P[at] == 2.0f * C[at];
+            if (!(e <= 1.0) || !(eb <= 1.0) || !post_ok) {
+                if (failures++ < 10)
+                    fprintf(stderr,
+                            "FAIL %s wt=%d M=%d N=%d K=%d mode=%d nt=%d at (%d,%d): got %.9g exact "
+                            "%.9g blas %.9g bound %.3g post %.9g\n",
+                            kern, wt, M, N, K, mode, nt, m, n, got, exact, blas, bound, P[at]);
+            }
+        }
+    /* columns past N must be untouched */
+    for (int m = 0; m < M; m++)
+        for (int n = N; n < ldc; n++)
+            if ((C[(size_t)m * ldc + n] != C0[(size_t)m * ldc + n] ||
+                 P[(size_t)m * ldc + n] != C0[(size_t)m * ldc + n]) &&
+                failures++ < 10)
+                fprintf(stderr, "FAIL %s: wrote outside C at (%d,%d)\n", kern, m, n);
+    free(A), free(W), free(C), free(Cb), free(C0), free(R), free(P), free(bias), free(scratch);
+}
+
+static int bench(int M, int N, int K, int wt) {
+    /* enough copies of W to stream from memory (> 256 MB), as decoding does */
+    int reps = 20, copies = (int)(256.0 * 1048576 / (4.0 * N * K)) + 1;
+    if (copies > reps) reps = copies;
+    float *A = xalloc(sizeof(float) * M * K), *Wall = xalloc(sizeof(float) * N * K * copies);
+    float *C = xalloc(sizeof(float) * M * N), *S = xalloc(sizeof(float) * K * RLAIF_SMALLM_MAX);
+    for (int i = 0; i < M * K; i++) A[i] = frand();
+    for (size_t i = 0; i < (size_t)N * K * copies; i++) Wall[i] = frand();
+    double best = 1e30, bestb = 1e30;
+    double tot = 0.0, totb = 0.0;
+    for (int r = 0; r < reps; r++) {
+        const float *W = Wall + (size_t)N * K * (r % copies);
+        double t0 = rlaif_now();
+        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S, 2);
+        double t1 = rlaif_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                    K, W, wt ? K : N, 0.0f, C, N);
+        double t2 = rlaif_now();
+        if (t1 - t0 < best) best = t1 - t0;
+        if (t2 - t1 < bestb) bestb = t2 - t1;
+        tot += t1 - t0, totb += t2 - t1;
+    }
+    best = tot / reps, bestb = totb / reps; /* means: cold weights every call */
+    double fl = 2.0 * M * N * K / 1e9;
+    printf("%s M=%d N=%d K=%d wt=%d: smallm %.1f GFLOP/s (%.3f ms), cblas %.1f GFLOP/s (%.3f ms)\n",
+           rlaif_smallm_kernel(NULL), M, N, K, wt, fl / best, best * 1e3, fl / bestb, bestb * 1e3);
+    free(A), free(Wall), free(C), free(S);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "bench"))
+        return bench(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    const char *best = rlaif_smallm_kernel(NULL);
+    const char *kernels[3] = {"c", "avx2", "avx512"};
+    int avail = !strcmp(best, "avx512") ? 3 : !strcmp(best, "avx2") ? 2 : 1;
+    static const int Ms[] = {1, 2, 5, 16, 17, 31, 32, 33, 48, 64};
+    static const int Ns[] = {1, 3, 13, 50, 97};
+    static const int Ks[] = {1, 7, 64, 130};
+    int cases = 0;
+    for (int ki = 0; ki < avail; ki++) {
+        rlaif_smallm_kernel(kernels[ki]);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+                for (size_t kk = 0; kk < sizeof Ks / sizeof *Ks; kk++)
+                    for (int wt = 0; wt < 2; wt++)
+                        for (int nt = 1; nt <= 2; nt++) {
+                            int mode = (int)((mi + ni + kk + (size_t)wt) % 3);
+                            check_case(kernels[ki], wt, Ms[mi], Ns[ni], Ks[kk], mode, nt);
+                            cases++;
+                        }
+    }
+    printf("%d cases on kernels up to %s: %s\n", cases, best, failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,169 @@
+/* bench_engine.c - the rlaif side of tools/bench/bench-engine (one measurement per
+ * process; the driver alternates it with PyTorch and takes medians).
+ *   bench_engine train L C NH V maxT B T steps   median ms per training step
+ *   bench_engine gen L C NH V maxT B P N reps     generation tokens/s (greedy)
+ *   bench_engine sgemm M N K reps                 sgemm GFLOP/s
+ *   bench_engine copy MB reps                     copy bandwidth GB/s (read + write)
+ * Prints key=value lines. Weights are random (no download). */
+#include "rlaif/core/error.h"
+#include "rlaif/engine/generate.h"
+#include "rlaif/core/log.h"
+#include "rlaif/engine/model.h"
+#include "rlaif/engine/optim.h"
+#include "rlaif/core/rng.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+static void check(int rc) {
+    if (rc) {
+        char buf[1024];
+        rlaif_error_format(buf, sizeof buf, 0);
+        fprintf(stderr, "%s\n", buf);
+        exit(1);
+    }
+}
+
+static void model_from_args(rlaif_model *m, char **a) {
+    rlaif_gpt2_config c = {atoi(a[0]), atoi(a[1]), atoi(a[2]), atoi(a[3]), atoi(a[4]), 0};
+    check(rlaif_model_create(m, &c));
+    rlaif_model_init_random(m, 1, 0.02f);
+}
+
+static void random_tokens(int *t, int n, int V, uint32_t step) {
+    rlaif_rng r;
+    rlaif_rng_init(&r, 5, RLAIF_STREAM_DATA, step, 0);
+    for (int i = 0; i < n; i++) t[i] = (int)rlaif_rng_below(&r, (uint32_t)V);
+}
+
+static int bench_train(char **a) {
+    rlaif_model m;
+    model_from_args(&m, a);
+    int B = atoi(a[5]), T = atoi(a[6]), steps = atoi(a[7]), V = m.cfg.vocab_size;
+    rlaif_model_alloc_grads(&m);
+    rlaif_adamw_config oc = rlaif_adamw_defaults();
+    oc.weight_decay = 0.1f;
+    rlaif_adamw opt;
+    rlaif_adamw_init(&opt, &oc, &m.table, 0, m.table.total);
+    int *tok = xmalloc(sizeof(int) * (B * T + 1)), *tgt = xmalloc(sizeof(int) * B * T);
+    float *dlogp = xmalloc(sizeof(float) * B * T);
+    double *ms = xmalloc(sizeof(double) * steps), *fw = xmalloc(sizeof(double) * steps);
+    double *bw = xmalloc(sizeof(double) * steps), *op = xmalloc(sizeof(double) * steps);
+    float loss = 0;
+    for (int s = -1; s < steps; s++) { /* step -1 warms up (allocates activations) */
+        random_tokens(tok, B * T + 1, V, (uint32_t)(s + 1));
+        for (int i = 0; i < B * T; i++) tgt[i] = tok[i + 1];
+        double t0 = rlaif_now();
+        rlaif_model_zero_grad(&m);
+        check(rlaif_model_forward(&m, tok, NULL, NULL, B, T));
+        check(rlaif_model_lm_forward(&m, tgt));
+        loss = rlaif_ce_loss(&m, tgt, NULL, dlogp);
+        double t1 = rlaif_now();
+        check(rlaif_model_backward(&m, dlogp, NULL, NULL));
+        double t2 = rlaif_now();
+        rlaif_step_info info;
+        rlaif_adamw_step(&opt, m.params, m.grads, loss, &info);
+        double t3 = rlaif_now();
+        if (s >= 0)
+            ms[s] = 1e3 * (t3 - t0), fw[s] = 1e3 * (t1 - t0), bw[s] = 1e3 * (t2 - t1),
+            op[s] = 1e3 * (t3 - t2);
+    }
+    printf("step_ms=%.3f\nforward_ms=%.3f\nbackward_ms=%.3f\nadamw_ms=%.3f\n", median(ms, steps),
+           median(fw, steps), median(bw, steps), median(op, steps));
+    printf("loss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n", loss, m.table.total,
+           peak_rss_mb(), (double)rlaif_model_act_bytes(&m) / 1048576.0);
+    rlaif_adamw_free(&opt);
+    rlaif_model_free(&m);
+    free(tok), free(tgt), free(dlogp), free(ms), free(fw), free(bw), free(op);
+    return 0;
+}
+
+static int bench_gen(char **a) {
+    rlaif_model m;
+    model_from_args(&m, a);
+    int B = atoi(a[5]), P = atoi(a[6]), N = atoi(a[7]), reps = atoi(a[8]);
+    int *tok = xmalloc(sizeof(int) * B * P), *len = xmalloc(sizeof(int) * B);
+    int64_t *off = xmalloc(sizeof(int64_t) * B);
+    random_tokens(tok, B * P, m.cfg.vocab_size, 0);
+    for (int b = 0; b < B; b++) off[b] = (int64_t)b * P, len[b] = P;
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = N;
+    double *tps = xmalloc(sizeof(double) * reps);
+    for (int r = -1; r < reps; r++) {
+        rlaif_gen_output out;
+        double t0 = rlaif_now();
+        check(rlaif_generate(&m, &gc, B, tok, off, len, NULL, &out));
+        double dt = rlaif_now() - t0;
+        if (r >= 0) tps[r] = (double)B * N / dt;
+        rlaif_gen_output_free(&out);
+    }
+    printf("tok_s=%.2f\nparam_bytes=%zu\npeak_rss_mb=%.1f\n", median(tps, reps),
+           m.table.total * sizeof(float), peak_rss_mb());
+    rlaif_model_free(&m);
+    free(tok), free(len), free(off), free(tps);
+    return 0;
+}
+
+static int bench_sgemm(char **a) {
+    int M = atoi(a[0]), N = atoi(a[1]), K = atoi(a[2]), reps = atoi(a[3]);
+    float *A = xmalloc(sizeof(float) * M * K), *Bm = xmalloc(sizeof(float) * K * N);
+    float *Cm = xmalloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+    for (int i = 0; i < K * N; i++) Bm[i] = (float)(i % 5) * 0.1f;
+    double *g = xmalloc(sizeof(double) * reps);
+    for (int r = -1; r < reps; r++) {
+        double t0 = rlaif_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f, Cm,
+                    N);
+        double dt = rlaif_now() - t0;
+        if (r >= 0) g[r] = 2.0 * M * N * K / dt / 1e9;
+    }
+    printf("gflops=%.1f\n", median(g, reps));
+    free(A), free(Bm), free(Cm), free(g);
+    return 0;
+}
+
+static int bench_copy(char **a) {
+    size_t n = (size_t)atoi(a[0]) * 1048576 / sizeof(float);
+    int reps = atoi(a[1]);
+    float *x = xmalloc(n * sizeof(float)), *y = xmalloc(n * sizeof(float));
+    memset(x, 1, n * sizeof(float));
+    memset(y, 0, n * sizeof(float));
+    double *bw = xmalloc(sizeof(double) * reps);
+    for (int r = -1; r < reps; r++) {
+        double t0 = rlaif_now();
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+        double dt = rlaif_now() - t0;
+        if (r >= 0) bw[r] = 2.0 * n * sizeof(float) / dt / 1e9;
+    }
+    printf("copy_gbs=%.2f\ncheck=%g\n", median(bw, reps), (double)y[n / 2]);
+    free(x), free(y), free(bw);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 10 && !strcmp(argv[1], "train")) return bench_train(argv + 2);
+    if (argc == 11 && !strcmp(argv[1], "gen")) return bench_gen(argv + 2);
+    if (argc == 6 && !strcmp(argv[1], "sgemm")) return bench_sgemm(argv + 2);
+    if (argc == 4 && !strcmp(argv[1], "copy")) return bench_copy(argv + 2);
+    fprintf(stderr, "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
+                    "reps | sgemm M N K reps | copy MB reps\n");
+    return 64;
+}

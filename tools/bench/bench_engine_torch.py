@@ -1,0 +1,274 @@
+"""tools/bench/bench-engine: rlaif's engine side by side with plain PyTorch.
+
+Driver (default): runs tools/bench/bench_engine (C) and this file's --worker mode
+(PyTorch) as separate processes, alternating, and reports medians and ratios.
+PyTorch gets its best setting on this machine: each case first tries torch
+threads {1,2} x OpenBLAS threads {1,2} and keeps the fastest; rlaif runs with
+OpenBLAS 2 threads and OpenMP 2 threads.
+
+Cases (issue #3): GPT-2 124M training step B=4 T=64 (forward + backward +
+AdamW), tiny L=4 C=128 NH=4 V=256 B=16 T=64, GPT-2 124M greedy generation
+(16-token prompt, 128 new tokens, KV cache) at batch 1 and 32, plus the sgemm
+FLOP rate and copy bandwidth measured in the same run.
+"""
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+GPT2 = dict(L=12, C=768, NH=12, V=50257, maxT=1024)
+TINY = dict(L=4, C=128, NH=4, V=256, maxT=64)
+
+
+# ---------------------------------------------------------------- PyTorch worker
+def torch_model(cfg):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Block(nn.Module):
+        def __init__(self, C, NH):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+            self.NH = NH
+
+        def attn(self, x, cache=None, pos0=0):
+            B, T, C = x.shape
+            NH, hs = self.NH, C // self.NH
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (t.view(B, T, NH, hs).transpose(1, 2) for t in (q, k, v))
+            if cache is not None:  # preallocated KV cache (B, NH, maxT, hs)
+                cache[0][:, :, pos0:pos0 + T] = k
+                cache[1][:, :, pos0:pos0 + T] = v
+                k, v = cache[0][:, :, :pos0 + T], cache[1][:, :, :pos0 + T]
+            if hasattr(F, "scaled_dot_product_attention"):
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=(T > 1))
+            else:
+                att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+                if T > 1:
+                    S = k.shape[2]
+                    mask = torch.ones(T, S, dtype=torch.bool).tril(S - T)
+                    att = att.masked_fill(~mask, float("-inf"))
+                y = torch.softmax(att, dim=-1) @ v
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+        def forward(self, x, cache=None, pos0=0):
+            x = x + self.attn(self.ln_1(x), cache, pos0)
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(c["V"], c["C"]), nn.Embedding(c["maxT"], c["C"])
+            self.h = nn.ModuleList([Block(c["C"], c["NH"]) for _ in range(c["L"])])
+            self.ln_f = nn.LayerNorm(c["C"])
+            for p in self.parameters():
+                if p.dim() >= 2:
+                    nn.init.normal_(p, std=0.02)
+
+        def forward(self, idx, caches=None, pos0=0):
+            T = idx.shape[1]
+            x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + T))
+            for i, blk in enumerate(self.h):
+                x = blk(x, caches[i] if caches else None, pos0)
+            return self.ln_f(x) @ self.wte.weight.T  # tied LM head
+
+    return GPT(cfg)
+
+
+def worker(args):
+    import torch
+    torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    cfg = GPT2 if args.model == "gpt2" else TINY
+    model = torch_model(cfg)
+    times = []
+    if args.case == "train":
+        import torch.nn.functional as F
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                 {"params": rest, "weight_decay": 0.0}], lr=1e-4)
+        for s in range(args.reps + 1):
+            x = torch.randint(0, cfg["V"], (args.B, args.T + 1))
+            t0 = time.perf_counter()
+            logits = model(x[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), x[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if s:
+                times.append(1e3 * (time.perf_counter() - t0))
+        print("step_ms=%.3f" % statistics.median(times))
+    else:
+        model.eval()
+        C, NH = cfg["C"], cfg["NH"]
+        prompt = torch.randint(0, cfg["V"], (args.B, args.P))
+        with torch.no_grad():
+            for s in range(args.reps + 1):
+                t0 = time.perf_counter()
+                caches = [(torch.empty(args.B, NH, args.P + args.N, C // NH),
+                           torch.empty(args.B, NH, args.P + args.N, C // NH))
+                          for _ in range(cfg["L"])]
+                logits = model(prompt, caches, 0)[:, -1]
+                pos = args.P
+                for i in range(args.N):
+                    nxt = logits.argmax(-1, keepdim=True)
+                    if i == args.N - 1:
+                        break
+                    logits = model(nxt, caches, pos)[:, -1]
+                    pos += 1
+                if s:
+                    times.append(args.B * args.N / (time.perf_counter() - t0))
+        print("tok_s=%.2f" % statistics.median(times))
+    print("peak_rss_mb=%.1f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+
+
+# ---------------------------------------------------------------- driver
+def run(cmd, env_extra):
+    env = dict(os.environ)
+    env.update(env_extra)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("benchmark process failed: %s\n%s" % (" ".join(cmd), r.stderr))
+    return dict(line.split("=", 1) for line in r.stdout.split() if "=" in line)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--case", default="train")
+    ap.add_argument("--model", default="gpt2")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--B", type=int, default=4)
+    ap.add_argument("--T", type=int, default=64)
+    ap.add_argument("--P", type=int, default=16)
+    ap.add_argument("--N", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rlaif", help="path of tools/bench/bench_engine")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", help="comma list of cases: train124m,tiny,gen1,gen32")
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+
+    me = os.path.abspath(__file__)
+    rl = args.rlaif
+    R = args.rounds
+    rl_env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}  # sgemm, copy probes
+
+    def rl_cmd(case):
+        c = GPT2 if case["model"] == "gpt2" else TINY
+        arch = [str(c[k]) for k in ("L", "C", "NH", "V", "maxT")]
+        if case["case"] == "train":
+            return [rl, "train"] + arch + [str(case["B"]), str(case["T"]), str(case["reps"])]
+        return [rl, "gen"] + arch + [str(case["B"]), "16", str(case.get("N", 128)),
+                                     str(case["reps"])]
+
+    def probe(case):  # a shorter run to choose thread settings
+        return dict(case, reps=max(1, case["reps"] // 3), N=32)
+
+    def torch_cmd(case, tt):
+        return [sys.executable, me, "--worker", "--case", case["case"], "--model", case["model"],
+                "--torch-threads", str(tt), "--B", str(case["B"]), "--T", str(case.get("T", 64)),
+                "--N", str(case.get("N", 128)), "--reps", str(case["reps"])]
+
+    cases = {
+        "train124m": dict(name="GPT-2 124M train step B=4 T=64", case="train", model="gpt2",
+                          B=4, T=64, reps=3, key="step_ms"),
+        "tiny": dict(name="tiny L4 C128 train step B=16 T=64", case="train", model="tiny",
+                     B=16, T=64, reps=10, key="step_ms"),
+        "gen1": dict(name="GPT-2 124M generate B=1 128 tok", case="gen", model="gpt2", B=1,
+                     reps=1, key="tok_s"),
+        "gen32": dict(name="GPT-2 124M generate B=32 128 tok", case="gen", model="gpt2", B=32,
+                      reps=1, key="tok_s"),
+    }
+    only = args.only.split(",") if args.only else list(cases)
+    print("machine: %s, %d cores; %s" % (
+        open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
+        os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    # The machine may be shared: the sgemm rate and the copy bandwidth are
+    # measured inside every round too, next to the runs they are compared with.
+    sg, sg_big, bw = [], [], []
+
+    def probe_machine():
+        sg.append(float(run([rl, "sgemm", "256", "3072", "768", "20"], rl_env)["gflops"]))
+        sg_big.append(float(run([rl, "sgemm", "1024", "1024", "1024", "10"], rl_env)["gflops"]))
+        bw.append(float(run([rl, "copy", "512", "5"], rl_env)["copy_gbs"]))
+
+    def machine_rates():
+        return (max(statistics.median(sg), statistics.median(sg_big)), statistics.median(bw))
+
+    rows, ratios = [], []
+    for key in only:
+        case = cases[key]
+        # PyTorch at its best: torch threads x OpenBLAS threads, one quick run each
+        best, best_tt = None, None
+        for tt in (1, 2):
+            for bt in (1, 2):
+                v = float(run(torch_cmd(probe(case), tt),
+                              {"OPENBLAS_NUM_THREADS": str(bt)})[case["key"]])
+                better = best is None or (v < best[0] if case["key"] == "step_ms" else v > best[0])
+                if better:
+                    best, best_tt = (v, tt, bt), (tt, bt)
+        tt, bt = best_tt
+        # rlaif the same way: one OpenMP team (OpenBLAS inside at 1 thread), or
+        # single-threaded kernels with OpenBLAS's 2 threads
+        rl_best = None
+        for env in ({"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+                    {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"}):
+            v = float(run(rl_cmd(probe(case)), env)[case["key"]])
+            if rl_best is None or (v < rl_best[0] if case["key"] == "step_ms" else v > rl_best[0]):
+                rl_best = (v, env)
+        rl_env = rl_best[1]
+        rl_v, th_v, rl_mem, th_mem = [], [], [], []
+        for r in range(R):  # alternate
+            probe_machine()
+            a = run(rl_cmd(case), rl_env)
+            b = run(torch_cmd(case, tt), {"OPENBLAS_NUM_THREADS": str(bt)})
+            rl_v.append(float(a[case["key"]]))
+            th_v.append(float(b[case["key"]]))
+            rl_mem.append(float(a["peak_rss_mb"]))
+            th_mem.append(float(b["peak_rss_mb"]))
+        rv, tv = statistics.median(rl_v), statistics.median(th_v)
+        sgemm_rate, copy_bw = machine_rates()
+        ratio = tv / rv if case["key"] == "step_ms" else rv / tv
+        extra = ""
+        if key == "train124m":
+            n = int(a["params"])
+            tokens = case["B"] * case["T"]
+            c = GPT2
+            flops = 6 * n * tokens + 12 * c["L"] * case["T"] * c["C"] * tokens
+            rate = flops / (rv / 1e3) / 1e9
+            extra = "%.1f GFLOP/s = %.0f%% of sgemm" % (rate, 100 * rate / sgemm_rate)
+            ratios.append("train124m %.2fx (%.0f%% sgemm)" % (ratio, 100 * rate / sgemm_rate))
+        elif key == "gen1":
+            bound = copy_bw * 1e9 / float(a["param_bytes"])
+            extra = "bandwidth bound %.1f tok/s: %.0f%% of it" % (bound, 100 * rv / bound)
+            ratios.append("gen1 %.2fx (%.0f%% bw)" % (ratio, 100 * rv / bound))
+        else:
+            ratios.append("%s %.2fx" % (key, ratio))
+        if case["case"] == "train":
+            ratios[-1] += " mem %.2f" % (statistics.median(rl_mem) / statistics.median(th_mem))
+        unit = "ms/step" if case["key"] == "step_ms" else "tok/s"
+        rows.append((case["name"], rv, tv, unit, ratio, statistics.median(rl_mem),
+                     statistics.median(th_mem), "rlaif OMP %s" % rl_env["OMP_NUM_THREADS"],
+                     "torch %d thr + OpenBLAS %d" % (tt, bt), extra))
+        print("%-34s rlaif %9.2f  torch %9.2f %-7s  %.2fx  peak RSS %6.0f / %6.0f MB  (%s; %s) %s"
+              % rows[-1], flush=True)
+    sgemm_rate, copy_bw = machine_rates()
+    print("machine during the rounds: sgemm (OpenBLAS, 2 threads) %.1f GFLOP/s at 256x3072x768, "
+          "%.1f at 1024^3; copy bandwidth %.1f GB/s (medians)" % (
+              statistics.median(sg), statistics.median(sg_big), copy_bw))
+    print("ratios (rlaif vs torch, median of %d alternating rounds): %s" % (R, "; ".join(ratios)))
+
+
+if __name__ == "__main__":
+    main()
