@@ -1,4 +1,4 @@
-/* checkpoint.h - sharded, atomic, self-contained checkpoints (DESIGN.md section 3).
+/* checkpoint.h - sharded, atomic, self-contained checkpoints (src/storage/README.md).
  *
  * A checkpoint `<dir>/<name>-<step, 8 digits>.h5` holds
  *   /params/<tensor>, /optim/m/<tensor>, /optim/v/<tensor>
