@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "rlaif/core/job.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 
 #define RLAIF_RUBRIC_MAX 8
 
