@@ -249,6 +249,7 @@ int rlaif_main(int argc, char **argv) {
         rlaif_args_free(&ctx.args);
         return RLAIF_EX_USAGE;
     }
+    rlaif_mpi_preinit();
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "ERROR: MPI_Init failed\n  hint: check the MPI launcher and environment\n");
         return RLAIF_EX_SOFTWARE;

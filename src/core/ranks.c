@@ -193,6 +193,15 @@ static int threads_plan(MPI_Comm world, rlaif_threads *t) {
     return 0;
 }
 
+void rlaif_mpi_preinit(void) {
+    /* Open MPI 4.1's "lockedfile" shared-file-pointer component, queried
+     * whenever MPI-IO opens a file, builds "<path>.lock" in a fixed buffer
+     * and aborts ("buffer overflow detected") for an out_dir over ~200
+     * characters (issue 12.10). rlaif never uses shared file pointers: leave
+     * the component out, unless the user chose the components. */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
+}
+
 int rlaif_ranks_has(const rlaif_ranks *rk, rlaif_role r) {
     return rk->group[r] != MPI_COMM_NULL;
 }

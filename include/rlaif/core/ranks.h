@@ -85,5 +85,8 @@ int rlaif_check_launcher(int world_size, char *const *env);
 /* The same mistake caught before MPI_Init (some MPIs abort in MPI_Init
  * without PMI): srun started several tasks but no PMI variables are set. */
 int rlaif_check_pmi(char *const *env);
+/* Environment the MPI library reads in MPI_Init; call before it (MPI-IO
+ * settings that keep long output paths working with Open MPI). */
+void rlaif_mpi_preinit(void);
 
 #endif
