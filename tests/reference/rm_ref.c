@@ -102,7 +102,7 @@ static int cmd_grad(const char *ckpt, const char *in, const char *out) {
     rlaif_rm_sums s2 = {0};
     OK(rlaif_rm_micro(&m, &d, idx, (int)n, (double)n, margin, l2, 0, &buf, &s2));
     double *r = xmalloc(sizeof(double) * 2 * n);
-    for (size_t i = 0; i < 2 * n; i++) r[i] = m.score[i * (size_t)m.T + (size_t)buf.last[i]];
+    for (size_t i = 0; i < 2 * n; i++) r[i] = m.score[i * (size_t)m.T + (size_t)buf.pass.last[i]];
     hid_t o = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (o < 0) fprintf(stderr, "create %s\n", out), exit(1);
     double sums[6] = {s.decided, s.correct, s.chosen, s.rejected, s.sum_r2, s2.loss};
