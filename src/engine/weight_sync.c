@@ -32,26 +32,51 @@ int rlaif_wsync_init(rlaif_wsync *w, MPI_Comm comm, rlaif_model *m, size_t bucke
         return RLAIF_ERROR(RLAIF_EX_USAGE, "raise ranks.weight_bucket_bytes",
                            "weight broadcast: %zu buckets of %zu floats", nb, w->bucket);
     w->nbuckets = (int)nb;
-    w->req = xmalloc(sizeof(MPI_Request) * (nb + 1));
-    for (size_t i = 0; i <= nb; i++) w->req[i] = MPI_REQUEST_NULL;
+    for (int i = 0; i <= RLAIF_WSYNC_WINDOW; i++) w->req[i] = MPI_REQUEST_NULL;
     return 0;
 }
 
 void rlaif_wsync_free(rlaif_wsync *w) {
-    free(w->req);
     memset(w, 0, sizeof *w);
     w->comm = MPI_COMM_NULL;
 }
 
 /* One MPI_Ibcast per bucket, in block order on every rank (collectives
- * match by order). */
-static int post_buckets(rlaif_wsync *w) {
-    for (int b = 0; b < w->nbuckets; b++) {
+ * match by order), at most RLAIF_WSYNC_WINDOW in flight: Open MPI's
+ * non-blocking collectives cost progress time per outstanding request (tens
+ * of thousands of one-float buckets do not finish in minutes), so a bucket
+ * is posted as an earlier one completes. Bucket b uses slot 1 + b % window. */
+static int post_more(rlaif_wsync *w) {
+    while (w->posted < w->nbuckets && w->posted - w->completed < RLAIF_WSYNC_WINDOW) {
+        int b = w->posted++;
         size_t off = (size_t)b * w->bucket;
         int count = (int)(w->n - off < w->bucket ? w->n - off : w->bucket);
-        RLAIF_CHECK_MPI(MPI_Ibcast(w->params + off, count, MPI_FLOAT, 0, w->comm, &w->req[1 + b]));
+        RLAIF_CHECK_MPI(MPI_Ibcast(w->params + off, count, MPI_FLOAT, 0, w->comm,
+                                   &w->req[1 + b % RLAIF_WSYNC_WINDOW]));
     }
+    return 0;
+}
+
+static int post_buckets(rlaif_wsync *w) {
+    w->posted = w->completed = 0;
     w->state = 2;
+    return post_more(w);
+}
+
+/* Retire completed buckets oldest first, posting the next ones; blocking
+ * waits for each when block is set. */
+static int drain(rlaif_wsync *w, int block) {
+    while (w->completed < w->nbuckets) {
+        MPI_Request *r = &w->req[1 + w->completed % RLAIF_WSYNC_WINDOW];
+        int flag = 1;
+        if (block)
+            RLAIF_CHECK_MPI(MPI_Wait(r, MPI_STATUS_IGNORE));
+        else
+            RLAIF_CHECK_MPI(MPI_Test(r, &flag, MPI_STATUS_IGNORE));
+        if (!flag) return 0;
+        w->completed++;
+        RLAIF_TRY(post_more(w));
+    }
     return 0;
 }
 
@@ -96,8 +121,8 @@ int rlaif_wsync_test(rlaif_wsync *w, int *done) {
         if (w->state == 1) RLAIF_TRY(after_header(w));
     }
     if (w->state == 2) {
-        RLAIF_CHECK_MPI(MPI_Testall(w->nbuckets, w->req + 1, &flag, MPI_STATUSES_IGNORE));
-        if (flag) finish(w);
+        RLAIF_TRY(drain(w, 0));
+        if (w->completed == w->nbuckets) finish(w);
     }
     *done = w->state == 0;
     return 0;
@@ -108,7 +133,7 @@ int rlaif_wsync_wait(rlaif_wsync *w) {
     RLAIF_CHECK_MPI(MPI_Wait(&w->req[0], MPI_STATUS_IGNORE));
     if (w->state == 1) RLAIF_TRY(after_header(w));
     if (w->state == 2) {
-        RLAIF_CHECK_MPI(MPI_Waitall(w->nbuckets, w->req + 1, MPI_STATUSES_IGNORE));
+        RLAIF_TRY(drain(w, 1));
         finish(w);
     }
     return 0;

@@ -14,10 +14,12 @@
  *
  * One broadcast:
  *   rlaif_wsync_start(w, v)   learner 0: post the header {v, changed} and,
- *                             if changed, every bucket; a rollout: post the
- *                             header receive. Collective over w->comm.
+ *                             if changed, the first buckets; a rollout: post
+ *                             the header receive. Collective over w->comm.
  *   rlaif_wsync_test(w, &done) progress without blocking; a rollout posts
- *                             the bucket receives once the header says so.
+ *                             the bucket receives once the header says so;
+ *                             at most RLAIF_WSYNC_WINDOW buckets are in
+ *                             flight, the next posted as the oldest completes.
  *   rlaif_wsync_wait(w)       block until this rank's part is complete.
  * Between start and completion the sender must not change its parameters and
  * a receiver's parameters are partly old, partly new: sample only after
@@ -36,20 +38,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define RLAIF_WSYNC_WINDOW 32 /* buckets in flight at once per rank */
+
 typedef struct {
-    MPI_Comm comm;     /* learner 0 + rollouts; MPI_COMM_NULL: not a member */
-    int rank;          /* 0: learner 0, the sender */
-    float *params;     /* the block (the model's parameters) */
-    size_t n;          /* floats in the block */
-    size_t bucket;     /* floats per bucket (the last may be shorter) */
-    int nbuckets;      /* ceil(n / bucket) */
-    MPI_Request *req;  /* [1 + nbuckets]: the header, then the buckets */
-    uint64_t hdr[2];   /* version, changed (1: the buckets follow) */
-    uint64_t version;  /* policy version the parameters hold (complete) */
-    uint64_t sent;     /* sender: last version broadcast */
-    int state;         /* 0 idle, 1 header in flight, 2 buckets in flight */
-    long long buckets; /* buckets moved since init (statistics, tests) */
-    long long skipped; /* broadcasts skipped as unchanged */
+    MPI_Comm comm;                           /* learner 0 + rollouts; MPI_COMM_NULL: not a member */
+    int rank;                                /* 0: learner 0, the sender */
+    float *params;                           /* the block (the model's parameters) */
+    size_t n;                                /* floats in the block */
+    size_t bucket;                           /* floats per bucket (the last may be shorter) */
+    int nbuckets;                            /* ceil(n / bucket) */
+    MPI_Request req[1 + RLAIF_WSYNC_WINDOW]; /* the header, then buckets in flight */
+    int posted, completed;                   /* buckets posted / completed of this broadcast */
+    uint64_t hdr[2];                         /* version, changed (1: the buckets follow) */
+    uint64_t version;                        /* policy version the parameters hold (complete) */
+    uint64_t sent;                           /* sender: last version broadcast */
+    int state;                               /* 0 idle, 1 header in flight, 2 buckets in flight */
+    long long buckets;                       /* buckets moved since init (statistics, tests) */
+    long long skipped;                       /* broadcasts skipped as unchanged */
 } rlaif_wsync;
 
 /* Collective over comm (MPI_COMM_NULL: an inactive object, no MPI call):
