@@ -85,7 +85,7 @@ int rlaif_lp_forward(rlaif_model *m, rlaif_lp_batch *lp, const rlaif_seqs *s, co
     lp->R = R, lp->T = T, lp->heads = heads;
     lp->logp = lp->entropy = lp->value = NULL;
     /* tokens (R,T) -> hidden (R,T,C); right padding: no attention mask needed */
-    RLAIF_TRY(rlaif_model_forward(m, lp->tokens, NULL, NULL, R, T));
+    RLAIF_TRY(rlaif_model_forward(m, lp->tokens, NULL, lp->mask_pad_keys ? lp->valid : NULL, R, T));
     if (heads & RLAIF_LP_LOGP) { /* -> logits (R,T,V) -> logp, entropy (R,T) */
         RLAIF_TRY(rlaif_model_lm_forward(m, lp->targets));
         lp->logp = m->logp, lp->entropy = m->entropy;

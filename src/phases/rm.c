@@ -39,6 +39,7 @@ double rlaif_rm_pair_loss(double d, double p, double margin, double *dd) {
 void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T) {
     size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
     rlaif_lp_init(&b->pass, 2 * max_pairs, T);
+    b->pass.mask_pad_keys = 1; /* rewards bit-identical to earlier rm runs (logprob.h) */
     b->rows = xmalloc(sizeof(int64_t) * rows);
     b->dscore = xmalloc(sizeof(float) * bt);
     b->max_pairs = max_pairs, b->T = T;

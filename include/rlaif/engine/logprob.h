@@ -16,6 +16,9 @@
  * that token. The response includes its EOS. Right padding needs no
  * attention mask: causal attention never lets a real token see the padding
  * after it, so a row's numbers do not depend on what else is in the batch.
+ * Masking the padding keys anyway (mask_pad_keys = 1) gives the same numbers
+ * up to float rounding (the masked softmax sums in another order); rm sets
+ * it so its rewards stay bit-identical to those it computed before this pass.
  *
  * The last token of a sequence predicts nothing, so it is an input only when
  * the value head runs (a reward model reads its reward there): a log-prob
@@ -41,6 +44,7 @@ enum { RLAIF_LP_LOGP = 1, RLAIF_LP_VALUE = 2 }; /* heads a pass runs (entropy co
 typedef struct {
     int max_rows, max_T; /* capacity */
     int R, T, heads;     /* shape and heads of the last forward */
+    int mask_pad_keys;   /* 1: pass valid to the attention (0 after init) */
     int *tokens;         /* [R*T] inputs, 0 after the end */
     int *targets;        /* [R*T] x_{t+1} where it is a response token, else -1 */
     uint8_t *valid;      /* [R*T] 1 on a real input token */
