@@ -33,6 +33,16 @@ static rlaif_config *config_with(int nset, char **sets) {
     return cfg;
 }
 
+/* Learner 0, learner 1 (outside the weights communicator), 2 rollouts. */
+static rlaif_config *layout(rlaif_ranks *rk) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    char *sets[] = {"ranks.learner=2", "ranks.rollout=2", "ranks.judge=0"};
+    rlaif_config *cfg = config_with(3, sets);
+    ck_assert_int_eq(rlaif_ranks_init(rk, cfg, NULL), 0);
+    ck_assert_int_eq(rk->role, world_rank < 2 ? RLAIF_ROLE_LEARNER : RLAIF_ROLE_ROLLOUT);
+    return cfg;
+}
+
 /* One real learner update: next-token cross-entropy on a fixed batch, AdamW. */
 static void learner_step(rlaif_model *m, rlaif_adamw *opt, int k) {
     int tok[B * T], tgt[B * T];
@@ -107,12 +117,8 @@ static void broadcast(rlaif_wsync *w, uint64_t v) {
 }
 
 START_TEST(bucketed_broadcast_bit_exact) {
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    char *sets[] = {"ranks.learner=2", "ranks.rollout=2", "ranks.judge=0"};
-    rlaif_config *cfg = config_with(3, sets);
     rlaif_ranks rk;
-    ck_assert_int_eq(rlaif_ranks_init(&rk, cfg, NULL), 0);
-    ck_assert_int_eq(rk.role, world_rank < 2 ? RLAIF_ROLE_LEARNER : RLAIF_ROLE_ROLLOUT);
+    rlaif_config *cfg = layout(&rk);
     ck_assert_int_eq(rlaif_cfg_int(cfg, "ranks.weight_bucket_bytes"), 16 << 20);
 
     rlaif_model m;
@@ -159,11 +165,8 @@ START_TEST(bucketed_broadcast_bit_exact) {
 END_TEST
 
 START_TEST(unchanged_version_moves_nothing) {
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    char *sets[] = {"ranks.learner=2", "ranks.rollout=2", "ranks.judge=0"};
-    rlaif_config *cfg = config_with(3, sets);
     rlaif_ranks rk;
-    ck_assert_int_eq(rlaif_ranks_init(&rk, cfg, NULL), 0);
+    rlaif_config *cfg = layout(&rk);
     rlaif_model m;
     ck_assert_int_eq(rlaif_model_create(&m, &tiny), 0);
     rlaif_model_init_random(&m, 7 + (uint64_t)world_rank, 0.02f);
@@ -194,11 +197,8 @@ START_TEST(unchanged_version_moves_nothing) {
 END_TEST
 
 START_TEST(block_size_mismatch_agreed) {
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    char *sets[] = {"ranks.learner=2", "ranks.rollout=2", "ranks.judge=0"};
-    rlaif_config *cfg = config_with(3, sets);
     rlaif_ranks rk;
-    ck_assert_int_eq(rlaif_ranks_init(&rk, cfg, NULL), 0);
+    rlaif_config *cfg = layout(&rk);
     rlaif_gpt2_config c = tiny;
     if (world_rank == 3) c.n_layer = 1; /* one rollout loaded another model */
     rlaif_model m;

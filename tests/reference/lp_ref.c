@@ -14,64 +14,14 @@
 #include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/model_io.h"
+#include "rlaif/storage/h5util.h"
 
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void die(void) {
-    char buf[2048];
-    rlaif_error_format(buf, sizeof buf, 0);
-    fprintf(stderr, "%s\n", buf);
-    exit(1);
-}
-#define OK(x)                                                                                      \
-    do {                                                                                           \
-        if ((x) != 0) die();                                                                       \
-    } while (0)
-
-static void *read_all(hid_t f, const char *name, hid_t type, size_t elem, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) fprintf(stderr, "missing %s\n", name), exit(1);
-    hid_t s = H5Dget_space(d);
-    *n = (size_t)H5Sget_simple_extent_npoints(s);
-    void *buf = xmalloc(*n * elem + 1);
-    if (H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        fprintf(stderr, "read %s\n", name), exit(1);
-    H5Sclose(s), H5Dclose(d);
-    return buf;
-}
-
-static double attr_f64(hid_t f, const char *name) {
-    double v;
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0 || H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) fprintf(stderr, "attr %s\n", name), exit(1);
-    H5Aclose(a);
-    return v;
-}
-
-static void write_arr(hid_t f, const char *name, hid_t mtype, hid_t ftype, int nd,
-                      const hsize_t *dims, const void *buf) {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t s = H5Screate_simple(nd, dims, NULL);
-    hid_t d = H5Dcreate2(f, name, ftype, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    if (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        fprintf(stderr, "write %s\n", name), exit(1);
-    H5Dclose(d), H5Sclose(s), H5Pclose(lcpl);
-}
-
-static void write_grads(hid_t out, const rlaif_model *m) {
-    char name[256];
-    for (int i = 0; i < m->table.n; i++) {
-        const rlaif_tensor_desc *d = &m->table.t[i];
-        hsize_t dims[4];
-        for (int k = 0; k < d->ndim; k++) dims[k] = (hsize_t)d->shape[k];
-        snprintf(name, sizeof name, "grads/%s", d->name);
-        write_arr(out, name, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, d->ndim, dims, m->grads + d->offset);
-    }
-}
+#include "ref_io.h"
 
 /* The full batch's (R, Tw) upstream gradients g -> the micro-batch's (B, T) rows r0.. */
 static float *slice(const float *g, int r0, int B, int T, int Tw) {
@@ -142,7 +92,7 @@ int main(int argc, char **argv) {
     write_arr(o, "T", H5T_NATIVE_INT, H5T_STD_I32LE, 1, &dm, Ts);
     write_arr(o, "seq", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, &d1, seq);
     write_arr(o, "ntokens", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, &d0, &ntokens);
-    write_grads(o, &m);
+    OK(rlaif_h5_write_tensors(o, "grads", &m.table, m.grads));
     H5Fclose(o);
     free(tok), free(off), free(plen), free(dl), free(de), free(dv);
     free(logp), free(ent), free(val), free(mask), free(last), free(Ts), free(seq), free(rows);
