@@ -43,7 +43,7 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("run", "log_every", "10", 1, 1e9, "status line every N steps"),
     B("run", "verbose", "false", "debug lines on stderr"),
 
-    /* [ranks] rank groups (DESIGN.md section 2) */
+    /* [ranks] rank groups (src/core/README.md) */
     I("ranks", "rollout", "0", 0, 1e7, "rollout ranks (0 with all counts 0 = automatic)"),
     I("ranks", "judge", "0", 0, 1e7, "judge-query ranks"),
     I("ranks", "learner", "0", 0, 1e7, "learner ranks"),
@@ -110,7 +110,7 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("collect", "max_new_tokens", "16", 1, 1048576, "tokens generated per response"),
     I("collect", "credit", "64", 1, 1e7, "pairs a rollout rank may have in flight (pull credit)"),
 
-    /* [judge] feedback LLM (DESIGN.md section 4) */
+    /* [judge] feedback LLM (src/judge/README.md) */
     E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),
     E("judge", "mode", "verdict", "verdict|logprob|rubric|score", "how a label is asked for"),
     S("judge", "base_url", "", "endpoint base URL, e.g. https://api.openai.com/v1"),

@@ -4,7 +4,7 @@
 #include "rlaif/phases/dpo.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/phases/task.h"

@@ -4,7 +4,7 @@
  * The pairs are read, split and tokenized by pairs.c (shared with dpo). */
 #include "rlaif/phases/rm.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/storage/prefs.h"

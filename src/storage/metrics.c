@@ -3,7 +3,7 @@
 #include "rlaif/storage/metrics.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* ranks.h - MPI rank groups: rollout, judge-query, learner (DESIGN.md section 2).
+/* ranks.h - MPI rank groups: rollout, judge-query, learner (src/core/README.md, Rank groups).
  *
  * World ranks are laid out learner first, then rollout, then judge, so world
  * rank 0 is learner 0: the rank that logs, writes metrics and owns rank-0 I/O.

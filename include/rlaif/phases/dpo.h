@@ -1,6 +1,6 @@
 /* dpo.h - `rlaif dpo job.ini`: direct preference optimisation on the
  * preference labels (Rafailov et al. 2023, "Direct Preference Optimization:
- * Your Language Model is Secretly a Reward Model"), DESIGN.md section 6.
+ * Your Language Model is Secretly a Reward Model"); src/phases/README.md, DPO.
  *
  * Data: the pairs of dpo.preferences (default <out_dir>/preferences.h5)
  * and data.human_preferences, read, split (dpo.eval_fraction, by prompt

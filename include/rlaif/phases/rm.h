@@ -1,5 +1,5 @@
 /* rm.h - `rlaif rm job.ini`: the reward model (Bradley-Terry on preference
- * labels), DESIGN.md section 6.
+ * labels); src/phases/README.md, RM.
  *
  * Data: the pairs of rm.preferences (default <out_dir>/preferences.h5)
  * whose status is ok and whose label P(A better) is a number in [0, 1], plus
