@@ -9,10 +9,10 @@
 #include "rlaif/core/config.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/ranks.h"
+#include "rlaif/core/weight_sync.h"
 #include "rlaif/engine/generate.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/optim.h"
-#include "rlaif/engine/weight_sync.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +144,7 @@ START_TEST(bucketed_broadcast_bit_exact) {
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         if (world_rank == 0) learner_step(&m, &opt, (int)k);
         rlaif_wsync w;
-        ck_assert_int_eq(rlaif_wsync_init(&w, rk.weights, &m, sizes[k], v), 0);
+        ck_assert_int_eq(rlaif_wsync_init(&w, rk.weights, m.params, m.table.total, sizes[k], v), 0);
         if (rk.weights != MPI_COMM_NULL) {
             size_t bucket = sizes[k] / 4;
             ck_assert_int_eq(w.nbuckets, (int)((n + bucket - 1) / bucket));
@@ -172,7 +172,7 @@ START_TEST(unchanged_version_moves_nothing) {
     rlaif_model_init_random(&m, 7 + (uint64_t)world_rank, 0.02f);
     size_t n = m.table.total;
     rlaif_wsync w;
-    ck_assert_int_eq(rlaif_wsync_init(&w, rk.weights, &m, 1000, 0), 0);
+    ck_assert_int_eq(rlaif_wsync_init(&w, rk.weights, m.params, m.table.total, 1000, 0), 0);
     broadcast(&w, 5);
     float *held = xmalloc(sizeof(float) * n);
     memcpy(held, m.params, sizeof(float) * n);
@@ -204,7 +204,7 @@ START_TEST(block_size_mismatch_agreed) {
     rlaif_model m;
     ck_assert_int_eq(rlaif_model_create(&m, &c), 0);
     rlaif_wsync w;
-    int rc = rlaif_wsync_init(&w, rk.weights, &m, 4096, 0);
+    int rc = rlaif_wsync_init(&w, rk.weights, m.params, m.table.total, 4096, 0);
     ck_assert_int_eq(rc, rk.weights == MPI_COMM_NULL ? 0 : RLAIF_EX_USAGE);
     rlaif_error_clear();
     rlaif_wsync_free(&w);

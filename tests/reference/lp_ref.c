@@ -14,7 +14,7 @@
 #include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/model_io.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 
 #include <hdf5.h>
 #include <stdio.h>

@@ -28,11 +28,12 @@
  * overlaps other work calls test now and then.
  *
  * A rank outside the communicator (MPI_COMM_NULL: other learners, judges)
- * takes no part: every call returns 0 and touches nothing. */
+ * takes no part: every call returns 0 and touches nothing.
+ *
+ * It lives in core, next to the communicators (ranks.c), and sees only a
+ * flat float block: the engine stays free of MPI. */
 #ifndef RLAIF_WEIGHT_SYNC_H
 #define RLAIF_WEIGHT_SYNC_H
-
-#include "rlaif/engine/model.h"
 
 #include <mpi.h>
 #include <stddef.h>
@@ -58,11 +59,12 @@ typedef struct {
 } rlaif_wsync;
 
 /* Collective over comm (MPI_COMM_NULL: an inactive object, no MPI call):
- * binds m->params, splits it into buckets of bucket_bytes (rounded down to
- * whole floats, at least one), and checks that every member's block has the
- * same size (RLAIF_EX_USAGE on every member otherwise). version: what the
- * local parameters hold now (0 before the first broadcast). */
-int rlaif_wsync_init(rlaif_wsync *w, MPI_Comm comm, rlaif_model *m, size_t bucket_bytes,
+ * binds the block params[0..n) (the model's m.params, m.table.total),
+ * splits it into buckets of bucket_bytes (rounded down to whole floats, at
+ * least one), and checks that every member's block has the same size
+ * (RLAIF_EX_USAGE on every member otherwise). version: what the local
+ * parameters hold now (0 before the first broadcast). */
+int rlaif_wsync_init(rlaif_wsync *w, MPI_Comm comm, float *params, size_t n, size_t bucket_bytes,
                      uint64_t version);
 void rlaif_wsync_free(rlaif_wsync *w);
 

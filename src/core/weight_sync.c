@@ -2,20 +2,20 @@
  * parameter block from learner 0 to the rollout ranks, with a policy
  * version (weight_sync.h). It owns the header/bucket protocol; the
  * communicator comes from rlaif_ranks (src/core/ranks.c). */
-#include "rlaif/engine/weight_sync.h"
+#include "rlaif/core/weight_sync.h"
 #include "rlaif/core/error.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-int rlaif_wsync_init(rlaif_wsync *w, MPI_Comm comm, rlaif_model *m, size_t bucket_bytes,
+int rlaif_wsync_init(rlaif_wsync *w, MPI_Comm comm, float *params, size_t n, size_t bucket_bytes,
                      uint64_t version) {
     memset(w, 0, sizeof *w);
     w->comm = comm, w->version = version, w->sent = version;
     if (comm == MPI_COMM_NULL) return 0;
     MPI_Comm_rank(comm, &w->rank);
-    w->params = m->params, w->n = m->table.total;
+    w->params = params, w->n = n;
     w->bucket = bucket_bytes / sizeof(float) > 0 ? bucket_bytes / sizeof(float) : 1;
     if (w->bucket > INT_MAX) w->bucket = INT_MAX; /* MPI counts are int */
     size_t nb = (w->n + w->bucket - 1) / w->bucket;
