@@ -50,6 +50,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     E("ranks", "layout", "auto", "auto|split|colocated",
       "split: disjoint groups; colocated: every rank plays every role; auto: colocated "
       "below 3 ranks"),
+    I("ranks", "weight_bucket_bytes", "16777216", 4, 2e9,
+      "bucket of the policy broadcast learner 0 -> rollouts (one MPI_Ibcast each)"),
 
     /* [model] architecture of a model built from scratch */
     E("model", "arch", "gpt2", "gpt2", "architecture"),
