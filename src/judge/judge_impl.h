@@ -15,6 +15,9 @@ typedef struct {
     struct curl_slist *headers;
     rlaif_bucket requests, tokens;
     rlaif_builtin_opts builtin;
+    /* an outage: failures with no answer between them (judge.c, endpoint_failed) */
+    long down_fails;
+    double down_since, down_since_wall, down_line; /* rlaif_now / wall clock / last line */
 } endpoint;
 
 /* What one call (unit, order) of a pair gave. */
@@ -43,8 +46,8 @@ typedef struct call {
     pstate *pair;
     int unit, order;
     char key[33];
-    char *body, *user; /* HTTP body, or the builtin's user message */
-    size_t len;
+    char *body, *user;         /* HTTP body, or the builtin's user message */
+    size_t len, content_bytes; /* body bytes; bytes of the messages' text */
     int attempts;
     double not_before, est_tokens;
     struct call *next;         /* ready queue / retry list */

@@ -48,6 +48,8 @@ typedef enum {
     RLAIF_JS_EXHAUSTED = 6, /* every attempt failed with a retryable error */
     RLAIF_JS_BAD_REPLY = 7, /* the answer could not be read (e.g. low logprob coverage) */
     RLAIF_JS_DISAGREE = 8,  /* the two orders disagreed and judge.disagreement = drop */
+    RLAIF_JS_TRUNCATED = 9, /* the server read far fewer prompt tokens than were sent: it
+                               cut the prompt (journaled: a rerun does not pay again) */
 } rlaif_judge_status;
 const char *rlaif_judge_status_name(int status);
 
