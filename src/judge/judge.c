@@ -370,11 +370,27 @@ static void endpoint_answered(rlaif_judge *j, endpoint *ep) {
     ep->down_fails = 0, ep->down_line = 0;
 }
 
+/* Tell curl the connection cap when the adapted limit moved. */
+static void follow_limit(rlaif_judge *j) {
+    int n = rlaif_adapt_limit(&j->adapt);
+    if (n == j->connections) return;
+    rlaif_debug("judge: %d requests in flight (was %d; base latency %.3f s, ceiling %d)", n,
+                j->connections, j->adapt.base, j->adapt.max);
+    j->connections = n;
+    rlaif_http_set_connections(j->http, n);
+}
+
 /* An HTTP answer arrived (or the transfer failed). */
 static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     call *c = d->user;
     endpoint *ep = &j->ep[c->unit % j->nep];
     double now = rlaif_now();
+    int congested = d->curl_code || d->http_status == 429 || d->http_status >= 500;
+    int stuck = rlaif_http_older(j->http, now - rlaif_adapt_stuck_after(&j->adapt));
+    rlaif_adapt_done(&j->adapt, now - d->started, congested,
+                     rlaif_http_inflight(j->http) + 1 - stuck, rlaif_http_oldest(j->http, now),
+                     now);
+    follow_limit(j);
     rlaif_bucket_feed(&ep->requests, d->ratelimit[0], d->ratelimit[1], j->n_judge, now);
     rlaif_bucket_feed(&ep->tokens, d->ratelimit[2], d->ratelimit[3], j->n_judge, now);
     char why[200];
@@ -460,6 +476,8 @@ static void run_builtin(rlaif_judge *j, call *c) {
 static int dispatch(rlaif_judge *j) {
     double now = rlaif_now();
     j->wake = INFINITY;
+    /* requests waiting in the server's queue do not count against the limit */
+    int stuck = j->http ? rlaif_http_older(j->http, now - rlaif_adapt_stuck_after(&j->adapt)) : 0;
     for (call **pp = &j->delayed; *pp;) { /* due retries go to the back of the queue */
         call *c = *pp;
         if (c->not_before <= now) {
@@ -475,7 +493,9 @@ static int dispatch(rlaif_judge *j) {
         endpoint *ep = &j->ep[c->unit % j->nep];
         if (ep->e.backend != RLAIF_JB_BUILTIN) {
             double w1, w2;
-            if (!rlaif_http_free_slots(j->http)) break;
+            if (!rlaif_http_free_slots(j->http) ||
+                rlaif_http_inflight(j->http) - stuck >= rlaif_adapt_limit(&j->adapt))
+                break;
             if (!rlaif_bucket_take(&ep->requests, 1, now, &w1)) {
                 if (now + w1 < j->wake) j->wake = now + w1;
                 break;
@@ -606,6 +626,11 @@ int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int c
         if (j->http) {
             rlaif_http_done d;
             while (rlaif_http_next(j->http, &d)) RLAIF_TRY(on_done(j, &d));
+            if (rlaif_http_inflight(j->http)) { /* a request waiting for a worker */
+                rlaif_adapt_waiting(&j->adapt, rlaif_http_oldest(j->http, rlaif_now()),
+                                    rlaif_now());
+                follow_limit(j);
+            }
             if (j->ready_head) RLAIF_TRY(dispatch(j)); /* refill freed slots at once */
         }
         double now = rlaif_now();
@@ -614,6 +639,8 @@ int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int c
         double t = end - now;
         if (j->wake - now < t) t = j->wake - now;
         if (t < 0.0005) t = 0.0005;
+        if (t > 0.05 && !j->adapt.fixed && j->http && rlaif_http_inflight(j->http))
+            t = 0.05; /* look for requests waiting in a queue (rlaif_adapt_waiting) */
         if (j->http) RLAIF_TRY(rlaif_http_wait(j->http, t));
     }
     if (j->ndone && j->journal) RLAIF_TRY(rlaif_journal_sync(j->journal));

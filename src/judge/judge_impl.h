@@ -68,6 +68,8 @@ struct rlaif_judge {
     int disagreement; /* 0 drop, 1 tie, 2 average */
     int majority, max_attempts, n_judge;
     rlaif_http *http;
+    rlaif_adapt adapt; /* requests in flight (judge_adapt.c) */
+    int connections;   /* the connection cap last given to curl */
     rlaif_journal *journal;
     pstate *slots, *free_slots, *done_head, *done_tail;
     int credit_max, npending, ndone;

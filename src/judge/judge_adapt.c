@@ -1,0 +1,112 @@
+/* judge_adapt.c - how many requests a judge rank keeps in flight: adapted to
+ * what the endpoint sustains, judge.max_inflight being only the ceiling.
+ *
+ * Why: a server with few workers (llama.cpp's llama-server: a handful of HTTP
+ * threads, each keeping its connection for as long as it stays alive) lets
+ * extra connections wait for seconds. 16 in flight there ran at 1.6 req/s
+ * where 3 ran at 48; a hosted API, on the other hand, wants many in flight.
+ *
+ * How (TCP-like, on latency as well as on errors):
+ *  - from 1, +1 per round trip while latency holds (an answer within
+ *    GROW_TOL x the base latency, the lowest seen lately). A round trip ends
+ *    when every request sent before the last step has been answered: a
+ *    request waiting for a worker shows no latency until it is answered, so
+ *    the limit never runs ahead of what was seen;
+ *  - queueing (an answer slower than QUEUE_TOL x base, or a request still
+ *    unanswered after that long: a connection waiting for a worker gives no
+ *    answer to time) marks the limit it happened at as the ceiling and steps
+ *    one below it; 429, 5xx and transport errors halve the limit. Only
+ *    requests sent after the last cut count: the others went out under the
+ *    old limit;
+ *  - growing to the ceiling again is tried only after probe_every seconds
+ *    (10 s, doubling to 5 min while probes fail), so finding 3 workers costs
+ *    one waiting request now and then, not one per round trip.
+ * A request found waiting no longer counts against the limit (judge.c): it
+ * holds no worker, and the others go on at the rate the server sustains.
+ * Pure functions of their inputs (times are passed in): unit-tested. */
+#include "rlaif/judge/judge.h"
+
+#include <math.h>
+
+#define GROW_TOL    1.5  /* latency "holds": within 1.5x the base */
+#define QUEUE_TOL   4.0  /* 4x the base latency, answered or still waiting: a queue */
+#define SLACK       0.05 /* s: scheduling noise never counts as queueing */
+#define PROBE_FIRST 10.0
+#define PROBE_MAX   300.0
+
+void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now) {
+    *a = (rlaif_adapt){.max = max_inflight,
+                       .limit = adaptive ? 1 : max_inflight,
+                       .fixed = !adaptive,
+                       .base = INFINITY,
+                       .ceiling = INFINITY,
+                       .last_cut = now - 1e9,
+                       .last_grow = now - 1e9,
+                       .probe_every = PROBE_FIRST};
+}
+
+int rlaif_adapt_limit(const rlaif_adapt *a) {
+    int n = (int)floor(a->limit + 1e-9);
+    return n < 1 ? 1 : n > a->max ? a->max : n;
+}
+
+static double queue_after(const rlaif_adapt *a) {
+    return QUEUE_TOL * a->base + SLACK;
+}
+
+double rlaif_adapt_stuck_after(const rlaif_adapt *a) {
+    return a->fixed || !isfinite(a->base) ? INFINITY : queue_after(a);
+}
+
+/* started: when the request that showed congestion was sent. */
+static void cut(rlaif_adapt *a, int queueing, double started, double now) {
+    if (started < a->last_cut) return; /* sent under the old limit */
+    int at = rlaif_adapt_limit(a);
+    if (at >= a->ceiling) /* a probe at the ceiling failed: wait longer next time */
+        a->probe_every = fmin(2 * a->probe_every, PROBE_MAX);
+    a->ceiling = at;
+    a->limit = fmax(1, queueing ? at - 1 : floor(at / 2.0));
+    a->last_cut = now;
+    a->probe_at = now + a->probe_every;
+    a->cuts++;
+}
+
+static void grow(rlaif_adapt *a, double now) {
+    int next = rlaif_adapt_limit(a) + 1;
+    if (next > a->max) return;
+    if (next >= a->ceiling && now < a->probe_at) return; /* not yet: it queued there */
+    if (next > a->ceiling) /* the ceiling held a whole round trip: gone */
+        a->ceiling = INFINITY, a->probe_every = PROBE_FIRST;
+    a->limit = next;
+    a->last_grow = now;
+}
+
+void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, double oldest_start,
+                      double now) {
+    if (a->fixed) return;
+    double started = now - latency;
+    if (failed) {
+        cut(a, 0, started, now);
+        return;
+    }
+    if (isfinite(a->base) && latency > queue_after(a)) {
+        cut(a, 1, started, now);
+        return; /* and the base stays: a queued answer says nothing of the server's speed */
+    }
+    if (latency < a->base)
+        a->base = latency;
+    else /* drift up slowly: the server's normal speed may change */
+        a->base += 0.01 * (latency - a->base);
+    /* one step per round trip, when the limit is what holds us back */
+    if (latency <= GROW_TOL * a->base + SLACK && started >= a->last_grow &&
+        oldest_start >= a->last_grow && inflight >= rlaif_adapt_limit(a))
+        grow(a, now);
+}
+
+void rlaif_adapt_waiting(rlaif_adapt *a, double oldest_start, double now) {
+    if (a->fixed || !isfinite(a->base) || oldest_start <= a->stuck_seen) return;
+    if (now - oldest_start > queue_after(a)) {
+        a->stuck_seen = oldest_start; /* each waiting request counts once */
+        cut(a, 1, oldest_start, now);
+    }
+}
