@@ -386,10 +386,8 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     endpoint *ep = &j->ep[c->unit % j->nep];
     double now = rlaif_now();
     int congested = d->curl_code || d->http_status == 429 || d->http_status >= 500;
-    int stuck = rlaif_http_older(j->http, now - rlaif_adapt_stuck_after(&j->adapt));
-    rlaif_adapt_done(&j->adapt, now - d->started, congested,
-                     rlaif_http_inflight(j->http) + 1 - stuck, rlaif_http_oldest(j->http, now),
-                     now);
+    rlaif_adapt_done(&j->adapt, now - d->started, congested, rlaif_http_inflight(j->http) + 1,
+                     rlaif_http_oldest(j->http, now), now);
     follow_limit(j);
     rlaif_bucket_feed(&ep->requests, d->ratelimit[0], d->ratelimit[1], j->n_judge, now);
     rlaif_bucket_feed(&ep->tokens, d->ratelimit[2], d->ratelimit[3], j->n_judge, now);
@@ -476,8 +474,6 @@ static void run_builtin(rlaif_judge *j, call *c) {
 static int dispatch(rlaif_judge *j) {
     double now = rlaif_now();
     j->wake = INFINITY;
-    /* requests waiting in the server's queue do not count against the limit */
-    int stuck = j->http ? rlaif_http_older(j->http, now - rlaif_adapt_stuck_after(&j->adapt)) : 0;
     for (call **pp = &j->delayed; *pp;) { /* due retries go to the back of the queue */
         call *c = *pp;
         if (c->not_before <= now) {
@@ -494,7 +490,7 @@ static int dispatch(rlaif_judge *j) {
         if (ep->e.backend != RLAIF_JB_BUILTIN) {
             double w1, w2;
             if (!rlaif_http_free_slots(j->http) ||
-                rlaif_http_inflight(j->http) - stuck >= rlaif_adapt_limit(&j->adapt))
+                rlaif_http_inflight(j->http) >= rlaif_adapt_limit(&j->adapt))
                 break;
             if (!rlaif_bucket_take(&ep->requests, 1, now, &w1)) {
                 if (now + w1 < j->wake) j->wake = now + w1;

@@ -7,38 +7,39 @@
  * where 3 ran at 48; a hosted API, on the other hand, wants many in flight.
  *
  * How (TCP-like, on latency as well as on errors):
- *  - from 1, +1 per round trip while latency holds (an answer within
- *    GROW_TOL x the base latency, the lowest seen lately). A round trip ends
+ *  - from START, +1 per round trip while latency holds (an answer within
+ *    GROW_TOL x the base latency, the lowest seen: under a queue, where
+ *    every answer waits, the limit stops growing). A round trip ends
  *    when every request sent before the last step has been answered: a
  *    request waiting for a worker shows no latency until it is answered, so
  *    the limit never runs ahead of what was seen;
- *  - queueing (an answer slower than QUEUE_TOL x base, or a request still
- *    unanswered after that long: a connection waiting for a worker gives no
- *    answer to time) marks the limit it happened at as the ceiling and steps
- *    one below it; 429, 5xx and transport errors halve the limit. Only
- *    requests sent after the last cut count: the others went out under the
- *    old limit;
+ *  - queueing (an answer slower than QUEUE_TOL x the typical latency, a
+ *    moving average, so that long answers of a hosted LLM are not taken for
+ *    a queue; or a request still unanswered after that long: a connection
+ *    waiting for a worker gives no answer to time) marks the limit it happened at as the ceiling
+ * and steps one below it; 429, 5xx and transport errors halve the limit. Only requests sent after
+ * the last cut count: the others went out under the old limit;
  *  - growing to the ceiling again is tried only after probe_every seconds
  *    (10 s, doubling to 5 min while probes fail), so finding 3 workers costs
  *    one waiting request now and then, not one per round trip.
- * A request found waiting no longer counts against the limit (judge.c): it
- * holds no worker, and the others go on at the rate the server sustains.
  * Pure functions of their inputs (times are passed in): unit-tested. */
 #include "rlaif/judge/judge.h"
 
 #include <math.h>
 
 #define GROW_TOL    1.5  /* latency "holds": within 1.5x the base */
-#define QUEUE_TOL   4.0  /* 4x the base latency, answered or still waiting: a queue */
-#define SLACK       0.05 /* s: scheduling noise never counts as queueing */
+#define QUEUE_TOL   4.0  /* 4x the typical latency, answered or still waiting: a queue */
+#define SLACK       0.01 /* s: scheduling noise never counts as queueing */
+#define START       4    /* a first guess: most servers take 4 at once */
 #define PROBE_FIRST 10.0
 #define PROBE_MAX   300.0
 
 void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now) {
     *a = (rlaif_adapt){.max = max_inflight,
-                       .limit = adaptive ? 1 : max_inflight,
+                       .limit = adaptive && max_inflight > START ? START : max_inflight,
                        .fixed = !adaptive,
                        .base = INFINITY,
+                       .typical = INFINITY,
                        .ceiling = INFINITY,
                        .last_cut = now - 1e9,
                        .last_grow = now - 1e9,
@@ -51,7 +52,7 @@ int rlaif_adapt_limit(const rlaif_adapt *a) {
 }
 
 static double queue_after(const rlaif_adapt *a) {
-    return QUEUE_TOL * a->base + SLACK;
+    return QUEUE_TOL * a->typical + SLACK;
 }
 
 double rlaif_adapt_stuck_after(const rlaif_adapt *a) {
@@ -60,15 +61,23 @@ double rlaif_adapt_stuck_after(const rlaif_adapt *a) {
 
 /* started: when the request that showed congestion was sent. */
 static void cut(rlaif_adapt *a, int queueing, double started, double now) {
+    /* before the first answer there is no load to adapt to: an endpoint that
+     * never answered is down (the outage line says so), and its retries go
+     * at the first guess */
+    if (!isfinite(a->base)) return;
     if (started < a->last_cut) return; /* sent under the old limit */
     int at = rlaif_adapt_limit(a);
+    a->last_cut = now;
+    a->cuts++;
+    if (!queueing) { /* errors: halve, and grow back as before */
+        a->limit = fmax(1, floor(at / 2.0));
+        return;
+    }
     if (at >= a->ceiling) /* a probe at the ceiling failed: wait longer next time */
         a->probe_every = fmin(2 * a->probe_every, PROBE_MAX);
     a->ceiling = at;
-    a->limit = fmax(1, queueing ? at - 1 : floor(at / 2.0));
-    a->last_cut = now;
+    a->limit = fmax(1, at - 1);
     a->probe_at = now + a->probe_every;
-    a->cuts++;
 }
 
 static void grow(rlaif_adapt *a, double now) {
@@ -89,14 +98,12 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
         cut(a, 0, started, now);
         return;
     }
-    if (isfinite(a->base) && latency > queue_after(a)) {
+    if (isfinite(a->typical) && latency > queue_after(a)) {
         cut(a, 1, started, now);
-        return; /* and the base stays: a queued answer says nothing of the server's speed */
+        return; /* a queued answer says nothing of the server's speed */
     }
-    if (latency < a->base)
-        a->base = latency;
-    else /* drift up slowly: the server's normal speed may change */
-        a->base += 0.01 * (latency - a->base);
+    if (latency < a->base) a->base = latency;
+    a->typical = isfinite(a->typical) ? a->typical + 0.05 * (latency - a->typical) : latency;
     /* one step per round trip, when the limit is what holds us back */
     if (latency <= GROW_TOL * a->base + SLACK && started >= a->last_grow &&
         oldest_start >= a->last_grow && inflight >= rlaif_adapt_limit(a))

@@ -286,12 +286,6 @@ double rlaif_http_oldest(const rlaif_http *h, double now) {
     return t;
 }
 
-int rlaif_http_older(const rlaif_http *h, double before) {
-    int n = 0;
-    for (int i = 0; i < h->n; i++) n += h->pool[i].user && h->pool[i].started < before;
-    return n;
-}
-
 void rlaif_http_set_connections(rlaif_http *h, int n) {
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)n);
 }

@@ -328,12 +328,12 @@ void rlaif_bucket_refund(rlaif_bucket *b, double amount);
 void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ranks, double now);
 
 /* Requests in flight, adapted to what the endpoint sustains (judge_adapt.c):
- * from 1, +1 per round trip while latency holds, cut on queueing
- * (latency far above the lowest seen, or a request unanswered that long),
+ * from 4, +1 per round trip while latency holds, cut on queueing
+ * (latency far above the typical, or a request unanswered that long),
  * 429, 5xx and transport errors; max is the ceiling (judge.max_inflight).
  * adaptive 0 = always max. Times in seconds (rlaif_now). */
 typedef struct {
-    double limit, base, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
+    double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
     int max, fixed;
     long cuts;
 } rlaif_adapt;
@@ -346,8 +346,8 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
                       double now);
 /* The oldest request in flight started at oldest_start and is unanswered. */
 void rlaif_adapt_waiting(rlaif_adapt *a, double oldest_start, double now);
-/* A request unanswered for this long waits in a queue: it no longer counts
- * against the limit (INFINITY when fixed or before the first answer). */
+/* A request unanswered for this long waits in a queue (INFINITY when fixed
+ * or before the first answer). */
 double rlaif_adapt_stuck_after(const rlaif_adapt *a);
 
 /* HTTP transfers over one curl multi handle (judge_client.c). */
@@ -372,8 +372,6 @@ int rlaif_http_free_slots(const rlaif_http *h);
 int rlaif_http_inflight(const rlaif_http *h);
 /* When the oldest transfer in flight started (rlaif_now), or now if none. */
 double rlaif_http_oldest(const rlaif_http *h, double now);
-/* Transfers in flight that started before `before`. */
-int rlaif_http_older(const rlaif_http *h, double before);
 /* Keep at most n connections open (surplus idle ones are closed): a server
  * with few workers serves only the connections it has taken. */
 void rlaif_http_set_connections(rlaif_http *h, int n);
