@@ -15,10 +15,15 @@
  *    the limit never runs ahead of what was seen;
  *  - queueing (an answer slower than QUEUE_TOL x the typical latency, a
  *    moving average, so that long answers of a hosted LLM are not taken for
- *    a queue; or a request still unanswered after that long: a connection
- *    waiting for a worker gives no answer to time) marks the limit it happened at as the ceiling
- * and steps one below it; 429, 5xx and transport errors halve the limit. Only requests sent after
- * the last cut count: the others went out under the old limit;
+ *    a queue; or a request unanswered that long and at least WAIT_MIN: a
+ *    connection waiting for a worker gives no answer to time) marks the
+ *    limit it happened at as the ceiling and steps one below it;
+ *  - 429, 5xx and transport errors halve the limit when they are at least
+ *    half of the last 16 answers (an overloaded or rate-limiting server;
+ *    scattered faults are the retries' business, and a hung request that
+ *    times out says nothing of the load);
+ *  - only requests sent after the last cut count: the others went out
+ *    under the old limit;
  *  - growing to the ceiling again is tried only after probe_every seconds
  *    (10 s, doubling to 5 min while probes fail), so finding 3 workers costs
  *    one waiting request now and then, not one per round trip.
@@ -30,6 +35,8 @@
 #define GROW_TOL    1.5  /* latency "holds": within 1.5x the base */
 #define QUEUE_TOL   4.0  /* 4x the typical latency, answered or still waiting: a queue */
 #define SLACK       0.01 /* s: scheduling noise never counts as queueing */
+#define WAIT_MIN    1.0  /* s: a request unanswered this long at least waits in a queue */
+#define ERR_SHARE   0.5  /* errors cut when they are half of the last answers */
 #define START       4    /* a first guess: most servers take 4 at once */
 #define PROBE_FIRST 10.0
 #define PROBE_MAX   300.0
@@ -56,7 +63,15 @@ static double queue_after(const rlaif_adapt *a) {
 }
 
 double rlaif_adapt_stuck_after(const rlaif_adapt *a) {
-    return a->fixed || !isfinite(a->base) ? INFINITY : queue_after(a);
+    return a->fixed || !isfinite(a->base) ? INFINITY : fmax(queue_after(a), WAIT_MIN);
+}
+
+/* Remember whether an answer was an error; 1 when errors are ERR_SHARE of
+ * the last RLAIF_ADAPT_HIST answers. */
+static int errors_dominate(rlaif_adapt *a, int failed) {
+    a->hist = (a->hist << 1 | (unsigned)(failed != 0)) & ((1u << RLAIF_ADAPT_HIST) - 1);
+    if (a->nhist < RLAIF_ADAPT_HIST) a->nhist++;
+    return __builtin_popcount(a->hist) >= ERR_SHARE * a->nhist && a->nhist >= 4;
 }
 
 /* started: when the request that showed congestion was sent. */
@@ -94,10 +109,8 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
                       double now) {
     if (a->fixed) return;
     double started = now - latency;
-    if (failed) {
-        cut(a, 0, started, now);
-        return;
-    }
+    if (errors_dominate(a, failed) && failed) cut(a, 0, started, now);
+    if (failed) return;
     if (isfinite(a->typical) && latency > queue_after(a)) {
         cut(a, 1, started, now);
         return; /* a queued answer says nothing of the server's speed */
@@ -112,7 +125,7 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
 
 void rlaif_adapt_waiting(rlaif_adapt *a, double oldest_start, double now) {
     if (a->fixed || !isfinite(a->base) || oldest_start <= a->stuck_seen) return;
-    if (now - oldest_start > queue_after(a)) {
+    if (now - oldest_start > rlaif_adapt_stuck_after(a)) {
         a->stuck_seen = oldest_start; /* each waiting request counts once */
         cut(a, 1, oldest_start, now);
     }

@@ -453,8 +453,8 @@ END_TEST
 /* A server with `workers` workers taking `lat` s per request, first come
  * first served (requests beyond the workers wait), driven by the adaptive
  * client for n answers. Returns the answer rate over the second half; *mean
- * = the mean limit there. fail_every > 0: every such answer is a 429. */
-static double simulate(int workers, double lat, int max, int n, int fail_every, double *mean) {
+ * = the mean limit there. fail_pct: that share of answers (in %) are 429s. */
+static double simulate(int workers, double lat, int max, int n, int fail_pct, double *mean) {
     enum { CAP = 256 };
     double start[CAP], finish[CAP], free_at[64] = {0};
     int k = 0;
@@ -486,7 +486,7 @@ static double simulate(int workers, double lat, int max, int n, int fail_every, 
         double st = start[e];
         start[e] = start[k - 1], finish[e] = finish[k - 1], k--;
         done++;
-        rlaif_adapt_done(&a, now - st, fail_every && done % fail_every == 0, k + 1, oldest, now);
+        rlaif_adapt_done(&a, now - st, (done * 37) % 100 < fail_pct, k + 1, oldest, now);
         if (done == n / 2) t_half = now;
         if (done > n / 2) sum += rlaif_adapt_limit(&a);
     }
@@ -508,10 +508,14 @@ START_TEST(adaptive_concurrency) {
     printf("64 workers, 1 s, ceiling 32: mean limit %.2f, %.1f answers/s (best 32)\n", mean, rate);
     ck_assert_msg(mean > 31, "mean limit %.2f with 64 workers, ceiling 32", mean);
     ck_assert_msg(rate > 0.95 * 32, "rate %.1f/s with 64 workers (best 32)", rate);
-    /* every 20th answer a 429: the limit backs off well below the ceiling */
-    simulate(64, 0.1, 32, 4000, 20, &mean);
+    /* 5% of answers 429s: scattered faults are the retries' business */
+    simulate(64, 0.1, 32, 4000, 5, &mean);
     printf("5%% 429s, ceiling 32: mean limit %.2f\n", mean);
-    ck_assert_msg(mean < 24, "mean limit %.2f under 5%% 429s", mean);
+    ck_assert_msg(mean > 28, "mean limit %.2f under 5%% 429s", mean);
+    /* 70%: a server saying "too many" backs the limit off */
+    simulate(64, 0.1, 32, 4000, 70, &mean);
+    printf("70%% 429s, ceiling 32: mean limit %.2f\n", mean);
+    ck_assert_msg(mean < 8, "mean limit %.2f under 70%% 429s", mean);
     /* fixed: always the ceiling */
     rlaif_adapt a;
     rlaif_adapt_init(&a, 16, 0, 0);

@@ -329,10 +329,13 @@ void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ra
 
 /* Requests in flight, adapted to what the endpoint sustains (judge_adapt.c):
  * from 4, +1 per round trip while latency holds, cut on queueing
- * (latency far above the typical, or a request unanswered that long),
- * 429, 5xx and transport errors; max is the ceiling (judge.max_inflight).
- * adaptive 0 = always max. Times in seconds (rlaif_now). */
+ * (latency far above the typical, or a request unanswered that long), and
+ * on 429, 5xx and transport errors when they are half of the last answers; max is the ceiling
+ * (judge.max_inflight). adaptive 0 = always max. Times in seconds (rlaif_now). */
+#define RLAIF_ADAPT_HIST 16
 typedef struct {
+    unsigned hist; /* the last answers: bit set = an error */
+    int nhist;
     double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
     int max, fixed;
     long cuts;
