@@ -7,7 +7,9 @@
  * where 3 ran at 48; a hosted API, on the other hand, wants many in flight.
  *
  * How (TCP-like, on latency as well as on errors):
- *  - from START, +1 per round trip while latency holds (an answer within
+ *  - from START, doubling per round trip until the first answer that waited
+ *    or the first cut (slow start), then +1 per round trip, while latency
+ *    holds (an answer within
  *    GROW_TOL x the base latency, the lowest seen: under a queue, where
  *    every answer waits, the limit stops growing). A round trip ends
  *    when every request sent before the last step has been answered: a
@@ -50,7 +52,8 @@ void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now
                        .ceiling = INFINITY,
                        .last_cut = now - 1e9,
                        .last_grow = now - 1e9,
-                       .probe_every = PROBE_FIRST};
+                       .probe_every = PROBE_FIRST,
+                       .slow_start = 1};
 }
 
 int rlaif_adapt_limit(const rlaif_adapt *a) {
@@ -84,6 +87,7 @@ static void cut(rlaif_adapt *a, int queueing, double started, double now) {
     int at = rlaif_adapt_limit(a);
     a->last_cut = now;
     a->cuts++;
+    a->slow_start = 0;
     if (!queueing) { /* errors: halve, and grow back as before */
         a->limit = fmax(1, floor(at / 2.0));
         return;
@@ -96,9 +100,13 @@ static void cut(rlaif_adapt *a, int queueing, double started, double now) {
 }
 
 static void grow(rlaif_adapt *a, double now) {
-    int next = rlaif_adapt_limit(a) + 1;
-    if (next > a->max) return;
-    if (next >= a->ceiling && now < a->probe_at) return; /* not yet: it queued there */
+    int cur = rlaif_adapt_limit(a), next = a->slow_start ? 2 * cur : cur + 1;
+    if (next > a->max) next = a->max;
+    if (next <= cur) return;
+    if (next >= a->ceiling && now < a->probe_at) { /* not yet: it queued there */
+        if (cur + 1 >= a->ceiling) return;
+        next = cur + 1;
+    }
     if (next > a->ceiling) /* the ceiling held a whole round trip: gone */
         a->ceiling = INFINITY, a->probe_every = PROBE_FIRST;
     a->limit = next;
@@ -116,6 +124,8 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
         return; /* a queued answer says nothing of the server's speed */
     }
     if (latency < a->base) a->base = latency;
+    if (!isfinite(a->typical)) a->last_grow = now; /* the first batch must all answer first */
+    if (latency > GROW_TOL * a->base + SLACK) a->slow_start = 0; /* a wait: step by one now */
     a->typical = isfinite(a->typical) ? a->typical + 0.05 * (latency - a->typical) : latency;
     /* one step per round trip, when the limit is what holds us back */
     if (latency <= GROW_TOL * a->base + SLACK && started >= a->last_grow &&

@@ -11,8 +11,9 @@
  *     }
  *     rlaif_judge_close(j);
  *
- * Builtin calls are answered inside poll; HTTP calls run concurrently (up to
- * judge.max_inflight) while poll sleeps in curl_multi_poll; a pair submitted
+ * Builtin calls are answered inside poll; HTTP calls run concurrently (as
+ * many as the endpoint sustains, judge.max_inflight at most: judge_adapt.c)
+ * while poll sleeps in curl_multi_poll; a pair submitted
  * twice, or a call another pending call already makes, is paid for once.
  *
  * A pair is judged by every (template, endpoint) "unit", each in one or both
@@ -328,7 +329,7 @@ void rlaif_bucket_refund(rlaif_bucket *b, double amount);
 void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ranks, double now);
 
 /* Requests in flight, adapted to what the endpoint sustains (judge_adapt.c):
- * from 4, +1 per round trip while latency holds, cut on queueing
+ * from 4, doubling then +1 per round trip while latency holds, cut on queueing
  * (latency far above the typical, or a request unanswered that long), and
  * on 429, 5xx and transport errors when they are half of the last answers; max is the ceiling
  * (judge.max_inflight). adaptive 0 = always max. Times in seconds (rlaif_now). */
@@ -337,7 +338,7 @@ typedef struct {
     unsigned hist; /* the last answers: bit set = an error */
     int nhist;
     double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
-    int max, fixed;
+    int max, fixed, slow_start;
     long cuts;
 } rlaif_adapt;
 void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now);
