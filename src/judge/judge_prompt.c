@@ -23,7 +23,7 @@ const char *const rlaif_judge_criteria[RLAIF_JUDGE_NCRIT] = {"accuracy", "clarit
 
 const char *rlaif_judge_status_name(int s) {
     static const char *names[] = {"ok",    "ambiguous", "length",    "filtered", "http",
-                                  "quota", "exhausted", "bad_reply", "disagree"};
+                                  "quota", "exhausted", "bad_reply", "disagree", "truncated"};
     return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "unknown";
 }
 
