@@ -6,6 +6,6 @@
 : "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
 if grep -q 'fsanitize' "$top_builddir/config.h" 2>/dev/null; then
   exec sh "$top_srcdir/tests/faults/run-matrix" \
-    'kill-learner-sft\|kill-judge-collect\|kill-rollout-eval\|kill-colo-dpo\|damaged-older\|malformed-job\|fake-api-key'
+    'kill-learner-sft\|kill-judge-collect\|kill-rollout-eval\|kill-learner-dpo\|damaged-older\|malformed-job\|fake-api-key'
 fi
 exec sh "$top_srcdir/tests/faults/run-matrix"
