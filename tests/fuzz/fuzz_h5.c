@@ -12,7 +12,7 @@
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/storage/checkpoint.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/storage/prefs.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
