@@ -51,7 +51,7 @@ static int refuse_held(int fd, const char *path) {
     close(fd);
     who[r > 0 ? r : 0] = 0;
     who[strcspn(who, "\n")] = 0;
-    return RLAIF_ERROR(RLAIF_EX_TEMPFAIL,
+    return RLAIF_ERROR(RLAIF_EX_IOERR,
                        "two jobs on one out_dir would overwrite each other's checkpoints: wait "
                        "for that job to end, or give this one another run.out_dir",
                        "%s is locked by another rlaif job (%s)", path,

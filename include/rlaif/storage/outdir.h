@@ -5,8 +5,9 @@
  *   lock         rank 0 takes an exclusive POSIX record lock (fcntl F_SETLK)
  *                on <out_dir>/rlaif.lock and holds it until the process ends;
  *                the file names the holder (host, pid, Slurm job id, start).
- *                A second job is refused with exit 75 (EX_TEMPFAIL: try again
- *                when the holder has ended) and a message naming the holder.
+ *                A second job is refused with exit 74 and a message naming the
+ *                holder. Not 75: job scripts requeue on 75, and a requeued
+ *                duplicate would come back again and again while the holder runs.
  *   fingerprint  <out_dir>/rlaif-fingerprint holds the config keys that define
  *                what a checkpoint's tensors mean (model shape, tokenizer); a
  *                job whose keys differ is refused with exit 64 naming each
@@ -31,7 +32,7 @@
 extern const char *const rlaif_fingerprint_keys[];
 
 /* Collective over world: create out_dir, lock it, compare or record the
- * fingerprint. Returns the agreed status (0, 64, 74 or 75). */
+ * fingerprint. Returns the agreed status (0, 64 or 74). */
 int rlaif_outdir_claim(MPI_Comm world, const rlaif_config *cfg);
 
 #endif
