@@ -15,7 +15,8 @@ set -u
 mpi="${MPIEXEC:-mpiexec}"
 py="${PYTHON_REF:-/usr/bin/python3}"
 d=$(mktemp -d /tmp/rlaif-outdir-XXXXXX)
-trap 'rm -rf "$d"' EXIT
+first=
+trap '[ -n "$first" ] && kill -9 $first 2>/dev/null; rm -rf "$d"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1
 
@@ -110,5 +111,6 @@ grep -q "^ERROR: .*c/rlaif.lock is locked by another rlaif job (host $(hostname)
 kill -0 $first 2>/dev/null || fail "the first job died: $(cat "$d/first")"
 kill -9 $first
 wait $first 2>/dev/null
+first=
 sft --set run.out_dir=c --set sft.steps=3 || fail "after kill -9 of the holder: $(cat "$d/out")"
 echo PASS
