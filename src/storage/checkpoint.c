@@ -638,6 +638,18 @@ static int read_checksum(hid_t ds, uint64_t v[2], char *has) {
     return 0;
 }
 
+int rlaif_checkpoint_verify_tensor(hid_t ds, const float *x, size_t n, const char *path,
+                                   const char *name) {
+    uint64_t want[2];
+    char has;
+    RLAIF_TRY(read_checksum(ds, want, &has));
+    csum c = checksum(x, n, 0);
+    if (has && (c.s1 != want[0] || c.s2 != want[1]))
+        return RLAIF_ERROR(RLAIF_EX_IOERR, "the file was damaged after it was written",
+                           "%s: checksum mismatch in %s", path, name);
+    return 0;
+}
+
 static int load_parallel(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c,
                          shard sh) {
     const rlaif_tensor_table *tt = c->table;

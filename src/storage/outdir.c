@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -174,9 +175,34 @@ static int check_fingerprint(const rlaif_config *cfg, const char *out) {
     return rc ? rc : write_fingerprint(cfg, path);
 }
 
+/* An out_dir this job created and left holding nothing but the lock and the
+ * fingerprint (a job refused before its first phase) is removed at exit, so
+ * a refused job leaves no trace. Only its own two files, only that folder. */
+static char created[4096];
+
+static void remove_if_unused(void) {
+    DIR *d = opendir(created);
+    struct dirent *e;
+    int other = 0;
+    while (d && !other && (e = readdir(d)))
+        other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                strcmp(e->d_name, "rlaif.lock") && strcmp(e->d_name, "rlaif-fingerprint");
+    if (d) closedir(d);
+    if (!d || other) return;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/rlaif-fingerprint", created);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/rlaif.lock", created);
+    unlink(p);
+    rmdir(created);
+}
+
 static int claim_local(const rlaif_config *cfg) {
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
     if (!*out) out = ".";
+    struct stat st;
+    if (stat(out, &st) != 0 && snprintf(created, sizeof created, "%s", out) < (int)sizeof created)
+        atexit(remove_if_unused);
     RLAIF_TRY(rlaif_mkdir_p(out));
     RLAIF_TRY(take_lock(out));
     return check_fingerprint(cfg, out);

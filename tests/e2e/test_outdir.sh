@@ -4,6 +4,7 @@
 #     newest checkpoint (found by h5py) with no older one: exit 74 naming the
 #     file, no step trained, nothing written or removed; with an older good
 #     one: a warning naming both files, then training resumes from the older;
+#     a damaged model.init_from is refused (exit 74) before it is used;
 #  b. an incompatible rerun (another model.n_layer) in the same out_dir:
 #     exit 64 naming the key, every checkpoint byte for byte kept; the
 #     original job then resumes;
@@ -76,6 +77,12 @@ grep -q "WARN.*resuming from the older checkpoint .*sft-00000004.h5 instead of t
   "$d/out" || fail "no warning naming both files: $(cat "$d/out")"
 grep -q "resuming from .*sft-00000004.h5 at step 4/12" "$d/out" || fail "not from 4: $(cat "$d/out")"
 [ -f "$d/a2/ckpt/sft-00000012.h5" ] || fail "did not finish"
+# a model to start from (model.init_from, the engine's loader) is verified too
+cp "$d/a2/ckpt/sft-00000012.h5" "$d/damaged.h5" && flip "$d/damaged.h5"
+sft --set run.out_dir=a3 --set model.init_from=damaged.h5
+rc=$?
+[ $rc -eq 74 ] && grep -q "^ERROR: .*damaged.h5: checksum mismatch in /params/h.0.mlp.c_fc.weight" \
+  "$d/out" || fail "init_from a damaged file: exit $rc: $(cat "$d/out")"
 
 echo "== b. an incompatible rerun"
 sft --set run.out_dir=b --stop-after 5

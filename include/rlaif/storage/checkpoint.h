@@ -118,6 +118,12 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
  * tensor of c->table exists with its shape and that checksums match. */
 int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c);
 
+/* Serial: x[0..n) (the whole tensor just read from dataset ds) against the
+ * dataset's "checksum" attribute, for readers of single tensors (the
+ * engine's model loader); a dataset without one (serial writer) passes. */
+int rlaif_checkpoint_verify_tensor(hid_t ds, const float *x, size_t n, const char *path,
+                                   const char *name);
+
 /* Collective. Newest checkpoint of o->name that loads and verifies, loaded
  * into c; *found = 0 when there is no checkpoint of that name (not an
  * error). Damaged ones are skipped with a warning naming them and the one
