@@ -61,7 +61,7 @@ static int refuse_held(int fd, const char *path) {
 
 static int take_lock(const char *out) {
     char path[4096];
-    rlaif_path_join(path, sizeof path, out, "rlaif.lock");
+    rlaif_path_join(path, sizeof path, out, ".rlaif.lock");
     if (lock_fd >= 0) return 0; /* this process holds it already */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     RLAIF_CHECK_SYS(fd, RLAIF_EX_IOERR, path);
@@ -112,16 +112,28 @@ static char *read_small(const char *path) {
     return buf;
 }
 
-static int write_fingerprint(const rlaif_config *cfg, const char *path) {
+/* The fingerprint file's text for cfg (malloc'd). */
+static char *fingerprint_text(const rlaif_config *cfg) {
+    size_t cap = 4096, used = 0;
+    char *t = xmalloc(cap);
+    used = (size_t)snprintf(t, cap,
+                            "# what the outputs in this folder were made with: a job "
+                            "whose values differ is refused\n");
+    for (int i = 0; rlaif_fingerprint_keys[i]; i++) {
+        const char *k = rlaif_fingerprint_keys[i], *v = rlaif_cfg_str(cfg, k);
+        size_t need = strlen(k) + strlen(v) + 5;
+        if (used + need >= cap) cap = 2 * (used + need), t = xrealloc(t, cap);
+        used += (size_t)snprintf(t + used, cap - used, "%s = %s\n", k, v);
+    }
+    return t;
+}
+
+static int write_fingerprint(const char *text, const char *path) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     RLAIF_CHECK_PTR(f, RLAIF_EX_IOERR, tmp);
-    int bad = fprintf(f, "# what the outputs in this folder were made with: a job whose values "
-                         "differ is refused\n") < 0;
-    for (int i = 0; rlaif_fingerprint_keys[i]; i++)
-        bad |= fprintf(f, "%s = %s\n", rlaif_fingerprint_keys[i],
-                       rlaif_cfg_str(cfg, rlaif_fingerprint_keys[i])) < 0;
+    int bad = fputs(text, f) < 0;
     bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
     bad |= fclose(f) != 0;
     if (bad) return rlaif_error_sys(RLAIF_EX_IOERR, "write", tmp, __FILE__, __LINE__);
@@ -166,13 +178,16 @@ static int has_outputs(const rlaif_config *cfg, const char *out) {
     return found || access(dir, F_OK) == 0;
 }
 
+/* Compared when out_dir holds outputs; (re)written when it changed, so a
+ * rerun of a finished job writes nothing. */
 static int check_fingerprint(const rlaif_config *cfg, const char *out) {
     char path[4096];
-    rlaif_path_join(path, sizeof path, out, "rlaif-fingerprint");
-    char *text = read_small(path);
-    int rc = text && has_outputs(cfg, out) ? compare_fingerprint(cfg, path, text) : 0;
-    free(text);
-    return rc ? rc : write_fingerprint(cfg, path);
+    rlaif_path_join(path, sizeof path, out, ".rlaif-fingerprint");
+    char *old = read_small(path), *now = fingerprint_text(cfg);
+    int rc = old && has_outputs(cfg, out) ? compare_fingerprint(cfg, path, old) : 0;
+    if (!rc && (!old || strcmp(old, now))) rc = write_fingerprint(now, path);
+    free(old), free(now);
+    return rc;
 }
 
 /* An out_dir this job created and left holding nothing but the lock and the
@@ -186,13 +201,13 @@ static void remove_if_unused(void) {
     int other = 0;
     while (d && !other && (e = readdir(d)))
         other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-                strcmp(e->d_name, "rlaif.lock") && strcmp(e->d_name, "rlaif-fingerprint");
+                strcmp(e->d_name, ".rlaif.lock") && strcmp(e->d_name, ".rlaif-fingerprint");
     if (d) closedir(d);
     if (!d || other) return;
     char p[4200];
-    snprintf(p, sizeof p, "%s/rlaif-fingerprint", created);
+    snprintf(p, sizeof p, "%s/.rlaif-fingerprint", created);
     unlink(p);
-    snprintf(p, sizeof p, "%s/rlaif.lock", created);
+    snprintf(p, sizeof p, "%s/.rlaif.lock", created);
     unlink(p);
     rmdir(created);
 }

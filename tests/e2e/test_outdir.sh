@@ -103,7 +103,7 @@ echo "== c. two jobs on one out_dir"
   --set checkpoint.every=0) </dev/null >"$d/first" 2>&1 &
 first=$!
 i=0
-until grep -q "pid $first" "$d/c/rlaif.lock" 2>/dev/null; do
+until grep -q "pid $first" "$d/c/.rlaif.lock" 2>/dev/null; do
   i=$((i + 1))
   [ $i -lt 600 ] || fail "the first job never took the lock: $(cat "$d/first")"
   sleep 0.1
@@ -113,7 +113,7 @@ done
 rc=$?
 echo "second job: exit $rc: $(grep ERROR "$d/out")"
 [ $rc -eq 74 ] || fail "expected 74, got $rc: $(cat "$d/out")"
-grep -q "^ERROR: .*c/rlaif.lock is locked by another rlaif job (host $(hostname), pid $first, job" \
+grep -q "^ERROR: .*c/.rlaif.lock is locked by another rlaif job (host $(hostname), pid $first, job" \
   "$d/out" || fail "the holder is not named: $(cat "$d/out")"
 kill -0 $first 2>/dev/null || fail "the first job died: $(cat "$d/first")"
 kill -9 $first

@@ -3,12 +3,12 @@
  * rlaif_outdir_claim runs once per job, before any phase touches run.out_dir:
  *
  *   lock         rank 0 takes an exclusive POSIX record lock (fcntl F_SETLK)
- *                on <out_dir>/rlaif.lock and holds it until the process ends;
+ *                on <out_dir>/.rlaif.lock and holds it until the process ends;
  *                the file names the holder (host, pid, Slurm job id, start).
  *                A second job is refused with exit 74 and a message naming the
  *                holder. Not 75: job scripts requeue on 75, and a requeued
  *                duplicate would come back again and again while the holder runs.
- *   fingerprint  <out_dir>/rlaif-fingerprint holds the config keys that define
+ *   fingerprint  <out_dir>/.rlaif-fingerprint holds the config keys that define
  *                what a checkpoint's tensors mean (model shape, tokenizer); a
  *                job whose keys differ is refused with exit 64 naming each
  *                differing key, before anything in out_dir is read or removed.
