@@ -5,6 +5,7 @@
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
 #include "rlaif/engine/model.h"
+#include "rlaif/storage/outdir.h"
 
 #include "config.h"
 
@@ -211,6 +212,8 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
         rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
+        /* one job per out_dir, of a compatible config (outdir.h); `ranks` only prints */
+        if (strcmp(cmd->name, "ranks")) RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
     }

@@ -213,5 +213,9 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     B("io", "collective_data", "false",
       "collective (two-phase) raw-data transfers instead of independent ones"),
 
+    /* [train] guards of every training phase's loop */
+    I("train", "max_bad_steps", "5", 1, 1e9,
+      "steps in a row with a non-finite loss or gradient (each skipped) that stop the phase"),
+
     {0},
 };

@@ -336,6 +336,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     long first = L->step, every = (long)rlaif_cfg_int(L->cfg, "checkpoint.every");
     long log_every = (long)rlaif_cfg_int(L->cfg, "run.log_every");
     double t0 = rlaif_now(), tokens = 0, window_tokens = 0, window_t0 = t0;
+    long bad = 0, max_bad = (long)rlaif_cfg_int(L->cfg, "train.max_bad_steps");
     while (L->step < L->steps) {
         if (rlaif_should_stop(L->comm)) {
             rlaif_info("%s: stop requested at step %ld/%ld: checkpointing", ph->name, L->step,
@@ -347,6 +348,18 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
         rlaif_step_info info = {0};
         RLAIF_TRY(train_step(L, ph, &tok, &loss, &info));
         tokens += tok, window_tokens += tok, L->last_loss = loss;
+        /* skipped comes from globally reduced values, so every learner stops at
+         * the same step; no checkpoint is written during a streak (below), so
+         * the newest one is of the last good step */
+        if ((bad = info.skipped ? bad + 1 : 0) >= max_bad)
+            return RLAIF_ERROR(RLAIF_EX_FAIL,
+                               "lower the learning rate or check the data; train.max_bad_steps "
+                               "sets how many are skipped before stopping",
+                               "%s: %ld steps in a row with a non-finite loss or gradient, the "
+                               "last at step %ld (loss %g, grad norm %g); the last good "
+                               "checkpoint is %s",
+                               ph->name, bad, L->step, loss, info.grad_norm,
+                               *L->ckpt_path ? L->ckpt_path : "none");
         if (L->step % log_every == 0 || L->step == L->steps) {
             double now = rlaif_now(), done = (double)(L->step - first);
             char extra[160];
@@ -358,7 +371,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
                          elapsed_equiv, extra);
             window_tokens = 0, window_t0 = now;
         }
-        if (every > 0 && L->step % every == 0 && L->step < L->steps)
+        if (every > 0 && L->step % every == 0 && L->step < L->steps && !bad)
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
         if (L->stop_after > 0 && L->step - first == L->stop_after && L->rank == 0)
             rlaif_stop_request(SIGTERM); /* as if preempted: only rank 0 sees it */
