@@ -4,10 +4,13 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/phases/layout.h"
+#include "rlaif/phases/registry.h"
 
 #include "config.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <curl/curl.h>
 #include <hdf5.h>
 #include <jansson.h>
@@ -180,6 +183,24 @@ void rlaif_print_build_config(FILE *out) {
 #endif
 }
 
+/* `rlaif run` and the phases leave <out_dir>/exit_status (layout.h). */
+static int leaves_status(const rlaif_command *cmd) {
+    return cmd && (rlaif_phase_find(cmd->name) || !strcmp(cmd->name, "run"));
+}
+
+/* World rank 0, once the exit code is agreed: the marker job scripts read. */
+static void write_status(const rlaif_ctx *ctx, const rlaif_command *cmd, int status) {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0 || !ctx->cfg || !leaves_status(cmd)) return;
+    if (rlaif_out_status_write(ctx->cfg, status)) {
+        char path[4096];
+        rlaif_out_path(ctx->cfg, RLAIF_OUT_STATUS, path, sizeof path);
+        fprintf(stderr, "WARNING: cannot write %s: %s (job scripts read it to decide a requeue)\n",
+                path, strerror(errno));
+    }
+}
+
 /* Everything after MPI_Init: config on rank 0 + broadcast, logs, signals,
  * ranks, the command. Returns the agreed status. */
 static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
@@ -209,10 +230,16 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
+        RLAIF_TRY(rlaif_stop_attach(ctx->ranks.world));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
     }
-    return cmd->fn(ctx);
+    if (leaves_status(cmd))
+        RLAIF_TRY(
+            rlaif_agree(MPI_COMM_WORLD, world_rank == 0 ? rlaif_out_status_clear(ctx->cfg) : 0));
+    /* a phase ends agreed by every rank (rlaif run agrees after each one) */
+    const rlaif_phase_def *ph = rlaif_phase_find(cmd->name);
+    return ph ? rlaif_phase_exec(ctx, ph) : cmd->fn(ctx);
 }
 
 int rlaif_main(int argc, char **argv) {
@@ -262,6 +289,8 @@ int rlaif_main(int argc, char **argv) {
         status = run_command(&ctx, cmd);
     }
     status = rlaif_agree(MPI_COMM_WORLD, status);
+    write_status(&ctx, cmd, status);
+    rlaif_stop_detach();
     if (ctx.ranks.world != MPI_COMM_NULL && ctx.ranks.world != 0) rlaif_ranks_free(&ctx.ranks);
     rlaif_config_free(ctx.cfg);
     rlaif_args_free(&ctx.args);

@@ -507,10 +507,9 @@ int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     long stop_after;
     RLAIF_TRY(rlaif_phase_args(ctx, "dpo", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "dpo", 1, 0, 0));
-    /* rollout and judge ranks have no part in offline DPO: they sleep in
-     * the phase barrier while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    /* rollout and judge ranks have no part in offline DPO: they wait for the
+     * learners in the phase's world-wide end (rlaif_phase_exec) */
+    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER)) return 0;
     MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
     dpo_run S;
     memset(&S, 0, sizeof S);
@@ -533,6 +532,5 @@ int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     if (!rc) rc = run_phase(&L, &S, stop_after, from);
     run_free(&S);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

@@ -326,10 +326,9 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     long stop_after;
     RLAIF_TRY(rlaif_phase_args(ctx, "rm", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "rm", 1, 0, 0));
-    /* rollout and judge ranks have no part in the reward model: they sleep
-     * in the phase barrier while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    /* rollout and judge ranks have no part in the reward model: they wait for the
+     * learners in the phase's world-wide end (rlaif_phase_exec) */
+    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER)) return 0;
     MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
     char from[4096];
     rlaif_model_source src;
@@ -357,6 +356,5 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     rlaif_rm_buf_free(&S.buf);
     rlaif_pairs_free(&S.data);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

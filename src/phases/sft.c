@@ -275,10 +275,9 @@ int rlaif_cmd_sft(rlaif_ctx *ctx) {
     long stop_after;
     RLAIF_TRY(rlaif_phase_args(ctx, "sft", &stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "sft", 1, 0, 0));
-    /* rollout and judge ranks have no part in SFT: they sleep in the phase
-     * barrier (not spinning in a collective) while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    /* rollout and judge ranks have no part in SFT: they wait for the
+     * learners in the phase's world-wide end (rlaif_phase_exec) */
+    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER)) return 0;
     rlaif_learner L;
     int rc = rlaif_learner_init(&L, ctx->cfg, ctx->ranks.group[RLAIF_ROLE_LEARNER], "sft", 0);
     sft_run S;
@@ -301,6 +300,5 @@ int rlaif_cmd_sft(rlaif_ctx *ctx) {
     free(S.perm), free(S.tokens), free(S.targets), free(S.dlogp);
     data_free(&S.data);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

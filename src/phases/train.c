@@ -371,21 +371,6 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     return rlaif_learner_save(L, ph, 1);
 }
 
-int rlaif_phase_barrier(MPI_Comm world, int idle) {
-    MPI_Request req;
-    RLAIF_CHECK_MPI(MPI_Ibarrier(world, &req));
-    if (!idle) {
-        RLAIF_CHECK_MPI(MPI_Wait(&req, MPI_STATUS_IGNORE));
-        return 0;
-    }
-    for (int flag = 0;;) {
-        RLAIF_CHECK_MPI(MPI_Test(&req, &flag, MPI_STATUS_IGNORE));
-        if (flag) return 0;
-        struct timespec ts = {0, 20 * 1000 * 1000}; /* 20 ms: nothing here is urgent */
-        nanosleep(&ts, NULL);
-    }
-}
-
 int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after) {
     char hint[64];
     snprintf(hint, sizeof hint, "see rlaif %s --help", phase);

@@ -139,11 +139,4 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph);
  * else is a usage error naming the phase. */
 int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after);
 
-/* Collective over world, every rank once per phase: learners when their
- * work is done, rollout and judge ranks (which have no part in a learner-only
- * phase) instead of it. A waiting rank polls a non-blocking barrier and
- * sleeps between polls, so it leaves its core to the learners (a blocking
- * collective spins at 100% CPU in most MPIs). */
-int rlaif_phase_barrier(MPI_Comm world, int idle);
-
 #endif
