@@ -6,11 +6,12 @@
 #   [ "$RLAIF_STATUS" = 75 ] && requeue
 #
 # Why the marker: every rank of rlaif agrees on the exit code, and world
-# rank 0 writes it to <run.out_dir>/exit_status (atomically; removed at the
+# rank 0 of `rlaif run` writes it to <run.out_dir>/exit_status (atomically; removed at the
 # start of the run). Launchers do not pass 75 on reliably: Open MPI 4's
 # mpiexec exits 1 after a SIGTERM although every rank exited 75, and srun
-# --kill-on-bad-exit may report a signal. No marker (the run was killed, or
-# out_dir could not be written) means the launcher's code is all there is.
+# --kill-on-bad-exit may report a signal. No marker (the run was killed,
+# out_dir could not be written, or a single phase command, which leaves
+# none) means the launcher's code is all there is.
 #
 # Signals: the batch shell's SIGTERM or SIGUSR1 (scancel, preemption, PBS's
 # qdel) is passed to the launcher as SIGUSR1. mpiexec and srun forward

@@ -183,9 +183,18 @@ void rlaif_print_build_config(FILE *out) {
 #endif
 }
 
-/* `rlaif run` and the phases leave <out_dir>/exit_status (layout.h). */
+/* A stop seen on a waiting rank goes to the first rank of every group. */
+static int attach_relay(const rlaif_ranks *rk) {
+    int leaders[RLAIF_NROLES], n = 0;
+    for (int r = 0; r < RLAIF_NROLES; r++)
+        if (rk->count[r] > 0) leaders[n++] = rk->colocated ? 0 : rk->first[r];
+    return rlaif_stop_attach(rk->world, leaders, n);
+}
+
+/* `rlaif run` leaves <out_dir>/exit_status (layout.h). A phase command does
+ * not: a phase that finds its output complete writes nothing at all. */
 static int leaves_status(const rlaif_command *cmd) {
-    return cmd && (rlaif_phase_find(cmd->name) || !strcmp(cmd->name, "run"));
+    return cmd && !strcmp(cmd->name, "run");
 }
 
 /* World rank 0, once the exit code is agreed: the marker job scripts read. */
@@ -230,7 +239,7 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
-        RLAIF_TRY(rlaif_stop_attach(ctx->ranks.world));
+        RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
     }
@@ -274,6 +283,10 @@ int rlaif_main(int argc, char **argv) {
         rlaif_args_free(&ctx.args);
         return RLAIF_EX_USAGE;
     }
+    /* The handlers before MPI_Init: a SIGTERM during a slow start (a loaded
+     * node, a large launch) stops the run cleanly (75) instead of killing it;
+     * the walltime deadline follows once the job is read. */
+    if (status == 0 && rlaif_stop_init(0, 0)) status = RLAIF_EX_SOFTWARE;
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "ERROR: MPI_Init failed\n  hint: check the MPI launcher and environment\n");
         return RLAIF_EX_SOFTWARE;

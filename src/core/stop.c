@@ -5,7 +5,6 @@
 #include "rlaif/core/log.h"
 
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,12 +13,18 @@ static volatile sig_atomic_t stop_sig = 0;
 static double deadline = 0; /* rlaif_now() seconds, 0 = none */
 
 /* The relay (rlaif_stop_attach): a private dup of the world on which a rank
- * that saw a stop tells every other rank, once, with one int (the signal). */
+ * that saw a stop tells the first rank of every group, once, with one int
+ * (the signal): at most 3 messages a rank whatever the world size, and each
+ * group's own agreement (the learners' rlaif_should_stop, collect's stop
+ * protocol) carries it from its first rank to the rest. */
+enum { RELAY_MAX = 8 };
 static MPI_Comm relay = MPI_COMM_NULL;
-static int relay_rank, relay_size;
-static int relay_sent;         /* this rank has told the others */
-static long relay_recvd;       /* messages taken from the relay */
-static MPI_Request *relay_req; /* [relay_size] the sends of this rank */
+static int relay_rank;
+static int relay_to[RELAY_MAX], relay_nto; /* the group leaders, without this rank */
+static int relay_leader;                   /* this rank is one of them */
+static int relay_sent;                     /* this rank has told them */
+static long relay_recvd;                   /* messages taken from the relay */
+static MPI_Request relay_req[RELAY_MAX];
 
 static void on_signal(int sig) {
     if (!stop_flag) stop_sig = sig;
@@ -82,16 +87,22 @@ void rlaif_stop_reset(void) {
     deadline = 0;
 }
 
-int rlaif_stop_attach(MPI_Comm world) {
+int rlaif_stop_attach(MPI_Comm world, const int *leaders, int n) {
     RLAIF_CHECK_MPI(MPI_Comm_dup(world, &relay));
     MPI_Comm_rank(relay, &relay_rank);
-    MPI_Comm_size(relay, &relay_size);
-    relay_sent = 0, relay_recvd = 0;
-    relay_req = xcalloc((size_t)relay_size, sizeof(MPI_Request));
+    relay_nto = 0, relay_leader = 0, relay_sent = 0, relay_recvd = 0;
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int k = 0; k < relay_nto; k++) dup |= relay_to[k] == leaders[i];
+        if (leaders[i] == relay_rank)
+            relay_leader = 1;
+        else if (!dup && relay_nto < RELAY_MAX)
+            relay_to[relay_nto++] = leaders[i];
+    }
     return 0;
 }
 
-/* Tell every other rank about a stop seen here (once per job). A rank with
+/* Tell the group leaders about a stop seen here (once per job). A rank with
  * no part in the running phase is waiting in rlaif_stop_agree_end; this is
  * how its SIGUSR1 or walltime reaches the ranks that are working, whose
  * stop checks (rlaif_stop_requested) take it from the relay. */
@@ -99,25 +110,24 @@ static void relay_send(void) {
     static int sig;
     if (relay == MPI_COMM_NULL || relay_sent || !local_stop()) return;
     sig = stop_sig;
-    for (int r = 0; r < relay_size; r++)
-        if (r != relay_rank) MPI_Isend(&sig, 1, MPI_INT, r, 0, relay, &relay_req[r]);
+    for (int i = 0; i < relay_nto; i++)
+        MPI_Isend(&sig, 1, MPI_INT, relay_to[i], 0, relay, &relay_req[i]);
     relay_sent = 1;
 }
 
 /* Every message of the relay is received before anyone goes on: each rank
- * that sent one sent it to all others, so a rank expects (senders - itself). */
+ * that sent sent one to every leader but itself, so a leader expects
+ * (senders - itself) in all, any other rank none. */
 static int relay_drain(void) {
     int senders = 0;
     RLAIF_CHECK_MPI(MPI_Allreduce(&relay_sent, &senders, 1, MPI_INT, MPI_SUM, relay));
-    while (relay_recvd < senders - relay_sent) {
+    while (relay_leader && relay_recvd < senders - relay_sent) {
         int sig = 0;
         RLAIF_CHECK_MPI(MPI_Recv(&sig, 1, MPI_INT, MPI_ANY_SOURCE, 0, relay, MPI_STATUS_IGNORE));
         relay_recvd++;
         on_signal(sig);
     }
-    if (relay_sent)
-        for (int r = 0; r < relay_size; r++)
-            if (r != relay_rank) RLAIF_CHECK_MPI(MPI_Wait(&relay_req[r], MPI_STATUS_IGNORE));
+    if (relay_sent) RLAIF_CHECK_MPI(MPI_Waitall(relay_nto, relay_req, MPI_STATUSES_IGNORE));
     return 0;
 }
 
@@ -144,6 +154,4 @@ int rlaif_stop_agreed(void) {
 
 void rlaif_stop_detach(void) {
     if (relay != MPI_COMM_NULL) MPI_Comm_free(&relay);
-    free(relay_req);
-    relay_req = NULL;
 }

@@ -10,28 +10,27 @@
 
 #include <string.h>
 
-/* needs: {learner, rollout, judge} */
+/* needs: {learner, rollout, judge}; policy_rank: eval's preference */
+#define PHASE(n, l, r, j, fn, in, out, pol, chk)                                                   \
+    {                                                                                              \
+        .name = n, .needs = {l, r, j}, .run = fn, .inputs = in, .outputs = out,                    \
+        .policy_rank = pol, .check = chk                                                           \
+    }
 const rlaif_phase_def rlaif_phases[] = {
-    {"sft", {1, 0, 0}, rlaif_cmd_sft, "data.sft or data.task", "ckpt/sft-*.h5", 1},
-    {"collect",
-     {0, 1, 1},
-     rlaif_cmd_collect,
-     "the sft policy, data.prompts, the judge",
-     "preferences.h5, journal/",
-     0},
-    {"rm", {1, 0, 0}, rlaif_cmd_rm, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0},
-    {"ppo", {1, 1, 0}, NULL, "the sft policy, the rm", "ckpt/ppo-*.h5", 3},
-    {"reinforce", {1, 1, 0}, NULL, "the sft policy, the rm", "ckpt/reinforce-*.h5", 3},
-    {"a2c", {1, 1, 0}, NULL, "the sft policy, the rm", "ckpt/a2c-*.h5", 3},
-    {"dpo", {1, 0, 0}, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2},
-    {"online-dpo", {1, 1, 1}, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2},
-    {"eval",
-     {0, 1, 1},
-     rlaif_cmd_eval,
-     "the newest policy, the sft model, the judge",
-     "eval.h5",
-     0},
-    {NULL, {0, 0, 0}, NULL, NULL, NULL, 0},
+    PHASE("sft", 1, 0, 0, rlaif_cmd_sft, "data.sft or data.task", "ckpt/sft-*.h5", 1, NULL),
+    PHASE("collect", 0, 1, 1, rlaif_cmd_collect, "the sft policy, data.prompts, the judge",
+          "preferences.h5, journal/", 0, NULL),
+    PHASE("rm", 1, 0, 0, rlaif_cmd_rm, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0, NULL),
+    PHASE("ppo", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/ppo-*.h5", 3, NULL),
+    PHASE("reinforce", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/reinforce-*.h5", 3, NULL),
+    PHASE("a2c", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/a2c-*.h5", 3, NULL),
+    PHASE("dpo", 1, 0, 0, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2,
+          NULL),
+    PHASE("online-dpo", 1, 1, 1, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2,
+          NULL),
+    PHASE("eval", 0, 1, 1, rlaif_cmd_eval, "the newest policy, the sft model, the judge", "eval.h5",
+          0, rlaif_eval_check),
+    {.name = NULL},
 };
 
 const rlaif_phase_def *rlaif_phase_find(const char *name) {
@@ -48,9 +47,10 @@ int rlaif_phase_policies(const char **out, int max) {
     return n;
 }
 
-int rlaif_phase_check_layout(const rlaif_phase_def *p, const rlaif_ranks *rk) {
-    return rlaif_ranks_require(rk, p->name, p->needs[RLAIF_ROLE_LEARNER],
-                               p->needs[RLAIF_ROLE_ROLLOUT], p->needs[RLAIF_ROLE_JUDGE]);
+int rlaif_phase_check(const rlaif_phase_def *p, const rlaif_ctx *ctx) {
+    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, p->name, p->needs[RLAIF_ROLE_LEARNER],
+                                  p->needs[RLAIF_ROLE_ROLLOUT], p->needs[RLAIF_ROLE_JUDGE]));
+    return p->check ? p->check(ctx->cfg) : 0;
 }
 
 int rlaif_phase_exec(rlaif_ctx *ctx, const rlaif_phase_def *p) {

@@ -49,10 +49,10 @@ static int parse_phases(const char *list, const rlaif_phase_def **out, int *n) {
     return 0;
 }
 
-/* Every phase's rank groups, before the first one spends compute. */
+/* Every phase's rank groups and sizes, before the first one spends compute. */
 static int check_layout(const rlaif_ctx *ctx, const rlaif_phase_def *const *phase, int n) {
     for (int i = 0; i < n; i++) {
-        int rc = rlaif_phase_check_layout(phase[i], &ctx->ranks);
+        int rc = rlaif_phase_check(phase[i], ctx);
         if (rc) return rlaif_error_context("run.phases: "), rc;
     }
     return 0;

@@ -14,7 +14,8 @@
 # <out_dir>/exit_status says 75 whatever mpiexec itself exits with. The last
 # rerun finishes every phase (exit 0, exit_status 0, eval.h5 written).
 # Last: an out_dir that cannot be created on 4 ranks ends with one clear
-# error on every rank, no hang.
+# error on every rank, no hang; a layout without rollout ranks and an eval
+# too big for memory are refused before sft starts.
 set -u
 : "${RLAIF:?set by make check}"
 mpi="${MPIEXEC:-mpiexec}"
@@ -50,10 +51,10 @@ eval_prompts = 0
 responses_per_prompt = 4
 max_new_tokens = 6
 [rm]
-steps = 300
+steps = 500
 batch_size = 8
 [dpo]
-steps = 300
+steps = 500
 batch_size = 8
 [eval]
 n_prompts = 20
@@ -94,6 +95,18 @@ interrupt() {
   np=$1 out=$2 phase=$3 how=$4
   base=$(rows "$out" "$phase")
   start "$np" "$out"
+  # the ranks' pids first, so the signal follows the third step at once
+  pids=
+  i=0
+  while [ "$(echo $pids | wc -w)" != "$np" ]; do
+    kill -0 $run_pid 2>/dev/null || fail "$np ranks, $phase/$how: the run ended early: $(tail -5 "$out.console")"
+    i=$((i + 1))
+    [ $i -lt $((bound * 5)) ] || fail "$np ranks: rank processes '$pids'"
+    sleep 0.2
+    pids=
+    for r in $(seq 0 $((np - 1))); do pids="$pids $(rank_pid "$out" "$r")"; done
+  done
+  last=$(rank_pid "$out" $((np - 1)))
   i=0
   while [ "$(rows "$out" "$phase")" -lt $((base + 3)) ]; do
     kill -0 $run_pid 2>/dev/null || fail "$np ranks, $phase/$how: the run ended before $phase trained ($(rows "$out" "$phase") rows, from $base): $(tail -5 "$out.console")"
@@ -102,21 +115,16 @@ interrupt() {
     sleep 0.05
   done
   if [ "$how" = TERM ]; then
-    pids=
-    for r in $(seq 0 $((np - 1))); do pids="$pids $(rank_pid "$out" "$r")"; done
-    [ "$(echo $pids | wc -w)" = "$np" ] || fail "$np ranks: rank processes '$pids'"
     kill -TERM $pids
   else
-    pid=$(rank_pid "$out" $((np - 1)))
-    [ -n "$pid" ] || fail "$np ranks: no process of world rank $((np - 1))"
-    kill -USR1 "$pid"
+    kill -USR1 "$last"
   fi
   wait $run_pid
   rc=$?
   [ $rc != 124 ] && [ $rc != 137 ] || fail "$np ranks, $how during $phase: no exit within ${bound}s (hang): $(tail -5 "$out.console")"
   check_stopped "$np" "$out" "$how during $phase" "$rc"
   grep -q "$phase: stop requested at step" "$out.console" ||
-    fail "$np ranks: the $how did not stop $phase: $(tail -5 "$out.console")"
+    fail "$np ranks: the $how did not stop $phase: $(grep "stop requested" "$out.console")"
 }
 
 # every rank logged its exit 75, the marker says 75
@@ -149,7 +157,7 @@ for np in 4 2; do
   rc=$?
   [ $rc = 0 ] || fail "$np ranks: the final rerun exited $rc: $(tail -8 "$out.console")"
   [ "$(cat "$out/exit_status")" = 0 ] || fail "$np ranks: final exit_status $(cat "$out/exit_status")"
-  for f in ckpt/sft-00000800.h5 ckpt/rm-00000300.h5 ckpt/dpo-00000300.h5 eval.h5; do
+  for f in ckpt/sft-00000800.h5 ckpt/rm-00000500.h5 ckpt/dpo-00000500.h5 eval.h5; do
     [ -s "$out/$f" ] || fail "$np ranks: $f missing after the final rerun"
   done
   grep -q 'run: 5 phases done' "$out.console" || fail "$np ranks: no closing line"
@@ -165,4 +173,21 @@ rc=$?
 grep -q "^ERROR: cannot create /proc/x" "$d/proc.console" ||
   fail "unwritable out_dir: no clear error: $(cat "$d/proc.console")"
 echo "unwritable out_dir on 4 ranks: $(grep '^ERROR' "$d/proc.console" | head -1) (exit $rc)"
+# refused before the first phase spends anything (no out_dir is created):
+# a layout without a group a later phase needs, an eval too big for memory
+refuse() {
+  want=$1
+  shift
+  rm -rf "$d/early"
+  timeout -k 10 "$bound" "$mpi" -n 2 --oversubscribe "$RLAIF" run "$d/job.ini" \
+    --set "run.out_dir=$d/early" "$@" </dev/null >"$d/early.console" 2>&1
+  rc=$?
+  [ $rc = 64 ] || fail "$*: exit $rc, want 64: $(tail -5 "$d/early.console")"
+  grep -q "^ERROR: .*$want" "$d/early.console" || fail "$*: no '$want': $(cat "$d/early.console")"
+  [ ! -e "$d/early" ] || fail "$*: a phase started before the job was checked"
+  echo "refused before sft: $(grep '^ERROR' "$d/early.console" | head -1)"
+}
+refuse "phase 'collect' needs rollout ranks" --set ranks.layout=split --set ranks.learner=1 \
+  --set ranks.rollout=0 --set ranks.judge=1
+refuse "eval.n_prompts = 1000000000000 needs" --set eval.n_prompts=1000000000000
 echo "test_stop: ok"

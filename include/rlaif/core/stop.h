@@ -9,9 +9,11 @@
  * judge ranks have no part in sft, rm or dpo, the learners none in collect.
  * Two things make every decision world-wide:
  *  - the relay (rlaif_stop_attach): a rank that sees a stop while it waits
- *    for a phase it has no part in sends it, once, to every other rank, and
- *    rlaif_stop_requested() on the working ranks takes it (MPI_Iprobe), so
- *    a signal or deadline that reaches only a judge rank still stops sft;
+ *    for a phase it has no part in sends it, once, to the first rank of
+ *    each group, and rlaif_stop_requested() there takes it (MPI_Iprobe);
+ *    the group's own agreement carries it on (the learners' step check
+ *    reduces it), so a signal or deadline that reaches only a judge rank
+ *    still stops sft at the next step;
  *  - rlaif_stop_agree_end(rc): every rank ends every phase there, waiting in
  *    a sleeping non-blocking barrier, and leaves with the same exit code (the
  *    worst of all ranks', with the first failing rank's error message), so
@@ -31,8 +33,9 @@ int rlaif_stop_requested(void);
 int rlaif_stop_signal(void);
 /* Collective: 1 on every rank if any rank saw a signal or the deadline passed. */
 int rlaif_should_stop(MPI_Comm comm);
-/* Collective over world (once, after the rank groups exist): the relay. */
-int rlaif_stop_attach(MPI_Comm world);
+/* Collective over world (once, after the rank groups exist): the relay to
+ * leaders[0..n) (world ranks: the first rank of each group). */
+int rlaif_stop_attach(MPI_Comm world, const int *leaders, int n);
 void rlaif_stop_detach(void);
 /* Collective over the attached world, by every rank at the end of every
  * phase: sleeps (5 ms polls, relaying a stop seen meanwhile) until all ranks

@@ -7,12 +7,12 @@
  *   <out_dir>/exit_status                          how the last run ended
  *
  * exit_status holds one line "<code>\n" (75 = checkpointed on a signal or
- * walltime: requeue). World rank 0 removes it when `rlaif run` or a phase
- * command starts and writes it atomically (temporary file + rename) once the
- * exit code is agreed by every rank, so a job script reads the run's own
- * answer whatever the launcher reports (Open MPI's mpiexec says 1 when its
- * ranks exit 75 after a SIGTERM). No file = the run did not get that far
- * (killed, or out_dir not writable): not a requeue. */
+ * walltime: requeue). World rank 0 removes it when `rlaif run` starts (a
+ * phase command leaves it alone: a complete phase writes nothing) and writes it atomically
+ * (temporary file + rename) once the exit code is agreed by every rank, so a job script reads the
+ * run's own answer whatever the launcher reports (Open MPI's mpiexec says 1 when its ranks exit 75
+ * after a SIGTERM). No file = the run did not get that far (killed, or out_dir not writable): not a
+ * requeue. */
 #ifndef RLAIF_LAYOUT_H
 #define RLAIF_LAYOUT_H
 

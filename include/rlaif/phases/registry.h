@@ -17,6 +17,9 @@ typedef struct {
     /* > 0: it trains a policy that eval may pick; eval takes the newest
      * finished checkpoint of the phase with the highest number. */
     int policy_rank;
+    /* Optional: what can be refused from the configuration alone (sizes),
+     * run by `rlaif run` for every listed phase before the first starts. */
+    int (*check)(const rlaif_config *cfg);
 } rlaif_phase_def;
 
 extern const rlaif_phase_def rlaif_phases[]; /* terminated by name == NULL */
@@ -26,8 +29,9 @@ const rlaif_phase_def *rlaif_phase_find(const char *name);
  * with up to max names, returns how many. */
 int rlaif_phase_policies(const char **out, int max);
 
-/* Usage error unless the layout gives the phase every group it needs. */
-int rlaif_phase_check_layout(const rlaif_phase_def *p, const rlaif_ranks *rk);
+/* Usage error unless the layout gives the phase every group it needs and
+ * its check (if any) accepts the configuration. */
+int rlaif_phase_check(const rlaif_phase_def *p, const rlaif_ctx *ctx);
 
 /* Run one phase on every rank of the world and end it agreed
  * (rlaif_stop_agree_end): the returned code is the same on every rank, and
