@@ -119,6 +119,7 @@ typedef struct {
     /* results of the last validation and greedy task evaluation */
     double eval_loss, eval_acc, eval_margin, task_acc;
     int have_eval, have_task;
+    const char *from; /* the policy and reference it starts from */
 } dpo_run;
 
 /* The loop's extra columns of a forward's sums: parts of global means over
@@ -436,35 +437,31 @@ static int setup_run(rlaif_learner *L, dpo_run *S) {
     return 0;
 }
 
-static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after, const char *from) {
-    const rlaif_phase ph = {"dpo", 7, extra_names, dpo_batch, dpo_save, dpo_load, S};
-    int found, done;
-    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
-    if (found && done && L->step >= L->steps) {
-        rlaif_info("dpo: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
-        return 0;
-    }
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_phase(L->metrics, "dpo_eval", 6, eval_names)));
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, "dpo_eval", L->step)));
-    if (found)
-        rlaif_info("dpo: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
-    else
-        rlaif_info("dpo: starting from %s (policy and reference)", from);
+static int dpo_prepare(rlaif_learner *L, void *ud, int found) {
+    dpo_run *S = ud;
+    if (!found) rlaif_info("dpo: starting from %s (policy and reference)", S->from);
     rlaif_info("dpo: %lld training pairs, %lld held out; loss %s, beta %g%s; %ld steps of %ld "
                "pairs on %d learner(s), micro-batch %ld pairs, %zu parameters",
                (long long)S->st.ntrain, (long long)S->st.neval, rlaif_cfg_str(L->cfg, "dpo.loss"),
                S->lf.beta, S->lf.kind == RLAIF_DPO_CDPO ? ", label smoothing" : "", L->steps,
                L->batch_size, L->size, L->micro_batch, L->model.table.total);
-    RLAIF_TRY(reference_logps(L, S, found, from));
-    if (!found) {
-        RLAIF_TRY(task_eval(L, S, "before DPO"));
-        RLAIF_TRY(validate(L, S));
-    }
-    L->stop_after = stop_after;
-    L->before_save = dpo_before_save;
-    RLAIF_TRY(rlaif_train_run(L, &ph));
-    rlaif_info("dpo: done; the final policy is %s", L->ckpt_path);
-    return 0;
+    RLAIF_TRY(reference_logps(L, S, found, S->from));
+    if (found) return 0;
+    RLAIF_TRY(task_eval(L, S, "before DPO"));
+    return validate(L, S);
+}
+
+static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after) {
+    const rlaif_learner_phase lp = {
+        .ph = {"dpo", 7, extra_names, dpo_batch, dpo_save, dpo_load, S},
+        .eval_table = "dpo_eval",
+        .n_eval = 6,
+        .eval_names = eval_names,
+        .result = "the final policy",
+        .prepare = dpo_prepare,
+        .before_save = dpo_before_save,
+    };
+    return rlaif_learner_phase_run(L, &lp, stop_after);
 }
 
 static void run_free(dpo_run *S) {
@@ -476,13 +473,9 @@ static void run_free(dpo_run *S) {
 
 int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(rlaif_phase_args(ctx, "dpo", &stop_after));
-    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "dpo", 1, 0, 0));
-    /* rollout and judge ranks have no part in offline DPO: they sleep in
-     * the phase barrier while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
-    MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    MPI_Comm comm;
+    RLAIF_TRY(rlaif_learner_phase_enter(ctx, "dpo", &stop_after, &comm));
+    if (comm == MPI_COMM_NULL) return 0; /* no part in offline DPO */
     dpo_run S;
     memset(&S, 0, sizeof S);
     char from[4096];
@@ -501,9 +494,9 @@ int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     if (!rc && L.rank == 0) rlaif_pairs_report("dpo", &c, &S.data);
     if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "dpo");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
-    if (!rc) rc = run_phase(&L, &S, stop_after, from);
+    S.from = from;
+    if (!rc) rc = run_phase(&L, &S, stop_after);
     run_free(&S);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

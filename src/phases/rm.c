@@ -135,6 +135,7 @@ typedef struct {
     /* results of the last validation and reward statistics */
     double eval_loss, eval_acc, reward_mean, reward_std;
     int have_eval, have_stats;
+    const char *from; /* the model it starts from, for the start line */
 } rm_run;
 
 static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
@@ -280,41 +281,34 @@ static int setup_run(rlaif_learner *L, rm_run *S) {
     return 0;
 }
 
-static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *from) {
-    const rlaif_phase ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S};
-    int found, done;
-    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
-    if (found && done && L->step >= L->steps) {
-        rlaif_info("rm: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
-        return 0;
-    }
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_phase(L->metrics, "rm_eval", 4, eval_names)));
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, "rm_eval", L->step)));
-    if (found)
-        rlaif_info("rm: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
-    else
-        rlaif_info("rm: starting from %s", from);
+static int rm_prepare(rlaif_learner *L, void *ud, int found) {
+    rm_run *S = ud;
+    if (!found) rlaif_info("rm: starting from %s", S->from);
     rlaif_info("rm: %lld training pairs, %lld held out; %ld steps of %ld pairs on %d "
                "learner(s), micro-batch %ld pairs, %zu parameters",
                (long long)S->st.ntrain, (long long)S->st.neval, L->steps, L->batch_size, L->size,
                L->micro_batch, L->model.table.total);
-    if (!found) RLAIF_TRY(validate(L, S));
-    L->stop_after = stop_after;
-    L->before_save = rm_before_save;
-    RLAIF_TRY(rlaif_train_run(L, &ph));
-    rlaif_info("rm: done; the reward model is %s", L->ckpt_path);
-    return 0;
+    return found ? 0 : validate(L, S);
+}
+
+static int run_phase(rlaif_learner *L, rm_run *S, long stop_after) {
+    const rlaif_learner_phase lp = {
+        .ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S},
+        .eval_table = "rm_eval",
+        .n_eval = 4,
+        .eval_names = eval_names,
+        .result = "the reward model",
+        .prepare = rm_prepare,
+        .before_save = rm_before_save,
+    };
+    return rlaif_learner_phase_run(L, &lp, stop_after);
 }
 
 int rlaif_cmd_rm(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(rlaif_phase_args(ctx, "rm", &stop_after));
-    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "rm", 1, 0, 0));
-    /* rollout and judge ranks have no part in the reward model: they sleep
-     * in the phase barrier while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
-    MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    MPI_Comm comm;
+    RLAIF_TRY(rlaif_learner_phase_enter(ctx, "rm", &stop_after, &comm));
+    if (comm == MPI_COMM_NULL) return 0; /* no part in the reward model */
     char from[4096];
     rlaif_model_source src;
     int rc = rlaif_agree(comm, model_source(ctx->cfg, from, sizeof from, &src));
@@ -334,13 +328,12 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     if (!rc && L.rank == 0) rlaif_pairs_report("rm", &c, &S.data);
     if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "rm");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
-    const char *what = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
-                                     : rlaif_cfg_str(ctx->cfg, "model.init_from");
-    if (!rc) rc = run_phase(&L, &S, stop_after, what);
+    S.from = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
+                           : rlaif_cfg_str(ctx->cfg, "model.init_from");
+    if (!rc) rc = run_phase(&L, &S, stop_after);
     rlaif_pair_stream_free(&S.st);
     rlaif_rm_buf_free(&S.buf);
     rlaif_pairs_free(&S.data);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }
