@@ -190,9 +190,10 @@ static int check_fingerprint(const rlaif_config *cfg, const char *out) {
     return rc;
 }
 
-/* An out_dir this job created and left holding nothing but the lock and the
- * fingerprint (a job refused before its first phase) is removed at exit, so
- * a refused job leaves no trace. Only its own two files, only that folder. */
+/* An out_dir this job created and left holding nothing but the lock, the
+ * fingerprint and the exit_status marker (a job refused before its first
+ * phase) is removed at exit, so a refused job leaves no trace. Only its own
+ * files, only that folder. */
 static char created[4096];
 
 static void remove_if_unused(void) {
@@ -201,11 +202,14 @@ static void remove_if_unused(void) {
     int other = 0;
     while (d && !other && (e = readdir(d)))
         other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-                strcmp(e->d_name, ".rlaif.lock") && strcmp(e->d_name, ".rlaif-fingerprint");
+                strcmp(e->d_name, ".rlaif.lock") && strcmp(e->d_name, ".rlaif-fingerprint") &&
+                strcmp(e->d_name, "exit_status");
     if (d) closedir(d);
     if (!d || other) return;
     char p[4200];
     snprintf(p, sizeof p, "%s/.rlaif-fingerprint", created);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/exit_status", created);
     unlink(p);
     snprintf(p, sizeof p, "%s/.rlaif.lock", created);
     unlink(p);
