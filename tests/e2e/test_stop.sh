@@ -114,10 +114,22 @@ interrupt() {
     [ $i -lt $((bound * 20)) ] || fail "$np ranks, $phase/$how: $phase never started"
     sleep 0.05
   done
+  # Freeze the ranks that work while the signal goes in: on a quiet machine
+  # the whole phase takes under a second, so it could end between the check
+  # above and the signal, and the stop would then be taken between phases
+  # (what this test does not ask about). A caught signal sent to a stopped
+  # process waits for SIGCONT; USR1 goes to a running last rank, which has
+  # a second to relay it.
   if [ "$how" = TERM ]; then
+    kill -STOP $pids
     kill -TERM $pids
+    kill -CONT $pids
   else
+    others=$(for p in $pids; do [ "$p" = "$last" ] || echo "$p"; done)
+    kill -STOP $others
     kill -USR1 "$last"
+    sleep 1
+    kill -CONT $others
   fi
   wait $run_pid
   rc=$?
@@ -146,12 +158,15 @@ for np in 4 2; do
   interrupt $np "$out" dpo TERM
   interrupt $np "$out" dpo USR1
   # the deadline: run.walltime - run.stop_margin after the start, wherever
-  # the job is by then
-  start $np "$out" --set run.walltime=6s --set run.stop_margin=3s
+  # the job is by then: in a fresh out_dir with an sft that cannot finish
+  # first (what is left of $out after dpo, or even the whole demo-sized
+  # pipeline, can end before the deadline on a quiet machine).
+  start $np "$d/wt$np" --set run.walltime=6s --set run.stop_margin=3s --set sft.steps=100000000
   wait $run_pid
   rc=$?
   [ $rc != 124 ] && [ $rc != 137 ] || fail "$np ranks, walltime: no exit within ${bound}s (hang)"
-  check_stopped $np "$out" walltime $rc
+  check_stopped $np "$d/wt$np" walltime $rc
+  out="$d/out$np" # start and check_stopped set it
   start $np "$out"
   wait $run_pid
   rc=$?
