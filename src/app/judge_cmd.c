@@ -14,6 +14,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
+#include "rlaif/phases/mailbox.h"
 #include "rlaif/phases/pump.h"
 #include "rlaif/storage/prefs.h"
 #include "rlaif/core/stop.h"
@@ -27,7 +28,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct {
@@ -135,13 +135,6 @@ static int write_result(FILE *out, long line, const rlaif_judge_result *r) {
                  : 0;
     json_decref(o);
     return rc;
-}
-
-static double cpu_seconds(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
-           (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
 }
 
 /* ------------------------------------------- pairs kept for --prefs */
@@ -477,11 +470,10 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
     sink k = {out, outpath, o->prefs ? kept : NULL, size, count};
     long line = 0, total = share_size(in, rank, size);
     int eof = 0;
-    double t0 = rlaif_now(), c0 = cpu_seconds(), last_status = t0;
+    double t0 = rlaif_now(), c0 = rlaif_cpu_seconds(), last_status = t0;
     while (!rc && (!eof || rlaif_pump_pending(p) > 0)) {
         rc = feed(p, in, &line, o, rank, size, kept, &eof);
         if (!rc) rc = rlaif_pump_poll(p, 0.05, sink_take, &k, NULL);
-        if (!rc) rc = rlaif_pump_check(p, 0); /* the judge is out: stop with the reason */
         if (rc) break;
         if (o->crash_after >= 0 && count[0] >= o->crash_after) {
             fflush(out); /* testing: die like kill -9 with calls in flight */
@@ -501,8 +493,7 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
             last_status = now;
         }
     }
-    if (!rc) rc = rlaif_pump_check(p, 1);
-    *wall = rlaif_now() - t0, *cpu = cpu_seconds() - c0;
+    *wall = rlaif_now() - t0, *cpu = rlaif_cpu_seconds() - c0;
     const rlaif_judge *j = rlaif_pump_judge(p);
     for (int e = 0; e < rlaif_judge_nendpoints(j); e++)
         count[18] += rlaif_judge_stats(j, e)->http_requests;

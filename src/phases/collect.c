@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 enum { TAG_REQ = 7101, TAG_WORK, TAG_RESULT, TAG_STOP, TAG_PROGRESS, TAG_REPORT };
@@ -36,13 +35,6 @@ typedef struct {
     long crash_after, stop_after, store_every;
     int quiet;
 } collect_opts;
-
-static double cpu_seconds(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
-           (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
-}
 
 /* -------------------------------------------------------------- the run */
 
@@ -211,7 +203,7 @@ static int rollout_generate(collect_run *C, int *did) {
     free(ids);
     if (R->next >= R->hi) {
         R->gen_done = 1; /* from here on this rank only waits: measure how cheaply */
-        R->wait_t0 = rlaif_now(), R->wait_c0 = cpu_seconds();
+        R->wait_t0 = rlaif_now(), R->wait_c0 = rlaif_cpu_seconds();
     }
     *did = 1;
     return rc;
@@ -541,7 +533,7 @@ static int rollout_step(collect_run *C, int *did) {
                         R->credit.outstanding == 0)) {
         R->active = 0;
         if (R->gen_done)
-            R->wait_wall = rlaif_now() - R->wait_t0, R->wait_cpu = cpu_seconds() - R->wait_c0;
+            R->wait_wall = rlaif_now() - R->wait_t0, R->wait_cpu = rlaif_cpu_seconds() - R->wait_c0;
     }
     return 0;
 }
@@ -733,7 +725,7 @@ static void setup_rollout(collect_run *C) {
     R->want = xcalloc((size_t)n, sizeof(int));
     R->told_done = xcalloc((size_t)n, 1);
     R->active = 1;
-    if (R->lo == R->hi) R->gen_done = 1, R->wait_t0 = rlaif_now(), R->wait_c0 = cpu_seconds();
+    if (R->lo == R->hi) R->gen_done = 1, R->wait_t0 = rlaif_now(), R->wait_c0 = rlaif_cpu_seconds();
 }
 
 /* ------------------------------------------------------------- summary */

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 int rlaif_mailbox_open(rlaif_mailbox *mb, MPI_Comm comm) {
@@ -125,4 +126,11 @@ int rlaif_barrier_sleeping(MPI_Comm comm) {
     MPI_Request req;
     RLAIF_CHECK_MPI(MPI_Ibarrier(comm, &req));
     return rlaif_wait_sleeping(&req);
+}
+
+double rlaif_cpu_seconds(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+           (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
 }

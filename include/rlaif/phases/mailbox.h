@@ -75,5 +75,7 @@ void rlaif_nap(void);
 int rlaif_wait_sleeping(MPI_Request *req);
 /* A barrier over comm that sleeps while it waits. */
 int rlaif_barrier_sleeping(MPI_Comm comm);
+/* User + system CPU seconds of this process: what a wait really cost. */
+double rlaif_cpu_seconds(void);
 
 #endif
