@@ -4,10 +4,15 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/engine/model.h"
+#include "rlaif/storage/outdir.h"
+#include "rlaif/phases/layout.h"
+#include "rlaif/phases/registry.h"
 
 #include "config.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <curl/curl.h>
 #include <hdf5.h>
 #include <jansson.h>
@@ -180,6 +185,33 @@ void rlaif_print_build_config(FILE *out) {
 #endif
 }
 
+/* A stop seen on a waiting rank goes to the first rank of every group. */
+static int attach_relay(const rlaif_ranks *rk) {
+    int leaders[RLAIF_NROLES], n = 0;
+    for (int r = 0; r < RLAIF_NROLES; r++)
+        if (rk->count[r] > 0) leaders[n++] = rk->colocated ? 0 : rk->first[r];
+    return rlaif_stop_attach(rk->world, leaders, n);
+}
+
+/* `rlaif run` leaves <out_dir>/exit_status (layout.h). A phase command does
+ * not: a phase that finds its output complete writes nothing at all. */
+static int leaves_status(const rlaif_command *cmd) {
+    return cmd && !strcmp(cmd->name, "run");
+}
+
+/* World rank 0, once the exit code is agreed: the marker job scripts read. */
+static void write_status(const rlaif_ctx *ctx, const rlaif_command *cmd, int status) {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0 || !ctx->cfg || !leaves_status(cmd)) return;
+    if (rlaif_out_status_write(ctx->cfg, status)) {
+        char path[4096];
+        rlaif_out_path(ctx->cfg, RLAIF_OUT_STATUS, path, sizeof path);
+        fprintf(stderr, "WARNING: cannot write %s: %s (job scripts read it to decide a requeue)\n",
+                path, strerror(errno));
+    }
+}
+
 /* Everything after MPI_Init: config on rank 0 + broadcast, logs, signals,
  * ranks, the command. Returns the agreed status. */
 static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
@@ -209,10 +241,19 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
+        rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
+        /* one job per out_dir, of a compatible config (outdir.h); `ranks` only prints */
+        if (strcmp(cmd->name, "ranks")) RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
+        RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
     }
-    return cmd->fn(ctx);
+    if (leaves_status(cmd))
+        RLAIF_TRY(
+            rlaif_agree(MPI_COMM_WORLD, world_rank == 0 ? rlaif_out_status_clear(ctx->cfg) : 0));
+    /* a phase ends agreed by every rank (rlaif run agrees after each one) */
+    const rlaif_phase_def *ph = rlaif_phase_find(cmd->name);
+    return ph ? rlaif_phase_exec(ctx, ph) : cmd->fn(ctx);
 }
 
 int rlaif_main(int argc, char **argv) {
@@ -247,6 +288,11 @@ int rlaif_main(int argc, char **argv) {
         rlaif_args_free(&ctx.args);
         return RLAIF_EX_USAGE;
     }
+    rlaif_mpi_preinit();
+    /* The handlers before MPI_Init: a SIGTERM during a slow start (a loaded
+     * node, a large launch) stops the run cleanly (75) instead of killing it;
+     * the walltime deadline follows once the job is read. */
+    if (status == 0 && rlaif_stop_init(0, 0)) status = RLAIF_EX_SOFTWARE;
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "ERROR: MPI_Init failed\n  hint: check the MPI launcher and environment\n");
         return RLAIF_EX_SOFTWARE;
@@ -262,6 +308,8 @@ int rlaif_main(int argc, char **argv) {
         status = run_command(&ctx, cmd);
     }
     status = rlaif_agree(MPI_COMM_WORLD, status);
+    write_status(&ctx, cmd, status);
+    rlaif_stop_detach();
     if (ctx.ranks.world != MPI_COMM_NULL && ctx.ranks.world != 0) rlaif_ranks_free(&ctx.ranks);
     rlaif_config_free(ctx.cfg);
     rlaif_args_free(&ctx.args);

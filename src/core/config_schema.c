@@ -43,13 +43,15 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("run", "log_every", "10", 1, 1e9, "status line every N steps"),
     B("run", "verbose", "false", "debug lines on stderr"),
 
-    /* [ranks] rank groups (DESIGN.md section 2) */
+    /* [ranks] rank groups (src/core/README.md) */
     I("ranks", "rollout", "0", 0, 1e7, "rollout ranks (0 with all counts 0 = automatic)"),
     I("ranks", "judge", "0", 0, 1e7, "judge-query ranks"),
     I("ranks", "learner", "0", 0, 1e7, "learner ranks"),
     E("ranks", "layout", "auto", "auto|split|colocated",
       "split: disjoint groups; colocated: every rank plays every role; auto: colocated "
       "below 3 ranks"),
+    I("ranks", "weight_bucket_bytes", "16777216", 4, 2e9,
+      "bucket of the policy broadcast learner 0 -> rollouts (one MPI_Ibcast each)"),
 
     /* [model] architecture of a model built from scratch */
     E("model", "arch", "gpt2", "gpt2", "architecture"),
@@ -111,7 +113,7 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "pairs the judge never answered (HTTP error, quota, retries exhausted) stay out of "
       "preferences.h5 so a rerun judges them again; false stores them as failed"),
 
-    /* [judge] feedback LLM (DESIGN.md section 4) */
+    /* [judge] feedback LLM (src/judge/README.md) */
     E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),
     E("judge", "mode", "verdict", "verdict|logprob|rubric|score", "how a label is asked for"),
     S("judge", "base_url", "", "endpoint base URL, e.g. https://api.openai.com/v1"),
@@ -126,7 +128,10 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("judge", "top_logprobs", "5", 0, 20, "top_logprobs in logprob mode"),
     F("judge", "min_coverage", "0.5", 0, 1,
       "logprob mode: least P(A)+P(B) among the top tokens for a label to count"),
-    I("judge", "max_inflight", "16", 1, 100000, "concurrent requests per judge rank"),
+    I("judge", "max_inflight", "16", 1, 100000,
+      "most concurrent requests per judge rank (the ceiling when judge.adaptive)"),
+    B("judge", "adaptive", "true",
+      "adapt requests in flight to what the endpoint sustains (false: always max_inflight)"),
     D("judge", "connect_timeout", "10s", 0.001, 3600, "TCP/TLS connect timeout"),
     D("judge", "timeout", "120s", 0.001, 86400, "whole-request timeout"),
     I("judge", "max_attempts", "6", 1, 1000, "tries per request (1 = no retry)"),
@@ -210,6 +215,10 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     B("io", "collective_metadata", "true", "collective metadata reads and writes"),
     B("io", "collective_data", "false",
       "collective (two-phase) raw-data transfers instead of independent ones"),
+
+    /* [train] guards of every training phase's loop */
+    I("train", "max_bad_steps", "5", 1, 1e9,
+      "steps in a row with a non-finite loss or gradient (each skipped) that stop the phase"),
 
     {0},
 };

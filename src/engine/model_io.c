@@ -1,6 +1,7 @@
 /* model_io.c - serial HDF5 checkpoints (see model_io.h). */
 #include "rlaif/engine/model_io.h"
 #include "rlaif/core/error.h"
+#include "rlaif/storage/checkpoint.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -222,6 +223,10 @@ int rlaif_h5_read_tensors(hid_t file, const char *path, const char *group,
                    0) {
             rlaif_error_h5("H5Dread", __FILE__, __LINE__, NULL);
             rc = rlaif_error_context("%s: reading %s/%s: ", path, group, d->name);
+        } else { /* verified before any caller sees the values */
+            char name[512];
+            snprintf(name, sizeof name, "%s/%s", group, d->name);
+            rc = rlaif_checkpoint_verify_tensor(ds, buf + d->offset, d->numel, path, name);
         }
         if (ty >= 0) H5Tclose(ty);
         if (sp >= 0) H5Sclose(sp);

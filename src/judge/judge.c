@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* --------------------------------------------------------------- helpers */
 
@@ -195,6 +196,13 @@ static void finish_pair(rlaif_judge *j, pstate *ps) {
 
 /* ----------------------------------------------------------- call results */
 
+static int rubric_complete(const rlaif_judge_parsed *pr) {
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < RLAIF_JUDGE_NCRIT; c++)
+            if (isnan(pr->rubric[k][c])) return 0;
+    return 1;
+}
+
 /* Read an answer into the call's outcome. replayed: 0 fresh (or builtin),
  * 1 from the journal (paid in an earlier run), 2 a twin's answer. */
 static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int replayed) {
@@ -245,6 +253,19 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
         }
         for (int k = 0; k < 2; k++) /* position k shows response k ^ order */
             memcpy(o->rubric[k ^ c->order], pr.rubric[k], sizeof pr.rubric[k]);
+        if (j->mode == RLAIF_JM_RUBRIC && o->status == RLAIF_JS_OK && !rubric_complete(&pr)) {
+            /* the scores are what rubric mode asks for: a bare verdict is off-format */
+            o->status = RLAIF_JS_BAD_REPLY, o->p = NAN, o->first = -1;
+            snprintf(o->reason, sizeof o->reason,
+                     "rubric mode: the reply lacks a \"Scores A:\" and a \"Scores B:\" line "
+                     "with all %d criteria rated 1-5",
+                     RLAIF_JUDGE_NCRIT);
+        }
+    } else if (o->status == RLAIF_JS_TRUNCATED) {
+        snprintf(o->reason, sizeof o->reason,
+                 "the endpoint read %ld prompt tokens of %zu bytes of text: it cut the prompt "
+                 "(raise its context size, e.g. llama-server -c)",
+                 e->tokens_in, c->content_bytes);
     } else if (!o->reason[0]) {
         snprintf(o->reason, sizeof o->reason, "%s", e->text ? e->text : "failed");
     }
@@ -304,11 +325,70 @@ static void retry_or_fail(rlaif_judge *j, call *c, long http, double retry_after
     j->stats[c->unit % j->nep].retries++;
 }
 
+/* A server that cuts a long prompt to its context size (llama-server does,
+ * silently) still answers, from part of the prompt, and reports how many
+ * prompt tokens it read. Real tokenizers read natural text at 3-5 bytes per
+ * token (GPT-2 and cl100k BPE: ~4 for English, fewer for digits and code;
+ * the chat template only adds tokens); even long whitespace or symbol runs
+ * rarely average 8. Fewer than one token per TRUNC_BYTES_PER_TOKEN bytes of
+ * message text is therefore a cut prompt, with a margin of 2.5-3x over
+ * tokenizer differences. Short prompts (< TRUNC_MIN_BYTES) are not judged:
+ * small counts are noisy and no server cuts a prompt that short. */
+#define TRUNC_BYTES_PER_TOKEN 12
+#define TRUNC_MIN_BYTES       1024
+static int prompt_cut(const call *c, long tokens_in) {
+    return tokens_in > 0 && c->content_bytes >= TRUNC_MIN_BYTES &&
+           (double)tokens_in * TRUNC_BYTES_PER_TOKEN < (double)c->content_bytes;
+}
+
+/* An endpoint that stops answering (transport errors, 5xx) gets a console
+ * line once it has failed for OUTAGE_AFTER seconds with no answer between,
+ * then at most every OUTAGE_EVERY seconds while it lasts, and a line when it
+ * answers again; each retry alone only reaches the debug log. */
+#define OUTAGE_AFTER 2.0
+#define OUTAGE_EVERY 30.0
+static void endpoint_failed(rlaif_judge *j, endpoint *ep, const char *reason) {
+    double now = rlaif_now();
+    if (!ep->down_fails++) ep->down_since = now, ep->down_since_wall = rlaif_wall_time();
+    if (now - ep->down_since < OUTAGE_AFTER || ep->down_fails < 2) return;
+    if (ep->down_line > 0 && now - ep->down_line < OUTAGE_EVERY) return;
+    ep->down_line = now;
+    char since[32];
+    time_t t = (time_t)ep->down_since_wall;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    rlaif_info("judge endpoint %s unreachable since %s (%.0f s, %ld failed requests): %s; "
+               "retrying",
+               j->stats[ep - j->ep].name, since, now - ep->down_since, ep->down_fails, reason);
+}
+
+static void endpoint_answered(rlaif_judge *j, endpoint *ep) {
+    if (ep->down_line > 0)
+        rlaif_info("judge endpoint %s answers again after %.0f s (%ld failed requests)",
+                   j->stats[ep - j->ep].name, rlaif_now() - ep->down_since, ep->down_fails);
+    ep->down_fails = 0, ep->down_line = 0;
+}
+
+/* Tell curl the connection cap when the adapted limit moved. */
+static void follow_limit(rlaif_judge *j) {
+    int n = rlaif_adapt_limit(&j->adapt);
+    if (n == j->connections) return;
+    rlaif_debug("judge: %d requests in flight (was %d; base latency %.3f s, ceiling %d)", n,
+                j->connections, j->adapt.base, j->adapt.max);
+    j->connections = n;
+    rlaif_http_set_connections(j->http, n);
+}
+
 /* An HTTP answer arrived (or the transfer failed). */
 static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     call *c = d->user;
     endpoint *ep = &j->ep[c->unit % j->nep];
     double now = rlaif_now();
+    int congested = d->curl_code || d->http_status == 429 || d->http_status >= 500;
+    rlaif_adapt_done(&j->adapt, now - d->started, congested, rlaif_http_inflight(j->http) + 1,
+                     rlaif_http_oldest(j->http, now), now);
+    follow_limit(j);
     rlaif_bucket_feed(&ep->requests, d->ratelimit[0], d->ratelimit[1], j->n_judge, now);
     rlaif_bucket_feed(&ep->tokens, d->ratelimit[2], d->ratelimit[3], j->n_judge, now);
     char why[200];
@@ -316,6 +396,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     if (d->curl_code) {
         snprintf(why, sizeof why, "transport: %s", d->error);
         scrub(why, ep->key);
+        endpoint_failed(j, ep, why);
         retry_or_fail(j, c, 0, -1, why);
         free(d->body);
         return 0;
@@ -323,6 +404,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     rlaif_judge_reply r;
     int parsed = rlaif_judge_parse_reply(ep->e.backend, j->mode, d->body, d->len, &r);
     long http = d->http_status;
+    if (http < 500) endpoint_answered(j, ep);
     if (http >= 200 && http < 300 && parsed == 0 && r.ok) {
         rlaif_journal_entry e = {.status = RLAIF_JS_OK,
                                  .http_status = (int)http,
@@ -333,6 +415,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
                                  .tokens_out = r.tokens_out};
         if (!strcmp(r.finish, "length") && j->mode != RLAIF_JM_LOGPROB) e.status = RLAIF_JS_LENGTH;
         if (!strcmp(r.finish, "content_filter")) e.status = RLAIF_JS_FILTERED;
+        if (prompt_cut(c, r.tokens_in)) e.status = RLAIF_JS_TRUNCATED;
         rlaif_judge_parsed pr;
         rlaif_judge_parse(r.text, j->mode, &pr);
         e.label = j->mode == RLAIF_JM_SCORE ? pr.score
@@ -360,6 +443,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
                  r.err_type, r.err_code[0] ? " " : "", r.err_code,
                  r.err_msg[0] ? r.err_msg : "(no message)");
         scrub(why, ep->key);
+        if (http >= 500) endpoint_failed(j, ep, why);
         int quota =
             strstr(r.err_code, "insufficient_quota") || strstr(r.err_type, "insufficient_quota");
         if (rlaif_should_retry(http, r.err_code, r.err_type, d->should_retry))
@@ -405,7 +489,9 @@ static int dispatch(rlaif_judge *j) {
         endpoint *ep = &j->ep[c->unit % j->nep];
         if (ep->e.backend != RLAIF_JB_BUILTIN) {
             double w1, w2;
-            if (!rlaif_http_free_slots(j->http)) break;
+            if (!rlaif_http_free_slots(j->http) ||
+                rlaif_http_inflight(j->http) >= rlaif_adapt_limit(&j->adapt))
+                break;
             if (!rlaif_bucket_take(&ep->requests, 1, now, &w1)) {
                 if (now + w1 < j->wake) j->wake = now + w1;
                 break;
@@ -453,6 +539,7 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
         return;
     }
     c->body = rlaif_judge_request_body(&ep->e, j->mode, &m);
+    for (int i = 0; i < m.n; i++) c->content_bytes += strlen(m.content[i]);
     rlaif_judge_messages_free(&m);
     c->len = strlen(c->body);
     c->est_tokens = (double)c->len / 4.0 + (j->mode == RLAIF_JM_LOGPROB ? 1 : ep->e.max_tokens);
@@ -535,6 +622,11 @@ int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int c
         if (j->http) {
             rlaif_http_done d;
             while (rlaif_http_next(j->http, &d)) RLAIF_TRY(on_done(j, &d));
+            if (rlaif_http_inflight(j->http)) { /* a request waiting for a worker */
+                rlaif_adapt_waiting(&j->adapt, rlaif_http_oldest(j->http, rlaif_now()),
+                                    rlaif_now());
+                follow_limit(j);
+            }
             if (j->ready_head) RLAIF_TRY(dispatch(j)); /* refill freed slots at once */
         }
         double now = rlaif_now();
@@ -543,6 +635,8 @@ int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int c
         double t = end - now;
         if (j->wake - now < t) t = j->wake - now;
         if (t < 0.0005) t = 0.0005;
+        if (t > 0.05 && !j->adapt.fixed && j->http && rlaif_http_inflight(j->http))
+            t = 0.05; /* look for requests waiting in a queue (rlaif_adapt_waiting) */
         if (j->http) RLAIF_TRY(rlaif_http_wait(j->http, t));
     }
     if (j->ndone && j->journal) RLAIF_TRY(rlaif_journal_sync(j->journal));

@@ -15,6 +15,9 @@ typedef struct {
     struct curl_slist *headers;
     rlaif_bucket requests, tokens;
     rlaif_builtin_opts builtin;
+    /* an outage: failures with no answer between them (judge.c, endpoint_failed) */
+    long down_fails;
+    double down_since, down_since_wall, down_line; /* rlaif_now / wall clock / last line */
 } endpoint;
 
 /* What one call (unit, order) of a pair gave. */
@@ -43,8 +46,8 @@ typedef struct call {
     pstate *pair;
     int unit, order;
     char key[33];
-    char *body, *user; /* HTTP body, or the builtin's user message */
-    size_t len;
+    char *body, *user;         /* HTTP body, or the builtin's user message */
+    size_t len, content_bytes; /* body bytes; bytes of the messages' text */
     int attempts;
     double not_before, est_tokens;
     struct call *next;         /* ready queue / retry list */
@@ -65,6 +68,8 @@ struct rlaif_judge {
     int disagreement; /* 0 drop, 1 tie, 2 average */
     int majority, max_attempts, n_judge;
     rlaif_http *http;
+    rlaif_adapt adapt; /* requests in flight (judge_adapt.c) */
+    int connections;   /* the connection cap last given to curl */
     rlaif_journal *journal;
     pstate *slots, *free_slots, *done_head, *done_tail;
     int credit_max, npending, ndone;

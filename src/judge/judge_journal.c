@@ -3,16 +3,28 @@
  * One file per judge rank, dir/judge-rank-NNNNN.jnl, one JSON object per line:
  *   {"k": key, "s": status, "h": http, "t": text, "lab": parsed label, "pa": P(A)
  *    from logprobs, "cv": coverage,
- *    "ti": tokens in, "to": tokens out, "raw": the raw HTTP body}
+ *    "ti": tokens in, "to": tokens out, "raw": the raw HTTP body, "x": check}
+ * "x" is the FNV-1a hash (16 hex digits) of every byte of the line before
+ * ',"x":'. Each record is checked on its own, so a damaged byte costs that one
+ * record (asked and paid again), never the records after it: replay skips a
+ * record whose check fails and resynchronises at the next record start. A
+ * record start '{"k":"' cannot occur inside a record (JSON escapes every '"'
+ * in a string), so even a damaged newline that glues two records together
+ * loses only the damaged one. FNV-1a detects any single damaged byte for
+ * certain (each step, xor then multiply by an odd prime, is a bijection of
+ * the state), and a burst with probability 1 - 2^-64. Damage is reported
+ * (how many records, where); damaged lines stay in the file, untouched.
+ *
  * A record is written with one write() as soon as the answer arrives, so a
  * killed process loses nothing the kernel has; fsync (for machine crashes)
  * happens in batches before results are handed out. On open, every judge-*.jnl
  * in the folder is replayed, so a job restarted on another rank count still
  * finds every answer; a torn last line (kill during write) is skipped and our
- * own file is cut back to its last whole record. */
+ * own file is cut back to the end of its last line. */
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
+#include "rlaif/core/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -96,23 +108,81 @@ static const char *record_key(json_t *o) {
     return key && strlen(key) == 32 ? key : NULL;
 }
 
-/* Replay a file; returns the length of its whole-record prefix or -1. */
-static int64_t replay_file(rlaif_journal *jl, int file, FILE *f) {
+#define CHECK_TAIL 24 /* ,"x":"0123456789abcdef"} */
+
+/* 1 when rec[0..n) (no newline) is a whole record whose check holds (a
+ * record without "x", from before the check existed, only has to parse). */
+static int record_ok(const char *rec, size_t n) {
+    if (n > CHECK_TAIL && !memcmp(rec + n - CHECK_TAIL, ",\"x\":\"", 6)) {
+        char want[17];
+        snprintf(want, sizeof want, "%016llx",
+                 (unsigned long long)rlaif_hash64(rec, n - CHECK_TAIL, 0x6a6e6cULL));
+        if (memcmp(rec + n - CHECK_TAIL + 6, want, 16) || memcmp(rec + n - 2, "\"}", 2)) return 0;
+    }
+    json_error_t err;
+    json_t *o = json_loadb(rec, n, 0, &err);
+    int ok = record_key(o) != NULL;
+    json_decref(o);
+    return ok;
+}
+
+/* Where the next record starts in s[from..n), or n. */
+static size_t next_start(const char *s, size_t from, size_t n) {
+    static const char mark[] = "{\"k\":\"";
+    for (size_t i = from; i + sizeof mark - 1 <= n; i++)
+        if (s[i] == '{' && !memcmp(s + i, mark, sizeof mark - 1)) return i;
+    return n;
+}
+
+typedef struct {
+    long damaged, first_line;
+    int64_t first_off;
+} damage;
+
+/* Check one line (without its newline) at file offset off: remember each good
+ * record in it; a damaged piece is counted and skipped up to the next record
+ * start. */
+static void replay_line(rlaif_journal *jl, int file, const char *s, size_t n, int64_t off,
+                        long lineno, damage *dm) {
+    if (record_ok(s, n)) {
+        json_error_t err;
+        json_t *o = json_loadb(s, n, 0, &err);
+        remember(jl, record_key(o), file, off, n + 1);
+        json_decref(o);
+        return;
+    }
+    for (size_t a = 0, b; a < n; a = b) { /* damaged: salvage records glued on */
+        b = next_start(s, a + 1, n);
+        if (a > 0 && record_ok(s + a, b - a)) {
+            json_error_t err;
+            json_t *o = json_loadb(s + a, b - a, 0, &err);
+            remember(jl, record_key(o), file, off + (int64_t)a, b - a);
+            json_decref(o);
+        } else if (!dm->damaged++)
+            dm->first_line = lineno, dm->first_off = off + (int64_t)a;
+    }
+}
+
+/* Replay a file; returns the length up to the end of its last whole line
+ * (what follows is a write torn by a kill) or -1. */
+static int64_t replay_file(rlaif_journal *jl, int file, FILE *f, const char *path) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int64_t good = 0;
+    long lineno = 0;
+    damage dm = {0};
     while ((n = getline(&line, &cap, f)) > 0) {
         if (line[n - 1] != '\n') break; /* torn by a kill mid-write */
-        json_error_t err;
-        json_t *o = json_loadb(line, (size_t)n, 0, &err);
-        const char *key = record_key(o);
-        if (key) remember(jl, key, file, good, (size_t)n);
-        json_decref(o);
-        if (!key) break;
+        replay_line(jl, file, line, (size_t)n - 1, good, ++lineno, &dm);
         good += n;
     }
     free(line);
+    if (dm.damaged)
+        rlaif_warn("judge journal %s: %ld damaged record(s) skipped, the first on line %ld "
+                   "(byte %lld); every other record is kept, the damaged calls will be asked "
+                   "(and paid) again",
+                   path, dm.damaged, dm.first_line, (long long)dm.first_off);
     return good;
 }
 
@@ -127,7 +197,7 @@ static int64_t replay_path(rlaif_journal *jl, const char *path) {
     }
     jl->fds = xrealloc(jl->fds, sizeof(int) * (size_t)(jl->nfile + 1));
     jl->fds[jl->nfile] = fd;
-    int64_t good = replay_file(jl, jl->nfile++, f);
+    int64_t good = replay_file(jl, jl->nfile++, f, path);
     fclose(f);
     return good;
 }
@@ -200,7 +270,9 @@ int rlaif_journal_lookup(rlaif_journal *jl, const char key[33], rlaif_journal_en
     char *buf = xmalloc((size_t)r->len + 1);
     ssize_t n = pread(jl->fds[r->file], buf, (size_t)r->len, r->off);
     json_error_t err;
-    json_t *o = n == r->len ? json_loadb(buf, (size_t)n, 0, &err) : NULL;
+    size_t body =
+        n == r->len && r->len > 0 && buf[r->len - 1] == '\n' ? (size_t)r->len - 1 : (size_t)r->len;
+    json_t *o = n == r->len && record_ok(buf, body) ? json_loadb(buf, body, 0, &err) : NULL;
     free(buf);
     if (!o || !record_key(o) || memcmp(record_key(o), key, 32)) {
         json_decref(o);
@@ -243,9 +315,11 @@ int rlaif_journal_append(rlaif_journal *jl, const char key[33], const rlaif_jour
     char *line = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!line) return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "json_dumps of a journal record failed");
-    size_t n = strlen(line);
-    line = xrealloc(line, n + 2);
-    line[n++] = '\n';
+    size_t n = strlen(line) - 1; /* the closing brace gives way to the check */
+    line = xrealloc(line, n + CHECK_TAIL + 2);
+    snprintf(line + n, CHECK_TAIL + 2, ",\"x\":\"%016llx\"}\n",
+             (unsigned long long)rlaif_hash64(line, n, 0x6a6e6cULL));
+    n += CHECK_TAIL + 1;
     /* one write: O_APPEND keeps records whole; retry the tail on a short write */
     for (size_t off = 0; off < n;) {
         ssize_t w = write(jl->fd, line + off, n - off);

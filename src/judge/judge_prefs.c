@@ -18,6 +18,7 @@ static int pair_status(int s) {
     case RLAIF_JS_AMBIGUOUS:
     case RLAIF_JS_LENGTH:
     case RLAIF_JS_BAD_REPLY:
+    case RLAIF_JS_TRUNCATED: /* the answer rests on part of the prompt: unreadable */
         return RLAIF_PAIR_PARSE;
     case RLAIF_JS_FILTERED:
         return RLAIF_PAIR_REFUSED;

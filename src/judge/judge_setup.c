@@ -32,6 +32,10 @@ double rlaif_judge_length_corr(const rlaif_judge_endpoint_stats *s) {
     return vx > 0 && vy > 0 ? cxy / sqrt(vx * vy) : NAN;
 }
 
+int rlaif_judge_concurrency(const rlaif_judge *j) {
+    return j->http ? rlaif_adapt_limit(&j->adapt) : 0;
+}
+
 int rlaif_judge_nendpoints(const rlaif_judge *j) {
     return j->nep;
 }
@@ -277,6 +281,8 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
     j->pending = xcalloc((size_t)j->npending_buckets, sizeof *j->pending);
     RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
                               rlaif_cfg_float(cfg, "judge.timeout")));
+    rlaif_adapt_init(&j->adapt, inflight, rlaif_cfg_bool(cfg, "judge.adaptive"), rlaif_now());
+    j->connections = inflight;
     char dir[4096];
     if (journal_dir && *journal_dir)
         snprintf(dir, sizeof dir, "%s", journal_dir);
@@ -316,6 +322,10 @@ static void drop_call(void *c) {
 
 void rlaif_judge_close(rlaif_judge *j) {
     if (!j) return;
+    if (j->http)
+        rlaif_debug("judge: %d requests in flight at the end (ceiling %d), cut %ld times, base "
+                    "latency %.3f s",
+                    rlaif_adapt_limit(&j->adapt), j->adapt.max, j->adapt.cuts, j->adapt.base);
     rlaif_http_close(j->http, drop_call); /* in-flight calls are dropped */
     free_list(j->ready_head);
     free_list(j->delayed);

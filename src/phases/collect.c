@@ -14,7 +14,7 @@
 #include "rlaif/phases/mailbox.h"
 #include "rlaif/phases/pump.h"
 #include "rlaif/phases/rollout.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/storage/metrics.h"
 #include "rlaif/storage/prefs.h"
 

@@ -6,6 +6,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
+#include "rlaif/phases/registry.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/core/stop.h"
 #include "rlaif/engine/model_io.h"
@@ -15,7 +16,7 @@
 #include "rlaif/phases/rollout.h"
 #include "rlaif/phases/task.h"
 #include "rlaif/storage/checkpoint.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/storage/metrics.h"
 #include "rlaif/storage/prefs.h"
 
@@ -75,20 +76,20 @@ static int newest_finished(const rlaif_config *cfg, const char *phase, char *pat
     return rlaif_checkpoint_newest_done(dir, phase, "eval", path, n, found, &count);
 }
 
+/* A phase that leaves learner checkpoints (the registry: it needs learners). */
 static int is_phase(const char *s) {
-    const char *ph[] = {"sft", "rm", "dpo", "ppo", "reinforce", "a2c", "online-dpo"};
-    for (size_t i = 0; i < sizeof ph / sizeof *ph; i++)
-        if (!strcmp(s, ph[i])) return 1;
-    return 0;
+    const rlaif_phase_def *p = rlaif_phase_find(s);
+    return p && p->needs[RLAIF_ROLE_LEARNER];
 }
 
-/* eval.policy or eval.baseline (rank 0): "" = ppo, dpo, then sft; a phase
- * name = its newest finished checkpoint; else a path. */
+/* eval.policy or eval.baseline (rank 0): "" = the registry's policies, best
+ * first (ppo, dpo, then sft); a phase name = its newest finished checkpoint;
+ * else a path. */
 static int resolve_model(const rlaif_config *cfg, const char *key, char *path, size_t n) {
     const char *v = rlaif_cfg_str(cfg, key);
-    const char *auto_order[] = {"ppo", "dpo", "sft"}, *one[] = {v};
+    const char *auto_order[16], *one[] = {v};
     const char *const *try = *v ? one : auto_order;
-    int ntry = *v ? 1 : 3, found = 0;
+    int ntry = *v ? 1 : rlaif_phase_policies(auto_order, 16), found = 0;
     if (*v && !is_phase(v)) {
         if (access(v, R_OK) != 0)
             return RLAIF_ERROR(RLAIF_EX_NOINPUT,
@@ -582,6 +583,23 @@ static int judge_all(eval_run *E) {
 }
 
 /* ------------------------------------------------------------ command */
+
+int rlaif_eval_check(const rlaif_config *cfg) {
+    /* data.task = jsonl uses at most the file's records: known only when read */
+    if (!strcmp(rlaif_cfg_str(cfg, "data.task"), "jsonl")) return 0;
+    /* a lower bound of what each rank holds a prompt: 4 pointers, the problem,
+     * the NOUT outcomes, and one byte a generated token of both responses */
+    double per = 4 * sizeof(char *) + sizeof(rlaif_arith) + NOUT * sizeof(double) +
+                 2.0 * (double)rlaif_cfg_int(cfg, "eval.max_new_tokens");
+    double need = per * (double)rlaif_cfg_int(cfg, "eval.n_prompts");
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "lower eval.n_prompts",
+                           "eval.n_prompts = %lld needs at least %.3g GB on every rank, more "
+                           "than this node's %.3g GB",
+                           (long long)rlaif_cfg_int(cfg, "eval.n_prompts"), need / 1e9, have / 1e9);
+    return 0;
+}
 
 /* Eval judges every pair in both orders, and a disagreement counts half. */
 static int force_judge_settings(rlaif_config *cfg) {

@@ -4,7 +4,7 @@
  * The pairs are read, split and tokenized by pairs.c (shared with dpo). */
 #include "rlaif/phases/rm.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/storage/prefs.h"
@@ -38,37 +38,17 @@ double rlaif_rm_pair_loss(double d, double p, double margin, double *dd) {
 
 void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T) {
     size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
-    b->tokens = xmalloc(sizeof(int) * bt);
-    b->valid = xmalloc(bt);
+    rlaif_lp_init(&b->pass, 2 * max_pairs, T);
+    b->pass.mask_pad_keys = 1; /* rewards bit-identical to earlier rm runs (logprob.h) */
+    b->rows = xmalloc(sizeof(int64_t) * rows);
     b->dscore = xmalloc(sizeof(float) * bt);
-    b->last = xmalloc(sizeof(int) * rows);
     b->max_pairs = max_pairs, b->T = T;
 }
 
 void rlaif_rm_buf_free(rlaif_rm_buf *b) {
-    free(b->tokens), free(b->valid), free(b->dscore), free(b->last);
+    rlaif_lp_free(&b->pass);
+    free(b->rows), free(b->dscore);
     memset(b, 0, sizeof *b);
-}
-
-/* Rows 2b (A) and 2b+1 (B) of pair idx[b], right-padded to T: tokens
- * [2B*T], valid [2B*T]. Returns T. */
-static int pack_rows(const rlaif_rm_pairs *d, const int64_t *idx, int B, rlaif_rm_buf *buf) {
-    int T = 1;
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        int len = (int)(d->off[s + 1] - d->off[s]);
-        if (len > T) T = len;
-    }
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        const int32_t *x = d->tok + d->off[s];
-        int len = (int)(d->off[s + 1] - d->off[s]);
-        for (int t = 0; t < T; t++) {
-            buf->tokens[r * T + t] = t < len ? x[t] : 0;
-            buf->valid[r * T + t] = t < len;
-        }
-    }
-    return T;
 }
 
 /* Loss, gradient d(loss)/d(r) and the sums of pair b from its two rewards. */
@@ -92,21 +72,25 @@ int rlaif_rm_micro(rlaif_model *m, const rlaif_rm_pairs *d, const int64_t *idx, 
     if (B > buf->max_pairs)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "rm: micro-batch of %d pairs > buffer %d", B,
                            buf->max_pairs);
-    int T = pack_rows(d, idx, B, buf), R = 2 * B;
-    /* tokens (2B,T) -> hidden (2B,T,C) -> score (2B,T); reward = score at the last real token */
-    RLAIF_TRY(rlaif_model_forward(m, buf->tokens, NULL, buf->valid, R, T));
-    RLAIF_TRY(rlaif_model_score_forward(m));
-    rlaif_last_index(buf->valid, R, T, buf->last);
+    /* rows 2b (A) and 2b+1 (B) of pair idx[b] -> score (2B,T); reward = the
+     * score at the last token of each row */
+    int R = 2 * B;
+    for (int r = 0; r < R; r++) buf->rows[r] = 2 * idx[r / 2] + r % 2;
+    rlaif_seqs seqs = {d->tok, d->off, NULL};
+    RLAIF_TRY(rlaif_lp_forward(m, &buf->pass, &seqs, buf->rows, R, RLAIF_LP_VALUE, NULL));
+    int T = buf->pass.T;
+    const int *last = buf->pass.last;
+    const float *score = buf->pass.value;
     memset(buf->dscore, 0, sizeof(float) * (size_t)R * (size_t)T);
     for (int b = 0; b < B; b++) {
-        int ia = 2 * b * T + buf->last[2 * b], ib = (2 * b + 1) * T + buf->last[2 * b + 1];
+        int ia = 2 * b * T + last[2 * b], ib = (2 * b + 1) * T + last[2 * b + 1];
         double dra, drb;
-        pair_terms(m->score[ia], m->score[ib], d->label[idx[b]], N, margin, l2, &dra, &drb, s);
+        pair_terms(score[ia], score[ib], d->label[idx[b]], N, margin, l2, &dra, &drb, s);
         buf->dscore[ia] = (float)dra, buf->dscore[ib] = (float)drb;
-        s->tokens += buf->last[2 * b] + buf->last[2 * b + 1] + 2;
+        s->tokens += last[2 * b] + last[2 * b + 1] + 2;
     }
     /* d(loss)/d(score) is nonzero only at the two reward positions of each pair */
-    return backward ? rlaif_model_backward(m, NULL, NULL, buf->dscore) : 0;
+    return backward ? rlaif_lp_backward(m, &buf->pass, NULL, NULL, buf->dscore) : 0;
 }
 
 /* /state attribute name of path as a double, NaN when it is missing. */
@@ -151,6 +135,7 @@ typedef struct {
     /* results of the last validation and reward statistics */
     double eval_loss, eval_acc, reward_mean, reward_std;
     int have_eval, have_stats;
+    const char *from; /* the model it starts from, for the start line */
 } rm_run;
 
 static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
@@ -296,41 +281,34 @@ static int setup_run(rlaif_learner *L, rm_run *S) {
     return 0;
 }
 
-static int run_phase(rlaif_learner *L, rm_run *S, long stop_after, const char *from) {
-    const rlaif_phase ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S};
-    int found, done;
-    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
-    if (found && done && L->step >= L->steps) {
-        rlaif_info("rm: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
-        return 0;
-    }
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_phase(L->metrics, "rm_eval", 4, eval_names)));
-    RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, "rm_eval", L->step)));
-    if (found)
-        rlaif_info("rm: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
-    else
-        rlaif_info("rm: starting from %s", from);
+static int rm_prepare(rlaif_learner *L, void *ud, int found) {
+    rm_run *S = ud;
+    if (!found) rlaif_info("rm: starting from %s", S->from);
     rlaif_info("rm: %lld training pairs, %lld held out; %ld steps of %ld pairs on %d "
                "learner(s), micro-batch %ld pairs, %zu parameters",
                (long long)S->st.ntrain, (long long)S->st.neval, L->steps, L->batch_size, L->size,
                L->micro_batch, L->model.table.total);
-    if (!found) RLAIF_TRY(validate(L, S));
-    L->stop_after = stop_after;
-    L->before_save = rm_before_save;
-    RLAIF_TRY(rlaif_train_run(L, &ph));
-    rlaif_info("rm: done; the reward model is %s", L->ckpt_path);
-    return 0;
+    return found ? 0 : validate(L, S);
+}
+
+static int run_phase(rlaif_learner *L, rm_run *S, long stop_after) {
+    const rlaif_learner_phase lp = {
+        .ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S},
+        .eval_table = "rm_eval",
+        .n_eval = 4,
+        .eval_names = eval_names,
+        .result = "the reward model",
+        .prepare = rm_prepare,
+        .before_save = rm_before_save,
+    };
+    return rlaif_learner_phase_run(L, &lp, stop_after);
 }
 
 int rlaif_cmd_rm(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(rlaif_phase_args(ctx, "rm", &stop_after));
-    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "rm", 1, 0, 0));
-    /* rollout and judge ranks have no part in the reward model: they sleep
-     * in the phase barrier while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
-    MPI_Comm comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    MPI_Comm comm;
+    RLAIF_TRY(rlaif_learner_phase_enter(ctx, "rm", &stop_after, &comm));
+    if (comm == MPI_COMM_NULL) return 0; /* no part in the reward model */
     char from[4096];
     rlaif_model_source src;
     int rc = rlaif_agree(comm, model_source(ctx->cfg, from, sizeof from, &src));
@@ -350,13 +328,12 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     if (!rc && L.rank == 0) rlaif_pairs_report("rm", &c, &S.data);
     if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "rm");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
-    const char *what = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
-                                     : rlaif_cfg_str(ctx->cfg, "model.init_from");
-    if (!rc) rc = run_phase(&L, &S, stop_after, what);
+    S.from = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
+                           : rlaif_cfg_str(ctx->cfg, "model.init_from");
+    if (!rc) rc = run_phase(&L, &S, stop_after);
     rlaif_pair_stream_free(&S.st);
     rlaif_rm_buf_free(&S.buf);
     rlaif_pairs_free(&S.data);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

@@ -248,39 +248,38 @@ static int maybe_eval(rlaif_learner *L, const char *when) {
     return 0;
 }
 
-static int run_phase(rlaif_learner *L, sft_run *S, long stop_after) {
-    const rlaif_phase ph = {"sft", 2, extra_names, sft_batch, sft_save, sft_load, S};
-    int found, done;
-    RLAIF_TRY(rlaif_learner_resume(L, &ph, &found, &done));
-    if (found && done && L->step >= L->steps) {
-        rlaif_info("sft: already complete (%s, step %ld, done); skipping", L->ckpt_path, L->step);
-        return 0;
-    }
-    if (found)
-        rlaif_info("sft: resuming from %s at step %ld/%ld", L->ckpt_path, L->step, L->steps);
-    else
-        RLAIF_TRY(maybe_eval(L, "before"));
+static int sft_prepare(rlaif_learner *L, void *ud, int found) {
+    const sft_run *S = ud;
+    if (!found) RLAIF_TRY(maybe_eval(L, "before"));
     rlaif_info("sft: %lld demonstrations, %ld steps of %ld sequences on %d learner(s), "
                "micro-batch %ld, %zu parameters",
                (long long)S->data.n, L->steps, L->batch_size, L->size, L->micro_batch,
                L->model.table.total);
-    L->stop_after = stop_after;
-    RLAIF_TRY(rlaif_train_run(L, &ph));
-    RLAIF_TRY(maybe_eval(L, "after"));
-    rlaif_info("sft: done; the final model is %s", L->ckpt_path);
     return 0;
+}
+
+static int sft_after(rlaif_learner *L, void *ud) {
+    (void)ud;
+    return maybe_eval(L, "after");
+}
+
+static int run_phase(rlaif_learner *L, sft_run *S, long stop_after) {
+    const rlaif_learner_phase lp = {
+        .ph = {"sft", 2, extra_names, sft_batch, sft_save, sft_load, S},
+        .result = "the final model",
+        .prepare = sft_prepare,
+        .after = sft_after,
+    };
+    return rlaif_learner_phase_run(L, &lp, stop_after);
 }
 
 int rlaif_cmd_sft(rlaif_ctx *ctx) {
     long stop_after;
-    RLAIF_TRY(rlaif_phase_args(ctx, "sft", &stop_after));
-    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "sft", 1, 0, 0));
-    /* rollout and judge ranks have no part in SFT: they sleep in the phase
-     * barrier (not spinning in a collective) while the learners train */
-    if (!rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
-        return rlaif_phase_barrier(ctx->ranks.world, 1);
+    MPI_Comm comm;
+    RLAIF_TRY(rlaif_learner_phase_enter(ctx, "sft", &stop_after, &comm));
+    if (comm == MPI_COMM_NULL) return 0; /* no part in sft */
     rlaif_learner L;
-    int rc = rlaif_learner_init(&L, ctx->cfg, ctx->ranks.group[RLAIF_ROLE_LEARNER], "sft", 0);
+    int rc = rlaif_learner_init(&L, ctx->cfg, comm, "sft", 0);
     sft_run S;
     memset(&S, 0, sizeof S);
     S.seed = (uint64_t)rlaif_cfg_int(ctx->cfg, "run.seed");
@@ -301,6 +300,5 @@ int rlaif_cmd_sft(rlaif_ctx *ctx) {
     free(S.perm), free(S.tokens), free(S.targets), free(S.dlogp);
     data_free(&S.data);
     rlaif_learner_free(&L);
-    int brc = rlaif_phase_barrier(ctx->ranks.world, 0);
-    return rc ? rc : brc;
+    return rc;
 }

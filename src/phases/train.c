@@ -336,6 +336,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     long first = L->step, every = (long)rlaif_cfg_int(L->cfg, "checkpoint.every");
     long log_every = (long)rlaif_cfg_int(L->cfg, "run.log_every");
     double t0 = rlaif_now(), tokens = 0, window_tokens = 0, window_t0 = t0;
+    long bad = 0, max_bad = (long)rlaif_cfg_int(L->cfg, "train.max_bad_steps");
     while (L->step < L->steps) {
         if (rlaif_should_stop(L->comm)) {
             rlaif_info("%s: stop requested at step %ld/%ld: checkpointing", ph->name, L->step,
@@ -343,10 +344,25 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
             return RLAIF_EX_TEMPFAIL;
         }
+        const rlaif_learner_hooks *h = L->hooks;
+        if (h && h->outer) RLAIF_TRY(rlaif_agree(L->comm, h->outer(L, h->ud)));
         double tok = 0, loss = 0;
         rlaif_step_info info = {0};
         RLAIF_TRY(train_step(L, ph, &tok, &loss, &info));
+        if (h && h->after_update) RLAIF_TRY(rlaif_agree(L->comm, h->after_update(L, h->ud, &info)));
         tokens += tok, window_tokens += tok, L->last_loss = loss;
+        /* skipped comes from globally reduced values, so every learner stops at
+         * the same step; no checkpoint is written during a streak (below), so
+         * the newest one is of the last good step */
+        if ((bad = info.skipped ? bad + 1 : 0) >= max_bad)
+            return RLAIF_ERROR(RLAIF_EX_FAIL,
+                               "lower the learning rate or check the data; train.max_bad_steps "
+                               "sets how many are skipped before stopping",
+                               "%s: %ld steps in a row with a non-finite loss or gradient, the "
+                               "last at step %ld (loss %g, grad norm %g); the last good "
+                               "checkpoint is %s",
+                               ph->name, bad, L->step, loss, info.grad_norm,
+                               *L->ckpt_path ? L->ckpt_path : "none");
         if (L->step % log_every == 0 || L->step == L->steps) {
             double now = rlaif_now(), done = (double)(L->step - first);
             char extra[160];
@@ -358,7 +374,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
                          elapsed_equiv, extra);
             window_tokens = 0, window_t0 = now;
         }
-        if (every > 0 && L->step % every == 0 && L->step < L->steps)
+        if (every > 0 && L->step % every == 0 && L->step < L->steps && !bad)
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
         if (L->stop_after > 0 && L->step - first == L->stop_after && L->rank == 0)
             rlaif_stop_request(SIGTERM); /* as if preempted: only rank 0 sees it */
@@ -371,19 +387,41 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     return rlaif_learner_save(L, ph, 1);
 }
 
-int rlaif_phase_barrier(MPI_Comm world, int idle) {
-    MPI_Request req;
-    RLAIF_CHECK_MPI(MPI_Ibarrier(world, &req));
-    if (!idle) {
-        RLAIF_CHECK_MPI(MPI_Wait(&req, MPI_STATUS_IGNORE));
+/* ---- the learner-phase driver ---- */
+
+int rlaif_learner_phase_run(rlaif_learner *L, const rlaif_learner_phase *lp, long stop_after) {
+    const char *name = lp->ph.name;
+    int found, done;
+    RLAIF_TRY(rlaif_learner_resume(L, &lp->ph, &found, &done));
+    if (found && done && L->step >= L->steps) {
+        rlaif_info("%s: already complete (%s, step %ld, done); skipping", name, L->ckpt_path,
+                   L->step);
         return 0;
     }
-    for (int flag = 0;;) {
-        RLAIF_CHECK_MPI(MPI_Test(&req, &flag, MPI_STATUS_IGNORE));
-        if (flag) return 0;
-        struct timespec ts = {0, 20 * 1000 * 1000}; /* 20 ms: nothing here is urgent */
-        nanosleep(&ts, NULL);
+    if (lp->eval_table) {
+        RLAIF_TRY(rlaif_agree(
+            L->comm, rlaif_metrics_phase(L->metrics, lp->eval_table, lp->n_eval, lp->eval_names)));
+        RLAIF_TRY(rlaif_agree(L->comm, rlaif_metrics_rewind(L->metrics, lp->eval_table, L->step)));
     }
+    if (found)
+        rlaif_info("%s: resuming from %s at step %ld/%ld", name, L->ckpt_path, L->step, L->steps);
+    RLAIF_TRY(lp->prepare(L, lp->ph.ud, found));
+    L->stop_after = stop_after;
+    L->before_save = lp->before_save;
+    RLAIF_TRY(rlaif_train_run(L, &lp->ph));
+    if (lp->after) RLAIF_TRY(lp->after(L, lp->ph.ud));
+    rlaif_info("%s: done; %s is %s", name, lp->result, L->ckpt_path);
+    return 0;
+}
+
+int rlaif_learner_phase_enter(const rlaif_ctx *ctx, const char *phase, long *stop_after,
+                              MPI_Comm *comm) {
+    *comm = MPI_COMM_NULL;
+    RLAIF_TRY(rlaif_phase_args(ctx, phase, stop_after));
+    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, phase, 1, 0, 0));
+    if (rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
+        *comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
+    return 0;
 }
 
 int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after) {

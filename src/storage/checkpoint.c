@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* ---- key -> value sets ---- */
@@ -334,6 +335,58 @@ static int nkinds(const rlaif_ckpt *c) {
     return c->m && c->v ? 3 : 1;
 }
 
+/* "; 3.2 MiB free of 700.0 KiB..." style note on the file system of path's
+ * folder, for messages about a failed write. */
+static void space_note(const char *path, char *buf, size_t n) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    struct statvfs sv;
+    if (statvfs(slash ? dir : ".", &sv) != 0) {
+        snprintf(buf, n, "free space unknown");
+        return;
+    }
+    double avail = (double)sv.f_bavail * (double)sv.f_frsize,
+           size = (double)sv.f_blocks * (double)sv.f_frsize;
+    snprintf(buf, n, "%.1f MiB free of %.1f MiB on the file system of %s", avail / 1048576.0,
+             size / 1048576.0, slash ? dir : ".");
+}
+
+/* Rank 0: reserve bytes of tmp before any tensor is written. A full disk then
+ * fails here, as one agreed error, instead of in the middle of the parallel
+ * writes (where Open MPI's I/O layer reports a short write that HDF5 1.10
+ * ignores) or inside the collective close (where it deadlocked the ranks).
+ * File systems without fallocate (EOPNOTSUPP) are written without it: a
+ * full disk then shows as a failed H5Dwrite, agreed before the close. */
+static int reserve_space(const char *tmp, hsize_t bytes) {
+    if (getenv("RLAIF_TEST_NO_FALLOCATE")) return 0; /* tests: a file system without it */
+    int fd = open(tmp, O_WRONLY);
+    RLAIF_CHECK_SYS(fd, RLAIF_EX_IOERR, tmp);
+    int e = fallocate(fd, 0, 0, (off_t)bytes) == 0 ? 0 : errno;
+    close(fd);
+    if (!e || e == EOPNOTSUPP || e == ENOSYS) return 0;
+    char note[512];
+    space_note(tmp, note, sizeof note);
+    return RLAIF_ERROR(
+        RLAIF_EX_IOERR,
+        e == ENOSPC || e == EDQUOT
+            ? "free space (or quota) for the checkpoint, or lower checkpoint.keep; any "
+              "earlier checkpoint is intact"
+            : "check the checkpoint folder",
+        "cannot reserve %.1f MiB: %s (%s)", (double)bytes / 1048576.0, strerror(e), note);
+}
+
+/* After an agreed failure: rank 0 empties tmp first, so the collective close
+ * (which flushes metadata) finds room on a full disk and cannot leave one
+ * rank failing inside it while the others wait; then the caller removes it. */
+static void release_space(MPI_Comm comm, const char *tmp) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0 && truncate(tmp, 0) != 0) rlaif_warn("cannot empty %s: %s", tmp, strerror(errno));
+    MPI_Barrier(comm);
+}
+
 /* Collective part: every tensor of every kind, checksums, root stamp. */
 static int save_parallel(MPI_Comm comm, const char *tmp, const rlaif_ckpt_opts *o, rlaif_ckpt *c,
                          int64_t step, shard sh) {
@@ -357,6 +410,14 @@ static int save_parallel(MPI_Comm comm, const char *tmp, const rlaif_ckpt_opts *
         rc = create_tensor(file, kind_group[i / nt], &tt->t[i % nt], &ds[i]);
         if (!rc) made++;
     }
+    /* Everything is allocated now (H5D_ALLOC_TIME_EARLY): reserve it, plus
+     * 64 KiB for the checksums and rank 0's serial groups, before writing. */
+    hsize_t size = 0; /* the end of allocated space (larger of EOA and EOF) */
+    if (!rc && H5Fget_filesize(file, &size) < 0)
+        rc = rlaif_error_h5("H5Fget_filesize", __FILE__, __LINE__, NULL);
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    rc = rlaif_agree(comm, !rc && rank == 0 ? reserve_space(tmp, size + (64 << 10)) : rc);
     hid_t dxpl = rc ? -1 : rlaif_h5_dxpl(&o->io);
     if (!rc && dxpl < 0) rc = rlaif_error_h5("H5Pcreate", __FILE__, __LINE__, NULL);
     /* Raw data: each rank its own part of every tensor. A failure here is
@@ -382,6 +443,8 @@ static int save_parallel(MPI_Comm comm, const char *tmp, const rlaif_ckpt_opts *
     }
     for (int i = 0; i < nk * nt && !rc; i++)
         rc = write_checksum(ds[i], (csum){sums[2 * i], sums[2 * i + 1]});
+    rc = rlaif_agree(comm, rc);
+    if (rc) release_space(comm, tmp);
     for (int i = 0; i < made; i++) H5Dclose(ds[i]);
     free(ds), free(sums);
     int rc2 = rlaif_h5_close_file(&file);
@@ -463,6 +526,21 @@ static void prune(const rlaif_ckpt_opts *o) {
     if (d) closedir(d);
 }
 
+/* Collective, after an agreed failure: nothing half-written survives, and
+ * the message names the file and the free space. */
+static int save_failed(MPI_Comm comm, const char *tmp) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    char note[512] = "";
+    if (rank == 0) {
+        if (!strstr(rlaif_error_message(), "free of")) space_note(tmp, note, sizeof note);
+        if (unlink(tmp) != 0 && errno != ENOENT) rlaif_warn("cannot remove %s", tmp);
+    }
+    MPI_Barrier(comm);
+    if (*note) rlaif_error_context("(%s) ", note);
+    return rlaif_error_context("writing checkpoint %s: ", tmp);
+}
+
 int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
                           char *pathout, size_t pathn) {
     int rank, nproc;
@@ -475,10 +553,10 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
     shard sh;
     rlaif_shard_range(c->table->total, nproc, rank, &sh.begin, &sh.end);
     int rc = save_parallel(comm, tmp, o, c, step, sh);
-    if (rc) return rlaif_error_context("writing checkpoint %s: ", tmp);
-    RLAIF_TRY(rlaif_agree(comm, rank == 0 ? save_serial(tmp, c, step) : 0));
+    if (!rc) rc = rlaif_agree(comm, rank == 0 ? save_serial(tmp, c, step) : 0);
     /* On a parallel file system each client flushes its own dirty pages. */
-    RLAIF_TRY(rlaif_agree(comm, fsync_path(tmp, 0)));
+    if (!rc) rc = rlaif_agree(comm, fsync_path(tmp, 0));
+    if (rc) return save_failed(comm, tmp);
     if (rank == 0) {
         rc = rename(tmp, path) == 0
                  ? 0
@@ -557,6 +635,18 @@ static int read_checksum(hid_t ds, uint64_t v[2], char *has) {
     herr_t e = H5Aread(a, H5T_NATIVE_UINT64, v);
     H5Aclose(a);
     if (e < 0) return rlaif_error_h5("H5Aread", __FILE__, __LINE__, "the checkpoint is damaged");
+    return 0;
+}
+
+int rlaif_checkpoint_verify_tensor(hid_t ds, const float *x, size_t n, const char *path,
+                                   const char *name) {
+    uint64_t want[2];
+    char has;
+    RLAIF_TRY(read_checksum(ds, want, &has));
+    csum c = checksum(x, n, 0);
+    if (has && (c.s1 != want[0] || c.s2 != want[1]))
+        return RLAIF_ERROR(RLAIF_EX_IOERR, "the file was damaged after it was written",
+                           "%s: checksum mismatch in %s", path, name);
     return 0;
 }
 
@@ -641,6 +731,10 @@ int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *
     return rlaif_agree(comm, rc);
 }
 
+/* Never a silent fallback: a damaged newest checkpoint is named with the one
+ * resumed instead, and with none good the phase refuses to start (starting
+ * afresh would train from the damaged values already in c's buffers and
+ * then prune the checkpoints it could not read). */
 int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
                             char *pathout, size_t pathn) {
     int rank;
@@ -653,19 +747,31 @@ int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt 
     if (rank != 0) steps = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     RLAIF_CHECK_MPI(MPI_Bcast(steps, n, MPI_INT64_T, 0, comm));
     *found = 0;
+    char newest[4096] = "", why[1024] = "", path[4096] = "";
     for (int i = 0; i < n && !*found; i++) {
-        char path[4096];
         rlaif_checkpoint_path(o, steps[i], path, sizeof path);
         if (rlaif_checkpoint_load(comm, path, &o->io, c) == 0) {
             *found = 1;
-            if (pathout) snprintf(pathout, pathn, "%s", path);
         } else {
-            if (rank == 0)
-                rlaif_warn("skipping damaged checkpoint %s: %s", path, rlaif_error_message());
+            if (rank == 0) rlaif_warn("checkpoint %s is damaged: %s", path, rlaif_error_message());
+            if (!*newest) {
+                snprintf(newest, sizeof newest, "%s", path);
+                snprintf(why, sizeof why, "%s", rlaif_error_message());
+            }
             rlaif_error_clear();
         }
     }
     free(steps);
+    if (*found && *newest && rank == 0)
+        rlaif_warn("resuming from the older checkpoint %s instead of the damaged newest %s", path,
+                   newest);
+    if (n > 0 && !*found)
+        return RLAIF_ERROR(RLAIF_EX_IOERR,
+                           "restore the file, or move the damaged checkpoints away to start the "
+                           "phase afresh",
+                           "no checkpoint of %s in %s loads: the newest, %s, is damaged (%s)",
+                           o->name, o->dir, newest, why);
+    if (*found && pathout) snprintf(pathout, pathn, "%s", path);
     return 0;
 }
 

@@ -448,6 +448,83 @@ START_TEST(journal_replay) {
 }
 END_TEST
 
+/* ------------------------------------------------- adaptive concurrency */
+
+/* A server with `workers` workers taking `lat` s per request, first come
+ * first served (requests beyond the workers wait), driven by the adaptive
+ * client for n answers. Returns the answer rate over the second half; *mean
+ * = the mean limit there. fail_pct: that share of answers (in %) are 429s. */
+static double simulate(int workers, double lat, int max, int n, int fail_pct, double *mean) {
+    enum { CAP = 256 };
+    double start[CAP], finish[CAP], free_at[64] = {0};
+    int k = 0;
+    rlaif_adapt a;
+    double now = 0, t_half = 0, sum = 0;
+    rlaif_adapt_init(&a, max, 1, now);
+    for (int done = 0; done < n;) {
+        while (k < rlaif_adapt_limit(&a) && k < CAP) {
+            int w = 0;
+            for (int i = 1; i < workers; i++)
+                if (free_at[i] < free_at[w]) w = i;
+            start[k] = now;
+            finish[k] = (free_at[w] > now ? free_at[w] : now) + lat;
+            free_at[w] = finish[k++];
+        }
+        int e = 0; /* the next answer */
+        for (int i = 1; i < k; i++)
+            if (finish[i] < finish[e]) e = i;
+        /* the client looks for waiting requests every 50 ms */
+        double next = finish[e] < now + 0.05 ? finish[e] : now + 0.05;
+        now = next;
+        double oldest = now;
+        for (int i = 0; i < k; i++)
+            if (i != e && start[i] < oldest) oldest = start[i];
+        if (finish[e] > now) {
+            rlaif_adapt_waiting(&a, oldest, now);
+            continue;
+        }
+        double st = start[e];
+        start[e] = start[k - 1], finish[e] = finish[k - 1], k--;
+        done++;
+        rlaif_adapt_done(&a, now - st, (done * 37) % 100 < fail_pct, k + 1, oldest, now);
+        if (done == n / 2) t_half = now;
+        if (done > n / 2) sum += rlaif_adapt_limit(&a);
+    }
+    *mean = sum / (n - n / 2);
+    return (n - n / 2) / (now - t_half);
+}
+
+START_TEST(adaptive_concurrency) {
+    double mean;
+    /* 3 workers at 100 ms, ceiling 64: queueing stops the growth far below
+     * the ceiling, at the best rate (30/s) */
+    double rate = simulate(3, 0.1, 64, 3000, 0, &mean);
+    printf("3 workers, 100 ms, ceiling 64: mean limit %.2f, %.1f answers/s (best 30)\n", mean,
+           rate);
+    ck_assert_msg(mean >= 3 && mean < 16, "mean limit %.2f with 3 workers", mean);
+    ck_assert_msg(rate > 0.95 * 3 / 0.1, "rate %.1f/s with 3 workers (best 30)", rate);
+    /* a wide endpoint (64 workers, 1 s): grows to the ceiling */
+    rate = simulate(64, 1.0, 32, 2000, 0, &mean);
+    printf("64 workers, 1 s, ceiling 32: mean limit %.2f, %.1f answers/s (best 32)\n", mean, rate);
+    ck_assert_msg(mean > 31, "mean limit %.2f with 64 workers, ceiling 32", mean);
+    ck_assert_msg(rate > 0.95 * 32, "rate %.1f/s with 64 workers (best 32)", rate);
+    /* 5% of answers 429s: scattered faults are the retries' business */
+    simulate(64, 0.1, 32, 4000, 5, &mean);
+    printf("5%% 429s, ceiling 32: mean limit %.2f\n", mean);
+    ck_assert_msg(mean > 28, "mean limit %.2f under 5%% 429s", mean);
+    /* 70%: a server saying "too many" backs the limit off */
+    simulate(64, 0.1, 32, 4000, 70, &mean);
+    printf("70%% 429s, ceiling 32: mean limit %.2f\n", mean);
+    ck_assert_msg(mean < 8, "mean limit %.2f under 70%% 429s", mean);
+    /* fixed: always the ceiling */
+    rlaif_adapt a;
+    rlaif_adapt_init(&a, 16, 0, 0);
+    rlaif_adapt_done(&a, 5.0, 1, 16, 0, 5);
+    ck_assert_int_eq(rlaif_adapt_limit(&a), 16);
+    ck_assert(isinf(rlaif_adapt_stuck_after(&a)));
+}
+END_TEST
+
 /* ------------------------------------------------- the object, builtin */
 
 static rlaif_config *cfg_with(int n, char **sets) {
@@ -754,6 +831,7 @@ static Suite *make_suite(void) {
     tcase_add_test(t, retry_decisions);
     tcase_add_test(t, token_bucket);
     tcase_add_test(t, journal_replay);
+    tcase_add_test(t, adaptive_concurrency);
     tcase_add_test(t, judge_builtin_end_to_end);
     tcase_add_test(t, judge_modes_and_aggregation);
     tcase_add_test(t, ensemble_mean_vs_majority);

@@ -1,5 +1,10 @@
 """bench_judge.py - throughput and client CPU of one judge rank (see tools/bench/bench-judge).
 
+With --slots N: adaptive concurrency against a server with N worker slots
+where extra connections queue (mock --slots, like llama.cpp's llama-server):
+`rlaif judge` with judge.adaptive (ceiling 16) vs fixed 16 vs fixed N, runs
+alternating, medians and the ratios printed.
+
 Each round: `rlaif judge` labels --requests pairs in one order each (one HTTP
 request per pair, fresh journal) with max_inflight 64 against a mock judge
 answering after 100 ms; then the curl command line tool sends the same number
@@ -24,6 +29,49 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def run_rlaif(a, pairs, out_dir, url, sets):
+    p = subprocess.run([a.rlaif, "judge", "--input", pairs, "--output", out_dir + ".jsonl",
+                        "--quiet", "--set", "run.out_dir=" + out_dir, "--set", "judge.backend=openai",
+                        "--set", "judge.model=mock", "--set", "judge.base_url=" + url,
+                        "--set", "judge.both_orders=0"] + [x for kv in sets for x in ("--set", kv)],
+                       capture_output=True, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    if p.returncode:
+        raise SystemExit("rlaif judge failed:\n" + p.stdout + p.stderr)
+    return p.stdout
+
+
+def bench_slots(a, tmp, pairs):
+    """Adaptive vs fixed 16 vs fixed N against N worker slots."""
+    port_file = os.path.join(tmp, "port-slots")
+    mock = subprocess.Popen([a.mock, "--port-file", port_file, "--latency", str(a.latency),
+                             "--slots", str(a.slots), "--idle-exit", "600"], stdout=subprocess.DEVNULL)
+    for _ in range(300):
+        if os.path.exists(port_file):
+            break
+        time.sleep(0.01)
+    url = "http://127.0.0.1:%d/v1" % int(open(port_file).read())
+    kinds = [("adaptive", ["judge.max_inflight=16"]),
+             ("fixed 16", ["judge.max_inflight=16", "judge.adaptive=false"]),
+             ("fixed %d" % a.slots, ["judge.max_inflight=%d" % a.slots, "judge.adaptive=false"])]
+    rates = {k: [] for k, _ in kinds}
+    for r in range(a.rounds):
+        for k, sets in (kinds if r % 2 == 0 else kinds[::-1]):  # alternate the order
+            out = run_rlaif(a, pairs, os.path.join(tmp, "slots-%d-%s" % (r, k.replace(" ", ""))), url, sets)
+            m = re.search(r"([\d.]+) s wall, (\d+) HTTP requests = ([\d.]+) req/s", out)
+            rates[k].append(float(m[3]))
+        print("round %d: " % (r + 1) + ", ".join("%s %.1f req/s" % (k, rates[k][-1]) for k, _ in kinds))
+    mock.terminate()
+    mock.wait()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    best = "fixed %d" % a.slots
+    print("median of %d rounds, %d requests each, %d worker slots, %.0f ms per request:"
+          % (a.rounds, a.requests, a.slots, 1000 * a.latency))
+    for k, _ in kinds:
+        print("  %-9s %.1f req/s" % (k, med[k]))
+    print("  ratio adaptive/fixed %d: %.2f; adaptive/fixed 16: %.2f"
+          % (a.slots, med["adaptive"] / med[best], med["adaptive"] / med["fixed 16"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rlaif", required=True)
@@ -31,6 +79,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=3200)
     ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--slots", type=int, default=0,
+                    help="adaptive vs fixed against N worker slots (default: the CPU benchmark)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rlaif-bench-judge-")
     pairs = os.path.join(tmp, "pairs.jsonl")
@@ -40,6 +90,10 @@ def main():
             f.write(json.dumps({"id": i, "prompt": "What is %d plus %d?" % (x, y),
                                 "response_a": "The answer is %d." % (x + y),
                                 "response_b": "It is %d." % (x + y + 1)}) + "\n")
+    if a.slots:
+        bench_slots(a, tmp, pairs)
+        shutil.rmtree(tmp)
+        return
     port_file = os.path.join(tmp, "port")
     mock = subprocess.Popen([a.mock, "--port-file", port_file, "--latency", str(a.latency),
                              "--idle-exit", "300"], stdout=subprocess.DEVNULL)

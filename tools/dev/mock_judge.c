@@ -26,6 +26,10 @@
  *              [--first-bias P] [--rule builtin|a|b|none] [--key-env VAR]
  *              [--idle-exit S] [--retry-after-form ms|seconds|date]
  *              [--rl-limit K --rl-window S [--rl-headers requests|tokens|none]]
+ *              [--slots N [--keepalive S]] [--ctx TOKENS]
+ * --slots emulates a server with N worker threads where extra connections
+ * queue (serve_slots); --ctx one that silently cuts prompts to TOKENS and
+ * reports the cut count as usage.prompt_tokens, like llama-server.
  * Single-threaded: one poll loop over non-blocking sockets. */
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
@@ -71,13 +75,15 @@ static const char *fault_names[NFAULT] = {
     "err_openai", "err_vllm", "length", "filter", "quota", "badreq", "noretry",   "retry400"};
 
 static struct {
-    double latency, fault_rate, idle_exit, rl_window;
-    int faults[NFAULT], nfaults, retry_after_ms, rl_limit;
+    double latency, fault_rate, idle_exit, rl_window, keepalive;
+    int faults[NFAULT], nfaults, retry_after_ms, rl_limit, slots;
+    long ctx; /* --ctx: prompt tokens read at most (the rest silently cut) */
     rlaif_builtin_opts judge;
     const char *rule, *key, *retry_form, *rl_headers;
     uint64_t seed;
 } opt = {.latency = 0.0,
          .idle_exit = 600,
+         .keepalive = 5.0,
          .retry_after_ms = 20,
          .rule = "builtin",
          .retry_form = "ms",
@@ -152,14 +158,16 @@ typedef struct {
     size_t nin, capin;
     char *out;
     size_t nout, off;
-    double due;    /* when the prepared answer may go; INFINITY = hang */
-    double eof_at; /* the client closed: decide a pending delivery a little later */
+    double due;                   /* when the prepared answer may go; INFINITY = hang */
+    int bound;                    /* --slots: this connection holds a worker slot */
+    double queued_at, idle_since; /* --slots: accepted at; last answer sent at */
+    double eof_at;                /* the client closed: decide a pending delivery a little later */
     int waiting, close_after;
     uint64_t pending_key; /* a good answer written, not yet known to be read */
 } conn;
 
 static conn *conns;
-static int nconn, capconn;
+static int nconn, capconn, nbound;
 
 static void commit_delivery(conn *c) {
     if (!c->pending_key) return;
@@ -176,6 +184,7 @@ static void drop_conn(int i, int reset) {
         st.resets += c->pending_key != 0;
     else if (!c->waiting && !c->nout)
         commit_delivery(c);
+    nbound -= c->bound;
     close(c->fd);
     free(c->in), free(c->out);
     conns[i] = conns[--nconn];
@@ -285,6 +294,7 @@ static void good_answer(conn *c, json_t *req, int anthropic, int fault, size_t r
     if (fault == F_LENGTH) text[strlen(text) / 2] = 0, finish = "length";
     json_t *o;
     long tin = (long)req_len / 4, tout = (long)strlen(text) / 4 + 1;
+    if (opt.ctx > 0 && tin > opt.ctx) tin = opt.ctx; /* llama-server cuts to its context */
     if (anthropic) {
         o = json_pack("{s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:{s:i, s:i}}", "id", "msg_mock",
                       "type", "message", "role", "assistant", "content", "type", "text", "text",
@@ -534,7 +544,7 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
 
 /* Parse what arrived; returns -1 to drop the connection. */
 static int try_request(conn *c, double now) {
-    if (c->waiting || c->nout) return 0;
+    if (c->waiting || c->nout || (opt.slots > 0 && !c->bound)) return 0;
     c->in[c->nin] = 0;
     char *end = strstr(c->in, "\r\n\r\n");
     if (!end) return c->nin > 65536 ? -1 : 0;
@@ -585,7 +595,8 @@ static void usage(void) {
                     "  err_vllm,length,filter,quota,badreq,noretry,retry400] [--retry-after-ms N]\n"
                     "  [--retry-after-form ms|seconds|date] [--seed N] [--flip-prob P]\n"
                     "  [--first-bias P] [--rule builtin|a|b|none] [--key-env VAR] [--idle-exit S]\n"
-                    "  [--rl-limit K --rl-window S [--rl-headers requests|tokens|none]]\n");
+                    "  [--rl-limit K --rl-window S [--rl-headers requests|tokens|none]]\n"
+                    "  [--slots N [--keepalive S]] [--ctx TOKENS]\n");
 }
 
 static int parse_args(int argc, char **argv, int *port, const char **port_file) {
@@ -619,6 +630,12 @@ static int parse_args(int argc, char **argv, int *port, const char **port_file) 
         else if (!strcmp(a, "--retry-after-form") &&
                  (!strcmp(v, "ms") || !strcmp(v, "seconds") || !strcmp(v, "date")))
             opt.retry_form = v;
+        else if (!strcmp(a, "--ctx"))
+            opt.ctx = atol(v);
+        else if (!strcmp(a, "--slots"))
+            opt.slots = atoi(v);
+        else if (!strcmp(a, "--keepalive"))
+            opt.keepalive = atof(v);
         else if (!strcmp(a, "--rl-limit"))
             opt.rl_limit = atoi(v);
         else if (!strcmp(a, "--rl-window"))
@@ -658,6 +675,32 @@ static int open_listener(int port, const char *port_file) {
 
 static struct pollfd *pfd;
 
+/* --slots N emulates a server with N worker threads, like llama.cpp's
+ * llama-server (cpp-httplib: a pool of n HTTP threads, each serving one
+ * connection at a time for as long as it is kept alive). A connection holds
+ * a slot from the time a slot takes it until it has been idle --keepalive
+ * seconds (the server then closes it) or the client closes it; connections
+ * beyond N wait, first come first served, with their requests unread. */
+static void serve_slots(double now) {
+    for (int i = nconn - 1; i >= 0; i--) { /* idle past the keep-alive: closed */
+        conn *c = &conns[i];
+        if (c->bound && !c->waiting && !c->nout && !c->nin && c->eof_at <= 0 &&
+            now - c->idle_since >= opt.keepalive)
+            drop_conn(i, 0);
+    }
+    while (nbound < opt.slots) {
+        int k = -1;
+        for (int i = 0; i < nconn; i++)
+            if (!conns[i].bound && conns[i].eof_at <= 0 &&
+                (k < 0 || conns[i].queued_at < conns[k].queued_at))
+                k = i;
+        if (k < 0) return;
+        conns[k].bound = 1, conns[k].idle_since = now;
+        nbound++;
+        if (conns[k].nin) try_request(&conns[k], now);
+    }
+}
+
 static void grow_conns(void) {
     if (nconn + 1 <= capconn) return;
     capconn = 2 * capconn + 64;
@@ -693,6 +736,8 @@ static double build_pollset(double now) {
             continue;
         }
         if (c->waiting && c->due < next) next = c->due;
+        if (c->bound && !c->waiting && !c->nout && c->idle_since + opt.keepalive < next)
+            next = c->idle_since + opt.keepalive;
         if (!c->waiting && c->nout) ev |= POLLOUT;
         pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = ev};
     }
@@ -712,6 +757,7 @@ static int conn_write(conn *c) {
     free(c->out);
     c->out = NULL;
     c->nout = c->off = 0;
+    c->idle_since = rlaif_now();
     return c->close_after ? 1 : 0;
 }
 
@@ -736,13 +782,13 @@ static int conn_read(conn *c, double now) {
     return try_request(c, now) < 0 ? 1 : 0;
 }
 
-static void accept_all(int ls) {
+static void accept_all(int ls, double now) {
     int fd, one = 1;
     while ((fd = accept(ls, NULL, NULL)) >= 0) {
         grow_conns();
         fcntl(fd, F_SETFL, O_NONBLOCK);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conns[nconn++] = (conn){.fd = fd};
+        conns[nconn++] = (conn){.fd = fd, .queued_at = now};
     }
 }
 
@@ -763,6 +809,7 @@ int main(int argc, char **argv) {
         if (now - last_activity > opt.idle_exit) break;
         grow_conns();
         pfd[0] = (struct pollfd){.fd = ls, .events = POLLIN};
+        if (opt.slots > 0) serve_slots(now);
         double next = build_pollset(now);
         int ms = (int)ceil((next - now) * 1000);
         if (poll(pfd, (nfds_t)nconn + 1, ms < 0 ? 0 : ms) < 0 && errno != EINTR) break;
@@ -778,7 +825,7 @@ int main(int argc, char **argv) {
             if (rc) drop_conn(i, rc < 0);
         }
         if (pfd[0].revents & POLLIN) {
-            accept_all(ls);
+            accept_all(ls, now);
             last_activity = now;
         }
     }

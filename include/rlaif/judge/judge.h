@@ -1,5 +1,5 @@
 /* judge.h - the feedback LLM: prompts, backends, a journaled curl-multi client,
- * label aggregation and bias statistics (DESIGN.md section 4, issue #5).
+ * label aggregation and bias statistics (src/judge/README.md).
  *
  * The pipeline sees one object, rlaif_judge, with a pull interface:
  *
@@ -11,8 +11,9 @@
  *     }
  *     rlaif_judge_close(j);
  *
- * Builtin calls are answered inside poll; HTTP calls run concurrently (up to
- * judge.max_inflight) while poll sleeps in curl_multi_poll; a pair submitted
+ * Builtin calls are answered inside poll; HTTP calls run concurrently (as
+ * many as the endpoint sustains, judge.max_inflight at most: judge_adapt.c)
+ * while poll sleeps in curl_multi_poll; a pair submitted
  * twice, or a call another pending call already makes, is paid for once.
  *
  * A pair is judged by every (template, endpoint) "unit", each in one or both
@@ -48,6 +49,8 @@ typedef enum {
     RLAIF_JS_EXHAUSTED = 6, /* every attempt failed with a retryable error */
     RLAIF_JS_BAD_REPLY = 7, /* the answer could not be read (e.g. low logprob coverage) */
     RLAIF_JS_DISAGREE = 8,  /* the two orders disagreed and judge.disagreement = drop */
+    RLAIF_JS_TRUNCATED = 9, /* the server read far fewer prompt tokens than were sent: it
+                               cut the prompt (journaled: a rerun does not pay again) */
 } rlaif_judge_status;
 const char *rlaif_judge_status_name(int status);
 
@@ -122,6 +125,8 @@ int rlaif_judge_submit(rlaif_judge *j, const rlaif_judge_pair *p);
 int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int cap, int *n);
 /* Pairs submitted and not yet returned. */
 int rlaif_judge_pending(const rlaif_judge *j);
+/* Requests this rank now keeps in flight (adapted; at most judge.max_inflight). */
+int rlaif_judge_concurrency(const rlaif_judge *j);
 
 int rlaif_judge_nendpoints(const rlaif_judge *j);
 const rlaif_judge_endpoint_stats *rlaif_judge_stats(const rlaif_judge *j, int endpoint);
@@ -323,6 +328,32 @@ void rlaif_bucket_refund(rlaif_bucket *b, double amount);
 /* Headers said `remaining` units are left until `reset` seconds from now. */
 void rlaif_bucket_feed(rlaif_bucket *b, double remaining, double reset, int n_ranks, double now);
 
+/* Requests in flight, adapted to what the endpoint sustains (judge_adapt.c):
+ * from 4, doubling then +1 per round trip while latency holds, cut on queueing
+ * (latency far above the typical, or a request unanswered that long), and
+ * on 429, 5xx and transport errors when they are half of the last answers; max is the ceiling
+ * (judge.max_inflight). adaptive 0 = always max. Times in seconds (rlaif_now). */
+#define RLAIF_ADAPT_HIST 16
+typedef struct {
+    unsigned hist; /* the last answers: bit set = an error */
+    int nhist;
+    double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
+    int max, fixed, slow_start;
+    long cuts;
+} rlaif_adapt;
+void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now);
+int rlaif_adapt_limit(const rlaif_adapt *a);
+/* A request ended after latency s (failed: 429, 5xx or transport error);
+ * inflight = requests in flight when it ended (itself included), oldest_start
+ * = when the oldest other one still in flight started (now if none). */
+void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, double oldest_start,
+                      double now);
+/* The oldest request in flight started at oldest_start and is unanswered. */
+void rlaif_adapt_waiting(rlaif_adapt *a, double oldest_start, double now);
+/* A request unanswered for this long waits in a queue (INFINITY when fixed
+ * or before the first answer). */
+double rlaif_adapt_stuck_after(const rlaif_adapt *a);
+
 /* HTTP transfers over one curl multi handle (judge_client.c). */
 typedef struct rlaif_http rlaif_http;
 typedef struct {
@@ -336,12 +367,18 @@ typedef struct {
     double retry_after;  /* seconds from retry-after-ms / retry-after, -1 absent */
     int should_retry;    /* x-should-retry: -1 absent, 0, 1 */
     double ratelimit[4]; /* remaining/reset requests, remaining/reset tokens; -1 absent */
+    double started;      /* rlaif_now() when the transfer started */
 } rlaif_http_done;
 int rlaif_http_open(rlaif_http **h, int max_inflight, double connect_timeout, double timeout);
 /* drop (may be NULL) is called with the user pointer of each unfinished transfer. */
 void rlaif_http_close(rlaif_http *h, void (*drop)(void *user));
 int rlaif_http_free_slots(const rlaif_http *h);
 int rlaif_http_inflight(const rlaif_http *h);
+/* When the oldest transfer in flight started (rlaif_now), or now if none. */
+double rlaif_http_oldest(const rlaif_http *h, double now);
+/* Keep at most n connections open (surplus idle ones are closed): a server
+ * with few workers serves only the connections it has taken. */
+void rlaif_http_set_connections(rlaif_http *h, int n);
 /* headers is a struct curl_slist * kept alive by the caller, as are url and body. */
 int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *headers,
                      const char *body, size_t len, void *user);

@@ -1,5 +1,5 @@
 /* eval.h - `rlaif eval job.ini`: win rate of the policy against a baseline
- * on held-out prompts, judged in both orders (DESIGN.md section 1, [eval]).
+ * on held-out prompts, judged in both orders (src/phases/README.md, Eval).
  *
  * Models. eval.policy = "" (default): the newest finished checkpoint
  * (/state done = 1) of ppo, else dpo, else sft in <out_dir>/<checkpoint.dir>;
@@ -71,5 +71,11 @@
 void rlaif_wilson(double k, double n, double z, double *lo, double *hi);
 
 int rlaif_cmd_eval(rlaif_ctx *ctx);
+
+/* Before any phase of `rlaif run` starts: a usage error when eval.n_prompts
+ * cannot fit in this node's memory (every rank holds each prompt, both
+ * responses and the outcomes: at least ~100 bytes + 2 x
+ * eval.max_new_tokens bytes a prompt), so it is not found after training. */
+int rlaif_eval_check(const rlaif_config *cfg);
 
 #endif

@@ -86,6 +86,7 @@ struct rlaif_learner {
      * phase's ud before each checkpoint is written (done = 1 for the final
      * one), e.g. a validation pass whose results save_state puts in /state. */
     int (*before_save)(rlaif_learner *L, void *ud, int done);
+    const struct rlaif_learner_hooks *hooks; /* optional (NULL after init): the RL phases' hooks */
 };
 
 /* Collective over comm. Tokenizer from [tokenizer] (or init_from's
@@ -134,16 +135,58 @@ int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info);
  * stop checkpoint, or an error. */
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph);
 
+/* ---- the learner-phase driver: the skeleton sft, rm and dpo share ---- */
+
+/* What a learner phase adds to the skeleton of rlaif_learner_phase_run. */
+typedef struct {
+    rlaif_phase ph;         /* the loop's part (name, batch, state keys, ud) */
+    const char *eval_table; /* metrics table of validation rows ("rm_eval"), or NULL */
+    int n_eval;             /* its columns after step */
+    const char *const *eval_names;
+    const char *result; /* "the reward model": for the closing line */
+    /* Collective, after resume and before the first step (not when the
+     * phase is complete): the start lines, and what a fresh start needs
+     * (found = 0), e.g. a validation pass at step 0. */
+    int (*prepare)(rlaif_learner *L, void *ud, int found);
+    /* Optional, collective: after the final checkpoint (e.g. a held-out
+     * evaluation). */
+    int (*after)(rlaif_learner *L, void *ud);
+    /* Optional: L->before_save for the run (see struct rlaif_learner). */
+    int (*before_save)(rlaif_learner *L, void *ud, int done);
+} rlaif_learner_phase;
+
+/* Collective over the learners: resume from the phase's newest checkpoint,
+ * skip when it is complete, declare and rewind the validation table,
+ * prepare, train to L->steps (rlaif_train_run: 75 on a stop), after, and
+ * the closing line. stop_after: testing, as --stop-after. */
+int rlaif_learner_phase_run(rlaif_learner *L, const rlaif_learner_phase *lp, long stop_after);
+
+/* The start of a learner phase's command on every rank: its own arguments
+ * (rlaif_phase_args); *comm = the learners' communicator, or MPI_COMM_NULL
+ * on a rank with no part in the phase (rollout and judge ranks of a split
+ * layout), which returns at once and waits for the learners in the phase's
+ * world-wide end (rlaif_phase_exec). */
+int rlaif_learner_phase_enter(const rlaif_ctx *ctx, const char *phase, long *stop_after,
+                              MPI_Comm *comm);
+
+/* Hooks for the RL phases (PPO: an outer loop of rollout and scoring, then
+ * several optimisation epochs over the batch), run by rlaif_train_run when
+ * set in struct rlaif_learner_hooks; both collective over the learners:
+ *  - outer(L, ud): before each step, may refill the phase's experience (a
+ *    rollout, scoring by the reward model, advantages). Returning non-zero
+ *    ends the loop with that code, like an error of the step.
+ *  - after_update(L, ud, info): after each optimizer update, with its
+ *    lr/grad_norm/skipped (e.g. broadcast the new weights to rollout ranks,
+ *    adapt a KL coefficient). */
+typedef struct rlaif_learner_hooks {
+    int (*outer)(rlaif_learner *L, void *ud);
+    int (*after_update)(rlaif_learner *L, void *ud, const rlaif_step_info *info);
+    void *ud;
+} rlaif_learner_hooks;
+
 /* A training phase's own arguments: `--stop-after N` (testing: stop as on
  * SIGTERM after N steps of this run; *stop_after = 0 when absent). Anything
  * else is a usage error naming the phase. */
 int rlaif_phase_args(const rlaif_ctx *ctx, const char *phase, long *stop_after);
-
-/* Collective over world, every rank once per phase: learners when their
- * work is done, rollout and judge ranks (which have no part in a learner-only
- * phase) instead of it. A waiting rank polls a non-blocking barrier and
- * sleeps between polls, so it leaves its core to the learners (a blocking
- * collective spins at 100% CPU in most MPIs). */
-int rlaif_phase_barrier(MPI_Comm world, int idle);
 
 #endif

@@ -1,4 +1,4 @@
-/* checkpoint.h - sharded, atomic, self-contained checkpoints (DESIGN.md section 3).
+/* checkpoint.h - sharded, atomic, self-contained checkpoints (src/storage/README.md).
  *
  * A checkpoint `<dir>/<name>-<step, 8 digits>.h5` holds
  *   /params/<tensor>, /optim/m/<tensor>, /optim/v/<tensor>
@@ -22,8 +22,18 @@
  * folder, and replaces `<dir>/LATEST` (one line: the file name) by rename.
  * Only the newest `keep` checkpoints of a name are kept. A process killed at
  * any point leaves at worst a stale .tmp; the previous checkpoint is intact.
- * On restart rlaif_checkpoint_resume picks the newest checkpoint that loads and
- * verifies, skipping truncated or corrupt ones with a warning. */
+ *
+ * Full disk: once every dataset is allocated, rank 0 reserves the file's
+ * size with fallocate, so a full disk (or quota) fails before any tensor is
+ * written, as one agreed error naming the file and the free space (exit 74).
+ * Without fallocate the failed writes are agreed before the collective
+ * close, rank 0 empties the .tmp so the close's metadata flush finds room
+ * (it deadlocked the ranks, or crashed one, before), and the .tmp is removed.
+ *
+ * On restart rlaif_checkpoint_resume loads the newest checkpoint that loads
+ * and verifies. A damaged newest one is passed over loudly (a warning naming
+ * it and the older one resumed); when none verifies it refuses (exit 74
+ * naming the newest and why) rather than start afresh over them. */
 #ifndef RLAIF_CHECKPOINT_H
 #define RLAIF_CHECKPOINT_H
 
@@ -32,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/tensors.h"
 
 /* ---- small key -> value sets (/config and /state attributes) ---- */
@@ -108,9 +118,17 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
  * tensor of c->table exists with its shape and that checksums match. */
 int rlaif_checkpoint_load(MPI_Comm comm, const char *path, const rlaif_h5_opts *io, rlaif_ckpt *c);
 
+/* Serial: x[0..n) (the whole tensor just read from dataset ds) against the
+ * dataset's "checksum" attribute, for readers of single tensors (the
+ * engine's model loader); a dataset without one (serial writer) passes. */
+int rlaif_checkpoint_verify_tensor(hid_t ds, const float *x, size_t n, const char *path,
+                                   const char *name);
+
 /* Collective. Newest checkpoint of o->name that loads and verifies, loaded
- * into c; *found = 0 when there is none (not an error). Damaged ones are
- * skipped with a warning naming them. */
+ * into c; *found = 0 when there is no checkpoint of that name (not an
+ * error). Damaged ones are skipped with a warning naming them and the one
+ * used; when every one is damaged: RLAIF_EX_IOERR naming the newest (c's
+ * buffers then hold unverified values and must not be used). */
 int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt *c, int *found,
                             char *path, size_t pathn);
 

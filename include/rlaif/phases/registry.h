@@ -1,0 +1,41 @@
+/* registry.h - the pipeline's phases, one entry each (IOR's backend table is
+ * the model): what a phase is called, which rank groups it needs, what it
+ * reads and leaves, and the function that runs it. `rlaif run` (run.c), the
+ * CLI (cli.c: a phase command ends world-agreed), eval's model choice
+ * (eval.c) and the job check before the first phase read this one table. */
+#ifndef RLAIF_REGISTRY_H
+#define RLAIF_REGISTRY_H
+
+#include "rlaif/core/job.h"
+
+typedef struct {
+    const char *name;           /* command and run.phases name */
+    int needs[RLAIF_NROLES];    /* groups that must hold ranks (learner, rollout, judge) */
+    int (*run)(rlaif_ctx *ctx); /* NULL: not built yet */
+    const char *inputs;         /* what it reads (for --help and the README) */
+    const char *outputs;        /* what it leaves in run.out_dir */
+    /* > 0: it trains a policy that eval may pick; eval takes the newest
+     * finished checkpoint of the phase with the highest number. */
+    int policy_rank;
+    /* Optional: what can be refused from the configuration alone (sizes),
+     * run by `rlaif run` for every listed phase before the first starts. */
+    int (*check)(const rlaif_config *cfg);
+} rlaif_phase_def;
+
+extern const rlaif_phase_def rlaif_phases[]; /* terminated by name == NULL */
+const rlaif_phase_def *rlaif_phase_find(const char *name);
+
+/* The phases that train a policy, best first (eval.policy = ""): fills out
+ * with up to max names, returns how many. */
+int rlaif_phase_policies(const char **out, int max);
+
+/* Usage error unless the layout gives the phase every group it needs and
+ * its check (if any) accepts the configuration. */
+int rlaif_phase_check(const rlaif_phase_def *p, const rlaif_ctx *ctx);
+
+/* Run one phase on every rank of the world and end it agreed
+ * (rlaif_stop_agree_end): the returned code is the same on every rank, and
+ * a rank with no part in the phase sleeps until the others are done. */
+int rlaif_phase_exec(rlaif_ctx *ctx, const rlaif_phase_def *p);
+
+#endif

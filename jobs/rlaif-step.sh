@@ -1,0 +1,56 @@
+# rlaif-step.sh - sourced by the job scripts in this folder: run one rlaif
+# step under the launcher and decide from the run's own exit_status marker.
+#
+#   . jobs/rlaif-step.sh
+#   rlaif_step JOB.ini LAUNCHER... rlaif run JOB.ini [--set ...]
+#   [ "$RLAIF_STATUS" = 75 ] && requeue
+#
+# Why the marker: every rank of rlaif agrees on the exit code, and world
+# rank 0 of `rlaif run` writes it to <run.out_dir>/exit_status (atomically; removed at the
+# start of the run). Launchers do not pass 75 on reliably: Open MPI 4's
+# mpiexec exits 1 after a SIGTERM although every rank exited 75, and srun
+# --kill-on-bad-exit may report a signal. No marker (the run was killed,
+# out_dir could not be written, or a single phase command, which leaves
+# none) means the launcher's code is all there is.
+#
+# Signals: the batch shell's SIGTERM or SIGUSR1 (scancel, preemption, PBS's
+# qdel) is passed to the launcher as SIGUSR1. mpiexec and srun forward
+# SIGUSR1 to every rank and go on waiting, and rlaif stops on SIGUSR1
+# exactly as on SIGTERM; given SIGTERM, Open MPI's mpiexec kills its ranks
+# about a second later, often before their checkpoint is written.
+
+# <run.out_dir> of the job as rlaif resolves it (job file, RLAIF_RUN_OUT_DIR,
+# --set); "" when rlaif cannot say.
+rlaif_out_dir() {
+  "${RLAIF:-rlaif}" config "$@" 2>/dev/null |
+    sed -n 's/^out_dir = \(.*[^ ]\) *; .*$/\1/p' | head -n 1
+}
+
+# rlaif_step JOB.ini COMMAND...: run COMMAND in the background, forward the
+# shell's SIGTERM/SIGUSR1 as SIGUSR1, wait for it, and set RLAIF_STATUS to
+# the marker's code (else the launcher's).
+rlaif_step() {
+  _job=$1
+  shift
+  _out=$(rlaif_out_dir "$_job")
+  rm -f "${_out:-.}/exit_status"
+  "$@" &
+  _step=$!
+  trap 'kill -USR1 $_step 2>/dev/null' TERM USR1
+  wait $_step
+  RLAIF_STATUS=$?
+  # a trapped signal ends `wait` early: wait again until the step is gone
+  while kill -0 $_step 2>/dev/null; do
+    wait $_step
+    RLAIF_STATUS=$?
+  done
+  trap - TERM USR1
+  _marker=$(cat "${_out:-.}/exit_status" 2>/dev/null)
+  case "$_marker" in
+  [0-9] | [0-9][0-9] | [0-9][0-9][0-9])
+    [ "$_marker" = "$RLAIF_STATUS" ] ||
+      echo "rlaif exited $_marker (${_out:-.}/exit_status); the launcher said $RLAIF_STATUS"
+    RLAIF_STATUS=$_marker
+    ;;
+  esac
+}
