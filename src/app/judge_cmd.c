@@ -14,6 +14,8 @@
 #include "rlaif/core/error.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
+#include "rlaif/phases/mailbox.h"
+#include "rlaif/phases/pump.h"
 #include "rlaif/storage/prefs.h"
 #include "rlaif/core/stop.h"
 
@@ -26,7 +28,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct {
@@ -134,63 +135,6 @@ static int write_result(FILE *out, long line, const rlaif_judge_result *r) {
                  : 0;
     json_decref(o);
     return rc;
-}
-
-static double cpu_seconds(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
-           (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
-}
-
-/* ------------------------------------------------ input lines in flight */
-
-/* pair id -> input line of the pairs in flight (open addressing, linear
- * probing, backward-shift deletion). A pair id submitted twice at once has
- * two entries; its results are identical, so either line fits either. */
-typedef struct {
-    uint64_t id;
-    long line; /* -1 = empty */
-} line_slot;
-typedef struct {
-    line_slot *t;
-    size_t mask;
-} line_map;
-
-static size_t line_home(const line_map *m, uint64_t id) {
-    return (size_t)rlaif_hash64(&id, sizeof id, 5) & m->mask;
-}
-
-static void line_map_init(line_map *m, int capacity) {
-    size_t n = 16;
-    while (n < 2 * (size_t)capacity) n *= 2;
-    m->t = xmalloc(n * sizeof *m->t);
-    for (size_t i = 0; i < n; i++) m->t[i].line = -1;
-    m->mask = n - 1;
-}
-
-static void line_map_put(line_map *m, uint64_t id, long line) {
-    size_t i = line_home(m, id);
-    while (m->t[i].line >= 0) i = (i + 1) & m->mask;
-    m->t[i].id = id, m->t[i].line = line;
-}
-
-/* The line of a pair in flight (and forget it); -1 if unknown. */
-static long line_map_take(line_map *m, uint64_t id) {
-    size_t i = line_home(m, id);
-    while (m->t[i].line >= 0 && m->t[i].id != id) i = (i + 1) & m->mask;
-    long line = m->t[i].line;
-    if (line < 0) return -1;
-    m->t[i].line = -1;
-    for (size_t j = (i + 1) & m->mask; m->t[j].line >= 0; j = (j + 1) & m->mask) {
-        size_t k = line_home(m, m->t[j].id); /* move j back to i unless k lies in (i, j] */
-        if ((j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)) {
-            m->t[i] = m->t[j];
-            m->t[j].line = -1;
-            i = j;
-        }
-    }
-    return line;
 }
 
 /* ------------------------------------------- pairs kept for --prefs */
@@ -412,51 +356,12 @@ static int merge_parts(const char *output, int size, long expect) {
 /* ---------------------------------------------------------- the summary */
 
 enum { NCOUNT = 19 }; /* pairs, labelled, 16 statuses, HTTP requests */
-enum { NSTATL = 11, NSTATD = 7 };
-
-/* Per-endpoint statistics summed over the ranks onto rank 0 (into sum). */
-static int reduce_stats(const rlaif_judge *j, rlaif_judge_endpoint_stats *sum) {
-    int nep = rlaif_judge_nendpoints(j);
-    long long *l = xcalloc((size_t)(2 * NSTATL * nep), sizeof *l);
-    double *d = xcalloc((size_t)(2 * NSTATD * nep), sizeof *d);
-    for (int e = 0; e < nep; e++) {
-        const rlaif_judge_endpoint_stats *s = rlaif_judge_stats(j, e);
-        long long *x = l + NSTATL * e;
-        x[0] = s->calls, x[1] = s->http_requests, x[2] = s->retries, x[3] = s->replayed;
-        x[4] = s->failed, x[5] = s->pairs_two_orders, x[6] = s->pairs_consistent;
-        x[7] = s->verdicts, x[8] = s->first_wins, x[9] = s->tokens_in, x[10] = s->tokens_out;
-        double *y = d + NSTATD * e;
-        y[0] = s->len_n, y[1] = s->len_sx, y[2] = s->len_sy, y[3] = s->len_sxx;
-        y[4] = s->len_syy, y[5] = s->len_sxy, y[6] = s->cost_usd;
-    }
-    int rc =
-        MPI_Reduce(l, l + NSTATL * nep, NSTATL * nep, MPI_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Reduce(d, d + NSTATD * nep, NSTATD * nep, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) {
-        free(l), free(d);
-        return rlaif_error_mpi(rc, "MPI_Reduce of the judge statistics", __FILE__, __LINE__);
-    }
-    for (int e = 0; e < nep; e++) {
-        rlaif_judge_endpoint_stats *s = &sum[e];
-        *s = *rlaif_judge_stats(j, e); /* the name */
-        const long long *x = l + NSTATL * (nep + e);
-        s->calls = (long)x[0], s->http_requests = (long)x[1], s->retries = (long)x[2];
-        s->replayed = (long)x[3], s->failed = (long)x[4], s->pairs_two_orders = (long)x[5];
-        s->pairs_consistent = (long)x[6], s->verdicts = (long)x[7], s->first_wins = (long)x[8];
-        s->tokens_in = x[9], s->tokens_out = x[10];
-        const double *y = d + NSTATD * (nep + e);
-        s->len_n = y[0], s->len_sx = y[1], s->len_sy = y[2], s->len_sxx = y[3];
-        s->len_syy = y[4], s->len_sxy = y[5], s->cost_usd = y[6];
-    }
-    free(l), free(d);
-    return 0;
-}
 
 /* Counts (pairs, labelled, per status, HTTP requests), wall and CPU: one
  * line set on rank 0 summed over the ranks; each rank's own in its log. */
-static int summary(const rlaif_judge *j, int rank, int size, long count[NCOUNT], double wall,
+static int summary(const rlaif_pump *p, int rank, int size, long count[NCOUNT], double wall,
                    double cpu, long *total) {
+    const rlaif_judge *j = rlaif_pump_judge(p);
     char rep[8192], line[600];
     rlaif_judge_report(j, rep, sizeof rep);
     rlaif_debug("judge rank %d: %ld pairs, %ld labelled, %ld HTTP requests, %.3f s wall, client "
@@ -467,17 +372,17 @@ static int summary(const rlaif_judge *j, int rank, int size, long count[NCOUNT],
     RLAIF_CHECK_MPI(MPI_Reduce(count, sum, NCOUNT, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD));
     RLAIF_CHECK_MPI(MPI_Reduce(&t[0], &tmax[0], 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD));
     RLAIF_CHECK_MPI(MPI_Reduce(&t[1], &tmax[1], 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
-    int nep = rlaif_judge_nendpoints(j);
-    rlaif_judge_endpoint_stats *st = xcalloc((size_t)nep, sizeof *st);
-    int rc = reduce_stats(j, st);
+    int nep = 0;
+    rlaif_judge_endpoint_stats *st = NULL;
+    int rc = rlaif_pump_stats(p, MPI_COMM_WORLD, &st, &nep);
     if (!rc && rank == 0) {
         *total = sum[0];
         rlaif_judge_report_stats(st, nep, rep, sizeof rep);
-        int k = snprintf(line, sizeof line, "judge: %ld pairs, %ld labelled", sum[0], sum[1]);
-        for (int s = 1; s < 16 && k > 0 && (size_t)k < sizeof line; s++)
-            if (sum[2 + s])
-                k += snprintf(line + k, sizeof line - (size_t)k, ", %ld %s", sum[2 + s],
-                              rlaif_judge_status_name(s));
+        int64_t status[RLAIF_PUMP_NSTATUS];
+        char fails[400];
+        for (int s = 0; s < RLAIF_PUMP_NSTATUS; s++) status[s] = sum[2 + s];
+        rlaif_pump_fail_list(status, fails, sizeof fails);
+        snprintf(line, sizeof line, "judge: %ld pairs, %ld labelled%s", sum[0], sum[1], fails);
         wall = tmax[0], cpu = tmax[1];
         printf("%s\njudge: %d rank%s, %.3f s wall, %ld HTTP requests = %.1f req/s, client CPU "
                "%.3f s = %.1f%% of a core\n%s",
@@ -491,8 +396,61 @@ static int summary(const rlaif_judge *j, int rank, int size, long count[NCOUNT],
 
 /* --------------------------------------------------------------- the run */
 
+/* This rank's pairs in the input (non-empty lines r, r + n, ...): the
+ * total of its progress lines. */
+static long share_size(FILE *in, int rank, int size) {
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long line = 0, mine = 0;
+    while ((n = getline(&buf, &cap, in)) > 0) mine += line++ % size == rank && n > 1;
+    free(buf);
+    rewind(in);
+    return mine;
+}
+
+/* Where finished pairs go: the part file, the --prefs rows, the counts. */
+typedef struct {
+    FILE *out;
+    const char *outpath;
+    kept_pairs *kept; /* NULL without --prefs */
+    int size;
+    long *count;
+} sink;
+
+static int sink_take(void *user, int64_t at, rlaif_judge_result *r) {
+    sink *k = user;
+    if (write_result(k->out, (long)at, r))
+        return rlaif_error_sys(RLAIF_EX_IOERR, "fprintf", k->outpath, __FILE__, __LINE__);
+    if (k->kept) kept_result(k->kept, (size_t)(at / k->size), r);
+    k->count[0]++;
+    k->count[1] += !isnan(r->label);
+    k->count[2 + (r->status & 15)]++;
+    return 0;
+}
+
+/* Up to the pump's room of this rank's pairs submitted; *eof at the end. */
+static int feed(rlaif_pump *p, FILE *in, long *line, const judge_opts *o, int rank, int size,
+                kept_pairs *kept, int *eof) {
+    while (!*eof && rlaif_pump_room(p) > 0) {
+        rlaif_judge_pair pair;
+        json_t *hold = NULL;
+        long at = -1;
+        int got = next_pair(in, line, rank, size, &pair, &at, &hold, o->input);
+        if (got <= 0) {
+            *eof = 1;
+            return got;
+        }
+        int rc = rlaif_pump_submit(p, &pair, at);
+        if (!rc && o->prefs) kept_add(kept, (size_t)(at / size), &pair);
+        json_decref(hold);
+        RLAIF_TRY(rc);
+    }
+    return 0;
+}
+
 /* Label this rank's share of the input into its part file. */
-static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_judge **jp,
+static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_pump **pp,
                  kept_pairs *kept, long count[NCOUNT], double *wall, double *cpu) {
     char outpath[4200];
     part_path(outpath, sizeof outpath, o->output, rank);
@@ -503,51 +461,19 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
         fclose(in);
         return rlaif_error_sys(RLAIF_EX_IOERR, "fopen", outpath, __FILE__, __LINE__);
     }
-    int rc = rlaif_judge_open(jp, ctx->cfg, rank, size, o->journal);
+    int rc = rlaif_pump_open(pp, ctx->cfg, rank, size, o->journal, "judge");
     if (rc) {
         fclose(in), fclose(out);
         return rc;
     }
-    rlaif_judge *j = *jp;
-    enum { CAP = 256 };
-    rlaif_judge_result res[CAP];
-    line_map lines;
-    line_map_init(&lines, rlaif_judge_credit(j));
-    long line = 0;
-    int eof = 0, n;
-    double t0 = rlaif_now(), c0 = cpu_seconds(), last_status = t0;
-    while (!rc && (!eof || rlaif_judge_pending(j) > 0)) {
-        while (!eof && rlaif_judge_credit(j) > 0) {
-            rlaif_judge_pair p;
-            json_t *hold = NULL;
-            long at = -1;
-            int got = next_pair(in, &line, rank, size, &p, &at, &hold, o->input);
-            if (got < 0) rc = got;
-            if (got <= 0) {
-                eof = 1;
-                break;
-            }
-            rc = rlaif_judge_submit(j, &p);
-            if (!rc) line_map_put(&lines, p.pair_id, at);
-            if (!rc && o->prefs) kept_add(kept, (size_t)(at / size), &p);
-            json_decref(hold);
-            if (rc) break;
-        }
-        if (rc || (rc = rlaif_judge_poll(j, 0.05, res, CAP, &n))) break;
-        for (int i = 0; i < n; i++) {
-            long at = line_map_take(&lines, res[i].pair_id);
-            if (!rc && at < 0)
-                rc = RLAIF_ERROR(RLAIF_EX_SOFTWARE, "a bug: please report it",
-                                 "judge: pair %llu came back but was not submitted",
-                                 (unsigned long long)res[i].pair_id);
-            if (!rc && write_result(out, at, &res[i]))
-                rc = rlaif_error_sys(RLAIF_EX_IOERR, "fprintf", outpath, __FILE__, __LINE__);
-            if (!rc && o->prefs) kept_result(kept, (size_t)(at / size), &res[i]);
-            count[1] += !isnan(res[i].label);
-            count[2 + (res[i].status & 15)]++;
-            rlaif_judge_result_free(&res[i]);
-        }
-        count[0] += n;
+    rlaif_pump *p = *pp;
+    sink k = {out, outpath, o->prefs ? kept : NULL, size, count};
+    long line = 0, total = share_size(in, rank, size);
+    int eof = 0;
+    double t0 = rlaif_now(), c0 = rlaif_cpu_seconds(), last_status = t0;
+    while (!rc && (!eof || rlaif_pump_pending(p) > 0)) {
+        rc = feed(p, in, &line, o, rank, size, kept, &eof);
+        if (!rc) rc = rlaif_pump_poll(p, 0.05, sink_take, &k, NULL);
         if (rc) break;
         if (o->crash_after >= 0 && count[0] >= o->crash_after) {
             fflush(out); /* testing: die like kill -9 with calls in flight */
@@ -562,12 +488,13 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
         }
         double now = rlaif_now();
         if (!o->quiet && rank == 0 && now - last_status > 5) {
-            rlaif_status("judge", count[0], -1, (double)count[0] / (now - t0), "pairs/s", now - t0,
-                         NULL);
+            rlaif_status("judge", count[0], total, (double)count[0] / (now - t0), "pairs/s",
+                         now - t0, size > 1 ? "rank 0's share" : NULL);
             last_status = now;
         }
     }
-    *wall = rlaif_now() - t0, *cpu = cpu_seconds() - c0;
+    *wall = rlaif_now() - t0, *cpu = rlaif_cpu_seconds() - c0;
+    const rlaif_judge *j = rlaif_pump_judge(p);
     for (int e = 0; e < rlaif_judge_nendpoints(j); e++)
         count[18] += rlaif_judge_stats(j, e)->http_requests;
     if (ferror(out) && !rc)
@@ -575,17 +502,17 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
     if (fclose(out) && !rc)
         rc = rlaif_error_sys(RLAIF_EX_IOERR, "fclose", outpath, __FILE__, __LINE__);
     fclose(in);
-    free(lines.t);
     return rc;
 }
 
 int rlaif_cmd_judge(rlaif_ctx *ctx) {
     judge_opts o;
     RLAIF_TRY(parse_opts(ctx, &o));
+    RLAIF_TRY(rlaif_pump_preflight(ctx->cfg, "judge"));
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rlaif_judge *j = NULL;
+    rlaif_pump *j = NULL;
     kept_pairs kept = {0};
     long count[NCOUNT] = {0}, total = 0;
     double wall = 0, cpu = 0;
@@ -594,9 +521,9 @@ int rlaif_cmd_judge(rlaif_ctx *ctx) {
      * journal keeps the answers and a rerun rewrites them) */
     rc = rlaif_agree(MPI_COMM_WORLD, rc);
     if (!rc) rc = rlaif_agree(MPI_COMM_WORLD, summary(j, rank, size, count, wall, cpu, &total));
-    if (!rc && o.prefs) rc = store_prefs(ctx, j, o.prefs, &kept, rank);
+    if (!rc && o.prefs) rc = store_prefs(ctx, rlaif_pump_judge(j), o.prefs, &kept, rank);
     kept_free(&kept);
-    rlaif_judge_close(j);
+    rlaif_pump_close(j);
     if (!rc) rc = rlaif_agree(MPI_COMM_WORLD, rank == 0 ? merge_parts(o.output, size, total) : 0);
     return rc;
 }

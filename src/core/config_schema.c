@@ -109,6 +109,9 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     F("collect", "top_p", "1.0", 0, 1, "nucleus sampling"),
     I("collect", "max_new_tokens", "16", 1, 1048576, "tokens generated per response"),
     I("collect", "credit", "64", 1, 1e7, "pairs a rollout rank may have in flight (pull credit)"),
+    B("collect", "retry_failed", "true",
+      "pairs the judge never answered (HTTP error, quota, retries exhausted) stay out of "
+      "preferences.h5 so a rerun judges them again; false stores them as failed"),
 
     /* [judge] feedback LLM (src/judge/README.md) */
     E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),

@@ -50,21 +50,32 @@ const char *rlaif_judge_template_text(const rlaif_judge *j, int t, uint64_t *has
     return j->tpl[t].user;
 }
 
+/* A rate, or "n/a" when there was nothing to measure ("nan" reads as a bug). */
+static const char *rate(char *buf, size_t n, double v) {
+    if (isnan(v))
+        snprintf(buf, n, "n/a");
+    else
+        snprintf(buf, n, "%.3f", v);
+    return buf;
+}
+
 void rlaif_judge_report_stats(const rlaif_judge_endpoint_stats *stats, int nep, char *buf,
                               size_t n) {
+    char r[3][16];
     size_t off = 0;
     buf[0] = 0;
     for (int e = 0; e < nep && off < n; e++) {
         const rlaif_judge_endpoint_stats *s = &stats[e];
-        int k =
-            snprintf(buf + off, n - off,
-                     "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
-                     "retries, %ld failed calls; consistency %.3f over %ld two-order "
-                     "pairs, first-position wins %.3f, length-preference corr %.3f; tokens "
-                     "%lld in / %lld out, cost $%.4f\n",
-                     s->name, s->calls, s->replayed, s->http_requests, s->retries, s->failed,
-                     rlaif_judge_consistency(s), s->pairs_two_orders, rlaif_judge_first_win_rate(s),
-                     rlaif_judge_length_corr(s), s->tokens_in, s->tokens_out, s->cost_usd);
+        int k = snprintf(buf + off, n - off,
+                         "judge %s: %ld calls (%ld from the journal), %ld HTTP requests, %ld "
+                         "retries, %ld failed calls; consistency %s over %ld two-order "
+                         "pairs, first-position wins %s, length-preference corr %s; tokens "
+                         "%lld in / %lld out, cost $%.4f\n",
+                         s->name, s->calls, s->replayed, s->http_requests, s->retries, s->failed,
+                         rate(r[0], 16, rlaif_judge_consistency(s)), s->pairs_two_orders,
+                         rate(r[1], 16, rlaif_judge_first_win_rate(s)),
+                         rate(r[2], 16, rlaif_judge_length_corr(s)), s->tokens_in, s->tokens_out,
+                         s->cost_usd);
         if (k < 0) break;
         off += (size_t)k;
     }

@@ -3,23 +3,22 @@
  * interval. The design (and why it does not run collect's pull protocol)
  * is in include/rlaif/phases/eval.h. */
 #include "rlaif/phases/eval.h"
-#include "rlaif/storage/checkpoint.h"
-#include "rlaif/phases/collect.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
-#include "rlaif/engine/generate.h"
-#include "rlaif/core/h5util.h"
-#include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
-#include "rlaif/storage/metrics.h"
-#include "rlaif/engine/model_io.h"
-#include "rlaif/phases/pairs.h"
 #include "rlaif/phases/registry.h"
-#include "rlaif/storage/prefs.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/judge/judge.h"
+#include "rlaif/phases/mailbox.h"
+#include "rlaif/phases/pump.h"
+#include "rlaif/phases/rollout.h"
 #include "rlaif/phases/task.h"
-#include "rlaif/core/tensors.h"
+#include "rlaif/storage/checkpoint.h"
+#include "rlaif/core/h5util.h"
+#include "rlaif/storage/metrics.h"
+#include "rlaif/storage/prefs.h"
 
 #include <hdf5.h>
 #include <jansson.h>
@@ -28,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 enum { GEN_BATCH = 64 }; /* sequences per generation batch */
@@ -39,6 +37,7 @@ typedef struct {
     int64_t two_orders, consistent, verdicts, first;
     double calls, replayed, win_rate, lo, hi;
     int64_t right[2], decided, agree_n, agree;
+    int64_t status[RLAIF_PUMP_NSTATUS], unanswered; /* of the failed pairs */
 } eval_stats;
 
 typedef struct {
@@ -114,17 +113,6 @@ static int resolve_model(const rlaif_config *cfg, const char *key, char *path, s
     return 0;
 }
 
-static int load_model(const rlaif_config *cfg, const char *path, rlaif_model *m,
-                      rlaif_tokenizer **tok) {
-    int rc = rlaif_tokenizer_for_checkpoint(tok, path, cfg);
-    if (!rc) rc = rlaif_model_load(path, m);
-    if (rc) return rlaif_error_context("eval: model %s: ", path), rc;
-    if (rlaif_tokenizer_eos(*tok) < 0)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "add <|endoftext|> to tokenizer.specials",
-                           "eval: the tokenizer of %s has no end-of-text token", path);
-    return 0;
-}
-
 /* ------------------------------------------------------------ prompts */
 
 /* The last n records of eval.prompts (default data.prompts). */
@@ -168,45 +156,16 @@ static int load_prompts(eval_run *E) {
 
 /* --------------------------------------------------------- generation */
 
-/* Prompts [lo, hi) answered by m into texts[lo, hi). */
-static int answer_batch(eval_run *E, rlaif_model *m, rlaif_tokenizer *tok, int64_t lo, int64_t hi,
-                        char **texts) {
-    int B = (int)(hi - lo), longest = 0, rc = 0;
-    rlaif_tokens ids = {0};
-    int64_t off[GEN_BATCH];
-    int len[GEN_BATCH];
-    uint32_t seq[GEN_BATCH];
-    for (int b = 0; b < B && !rc; b++) {
-        off[b] = (int64_t)ids.n;
-        rc = rlaif_format_prompt(tok, E->prompt[lo + b],
-                                 rlaif_cfg_int(E->cfg, "data.max_prompt_len"), &ids);
-        len[b] = (int)(ids.n - (size_t)off[b]);
-        longest = len[b] > longest ? len[b] : longest;
-        seq[b] = (uint32_t)(lo + b); /* the prompt, not the slot: any rank count */
-    }
-    rlaif_gen_config gc = rlaif_gen_defaults();
-    long want = rlaif_cfg_int(E->cfg, "eval.max_new_tokens"), room = m->cfg.max_seq_len - longest;
-    gc.max_new_tokens = (int)(want < room ? want : room);
-    gc.temperature = (float)rlaif_cfg_float(E->cfg, "eval.temperature");
-    gc.eos_id = rlaif_tokenizer_eos(tok), gc.pad_id = gc.eos_id;
-    gc.seed = (uint64_t)rlaif_cfg_int(E->cfg, "run.seed"), gc.step = RLAIF_STREAM_EVAL;
-    rlaif_gen_output go;
-    if (!rc && gc.max_new_tokens < 1)
-        rc = RLAIF_ERROR(RLAIF_EX_USAGE, "lower data.max_prompt_len or use a longer model",
-                         "eval: a prompt of %d tokens leaves no room in model.max_seq_len = %d",
-                         longest, m->cfg.max_seq_len);
-    if (!rc) rc = rlaif_generate(m, &gc, B, ids.ids, off, len, seq, &go);
-    rlaif_tokens_free(&ids);
-    RLAIF_TRY(rc);
-    for (int b = 0; b < B && !rc; b++) {
-        rlaif_bytes t = {0};
-        rc = rlaif_format_response(tok, go.tokens + (size_t)b * (size_t)go.max_new,
-                                   (size_t)go.length[b], &t);
-        texts[lo + b] = rlaif_utf8_clean(t.data ? t.data : "", t.n);
-        rlaif_bytes_free(&t);
-    }
-    rlaif_gen_output_free(&go);
-    return rc;
+/* Prompts [lo, hi) answered by r into texts[lo, hi). */
+static int answer_batch(eval_run *E, const rlaif_rollout *r, int64_t lo, int64_t hi, char **texts) {
+    int B = (int)(hi - lo);
+    int64_t ids[GEN_BATCH];
+    for (int b = 0; b < B; b++) ids[b] = lo + b; /* the prompt, not the slot: any rank count */
+    rlaif_rollout_batch out;
+    RLAIF_TRY(rlaif_rollout_sample(r, B, (const char *const *)E->prompt + lo, ids, 1, &out));
+    for (int b = 0; b < B; b++) texts[lo + b] = out.text[b], out.text[b] = NULL;
+    rlaif_rollout_batch_free(&out);
+    return 0;
 }
 
 /* This rollout rank's share [lo, hi) answered by model k. */
@@ -214,9 +173,18 @@ static int answer_share(eval_run *E, int k, int64_t lo, int64_t hi) {
     rlaif_model m;
     memset(&m, 0, sizeof m); /* rlaif_model_free takes a zeroed model */
     rlaif_tokenizer *tok = NULL;
-    int rc = load_model(E->cfg, E->model[k], &m, &tok);
+    int rc = rlaif_policy_load(E->cfg, "eval", "model", E->model[k], &m, &tok);
+    rlaif_rollout r = {.model = &m,
+                       .tok = tok,
+                       .who = "eval",
+                       .max_prompt_len = rlaif_cfg_int(E->cfg, "data.max_prompt_len"),
+                       .max_new_tokens = rlaif_cfg_int(E->cfg, "eval.max_new_tokens"),
+                       .temperature = (float)rlaif_cfg_float(E->cfg, "eval.temperature"),
+                       .top_p = 1,
+                       .seed = (uint64_t)rlaif_cfg_int(E->cfg, "run.seed"),
+                       .step = RLAIF_STREAM_EVAL};
     for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
-        rc = answer_batch(E, &m, tok, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi, E->resp[k]);
+        rc = answer_batch(E, &r, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi, E->resp[k]);
     rlaif_model_free(&m);
     rlaif_tokenizer_free(tok);
     return rc;
@@ -263,18 +231,13 @@ static int gather_texts(eval_run *E, char **texts, int64_t lo, int64_t hi) {
 
 /* Both models answer every prompt (rollout ranks), every rank gets the texts. */
 static int generate_all(eval_run *E) {
-    size_t lo = 0, hi = 0;
-    if (E->is_rollout) {
-        int r, n;
-        RLAIF_CHECK_MPI(MPI_Comm_rank(E->rk->group[RLAIF_ROLE_ROLLOUT], &r));
-        RLAIF_CHECK_MPI(MPI_Comm_size(E->rk->group[RLAIF_ROLE_ROLLOUT], &n));
-        rlaif_shard_range((size_t)E->n, n, r, &lo, &hi);
-    }
+    int64_t lo, hi;
+    rlaif_rollout_shard(E->rk, E->n, &lo, &hi);
     for (int k = 0; k < 2; k++) {
         E->resp[k] = xcalloc((size_t)E->n + 1, sizeof(char *));
-        int rc = E->is_rollout ? answer_share(E, k, (int64_t)lo, (int64_t)hi) : 0;
+        int rc = E->is_rollout ? answer_share(E, k, lo, hi) : 0;
         RLAIF_TRY(rlaif_agree(E->world, rc));
-        RLAIF_TRY(gather_texts(E, E->resp[k], (int64_t)lo, (int64_t)hi));
+        RLAIF_TRY(gather_texts(E, E->resp[k], lo, hi));
     }
     return 0;
 }
@@ -293,35 +256,42 @@ static void tie_result(uint64_t id, rlaif_judge_result *r) {
     r->explanation = xstrdup("identical responses: a tie without a judge call");
 }
 
+typedef struct {
+    rlaif_judge_result *res;
+    int64_t lo;
+    int64_t done;
+} share;
+
+/* A judged pair (tag = its index) into its row; keeps the explanation. */
+static int share_take(void *user, int64_t i, rlaif_judge_result *r) {
+    share *sh = user;
+    sh->res[i - sh->lo] = *r;
+    r->explanation = NULL;
+    sh->done++;
+    return 0;
+}
+
 /* Judge pairs [lo, hi) into res[0, hi - lo). */
-static int judge_share(eval_run *E, rlaif_judge *j, int64_t lo, int64_t hi,
+static int judge_share(eval_run *E, rlaif_pump *p, int64_t lo, int64_t hi,
                        rlaif_judge_result *res) {
-    enum { CAP = 256 };
-    rlaif_judge_result got[CAP];
-    int64_t next = lo, done = 0;
-    while (done < hi - lo) {
+    share sh = {res, lo, 0};
+    int64_t next = lo;
+    while (sh.done < hi - lo) {
         /* SIGTERM/SIGUSR1/walltime: what was answered is in the journal */
         if (rlaif_stop_requested()) return RLAIF_EX_TEMPFAIL;
-        while (next < hi && rlaif_judge_credit(j) > 0) {
+        while (next < hi && rlaif_pump_room(p) > 0) {
             int64_t i = next++;
             if (!strcmp(E->resp[0][i], E->resp[1][i])) {
-                tie_result((uint64_t)i, &res[i - lo]), done++;
+                tie_result((uint64_t)i, &res[i - lo]), sh.done++;
                 continue;
             }
-            rlaif_judge_pair p = {(uint64_t)i, E->prompt[i], {E->resp[0][i], E->resp[1][i]}};
-            RLAIF_TRY(rlaif_judge_submit(j, &p));
+            rlaif_judge_pair pair = {(uint64_t)i, E->prompt[i], {E->resp[0][i], E->resp[1][i]}};
+            RLAIF_TRY(rlaif_pump_submit(p, &pair, i));
         }
-        int n = 0;
-        RLAIF_TRY(rlaif_judge_poll(j, rlaif_judge_pending(j) ? 0.05 : 0, got, CAP, &n));
-        for (int k = 0; k < n; k++) {
-            int64_t i = (int64_t)got[k].pair_id;
-            if (i < lo || i >= hi)
-                return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "a bug: please report it",
-                                   "eval: pair %lld came back but was not submitted", (long long)i);
-            res[i - lo] = got[k], done++;
-        }
+        RLAIF_TRY(rlaif_pump_poll(p, rlaif_pump_pending(p) ? 0.05 : 0, share_take, &sh, NULL));
+        RLAIF_TRY(rlaif_pump_check(p, 0)); /* the judge is out: stop with the reason */
     }
-    return 0;
+    return rlaif_pump_check(p, 1);
 }
 
 static void outcome_row(const rlaif_judge_result *r, double *o) {
@@ -355,6 +325,8 @@ static void pair_stats(eval_stats *s, const double *o) {
     double label = o[0];
     int o0 = (int)o[1], o1 = (int)o[2];
     s->calls += o[5], s->replayed += o[6];
+    s->status[(int)o[4] & (RLAIF_PUMP_NSTATUS - 1)]++;
+    s->unanswered += rlaif_pump_unanswered((int)o[4]);
     if (isnan(label)) {
         s->failed++;
         return;
@@ -394,17 +366,21 @@ static double ratio(double a, double b) {
 /* The results lines (also stored in eval.h5 and printed again on a skip). */
 static void format_summary(eval_run *E) {
     const eval_stats *s = &E->st;
+    char cons[16], first[16];
     size_t k = (size_t)snprintf(
         E->summary, sizeof E->summary,
         "eval: win rate %.4f [%.4f, %.4f] (95%% Wilson) of %s vs %s: %lld pairs judged of "
         "%lld: %lld wins, %lld losses, %lld ties (%lld identical answers), %lld failed\n"
-        "eval: judge both orders: consistency %.3f (%lld pairs), first-position wins %.3f; "
+        "eval: judge both orders: consistency %s (%lld pairs), first-position wins %s; "
         "judge calls %.0f (%.0f answered from the journal)\n",
         s->win_rate, s->lo, s->hi, E->model[0], E->model[1], (long long)s->judged, (long long)s->n,
         (long long)s->wins, (long long)s->losses, (long long)s->ties, (long long)s->identical,
-        (long long)s->failed, ratio((double)s->consistent, (double)s->two_orders),
-        (long long)s->two_orders, ratio((double)s->first, (double)s->verdicts), s->calls,
-        s->replayed);
+        (long long)s->failed,
+        rlaif_fmt_or_na(cons, sizeof cons, "%.3f",
+                        ratio((double)s->consistent, (double)s->two_orders)),
+        (long long)s->two_orders,
+        rlaif_fmt_or_na(first, sizeof first, "%.3f", ratio((double)s->first, (double)s->verdicts)),
+        s->calls, s->replayed);
     if (E->prob && k < sizeof E->summary)
         snprintf(
             E->summary + k, sizeof E->summary - k,
@@ -415,6 +391,22 @@ static void format_summary(eval_run *E) {
             ratio((double)(s->right[0] - s->right[1]) * 0.5 + 0.5 * (double)s->n, (double)s->n),
             (long long)s->agree, (long long)s->agree_n, ratio((double)s->agree, (double)s->agree_n),
             (long long)s->decided);
+}
+
+/* No pair judged: there is no win rate to print (an interval resting on
+ * identical answers alone, or on nothing, would read as a result). */
+static int refuse_unjudged(const eval_run *E) {
+    const eval_stats *s = &E->st;
+    if (s->judged > s->identical || s->n == 0) return 0;
+    if (s->judged > 0 && s->failed == 0) return 0; /* the same model twice: ties, rightly */
+    char fails[400];
+    rlaif_pump_fail_list(s->status, fails, sizeof fails);
+    return RLAIF_ERROR(RLAIF_EX_FAIL,
+                       "check the judge (rlaif judge job.ini --input pairs.jsonl --output x.jsonl "
+                       "tries it); answered calls are journaled: the rerun pays nothing twice",
+                       "eval: no win rate: the judge decided none of the %lld pairs it was asked "
+                       "(%lld failed%s)",
+                       (long long)(s->n - s->identical), (long long)s->failed, fails);
 }
 
 static const char *const metric_names[] = {"win_rate",
@@ -546,31 +538,18 @@ static int store_pairs(eval_run *E, rlaif_judge *j, MPI_Comm comm, int64_t lo, i
     free(d);
     hid_t f = rlaif_prefs_file(p);
     if (!rc) rc = rlaif_h5_attr_str(f, "eval_results", E->summary);
-    if (!rc) rc = rlaif_h5_attr_str(f, "eval_complete", E->signature);
+    /* pairs the judge never answered: a rerun asks again (the journal
+     * answers the rest), so this eval is not complete */
+    if (!rc && E->st.unanswered == 0) rc = rlaif_h5_attr_str(f, "eval_complete", E->signature);
     int rc2 = rlaif_prefs_close(&p);
     return rc ? rc : rc2;
-}
-
-/* A barrier that sleeps: ranks without judging to do (rollout ranks of a
- * split layout) wait here for the judges without spinning a core, as a
- * blocking collective would in Open MPI. */
-static int sleepy_barrier(MPI_Comm comm) {
-    MPI_Request req;
-    int done = 0;
-    RLAIF_CHECK_MPI(MPI_Ibarrier(comm, &req));
-    while (!done) {
-        RLAIF_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-        struct timespec ts = {0, 2 * 1000 * 1000}; /* 2 ms */
-        if (!done) nanosleep(&ts, NULL);
-    }
-    return 0;
 }
 
 /* Judge ranks label their share; everyone gets the outcomes and the
  * statistics; the judge group stores the pairs. */
 static int judge_all(eval_run *E) {
     int64_t lo = 0, hi = 0;
-    rlaif_judge *j = NULL;
+    rlaif_pump *j = NULL;
     rlaif_judge_result *res = NULL;
     int rc = 0;
     if (E->is_judge) {
@@ -582,20 +561,24 @@ static int judge_all(eval_run *E) {
         rlaif_shard_range((size_t)E->n, n, r, &a, &b);
         lo = (int64_t)a, hi = (int64_t)b;
         res = xcalloc((size_t)(hi - lo) + 1, sizeof *res);
-        rc = rlaif_judge_open(&j, E->cfg, r, n, NULL);
+        rc = rlaif_pump_open(&j, E->cfg, r, n, NULL, "eval");
         if (!rc) rc = judge_share(E, j, lo, hi, res);
     }
     double *mine = xcalloc((size_t)(hi - lo) * NOUT + 1, sizeof(double));
     for (int64_t k = 0; !rc && k < hi - lo; k++) outcome_row(&res[k], mine + k * NOUT);
-    int brc = sleepy_barrier(E->world);
+    /* ranks without judging to do (rollout ranks of a split layout) wait
+     * for the judges without spinning a core */
+    int brc = rlaif_barrier_sleeping(E->world);
     rc = rlaif_agree(E->world, rc ? rc : brc);
     if (!rc) rc = gather_outcomes(E, mine, (int)(hi - lo));
     free(mine);
     if (!rc) compute_stats(E), format_summary(E);
-    if (!rc && E->is_judge) rc = store_pairs(E, j, E->rk->group[RLAIF_ROLE_JUDGE], lo, hi, res);
+    if (!rc) rc = refuse_unjudged(E);
+    if (!rc && E->is_judge)
+        rc = store_pairs(E, rlaif_pump_judge(j), E->rk->group[RLAIF_ROLE_JUDGE], lo, hi, res);
     for (int64_t k = 0; res && k < hi - lo; k++) rlaif_judge_result_free(&res[k]);
     free(res);
-    if (j) rlaif_judge_close(j);
+    rlaif_pump_close(j);
     return rlaif_agree(E->world, rc);
 }
 
@@ -667,6 +650,7 @@ int rlaif_cmd_eval(rlaif_ctx *ctx) {
         return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif eval --help", "eval: unknown argument '%s'",
                            ctx->args.args[0]);
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, "eval", 0, 1, 1));
+    RLAIF_TRY(rlaif_pump_preflight(ctx->cfg, "eval"));
     RLAIF_TRY(force_judge_settings(ctx->cfg));
     eval_run E;
     memset(&E, 0, sizeof E);
@@ -687,6 +671,10 @@ int rlaif_cmd_eval(rlaif_ctx *ctx) {
         rc = generate_all(&E);
         if (!rc) rc = judge_all(&E);
         if (!rc && E.rank == 0) fputs(E.summary, stdout), fflush(stdout);
+        if (!rc && E.st.unanswered)
+            rlaif_warn("eval: %lld pairs the judge never answered are left out of the win rate: "
+                       "run the same command again to judge them",
+                       (long long)E.st.unanswered);
         if (!rc) rc = rlaif_agree(E.world, write_metrics(&E, rlaif_now() - t0));
         if (!rc)
             rlaif_info("eval: done; pairs in %s (tools/user/rlaif-analyze prefs %s)", E.path,

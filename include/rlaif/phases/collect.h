@@ -15,7 +15,7 @@
  * collect.pairs_per_prompt = P whose texts differ (and differ from pairs
  * already taken) are kept. Pair t of prompt i has id i * P + t.
  *
- * Pull protocol with bounded credit (src/phases/README.md, Collect), on a duplicate of
+ * Pull protocol with bounded credit (src/phases/README.md, Collect), on a mailbox over
  * MPI_COMM_WORLD, all sends non-blocking (a colocated rank talks to itself):
  *
  *   TAG_REQ      judge -> rollout  int32 want: "send me up to want pairs".
@@ -32,7 +32,8 @@
  *   TAG_RESULT   judge -> rollout  int32 n: n of your pairs have been judged
  *                (frees credit).
  *   TAG_STOP     any -> all        int32 signal: a signal, the walltime or
- *                --stop-after was seen; everyone stops at once.
+ *                --stop-after was seen; everyone stops at once (-1: a judge
+ *                rank found the judge out).
  *   TAG_PROGRESS any -> rank 0     int64[4] cumulative counts for status lines.
  *   TAG_REPORT   judge 0 -> rank 0 the judge report text, after the drain.
  *
@@ -52,25 +53,25 @@
  * again (a prompt whose pairs are all stored is not even sampled). A
  * finished collect writes root attribute collect_complete (its settings);
  * a rerun with the same settings is skipped. SIGTERM/SIGUSR1/walltime:
- * what is labelled is stored, exit 75. */
+ * what is labelled is stored, exit 75.
+ *
+ * A judge that does not answer (pump.h): an HTTP judge whose key variable
+ * is unset stops before any work (exit 64, naming it); when 12 of the last
+ * 16 pairs of a judge rank (or three quarters of a short run) fail for one
+ * reason, that rank sends TAG_STOP -1, everyone stops, what was labelled is
+ * stored and the job exits 1 with the reason. Pairs the judge never
+ * answered (HTTP error, quota, retries exhausted) stay out of the file
+ * (collect.retry_failed = true, the default) and the collect is not marked
+ * complete, so the same command judges them again; answered calls come
+ * from the journal.
+ *
+ * The parts (each reusable by the RL phases): mailbox.h carries the
+ * messages, credit and the drain; rollout.h samples and pairs; pump.h
+ * drives the judge client. */
 #ifndef RLAIF_COLLECT_H
 #define RLAIF_COLLECT_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "rlaif/core/job.h"
-
-/* The pairs of one prompt: texts[0..K) sampled responses; fills
- * pick[2 * t], pick[2 * t + 1] (t < returned count <= P) with the indexes of
- * the responses of pair t. Pure function of (seed, prompt, texts). */
-int rlaif_collect_pick_pairs(uint64_t seed, int64_t prompt, int K, int P, const char *const *texts,
-                             int *pick);
-
-/* A malloc'd copy of s[0, n) with every byte that is not part of valid
- * UTF-8 (and NUL) replaced by U+FFFD: model output on its way to a judge,
- * whose requests are JSON (collect and eval). */
-char *rlaif_utf8_clean(const char *s, size_t n);
 
 int rlaif_cmd_collect(rlaif_ctx *ctx);
 

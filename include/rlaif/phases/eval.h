@@ -44,6 +44,14 @@
  * storing; the rerun gets the answers from the journal. Ranks with nothing
  * to judge wait in a sleeping non-blocking barrier, not a spinning one.
  *
+ * A judge that does not answer (pump.h): an unset key variable is refused
+ * before any work (64); when most pairs fail for one reason the judge ranks
+ * stop with it (exit 1); when no pair was decided there is no win rate
+ * (exit 1, never an interval resting on identical answers alone); pairs
+ * the judge never answered leave eval.h5 incomplete, so a rerun asks again
+ * (the journal answers the rest). Consistency and first-position wins read
+ * "n/a" when nothing was measured.
+ *
  * Statistics. Pair i is (r0 = policy, r1 = baseline), label = P(r0 better).
  * Judged = pairs with a label; win = label > 0.5, loss < 0.5, tie = 0.5.
  * win rate = (wins + ties / 2) / judged with a 95% Wilson score interval on
