@@ -400,8 +400,10 @@ typedef struct {
 } rlaif_journal_entry;
 
 /* Open dir/judge-rank-NNNNN.jnl for appending and replay every judge-*.jnl in
- * dir (torn last lines from a kill are ignored; our own file is cut back to
- * its last whole record). */
+ * dir. Each record carries its own check: a damaged record is skipped (and
+ * asked again), the records after it are kept, and a warning says how many
+ * were damaged and where. Torn last lines from a kill are ignored; our own
+ * file is cut back to the end of its last whole line. */
 int rlaif_journal_open(rlaif_journal **out, const char *dir, int rank);
 void rlaif_journal_close(rlaif_journal *jl);
 /* 1 and fills *e when key was answered (read back from disk; e->text stays
