@@ -4,6 +4,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/engine/model.h"
 
 #include "config.h"
 
@@ -209,6 +210,7 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
+        rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
     }
@@ -247,6 +249,7 @@ int rlaif_main(int argc, char **argv) {
         rlaif_args_free(&ctx.args);
         return RLAIF_EX_USAGE;
     }
+    rlaif_mpi_preinit();
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "ERROR: MPI_Init failed\n  hint: check the MPI launcher and environment\n");
         return RLAIF_EX_SOFTWARE;

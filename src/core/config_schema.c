@@ -43,13 +43,15 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("run", "log_every", "10", 1, 1e9, "status line every N steps"),
     B("run", "verbose", "false", "debug lines on stderr"),
 
-    /* [ranks] rank groups (DESIGN.md section 2) */
+    /* [ranks] rank groups (src/core/README.md) */
     I("ranks", "rollout", "0", 0, 1e7, "rollout ranks (0 with all counts 0 = automatic)"),
     I("ranks", "judge", "0", 0, 1e7, "judge-query ranks"),
     I("ranks", "learner", "0", 0, 1e7, "learner ranks"),
     E("ranks", "layout", "auto", "auto|split|colocated",
       "split: disjoint groups; colocated: every rank plays every role; auto: colocated "
       "below 3 ranks"),
+    I("ranks", "weight_bucket_bytes", "16777216", 4, 2e9,
+      "bucket of the policy broadcast learner 0 -> rollouts (one MPI_Ibcast each)"),
 
     /* [model] architecture of a model built from scratch */
     E("model", "arch", "gpt2", "gpt2", "architecture"),
@@ -108,7 +110,7 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("collect", "max_new_tokens", "16", 1, 1048576, "tokens generated per response"),
     I("collect", "credit", "64", 1, 1e7, "pairs a rollout rank may have in flight (pull credit)"),
 
-    /* [judge] feedback LLM (DESIGN.md section 4) */
+    /* [judge] feedback LLM (src/judge/README.md) */
     E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),
     E("judge", "mode", "verdict", "verdict|logprob|rubric|score", "how a label is asked for"),
     S("judge", "base_url", "", "endpoint base URL, e.g. https://api.openai.com/v1"),

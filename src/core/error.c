@@ -1,6 +1,5 @@
 /* error.c - the per-process error record, checked-call helpers, exits. */
 #include "rlaif/core/error.h"
-#include "rlaif/core/log.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -22,6 +21,16 @@ static struct {
     char msg[MSG_MAX];
     char hint[HINT_MAX];
 } err;
+
+static void (*exit_hook)(void);
+
+void rlaif_on_exit(void (*fn)(void)) {
+    exit_hook = fn;
+}
+
+static void run_exit_hook(void) {
+    if (exit_hook) exit_hook();
+}
 
 static int world_rank(void) {
     int init = 0, fin = 0, r = 0;
@@ -196,7 +205,7 @@ _Noreturn void rlaif_die(void) {
     fprintf(stderr, "%s\n", buf);
     fflush(stderr);
     fflush(stdout);
-    rlaif_log_close();
+    run_exit_hook();
     int init = 0, fin = 0, size = 1;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
@@ -213,7 +222,7 @@ _Noreturn void rlaif_exit_all(int code) {
     }
     fflush(stderr);
     fflush(stdout);
-    rlaif_log_close();
+    run_exit_hook();
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);

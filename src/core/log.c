@@ -46,6 +46,7 @@ static void stamp(char *buf, size_t n) {
 int rlaif_log_init(int world_rank, const char *log_dir, int verbose) {
     log_rank = world_rank;
     log_verbose = verbose;
+    rlaif_on_exit(rlaif_log_close); /* flushed and closed on any exit path */
     /* MPI launchers forward rank output through a pseudo-terminal, so isatty
      * alone would put progress bars into batch logs: only draw one when
      * rlaif was started directly on a terminal. */

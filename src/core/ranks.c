@@ -1,10 +1,14 @@
-/* ranks.c - layout resolution and communicator construction. */
+/* ranks.c - layout resolution, communicator construction and each rank's
+ * thread budget (from its affinity mask and the ranks sharing its node). */
 #include "rlaif/core/ranks.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *role_names[RLAIF_NROLES] = {"learner", "rollout", "judge"};
 
@@ -108,6 +112,96 @@ int rlaif_check_pmi(char *const *env) {
                        v);
 }
 
+/* ------------------------------------------------------------------ threads */
+
+/* A positive count from an environment value ("4", or "4,2" for nested
+ * OpenMP: the outer level), else 0. */
+static int env_count(const char *v) {
+    if (!v || !*v) return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return n > 0 && n < 65536 && (*end == '\0' || *end == ',') ? (int)n : 0;
+}
+
+void rlaif_threads_decide(int cpus, int sharing, int local, const char *omp_env,
+                          const char *blas_env, const char *slurm_cpus_per_task, rlaif_threads *t) {
+    memset(t, 0, sizeof *t);
+    t->cpus = cpus < 1 ? 1 : cpus;
+    t->sharing = sharing < 1 ? 1 : sharing;
+    t->local = local < t->sharing ? t->sharing : local;
+    int share = t->cpus / t->sharing > 0 ? t->cpus / t->sharing : 1;
+    int n =
+        snprintf(t->why, sizeof t->why,
+                 "%d CPU%s in the affinity mask, shared by %d of %d "
+                 "rank%s on this node",
+                 t->cpus, t->cpus == 1 ? "" : "s", t->sharing, t->local, t->local == 1 ? "" : "s");
+    int cpt = env_count(slurm_cpus_per_task);
+    if (cpt && cpt < share) {
+        share = cpt;
+        n += snprintf(t->why + n, sizeof t->why - (size_t)n, ", SLURM_CPUS_PER_TASK=%d", cpt);
+    }
+    int omp = env_count(omp_env);
+    t->team = omp ? omp : share;
+    if (omp)
+        n += snprintf(t->why + n, sizeof t->why - (size_t)n, "; OMP_NUM_THREADS=%d respected%s",
+                      omp, (long)omp * t->sharing > t->cpus ? " (more threads than CPUs)" : "");
+    else if (omp_env && *omp_env)
+        n += snprintf(t->why + n, sizeof t->why - (size_t)n,
+                      "; OMP_NUM_THREADS='%.20s' is not a count, ignored", omp_env);
+    /* Two pools that spin-wait on the same cores slow each other several
+     * times: OpenBLAS threads only when the OpenMP team is a single thread. */
+    int blas = env_count(blas_env);
+    t->blas = t->team > 1 ? 1 : blas ? blas : share;
+    if (n > 0 && (size_t)n < sizeof t->why)
+        snprintf(t->why + n, sizeof t->why - (size_t)n, "; OpenBLAS %d%s", t->blas,
+                 t->team > 1 ? " (the team splits the products)"
+                 : blas      ? " (OPENBLAS_NUM_THREADS)"
+                             : "");
+}
+
+/* Ranks of this node whose affinity masks overlap this one's: they compete
+ * for the same CPUs, whatever the launcher told (or did not tell) them. */
+static int threads_plan(MPI_Comm world, rlaif_threads *t) {
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0) { /* > CPU_SETSIZE CPUs */
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < online && c < CPU_SETSIZE; c++) CPU_SET((int)c, &mine);
+    }
+    MPI_Comm node;
+    RLAIF_CHECK_MPI(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int local;
+    MPI_Comm_size(node, &local);
+    cpu_set_t *all = xmalloc(sizeof(cpu_set_t) * (size_t)local);
+    int rc =
+        MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, node);
+    MPI_Comm_free(&node);
+    if (rc != MPI_SUCCESS) free(all);
+    RLAIF_CHECK_MPI(rc);
+    int sharing = 0;
+    for (int i = 0; i < local; i++) {
+        cpu_set_t both;
+        CPU_AND(&both, &mine, &all[i]);
+        sharing += CPU_COUNT(&both) > 0;
+    }
+    free(all);
+    rlaif_threads_decide(CPU_COUNT(&mine), sharing, local, getenv("OMP_NUM_THREADS"),
+                         getenv("OPENBLAS_NUM_THREADS"), getenv("SLURM_CPUS_PER_TASK"), t);
+    int rank;
+    MPI_Comm_rank(world, &rank);
+    rlaif_info("threads: %d on rank %d (%s)", t->team, rank, t->why);
+    return 0;
+}
+
+void rlaif_mpi_preinit(void) {
+    /* Open MPI 4.1's "lockedfile" shared-file-pointer component, queried
+     * whenever MPI-IO opens a file, builds "<path>.lock" in a fixed buffer
+     * and aborts ("buffer overflow detected") for an out_dir over ~200
+     * characters (issue 12.10). rlaif never uses shared file pointers: leave
+     * the component out, unless the user chose the components. */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
+}
+
 int rlaif_ranks_has(const rlaif_ranks *rk, rlaif_role r) {
     return rk->group[r] != MPI_COMM_NULL;
 }
@@ -119,6 +213,7 @@ int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_
     RLAIF_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &rk->world));
     MPI_Comm_rank(rk->world, &rk->world_rank);
     MPI_Comm_size(rk->world, &rk->world_size);
+    RLAIF_TRY(threads_plan(rk->world, &rk->threads));
 
     rlaif_layout_request req = {{0}, 0, role_arg ? role_arg : ""};
     req.count[RLAIF_ROLE_ROLLOUT] = (int)rlaif_cfg_int(cfg, "ranks.rollout");

@@ -221,18 +221,19 @@ size_t rlaif_model_act_bytes(const rlaif_model *m) {
 
 /* ------------------------------------------------------------------ create */
 
-/* Without OMP_NUM_THREADS, ranks sharing a node split its cores instead of
- * each starting a full team (4 ranks x 2 threads on 2 cores spin-wait). */
-static void default_threads(void) {
+/* The rank's thread budget is decided where ranks are set up (core/ranks.c:
+ * affinity mask, ranks sharing the node, SLURM_CPUS_PER_TASK,
+ * OMP_NUM_THREADS); the engine only applies it, and stays MPI-free. */
+void rlaif_model_set_threads(int team, int blas) {
 #ifdef _OPENMP
-    if (getenv("OMP_NUM_THREADS")) return;
-    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!ls) ls = getenv("MPI_LOCALNRANKS");
-    int local = ls ? atoi(ls) : 1;
-    if (local > 1) {
-        int n = omp_get_num_procs() / local;
-        omp_set_num_threads(n < 1 ? 1 : n);
-    }
+    if (team > 0) omp_set_num_threads(team);
+#else
+    (void)team;
+#endif
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+    if (blas > 0) openblas_set_num_threads(team_size() > 1 ? 1 : blas);
+#else
+    (void)blas;
 #endif
 }
 
@@ -246,7 +247,6 @@ int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
     m->g.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
     rlaif_gpt2_point(cfg, m->params, &m->w);
     m->acts = xcalloc(1, sizeof(rlaif_acts));
-    default_threads();
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     if (team_size() > 1) openblas_set_num_threads(1); /* see the top of this file */
 #endif

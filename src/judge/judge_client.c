@@ -57,7 +57,9 @@ double rlaif_parse_reset_duration(const char *v) {
     while (*v && *v != '\r' && *v != '\n') {
         char *end;
         double x = strtod(v, &end);
-        if (end == v) return -1;
+        /* "-5s", "nan", "1e999s" (found by tests/fuzz/fuzz_judge.c): an
+         * infinite reset would block the endpoint forever */
+        if (end == v || !isfinite(x) || x < 0) return -1;
         v = end;
         if (!strncmp(v, "ms", 2))
             x /= 1000, v += 2;
@@ -72,7 +74,7 @@ double rlaif_parse_reset_duration(const char *v) {
         total += x;
         parts++;
     }
-    return parts ? total : -1;
+    return parts && isfinite(total) ? total : -1;
 }
 
 int rlaif_should_retry(long http, const char *code, const char *type, int x_should_retry) {

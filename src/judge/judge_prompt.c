@@ -255,7 +255,14 @@ int rlaif_judge_unfence(const char *user, char **blocks, int max) {
 static char *fill(const char *tmpl, const char *input, const char *a, const char *b,
                   rlaif_rng *rng) {
     char bd[17];
-    rlaif_judge_boundary(rng, bd);
+    /* The escape alone cannot be undone exactly: a value holding the escaped
+     * form of the boundary would be unfenced into the boundary itself (found
+     * by tests/fuzz/fuzz_judge.c). A boundary whose last 15 characters occur
+     * in no value needs no escape, so every value comes back exactly; random
+     * text almost never holds it, so one draw (and the journal key) stays. */
+    do rlaif_judge_boundary(rng, bd);
+    while ((input && strstr(input, bd + 1)) || (a && strstr(a, bd + 1)) ||
+           (b && strstr(b, bd + 1)));
     struct {
         const char *name, *value;
     } ph[] = {{"{input}", input}, {"{response_a}", a}, {"{response_b}", b}, {"{response}", a}};

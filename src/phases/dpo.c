@@ -4,7 +4,7 @@
 #include "rlaif/phases/dpo.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/phases/task.h"
@@ -49,42 +49,17 @@ double rlaif_dpo_pair_loss(const rlaif_dpo_loss *lf, double h, double p, double 
 
 void rlaif_dpo_buf_init(rlaif_dpo_buf *b, int max_pairs, int T) {
     size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
-    b->tokens = xmalloc(sizeof(int) * bt);
-    b->targets = xmalloc(sizeof(int) * bt);
+    rlaif_lp_init(&b->pass, 2 * max_pairs, T);
+    b->rows = xmalloc(sizeof(int64_t) * rows);
     b->dlogp = xmalloc(sizeof(float) * bt);
     b->lp = xmalloc(sizeof(double) * rows);
     b->max_pairs = max_pairs, b->T = T;
 }
 
 void rlaif_dpo_buf_free(rlaif_dpo_buf *b) {
-    free(b->tokens), free(b->targets), free(b->dlogp), free(b->lp);
+    rlaif_lp_free(&b->pass);
+    free(b->rows), free(b->dlogp), free(b->lp);
     memset(b, 0, sizeof *b);
-}
-
-/* Rows 2b (A) and 2b+1 (B) of pair idx[b]: inputs x[0..len-1), targets
- * x[t+1] where t+1 is a response token or the EOS, -1 on the prompt and the
- * padding. Right padding needs no mask: causal attention never lets a
- * row's tokens see the padding after them. Returns T. */
-static int pack_rows(const rlaif_pairs *d, const int64_t *idx, int B, rlaif_dpo_buf *buf,
-                     double *ntok) {
-    int T = 1;
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        int len = (int)(d->off[s + 1] - d->off[s]) - 1;
-        if (len > T) T = len;
-    }
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        const int32_t *x = d->tok + d->off[s];
-        int len = (int)(d->off[s + 1] - d->off[s]), np = d->plen[s];
-        for (int t = 0; t < T; t++) {
-            int i = r * T + t, real = t < len - 1;
-            buf->tokens[i] = real ? x[t] : 0;
-            buf->targets[i] = real && t + 1 >= np ? x[t + 1] : -1;
-        }
-        *ntok += len - 1;
-    }
-    return T;
 }
 
 int rlaif_dpo_seq_logps(rlaif_model *m, const rlaif_pairs *d, const int64_t *idx, int B,
@@ -92,16 +67,12 @@ int rlaif_dpo_seq_logps(rlaif_model *m, const rlaif_pairs *d, const int64_t *idx
     if (B > buf->max_pairs)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "dpo: micro-batch of %d pairs > buffer %d", B,
                            buf->max_pairs);
-    int T = pack_rows(d, idx, B, buf, ntok), R = 2 * B;
-    /* tokens (2B,T) -> hidden (2B,T,C) -> logp of the targets (2B,T) */
-    RLAIF_TRY(rlaif_model_forward(m, buf->tokens, NULL, NULL, R, T));
-    RLAIF_TRY(rlaif_model_lm_forward(m, buf->targets));
-    /* log pi(y | x) = sum over the response + EOS targets (logp is 0 elsewhere) */
-    for (int r = 0; r < R; r++) {
-        double sum = 0;
-        for (int t = 0; t < T; t++) sum += m->logp[r * T + t];
-        buf->lp[r] = sum;
-    }
+    /* rows 2b (A) and 2b+1 (B) of pair idx[b]; log-probs of the response + EOS */
+    for (int r = 0; r < 2 * B; r++) buf->rows[r] = 2 * idx[r / 2] + r % 2;
+    rlaif_seqs s = {d->tok, d->off, d->plen};
+    RLAIF_TRY(rlaif_lp_forward(m, &buf->pass, &s, buf->rows, 2 * B, RLAIF_LP_LOGP, ntok));
+    /* log pi(y | x) = sum over the response + EOS targets */
+    for (int r = 0; r < 2 * B; r++) buf->lp[r] = rlaif_lp_seq_logp(&buf->pass, r);
     return 0;
 }
 
@@ -118,7 +89,7 @@ int rlaif_dpo_micro(rlaif_model *m, const rlaif_pairs *d, const double *ref, con
                     int B, double N, const rlaif_dpo_loss *lf, int backward, rlaif_dpo_buf *buf,
                     rlaif_dpo_sums *s) {
     RLAIF_TRY(rlaif_dpo_seq_logps(m, d, idx, B, buf, &s->tokens));
-    int T = m->T;
+    int T = buf->pass.T;
     for (int b = 0; b < B; b++) {
         int64_t i = idx[b];
         double la = buf->lp[2 * b], lb = buf->lp[2 * b + 1], ra = ref[2 * i], rb = ref[2 * i + 1];
@@ -126,15 +97,15 @@ int rlaif_dpo_micro(rlaif_model *m, const rlaif_pairs *d, const double *ref, con
         s->loss += rlaif_dpo_pair_loss(lf, h, p, &dh) / N;
         if (p > 0.5) pair_metrics(lf->beta, la, ra, lb, rb, s);
         if (p < 0.5) pair_metrics(lf->beta, lb, rb, la, ra, s);
-        /* d loss / d logp of every response token: dh/N for A, -dh/N for B */
+        /* d loss / d logp of every response token (the pass masks the
+         * prompt and the padding): dh/N for A, -dh/N for B */
         float ga = (float)(dh / N), gb = (float)(-dh / N);
         for (int t = 0; t < T; t++) {
-            int ia = 2 * b * T + t, ib = (2 * b + 1) * T + t;
-            buf->dlogp[ia] = buf->targets[ia] >= 0 ? ga : 0.0f;
-            buf->dlogp[ib] = buf->targets[ib] >= 0 ? gb : 0.0f;
+            buf->dlogp[2 * b * T + t] = ga;
+            buf->dlogp[(2 * b + 1) * T + t] = gb;
         }
     }
-    return backward ? rlaif_model_backward(m, buf->dlogp, NULL, NULL) : 0;
+    return backward ? rlaif_lp_backward(m, &buf->pass, buf->dlogp, NULL, NULL) : 0;
 }
 
 /* ---- the phase ---- */

@@ -8,7 +8,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/engine/generate.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
 #include "rlaif/storage/metrics.h"

@@ -11,7 +11,7 @@
 #include "rlaif/phases/pairs.h"
 #include "rlaif/storage/checkpoint.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/storage/prefs.h"

@@ -4,7 +4,7 @@
  * The pairs are read, split and tokenized by pairs.c (shared with dpo). */
 #include "rlaif/phases/rm.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/storage/prefs.h"
@@ -38,37 +38,17 @@ double rlaif_rm_pair_loss(double d, double p, double margin, double *dd) {
 
 void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T) {
     size_t rows = 2 * (size_t)max_pairs, bt = rows * (size_t)T;
-    b->tokens = xmalloc(sizeof(int) * bt);
-    b->valid = xmalloc(bt);
+    rlaif_lp_init(&b->pass, 2 * max_pairs, T);
+    b->pass.mask_pad_keys = 1; /* rewards bit-identical to earlier rm runs (logprob.h) */
+    b->rows = xmalloc(sizeof(int64_t) * rows);
     b->dscore = xmalloc(sizeof(float) * bt);
-    b->last = xmalloc(sizeof(int) * rows);
     b->max_pairs = max_pairs, b->T = T;
 }
 
 void rlaif_rm_buf_free(rlaif_rm_buf *b) {
-    free(b->tokens), free(b->valid), free(b->dscore), free(b->last);
+    rlaif_lp_free(&b->pass);
+    free(b->rows), free(b->dscore);
     memset(b, 0, sizeof *b);
-}
-
-/* Rows 2b (A) and 2b+1 (B) of pair idx[b], right-padded to T: tokens
- * [2B*T], valid [2B*T]. Returns T. */
-static int pack_rows(const rlaif_rm_pairs *d, const int64_t *idx, int B, rlaif_rm_buf *buf) {
-    int T = 1;
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        int len = (int)(d->off[s + 1] - d->off[s]);
-        if (len > T) T = len;
-    }
-    for (int r = 0; r < 2 * B; r++) {
-        int64_t s = 2 * idx[r / 2] + r % 2;
-        const int32_t *x = d->tok + d->off[s];
-        int len = (int)(d->off[s + 1] - d->off[s]);
-        for (int t = 0; t < T; t++) {
-            buf->tokens[r * T + t] = t < len ? x[t] : 0;
-            buf->valid[r * T + t] = t < len;
-        }
-    }
-    return T;
 }
 
 /* Loss, gradient d(loss)/d(r) and the sums of pair b from its two rewards. */
@@ -92,21 +72,25 @@ int rlaif_rm_micro(rlaif_model *m, const rlaif_rm_pairs *d, const int64_t *idx, 
     if (B > buf->max_pairs)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "rm: micro-batch of %d pairs > buffer %d", B,
                            buf->max_pairs);
-    int T = pack_rows(d, idx, B, buf), R = 2 * B;
-    /* tokens (2B,T) -> hidden (2B,T,C) -> score (2B,T); reward = score at the last real token */
-    RLAIF_TRY(rlaif_model_forward(m, buf->tokens, NULL, buf->valid, R, T));
-    RLAIF_TRY(rlaif_model_score_forward(m));
-    rlaif_last_index(buf->valid, R, T, buf->last);
+    /* rows 2b (A) and 2b+1 (B) of pair idx[b] -> score (2B,T); reward = the
+     * score at the last token of each row */
+    int R = 2 * B;
+    for (int r = 0; r < R; r++) buf->rows[r] = 2 * idx[r / 2] + r % 2;
+    rlaif_seqs seqs = {d->tok, d->off, NULL};
+    RLAIF_TRY(rlaif_lp_forward(m, &buf->pass, &seqs, buf->rows, R, RLAIF_LP_VALUE, NULL));
+    int T = buf->pass.T;
+    const int *last = buf->pass.last;
+    const float *score = buf->pass.value;
     memset(buf->dscore, 0, sizeof(float) * (size_t)R * (size_t)T);
     for (int b = 0; b < B; b++) {
-        int ia = 2 * b * T + buf->last[2 * b], ib = (2 * b + 1) * T + buf->last[2 * b + 1];
+        int ia = 2 * b * T + last[2 * b], ib = (2 * b + 1) * T + last[2 * b + 1];
         double dra, drb;
-        pair_terms(m->score[ia], m->score[ib], d->label[idx[b]], N, margin, l2, &dra, &drb, s);
+        pair_terms(score[ia], score[ib], d->label[idx[b]], N, margin, l2, &dra, &drb, s);
         buf->dscore[ia] = (float)dra, buf->dscore[ib] = (float)drb;
-        s->tokens += buf->last[2 * b] + buf->last[2 * b + 1] + 2;
+        s->tokens += last[2 * b] + last[2 * b + 1] + 2;
     }
     /* d(loss)/d(score) is nonzero only at the two reward positions of each pair */
-    return backward ? rlaif_model_backward(m, NULL, NULL, buf->dscore) : 0;
+    return backward ? rlaif_lp_backward(m, &buf->pass, NULL, NULL, buf->dscore) : 0;
 }
 
 /* /state attribute name of path as a double, NaN when it is missing. */

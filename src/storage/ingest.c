@@ -1,6 +1,6 @@
 /* ingest.c - JSONL <-> preferences.h5, and the `rlaif prefs` command.
  *
- * Inputs people bring (DESIGN.md section 3): {"prompt"}, {"prompt","response"}
+ * Inputs people bring (src/storage/README.md, Preference files): {"prompt"}, {"prompt","response"}
  * and human preferences {"prompt","chosen","rejected"} (optional integer
  * "id"). Every malformed line is an error naming the file, line and field.
  * Outputs are written under a temporary name and renamed, so a failed run

@@ -1,30 +1,39 @@
 /* metrics.c - metrics.h5 (one compound table per phase) and progress.jsonl,
- * written by rank 0 only through a serial HDF5 handle. */
+ * written by rank 0 only through a serial HDF5 handle.
+ *
+ * Each step of a phase is in each file once: a resumed job replays the steps
+ * after its checkpoint (and an unfinished one, its step-0 evaluation), so a
+ * row at step s first drops that phase's rows at steps >= s from both files
+ * (issue 12.11). Rows stay in step order, which the drop relies on. */
 #include "rlaif/storage/metrics.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/log.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_PHASES 16
+#define NO_STEP    INT64_MIN
 
 typedef struct {
     char name[64];
     int ncols;
     hid_t ds, type; /* type: step, time, ncols doubles (packed) */
     char **cols;
+    int64_t last_h5, last_jl; /* newest step in each file, NO_STEP when none */
 } phase_t;
 
 struct rlaif_metrics {
     int rank;
     hid_t file;
     FILE *progress;
+    char *progress_path;
     int nphases;
     phase_t ph[MAX_PHASES];
 };
@@ -69,6 +78,7 @@ int rlaif_metrics_open(const char *h5path, const char *progress_path, MPI_Comm c
         }
     }
     if (!rc && progress_path) {
+        m->progress_path = xstrdup(progress_path);
         m->progress = fopen(progress_path, "a");
         if (!m->progress)
             rc = rlaif_error_sys(RLAIF_EX_IOERR, "fopen", progress_path, __FILE__, __LINE__);
@@ -121,6 +131,103 @@ static int check_name(const char *what, const char *name, int allow_slash) {
                             "internal: bad metric %s name '%s'", what, name);
 }
 
+/* ------------------------------------------- each step once per file */
+
+/* The step of a progress.jsonl line of phase (as rlaif_metrics_log writes
+ * it); 0 when the line belongs to another phase or is not a whole row. */
+static int jl_step(const char *line, const char *phase, int64_t *step) {
+    size_t n = strlen(phase), len = strlen(line);
+    if (len == 0 || line[len - 1] != '\n') return 0; /* cut off by a kill */
+    if (strncmp(line, "{\"phase\":\"", 10) || strncmp(line + 10, phase, n) ||
+        strncmp(line + 10 + n, "\",\"step\":", 9))
+        return 0;
+    char *end;
+    long long v = strtoll(line + 19 + n, &end, 10);
+    if (end == line + 19 + n) return 0;
+    *step = (int64_t)v;
+    return 1;
+}
+
+static int64_t jl_last(const char *path, const char *phase) {
+    FILE *f = fopen(path, "r");
+    if (!f) return NO_STEP;
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t last = NO_STEP, s;
+    while (getline(&line, &cap, f) > 0)
+        if (jl_step(line, phase, &s) && s > last) last = s;
+    free(line);
+    fclose(f);
+    return last;
+}
+
+/* Drop phase's rows with step > keep from progress.jsonl (and any line a
+ * kill cut short): the kept lines go to a new file renamed over the old, so
+ * a crash leaves one or the other whole. Other phases' rows are kept. */
+static int jl_drop_after(rlaif_metrics *m, phase_t *p, int64_t keep) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", m->progress_path);
+    fclose(m->progress);
+    m->progress = NULL;
+    FILE *in = fopen(m->progress_path, "r"), *out = fopen(tmp, "w");
+    if (!in || !out) {
+        if (in) fclose(in);
+        if (out) fclose(out);
+        return rlaif_error_sys(RLAIF_EX_IOERR, "fopen", in ? tmp : m->progress_path, __FILE__,
+                               __LINE__);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int64_t s, last = NO_STEP;
+    while ((len = getline(&line, &cap, in)) > 0) {
+        if (line[len - 1] != '\n') continue;
+        if (jl_step(line, p->name, &s)) {
+            if (s > keep) continue;
+            if (s > last) last = s;
+        }
+        fwrite(line, 1, (size_t)len, out);
+    }
+    free(line);
+    fclose(in);
+    int bad = fflush(out) != 0 || fsync(fileno(out)) != 0;
+    bad |= fclose(out) != 0;
+    if (bad || rename(tmp, m->progress_path) != 0) {
+        unlink(tmp);
+        return rlaif_error_sys(RLAIF_EX_IOERR, bad ? "write" : "rename", tmp, __FILE__, __LINE__);
+    }
+    m->progress = fopen(m->progress_path, "a");
+    if (!m->progress)
+        return rlaif_error_sys(RLAIF_EX_IOERR, "fopen", m->progress_path, __FILE__, __LINE__);
+    p->last_jl = last;
+    return 0;
+}
+
+/* Drop the table's rows with step > keep; sets last_h5 to the newest left. */
+static int h5_drop_after(phase_t *p, int64_t keep) {
+    hsize_t rows;
+    RLAIF_TRY(rlaif_h5_rows(p->ds, &rows));
+    p->last_h5 = NO_STEP;
+    if (!rows) return 0;
+    int64_t *steps = xmalloc(sizeof(int64_t) * rows);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(int64_t));
+    H5Tinsert(t, "step", 0, H5T_NATIVE_INT64);
+    int rc = rlaif_h5_read_rows(p->ds, t, steps, 0, rows);
+    H5Tclose(t);
+    hsize_t k = 0;
+    while (!rc && k < rows && steps[k] <= keep) k++;
+    if (!rc && k) p->last_h5 = steps[k - 1];
+    free(steps);
+    if (!rc && k < rows) rc = rlaif_h5_truncate(p->ds, k);
+    return rc;
+}
+
+static int drop_after(rlaif_metrics *m, phase_t *p, int64_t keep) {
+    if (p->ds >= 0 && p->last_h5 > keep) RLAIF_TRY(h5_drop_after(p, keep));
+    if (m->progress && p->last_jl > keep) RLAIF_TRY(jl_drop_after(m, p, keep));
+    return 0;
+}
+
 int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const char *const *names) {
     if (m->rank != 0 || find(m, phase)) return 0;
     RLAIF_TRY(check_name("phase", phase, 0));
@@ -138,6 +245,8 @@ int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const ch
     p->cols = xmalloc(sizeof(char *) * (size_t)(ncols ? ncols : 1));
     for (int i = 0; i < ncols; i++) p->cols[i] = xstrdup(names[i]);
     m->nphases++;
+    p->last_h5 = NO_STEP;
+    p->last_jl = m->progress ? jl_last(m->progress_path, phase) : NO_STEP;
     if (m->file < 0) return 0;
     if (rlaif_h5_exists(m->file, phase)) {
         p->ds = H5Dopen2(m->file, phase, H5P_DEFAULT);
@@ -146,7 +255,7 @@ int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const ch
             return RLAIF_ERROR(RLAIF_EX_USAGE,
                                "use a fresh out_dir, or remove the phase's table from metrics.h5",
                                "metrics.h5 already has a /%s table with other columns", phase);
-        return 0;
+        return h5_drop_after(p, INT64_MAX);
     }
     return rlaif_h5_create_1d(m->file, phase, p->type, 256, &p->ds);
 }
@@ -164,6 +273,7 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
     if (!p)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "internal: metrics phase %s not declared",
                            phase);
+    if (step <= p->last_h5 || step <= p->last_jl) RLAIF_TRY(drop_after(m, p, step - 1));
     double now = rlaif_wall_time();
     if (p->ds >= 0) {
         size_t sz = 16 + 8 * (size_t)p->ncols;
@@ -177,6 +287,7 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
         free(row);
         RLAIF_TRY(rc);
         RLAIF_CHECK_H5(H5Fflush(m->file, H5F_SCOPE_LOCAL), "the file system may be full");
+        p->last_h5 = step;
     }
     if (m->progress) {
         FILE *f = m->progress;
@@ -188,6 +299,7 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
         fputs("}\n", f);
         if (fflush(f) != 0)
             return rlaif_error_sys(RLAIF_EX_IOERR, "fflush", "progress.jsonl", __FILE__, __LINE__);
+        p->last_jl = step;
     }
     return 0;
 }
@@ -195,20 +307,7 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
 int rlaif_metrics_rewind(rlaif_metrics *m, const char *phase, int64_t step) {
     if (m->rank != 0) return 0;
     phase_t *p = find(m, phase);
-    if (!p || p->ds < 0) return 0;
-    hsize_t rows;
-    RLAIF_TRY(rlaif_h5_rows(p->ds, &rows));
-    if (!rows) return 0;
-    int64_t *steps = xmalloc(sizeof(int64_t) * rows);
-    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(int64_t));
-    H5Tinsert(t, "step", 0, H5T_NATIVE_INT64);
-    int rc = rlaif_h5_read_rows(p->ds, t, steps, 0, rows);
-    H5Tclose(t);
-    hsize_t keep = 0;
-    while (!rc && keep < rows && steps[keep] <= step) keep++;
-    free(steps);
-    if (!rc && keep < rows) rc = rlaif_h5_truncate(p->ds, keep);
-    return rc;
+    return p ? drop_after(m, p, step) : 0;
 }
 
 int rlaif_metrics_close(rlaif_metrics **pm) {
@@ -223,6 +322,7 @@ int rlaif_metrics_close(rlaif_metrics **pm) {
     int rc = rlaif_h5_close_file(&m->file);
     if (m->progress && fclose(m->progress) != 0 && !rc)
         rc = rlaif_error_sys(RLAIF_EX_IOERR, "fclose", "progress.jsonl", __FILE__, __LINE__);
+    free(m->progress_path);
     free(m);
     *pm = NULL;
     return rc;

@@ -8,7 +8,7 @@
 #include "tokenizer_impl.h"
 
 #include "rlaif/core/error.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 
 #include <errno.h>
 #include <jansson.h>

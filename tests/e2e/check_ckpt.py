@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Open a checkpoint written by the parallel writer with h5py and check it
-independently: layout of DESIGN.md section 3, root attributes, every tensor's
+independently: layout of src/storage/README.md, root attributes, every tensor's
 checksum recomputed in numpy (sum of the float32 bit patterns and the sum
 weighted by position + 1, both mod 2**64), and the helper's values.
 usage: check_ckpt.py FILE STEP"""

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Read a preferences.h5 written by `storage_helper prefs-write` on N ranks
 with h5py (independently of the C reader) and check every record, the
-layout of DESIGN.md section 3 and the root attributes.
+layout of src/storage/README.md and the root attributes.
 usage: check_prefs.py FILE NRANKS"""
 import math
 import sys

@@ -2,7 +2,8 @@
 # A real single-node Slurm on loopback (no systemd needed): rlaif under
 # `srun --mpi=pmix` sees one MPI world; `srun --mpi=none` (no PMI) starts
 # singletons, which rlaif must refuse with a clear error; a batch script run
-# through sbatch works. Skipped (77) when Slurm is not installed or cannot
+# through sbatch works; srun'd ranks (no binding, no Open MPI local-size
+# variable) split the node's CPUs instead of each taking all of them. Skipped (77) when Slurm is not installed or cannot
 # start here (not root: slurmd needs it).
 set -u
 : "${RLAIF:?set by make check}"
@@ -80,6 +81,20 @@ rc=$?
 echo "$out"
 if [ $rc = 0 ] && echo "$out" | grep -q "world: 2 ranks"; then echo "ok: srun --mpi=pmix gives one 2-rank world"
 else echo "FAIL: srun --mpi=pmix (exit $rc)"; fail=1; fi
+
+# Issue 15: srun sets no OMPI_COMM_WORLD_LOCAL_SIZE and binds nothing here
+# (task/none): 2 ranks on this 2-CPU node must each choose 1 thread, and say
+# so in their own logs.
+rm -rf "$S/logs"
+out=$(env -u OMP_NUM_THREADS timeout 120 srun --mpi=pmix -n 2 "$RLAIF" ranks --log-dir "$S/logs" 2>&1)
+rc=$?
+echo "$out"
+if [ $rc = 0 ] && grep -q "threads: 1 on rank 0 (.* shared by 2 of 2 ranks" "$S/logs/rank-00000.log" 2>/dev/null &&
+  grep -q "threads: 1 on rank 1 (.* shared by 2 of 2 ranks" "$S/logs/rank-00001.log" 2>/dev/null; then
+  echo "ok: srun'd ranks split the node's CPUs (1 thread each)"
+else
+  echo "FAIL: srun'd ranks should log 1 thread each (exit $rc)"; cat "$S"/logs/*.log 2>/dev/null; fail=1
+fi
 
 out=$(timeout 120 srun --mpi=none -n 2 "$RLAIF" ranks 2>&1)
 rc=$?

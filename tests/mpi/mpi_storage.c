@@ -683,7 +683,9 @@ START_TEST(test_metrics) {
         int lines = 0, nulls = 0;
         while (fgets(line, sizeof line, pf)) lines++, nulls += strstr(line, "null") != NULL;
         fclose(pf);
-        ck_assert_int_eq(lines, 5);
+        /* steps 1, 2, 3 then the resume from 2: 3 replaced, 4 added (issue
+         * 12.11: the replayed step 3 is no longer a second row) */
+        ck_assert_int_eq(lines, 4);
         ck_assert_int_eq(nulls, 1);
     }
 }

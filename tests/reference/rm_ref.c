@@ -24,44 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void die(void) {
-    char buf[2048];
-    rlaif_error_format(buf, sizeof buf, 0);
-    fprintf(stderr, "%s\n", buf);
-    exit(1);
-}
-#define OK(x)                                                                                      \
-    do {                                                                                           \
-        if ((x) != 0) die();                                                                       \
-    } while (0)
-
-static void *read_all(hid_t f, const char *name, hid_t type, size_t elem, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) fprintf(stderr, "missing %s\n", name), exit(1);
-    hid_t s = H5Dget_space(d);
-    *n = (size_t)H5Sget_simple_extent_npoints(s);
-    void *buf = xmalloc(*n * elem + 1);
-    if (H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        fprintf(stderr, "read %s\n", name), exit(1);
-    H5Sclose(s), H5Dclose(d);
-    return buf;
-}
-
-static double attr_f64(hid_t f, const char *name) {
-    double v;
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0 || H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) fprintf(stderr, "attr %s\n", name), exit(1);
-    H5Aclose(a);
-    return v;
-}
-
-static void write_f64(hid_t f, const char *name, const double *v, hsize_t n) {
-    hid_t s = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (d < 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        fprintf(stderr, "write %s\n", name), exit(1);
-    H5Dclose(d), H5Sclose(s);
-}
+#include "ref_io.h"
 
 static int cmd_pairs(void) {
     double d, p, m;
@@ -102,7 +65,7 @@ static int cmd_grad(const char *ckpt, const char *in, const char *out) {
     rlaif_rm_sums s2 = {0};
     OK(rlaif_rm_micro(&m, &d, idx, (int)n, (double)n, margin, l2, 0, &buf, &s2));
     double *r = xmalloc(sizeof(double) * 2 * n);
-    for (size_t i = 0; i < 2 * n; i++) r[i] = m.score[i * (size_t)m.T + (size_t)buf.last[i]];
+    for (size_t i = 0; i < 2 * n; i++) r[i] = m.score[i * (size_t)m.T + (size_t)buf.pass.last[i]];
     hid_t o = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (o < 0) fprintf(stderr, "create %s\n", out), exit(1);
     double sums[6] = {s.decided, s.correct, s.chosen, s.rejected, s.sum_r2, s2.loss};

@@ -13,7 +13,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
-/* Exit codes (DESIGN.md section 7; values from sysexits.h). */
+/* Exit codes (README.md, Errors and exit codes; values from sysexits.h). */
 enum {
     RLAIF_OK = 0,
     RLAIF_EX_FAIL = 1,      /* the run failed (bad data, diverged, judge down) */
@@ -107,6 +107,10 @@ int rlaif_agree(MPI_Comm comm, int status);
  * rlaif_exit_all: collective: rank 0 prints "ERROR: msg", all finalize and exit. */
 _Noreturn void rlaif_die(void);
 _Noreturn void rlaif_exit_all(int code);
+/* A function both of them call before the process ends (the log module
+ * registers its close here). Error reporting sits below everything else in
+ * core, so it calls upward only through this hook; one hook is enough. */
+void rlaif_on_exit(void (*fn)(void));
 /* Record then die, for conditions that are bugs or unrecoverable locally. */
 #define RLAIF_DIE(code, hint, ...)                                                                 \
     do {                                                                                           \

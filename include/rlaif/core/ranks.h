@@ -1,4 +1,4 @@
-/* ranks.h - MPI rank groups: rollout, judge-query, learner (DESIGN.md section 2).
+/* ranks.h - MPI rank groups: rollout, judge-query, learner (src/core/README.md, Rank groups).
  *
  * World ranks are laid out learner first, then rollout, then judge, so world
  * rank 0 is learner 0: the rank that logs, writes metrics and owns rank-0 I/O.
@@ -10,6 +10,17 @@
 #include <mpi.h>
 
 #include "rlaif/core/config.h"
+
+/* How many threads this rank runs (issue 15): derived from what the launcher
+ * and the OS give the process, never from one launcher's variables. */
+typedef struct {
+    int team;      /* OpenMP team size */
+    int blas;      /* OpenBLAS threads */
+    int cpus;      /* CPUs in this process's affinity mask */
+    int sharing;   /* ranks of this node whose masks overlap it (itself included) */
+    int local;     /* ranks on this node (MPI_COMM_TYPE_SHARED) */
+    char why[256]; /* the reason, for the log */
+} rlaif_threads;
 
 typedef enum { RLAIF_ROLE_LEARNER = 0, RLAIF_ROLE_ROLLOUT = 1, RLAIF_ROLE_JUDGE = 2 } rlaif_role;
 #define RLAIF_NROLES 3
@@ -24,6 +35,7 @@ typedef struct {
     MPI_Comm group[RLAIF_NROLES]; /* MPI_COMM_NULL where this rank is not a member */
     int group_rank[RLAIF_NROLES]; /* rank within each group, -1 if not a member */
     MPI_Comm weights;             /* learner 0 + every rollout rank, learner 0 is rank 0 */
+    rlaif_threads threads;        /* this rank's thread budget (applied by the caller) */
 } rlaif_ranks;
 
 /* The requested layout: counts from [ranks] (0 = automatic) and, for MPMD
@@ -41,6 +53,18 @@ typedef struct {
 int rlaif_layout_resolve(const rlaif_layout_request *req, int world_size,
                          const int roles_given[RLAIF_NROLES], int count[RLAIF_NROLES],
                          int *colocated);
+
+/* Pure thread decision (no MPI, no environment reads), for tests and for
+ * rlaif_ranks_init. cpus = CPUs in the affinity mask, sharing = ranks whose
+ * masks overlap this one, local = ranks on the node; the strings are the
+ * values of OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and SLURM_CPUS_PER_TASK
+ * (NULL when unset). The rank's share is cpus / sharing (at least 1), capped
+ * by SLURM_CPUS_PER_TASK; the OpenMP team takes it unless OMP_NUM_THREADS is
+ * set (respected); OpenBLAS gets 1 thread when the team is larger, else the
+ * share (or OPENBLAS_NUM_THREADS), so the two pools never spin on the same
+ * cores. */
+void rlaif_threads_decide(int cpus, int sharing, int local, const char *omp_env,
+                          const char *blas_env, const char *slurm_cpus_per_task, rlaif_threads *t);
 
 /* Collective over MPI_COMM_WORLD: resolve the layout and split communicators. */
 int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_arg);
@@ -61,5 +85,8 @@ int rlaif_check_launcher(int world_size, char *const *env);
 /* The same mistake caught before MPI_Init (some MPIs abort in MPI_Init
  * without PMI): srun started several tasks but no PMI variables are set. */
 int rlaif_check_pmi(char *const *env);
+/* Environment the MPI library reads in MPI_Init; call before it (MPI-IO
+ * settings that keep long output paths working with Open MPI). */
+void rlaif_mpi_preinit(void);
 
 #endif

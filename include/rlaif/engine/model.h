@@ -74,6 +74,12 @@ void rlaif_gpt2_table(const rlaif_gpt2_config *cfg, rlaif_tensor_table *tt);
 /* Points w at the tensors of a buffer laid out as rlaif_gpt2_table. */
 void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weights *w);
 
+/* Threads for every later call: an OpenMP team of `team` and OpenBLAS
+ * pool of `blas` (forced to 1 when the team is larger: two spinning pools on
+ * the same cores slow each other down). 0 leaves a setting alone. Without a
+ * call, OpenMP's own default (OMP_NUM_THREADS, else every CPU) holds. */
+void rlaif_model_set_threads(int team, int blas);
+
 /* Allocates parameters (zeroed). Returns 0 or RLAIF_EX_USAGE for a bad config. */
 int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg);
 void rlaif_model_free(rlaif_model *m);

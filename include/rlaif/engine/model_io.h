@@ -1,6 +1,6 @@
 /* model_io.h - serial HDF5 checkpoints of a model (and its optimizer).
  *
- * Layout (DESIGN.md section 3; schema version in the root attribute
+ * Layout (src/storage/README.md; schema version in the root attribute
  * rlaif_schema = RLAIF_SCHEMA_VERSION):
  *   /config             attributes: arch ("gpt2"), n_layer, n_embd, n_head,
  *                       vocab_size, max_seq_len, score_head (int64),

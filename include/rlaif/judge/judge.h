@@ -1,5 +1,5 @@
 /* judge.h - the feedback LLM: prompts, backends, a journaled curl-multi client,
- * label aggregation and bias statistics (DESIGN.md section 4, issue #5).
+ * label aggregation and bias statistics (src/judge/README.md).
  *
  * The pipeline sees one object, rlaif_judge, with a pull interface:
  *

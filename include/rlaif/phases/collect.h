@@ -1,5 +1,5 @@
 /* collect.h - `rlaif collect job.ini`: sample response pairs from the SFT
- * policy and label them with the feedback LLM (DESIGN.md section 1, collect).
+ * policy and label them with the feedback LLM (src/phases/README.md, Collect).
  *
  * Policy: model.init_from when set, else the newest sft checkpoint in
  * <out_dir>/<checkpoint.dir> (with its /tokenizer). Prompts: data.task =
@@ -15,7 +15,7 @@
  * collect.pairs_per_prompt = P whose texts differ (and differ from pairs
  * already taken) are kept. Pair t of prompt i has id i * P + t.
  *
- * Pull protocol with bounded credit (DESIGN.md section 2), on a duplicate of
+ * Pull protocol with bounded credit (src/phases/README.md, Collect), on a duplicate of
  * MPI_COMM_WORLD, all sends non-blocking (a colocated rank talks to itself):
  *
  *   TAG_REQ      judge -> rollout  int32 want: "send me up to want pairs".

@@ -1,6 +1,6 @@
 /* dpo.h - `rlaif dpo job.ini`: direct preference optimisation on the
  * preference labels (Rafailov et al. 2023, "Direct Preference Optimization:
- * Your Language Model is Secretly a Reward Model"), DESIGN.md section 6.
+ * Your Language Model is Secretly a Reward Model"); src/phases/README.md, DPO.
  *
  * Data: the pairs of dpo.preferences (default <out_dir>/preferences.h5)
  * and data.human_preferences, read, split (dpo.eval_fraction, by prompt
@@ -40,6 +40,7 @@
 #define RLAIF_DPO_H
 
 #include "rlaif/core/job.h"
+#include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/phases/pairs.h"
 
@@ -70,9 +71,10 @@ typedef struct {
 
 /* Scratch buffers for micro-batches of up to max_pairs pairs of up to T tokens. */
 typedef struct {
-    int *tokens, *targets;
-    float *dlogp;
-    double *lp; /* [2 max_pairs] sequence log-probs of the last forward */
+    rlaif_lp_batch pass; /* the per-token pass (engine/logprob.h) over 2 max_pairs rows */
+    int64_t *rows;       /* [2 max_pairs] sequence index of each row */
+    float *dlogp;        /* [2 max_pairs * T] d loss / d logp per token */
+    double *lp;          /* [2 max_pairs] sequence log-probs of the last forward */
     int max_pairs, T;
 } rlaif_dpo_buf;
 void rlaif_dpo_buf_init(rlaif_dpo_buf *b, int max_pairs, int T);

@@ -1,5 +1,5 @@
 /* eval.h - `rlaif eval job.ini`: win rate of the policy against a baseline
- * on held-out prompts, judged in both orders (DESIGN.md section 1, [eval]).
+ * on held-out prompts, judged in both orders (src/phases/README.md, Eval).
  *
  * Models. eval.policy = "" (default): the newest finished checkpoint
  * (/state done = 1) of ppo, else dpo, else sft in <out_dir>/<checkpoint.dir>;

@@ -1,5 +1,5 @@
 /* rm.h - `rlaif rm job.ini`: the reward model (Bradley-Terry on preference
- * labels), DESIGN.md section 6.
+ * labels); src/phases/README.md, RM.
  *
  * Data: the pairs of rm.preferences (default <out_dir>/preferences.h5)
  * whose status is ok and whose label P(A better) is a number in [0, 1], plus
@@ -40,6 +40,7 @@
 #define RLAIF_RM_H
 
 #include "rlaif/core/job.h"
+#include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/phases/pairs.h"
 
@@ -70,9 +71,9 @@ typedef struct {
 
 /* Scratch buffers for micro-batches of up to max_pairs pairs of up to T tokens. */
 typedef struct {
-    int *tokens, *last;
-    uint8_t *valid;
-    float *dscore;
+    rlaif_lp_batch pass; /* the per-token pass (engine/logprob.h): pass.last = reward positions */
+    int64_t *rows;       /* [2 max_pairs] sequence index of each row */
+    float *dscore;       /* [2 max_pairs * T] d loss / d score per token */
     int max_pairs, T;
 } rlaif_rm_buf;
 void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T);

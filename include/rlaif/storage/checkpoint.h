@@ -1,4 +1,4 @@
-/* checkpoint.h - sharded, atomic, self-contained checkpoints (DESIGN.md section 3).
+/* checkpoint.h - sharded, atomic, self-contained checkpoints (src/storage/README.md).
  *
  * A checkpoint `<dir>/<name>-<step, 8 digits>.h5` holds
  *   /params/<tensor>, /optim/m/<tensor>, /optim/v/<tensor>
@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/tensors.h"
 
 /* ---- small key -> value sets (/config and /state attributes) ---- */

@@ -27,9 +27,12 @@ int rlaif_metrics_open(const char *h5path, const char *progress_path, MPI_Comm c
 int rlaif_metrics_open_run(const char *out_dir, MPI_Comm comm, rlaif_metrics **out);
 /* Declare a phase's columns. If /phase exists its columns must be the same. */
 int rlaif_metrics_phase(rlaif_metrics *m, const char *phase, int ncols, const char *const *names);
-/* One row: values[ncols] in the declared order. */
+/* One row: values[ncols] in the declared order. A step the phase already
+ * has in a file (a resumed job replaying it) replaces the rows from that
+ * step on, so each step is in metrics.h5 and progress.jsonl once. */
 int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const double *values);
-/* Resuming from a checkpoint at step: drop rows of phase with a larger step. */
+/* Resuming from a checkpoint at step: drop rows of phase with a larger step
+ * from metrics.h5 and progress.jsonl. */
 int rlaif_metrics_rewind(rlaif_metrics *m, const char *phase, int64_t step);
 int rlaif_metrics_close(rlaif_metrics **m);
 

@@ -1,4 +1,4 @@
-/* prefs.h - preference datasets (preferences.h5, DESIGN.md section 3).
+/* prefs.h - preference datasets (preferences.h5; src/storage/README.md).
  *
  * Layout (all 1-D, extendible, chunked; ids are row numbers):
  *   /prompts/{bytes,offset,length,tokens,tok_offset,tok_length}
@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "rlaif/core/job.h"
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 
 #define RLAIF_RUBRIC_MAX 8
 

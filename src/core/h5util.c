@@ -1,6 +1,6 @@
 /* h5util.c - checked parallel HDF5 helpers: files, extendible 1-D datasets,
  * collective appends of ragged records, attributes. */
-#include "rlaif/storage/h5util.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 
