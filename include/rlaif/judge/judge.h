@@ -338,12 +338,15 @@ typedef struct {
     unsigned hist; /* the last answers: bit set = an error */
     int nhist;
     double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
+    double hang_until; /* a request timed out: until then one in flight may hang too */
     int max, fixed, slow_start;
     long cuts;
 } rlaif_adapt;
 void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now);
 int rlaif_adapt_limit(const rlaif_adapt *a);
-/* A request ended after latency s (failed: 429, 5xx or transport error);
+enum { RLAIF_ADAPT_OK, RLAIF_ADAPT_ERROR, RLAIF_ADAPT_TIMEOUT };
+/* A request ended after latency s (failed: RLAIF_ADAPT_ERROR for 429, 5xx or
+ * a transport error, RLAIF_ADAPT_TIMEOUT when it timed out: no load signal);
  * inflight = requests in flight when it ended (itself included), oldest_start
  * = when the oldest other one still in flight started (now if none). */
 void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, double oldest_start,
