@@ -385,7 +385,10 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     call *c = d->user;
     endpoint *ep = &j->ep[c->unit % j->nep];
     double now = rlaif_now();
-    int congested = d->curl_code || d->http_status == 429 || d->http_status >= 500;
+    int congested = d->curl_code == CURLE_OPERATION_TIMEDOUT ? RLAIF_ADAPT_TIMEOUT
+                    : d->curl_code || d->http_status == 429 || d->http_status >= 500
+                        ? RLAIF_ADAPT_ERROR
+                        : RLAIF_ADAPT_OK;
     rlaif_adapt_done(&j->adapt, now - d->started, congested, rlaif_http_inflight(j->http) + 1,
                      rlaif_http_oldest(j->http, now), now);
     follow_limit(j);

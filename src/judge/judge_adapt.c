@@ -22,8 +22,13 @@
  *    limit it happened at as the ceiling and steps one below it;
  *  - 429, 5xx and transport errors halve the limit when they are at least
  *    half of the last 16 answers (an overloaded or rate-limiting server;
- *    scattered faults are the retries' business, and a hung request that
- *    times out says nothing of the load);
+ *    scattered faults are the retries' business);
+ *  - a request that timed out says nothing of the load (hosted APIs hang
+ *    scattered requests): it is no error, and for as long as it hung after
+ *    it (hang_until) a request in flight may be another hang, so it neither
+ *    holds back the round trip nor counts as waiting in a queue. Else 30%
+ *    of requests hanging until a 0.5 s timeout kept one hang in flight at
+ *    all times: one step per 0.5 s, 64 in flight reached after 30 s;
  *  - only requests sent after the last cut count: the others went out
  *    under the old limit;
  *  - growing to the ceiling again is tried only after probe_every seconds
@@ -116,7 +121,12 @@ static void grow(rlaif_adapt *a, double now) {
 void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, double oldest_start,
                       double now) {
     if (a->fixed) return;
+    if (failed == RLAIF_ADAPT_TIMEOUT) { /* see the top: a hang, not a load */
+        a->hang_until = fmax(a->hang_until, now + latency);
+        return;
+    }
     double started = now - latency;
+    if (now < a->hang_until) oldest_start = now; /* the others may hang as well */
     if (errors_dominate(a, failed) && failed) cut(a, 0, started, now);
     if (failed) return;
     if (isfinite(a->typical) && latency > queue_after(a)) {
@@ -135,6 +145,7 @@ void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, 
 
 void rlaif_adapt_waiting(rlaif_adapt *a, double oldest_start, double now) {
     if (a->fixed || !isfinite(a->base) || oldest_start <= a->stuck_seen) return;
+    if (now < a->hang_until) return; /* hangs are seen: this may be one */
     if (now - oldest_start > rlaif_adapt_stuck_after(a)) {
         a->stuck_seen = oldest_start; /* each waiting request counts once */
         cut(a, 1, oldest_start, now);

@@ -453,22 +453,31 @@ END_TEST
 /* A server with `workers` workers taking `lat` s per request, first come
  * first served (requests beyond the workers wait), driven by the adaptive
  * client for n answers. Returns the answer rate over the second half; *mean
- * = the mean limit there. fail_pct: that share of answers (in %) are 429s. */
-static double simulate(int workers, double lat, int max, int n, int fail_pct, double *mean) {
+ * = the mean limit there. fail_pct: that share of answers (in %) are 429s.
+ * hang_pct: that share of requests (in %) hang until the client's timeout
+ * (HANG_TIMEOUT), the server unburdened; *t_max = when the limit first
+ * reached max (INFINITY if never). */
+#define HANG_TIMEOUT 0.5
+static double simulate_hangs(int workers, double lat, int max, int n, int fail_pct, int hang_pct,
+                             double *mean, double *t_max) {
     enum { CAP = 256 };
     double start[CAP], finish[CAP], free_at[64] = {0};
-    int k = 0;
+    int k = 0, hung[CAP], sent = 0;
     rlaif_adapt a;
     double now = 0, t_half = 0, sum = 0;
     rlaif_adapt_init(&a, max, 1, now);
+    *t_max = INFINITY;
     for (int done = 0; done < n;) {
         while (k < rlaif_adapt_limit(&a) && k < CAP) {
             int w = 0;
             for (int i = 1; i < workers; i++)
                 if (free_at[i] < free_at[w]) w = i;
             start[k] = now;
+            hung[k] = (sent++ * 37) % 100 < hang_pct;
             finish[k] = (free_at[w] > now ? free_at[w] : now) + lat;
-            free_at[w] = finish[k++];
+            if (!hung[k]) free_at[w] = finish[k];
+            if (hung[k]) finish[k] = now + HANG_TIMEOUT;
+            k++;
         }
         int e = 0; /* the next answer */
         for (int i = 1; i < k; i++)
@@ -484,14 +493,24 @@ static double simulate(int workers, double lat, int max, int n, int fail_pct, do
             continue;
         }
         double st = start[e];
-        start[e] = start[k - 1], finish[e] = finish[k - 1], k--;
+        int timed_out = hung[e];
+        start[e] = start[k - 1], finish[e] = finish[k - 1], hung[e] = hung[k - 1], k--;
         done++;
-        rlaif_adapt_done(&a, now - st, (done * 37) % 100 < fail_pct, k + 1, oldest, now);
+        int kind = timed_out                      ? RLAIF_ADAPT_TIMEOUT
+                   : (done * 37) % 100 < fail_pct ? RLAIF_ADAPT_ERROR
+                                                  : RLAIF_ADAPT_OK;
+        rlaif_adapt_done(&a, now - st, kind, k + 1, oldest, now);
+        if (rlaif_adapt_limit(&a) >= max && now < *t_max) *t_max = now;
         if (done == n / 2) t_half = now;
         if (done > n / 2) sum += rlaif_adapt_limit(&a);
     }
     *mean = sum / (n - n / 2);
     return (n - n / 2) / (now - t_half);
+}
+
+static double simulate(int workers, double lat, int max, int n, int fail_pct, double *mean) {
+    double t_max;
+    return simulate_hangs(workers, lat, max, n, fail_pct, 0, mean, &t_max);
 }
 
 START_TEST(adaptive_concurrency) {
@@ -516,6 +535,16 @@ START_TEST(adaptive_concurrency) {
     simulate(64, 0.1, 32, 4000, 70, &mean);
     printf("70%% 429s, ceiling 32: mean limit %.2f\n", mean);
     ck_assert_msg(mean < 8, "mean limit %.2f under 70%% 429s", mean);
+    /* 30% of requests hang until the 0.5 s timeout (a hosted API): a hang
+     * says nothing of the load, so once the first one timed out the limit
+     * reaches the ceiling at the speed of the answers (10 ms round trips),
+     * not one step per timeout, and stays there */
+    double t_max;
+    rate = simulate_hangs(64, 0.01, 64, 6000, 0, 30, &mean, &t_max);
+    printf("30%% hangs, 10 ms, ceiling 64: ceiling at %.2f s, mean limit %.2f, %.1f answers/s\n",
+           t_max, mean, rate);
+    ck_assert_msg(t_max < 2 * HANG_TIMEOUT, "ceiling 64 reached at %.2f s under 30%% hangs", t_max);
+    ck_assert_msg(mean > 63, "mean limit %.2f under 30%% hangs, ceiling 64", mean);
     /* fixed: always the ceiling */
     rlaif_adapt a;
     rlaif_adapt_init(&a, 16, 0, 0);

@@ -338,12 +338,15 @@ typedef struct {
     unsigned hist; /* the last answers: bit set = an error */
     int nhist;
     double limit, base, typical, ceiling, last_cut, last_grow, probe_at, probe_every, stuck_seen;
+    double hang_until; /* a request timed out: until then one in flight may hang too */
     int max, fixed, slow_start;
     long cuts;
 } rlaif_adapt;
 void rlaif_adapt_init(rlaif_adapt *a, int max_inflight, int adaptive, double now);
 int rlaif_adapt_limit(const rlaif_adapt *a);
-/* A request ended after latency s (failed: 429, 5xx or transport error);
+enum { RLAIF_ADAPT_OK, RLAIF_ADAPT_ERROR, RLAIF_ADAPT_TIMEOUT };
+/* A request ended after latency s (failed: RLAIF_ADAPT_ERROR for 429, 5xx or
+ * a transport error, RLAIF_ADAPT_TIMEOUT when it timed out: no load signal);
  * inflight = requests in flight when it ended (itself included), oldest_start
  * = when the oldest other one still in flight started (now if none). */
 void rlaif_adapt_done(rlaif_adapt *a, double latency, int failed, int inflight, double oldest_start,
@@ -400,8 +403,10 @@ typedef struct {
 } rlaif_journal_entry;
 
 /* Open dir/judge-rank-NNNNN.jnl for appending and replay every judge-*.jnl in
- * dir (torn last lines from a kill are ignored; our own file is cut back to
- * its last whole record). */
+ * dir. Each record carries its own check: a damaged record is skipped (and
+ * asked again), the records after it are kept, and a warning says how many
+ * were damaged and where. Torn last lines from a kill are ignored; our own
+ * file is cut back to the end of its last whole line. */
 int rlaif_journal_open(rlaif_journal **out, const char *dir, int rank);
 void rlaif_journal_close(rlaif_journal *jl);
 /* 1 and fills *e when key was answered (read back from disk; e->text stays
