@@ -679,7 +679,7 @@ static int judge_store(collect_run *C) {
     size_t added = 0;
     /* the store compacts its array in place: hand it a copy, free ours */
     rlaif_judged_pair *tmp = xmalloc(sizeof *tmp * (J->nbuf + 1));
-    memcpy(tmp, J->buf, sizeof *tmp * J->nbuf);
+    if (J->nbuf) memcpy(tmp, J->buf, sizeof *tmp * J->nbuf); /* buf is NULL when empty (UBSan) */
     int rc = rlaif_judge_store(J->prefs, tmp, J->nbuf, &added);
     free(tmp);
     for (size_t i = 0; i < J->nbuf; i++) judged_free(&J->buf[i]);
