@@ -331,6 +331,22 @@ static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, d
     return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, ph->name, L->step, row));
 }
 
+/* Fault tests kill ranks in the middle of a phase (tests/faults): on a quiet
+ * machine the tests' tiny phases end in a fraction of a second, before a
+ * watcher can see where they are. RLAIF_TEST_STEP_DELAY (seconds) sleeps
+ * after each step; it changes no number, only the pace. */
+static void test_pace(void) {
+    static double delay = -1;
+    if (delay < 0) {
+        const char *e = getenv("RLAIF_TEST_STEP_DELAY");
+        delay = e ? atof(e) : 0;
+    }
+    if (delay > 0) {
+        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     RLAIF_TRY(declare_metrics(L, ph));
     long first = L->step, every = (long)rlaif_cfg_int(L->cfg, "checkpoint.every");
@@ -378,6 +394,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
         if (L->stop_after > 0 && L->step - first == L->stop_after && L->rank == 0)
             rlaif_stop_request(SIGTERM); /* as if preempted: only rank 0 sees it */
+        test_pace();
     }
     double dt = rlaif_now() - t0;
     L->tokens_per_s = dt > 0 ? tokens / dt : 0;

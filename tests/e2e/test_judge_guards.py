@@ -83,7 +83,8 @@ def run_judge(tmp, name, port, pairs, extra=(), timeout=300):
            "--set", "judge.base_url=http://127.0.0.1:%d/v1" % port,
            "--set", "judge.timeout=30", "--set", "judge.connect_timeout=2",
            "--set", "judge.backoff_base=0.005", "--set", "judge.backoff_cap=0.05",
-           "--set", "judge.both_orders=0"] + list(extra)
+           "--set", "judge.both_orders=0",
+           "--set", "judge.api_key_env="] + list(extra)  # the mock here wants no key
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))

@@ -19,10 +19,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$mpi" -n 3 --oversubscribe "$helper" prefs-write "$d/p3.h5" || fail "prefs-write on 3 ranks"
 "$py" "$src/tests/e2e/check_prefs.py" "$d/p3.h5" 3 || fail "h5py check (3 ranks)"
 
-# The README's h5py example, as written there, on a file from 4 ranks.
+# The storage README's h5py example, as written there, on a file from 4 ranks.
 mkdir -p "$d/readme/out" && cp "$d/p.h5" "$d/readme/out/preferences.h5"
-sed -n '/^Reading it with h5py:/,/^```$/p' "$src/README.md" | sed '1,3d;$d' >"$d/readme/example.py"
-[ -s "$d/readme/example.py" ] || fail "no h5py example in README.md"
+sed -n '/^Reading it with h5py:/,/^```$/p' "$src/src/storage/README.md" | sed '1,3d;$d' >"$d/readme/example.py"
+[ -s "$d/readme/example.py" ] || fail "no h5py example in src/storage/README.md"
 ex=$(cd "$d/readme" && "$py" example.py) || fail "README h5py example: $ex"
 echo "$ex"
 echo "$ex" | grep -q "labelled, template 0 = 'Compare {a} and {b}.'" || fail "README example output: $ex"
