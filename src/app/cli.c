@@ -26,8 +26,25 @@ char *openblas_get_config(void);
 char *openblas_get_corename(void);
 #endif
 
+/* Every command: app/commands.c's rows, with the phases of the registry
+ * (phases/registry.c, where each is listed once) after `run`. Built on
+ * first use; the registry's table is static, so this is too. */
+static const rlaif_command *all_commands(void) {
+    enum { MAX = 64 };
+    static rlaif_command all[MAX + 1];
+    if (all[0].name) return all;
+    int n = 0;
+    for (const rlaif_command *c = rlaif_commands; c->name && n < MAX; c++) {
+        all[n++] = *c;
+        if (strcmp(c->name, "run")) continue;
+        for (const rlaif_phase_def *p = rlaif_phases; p->name && n < MAX; p++)
+            all[n++] = (rlaif_command){p->name, p->run, 1, p->summary, p->usage};
+    }
+    return all;
+}
+
 const rlaif_command *rlaif_command_find(const char *name) {
-    for (const rlaif_command *c = rlaif_commands; c->name; c++)
+    for (const rlaif_command *c = all_commands(); c->name; c++)
         if (!strcmp(c->name, name)) return c;
     return NULL;
 }
@@ -40,7 +57,7 @@ static int ends_with(const char *s, const char *suffix) {
 static const char *nearest_command(const char *name) {
     const char *best = NULL;
     int best_d = 1 << 30;
-    for (const rlaif_command *c = rlaif_commands; c->name; c++) {
+    for (const rlaif_command *c = all_commands(); c->name; c++) {
         int d = rlaif_edit_distance(name, c->name);
         if (d < best_d) best_d = d, best = c->name;
     }
@@ -119,7 +136,7 @@ void rlaif_print_usage(FILE *out) {
                  "             [--log-dir DIR] [arguments]\n"
                  "       rlaif --help | --version | --show-config\n\n"
                  "Reinforcement Learning from AI Feedback for MPI clusters.\n\ncommands:\n");
-    for (const rlaif_command *c = rlaif_commands; c->name; c++)
+    for (const rlaif_command *c = all_commands(); c->name; c++)
         fprintf(out, "  %-12s %s%s\n", c->name, c->summary, c->fn ? "" : " (not built yet)");
     fprintf(out, "\nConfiguration: defaults < job file < RLAIF_<SECTION>_<KEY> < --set.\n"
                  "`rlaif config job.ini` shows every resolved value and where it came from;\n"

@@ -1,43 +1,21 @@
-/* commands.c - the table of subcommands, and the foundation's own commands
- * (config, ranks). A module adds its command by declaring rlaif_cmd_<name>
- * in its header and pointing its row here at it. */
+/* commands.c - the table of the commands that are not pipeline phases, and
+ * the foundation's own commands (config, ranks). The phases are listed once,
+ * in the phase registry (src/phases/registry.c); the CLI puts them after
+ * `run` (cli.c). A module adds a non-phase command by declaring
+ * rlaif_cmd_<name> in its header and pointing its row here at it. */
 #include "rlaif/app/cli.h"
-#include "rlaif/phases/collect.h"
-#include "rlaif/phases/dpo.h"
 #include "rlaif/core/error.h"
-#include "rlaif/phases/eval.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
 #include "rlaif/tokenizer/tokenizer.h"
 #include "rlaif/storage/prefs.h"
 #include "rlaif/phases/run.h"
-#include "rlaif/phases/rm.h"
-#include "rlaif/phases/sft.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 const rlaif_command rlaif_commands[] = {
     {"run", rlaif_cmd_run, 1, "run the job file's phases in order, skipping completed ones", NULL},
-    {"sft", rlaif_cmd_sft, 1, "supervised fine-tuning on demonstrations",
-     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
-    {"collect", rlaif_cmd_collect, 1,
-     "generate response pairs and label them with the feedback LLM",
-     "  --store-every N      store labelled pairs every N pairs per judge rank (default 256)\n"
-     "  --stop-after N       testing: stop as on SIGTERM after N pairs on a judge rank (exit 75)\n"
-     "  --crash-after N      testing: kill -9 itself after N pairs on a judge rank\n"
-     "  --quiet              no status lines"},
-    {"rm", rlaif_cmd_rm, 1, "train the reward model on preference labels (Bradley-Terry)",
-     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
-    {"ppo", NULL, 1, "optimise the policy against the reward model with PPO", NULL},
-    {"reinforce", NULL, 1, "REINFORCE with a baseline against the reward model", NULL},
-    {"a2c", NULL, 1, "advantage actor-critic against the reward model", NULL},
-    {"dpo", rlaif_cmd_dpo, 1, "direct preference optimisation on the labels",
-     "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"},
-    {"online-dpo", NULL, 1, "DPO with the judge in the loop on fresh samples", NULL},
-    {"eval", rlaif_cmd_eval, 1, "win rate of the policy against the SFT model, judged both orders",
-     "  (eval.policy, eval.baseline: a phase name or a checkpoint path; results in "
-     "<out_dir>/eval.h5)"},
     {"config", rlaif_cmd_config, 0,
      "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},

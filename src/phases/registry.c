@@ -11,25 +11,40 @@
 #include <string.h>
 
 /* needs: {learner, rollout, judge}; policy_rank: eval's preference */
-#define PHASE(n, l, r, j, fn, in, out, pol, chk)                                                   \
+#define PHASE(n, l, r, j, fn, in, out, pol, chk, sum, use)                                         \
     {                                                                                              \
         .name = n, .needs = {l, r, j}, .run = fn, .inputs = in, .outputs = out,                    \
-        .policy_rank = pol, .check = chk                                                           \
+        .policy_rank = pol, .check = chk, .summary = sum, .usage = use                             \
     }
+#define STOP_AFTER                                                                                 \
+    "  --stop-after N       testing: stop as on SIGTERM after N steps (checkpoint, exit 75)"
 const rlaif_phase_def rlaif_phases[] = {
-    PHASE("sft", 1, 0, 0, rlaif_cmd_sft, "data.sft or data.task", "ckpt/sft-*.h5", 1, NULL),
+    PHASE("sft", 1, 0, 0, rlaif_cmd_sft, "data.sft or data.task", "ckpt/sft-*.h5", 1, NULL,
+          "supervised fine-tuning on demonstrations", STOP_AFTER),
     PHASE("collect", 0, 1, 1, rlaif_cmd_collect, "the sft policy, data.prompts, the judge",
-          "preferences.h5, journal/", 0, NULL),
-    PHASE("rm", 1, 0, 0, rlaif_cmd_rm, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0, NULL),
-    PHASE("ppo", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/ppo-*.h5", 3, NULL),
-    PHASE("reinforce", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/reinforce-*.h5", 3, NULL),
-    PHASE("a2c", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/a2c-*.h5", 3, NULL),
-    PHASE("dpo", 1, 0, 0, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2,
-          NULL),
-    PHASE("online-dpo", 1, 1, 1, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2,
-          NULL),
+          "preferences.h5, journal/", 0, NULL,
+          "generate response pairs and label them with the feedback LLM",
+          "  --store-every N      store labelled pairs every N pairs per judge rank (default 256)\n"
+          "  --stop-after N       testing: stop as on SIGTERM after N pairs on a judge rank (exit "
+          "75)\n"
+          "  --crash-after N      testing: kill -9 itself after N pairs on a judge rank\n"
+          "  --quiet              no status lines"),
+    PHASE("rm", 1, 0, 0, rlaif_cmd_rm, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0, NULL,
+          "train the reward model on preference labels (Bradley-Terry)", STOP_AFTER),
+    PHASE("ppo", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/ppo-*.h5", 3, NULL,
+          "optimise the policy against the reward model with PPO", NULL),
+    PHASE("reinforce", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/reinforce-*.h5", 3, NULL,
+          "REINFORCE with a baseline against the reward model", NULL),
+    PHASE("a2c", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/a2c-*.h5", 3, NULL,
+          "advantage actor-critic against the reward model", NULL),
+    PHASE("dpo", 1, 0, 0, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2, NULL,
+          "direct preference optimisation on the labels", STOP_AFTER),
+    PHASE("online-dpo", 1, 1, 1, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2, NULL,
+          "DPO with the judge in the loop on fresh samples", NULL),
     PHASE("eval", 0, 1, 1, rlaif_cmd_eval, "the newest policy, the sft model, the judge", "eval.h5",
-          0, rlaif_eval_check),
+          0, rlaif_eval_check, "win rate of the policy against the SFT model, judged both orders",
+          "  (eval.policy, eval.baseline: a phase name or a checkpoint path; results in "
+          "<out_dir>/eval.h5)"),
     {.name = NULL},
 };
 

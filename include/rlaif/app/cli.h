@@ -23,7 +23,9 @@ typedef struct {
     const char *usage; /* extra usage text after the common options */
 } rlaif_command;
 
-extern const rlaif_command rlaif_commands[]; /* terminated by name == NULL */
+/* The commands that are not phases (commands.c), terminated by name == NULL;
+ * rlaif_command_find also knows every phase of the registry. */
+extern const rlaif_command rlaif_commands[];
 const rlaif_command *rlaif_command_find(const char *name);
 
 /* Parse argv (no MPI). Returns 0, or RLAIF_EX_USAGE with the error recorded.

@@ -10,6 +10,8 @@
 
 typedef struct {
     const char *name;           /* command and run.phases name */
+    const char *summary;        /* one line of `rlaif --help` */
+    const char *usage;          /* the phase's own options for `rlaif <phase> --help`, or NULL */
     int needs[RLAIF_NROLES];    /* groups that must hold ranks (learner, rollout, judge) */
     int (*run)(rlaif_ctx *ctx); /* NULL: not built yet */
     const char *inputs;         /* what it reads (for --help and the README) */
