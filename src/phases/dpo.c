@@ -14,20 +14,13 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* ---- the loss ---- */
-
-/* log s(x), stable for large |x| */
-static double log_sigmoid(double x) {
-    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
-}
-static double sigmoid(double x) {
-    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
-}
 
 double rlaif_dpo_pair_loss(const rlaif_dpo_loss *lf, double h, double p, double *dh) {
     if (lf->kind == RLAIF_DPO_IPO) {
@@ -41,8 +34,8 @@ double rlaif_dpo_pair_loss(const rlaif_dpo_loss *lf, double h, double p, double 
     double e = lf->kind == RLAIF_DPO_CDPO ? lf->eps : 0;
     double q = p * (1 - e) + (1 - p) * e, z = lf->beta * h;
     /* d/dz = s(z) - q, written so that neither term cancels for large |z| */
-    *dh = lf->beta * ((1 - q) * sigmoid(z) - q * sigmoid(-z));
-    return -(q * log_sigmoid(z) + (1 - q) * log_sigmoid(-z));
+    *dh = lf->beta * ((1 - q) * rlaif_sigmoid(z) - q * rlaif_sigmoid(-z));
+    return -(q * rlaif_log_sigmoid(z) + (1 - q) * rlaif_log_sigmoid(-z));
 }
 
 /* ---- forward and backward of a micro-batch ---- */
@@ -116,11 +109,24 @@ typedef struct {
     double *ref;          /* [2 data.n] log ref of A and B of every pair */
     rlaif_dpo_loss lf;
     rlaif_dpo_buf buf;
+    rlaif_model *model;   /* the learner's policy */
+    rlaif_pair_pass pass; /* dpo_micro on the run */
+    rlaif_dpo_sums sums;  /* of the last batch */
+    const char *from;     /* the policy and reference it starts from */
     /* results of the last validation and greedy task evaluation */
     double eval_loss, eval_acc, eval_margin, task_acc;
     int have_eval, have_task;
-    const char *from; /* the policy and reference it starts from */
 } dpo_run;
+
+/* rlaif_pair_pass.micro of the run (sums: an rlaif_dpo_sums). */
+static int dpo_micro(void *ud, const int64_t *ex, int B, double N, int train, double *sums) {
+    dpo_run *S = ud;
+    return rlaif_dpo_micro(S->model, &S->data, S->ref, ex, B, N, &S->lf, train, &S->buf,
+                           (rlaif_dpo_sums *)sums);
+}
+_Static_assert(offsetof(rlaif_dpo_sums, loss) == 0 &&
+                   offsetof(rlaif_dpo_sums, tokens) == sizeof(rlaif_dpo_sums) - sizeof(double),
+               "rlaif_pair_pass: the loss is the first of the sums, the tokens the last");
 
 /* The loop's extra columns of a forward's sums: parts of global means over
  * nd decided pairs (summed over learners by the loop). */
@@ -132,26 +138,9 @@ static void sums_to_extra(const rlaif_dpo_sums *s, double nd, double *x) {
 
 static int dpo_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     dpo_run *S = ud;
-    long lo, hi;
-    rlaif_learner_share(L, L->batch_size, &lo, &hi);
-    /* every learner knows the whole batch, so the global counts need no message */
-    double N = (double)L->batch_size, decided = 0;
-    for (long j = 0; j < L->batch_size; j++)
-        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
-    int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
-    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
-    rlaif_dpo_sums s;
-    memset(&s, 0, sizeof s);
-    int rc = 0;
-    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
-        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
-        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, ex + (j - lo), B, N, &S->lf, 1, &S->buf,
-                             &s);
-    }
-    free(ex);
-    S->st.pos += L->batch_size;
-    st->loss = s.loss, st->tokens = s.tokens;
-    sums_to_extra(&s, decided > 0 ? decided : 1, st->extra);
+    double nd;
+    int rc = rlaif_pair_batch(L, &S->st, S->data.label, &S->pass, (double *)&S->sums, st, &nd);
+    sums_to_extra(&S->sums, nd, st->extra);
     st->extra[6] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
     return rc;
 }
@@ -169,19 +158,8 @@ static const char *const eval_names[] = {
 /* Collective: validation on the held-out pairs -> metrics /dpo_eval at L->step. */
 static int validate(rlaif_learner *L, dpo_run *S) {
     if (S->st.neval == 0) return 0;
-    long lo, hi;
-    rlaif_learner_share(L, (long)S->st.neval, &lo, &hi);
-    rlaif_dpo_sums s, all;
-    memset(&s, 0, sizeof s);
-    int rc = 0;
-    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
-        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
-        rc = rlaif_dpo_micro(&L->model, &S->data, S->ref, S->st.eval + j, B, (double)S->st.neval,
-                             &S->lf, 0, &S->buf, &s);
-    }
-    RLAIF_TRY(rlaif_agree(L->comm, rc));
-    RLAIF_CHECK_MPI(
-        MPI_Allreduce(&s, &all, (int)(sizeof s / sizeof(double)), MPI_DOUBLE, MPI_SUM, L->comm));
+    rlaif_dpo_sums all;
+    RLAIF_TRY(rlaif_pair_forward_all(L, S->st.eval, S->st.neval, &S->pass, (double *)&all));
     double x[6], nd = all.decided > 0 ? all.decided : 1;
     sums_to_extra(&all, nd, x);
     double row[6] = {all.loss, x[0], x[1], x[2], x[3], (double)S->st.neval};
@@ -220,12 +198,8 @@ static int dpo_before_save(rlaif_learner *L, void *ud, int done) {
 static void dpo_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
     (void)L;
     const dpo_run *S = ud;
-    rlaif_pair_stream_save(&S->st, state);
-    if (S->have_eval) {
-        rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
-        rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
-        rlaif_kv_set_double(state, "eval_margin", S->eval_margin);
-    }
+    rlaif_pair_phase_save(&S->st, S->have_eval, S->eval_loss, S->eval_acc, state);
+    if (S->have_eval) rlaif_kv_set_double(state, "eval_margin", S->eval_margin);
     if (S->have_task) rlaif_kv_set_double(state, "task_accuracy", S->task_acc);
 }
 
@@ -419,12 +393,11 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
         src->init_from = path;
         return 0;
     }
-    return RLAIF_ERROR(RLAIF_EX_NOINPUT,
-                       "run rlaif sft first, or set model.init_from = a checkpoint (DPO needs a "
-                       "trained policy: it is also the reference)",
-                       "dpo: no model to start from: model.init_from is empty and %s holds %s "
-                       "sft checkpoint",
-                       dir, ns ? "no finished" : "no");
+    return rlaif_no_sft_model(
+        "dpo",
+        "run rlaif sft first, or set model.init_from = a checkpoint (DPO needs a "
+        "trained policy: it is also the reference)",
+        dir, ns);
 }
 
 /* Split the pairs; the run's buffers. */
@@ -433,6 +406,7 @@ static int setup_run(rlaif_learner *L, dpo_run *S) {
     RLAIF_TRY(
         rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "dpo"));
     S->ref = xmalloc(sizeof(double) * (size_t)(2 * d->n));
+    S->pass = (rlaif_pair_pass){dpo_micro, S, (int)(sizeof S->sums / sizeof(double))};
     rlaif_dpo_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
     return 0;
 }
@@ -452,16 +426,9 @@ static int dpo_prepare(rlaif_learner *L, void *ud, int found) {
 }
 
 static int run_phase(rlaif_learner *L, dpo_run *S, long stop_after) {
-    const rlaif_learner_phase lp = {
-        .ph = {"dpo", 7, extra_names, dpo_batch, dpo_save, dpo_load, S},
-        .eval_table = "dpo_eval",
-        .n_eval = 6,
-        .eval_names = eval_names,
-        .result = "the final policy",
-        .prepare = dpo_prepare,
-        .before_save = dpo_before_save,
-    };
-    return rlaif_learner_phase_run(L, &lp, stop_after);
+    const rlaif_phase ph = {"dpo", 7, extra_names, dpo_batch, dpo_save, dpo_load, S};
+    return rlaif_pair_phase_run(L, &ph, 6, eval_names, "the final policy", dpo_prepare,
+                                dpo_before_save, stop_after);
 }
 
 static void run_free(dpo_run *S) {
@@ -485,16 +452,9 @@ int rlaif_cmd_dpo(rlaif_ctx *ctx) {
     rlaif_learner L;
     memset(&L, 0, sizeof L);
     if (!rc) rc = rlaif_learner_init_model(&L, ctx->cfg, comm, "dpo", &src);
-    rlaif_pairs_counts c;
-    memset(&c, 0, sizeof c);
-    if (!rc)
-        rc = rlaif_agree(L.comm, L.rank == 0 ? rlaif_pairs_load(&S.data, L.tok, ctx->cfg, "dpo",
-                                                                L.model.cfg.max_seq_len, &c)
-                                             : 0);
-    if (!rc && L.rank == 0) rlaif_pairs_report("dpo", &c, &S.data);
-    if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "dpo");
+    if (!rc) rc = rlaif_pairs_load_all(&S.data, &L, "dpo");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
-    S.from = from;
+    S.from = from, S.model = &L.model;
     if (!rc) rc = run_phase(&L, &S, stop_after);
     run_free(&S);
     rlaif_learner_free(&L);

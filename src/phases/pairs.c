@@ -7,7 +7,11 @@
  * parses once and reports a bad file once. preferences.h5 records no
  * tokenizer identity and its stored tokens are per text (not the model's
  * prompt "\n" response EOS with its truncation), so the texts are always
- * tokenized again with the model's own tokenizer. */
+ * tokenized again with the model's own tokenizer.
+ *
+ * Also the training stream of the pairs and the learner's batch and
+ * validation passes over them, which rm and dpo share but for the
+ * micro-batch. */
 #include "rlaif/phases/pairs.h"
 #include "rlaif/storage/checkpoint.h"
 #include "rlaif/core/error.h"
@@ -292,6 +296,14 @@ void rlaif_pair_stream_save(const rlaif_pair_stream *s, rlaif_kvset *state) {
     rlaif_kv_set_int(state, "eval_pairs", s->neval);
 }
 
+void rlaif_pair_phase_save(const rlaif_pair_stream *s, int have_eval, double eval_loss,
+                           double eval_acc, rlaif_kvset *state) {
+    rlaif_pair_stream_save(s, state);
+    if (!have_eval) return;
+    rlaif_kv_set_double(state, "eval_loss", eval_loss);
+    rlaif_kv_set_double(state, "eval_accuracy", eval_acc);
+}
+
 int rlaif_pair_stream_load(rlaif_pair_stream *s, const rlaif_kvset *state) {
     return rlaif_kv_get_int(state, "data_pos", &s->pos);
 }
@@ -299,4 +311,85 @@ int rlaif_pair_stream_load(rlaif_pair_stream *s, const rlaif_kvset *state) {
 void rlaif_pair_stream_free(rlaif_pair_stream *s) {
     free(s->train), free(s->eval), free(s->perm);
     memset(s, 0, sizeof *s);
+}
+
+int rlaif_no_sft_model(const char *phase, const char *hint, const char *dir, int nsft) {
+    return RLAIF_ERROR(RLAIF_EX_NOINPUT, hint,
+                       "%s: no model to start from: model.init_from is empty and %s holds %s sft "
+                       "checkpoint",
+                       phase, dir, nsft ? "no finished" : "no");
+}
+
+int rlaif_pairs_load_all(rlaif_pairs *d, rlaif_learner *L, const char *section) {
+    rlaif_pairs_counts c;
+    memset(&c, 0, sizeof c);
+    RLAIF_TRY(rlaif_agree(L->comm, L->rank == 0 ? rlaif_pairs_load(d, L->tok, L->cfg, section,
+                                                                   L->model.cfg.max_seq_len, &c)
+                                                : 0));
+    if (L->rank == 0) rlaif_pairs_report(section, &c, d);
+    return rlaif_pairs_bcast(d, L->comm, L->rank, section);
+}
+
+/* ---- the learner's passes over pairs ---- */
+
+/* Micro-batches of at most L->micro_batch pairs over idx[0..n) into sums. */
+static int micro_loop(rlaif_learner *L, const int64_t *idx, long n, double N, int train,
+                      const rlaif_pair_pass *p, double *sums) {
+    int rc = 0;
+    for (long j = 0; j < n && !rc; j += L->micro_batch) {
+        int B = (int)(n - j < L->micro_batch ? n - j : L->micro_batch);
+        rc = p->micro(p->ud, idx + j, B, N, train, sums);
+    }
+    return rc;
+}
+
+int rlaif_pair_batch(rlaif_learner *L, rlaif_pair_stream *st, const float *label,
+                     const rlaif_pair_pass *p, double *sums, rlaif_batch_stats *bs, double *nd) {
+    long lo, hi;
+    rlaif_learner_share(L, L->batch_size, &lo, &hi);
+    double decided = 0;
+    for (long j = 0; j < L->batch_size; j++)
+        decided += label[rlaif_pair_stream_at(st, st->pos + j)] != 0.5f;
+    int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
+    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(st, st->pos + j);
+    memset(sums, 0, sizeof(double) * (size_t)p->nsums);
+    int rc = micro_loop(L, ex, hi - lo, (double)L->batch_size, 1, p, sums);
+    free(ex);
+    st->pos += L->batch_size;
+    bs->loss = sums[0], bs->tokens = sums[p->nsums - 1];
+    *nd = decided > 0 ? decided : 1;
+    return rc;
+}
+
+int rlaif_pair_forward_all(rlaif_learner *L, const int64_t *idx, int64_t n,
+                           const rlaif_pair_pass *p, double *out) {
+    long lo, hi;
+    rlaif_learner_share(L, (long)n, &lo, &hi);
+    double *s = xcalloc((size_t)p->nsums, sizeof(double));
+    int rc = rlaif_agree(L->comm, micro_loop(L, idx + lo, hi - lo, (double)n, 0, p, s));
+    if (!rc) {
+        int e = MPI_Allreduce(s, out, p->nsums, MPI_DOUBLE, MPI_SUM, L->comm);
+        if (e != MPI_SUCCESS) rc = rlaif_error_mpi(e, "MPI_Allreduce", __FILE__, __LINE__);
+    }
+    free(s);
+    return rc;
+}
+
+int rlaif_pair_phase_run(rlaif_learner *L, const rlaif_phase *ph, int n_eval,
+                         const char *const *eval_names, const char *result,
+                         int (*prepare)(rlaif_learner *L, void *ud, int found),
+                         int (*before_save)(rlaif_learner *L, void *ud, int done),
+                         long stop_after) {
+    char table[64];
+    snprintf(table, sizeof table, "%s_eval", ph->name);
+    const rlaif_learner_phase lp = {
+        .ph = *ph,
+        .eval_table = table,
+        .n_eval = n_eval,
+        .eval_names = eval_names,
+        .result = result,
+        .prepare = prepare,
+        .before_save = before_save,
+    };
+    return rlaif_learner_phase_run(L, &lp, stop_after);
 }

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +23,10 @@
 
 /* ---- the loss ---- */
 
-/* log s(x), stable for large |x| */
-static double log_sigmoid(double x) {
-    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
-}
-static double sigmoid(double x) {
-    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
-}
-
 double rlaif_rm_pair_loss(double d, double p, double margin, double *dd) {
     /* d/dx log s(x) = s(-x) */
-    *dd = -p * sigmoid(margin - d) + (1 - p) * sigmoid(d + margin);
-    return -(p * log_sigmoid(d - margin) + (1 - p) * log_sigmoid(-d - margin));
+    *dd = -p * rlaif_sigmoid(margin - d) + (1 - p) * rlaif_sigmoid(d + margin);
+    return -(p * rlaif_log_sigmoid(d - margin) + (1 - p) * rlaif_log_sigmoid(-d - margin));
 }
 
 void rlaif_rm_buf_init(rlaif_rm_buf *b, int max_pairs, int T) {
@@ -135,36 +128,32 @@ typedef struct {
     /* results of the last validation and reward statistics */
     double eval_loss, eval_acc, reward_mean, reward_std;
     int have_eval, have_stats;
-    const char *from; /* the model it starts from, for the start line */
+    const char *from;     /* the model it starts from, for the start line */
+    rlaif_model *model;   /* the learner's model */
+    rlaif_pair_pass pass; /* rm_micro on the run */
+    rlaif_rm_sums sums;   /* of the last batch */
 } rm_run;
+
+/* rlaif_pair_pass.micro of the run (sums: an rlaif_rm_sums). */
+static int rm_micro(void *ud, const int64_t *ex, int B, double N, int train, double *sums) {
+    rm_run *S = ud;
+    rlaif_rm_sums *s = (rlaif_rm_sums *)sums;
+    return rlaif_rm_micro(S->model, &S->data, ex, B, N, S->margin, S->l2, train, &S->buf, s);
+}
+_Static_assert(offsetof(rlaif_rm_sums, loss) == 0 &&
+                   offsetof(rlaif_rm_sums, tokens) == sizeof(rlaif_rm_sums) - sizeof(double),
+               "rlaif_pair_pass: the loss is the first of the sums, the tokens the last");
 
 static int rm_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     rm_run *S = ud;
-    long lo, hi;
-    rlaif_learner_share(L, L->batch_size, &lo, &hi);
-    /* every learner knows the whole batch, so the global counts need no message */
-    double N = (double)L->batch_size, decided = 0;
-    for (long j = 0; j < L->batch_size; j++)
-        decided += S->data.label[rlaif_pair_stream_at(&S->st, S->st.pos + j)] != 0.5f;
-    int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)(hi - lo + 1));
-    for (long j = lo; j < hi; j++) ex[j - lo] = rlaif_pair_stream_at(&S->st, S->st.pos + j);
-    rlaif_rm_sums s;
-    memset(&s, 0, sizeof s);
-    int rc = 0;
-    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
-        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
-        rc = rlaif_rm_micro(&L->model, &S->data, ex + (j - lo), B, N, S->margin, S->l2, 1, &S->buf,
-                            &s);
-    }
-    free(ex);
-    S->st.pos += L->batch_size;
-    st->loss = s.loss, st->tokens = s.tokens;
+    double nd;
+    int rc = rlaif_pair_batch(L, &S->st, S->data.label, &S->pass, (double *)&S->sums, st, &nd);
+    const rlaif_rm_sums *s = &S->sums;
     /* extras are summed over learners: each is this learner's part of a global mean */
-    double nd = decided > 0 ? decided : 1;
-    st->extra[0] = s.correct / nd;
-    st->extra[1] = (s.chosen - s.rejected) / nd;
-    st->extra[2] = s.chosen / nd;
-    st->extra[3] = s.rejected / nd;
+    st->extra[0] = s->correct / nd;
+    st->extra[1] = (s->chosen - s->rejected) / nd;
+    st->extra[2] = s->chosen / nd;
+    st->extra[3] = s->rejected / nd;
     st->extra[4] = L->rank == 0 ? (double)S->st.pos / (double)S->st.ntrain : 0;
     return rc;
 }
@@ -173,24 +162,10 @@ static const char *const extra_names[] = {"accuracy", "margin", "rewards/chosen"
                                           "rewards/rejected", "epoch"};
 static const char *const eval_names[] = {"loss", "accuracy", "margin", "pairs"};
 
-/* Collective: the sums of a forward over pairs idx[0..n) (each learner its
- * share), loss normalised by n, reduced over the learners. */
+/* Collective: the sums of a forward over pairs idx[0..n), reduced over the learners. */
 static int forward_all(rlaif_learner *L, rm_run *S, const int64_t *idx, int64_t n,
                        rlaif_rm_sums *out) {
-    long lo, hi;
-    rlaif_learner_share(L, (long)n, &lo, &hi);
-    rlaif_rm_sums s;
-    memset(&s, 0, sizeof s);
-    int rc = 0;
-    for (long j = lo; j < hi && !rc; j += L->micro_batch) {
-        int B = (int)(hi - j < L->micro_batch ? hi - j : L->micro_batch);
-        rc = rlaif_rm_micro(&L->model, &S->data, idx + j, B, (double)n, S->margin, S->l2, 0,
-                            &S->buf, &s);
-    }
-    RLAIF_TRY(rlaif_agree(L->comm, rc));
-    RLAIF_CHECK_MPI(
-        MPI_Allreduce(&s, out, (int)(sizeof s / sizeof(double)), MPI_DOUBLE, MPI_SUM, L->comm));
-    return 0;
+    return rlaif_pair_forward_all(L, idx, n, &S->pass, (double *)out);
 }
 
 /* Collective: validation on the held-out pairs -> metrics /rm_eval at L->step. */
@@ -228,11 +203,7 @@ static int rm_before_save(rlaif_learner *L, void *ud, int done) {
 static void rm_save(const rlaif_learner *L, void *ud, rlaif_kvset *state) {
     (void)L;
     const rm_run *S = ud;
-    rlaif_pair_stream_save(&S->st, state);
-    if (S->have_eval) {
-        rlaif_kv_set_double(state, "eval_loss", S->eval_loss);
-        rlaif_kv_set_double(state, "eval_accuracy", S->eval_acc);
-    }
+    rlaif_pair_phase_save(&S->st, S->have_eval, S->eval_loss, S->eval_acc, state);
     if (S->have_stats) {
         rlaif_kv_set_double(state, "reward_mean", S->reward_mean);
         rlaif_kv_set_double(state, "reward_std", S->reward_std);
@@ -257,20 +228,14 @@ static int model_source(const rlaif_config *cfg, char *path, size_t n, rlaif_mod
     char dir[4096];
     int found, ns;
     RLAIF_TRY(rlaif_find_sft_model(cfg, "rm", path, n, dir, sizeof dir, &found, &ns));
-    if (found) {
-        src->init_from = path;
+    if (found || rlaif_cfg_bool(cfg, "rm.from_scratch")) {
+        src->init_from = found ? path : ""; /* "": [model], random weights */
         return 0;
     }
-    if (rlaif_cfg_bool(cfg, "rm.from_scratch")) {
-        src->init_from = "";
-        return 0;
-    }
-    return RLAIF_ERROR(RLAIF_EX_NOINPUT,
-                       "run rlaif sft first, set model.init_from = a checkpoint, or set "
-                       "rm.from_scratch = true to train the reward model from [model]",
-                       "rm: no model to start from: model.init_from is empty and %s holds %s "
-                       "sft checkpoint",
-                       dir, ns ? "no finished" : "no");
+    return rlaif_no_sft_model("rm",
+                              "run rlaif sft first, set model.init_from = a checkpoint, or set "
+                              "rm.from_scratch = true to train the reward model from [model]",
+                              dir, ns);
 }
 
 /* Split the pairs; the run's buffers. */
@@ -278,30 +243,24 @@ static int setup_run(rlaif_learner *L, rm_run *S) {
     const rlaif_rm_pairs *d = &S->data;
     RLAIF_TRY(rlaif_pair_stream_init(&S->st, d, (uint64_t)rlaif_cfg_int(L->cfg, "run.seed"), "rm"));
     rlaif_rm_buf_init(&S->buf, (int)L->micro_batch, L->model.cfg.max_seq_len);
+    S->pass = (rlaif_pair_pass){rm_micro, S, (int)(sizeof S->sums / sizeof(double))};
     return 0;
 }
 
 static int rm_prepare(rlaif_learner *L, void *ud, int found) {
-    rm_run *S = ud;
+    const rm_run *S = ud;
     if (!found) rlaif_info("rm: starting from %s", S->from);
     rlaif_info("rm: %lld training pairs, %lld held out; %ld steps of %ld pairs on %d "
                "learner(s), micro-batch %ld pairs, %zu parameters",
                (long long)S->st.ntrain, (long long)S->st.neval, L->steps, L->batch_size, L->size,
                L->micro_batch, L->model.table.total);
-    return found ? 0 : validate(L, S);
+    return found ? 0 : validate(L, ud);
 }
 
 static int run_phase(rlaif_learner *L, rm_run *S, long stop_after) {
-    const rlaif_learner_phase lp = {
-        .ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S},
-        .eval_table = "rm_eval",
-        .n_eval = 4,
-        .eval_names = eval_names,
-        .result = "the reward model",
-        .prepare = rm_prepare,
-        .before_save = rm_before_save,
-    };
-    return rlaif_learner_phase_run(L, &lp, stop_after);
+    const rlaif_phase ph = {"rm", 5, extra_names, rm_batch, rm_save, rm_load, S};
+    return rlaif_pair_phase_run(L, &ph, 4, eval_names, "the reward model", rm_prepare,
+                                rm_before_save, stop_after);
 }
 
 int rlaif_cmd_rm(rlaif_ctx *ctx) {
@@ -319,17 +278,11 @@ int rlaif_cmd_rm(rlaif_ctx *ctx) {
     memset(&S, 0, sizeof S);
     S.margin = rlaif_cfg_float(ctx->cfg, "rm.margin");
     S.l2 = rlaif_cfg_float(ctx->cfg, "rm.reward_l2");
-    rlaif_pairs_counts c;
-    memset(&c, 0, sizeof c);
-    if (!rc)
-        rc = rlaif_agree(L.comm, L.rank == 0 ? rlaif_pairs_load(&S.data, L.tok, ctx->cfg, "rm",
-                                                                L.model.cfg.max_seq_len, &c)
-                                             : 0);
-    if (!rc && L.rank == 0) rlaif_pairs_report("rm", &c, &S.data);
-    if (!rc) rc = rlaif_pairs_bcast(&S.data, L.comm, L.rank, "rm");
+    if (!rc) rc = rlaif_pairs_load_all(&S.data, &L, "rm");
     if (!rc) rc = rlaif_agree(L.comm, setup_run(&L, &S));
     S.from = src.init_from ? (*src.init_from ? src.init_from : "[model] (random weights)")
                            : rlaif_cfg_str(ctx->cfg, "model.init_from");
+    S.model = &L.model;
     if (!rc) rc = run_phase(&L, &S, stop_after);
     rlaif_pair_stream_free(&S.st);
     rlaif_rm_buf_free(&S.buf);

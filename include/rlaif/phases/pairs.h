@@ -16,6 +16,7 @@
 #ifndef RLAIF_PAIRS_H
 #define RLAIF_PAIRS_H
 
+#include <math.h>
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include "rlaif/storage/checkpoint.h"
 #include "rlaif/core/config.h"
 #include "rlaif/core/fsutil.h"
+#include "rlaif/phases/train.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
 /* Pair i is sequences 2i (response A) and 2i+1 (response B), sequence s
@@ -61,6 +63,24 @@ int rlaif_pairs_held_out(const char *prompt, double frac);
  * sft checkpoints in it (for the caller's error). */
 int rlaif_find_sft_model(const rlaif_config *cfg, const char *phase, char *path, size_t n,
                          char *dir, size_t dn, int *found, int *nsft);
+/* The error (RLAIF_EX_NOINPUT, with hint) of a phase that has no model to
+ * start from: dir, of rlaif_find_sft_model, holds nsft sft checkpoints and
+ * no finished one. */
+int rlaif_no_sft_model(const char *phase, const char *hint, const char *dir, int nsft);
+
+/* ---- the pair losses' sigmoids (rm's Bradley-Terry, dpo) ---- */
+
+/* log s(x), stable for large |x| */
+static inline double rlaif_log_sigmoid(double x) {
+    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+}
+static inline double rlaif_sigmoid(double x) {
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+/* Collective over the learners: rank 0 loads the phase's pairs
+ * (rlaif_pairs_load), reports them, and broadcasts them to every learner. */
+int rlaif_pairs_load_all(rlaif_pairs *d, rlaif_learner *L, const char *section);
 
 /* ---- the training stream of a pair phase (rm, dpo) ---- */
 
@@ -87,6 +107,43 @@ int64_t rlaif_pair_stream_at(rlaif_pair_stream *s, int64_t p);
 /* /state keys data_pos, epoch, n_train_pairs, eval_pairs; load reads data_pos. */
 void rlaif_pair_stream_save(const rlaif_pair_stream *s, rlaif_kvset *state);
 int rlaif_pair_stream_load(rlaif_pair_stream *s, const rlaif_kvset *state);
+/* /state of a pair phase: the stream's keys, then after a validation
+ * (have_eval) eval_loss and eval_accuracy. */
+void rlaif_pair_phase_save(const rlaif_pair_stream *s, int have_eval, double eval_loss,
+                           double eval_acc, rlaif_kvset *state);
 void rlaif_pair_stream_free(rlaif_pair_stream *s);
+
+/* ---- the learner's passes over pairs (rm, dpo) ---- */
+
+/* A phase's forward (and with train, backward) of pairs ex[0..B), each
+ * loss normalised by N, added into its sums: a struct of nsums doubles,
+ * the loss first and the tokens last (so the learners can sum it as one
+ * array, and the loop read what it logs). */
+typedef struct {
+    int (*micro)(void *ud, const int64_t *ex, int B, double N, int train, double *sums);
+    void *ud;
+    int nsums;
+} rlaif_pair_pass;
+
+/* This learner's share of the next L->batch_size pairs of the stream in
+ * micro-batches with train = 1 and N = the batch size, into sums (zeroed
+ * first); loss and tokens into bs; *nd = the batch's pairs with a label
+ * other than 0.5 (at least 1, a divisor), counted over the whole batch
+ * (every learner knows it, so it needs no message). Advances st->pos. */
+int rlaif_pair_batch(rlaif_learner *L, rlaif_pair_stream *st, const float *label,
+                     const rlaif_pair_pass *p, double *sums, rlaif_batch_stats *bs, double *nd);
+/* Collective: the forward of pairs idx[0..n) (each learner its share, N =
+ * n), the sums added over the learners into out. */
+int rlaif_pair_forward_all(rlaif_learner *L, const int64_t *idx, int64_t n,
+                           const rlaif_pair_pass *p, double *out);
+
+/* The learner-phase driver (rlaif_learner_phase_run) on a pair phase: its
+ * validation rows (n_eval columns eval_names) in the metrics table
+ * "<ph->name>_eval", result for the closing line, prepare and before_save
+ * its hooks. */
+int rlaif_pair_phase_run(rlaif_learner *L, const rlaif_phase *ph, int n_eval,
+                         const char *const *eval_names, const char *result,
+                         int (*prepare)(rlaif_learner *L, void *ud, int found),
+                         int (*before_save)(rlaif_learner *L, void *ud, int done), long stop_after);
 
 #endif
