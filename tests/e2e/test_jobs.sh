@@ -20,6 +20,9 @@ fail() {
   exit 1
 }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# 5 ms a training step (src/phases/train.c test_pace): on a quiet machine the
+# test job's phases would end before the signal goes in
+export RLAIF_TEST_STEP_DELAY=${RLAIF_TEST_STEP_DELAY:-0.005}
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
 mkdir "$d/bin"
