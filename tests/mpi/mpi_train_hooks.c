@@ -25,8 +25,11 @@
 
 #include "check_main.h"
 
-#define STEPS    6
-#define NO_LIMIT 300 /* seconds: a deadlock is minutes, a run here is seconds */
+#define STEPS 6
+/* seconds: a deadlock is minutes, a run here is seconds */
+#ifndef NO_LIMIT
+#define NO_LIMIT 300
+#endif
 
 static int rank, nproc;
 static char out_dir[256];
