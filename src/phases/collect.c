@@ -5,6 +5,7 @@
  * include/rlaif/phases/collect.h; the judge side labels and stores exactly like
  * `rlaif judge --prefs` (src/app/judge_cmd.c). */
 #include "rlaif/phases/collect.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
@@ -927,8 +928,7 @@ static int setup(collect_run *C, int *skip) {
                            (long long)C->ps.n, C->K);
     RLAIF_TRY(setup_policy(C));
     C->signature = make_signature(C);
-    rlaif_path_join(C->prefs_path, sizeof C->prefs_path, rlaif_cfg_str(C->cfg, "run.out_dir"),
-                    "preferences.h5");
+    rlaif_out_path(C->cfg, "preferences.h5", C->prefs_path, sizeof C->prefs_path);
     const char *out = rlaif_cfg_str(C->cfg, "run.out_dir");
     RLAIF_TRY(rlaif_agree(C->mb.comm, C->mb.rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
     RLAIF_TRY(scan_existing(C, skip));

@@ -3,6 +3,7 @@
  * interval. The design (and why it does not run collect's pull protocol)
  * is in include/rlaif/phases/eval.h. */
 #include "rlaif/phases/eval.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
@@ -71,8 +72,7 @@ static int newest_finished(const rlaif_config *cfg, const char *phase, char *pat
                            int *found) {
     char dir[4096];
     int count;
-    rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
-                    rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
     return rlaif_checkpoint_newest_done(dir, phase, "eval", path, n, found, &count);
 }
 
@@ -102,8 +102,7 @@ static int resolve_model(const rlaif_config *cfg, const char *key, char *path, s
         RLAIF_TRY(newest_finished(cfg, try[i], path, n, &found));
     if (!found) {
         char dir[4096];
-        rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
-                        rlaif_cfg_str(cfg, "checkpoint.dir"));
+        rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
         return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                            "run (or finish) the training phase first, or set the key to a "
                            "checkpoint path",
@@ -627,7 +626,7 @@ static int setup(eval_run *E, int *skip) {
         RLAIF_CHECK_MPI(MPI_Bcast(E->model[k], sizeof E->model[k], MPI_CHAR, 0, E->world));
     E->signature = make_signature(E);
     const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
-    rlaif_path_join(E->path, sizeof E->path, out, "eval.h5");
+    rlaif_out_path(E->cfg, "eval.h5", E->path, sizeof E->path);
     RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
     int sk = 0;
     RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 ? check_done(E, &sk) : 0));

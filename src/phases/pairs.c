@@ -13,6 +13,7 @@
  * validation passes over them, which rm and dpo share but for the
  * micro-batch. */
 #include "rlaif/phases/pairs.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/storage/checkpoint.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/h5util.h"
@@ -191,7 +192,7 @@ int rlaif_pairs_load(rlaif_pairs *d, rlaif_tokenizer *tok, const rlaif_config *c
     if (*p)
         snprintf(path, sizeof path, "%s", p);
     else
-        rlaif_path_join(path, sizeof path, rlaif_cfg_str(cfg, "run.out_dir"), "preferences.h5");
+        rlaif_out_path(cfg, "preferences.h5", path, sizeof path);
     int rc = load_prefs(&ld, section, path, sec_str(cfg, section, "soft_labels"), c);
     const char *human = rlaif_cfg_str(cfg, "data.human_preferences");
     if (!rc && *human) rc = load_human(&ld, human, c);
@@ -249,8 +250,7 @@ void rlaif_pairs_report(const char *section, const rlaif_pairs_counts *c, const 
 
 int rlaif_find_sft_model(const rlaif_config *cfg, const char *phase, char *path, size_t n,
                          char *dir, size_t dn, int *found, int *nsft) {
-    rlaif_path_join(dir, dn, rlaif_cfg_str(cfg, "run.out_dir"),
-                    rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_out_ckpt_dir(cfg, dir, dn);
     return rlaif_checkpoint_newest_done(dir, "sft", phase, path, n, found, nsft);
 }
 

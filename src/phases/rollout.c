@@ -2,6 +2,7 @@
  * prompt shards, batched sampling with behaviour log-probs, UTF-8 cleaning
  * and response pairing (include/rlaif/phases/rollout.h). */
 #include "rlaif/phases/rollout.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/rng.h"
@@ -80,8 +81,7 @@ int rlaif_policy_find(const rlaif_config *cfg, const char *who, char *path, size
         return 0;
     }
     char dir[4096];
-    rlaif_path_join(dir, sizeof dir, rlaif_cfg_str(cfg, "run.out_dir"),
-                    rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
     int count = 0, found = 0;
     RLAIF_TRY(rlaif_checkpoint_newest_done(dir, "sft", who, path, n, &found, &count));
     if (!found)

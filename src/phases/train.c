@@ -10,6 +10,7 @@
  * hold full parameters and sharded moments (moments_sharded = 1), and a run
  * resumes on any learner count. */
 #include "rlaif/phases/train.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
@@ -156,7 +157,7 @@ static int init_local(rlaif_learner *L, const char *section, const rlaif_model_s
     RLAIF_TRY(build_model(L, src));
     RLAIF_TRY(setup_shards(L));
     const char *out = rlaif_cfg_str(cfg, "run.out_dir");
-    rlaif_path_join(L->ckpt_dir, sizeof L->ckpt_dir, out, rlaif_cfg_str(cfg, "checkpoint.dir"));
+    rlaif_out_ckpt_dir(cfg, L->ckpt_dir, sizeof L->ckpt_dir);
     return L->rank == 0 ? rlaif_mkdir_p(*out ? out : ".") : 0;
 }
 

@@ -166,7 +166,14 @@ slow="--set judge.max_inflight=4 --set eval.n_prompts=40"
 (cd "$d" && exec timeout 60 "$RLAIF" eval "$job" --set run.out_dir=term $t $(openai "$port") \
   $slow) </dev/null >"$d/term.out" 2>&1 &
 pid=$!
-sleep 1
+# the signal once the judge has answered something (a fixed sleep raced the
+# start-up of a loaded machine: the stop then came before any paid call)
+req0=$(stat "$port" requests) i=0
+while [ "$(stat "$port" requests)" -le "$req0" ] && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do
+  sleep 0.1
+  i=$((i + 1))
+done
+sleep 0.3
 kill -TERM $pid
 wait $pid
 rc=$?
