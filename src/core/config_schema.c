@@ -156,8 +156,11 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     S("judge", "anthropic_version", "2023-06-01", "anthropic-version header"),
 
     /* [ppo] RL against the reward model (also reinforce, a2c) */
+    /* steps = iterations (rollout batches); batch_size = prompts per
+     * iteration; micro_batch = sequences per forward/backward */
     OPTIM("ppo", "1e-5", "200", "64"),
-    E("ppo", "algo", "ppo", "ppo|reinforce|a2c", "policy-gradient algorithm"),
+    I("ppo", "minibatches", "1", 1, 1e9, "ppo: minibatches (optimizer steps) per epoch"),
+    S("ppo", "reward_model", "", "reward model checkpoint (empty = the newest finished rm)"),
     F("ppo", "kl_coef", "0.05", 0, 1e9, "beta of the per-token KL penalty"),
     E("ppo", "kl_estimator", "k1", "k1|k3", "per-token KL estimator"),
     B("ppo", "adaptive_kl", "false", "adaptive KL controller (Ziegler et al.)"),
@@ -172,7 +175,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     B("ppo", "whiten_rewards", "true", "whiten rewards per batch"),
     F("ppo", "missing_eos_penalty", "1.0", 0, 1e9, "subtracted from the score without EOS"),
     F("ppo", "entropy_coef", "0.0", 0, 1e9, "entropy bonus"),
-    E("ppo", "baseline", "loo", "moving|loo", "REINFORCE baseline"),
+    E("ppo", "baseline", "loo", "loo|group|moving",
+      "REINFORCE baseline (RLOO, GRPO, running mean)"),
     F("ppo", "temperature", "1.0", 0, 100, "rollout sampling temperature"),
     I("ppo", "max_new_tokens", "16", 1, 1048576, "tokens generated per rollout"),
     I("ppo", "samples_per_prompt", "2", 1, 1024, "rollouts per prompt (loo baseline needs 2+)"),

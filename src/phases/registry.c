@@ -5,6 +5,7 @@
 #include "rlaif/phases/collect.h"
 #include "rlaif/phases/dpo.h"
 #include "rlaif/phases/eval.h"
+#include "rlaif/phases/ppo.h"
 #include "rlaif/phases/rm.h"
 #include "rlaif/phases/sft.h"
 
@@ -31,12 +32,13 @@ const rlaif_phase_def rlaif_phases[] = {
           "  --quiet              no status lines"),
     PHASE("rm", 1, 0, 0, rlaif_cmd_rm, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0, NULL,
           "train the reward model on preference labels (Bradley-Terry)", STOP_AFTER),
-    PHASE("ppo", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/ppo-*.h5", 3, NULL,
-          "optimise the policy against the reward model with PPO", NULL),
-    PHASE("reinforce", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/reinforce-*.h5", 3, NULL,
-          "REINFORCE with a baseline against the reward model", NULL),
-    PHASE("a2c", 1, 1, 0, NULL, "the sft policy, the rm", "ckpt/a2c-*.h5", 3, NULL,
-          "advantage actor-critic against the reward model", NULL),
+    PHASE("ppo", 1, 1, 0, rlaif_cmd_ppo, "the sft policy, the rm", "ckpt/ppo-*.h5", 3, NULL,
+          "optimise the policy against the reward model with PPO", STOP_AFTER),
+    PHASE("reinforce", 1, 1, 0, rlaif_cmd_reinforce, "the sft policy, the rm",
+          "ckpt/reinforce-*.h5", 3, NULL, "REINFORCE with a baseline against the reward model",
+          STOP_AFTER),
+    PHASE("a2c", 1, 1, 0, rlaif_cmd_a2c, "the sft policy, the rm", "ckpt/a2c-*.h5", 3, NULL,
+          "advantage actor-critic against the reward model", STOP_AFTER),
     PHASE("dpo", 1, 0, 0, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2, NULL,
           "direct preference optimisation on the labels", STOP_AFTER),
     PHASE("online-dpo", 1, 1, 1, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2, NULL,

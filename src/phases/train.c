@@ -354,8 +354,9 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     long log_every = (long)rlaif_cfg_int(L->cfg, "run.log_every");
     double t0 = rlaif_now(), tokens = 0, window_tokens = 0, window_t0 = t0;
     long bad = 0, max_bad = (long)rlaif_cfg_int(L->cfg, "train.max_bad_steps");
+    long q = L->quantum > 1 ? L->quantum : 1;
     while (L->step < L->steps) {
-        if (rlaif_should_stop(L->comm)) {
+        if (L->step % q == 0 && rlaif_should_stop(L->comm)) {
             rlaif_info("%s: stop requested at step %ld/%ld: checkpointing", ph->name, L->step,
                        L->steps);
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
@@ -391,7 +392,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
                          elapsed_equiv, extra);
             window_tokens = 0, window_t0 = now;
         }
-        if (every > 0 && L->step % every == 0 && L->step < L->steps && !bad)
+        if (every > 0 && L->step % (every * q) == 0 && L->step < L->steps && !bad)
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
         if (L->stop_after > 0 && L->step - first == L->stop_after && L->rank == 0)
             rlaif_stop_request(SIGTERM); /* as if preempted: only rank 0 sees it */

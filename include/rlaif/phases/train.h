@@ -35,7 +35,7 @@
 #include "rlaif/engine/optim.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
-#define RLAIF_TRAIN_MAX_EXTRA 8
+#define RLAIF_TRAIN_MAX_EXTRA 16
 
 typedef struct rlaif_learner rlaif_learner;
 
@@ -87,6 +87,11 @@ struct rlaif_learner {
      * one), e.g. a validation pass whose results save_state puts in /state. */
     int (*before_save)(rlaif_learner *L, void *ud, int done);
     const struct rlaif_learner_hooks *hooks; /* optional (NULL after init): the RL phases' hooks */
+    /* Steps per outer iteration (0 or 1 after init: every step). Stops and
+     * periodic checkpoints happen only when step % quantum == 0, and
+     * checkpoint.every then counts iterations: an RL phase's experience
+     * lives for one iteration and is not checkpointed. */
+    long quantum;
 };
 
 /* Collective over comm. Tokenizer from [tokenizer] (or init_from's
