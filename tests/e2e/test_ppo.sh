@@ -1,0 +1,176 @@
+#!/bin/sh
+# `rlaif ppo`, `rlaif reinforce` and `rlaif a2c` on a tiny model (~1 min):
+#  setup: judged arithmetic pairs (tests/fixtures/rm_pairs.py), a 10-step
+#     SFT model and a 10-step reward model on those pairs;
+#  a. the same 5 PPO iterations (2 epochs x 2 minibatches) on 1 learner
+#     colocated, 2 learners colocated, 3 learners + 1 rollout + 1 judge and
+#     1 learner + 2 rollouts + 1 judge: per-step losses within 1e-5 of the
+#     step's scale (float summation order only); 1 and 2 rollout ranks
+#     sample the same tokens (the reward model's scores and the response
+#     lengths of every iteration equal bit for bit);
+#  b. --stop-after (as SIGTERM) mid-iteration: the stop waits for the
+#     iteration's end, checkpoints, exits 75; the rerun ends with the
+#     uninterrupted run's bits; kill -9 of a rank during an iteration, then
+#     the same command: the same bits again; metrics rows once each; a
+#     finished phase is skipped;
+#  c. reinforce (loo, group, moving baselines) and a2c run to the end with
+#     finite metrics;
+#  d. bad inputs: no reward model, a reward model of another tokenizer, no
+#     prompts, prompts that leave no room for a response, a baseline that
+#     needs 2 samples with 1, minibatches that do not divide the batch ->
+#     one ERROR line and the right exit code, before any sampling.
+set -u
+: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
+mpi="${MPIEXEC:-mpiexec}"
+py="${PYTHON_REF:-/usr/bin/python3}"
+check="$top_srcdir/tests/e2e/check_ppo.py"
+params="$top_srcdir/tests/e2e/check_sft.py"
+d=$(mktemp -d /tmp/rlaif-ppo-XXXXXX)
+trap 'pkill -9 -f "$d/" 2>/dev/null; rm -rf "$d"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
+cat >"$d/job.ini" <<'EOF'
+[run]
+seed = 7
+log_every = 10
+[model]
+n_layer = 2
+n_embd = 32
+n_head = 2
+max_seq_len = 48
+[data]
+task = arithmetic
+n_prompts = 40
+max_operand = 19
+[sft]
+steps = 10
+batch_size = 8
+eval_prompts = 0
+[rm]
+steps = 10
+batch_size = 16
+lr = 1e-3
+[ppo]
+steps = 5
+batch_size = 8
+samples_per_prompt = 2
+epochs = 2
+minibatches = 2
+micro_batch = 4
+max_new_tokens = 8
+lr = 1e-3
+warmup_steps = 2
+[judge]
+backend = builtin
+flip_prob = 0.1
+[checkpoint]
+every = 1
+keep = 20
+EOF
+job="$d/job.ini"
+final=ckpt/ppo-00000020.h5
+base="--set model.init_from=base/ckpt/sft-00000010.h5 --set ppo.reward_model=base/ckpt/rm-00000010.h5"
+# run NP PHASE OUT_DIR [--set ...]: a phase on NP ranks in $d, output in $d/out
+run() {
+  np=$1 phase=$2 out=$3
+  shift 3
+  # shellcheck disable=SC2086
+  (cd "$d" && timeout 180 "$mpi" -n "$np" --oversubscribe "$RLAIF" "$phase" "$job" \
+    --set run.out_dir="$out" $base "$@") </dev/null >"$d/out" 2>&1
+}
+
+echo "== setup: judged pairs, an SFT model, a reward model"
+"$py" "$top_srcdir/tests/fixtures/rm_pairs.py" "$d/pairs.jsonl" 120 3 || fail "rm_pairs.py"
+(cd "$d" && "$RLAIF" judge "$job" --input pairs.jsonl --output labels.jsonl --prefs "$d/prefs.h5" \
+  --journal journal --quiet) </dev/null >"$d/out" 2>&1 || fail "judge: $(cat "$d/out")"
+(cd "$d" && "$RLAIF" sft "$job" --set run.out_dir=base && "$RLAIF" rm "$job" \
+  --set run.out_dir=base --set rm.preferences=prefs.h5) </dev/null >"$d/out" 2>&1 ||
+  fail "sft, rm: $(cat "$d/out")"
+
+echo "== a. the same iterations on 1, 2, 3 learners and 1, 2 rollout ranks"
+run 1 ppo c1 || fail "1 rank: $(cat "$d/out")"
+grep -q "5 iterations of 8 prompts x 2 samples (8 tokens at most each), 2 epoch(s) x 2 minibatch(es) per iteration on 1 learner(s) (colocated sampling)" "$d/out" ||
+  fail "no start line: $(cat "$d/out")"
+run 2 ppo c2 || fail "2 ranks: $(cat "$d/out")"
+run 5 ppo s311 --set ranks.learner=3 --set ranks.rollout=1 --set ranks.judge=1 ||
+  fail "3+1+1: $(cat "$d/out")"
+grep -q "on 3 learner(s) (rollout ranks sampling)" "$d/out" || fail "expected 3 learners: $(cat "$d/out")"
+run 3 ppo s111 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 ||
+  fail "1+1+1: $(cat "$d/out")"
+run 4 ppo s121 --set ranks.learner=1 --set ranks.rollout=2 --set ranks.judge=1 ||
+  fail "1+2+1: $(cat "$d/out")"
+for r in c2 s311 s111 s121; do "$py" "$check" same "$d/c1" "$d/$r" ppo 1e-5 || fail "c1 vs $r"; done
+"$py" "$check" exact "$d/s111" "$d/s121" ppo "objective/scores,response_length,eos_rate" ||
+  fail "1 and 2 rollout ranks sampled differently"
+"$py" "$check" rows "$d/c1" ppo 20 || fail "rows"
+"$py" "$check" finite "$d/c1" ppo || fail "finite"
+
+echo "== b. stop mid-iteration, kill -9 mid-iteration, resume: the uninterrupted bits"
+run 3 ppo stop --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 --stop-after 5
+rc=$?
+[ $rc = 75 ] || fail "expected 75 after --stop-after 5, got $rc: $(cat "$d/out")"
+grep -q "stop requested at step 8/20" "$d/out" || fail "the stop did not wait for the iteration: $(cat "$d/out")"
+run 3 ppo stop --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 || fail "resume: $(cat "$d/out")"
+grep -q "resuming from stop/ckpt/ppo-00000008.h5 at step 8/20" "$d/out" || fail "$(cat "$d/out")"
+"$py" "$params" params "$d/s111/$final" "$d/stop/$final" exact || fail "stopped + resumed differs"
+"$py" "$check" rows "$d/stop" ppo 20 || fail "rows after resume"
+before=$(ls -l --time-style=full-iso "$d/stop/ckpt")
+run 3 ppo stop --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 || fail "rerun: $(cat "$d/out")"
+grep -q "ppo: already complete (stop/ckpt/ppo-00000020.h5, step 20, done); skipping" "$d/out" ||
+  fail "finished phase not skipped: $(cat "$d/out")"
+[ "$before" = "$(ls -l --time-style=full-iso "$d/stop/ckpt")" ] || fail "a skipped phase wrote files"
+# kill -9: paced so that the kill lands inside iteration 3 (steps 9..12)
+(RLAIF_TEST_STEP_DELAY=0.3 run 3 ppo kill --set ranks.learner=1 --set ranks.rollout=1 \
+  --set ranks.judge=1) &
+bg=$!
+i=0
+until [ -f "$d/kill/ckpt/ppo-00000008.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.5
+pkill -9 -f "run.out_dir=kill" || fail "nothing to kill: $(cat "$d/out")"
+wait $bg
+[ -f "$d/kill/$final" ] && fail "the killed run finished before the kill"
+run 3 ppo kill --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 ||
+  fail "rerun after kill -9: $(cat "$d/out")"
+grep -q "resuming from kill/ckpt/ppo-00000008.h5 at step 8/20" "$d/out" || fail "$(cat "$d/out")"
+"$py" "$params" params "$d/s111/$final" "$d/kill/$final" exact || fail "killed + resumed differs"
+"$py" "$check" rows "$d/kill" ppo 20 || fail "rows after kill"
+
+echo "== c. reinforce (loo, group, moving) and a2c"
+for b in loo group moving; do
+  run 2 reinforce "r-$b" --set ppo.baseline=$b || fail "reinforce $b: $(cat "$d/out")"
+  "$py" "$check" finite "$d/r-$b" reinforce || fail "reinforce $b"
+  "$py" "$check" rows "$d/r-$b" reinforce 5 || fail "reinforce $b rows"
+done
+run 3 a2c a2c --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 || fail "a2c: $(cat "$d/out")"
+"$py" "$check" finite "$d/a2c" a2c || fail "a2c"
+"$py" "$check" rows "$d/a2c" a2c 5 || fail "a2c rows"
+
+echo "== d. bad inputs"
+# expect CODE MESSAGE PHASE ARGS...: one ERROR line, the code, no sampling
+expect() {
+  code=$1 msg=$2
+  shift 2
+  run 1 "$@"
+  rc=$?
+  [ $rc = "$code" ] || fail "$*: expected $code, got $rc: $(cat "$d/out")"
+  grep -q "^ERROR: .*$msg" "$d/out" || fail "$*: no '$msg': $(cat "$d/out")"
+  [ "$(grep -c '^ERROR' "$d/out")" = 1 ] || fail "$*: not one ERROR line: $(cat "$d/out")"
+  grep -q "ppo step\|reinforce step" "$d/out" && fail "$*: it trained: $(cat "$d/out")"
+  echo "ok: $* -> $code ($msg)"
+}
+mkdir -p "$d/norm/ckpt" && cp "$d/base/ckpt/sft-00000010.h5" "$d/norm/ckpt/"
+expect 66 "no finished reward model in norm/ckpt" ppo norm --set ppo.reward_model= --set model.init_from=
+(cd "$d" && "$RLAIF" sft "$job" --set run.out_dir=other --set tokenizer.specials="<|endoftext|>,<|pad|>" &&
+  "$RLAIF" rm "$job" --set run.out_dir=other --set rm.preferences=prefs.h5 \
+    --set tokenizer.specials="<|endoftext|>,<|pad|>") </dev/null >"$d/out" 2>&1 ||
+  fail "other tokenizer: $(cat "$d/out")"
+expect 64 "does not share the policy's tokenizer" ppo x1 --set ppo.reward_model=other/ckpt/rm-00000010.h5
+: >"$d/empty.jsonl"
+expect 64 "empty.jsonl: no records" ppo x2 --set data.task=jsonl --set data.prompts=empty.jsonl
+printf '{"prompt": "%s"}\n' "$(printf 'What is 1 plus 2? %.0s' 1 2 3 4)" >"$d/long.jsonl"
+expect 64 "leaves no room for a response" ppo x3 --set data.task=jsonl --set data.prompts=long.jsonl \
+  --set data.max_prompt_len=100
+expect 64 "needs 2 or more\|samples of a prompt" reinforce x4 --set ppo.samples_per_prompt=1
+expect 64 "do not split into ppo.minibatches" ppo x5 --set ppo.minibatches=3
+echo "PASS"
