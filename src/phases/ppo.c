@@ -162,6 +162,19 @@ static void chunk_inputs(pg_run *S, const int64_t *rows, int R) {
     }
 }
 
+void rlaif_pg_chunk_buffers(pg_run *S, int R, int T) {
+    int W = S->W;
+    rlaif_lp_init(&S->lp, R, T);
+    float **cw[] = {&S->c_old, &S->c_oldv, &S->c_adv, &S->c_ret, &S->c_mask, &S->c_new, &S->c_dl};
+    for (size_t k = 0; k < sizeof cw / sizeof *cw; k++)
+        *cw[k] = xcalloc((size_t)R * W + 1, sizeof(float));
+    float **ct[] = {&S->p_dl, &S->p_de, &S->p_dv};
+    for (size_t k = 0; k < sizeof ct / sizeof *ct; k++)
+        *ct[k] = xcalloc((size_t)R * T + 1, sizeof(float));
+    S->perm = xmalloc(sizeof(uint32_t) * ((size_t)S->e.N + 1));
+    S->rows = xmalloc(sizeof(int64_t) * (size_t)R);
+}
+
 /* Chunk response coordinates <-> the pass's [R, T] layout. */
 static void to_chunk(const pg_run *S, const int64_t *rows, int R, const float *src, float *dst) {
     const rlaif_pg_exp *e = &S->e;
@@ -178,14 +191,12 @@ static void to_pass(const pg_run *S, const int64_t *rows, int R, const float *sr
             dst[(size_t)k * S->lp.T + e->plen[rows[k]] - 1 + j] = src[(size_t)k * e->W + j];
 }
 
-/* Forward, the three losses and backward of R rows; x += this chunk's
- * shares of the minibatch metrics. */
-static int chunk_step(pg_run *S, rlaif_learner *L, const int64_t *rows, int R, double count,
-                      double *x, double *ntok) {
+int rlaif_pg_chunk(pg_run *S, rlaif_model *m, const int64_t *rows, int R, double count, double *x,
+                   double *ntok) {
     rlaif_pg_exp *e = &S->e;
     rlaif_seqs s = {e->tok, e->off, e->plen};
     int heads = RLAIF_LP_LOGP | (S->vf_coef > 0 ? RLAIF_LP_VALUE : 0);
-    RLAIF_TRY(rlaif_lp_forward(&L->model, &S->lp, &s, rows, R, heads, ntok));
+    RLAIF_TRY(rlaif_lp_forward(m, &S->lp, &s, rows, R, heads, ntok));
     int n = R * e->W;
     chunk_inputs(S, rows, R);
     to_chunk(S, rows, R, S->lp.logp, S->c_new);
@@ -207,7 +218,7 @@ static int chunk_step(pg_run *S, rlaif_learner *L, const int64_t *rows, int R, d
         for (int t = 0; t < n; t++) x[5] += S->c_mask[t] * S->c_new[t] / count;
         to_pass(S, rows, R, S->c_dl, S->p_dv);
     }
-    return rlaif_lp_backward(&L->model, &S->lp, S->p_dl, S->ent_coef > 0 ? S->p_de : NULL,
+    return rlaif_lp_backward(m, &S->lp, S->p_dl, S->ent_coef > 0 ? S->p_de : NULL,
                              S->vf_coef > 0 ? S->p_dv : NULL);
 }
 
@@ -225,7 +236,7 @@ static int pg_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     for (long a = lo; a < hi; a += S->micro) {
         int R = (int)(hi - a < S->micro ? hi - a : S->micro);
         for (int r = 0; r < R; r++) rows[r] = mb[a + r];
-        RLAIF_TRY(chunk_step(S, L, rows, R, count > 0 ? count : 1, x, &ntok));
+        RLAIF_TRY(rlaif_pg_chunk(S, &L->model, rows, R, count > 0 ? count : 1, x, &ntok));
     }
     st->loss = x[0] + S->vf_coef * x[1] - S->ent_coef * x[6];
     st->tokens = ntok;

@@ -181,21 +181,13 @@ static int load_prompts(pg_run *S, rlaif_tokenizer *tok, int max_seq) {
     return 0;
 }
 
-/* Buffers of a learner, for S->micro rows. */
+/* Buffers of a learner, for S->micro rows: the chunk's and the frozen models' passes. */
 static void learner_buffers(pg_run *S, rlaif_learner *L) {
-    int T = L->model.cfg.max_seq_len, R = (int)S->micro, W = S->W;
-    rlaif_lp_init(&S->lp, R, T);
+    int R = (int)S->micro;
+    rlaif_pg_chunk_buffers(S, R, L->model.cfg.max_seq_len);
     rlaif_lp_init(&S->lp_ref, R, S->ref.cfg.max_seq_len);
     rlaif_lp_init(&S->lp_rm, R, S->rm.cfg.max_seq_len);
     S->lp_rm.mask_pad_keys = 1; /* scores as rlaif rm computed them (logprob.h) */
-    float **cw[] = {&S->c_old, &S->c_oldv, &S->c_adv, &S->c_ret, &S->c_mask, &S->c_new, &S->c_dl};
-    for (size_t k = 0; k < sizeof cw / sizeof *cw; k++)
-        *cw[k] = xcalloc((size_t)R * W + 1, sizeof(float));
-    float **ct[] = {&S->p_dl, &S->p_de, &S->p_dv};
-    for (size_t k = 0; k < sizeof ct / sizeof *ct; k++)
-        *ct[k] = xcalloc((size_t)R * T + 1, sizeof(float));
-    S->perm = xmalloc(sizeof(uint32_t) * (size_t)S->e.N);
-    S->rows = xmalloc(sizeof(int64_t) * (size_t)R);
 }
 
 /* The experience of N = bs x K sequences of W tokens. */

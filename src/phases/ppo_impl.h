@@ -53,6 +53,18 @@ typedef struct {
 /* Learner side (ppo.c): the loop with the hooks. Collective over L->comm. */
 int rlaif_pg_learner_run(pg_run *S, rlaif_learner *L, long stop_after);
 
+/* Forward, the three losses and backward of R rows of S->e (sequences
+ * rows[0..R), R <= the buffers' rows) through m: gradients accumulated into
+ * m->grads; x[0..7) += this chunk's shares of loss/policy, loss/value,
+ * policy/clipfrac, policy/approxkl, val/clipfrac, val/vpred and
+ * policy/entropy, each a sum over its tokens divided by count (the
+ * minibatch's response tokens over all learners). */
+int rlaif_pg_chunk(pg_run *S, rlaif_model *m, const int64_t *rows, int R, double count, double *x,
+                   double *ntok);
+/* The pass and the chunk scratch of rlaif_pg_chunk for R rows of up to T
+ * tokens (S->W and S->e.N set). */
+void rlaif_pg_chunk_buffers(pg_run *S, int R, int T);
+
 /* Sampling (ppo_rollout.c). Collective over the learners (and, split, the
  * rollout ranks through learner 0): S->e holds iteration it's sequences on
  * every learner. */
