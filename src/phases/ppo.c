@@ -56,6 +56,7 @@ static int score_share(pg_run *S, rlaif_learner *L, long lo, long hi) {
         }
         RLAIF_TRY(rlaif_lp_forward(&S->ref, &S->lp_ref, &s, rows, R, RLAIF_LP_LOGP, NULL));
         for (int r = 0; r < R; r++) take(e, &S->lp_ref, S->lp_ref.logp, r, a + r, e->ref);
+        if (S->judge_reward) continue; /* the judge gives the scores */
         RLAIF_TRY(rlaif_lp_forward(&S->rm, &S->lp_rm, &s, rows, R, RLAIF_LP_VALUE, NULL));
         for (int r = 0; r < R; r++)
             e->raw[a + r] = S->lp_rm.value[(size_t)r * S->lp_rm.T + S->lp_rm.last[r]];
@@ -79,7 +80,7 @@ static int gather_rows(rlaif_learner *L, float *x, int N, int per) {
 
 /* Collective over the learners: the whole batch scored on every learner,
  * then the normalised scores. */
-static int score_batch(pg_run *S, rlaif_learner *L) {
+static int score_batch(pg_run *S, rlaif_learner *L, long it) {
     rlaif_pg_exp *e = &S->e;
     long lo, hi;
     rlaif_learner_share(L, e->N, &lo, &hi);
@@ -87,9 +88,14 @@ static int score_batch(pg_run *S, rlaif_learner *L) {
     float *tok_arrays[] = {e->logp, e->ent, e->value, e->ref};
     for (size_t k = 0; k < sizeof tok_arrays / sizeof *tok_arrays; k++)
         RLAIF_TRY(gather_rows(L, tok_arrays[k], e->N, e->W));
-    RLAIF_TRY(gather_rows(L, e->raw, e->N, 1));
+    if (S->judge_reward)
+        RLAIF_TRY(rlaif_pg_judge_collect(S, L, it, S->pk));
+    else
+        RLAIF_TRY(gather_rows(L, e->raw, e->N, 1));
     for (int i = 0; i < e->N; i++) {
-        e->score[i] = (float)((e->raw[i] - S->rm_mean) / S->rm_std);
+        /* a judge's 1..10 onto about -2..2; a response it did not score: 0 */
+        e->score[i] = S->judge_reward ? (isnan(e->raw[i]) ? 0.0f : (e->raw[i] - 5.5f) / 2.25f)
+                                      : (float)((e->raw[i] - S->rm_mean) / S->rm_std);
         if (!e->eos[i]) e->score[i] -= S->eos_penalty;
     }
     return 0;
@@ -117,7 +123,7 @@ static int pg_outer(rlaif_learner *L, void *ud) {
     double t0 = rlaif_now();
     RLAIF_TRY(rlaif_pg_collect(S, L, it));
     double t1 = rlaif_now();
-    RLAIF_TRY(score_batch(S, L));
+    RLAIF_TRY(score_batch(S, L, it));
     S->ao.kl_coef = (float)S->klc.value;
     S->mean_kl = rlaif_pg_advantages(&S->e, &S->ao);
     batch_metrics(S, S->mean_kl);
@@ -271,8 +277,11 @@ static int pg_load(rlaif_learner *L, void *ud, const rlaif_kvset *state) {
 static int pg_prepare(rlaif_learner *L, void *ud, int found) {
     pg_run *S = ud;
     if (!found) rlaif_info("%s: starting from %s (policy and reference)", S->name, S->policy_path);
-    rlaif_info("%s: reward model %s (score normalised by mean %.4f, std %.4f)", S->name, S->rm_path,
-               S->rm_mean, S->rm_std);
+    if (S->judge_reward)
+        rlaif_info("%s: the reward is the judge's score of each response (d-RLAIF)", S->name);
+    else
+        rlaif_info("%s: reward model %s (score normalised by mean %.4f, std %.4f)", S->name,
+                   S->rm_path, S->rm_mean, S->rm_std);
     rlaif_info("%s: %ld iterations of %d prompts x %d samples (%d tokens at most each), %ld "
                "epoch(s) x %ld minibatch(es) per iteration on %d learner(s) (%s sampling), "
                "%zu parameters with the value head",

@@ -10,6 +10,7 @@
 #include "rlaif/engine/model_io.h"
 #include "rlaif/phases/layout.h"
 #include "rlaif/phases/pairs.h"
+#include "rlaif/phases/pump.h"
 #include "rlaif/phases/rm.h"
 #include "rlaif/phases/task.h"
 #include "rlaif/storage/checkpoint.h"
@@ -56,6 +57,16 @@ static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
                        (double)rlaif_cfg_int(cfg, "ppo.kl_horizon")};
     S->adaptive_kl = rlaif_cfg_bool(cfg, "ppo.adaptive_kl");
     rlaif_pg_exp_alloc(&S->e, 0, 0, K); /* sized once W is known */
+    S->judge_reward = !strcmp(rlaif_cfg_str(cfg, "ppo.reward"), "judge");
+    if (S->judge_reward && strcmp(rlaif_cfg_str(cfg, "judge.mode"), "score"))
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set judge.mode = score with ppo.reward = judge",
+                           "%s: ppo.reward = judge needs a score per response, and judge.mode = %s",
+                           S->name, rlaif_cfg_str(cfg, "judge.mode"));
+    if (S->judge_reward && K % 2)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set ppo.samples_per_prompt to an even number",
+                           "%s: ppo.reward = judge scores the samples of a prompt in pairs, and "
+                           "ppo.samples_per_prompt = %d",
+                           S->name, K);
     if (algo == RLAIF_PG_REINFORCE && S->ao.baseline != 2 && K < 2)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "set ppo.samples_per_prompt = 2 or more",
                            "%s: the %s baseline compares the samples of a prompt, and "
@@ -124,6 +135,7 @@ static int same_tokenizer(const rlaif_tokenizer *a, const rlaif_tokenizer *b) {
 /* A learner's frozen models: the reference and the reward model. */
 static int load_frozen(pg_run *S, rlaif_learner *L) {
     RLAIF_TRY(rlaif_model_load(S->policy_path, &S->ref));
+    if (S->judge_reward) return 0;
     rlaif_tokenizer *rt = NULL;
     int rc = rlaif_rm_load(S->rm_path, &S->rm, &S->rm_mean, &S->rm_std);
     if (!rc) rc = rlaif_tokenizer_for_checkpoint(&rt, S->rm_path, L->cfg);
@@ -186,7 +198,7 @@ static void learner_buffers(pg_run *S, rlaif_learner *L) {
     int R = (int)S->micro;
     rlaif_pg_chunk_buffers(S, R, L->model.cfg.max_seq_len);
     rlaif_lp_init(&S->lp_ref, R, S->ref.cfg.max_seq_len);
-    rlaif_lp_init(&S->lp_rm, R, S->rm.cfg.max_seq_len);
+    if (!S->judge_reward) rlaif_lp_init(&S->lp_rm, R, S->rm.cfg.max_seq_len);
     S->lp_rm.mask_pad_keys = 1; /* scores as rlaif rm computed them (logprob.h) */
 }
 
@@ -209,8 +221,8 @@ static int learner_setup(pg_run *S, rlaif_learner *L, MPI_Comm comm) {
     S->tok = L->tok;
     S->micro = L->micro_batch;
     int rc = load_frozen(S, L);
-    int max_seq = L->model.cfg.max_seq_len < S->rm.cfg.max_seq_len ? L->model.cfg.max_seq_len
-                                                                   : S->rm.cfg.max_seq_len;
+    int max_seq = L->model.cfg.max_seq_len;
+    if (!rc && !S->judge_reward && S->rm.cfg.max_seq_len < max_seq) max_seq = S->rm.cfg.max_seq_len;
     if (!rc) rc = load_prompts(S, L->tok, max_seq);
     if (!rc) size_experience(S), learner_buffers(S, L);
     return rlaif_agree(comm, rc);
@@ -240,6 +252,8 @@ static int wsync_setup(pg_run *S, rlaif_learner *L, int learner) {
 }
 
 static void run_free(pg_run *S, rlaif_learner *L, int learner) {
+    rlaif_pg_judge_free(S);
+    free(S->pk);
     rlaif_wsync_free(&S->ws);
     rlaif_prompts_free(&S->ps);
     free(S->pids), free(S->poff), free(S->perm), free(S->rows);
@@ -251,44 +265,50 @@ static void run_free(pg_run *S, rlaif_learner *L, int learner) {
     if (S->ref.params) rlaif_model_free(&S->ref);
     if (S->rm.params) rlaif_model_free(&S->rm);
     if (S->sampler.params) rlaif_model_free(&S->sampler);
-    if (!learner && S->tok) rlaif_tokenizer_free(S->tok);
+    if (!learner && S->tok) rlaif_tokenizer_free(S->tok); /* a rollout's or a judge's own */
     if (learner) rlaif_learner_free(L);
 }
 
 /* Every rank of the world: set up, agree, then learners train, rollout
- * ranks sample, judge ranks have no part. */
+ * ranks sample, judge ranks score (d-RLAIF) or have no part. */
 static int pg_cmd(rlaif_ctx *ctx, const char *name, rlaif_pg_algo algo) {
     long stop_after;
     RLAIF_TRY(rlaif_phase_args(ctx, name, &stop_after));
-    RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, name, 1, 1, 0));
     const rlaif_ranks *rk = &ctx->ranks;
     MPI_Comm world = rk->world;
     int learner = rlaif_ranks_has(rk, RLAIF_ROLE_LEARNER);
     int rollout = !rk->colocated && rlaif_ranks_has(rk, RLAIF_ROLE_ROLLOUT);
+    int judge = !rk->colocated && rlaif_ranks_has(rk, RLAIF_ROLE_JUDGE);
     pg_run S;
     rlaif_learner L;
     memset(&S, 0, sizeof S), memset(&L, 0, sizeof L);
-    S.name = name, S.ctx = ctx, S.split = !rk->colocated;
+    S.name = name, S.ctx = ctx, S.split = !rk->colocated, S.jcomm = MPI_COMM_NULL;
     int rc = options(&S, ctx->cfg, algo);
+    if (!rc) rc = rlaif_ranks_require(rk, name, 1, 1, S.judge_reward);
+    if (!rc && S.judge_reward) rc = rlaif_pump_preflight(ctx->cfg, name);
     if (!rc) rc = policy_source(&S, ctx->cfg);
-    if (!rc && learner) rc = rm_source(&S, ctx->cfg);
+    if (!rc && learner && !S.judge_reward) rc = rm_source(&S, ctx->cfg);
     rc = rlaif_agree(world, rc);
     if (!rc && learner) rc = learner_setup(&S, &L, rk->group[RLAIF_ROLE_LEARNER]);
     if (!rc && rollout) rc = rollout_setup(&S);
     rc = rlaif_agree(world, rc);
+    if (!rc && S.judge_reward) rc = rlaif_agree(world, rlaif_pg_judge_setup(&S, learner, judge));
     int W = S.W; /* learner 0 (world rank 0) decided it from every prompt */
     if (!rc) RLAIF_CHECK_MPI(MPI_Bcast(&W, 1, MPI_INT, 0, world));
-    if (!rc && rollout) S.W = W, size_experience(&S);
+    if (!rc && (rollout || (judge && S.judge_reward))) S.W = W, size_experience(&S);
     if (!rc && S.split && (learner || rollout)) rc = wsync_setup(&S, &L, learner);
     rc = rlaif_agree(world, rc);
     if (!rc && learner) {
         rc = rlaif_pg_learner_run(&S, &L, stop_after);
         if (S.split && L.rank == 0) {
             int r2 = rlaif_pg_rollout_release(&S);
-            rc = rc ? rc : r2;
+            int r3 = S.judge_reward ? rlaif_pg_judge_release(&S) : 0;
+            rc = rc ? rc : r2 ? r2 : r3;
         }
     } else if (!rc && rollout) {
         rc = rlaif_pg_rollout_serve(&S);
+    } else if (!rc && judge && S.judge_reward) {
+        rc = rlaif_pg_judge_serve(&S);
     }
     run_free(&S, &L, learner);
     return rc;

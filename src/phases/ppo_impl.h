@@ -48,7 +48,19 @@ typedef struct {
     float *c_old, *c_oldv, *c_adv, *c_ret, *c_mask, *c_new, *c_dl;
     float *p_dl, *p_de, *p_dv;
     double t_sample, t_score, t_bcast; /* seconds, this process */
+    int32_t *pk; /* [N * (W + 1)] the iteration's samples as sent: per sequence length, tokens */
+    /* d-RLAIF (ppo.reward = judge, ppo_judge.c) */
+    int judge_reward;
+    MPI_Comm jcomm;          /* learner 0 + the judge ranks (split layout) */
+    struct rlaif_pump *pump; /* a judge rank's, or a colocated learner's */
+    MPI_Request jreq;        /* learner 0: the batch on its way to the judges */
+    long judge_failed;       /* responses the judge did not score */
 } pg_run;
+
+/* The training prompt of sample j of iteration it: in order, wrapping. */
+static inline int64_t rlaif_pg_prompt_of(const pg_run *S, long it, long j) {
+    return ((int64_t)it * S->bs + j) % S->ps.n;
+}
 
 /* Learner side (ppo.c): the loop with the hooks. Collective over L->comm. */
 int rlaif_pg_learner_run(pg_run *S, rlaif_learner *L, long stop_after);
@@ -74,5 +86,19 @@ int rlaif_pg_collect(pg_run *S, rlaif_learner *L, long it);
 int rlaif_pg_rollout_serve(pg_run *S);
 /* Split layout, learner 0: tell the rollout ranks the phase is over. */
 int rlaif_pg_rollout_release(pg_run *S);
+
+/* d-RLAIF (ppo_judge.c). Collective over the world: the learner-0 + judges
+ * communicator and, on judge ranks and colocated learners, the judge pump. */
+int rlaif_pg_judge_setup(pg_run *S, int learner, int judge);
+void rlaif_pg_judge_free(pg_run *S);
+/* Learner 0 of a split layout: send S->pk of iteration it to the judges
+ * (returns at once; the judges score while the learners run forwards). */
+int rlaif_pg_judge_post(pg_run *S, rlaif_learner *L, long it, const int32_t *pk);
+/* Collective over the learners: the judge scores of the batch into S->e.raw
+ * (NaN where the judge gave none). */
+int rlaif_pg_judge_collect(pg_run *S, rlaif_learner *L, long it, const int32_t *pk);
+/* A judge rank of a split layout: serve until learner 0 releases it. */
+int rlaif_pg_judge_serve(pg_run *S);
+int rlaif_pg_judge_release(pg_run *S);
 
 #endif

@@ -23,11 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The training prompt of sample j of iteration it: in order, wrapping. */
-static int64_t prompt_of(const pg_run *S, long it, long j) {
-    return ((int64_t)it * S->bs + j) % S->ps.n;
-}
-
 /* Prompts [lo, hi) of iteration it sampled with m into out: per sequence
  * its length, then W tokens (EOS after the end). */
 static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, int32_t *out) {
@@ -35,7 +30,8 @@ static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, in
     if (g <= 0) return 0;
     const char **texts = xmalloc(sizeof(char *) * (size_t)g);
     int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)g);
-    for (int p = 0; p < g; p++) texts[p] = S->ps.text[prompt_of(S, it, lo + p)], ids[p] = lo + p;
+    for (int p = 0; p < g; p++)
+        texts[p] = S->ps.text[rlaif_pg_prompt_of(S, it, lo + p)], ids[p] = lo + p;
     rlaif_rollout r = {.model = m,
                        .tok = S->tok,
                        .who = S->name,
@@ -67,7 +63,7 @@ static void build(pg_run *S, long it, const int32_t *pk) {
     int32_t eos = rlaif_tokenizer_eos(S->tok);
     size_t total = 0, nw = (size_t)e->N * (size_t)W;
     for (int i = 0; i < e->N; i++) {
-        int64_t p = prompt_of(S, it, i / K);
+        int64_t p = rlaif_pg_prompt_of(S, it, i / K);
         total += (size_t)(S->poff[p + 1] - S->poff[p]) + (size_t)pk[(size_t)i * (W + 1)];
     }
     e->tok = xrealloc(e->tok, sizeof(int32_t) * (total + 1));
@@ -76,7 +72,7 @@ static void build(pg_run *S, long it, const int32_t *pk) {
     e->off[0] = 0;
     for (int i = 0; i < e->N; i++) {
         const int32_t *s = pk + (size_t)i * (W + 1);
-        int64_t p = prompt_of(S, it, i / K), np = S->poff[p + 1] - S->poff[p];
+        int64_t p = rlaif_pg_prompt_of(S, it, i / K), np = S->poff[p + 1] - S->poff[p];
         int32_t *t = e->tok + e->off[i];
         memcpy(t, S->pids + S->poff[p], sizeof(int32_t) * (size_t)np);
         memcpy(t + np, s + 1, sizeof(int32_t) * (size_t)s[0]);
@@ -149,7 +145,8 @@ static int lead_iteration(pg_run *S, rlaif_learner *L, long it, int32_t *pk) {
 
 int rlaif_pg_collect(pg_run *S, rlaif_learner *L, long it) {
     size_t n = (size_t)S->e.N * (size_t)(S->W + 1);
-    int32_t *pk = xcalloc(n + 1, sizeof(int32_t));
+    if (!S->pk) S->pk = xcalloc(n + 1, sizeof(int32_t));
+    int32_t *pk = S->pk;
     int rc;
     if (!S->split) {
         rc = collect_colocated(S, L, it, pk);
@@ -160,8 +157,7 @@ int rlaif_pg_collect(pg_run *S, rlaif_learner *L, long it) {
             rc = rlaif_wait_sleeping(&rq);
     }
     if (!rc) build(S, it, pk);
-    free(pk);
-    return rc;
+    return rc ? rc : rlaif_pg_judge_post(S, L, it, pk);
 }
 
 int rlaif_pg_rollout_release(pg_run *S) {

@@ -15,12 +15,16 @@
 #     finished phase is skipped;
 #  c. reinforce (loo, group, moving baselines) and a2c run to the end with
 #     finite metrics;
-#  d. bad inputs: no reward model, a reward model of another tokenizer, no
+#  d. d-RLAIF (ppo.reward = judge, judge.mode = score) against
+#     tools/dev/mock-judge on loopback: the judge ranks and a colocated
+#     learner score alike; kill -9 mid-iteration, rerun: the uninterrupted
+#     bits and 0 judge calls paid twice (the mock's count);
+#  e. bad inputs: no reward model, a reward model of another tokenizer, no
 #     prompts, prompts that leave no room for a response, a baseline that
 #     needs 2 samples with 1, minibatches that do not divide the batch ->
 #     one ERROR line and the right exit code, before any sampling.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
+: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
 mpi="${MPIEXEC:-mpiexec}"
 py="${PYTHON_REF:-/usr/bin/python3}"
 check="$top_srcdir/tests/e2e/check_ppo.py"
@@ -146,7 +150,50 @@ run 3 a2c a2c --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 ||
 "$py" "$check" finite "$d/a2c" a2c || fail "a2c"
 "$py" "$check" rows "$d/a2c" a2c 5 || fail "a2c rows"
 
-echo "== d. bad inputs"
+echo "== d. d-RLAIF (ppo.reward = judge) against the mock judge: kill -9, rerun, nothing paid twice"
+mock="$top_builddir/tools/dev/mock_judge"
+mpids=""
+trap 'kill $mpids 2>/dev/null; pkill -9 -f "$d/" 2>/dev/null; rm -rf "$d"' EXIT
+mock_start() { # mock_start NAME: a mock judge on loopback; sets $port
+  "$mock" --port-file "$d/$1.port" --idle-exit 120 --latency 0.005 >"$d/$1.mock.log" 2>&1 &
+  mpids="$mpids $!"
+  i=0
+  while [ ! -s "$d/$1.port" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i + 1)); done
+  port=$(cat "$d/$1.port")
+}
+stat() { # stat PORT KEY: a counter of the mock judge
+  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))[sys.argv[2]])" "$1" "$2"
+}
+export RLAIF_TEST_JUDGE_KEY=test-key
+dj() { # dj PORT: a d-RLAIF run's settings against the mock on PORT
+  echo "--set ppo.reward=judge --set judge.mode=score --set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1"
+}
+mock_start dref
+# shellcheck disable=SC2046
+run 3 ppo dref $(dj "$port") || fail "d-RLAIF: $(cat "$d/out")"
+grep -q "the reward is the judge's score of each response (d-RLAIF)" "$d/out" || fail "$(cat "$d/out")"
+# shellcheck disable=SC2046
+run 1 ppo dcolo $(dj "$port") --set ranks.learner=0 --set ranks.rollout=0 --set ranks.judge=0 ||
+  fail "d-RLAIF colocated: $(cat "$d/out")"
+"$py" "$check" exact "$d/dref" "$d/dcolo" ppo "objective/scores,response_length" ||
+  fail "d-RLAIF: the judge ranks and a colocated learner scored differently"
+mock_start dkill
+# shellcheck disable=SC2046
+(RLAIF_TEST_STEP_DELAY=0.3 run 3 ppo dkill $(dj "$port")) &
+bg=$!
+i=0
+until [ -f "$d/dkill/ckpt/ppo-00000008.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.5
+pkill -9 -f "run.out_dir=dkill" || fail "nothing to kill: $(cat "$d/out")"
+wait $bg
+paid=$(stat "$port" delivered)
+# shellcheck disable=SC2046
+run 3 ppo dkill $(dj "$port") || fail "d-RLAIF rerun after kill -9: $(cat "$d/out")"
+"$py" "$params" params "$d/dref/$final" "$d/dkill/$final" exact || fail "d-RLAIF killed + resumed differs"
+[ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
+echo "ok: kill -9 in iteration 3 after $paid judge answers; the rerun paid none twice and ended with the uninterrupted bits"
+
+echo "== e. bad inputs"
 # expect CODE MESSAGE PHASE ARGS...: one ERROR line, the code, no sampling
 expect() {
   code=$1 msg=$2
@@ -173,4 +220,7 @@ expect 64 "leaves no room for a response" ppo x3 --set data.task=jsonl --set dat
   --set data.max_prompt_len=100
 expect 64 "needs 2 or more\|samples of a prompt" reinforce x4 --set ppo.samples_per_prompt=1
 expect 64 "do not split into ppo.minibatches" ppo x5 --set ppo.minibatches=3
+expect 64 "judge.mode = verdict" ppo x6 --set ppo.reward=judge
+expect 64 "scores the samples of a prompt in pairs" ppo x7 --set ppo.reward=judge \
+  --set judge.mode=score --set ppo.samples_per_prompt=3
 echo "PASS"
