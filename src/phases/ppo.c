@@ -9,6 +9,7 @@
 #include "rlaif/core/rng.h"
 #include "rlaif/core/tensors.h"
 #include "rlaif/engine/model_io.h"
+#include "rlaif/phases/dpo.h"
 #include "rlaif/phases/pairs.h"
 #include "rlaif/phases/ppo_loss.h"
 #include "rlaif/phases/rm.h"
@@ -27,6 +28,12 @@ static const char *const extra_names[] = {"loss/policy",       "loss/value",
                                           "objective/scores",  "response_length",
                                           "eos_rate",          "objective/kl_coef"};
 enum { N_MB_EXTRA = 7, N_EXTRA = 14 };
+/* online DPO: TRL's DPO names, then the iteration's */
+static const char *const odpo_names[] = {
+    "loss/dpo",         "rewards/accuracies", "rewards/margins", "rewards/chosen",
+    "rewards/rejected", "logps/chosen",       "logps/rejected",  "objective/kl",
+    "labelled",         "response_length",    "eos_rate"};
+enum { N_ODPO_MB = 7, N_ODPO = 11 };
 _Static_assert(N_EXTRA <= RLAIF_TRAIN_MAX_EXTRA, "the loop's metric columns");
 
 /* ---- scoring: the experience's log-probs, values and scores ---- */
@@ -92,6 +99,10 @@ static int score_batch(pg_run *S, rlaif_learner *L, long it) {
         RLAIF_TRY(rlaif_pg_judge_collect(S, L, it, S->pk));
     else
         RLAIF_TRY(gather_rows(L, e->raw, e->N, 1));
+    if (S->ao.algo == RLAIF_PG_ODPO) { /* the judge's labels, no scores */
+        for (int p = 0; p < e->N / 2; p++) S->dlabel[p] = e->raw[2 * p];
+        return 0;
+    }
     for (int i = 0; i < e->N; i++) {
         /* a judge's 1..10 onto about -2..2; a response it did not score: 0 */
         e->score[i] = S->judge_reward ? (isnan(e->raw[i]) ? 0.0f : (e->raw[i] - 5.5f) / 2.25f)
@@ -228,8 +239,51 @@ int rlaif_pg_chunk(pg_run *S, rlaif_model *m, const int64_t *rows, int R, double
                              S->vf_coef > 0 ? S->p_dv : NULL);
 }
 
+/* Online DPO's step: the DPO loss (dpo.c) on the iteration's labelled
+ * pairs (sequences 2p, 2p + 1 are pair p's A and B, the layout of
+ * rlaif_pairs) against the reference log-probs of the scoring pass. */
+static int odpo_batch(rlaif_learner *L, pg_run *S, rlaif_batch_stats *st) {
+    rlaif_pg_exp *e = &S->e;
+    int P = e->N / 2;
+    long nl = 0;
+    double nd = 0;
+    for (int p = 0; p < P; p++)
+        if (!isnan(S->dlabel[p])) S->didx[nl++] = p, nd += S->dlabel[p] != 0.5f;
+    for (int i = 0; i < e->N; i++) {
+        double r = 0;
+        for (int j = 0; j < e->len[i]; j++) r += e->ref[(size_t)i * e->W + j];
+        S->dref[i] = r;
+    }
+    rlaif_pairs d = {.n = P, .tok = e->tok, .off = e->off, .plen = e->plen, .label = S->dlabel};
+    long lo, hi;
+    rlaif_learner_share(L, nl, &lo, &hi);
+    rlaif_dpo_sums sums;
+    memset(&sums, 0, sizeof sums);
+    for (long a = lo; a < hi; a += S->dbuf.max_pairs) {
+        int B = (int)(hi - a < S->dbuf.max_pairs ? hi - a : S->dbuf.max_pairs);
+        RLAIF_TRY(rlaif_dpo_micro(&L->model, &d, S->dref, S->didx + a, B, nl > 0 ? (double)nl : 1,
+                                  &S->lf, 1, &S->dbuf, &sums));
+    }
+    double q = nd > 0 ? nd : 1;
+    double x[N_ODPO] = {sums.loss,
+                        sums.correct / q,
+                        (sums.chosen - sums.rejected) / q,
+                        sums.chosen / q,
+                        sums.rejected / q,
+                        sums.logp_chosen / q,
+                        sums.logp_rejected / q};
+    if (L->rank == 0) {
+        x[7] = S->batch_metrics[0], x[8] = (double)nl / P;
+        x[9] = S->batch_metrics[4], x[10] = S->batch_metrics[5];
+    }
+    st->loss = sums.loss, st->tokens = sums.tokens;
+    for (int k = 0; k < N_ODPO; k++) st->extra[k] = x[k];
+    return 0;
+}
+
 static int pg_batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     pg_run *S = ud;
+    if (S->ao.algo == RLAIF_PG_ODPO) return odpo_batch(L, S, st);
     long it = L->step / S->quantum, s = L->step % S->quantum;
     int M;
     const uint32_t *mb = minibatch(S, it, s, &M);
@@ -305,7 +359,9 @@ int rlaif_pg_learner_run(pg_run *S, rlaif_learner *L, long stop_after) {
     L->hooks = &hooks;
     L->quantum = S->quantum;
     rlaif_learner_phase lp = {
-        .ph = {S->name, N_EXTRA, extra_names, pg_batch, pg_save, pg_load, S},
+        .ph = {S->name, S->ao.algo == RLAIF_PG_ODPO ? N_ODPO : N_EXTRA,
+               S->ao.algo == RLAIF_PG_ODPO ? odpo_names : extra_names, pg_batch, pg_save, pg_load,
+               S},
         .eval_table = NULL,
         .n_eval = 0,
         .eval_names = no_eval,

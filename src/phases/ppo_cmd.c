@@ -9,6 +9,7 @@
 #include "rlaif/core/tensors.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/phases/layout.h"
+#include "rlaif/phases/dpo.h"
 #include "rlaif/phases/pairs.h"
 #include "rlaif/phases/pump.h"
 #include "rlaif/phases/rm.h"
@@ -22,6 +23,26 @@
 
 #define NO_CLIP 1e30f
 
+/* Online DPO: dpo.loss and dpo.beta; a judge that gives verdicts. */
+static int odpo_options(pg_run *S, const rlaif_config *cfg) {
+    const char *kind = rlaif_cfg_str(cfg, "dpo.loss");
+    S->lf.kind = !strcmp(kind, "ipo")    ? RLAIF_DPO_IPO
+                 : !strcmp(kind, "cdpo") ? RLAIF_DPO_CDPO
+                                         : RLAIF_DPO_SIGMOID;
+    S->lf.beta = rlaif_cfg_float(cfg, "dpo.beta");
+    S->lf.eps = S->lf.kind == RLAIF_DPO_CDPO ? rlaif_cfg_float(cfg, "dpo.label_smoothing") : 0;
+    S->vf_coef = 0;
+    if (!(S->lf.beta > 0))
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "the DPO default is dpo.beta = 0.1",
+                           "%s: dpo.beta must be > 0 (got %g)", S->name, S->lf.beta);
+    if (!strcmp(rlaif_cfg_str(cfg, "judge.mode"), "score"))
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "set judge.mode = verdict (or logprob, rubric)",
+                           "%s: online DPO needs a preference per pair, and judge.mode = score "
+                           "rates responses one by one",
+                           S->name);
+    return 0;
+}
+
 /* [ppo] keys -> S (the same on every rank: the configuration only). */
 static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
     int K = (int)rlaif_cfg_int(cfg, "ppo.samples_per_prompt");
@@ -32,7 +53,8 @@ static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
     S->temperature = (float)rlaif_cfg_float(cfg, "ppo.temperature");
     S->eos_penalty = (float)rlaif_cfg_float(cfg, "ppo.missing_eos_penalty");
     S->ent_coef = (float)rlaif_cfg_float(cfg, "ppo.entropy_coef");
-    int ppo = algo == RLAIF_PG_PPO;
+    int ppo = algo == RLAIF_PG_PPO, odpo = algo == RLAIF_PG_ODPO;
+    if (odpo) K = 2; /* a pair per prompt */
     S->epochs = ppo ? (long)rlaif_cfg_int(cfg, "ppo.epochs") : 1;
     S->nmb = ppo ? (long)rlaif_cfg_int(cfg, "ppo.minibatches") : 1;
     S->quantum = S->epochs * S->nmb;
@@ -57,7 +79,8 @@ static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
                        (double)rlaif_cfg_int(cfg, "ppo.kl_horizon")};
     S->adaptive_kl = rlaif_cfg_bool(cfg, "ppo.adaptive_kl");
     rlaif_pg_exp_alloc(&S->e, 0, 0, K); /* sized once W is known */
-    S->judge_reward = !strcmp(rlaif_cfg_str(cfg, "ppo.reward"), "judge");
+    S->judge_reward = odpo || !strcmp(rlaif_cfg_str(cfg, "ppo.reward"), "judge");
+    if (odpo) return odpo_options(S, cfg);
     if (S->judge_reward && strcmp(rlaif_cfg_str(cfg, "judge.mode"), "score"))
         return RLAIF_ERROR(RLAIF_EX_USAGE, "set judge.mode = score with ppo.reward = judge",
                            "%s: ppo.reward = judge needs a score per response, and judge.mode = %s",
@@ -196,6 +219,12 @@ static int load_prompts(pg_run *S, rlaif_tokenizer *tok, int max_seq) {
 /* Buffers of a learner, for S->micro rows: the chunk's and the frozen models' passes. */
 static void learner_buffers(pg_run *S, rlaif_learner *L) {
     int R = (int)S->micro;
+    if (S->ao.algo == RLAIF_PG_ODPO) {
+        rlaif_dpo_buf_init(&S->dbuf, R / 2 > 0 ? R / 2 : 1, L->model.cfg.max_seq_len);
+        S->dref = xcalloc((size_t)S->e.N + 1, sizeof(double));
+        S->dlabel = xcalloc((size_t)S->e.N / 2 + 1, sizeof(float));
+        S->didx = xcalloc((size_t)S->e.N / 2 + 1, sizeof(int64_t));
+    }
     rlaif_pg_chunk_buffers(S, R, L->model.cfg.max_seq_len);
     rlaif_lp_init(&S->lp_ref, R, S->ref.cfg.max_seq_len);
     if (!S->judge_reward) rlaif_lp_init(&S->lp_rm, R, S->rm.cfg.max_seq_len);
@@ -253,6 +282,8 @@ static int wsync_setup(pg_run *S, rlaif_learner *L, int learner) {
 
 static void run_free(pg_run *S, rlaif_learner *L, int learner) {
     rlaif_pg_judge_free(S);
+    if (S->dbuf.rows) rlaif_dpo_buf_free(&S->dbuf);
+    free(S->dref), free(S->dlabel), free(S->didx);
     free(S->pk);
     rlaif_wsync_free(&S->ws);
     rlaif_prompts_free(&S->ps);
@@ -319,6 +350,9 @@ int rlaif_cmd_ppo(rlaif_ctx *ctx) {
 }
 int rlaif_cmd_reinforce(rlaif_ctx *ctx) {
     return pg_cmd(ctx, "reinforce", RLAIF_PG_REINFORCE);
+}
+int rlaif_cmd_online_dpo(rlaif_ctx *ctx) {
+    return pg_cmd(ctx, "online-dpo", RLAIF_PG_ODPO);
 }
 int rlaif_cmd_a2c(rlaif_ctx *ctx) {
     return pg_cmd(ctx, "a2c", RLAIF_PG_A2C);

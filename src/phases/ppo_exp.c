@@ -94,7 +94,9 @@ double rlaif_pg_advantages(rlaif_pg_exp *e, rlaif_pg_adv_opts *o) {
     rlaif_kl_per_token(e->kl, e->logp, e->ref, e->mask, n, o->kl_estimator);
     double kl = 0;
     for (int t = 0; t < n; t++) kl += e->kl[t];
-    if (o->algo == RLAIF_PG_REINFORCE)
+    if (o->algo == RLAIF_PG_ODPO) /* the DPO loss needs no advantages */
+        ;
+    else if (o->algo == RLAIF_PG_REINFORCE)
         reinforce_advantages(e, o);
     else
         gae_advantages(e, o);

@@ -7,6 +7,7 @@
 #include "rlaif/core/weight_sync.h"
 #include "rlaif/engine/logprob.h"
 #include "rlaif/phases/ppo.h"
+#include "rlaif/phases/dpo.h"
 #include "rlaif/phases/ppo_loss.h"
 #include "rlaif/phases/rollout.h"
 #include "rlaif/phases/train.h"
@@ -55,6 +56,14 @@ typedef struct {
     struct rlaif_pump *pump; /* a judge rank's, or a colocated learner's */
     MPI_Request jreq;        /* learner 0: the batch on its way to the judges */
     long judge_failed;       /* responses the judge did not score */
+    /* online DPO: the loss, its buffers, and where the labels are stored */
+    rlaif_dpo_loss lf;
+    rlaif_dpo_buf dbuf;
+    double *dref;  /* [N] reference log-prob of each sequence */
+    float *dlabel; /* [N / 2] the judge's P(A better) of each pair */
+    int64_t *didx; /* [N / 2] the labelled pairs */
+    struct rlaif_prefs *prefs;
+    MPI_Comm store_comm; /* the ranks that judge (collective appends to prefs) */
 } pg_run;
 
 /* The training prompt of sample j of iteration it: in order, wrapping. */

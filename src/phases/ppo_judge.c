@@ -25,13 +25,17 @@
 #include "rlaif/core/tensors.h"
 #include "rlaif/phases/mailbox.h"
 #include "rlaif/phases/pump.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/phases/task.h"
+#include "rlaif/storage/prefs.h"
+#include "rlaif/core/h5util.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PAIR_TAG (1ULL << 62) /* d-RLAIF pair ids: apart from collect's and eval's */
+#define ODPO_TAG (1ULL << 61) /* online DPO's */
 
 /* The text of sequence s of a packed batch. */
 static char *response_text(const pg_run *S, const int32_t *pk, long s) {
@@ -43,45 +47,107 @@ static char *response_text(const pg_run *S, const int32_t *pk, long s) {
     return t;
 }
 
+/* One rank's share of an iteration's pairs on their way through the judge. */
 typedef struct {
-    float *raw;    /* scores of the share's sequences */
-    uint64_t base; /* pair id of the share's first pair */
-} share_out;
+    const pg_run *S;
+    float *raw;               /* per sequence: its score, or (online DPO) its pair's label */
+    uint64_t base;            /* pair id of the share's first pair */
+    char **text;              /* [2 np] the responses */
+    const char **prompt;      /* [np] */
+    rlaif_judged_pair *store; /* online DPO: the labelled pairs for the preferences file */
+    size_t nstore;
+} share_run;
 
-static int on_score(void *user, int64_t tag, rlaif_judge_result *r) {
-    share_out *o = user;
+static int on_result(void *user, int64_t tag, rlaif_judge_result *r) {
+    share_run *o = user;
     uint64_t k = (uint64_t)tag - o->base;
-    o->raw[2 * k] = r->score[0], o->raw[2 * k + 1] = r->score[1];
+    if (o->S->ao.algo != RLAIF_PG_ODPO) {
+        o->raw[2 * k] = r->score[0], o->raw[2 * k + 1] = r->score[1];
+        return 0;
+    }
+    o->raw[2 * k] = o->raw[2 * k + 1] = r->label;
+    if (rlaif_pump_unanswered(r->status)) return 0; /* the rerun asks again */
+    rlaif_judged_pair *d = &o->store[o->nstore++];
+    d->prompt = o->prompt[k], d->response[0] = o->text[2 * k], d->response[1] = o->text[2 * k + 1];
+    rlaif_judge_to_pair(r, &d->row);
+    d->explanation = r->explanation;
+    r->explanation = NULL;
     return 0;
 }
 
-/* Scores of the sequences of prompts [lo, hi) of iteration it into raw
- * (raw[0] = sequence lo * K), through this rank's pump. */
-static int judge_share(pg_run *S, long it, long lo, long hi, const int32_t *pk, float *raw) {
-    int K = S->e.K;
-    long np = (hi - lo) * K / 2;
-    uint64_t first = PAIR_TAG | ((uint64_t)it << 30) | (uint64_t)(lo * K / 2);
-    share_out o = {raw, first};
-    for (long s = 0; s < (hi - lo) * K; s++) raw[s] = NAN;
+/* Submit, poll and check the pump until every pair of sh is back. */
+static int drive(pg_run *S, share_run *sh, long np) {
     long next = 0;
     int rc = 0;
+    int odpo = S->ao.algo == RLAIF_PG_ODPO;
     while (!rc && (next < np || rlaif_pump_pending(S->pump) > 0)) {
         while (!rc && next < np && rlaif_pump_room(S->pump) > 0) {
-            long s = lo * K + 2 * next;
-            char *a = response_text(S, pk, s), *b = response_text(S, pk, s + 1);
-            rlaif_judge_pair p = {
-                first + (uint64_t)next, S->ps.text[rlaif_pg_prompt_of(S, it, s / K)], {a, b}};
-            rc = rlaif_pump_submit(S->pump, &p, (int64_t)(first + (uint64_t)next));
-            free(a), free(b);
+            const char *a = sh->text[2 * next], *b = sh->text[2 * next + 1];
+            if (odpo && !strcmp(a, b)) { /* nothing to compare: a tie, and no call paid */
+                sh->raw[2 * next] = sh->raw[2 * next + 1] = 0.5f;
+            } else {
+                rlaif_judge_pair p = {sh->base + (uint64_t)next, sh->prompt[next], {a, b}};
+                rc = rlaif_pump_submit(S->pump, &p, (int64_t)(sh->base + (uint64_t)next));
+            }
             next++;
         }
-        if (!rc) rc = rlaif_pump_poll(S->pump, 0.05, on_score, &o, NULL);
+        if (!rc) rc = rlaif_pump_poll(S->pump, 0.05, on_result, sh, NULL);
         if (!rc) rc = rlaif_pump_check(S->pump, 0);
     }
     return rc;
 }
 
+/* Judge the sequences of prompts [lo, hi) of iteration it into raw
+ * (raw[0] = sequence lo * K) through this rank's pump; online DPO appends
+ * the labelled pairs to the preferences file (collective over the ranks
+ * that judge). */
+static int judge_share(pg_run *S, long it, long lo, long hi, const int32_t *pk, float *raw) {
+    int K = S->e.K, odpo = S->ao.algo == RLAIF_PG_ODPO;
+    long np = (hi - lo) * K / 2;
+    share_run sh = {.S = S,
+                    .raw = raw,
+                    .base = (odpo ? ODPO_TAG : PAIR_TAG) | ((uint64_t)it << 30) |
+                            (uint64_t)(lo * K / 2)};
+    sh.text = xcalloc(2 * (size_t)np + 1, sizeof(char *));
+    sh.prompt = xcalloc((size_t)np + 1, sizeof(char *));
+    sh.store = xcalloc((size_t)np + 1, sizeof *sh.store);
+    for (long s = 0; s < 2 * np; s++) {
+        raw[s] = NAN;
+        sh.text[s] = response_text(S, pk, lo * K + s);
+    }
+    for (long k = 0; k < np; k++)
+        sh.prompt[k] = S->ps.text[rlaif_pg_prompt_of(S, it, lo + 2 * k / K)];
+    int rc = drive(S, &sh, np);
+    if (odpo) {
+        rc = rlaif_agree(S->store_comm, rc);
+        size_t added;
+        if (!rc) rc = rlaif_judge_store(S->prefs, sh.store, sh.nstore, &added);
+    }
+    for (size_t k = 0; k < sh.nstore; k++) free((char *)sh.store[k].explanation);
+    for (long s = 0; s < 2 * np; s++) free(sh.text[s]);
+    free(sh.text), free(sh.prompt), free(sh.store);
+    return rc;
+}
+
 /* ---- setup ---- */
+
+/* Online DPO, collective over the ranks that judge: the preferences file
+ * every label is appended to (resumed: pairs already in it are skipped). */
+static int open_prefs(pg_run *S) {
+    const rlaif_config *cfg = S->ctx->cfg;
+    char path[4096];
+    rlaif_out_path(cfg, "online_preferences.h5", path, sizeof path);
+    rlaif_judge_meta meta;
+    RLAIF_TRY(rlaif_judge_meta_build(rlaif_pump_judge(S->pump), cfg, &meta));
+    meta.meta.sampling = "{\"phase\": \"online-dpo\"}";
+    rlaif_h5_opts io;
+    rlaif_h5_opts_from_cfg(&io, cfg);
+    int rc = rlaif_prefs_open_or_create(path, S->store_comm, &io, &meta.meta, &S->prefs);
+    rlaif_judge_meta_free(&meta);
+    RLAIF_TRY(rc);
+    rlaif_prefs_set_flush(S->prefs, 0); /* synced after every iteration's labels */
+    return 0;
+}
 
 int rlaif_pg_judge_setup(pg_run *S, int learner, int judge) {
     const rlaif_ranks *rk = &S->ctx->ranks;
@@ -93,12 +159,15 @@ int rlaif_pg_judge_setup(pg_run *S, int learner, int judge) {
     int r = S->split ? rk->group_rank[RLAIF_ROLE_JUDGE] : rk->group_rank[RLAIF_ROLE_LEARNER];
     int n = S->split ? rk->count[RLAIF_ROLE_JUDGE] : rk->count[RLAIF_ROLE_LEARNER];
     RLAIF_TRY(rlaif_pump_open(&S->pump, S->ctx->cfg, r, n, NULL, S->name));
+    S->store_comm = rk->group[S->split ? RLAIF_ROLE_JUDGE : RLAIF_ROLE_LEARNER];
+    if (S->ao.algo == RLAIF_PG_ODPO) RLAIF_TRY(open_prefs(S));
     if (!S->split) return 0; /* a colocated learner has the tokenizer and prompts */
     RLAIF_TRY(rlaif_tokenizer_for_checkpoint(&S->tok, S->policy_path, S->ctx->cfg));
     return rlaif_prompts_train(S->ctx->cfg, S->name, &S->ps);
 }
 
 void rlaif_pg_judge_free(pg_run *S) {
+    if (S->prefs) rlaif_prefs_close(&S->prefs);
     if (S->pump) rlaif_pump_close(S->pump);
     if (S->jcomm != MPI_COMM_NULL) MPI_Comm_free(&S->jcomm);
     S->pump = NULL;
@@ -173,8 +242,8 @@ int rlaif_pg_judge_collect(pg_run *S, rlaif_learner *L, long it, const int32_t *
     long failed = 0;
     for (int i = 0; i < S->e.N; i++) failed += isnan(raw[i]);
     if (failed)
-        rlaif_warn("%s: iteration %ld: the judge scored %d of %d responses; the other %ld get "
-                   "the neutral reward 0",
+        rlaif_warn("%s: iteration %ld: the judge answered for %d of %d responses; the other "
+                   "%ld get the neutral reward 0 (online DPO: their pairs are left out)",
                    S->name, it, S->e.N - (int)failed, S->e.N, failed);
     S->judge_failed += failed;
     return 0;

@@ -41,8 +41,9 @@ const rlaif_phase_def rlaif_phases[] = {
           "advantage actor-critic against the reward model", STOP_AFTER),
     PHASE("dpo", 1, 0, 0, rlaif_cmd_dpo, "preferences.h5, the sft policy", "ckpt/dpo-*.h5", 2, NULL,
           "direct preference optimisation on the labels", STOP_AFTER),
-    PHASE("online-dpo", 1, 1, 1, NULL, "the sft policy, the judge", "ckpt/online-dpo-*.h5", 2, NULL,
-          "DPO with the judge in the loop on fresh samples", NULL),
+    PHASE("online-dpo", 1, 1, 1, rlaif_cmd_online_dpo, "the sft policy, the judge",
+          "ckpt/online-dpo-*.h5", 2, NULL, "DPO with the judge in the loop on fresh samples",
+          STOP_AFTER),
     PHASE("eval", 0, 1, 1, rlaif_cmd_eval, "the newest policy, the sft model, the judge", "eval.h5",
           0, rlaif_eval_check, "win rate of the policy against the SFT model, judged both orders",
           "  (eval.policy, eval.baseline: a phase name or a checkpoint path; results in "

@@ -46,11 +46,16 @@
 #include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model.h"
 
-typedef enum { RLAIF_PG_PPO, RLAIF_PG_REINFORCE, RLAIF_PG_A2C } rlaif_pg_algo;
+typedef enum { RLAIF_PG_PPO, RLAIF_PG_REINFORCE, RLAIF_PG_A2C, RLAIF_PG_ODPO } rlaif_pg_algo;
 
 int rlaif_cmd_ppo(rlaif_ctx *ctx);
 int rlaif_cmd_reinforce(rlaif_ctx *ctx);
 int rlaif_cmd_a2c(rlaif_ctx *ctx);
+/* `rlaif online-dpo`: the same iteration with 2 samples per prompt labelled
+ * by the judge ranks (verdict, both orders, journaled, every label appended
+ * to <out_dir>/online_preferences.h5 as its iteration is judged) and one DPO
+ * step (dpo.loss, dpo.beta) against the frozen reference per iteration. */
+int rlaif_cmd_online_dpo(rlaif_ctx *ctx);
 
 /* One iteration's experience, whole, on every learner. Sequence i = prompt
  * i / K, sample i % K; its response token j is at i * W + j of the [N, W]
@@ -85,8 +90,8 @@ typedef struct {
     double moving_rate; /* its update weight per iteration */
 } rlaif_pg_adv_opts;
 
-/* e->kl, e->adv, e->ret from e's log-probs, values and scores (no MPI: every
- * learner holds the whole batch and computes the same numbers). Returns the
+/* e->kl (and for the policy-gradient algorithms e->adv, e->ret) from e's log-probs, values and
+ * scores (no MPI: every learner holds the whole batch and computes the same numbers). Returns the
  * batch's mean sequence KL (for the metrics and the KL controller). */
 double rlaif_pg_advantages(rlaif_pg_exp *e, rlaif_pg_adv_opts *o);
 
