@@ -19,6 +19,9 @@
 #     tools/dev/mock-judge on loopback: the judge ranks and a colocated
 #     learner score alike; kill -9 mid-iteration, rerun: the uninterrupted
 #     bits and 0 judge calls paid twice (the mock's count);
+#  d2. online-dpo against the mock: 1+2+1 ranks and 1 rank agree; kill -9
+#     after iteration 2, rerun: the same labels in online_preferences.h5,
+#     the same bits, 0 calls paid twice;
 #  e. bad inputs: no reward model, a reward model of another tokenizer, no
 #     prompts, prompts that leave no room for a response, a baseline that
 #     needs 2 samples with 1, minibatches that do not divide the batch ->
@@ -193,6 +196,39 @@ run 3 ppo dkill $(dj "$port") || fail "d-RLAIF rerun after kill -9: $(cat "$d/ou
 [ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
 echo "ok: kill -9 in iteration 3 after $paid judge answers; the rerun paid none twice and ended with the uninterrupted bits"
 
+echo "== d2. online DPO against the mock judge: layouts agree, kill -9 + rerun pays nothing twice"
+mock_start oref
+# shellcheck disable=SC2046
+run 4 online-dpo oref $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+  --set ranks.rollout=2 || fail "online-dpo: $(cat "$d/out")"
+# shellcheck disable=SC2046
+run 1 online-dpo ocolo $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+  --set ranks.learner=0 --set ranks.rollout=0 --set ranks.judge=0 || fail "online-dpo 1 rank: $(cat "$d/out")"
+"$py" "$check" exact "$d/oref" "$d/ocolo" online-dpo "loss,labelled,rewards/margins" ||
+  fail "online-dpo: 1+2+1 and 1 rank differ"
+npairs=$("$py" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['pairs']))" "$d/oref/online_preferences.h5")
+[ "$npairs" -gt 0 ] || fail "online-dpo stored no labels"
+mock_start okill
+# shellcheck disable=SC2046
+(RLAIF_TEST_STEP_DELAY=1 run 4 online-dpo okill $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+  --set ranks.rollout=2) &
+bg=$!
+i=0
+until [ -f "$d/okill/ckpt/online-dpo-00000002.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.3
+pkill -9 -f "run.out_dir=okill" || fail "nothing to kill: $(cat "$d/out")"
+wait $bg
+[ -f "$d/okill/ckpt/online-dpo-00000005.h5" ] && fail "the killed online-dpo finished before the kill"
+# shellcheck disable=SC2046
+run 4 online-dpo okill $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+  --set ranks.rollout=2 || fail "online-dpo rerun after kill -9: $(cat "$d/out")"
+"$py" "$params" params "$d/oref/ckpt/online-dpo-00000005.h5" "$d/okill/ckpt/online-dpo-00000005.h5" exact ||
+  fail "online-dpo killed + resumed differs"
+[ "$(stat "$port" paid_repeats)" = 0 ] || fail "online-dpo rerun paid $(stat "$port" paid_repeats) calls again"
+n2=$("$py" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['pairs']))" "$d/okill/online_preferences.h5")
+[ "$n2" = "$npairs" ] || fail "online-dpo after kill -9 + rerun: $n2 stored pairs, uninterrupted $npairs"
+echo "ok: online DPO stored $npairs labels; kill -9 + rerun: the same labels, the same bits, 0 calls paid twice"
+
 echo "== e. bad inputs"
 # expect CODE MESSAGE PHASE ARGS...: one ERROR line, the code, no sampling
 expect() {
@@ -221,6 +257,7 @@ expect 64 "leaves no room for a response" ppo x3 --set data.task=jsonl --set dat
 expect 64 "needs 2 or more\|samples of a prompt" reinforce x4 --set ppo.samples_per_prompt=1
 expect 64 "do not split into ppo.minibatches" ppo x5 --set ppo.minibatches=3
 expect 64 "judge.mode = verdict" ppo x6 --set ppo.reward=judge
+expect 64 "judge.mode = score rates responses one by one" online-dpo x8 --set judge.mode=score
 expect 64 "scores the samples of a prompt in pairs" ppo x7 --set ppo.reward=judge \
   --set judge.mode=score --set ppo.samples_per_prompt=3
 echo "PASS"
