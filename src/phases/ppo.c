@@ -9,6 +9,7 @@
 #include "rlaif/core/rng.h"
 #include "rlaif/core/tensors.h"
 #include "rlaif/engine/model_io.h"
+#include "rlaif/judge/judge.h"
 #include "rlaif/phases/dpo.h"
 #include "rlaif/phases/pairs.h"
 #include "rlaif/phases/ppo_loss.h"
@@ -26,8 +27,9 @@ static const char *const extra_names[] = {"loss/policy",       "loss/value",
                                           "policy/entropy",    "objective/kl",
                                           "objective/entropy", "objective/rlhf_reward",
                                           "objective/scores",  "response_length",
-                                          "eos_rate",          "objective/kl_coef"};
-enum { N_MB_EXTRA = 7, N_EXTRA = 14 };
+                                          "eos_rate",          "objective/kl_coef",
+                                          "oracle/accuracy"};
+enum { N_MB_EXTRA = 7, N_EXTRA = 15 };
 /* online DPO: TRL's DPO names, then the iteration's */
 static const char *const odpo_names[] = {
     "loss/dpo",         "rewards/accuracies", "rewards/margins", "rewards/chosen",
@@ -112,6 +114,22 @@ static int score_batch(pg_run *S, rlaif_learner *L, long it) {
     return 0;
 }
 
+/* The demo task's oracle on the sampled responses: the share answered
+ * right (NaN for other data). Reward hacking shows as a reward that rises
+ * while this falls. */
+static double oracle_accuracy(const pg_run *S) {
+    if (strcmp(rlaif_cfg_str(S->ctx->cfg, "data.task"), "arithmetic")) return NAN;
+    double right = 0;
+    for (int i = 0; i < S->e.N; i++) {
+        char *t = rlaif_pg_response_text(S, S->pk, i);
+        int correct = 0;
+        rlaif_builtin_quality(S->ps.text[rlaif_pg_prompt_of(S, S->it, i / S->e.K)], t, &correct);
+        right += correct;
+        free(t);
+    }
+    return right / S->e.N;
+}
+
 /* The batch-level metrics of an iteration (objective/..., lengths). */
 static void batch_metrics(pg_run *S, double mean_kl) {
     const rlaif_pg_exp *e = &S->e;
@@ -122,6 +140,7 @@ static void batch_metrics(pg_run *S, double mean_kl) {
     double *m = S->batch_metrics;
     m[0] = mean_kl, m[1] = ent / n, m[2] = score / n - S->ao.kl_coef * mean_kl;
     m[3] = score / n, m[4] = len / n, m[5] = eos / n, m[6] = S->ao.kl_coef;
+    m[7] = oracle_accuracy(S);
 }
 
 /* ---- the hooks ---- */
@@ -131,6 +150,7 @@ static int pg_outer(rlaif_learner *L, void *ud) {
     pg_run *S = ud;
     if (L->step % S->quantum) return 0;
     long it = L->step / S->quantum;
+    S->it = it;
     double t0 = rlaif_now();
     RLAIF_TRY(rlaif_pg_collect(S, L, it));
     double t1 = rlaif_now();

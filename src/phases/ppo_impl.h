@@ -41,7 +41,8 @@ typedef struct {
     rlaif_kl_ctl klc;
     int adaptive_kl;
     double mean_kl;
-    double batch_metrics[7];
+    long it; /* the iteration whose experience S->e holds */
+    double batch_metrics[8];
     float cliprange, cliprange_value, vf_coef, ent_coef;
     uint32_t *perm; /* [N] minibatch order of the current epoch */
     int64_t *rows;  /* [micro] */
@@ -90,6 +91,9 @@ void rlaif_pg_chunk_buffers(pg_run *S, int R, int T);
  * rollout ranks through learner 0): S->e holds iteration it's sequences on
  * every learner. */
 int rlaif_pg_collect(pg_run *S, rlaif_learner *L, long it);
+/* Sequence s of a packed batch (S->pk's layout) as UTF-8 response text
+ * (malloc'd): what the judge and the oracle read. */
+char *rlaif_pg_response_text(const pg_run *S, const int32_t *pk, long s);
 /* Split layout, a rollout rank: serve learner 0's iterations until it says
  * the phase is over. */
 int rlaif_pg_rollout_serve(pg_run *S);

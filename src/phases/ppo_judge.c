@@ -37,16 +37,6 @@
 #define PAIR_TAG (1ULL << 62) /* d-RLAIF pair ids: apart from collect's and eval's */
 #define ODPO_TAG (1ULL << 61) /* online DPO's */
 
-/* The text of sequence s of a packed batch. */
-static char *response_text(const pg_run *S, const int32_t *pk, long s) {
-    const int32_t *q = pk + (size_t)s * (size_t)(S->W + 1);
-    rlaif_bytes b = {0};
-    int rc = rlaif_format_response(S->tok, q + 1, (size_t)q[0], &b);
-    char *t = rlaif_utf8_clean(rc || !b.data ? "" : b.data, rc ? 0 : b.n);
-    rlaif_bytes_free(&b);
-    return t;
-}
-
 /* One rank's share of an iteration's pairs on their way through the judge. */
 typedef struct {
     const pg_run *S;
@@ -113,7 +103,7 @@ static int judge_share(pg_run *S, long it, long lo, long hi, const int32_t *pk, 
     sh.store = xcalloc((size_t)np + 1, sizeof *sh.store);
     for (long s = 0; s < 2 * np; s++) {
         raw[s] = NAN;
-        sh.text[s] = response_text(S, pk, lo * K + s);
+        sh.text[s] = rlaif_pg_response_text(S, pk, lo * K + s);
     }
     for (long k = 0; k < np; k++)
         sh.prompt[k] = S->ps.text[rlaif_pg_prompt_of(S, it, lo + 2 * k / K)];

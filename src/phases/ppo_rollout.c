@@ -18,6 +18,7 @@
 #include "rlaif/core/stop.h"
 #include "rlaif/core/tensors.h"
 #include "rlaif/phases/mailbox.h"
+#include "rlaif/phases/task.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -54,6 +55,15 @@ static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, in
     }
     rlaif_rollout_batch_free(&b);
     return 0;
+}
+
+char *rlaif_pg_response_text(const pg_run *S, const int32_t *pk, long s) {
+    const int32_t *q = pk + (size_t)s * (size_t)(S->W + 1);
+    rlaif_bytes b = {0};
+    int rc = rlaif_format_response(S->tok, q + 1, (size_t)q[0], &b);
+    char *t = rlaif_utf8_clean(rc || !b.data ? "" : b.data, rc ? 0 : b.n);
+    rlaif_bytes_free(&b);
+    return t;
 }
 
 /* S->e's sequences from the packed samples of iteration it. */

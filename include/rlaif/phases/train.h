@@ -35,7 +35,7 @@
 #include "rlaif/engine/optim.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
-#define RLAIF_TRAIN_MAX_EXTRA 16
+#define RLAIF_TRAIN_MAX_EXTRA 24
 
 typedef struct rlaif_learner rlaif_learner;
 
