@@ -112,6 +112,10 @@ for r in c2 s311 s111 s121; do "$py" "$check" same "$d/c1" "$d/$r" ppo 1e-5 || f
   fail "1 and 2 rollout ranks sampled differently"
 "$py" "$check" rows "$d/c1" ppo 20 || fail "rows"
 "$py" "$check" finite "$d/c1" ppo || fail "finite"
+"$py" "$top_srcdir/tools/user/rlaif-analyze" rl "$d/c1/metrics.h5" --out "$d/plots" >"$d/out" 2>&1 ||
+  fail "rlaif-analyze rl: $(cat "$d/out")"
+grep -q "^ppo oracle/accuracy: .* (first 1 iterations) -> " "$d/out" && [ -s "$d/plots/ppo_rl.png" ] ||
+  fail "rlaif-analyze rl: $(cat "$d/out")"
 
 echo "== b. stop mid-iteration, kill -9 mid-iteration, resume: the uninterrupted bits"
 run 3 ppo stop --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 --stop-after 5
