@@ -87,6 +87,23 @@ run() {
     --set run.out_dir="$out" $base "$@") </dev/null >"$d/out" 2>&1
 }
 
+# kill_in DELAY CKPT FINAL NP PHASE OUT [--set ...]: the run paced by DELAY s
+# per step, its ranks killed -9 once $d/OUT/ckpt/CKPT exists (the next
+# iteration is then under way); it must not have reached FINAL
+kill_in() {
+  delay=$1 ck=$2 fin=$3
+  shift 3
+  (RLAIF_TEST_STEP_DELAY=$delay run "$@") &
+  bg=$!
+  i=0
+  until [ -f "$d/$3/ckpt/$ck" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+  sleep 0.3
+  pkill -9 -f "run.out_dir=$3 " || fail "nothing to kill: $(cat "$d/out")"
+  wait $bg
+  [ -f "$d/$3/ckpt/$fin" ] && fail "$3: the run finished before the kill"
+  return 0
+}
+
 echo "== setup: judged pairs, an SFT model, a reward model"
 "$py" "$top_srcdir/tests/fixtures/rm_pairs.py" "$d/pairs.jsonl" 120 3 || fail "rm_pairs.py"
 (cd "$d" && "$RLAIF" judge "$job" --input pairs.jsonl --output labels.jsonl --prefs "$d/prefs.h5" \
@@ -132,15 +149,8 @@ grep -q "ppo: already complete (stop/ckpt/ppo-00000020.h5, step 20, done); skipp
   fail "finished phase not skipped: $(cat "$d/out")"
 [ "$before" = "$(ls -l --time-style=full-iso "$d/stop/ckpt")" ] || fail "a skipped phase wrote files"
 # kill -9: paced so that the kill lands inside iteration 3 (steps 9..12)
-(RLAIF_TEST_STEP_DELAY=0.3 run 3 ppo kill --set ranks.learner=1 --set ranks.rollout=1 \
-  --set ranks.judge=1) &
-bg=$!
-i=0
-until [ -f "$d/kill/ckpt/ppo-00000008.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
-sleep 0.5
-pkill -9 -f "run.out_dir=kill" || fail "nothing to kill: $(cat "$d/out")"
-wait $bg
-[ -f "$d/kill/$final" ] && fail "the killed run finished before the kill"
+kill_in 0.3 ppo-00000008.h5 ppo-00000020.h5 3 ppo kill --set ranks.learner=1 --set ranks.rollout=1 \
+  --set ranks.judge=1
 run 3 ppo kill --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 ||
   fail "rerun after kill -9: $(cat "$d/out")"
 grep -q "resuming from kill/ckpt/ppo-00000008.h5 at step 8/20" "$d/out" || fail "$(cat "$d/out")"
@@ -175,6 +185,9 @@ export RLAIF_TEST_JUDGE_KEY=test-key
 dj() { # dj PORT: a d-RLAIF run's settings against the mock on PORT
   echo "--set ppo.reward=judge --set judge.mode=score --set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1"
 }
+odj() { # odj PORT: online DPO's settings against the mock (the job's verdict mode)
+  dj "$1" | sed 's/--set ppo.reward=judge --set judge.mode=score//'
+}
 mock_start dref
 # shellcheck disable=SC2046
 run 3 ppo dref $(dj "$port") || fail "d-RLAIF: $(cat "$d/out")"
@@ -186,13 +199,7 @@ run 1 ppo dcolo $(dj "$port") --set ranks.learner=0 --set ranks.rollout=0 --set 
   fail "d-RLAIF: the judge ranks and a colocated learner scored differently"
 mock_start dkill
 # shellcheck disable=SC2046
-(RLAIF_TEST_STEP_DELAY=0.3 run 3 ppo dkill $(dj "$port")) &
-bg=$!
-i=0
-until [ -f "$d/dkill/ckpt/ppo-00000008.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
-sleep 0.5
-pkill -9 -f "run.out_dir=dkill" || fail "nothing to kill: $(cat "$d/out")"
-wait $bg
+kill_in 0.3 ppo-00000008.h5 ppo-00000020.h5 3 ppo dkill $(dj "$port")
 paid=$(stat "$port" delivered)
 # shellcheck disable=SC2046
 run 3 ppo dkill $(dj "$port") || fail "d-RLAIF rerun after kill -9: $(cat "$d/out")"
@@ -203,10 +210,10 @@ echo "ok: kill -9 in iteration 3 after $paid judge answers; the rerun paid none 
 echo "== d2. online DPO against the mock judge: layouts agree, kill -9 + rerun pays nothing twice"
 mock_start oref
 # shellcheck disable=SC2046
-run 4 online-dpo oref $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+run 4 online-dpo oref $(odj "$port") \
   --set ranks.rollout=2 || fail "online-dpo: $(cat "$d/out")"
 # shellcheck disable=SC2046
-run 1 online-dpo ocolo $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+run 1 online-dpo ocolo $(odj "$port") \
   --set ranks.learner=0 --set ranks.rollout=0 --set ranks.judge=0 || fail "online-dpo 1 rank: $(cat "$d/out")"
 "$py" "$check" exact "$d/oref" "$d/ocolo" online-dpo "loss,labelled,rewards/margins" ||
   fail "online-dpo: 1+2+1 and 1 rank differ"
@@ -214,17 +221,10 @@ npairs=$("$py" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['pairs'
 [ "$npairs" -gt 0 ] || fail "online-dpo stored no labels"
 mock_start okill
 # shellcheck disable=SC2046
-(RLAIF_TEST_STEP_DELAY=1 run 4 online-dpo okill $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
-  --set ranks.rollout=2) &
-bg=$!
-i=0
-until [ -f "$d/okill/ckpt/online-dpo-00000002.h5" ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
-sleep 0.3
-pkill -9 -f "run.out_dir=okill" || fail "nothing to kill: $(cat "$d/out")"
-wait $bg
-[ -f "$d/okill/ckpt/online-dpo-00000005.h5" ] && fail "the killed online-dpo finished before the kill"
+kill_in 1 online-dpo-00000002.h5 online-dpo-00000005.h5 4 online-dpo okill $(odj "$port") \
+  --set ranks.rollout=2
 # shellcheck disable=SC2046
-run 4 online-dpo okill $(dj "$port" | sed 's/--set ppo.reward=judge --set judge.mode=score//') \
+run 4 online-dpo okill $(odj "$port") \
   --set ranks.rollout=2 || fail "online-dpo rerun after kill -9: $(cat "$d/out")"
 "$py" "$params" params "$d/oref/ckpt/online-dpo-00000005.h5" "$d/okill/ckpt/online-dpo-00000005.h5" exact ||
   fail "online-dpo killed + resumed differs"
