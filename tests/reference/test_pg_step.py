@@ -65,6 +65,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpt2_ref as ref  # noqa: E402
+from trl_ref import gae, masked_mean, masked_whiten  # noqa: E402
 
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float64)
@@ -120,19 +121,6 @@ def padded(rows, W):
     return out
 
 
-def masked_mean(x, mask):
-    return (x * mask).sum() / mask.sum()
-
-
-def masked_whiten(x, mask, shift_mean):
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask) * mask.sum() / (mask.sum() - 1)
-    w = (x - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        w = w + mean
-    return w * mask
-
-
 def advantages(d, logp, refl, value, score, mask):
     """TRL's advantages (see the docstring) from the experience as stored."""
     diff = logp - refl
@@ -156,13 +144,7 @@ def advantages(d, logp, refl, value, score, mask):
     if d["whiten"]:
         rewards = masked_whiten(rewards, mask, False)
     values = value * mask
-    lastgaelam, rev = torch.zeros(N), []
-    for t in reversed(range(W)):
-        nextvalues = values[:, t + 1] if t < W - 1 else torch.zeros(N)
-        delta = rewards[:, t] + d["gamma"] * nextvalues - values[:, t]
-        lastgaelam = delta + d["gamma"] * d["lam"] * lastgaelam
-        rev.append(lastgaelam)
-    adv = torch.stack(rev[::-1], 1)
+    adv = gae(rewards, values, d["gamma"], d["lam"])
     ret = (adv + values) * mask
     return kl, masked_whiten(adv, mask, True), ret, moving
 
