@@ -28,6 +28,9 @@ import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trl_ref import gae, masked_mean, masked_whiten  # noqa: E402
+
 BUILD = os.environ.get("top_builddir", ".")
 REF = os.path.join(BUILD, "tests", "reference", "ppo_ref")
 torch.set_default_dtype(torch.float64)
@@ -43,24 +46,6 @@ def check(name, got, want, rtol=1e-6):
     print(f"{status:4} {name:18} max error {err:.2e} of scale {scale:.3g} (tolerance {rtol:g})")
     if err > rtol:
         failures.append(name)
-
-
-def masked_mean(x, mask):
-    return (x * mask).sum() / mask.sum()
-
-
-def masked_var(x, mask):  # TRL: unbiased (Bessel) masked variance
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return var * mask.sum() / (mask.sum() - 1)
-
-
-def masked_whiten(x, mask, shift_mean=True):
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
-    w = (x - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        w = w + mean
-    return torch.where(mask > 0, w, torch.zeros_like(w))
 
 
 def run(B, T, seed):
@@ -91,14 +76,7 @@ def run(B, T, seed):
 
     # GAE (TRL's loop over the whole padded width; values are 0 at padding)
     values = t["v"].view(B, T) * mask
-    lastgaelam = torch.zeros(B)
-    rev = []
-    for s in reversed(range(T)):
-        nextvalues = values[:, s + 1] if s < T - 1 else torch.zeros(B)
-        delta = rewards[:, s] + d["gamma"] * nextvalues - values[:, s]
-        lastgaelam = delta + d["gamma"] * d["lam"] * lastgaelam
-        rev.append(lastgaelam)
-    adv = torch.stack(rev[::-1], 1)
+    adv = gae(rewards, values, d["gamma"], d["lam"])
     returns = adv + values
     check("gae advantages", t["adv"], adv * mask)
     check("gae returns", t["ret"], returns * mask)
