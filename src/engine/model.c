@@ -241,6 +241,7 @@ int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
     memset(m, 0, sizeof *m);
     RLAIF_TRY(rlaif_gpt2_config_check(cfg));
     m->cfg = *cfg;
+    m->logit_scale = 1.0f;
     rlaif_gpt2_table(cfg, &m->table);
     m->params = xcalloc(m->table.total, sizeof(float));
     m->w.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
@@ -803,8 +804,8 @@ int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
             if (targets[i] >= V)
                 return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "target %d at %d outside vocabulary %d",
                                    targets[i], i, V);
-    /* logits (N, V) = lnf (N, C) @ wte^T */
-    gemm(0, 1, N, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, a->logits, V);
+    /* logits (N, V) = lnf (N, C) @ wte^T * logit_scale */
+    gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.wte, C, 0.0f, a->logits, V);
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int i = 0; i < N; i++)
         lm_row_stats(a->logits + (size_t)i * V, V, targets ? targets[i] : -1, &a->lse[i],
@@ -905,8 +906,8 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
     /* heads -> dlnf (N, C) */
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
-        gemm(0, 0, N, C, V, 1.0f, a->logits, V, m->w.wte, C, 0.0f, dlnf, C);
-        gemm(1, 0, V, C, N, 1.0f, a->logits, V, a->lnf, C, 1.0f, m->g.wte, C);
+        gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.wte, C, 0.0f, dlnf, C);
+        gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.wte, C);
     } else {
         memset(dlnf, 0, sizeof(float) * NC);
     }

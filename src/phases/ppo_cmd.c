@@ -250,6 +250,8 @@ static int learner_setup(pg_run *S, rlaif_learner *L, MPI_Comm comm) {
     S->tok = L->tok;
     S->micro = L->micro_batch;
     int rc = load_frozen(S, L);
+    /* log-probs and entropies of the distribution the samples came from */
+    L->model.logit_scale = S->ref.logit_scale = S->temperature > 0 ? 1.0f / S->temperature : 1.0f;
     int max_seq = L->model.cfg.max_seq_len;
     if (!rc && !S->judge_reward && S->rm.cfg.max_seq_len < max_seq) max_seq = S->rm.cfg.max_seq_len;
     if (!rc) rc = load_prompts(S, L->tok, max_seq);

@@ -92,8 +92,8 @@ def trunk(P, cfg, tokens, pos, valid):
     return ln(x, P["ln_f.weight"], P["ln_f.bias"])
 
 
-def heads(P, cfg, h, targets):
-    logits = h @ P["wte.weight"].T
+def heads(P, cfg, h, targets, scale=1.0):
+    logits = (h @ P["wte.weight"].T) * scale
     logsm = torch.log_softmax(logits, dim=-1)
     entropy = -(logsm.exp() * logsm).sum(-1)
     t = targets.clamp(min=0)

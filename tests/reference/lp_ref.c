@@ -53,6 +53,7 @@ int main(int argc, char **argv) {
     float *de = read_all(f, "dent", H5T_NATIVE_FLOAT, 4, &nd);
     float *dv = read_all(f, "dval", H5T_NATIVE_FLOAT, 4, &nd);
     int heads = (int)attr_f64(f, "heads"), micro = (int)attr_f64(f, "micro");
+    m.logit_scale = (float)attr_f64(f, "scale"); /* 1 / the sampling temperature */
     H5Fclose(f);
     int Tw = (int)(nd / R), nR = (int)R;
     rlaif_seqs s = {tok, off, plen};

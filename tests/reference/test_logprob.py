@@ -9,10 +9,12 @@ position of the (R, T) layout, padding and prompt included. PyTorch runs each
 sequence alone, unpadded, and forms the loss
     sum_t mask_t (g_logp,t logp_t + g_ent,t entropy_t) + sum_t real_t g_val,t value_t
 so the C side must ignore the gradients outside the response (logp,
-entropy) and outside the real tokens (value). Two passes:
+entropy) and outside the real tokens (value). Three passes:
   1. logp + value heads on a model with a scalar head (every token an input;
      the reward position lp->last = len - 1);
-  2. logp only on a model without one (the last token is no input).
+  2. logp only on a model without one (the last token is no input);
+  3. pass 1 with model.logit_scale = 1 / 0.7: PPO's scoring at a sampling
+     temperature of 0.7 (logits / T, gradients scaled alike).
 Checked: the response mask and last positions exactly; per-token log-probs,
 entropies and values within 1e-5 relative (float32 C vs float64 PyTorch, as
 tests/reference/test_engine.py); the summed sequence log-prob within 1e-5;
@@ -55,18 +57,18 @@ def sequences(g, V, maxT):
     return seqs, plens
 
 
-def row_terms(P, cfg, ids, plen, heads):
+def row_terms(P, cfg, ids, plen, heads, scale):
     """One unpadded row: inputs, per-position logp, entropy, value, mask."""
     n = len(ids) if heads & VALUE else len(ids) - 1
     tok = torch.tensor([ids[:n]])
     h = ref.trunk(P, cfg, tok, torch.arange(n)[None], torch.ones_like(tok, dtype=bool))
     tgt = [ids[t + 1] if t + 1 < len(ids) and t + 1 >= plen else -1 for t in range(n)]
-    _, logp, ent, val = ref.heads(P, cfg, h, torch.tensor([tgt]))
+    _, logp, ent, val = ref.heads(P, cfg, h, torch.tensor([tgt]), scale)
     mask = torch.tensor([float(t >= 0) for t in tgt], dtype=torch.float64)
     return n, logp[0], ent[0], (val[0] if val is not None else None), mask
 
 
-def run(name, cfg, heads, seed):
+def run(name, cfg, heads, seed, scale=1.0):
     print("== %s: L=%d C=%d V=%d, heads %s" % (name, cfg["n_layer"], cfg["n_embd"],
           cfg["vocab_size"], "logp+value" if heads & VALUE else "logp"))
     g = torch.Generator().manual_seed(seed)
@@ -84,7 +86,7 @@ def run(name, cfg, heads, seed):
         f["plen"] = np.array(plens, dtype=np.int32)
         for k, v in (("dlogp", gl), ("dent", ge), ("dval", gv)):
             f[k] = v.numpy().astype(np.float32).ravel()
-        f.attrs["heads"], f.attrs["micro"] = float(heads), 3.0
+        f.attrs["heads"], f.attrs["micro"], f.attrs["scale"] = float(heads), 3.0, scale
     subprocess.run([LP_REF, ckpt, inp, out], check=True, stdout=subprocess.DEVNULL)
 
     P = {k: v.double().requires_grad_(True) for k, v in P32.items()}
@@ -93,7 +95,7 @@ def run(name, cfg, heads, seed):
     want = {k: torch.zeros(R, Tw, dtype=torch.float64) for k in ("logp", "entropy", "value", "mask")}
     last, seq, loss = [], [], 0
     for r, (ids, plen) in enumerate(zip(seqs, plens)):
-        n, logp, ent, val, mask = row_terms(P, cfg, ids, plen, heads)
+        n, logp, ent, val, mask = row_terms(P, cfg, ids, plen, heads, scale)
         loss = loss + (mask * (gl[r, :n] * logp + ge[r, :n] * ent)).sum()
         if val is not None:
             loss = loss + (gv[r, :n] * val).sum()
@@ -132,6 +134,9 @@ def run(name, cfg, heads, seed):
 base = dict(n_layer=2, n_embd=16, n_head=2, vocab_size=40, max_seq_len=16)
 run("1. logp + entropy + value", dict(base, score_head=1), LOGP | VALUE, 21)
 run("2. logp + entropy only", dict(base, score_head=0), LOGP, 22)
+# PPO at a sampling temperature T scores with logits / T (model.logit_scale)
+run("3. logp + entropy + value at temperature 0.7", dict(base, score_head=1), LOGP | VALUE, 23,
+    1 / 0.7)
 if failures:
     print("FAILED:", ", ".join(failures))
     sys.exit(1)

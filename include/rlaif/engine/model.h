@@ -60,6 +60,11 @@ typedef struct {
     rlaif_gpt2_weights w, g;
     rlaif_acts *acts;
     int B, T; /* shape of the last forward */
+    /* lm_forward's logits are (lnf @ wte^T) * logit_scale (1 after create):
+     * 1 / temperature makes log-probs and entropies those of the tempered
+     * distribution a sampler drew from (PPO's ratios and KL at T != 1, as
+     * TRL computes them); backward scales the gradients alike. */
+    float logit_scale;
     /* Outputs of the last forward, [B*T] each (pointers into the activations). */
     float *logits;  /* [B*T, V] after lm_forward; overwritten by backward */
     float *logp;    /* log p(target) per token (0 where target < 0) */
