@@ -336,7 +336,9 @@ static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, d
  * machine the tests' tiny phases end in a fraction of a second, before a
  * watcher can see where they are. RLAIF_TEST_STEP_DELAY (seconds) sleeps
  * after each step; it changes no number, only the pace. */
-static void test_pace(void) { rlaif_test_delay("RLAIF_TEST_STEP_DELAY"); }
+static void test_pace(void) {
+    rlaif_test_delay("RLAIF_TEST_STEP_DELAY");
+}
 
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     RLAIF_TRY(declare_metrics(L, ph));

@@ -546,7 +546,9 @@ static int save_failed(MPI_Comm comm, const char *tmp) {
  * get the time to finish it: RLAIF_TEST_CKPT_DELAY (seconds) sleeps between
  * the written .tmp and its rename, where a killed rank leaves no new
  * checkpoint. It changes no byte written. */
-static void test_slow_write(void) { rlaif_test_delay("RLAIF_TEST_CKPT_DELAY"); }
+static void test_slow_write(void) {
+    rlaif_test_delay("RLAIF_TEST_CKPT_DELAY");
+}
 
 int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
                           char *pathout, size_t pathn) {
