@@ -77,10 +77,9 @@ done
 # slurm_wait_gone JOBID [SECONDS]: wait until the job has left the queue
 # (finished, failed or cancelled; a requeued job stays); 1 on timeout.
 slurm_wait_gone() {
-  _n=$((${2:-120} * 5))
+  _end=$(($(date +%s) + ${2:-120}))
   while squeue -h -j "$1" 2>/dev/null | grep -q .; do
-    _n=$((_n - 1))
-    [ $_n -gt 0 ] || return 1
+    [ "$(date +%s)" -lt $_end ] || return 1
     sleep 0.2
   done
 }
