@@ -23,6 +23,15 @@ double rlaif_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void rlaif_test_delay(const char *var) {
+    const char *e = getenv(var);
+    double delay = e ? atof(e) : 0;
+    if (delay > 0) {
+        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 double rlaif_wall_time(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);

@@ -21,6 +21,7 @@
 
 #include <hdf5.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -718,6 +719,7 @@ static void setup_rollout(collect_run *C) {
                            .who = "collect",
                            .max_prompt_len = rlaif_cfg_int(C->cfg, "data.max_prompt_len"),
                            .max_new_tokens = rlaif_cfg_int(C->cfg, "collect.max_new_tokens"),
+                           .pair_response_len = rlaif_cfg_int(C->cfg, "data.max_response_len"),
                            .temperature = (float)rlaif_cfg_float(C->cfg, "collect.temperature"),
                            .top_k = (int)rlaif_cfg_int(C->cfg, "collect.top_k"),
                            .top_p = (float)rlaif_cfg_float(C->cfg, "collect.top_p"),
@@ -919,6 +921,45 @@ static void run_free(collect_run *C) {
     rlaif_mailbox_close(&C->mb);
 }
 
+/* Before any generation: a prompt, its response and the end-of-text token
+ * must fit the policy's context, or rm and dpo refuse the pair later (exit
+ * 64). Every rank learns the longest prompt and the smallest context of the
+ * rollout ranks; responses are capped to the room left (logged once), and a
+ * setting that leaves no room at all is refused. */
+static int check_fit(collect_run *C) {
+    rollout *R = &C->ro;
+    int mine[2] = {0, INT_MIN}, all[2]; /* longest prompt, -context */
+    int rc = 0;
+    if (C->is_rollout) {
+        rc = rlaif_rollout_longest(&R->w, C->ps.text, R->lo, R->hi, &mine[0]);
+        mine[1] = -R->model.cfg.max_seq_len;
+    }
+    RLAIF_TRY(rlaif_agree(C->mb.comm, rc));
+    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, C->mb.comm));
+    if (all[1] == INT_MIN) return 0; /* no rollout rank holds a prompt */
+    int longest = all[0], ctx = -all[1];
+    long room = (long)ctx - longest - 1,
+         want = (long)rlaif_cfg_int(C->cfg, "collect.max_new_tokens");
+    if (room < 1)
+        return rlaif_agree(
+            C->mb.comm,
+            C->mb.rank == 0
+                ? RLAIF_ERROR(RLAIF_EX_USAGE,
+                              "lower data.max_prompt_len, or train the policy with a larger "
+                              "model.max_seq_len",
+                              "collect: the longest prompt is %d tokens: with an end-of-text "
+                              "token it leaves no room for a response in the policy's "
+                              "model.max_seq_len = %d",
+                              longest, ctx)
+                : 0);
+    if (want > room)
+        rlaif_info("collect: responses capped at %ld tokens (collect.max_new_tokens = %ld): the "
+                   "longest prompt (%d tokens), a response and its end-of-text token must fit "
+                   "model.max_seq_len = %d, or rm and dpo refuse the pair",
+                   room, want, longest, ctx);
+    return 0;
+}
+
 static int setup(collect_run *C, int *skip) {
     RLAIF_TRY(setup_groups(C));
     RLAIF_TRY(rlaif_agree(C->mb.comm, rlaif_prompts_train(C->cfg, "collect", &C->ps)));
@@ -933,8 +974,9 @@ static int setup(collect_run *C, int *skip) {
     RLAIF_TRY(rlaif_agree(C->mb.comm, C->mb.rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
     RLAIF_TRY(scan_existing(C, skip));
     if (*skip) return 0;
-    RLAIF_TRY(rlaif_agree(C->mb.comm, C->is_judge ? setup_judge(C) : 0));
     if (C->is_rollout) setup_rollout(C);
+    RLAIF_TRY(check_fit(C)); /* before the judge side creates preferences.h5 */
+    RLAIF_TRY(rlaif_agree(C->mb.comm, C->is_judge ? setup_judge(C) : 0));
     rlaif_info("collect: policy %s; %lld prompts x %d responses, %d pairs each; %d rollout and %d "
                "judge rank%s (%s layout), credit %d pairs per rollout rank",
                C->policy, (long long)C->ps.n, C->K, C->P, C->nroll, C->njudge,

@@ -107,10 +107,28 @@ int rlaif_policy_load(const rlaif_config *cfg, const char *who, const char *what
 
 /* ------------------------------------------------------------ sampling */
 
+long rlaif_rollout_room(const rlaif_rollout *r, int longest) {
+    return (long)r->model->cfg.max_seq_len - longest - (r->pair_response_len > 0);
+}
+
+int rlaif_rollout_longest(const rlaif_rollout *r, char *const *texts, int64_t lo, int64_t hi,
+                          int *longest) {
+    rlaif_tokens t = {0};
+    int rc = 0;
+    *longest = 0;
+    for (int64_t i = lo; i < hi && !rc; i++) {
+        t.n = 0;
+        rc = rlaif_format_prompt(r->tok, texts[i], r->max_prompt_len, &t);
+        if ((int)t.n > *longest) *longest = (int)t.n;
+    }
+    rlaif_tokens_free(&t);
+    return rc;
+}
+
 /* The generation settings of r for a batch whose longest prompt is longest. */
 static int gen_config(const rlaif_rollout *r, int longest, rlaif_gen_config *gc) {
     *gc = rlaif_gen_defaults();
-    long room = r->model->cfg.max_seq_len - longest;
+    long room = rlaif_rollout_room(r, longest);
     gc->max_new_tokens = (int)(r->max_new_tokens < room ? r->max_new_tokens : room);
     gc->temperature = r->temperature;
     gc->top_k = r->top_k;
@@ -120,13 +138,36 @@ static int gen_config(const rlaif_rollout *r, int longest, rlaif_gen_config *gc)
     gc->seed = r->seed, gc->step = r->step;
     if (gc->max_new_tokens < 1)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "lower data.max_prompt_len or use a longer model",
-                           "%s: a prompt of %d tokens leaves no room in model.max_seq_len = %d",
+                           "%s: a prompt of %d tokens and an end-of-text token leave no room "
+                           "for a response in model.max_seq_len = %d",
                            r->who, longest, r->model->cfg.max_seq_len);
     return 0;
 }
 
-/* Decode every sequence of go into clean text. */
-static int decode(const rlaif_rollout *r, const rlaif_gen_output *go, char **text) {
+/* rm and dpo read a response as text and encode it again: a byte that was
+ * not UTF-8 comes back as U+FFFD, 3 bytes (3 tokens for the byte
+ * tokenizer), so an early policy's text can outgrow what was generated.
+ * For collect, cut it at a character boundary to room tokens, so prompt +
+ * response + end-of-text still fits model.max_seq_len and they take the
+ * pair; not needed when they cut responses to data.max_response_len <=
+ * room + 1 themselves (then the text stays whole, as the judge saw it). */
+static int fit_text(const rlaif_rollout *r, char *text, long room) {
+    if (r->pair_response_len <= 0 || r->pair_response_len <= room + 1) return 0;
+    rlaif_tokens t = {0};
+    size_t n = strlen(text);
+    int rc;
+    while (!(rc = rlaif_tokenizer_encode(r->tok, text, n, 0, &t)) && (long)t.n > room && n > 0) {
+        do n--;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80);
+        t.n = 0;
+    }
+    text[n] = 0;
+    rlaif_tokens_free(&t);
+    return rc;
+}
+
+/* Decode every sequence of go into clean text of at most room tokens. */
+static int decode(const rlaif_rollout *r, const rlaif_gen_output *go, long room, char **text) {
     int rc = 0;
     for (int b = 0; b < go->B && !rc; b++) {
         rlaif_bytes t = {0};
@@ -134,6 +175,7 @@ static int decode(const rlaif_rollout *r, const rlaif_gen_output *go, char **tex
                                    (size_t)go->length[b], &t);
         text[b] = rlaif_utf8_clean(t.data ? t.data : "", t.n);
         rlaif_bytes_free(&t);
+        if (!rc) rc = fit_text(r, text[b], room);
     }
     return rc;
 }
@@ -168,7 +210,7 @@ int rlaif_rollout_sample(const rlaif_rollout *r, int g, const char *const *texts
     out->B = go.B, out->max_new = go.max_new;
     out->tokens = go.tokens, out->logp = go.logp, out->length = go.length;
     out->text = xcalloc((size_t)B + 1, sizeof(char *));
-    return decode(r, &go, out->text);
+    return decode(r, &go, gc.max_new_tokens, out->text);
 }
 
 void rlaif_rollout_batch_free(rlaif_rollout_batch *b) {

@@ -337,15 +337,7 @@ static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, d
  * watcher can see where they are. RLAIF_TEST_STEP_DELAY (seconds) sleeps
  * after each step; it changes no number, only the pace. */
 static void test_pace(void) {
-    static double delay = -1;
-    if (delay < 0) {
-        const char *e = getenv("RLAIF_TEST_STEP_DELAY");
-        delay = e ? atof(e) : 0;
-    }
-    if (delay > 0) {
-        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
-        nanosleep(&ts, NULL);
-    }
+    rlaif_test_delay("RLAIF_TEST_STEP_DELAY");
 }
 
 int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {

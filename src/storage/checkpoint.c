@@ -541,6 +541,15 @@ static int save_failed(MPI_Comm comm, const char *tmp) {
     return rlaif_error_context("writing checkpoint %s: ", tmp);
 }
 
+/* The job-script tests (tests/e2e/test_slurm_jobs.sh) need a checkpoint
+ * that takes as long as a large model's, to see that a cancelled job's ranks
+ * get the time to finish it: RLAIF_TEST_CKPT_DELAY (seconds) sleeps between
+ * the written .tmp and its rename, where a killed rank leaves no new
+ * checkpoint. It changes no byte written. */
+static void test_slow_write(void) {
+    rlaif_test_delay("RLAIF_TEST_CKPT_DELAY");
+}
+
 int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
                           char *pathout, size_t pathn) {
     int rank, nproc;
@@ -557,6 +566,7 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
     /* On a parallel file system each client flushes its own dirty pages. */
     if (!rc) rc = rlaif_agree(comm, fsync_path(tmp, 0));
     if (rc) return save_failed(comm, tmp);
+    test_slow_write();
     if (rank == 0) {
         rc = rename(tmp, path) == 0
                  ? 0

@@ -128,4 +128,50 @@ rc=$?
 [ "$(cat "$d/out/exit_status")" = 0 ] || fail "c: exit_status $(cat "$d/out/exit_status")"
 [ "$(wc -l <"$d/qsub.calls")" = 2 ] || fail "c: a finished job was resubmitted"
 grep -q "run: 3 phases done" "$d/c.log" || fail "c: $(tail -20 "$d/c.log")"
+echo "== d. the logic with stand-ins: walltime, resubmission and its dependency"
+mkdir "$d/fake"
+cat >"$d/fake/mpiexec" <<EOT
+#!/bin/sh
+echo "\$*" >"$d/mpiexec.args"
+mkdir -p "$d/fake-out"
+echo "\$FAKE_RC" >"$d/fake-out/exit_status"
+exit "\$FAKE_RC"
+EOT
+cat >"$d/fake/qstat" <<'EOT'
+#!/bin/sh
+[ -n "${FAKE_WALL:-}" ] || exit 1
+printf 'Job Id: %s\n    Job_Name = rlaif\n    Resource_List.walltime = %s\n    Resource_List.ncpus = 4\n' "$2" "$FAKE_WALL"
+EOT
+cp "$d/bin/qsub" "$d/fake/qsub"
+chmod +x "$d/fake/mpiexec" "$d/fake/qstat"
+sed 's/^out_dir = out$/out_dir = fake-out/' "$d/job.ini" >"$d/fake.ini"
+# run_fake RC [ENV=VALUE...]: the PBS script with the stand-ins; its exit code
+run_fake() {
+  _rc=$1
+  shift
+  rm -f "$d/qsub.calls" "$d/mpiexec.args"
+  (cd "$d" && env PATH="$d/fake:$PATH" PBS_O_WORKDIR="$d" PBS_NODEFILE="$d/nodes" PBS_JOBID=42.pbs1 \
+    RLAIF_JOB="$d/fake.ini" RLAIF_JOBS="$jobs" RLAIF="$RLAIF" FAKE_RC=$_rc "$@" \
+    bash "$jobs/pbs-pipeline.pbs") >"$d/fake.log" 2>&1
+}
+run_fake 75 FAKE_WALL=00:30:00
+rc=$?
+[ $rc = 0 ] || fail "d: exit 75: the script exited $rc: $(cat "$d/fake.log")"
+[ "$(cat "$d/mpiexec.args")" = "-n 4 $RLAIF run $d/fake.ini --set run.walltime=00:30:00" ] ||
+  fail "d: mpiexec got: $(cat "$d/mpiexec.args")"
+want="qsub -W depend=afterany:42.pbs1 -v RLAIF_JOB=$d/fake.ini,RLAIF=$RLAIF,RLAIF_JOBS=$jobs $jobs/pbs-pipeline.pbs"
+[ "$(cat "$d/qsub.calls")" = "$want" ] || fail "d: qsub got: $(cat "$d/qsub.calls"), not: $want"
+echo "d: 75 -> $(cat "$d/qsub.calls")"
+run_fake 75 PBS_WALLTIME=5400
+[ "$(cat "$d/mpiexec.args")" = "-n 4 $RLAIF run $d/fake.ini --set run.walltime=5400" ] ||
+  fail "d: Torque's PBS_WALLTIME: mpiexec got $(cat "$d/mpiexec.args")"
+run_fake 0 FAKE_WALL=01:00:00
+rc=$?
+[ $rc = 0 ] || fail "d: exit 0: the script exited $rc"
+[ ! -e "$d/qsub.calls" ] || fail "d: a finished job was resubmitted: $(cat "$d/qsub.calls")"
+run_fake 1 FAKE_WALL=01:00:00
+rc=$?
+[ $rc = 1 ] || fail "d: exit 1: the script exited $rc"
+[ ! -e "$d/qsub.calls" ] || fail "d: a failed job was resubmitted: $(cat "$d/qsub.calls")"
+echo "d: walltime from qstat and PBS_WALLTIME, resubmitted only on 75, after this job"
 echo "test_jobs: ok"

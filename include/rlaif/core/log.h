@@ -31,5 +31,8 @@ double rlaif_now(void);
 double rlaif_wall_time(void);
 /* "2026-11-26T16:40:01Z" */
 void rlaif_timestamp_iso(char *buf, size_t n);
+/* Tests only: sleep the seconds the environment variable var names (unset
+ * or 0: none), to pace a phase or slow a checkpoint; changes no number. */
+void rlaif_test_delay(const char *var);
 
 #endif

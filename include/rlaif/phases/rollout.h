@@ -62,9 +62,13 @@ typedef struct {
     const char *who;     /* phase name for errors */
     long max_prompt_len; /* data.max_prompt_len */
     long max_new_tokens; /* capped by what the context leaves */
-    float temperature;   /* <= 0 greedy */
-    int top_k;           /* 0 off */
-    float top_p;         /* >= 1 off */
+    /* collect: data.max_response_len, and every response made to fit rm and
+     * dpo (prompt + response + end-of-text within max_seq_len); 0: no such
+     * care (eval judges its texts only) */
+    long pair_response_len;
+    float temperature; /* <= 0 greedy */
+    int top_k;         /* 0 off */
+    float top_p;       /* >= 1 off */
     uint64_t seed;
     uint32_t step;
 } rlaif_rollout;
@@ -76,6 +80,17 @@ typedef struct {
     int *length;    /* [B] tokens generated, EOS included */
     char **text;    /* [B] the responses as UTF-8 text (U+FFFD for bad bytes) */
 } rlaif_rollout_batch;
+
+/* The response tokens a prompt of `longest` tokens leaves in the model's
+ * context: max_seq_len - longest, less 1 when pair_response_len is set, for
+ * the end-of-text token rm and dpo append to a response that reached the cap
+ * (without it such a pair is one token too long for them and refused).
+ * Generation is capped to it. */
+long rlaif_rollout_room(const rlaif_rollout *r, int longest);
+/* The longest of the prompts texts[lo, hi) once formatted (data.max_prompt_len
+ * applied), in tokens; 0 when the range is empty. */
+int rlaif_rollout_longest(const rlaif_rollout *r, char *const *texts, int64_t lo, int64_t hi,
+                          int *longest);
 
 /* K samples for each of the g prompts texts[p] with global ids ids[p]. */
 int rlaif_rollout_sample(const rlaif_rollout *r, int g, const char *const *texts,
