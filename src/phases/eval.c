@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { GEN_BATCH = 64 }; /* sequences per generation batch */
@@ -82,6 +83,15 @@ static int is_phase(const char *s) {
     return p && p->needs[RLAIF_ROLE_LEARNER];
 }
 
+/* t (seconds since the epoch) as "2026-12-01T17:44:37.955Z". */
+static void utc_ms(double t, char *buf, size_t n) {
+    time_t sec = (time_t)t;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + len, n - len, ".%03dZ", (int)((t - (double)sec) * 1000));
+}
+
 /* eval.policy = "": of the registry's policy phases, the finished checkpoint
  * written last. Its /state saved_at orders them, not the step (steps of
  * different phases do not compare) nor the file's mtime (a copy of the
@@ -102,8 +112,11 @@ static int newest_policy(const rlaif_config *cfg, char *path, size_t n, char *wh
         rlaif_ckpt_info in;
         RLAIF_TRY(newest_finished(cfg, phase[i], p, sizeof p, &f));
         if (!f || rlaif_checkpoint_info(p, &in) != 0) continue;
-        len += (size_t)snprintf(why + len, len < nwhy ? nwhy - len : 0, "%s%s saved at %.3f",
-                                len ? ", " : "", phase[i], in.saved_at);
+        char at[64];
+        utc_ms(in.saved_at, at, sizeof at);
+        if (len < nwhy)
+            len += (size_t)snprintf(why + len, nwhy - len, "%s%s saved %s", len ? ", " : "",
+                                    phase[i], at);
         if (!*found || in.saved_at > best) snprintf(path, n, "%s", p), best = in.saved_at;
         *found = 1;
     }
@@ -132,7 +145,7 @@ static int resolve_model(const rlaif_config *cfg, const char *key, char *path, s
     } else {
         char all[900] = "";
         RLAIF_TRY(newest_policy(cfg, path, n, all, sizeof all, &found));
-        snprintf(reason, sizeof reason, "the newest finished policy of %s", all);
+        snprintf(reason, sizeof reason, "the finished policy saved last, of: %s", all);
     }
     if (!found) {
         char dir[4096];
@@ -707,6 +720,10 @@ static int pick_models(eval_run *E) {
     RLAIF_TRY(rlaif_agree(E->world, rc));
     for (int k = 0; k < 2; k++)
         RLAIF_CHECK_MPI(MPI_Bcast(E->model[k], sizeof E->model[k], MPI_CHAR, 0, E->world));
+    if (E->rank == 0 && !strcmp(E->model[0], E->model[1]))
+        rlaif_warn("eval: the policy is the baseline (%s): every answer pair is identical and "
+                   "the win rate 0.5",
+                   E->model[0]);
     return 0;
 }
 
