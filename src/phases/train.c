@@ -423,42 +423,47 @@ static long phase_steps(const rlaif_config *cfg, const char *phase) {
     return rlaif_cfg_has(k) ? (long)rlaif_cfg_int(cfg, k) : 0;
 }
 
-/* The checkpoint resume would take, judged from the file: passed over when
- * unreadable, and verified (every checksum) when it would end the phase, as
- * resume verifies it; a damaged one is passed over for the next older one. */
+/* One checkpoint as resume would take it, judged from the file: 0 when it
+ * is passed over (unreadable, or it would end the phase but a checksum
+ * fails, as resume verifies it), else 1 and st says DONE or PARTIAL. */
+static int judge_ckpt(const char *path, long steps, rlaif_phase_status *st) {
+    rlaif_ckpt_info in;
+    if (rlaif_checkpoint_info(path, &in) != 0) {
+        rlaif_warn("checkpoint %s is damaged: its /state cannot be read", path);
+        return 0;
+    }
+    int end = finished(in.done, in.step, steps);
+    if (end && rlaif_checkpoint_verify(path) != 0) {
+        rlaif_warn("checkpoint %s is damaged: %s", path, rlaif_error_message());
+        rlaif_error_clear();
+        return 0;
+    }
+    st->state = end ? RLAIF_PHASE_DONE : RLAIF_PHASE_PARTIAL;
+    if (end)
+        snprintf(st->what, sizeof st->what, "%s, step %lld, done", path, (long long)in.step);
+    else
+        snprintf(st->what, sizeof st->what, "%s, step %lld of %ld", path, (long long)in.step,
+                 steps);
+    return 1;
+}
+
+/* Newest first, the first checkpoint judge_ckpt does not pass over decides. */
 int rlaif_learner_done(const rlaif_config *cfg, const char *phase, rlaif_phase_status *st) {
     char dir[4096], path[4096];
     rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
     rlaif_ckpt_opts o;
     rlaif_checkpoint_opts_from_cfg(&o, cfg, dir, phase);
-    long steps = phase_steps(cfg, phase);
     int64_t *step = NULL;
     int n = 0;
     memset(st, 0, sizeof *st);
     RLAIF_TRY(rlaif_checkpoint_list(dir, phase, &step, &n));
     st->state = n ? RLAIF_PHASE_PARTIAL : RLAIF_PHASE_NOT_STARTED;
-    snprintf(st->what, sizeof st->what, n ? "no checkpoint of %s in %s loads" : "no %s-*.h5 in %s",
+    snprintf(st->what, sizeof st->what, n ? "no checkpoint of %s in %s reads" : "no %s-*.h5 in %s",
              phase, dir);
-    for (int i = 0; i < n; i++) {
-        rlaif_ckpt_info in;
+    int decided = 0;
+    for (int i = 0; i < n && !decided; i++) {
         rlaif_checkpoint_path(&o, step[i], path, sizeof path);
-        if (rlaif_checkpoint_info(path, &in) != 0) {
-            rlaif_warn("checkpoint %s is damaged: its /state cannot be read", path);
-            continue;
-        }
-        int end = finished(in.done, in.step, steps);
-        if (end && rlaif_checkpoint_verify(path) != 0) {
-            rlaif_warn("checkpoint %s is damaged: %s", path, rlaif_error_message());
-            rlaif_error_clear();
-            continue;
-        }
-        st->state = end ? RLAIF_PHASE_DONE : RLAIF_PHASE_PARTIAL;
-        if (end)
-            snprintf(st->what, sizeof st->what, "%s, step %lld, done", path, (long long)in.step);
-        else
-            snprintf(st->what, sizeof st->what, "%s, step %lld of %ld", path, (long long)in.step,
-                     steps);
-        break;
+        decided = judge_ckpt(path, phase_steps(cfg, phase), st);
     }
     free(step);
     return 0;
