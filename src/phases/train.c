@@ -458,8 +458,8 @@ int rlaif_learner_done(const rlaif_config *cfg, const char *phase, rlaif_phase_s
     memset(st, 0, sizeof *st);
     RLAIF_TRY(rlaif_checkpoint_list(dir, phase, &step, &n));
     st->state = n ? RLAIF_PHASE_PARTIAL : RLAIF_PHASE_NOT_STARTED;
-    snprintf(st->what, sizeof st->what, n ? "no checkpoint of %s in %s reads" : "no %s-*.h5 in %s",
-             phase, dir);
+    snprintf(st->what, sizeof st->what,
+             n ? "no checkpoint of %s in %s reads and verifies" : "no %s-*.h5 in %s", phase, dir);
     int decided = 0;
     for (int i = 0; i < n && !decided; i++) {
         rlaif_checkpoint_path(&o, step[i], path, sizeof path);
