@@ -549,8 +549,6 @@ static char *make_signature(const rlaif_config *cfg, char model[2][4096]) {
     return s ? s : xstrdup("{}");
 }
 
-/* Rank 0: 1 when eval.h5 is a finished eval with these settings (its
- * results into summary); else removes a stale or unfinished file. */
 /* Rank 0, read-only: does path hold a complete eval of these settings? Its
  * results lines into summary. The one test of a finished eval, for its run
  * and its done(). */
@@ -721,8 +719,8 @@ static int pick_models(eval_run *E) {
     for (int k = 0; k < 2; k++)
         RLAIF_CHECK_MPI(MPI_Bcast(E->model[k], sizeof E->model[k], MPI_CHAR, 0, E->world));
     if (E->rank == 0 && !strcmp(E->model[0], E->model[1]))
-        rlaif_warn("eval: the policy is the baseline (%s): every answer pair is identical and "
-                   "the win rate 0.5",
+        rlaif_warn("eval: the policy is the baseline (%s): the win rate compares the model "
+                   "with itself",
                    E->model[0]);
     return 0;
 }
