@@ -16,6 +16,8 @@
 
 const rlaif_command rlaif_commands[] = {
     {"run", rlaif_cmd_run, 1, "run the job file's phases in order, skipping completed ones", NULL},
+    {"status", rlaif_cmd_status, 0,
+     "print each phase of run.phases as done, partial or not started (read-only)", NULL},
     {"config", rlaif_cmd_config, 0,
      "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},

@@ -557,6 +557,10 @@ const char *rlaif_cfg_str(const rlaif_config *cfg, const char *name) {
     return cfg->e[lookup(cfg, name, -1)].text;
 }
 
+int rlaif_cfg_has(const char *name) {
+    return find_name(name) >= 0;
+}
+
 const char *rlaif_cfg_origin(const rlaif_config *cfg, const char *name) {
     return cfg->e[lookup(cfg, name, -1)].origin;
 }

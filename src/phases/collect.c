@@ -576,8 +576,9 @@ static int drain(collect_run *C) {
 
 /* --------------------------------------------------------------- setup */
 
-static char *make_signature(const collect_run *C) {
-    const rlaif_config *cfg = C->cfg;
+/* The settings a finished preferences.h5 was made with (its
+ * collect_complete attribute): a rerun with others collects again. */
+static char *make_signature(const rlaif_config *cfg, const char *policy, int64_t n_prompts) {
     json_t *o = json_object();
     const char *keys[] = {"collect.responses_per_prompt",
                           "collect.pairs_per_prompt",
@@ -590,8 +591,8 @@ static char *make_signature(const collect_run *C) {
                           "data.max_prompt_len"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(cfg, keys[i])));
-    json_object_set_new(o, "policy", json_string(C->policy));
-    json_object_set_new(o, "n_prompts", json_integer((json_int_t)C->ps.n));
+    json_object_set_new(o, "policy", json_string(policy));
+    json_object_set_new(o, "n_prompts", json_integer((json_int_t)n_prompts));
     if (!strcmp(rlaif_cfg_str(cfg, "data.task"), "jsonl"))
         json_object_set_new(o, "data.prompts", json_string(rlaif_cfg_str(cfg, "data.prompts")));
     else
@@ -617,31 +618,68 @@ static int setup_groups(collect_run *C) {
 }
 
 /* Rank 0 finds the policy; everyone learns its path. */
-static int setup_policy(collect_run *C) {
+static int find_policy(collect_run *C) {
     int rc =
         C->mb.rank == 0 ? rlaif_policy_find(C->cfg, "collect", C->policy, sizeof C->policy) : 0;
     RLAIF_TRY(rlaif_agree(C->mb.comm, rc));
     RLAIF_CHECK_MPI(MPI_Bcast(C->policy, sizeof C->policy, MPI_CHAR, 0, C->mb.comm));
-    rc = C->is_rollout
-             ? rlaif_policy_load(C->cfg, "collect", "policy", C->policy, &C->ro.model, &C->ro.tok)
-             : 0;
+    return 0;
+}
+
+/* The rollout ranks load the policy (not when the phase is skipped). */
+static int load_policy(collect_run *C) {
+    int rc = C->is_rollout ? rlaif_policy_load(C->cfg, "collect", "policy", C->policy, &C->ro.model,
+                                               &C->ro.tok)
+                           : 0;
     C->ro.loaded = C->is_rollout && !rc;
     return rlaif_agree(C->mb.comm, rc);
 }
 
 /* Rank 0, read-only (a skipped phase must not touch the file): was it
- * finished by a collect with these settings? *have = its pair count. */
-static int finished_before(const collect_run *C, int64_t *have) {
-    hid_t f = H5Fopen(C->prefs_path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return 0;
+ * finished by a collect with these settings? *have = its pair count. The
+ * one test of a finished collect, for its run and its done(). */
+static int finished_before(const char *path, const char *signature, int64_t *have) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return rlaif_error_clear(), 0;
     char *done = NULL;
     int same = H5Aexists(f, "collect_complete") > 0 &&
-               !rlaif_h5_get_attr_str(f, "collect_complete", &done) &&
-               !strcmp(done, C->signature) && !rlaif_h5_get_attr_i64(f, "pairs_committed", have);
+               !rlaif_h5_get_attr_str(f, "collect_complete", &done) && !strcmp(done, signature) &&
+               !rlaif_h5_get_attr_i64(f, "pairs_committed", have);
     free(done);
     H5Fclose(f);
     rlaif_error_clear();
     return same;
+}
+
+/* Its registry done(): the job's policy and prompts (no model loaded) give
+ * the signature finished_before looks for. */
+int rlaif_collect_done(const rlaif_config *cfg, const char *name, rlaif_phase_status *st) {
+    char path[4096], policy[4096];
+    rlaif_out_path(cfg, "preferences.h5", path, sizeof path);
+    memset(st, 0, sizeof *st);
+    snprintf(st->what, sizeof st->what, "no %s", path);
+    if (access(path, F_OK) != 0) return 0;
+    rlaif_prompt_set ps;
+    int64_t have = 0;
+    int rc = rlaif_policy_find(cfg, name, policy, sizeof policy);
+    if (!rc) rc = rlaif_prompts_train(cfg, name, &ps);
+    if (rc) { /* inputs gone: not complete for this job; the phase says why */
+        st->state = RLAIF_PHASE_PARTIAL;
+        snprintf(st->what, sizeof st->what, "%s, not complete for this job (%s)", path,
+                 rlaif_error_message());
+        rlaif_error_clear();
+        return 0;
+    }
+    char *sig = make_signature(cfg, policy, ps.n);
+    int done = finished_before(path, sig, &have);
+    free(sig);
+    rlaif_prompts_free(&ps);
+    st->state = done ? RLAIF_PHASE_DONE : RLAIF_PHASE_PARTIAL;
+    if (done)
+        snprintf(st->what, sizeof st->what, "%s: %lld pairs, same settings", path, (long long)have);
+    else
+        snprintf(st->what, sizeof st->what, "%s, not marked complete with these settings", path);
+    return 0;
 }
 
 /* Collective over world: skip a finished collect, else learn which pairs
@@ -649,7 +687,7 @@ static int finished_before(const collect_run *C, int64_t *have) {
 static int scan_existing(collect_run *C, int *skip) {
     int64_t have = 0, all = C->ps.n * C->P, head[2] = {0, 0};
     if (C->mb.rank == 0 && access(C->prefs_path, F_OK) == 0)
-        head[0] = 1, head[1] = finished_before(C, &have);
+        head[0] = 1, head[1] = finished_before(C->prefs_path, C->signature, &have);
     RLAIF_CHECK_MPI(MPI_Bcast(head, 2, MPI_INT64_T, 0, C->mb.comm));
     RLAIF_CHECK_MPI(MPI_Bcast(&have, 1, MPI_INT64_T, 0, C->mb.comm));
     *skip = (int)head[1];
@@ -967,13 +1005,14 @@ static int setup(collect_run *C, int *skip) {
         return RLAIF_ERROR(RLAIF_EX_USAGE, "collect in several jobs over slices of the prompts",
                            "collect: %lld prompts x %d responses exceed 2^32 sequence numbers",
                            (long long)C->ps.n, C->K);
-    RLAIF_TRY(setup_policy(C));
-    C->signature = make_signature(C);
+    RLAIF_TRY(find_policy(C));
+    C->signature = make_signature(C->cfg, C->policy, C->ps.n);
     rlaif_out_path(C->cfg, "preferences.h5", C->prefs_path, sizeof C->prefs_path);
     const char *out = rlaif_cfg_str(C->cfg, "run.out_dir");
     RLAIF_TRY(rlaif_agree(C->mb.comm, C->mb.rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
     RLAIF_TRY(scan_existing(C, skip));
     if (*skip) return 0;
+    RLAIF_TRY(load_policy(C));
     if (C->is_rollout) setup_rollout(C);
     RLAIF_TRY(check_fit(C)); /* before the judge side creates preferences.h5 */
     RLAIF_TRY(rlaif_agree(C->mb.comm, C->is_judge ? setup_judge(C) : 0));

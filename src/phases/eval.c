@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { GEN_BATCH = 64 }; /* sequences per generation batch */
@@ -82,24 +83,70 @@ static int is_phase(const char *s) {
     return p && p->needs[RLAIF_ROLE_LEARNER];
 }
 
-/* eval.policy or eval.baseline (rank 0): "" = the registry's policies, best
- * first (ppo, dpo, then sft); a phase name = its newest finished checkpoint;
- * else a path. */
-static int resolve_model(const rlaif_config *cfg, const char *key, char *path, size_t n) {
+/* t (seconds since the epoch) as "2026-12-01T17:44:37.955Z". */
+static void utc_ms(double t, char *buf, size_t n) {
+    time_t sec = (time_t)t;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + len, n - len, ".%03dZ", (int)((t - (double)sec) * 1000));
+}
+
+/* eval.policy = "": of the registry's policy phases, the finished checkpoint
+ * written last. Its /state saved_at orders them, not the step (steps of
+ * different phases do not compare) nor the file's mtime (a copy of the
+ * out_dir renews every mtime; saved_at travels inside the file). A tie
+ * (same microsecond, or two old files stamped in the same second) goes to
+ * the phase listed first (the higher policy_rank). why: the reason, for the
+ * log. */
+static int newest_policy(const rlaif_config *cfg, char *path, size_t n, char *why, size_t nwhy,
+                         int *found) {
+    const char *phase[16];
+    int np = rlaif_phase_policies(phase, 16);
+    double best = 0;
+    size_t len = 0;
+    *found = 0;
+    for (int i = 0; i < np; i++) {
+        char p[4096];
+        int f = 0;
+        rlaif_ckpt_info in;
+        RLAIF_TRY(newest_finished(cfg, phase[i], p, sizeof p, &f));
+        if (!f || rlaif_checkpoint_info(p, &in) != 0) continue;
+        char at[64];
+        utc_ms(in.saved_at, at, sizeof at);
+        if (len < nwhy)
+            len += (size_t)snprintf(why + len, nwhy - len, "%s%s saved %s", len ? ", " : "",
+                                    phase[i], at);
+        if (!*found || in.saved_at > best) snprintf(path, n, "%s", p), best = in.saved_at;
+        *found = 1;
+    }
+    return 0;
+}
+
+/* eval.policy or eval.baseline (rank 0): "" = the newest finished policy
+ * (newest_policy); a phase name = its newest finished checkpoint; else a
+ * path. why (may be NULL) receives how it was chosen. */
+static int resolve_model(const rlaif_config *cfg, const char *key, char *path, size_t n, char *why,
+                         size_t nwhy) {
     const char *v = rlaif_cfg_str(cfg, key);
-    const char *auto_order[16], *one[] = {v};
-    const char *const *try = *v ? one : auto_order;
-    int ntry = *v ? 1 : rlaif_phase_policies(auto_order, 16), found = 0;
+    char reason[1024] = "";
+    int found = 0;
     if (*v && !is_phase(v)) {
         if (access(v, R_OK) != 0)
             return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                                "give a checkpoint file or a phase name (sft, dpo, ppo)",
                                "eval: %s: cannot read checkpoint '%s'", key, v);
         snprintf(path, n, "%s", v);
-        return 0;
+        snprintf(reason, sizeof reason, "a checkpoint path");
+        found = 1;
+    } else if (*v) {
+        RLAIF_TRY(newest_finished(cfg, v, path, n, &found));
+        snprintf(reason, sizeof reason, "the newest finished %s checkpoint", v);
+    } else {
+        char all[900] = "";
+        RLAIF_TRY(newest_policy(cfg, path, n, all, sizeof all, &found));
+        snprintf(reason, sizeof reason, "the finished policy saved last, of: %s", all);
     }
-    for (int i = 0; i < ntry && !found; i++)
-        RLAIF_TRY(newest_finished(cfg, try[i], path, n, &found));
     if (!found) {
         char dir[4096];
         rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
@@ -109,6 +156,7 @@ static int resolve_model(const rlaif_config *cfg, const char *key, char *path, s
                            "eval: %s = '%s': no finished %s checkpoint in %s", key, v,
                            *v ? v : "ppo, dpo or sft", dir);
     }
+    if (why) snprintf(why, nwhy, "%s", reason);
     return 0;
 }
 
@@ -466,7 +514,14 @@ static int write_metrics(eval_run *E, double wall) {
 
 /* ------------------------------------------------------ eval.h5, skip */
 
-static char *make_signature(const eval_run *E) {
+/* judge.disagreement as eval runs it: drop becomes tie (force_judge_settings). */
+static const char *disagreement(const rlaif_config *cfg) {
+    const char *v = rlaif_cfg_str(cfg, "judge.disagreement");
+    return strcmp(v, "drop") ? v : "tie";
+}
+
+/* The settings of an eval (eval.h5's eval_complete) with the two models. */
+static char *make_signature(const rlaif_config *cfg, char model[2][4096]) {
     const char *keys[] = {
         "eval.n_prompts",   "eval.temperature",    "eval.max_new_tokens", "eval.prompts",
         "run.seed",         "data.task",           "data.prompts",        "data.max_operand",
@@ -476,14 +531,17 @@ static char *make_signature(const eval_run *E) {
         "judge.first_bias", "judge.temperature",   "judge.seed"};
     json_t *o = json_object();
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-        json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(E->cfg, keys[i])));
+        json_object_set_new(o, keys[i],
+                            json_string(!strcmp(keys[i], "judge.disagreement")
+                                            ? disagreement(cfg)
+                                            : rlaif_cfg_str(cfg, keys[i])));
     for (int k = 0; k < 2; k++) {
         /* size and mtime: a model retrained into the same path is another model */
         struct stat st;
         char id[64] = "";
-        if (stat(E->model[k], &st) == 0)
+        if (stat(model[k], &st) == 0)
             snprintf(id, sizeof id, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
-        json_object_set_new(o, k ? "baseline" : "policy", json_string(E->model[k]));
+        json_object_set_new(o, k ? "baseline" : "policy", json_string(model[k]));
         json_object_set_new(o, k ? "baseline_file" : "policy_file", json_string(id));
     }
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -491,24 +549,55 @@ static char *make_signature(const eval_run *E) {
     return s ? s : xstrdup("{}");
 }
 
-/* Rank 0: 1 when eval.h5 is a finished eval with these settings (its
- * results into summary); else removes a stale or unfinished file. */
-static int check_done(eval_run *E, int *skip) {
-    *skip = 0;
-    if (access(E->path, F_OK) != 0) return 0;
-    hid_t f = H5Fopen(E->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+/* Rank 0, read-only: does path hold a complete eval of these settings? Its
+ * results lines into summary. The one test of a finished eval, for its run
+ * and its done(). */
+static int finished_before(const char *path, const char *signature, char *summary, size_t n) {
+    if (access(path, F_OK) != 0) return 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     char *done = NULL, *res = NULL;
-    if (f >= 0 && H5Aexists(f, "eval_complete") > 0 && H5Aexists(f, "eval_results") > 0 &&
-        !rlaif_h5_get_attr_str(f, "eval_complete", &done) &&
-        !rlaif_h5_get_attr_str(f, "eval_results", &res) && !strcmp(done, E->signature)) {
-        snprintf(E->summary, sizeof E->summary, "%s", res);
-        *skip = 1;
-    }
+    int same = f >= 0 && H5Aexists(f, "eval_complete") > 0 && H5Aexists(f, "eval_results") > 0 &&
+               !rlaif_h5_get_attr_str(f, "eval_complete", &done) &&
+               !rlaif_h5_get_attr_str(f, "eval_results", &res) && !strcmp(done, signature);
+    if (same) snprintf(summary, n, "%s", res);
     if (f >= 0) H5Fclose(f);
     free(done), free(res);
     rlaif_error_clear();
-    /* one file holds one eval: the judge's journal makes redoing it free */
-    if (!*skip && unlink(E->path) != 0)
+    return same;
+}
+
+int rlaif_eval_done(const rlaif_config *cfg, const char *name, rlaif_phase_status *st) {
+    (void)name;
+    char model[2][4096], path[4096], summary[2048];
+    memset(st, 0, sizeof *st);
+    rlaif_out_path(cfg, "eval.h5", path, sizeof path);
+    snprintf(st->what, sizeof st->what, "no %s", path);
+    if (access(path, F_OK) != 0) return 0;
+    st->state = RLAIF_PHASE_PARTIAL;
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++)
+        rc = resolve_model(cfg, k ? "eval.baseline" : "eval.policy", model[k], sizeof model[k],
+                           NULL, 0);
+    if (rc) { /* no model to evaluate: not complete for this job; the phase says why */
+        snprintf(st->what, sizeof st->what, "%s, not complete for this job (%s)", path,
+                 rlaif_error_message());
+        rlaif_error_clear();
+        return 0;
+    }
+    char *sig = make_signature(cfg, model);
+    if (finished_before(path, sig, summary, sizeof summary)) st->state = RLAIF_PHASE_DONE;
+    free(sig);
+    snprintf(st->what, sizeof st->what,
+             st->state == RLAIF_PHASE_DONE ? "%s, same settings"
+                                           : "%s, of other models or settings",
+             path);
+    return 0;
+}
+
+/* Rank 0, once the eval runs: one file holds one eval, and the judge's
+ * journal makes redoing it free. */
+static int remove_stale(const eval_run *E) {
+    if (access(E->path, F_OK) == 0 && unlink(E->path) != 0)
         return rlaif_error_sys(RLAIF_EX_IOERR, "unlink", E->path, __FILE__, __LINE__);
     return 0;
 }
@@ -607,7 +696,7 @@ static int force_judge_settings(rlaif_config *cfg) {
                    rlaif_cfg_str(cfg, "judge.both_orders"));
         RLAIF_TRY(rlaif_config_set(cfg, "judge.both_orders", "1", "eval"));
     }
-    if (!strcmp(rlaif_cfg_str(cfg, "judge.disagreement"), "drop")) {
+    if (strcmp(rlaif_cfg_str(cfg, "judge.disagreement"), disagreement(cfg))) {
         rlaif_info("eval: judge.disagreement = tie (was drop): a pair the orders disagree on "
                    "counts half");
         RLAIF_TRY(rlaif_config_set(cfg, "judge.disagreement", "tie", "eval"));
@@ -615,24 +704,41 @@ static int force_judge_settings(rlaif_config *cfg) {
     return 0;
 }
 
-static int setup(eval_run *E, int *skip) {
-    RLAIF_TRY(rlaif_agree(E->world, load_prompts(E)));
+/* Rank 0 resolves both models and says why; every rank learns them. */
+static int pick_models(eval_run *E) {
     int rc = 0;
-    for (int k = 0; k < 2 && E->rank == 0 && !rc; k++)
-        rc = resolve_model(E->cfg, k ? "eval.baseline" : "eval.policy", E->model[k],
-                           sizeof E->model[k]);
+    for (int k = 0; k < 2 && E->rank == 0 && !rc; k++) {
+        const char *key = k ? "eval.baseline" : "eval.policy";
+        char why[1024];
+        rc = resolve_model(E->cfg, key, E->model[k], sizeof E->model[k], why, sizeof why);
+        if (!rc)
+            rlaif_info("eval: %s = '%s': %s (%s)", key, rlaif_cfg_str(E->cfg, key), E->model[k],
+                       why);
+    }
     RLAIF_TRY(rlaif_agree(E->world, rc));
     for (int k = 0; k < 2; k++)
         RLAIF_CHECK_MPI(MPI_Bcast(E->model[k], sizeof E->model[k], MPI_CHAR, 0, E->world));
-    E->signature = make_signature(E);
+    if (E->rank == 0 && !strcmp(E->model[0], E->model[1]))
+        rlaif_warn("eval: the policy is the baseline (%s): the win rate compares the model "
+                   "with itself",
+                   E->model[0]);
+    return 0;
+}
+
+/* The models, then the skip (finished_before, as done() decides it), and
+ * only for an eval that runs the prompts and the removal of an old eval.h5. */
+static int setup(eval_run *E, int *skip) {
+    RLAIF_TRY(pick_models(E));
+    E->signature = make_signature(E->cfg, E->model);
     const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
     rlaif_out_path(E->cfg, "eval.h5", E->path, sizeof E->path);
-    RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
-    int sk = 0;
-    RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 ? check_done(E, &sk) : 0));
+    int sk = E->rank == 0 && finished_before(E->path, E->signature, E->summary, sizeof E->summary);
     RLAIF_CHECK_MPI(MPI_Bcast(&sk, 1, MPI_INT, 0, E->world));
     *skip = sk;
-    return 0;
+    if (sk) return 0;
+    RLAIF_TRY(rlaif_agree(E->world, load_prompts(E)));
+    RLAIF_TRY(rlaif_agree(E->world, E->rank == 0 && *out ? rlaif_mkdir_p(out) : 0));
+    return rlaif_agree(E->world, E->rank == 0 ? remove_stale(E) : 0);
 }
 
 static void run_free(eval_run *E) {

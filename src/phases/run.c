@@ -1,10 +1,13 @@
-/* run.c - `rlaif run`: the job's phases in order (see run.h). */
+/* run.c - `rlaif run`: the job's phases in order, and `rlaif status`: how
+ * far each of them is (see run.h). */
 #include "rlaif/phases/run.h"
 #include "rlaif/phases/registry.h"
 
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+
+#include <mpi.h>
 
 #include "config.h"
 
@@ -22,9 +25,9 @@ static void phase_names(char *buf, size_t n) {
 }
 
 /* Split run.phases ("sft, collect,rm") into registry entries; every name
- * must be a built pipeline phase. Same answer on every rank (the config is
- * identical). */
-static int parse_phases(const char *list, const rlaif_phase_def **out, int *n) {
+ * must be a pipeline phase, and built unless any_built. Same answer on
+ * every rank (the config is identical). */
+static int parse_phases(const char *list, const rlaif_phase_def **out, int *n, int any_built) {
     char buf[1024], names[256];
     if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf)
         return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "run.phases is too long");
@@ -34,7 +37,7 @@ static int parse_phases(const char *list, const rlaif_phase_def **out, int *n) {
          tok = strtok_r(NULL, ", \t", &save)) {
         const rlaif_phase_def *p = rlaif_phase_find(tok);
         if (!p) return RLAIF_ERROR(RLAIF_EX_USAGE, names, "run.phases: '%s' is not a phase", tok);
-        if (!p->run)
+        if (!p->run && !any_built)
             return RLAIF_ERROR(
                 RLAIF_EX_USAGE, "remove it from run.phases (`rlaif --help` lists what is built)",
                 "run.phases: phase '%s' is not built yet in rlaif %s", tok, PACKAGE_VERSION);
@@ -64,17 +67,25 @@ int rlaif_cmd_run(rlaif_ctx *ctx) {
                            "run: unexpected argument '%s'", ctx->args.args[0]);
     const rlaif_phase_def *phase[RUN_MAX_PHASES];
     int n = 0;
-    RLAIF_TRY(parse_phases(rlaif_cfg_str(ctx->cfg, "run.phases"), phase, &n));
+    RLAIF_TRY(parse_phases(rlaif_cfg_str(ctx->cfg, "run.phases"), phase, &n, 0));
     RLAIF_TRY(check_layout(ctx, phase, n));
     double t0 = rlaif_now();
     for (int i = 0; i < n; i++) {
         rlaif_info("run: phase %d/%d: %s", i + 1, n, phase[i]->name);
         double t = rlaif_now();
-        /* the same rc on every rank: 75 = the phase checkpointed on a signal
-         * or walltime; the rerun skips the finished phases and continues */
-        int rc = rlaif_phase_exec(ctx, phase[i]);
-        if (rc) return rc;
-        rlaif_info("run: phase %s done in %.1f s", phase[i]->name, rlaif_now() - t);
+        /* the phase's done(), the same on every rank: a finished phase is
+         * not entered (it would load its model and inputs to find out) */
+        rlaif_phase_status st;
+        RLAIF_TRY(rlaif_phase_status_get(ctx, phase[i], &st));
+        if (st.state == RLAIF_PHASE_DONE) {
+            rlaif_info("run: %s already complete, skipped (%s)", phase[i]->name, st.what);
+        } else {
+            /* the same rc on every rank: 75 = the phase checkpointed on a
+             * signal or walltime; the rerun skips the finished phases */
+            int rc = rlaif_phase_exec(ctx, phase[i]);
+            if (rc) return rc;
+            rlaif_info("run: phase %s done in %.1f s", phase[i]->name, rlaif_now() - t);
+        }
         /* a stop that came as the phase finished: do not start the next */
         if (i + 1 < n && rlaif_stop_agreed()) {
             rlaif_info("run: stop requested after %s: the rerun starts with %s", phase[i]->name,
@@ -83,5 +94,30 @@ int rlaif_cmd_run(rlaif_ctx *ctx) {
         }
     }
     rlaif_info("run: %d phases done in %.1f s", n, rlaif_now() - t0);
+    return 0;
+}
+
+static const char *const state_name[] = {"not started", "partial", "done"};
+
+int rlaif_cmd_status(rlaif_ctx *ctx) {
+    if (ctx->args.nargs > 0)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif status --help",
+                           "status: unexpected argument '%s'", ctx->args.args[0]);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0) return 0; /* read-only and serial: rank 0 answers */
+    const rlaif_phase_def *phase[RUN_MAX_PHASES];
+    int n = 0;
+    RLAIF_TRY(parse_phases(rlaif_cfg_str(ctx->cfg, "run.phases"), phase, &n, 1));
+    printf("run.out_dir = %s, run.phases = %s\n", rlaif_cfg_str(ctx->cfg, "run.out_dir"),
+           rlaif_cfg_str(ctx->cfg, "run.phases"));
+    for (int i = 0; i < n; i++) {
+        rlaif_phase_status st;
+        memset(&st, 0, sizeof st);
+        RLAIF_TRY(phase[i]->done ? phase[i]->done(ctx->cfg, phase[i]->name, &st) : 0);
+        printf("  %-10s %-12s %s%s\n", phase[i]->name, state_name[st.state], st.what,
+               phase[i]->run ? "" : " (not built in this version)");
+    }
+    fflush(stdout);
     return 0;
 }

@@ -11,6 +11,7 @@
  * resumes on any learner count. */
 #include "rlaif/phases/train.h"
 #include "rlaif/phases/layout.h"
+#include "rlaif/phases/registry.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
@@ -400,11 +401,75 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
 
 /* ---- the learner-phase driver ---- */
 
+/* The one rule of a finished learner phase: its checkpoint ran to the end
+ * (/state done) and has the steps the job asks for now (a raised
+ * <phase>.steps continues a finished run). */
+static int finished(int done, int64_t step, long steps) {
+    return done && step >= steps;
+}
+
+/* The steps the job asks of phase (its section's steps key; 0 for a phase
+ * without one). */
+static long phase_steps(const rlaif_config *cfg, const char *phase) {
+    char k[64];
+    snprintf(k, sizeof k, "%s.steps", phase);
+    return rlaif_cfg_has(k) ? (long)rlaif_cfg_int(cfg, k) : 0;
+}
+
+/* One checkpoint as resume would take it, judged from the file: 0 when it
+ * is passed over (unreadable, or it would end the phase but a checksum
+ * fails, as resume verifies it), else 1 and st says DONE or PARTIAL. */
+static int judge_ckpt(const char *path, long steps, rlaif_phase_status *st) {
+    rlaif_ckpt_info in;
+    if (rlaif_checkpoint_info(path, &in) != 0) {
+        rlaif_warn("checkpoint %s is damaged: its /state cannot be read", path);
+        return 0;
+    }
+    int end = finished(in.done, in.step, steps);
+    if (end && rlaif_checkpoint_verify(path) != 0) {
+        rlaif_warn("checkpoint %s is damaged: %s", path, rlaif_error_message());
+        rlaif_error_clear();
+        return 0;
+    }
+    st->state = end ? RLAIF_PHASE_DONE : RLAIF_PHASE_PARTIAL;
+    if (end)
+        snprintf(st->what, sizeof st->what, "%s, step %lld, done", path, (long long)in.step);
+    else
+        snprintf(st->what, sizeof st->what, "%s, step %lld of %ld", path, (long long)in.step,
+                 steps);
+    return 1;
+}
+
+/* Newest first, the first checkpoint judge_ckpt does not pass over decides. */
+int rlaif_learner_done(const rlaif_config *cfg, const char *phase, rlaif_phase_status *st) {
+    char dir[4096], path[4096];
+    rlaif_out_ckpt_dir(cfg, dir, sizeof dir);
+    rlaif_ckpt_opts o;
+    rlaif_checkpoint_opts_from_cfg(&o, cfg, dir, phase);
+    int64_t *step = NULL;
+    int n = 0;
+    memset(st, 0, sizeof *st);
+    RLAIF_TRY(rlaif_checkpoint_list(dir, phase, &step, &n));
+    st->state = n ? RLAIF_PHASE_PARTIAL : RLAIF_PHASE_NOT_STARTED;
+    snprintf(st->what, sizeof st->what,
+             n ? "no checkpoint of %s in %s reads and verifies" : "no %s-*.h5 in %s", phase, dir);
+    int decided = 0;
+    for (int i = 0; i < n && !decided; i++) {
+        rlaif_checkpoint_path(&o, step[i], path, sizeof path);
+        decided = judge_ckpt(path, phase_steps(cfg, phase), st);
+    }
+    free(step);
+    return 0;
+}
+
 int rlaif_learner_phase_run(rlaif_learner *L, const rlaif_learner_phase *lp, long stop_after) {
     const char *name = lp->ph.name;
     int found, done;
     RLAIF_TRY(rlaif_learner_resume(L, &lp->ph, &found, &done));
-    if (found && done && L->step >= L->steps) {
+    /* rlaif_learner_phase_enter skipped a finished phase before loading
+     * anything; this is the same rule on what resume loaded, for a caller
+     * that did not enter through it */
+    if (found && finished(done, L->step, L->steps)) {
         rlaif_info("%s: already complete (%s, step %ld, done); skipping", name, L->ckpt_path,
                    L->step);
         return 0;
@@ -430,6 +495,14 @@ int rlaif_learner_phase_enter(const rlaif_ctx *ctx, const char *phase, long *sto
     *comm = MPI_COMM_NULL;
     RLAIF_TRY(rlaif_phase_args(ctx, phase, stop_after));
     RLAIF_TRY(rlaif_ranks_require(&ctx->ranks, phase, 1, 0, 0));
+    /* the registry's done() (rlaif_learner_done), agreed by the world: a
+     * finished phase loads neither its model nor its data */
+    rlaif_phase_status st;
+    RLAIF_TRY(rlaif_phase_status_get(ctx, rlaif_phase_find(phase), &st));
+    if (st.state == RLAIF_PHASE_DONE) {
+        rlaif_info("%s: already complete (%s); skipping", phase, st.what);
+        return 0;
+    }
     if (rlaif_ranks_has(&ctx->ranks, RLAIF_ROLE_LEARNER))
         *comm = ctx->ranks.group[RLAIF_ROLE_LEARNER];
     return 0;

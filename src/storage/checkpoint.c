@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- key -> value sets ---- */
@@ -456,6 +457,11 @@ static int save_serial(const char *tmp, rlaif_ckpt *c, int64_t step) {
     hid_t file;
     RLAIF_TRY(rlaif_h5_open_serial(tmp, 1, &file));
     rlaif_kv_set_int(&c->state, "step", step);
+    /* when it was written, in the file: eval's "newest policy" must survive a
+     * copy (cp, rsync without -t) that gives every file a new mtime */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rlaif_kv_set_double(&c->state, "saved_at", (double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
     int rc = kv_write(file, "config", &c->config);
     if (!rc) rc = kv_write(file, "state", &c->state);
     if (!rc && (c->m && c->v)) rc = kv_write(file, "optim", &c->optim);
@@ -583,11 +589,8 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
 
 /* ---- load ---- */
 
-/* Rank 0, serial: is the file complete, of this schema, with every tensor at
- * its shape? Cheap, and it keeps damaged metadata away from collective calls. */
-static int validate(const char *path, const rlaif_ckpt *c) {
-    hid_t file;
-    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &file));
+/* Is the open file a complete checkpoint of this schema? */
+static int check_header(hid_t file, const char *path) {
     /* Files of the engine's serial writer (src/engine/model_io.c) carry only
      * rlaif_schema: no kind, no complete mark, no checksums. Accept them. */
     int64_t complete = 1, schema = 0;
@@ -605,6 +608,15 @@ static int validate(const char *path, const rlaif_ckpt *c) {
         rc = rlaif_h5_get_attr_i64(file, "complete", &complete);
     if (!rc && complete != 1)
         rc = RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s is not marked complete", path);
+    return rc;
+}
+
+/* Rank 0, serial: is the file complete, of this schema, with every tensor at
+ * its shape? Cheap, and it keeps damaged metadata away from collective calls. */
+static int validate(const char *path, const rlaif_ckpt *c) {
+    hid_t file;
+    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &file));
+    int rc = check_header(file, path);
     for (int k = 0; k < nkinds(c) && !rc; k++) {
         for (int i = 0; i < c->table->n && !rc; i++) {
             const rlaif_tensor_desc *t = &c->table->t[i];
@@ -785,24 +797,89 @@ int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt 
     return 0;
 }
 
+/* ---- what a file says of itself ---- */
+
+/* rlaif_h5_stamp's "2026-12-01T17:39:08Z" as seconds since the epoch (0: unreadable). */
+static double stamp_seconds(hid_t file) {
+    char *s = NULL;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int ok = H5Aexists(file, "creation_time") > 0 &&
+             !rlaif_h5_get_attr_str(file, "creation_time", &s) &&
+             sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec) == 6;
+    free(s);
+    tm.tm_year -= 1900, tm.tm_mon -= 1;
+    return ok ? (double)timegm(&tm) : 0;
+}
+
+int rlaif_checkpoint_info(const char *path, rlaif_ckpt_info *info) {
+    memset(info, 0, sizeof *info);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    rlaif_kvset st = {0, NULL};
+    int rc = f < 0 || H5Lexists(f, "state", H5P_DEFAULT) <= 0 || kv_read(f, "state", &st) ? -1 : 0;
+    const rlaif_kv *step = rlaif_kv_find(&st, "step"), *done = rlaif_kv_find(&st, "done"),
+                   *at = rlaif_kv_find(&st, "saved_at");
+    if (!rc) {
+        info->step = step && step->is_int ? step->i : 0;
+        info->done = done && done->is_int && done->i != 0;
+        info->saved_at = at && !at->is_int ? at->d : stamp_seconds(f);
+    }
+    rlaif_kv_free(&st);
+    if (f >= 0) H5Fclose(f);
+    rlaif_error_clear(); /* a damaged file is passed over, not an error */
+    return rc;
+}
+
+typedef struct {
+    const char *path, *group;
+    int rc;
+} verify_walk;
+
+/* H5Literate callback: one dataset of a group against its checksum. */
+static herr_t verify_one(hid_t g, const char *name, const H5L_info_t *li, void *ud) {
+    (void)li;
+    verify_walk *w = ud;
+    char where[512];
+    snprintf(where, sizeof where, "%s/%s", w->group, name);
+    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    float *x = n < 0 ? NULL : xmalloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!x || H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        w->rc = RLAIF_ERROR(RLAIF_EX_IOERR, "the file was damaged after it was written",
+                            "%s: cannot read %s", w->path, where);
+    else
+        w->rc = rlaif_checkpoint_verify_tensor(ds, x, (size_t)n, w->path, where);
+    free(x);
+    if (sp >= 0) H5Sclose(sp);
+    if (ds >= 0) H5Dclose(ds);
+    return w->rc ? -1 : 0;
+}
+
+int rlaif_checkpoint_verify(const char *path) {
+    hid_t file;
+    RLAIF_TRY(rlaif_h5_open_serial(path, 0, &file));
+    int rc = check_header(file, path);
+    for (int k = 0; k < 3 && !rc; k++) {
+        if (!rlaif_h5_exists(file, kind_group[k])) continue; /* an export without moments */
+        verify_walk w = {path, kind_group[k], 0};
+        hid_t g = H5Gopen2(file, kind_group[k], H5P_DEFAULT);
+        hsize_t idx = 0;
+        herr_t e = g < 0 ? -1 : H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, verify_one, &w);
+        rc = w.rc    ? w.rc
+             : e < 0 ? rlaif_error_h5("H5Literate", __FILE__, __LINE__, "the checkpoint is damaged")
+                     : 0;
+        if (g >= 0) H5Gclose(g);
+    }
+    H5Fclose(file);
+    return rc;
+}
+
 /* /state done of a checkpoint: 1 done, 0 not done, -1 unreadable. */
 static int checkpoint_done(const char *path) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        rlaif_error_clear();
-        return -1;
-    }
-    long long done = 0;
-    hid_t g = H5Lexists(f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(f, "state", H5P_DEFAULT) : -1;
-    int rc = g >= 0 ? 0 : -1;
-    if (g >= 0) {
-        if (H5Aexists(g, "done") > 0 && rlaif_h5_read_attr_i64(g, path, "/state", "done", &done))
-            rc = -1;
-        H5Gclose(g);
-    }
-    H5Fclose(f);
-    rlaif_error_clear(); /* a damaged file is passed over, not an error */
-    return rc < 0 ? rc : done != 0;
+    rlaif_ckpt_info info;
+    return rlaif_checkpoint_info(path, &info) ? -1 : info.done;
 }
 
 int rlaif_checkpoint_newest_done(const char *dir, const char *name, const char *who, char *path,

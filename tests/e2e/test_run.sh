@@ -10,6 +10,23 @@
 #  d. bad lists (an unbuilt phase, a tool that is not a phase, an empty list)
 #     and arguments: exit 64 with one ERROR line before any phase starts (no
 #     output folder is created).
+# `rlaif run` asks each phase's done() (the registry) before entering it, and
+# `rlaif status` prints the same answers; eval picks the newest policy:
+#  e. `rlaif status` of a fresh out_dir: every phase "not started", no
+#     folder made; of the finished job: every phase "done";
+#  f. a phase whose inputs were removed after it completed is still skipped:
+#     with preferences.h5 moved away, `run.phases = rm, dpo` says "run: rm
+#     already complete, skipped" (and dpo) and exits 0 without entering
+#     them (no line of the phases' own; entered, they exit 66 without it);
+#  g. a partial phase is resumed: dpo stopped at step 5 (`rlaif dpo
+#     --stop-after 5`) is "partial" in `rlaif status`; `rlaif run` skips
+#     sft, collect and rm through done(), resumes dpo from step 5 and
+#     evaluates the new policy; then every phase is "done";
+#  h. eval.policy = "" takes the finished policy saved last, not the phase
+#     ranked first: sft continued to 310 steps after dpo finished, and the
+#     out_dir copied (cp -r renews every mtime; dpo's file is then touched
+#     to be the newest by mtime): eval picks sft-00000310.h5 by its /state
+#     saved_at and says why; eval.policy = dpo still picks dpo.
 set -u
 : "${RLAIF:?set by make check}"
 mpi="${MPIEXEC:-mpiexec}"
@@ -111,4 +128,61 @@ bad 64 "phase 'ppo' is not built yet" --set run.phases=sft,ppo
 bad 64 "'judge' is not a phase" --set run.phases=sft,judge
 bad 64 "run.phases is empty" --set "run.phases=,"
 bad 64 "unexpected argument '--stop-after'" --stop-after 3
+
+# rl COMMAND OUT [ARGS]: a command of the job on 2 ranks
+rl() { cmd=$1 o=$2; shift 2; "$mpi" -n 2 "$RLAIF" "$cmd" "$job" --set run.out_dir="$o" "$@"; }
+# status OUT PHASE STATE: the phase's line of `rlaif status` says STATE
+state() {
+  "$RLAIF" status "$job" --set run.out_dir="$1" >"$d/status" 2>&1 || fail "status: $(cat "$d/status")"
+  grep -q "^  $2 *$3  " "$d/status" || fail "status: $2 is not '$3': $(cat "$d/status")"
+}
+skipped_by_run() { # LOG PHASE: run skipped it through done(), without entering it
+  grep -q "run: $2 already complete, skipped (" "$1" || fail "$2 not skipped by run: $(cat "$1")"
+  ! grep -q "] $2: " "$1" || fail "run entered $2: $(grep "] $2: " "$1")"
+}
+
+# e. status of a fresh folder and of the finished job
+for p in sft collect rm dpo eval; do state "$d/fresh" $p "not started"; done
+[ ! -e "$d/fresh" ] || fail "e: status made $d/fresh"
+for p in sft collect rm dpo eval; do state "$out" $p done; done
+cat "$d/status"
+
+# f. inputs removed after the phase completed: skipped, not entered
+mv "$out/preferences.h5" "$d/prefs.h5"
+rl run "$out" --set run.phases=rm,dpo >"$d/f.log" 2>&1
+rc=$?
+[ $rc = 0 ] || { tail -30 "$d/f.log"; fail "f: rm, dpo without preferences.h5 exited $rc"; }
+skipped_by_run "$d/f.log" rm
+skipped_by_run "$d/f.log" dpo
+grep "run: .* skipped" "$d/f.log"
+mv "$d/prefs.h5" "$out/preferences.h5"
+
+# g. a partial phase is resumed
+rm -f "$out"/ckpt/dpo-* "$out"/ckpt/dpo_ref_logps.h5
+rl dpo "$out" --stop-after 5 >"$d/g0.log" 2>&1
+rc=$?
+[ $rc = 75 ] || { tail -20 "$d/g0.log"; fail "g: dpo --stop-after 5 exited $rc"; }
+state "$out" dpo partial
+grep "  dpo " "$d/status"
+grep -q "dpo-00000005.h5, step 5 of 20" "$d/status" || fail "g: $(cat "$d/status")"
+rl run "$out" >"$d/g.log" 2>&1 || { tail -30 "$d/g.log"; fail "g: rerun failed"; }
+for p in sft collect rm; do skipped_by_run "$d/g.log" $p; done
+grep -q "dpo: resuming from .*dpo-00000005.h5 at step 5/20" "$d/g.log" ||
+  fail "g: dpo not resumed from step 5: $(grep 'dpo:' "$d/g.log")"
+grep -q "eval: eval.policy = '': .*/dpo-00000020.h5 (" "$d/g.log" ||
+  fail "g: eval did not take the new dpo: $(grep 'eval' "$d/g.log")"
+for p in sft collect rm dpo eval; do state "$out" $p done; done
+
+# h. eval picks the policy saved last, also in a copy with other mtimes
+rl sft "$out" --set sft.steps=310 >"$d/h0.log" 2>&1 || { tail -20 "$d/h0.log"; fail "h: sft to 310"; }
+cp -r "$out" "$d/copy"
+sleep 1.1
+touch "$d/copy/ckpt/dpo-00000020.h5" # the newest by mtime
+rl eval "$d/copy" >"$d/h.log" 2>&1 || { tail -20 "$d/h.log"; fail "h: eval"; }
+grep "eval: eval.policy" "$d/h.log"
+grep -q "eval: eval.policy = '': $d/copy/ckpt/sft-00000310.h5 (the finished policy saved last, of: dpo saved .*, sft saved " \
+  "$d/h.log" || fail "h: eval did not pick sft-00000310: $(grep 'eval' "$d/h.log")"
+rl eval "$d/copy" --set eval.policy=dpo >"$d/h2.log" 2>&1 || { tail -20 "$d/h2.log"; fail "h: eval dpo"; }
+grep -q "eval: eval.policy = 'dpo': $d/copy/ckpt/dpo-00000020.h5 (the newest finished dpo checkpoint)" \
+  "$d/h2.log" || fail "h: eval.policy = dpo: $(grep 'eval' "$d/h2.log")"
 echo "test_run: ok"

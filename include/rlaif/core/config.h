@@ -58,6 +58,8 @@ double rlaif_cfg_float(const rlaif_config *cfg, const char *name); /* FLOAT and 
 int rlaif_cfg_bool(const rlaif_config *cfg, const char *name);
 const char *rlaif_cfg_str(const rlaif_config *cfg, const char *name); /* any type, as text */
 const char *rlaif_cfg_origin(const rlaif_config *cfg, const char *name);
+/* 1 when "section.key" is in the schema (for code generic over sections). */
+int rlaif_cfg_has(const char *name);
 /* Path of the job file ("" when none) and its directory. */
 const char *rlaif_config_path(const rlaif_config *cfg);
 

@@ -72,7 +72,13 @@
 #define RLAIF_COLLECT_H
 
 #include "rlaif/core/job.h"
+#include "rlaif/phases/layout.h"
 
 int rlaif_cmd_collect(rlaif_ctx *ctx);
+/* Its registry done() (serial, read-only): preferences.h5 carries
+ * collect_complete with the settings, policy and prompt count this job
+ * would collect with (DONE); the file without it, or the job's policy or
+ * prompts gone (PARTIAL); no file (NOT_STARTED). Loads no model. */
+int rlaif_collect_done(const rlaif_config *cfg, const char *name, rlaif_phase_status *st);
 
 #endif

@@ -1,9 +1,12 @@
 /* eval.h - `rlaif eval job.ini`: win rate of the policy against a baseline
  * on held-out prompts, judged in both orders (src/phases/README.md, Eval).
  *
- * Models. eval.policy = "" (default): the newest finished checkpoint
- * (/state done = 1) of ppo, else dpo, else sft in <out_dir>/<checkpoint.dir>;
- * a phase name (ppo, dpo, rm, sft): that phase's newest finished checkpoint;
+ * Models. eval.policy = "" (default): of the policy phases of the registry
+ * (ppo, reinforce, a2c, dpo, online-dpo, sft), the finished checkpoint
+ * (/state done = 1) in <out_dir>/<checkpoint.dir> written last, by its
+ * /state saved_at (a copy of the folder keeps it; mtimes it does not); a
+ * tie goes to the higher policy_rank. The log names the pick and the
+ * candidates. A phase name (ppo, dpo, rm, sft): that phase's newest finished checkpoint;
  * anything else: a checkpoint path. eval.baseline the same ("sft" by
  * default; a path need not be finished, so an early sft checkpoint can be
  * the baseline). Each brings its own /tokenizer.
@@ -66,11 +69,17 @@
 #define RLAIF_EVAL_H
 
 #include "rlaif/core/job.h"
+#include "rlaif/phases/layout.h"
 
 /* Wilson score interval at z for k successes (may be fractional) of n. */
 void rlaif_wilson(double k, double n, double z, double *lo, double *hi);
 
 int rlaif_cmd_eval(rlaif_ctx *ctx);
+/* Its registry done() (serial, read-only): eval.h5 is complete with the
+ * models and settings this job would evaluate now (DONE: the test the
+ * command skips by); eval.h5 of others, or no model to evaluate (PARTIAL);
+ * no eval.h5 (NOT_STARTED). Loads no model, reads no prompts. */
+int rlaif_eval_done(const rlaif_config *cfg, const char *name, rlaif_phase_status *st);
 
 /* Before any phase of `rlaif run` starts: a usage error when eval.n_prompts
  * cannot fit in this node's memory (every rank holds each prompt, both

@@ -22,6 +22,14 @@
 
 #define RLAIF_OUT_STATUS "exit_status"
 
+/* How far a phase's outputs in run.out_dir are (a phase's done() in the
+ * registry): what `rlaif run` skips and `rlaif status` prints. */
+typedef enum { RLAIF_PHASE_NOT_STARTED, RLAIF_PHASE_PARTIAL, RLAIF_PHASE_DONE } rlaif_phase_state;
+typedef struct {
+    rlaif_phase_state state;
+    char what[1024]; /* the output it looked at, e.g. "run/ckpt/sft-00000300.h5, step 300, done" */
+} rlaif_phase_status;
+
 /* <out_dir>/name (name alone when out_dir is empty or name absolute). */
 void rlaif_out_path(const rlaif_config *cfg, const char *name, char *buf, size_t n);
 /* <out_dir>/<checkpoint.dir>: where every learner phase keeps its checkpoints. */

@@ -1,16 +1,26 @@
-/* run.h - `rlaif run job.ini`: the job's phases (run.phases) in order.
+/* run.h - `rlaif run job.ini`: the job's phases (run.phases) in order, and
+ * `rlaif status job.ini`: how far each of them is.
  *
- * Every phase is resumable and skips itself when its complete output exists
- * (sft/rm/dpo: a final checkpoint with /state done = 1; collect: the
- * preferences file's collect_complete attribute; eval: the same settings
- * already evaluated), so `run` is only a loop: rerunning it after a crash or
- * an exit 75 continues with the first unfinished phase. The list is checked
- * before anything starts, so a misspelt or unbuilt phase costs no compute. */
+ * Before each phase, `run` asks the registry's done() of the phase (agreed
+ * by every rank: rlaif_phase_status_get) and does not enter a complete one
+ * ("run: sft already complete, skipped (...)"): sft/rm/dpo: the newest
+ * checkpoint verifies, has /state done = 1 and the job's steps; collect:
+ * preferences.h5's collect_complete with the same settings; eval: eval.h5
+ * complete with the same models and settings. done() is the test the phase
+ * itself skips by, so a phase command skips the same phases. Rerunning
+ * `run` after a crash or an exit 75 thus continues with the first
+ * unfinished phase, which resumes. The list is checked before anything
+ * starts, so a misspelt or unbuilt phase costs no compute.
+ *
+ * `status` (world rank 0, no lock: it only reads) prints one line a phase
+ * of run.phases: done, partial (some output, not complete for this job) or
+ * not started, with the file it looked at. */
 #ifndef RLAIF_RUN_H
 #define RLAIF_RUN_H
 
 #include "rlaif/core/job.h"
 
 int rlaif_cmd_run(rlaif_ctx *ctx);
+int rlaif_cmd_status(rlaif_ctx *ctx);
 
 #endif

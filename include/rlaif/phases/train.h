@@ -30,6 +30,7 @@
 #include "rlaif/storage/checkpoint.h"
 #include "rlaif/core/job.h"
 #include "rlaif/core/config.h"
+#include "rlaif/phases/layout.h"
 #include "rlaif/storage/metrics.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/optim.h"
@@ -160,6 +161,15 @@ typedef struct {
     int (*before_save)(rlaif_learner *L, void *ud, int done);
 } rlaif_learner_phase;
 
+/* A learner phase's done() in the registry (serial, world rank 0; every
+ * learner phase points at it): the newest checkpoint of phase in
+ * <out_dir>/<checkpoint.dir> that reads is DONE when its /state done is set
+ * and its step reaches <phase>.steps (the phase's rule, shared with
+ * rlaif_learner_phase_run) and every checksum verifies (a damaged one is
+ * passed over for the next older, as resume does); else PARTIAL; no
+ * checkpoint: NOT_STARTED. Loads no model. */
+int rlaif_learner_done(const rlaif_config *cfg, const char *phase, rlaif_phase_status *st);
+
 /* Collective over the learners: resume from the phase's newest checkpoint,
  * skip when it is complete, declare and rewind the validation table,
  * prepare, train to L->steps (rlaif_train_run: 75 on a stop), after, and
@@ -167,10 +177,12 @@ typedef struct {
 int rlaif_learner_phase_run(rlaif_learner *L, const rlaif_learner_phase *lp, long stop_after);
 
 /* The start of a learner phase's command on every rank: its own arguments
- * (rlaif_phase_args); *comm = the learners' communicator, or MPI_COMM_NULL
- * on a rank with no part in the phase (rollout and judge ranks of a split
- * layout), which returns at once and waits for the learners in the phase's
- * world-wide end (rlaif_phase_exec). */
+ * (rlaif_phase_args), then the registry's done() agreed by the world: a
+ * finished phase says so and every rank gets *comm = MPI_COMM_NULL. Else
+ * *comm = the learners' communicator, or MPI_COMM_NULL on a rank with no
+ * part in the phase (rollout and judge ranks of a split layout), which
+ * returns at once and waits for the learners in the phase's world-wide end
+ * (rlaif_phase_exec). */
 int rlaif_learner_phase_enter(const rlaif_ctx *ctx, const char *phase, long *stop_after,
                               MPI_Comm *comm);
 

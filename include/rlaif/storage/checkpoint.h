@@ -11,7 +11,9 @@
  *       shard and combined with MPI_Allreduce, so it is checked on load.
  *   /config   attributes: "arch", architecture sizes (ints), "job_config" text
  *   /optim    attributes: optimizer counters (AdamW step, skipped)
- *   /state    attributes: step, RNG counters, data cursor, KL controller,
+ *   /state    attributes: step, saved_at (UTC seconds since the epoch, with
+ *             microseconds: when the file was written, kept by a copy that
+ *             changes mtimes), RNG counters, data cursor, KL controller,
  *             reward-normalisation stats (small key -> int64 | double set)
  *   /tokenizer written by a callback (the tokenizer module's writer)
  *   root attributes rlaif_schema, rlaif_kind="checkpoint", software_version,
@@ -135,6 +137,23 @@ int rlaif_checkpoint_resume(MPI_Comm comm, const rlaif_ckpt_opts *o, rlaif_ckpt 
 /* Steps of the complete (renamed, non-.tmp) checkpoints of name, newest
  * first; *n entries in a malloc'd array. Does not open them. */
 int rlaif_checkpoint_list(const char *dir, const char *name, int64_t **steps, int *n);
+
+/* What a checkpoint says of itself, read without its tensors. */
+typedef struct {
+    int64_t step;    /* /state step */
+    int done;        /* /state done: the phase ran to its end */
+    double saved_at; /* /state saved_at; older files: the root creation_time (1 s) */
+} rlaif_ckpt_info;
+
+/* Serial, read-only. 0 and *info, or -1 when the file or its /state cannot
+ * be read (no error is recorded: the caller passes over it). */
+int rlaif_checkpoint_info(const char *path, rlaif_ckpt_info *info);
+
+/* Serial, read-only: the file is a complete checkpoint and every tensor it
+ * holds matches its checksum (the checks of rlaif_checkpoint_load that need
+ * no model: it does not know the expected shapes). Reads the whole file, one
+ * tensor at a time. Error (RLAIF_EX_IOERR) naming the file and the tensor. */
+int rlaif_checkpoint_verify(const char *path);
 
 /* Serial. The newest checkpoint of name in dir whose /state done is set (a
  * phase that ran to its end, not one stopped with exit 75) into path;
