@@ -347,6 +347,29 @@ static int pg_cmd(rlaif_ctx *ctx, const char *name, rlaif_pg_algo algo) {
     return rc;
 }
 
+/* The registry's check: what options() refuses, before any phase of `rlaif
+ * run` starts. */
+static int check_algo(const rlaif_config *cfg, const char *name, rlaif_pg_algo algo) {
+    pg_run S;
+    memset(&S, 0, sizeof S);
+    S.name = name;
+    int rc = options(&S, cfg, algo);
+    rlaif_pg_exp_free(&S.e);
+    return rc;
+}
+int rlaif_ppo_check(const rlaif_config *cfg) {
+    return check_algo(cfg, "ppo", RLAIF_PG_PPO);
+}
+int rlaif_reinforce_check(const rlaif_config *cfg) {
+    return check_algo(cfg, "reinforce", RLAIF_PG_REINFORCE);
+}
+int rlaif_a2c_check(const rlaif_config *cfg) {
+    return check_algo(cfg, "a2c", RLAIF_PG_A2C);
+}
+int rlaif_online_dpo_check(const rlaif_config *cfg) {
+    return check_algo(cfg, "online-dpo", RLAIF_PG_ODPO);
+}
+
 int rlaif_cmd_ppo(rlaif_ctx *ctx) {
     return pg_cmd(ctx, "ppo", RLAIF_PG_PPO);
 }

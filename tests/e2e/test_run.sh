@@ -124,7 +124,8 @@ bad() {
   [ "$(grep -c '^ERROR' "$d/d.log")" = 1 ] || { cat "$d/d.log"; fail "d ($*): not one ERROR line"; }
   [ ! -e "$d/none" ] || fail "d ($*): a phase started before the list was checked"
 }
-bad 64 "phase 'ppo' is not built yet" --set run.phases=sft,ppo
+bad 64 "reinforce: the loo baseline compares the samples of a prompt" --set run.phases=sft,reinforce \
+  --set ppo.samples_per_prompt=1
 bad 64 "'judge' is not a phase" --set run.phases=sft,judge
 bad 64 "run.phases is empty" --set "run.phases=,"
 bad 64 "unexpected argument '--stop-after'" --stop-after 3

@@ -56,6 +56,12 @@ int rlaif_cmd_a2c(rlaif_ctx *ctx);
  * to <out_dir>/online_preferences.h5 as its iteration is judged) and one DPO
  * step (dpo.loss, dpo.beta) against the frozen reference per iteration. */
 int rlaif_cmd_online_dpo(rlaif_ctx *ctx);
+/* The registry's checks of each: the configuration alone (e.g. a baseline
+ * that needs 2 samples with 1), refused before `rlaif run` starts a phase. */
+int rlaif_ppo_check(const rlaif_config *cfg);
+int rlaif_reinforce_check(const rlaif_config *cfg);
+int rlaif_a2c_check(const rlaif_config *cfg);
+int rlaif_online_dpo_check(const rlaif_config *cfg);
 
 /* One iteration's experience, whole, on every learner. Sequence i = prompt
  * i / K, sample i % K; its response token j is at i * W + j of the [N, W]
