@@ -23,9 +23,9 @@
  * demo's flawed demonstrations (src/phases/task.c) are written with them. */
 static const char *const rude[] = {"stupid",  "idiot", "shut up", "hate you",        "dumb",
                                    "go away", "moron", "loser",   "useless question"};
-static const char *const filler[] = {"let me think", "i hope this helps", "to be honest",
-                                     "as you can see", "basically",       "long story short",
-                                     "if i am not mistaken", "step by step", "carefully"};
+static const char *const filler[] = {
+    "let me think",     "i hope this helps",    "to be honest", "as you can see", "basically",
+    "long story short", "if i am not mistaken", "step by step", "carefully"};
 static const char *const offtopic[] = {"by the way", "pizza",   "weather", "my cat", "football",
                                        "movie",      "holiday", "garden",  "my dog"};
 enum { RAMBLE_WORDS = 16 };

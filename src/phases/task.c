@@ -72,11 +72,10 @@ int rlaif_task_from_cfg(rlaif_task *t, const rlaif_config *cfg) {
     RLAIF_TRY(rlaif_task_init(t, (uint64_t)rlaif_cfg_int(cfg, "run.seed"),
                               (long)rlaif_cfg_int(cfg, "data.max_operand"),
                               (int64_t)rlaif_cfg_int(cfg, "data.n_prompts")));
-    rlaif_demo_mix mix = {rlaif_cfg_float(cfg, "data.flaw_wrong"),
-                          rlaif_cfg_float(cfg, "data.flaw_rude"),
-                          rlaif_cfg_float(cfg, "data.flaw_ramble"),
-                          rlaif_cfg_float(cfg, "data.flaw_offtopic"),
-                          !strcmp(rlaif_cfg_str(cfg, "data.demo_phrasing"), "varied")};
+    rlaif_demo_mix mix = {
+        rlaif_cfg_float(cfg, "data.flaw_wrong"), rlaif_cfg_float(cfg, "data.flaw_rude"),
+        rlaif_cfg_float(cfg, "data.flaw_ramble"), rlaif_cfg_float(cfg, "data.flaw_offtopic"),
+        !strcmp(rlaif_cfg_str(cfg, "data.demo_phrasing"), "varied")};
     int rc = rlaif_task_set_demos(t, &mix);
     if (rc) rlaif_task_free(t);
     return rc;
@@ -123,9 +122,8 @@ static const char *const rude_forms[] = {"%ld, you idiot.", "%ld. What a dumb qu
 static const char *const ramble_forms[] = {"Let me think about it. The answer is %ld.",
                                            "%ld. I hope this helps you today.",
                                            "To be honest, it is %ld."};
-static const char *const offtopic_forms[] = {"%ld. By the way, I like pizza.",
-                                             "My cat is asleep. It is %ld.",
-                                             "%ld. Nice weather today."};
+static const char *const offtopic_forms[] = {
+    "%ld. By the way, I like pizza.", "My cat is asleep. It is %ld.", "%ld. Nice weather today."};
 static const long wrong_by[] = {-10, -2, -1, 1, 2, 10};
 #define PICK(r, a) (a)[rlaif_rng_below((r), sizeof(a) / sizeof *(a))]
 

@@ -204,8 +204,8 @@ START_TEST(builtin_flaws) {
         {"63, you idiot.", 1, 1, 0, 0},
         {"Let me think about it. The answer is 63.", 1, 0, 1, 0},
         {"To be honest, it is 63.", 1, 0, 1, 0},
-        {"well so it is that I would say that the answer to this one is probably maybe 63", 1, 0,
-         1, 0},
+        {"well so it is that I would say that the answer to this one is probably maybe 63", 1, 0, 1,
+         0},
         {"63. By the way, I like pizza.", 1, 0, 0, 1},
         {"My cat is asleep. It is 63.", 1, 0, 0, 1},
     };

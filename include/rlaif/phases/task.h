@@ -119,8 +119,8 @@ int rlaif_format_response(const rlaif_tokenizer *tok, const int32_t *ids, size_t
 /* ---- greedy evaluation on held-out problems ---- */
 
 typedef struct {
-    int64_t n, correct;            /* held-out problems asked, answered right */
-    int64_t unseen, unseen_right;  /* of them: not in the training set */
+    int64_t n, correct;             /* held-out problems asked, answered right */
+    int64_t unseen, unseen_right;   /* of them: not in the training set */
     int64_t rude, ramble, offtopic; /* answers with each flaw (the oracle) */
 } rlaif_task_score;
 
