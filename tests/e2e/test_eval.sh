@@ -162,6 +162,10 @@ for c in a:
 for k in a.attrs:
     if not np.array_equal(a.attrs[k], b.attrs[k], equal_nan=True): sys.exit('attribute ' + k)
 " "$d/r1/eval.h5" "$d/r4/eval.h5" || fail "/eval of 2+2 ranks differs from 1 rank"
+"$py" "$top_srcdir/tools/user/rlaif-analyze" eval "$d/r4/eval.h5" --out "$d/plots" >"$d/an" 2>&1 &&
+  grep -q "length-controlled win rate" "$d/an" && [ -s "$d/plots/eval_length.png" ] ||
+  fail "rlaif-analyze eval: $(cat "$d/an")"
+head -4 "$d/an"
 [ "$(row r1)" = "$(row r4)" ] || fail "metrics differ: $(row r1 | tr '\n' ' ') vs $(row r4 | tr '\n' ' ')"
 echo "1 rank = 2+2 ranks: win rate $(val r1 win_rate), consistency $(val r1 consistency)"
 before=$(ls -l --time-style=full-iso "$d/r1")

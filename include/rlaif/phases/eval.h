@@ -94,16 +94,23 @@ void rlaif_wilson(double k, double n, double z, double *lo, double *hi);
 
 /* Logistic regression P(y = 1 | x) = sigmoid(b[0] + b[1] x) of outcomes
  * y[i] in [0, 1] (fractional: a tie is 0.5, the binomial likelihood with
- * y successes of 1) by Newton's method (IRLS) in double, and the standard
- * errors from the inverse Fisher information at the estimate. When every x
- * is the same, only the intercept is fitted (b[1] = 0, se[1] = NaN).
- * Returns 0, or -1 with NaNs when there is no finite estimate (no data,
- * all wins or all losses at one x: separation). (eval_lc.c) */
-int rlaif_logit_fit(const double *x, const double *y, int64_t n, double b[2], double se[2]);
+ * y successes of 1), maximising the log-likelihood - ridge b[1]^2 / 2 by
+ * Newton's method (IRLS, step halving) in double, and the standard errors
+ * from the inverse of the (penalised) Fisher information at the estimate.
+ * When every x is the same, only the intercept is fitted (b[1] = 0,
+ * se[1] = NaN). Returns 0, or -1 with NaNs when there is no finite
+ * estimate (no data; all wins or all losses). (eval_lc.c) */
+int rlaif_logit_fit(const double *x, const double *y, int64_t n, double ridge, double b[2],
+                    double se[2]);
 
-/* Length-controlled win rate: the fit above on x = log length ratio of the
- * policy's answer to the baseline's, read at x = 0: sigmoid(b[0]), and its
- * interval sigmoid(b[0] -+ z se[0]). */
+/* The ridge of the length-controlled fit: a N(0, 1/0.1) prior on the slope
+ * per unit of log length ratio, weak beside 200 pairs, there so that a
+ * slope that length separation would send to infinity stays finite. */
+#define RLAIF_LC_RIDGE 0.1
+
+/* Length-controlled win rate: the fit above (ridge RLAIF_LC_RIDGE) on x =
+ * log length ratio of the policy's answer to the baseline's, read at x = 0:
+ * sigmoid(b[0]), and its interval sigmoid(b[0] -+ z se[0]). */
 typedef struct {
     double win_rate, lo, hi;
     double b[2], se[2]; /* intercept, slope; their standard errors */
