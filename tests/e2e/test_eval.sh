@@ -160,7 +160,9 @@ a, b = (h5py.File(p, 'r')['eval'] for p in sys.argv[1:])
 for c in a:
     if not np.array_equal(a[c][:], b[c][:], equal_nan=True): sys.exit('column ' + c)
 for k in a.attrs:
-    if not np.array_equal(a.attrs[k], b.attrs[k], equal_nan=True): sys.exit('attribute ' + k)
+    x, y = a.attrs[k], b.attrs[k]
+    same = x == y if isinstance(x, (bytes, str)) else np.array_equal(x, y, equal_nan=True)
+    if not same: sys.exit('attribute ' + k)
 " "$d/r1/eval.h5" "$d/r4/eval.h5" || fail "/eval of 2+2 ranks differs from 1 rank"
 "$py" "$top_srcdir/tools/user/rlaif-analyze" eval "$d/r4/eval.h5" --out "$d/plots" >"$d/an" 2>&1 &&
   grep -q "length-controlled win rate" "$d/an" && [ -s "$d/plots/eval_length.png" ] ||
