@@ -131,7 +131,7 @@ ok = (f["win_rate_lo"] > 0.5 and f["win_rate"] >= float(sys.argv[1])
 # the Wilson score interval, recomputed (z = 1.959964)
 n, p, z = f["judged"], (f["wins"] + 0.5 * f["ties"]) / f["judged"], 1.959964
 c, h = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-# the policy's own greedy answers are likelier under it than under another model
+# the greedy answers of the policy are likelier under it than under another model
 ok = ok and f["kl"] > 0 and abs(f["win_rate"] - p) < 1e-9 and abs(f["win_rate_lo"] - max(0, c - h)) < 1e-6 and abs(f["win_rate_hi"] - min(1, c + h)) < 1e-6
 sys.exit(0 if ok else 1)' "$2" "${3:-1}" || fail "vs $1: $(row one | tr '\n' ' ')"
   "$py" "$check_eval" "$d/one/eval.h5" || fail "/eval vs $1"
