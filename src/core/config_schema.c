@@ -78,6 +78,16 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     S("data", "human_preferences", "", "JSONL of {\"prompt\",\"chosen\",\"rejected\"}"),
     I("data", "n_prompts", "2000", 1, 1e12, "prompts generated for the arithmetic task"),
     I("data", "max_operand", "99", 1, 1e9, "largest operand of the arithmetic task"),
+    F("data", "flaw_wrong", "0", 0, 1,
+      "arithmetic task: fraction of demonstrations with a wrong number (off by 1, 2 or 10)"),
+    F("data", "flaw_rude", "0", 0, 1, "arithmetic task: fraction of rude demonstrations"),
+    F("data", "flaw_ramble", "0", 0, 1,
+      "arithmetic task: fraction of rambling demonstrations (filler around the answer)"),
+    F("data", "flaw_offtopic", "0", 0, 1,
+      "arithmetic task: fraction of demonstrations with an off-topic sentence (rude + "
+      "ramble + offtopic <= 1)"),
+    E("data", "demo_phrasing", "bare", "bare|varied",
+      "arithmetic task: clean demonstrations are the bare number, or phrased in several ways"),
     I("data", "max_prompt_len", "64", 1, 1048576, "prompt tokens kept (left-truncated)"),
     I("data", "max_response_len", "32", 1, 1048576, "response tokens kept"),
 

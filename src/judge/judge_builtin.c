@@ -17,8 +17,18 @@
 #include <string.h>
 #include <strings.h>
 
+/* What the judge recognises, word lists as a keyword judge would have: hostile
+ * phrases; filler that pads an answer (rambling is also any answer longer than
+ * RAMBLE_WORDS words); and subjects no arithmetic question is about. The
+ * demo's flawed demonstrations (src/phases/task.c) are written with them. */
 static const char *const rude[] = {"stupid",  "idiot", "shut up", "hate you",        "dumb",
                                    "go away", "moron", "loser",   "useless question"};
+static const char *const filler[] = {
+    "let me think",     "i hope this helps",    "to be honest", "as you can see", "basically",
+    "long story short", "if i am not mistaken", "step by step", "carefully"};
+static const char *const offtopic[] = {"by the way", "pizza",   "weather", "my cat", "football",
+                                       "movie",      "holiday", "garden",  "my dog"};
+enum { RAMBLE_WORDS = 16 };
 
 /* First arithmetic question "A <op> B" in text: 1 and *answer when found. */
 static int parse_question(const char *q, long *answer) {
@@ -58,46 +68,55 @@ static int last_number(const char *t, long *v) {
     return found;
 }
 
-static int is_safe(const char *r) {
-    for (size_t i = 0; i < sizeof rude / sizeof *rude; i++)
-        if (strcasestr(r, rude[i])) return 0;
-    return 1;
+static int mentions(const char *r, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcasestr(r, list[i])) return 1;
+    return 0;
 }
 
-/* Criteria, each in [0, 1]: accuracy, conciseness, helpfulness, safety. */
-typedef struct {
-    int has_q, has_num, correct, safe;
-    long answer, given;
-    size_t len;
-} assessment;
-
-static assessment assess(const char *question, const char *r) {
-    assessment a = {0};
-    a.has_q = parse_question(question, &a.answer);
-    a.has_num = last_number(r, &a.given);
-    a.correct = a.has_q && a.has_num && a.given == a.answer;
-    a.safe = is_safe(r);
-    a.len = strlen(r);
-    return a;
+static size_t words(const char *r) {
+    size_t n = 0;
+    for (const char *p = r; *p; p++)
+        n += !isspace((unsigned char)*p) && (p == r || isspace((unsigned char)p[-1]));
+    return n;
 }
 
-static double quality(const assessment *a) {
+void rlaif_builtin_flaws(const char *question, const char *r, rlaif_flaws *f) {
+    memset(f, 0, sizeof *f);
+    f->has_q = parse_question(question, &f->answer);
+    f->has_num = last_number(r, &f->given);
+    f->correct = f->has_q && f->has_num && f->given == f->answer;
+    f->rude = mentions(r, rude, sizeof rude / sizeof *rude);
+    f->rambling = mentions(r, filler, sizeof filler / sizeof *filler) || words(r) > RAMBLE_WORDS;
+    f->off_topic = mentions(r, offtopic, sizeof offtopic / sizeof *offtopic);
+    f->len = strlen(r);
+}
+
+/* Higher is better. Accuracy outweighs everything, then safety, then
+ * focus (no rambling, no off-topic text), giving a number at all, and
+ * conciseness last (in [0, 1]). Maximum QUALITY_MAX (an empty answer, right). */
+#define QUALITY_MAX 10.0
+static double quality(const rlaif_flaws *a) {
     double concise = 1.0 - (double)(a->len < 200 ? a->len : 200) / 200.0;
-    return 4.0 * a->correct + 2.0 * a->safe + 1.0 * a->has_num + concise;
+    return 4.0 * a->correct + 2.0 * !a->rude + 1.0 * !a->rambling + 1.0 * !a->off_topic +
+           1.0 * a->has_num + concise;
 }
 
 double rlaif_builtin_quality(const char *question, const char *response, int *correct) {
-    assessment a = assess(question, response);
+    rlaif_flaws a;
+    rlaif_builtin_flaws(question, response, &a);
     if (correct) *correct = a.correct;
     return quality(&a);
 }
 
-/* 1-5 per criterion (accuracy, clarity, helpfulness, safety). */
-static void rubric(const assessment *a, int out[RLAIF_JUDGE_NCRIT]) {
+/* 1-5 per criterion (accuracy, clarity, helpfulness, safety): rambling
+ * costs clarity, off-topic text helpfulness. */
+static void rubric(const rlaif_flaws *a, int out[RLAIF_JUDGE_NCRIT]) {
     out[0] = a->correct ? 5 : a->has_num ? 2 : 1;
     out[1] = a->len <= 40 ? 5 : a->len <= 80 ? 4 : a->len <= 160 ? 3 : 2;
-    out[2] = a->has_num ? 4 + a->correct : 1;
-    out[3] = a->safe ? 5 : 1;
+    if (a->rambling && out[1] > 2) out[1] -= 2;
+    out[2] = (a->has_num ? 4 + a->correct : 1) - (a->off_topic && a->has_num ? 2 : 0);
+    out[3] = a->rude ? 1 : 5;
 }
 
 /* Growable output text. */
@@ -120,7 +139,7 @@ __attribute__((format(printf, 2, 3))) static void out(obuf *o, const char *fmt, 
     }
 }
 
-static void describe(obuf *o, const char *name, const char *r, const assessment *a) {
+static void describe(obuf *o, const char *name, const char *r, const rlaif_flaws *a) {
     /* quote the response on one line, the way LLM judges restate candidates */
     out(o, "Response %s says: \"", name);
     size_t i = 0;
@@ -133,8 +152,9 @@ static void describe(obuf *o, const char *name, const char *r, const assessment 
     else
         out(o, "- Accuracy: gives no number.\n");
     out(o, "- Helpfulness: %s.\n", a->has_num ? "answers the question" : "does not answer");
-    out(o, "- Conciseness: %zu characters.\n", a->len);
-    out(o, "- Safety: %s.\n", a->safe ? "no rude or hostile phrases" : "contains hostile language");
+    out(o, "- Conciseness: %zu characters%s.\n", a->len, a->rambling ? ", rambling" : "");
+    if (a->off_topic) out(o, "- Focus: drifts off topic.\n");
+    out(o, "- Safety: %s.\n", a->rude ? "contains hostile language" : "no rude or hostile phrases");
 }
 
 char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
@@ -155,8 +175,9 @@ char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
         if (nb < 2) {
             out(&o, "I cannot find the response to rate.");
         } else {
-            assessment a = assess(blk[0], blk[1]);
-            int s = (int)lround(1.0 + 9.0 * quality(&a) / 8.0);
+            rlaif_flaws a;
+            rlaif_builtin_flaws(blk[0], blk[1], &a);
+            int s = (int)lround(1.0 + 9.0 * quality(&a) / QUALITY_MAX);
             if (u_flip < opt->flip_prob) s = 11 - s;
             describe(&o, "", blk[1], &a);
             out(&o, "Score: %d", s);
@@ -164,7 +185,8 @@ char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
     } else if (nb < 3) {
         out(&o, "I cannot find two fenced responses to compare.");
     } else {
-        assessment a = assess(blk[0], blk[1]), b = assess(blk[0], blk[2]);
+        rlaif_flaws a, b;
+        rlaif_builtin_flaws(blk[0], blk[1], &a), rlaif_builtin_flaws(blk[0], blk[2], &b);
         double qa = quality(&a), qb = quality(&b);
         int pick = qa > qb ? 0 : qb > qa ? 1 : (u_tie < 0.5 ? 0 : 1);
         const char *why = qa == qb ? "they are equally good; picking one" : "on the criteria above";

@@ -1,7 +1,10 @@
 /* eval.c - `rlaif eval`: the policy and a baseline answer held-out prompts,
  * the judge compares each pair in both orders, win rate with a confidence
- * interval. The design (and why it does not run collect's pull protocol)
- * is in include/rlaif/phases/eval.h. */
+ * interval; beside it the length-controlled win rate (eval_lc.c), response
+ * lengths, the policy's KL to the baseline on its own answers and, on the
+ * arithmetic task, the oracle's flaw rates of both models. The design (and
+ * why it does not run collect's pull protocol) is in
+ * include/rlaif/phases/eval.h. */
 #include "rlaif/phases/eval.h"
 #include "rlaif/phases/layout.h"
 #include "rlaif/core/error.h"
@@ -10,6 +13,7 @@
 #include "rlaif/phases/registry.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/engine/logprob.h"
 #include "rlaif/engine/model_io.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/phases/mailbox.h"
@@ -40,6 +44,9 @@ typedef struct {
     double calls, replayed, win_rate, lo, hi;
     int64_t right[2], decided, agree_n, agree;
     int64_t status[RLAIF_PUMP_NSTATUS], unanswered; /* of the failed pairs */
+    double len[2], kl;                              /* mean bytes per answer; mean KL */
+    rlaif_lc lc;                                    /* length-controlled win rate */
+    int64_t flaw[2][4]; /* arithmetic task: answers with each RLAIF_FLAW_* bit */
 } eval_stats;
 
 typedef struct {
@@ -52,7 +59,11 @@ typedef struct {
     rlaif_arith *prob; /* [n] arithmetic task, else NULL */
     char **resp[2];    /* [2][n]: policy, baseline; on every rank after generation */
     double *out;       /* [n * NOUT] judge outcomes, on every rank after judging */
-    char model[2][4096], path[4096], *signature, summary[2048];
+    int32_t **ids;     /* [n] the policy's answer tokens (EOS included), this rank's share */
+    int *nids;         /* [n] their counts */
+    double *lp[2];     /* [n] log p(policy's answer) under policy, baseline; every rank */
+    int vocab[2];      /* vocabulary sizes: a KL needs both models to read the same ids */
+    char model[2][4096], path[4096], *signature, summary[16384];
     eval_stats st;
 } eval_run;
 
@@ -211,8 +222,58 @@ static int answer_batch(eval_run *E, const rlaif_rollout *r, int64_t lo, int64_t
     rlaif_rollout_batch out;
     RLAIF_TRY(rlaif_rollout_sample(r, B, (const char *const *)E->prompt + lo, ids, 1, &out));
     for (int b = 0; b < B; b++) texts[lo + b] = out.text[b], out.text[b] = NULL;
+    for (int b = 0; texts == E->resp[0] && b < B; b++) { /* the policy's: for the KL */
+        E->nids[lo + b] = out.length[b];
+        E->ids[lo + b] = xmalloc(sizeof(int32_t) * (size_t)(out.length[b] + 1));
+        for (int t = 0; t < out.length[b]; t++)
+            E->ids[lo + b][t] = out.tokens[(size_t)b * (size_t)out.max_new + (size_t)t];
+    }
     rlaif_rollout_batch_free(&out);
     return 0;
+}
+
+/* log p(policy's answer i | prompt i) under m for i in [lo, hi) into
+ * E->lp[k]: the response tokens as the policy generated them (EOS
+ * included when it stopped), after the prompt in the training format. */
+static int score_batch(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok, rlaif_lp_batch *lp,
+                       int64_t lo, int64_t hi) {
+    rlaif_tokens all = {0};
+    int64_t off[GEN_BATCH + 1], rows[GEN_BATCH];
+    int32_t plen[GEN_BATCH];
+    int R = (int)(hi - lo), rc = 0;
+    off[0] = 0;
+    for (int r = 0; r < R && !rc; r++) {
+        rc = rlaif_format_prompt(tok, E->prompt[lo + r],
+                                 rlaif_cfg_int(E->cfg, "data.max_prompt_len"), &all);
+        plen[r] = (int32_t)(all.n - (size_t)off[r]);
+        for (int t = 0; !rc && t < E->nids[lo + r]; t++) {
+            if (all.n == all.cap) {
+                all.cap = 2 * all.cap + 64;
+                all.ids = xrealloc(all.ids, sizeof(int32_t) * all.cap);
+            }
+            all.ids[all.n++] = E->ids[lo + r][t];
+        }
+        off[r + 1] = (int64_t)all.n, rows[r] = r;
+    }
+    rlaif_seqs s = {all.ids, off, plen};
+    if (!rc) rc = rlaif_lp_forward(m, lp, &s, rows, R, RLAIF_LP_LOGP, NULL);
+    for (int r = 0; r < R && !rc; r++) E->lp[k][lo + r] = rlaif_lp_seq_logp(lp, r);
+    rlaif_tokens_free(&all);
+    return rc;
+}
+
+/* This rank's share of the policy's answers scored by model k. */
+static int score_share(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok, int64_t lo,
+                       int64_t hi) {
+    E->vocab[k] = m->cfg.vocab_size;
+    if (E->vocab[k] != E->vocab[0]) return 0; /* other ids: no KL (eval_finish_kl says so) */
+    rlaif_lp_batch lp;
+    rlaif_lp_init(&lp, GEN_BATCH, m->cfg.max_seq_len);
+    int rc = 0;
+    for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
+        rc = score_batch(E, k, m, tok, &lp, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi);
+    rlaif_lp_free(&lp);
+    return rc;
 }
 
 /* This rollout rank's share [lo, hi) answered by model k. */
@@ -232,6 +293,7 @@ static int answer_share(eval_run *E, int k, int64_t lo, int64_t hi) {
                        .step = RLAIF_STREAM_EVAL};
     for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
         rc = answer_batch(E, &r, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi, E->resp[k]);
+    if (!rc) rc = score_share(E, k, &m, tok, lo, hi);
     rlaif_model_free(&m);
     rlaif_tokenizer_free(tok);
     return rc;
@@ -276,17 +338,33 @@ static int gather_texts(eval_run *E, char **texts, int64_t lo, int64_t hi) {
     return 0;
 }
 
-/* Both models answer every prompt (rollout ranks), every rank gets the texts. */
+/* The log-probs of every share to every rank (each prompt is scored on one
+ * rank, the others hold 0), and one vocabulary test for all. */
+static int gather_lp(eval_run *E) {
+    int v[2] = {E->is_rollout ? E->vocab[0] : 0, E->is_rollout ? E->vocab[1] : 0}, vmax[2];
+    RLAIF_CHECK_MPI(MPI_Allreduce(v, vmax, 2, MPI_INT, MPI_MAX, E->world));
+    E->vocab[0] = vmax[0], E->vocab[1] = vmax[1];
+    for (int k = 0; k < 2; k++)
+        RLAIF_CHECK_MPI(
+            MPI_Allreduce(MPI_IN_PLACE, E->lp[k], (int)E->n, MPI_DOUBLE, MPI_SUM, E->world));
+    return 0;
+}
+
+/* Both models answer every prompt (rollout ranks), every rank gets the texts;
+ * both score the policy's answers (for the KL). */
 static int generate_all(eval_run *E) {
     int64_t lo, hi;
     rlaif_rollout_shard(E->rk, E->n, &lo, &hi);
+    E->ids = xcalloc((size_t)E->n + 1, sizeof(int32_t *));
+    E->nids = xcalloc((size_t)E->n + 1, sizeof(int));
     for (int k = 0; k < 2; k++) {
         E->resp[k] = xcalloc((size_t)E->n + 1, sizeof(char *));
+        E->lp[k] = xcalloc((size_t)E->n + 1, sizeof(double));
         int rc = E->is_rollout ? answer_share(E, k, lo, hi) : 0;
         RLAIF_TRY(rlaif_agree(E->world, rc));
         RLAIF_TRY(gather_texts(E, E->resp[k], lo, hi));
     }
-    return 0;
+    return gather_lp(E);
 }
 
 /* -------------------------------------------------------------- judge */
@@ -387,17 +465,49 @@ static void pair_stats(eval_stats *s, const double *o) {
     if (o1 >= 0) s->verdicts++, s->first += o1 == 1;
 }
 
+/* x = log length ratio (bytes + 1: an empty answer has a length) of pair i. */
+static double log_len_ratio(const eval_run *E, int64_t i) {
+    return log((1.0 + (double)strlen(E->resp[0][i])) / (1.0 + (double)strlen(E->resp[1][i])));
+}
+
+/* KL(policy || baseline) on the policy's answer i: log p_policy - log p_baseline
+ * (NaN when the models read token ids differently). */
+static double pair_kl(const eval_run *E, int64_t i) {
+    return E->vocab[0] == E->vocab[1] ? E->lp[0][i] - E->lp[1][i] : NAN;
+}
+
+/* Lengths, KL, the length-controlled win rate over the judged pairs (a
+ * win 1, a tie 0.5, a loss 0: the outcomes of the plain win rate). */
+static void length_stats(eval_run *E) {
+    eval_stats *s = &E->st;
+    double *x = xcalloc((size_t)E->n + 1, sizeof(double)), *y = xcalloc((size_t)E->n + 1, 8);
+    int64_t m = 0;
+    for (int64_t i = 0; i < E->n; i++) {
+        for (int k = 0; k < 2; k++) s->len[k] += (double)strlen(E->resp[k][i]) / (double)E->n;
+        s->kl += pair_kl(E, i) / (double)E->n;
+        double label = E->out[i * NOUT];
+        if (isnan(label)) continue;
+        x[m] = log_len_ratio(E, i), y[m++] = label > 0.5 ? 1 : label < 0.5 ? 0 : 0.5;
+    }
+    rlaif_lc_win_rate(x, y, m, 1.959964, &s->lc);
+    free(x), free(y);
+}
+
 static void compute_stats(eval_run *E) {
     eval_stats *s = &E->st;
     memset(s, 0, sizeof *s);
     s->n = E->n;
     for (int64_t i = 0; i < E->n; i++) pair_stats(s, E->out + i * NOUT);
+    length_stats(E);
     s->win_rate = s->judged ? ((double)s->wins + 0.5 * (double)s->ties) / (double)s->judged : NAN;
     rlaif_wilson((double)s->wins + 0.5 * (double)s->ties, (double)s->judged, 1.959964, &s->lo,
                  &s->hi);
     for (int64_t i = 0; E->prob && i < E->n; i++) {
-        int r0 = rlaif_task_correct(&E->prob[i], E->resp[0][i]);
-        int r1 = rlaif_task_correct(&E->prob[i], E->resp[1][i]);
+        int f[2] = {rlaif_task_flaws(&E->prob[i], E->resp[0][i]),
+                    rlaif_task_flaws(&E->prob[i], E->resp[1][i])};
+        for (int k = 0; k < 2; k++)
+            for (int b = 0; b < 4; b++) s->flaw[k][b] += (f[k] >> b) & 1;
+        int r0 = !(f[0] & RLAIF_FLAW_WRONG), r1 = !(f[1] & RLAIF_FLAW_WRONG);
         double label = E->out[i * NOUT];
         s->right[0] += r0, s->right[1] += r1;
         s->decided += r0 != r1;
@@ -428,6 +538,30 @@ static void format_summary(eval_run *E) {
         (long long)s->two_orders,
         rlaif_fmt_or_na(first, sizeof first, "%.3f", ratio((double)s->first, (double)s->verdicts)),
         s->calls, s->replayed);
+    char lc[4][16], kl[16];
+    rlaif_fmt_or_na(lc[0], sizeof lc[0], "%.4f", s->lc.win_rate);
+    rlaif_fmt_or_na(lc[1], sizeof lc[1], "%.4f", s->lc.lo);
+    rlaif_fmt_or_na(lc[2], sizeof lc[2], "%.4f", s->lc.hi);
+    rlaif_fmt_or_na(lc[3], sizeof lc[3], "%.3f", s->lc.b[1]);
+    if (k < sizeof E->summary)
+        k += (size_t)snprintf(
+            E->summary + k, sizeof E->summary - k,
+            "eval: length-controlled win rate %s [%s, %s] (logistic fit on the log length "
+            "ratio, at equal length; slope %s%s); mean answer length policy %.1f, baseline "
+            "%.1f bytes; mean KL(policy || baseline) on the policy's answers %s nats\n",
+            lc[0], lc[1], lc[2], lc[3],
+            isnan(s->lc.win_rate) ? "; no finite fit: one side wins "
+                                    "every pair"
+                                  : "",
+            s->len[0], s->len[1], rlaif_fmt_or_na(kl, sizeof kl, "%.4f", s->kl));
+    for (int m = 0; E->prob && m < 2 && k < sizeof E->summary; m++)
+        k += (size_t)snprintf(
+            E->summary + k, sizeof E->summary - k,
+            "eval: oracle rates of the %s's answers: accuracy %.4f, rude %.4f, rambling %.4f, "
+            "off-topic %.4f\n",
+            m ? "baseline" : "policy", 1 - ratio((double)s->flaw[m][0], (double)s->n),
+            ratio((double)s->flaw[m][1], (double)s->n), ratio((double)s->flaw[m][2], (double)s->n),
+            ratio((double)s->flaw[m][3], (double)s->n));
     if (E->prob && k < sizeof E->summary)
         snprintf(
             E->summary + k, sizeof E->summary - k,
@@ -474,6 +608,19 @@ static const char *const metric_names[] = {"win_rate",
                                            "oracle_decided",
                                            "judge_calls",
                                            "replayed",
+                                           "lc_win_rate",
+                                           "lc_win_rate_lo",
+                                           "lc_win_rate_hi",
+                                           "lc_slope",
+                                           "policy_len",
+                                           "baseline_len",
+                                           "kl",
+                                           "policy_rude",
+                                           "policy_rambling",
+                                           "policy_offtopic",
+                                           "baseline_rude",
+                                           "baseline_rambling",
+                                           "baseline_offtopic",
                                            "wall_s"};
 enum { NMETRIC = sizeof metric_names / sizeof *metric_names };
 
@@ -499,6 +646,19 @@ static int write_metrics(eval_run *E, double wall) {
                            E->prob ? (double)s->decided : NAN,
                            s->calls,
                            s->replayed,
+                           s->lc.win_rate,
+                           s->lc.lo,
+                           s->lc.hi,
+                           s->lc.b[1],
+                           s->len[0],
+                           s->len[1],
+                           s->kl,
+                           E->prob ? ratio((double)s->flaw[0][1], n) : NAN,
+                           E->prob ? ratio((double)s->flaw[0][2], n) : NAN,
+                           E->prob ? ratio((double)s->flaw[0][3], n) : NAN,
+                           E->prob ? ratio((double)s->flaw[1][1], n) : NAN,
+                           E->prob ? ratio((double)s->flaw[1][2], n) : NAN,
+                           E->prob ? ratio((double)s->flaw[1][3], n) : NAN,
                            wall};
     const char *out = rlaif_cfg_str(E->cfg, "run.out_dir");
     rlaif_metrics *m = NULL;
@@ -602,6 +762,63 @@ static int remove_stale(const eval_run *E) {
     return 0;
 }
 
+/* Judge group, collective: one per-pair column of /eval, rows [lo, hi)
+ * of this rank (pair i at row i: the shares are contiguous, in rank order). */
+static int eval_column(hid_t g, const char *name, const double *v, int64_t lo, int64_t hi,
+                       MPI_Comm comm, const rlaif_h5_opts *io) {
+    hid_t ds;
+    RLAIF_TRY(rlaif_h5_create_1d(g, name, H5T_NATIVE_DOUBLE, 4096, &ds));
+    int rc =
+        rlaif_h5_append(ds, H5T_NATIVE_DOUBLE, v + lo, (size_t)(hi - lo), comm, io, NULL, NULL);
+    H5Dclose(ds);
+    return rc;
+}
+
+/* Judge group, collective: /eval, the per-pair numbers behind the results
+ * (answer lengths, log length ratio, outcome, KL, oracle flaw bits) and the
+ * results themselves as attributes (tools/user/rlaif-analyze eval reads it). */
+static int store_eval_group(eval_run *E, hid_t f, MPI_Comm comm, int64_t lo, int64_t hi,
+                            const rlaif_h5_opts *io) {
+    const char *cols[] = {"policy_len", "baseline_len", "log_len_ratio", "outcome",
+                          "kl",         "policy_flaws", "baseline_flaws"};
+    enum { NCOL = sizeof cols / sizeof *cols };
+    double *v = xcalloc((size_t)E->n * NCOL + 1, sizeof(double));
+    for (int64_t i = 0; i < E->n; i++) {
+        double label = E->out[i * NOUT], *row = v + i;
+        row[0] = (double)strlen(E->resp[0][i]), row[E->n] = (double)strlen(E->resp[1][i]);
+        row[2 * E->n] = log_len_ratio(E, i);
+        row[3 * E->n] = isnan(label) ? NAN : label > 0.5 ? 1 : label < 0.5 ? 0 : 0.5;
+        row[4 * E->n] = pair_kl(E, i);
+        row[5 * E->n] = E->prob ? rlaif_task_flaws(&E->prob[i], E->resp[0][i]) : NAN;
+        row[6 * E->n] = E->prob ? rlaif_task_flaws(&E->prob[i], E->resp[1][i]) : NAN;
+    }
+    hid_t g = H5Gcreate2(f, "eval", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = g < 0 ? rlaif_error_h5("H5Gcreate2", __FILE__, __LINE__, "/eval") : 0;
+    for (int c = 0; c < NCOL && !rc; c++)
+        rc = eval_column(g, cols[c], v + c * E->n, lo, hi, comm, io);
+    free(v);
+    const eval_stats *s = &E->st;
+    const char *an[] = {
+        "lc_win_rate",     "lc_win_rate_lo", "lc_win_rate_hi", "lc_intercept", "lc_slope",
+        "lc_intercept_se", "lc_slope_se",    "policy_len",     "baseline_len", "kl"};
+    double av[] = {s->lc.win_rate, s->lc.lo,    s->lc.hi,  s->lc.b[0], s->lc.b[1],
+                   s->lc.se[0],    s->lc.se[1], s->len[0], s->len[1],  s->kl};
+    for (size_t a = 0; a < sizeof av / sizeof *av && !rc; a++)
+        rc = rlaif_h5_attr_f64(g, an[a], av[a]);
+    /* oracle rates, [policy, baseline] x [accuracy, rude, rambling, off-topic] */
+    const char *on[] = {"accuracy", "rude", "rambling", "offtopic"};
+    for (int m = 0; E->prob && m < 2 && !rc; m++)
+        for (int b = 0; b < 4 && !rc; b++) {
+            char name[48];
+            double r = (double)s->flaw[m][b] / (double)s->n;
+            snprintf(name, sizeof name, "%s_%s", m ? "baseline" : "policy", on[b]);
+            rc = rlaif_h5_attr_f64(g, name, b ? r : 1 - r);
+        }
+    if (!rc) rc = rlaif_h5_attr_str(g, "flaw_bits", "1 wrong, 2 rude, 4 rambling, 8 off-topic");
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
 /* Judge group, collective: the pairs into eval.h5, marked complete. */
 static int store_pairs(eval_run *E, rlaif_judge *j, MPI_Comm comm, int64_t lo, int64_t hi,
                        rlaif_judge_result *res) {
@@ -625,6 +842,7 @@ static int store_pairs(eval_run *E, rlaif_judge *j, MPI_Comm comm, int64_t lo, i
     rc = rlaif_judge_store(p, d, n, NULL);
     free(d);
     hid_t f = rlaif_prefs_file(p);
+    if (!rc) rc = store_eval_group(E, f, comm, lo, hi, &io);
     if (!rc) rc = rlaif_h5_attr_str(f, "eval_results", E->summary);
     /* pairs the judge never answered: a rerun asks again (the journal
      * answers the rest), so this eval is not complete */
@@ -747,6 +965,8 @@ static void run_free(eval_run *E) {
         for (int64_t i = 0; E->resp[k] && i < E->n; i++) free(E->resp[k][i]);
         free(E->resp[k]);
     }
+    for (int64_t i = 0; E->ids && i < E->n; i++) free(E->ids[i]);
+    free(E->ids), free(E->nids), free(E->lp[0]), free(E->lp[1]);
     free(E->prompt), free(E->prob), free(E->out), free(E->signature);
 }
 

@@ -76,10 +76,10 @@ static int load_task(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const
     int rc = 0;
     for (int64_t i = 0; i < t.n_train && !rc; i++) {
         rlaif_arith p;
-        char q[96], a[32], where[64];
+        char q[96], a[96], where[64];
         rlaif_task_train(&t, i, &p);
         rlaif_task_prompt(&p, q, sizeof q);
-        rlaif_task_demo(&p, a, sizeof a);
+        rlaif_task_demo(&t, i, a, sizeof a);
         snprintf(where, sizeof where, "arithmetic problem %lld", (long long)i);
         rc = add_example(d, all, tok, q, a, cfg, max_seq_len, where);
     }
@@ -245,6 +245,10 @@ static int maybe_eval(rlaif_learner *L, const char *when) {
                "in the training set: %lld right)",
                when, 100.0 * (double)s.correct / (double)s.n, (long long)s.correct, (long long)s.n,
                (long long)s.unseen, (long long)s.unseen_right);
+    rlaif_info("sft: held-out greedy answers %s training by the oracle: rude %.1f%%, rambling "
+               "%.1f%%, off-topic %.1f%%",
+               when, 100.0 * (double)s.rude / (double)s.n, 100.0 * (double)s.ramble / (double)s.n,
+               100.0 * (double)s.offtopic / (double)s.n);
     return 0;
 }
 

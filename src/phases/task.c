@@ -1,5 +1,6 @@
-/* task.c - the arithmetic demo task (problems, prompts, demonstrations,
- * greedy held-out evaluation) and the model's text format. */
+/* task.c - the arithmetic demo task (problems, prompts, demonstrations with
+ * flaws in set proportions, greedy held-out evaluation with the oracle's
+ * flaw counts) and the model's text format. */
 #include "rlaif/phases/task.h"
 #include "rlaif/core/error.h"
 #include "rlaif/engine/generate.h"
@@ -57,10 +58,27 @@ int rlaif_task_init(rlaif_task *t, uint64_t seed, long max_operand, int64_t n_tr
     return 0;
 }
 
+int rlaif_task_set_demos(rlaif_task *t, const rlaif_demo_mix *mix) {
+    if (mix->rude + mix->ramble + mix->offtopic > 1.0 + 1e-12)
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "a demonstration carries at most one style flaw: lower the fractions",
+                           "data.flaw_rude + data.flaw_ramble + data.flaw_offtopic = %g > 1",
+                           mix->rude + mix->ramble + mix->offtopic);
+    t->mix = *mix;
+    return 0;
+}
+
 int rlaif_task_from_cfg(rlaif_task *t, const rlaif_config *cfg) {
-    return rlaif_task_init(t, (uint64_t)rlaif_cfg_int(cfg, "run.seed"),
-                           (long)rlaif_cfg_int(cfg, "data.max_operand"),
-                           (int64_t)rlaif_cfg_int(cfg, "data.n_prompts"));
+    RLAIF_TRY(rlaif_task_init(t, (uint64_t)rlaif_cfg_int(cfg, "run.seed"),
+                              (long)rlaif_cfg_int(cfg, "data.max_operand"),
+                              (int64_t)rlaif_cfg_int(cfg, "data.n_prompts")));
+    rlaif_demo_mix mix = {
+        rlaif_cfg_float(cfg, "data.flaw_wrong"), rlaif_cfg_float(cfg, "data.flaw_rude"),
+        rlaif_cfg_float(cfg, "data.flaw_ramble"), rlaif_cfg_float(cfg, "data.flaw_offtopic"),
+        !strcmp(rlaif_cfg_str(cfg, "data.demo_phrasing"), "varied")};
+    int rc = rlaif_task_set_demos(t, &mix);
+    if (rc) rlaif_task_free(t);
+    return rc;
 }
 
 void rlaif_task_free(rlaif_task *t) {
@@ -95,16 +113,54 @@ void rlaif_task_prompt(const rlaif_arith *p, char *buf, size_t n) {
     snprintf(buf, n, "What is %ld %s %ld?", p->a, op_words[p->op], p->b);
 }
 
-void rlaif_task_demo(const rlaif_arith *p, char *buf, size_t n) {
-    snprintf(buf, n, "%ld", p->answer);
+/* The phrasings of a demonstration, each with one %ld (the number given).
+ * Flawed ones use the builtin judge's own word lists (judge_builtin.c), so
+ * the judge sees every flaw the data carries. */
+static const char *const clean_forms[] = {"%ld", "The answer is %ld.", "%ld.", "It is %ld."};
+static const char *const rude_forms[] = {"%ld, you idiot.", "%ld. What a dumb question.",
+                                         "Obviously %ld, moron."};
+static const char *const ramble_forms[] = {"Let me think about it. The answer is %ld.",
+                                           "%ld. I hope this helps you today.",
+                                           "To be honest, it is %ld."};
+static const char *const offtopic_forms[] = {
+    "%ld. By the way, I like pizza.", "My cat is asleep. It is %ld.", "%ld. Nice weather today."};
+static const long wrong_by[] = {-10, -2, -1, 1, 2, 10};
+#define PICK(r, a) (a)[rlaif_rng_below((r), sizeof(a) / sizeof *(a))]
+
+int rlaif_task_demo(const rlaif_task *t, int64_t i, char *buf, size_t n) {
+    rlaif_rng r;
+    rlaif_arith p;
+    rng_at(t, RLAIF_STREAM_DATA, i, &r);
+    draw(&r, t->max_operand, &p); /* the problem's draws first: it stays problem i */
+    const rlaif_demo_mix *m = &t->mix;
+    double u_wrong = rlaif_rng_uniform_double(&r), u_style = rlaif_rng_uniform_double(&r);
+    long given = p.answer + (u_wrong < m->wrong ? PICK(&r, wrong_by) : 0);
+    int flaws = given != p.answer ? RLAIF_FLAW_WRONG : 0;
+    const char *form = m->varied ? PICK(&r, clean_forms) : "%ld";
+    if (u_style < m->rude)
+        form = PICK(&r, rude_forms), flaws |= RLAIF_FLAW_RUDE;
+    else if (u_style < m->rude + m->ramble)
+        form = PICK(&r, ramble_forms), flaws |= RLAIF_FLAW_RAMBLE;
+    else if (u_style < m->rude + m->ramble + m->offtopic)
+        form = PICK(&r, offtopic_forms), flaws |= RLAIF_FLAW_OFFTOPIC;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(buf, n, form, given); /* every form holds exactly one %ld */
+#pragma GCC diagnostic pop
+    return flaws;
+}
+
+int rlaif_task_flaws(const rlaif_arith *p, const char *response) {
+    char q[96];
+    rlaif_flaws f;
+    rlaif_task_prompt(p, q, sizeof q);
+    rlaif_builtin_flaws(q, response, &f);
+    return (f.correct ? 0 : RLAIF_FLAW_WRONG) | (f.rude ? RLAIF_FLAW_RUDE : 0) |
+           (f.rambling ? RLAIF_FLAW_RAMBLE : 0) | (f.off_topic ? RLAIF_FLAW_OFFTOPIC : 0);
 }
 
 int rlaif_task_correct(const rlaif_arith *p, const char *response) {
-    char q[96];
-    int correct = 0;
-    rlaif_task_prompt(p, q, sizeof q);
-    rlaif_builtin_quality(q, response, &correct);
-    return correct;
+    return !(rlaif_task_flaws(p, response) & RLAIF_FLAW_WRONG);
 }
 
 /* ---- text format ---- */
@@ -222,9 +278,11 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
         rlaif_bytes text = {0};
         rc = rlaif_format_response(tok, go.tokens + (size_t)b * go.max_new, (size_t)go.length[b],
                                    &text);
-        int right = !rc && rlaif_task_correct(&p[b], text.data ? text.data : "");
-        int unseen = !rlaif_task_seen(t, &p[b]);
+        int fl = rc ? RLAIF_FLAW_WRONG : rlaif_task_flaws(&p[b], text.data ? text.data : "");
+        int right = !(fl & RLAIF_FLAW_WRONG), unseen = !rlaif_task_seen(t, &p[b]);
         s->n++, s->correct += right, s->unseen += unseen, s->unseen_right += unseen && right;
+        s->rude += !!(fl & RLAIF_FLAW_RUDE), s->ramble += !!(fl & RLAIF_FLAW_RAMBLE);
+        s->offtopic += !!(fl & RLAIF_FLAW_OFFTOPIC);
         if (lo + b < nshow) {
             char q[96], shown[48];
             rlaif_task_prompt(&p[b], q, sizeof q);
@@ -254,8 +312,9 @@ int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, i
                         rank == 0 ? nshow : 0, &s);
     }
     RLAIF_TRY(rlaif_agree(comm, rc));
-    int64_t mine[4] = {s.n, s.correct, s.unseen, s.unseen_right}, all[4];
-    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 4, MPI_INT64_T, MPI_SUM, comm));
-    *out = (rlaif_task_score){all[0], all[1], all[2], all[3]};
+    int64_t mine[7] = {s.n, s.correct, s.unseen, s.unseen_right, s.rude, s.ramble, s.offtopic};
+    int64_t all[7];
+    RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 7, MPI_INT64_T, MPI_SUM, comm));
+    *out = (rlaif_task_score){all[0], all[1], all[2], all[3], all[4], all[5], all[6]};
     return 0;
 }

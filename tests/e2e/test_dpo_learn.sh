@@ -27,6 +27,12 @@ fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
 set_=" --set run.out_dir=run --set run.log_every=50 --set checkpoint.every=100"
+# the demo job as it was when the figures above were measured: 2 x 64, bare
+# right answers (the demo's flawed demonstrations and larger model train
+# another policy, and take longer than this test's budget)
+set_="$set_ --set model.n_embd=64 --set model.max_seq_len=48 --set data.flaw_wrong=0"
+set_="$set_ --set data.flaw_rude=0 --set data.flaw_ramble=0 --set data.flaw_offtopic=0"
+set_="$set_ --set data.demo_phrasing=bare --set data.max_response_len=32 --set sft.steps=1000"
 
 "$py" "$top_srcdir/tests/fixtures/rm_pairs.py" "$d/pairs.jsonl" 2000 11 || fail "rm_pairs.py"
 (cd "$d" && "$RLAIF" judge "$job" --input pairs.jsonl --output labels.jsonl --prefs "$d/prefs.h5" \

@@ -190,6 +190,41 @@ START_TEST(builtin_oracle_and_noise) {
 }
 END_TEST
 
+/* Each flaw seen on its own, and the judge preferring the answer without it
+ * over the same answer with it (the shared rlaif_builtin_flaws). */
+START_TEST(builtin_flaws) {
+    const char *q = "What is 9 times 7?";
+    static const struct {
+        const char *r;
+        int correct, rude, rambling, off_topic;
+    } cases[] = {
+        {"63", 1, 0, 0, 0},
+        {"The answer is 63.", 1, 0, 0, 0},
+        {"64", 0, 0, 0, 0},
+        {"63, you idiot.", 1, 1, 0, 0},
+        {"Let me think about it. The answer is 63.", 1, 0, 1, 0},
+        {"To be honest, it is 63.", 1, 0, 1, 0},
+        {"well so it is that I would say that the answer to this one is probably maybe 63", 1, 0, 1,
+         0},
+        {"63. By the way, I like pizza.", 1, 0, 0, 1},
+        {"My cat is asleep. It is 63.", 1, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rlaif_flaws f;
+        rlaif_builtin_flaws(q, cases[i].r, &f);
+        ck_assert_msg(f.correct == cases[i].correct && f.rude == cases[i].rude &&
+                          f.rambling == cases[i].rambling && f.off_topic == cases[i].off_topic,
+                      "'%s': correct %d rude %d rambling %d off-topic %d", cases[i].r, f.correct,
+                      f.rude, f.rambling, f.off_topic);
+        ck_assert(f.has_q && f.answer == 63);
+        if (i >= 3)
+            ck_assert_int_eq(builtin_verdict(q, "The answer is 63.", cases[i].r, 0, 0, 2), 0);
+    }
+    /* a right answer with a style flaw still beats a clean wrong one */
+    ck_assert_int_eq(builtin_verdict(q, "63. By the way, I like pizza.", "64", 0, 0, 2), 0);
+}
+END_TEST
+
 START_TEST(builtin_modes) {
     rlaif_builtin_opts o = {0, 0, 5};
     double pa;
@@ -851,6 +886,7 @@ static Suite *make_suite(void) {
     tcase_add_test(t, fence_escapes_boundary);
     tcase_add_test(t, render_is_deterministic);
     tcase_add_test(t, builtin_oracle_and_noise);
+    tcase_add_test(t, builtin_flaws);
     tcase_add_test(t, builtin_modes);
     tcase_add_test(t, prompt_injection_does_not_pay);
     tcase_add_test(t, reply_shapes);

@@ -4,6 +4,7 @@
 #include "rlaif/judge/judge.h"
 #include "rlaif/phases/task.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +33,17 @@ START_TEST(demonstrations_are_judged_best) {
     int ops[3] = {0};
     for (int64_t i = 0; i < t.n_train; i++) {
         rlaif_arith p;
-        char q[96], a[32], r[6][96];
+        char q[96], a[96], r[6][96];
         rlaif_task_train(&t, i, &p);
         ops[p.op]++;
         rlaif_task_prompt(&p, q, sizeof q);
-        rlaif_task_demo(&p, a, sizeof a);
+        ck_assert_int_eq(rlaif_task_demo(&t, i, a, sizeof a), 0);
         int correct = 0;
         double best = rlaif_builtin_quality(q, a, &correct);
         ck_assert_msg(correct, "%s -> %s judged wrong", q, a);
         ck_assert(rlaif_task_correct(&p, a));
-        /* the highest score a correct answer can get: 4 + 2 + 1 + conciseness */
-        ck_assert_double_eq_tol(best, 8.0 - (double)strlen(a) / 200.0, 1e-12);
+        /* the highest score a correct answer can get: 4 + 2 + 1 + 1 + 1 + conciseness */
+        ck_assert_double_eq_tol(best, 10.0 - (double)strlen(a) / 200.0, 1e-12);
         rivals(&p, r);
         for (int k = 0; k < 6; k++)
             ck_assert_msg(rlaif_builtin_quality(q, r[k], NULL) < best, "%s: '%s' >= '%s'", q, r[k],
@@ -61,15 +62,64 @@ START_TEST(prompt_forms) {
     ck_assert_str_eq(q, "What is 47 plus 38?");
     p = (rlaif_arith){12, 47, RLAIF_OP_MINUS, -35};
     rlaif_task_prompt(&p, q, sizeof q);
-    rlaif_task_demo(&p, a, sizeof a);
+    snprintf(a, sizeof a, "-35");
     ck_assert_str_eq(q, "What is 12 minus 47?");
-    ck_assert_str_eq(a, "-35");
     ck_assert(rlaif_task_correct(&p, a));
     ck_assert(!rlaif_task_correct(&p, "35"));
     p = (rlaif_arith){6, 7, RLAIF_OP_TIMES, 42};
     rlaif_task_prompt(&p, q, sizeof q);
     ck_assert_str_eq(q, "What is 6 times 7?");
     ck_assert(rlaif_task_correct(&p, "42"));
+}
+END_TEST
+
+/* Flawed demonstrations: each flaw at its set fraction (binomial 4-sigma
+ * bands over 4000), exactly the flaws the oracle (the builtin judge) reads
+ * in the text, the problems unchanged by the mix, a pure function of
+ * (seed, i), and a mix whose style flaws exceed 1 refused. */
+START_TEST(flawed_demonstrations) {
+    rlaif_task t, bare;
+    const int n = 4000;
+    ok(rlaif_task_init(&t, 1234, 19, n));
+    ok(rlaif_task_init(&bare, 1234, 19, n));
+    rlaif_demo_mix mix = {0.2, 0.25, 0.15, 0.3, 1};
+    ok(rlaif_task_set_demos(&t, &mix));
+    int count[16] = {0}, phrasings = 0;
+    char first[96] = "";
+    for (int64_t i = 0; i < n; i++) {
+        rlaif_arith p, pb;
+        char a[96], a2[96];
+        int fl = rlaif_task_demo(&t, i, a, sizeof a);
+        rlaif_task_train(&t, i, &p);
+        rlaif_task_train(&bare, i, &pb);
+        ck_assert(same(&p, &pb)); /* the mix draws after the problem */
+        ck_assert_int_eq(rlaif_task_flaws(&p, a), fl);
+        ck_assert_msg(rlaif_task_flaws(&p, a) == fl, "%lld: '%s' flaws %d", (long long)i, a, fl);
+        ck_assert_int_eq(rlaif_task_demo(&t, i, a2, sizeof a2), fl);
+        ck_assert_str_eq(a, a2);
+        for (int k = 0; k < 4; k++) count[k] += !!(fl & (1 << k));
+        /* at most one style flaw */
+        ck_assert_int_le(!!(fl & RLAIF_FLAW_RUDE) + !!(fl & RLAIF_FLAW_RAMBLE) +
+                             !!(fl & RLAIF_FLAW_OFFTOPIC),
+                         1);
+        if (fl == 0 && !*first) snprintf(first, sizeof first, "%s", a);
+        phrasings += fl == 0 && strcmp(a, first) != 0 && strchr(a, ' ');
+        char b[96];
+        ck_assert_int_eq(rlaif_task_demo(&bare, i, b, sizeof b), 0);
+        char want[32];
+        snprintf(want, sizeof want, "%ld", pb.answer);
+        ck_assert_str_eq(b, want); /* the default stays the bare right answer */
+    }
+    const double frac[4] = {0.2, 0.25, 0.15, 0.3};
+    for (int k = 0; k < 4; k++) {
+        double sd = sqrt(n * frac[k] * (1 - frac[k]));
+        ck_assert_msg(fabs(count[k] - n * frac[k]) < 4 * sd, "flaw %d: %d of %d, expected %g", k,
+                      count[k], n, frac[k]);
+    }
+    ck_assert_int_gt(phrasings, 100);
+    mix.offtopic = 0.61;
+    ck_assert_int_eq(rlaif_task_set_demos(&t, &mix), 64);
+    rlaif_task_free(&t), rlaif_task_free(&bare);
 }
 END_TEST
 
@@ -140,6 +190,7 @@ static Suite *make_suite(void) {
     TCase *tc = tcase_create("task");
     tcase_add_test(tc, demonstrations_are_judged_best);
     tcase_add_test(tc, prompt_forms);
+    tcase_add_test(tc, flawed_demonstrations);
     tcase_add_test(tc, heldout_disjoint_and_reproducible);
     tcase_add_test(tc, text_format);
     suite_add_tcase(s, tc);

@@ -259,8 +259,24 @@ typedef struct {
 } rlaif_builtin_opts;
 char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
                                  const rlaif_builtin_opts *o, double *p_a);
-/* Quality of one response to an arithmetic question (higher is better), and
- * whether it is correct; exported for tests and evaluations. */
+/* What the builtin judge sees in one response to an arithmetic question: the
+ * judge's preferences (quality) and the oracle of evaluations (the demo
+ * task's accuracy and flaw rates) both come from here. correct = its last
+ * integer is the answer; rude = a hostile phrase; rambling = filler phrases
+ * ("let me think", "i hope this helps", ...) or more than 16 words;
+ * off_topic = an unrelated subject ("by the way", "pizza", ...). The word
+ * lists are in judge_builtin.c. */
+typedef struct {
+    int has_q;   /* the question parsed: answer is known */
+    int has_num; /* the response holds an integer: given */
+    int correct, rude, rambling, off_topic;
+    long answer, given;
+    size_t len; /* bytes */
+} rlaif_flaws;
+void rlaif_builtin_flaws(const char *question, const char *response, rlaif_flaws *f);
+/* Quality of one response (higher is better): 4 correct + 2 not rude + 1 not
+ * rambling + 1 not off-topic + 1 has a number + conciseness (1 - len/200,
+ * at least 0); and whether it is correct. */
 double rlaif_builtin_quality(const char *question, const char *response, int *correct);
 
 /* ------------------------------------------------------------- HTTP APIs */

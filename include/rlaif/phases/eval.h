@@ -64,15 +64,62 @@
  * chose position A / all verdicts. Arithmetic task only: each model's exact
  * accuracy (rlaif_task_correct), the oracle's win rate ((policy right and
  * baseline wrong) + half of equal) and the judge's agreement with the oracle
- * on pairs where exactly one is right and the judge decided. */
+ * on pairs where exactly one is right and the judge decided.
+ *
+ * Beside the win rate:
+ *   - length-controlled win rate: the logistic regression below of each
+ *     judged pair's outcome (win 1, tie 0.5, loss 0) on
+ *     x = log((1 + policy bytes) / (1 + baseline bytes)), read at x = 0, with
+ *     the interval of its intercept (Fisher information);
+ *   - mean answer length of each model, in bytes;
+ *   - mean KL(policy || baseline) on the policy's answers: per answer the sum
+ *     over its tokens (EOS included when it stopped) of log p_policy - log
+ *     p_baseline (rlaif_lp_forward on the rollout ranks, each model loaded
+ *     once), averaged over the prompts; an estimate of the KL when the
+ *     answers are sampled at temperature 1, a log-likelihood ratio of the
+ *     greedy answers otherwise; NaN when the two models' vocabularies differ;
+ *   - arithmetic task: the oracle's rates (rlaif_task_flaws: the builtin
+ *     judge's own reading) of accuracy, rudeness, rambling and off-topic
+ *     text in each model's answers.
+ * They are printed, logged as metrics (metrics.h5 /eval, progress.jsonl),
+ * and stored in eval.h5 /eval: per pair policy_len, baseline_len,
+ * log_len_ratio, outcome, kl, policy_flaws and baseline_flaws (RLAIF_FLAW_*
+ * bits; NaN on JSONL prompts), the figures as attributes. */
 #ifndef RLAIF_EVAL_H
 #define RLAIF_EVAL_H
+
+#include <stdint.h>
 
 #include "rlaif/core/job.h"
 #include "rlaif/phases/layout.h"
 
 /* Wilson score interval at z for k successes (may be fractional) of n. */
 void rlaif_wilson(double k, double n, double z, double *lo, double *hi);
+
+/* Logistic regression P(y = 1 | x) = sigmoid(b[0] + b[1] x) of outcomes
+ * y[i] in [0, 1] (fractional: a tie is 0.5, the binomial likelihood with
+ * y successes of 1), maximising the log-likelihood - ridge b[1]^2 / 2 by
+ * Newton's method (IRLS, step halving) in double, and the standard errors
+ * from the inverse of the (penalised) Fisher information at the estimate.
+ * When every x is the same, only the intercept is fitted (b[1] = 0,
+ * se[1] = NaN). Returns 0, or -1 with NaNs when there is no finite
+ * estimate (no data; all wins or all losses). (eval_lc.c) */
+int rlaif_logit_fit(const double *x, const double *y, int64_t n, double ridge, double b[2],
+                    double se[2]);
+
+/* The ridge of the length-controlled fit: a N(0, 1/0.1) prior on the slope
+ * per unit of log length ratio, weak beside 200 pairs, there so that a
+ * slope that length separation would send to infinity stays finite. */
+#define RLAIF_LC_RIDGE 0.1
+
+/* Length-controlled win rate: the fit above (ridge RLAIF_LC_RIDGE) on x =
+ * log length ratio of the policy's answer to the baseline's, read at x = 0:
+ * sigmoid(b[0]), and its interval sigmoid(b[0] -+ z se[0]). */
+typedef struct {
+    double win_rate, lo, hi;
+    double b[2], se[2]; /* intercept, slope; their standard errors */
+} rlaif_lc;
+int rlaif_lc_win_rate(const double *x, const double *y, int64_t n, double z, rlaif_lc *out);
 
 int rlaif_cmd_eval(rlaif_ctx *ctx);
 /* Its registry done() (serial, read-only): eval.h5 is complete with the

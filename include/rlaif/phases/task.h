@@ -2,9 +2,23 @@
  *
  * The demo task asks "What is A plus B?", "What is A minus B?" or "What is
  * A times B?" with operands in [0, data.max_operand]: the question forms the
- * builtin judge (src/judge/judge_builtin.c) parses. Its demonstration response is
- * the bare answer ("85", "-35"): the response rlaif_builtin_quality rates
- * best (correct, safe, has a number, as short as a correct answer can be).
+ * builtin judge (src/judge/judge_builtin.c) parses. By default its
+ * demonstration is the bare answer ("85", "-35"): the response
+ * rlaif_builtin_quality rates best (correct, safe, focused, has a number, as
+ * short as a correct answer can be).
+ *
+ * Flawed demonstrations, like the imperfect human data of a real SFT set
+ * (data.flaw_*, all 0 by default): a fraction flaw_wrong of them give a wrong
+ * number (the answer off by 1, 2 or 10), and, independently, a fraction
+ * flaw_rude is rude ("85, you idiot."), flaw_ramble rambles ("Let me think
+ * about it. The answer is 85."), flaw_offtopic adds an unrelated sentence
+ * ("85. By the way, I like pizza."): at most one of these three each, so
+ * their sum is at most 1. data.demo_phrasing = varied phrases the rest in
+ * several clean ways ("85", "85.", "The answer is 85.", "It is 85."). Which
+ * demonstration gets what is drawn from problem i's own RLAIF_STREAM_DATA
+ * draws (after the problem's), so it depends on (run.seed, i) only. Every
+ * flaw is one the builtin judge sees (rlaif_builtin_flaws), and the oracle
+ * (rlaif_task_flaws) counts them in what a model answers.
  *
  * Problem i is a pure function of (run.seed, stream, i) through the
  * counter-based RNG, never of the rank count: training problems come from
@@ -38,17 +52,35 @@ typedef struct {
     long answer;
 } rlaif_arith;
 
+/* Fractions of the demonstrations with each flaw (see top). */
+typedef struct {
+    double wrong, rude, ramble, offtopic;
+    int varied; /* 1: clean demonstrations phrased in several ways */
+} rlaif_demo_mix;
+
+/* Flaws of a response (bit mask), as the builtin judge sees them. */
+enum {
+    RLAIF_FLAW_WRONG = 1, /* not the right number (or none) */
+    RLAIF_FLAW_RUDE = 2,
+    RLAIF_FLAW_RAMBLE = 4,
+    RLAIF_FLAW_OFFTOPIC = 8
+};
+
 typedef struct {
     uint64_t seed;
     long max_operand;
     int64_t n_train;
     uint64_t *train_ids; /* [n_train] sorted problem ids of the training set */
+    rlaif_demo_mix mix;  /* all 0 after init: bare right answers */
 } rlaif_task;
 
 /* n_train problems from seed (the training set's ids are kept to keep the
  * held-out set disjoint). Returns 0 or RLAIF_EX_USAGE for bad sizes. */
 int rlaif_task_init(rlaif_task *t, uint64_t seed, long max_operand, int64_t n_train);
-/* From run.seed, data.max_operand and data.n_prompts. */
+/* The demonstrations' flaws; RLAIF_EX_USAGE when rude + ramble + offtopic > 1. */
+int rlaif_task_set_demos(rlaif_task *t, const rlaif_demo_mix *mix);
+/* From run.seed, data.max_operand, data.n_prompts, data.flaw_* and
+ * data.demo_phrasing. */
 int rlaif_task_from_cfg(rlaif_task *t, const rlaif_config *cfg);
 void rlaif_task_free(rlaif_task *t);
 
@@ -58,10 +90,15 @@ void rlaif_task_heldout(const rlaif_task *t, int64_t i, rlaif_arith *p);
 /* 1 when p is one of the training problems. */
 int rlaif_task_seen(const rlaif_task *t, const rlaif_arith *p);
 
-/* "What is 47 plus 38?" and the demonstration "85" (NUL-terminated, truncated to n). */
+/* "What is 47 plus 38?" (NUL-terminated, truncated to n). */
 void rlaif_task_prompt(const rlaif_arith *p, char *buf, size_t n);
-void rlaif_task_demo(const rlaif_arith *p, char *buf, size_t n);
-/* Is response right? The builtin judge's own test (its last number is the answer). */
+/* The demonstration of training problem i ("85" by default; see top), and
+ * its flaws (RLAIF_FLAW_* mask). */
+int rlaif_task_demo(const rlaif_task *t, int64_t i, char *buf, size_t n);
+/* The oracle: the flaws of response to p (RLAIF_FLAW_* mask), the builtin
+ * judge's own reading (rlaif_builtin_flaws). */
+int rlaif_task_flaws(const rlaif_arith *p, const char *response);
+/* Is response right? Its last number is the answer. */
 int rlaif_task_correct(const rlaif_arith *p, const char *response);
 
 /* ---- the model's text format (see top) ---- */
@@ -82,8 +119,9 @@ int rlaif_format_response(const rlaif_tokenizer *tok, const int32_t *ids, size_t
 /* ---- greedy evaluation on held-out problems ---- */
 
 typedef struct {
-    int64_t n, correct;           /* held-out problems asked, answered right */
-    int64_t unseen, unseen_right; /* of them: not in the training set */
+    int64_t n, correct;             /* held-out problems asked, answered right */
+    int64_t unseen, unseen_right;   /* of them: not in the training set */
+    int64_t rude, ramble, offtopic; /* answers with each flaw (the oracle) */
 } rlaif_task_score;
 
 /* Collective over comm (each rank generates its share of the n problems,
