@@ -29,7 +29,7 @@ static const char *const extra_names[] = {"loss/policy",       "loss/value",
                                           "objective/scores",  "response_length",
                                           "eos_rate",          "objective/kl_coef",
                                           "oracle/accuracy"};
-enum { N_MB_EXTRA = 7, N_EXTRA = 15 };
+enum { N_MB_EXTRA = 7, N_EXTRA = 18 };
 /* online DPO: TRL's DPO names, then the iteration's */
 static const char *const odpo_names[] = {
     "loss/dpo",         "rewards/accuracies", "rewards/margins", "rewards/chosen",
@@ -114,20 +114,22 @@ static int score_batch(pg_run *S, rlaif_learner *L, long it) {
     return 0;
 }
 
-/* The demo task's oracle on the sampled responses: the share answered
- * right (NaN for other data). Reward hacking shows as a reward that rises
- * while this falls. */
-static double oracle_accuracy(const pg_run *S) {
-    if (strcmp(rlaif_cfg_str(S->ctx->cfg, "data.task"), "arithmetic")) return NAN;
-    double right = 0;
+/* The demo task's oracle on the sampled responses (the builtin judge's
+ * criteria): m[0..4) = the share answered right, rude, rambling, off-topic
+ * (NaN for other data). Reward hacking shows as a reward that rises while
+ * these do not improve. */
+static void oracle_rates(const pg_run *S, double *m) {
+    for (int k = 0; k < 4; k++) m[k] = NAN;
+    if (strcmp(rlaif_cfg_str(S->ctx->cfg, "data.task"), "arithmetic")) return;
+    double n[4] = {0, 0, 0, 0};
     for (int i = 0; i < S->e.N; i++) {
         char *t = rlaif_pg_response_text(S, S->pk, i);
-        int correct = 0;
-        rlaif_builtin_quality(S->ps.text[rlaif_pg_prompt_of(S, S->it, i / S->e.K)], t, &correct);
-        right += correct;
+        rlaif_flaws f;
+        rlaif_builtin_flaws(S->ps.text[rlaif_pg_prompt_of(S, S->it, i / S->e.K)], t, &f);
+        n[0] += f.correct, n[1] += f.rude, n[2] += f.rambling, n[3] += f.off_topic;
         free(t);
     }
-    return right / S->e.N;
+    for (int k = 0; k < 4; k++) m[k] = n[k] / S->e.N;
 }
 
 /* The batch-level metrics of an iteration (objective/..., lengths). */
@@ -140,7 +142,7 @@ static void batch_metrics(pg_run *S, double mean_kl) {
     double *m = S->batch_metrics;
     m[0] = mean_kl, m[1] = ent / n, m[2] = score / n - S->ao.kl_coef * mean_kl;
     m[3] = score / n, m[4] = len / n, m[5] = eos / n, m[6] = S->ao.kl_coef;
-    m[7] = oracle_accuracy(S);
+    oracle_rates(S, m + 7);
 }
 
 /* ---- the hooks ---- */

@@ -42,7 +42,7 @@ typedef struct {
     int adaptive_kl;
     double mean_kl;
     long it; /* the iteration whose experience S->e holds */
-    double batch_metrics[8];
+    double batch_metrics[11];
     float cliprange, cliprange_value, vf_coef, ent_coef;
     uint32_t *perm; /* [N] minibatch order of the current epoch */
     int64_t *rows;  /* [micro] */
