@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* TRL's names where TRL has the quantity: 7 per minibatch, then 11 per
+ * iteration (batch_metrics: the objective, lengths, the KL coefficient and
+ * the demo task's oracle) */
 static const char *const extra_names[] = {"loss/policy",       "loss/value",
                                           "policy/clipfrac",   "policy/approxkl",
                                           "val/clipfrac",      "val/vpred",
@@ -28,14 +31,17 @@ static const char *const extra_names[] = {"loss/policy",       "loss/value",
                                           "objective/entropy", "objective/rlhf_reward",
                                           "objective/scores",  "response_length",
                                           "eos_rate",          "objective/kl_coef",
-                                          "oracle/accuracy"};
-enum { N_MB_EXTRA = 7, N_EXTRA = 18 };
+                                          "oracle/accuracy",   "oracle/rude",
+                                          "oracle/rambling",   "oracle/off_topic"};
+enum { N_MB_EXTRA = 7, N_EXTRA = (int)(sizeof extra_names / sizeof *extra_names) };
+_Static_assert(N_EXTRA - N_MB_EXTRA == sizeof((pg_run *)0)->batch_metrics / sizeof(double),
+               "one name per batch metric");
 /* online DPO: TRL's DPO names, then the iteration's */
 static const char *const odpo_names[] = {
     "loss/dpo",         "rewards/accuracies", "rewards/margins", "rewards/chosen",
     "rewards/rejected", "logps/chosen",       "logps/rejected",  "objective/kl",
     "labelled",         "response_length",    "eos_rate"};
-enum { N_ODPO_MB = 7, N_ODPO = 11 };
+enum { N_ODPO_MB = 7, N_ODPO = (int)(sizeof odpo_names / sizeof *odpo_names) };
 _Static_assert(N_EXTRA <= RLAIF_TRAIN_MAX_EXTRA, "the loop's metric columns");
 
 /* ---- scoring: the experience's log-probs, values and scores ---- */
