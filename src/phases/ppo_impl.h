@@ -48,7 +48,7 @@ typedef struct {
     float *c_old, *c_oldv, *c_adv, *c_ret, *c_mask, *c_new, *c_dl;
     float *p_dl, *p_de, *p_dv;
     double t_sample, t_score, t_bcast, t_train; /* seconds, this process */
-    double it_bcast, it_gen, it_score, it_t0;     /* this iteration's parts, when training began */
+    double it_bcast, it_gen, it_score, it_t0;   /* this iteration's parts, when training began */
 } pg_run;
 
 /* Learner side (ppo.c): the loop with the hooks. Collective over L->comm. */
