@@ -68,7 +68,7 @@ def worker(args):
                              {"params": rest, "weight_decay": 0.0}], lr=1e-5)
     B, P, N, NH, hs = args.B, args.P, args.N, c["NH"], c["C"] // c["NH"]
     times = []
-    for it in range(args.iters + 1):
+    for it in range(args.iters + 1 if args.iters else 1):
         prompts = torch.randint(0, c["V"], (B, P))
         t0 = time.perf_counter()
         with torch.no_grad():  # generation: sampling at temperature 1, KV cache
@@ -120,7 +120,7 @@ def worker(args):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         t3 = time.perf_counter()
-        if it:
+        if it or not args.iters:  # 0 iterations asked: the probe times its only one
             times.append((0.0, t1 - t0, t2 - t1, t3 - t2))
     print_parts(times)
 
@@ -170,7 +170,6 @@ eval_prompts = 0
 steps = 0
 batch_size = 8
 [ppo]
-steps = {iters}
 batch_size = {B}
 samples_per_prompt = {K}
 epochs = 1
@@ -196,7 +195,7 @@ def main():
     ap.add_argument("--prompts", type=int, default=8, help="prompts per iteration (driver)")
     ap.add_argument("--samples", type=int, default=2, help="samples per prompt (driver)")
     ap.add_argument("--iters", type=int, default=2, help="measured iterations per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int)
     ap.add_argument("--quick", action="store_true",
                     help="the ~30M model, 4 prompts x 2 samples, 8 tokens, 1 iteration, 3 rounds")
     ap.add_argument("--rlaif", help="path of src/rlaif")
@@ -206,7 +205,8 @@ def main():
     if args.worker:
         return worker(args)
     if args.quick:
-        args.model, args.prompts, args.N, args.iters, args.rounds = "small", 4, 8, 1, 3
+        args.model, args.prompts, args.N, args.iters = "small", 4, 8, 1
+    args.rounds = args.rounds or 3
     bench(args)
 
 
@@ -216,7 +216,7 @@ def bench(args):
     try:
         job = os.path.join(d, "job.ini")
         with open(job, "w") as f:
-            f.write(JOB.format(pkg=args.pkg, iters=1 + args.iters, B=args.prompts,
+            f.write(JOB.format(pkg=args.pkg, B=args.prompts,
                                K=args.samples, N=args.N, **c))
         # a random-weight policy (SFT of 0 steps) and reward model (fresh head)
         run([rl, "sft", job, "--set", "run.out_dir=base"], cwd=d)
@@ -236,20 +236,21 @@ def bench(args):
         # MPMD: the learner (rank 0) with 2 threads, the rollouts and the judge with 1
         root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
-        def rlaif_round(r):
+        def rlaif_round(r, omp, iters):
             out = "r%d" % r
-            tail = ppo + ["--set", "run.out_dir=" + out, "--log-dir", out + "/logs"]
-            cmd = (mpi + ["-n", "1", "env", "OMP_NUM_THREADS=2"] + tail +
+            tail = ppo + ["--set", "run.out_dir=" + out, "--log-dir", out + "/logs",
+                          "--set", "ppo.steps=%d" % (iters + 1 if iters else 1)]
+            cmd = (mpi + ["-n", "1", "env", "OMP_NUM_THREADS=%d" % omp] + tail +
                    [":", "-n", "3", "env", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1"] + tail)
             log = run(cmd, root, cwd=d)
             m = re.search(r"parameters with the value head", log)
             text = open(os.path.join(d, out, "logs", "rank-00000.log")).read()
             its = re.findall(r"iteration (\d+): broadcast ([\d.]+) s, generation ([\d.]+) s, "
                              r"scoring ([\d.]+) s, training ([\d.]+) s", text)
-            if len(its) != 1 + args.iters or not m:
+            if len(its) != (iters + 1 if iters else 1) or not m:
                 sys.exit("bench-pipeline: unexpected rlaif ppo output:\n" + log + text)
             shutil.rmtree(os.path.join(d, out))
-            return [tuple(float(x) for x in t[1:]) for t in its[1:]]
+            return [tuple(float(x) for x in t[1:]) for t in its[-max(1, iters):]]
 
         P = args.P
 
@@ -268,13 +269,16 @@ def bench(args):
         best = None  # PyTorch's best threads: one-iteration probes
         for tt in (1, 2):
             for bt in (1, 2):
-                v = parse(run(torch_cmd(tt, 1), {"OPENBLAS_NUM_THREADS": str(bt)}))["iteration"]
+                v = parse(run(torch_cmd(tt, 0), {"OPENBLAS_NUM_THREADS": str(bt)}))["iteration"]
                 if best is None or v < best[0]:
                     best = (v, tt, bt)
         _, tt, bt = best
+        # rlaif the same way: the learner's OpenMP team of 2 or 1 (under other
+        # users' load a team of 2 can lose to 1); the rollouts have 1 each
+        omp = min((sum(rlaif_round(-1, n, 0)[0]), n) for n in (2, 1))[1]
         rl_its, th_its = [], []
         for r in range(args.rounds):  # alternate
-            rl_its.append(rlaif_round(r))
+            rl_its.append(rlaif_round(r, omp, args.iters))
             th_its.append(parse(run(torch_cmd(tt, args.iters),
                                     {"OPENBLAS_NUM_THREADS": str(bt)})))
             print("round %d: rlaif %.2f s/iteration, torch %.2f" % (
@@ -292,8 +296,8 @@ def bench(args):
         print("weight broadcast: %.1f%% of the rlaif iteration (goal <= 5%%)" % (
             100 * rl["broadcast"] / rl["iteration"]))
         print("ratio (torch / rlaif per iteration, median of %d alternating rounds): %.2fx "
-              "(goal >= 1.5x); torch %d threads + OpenBLAS %d, rlaif learner OMP 2 + "
-              "2 rollouts OMP 1" % (args.rounds, th["iteration"] / rl["iteration"], tt, bt))
+              "(goal >= 1.5x); torch %d threads + OpenBLAS %d, rlaif learner OMP %d + "
+              "2 rollouts OMP 1" % (args.rounds, th["iteration"] / rl["iteration"], tt, bt, omp))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
