@@ -229,12 +229,11 @@ def bench(args):
         ckpt = os.path.join(d, "base", "ckpt")
         sft = [f for f in sorted(os.listdir(ckpt)) if f.startswith("sft-")][-1]
         rmc = [f for f in sorted(os.listdir(ckpt)) if f.startswith("rm-")][-1]
-        mpi = ["mpiexec", "--oversubscribe"]
+        mpi = [os.environ.get("MPIEXEC", "mpiexec"), "--oversubscribe"]
         ppo = [rl, "ppo", job, "--set", "model.init_from=base/ckpt/" + sft,
                "--set", "ppo.reward_model=base/ckpt/" + rmc, "--set", "ranks.learner=1",
                "--set", "ranks.rollout=2", "--set", "ranks.judge=1"]
-        # MPMD: the learner (rank 0) with 2 threads, the rollouts and the judge with 1
-        root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+        # MPMD: the learner (rank 0) with its threads, the rollouts and the judge with 1
 
         def rlaif_round(r, omp, iters):
             out = "r%d" % r
@@ -242,7 +241,7 @@ def bench(args):
                           "--set", "ppo.steps=%d" % (iters + 1 if iters else 1)]
             cmd = (mpi + ["-n", "1", "env", "OMP_NUM_THREADS=%d" % omp] + tail +
                    [":", "-n", "3", "env", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1"] + tail)
-            log = run(cmd, root, cwd=d)
+            log = run(cmd, cwd=d)
             m = re.search(r"parameters with the value head", log)
             text = open(os.path.join(d, out, "logs", "rank-00000.log")).read()
             its = re.findall(r"iteration (\d+): broadcast ([\d.]+) s, generation ([\d.]+) s, "
