@@ -159,14 +159,16 @@ static int pg_outer(rlaif_learner *L, void *ud) {
     if (L->step % S->quantum) return 0;
     long it = L->step / S->quantum;
     S->it = it;
-    double t0 = rlaif_now();
+    double t0 = rlaif_now(), b0 = S->t_bcast;
     RLAIF_TRY(rlaif_pg_collect(S, L, it));
     double t1 = rlaif_now();
     RLAIF_TRY(score_batch(S, L, it));
     S->ao.kl_coef = (float)S->klc.value;
     S->mean_kl = rlaif_pg_advantages(&S->e, &S->ao);
     batch_metrics(S, S->mean_kl);
-    S->t_sample += t1 - t0, S->t_score += rlaif_now() - t1;
+    S->it_t0 = rlaif_now();
+    S->it_bcast = S->t_bcast - b0, S->it_gen = t1 - t0 - S->it_bcast, S->it_score = S->it_t0 - t1;
+    S->t_sample += t1 - t0, S->t_score += S->it_score;
     return 0;
 }
 
@@ -174,8 +176,15 @@ static int pg_outer(rlaif_learner *L, void *ud) {
 static int pg_after_update(rlaif_learner *L, void *ud, const rlaif_step_info *info) {
     (void)info;
     pg_run *S = ud;
-    if (L->step % S->quantum == 0 && S->adaptive_kl)
-        rlaif_kl_ctl_update(&S->klc, S->mean_kl, (double)S->e.N);
+    if (L->step % S->quantum) return 0;
+    if (S->adaptive_kl) rlaif_kl_ctl_update(&S->klc, S->mean_kl, (double)S->e.N);
+    /* The iteration's four parts, for tools/bench/bench-pipeline (per-rank
+     * log): generation is the wait for the samples past the broadcast. */
+    double train = rlaif_now() - S->it_t0;
+    S->t_train += train;
+    rlaif_debug("%s: iteration %ld: broadcast %.4f s, generation %.4f s, scoring %.4f s, "
+                "training %.4f s",
+                S->name, L->step / S->quantum - 1, S->it_bcast, S->it_gen, S->it_score, train);
     return 0;
 }
 
@@ -374,9 +383,9 @@ static int pg_prepare(rlaif_learner *L, void *ud, int found) {
 
 static int pg_after(rlaif_learner *L, void *ud) {
     pg_run *S = ud;
-    rlaif_info("%s: time in sampling %.1f s, scoring %.1f s (this process; weight broadcast "
-               "%.2f s of the sampling)",
-               S->name, S->t_sample, S->t_score, S->t_bcast);
+    rlaif_info("%s: time in sampling %.1f s, scoring %.1f s, training %.1f s (this process; "
+               "weight broadcast %.2f s of the sampling)",
+               S->name, S->t_sample, S->t_score, S->t_train, S->t_bcast);
     (void)L;
     return 0;
 }

@@ -49,7 +49,8 @@ typedef struct {
     /* chunk scratch: response coordinates [micro * W] and pass layout [micro * T] */
     float *c_old, *c_oldv, *c_adv, *c_ret, *c_mask, *c_new, *c_dl;
     float *p_dl, *p_de, *p_dv;
-    double t_sample, t_score, t_bcast; /* seconds, this process */
+    double t_sample, t_score, t_bcast, t_train; /* seconds, this process */
+    double it_bcast, it_gen, it_score, it_t0;   /* this iteration's parts, when training began */
     int32_t *pk; /* [N * (W + 1)] the iteration's samples as sent: per sequence length, tokens */
     /* d-RLAIF (ppo.reward = judge, ppo_judge.c) */
     int judge_reward;

@@ -122,8 +122,13 @@ run 5 ppo s311 --set ranks.learner=3 --set ranks.rollout=1 --set ranks.judge=1 |
 grep -q "on 3 learner(s) (rollout ranks sampling)" "$d/out" || fail "expected 3 learners: $(cat "$d/out")"
 run 3 ppo s111 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1 ||
   fail "1+1+1: $(cat "$d/out")"
-run 4 ppo s121 --set ranks.learner=1 --set ranks.rollout=2 --set ranks.judge=1 ||
-  fail "1+2+1: $(cat "$d/out")"
+run 4 ppo s121 --set ranks.learner=1 --set ranks.rollout=2 --set ranks.judge=1 \
+  --log-dir "$d/logs121" || fail "1+2+1: $(cat "$d/out")"
+# the four parts of an iteration that tools/bench/bench-pipeline reads
+grep -Eq "ppo: iteration 4: broadcast [0-9.]+ s, generation [0-9.]+ s, scoring [0-9.]+ s, training [0-9.]+ s" "$d/logs121/rank-00000.log" ||
+  fail "no per-iteration times: $(cat "$d/logs121/rank-00000.log")"
+grep -Eq "ppo: time in sampling [0-9.]+ s, scoring [0-9.]+ s, training [0-9.]+ s \(this process; weight broadcast [0-9.]+ s" "$d/out" ||
+  fail "no time split: $(cat "$d/out")"
 for r in c2 s311 s111 s121; do "$py" "$check" same "$d/c1" "$d/$r" ppo 1e-5 || fail "c1 vs $r"; done
 "$py" "$check" exact "$d/s111" "$d/s121" ppo "objective/scores,response_length,eos_rate" ||
   fail "1 and 2 rollout ranks sampled differently"
