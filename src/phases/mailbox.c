@@ -128,6 +128,12 @@ int rlaif_barrier_sleeping(MPI_Comm comm) {
     return rlaif_wait_sleeping(&req);
 }
 
+int rlaif_gather_sleeping(const int *send, int n, int *recv, int root, MPI_Comm comm) {
+    MPI_Request req;
+    RLAIF_CHECK_MPI(MPI_Igather(send, n, MPI_INT, recv, n, MPI_INT, root, comm, &req));
+    return rlaif_wait_sleeping(&req);
+}
+
 double rlaif_cpu_seconds(void) {
     struct rusage u;
     getrusage(RUSAGE_SELF, &u);

@@ -185,9 +185,7 @@ static int lead_collect(pg_run *S, long it, float *raw) {
     RLAIF_CHECK_MPI(MPI_Comm_size(S->jcomm, &n));
     int *meta = xmalloc(sizeof(int) * 3 * (size_t)n), *cnt = xcalloc((size_t)n, sizeof(int)),
         *dsp = xcalloc((size_t)n, sizeof(int));
-    int rc = MPI_Gather(mine, 3, MPI_INT, meta, 3, MPI_INT, 0, S->jcomm) == MPI_SUCCESS
-                 ? 0
-                 : RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "%s: MPI_Gather from the judges", S->name);
+    int rc = rlaif_gather_sleeping(mine, 3, meta, 0, S->jcomm); /* while the judges work */
     for (int r = 1; r < n && !rc; r++) {
         dsp[r] = meta[3 * r], cnt[r] = meta[3 * r + 1];
         if (meta[3 * r + 2])
@@ -259,7 +257,7 @@ static int serve_iteration(pg_run *S, long it, int32_t *pk, float *raw) {
                       S->ctx->ranks.group_rank[RLAIF_ROLE_JUDGE], &a, &b);
     int rc = judge_share(S, it, (long)a, (long)b, pk, raw);
     int meta[3] = {(int)a * K, rc ? 0 : (int)(b - a) * K, rc};
-    RLAIF_CHECK_MPI(MPI_Gather(meta, 3, MPI_INT, NULL, 0, MPI_INT, 0, S->jcomm));
+    RLAIF_TRY(rlaif_gather_sleeping(meta, 3, NULL, 0, S->jcomm));
     if (rc) return rc;
     RLAIF_CHECK_MPI(
         MPI_Igatherv(raw, meta[1], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, S->jcomm, &rq));

@@ -135,8 +135,7 @@ static int lead_iteration(pg_run *S, rlaif_learner *L, long it, int32_t *pk) {
     int mine[4] = {0, 0, 0, 0}, *meta = xmalloc(sizeof(int) * 4 * (size_t)n);
     int *cnt = xcalloc((size_t)n, sizeof(int)), *dsp = xcalloc((size_t)n, sizeof(int));
     int rc = 0, stop = 0;
-    if (MPI_Gather(mine, 4, MPI_INT, meta, 4, MPI_INT, 0, w) != MPI_SUCCESS)
-        rc = RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "%s: MPI_Gather from the rollout ranks", S->name);
+    rc = rlaif_gather_sleeping(mine, 4, meta, 0, w); /* while the rollouts sample */
     for (int r = 1; r < n && !rc; r++) {
         cnt[r] = meta[4 * r + 1], dsp[r] = meta[4 * r] * per, stop |= meta[4 * r + 3];
         if (meta[4 * r + 2] && !rc)
@@ -185,7 +184,7 @@ static int serve_iteration(pg_run *S, long it, int64_t version, int32_t *pk) {
     if (!rc) rc = sample_share(S, &S->sampler, it, lo, hi, pk);
     int n = rc ? 0 : (int)(hi - lo) * (S->W + 1) * S->e.K;
     int meta[4] = {(int)lo, n, rc, rlaif_stop_requested()};
-    RLAIF_CHECK_MPI(MPI_Gather(meta, 4, MPI_INT, NULL, 0, MPI_INT, 0, w));
+    RLAIF_TRY(rlaif_gather_sleeping(meta, 4, NULL, 0, w));
     if (rc) return rc; /* learner 0 gives up on this iteration and releases us */
     MPI_Request rq;    /* learner 0 posts an MPI_Igatherv: it must be matched by one */
     RLAIF_CHECK_MPI(MPI_Igatherv(pk, n, MPI_INT32_T, NULL, NULL, NULL, MPI_INT32_T, 0, w, &rq));

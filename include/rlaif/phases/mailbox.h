@@ -75,6 +75,11 @@ void rlaif_nap(void);
 int rlaif_wait_sleeping(MPI_Request *req);
 /* A barrier over comm that sleeps while it waits. */
 int rlaif_barrier_sleeping(MPI_Comm comm);
+/* MPI_Gather of n ints per rank to root, waited for sleeping: what a rank
+ * that waits long (learner 0 while the rollouts sample) must use. Every
+ * rank of comm calls it (a blocking and a non-blocking collective never
+ * match each other). */
+int rlaif_gather_sleeping(const int *send, int n, int *recv, int root, MPI_Comm comm);
 /* User + system CPU seconds of this process: what a wait really cost. */
 double rlaif_cpu_seconds(void);
 
