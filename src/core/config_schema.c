@@ -175,6 +175,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "rm: the reward model's score; judge: the judge ranks score each response (d-RLAIF)"),
     F("ppo", "kl_coef", "0.05", 0, 1e9, "beta of the per-token KL penalty"),
     E("ppo", "kl_estimator", "k1", "k1|k3", "per-token KL estimator"),
+    E("ppo", "kl_penalty", "reward", "reward|loss",
+      "the KL to the reference: a per-token reward penalty (PPO, RLHF) or a loss term (GRPO)"),
     B("ppo", "adaptive_kl", "false", "adaptive KL controller (Ziegler et al.)"),
     F("ppo", "target_kl", "6.0", 0, 1e9, "target KL of the adaptive controller"),
     I("ppo", "kl_horizon", "10000", 1, 1e12, "horizon of the adaptive controller"),

@@ -147,7 +147,7 @@ static void batch_metrics(pg_run *S, double mean_kl) {
     double n = e->N;
     double *m = S->batch_metrics;
     m[0] = mean_kl, m[1] = ent / n, m[2] = score / n - S->ao.kl_coef * mean_kl;
-    m[3] = score / n, m[4] = len / n, m[5] = eos / n, m[6] = S->ao.kl_coef;
+    m[3] = score / n, m[4] = len / n, m[5] = eos / n, m[6] = S->klc.value;
     oracle_rates(S, m + 7);
 }
 
@@ -163,7 +163,9 @@ static int pg_outer(rlaif_learner *L, void *ud) {
     RLAIF_TRY(rlaif_pg_collect(S, L, it));
     double t1 = rlaif_now();
     RLAIF_TRY(score_batch(S, L, it));
-    S->ao.kl_coef = (float)S->klc.value;
+    /* the KL coefficient goes into the rewards, or (kl_penalty = loss) into the loss */
+    S->ao.kl_coef = S->kl_loss ? 0.0f : (float)S->klc.value;
+    S->kl_loss_coef = S->kl_loss ? (float)S->klc.value : 0.0f;
     S->mean_kl = rlaif_pg_advantages(&S->e, &S->ao);
     batch_metrics(S, S->mean_kl);
     S->it_t0 = rlaif_now();
@@ -213,13 +215,15 @@ static void chunk_inputs(pg_run *S, const int64_t *rows, int R) {
         memcpy(S->c_adv + dst, e->adv + src, sizeof(float) * W);
         memcpy(S->c_ret + dst, e->ret + src, sizeof(float) * W);
         memcpy(S->c_mask + dst, e->mask + src, sizeof(float) * W);
+        memcpy(S->c_ref + dst, e->ref + src, sizeof(float) * W);
     }
 }
 
 void rlaif_pg_chunk_buffers(pg_run *S, int R, int T) {
     int W = S->W;
     rlaif_lp_init(&S->lp, R, T);
-    float **cw[] = {&S->c_old, &S->c_oldv, &S->c_adv, &S->c_ret, &S->c_mask, &S->c_new, &S->c_dl};
+    float **cw[] = {&S->c_old,  &S->c_oldv, &S->c_adv, &S->c_ret,
+                    &S->c_mask, &S->c_new,  &S->c_dl,  &S->c_ref};
     for (size_t k = 0; k < sizeof cw / sizeof *cw; k++)
         *cw[k] = xcalloc((size_t)R * W + 1, sizeof(float));
     float **ct[] = {&S->p_dl, &S->p_de, &S->p_dv};
@@ -245,6 +249,21 @@ static void to_pass(const pg_run *S, const int64_t *rows, int R, const float *sr
             dst[(size_t)k * S->lp.T + e->plen[rows[k]] - 1 + j] = src[(size_t)k * e->W + j];
 }
 
+/* ppo.kl_penalty = loss: kl_loss_coef * the masked mean of the per-token
+ * KL estimate at the chunk's new log-probs (S->c_new) against the
+ * reference's, its gradient added to S->c_dl; returns this chunk's share. */
+static double kl_loss(pg_run *S, int n, double count) {
+    double loss = 0, c = S->kl_loss_coef / count;
+    for (int t = 0; t < n; t++) {
+        if (S->c_mask[t] == 0.0f) continue;
+        double d = (double)S->c_new[t] - S->c_ref[t]; /* log pi - log ref */
+        int k3 = S->ao.kl_estimator == RLAIF_KL_K3;
+        loss += c * (k3 ? expm1(-d) + d : d);
+        S->c_dl[t] += (float)(c * (k3 ? -expm1(-d) : 1.0));
+    }
+    return loss;
+}
+
 int rlaif_pg_chunk(pg_run *S, rlaif_model *m, const int64_t *rows, int R, double count, double *x,
                    double *ntok) {
     rlaif_pg_exp *e = &S->e;
@@ -257,6 +276,7 @@ int rlaif_pg_chunk(pg_run *S, rlaif_model *m, const int64_t *rows, int R, double
     rlaif_ppo_terms pt = rlaif_ppo_policy_loss(S->c_dl, S->c_new, S->c_old, S->c_adv, S->c_mask, n,
                                                count, S->cliprange);
     x[0] += pt.loss, x[2] += pt.clipfrac, x[3] += pt.approxkl;
+    if (S->kl_loss_coef > 0) x[0] += kl_loss(S, n, count);
     to_pass(S, rows, R, S->c_dl, S->p_dl);
     to_chunk(S, rows, R, S->lp.entropy, S->c_new);
     for (int t = 0; t < n; t++) {

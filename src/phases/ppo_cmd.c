@@ -78,6 +78,7 @@ static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
         (rlaif_kl_ctl){rlaif_cfg_float(cfg, "ppo.kl_coef"), rlaif_cfg_float(cfg, "ppo.target_kl"),
                        (double)rlaif_cfg_int(cfg, "ppo.kl_horizon")};
     S->adaptive_kl = rlaif_cfg_bool(cfg, "ppo.adaptive_kl");
+    S->kl_loss = !strcmp(rlaif_cfg_str(cfg, "ppo.kl_penalty"), "loss");
     rlaif_pg_exp_alloc(&S->e, 0, 0, K); /* sized once W is known */
     S->judge_reward = odpo || !strcmp(rlaif_cfg_str(cfg, "ppo.reward"), "judge");
     if (odpo) return odpo_options(S, cfg);
@@ -290,8 +291,8 @@ static void run_free(pg_run *S, rlaif_learner *L, int learner) {
     rlaif_wsync_free(&S->ws);
     rlaif_prompts_free(&S->ps);
     free(S->pids), free(S->poff), free(S->perm), free(S->rows);
-    float *f[] = {S->c_old, S->c_oldv, S->c_adv, S->c_ret, S->c_mask,
-                  S->c_new, S->c_dl,   S->p_dl,  S->p_de,  S->p_dv};
+    float *f[] = {S->c_old, S->c_oldv, S->c_adv, S->c_ret, S->c_mask, S->c_new,
+                  S->c_dl,  S->c_ref,  S->p_dl,  S->p_de,  S->p_dv};
     for (size_t k = 0; k < sizeof f / sizeof *f; k++) free(f[k]);
     rlaif_lp_free(&S->lp), rlaif_lp_free(&S->lp_ref), rlaif_lp_free(&S->lp_rm);
     rlaif_pg_exp_free(&S->e);

@@ -44,10 +44,14 @@ typedef struct {
     long it; /* the iteration whose experience S->e holds */
     double batch_metrics[11];
     float cliprange, cliprange_value, vf_coef, ent_coef;
+    /* ppo.kl_penalty = loss (GRPO's way): the KL to the reference is a loss
+     * term of this coefficient and estimator, not a reward penalty */
+    int kl_loss;
+    float kl_loss_coef;
     uint32_t *perm; /* [N] minibatch order of the current epoch */
     int64_t *rows;  /* [micro] */
     /* chunk scratch: response coordinates [micro * W] and pass layout [micro * T] */
-    float *c_old, *c_oldv, *c_adv, *c_ret, *c_mask, *c_new, *c_dl;
+    float *c_old, *c_oldv, *c_adv, *c_ret, *c_mask, *c_new, *c_dl, *c_ref;
     float *p_dl, *p_de, *p_dv;
     double t_sample, t_score, t_bcast, t_train; /* seconds, this process */
     double it_bcast, it_gen, it_score, it_t0;   /* this iteration's parts, when training began */

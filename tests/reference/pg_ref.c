@@ -48,15 +48,19 @@ typedef struct {
     rlaif_pg_algo algo;
     int kl_estimator, whiten, baseline;
     float clip, vclip, vf_coef, ent_coef, noise;
+    int kl_loss; /* ppo.kl_penalty = loss: the KL a loss term, not in the rewards */
 } variant;
 
 static const variant variants[] = {
-    {"ppo-k1", RLAIF_PG_PPO, RLAIF_KL_K1, 1, 0, 0.2f, 0.2f, 0.5f, 0.05f, 0.3f},
-    {"ppo-k3", RLAIF_PG_PPO, RLAIF_KL_K3, 0, 0, 0.2f, 0.2f, 0.5f, 0.05f, 0.3f},
-    {"a2c", RLAIF_PG_A2C, RLAIF_KL_K1, 1, 0, NO_CLIP, NO_CLIP, 0.5f, 0.05f, 0},
-    {"reinforce-loo", RLAIF_PG_REINFORCE, RLAIF_KL_K1, 0, 0, NO_CLIP, NO_CLIP, 0, 0.05f, 0},
-    {"reinforce-group", RLAIF_PG_REINFORCE, RLAIF_KL_K3, 0, 1, NO_CLIP, NO_CLIP, 0, 0.05f, 0},
-    {"reinforce-moving", RLAIF_PG_REINFORCE, RLAIF_KL_K1, 0, 2, NO_CLIP, NO_CLIP, 0, 0.05f, 0},
+    {"ppo-k1", RLAIF_PG_PPO, RLAIF_KL_K1, 1, 0, 0.2f, 0.2f, 0.5f, 0.05f, 0.3f, 0},
+    {"ppo-k3", RLAIF_PG_PPO, RLAIF_KL_K3, 0, 0, 0.2f, 0.2f, 0.5f, 0.05f, 0.3f, 0},
+    {"a2c", RLAIF_PG_A2C, RLAIF_KL_K1, 1, 0, NO_CLIP, NO_CLIP, 0.5f, 0.05f, 0, 0},
+    {"reinforce-loo", RLAIF_PG_REINFORCE, RLAIF_KL_K1, 0, 0, NO_CLIP, NO_CLIP, 0, 0.05f, 0, 0},
+    {"reinforce-group", RLAIF_PG_REINFORCE, RLAIF_KL_K3, 0, 1, NO_CLIP, NO_CLIP, 0, 0.05f, 0, 0},
+    {"reinforce-moving", RLAIF_PG_REINFORCE, RLAIF_KL_K1, 0, 2, NO_CLIP, NO_CLIP, 0, 0.05f, 0, 0},
+    /* GRPO: group baseline, k3 KL as a loss term */
+    {"reinforce-group-klloss", RLAIF_PG_REINFORCE, RLAIF_KL_K3, 0, 1, NO_CLIP, NO_CLIP, 0, 0.05f,
+     0.3f, 1},
 };
 
 static const float RM_MEAN = 0.05f, RM_STD = 0.1f, EOS_PENALTY = 1.0f;
@@ -220,10 +224,13 @@ static int run(const variant *v, uint64_t seed, const char *out) {
         }
     rlaif_pg_adv_opts ao = {v->algo,   v->kl_estimator, 0.1f, 0.97f, 0.9f,
                             v->whiten, v->baseline,     0.3,  0.1};
+    S.ao = ao; /* the estimator of the KL loss term */
+    if (v->kl_loss) S.kl_loss = 1, S.kl_loss_coef = ao.kl_coef, ao.kl_coef = 0;
     hid_t o = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (o < 0) fprintf(stderr, "create %s\n", out), exit(1);
     write_inputs(o, e, &pol, &rm, fwd_logp, fwd_value);
     write_settings(o, v, &ao);
+    attr(o, "kl_loss_coef", S.kl_loss_coef);
     double mean_kl = rlaif_pg_advantages(e, &ao);
     double x[7] = {0}, count, ntok = 0;
     step(&S, &pol, perm, x, &count, &ntok);
@@ -240,7 +247,7 @@ static int run(const variant *v, uint64_t seed, const char *out) {
     printf("%s: loss/policy %.6g loss/value %.6g clipfrac %.3g val/clipfrac %.3g entropy %.6g\n",
            v->name, x[0], x[1], x[2], x[4], x[6]);
     free(S.c_old), free(S.c_oldv), free(S.c_adv), free(S.c_ret), free(S.c_mask);
-    free(S.c_new), free(S.c_dl), free(S.p_dl), free(S.p_de), free(S.p_dv);
+    free(S.c_new), free(S.c_dl), free(S.c_ref), free(S.p_dl), free(S.p_de), free(S.p_dv);
     free(S.perm), free(S.rows);
     rlaif_lp_free(&S.lp), rlaif_pg_exp_free(e);
     rlaif_model_free(&pol), rlaif_model_free(&rm);

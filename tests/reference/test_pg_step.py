@@ -236,6 +236,10 @@ def variant(name):
     vf1, vf2 = (new_v - R) ** 2, (vc - R) ** 2
     vf_loss = 0.5 * masked_mean(torch.max(vf1, vf2), mm)
     entropy = masked_mean(ent, mm)
+    if d["kl_loss_coef"] > 0:  # ppo.kl_penalty = loss (GRPO): the KL a loss term
+        dk = new_logp - t["ref_logp"][rows]
+        kl_t = dk if d["kl_estimator"] == 0 else torch.expm1(-dk) + dk
+        pg_loss = pg_loss + d["kl_loss_coef"] * masked_mean(kl_t, mm)
     loss = pg_loss - d["ent_coef"] * entropy
     if d["vf_coef"] > 0:
         loss = loss + d["vf_coef"] * vf_loss
@@ -268,7 +272,8 @@ def variant(name):
     check("every gradient tensor (%d; worst: %s)" % (len(Pp), wname), worst, 1e-4)
 
 
-for v in ("ppo-k1", "ppo-k3", "a2c", "reinforce-loo", "reinforce-group", "reinforce-moving"):
+for v in ("ppo-k1", "ppo-k3", "a2c", "reinforce-loo", "reinforce-group", "reinforce-moving",
+          "reinforce-group-klloss"):
     variant(v)
 if failures:
     print("FAILED:", ", ".join(failures))
