@@ -86,7 +86,7 @@ START_TEST(bad_files) {
     expect_error("[ppo]\nlam = 1.5\n", RLAIF_EX_USAGE, ":2: ppo.lam = 1.5 is out of range", NULL);
     expect_error("[judge]\nmax_inflight = 0\n", RLAIF_EX_USAGE, "out of range", NULL);
     expect_error("[ppo]\nwhiten_rewards = maybe\n", RLAIF_EX_USAGE, "is not a boolean", NULL);
-    expect_error("[ppo]\nalgo = sac\n", RLAIF_EX_USAGE, "'sac' is not one of ppo|reinforce|a2c",
+    expect_error("[ppo]\nbaseline = sac\n", RLAIF_EX_USAGE, "'sac' is not one of loo|group|moving",
                  NULL);
     expect_error("[run]\nwalltime = soon\n", RLAIF_EX_USAGE, "is not a duration", NULL);
     expect_error("[run]\nseed = 1\n\nseed = 2\n", RLAIF_EX_USAGE,
