@@ -171,6 +171,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     OPTIM("ppo", "1e-5", "200", "64"),
     I("ppo", "minibatches", "1", 1, 1e9, "ppo: minibatches (optimizer steps) per epoch"),
     S("ppo", "reward_model", "", "reward model checkpoint (empty = the newest finished rm)"),
+    B("ppo", "learners_sample", "true",
+      "split layout: the learners sample a share of each batch too (else they wait)"),
     E("ppo", "reward", "rm", "rm|judge",
       "rm: the reward model's score; judge: the judge ranks score each response (d-RLAIF)"),
     F("ppo", "kl_coef", "0.05", 0, 1e9, "beta of the per-token KL penalty"),

@@ -78,6 +78,7 @@ static int options(pg_run *S, const rlaif_config *cfg, rlaif_pg_algo algo) {
         (rlaif_kl_ctl){rlaif_cfg_float(cfg, "ppo.kl_coef"), rlaif_cfg_float(cfg, "ppo.target_kl"),
                        (double)rlaif_cfg_int(cfg, "ppo.kl_horizon")};
     S->adaptive_kl = rlaif_cfg_bool(cfg, "ppo.adaptive_kl");
+    S->learners_sample = rlaif_cfg_bool(cfg, "ppo.learners_sample");
     S->kl_loss = !strcmp(rlaif_cfg_str(cfg, "ppo.kl_penalty"), "loss");
     rlaif_pg_exp_alloc(&S->e, 0, 0, K); /* sized once W is known */
     S->judge_reward = odpo || !strcmp(rlaif_cfg_str(cfg, "ppo.reward"), "judge");

@@ -16,7 +16,8 @@ typedef struct {
     const char *name; /* the phase: ppo, reinforce, a2c */
     const rlaif_ctx *ctx;
     uint64_t seed;
-    int split; /* rollout ranks sample (else the learners) */
+    int split;           /* rollout ranks sample (else the learners) */
+    int learners_sample; /* split: the learners sample a share too (ppo.learners_sample) */
     /* data: the training prompts, tokenized once */
     rlaif_prompt_set ps;
     int32_t *pids; /* prompt p's ids: pids[poff[p] .. poff[p + 1]) */

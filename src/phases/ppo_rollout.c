@@ -5,9 +5,11 @@
  * Split layout, per iteration, over the learner-0 + rollouts communicator:
  *   learner 0: Bcast {iteration, policy version}  -> rollouts (sleeping Ibcast)
  *              weight broadcast (weight_sync.h)    -> rollouts
- *   rollouts:  sample their contiguous share of the prompts
+ *   rollouts:  sample their contiguous share of the prompts, and meanwhile
+ *              the learners sample theirs (ppo.learners_sample: the shares
+ *              are over rollouts and learners; they would wait otherwise)
  *              Gather {first prompt, ints, rc, stop} and Gatherv of the samples -> learner 0
- *   learner 0: Ibcast of the whole batch to the other learners
+ *   learners:  all-gather of the whole batch
  * An iteration of -1 releases the rollout ranks at the end of the phase.
  * Colocated: each learner samples its share and the learners all-gather.
  * Waiting ranks sleep (rlaif_wait_sleeping): on a node shared by rollout
@@ -121,21 +123,39 @@ static int send_command(MPI_Comm w, int64_t cmd[2]) {
     return rlaif_wait_sleeping(&rq);
 }
 
-/* Split, learner 0: command, weights, and the rollouts' samples. */
-static int lead_iteration(pg_run *S, rlaif_learner *L, long it, int32_t *pk) {
-    MPI_Comm w = S->ctx->ranks.weights;
-    int n, per = (S->W + 1) * S->e.K;
-    RLAIF_CHECK_MPI(MPI_Comm_size(w, &n));
+/* Split layout: an iteration's prompts over the ranks that sample, rollout
+ * ranks first (worker = rollout group rank), then, with ppo.learners_sample,
+ * the learners (worker = rollout count + learner rank), in contiguous shares.
+ * The learners would otherwise wait while the rollouts sample. */
+static void worker_share(const pg_run *S, int worker, long *lo, long *hi) {
+    const rlaif_ranks *rk = &S->ctx->ranks;
+    int n =
+        rk->count[RLAIF_ROLE_ROLLOUT] + (S->learners_sample ? rk->count[RLAIF_ROLE_LEARNER] : 0);
+    size_t a = 0, b = 0;
+    if (worker < n) rlaif_shard_range((size_t)S->bs, n, worker, &a, &b);
+    *lo = (long)a, *hi = (long)b;
+}
+
+/* Split, learner 0: the command and the weights to the rollouts. */
+static int lead_start(pg_run *S, rlaif_learner *L, long it) {
     int64_t cmd[2] = {it, (int64_t)L->step + 1};
-    RLAIF_TRY(send_command(w, cmd));
+    RLAIF_TRY(send_command(S->ctx->ranks.weights, cmd));
     double t0 = rlaif_now();
     RLAIF_TRY(rlaif_wsync_start(&S->ws, (uint64_t)cmd[1]));
     RLAIF_TRY(rlaif_wsync_wait(&S->ws));
     S->t_bcast += rlaif_now() - t0;
+    return 0;
+}
+
+/* Split, learner 0: the rollouts' samples into pk. */
+static int lead_gather(pg_run *S, long it, int32_t *pk) {
+    MPI_Comm w = S->ctx->ranks.weights;
+    int n, per = (S->W + 1) * S->e.K;
+    RLAIF_CHECK_MPI(MPI_Comm_size(w, &n));
     int mine[4] = {0, 0, 0, 0}, *meta = xmalloc(sizeof(int) * 4 * (size_t)n);
     int *cnt = xcalloc((size_t)n, sizeof(int)), *dsp = xcalloc((size_t)n, sizeof(int));
-    int rc = 0, stop = 0;
-    rc = rlaif_gather_sleeping(mine, 4, meta, 0, w); /* while the rollouts sample */
+    int stop = 0;
+    int rc = rlaif_gather_sleeping(mine, 4, meta, 0, w); /* while the rollouts sample */
     for (int r = 1; r < n && !rc; r++) {
         cnt[r] = meta[4 * r + 1], dsp[r] = meta[4 * r] * per, stop |= meta[4 * r + 3];
         if (meta[4 * r + 2] && !rc)
@@ -146,25 +166,53 @@ static int lead_iteration(pg_run *S, rlaif_learner *L, long it, int32_t *pk) {
     if (!rc &&
         MPI_Igatherv(NULL, 0, MPI_INT32_T, pk, cnt, dsp, MPI_INT32_T, 0, w, &rq) == MPI_SUCCESS)
         rc = rlaif_wait_sleeping(&rq);
-    (void)per;
     free(meta), free(cnt), free(dsp);
     if (stop) rlaif_stop_request(SIGTERM); /* a rollout saw one: taken at the next iteration */
     return rc;
+}
+
+/* Split: every learner's part of pk to every learner. Learner 0 holds the
+ * rollouts' prompts and its own share, [0, end of its share); learner l > 0
+ * its own share. */
+static int share_learners(pg_run *S, rlaif_learner *L, int32_t *pk) {
+    int R = S->ctx->ranks.count[RLAIF_ROLE_ROLLOUT], per = (S->W + 1) * S->e.K;
+    int *cnt = xmalloc(sizeof(int) * (size_t)L->size),
+        *dsp = xmalloc(sizeof(int) * (size_t)L->size);
+    for (int l = 0; l < L->size; l++) {
+        long lo, hi;
+        worker_share(S, R + l, &lo, &hi);
+        if (l == 0) lo = 0, hi = S->learners_sample ? hi : S->bs;
+        cnt[l] = (int)(hi - lo) * per, dsp[l] = (int)lo * per;
+    }
+    MPI_Request rq;
+    int e = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pk, cnt, dsp, MPI_INT32_T, L->comm,
+                            &rq);
+    free(cnt), free(dsp);
+    return e == MPI_SUCCESS ? rlaif_wait_sleeping(&rq)
+                            : rlaif_error_mpi(e, "MPI_Iallgatherv", __FILE__, __LINE__);
+}
+
+/* Split: learner 0 starts the rollouts, every learner samples its share
+ * (ppo.learners_sample), learner 0 gathers the rollouts', all share. */
+static int collect_split(pg_run *S, rlaif_learner *L, long it, int32_t *pk) {
+    int R = S->ctx->ranks.count[RLAIF_ROLE_ROLLOUT], per = (S->W + 1) * S->e.K;
+    int started = L->rank == 0 ? lead_start(S, L, it) : 0;
+    long lo, hi;
+    worker_share(S, R + L->rank, &lo, &hi);
+    int rc = started ? started : sample_share(S, &L->model, it, lo, hi, pk + (size_t)lo * per);
+    if (L->rank == 0 && !started) {
+        int g = lead_gather(S, it, pk);
+        rc = rc ? rc : g;
+    }
+    RLAIF_TRY(rlaif_agree(L->comm, rc));
+    return share_learners(S, L, pk);
 }
 
 int rlaif_pg_collect(pg_run *S, rlaif_learner *L, long it) {
     size_t n = (size_t)S->e.N * (size_t)(S->W + 1);
     if (!S->pk) S->pk = xcalloc(n + 1, sizeof(int32_t));
     int32_t *pk = S->pk;
-    int rc;
-    if (!S->split) {
-        rc = collect_colocated(S, L, it, pk);
-    } else {
-        rc = rlaif_agree(L->comm, L->rank == 0 ? lead_iteration(S, L, it, pk) : 0);
-        MPI_Request rq;
-        if (!rc && MPI_Ibcast(pk, (int)n, MPI_INT32_T, 0, L->comm, &rq) == MPI_SUCCESS)
-            rc = rlaif_wait_sleeping(&rq);
-    }
+    int rc = S->split ? collect_split(S, L, it, pk) : collect_colocated(S, L, it, pk);
     if (!rc) build(S, it, pk);
     return rc ? rc : rlaif_pg_judge_post(S, L, it, pk);
 }
@@ -177,10 +225,10 @@ int rlaif_pg_rollout_release(pg_run *S) {
 /* Split, a rollout rank: one iteration's share, sent to learner 0. */
 static int serve_iteration(pg_run *S, long it, int64_t version, int32_t *pk) {
     MPI_Comm w = S->ctx->ranks.weights;
-    int64_t lo, hi;
+    long lo, hi;
     int rc = rlaif_wsync_start(&S->ws, (uint64_t)version);
     if (!rc) rc = rlaif_wsync_wait(&S->ws);
-    rlaif_rollout_shard(&S->ctx->ranks, S->bs, &lo, &hi);
+    worker_share(S, S->ctx->ranks.group_rank[RLAIF_ROLE_ROLLOUT], &lo, &hi);
     if (!rc) rc = sample_share(S, &S->sampler, it, lo, hi, pk);
     int n = rc ? 0 : (int)(hi - lo) * (S->W + 1) * S->e.K;
     int meta[4] = {(int)lo, n, rc, rlaif_stop_requested()};
@@ -192,8 +240,8 @@ static int serve_iteration(pg_run *S, long it, int64_t version, int32_t *pk) {
 }
 
 int rlaif_pg_rollout_serve(pg_run *S) {
-    int64_t lo, hi;
-    rlaif_rollout_shard(&S->ctx->ranks, S->bs, &lo, &hi);
+    long lo, hi;
+    worker_share(S, S->ctx->ranks.group_rank[RLAIF_ROLE_ROLLOUT], &lo, &hi);
     int32_t *pk = xmalloc(sizeof(int32_t) * ((size_t)(hi - lo) * (S->W + 1) * S->e.K + 1));
     int rc = 0;
     for (;;) {

@@ -7,7 +7,8 @@
 #     1 learner + 2 rollouts + 1 judge: per-step losses within 1e-5 of the
 #     step's scale (float summation order only); 1 and 2 rollout ranks
 #     sample the same tokens (the reward model's scores and the response
-#     lengths of every iteration equal bit for bit);
+#     lengths of every iteration equal bit for bit), with the learners
+#     sampling a share (ppo.learners_sample, the default) or not;
 #  b. --stop-after (as SIGTERM) mid-iteration: the stop waits for the
 #     iteration's end, checkpoints, exits 75; the rerun ends with the
 #     uninterrupted run's bits; kill -9 of a rank during an iteration, then
@@ -132,6 +133,11 @@ grep -Eq "ppo: time in sampling [0-9.]+ s, scoring [0-9.]+ s, training [0-9.]+ s
 for r in c2 s311 s111 s121; do "$py" "$check" same "$d/c1" "$d/$r" ppo 1e-5 || fail "c1 vs $r"; done
 "$py" "$check" exact "$d/s111" "$d/s121" ppo "objective/scores,response_length,eos_rate" ||
   fail "1 and 2 rollout ranks sampled differently"
+# the learners sample a share by default; only the rollout ranks: the same tokens
+run 4 ppo s121r --set ranks.learner=1 --set ranks.rollout=2 --set ranks.judge=1 \
+  --set ppo.learners_sample=false || fail "1+2+1 rollouts only: $(cat "$d/out")"
+"$py" "$check" exact "$d/s111" "$d/s121r" ppo "objective/scores,response_length,eos_rate" ||
+  fail "sampling on the rollout ranks only differs"
 "$py" "$check" rows "$d/c1" ppo 20 || fail "rows"
 "$py" "$check" finite "$d/c1" ppo || fail "finite"
 "$py" "$top_srcdir/tools/user/rlaif-analyze" rl "$d/c1/metrics.h5" --out "$d/plots" >"$d/out" 2>&1 ||
