@@ -19,10 +19,11 @@
 #  d. d-RLAIF (ppo.reward = judge, judge.mode = score) against
 #     tools/dev/mock-judge on loopback: the judge ranks and a colocated
 #     learner score alike; kill -9 mid-iteration, rerun: the uninterrupted
-#     bits and 0 judge calls paid twice (the mock's count);
+#     bits, and no journaled answer paid twice (the mock's count: at most
+#     the 2 requests in flight at the kill, as in tests/faults);
 #  d2. online-dpo against the mock: 1+2+1 ranks and 1 rank agree; kill -9
 #     after iteration 2, rerun: the same labels in online_preferences.h5,
-#     the same bits, 0 calls paid twice;
+#     the same bits, at most the in-flight calls paid twice;
 #  e. bad inputs: no reward model, a reward model of another tokenizer, no
 #     prompts, prompts that leave no room for a response, a baseline that
 #     needs 2 samples with 1, minibatches that do not divide the batch ->
@@ -194,10 +195,19 @@ stat() { # stat PORT KEY: a counter of the mock judge
 }
 export RLAIF_TEST_JUDGE_KEY=test-key
 dj() { # dj PORT: a d-RLAIF run's settings against the mock on PORT
-  echo "--set ppo.reward=judge --set judge.mode=score --set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1"
+  echo "--set ppo.reward=judge --set judge.mode=score --set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10 --set judge.max_inflight=2 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1"
 }
 odj() { # odj PORT: online DPO's settings against the mock (the job's verdict mode)
   dj "$1" | sed 's/--set ppo.reward=judge --set judge.mode=score//'
+}
+# A rank killed with kill -9 loses the answers it had read from the server
+# but not yet journaled (tests/faults/README.md): at most its requests in
+# flight, judge.max_inflight = 2 for the one judge rank here, are paid again.
+# Every journaled answer must be reused: more repeats than that fail.
+repaid_ok() { # repaid_ok PORT WHAT
+  rep=$(stat "$1" paid_repeats)
+  [ "$rep" -le 2 ] || fail "$2: the rerun paid $rep calls again (at most 2 were in flight at the kill)"
+  echo "$2: $rep calls paid twice (in flight at the kill: at most 2)"
 }
 mock_start dref
 # shellcheck disable=SC2046
@@ -215,8 +225,8 @@ paid=$(stat "$port" delivered)
 # shellcheck disable=SC2046
 run 3 ppo dkill $(dj "$port") || fail "d-RLAIF rerun after kill -9: $(cat "$d/out")"
 "$py" "$params" params "$d/dref/$final" "$d/dkill/$final" exact || fail "d-RLAIF killed + resumed differs"
-[ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
-echo "ok: kill -9 in iteration 3 after $paid judge answers; the rerun paid none twice and ended with the uninterrupted bits"
+repaid_ok "$port" "d-RLAIF after kill -9"
+echo "ok: kill -9 in iteration 3 after $paid judge answers; the rerun ended with the uninterrupted bits"
 
 echo "== d2. online DPO against the mock judge: layouts agree, kill -9 + rerun pays nothing twice"
 mock_start oref
@@ -239,10 +249,10 @@ run 4 online-dpo okill $(odj "$port") \
   --set ranks.rollout=2 || fail "online-dpo rerun after kill -9: $(cat "$d/out")"
 "$py" "$params" params "$d/oref/ckpt/online-dpo-00000005.h5" "$d/okill/ckpt/online-dpo-00000005.h5" exact ||
   fail "online-dpo killed + resumed differs"
-[ "$(stat "$port" paid_repeats)" = 0 ] || fail "online-dpo rerun paid $(stat "$port" paid_repeats) calls again"
+repaid_ok "$port" "online DPO after kill -9"
 n2=$("$py" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['pairs']))" "$d/okill/online_preferences.h5")
 [ "$n2" = "$npairs" ] || fail "online-dpo after kill -9 + rerun: $n2 stored pairs, uninterrupted $npairs"
-echo "ok: online DPO stored $npairs labels; kill -9 + rerun: the same labels, the same bits, 0 calls paid twice"
+echo "ok: online DPO stored $npairs labels; kill -9 + rerun: the same labels, the same bits"
 
 echo "== e. bad inputs"
 # expect CODE MESSAGE PHASE ARGS...: one ERROR line, the code, no sampling
