@@ -95,7 +95,7 @@ static int bench_ckpt(const char *dir, int rounds, int collective) {
     rlaif_kv_set_int(&c.config, "n_layer", 12);
     double bytes = 3.0 * 4.0 * (double)tt.total;
     long count = (long)(bytes / (4 << 20)) + 1;
-    rlaif_ckpt_opts o = {dir, "bench", 1, {0}};
+    rlaif_ckpt_opts o = {dir, "bench", 1, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     o.io.collective_data = collective;
     double *dd = calloc((size_t)rounds, sizeof(double)),
