@@ -171,50 +171,54 @@ static void save(const char *dir, const rlaif_h5_opts *io, const rlaif_tensor_ta
     rlaif_kv_free(&c.state);
 }
 
-/* Every element of dataset name, as raw bytes, and its file offset. */
+/* Every element of dataset name, as raw bytes, its size and file offset;
+ * NULL when it cannot be read. */
 static char *read_ds(hid_t f, const char *name, size_t *bytes, haddr_t *off) {
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    ck_assert_int_ge(ds, 0);
+    if (ds < 0) return NULL;
     *bytes = (size_t)H5Dget_storage_size(ds);
     *off = H5Dget_offset(ds);
     char *buf = malloc(*bytes + 1);
-    ck_assert_int_ge(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0);
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = 0;
     H5Dclose(ds);
     return buf;
 }
 
-/* Rank 0: same values in both files; *aligned / *unaligned count the
- * datasets of at least THRESHOLD bytes at a multiple of ALIGN in each. */
-static void compare(const char *pa, const char *pb, const rlaif_tensor_table *tt, int *aligned_a,
-                    int *aligned_b, int *large) {
+/* What rank 0 finds in the two files; broadcast, so every rank asserts
+ * (a failed assertion on rank 0 alone would leave the others in a collective). */
+typedef struct {
+    int differ;     /* datasets whose bytes or size differ, or unreadable */
+    int large;      /* datasets of at least THRESHOLD bytes */
+    int aligned[2]; /* of those, at a multiple of ALIGN in each file */
+    int verified;   /* files whose checksums verify */
+} ckpt_cmp;
+
+static void compare(const char *pa, const char *pb, const rlaif_tensor_table *tt, ckpt_cmp *r) {
     static const char *const groups[] = {"params", "optim/m", "optim/v"};
+    memset(r, 0, sizeof *r);
     hid_t fa = H5Fopen(pa, H5F_ACC_RDONLY, H5P_DEFAULT),
           fb = H5Fopen(pb, H5F_ACC_RDONLY, H5P_DEFAULT);
-    ck_assert(fa >= 0 && fb >= 0);
-    *aligned_a = *aligned_b = *large = 0;
     for (int g = 0; g < 3; g++)
         for (int i = 0; i < tt->n; i++) {
             char name[200];
             snprintf(name, sizeof name, "%s/%s", groups[g], tt->t[i].name);
-            size_t na, nb;
-            haddr_t oa, ob;
+            size_t na = 0, nb = 0;
+            haddr_t oa = HADDR_UNDEF, ob = HADDR_UNDEF;
             char *a = read_ds(fa, name, &na, &oa), *b = read_ds(fb, name, &nb, &ob);
-            ck_assert_uint_eq(na, 4 * tt->t[i].numel);
-            ck_assert_msg(na == nb && !memcmp(a, b, na), "%s differs", name);
-            ck_assert(oa != HADDR_UNDEF && ob != HADDR_UNDEF); /* contiguous, allocated */
+            r->differ += !a || !b || na != 4 * tt->t[i].numel || na != nb || memcmp(a, b, na) ||
+                         oa == HADDR_UNDEF || ob == HADDR_UNDEF; /* contiguous, allocated */
             if (na >= THRESHOLD) {
-                (*large)++;
-                *aligned_a += oa % ALIGN == 0;
-                *aligned_b += ob % ALIGN == 0;
+                r->large++;
+                r->aligned[0] += oa % ALIGN == 0;
+                r->aligned[1] += ob % ALIGN == 0;
             }
             free(a), free(b);
         }
     H5Fclose(fa), H5Fclose(fb);
+    r->verified = !rlaif_checkpoint_verify(pa) + !rlaif_checkpoint_verify(pb);
 }
 
 START_TEST(test_ckpt_identical_and_aligned) {
-    int rank = rank_of(), nproc;
-    MPI_Comm_size(MPI_COMM_WORLD, &nproc);
     char dir[256], da[300], db[300], pa[512], pb[512];
     tmpdir(dir, sizeof dir);
     snprintf(da, sizeof da, "%s/plain", dir);
@@ -230,18 +234,17 @@ START_TEST(test_ckpt_identical_and_aligned) {
     hinted(&hint);
     save(da, &plain, &tt, p, m, v, pa, sizeof pa);
     save(db, &hint, &tt, p, m, v, pb, sizeof pb);
-    if (rank == 0) {
-        int al_a, al_b, large;
-        compare(pa, pb, &tt, &al_a, &al_b, &large);
-        ck_assert_int_eq(large, 9); /* big, wide, mid in three groups */
-        ck_assert_int_eq(al_b, large);
-        ck_assert_int_lt(al_a, large); /* the check has teeth without alignment */
-        ok(rlaif_checkpoint_verify(pa));
-        ok(rlaif_checkpoint_verify(pb));
-    }
+    ckpt_cmp r;
+    if (rank_of() == 0) compare(pa, pb, &tt, &r);
+    MPI_Bcast(&r, sizeof r, MPI_BYTE, 0, MPI_COMM_WORLD);
     free(p), free(m), free(v);
     rlaif_tensors_free(&tt);
     rmdir_all(dir);
+    ck_assert_int_eq(r.differ, 0);
+    ck_assert_int_eq(r.verified, 2);
+    ck_assert_int_eq(r.large, 9);            /* big, wide, mid in three groups */
+    ck_assert_int_eq(r.aligned[1], r.large); /* hinted: every large one aligned */
+    ck_assert_int_lt(r.aligned[0], r.large); /* the check has teeth without */
 }
 END_TEST
 
@@ -276,26 +279,30 @@ START_TEST(test_stage_copy_back) {
     ok(rlaif_checkpoint_copy_back(MPI_COMM_WORLD, &o, path, back, sizeof back));
     snprintf(f, sizeof f, "%s/st-00000003.h5", out);
     ck_assert_str_eq(back, f);
+    /* rank 0 looks; every rank asserts */
+    int r[5] = {0};
     if (rank == 0) {
-        ok(rlaif_files_equal(path, back));
         int64_t *steps;
-        int n;
-        ok(rlaif_checkpoint_list(out, "st", &steps, &n));
-        ck_assert_int_eq(n, 1); /* only the copied one reaches out_dir */
-        free(steps);
-        ok(rlaif_checkpoint_list(stage, "st", &steps, &n));
-        ck_assert_int_eq(n, 2); /* keep = 2 in the stage */
-        free(steps);
+        r[0] = rlaif_files_equal(path, back);
+        r[1] = rlaif_checkpoint_list(out, "st", &steps, &r[2]) ? -1 : r[2];
+        if (r[1] >= 0) free(steps);
+        r[2] = rlaif_checkpoint_list(stage, "st", &steps, &r[2]) ? -1 : r[2];
+        if (r[2] >= 0) free(steps);
         snprintf(f, sizeof f, "%s/LATEST", out);
         FILE *l = fopen(f, "r");
         char line[64] = "";
-        ck_assert_ptr_nonnull(l);
-        ck_assert_ptr_nonnull(fgets(line, sizeof line, l));
-        fclose(l);
-        ck_assert_str_eq(line, "st-00000003.h5\n");
+        r[3] = l && fgets(line, sizeof line, l) && !strcmp(line, "st-00000003.h5\n");
+        if (l) fclose(l);
         snprintf(f, sizeof f, "%s/st-00000003.h5.tmp", out);
-        ck_assert_int_ne(access(f, F_OK), 0);
+        r[4] = access(f, F_OK) != 0;
+        rlaif_error_clear();
     }
+    MPI_Bcast(r, 5, MPI_INT, 0, MPI_COMM_WORLD);
+    ck_assert_int_eq(r[0], 0); /* byte-identical */
+    ck_assert_int_eq(r[1], 1); /* only the copied one reaches out_dir */
+    ck_assert_int_eq(r[2], 2); /* keep = 2 in the stage */
+    ck_assert_int_eq(r[3], 1); /* LATEST names it */
+    ck_assert_int_eq(r[4], 1); /* no .tmp left */
     /* resume reads out_dir, where the copy is */
     int found = 0;
     p[0] = 0;
@@ -335,13 +342,11 @@ START_TEST(test_stage_not_shared) {
         snprintf(want, sizeof want, "on learner %d", nproc - 1);
         ck_assert_ptr_nonnull(strstr(rlaif_error_message(), want));
         rlaif_error_clear();
-        if (rank == 0) {
-            int64_t *steps;
-            int n;
-            ok(rlaif_checkpoint_list(stage, "st", &steps, &n));
-            ck_assert_int_eq(n, 0); /* nothing written */
-            free(steps);
-        }
+        int n = -1;
+        int64_t *steps = NULL;
+        if (rank == 0 && !rlaif_checkpoint_list(stage, "st", &steps, &n)) free(steps);
+        MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        ck_assert_int_eq(n, 0); /* nothing written */
     }
     rlaif_kv_free(&c.state);
     free(p);
