@@ -179,7 +179,10 @@ static int report(MPI_Info got, const hint_list *want, FILE *out) {
             snprintf(line, sizeof line, "%s = %s (not reported: ignored)", want->h[i].key,
                      want->h[i].val);
         ignored += !flag || strcmp(val, want->h[i].val);
-        out ? fprintf(out, "  %s\n", line) : rlaif_debug("io: MPI-IO hint %s", line);
+        if (out)
+            fprintf(out, "  %s\n", line);
+        else
+            rlaif_debug("io: MPI-IO hint %s", line);
     }
     for (int i = 0; i < nkeys; i++)
         if (MPI_Info_get_nthkey(got, i, key) == MPI_SUCCESS && !find(want, key)) extra++;
