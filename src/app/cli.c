@@ -6,6 +6,7 @@
 #include "rlaif/core/stop.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/storage/outdir.h"
+#include "rlaif/storage/siteio.h"
 #include "rlaif/phases/layout.h"
 #include "rlaif/phases/registry.h"
 
@@ -260,7 +261,10 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
         rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
         /* one job per out_dir, of a compatible config (outdir.h); `ranks` only prints */
-        if (strcmp(cmd->name, "ranks")) RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
+        if (strcmp(cmd->name, "ranks")) {
+            RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
+            RLAIF_TRY(rlaif_io_log(MPI_COMM_WORLD, ctx->cfg));
+        }
         RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;

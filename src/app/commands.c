@@ -9,6 +9,7 @@
 #include "rlaif/core/log.h"
 #include "rlaif/tokenizer/tokenizer.h"
 #include "rlaif/storage/prefs.h"
+#include "rlaif/storage/siteio.h"
 #include "rlaif/phases/run.h"
 
 #include <stdlib.h>
@@ -22,6 +23,10 @@ const rlaif_command rlaif_commands[] = {
      "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},
     {"ranks", rlaif_cmd_ranks, 1, "print the rank layout the job would use on this launch", NULL},
+    {"io", rlaif_cmd_io, 0,
+     "print the [io] settings and what MPI-IO reports back for the hints on a probe file "
+     "in out_dir (and io.stage_dir)",
+     NULL},
     {"tokenize", rlaif_cmd_tokenize, 0, "turn text into token ids with the job's tokenizer",
      "  [TEXT...]            text to encode (joined by spaces); stdin when absent\n"
      "  --checkpoint FILE    use the tokenizer stored in FILE's /tokenizer group\n"

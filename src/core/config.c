@@ -1,5 +1,6 @@
 /* config.c - job-file parsing (libinih), precedence, validation, broadcast. */
 #include "rlaif/core/config.h"
+#include "rlaif/core/iohints.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 
@@ -457,6 +458,9 @@ int rlaif_config_load(rlaif_config **out, const char *path, int nset, char *cons
     if ((rc = load_env(cfg, env))) goto fail;
     for (int i = 0; i < nset; i++)
         if ((rc = apply_set(cfg, sets[i]))) goto fail;
+    /* io.mpi_hints is a list: checked here, so a typo fails at load (exit 64) */
+    char hints[RLAIF_IO_HINTS_MAX];
+    if ((rc = rlaif_io_hints(cfg, hints, sizeof hints))) goto fail;
     *out = cfg;
     return 0;
 fail:

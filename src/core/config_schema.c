@@ -231,8 +231,28 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
 
     /* [io] parallel HDF5 tuning */
     I("io", "chunk_records", "4096", 1, 1e9, "records per chunk of extendible datasets"),
-    I("io", "alignment", "1048576", 1, 1e12, "HDF5 object alignment in bytes (file-system stripe)"),
-    B("io", "collective_metadata", "true", "collective metadata reads and writes"),
+    I("io", "alignment", "1048576", 1, 1e12,
+      "HDF5 object alignment in bytes (H5Pset_alignment; the file-system stripe; 1 = off)"),
+    I("io", "alignment_threshold", "0", 0, 1e12,
+      "objects of at least this many bytes are aligned (0 = io.alignment)"),
+    B("io", "collective_metadata", "true",
+      "collective metadata reads and writes (H5Pset_all_coll_metadata_ops, "
+      "H5Pset_coll_metadata_write)"),
+    S("io", "mpi_hints", "",
+      "MPI-IO hints of every parallel file, key=value,... (e.g. "
+      "striping_factor=8,cb_buffer_size=16777216)"),
+    I("io", "striping_factor", "0", 0, 1e6,
+      "MPI-IO hint striping_factor: stripe count of new files (0 = not passed)"),
+    I("io", "striping_unit", "0", 0, 1e12,
+      "MPI-IO hint striping_unit: stripe size of new files in bytes (0 = not passed)"),
+    I("io", "cb_nodes", "0", 0, 1e7,
+      "MPI-IO hint cb_nodes: aggregators of collective buffering (0 = not passed)"),
+    E("io", "romio_cb_write", "default", "default|automatic|enable|disable",
+      "MPI-IO hint romio_cb_write: collective buffering of writes (default = not passed)"),
+    S("io", "stage_dir", "",
+      "folder checkpoints are written to first, shared by every learner rank (node-local "
+      "scratch such as $TMPDIR); a phase's last checkpoint is copied back to out_dir "
+      "(empty = write to out_dir)"),
     B("io", "collective_data", "false",
       "collective (two-phase) raw-data transfers instead of independent ones"),
 

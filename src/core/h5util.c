@@ -11,6 +11,7 @@
 #include <string.h>
 
 void rlaif_h5_opts_default(rlaif_h5_opts *o) {
+    memset(o, 0, sizeof *o);
     o->chunk = 4096;
     o->alignment = 1 << 20;
     o->coll_metadata = 1;
@@ -22,28 +23,36 @@ void rlaif_h5_opts_from_cfg(rlaif_h5_opts *o, const rlaif_config *cfg) {
     if (!cfg) return;
     o->chunk = (hsize_t)rlaif_cfg_int(cfg, "io.chunk_records");
     o->alignment = (hsize_t)rlaif_cfg_int(cfg, "io.alignment");
+    o->align_threshold = (hsize_t)rlaif_cfg_int(cfg, "io.alignment_threshold");
     o->coll_metadata = rlaif_cfg_bool(cfg, "io.collective_metadata");
     o->collective_data = rlaif_cfg_bool(cfg, "io.collective_data");
+    /* checked by rlaif_config_load: cannot fail on a loaded config */
+    if (rlaif_io_hints(cfg, o->mpi_hints, sizeof o->mpi_hints)) rlaif_error_clear();
 }
 
-static hid_t make_fapl(MPI_Comm comm, const rlaif_h5_opts *o) {
+hid_t rlaif_h5_fapl(MPI_Comm comm, const rlaif_h5_opts *o) {
+    MPI_Info info;
+    if (rlaif_io_info(o->mpi_hints, &info)) return -1;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return fapl;
-    if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
-        H5Pset_all_coll_metadata_ops(fapl, o->coll_metadata ? 1 : 0) < 0 ||
-        H5Pset_coll_metadata_write(fapl, o->coll_metadata ? 1 : 0) < 0 ||
-        /* Only large objects are aligned: small ones would waste a stripe each. */
-        (o->alignment > 1 && H5Pset_alignment(fapl, o->alignment, o->alignment) < 0)) {
+    /* Only objects of at least the threshold are aligned (by default the
+     * alignment itself): small ones would waste a stripe each. */
+    hsize_t threshold = o->align_threshold ? o->align_threshold : o->alignment;
+    if (fapl >= 0 &&
+        (H5Pset_fapl_mpio(fapl, comm, info) < 0 || /* HDF5 keeps its own copy of info */
+         H5Pset_all_coll_metadata_ops(fapl, o->coll_metadata ? 1 : 0) < 0 ||
+         H5Pset_coll_metadata_write(fapl, o->coll_metadata ? 1 : 0) < 0 ||
+         (o->alignment > 1 && H5Pset_alignment(fapl, threshold, o->alignment) < 0))) {
         H5Pclose(fapl);
-        return -1;
+        fapl = -1;
     }
+    if (info != MPI_INFO_NULL) MPI_Info_free(&info);
     return fapl;
 }
 
 /* mode: 0 read-only, 1 read-write, 2 create (truncate). */
 static int open_parallel(const char *path, MPI_Comm comm, int mode, const rlaif_h5_opts *o,
                          hid_t *file) {
-    hid_t fapl = make_fapl(comm, o);
+    hid_t fapl = rlaif_h5_fapl(comm, o);
     RLAIF_CHECK_H5(fapl, "HDF5 was built without MPI-IO (need libhdf5-openmpi)");
     *file = mode == 2 ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
                       : H5Fopen(path, mode ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);

@@ -241,6 +241,11 @@ int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
     return rc;
 }
 
+int rlaif_learner_copy_back(rlaif_learner *L) {
+    return rlaif_checkpoint_copy_back(L->comm, &L->ckpt, L->ckpt_path, L->ckpt_path,
+                                      sizeof L->ckpt_path);
+}
+
 int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, int *done) {
     rlaif_ckpt c;
     ckpt_describe(L, &c);
@@ -353,6 +358,7 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
             rlaif_info("%s: stop requested at step %ld/%ld: checkpointing", ph->name, L->step,
                        L->steps);
             RLAIF_TRY(rlaif_learner_save(L, ph, 0));
+            RLAIF_TRY(rlaif_learner_copy_back(L));
             return RLAIF_EX_TEMPFAIL;
         }
         const rlaif_learner_hooks *h = L->hooks;
@@ -396,7 +402,8 @@ int rlaif_train_run(rlaif_learner *L, const rlaif_phase *ph) {
     if (L->step > first)
         rlaif_info("%s: %ld steps in %.1f s: %.2f steps/s, %.0f tok/s", ph->name, L->step - first,
                    dt, (double)(L->step - first) / dt, L->tokens_per_s);
-    return rlaif_learner_save(L, ph, 1);
+    RLAIF_TRY(rlaif_learner_save(L, ph, 1));
+    return rlaif_learner_copy_back(L);
 }
 
 /* ---- the learner-phase driver ---- */

@@ -124,6 +124,7 @@ void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg,
     o->dir = dir, o->name = name;
     o->keep = cfg ? (int)rlaif_cfg_int(cfg, "checkpoint.keep") : 3;
     rlaif_h5_opts_from_cfg(&o->io, cfg);
+    snprintf(o->stage, sizeof o->stage, "%s", cfg ? rlaif_cfg_str(cfg, "io.stage_dir") : "");
 }
 
 void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, size_t n) {
@@ -556,15 +557,51 @@ static void test_slow_write(void) {
     rlaif_test_delay("RLAIF_TEST_CKPT_DELAY");
 }
 
-int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
+/* Collective: does every rank see the folder rank 0 sees? A checkpoint is
+ * one parallel file all learners write, so a node-local stage folder works
+ * only when every learner runs on the node of rank 0; on other nodes the
+ * same path is another folder, and the file would be torn between them. */
+static int stage_shared(MPI_Comm comm, const char *dir) {
+    int rank, token[2] = {(int)getpid(), (int)time(NULL)};
+    MPI_Comm_rank(comm, &rank);
+    RLAIF_CHECK_MPI(MPI_Bcast(token, 2, MPI_INT, 0, comm));
+    char probe[4200], want[64], got[64] = "";
+    snprintf(probe, sizeof probe, "%s/.rlaif-stage-%d", dir, token[0]);
+    snprintf(want, sizeof want, "%d %d\n", token[0], token[1]);
+    int rc = 0;
+    if (rank == 0) {
+        FILE *f = fopen(probe, "w");
+        rc = f && fputs(want, f) >= 0 && fclose(f) == 0
+                 ? 0
+                 : rlaif_error_sys(RLAIF_EX_IOERR, "write", probe, __FILE__, __LINE__);
+    }
+    RLAIF_TRY(rlaif_agree(comm, rc));
+    FILE *f = fopen(probe, "r");
+    if (!f || !fgets(got, sizeof got, f) || strcmp(got, want))
+        rc = RLAIF_ERROR(RLAIF_EX_USAGE,
+                         "a checkpoint is one file every learner writes: leave io.stage_dir empty, "
+                         "or run every learner on one node",
+                         "io.stage_dir %s is not the folder of learner 0 on learner %d", dir, rank);
+    if (f) fclose(f);
+    rc = rlaif_agree(comm, rc);
+    if (rank == 0) unlink(probe);
+    return rc;
+}
+
+int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *oo, int64_t step, rlaif_ckpt *c,
                           char *pathout, size_t pathn) {
     int rank, nproc;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     RLAIF_CHECK_MPI(MPI_Comm_size(comm, &nproc));
+    /* staged: the whole protocol runs in the stage folder */
+    rlaif_ckpt_opts staged;
+    const rlaif_ckpt_opts *o = oo;
+    if (*oo->stage) staged = *oo, staged.dir = oo->stage, o = &staged;
     char path[4096], tmp[4200];
     rlaif_checkpoint_path(o, step, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     RLAIF_TRY(rlaif_agree(comm, rank == 0 ? rlaif_mkdir_p(o->dir) : 0));
+    if (*oo->stage) RLAIF_TRY(stage_shared(comm, o->dir));
     shard sh;
     rlaif_shard_range(c->table->total, nproc, rank, &sh.begin, &sh.end);
     int rc = save_parallel(comm, tmp, o, c, step, sh);
@@ -584,6 +621,50 @@ int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step,
     }
     RLAIF_TRY(rlaif_agree(comm, rc));
     if (pathout) snprintf(pathout, pathn, "%s", path);
+    return 0;
+}
+
+/* Rank 0: copy, verify, rename into o->dir, LATEST, keep. */
+static int copy_back(const rlaif_ckpt_opts *o, const char *path, char *dst, size_t n) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char tmp[4200];
+    snprintf(dst, n, "%s/%s", o->dir, base);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    RLAIF_TRY(rlaif_mkdir_p(o->dir));
+    int rc = rlaif_copy_file(path, tmp);
+    if (!rc) rc = rlaif_files_equal(path, tmp);
+    if (!rc) rc = rlaif_checkpoint_verify(tmp);
+    if (!rc && rename(tmp, dst) != 0)
+        rc = rlaif_error_sys(RLAIF_EX_IOERR, "rename", dst, __FILE__, __LINE__);
+    if (rc) {
+        unlink(tmp);
+        return rlaif_error_context("copying the staged checkpoint %s to %s: ", path, o->dir);
+    }
+    RLAIF_TRY(fsync_path(o->dir, 1));
+    RLAIF_TRY(write_latest(o, dst));
+    RLAIF_TRY(fsync_path(o->dir, 1));
+    prune(o);
+    return 0;
+}
+
+int rlaif_checkpoint_copy_back(MPI_Comm comm, const rlaif_ckpt_opts *o, const char *path,
+                               char *pathout, size_t pathn) {
+    if (!*o->stage) {
+        if (pathout && pathout != path) snprintf(pathout, pathn, "%s", path);
+        return 0;
+    }
+    int rank;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+    char dst[4096] = "";
+    double t0 = rlaif_now();
+    RLAIF_TRY(rlaif_agree(comm, rank == 0 ? copy_back(o, path, dst, sizeof dst) : 0));
+    rlaif_info("checkpoint %s copied back to %s (%.1f s, verified)", path, o->dir,
+               rlaif_now() - t0);
+    /* the name is the same on every rank; only rank 0 built it (path and
+     * pathout may be one buffer) */
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(dst, sizeof dst, "%s/%s", o->dir, base);
+    if (pathout) snprintf(pathout, pathn, "%s", dst);
     return 0;
 }
 

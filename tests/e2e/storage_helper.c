@@ -100,7 +100,7 @@ static int ckpt(const char *mode, const char *dir, size_t nfloats, int64_t once)
 }
 
 static int ckpt_run(setup_t *s, const char *mode, const char *dir, int64_t once) {
-    rlaif_ckpt_opts o = {dir, "loop", 2, {0}};
+    rlaif_ckpt_opts o = {dir, "loop", 2, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     o.io.collective_data = 0;
     if (!strcmp(mode, "ckpt-verify")) {

@@ -78,7 +78,7 @@ START_TEST(test_parallel_to_serial) {
     rlaif_kv_set_double(&c.config, "layer_norm_epsilon", RLAIF_LN_EPS);
     rlaif_kv_set_int(&c.optim, "step", 5);
     rlaif_kv_set_int(&c.optim, "skipped", 1);
-    rlaif_ckpt_opts o = {dir, "sft", 2, {0}};
+    rlaif_ckpt_opts o = {dir, "sft", 2, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     char path[512];
     ok(rlaif_checkpoint_save(MPI_COMM_WORLD, &o, 5, &c, path, sizeof path));
@@ -179,7 +179,7 @@ START_TEST(test_tokenizer_group) {
     c.table = &tt, c.params = params;
     c.tokenizer_write = rlaif_tokenizer_ckpt_write, c.tokenizer_ud = tok;
     c.tokenizer_read = rlaif_tokenizer_ckpt_read, c.tokenizer_read_ud = &back;
-    rlaif_ckpt_opts o = {dir, "tok", 1, {0}};
+    rlaif_ckpt_opts o = {dir, "tok", 1, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     char path[512];
     ok(rlaif_checkpoint_save(MPI_COMM_WORLD, &o, 1, &c, path, sizeof path));

@@ -418,7 +418,7 @@ static void check_values(const rlaif_ckpt *c, int64_t step, size_t b, size_t e) 
 START_TEST(test_ckpt_3_to_2) {
     rlaif_tensor_table tt;
     small_table(&tt);
-    rlaif_ckpt_opts o = {dir, "ppo", 2, {0}};
+    rlaif_ckpt_opts o = {dir, "ppo", 2, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     o.io.alignment = 512; /* small, so the test tensors cross it */
     MPI_Comm c3, c2;
@@ -552,7 +552,7 @@ END_TEST
 START_TEST(test_ckpt_damaged) {
     rlaif_tensor_table tt;
     small_table(&tt);
-    rlaif_ckpt_opts o = {dir, "rm", 5, {0}};
+    rlaif_ckpt_opts o = {dir, "rm", 5, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     rlaif_ckpt c;
     size_t b, e;

@@ -1,12 +1,13 @@
 /* bench_io.c - storage benchmark (driven by tools/bench/bench-io under mpiexec).
  *
- *   bench_io ckpt DIR ROUNDS [collective]
+ *   bench_io ckpt DIR ROUNDS [collective [HINTS]]
  *       GPT-2 124M parameter table (Hugging Face names and shapes) with AdamW
  *       m and v, sharded over the ranks, random floats. Each round rank 0
  *       first times `dd if=/dev/zero bs=4M conv=fsync` of the same number of
  *       bytes into DIR, then all ranks time rlaif_checkpoint_save (atomic:
  *       .tmp, fsync, rename, LATEST) - alternating, so both see the same disk
- *       state. Prints per-round figures and the medians and ratio.
+ *       state. Prints per-round figures and the medians and ratio. HINTS:
+ *       MPI-IO hints as io.mpi_hints takes them (key=value,...).
  *   bench_io prefs FILE ROUNDS BATCH [FLUSH_SECONDS [collective]]
  *       collective appends of BATCH pairs per call (split over the ranks),
  *       each with its prompt, two responses with tokens, and an explanation;
@@ -79,7 +80,7 @@ static void check(int rc) {
     if (rc) rlaif_die();
 }
 
-static int bench_ckpt(const char *dir, int rounds, int collective) {
+static int bench_ckpt(const char *dir, int rounds, int collective, const char *hints) {
     rlaif_tensor_table tt;
     gpt2_124m(&tt);
     size_t b, e;
@@ -95,15 +96,17 @@ static int bench_ckpt(const char *dir, int rounds, int collective) {
     rlaif_kv_set_int(&c.config, "n_layer", 12);
     double bytes = 3.0 * 4.0 * (double)tt.total;
     long count = (long)(bytes / (4 << 20)) + 1;
-    rlaif_ckpt_opts o = {dir, "bench", 1, {0}};
+    rlaif_ckpt_opts o = {dir, "bench", 1, {0}, ""};
     rlaif_h5_opts_default(&o.io);
     o.io.collective_data = collective;
+    snprintf(o.io.mpi_hints, sizeof o.io.mpi_hints, "%s", hints);
     double *dd = calloc((size_t)rounds, sizeof(double)),
            *ck = calloc((size_t)rounds, sizeof(double));
     if (rank == 0)
         printf("checkpoint: GPT-2 124M, %d tensors, %zu params, params+m+v = %.3f GB, %d ranks, "
-               "%s transfers\n",
-               tt.n, tt.total, bytes / 1e9, nproc, collective ? "collective" : "independent");
+               "%s transfers, MPI-IO hints %s\n",
+               tt.n, tt.total, bytes / 1e9, nproc, collective ? "collective" : "independent",
+               *hints ? hints : "none");
     for (int r = 0; r < rounds; r++) {
         if (rank == 0) {
             char cmd[4096];
@@ -211,7 +214,8 @@ int main(int argc, char **argv) {
     if (rlaif_h5_mpi_init(&argc, &argv, &rank, &nproc)) rlaif_die();
     int rc = 2;
     if (argc >= 4 && !strcmp(argv[1], "ckpt"))
-        rc = bench_ckpt(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 0);
+        rc = bench_ckpt(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 0,
+                        argc > 5 ? argv[5] : "");
     else if (argc >= 5 && !strcmp(argv[1], "prefs"))
         rc = bench_prefs(argv[2], atoi(argv[3]), atoi(argv[4]), argc > 5 ? atof(argv[5]) : -1,
                          argc > 6 ? atoi(argv[6]) : 0);

@@ -17,4 +17,11 @@ int rlaif_mkdir_p(const char *dir);
  * file are relative to run.out_dir unless absolute). */
 void rlaif_path_join(char *out, size_t n, const char *a, const char *b);
 
+/* Copy src to dst (created or truncated) and fsync dst. RLAIF_EX_IOERR
+ * naming the file and the reason (ENOSPC...); dst may then be partial. */
+int rlaif_copy_file(const char *src, const char *dst);
+/* Re-read both files: 0 when byte-identical, else RLAIF_EX_IOERR naming
+ * both and the first differing offset (or the sizes). */
+int rlaif_files_equal(const char *a, const char *b);
+
 #endif

@@ -19,23 +19,31 @@
 #include <stdint.h>
 
 #include "rlaif/core/config.h"
+#include "rlaif/core/iohints.h"
 
 /* Version of the on-disk layout, stored as root attribute "rlaif_schema". */
 #define RLAIF_SCHEMA_VERSION 1
 
 typedef struct {
-    hsize_t chunk;       /* records per chunk of extendible datasets */
-    hsize_t alignment;   /* objects >= alignment start on a multiple of it */
-    int coll_metadata;   /* collective metadata reads and writes */
-    int collective_data; /* collective (1) or independent (0) raw-data transfers */
+    hsize_t chunk;                      /* records per chunk of extendible datasets */
+    hsize_t alignment;                  /* objects >= align_threshold start on a multiple of it */
+    hsize_t align_threshold;            /* 0 = alignment */
+    int coll_metadata;                  /* collective metadata reads and writes */
+    int collective_data;                /* collective (1) or independent (0) raw-data transfers */
+    char mpi_hints[RLAIF_IO_HINTS_MAX]; /* canonical "key=value,..." (iohints.h), "" = none */
 } rlaif_h5_opts;
 
 /* Defaults: chunk 4096, alignment 1 MiB, collective metadata, independent
  * raw data (each rank's hyperslab is contiguous; tools/bench/bench-io measured
- * independent faster for both checkpoints and appends on a local disk). */
+ * independent faster for both checkpoints and appends on a local disk), no
+ * MPI-IO hints. */
 void rlaif_h5_opts_default(rlaif_h5_opts *o);
-/* From [io] of a resolved config. */
+/* From [io] of a resolved config (its hints were checked when it loaded). */
 void rlaif_h5_opts_from_cfg(rlaif_h5_opts *o, const rlaif_config *cfg);
+/* The one place a parallel file access property list is made: MPI-IO driver
+ * on comm with o's hints as MPI_Info, collective metadata, alignment. Every
+ * parallel open (rlaif_h5_create, rlaif_h5_open) uses it. -1 on failure. */
+hid_t rlaif_h5_fapl(MPI_Comm comm, const rlaif_h5_opts *o);
 
 /* Collective over comm. create truncates; open_rw opens read-write. Pass
  * comm = MPI_COMM_SELF for a single process. */

@@ -132,6 +132,11 @@ int rlaif_learner_sum(const rlaif_learner *L, double x, double *sum);
 int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, int *done);
 /* Collective: checkpoint at L->step with /state done. */
 int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done);
+/* Collective, after the save that ends a run of the phase (done, or a stop
+ * for walltime or a signal): with io.stage_dir the staged checkpoint is
+ * copied back to out_dir (rlaif_checkpoint_copy_back) and L->ckpt_path names
+ * the copy; without, nothing happens. */
+int rlaif_learner_copy_back(rlaif_learner *L);
 /* Collective: reduce the accumulated gradients, clip, update, gather. loss is
  * the global loss (for the skip test). */
 int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info);

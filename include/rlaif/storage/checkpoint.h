@@ -98,12 +98,17 @@ typedef struct {
     const char *name; /* phase name: files are <name>-<step>.h5 */
     int keep;         /* newest N kept per name (values < 1 count as 1) */
     rlaif_h5_opts io;
+    /* io.stage_dir: when set, rlaif_checkpoint_save writes here (same
+     * protocol: .tmp, rename, LATEST, keep) and rlaif_checkpoint_copy_back
+     * brings a checkpoint to dir, which is where resume and readers look */
+    char stage[4096];
 } rlaif_ckpt_opts;
 
 /* From the job: keep = checkpoint.keep, HDF5 tuning from [io] (by default
  * independent raw-data transfers: each rank's shard of a tensor is one
  * contiguous range, so two-phase collective buffering only adds copies; see
- * tools/bench/bench-io --collective). dir and name are kept by pointer. */
+ * tools/bench/bench-io --collective), stage = io.stage_dir. dir and name are
+ * kept by pointer. */
 void rlaif_checkpoint_opts_from_cfg(rlaif_ckpt_opts *o, const rlaif_config *cfg, const char *dir,
                                     const char *name);
 
@@ -114,6 +119,15 @@ void rlaif_checkpoint_path(const rlaif_ckpt_opts *o, int64_t step, char *buf, si
  * be NULL) receives the file written. */
 int rlaif_checkpoint_save(MPI_Comm comm, const rlaif_ckpt_opts *o, int64_t step, rlaif_ckpt *c,
                           char *path, size_t pathn);
+
+/* Collective, after a save with o->stage set (a no-op copying path to
+ * pathout otherwise): rank 0 copies the staged checkpoint path to
+ * <dir>/<its name>.tmp, fsyncs it, checks that it is byte-identical to the
+ * staged file and that every tensor matches its checksum, renames it into
+ * place, replaces <dir>/LATEST and keeps the newest `keep` in dir. pathout
+ * receives the file in dir. A failure leaves dir as it was (exit 74). */
+int rlaif_checkpoint_copy_back(MPI_Comm comm, const rlaif_ckpt_opts *o, const char *path,
+                               char *pathout, size_t pathn);
 
 /* Collective. Load path into c (buffers allocated by the caller with the
  * layout c declares; c->config and c->state are filled). Verifies that every
