@@ -16,7 +16,7 @@
 
 #include "check_main.h"
 
-static const rlaif_gpt2_config tiny = {
+static const rlaif_model_config tiny = {
     .n_layer = 2, .n_embd = 32, .n_head = 4, .vocab_size = 50, .max_seq_len = 32, .score_head = 1};
 static char path[256];
 
@@ -121,7 +121,7 @@ START_TEST(config_mismatch) {
     rlaif_model m, other;
     rlaif_adamw opt;
     make_ckpt(&m, &opt);
-    rlaif_gpt2_config c = tiny;
+    rlaif_model_config c = tiny;
     c.score_head = 0;
     ck_assert_int_eq(rlaif_model_create(&other, &c), 0);
     ck_assert_int_ne(rlaif_ckpt_load(path, &other, NULL, NULL), 0);
