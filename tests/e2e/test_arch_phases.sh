@@ -85,12 +85,16 @@ EOF
 }
 # arch CKPT: the checkpoint's /config arch
 arch() { "$py" -c 'import h5py,sys; print(h5py.File(sys.argv[1],"r")["config"].attrs["arch"].decode())' "$1"; }
+# good: requests the mock judge answered so far
+good() {
+  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))['good'])" "$port"
+}
 newest() { ls "$d/$1"/ckpt/"$2"-*.h5 2>/dev/null | tail -1; }
 
 ran=0
 for m in opt llama-gqa; do
   echo "== $m"
-  "$py" "$top_srcdir/tests/reference/hf_fixture.py" "$d/hf-$m" "$m" --seed 3 || fail "$m: fixture"
+  "$py" "$top_srcdir/tests/reference/hf_fixture.py" "$d/hf-$m" "$m" --seed 3 --tokenizer-vocab || fail "$m: fixture"
   "$py" "$tools/hf-to-rlaif" "$d/hf-$m" -o "$d/$m.h5" --max-seq-len 64 --rlaif "$RLAIF" \
     >"$d/out" 2>&1 || fail "$m: import: $(cat "$d/out")"
   grep -q "no /tokenizer" "$d/out" && fail "$m: the import has no /tokenizer: $(cat "$d/out")"
@@ -111,6 +115,10 @@ for m in opt llama-gqa; do
   [ -n "$sft" ] || fail "$m: no sft checkpoint"
   r collect job.ini --set model.init_from="$sft" || fail "$m: collect: $(cat "$d/out")"
   [ -s "$o/preferences.h5" ] || fail "$m: no preferences.h5"
+  now=$(good)
+  [ "$now" -gt "${judged:-0}" ] || fail "$m: collect asked the mock judge nothing"
+  echo "collect: the mock judge answered $((now - ${judged:-0})) requests"
+  judged=$now
   r rm job.ini --set model.init_from="$sft" || fail "$m: rm: $(cat "$d/out")"
   rm_ck=$(newest "run-$m" rm)
   [ -n "$rm_ck" ] || fail "$m: no rm checkpoint"

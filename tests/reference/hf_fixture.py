@@ -151,5 +151,11 @@ if __name__ == "__main__":
     ap.add_argument("model", choices=sorted(CONFIGS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--score", action="store_true")
+    ap.add_argument("--tokenizer-vocab", action="store_true",
+                    help="vocab_size = the tokenizer's (no ids it cannot decode)")
     a = ap.parse_args()
-    write_hf(a.folder, CONFIGS[a.model], a.seed, score=a.score)
+    conf = CONFIGS[a.model]
+    if a.tokenizer_vocab:
+        t = tokenizer_json()
+        conf = dict(conf, vocab_size=len(t["model"]["vocab"]) + len(t["added_tokens"]))
+    write_hf(a.folder, conf, a.seed, score=a.score)
