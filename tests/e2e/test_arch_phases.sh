@@ -135,7 +135,7 @@ for m in opt llama-gqa; do
   for f in config.json model.safetensors tokenizer.json tokenizer_config.json generation_config.json; do
     [ -s "$d/export-$m/$f" ] || fail "$m: the export has no $f"
   done
-  "$py" "$tools/hf-to-rlaif" "$d/export-$m" -o "$d/back-$m.h5" --rlaif "" >"$d/out" 2>&1 ||
+  "$py" "$tools/hf-to-rlaif" "$d/export-$m" -o "$d/back-$m.h5" --rlaif "" --max-seq-len 64 >"$d/out" 2>&1 ||
     fail "$m: re-import of the export: $(cat "$d/out")"
   "$py" - "$ppo" "$d/back-$m.h5" <<'EOF' || fail "$m: the export differs from the policy"
 import sys
@@ -146,7 +146,11 @@ names = sorted(a["params"])
 assert names == sorted(b["params"]), (names, sorted(b["params"]))
 for n in names:
     assert np.array_equal(a["params"][n][...], b["params"][n][...]), n
-print("exported policy: %d tensors read back bit-exactly" % len(names))
+ca, cb = a["config"].attrs, b["config"].attrs
+for k in cb:  # the spec's keys; the engine stores its float fields as C floats: equal as float32
+    same = np.float32(ca[k]) == np.float32(cb[k]) if ca[k].dtype.kind == "f" else ca[k] == cb[k]
+    assert same, (k, ca[k], cb[k])
+print("exported policy: %d tensors and /config read back bit-exactly" % len(names))
 EOF
   echo "ok   $m: import, sft, collect (mock judge), rm, ppo on 4 ranks, export"
 done

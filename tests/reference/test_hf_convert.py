@@ -192,6 +192,9 @@ for k, (name, key, opts, exp_opts) in enumerate(CASES):
            ec["model_type"] == conf["model_type"] and ec["architectures"][0].endswith(head) and
            ec["torch_dtype"] == {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[
                dict(f16="F16", bf16="BF16").get(exp_opts[-1] if "--dtype" in exp_opts else "", "F32")])
+    names_in = set(rlaif_hf.Tensors(d).names()) - ({"lm_head.weight"} if cfg["tie_embeddings"] else set())
+    expect("%s: exported tensor names are Hugging Face's (+ score.bias)" % name,
+           set(rlaif_hf.Tensors(e).names()) == names_in | ({"score.bias"} if cfg["score_head"] else set()))
     r = run(CONVERT, e, "-o", h2, "--rlaif", "")
     a2, got2, files2, _ = h5_state(h2)
     expect("%s: import -> export -> import bit-exact (params, config)" % name,
