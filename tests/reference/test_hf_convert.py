@@ -157,7 +157,8 @@ CASES = [  # (name, config, write_hf options, rlaif-to-hf options)
     ("llama untied, BF16", "llama", dict(dtype="BF16"), ["--dtype", "bf16"]),
     ("llama GQA 6/2, tied, llama3 RoPE, score, 2 shards", "llama-gqa",
      dict(shards=2, score=True), ["--head", "score"]),
-    ("qwen2 q/k/v biases, MQA, linear RoPE, odd vocab", "qwen2", dict(lm_head=False), []),
+    ("qwen2 q/k/v biases, MQA, linear RoPE, odd vocab, F64", "qwen2",
+     dict(lm_head=False, dtype="F64"), []),
     ("mistral sliding window", "mistral", dict(dtype="BF16"), []),
 ]
 for k, (name, key, opts, exp_opts) in enumerate(CASES):
@@ -204,6 +205,17 @@ for k, (name, key, opts, exp_opts) in enumerate(CASES):
         open(os.path.join(e, n), "rb").read() == files[n] for n in files if n != "config.json"))
     expect("%s: the reference gives identical logits on the exported folder" % name,
            np.array_equal(ref_logits(d), ref_logits(e)))
+
+# a tokenizer.json rlaif cannot read: a warning that the checkpoint has no /tokenizer, no error
+d = os.path.join(tmp, "unigram")
+fx.write_hf(d, fx.CONFIGS["llama"], 5)
+with open(os.path.join(d, "tokenizer.json"), "w") as f:
+    json.dump({"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}, f)
+r = run(CONVERT, d, "-o", d + ".h5", "--rlaif", RLAIF)
+expect("unreadable tokenizer.json: exit 0, a WARNING that there is no /tokenizer",
+       r.returncode == 0 and "WARNING" in r.stderr and "has no /tokenizer" in r.stderr and
+       not h5_state(d + ".h5")[3] and "tokenizer.json" in h5_state(d + ".h5")[2])
+print(r.stderr.strip())
 
 # bad input: each refused naming the file and the key or tensor, nothing written
 BAD = []
