@@ -206,6 +206,12 @@ for k, (name, key, opts, exp_opts) in enumerate(CASES):
     expect("%s: the reference gives identical logits on the exported folder" % name,
            np.array_equal(ref_logits(d), ref_logits(e)))
 
+# transformers 5 keeps rope_theta inside rope_parameters
+c = rlaif_hf.config_from_hf(dict(fx.CONFIGS["llama"], rope_theta=None, rope_parameters={
+    "rope_type": "linear", "factor": 2.0, "rope_theta": 5e5}), "config.json")
+expect("rope_parameters: rope_theta and the scaling read from it",
+       c["rope_theta"] == 5e5 and c["rope_type"] == "linear" and c["rope_factor"] == 2.0)
+
 # a tokenizer.json rlaif cannot read: a warning that the checkpoint has no /tokenizer, no error
 d = os.path.join(tmp, "unigram")
 fx.write_hf(d, fx.CONFIGS["llama"], 5)
@@ -238,6 +244,14 @@ bad("rope_scaling yarn", "llama", "config.json: rope_scaling type \"yarn\"",
     set_conf(rope_scaling={"rope_type": "yarn", "factor": 4.0}))
 bad("rope_scaling dynamic (old key 'type')", "llama", "config.json: rope_scaling type \"dynamic\"",
     set_conf(rope_scaling={"type": "dynamic", "factor": 4.0}))
+bad("llama3 RoPE without high_freq_factor", "llama",
+    "config.json: rope_scaling has no high_freq_factor",
+    set_conf(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                           "original_max_position_embeddings": 16}))
+bad("rope_parameters (transformers 5) yarn", "llama", "config.json: rope_parameters type \"yarn\"",
+    set_conf(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}))
+bad("layer_types mixing full and sliding", "qwen2", "config.json: layer_types",
+    set_conf(layer_types=["full_attention", "sliding_attention"]))
 bad("hidden_act gelu", "llama", "config.json: hidden_act", set_conf(hidden_act="gelu"))
 bad("head_dim mismatch", "llama", "config.json: head_dim = 16", set_conf(head_dim=16))
 bad("mlp_bias", "llama", "config.json: mlp_bias", set_conf(mlp_bias=True))

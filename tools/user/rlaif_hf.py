@@ -183,26 +183,28 @@ def _opt_config(k):
 
 
 def _rope(k):
-    r = k.get("rope_scaling")
+    # transformers >= 5 writes rope_parameters (with rope_theta inside) instead
+    key = "rope_scaling" if k.get("rope_scaling") else "rope_parameters"
+    r = k.get(key)
     out = dict(rope_type="default", rope_factor=1.0, rope_low_freq_factor=1.0,
                rope_high_freq_factor=4.0, rope_original_max_pos=0)
     if not r:
         return out
     t = r.get("rope_type", r.get("type", "default"))
     if t not in ("default", "linear", "llama3"):
-        k.fail("rope_scaling", "type %s is not supported (linear, llama3)" % json.dumps(t))
+        k.fail(key, "type %s is not supported (linear, llama3)" % json.dumps(t))
     out["rope_type"] = t
     if t != "default":
         if r.get("factor") is None:
-            k.fail("rope_scaling", "has no factor")
+            k.fail(key, "has no factor")
         out["rope_factor"] = float(r["factor"])
     if t == "llama3":
-        for key, name in (("low_freq_factor", "rope_low_freq_factor"),
-                          ("high_freq_factor", "rope_high_freq_factor"),
-                          ("original_max_position_embeddings", "rope_original_max_pos")):
-            if r.get(key) is None:
-                k.fail("rope_scaling", "has no %s (llama3 needs it)" % key)
-            out[name] = r[key] if name == "rope_original_max_pos" else float(r[key])
+        for hf_key, name in (("low_freq_factor", "rope_low_freq_factor"),
+                             ("high_freq_factor", "rope_high_freq_factor"),
+                             ("original_max_position_embeddings", "rope_original_max_pos")):
+            if r.get(hf_key) is None:
+                k.fail(key, "has no %s (llama3 needs it)" % hf_key)
+            out[name] = r[hf_key] if name == "rope_original_max_pos" else float(r[hf_key])
     return out
 
 
@@ -228,13 +230,20 @@ def _llama_config(k, model_type, max_seq_len):
             k.fail("max_window_layers", "= %d: a window on some layers only is not implemented"
                    % first)
         window = k.need("sliding_window") if first <= 0 else 0
+    kinds = set(k.get("layer_types", []))  # newer configs say per layer what the above implies
+    if kinds - {"full_attention", "sliding_attention"} or len(kinds) > 1:
+        k.fail("layer_types", "= %s: rlaif runs one attention kind on every layer (full or "
+               "sliding)" % sorted(kinds))
+    if kinds:
+        window = k.need("sliding_window") if kinds == {"sliding_attention"} else 0
     c = dict(n_layer=k.need("num_hidden_layers"), n_embd=C, n_head=NH,
              vocab_size=k.need("vocab_size"),
              max_seq_len=min(k.need("max_position_embeddings"), max_seq_len), n_kv_head=NKV,
              n_inner=k.need("intermediate_size"), word_embed_dim=C, norm_before=1,
              tie_embeddings=int(bool(k.get("tie_word_embeddings", False))),
              attn_bias=int(model_type == "qwen2"), layer_norm_epsilon=float(k.get("rms_norm_eps", 1e-6)),
-             rope_theta=float(k.get("rope_theta", 10000.0)), sliding_window=int(window))
+             rope_theta=float(k.get("rope_theta", (k.get("rope_parameters") or {}).get(
+                 "rope_theta", 10000.0))), sliding_window=int(window))
     c.update(_rope(k))
     return c
 
@@ -301,6 +310,7 @@ def config_to_hf(c, base=None, head="lm"):
                   rms_norm_eps=_f(c["layer_norm_epsilon"]), rope_theta=_f(c["rope_theta"]),
                   tie_word_embeddings=bool(c["tie_embeddings"]))
         hf.pop("head_dim", None)
+        hf.pop("rope_parameters", None)  # written below the older way, which transformers reads
         if mt == "llama":
             hf.update(attention_bias=False, mlp_bias=False)
         if c["rope_type"] == "default":
