@@ -82,6 +82,17 @@ with h5py.File(out32, "r") as f:
 r = subprocess.run([ENGINE, "load", out32], capture_output=True, text=True)
 expect("C loader accepts the converted checkpoint", r.returncode == 0 and "n_layer 2" in r.stdout)
 
+# GPT-2 export -> import: the same tensors and /config
+e32, back32 = os.path.join(tmp, "f32-out"), os.path.join(tmp, "f32-back.h5")
+r1 = subprocess.run([PY, os.path.join(SRC, "tools", "user", "rlaif-to-hf"), out32, "-o", e32],
+                    capture_output=True, text=True)
+r2 = convert(e32, back32)
+with h5py.File(out32, "r") as a, h5py.File(back32, "r") as b:
+    expect("GPT-2 import -> export -> import bit-exact", r1.returncode == 0 and r2.returncode == 0
+           and dict(a["config"].attrs) == dict(b["config"].attrs) and sorted(a["params"]) ==
+           sorted(b["params"]) and all(np.array_equal(a["params"][n][...], b["params"][n][...])
+                                       for n in a["params"]))
+
 # F16 without a prefix: widened values
 d16, out16 = os.path.join(tmp, "f16"), os.path.join(tmp, "f16.h5")
 hf_files(d16, cfg, params, "", "F16")
