@@ -642,9 +642,11 @@ static void act_block(int act, float *out, const float *inp, int N, int OC, int 
 }
 
 /* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC);
- * bias NULL counts as 0 (res may be out itself). */
-SIMD_CLONES static void bias_fill(float *out, const float *bias, const float *res, int N, int OC,
-                                  int o0, int o1) {
+ * bias NULL: res alone (res may be out itself). Returns the beta for the
+ * product that adds into it: 0 when there is neither (nothing written). */
+SIMD_CLONES static float bias_fill(float *out, const float *bias, const float *res, int N, int OC,
+                                   int o0, int o1) {
+    if (!bias && !res) return 0.0f;
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
         const float *r = res ? res + (size_t)n * OC : NULL;
@@ -655,10 +657,10 @@ SIMD_CLONES static void bias_fill(float *out, const float *bias, const float *re
 #pragma omp simd
             for (int j = o0; j < o1; j++) o[j] = bias[j];
         } else if (r != o) {
-#pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = r ? r[j] : 0.0f;
+            memcpy(o + o0, r + o0, sizeof(float) * (size_t)(o1 - o0));
         }
     }
+    return 1.0f;
 }
 
 /* A linear layer's weight: Conv1D [in, out] (GPT-2) or nn.Linear [out, in]
@@ -679,7 +681,8 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
     int nt = team_size(), tr = W.trans, ldw = tr ? IC : OC;
     enum CBLAS_TRANSPOSE TB = tr ? CblasTrans : CblasNoTrans;
     if (N == 1) { /* a matrix-vector product: stream the weights once */
-        bias_fill(out, bias, res, 1, OC, 0, OC);
+        /* zeros rather than beta 0: sgemv may scale what it was given */
+        if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
         gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out);
     } else if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
         rlaif_smallm_gemm(tr, N, OC, IC, inp, IC, W.w, ldw, bias, res, out, OC,
@@ -689,8 +692,8 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
                           act_out, xt, nt);
         return;
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
-        bias_fill(out, bias, res, N, OC, 0, OC);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, 1.0f, out,
+        float beta = bias_fill(out, bias, res, N, OC, 0, OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, beta, out,
                     OC);
     } else {
         int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
@@ -698,9 +701,9 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
         for (int t = 0; t < nt; t++) {
             int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
             if (o0 >= o1) continue;
-            bias_fill(out, bias, res, N, OC, o0, o1);
+            float beta = bias_fill(out, bias, res, N, OC, o0, o1);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, o1 - o0, IC, 1.0f, inp, IC,
-                        tr ? W.w + (size_t)o0 * IC : W.w + o0, ldw, 1.0f, out + o0, OC);
+                        tr ? W.w + (size_t)o0 * IC : W.w + o0, ldw, beta, out + o0, OC);
             if (act) act_block(act, act_out, out, N, OC, o0, o1);
         }
         return;
