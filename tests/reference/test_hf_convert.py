@@ -192,6 +192,8 @@ for k, (name, key, opts, exp_opts) in enumerate(CASES):
         files[n] == open(os.path.join(d, n), "rb").read() for n in
         ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")))
     expect("%s: /tokenizer written by rlaif tokenize --save" % name, has_tok)
+    expect("%s: a WARNING that the tokenizer has 265 ids, the model %d" % (name, cfg["vocab_size"]),
+           "the tokenizer has 265 ids, the model %d" % cfg["vocab_size"] in r.stderr)
     if rlaif_hf.ARCH_OF[conf["model_type"]] in engine_archs:
         r2 = subprocess.run([ENGINE, "load", h1], capture_output=True, text=True)
         expect("%s: the C engine loads it" % name, r2.returncode == 0)
