@@ -1,9 +1,13 @@
-/* model.c - GPT-2 forward and backward on the CPU (see model.h).
+/* model.c - forward and backward of the three families on the CPU (see
+ * model.h): one layer loop (layer_forward / layer_backward) whose parts
+ * switch on the config, configs and tables in model_config.c.
  *
  * Layout conventions: activations are row-major (B*T rows of C floats);
- * weights keep Hugging Face's Conv1D layout [in, out], so a linear layer is
- * out = inp @ W + b with no transposes, and its backward is two sgemms
- * (dinp = dout @ W^T, dW += inp^T @ dout).
+ * weights keep Hugging Face's layouts, Conv1D [in, out] for GPT-2 and
+ * nn.Linear [out, in] for OPT and Llama (a `weight` carries which), so
+ * conversion is a copy; a linear layer is one sgemm with the weight
+ * transposed or not, and its backward two (dinp = dout @ W^T,
+ * dW += inp^T @ dout, each in W's layout).
  *
  * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
  * the packing-free kernels of model_gemm.c instead of sgemm.
@@ -12,7 +16,8 @@
  * a matrix product is split into one single-threaded sgemm per thread (along
  * the larger output dimension; a linear layer's backward does its dinp rows
  * and dW/db columns in one region); attention runs one (batch, head) per
- * thread.
+ * thread forward and one (batch, key/value head) backward (the query heads
+ * of a group add into the same key and value gradients).
  * OpenBLAS's own thread pool is set to 1 thread when the team is larger:
  * two pools that spin-wait for work (OpenMP's and OpenBLAS's) on the same
  * cores slow each other down several times (measured: tiny model 90 ms ->
