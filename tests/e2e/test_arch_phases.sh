@@ -1,6 +1,7 @@
 #!/bin/sh
-# OPT and Llama through the pipeline (~2 min): tests/reference/hf_fixture.py
-# writes a tiny random OPT (pre-LN) and a tiny random Llama with grouped-query
+# OPT and Llama through the pipeline (~3 min): tests/reference/hf_fixture.py
+# writes a tiny random OPT (post-LN, project_in/out: the LM and score heads are
+# narrower than the model) and a tiny random Llama with grouped-query
 # attention (6 query heads on 2 kv heads, llama3 RoPE) as Hugging Face
 # folders with a byte-level BPE tokenizer.json; tools/user/hf-to-rlaif imports
 # each (with /tokenizer); then on 4 ranks: sft (6 steps) from the import,
@@ -92,9 +93,10 @@ good() {
 newest() { ls "$d/$1"/ckpt/"$2"-*.h5 2>/dev/null | tail -1; }
 
 ran=0
-for m in opt llama-gqa; do
+for m in opt-proj-postln llama-gqa; do
   echo "== $m"
-  "$py" "$top_srcdir/tests/reference/hf_fixture.py" "$d/hf-$m" "$m" --seed 3 --tokenizer-vocab || fail "$m: fixture"
+  "$py" "$top_srcdir/tests/reference/hf_fixture.py" "$d/hf-$m" "$m" --seed 3 --tokenizer-vocab \
+    --set max_position_embeddings=64 || fail "$m: fixture"
   "$py" "$tools/hf-to-rlaif" "$d/hf-$m" -o "$d/$m.h5" --max-seq-len 64 --rlaif "$RLAIF" \
     >"$d/out" 2>&1 || fail "$m: import: $(cat "$d/out")"
   grep -q "no /tokenizer" "$d/out" && fail "$m: the import has no /tokenizer: $(cat "$d/out")"

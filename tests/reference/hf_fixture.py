@@ -2,7 +2,7 @@
 byte-level BPE tokenizer.json) for the converter, engine and e2e tests: nothing
 is downloaded. Run as a script to write one:
 
-    hf_fixture.py FOLDER {opt|llama|...} [--seed N]
+    hf_fixture.py FOLDER {opt|llama|...} [--seed N] [--set KEY=JSON]
 """
 import json
 import os
@@ -153,8 +153,13 @@ if __name__ == "__main__":
     ap.add_argument("--score", action="store_true")
     ap.add_argument("--tokenizer-vocab", action="store_true",
                     help="vocab_size = the tokenizer's (no ids it cannot decode)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override a config.json key")
     a = ap.parse_args()
-    conf = CONFIGS[a.model]
+    conf = dict(CONFIGS[a.model])
+    for kv in a.set:
+        key, value = kv.split("=", 1)
+        conf[key] = json.loads(value)
     if a.tokenizer_vocab:
         t = tokenizer_json()
         conf = dict(conf, vocab_size=len(t["model"]["vocab"]) + len(t["added_tokens"]))
