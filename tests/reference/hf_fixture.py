@@ -81,13 +81,15 @@ def tokenizer_json():
             "decoder": {"type": "ByteLevel"},
             "model": {"type": "BPE", "dropout": None, "unk_token": None,
                       "continuing_subword_prefix": "", "end_of_word_suffix": "",
-                      "fuse_unk": False, "vocab": vocab, "merges": [a + " " + b for a, b in merges]}}
+                      "fuse_unk": False, "vocab": vocab,
+                      "merges": [a + " " + b for a, b in merges]}}
 
 
 def hf_name(conf, name):
     if name == "lm_head.weight" or name.startswith("score."):
         return name
-    return {"gpt2": "transformer.", "opt": "model.decoder."}.get(conf["model_type"], "model.") + name
+    prefix = {"gpt2": "transformer.", "opt": "model.decoder."}.get(conf["model_type"], "model.")
+    return prefix + name
 
 
 def write_hf(folder, conf, seed, dtype="F32", shards=1, score=False, lm_head=True,

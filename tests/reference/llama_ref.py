@@ -29,7 +29,8 @@ def rms(P, name, x, eps):
 
 def inv_freq(conf, hd):
     """transformers' rope init functions: default, linear, llama3."""
-    f = 1.0 / (conf.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    j = torch.arange(0, hd, 2, dtype=torch.float64)
+    f = 1.0 / (conf.get("rope_theta", 10000.0) ** (j / hd))
     r = conf.get("rope_scaling") or {}
     kind = r.get("rope_type", r.get("type", "default"))
     if kind == "linear":

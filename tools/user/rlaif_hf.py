@@ -161,7 +161,8 @@ def _gpt2_config(k):
         k.want(key, False, (False,), "not implemented")
     k.want("scale_attn_weights", True, (True,), "not implemented")
     return dict(n_layer=k.need("n_layer"), n_embd=C, n_head=k.need("n_head"),
-                vocab_size=k.need("vocab_size"), max_seq_len=k.get("n_positions") or k.need("n_ctx"),
+                vocab_size=k.need("vocab_size"),
+                max_seq_len=k.get("n_positions") or k.need("n_ctx"),
                 n_kv_head=k.need("n_head"), n_inner=4 * C, word_embed_dim=C, norm_before=1,
                 tie_embeddings=1, attn_bias=1)
 
@@ -241,7 +242,8 @@ def _llama_config(k, model_type, max_seq_len):
              max_seq_len=min(k.need("max_position_embeddings"), max_seq_len), n_kv_head=NKV,
              n_inner=k.need("intermediate_size"), word_embed_dim=C, norm_before=1,
              tie_embeddings=int(bool(k.get("tie_word_embeddings", False))),
-             attn_bias=int(model_type == "qwen2"), layer_norm_epsilon=float(k.get("rms_norm_eps", 1e-6)),
+             attn_bias=int(model_type == "qwen2"),
+             layer_norm_epsilon=float(k.get("rms_norm_eps", 1e-6)),
              rope_theta=float(k.get("rope_theta", (k.get("rope_parameters") or {}).get(
                  "rope_theta", 10000.0))), sliding_window=int(window))
     c.update(_rope(k))
@@ -408,7 +410,8 @@ class Tensors:
         for shard, names in sorted(shards.items()):
             path = os.path.join(os.path.dirname(index), shard)
             if not os.path.exists(path):
-                raise ConvertError("%s: shard %s (holding %s) is missing" % (index, shard, names[0]))
+                raise ConvertError("%s: shard %s (holding %s) is missing"
+                                   % (index, shard, names[0]))
             self._file(path, names)
 
     def names(self):
