@@ -1,9 +1,13 @@
-/* model.c - GPT-2 forward and backward on the CPU (see model.h).
+/* model.c - forward and backward of the three families on the CPU (see
+ * model.h): one layer loop (layer_forward / layer_backward) whose parts
+ * switch on the config, configs and tables in model_config.c.
  *
  * Layout conventions: activations are row-major (B*T rows of C floats);
- * weights keep Hugging Face's Conv1D layout [in, out], so a linear layer is
- * out = inp @ W + b with no transposes, and its backward is two sgemms
- * (dinp = dout @ W^T, dW += inp^T @ dout).
+ * weights keep Hugging Face's layouts, Conv1D [in, out] for GPT-2 and
+ * nn.Linear [out, in] for OPT and Llama (a `weight` carries which), so
+ * conversion is a copy; a linear layer is one sgemm with the weight
+ * transposed or not, and its backward two (dinp = dout @ W^T,
+ * dW += inp^T @ dout, each in W's layout).
  *
  * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
  * the packing-free kernels of model_gemm.c instead of sgemm.
@@ -12,7 +16,8 @@
  * a matrix product is split into one single-threaded sgemm per thread (along
  * the larger output dimension; a linear layer's backward does its dinp rows
  * and dW/db columns in one region); attention runs one (batch, head) per
- * thread.
+ * thread forward and one (batch, key/value head) backward (the query heads
+ * of a group add into the same key and value gradients).
  * OpenBLAS's own thread pool is set to 1 thread when the team is larger:
  * two pools that spin-wait for work (OpenMP's and OpenBLAS's) on the same
  * cores slow each other down several times (measured: tiny model 90 ms ->
@@ -54,137 +59,104 @@ static int team_size(void) {
 #endif
 }
 
-/* ------------------------------------------------------------------ tables */
-
-int rlaif_gpt2_config_check(const rlaif_gpt2_config *c) {
-    if (c->n_layer < 1 || c->n_embd < 1 || c->n_head < 1 || c->vocab_size < 1 || c->max_seq_len < 1)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "every model size must be positive",
-                           "bad model config: n_layer %d n_embd %d n_head %d vocab %d maxT %d",
-                           c->n_layer, c->n_embd, c->n_head, c->vocab_size, c->max_seq_len);
-    if (c->n_embd % c->n_head)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "choose n_head dividing n_embd",
-                           "n_head %d does not divide n_embd %d", c->n_head, c->n_embd);
-    return 0;
-}
-
-void rlaif_gpt2_table(const rlaif_gpt2_config *cfg, rlaif_tensor_table *tt) {
-    int64_t C = cfg->n_embd, V = cfg->vocab_size, T = cfg->max_seq_len;
-    char name[RLAIF_TENSOR_NAME_MAX];
-    memset(tt, 0, sizeof *tt);
-    rlaif_tensors_add(tt, "wte.weight", 2, (int64_t[]){V, C});
-    rlaif_tensors_add(tt, "wpe.weight", 2, (int64_t[]){T, C});
-    for (int l = 0; l < cfg->n_layer; l++) {
-#define ADD(suffix, nd, ...)                                                                       \
-    snprintf(name, sizeof name, "h.%d.%s", l, suffix);                                             \
-    rlaif_tensors_add(tt, name, nd, (int64_t[]){__VA_ARGS__})
-        ADD("ln_1.weight", 1, C);
-        ADD("ln_1.bias", 1, C);
-        ADD("attn.c_attn.weight", 2, C, 3 * C);
-        ADD("attn.c_attn.bias", 1, 3 * C);
-        ADD("attn.c_proj.weight", 2, C, C);
-        ADD("attn.c_proj.bias", 1, C);
-        ADD("ln_2.weight", 1, C);
-        ADD("ln_2.bias", 1, C);
-        ADD("mlp.c_fc.weight", 2, C, 4 * C);
-        ADD("mlp.c_fc.bias", 1, 4 * C);
-        ADD("mlp.c_proj.weight", 2, 4 * C, C);
-        ADD("mlp.c_proj.bias", 1, C);
-#undef ADD
-    }
-    rlaif_tensors_add(tt, "ln_f.weight", 1, (int64_t[]){C});
-    rlaif_tensors_add(tt, "ln_f.bias", 1, (int64_t[]){C});
-    if (cfg->score_head) {
-        rlaif_tensors_add(tt, "score.weight", 2, (int64_t[]){1, C});
-        rlaif_tensors_add(tt, "score.bias", 1, (int64_t[]){1});
-    }
-}
-
-void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weights *w) {
-    /* Same order as rlaif_gpt2_table: walk the sizes. */
-    size_t C = (size_t)cfg->n_embd;
-    float *p = base;
-    w->wte = p, p += (size_t)cfg->vocab_size * C;
-    w->wpe = p, p += (size_t)cfg->max_seq_len * C;
-    for (int l = 0; l < cfg->n_layer; l++) {
-        rlaif_gpt2_layer *h = &w->h[l];
-        h->ln_1_w = p, p += C;
-        h->ln_1_b = p, p += C;
-        h->c_attn_w = p, p += 3 * C * C;
-        h->c_attn_b = p, p += 3 * C;
-        h->attn_proj_w = p, p += C * C;
-        h->attn_proj_b = p, p += C;
-        h->ln_2_w = p, p += C;
-        h->ln_2_b = p, p += C;
-        h->c_fc_w = p, p += 4 * C * C;
-        h->c_fc_b = p, p += 4 * C;
-        h->mlp_proj_w = p, p += 4 * C * C;
-        h->mlp_proj_b = p, p += C;
-    }
-    w->ln_f_w = p, p += C;
-    w->ln_f_b = p, p += C;
-    w->score_w = cfg->score_head ? p : NULL;
-    w->score_b = cfg->score_head ? p + C : NULL;
-}
-
 /* ------------------------------------------------------------- activations */
+
+/* Widths of one layer's activations. */
+typedef struct {
+    int C, Cw, NH, NKV, hd;
+    int C3; /* q|k|v row: C + 2 NKV hd (3C without GQA) */
+    int F2; /* MLP up-projection row: n_inner, or gate|up 2 n_inner (SwiGLU) */
+    int FA; /* MLP activation row (the down projection's input): n_inner */
+} dims;
+
+static dims dims_of(const rlaif_model_config *c) {
+    dims d;
+    d.C = c->n_embd, d.Cw = c->word_embed_dim, d.NH = c->n_head, d.NKV = c->n_kv_head;
+    d.hd = d.C / d.NH, d.C3 = d.C + 2 * d.NKV * d.hd;
+    d.FA = c->n_inner, d.F2 = c->arch == RLAIF_ARCH_LLAMA ? 2 * d.FA : d.FA;
+    return d;
+}
+
+static size_t max3(size_t a, size_t b, size_t c) {
+    size_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
 
 struct rlaif_acts {
     size_t cap; /* floats allocated */
     float *mem;
     int has_grad_scratch;
+    float *tok_emb;                      /* (BT, Cw) input of OPT's project_in, else NULL */
     float *encoded;                      /* (BT, C) */
     float *ln1, *ln1_mean, *ln1_rstd;    /* (L, BT, C), (L, BT) */
-    float *qkv;                          /* (L, BT, 3C) */
-    float *atty;                         /* (L, BT, C) attention output before c_proj */
+    float *qkv;                          /* (L, BT, C3), q and k rotated (RoPE) */
+    float *atty;                         /* (L, BT, C) attention output before the out proj */
     float *att;                          /* (L, B, NH, T, T) attention probabilities */
     float *res2;                         /* (L, BT, C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;    /* (L, BT, C), (L, BT) */
-    float *fch, *fch_gelu;               /* (L, BT, 4C) */
+    float *fch, *fch_gelu;               /* (L, BT, F2), (L, BT, FA): MLP before/after act */
     float *res3;                         /* (L, BT, C) residual after the MLP */
-    float *lnf, *lnf_mean, *lnf_rstd;    /* (BT, C), (BT) */
+    float *nf;                           /* (BT, C) final norm before project_out, else NULL */
+    float *lnf, *lnf_mean, *lnf_rstd;    /* (BT, Cw) heads' input, (BT) */
     float *logits;                       /* (BT, V) */
     float *lse, *logp, *entropy, *score; /* (BT) */
-    float *dres, *dsmall, *dbig, *datt;  /* backward scratch: (BT,C) x2, (BT,4C), (B,NH,T,T) */
-    float *xt;   /* (4C, RLAIF_SMALLM_MAX) for rlaif_smallm_gemm when BT <= RLAIF_SMALLM_MAX */
-    size_t icap; /* ints allocated */
+    float *dres, *dsmall, *dtmp;         /* backward scratch (BT, C); dtmp post-LN only */
+    float *dbig, *dbig2, *datt; /* (BT, max(C3, F2, Cw)), (BT, FA) SwiGLU only, (B,NH,T,T) */
+    float *xt; /* (max(C, Cw, FA), RLAIF_SMALLM_MAX) for rlaif_smallm_gemm when BT is small */
+    float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
+    size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
     int has_pos, has_targets;
 };
 
+/* Floats acts_carve needs for (B, T). */
+static size_t acts_need(const rlaif_model_config *c, size_t B, size_t T, int with_grad) {
+    dims d = dims_of(c);
+    size_t L = (size_t)c->n_layer, C = (size_t)d.C, BT = B * T, V = (size_t)c->vocab_size;
+    size_t att = B * (size_t)d.NH * T * T, proj = d.Cw != d.C;
+    size_t layer = BT * C * 5 + BT * 4 + BT * (size_t)(d.C3 + d.F2 + d.FA) + att;
+    size_t need = BT * C + L * layer + BT * (size_t)d.Cw * (1 + proj) + proj * BT * C + 2 * BT +
+                  BT * V + 4 * BT;
+    if (with_grad)
+        need += BT * C * (c->norm_before ? 2 : 3) + BT * max3(d.C3, d.F2, d.Cw) + att +
+                (c->arch == RLAIF_ARCH_LLAMA ? BT * d.FA : 0);
+    if (BT <= RLAIF_SMALLM_MAX) need += max3(C, d.Cw, d.FA) * RLAIF_SMALLM_MAX;
+    return need;
+}
+
 /* Carves the activations for (B,T) out of one block (grown when too small). */
 static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     rlaif_acts *a = m->acts;
-    size_t L = (size_t)m->cfg.n_layer, C = (size_t)m->cfg.n_embd, NH = (size_t)m->cfg.n_head;
-    size_t V = (size_t)m->cfg.vocab_size, BT = (size_t)B * (size_t)T;
-    size_t att = (size_t)B * NH * (size_t)T * (size_t)T;
-    size_t need = BT * C + L * (BT * C * 5 + BT * 4 + BT * 3 * C + att + BT * 8 * C) + BT * C +
-                  2 * BT + BT * V + 4 * BT;
-    size_t grad = 2 * BT * C + 4 * BT * C + att;
-    if (with_grad) need += grad;
-    size_t xt = BT <= RLAIF_SMALLM_MAX ? 4 * C * RLAIF_SMALLM_MAX : 0;
-    need += xt;
+    const rlaif_model_config *c = &m->cfg;
+    dims d = dims_of(c);
+    size_t L = (size_t)c->n_layer, C = (size_t)d.C, V = (size_t)c->vocab_size;
+    size_t BT = (size_t)B * (size_t)T, att = (size_t)B * d.NH * (size_t)T * (size_t)T;
+    int proj = d.Cw != d.C, swiglu = c->arch == RLAIF_ARCH_LLAMA;
+    size_t need = acts_need(c, (size_t)B, (size_t)T, with_grad);
     if (need > a->cap) {
         free(a->mem);
         a->mem = xmalloc(need * sizeof(float));
         a->cap = need;
     }
     float *p = a->mem;
-#define TAKE(field, n) a->field = p, p += (n)
+#define TAKE(field, n) a->field = (n) != 0 ? p : NULL, p += (n)
+    TAKE(tok_emb, proj * BT * d.Cw);
     TAKE(encoded, BT * C);
     TAKE(ln1, L * BT * C);
     TAKE(ln1_mean, L * BT);
     TAKE(ln1_rstd, L * BT);
-    TAKE(qkv, L * BT * 3 * C);
+    TAKE(qkv, L * BT * d.C3);
     TAKE(atty, L * BT * C);
     TAKE(att, L * att);
     TAKE(res2, L * BT * C);
     TAKE(ln2, L * BT * C);
     TAKE(ln2_mean, L * BT);
     TAKE(ln2_rstd, L * BT);
-    TAKE(fch, L * BT * 4 * C);
-    TAKE(fch_gelu, L * BT * 4 * C);
+    TAKE(fch, L * BT * d.F2);
+    TAKE(fch_gelu, L * BT * d.FA);
     TAKE(res3, L * BT * C);
-    TAKE(lnf, BT * C);
+    TAKE(nf, proj * BT * C);
+    TAKE(lnf, BT * d.Cw);
     TAKE(lnf_mean, BT);
     TAKE(lnf_rstd, BT);
     TAKE(logits, BT * V);
@@ -192,16 +164,13 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     TAKE(logp, BT);
     TAKE(entropy, BT);
     TAKE(score, BT);
-    TAKE(xt, xt);
-    if (!xt) a->xt = NULL;
-    if (with_grad) {
-        TAKE(dres, BT * C);
-        TAKE(dsmall, BT * C);
-        TAKE(dbig, BT * 4 * C);
-        TAKE(datt, att);
-    } else {
-        a->dres = a->dsmall = a->dbig = a->datt = NULL;
-    }
+    TAKE(xt, BT <= RLAIF_SMALLM_MAX ? max3(C, d.Cw, d.FA) * RLAIF_SMALLM_MAX : 0);
+    TAKE(dres, with_grad ? BT * C : 0);
+    TAKE(dsmall, with_grad ? BT * C : 0);
+    TAKE(dtmp, with_grad && !c->norm_before ? BT * C : 0);
+    TAKE(dbig, with_grad ? BT * max3(d.C3, d.F2, d.Cw) : 0);
+    TAKE(dbig2, with_grad && swiglu ? BT * d.FA : 0);
+    TAKE(datt, with_grad ? att : 0);
 #undef TAKE
     a->has_grad_scratch = with_grad;
     if (3 * BT > a->icap) {
@@ -217,6 +186,34 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
 
 size_t rlaif_model_act_bytes(const rlaif_model *m) {
     return m->acts ? m->acts->cap * sizeof(float) : 0;
+}
+
+/* RoPE's cos and sin per (position, pair), in double like the float64
+ * reference (HF computes the angle in float32: at position 4096 that is off
+ * by ~4e-4 rad). inv_freq_j = theta^(-2j/hd); "linear" divides positions by
+ * factor; "llama3" rescales inv_freq as transformers'
+ * _compute_llama3_parameters (long wavelengths / factor, short ones kept,
+ * a smooth blend in between). */
+static void rope_tables(const rlaif_model_config *c, float *cs, float *sn) {
+    int h2 = c->n_embd / c->n_head / 2;
+    for (int j = 0; j < h2; j++) {
+        double inv = pow((double)c->rope_theta, -2.0 * j / (2.0 * h2));
+        if (c->rope_type == RLAIF_ROPE_LINEAR) inv /= c->rope_factor;
+        if (c->rope_type == RLAIF_ROPE_LLAMA3) {
+            double old = c->rope_original_max_pos, lo = c->rope_low_freq_factor;
+            double hi = c->rope_high_freq_factor, wavelen = 2.0 * M_PI / inv;
+            if (wavelen > old / lo) {
+                inv /= c->rope_factor;
+            } else if (wavelen >= old / hi) {
+                double smooth = (old / wavelen - lo) / (hi - lo);
+                inv = (1.0 - smooth) * inv / c->rope_factor + smooth * inv;
+            }
+        }
+        for (int p = 0; p < c->max_seq_len; p++) {
+            cs[(size_t)p * h2 + j] = (float)cos(p * inv);
+            sn[(size_t)p * h2 + j] = (float)sin(p * inv);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ create */
@@ -237,17 +234,25 @@ void rlaif_model_set_threads(int team, int blas) {
 #endif
 }
 
-int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
+int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg) {
     memset(m, 0, sizeof *m);
-    RLAIF_TRY(rlaif_gpt2_config_check(cfg));
-    m->cfg = *cfg;
+    rlaif_model_config c = *cfg;
+    rlaif_model_config_fill(&c);
+    RLAIF_TRY(rlaif_model_config_check(&c));
+    m->cfg = c;
     m->logit_scale = 1.0f;
-    rlaif_gpt2_table(cfg, &m->table);
+    rlaif_model_table(&c, &m->table);
     m->params = xcalloc(m->table.total, sizeof(float));
-    m->w.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
-    m->g.h = xcalloc((size_t)cfg->n_layer, sizeof(rlaif_gpt2_layer));
-    rlaif_gpt2_point(cfg, m->params, &m->w);
+    m->w.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
+    m->g.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
+    rlaif_model_point(&c, m->params, &m->w);
     m->acts = xcalloc(1, sizeof(rlaif_acts));
+    if (c.arch == RLAIF_ARCH_LLAMA) {
+        size_t n = (size_t)c.max_seq_len * (size_t)(c.n_embd / c.n_head / 2);
+        m->acts->rope_cos = xmalloc(n * sizeof(float));
+        m->acts->rope_sin = xmalloc(n * sizeof(float));
+        rope_tables(&c, m->acts->rope_cos, m->acts->rope_sin);
+    }
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     if (team_size() > 1) openblas_set_num_threads(1); /* see the top of this file */
 #endif
@@ -255,7 +260,10 @@ int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg) {
 }
 
 void rlaif_model_free(rlaif_model *m) {
-    if (m->acts) free(m->acts->mem), free(m->acts->imem);
+    if (m->acts) {
+        free(m->acts->mem), free(m->acts->imem);
+        free(m->acts->rope_cos), free(m->acts->rope_sin);
+    }
     free(m->acts);
     free(m->params);
     free(m->grads);
@@ -268,45 +276,11 @@ void rlaif_model_free(rlaif_model *m) {
 void rlaif_model_alloc_grads(rlaif_model *m) {
     if (m->grads) return;
     m->grads = xcalloc(m->table.total, sizeof(float));
-    rlaif_gpt2_point(&m->cfg, m->grads, &m->g);
+    rlaif_model_point(&m->cfg, m->grads, &m->g);
 }
 
 void rlaif_model_zero_grad(rlaif_model *m) {
     if (m->grads) memset(m->grads, 0, m->table.total * sizeof(float));
-}
-
-void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std) {
-    const size_t chunk = 1 << 16;
-    float proj_std = std / sqrtf(2.0f * (float)m->cfg.n_layer);
-    for (int i = 0; i < m->table.n; i++) {
-        const rlaif_tensor_desc *d = &m->table.t[i];
-        float *p = m->params + d->offset;
-        const char *suffix = strrchr(d->name, '.');
-        int is_bias = !strcmp(suffix, ".bias"), is_ln = strstr(d->name, "ln_") != NULL;
-        if (is_bias) {
-            memset(p, 0, d->numel * sizeof(float));
-        } else if (is_ln) {
-            for (size_t j = 0; j < d->numel; j++) p[j] = 1.0f;
-        } else {
-            float s = strstr(d->name, "c_proj.weight") ? proj_std : std;
-            long nchunks = (long)((d->numel + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static)
-            for (long c = 0; c < nchunks; c++) {
-                rlaif_rng r;
-                rlaif_rng_init(&r, seed, RLAIF_STREAM_INIT, (uint32_t)c, (uint32_t)i);
-                size_t end =
-                    (size_t)(c + 1) * chunk < d->numel ? (size_t)(c + 1) * chunk : d->numel;
-                /* Box-Muller in float, both values used (init of GPT-2 124M: ~1 s) */
-                for (size_t j = (size_t)c * chunk; j < end; j += 2) {
-                    float u1 = 1.0f - rlaif_rng_uniform(&r), u2 = rlaif_rng_uniform(&r);
-                    float rad = sqrtf(-2.0f * logf(u1)), sn, cs;
-                    sincosf(6.28318530717958648f * u2, &sn, &cs);
-                    p[j] = s * rad * cs;
-                    if (j + 1 < end) p[j + 1] = s * rad * sn;
-                }
-            }
-        }
-    }
 }
 
 /* ------------------------------------------------------ threaded products */
@@ -375,53 +349,81 @@ static void gemv(int ta, int M, int N, const float *A, int lda, const float *x, 
 
 /* ----------------------------------------------------------------- kernels */
 
-/* out (N, C) = wte[tokens] + wpe[pos] */
+/* out (N, C) = wte[tokens] + wpe[pos]; either table may be NULL (Llama has
+ * no positions; OPT's project_in comes between its two). */
 static void encoder_forward(float *out, const int *tokens, const int *pos, const float *wte,
                             const float *wpe, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *we = wte + (size_t)tokens[bt] * C;
-        const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+        const float *we = wte ? wte + (size_t)tokens[bt] * C : NULL;
+        const float *pe = wpe ? wpe + (size_t)(pos ? pos[bt] : bt % T) * C : NULL;
         float *o = out + (size_t)bt * C;
+        if (we && pe) {
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        } else {
+            memcpy(o, we ? we : pe, sizeof(float) * (size_t)C);
+        }
     }
 }
 
-/* dwte[tokens] += dout, dwpe[pos] += dout (serial: tokens repeat). */
+/* dwte[tokens] += dout, dwpe[pos] += dout, either may be NULL (serial:
+ * tokens repeat). */
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
                              const int *pos, int B, int T, int C) {
     for (int bt = 0; bt < B * T; bt++) {
-        float *dwe = dwte + (size_t)tokens[bt] * C;
-        float *dpe = dwpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+        float *dwe = dwte ? dwte + (size_t)tokens[bt] * C : NULL;
+        float *dpe = dwpe ? dwpe + (size_t)(pos ? pos[bt] : bt % T) * C : NULL;
         const float *d = dout + (size_t)bt * C;
+        if (dwe && dpe) {
 #pragma omp simd
-        for (int c = 0; c < C; c++) dwe[c] += d[c], dpe[c] += d[c];
+            for (int c = 0; c < C; c++) dwe[c] += d[c], dpe[c] += d[c];
+        } else {
+            float *t = dwe ? dwe : dpe;
+#pragma omp simd
+            for (int c = 0; c < C; c++) t[c] += d[c];
+        }
     }
 }
 
 /* One row of LayerNorm: o = (x - mean) * rstd * w + b; returns mean, rstd. */
 SIMD_CLONES static void layernorm_row(float *o, const float *x, const float *w, const float *b,
-                                      int C, float *mean, float *rstd) {
+                                      int C, float eps, float *mean, float *rstd) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int c = 0; c < C; c++) s += x[c];
     float mu = s / (float)C, v = 0.0f;
 #pragma omp simd reduction(+ : v)
     for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
-    float rs = 1.0f / sqrtf(v / (float)C + RLAIF_LN_EPS);
+    float rs = 1.0f / sqrtf(v / (float)C + eps);
 #pragma omp simd
     for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * w[c] + b[c];
     *mean = mu, *rstd = rs;
 }
 
-/* out (N, C) = (inp - mean) * rstd * w + b per row; keeps mean and rstd (N). */
-static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                              const float *w, const float *b, int N, int C) {
+/* One row of RMSNorm (Llama): o = x * rsqrt(mean(x^2) + eps) * w. */
+SIMD_CLONES static void rmsnorm_row(float *o, const float *x, const float *w, int C, float eps,
+                                    float *rstd) {
+    float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) v += x[c] * x[c];
+    float rs = 1.0f / sqrtf(v / (float)C + eps);
+#pragma omp simd
+    for (int c = 0; c < C; c++) o[c] = x[c] * rs * w[c];
+    *rstd = rs;
+}
+
+/* out (N, C) = norm(inp) per row: LayerNorm (inp - mean) * rstd * w + b, or
+ * RMSNorm when b is NULL; keeps mean and rstd (N) when mean is not NULL. */
+static void norm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                         const float *b, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        float mu, rs;
-        layernorm_row(out + (size_t)n * C, inp + (size_t)n * C, w, b, C, &mu, &rs);
+        float mu = 0.0f, rs;
+        if (b)
+            layernorm_row(out + (size_t)n * C, inp + (size_t)n * C, w, b, C, eps, &mu, &rs);
+        else
+            rmsnorm_row(out + (size_t)n * C, inp + (size_t)n * C, w, C, eps, &rs);
         if (mean) mean[n] = mu, rstd[n] = rs;
     }
 }
@@ -441,6 +443,40 @@ SIMD_CLONES static void layernorm_row_backward(float *di, const float *d, const 
     for (int c = 0; c < C; c++) {
         float norm = (x[c] - mu) * rs;
         di[c] += (w[c] * d[c] - dmean - norm * dnorm_mean) * rs;
+    }
+}
+
+/* One row of RMSNorm backward, y = x r w with r = (mean(x^2) + eps)^-1/2:
+ *   di += r (w d) - x r^3 mean(w d x). */
+SIMD_CLONES static void rmsnorm_row_backward(float *di, const float *d, const float *x,
+                                             const float *w, float rs, int C) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < C; c++) s += w[c] * d[c] * x[c];
+    float k = s / (float)C * rs * rs * rs;
+#pragma omp simd
+    for (int c = 0; c < C; c++) di[c] += rs * w[c] * d[c] - k * x[c];
+}
+
+/* RMSNorm: dinp += backward of dout; dw += sum dout * x * rstd. */
+static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                             const float *w, const float *rstd, int N, int C) {
+#pragma omp parallel if ((size_t)N * C >= PAR_MIN)
+    {
+#pragma omp for schedule(static) nowait
+        for (int n = 0; n < N; n++)
+            rmsnorm_row_backward(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, w,
+                                 rstd[n], C);
+#pragma omp for schedule(static)
+        for (int c0 = 0; c0 < C; c0 += 32) {
+            int c1 = c0 + 32 < C ? c0 + 32 : C;
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+                float rs = rstd[n];
+#pragma omp simd
+                for (int c = c0; c < c1; c++) dw[c] += d[c] * x[c] * rs;
+            }
+        }
     }
 }
 
@@ -468,6 +504,15 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
             }
         }
     }
+}
+
+/* dinp += norm backward of dout (LayerNorm, or RMSNorm when db is NULL). */
+static void norm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, int N, int C) {
+    if (db)
+        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    else
+        rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
 }
 
 /* exp(x) for float, vectorisable (no libm call): Cephes' expf, 2^n * p(r)
@@ -527,79 +572,166 @@ SIMD_CLONES static void gelu_backward_span(float *dinp, const float *inp, const 
     }
 }
 
+/* ReLU (OPT) and its backward dinp = dout * (inp > 0) (dinp may alias dout). */
+SIMD_CLONES static void relu_span(float *out, const float *inp, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+SIMD_CLONES static void relu_backward_span(float *dinp, const float *inp, const float *dout,
+                                           size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* The MLP's elementwise activation, fused into its up-projection. SwiGLU
+ * (Llama) mixes two columns, so it runs as its own pass (swiglu_forward). */
+enum { ACT_NONE, ACT_GELU, ACT_RELU };
+
 static void gelu_post(float *out, const float *inp, size_t n) {
     gelu_span(out, inp, n);
 }
 
-/* gelu of rows [0, N) x columns [o0, o1) of inp (N, OC) into out. */
-static void gelu_block(float *out, const float *inp, int N, int OC, int o0, int o1) {
-    for (int n = 0; n < N; n++)
-        gelu_span(out + (size_t)n * OC + o0, inp + (size_t)n * OC + o0, (size_t)(o1 - o0));
+static void relu_post(float *out, const float *inp, size_t n) {
+    relu_span(out, inp, n);
 }
 
-/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC). */
-SIMD_CLONES static void bias_fill(float *out, const float *bias, const float *res, int N, int OC,
-                                  int o0, int o1) {
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * OC;
-        const float *r = res ? res + (size_t)n * OC : NULL;
-        if (r) {
+static void act_span(int act, float *out, const float *inp, size_t n) {
+    if (act == ACT_GELU) gelu_span(out, inp, n);
+    if (act == ACT_RELU) relu_span(out, inp, n);
+}
+
+static void act_backward_span(int act, float *dinp, const float *inp, const float *dout, size_t n) {
+    if (act == ACT_GELU) gelu_backward_span(dinp, inp, dout, n);
+    if (act == ACT_RELU) relu_backward_span(dinp, inp, dout, n);
+}
+
+/* SwiGLU: out (N, F) = silu(g) * u for inp rows g|u (N, 2F),
+ * silu(g) = g / (1 + exp(-g)). */
+SIMD_CLONES static void swiglu_row(float *out, const float *g, const float *u, int F) {
 #pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
-        } else {
+    for (int f = 0; f < F; f++) out[f] = g[f] / (1.0f + fast_expf(-g[f])) * u[f];
+}
+
+static void swiglu_forward(float *out, const float *inp, int N, int F) {
+#pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
+    for (int n = 0; n < N; n++)
+        swiglu_row(out + (size_t)n * F, inp + (size_t)n * 2 * F, inp + (size_t)n * 2 * F + F, F);
+}
+
+/* dinp rows dg|du (N, 2F) from dout (N, F): du = dout silu(g),
+ * dg = dout u s (1 + g (1 - s)) with s = sigmoid(g). */
+SIMD_CLONES static void swiglu_row_backward(float *dg, float *du, const float *g, const float *u,
+                                            const float *d, int F) {
 #pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = bias[j];
-        }
+    for (int f = 0; f < F; f++) {
+        float s = 1.0f / (1.0f + fast_expf(-g[f]));
+        du[f] = d[f] * g[f] * s;
+        dg[f] = d[f] * u[f] * s * (1.0f + g[f] * (1.0f - s));
     }
 }
 
-/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias [+ res (N, OC) when res != NULL],
- * and gelu_out = gelu(out) when gelu_out != NULL. Each thread writes the bias
- * (and residual) into its block of columns, adds its product with beta = 1
- * and applies GELU to the block while it is in cache: one parallel region. */
-static void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                           const float *res, int N, int IC, int OC, float *xt, float *gelu_out) {
-    int nt = team_size();
+static void swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+#pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + (size_t)n * 2 * F;
+        float *dg = dinp + (size_t)n * 2 * F;
+        swiglu_row_backward(dg, dg + F, g, g + F, dout + (size_t)n * F, F);
+    }
+}
+
+/* act of rows [0, N) x columns [o0, o1) of inp (N, OC) into out. */
+static void act_block(int act, float *out, const float *inp, int N, int OC, int o0, int o1) {
+    for (int n = 0; n < N; n++)
+        act_span(act, out + (size_t)n * OC + o0, inp + (size_t)n * OC + o0, (size_t)(o1 - o0));
+}
+
+/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC);
+ * bias NULL: res alone (res may be out itself). Returns the beta for the
+ * product that adds into it: 0 when there is neither (nothing written). */
+SIMD_CLONES static float bias_fill(float *out, const float *bias, const float *res, int N, int OC,
+                                   int o0, int o1) {
+    if (!bias && !res) return 0.0f;
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        const float *r = res ? res + (size_t)n * OC : NULL;
+        if (r && bias) {
+#pragma omp simd
+            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
+        } else if (bias) {
+#pragma omp simd
+            for (int j = o0; j < o1; j++) o[j] = bias[j];
+        } else if (r != o) {
+            memcpy(o + o0, r + o0, sizeof(float) * (size_t)(o1 - o0));
+        }
+    }
+    return 1.0f;
+}
+
+/* A linear layer's weight: Conv1D [in, out] (GPT-2) or nn.Linear [out, in]
+ * (OPT, Llama; trans = 1), so either converts by a copy. */
+typedef struct {
+    const float *w;
+    int trans;
+} weight;
+
+/* out (N, OC) = inp (N, IC) @ W + bias [+ res (N, OC) when res != NULL], and
+ * act_out = act(out) when act != ACT_NONE. Each thread writes the bias (and
+ * residual) into its block of columns, adds its product with beta = 1 and
+ * applies the activation to the block while it is in cache: one parallel
+ * region. bias may be NULL. */
+static void matmul_forward(float *out, const float *inp, weight W, const float *bias,
+                           const float *res, int N, int IC, int OC, float *xt, int act,
+                           float *act_out) {
+    int nt = team_size(), tr = W.trans, ldw = tr ? IC : OC;
+    enum CBLAS_TRANSPOSE TB = tr ? CblasTrans : CblasNoTrans;
     if (N == 1) { /* a matrix-vector product: stream the weights once */
-        bias_fill(out, bias, res, 1, OC, 0, OC);
-        gemv(1, IC, OC, w, OC, inp, 1.0f, out);
+        /* zeros rather than beta 0: sgemv may scale what it was given */
+        if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
+        gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out);
     } else if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
-        rlaif_smallm_gemm(0, N, OC, IC, inp, IC, w, OC, bias, res, out, OC,
-                          gelu_out ? gelu_post : NULL, gelu_out, xt, nt);
+        rlaif_smallm_gemm(tr, N, OC, IC, inp, IC, W.w, ldw, bias, res, out, OC,
+                          act == ACT_GELU   ? gelu_post
+                          : act == ACT_RELU ? relu_post
+                                            : NULL,
+                          act_out, xt, nt);
         return;
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
-        bias_fill(out, bias, res, N, OC, 0, OC);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
-                    1.0f, out, OC);
+        float beta = bias_fill(out, bias, res, N, OC, 0, OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, beta, out,
+                    OC);
     } else {
         int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int t = 0; t < nt; t++) {
             int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
             if (o0 >= o1) continue;
-            bias_fill(out, bias, res, N, OC, o0, o1);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, o1 - o0, IC, 1.0f, inp, IC,
-                        w + o0, OC, 1.0f, out + o0, OC);
-            if (gelu_out) gelu_block(gelu_out, out, N, OC, o0, o1);
+            float beta = bias_fill(out, bias, res, N, OC, o0, o1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, o1 - o0, IC, 1.0f, inp, IC,
+                        tr ? W.w + (size_t)o0 * IC : W.w + o0, ldw, beta, out + o0, OC);
+            if (act) act_block(act, act_out, out, N, OC, o0, o1);
         }
         return;
     }
-    if (!gelu_out) return;
+    if (!act) return;
     size_t n = (size_t)N * OC;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int t = 0; t < nt; t++) {
         size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-        gelu_span(gelu_out + i0, out + i0, i1 - i0);
+        act_span(act, act_out + i0, out + i0, i1 - i0);
     }
 }
 
-/* dinp (N, IC) = dout @ w^T, then dinp *= gelu'(gelu_inp) when gelu_inp != NULL;
- * dw += inp^T @ dout, db += sum dout. One parallel region: each thread takes
- * a block of rows of dinp and a block of columns of dw and db (independent
- * outputs, no barrier in between). */
-static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC, const float *gelu_inp) {
-    int nt = team_size();
+/* dinp (N, IC) = dout @ W^T + beta dinp, then dinp *= act'(act_inp) when act
+ * != ACT_NONE (beta 0 only); dW += inp^T @ dout (in W's layout), db += sum
+ * dout (db may be NULL). beta = 1 adds into a residual gradient (post-LN).
+ * One parallel region: each thread takes a block of rows of dinp and a block
+ * of output columns of dW and db (independent outputs, no barrier in
+ * between). */
+static void matmul_backward(float *dinp, float beta, float *dw, float *db, const float *dout,
+                            const float *inp, weight W, int N, int IC, int OC, int act,
+                            const float *act_inp) {
+    int nt = team_size(), tr = W.trans;
     if (2.0 * N * OC * IC < 2e6) nt = 1;
     int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
@@ -607,20 +739,23 @@ static void matmul_backward(float *dinp, float *dw, float *db, const float *dout
         int n0 = t * rchunk, n1 = n0 + rchunk < N ? n0 + rchunk : N;
         if (n0 < n1) {
             float *di = dinp + (size_t)n0 * IC;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1 - n0, IC, OC, 1.0f,
-                        dout + (size_t)n0 * OC, OC, w, OC, 0.0f, di, IC);
-            if (gelu_inp)
-                gelu_backward_span(di, gelu_inp + (size_t)n0 * IC, di, (size_t)(n1 - n0) * IC);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tr ? CblasNoTrans : CblasTrans, n1 - n0, IC,
+                        OC, 1.0f, dout + (size_t)n0 * OC, OC, W.w, tr ? IC : OC, beta, di, IC);
+            if (act)
+                act_backward_span(act, di, act_inp + (size_t)n0 * IC, di, (size_t)(n1 - n0) * IC);
         }
         int o0 = t * cchunk, o1 = o0 + cchunk < OC ? o0 + cchunk : OC;
-        if (o0 < o1) {
+        if (o0 >= o1) continue;
+        if (tr) /* dW [OC, IC] rows o0..o1 += dout[:, o0:o1]^T inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, IC, N, 1.0f, dout + o0,
+                        OC, inp, IC, 1.0f, dw + (size_t)o0 * IC, IC);
+        else /* dW [IC, OC] columns o0..o1 += inp^T dout[:, o0:o1] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, o1 - o0, N, 1.0f, inp, IC,
                         dout + o0, OC, 1.0f, dw + o0, OC);
-            for (int n = 0; n < N; n++) {
-                const float *d = dout + (size_t)n * OC;
+        for (int n = 0; n < N && db; n++) {
+            const float *d = dout + (size_t)n * OC;
 #pragma omp simd
-                for (int o = o0; o < o1; o++) db[o] += d[o];
-            }
+            for (int o = o0; o < o1; o++) db[o] += d[o];
         }
     }
 }
@@ -636,29 +771,30 @@ SIMD_CLONES float rlaif_logsumexp(const float *x, int n, float scale, float *max
     return logf(s);
 }
 
-/* Masked causal softmax of one row of scores in place: keys j <= lim that are
- * valid; every other entry becomes 0. A row with no key is all zeros. */
-SIMD_CLONES static void softmax_row(float *a, int n, int lim, const uint8_t *valid) {
+/* Masked causal softmax of one row of scores in place: keys lo <= j <= lim
+ * that are valid (lo > 0: sliding window); every other entry becomes 0. A
+ * row with no key is all zeros. */
+SIMD_CLONES static void softmax_row(float *a, int n, int lo, int lim, const uint8_t *valid) {
     float mx = -INFINITY;
     if (valid) {
-        for (int j = 0; j <= lim; j++)
+        for (int j = lo; j <= lim; j++)
             if (valid[j] && a[j] > mx) mx = a[j];
     } else {
 #pragma omp simd reduction(max : mx)
-        for (int j = 0; j <= lim; j++) mx = a[j] > mx ? a[j] : mx;
+        for (int j = lo; j <= lim; j++) mx = a[j] > mx ? a[j] : mx;
     }
     float s = 0.0f;
     if (mx > -INFINITY) {
         if (valid) { /* a pad's exp (finite: fast_expf clamps) times 0 */
 #pragma omp simd reduction(+ : s)
-            for (int j = 0; j <= lim; j++) {
+            for (int j = lo; j <= lim; j++) {
                 float e = fast_expf(a[j] - mx) * (float)(valid[j] != 0);
                 a[j] = e;
                 s += e;
             }
         } else {
 #pragma omp simd reduction(+ : s)
-            for (int j = 0; j <= lim; j++) {
+            for (int j = lo; j <= lim; j++) {
                 float e = fast_expf(a[j] - mx);
                 a[j] = e;
                 s += e;
@@ -666,64 +802,119 @@ SIMD_CLONES static void softmax_row(float *a, int n, int lim, const uint8_t *val
         }
     }
     float inv = s > 0.0f ? 1.0f / s : 0.0f;
+    for (int j = 0; j < lo; j++) a[j] = 0.0f;
 #pragma omp simd
-    for (int j = 0; j <= lim; j++) a[j] *= inv;
+    for (int j = lo; j <= lim; j++) a[j] *= inv;
     for (int j = lim + 1; j < n; j++) a[j] = 0.0f;
 }
 
+/* Attention geometry: NH query heads of hd floats; query head h reads
+ * key/value head h / (NH / NKV) (grouped-query attention); a q|k|v row is
+ * [q: NH hd | k: NKV hd | v: NKV hd]; window > 0 limits a query at t to keys
+ * t - window < s <= t. */
+typedef struct {
+    int NH, NKV, hd, window;
+} attn_geom;
+
+static attn_geom geom_of(const rlaif_model_config *c) {
+    attn_geom g = {c->n_head, c->n_kv_head, c->n_embd / c->n_head, c->sliding_window};
+    return g;
+}
+
+/* First key query t may see. */
+static int window_lo(const attn_geom *g, int t) {
+    return g->window > 0 && t - g->window + 1 > 0 ? t - g->window + 1 : 0;
+}
+
 /* Causal self-attention over the whole sequence.
- * qkv (B,T,3C) -> y (B,T,C); att (B,NH,T,T) keeps the probabilities.
+ * qkv (B,T,C3) -> y (B,T,NH hd); att (B,NH,T,T) keeps the probabilities.
  * One (batch, head) per thread: two single-threaded sgemms read q, k, v in
- * place (leading dimension 3C), the masked softmax runs in between. */
+ * place (leading dimension C3), the masked softmax runs in between. */
 static void attention_forward(float *y, float *att, const float *qkv, const uint8_t *valid, int B,
-                              int T, int C, int NH) {
-    int hs = C / NH, C3 = 3 * C;
+                              int T, attn_geom g) {
+    int NH = g.NH, hs = g.hd, C = NH * hs, KV = g.NKV * hs, C3 = C + 2 * KV, grp = NH / g.NKV;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         const float *q = qkv + (size_t)b * T * C3 + h * hs;
+        const float *k = qkv + (size_t)b * T * C3 + C + (h / grp) * hs, *v = k + KV;
         float *a = att + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3,
-                    0.0f, a, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, a,
+                    T);
         for (int i = 0; i < T; i++)
-            softmax_row(a + (size_t)i * T, T, i, valid ? valid + (size_t)b * T : NULL);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, q + 2 * C, C3,
-                    0.0f, y + (size_t)b * T * C + h * hs, C);
+            softmax_row(a + (size_t)i * T, T, window_lo(&g, i), i,
+                        valid ? valid + (size_t)b * T : NULL);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
+                    y + (size_t)b * T * C + h * hs, C);
     }
 }
 
-/* dqkv (B,T,3C) from dy (B,T,C); datt (B,NH,T,T) is scratch. */
+/* Softmax backward of one (batch, head), in place on dP, times the score
+ * scale: dS = P * (dP - sum_j P dP) (P is 0 outside the mask, so is dS). */
+static void softmax_backward(float *dp, const float *p, int T, float scale) {
+    for (int i = 0; i < T; i++) {
+        const float *pi = p + (size_t)i * T;
+        float *di = dp + (size_t)i * T, s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j <= i; j++) s += pi[j] * di[j];
+#pragma omp simd
+        for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - s) * scale;
+        for (int j = i + 1; j < T; j++) di[j] = 0.0f;
+    }
+}
+
+/* dqkv (B,T,C3) from dy (B,T,C); datt (B,NH,T,T) is scratch. One (batch,
+ * key/value head) per thread: the query heads of its group add into the
+ * same dk and dv (the first one writes, beta 0). */
 static void attention_backward(float *dqkv, float *datt, const float *dy, const float *qkv,
-                               const float *att, int B, int T, int C, int NH) {
-    int hs = C / NH, C3 = 3 * C;
+                               const float *att, int B, int T, attn_geom g) {
+    int NH = g.NH, hs = g.hd, C = NH * hs, KV = g.NKV * hs, C3 = C + 2 * KV, grp = NH / g.NKV;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        size_t off = (size_t)b * T * C3 + h * hs;
-        const float *d = dy + (size_t)b * T * C + h * hs, *p = att + (size_t)bh * T * T;
-        float *dp = datt + (size_t)bh * T * T;
-        /* dP = dy v^T, dv = P^T dy */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C,
-                    qkv + off + 2 * C, C3, 0.0f, dp, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, d, C, 0.0f,
-                    dqkv + off + 2 * C, C3);
-        /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale */
-        for (int i = 0; i < T; i++) {
-            const float *pi = p + (size_t)i * T;
-            float *di = dp + (size_t)i * T, s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int j = 0; j <= i; j++) s += pi[j] * di[j];
-#pragma omp simd
-            for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - s) * scale;
-            for (int j = i + 1; j < T; j++) di[j] = 0.0f;
+    for (int bk = 0; bk < B * g.NKV; bk++) {
+        int b = bk / g.NKV, kh = bk % g.NKV;
+        size_t row = (size_t)b * T * C3, koff = row + C + (size_t)kh * hs, voff = koff + KV;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+            size_t off = row + (size_t)h * hs, bh = (size_t)b * NH + h;
+            float beta = h == kh * grp ? 0.0f : 1.0f;
+            const float *d = dy + (size_t)b * T * C + h * hs, *p = att + bh * T * T;
+            float *dp = datt + bh * T * T;
+            /* dP = dy v^T, dv += P^T dy */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C, qkv + voff,
+                        C3, 0.0f, dp, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, d, C, beta,
+                        dqkv + voff, C3);
+            softmax_backward(dp, p, T, scale);
+            /* dq = dS k, dk += dS^T q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T,
+                        qkv + koff, C3, 0.0f, dqkv + off, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, qkv + off,
+                        C3, beta, dqkv + koff, C3);
         }
-        /* dq = dS k, dk = dS^T q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, qkv + off + C,
-                    C3, 0.0f, dqkv + off, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, qkv + off, C3,
-                    0.0f, dqkv + off + C, C3);
+    }
+}
+
+/* RoPE in HF's rotate_half convention on the q and k heads of each q|k|v row
+ * (in place): pair (j, j + hd/2) of the head at position p turns by angle
+ * p inv_freq_j; sign -1 turns back, which is the backward (a rotation's
+ * transpose is its inverse). pos NULL: row n is at position n % T. */
+static void rope_apply(float *qkv, const int *pos, int N, int T, attn_geom g, const float *cs,
+                       const float *sn, float sign) {
+    int h2 = g.hd / 2, heads = g.NH + g.NKV, C3 = (g.NH + 2 * g.NKV) * g.hd;
+#pragma omp parallel for schedule(static) if ((size_t)N * heads * g.hd >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        size_t p = (size_t)(pos ? pos[n] : n % T);
+        const float *c = cs + p * h2, *s = sn + p * h2;
+        for (int h = 0; h < heads; h++) {
+            float *x = qkv + (size_t)n * C3 + (size_t)h * g.hd;
+#pragma omp simd
+            for (int j = 0; j < h2; j++) {
+                float x1 = x[j], x2 = x[j + h2], si = sign * s[j];
+                x[j] = x1 * c[j] - x2 * si;
+                x[j + h2] = x2 * c[j] + x1 * si;
+            }
+        }
     }
 }
 
@@ -746,34 +937,147 @@ static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos,
     return 0;
 }
 
+/* The model's view of one layer's weights (w or g) as linear layers. */
+static weight lin(const rlaif_model *m, const float *w) {
+    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2};
+    return W;
+}
+
+/* Token (+ learned position) embeddings -> a->encoded (N, C). OPT with
+ * word_embed_dim != C: project_in(wte[tokens]) + wpe[pos]. */
+static void embed_forward(rlaif_model *m, const int *tokens, const int *pos, int B, int T) {
+    rlaif_acts *a = m->acts;
+    int C = m->cfg.n_embd, Cw = m->cfg.word_embed_dim, N = B * T;
+    if (!m->w.proj_in) {
+        encoder_forward(a->encoded, tokens, pos, m->w.wte, m->w.wpe, B, T, C);
+        return;
+    }
+    encoder_forward(a->tok_emb, tokens, pos, m->w.wte, NULL, B, T, Cw);
+    encoder_forward(a->encoded, tokens, pos, NULL, m->w.wpe, B, T, C);
+    matmul_forward(a->encoded, a->tok_emb, lin(m, m->w.proj_in), NULL, a->encoded, N, Cw, C, a->xt,
+                   ACT_NONE, NULL);
+}
+
+/* One layer's activations (pointers into rlaif_acts; mean/rstd NULL when
+ * nothing is kept for backward). */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *res2;
+    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fchg, *res3;
+} layer_bufs;
+
+static layer_bufs bufs_of(const rlaif_model *m, int l, int keep) {
+    const rlaif_acts *a = m->acts;
+    dims d = dims_of(&m->cfg);
+    size_t N = (size_t)m->B * m->T, NC = N * d.C, li = keep ? (size_t)l : 0;
+    size_t att = (size_t)m->B * d.NH * m->T * m->T;
+    layer_bufs b = {a->ln1 + li * NC,
+                    keep ? a->ln1_mean + li * N : NULL,
+                    keep ? a->ln1_rstd + li * N : NULL,
+                    a->qkv + li * N * d.C3,
+                    a->atty + li * NC,
+                    a->att + li * att,
+                    a->res2 + li * NC,
+                    a->ln2 + li * NC,
+                    keep ? a->ln2_mean + li * N : NULL,
+                    keep ? a->ln2_rstd + li * N : NULL,
+                    a->fch + li * N * d.F2,
+                    a->fch_gelu + li * N * d.FA,
+                    a->res3 + li * NC};
+    return b;
+}
+
+/* MLP: out (N, C) = resid + down(act(up(inp))); up is c_fc + GELU (GPT-2),
+ * fc1 + ReLU (OPT) or gate|up + SwiGLU (Llama, act as its own pass). */
+static void mlp_forward(const rlaif_model *m, const rlaif_layer_weights *w, float *out,
+                        const float *inp, const float *resid, float *fch, float *fchg, int N) {
+    dims d = dims_of(&m->cfg);
+    float *xt = m->acts->xt;
+    int arch = m->cfg.arch, act = arch == RLAIF_ARCH_GPT2 ? ACT_GELU : ACT_RELU;
+    if (arch == RLAIF_ARCH_LLAMA) {
+        matmul_forward(fch, inp, lin(m, w->fc_w), NULL, NULL, N, d.C, d.F2, xt, ACT_NONE, NULL);
+        swiglu_forward(fchg, fch, N, d.FA);
+    } else {
+        matmul_forward(fch, inp, lin(m, w->fc_w), w->fc_b, NULL, N, d.C, d.F2, xt, act, fchg);
+    }
+    matmul_forward(out, fchg, lin(m, w->proj_w), w->proj_b, resid, N, d.FA, d.C, xt, ACT_NONE,
+                   NULL);
+}
+
+static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
+                         int Tn);
+
+/* One layer on (B, T) rows: res -> the layer's output (returned). Pre-LN
+ * (norm_before): s1 = res + attn(n1(res)), out = s1 + mlp(n2(s1)). Post-LN
+ * (OPT-350m): s1 = res + attn(res), x = n1(s1), out = n2(x + mlp(x)).
+ * Buffers: ln1 = n1's output, res2 = s1, ln2 = n2's output, res3 = the MLP's
+ * sum. kv != NULL: decoding, attention over the cache from slot s0. */
+static const float *layer_forward(rlaif_model *m, int l, layer_bufs b, const float *res,
+                                  const uint8_t *valid, int B, int T, rlaif_kv_cache *kv, int s0) {
+    const rlaif_model_config *c = &m->cfg;
+    const rlaif_layer_weights *w = &m->w.h[l];
+    rlaif_acts *a = m->acts;
+    dims d = dims_of(c);
+    attn_geom g = geom_of(c);
+    int N = B * T, pre = c->norm_before;
+    if (pre)
+        norm_forward(b.ln1, b.ln1_mean, b.ln1_rstd, res, w->norm1_w, w->norm1_b, N, d.C,
+                     c->norm_eps);
+    matmul_forward(b.qkv, pre ? b.ln1 : res, lin(m, w->qkv_w), w->qkv_b, NULL, N, d.C, d.C3, a->xt,
+                   ACT_NONE, NULL);
+    if (a->rope_cos)
+        rope_apply(b.qkv, a->has_pos || kv ? a->pos : NULL, N, T, g, a->rope_cos, a->rope_sin,
+                   1.0f);
+    if (kv)
+        attention_kv(b.atty, b.qkv, kv, l, s0, T);
+    else
+        attention_forward(b.atty, b.att, b.qkv, valid, B, T, g);
+    matmul_forward(b.res2, b.atty, lin(m, w->o_w), w->o_b, res, N, d.C, d.C, a->xt, ACT_NONE, NULL);
+    if (pre) {
+        norm_forward(b.ln2, b.ln2_mean, b.ln2_rstd, b.res2, w->norm2_w, w->norm2_b, N, d.C,
+                     c->norm_eps);
+        mlp_forward(m, w, b.res3, b.ln2, b.res2, b.fch, b.fchg, N);
+        return b.res3;
+    }
+    norm_forward(b.ln1, b.ln1_mean, b.ln1_rstd, b.res2, w->norm1_w, w->norm1_b, N, d.C,
+                 c->norm_eps);
+    mlp_forward(m, w, b.res3, b.ln1, b.ln1, b.fch, b.fchg, N);
+    norm_forward(b.ln2, b.ln2_mean, b.ln2_rstd, b.res3, w->norm2_w, w->norm2_b, N, d.C,
+                 c->norm_eps);
+    return b.ln2;
+}
+
+/* Final norm (if any) and OPT's project_out: top (N, C) -> heads' input
+ * out (N, Cw). nf (N, C) holds the norm's output when project_out follows. */
+static void final_forward(const rlaif_model *m, const float *top, float *nf, float *mean,
+                          float *rstd, float *out, int N) {
+    const rlaif_model_config *c = &m->cfg;
+    const float *h = top;
+    float *dst = m->w.proj_out ? nf : out;
+    if (m->w.norm_f_w) {
+        norm_forward(dst, mean, rstd, top, m->w.norm_f_w, m->w.norm_f_b, N, c->n_embd, c->norm_eps);
+        h = dst;
+    }
+    if (m->w.proj_out)
+        matmul_forward(out, h, lin(m, m->w.proj_out), NULL, NULL, N, c->n_embd, c->word_embed_dim,
+                       m->acts->xt, ACT_NONE, NULL);
+    else if (h != out)
+        memcpy(out, h, sizeof(float) * (size_t)N * c->n_embd);
+}
+
 int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const uint8_t *valid,
                         int B, int T) {
     RLAIF_TRY(check_inputs(m, tokens, pos, B, T));
     acts_carve(m, B, T, m->grads != NULL);
     rlaif_acts *a = m->acts;
-    int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
+    int N = B * T;
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
     if (pos) memcpy(a->pos, pos, sizeof(int) * (size_t)N), a->has_pos = 1;
-    size_t NC = (size_t)N * C, att = (size_t)B * NH * T * T;
-    encoder_forward(a->encoded, tokens, pos, m->w.wte, m->w.wpe, B, T, C);
+    embed_forward(m, tokens, pos, B, T);
     const float *res = a->encoded;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const rlaif_gpt2_layer *w = &m->w.h[l];
-        float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + 3 * l * NC, *atty = a->atty + l * NC;
-        float *res2 = a->res2 + l * NC, *ln2 = a->ln2 + l * NC, *fch = a->fch + 4 * l * NC;
-        float *fchg = a->fch_gelu + 4 * l * NC, *res3 = a->res3 + l * NC;
-        layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, res, w->ln_1_w, w->ln_1_b,
-                          N, C);
-        matmul_forward(qkv, ln1, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt, NULL);
-        attention_forward(atty, a->att + l * att, qkv, valid, B, T, C, NH);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt, NULL);
-        layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln_2_w, w->ln_2_b,
-                          N, C);
-        matmul_forward(fch, ln2, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt, fchg);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt, NULL);
-        res = res3;
-    }
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, m->w.ln_f_w, m->w.ln_f_b, N, C);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        res = layer_forward(m, l, bufs_of(m, l, 1), res, valid, B, T, NULL, 0);
+    /* the top layer's output stays in its buffer: backward needs it */
+    final_forward(m, res, a->nf, a->lnf_mean, a->lnf_rstd, a->lnf, N);
     return 0;
 }
 
@@ -798,14 +1102,14 @@ SIMD_CLONES static void lm_row_stats(const float *l, int V, int target, float *l
 
 int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
     rlaif_acts *a = m->acts;
-    int N = m->B * m->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    int N = m->B * m->T, C = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
     if (targets)
         for (int i = 0; i < N; i++)
             if (targets[i] >= V)
                 return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "target %d at %d outside vocabulary %d",
                                    targets[i], i, V);
-    /* logits (N, V) = lnf (N, C) @ wte^T * logit_scale */
-    gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.wte, C, 0.0f, a->logits, V);
+    /* logits (N, V) = lnf (N, Cw) @ lm_head^T * logit_scale */
+    gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.lm_head, C, 0.0f, a->logits, V);
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int i = 0; i < N; i++)
         lm_row_stats(a->logits + (size_t)i * V, V, targets ? targets[i] : -1, &a->lse[i],
@@ -823,7 +1127,7 @@ int rlaif_model_score_forward(rlaif_model *m) {
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, "build the model with score_head = 1",
                            "score_forward on a model without a scalar head");
     rlaif_acts *a = m->acts;
-    int N = m->B * m->T, C = m->cfg.n_embd;
+    int N = m->B * m->T, C = m->cfg.word_embed_dim;
     for (int i = 0; i < N; i++) {
         const float *x = a->lnf + (size_t)i * C;
         float s = 0.0f;
@@ -863,8 +1167,6 @@ void rlaif_last_index(const uint8_t *valid, int B, int T, int *last) {
 
 /* ---------------------------------------------------------------- backward */
 
-/* ---------------------------------------------------------------- backward */
-
 /* logits (N, V) become d(loss)/d(logits) in place:
  *   d/dl_v = dlogp * (1[v = target] - p_v) - dent * p_v * (log p_v + H). */
 static void lm_backward_rows(float *logits, const float *lse, const float *ent, const int *targets,
@@ -888,6 +1190,124 @@ static void lm_backward_rows(float *logits, const float *lse, const float *ent, 
     }
 }
 
+/* MLP backward: dinp (N, C) = beta dinp + d(mlp)/d(inp) of dout; weight
+ * gradients accumulated. Scratch: dbig (d of the up-projection), dbig2
+ * (SwiGLU's input gradient). */
+static void mlp_backward(rlaif_model *m, int l, float *dinp, float beta, const float *dout,
+                         const float *inp, const float *fch, const float *fchg, int N) {
+    const rlaif_layer_weights *w = &m->w.h[l];
+    rlaif_layer_weights *g = &m->g.h[l];
+    rlaif_acts *a = m->acts;
+    dims d = dims_of(&m->cfg);
+    if (m->cfg.arch == RLAIF_ARCH_LLAMA) {
+        matmul_backward(a->dbig2, 0.0f, g->proj_w, g->proj_b, dout, fchg, lin(m, w->proj_w), N,
+                        d.FA, d.C, ACT_NONE, NULL);
+        swiglu_backward(a->dbig, a->dbig2, fch, N, d.FA);
+    } else {
+        int act = m->cfg.arch == RLAIF_ARCH_GPT2 ? ACT_GELU : ACT_RELU;
+        matmul_backward(a->dbig, 0.0f, g->proj_w, g->proj_b, dout, fchg, lin(m, w->proj_w), N, d.FA,
+                        d.C, act, fch);
+    }
+    matmul_backward(dinp, beta, g->fc_w, g->fc_b, a->dbig, inp, lin(m, w->fc_w), N, d.C, d.F2,
+                    ACT_NONE, NULL);
+}
+
+/* Attention backward: dinp (N, C) = beta dinp + d(attn block)/d(inp) of
+ * dout (the out proj's output gradient); weight gradients accumulated.
+ * Scratch: dy (N, C), dbig (dqkv). */
+static void attn_backward(rlaif_model *m, int l, layer_bufs b, float *dinp, float beta,
+                          const float *dout, const float *inp, float *dy) {
+    const rlaif_layer_weights *w = &m->w.h[l];
+    rlaif_layer_weights *g = &m->g.h[l];
+    rlaif_acts *a = m->acts;
+    dims d = dims_of(&m->cfg);
+    attn_geom ge = geom_of(&m->cfg);
+    int B = m->B, T = m->T, N = B * T;
+    matmul_backward(dy, 0.0f, g->o_w, g->o_b, dout, b.atty, lin(m, w->o_w), N, d.C, d.C, ACT_NONE,
+                    NULL);
+    attention_backward(a->dbig, a->datt, dy, b.qkv, b.att, B, T, ge);
+    if (a->rope_cos)
+        rope_apply(a->dbig, a->has_pos ? a->pos : NULL, N, T, ge, a->rope_cos, a->rope_sin, -1.0f);
+    matmul_backward(dinp, beta, g->qkv_w, g->qkv_b, a->dbig, inp, lin(m, w->qkv_w), N, d.C, d.C3,
+                    ACT_NONE, NULL);
+}
+
+/* One layer backward: a->dres holds d(output) on entry, d(input) on exit
+ * (the mirror of layer_forward). */
+static void layer_backward(rlaif_model *m, int l, const float *res) {
+    const rlaif_layer_weights *w = &m->w.h[l];
+    rlaif_layer_weights *g = &m->g.h[l];
+    rlaif_acts *a = m->acts;
+    layer_bufs b = bufs_of(m, l, 1);
+    int N = m->B * m->T, C = m->cfg.n_embd;
+    size_t NC = (size_t)N * C;
+    float *dres = a->dres, *ds = a->dsmall, *dt = a->dtmp;
+    if (m->cfg.norm_before) {
+        mlp_backward(m, l, ds, 0.0f, dres, b.ln2, b.fch, b.fchg, N);
+        norm_backward(dres, g->norm2_w, g->norm2_b, ds, b.res2, w->norm2_w, b.ln2_mean, b.ln2_rstd,
+                      N, C);
+        attn_backward(m, l, b, ds, 0.0f, dres, b.ln1, ds);
+        norm_backward(dres, g->norm1_w, g->norm1_b, ds, res, w->norm1_w, b.ln1_mean, b.ln1_rstd, N,
+                      C);
+        return;
+    }
+    /* post-LN: each norm's input gradient is both the residual's and the
+     * sublayer's; the sublayer adds its part into dres (beta 1) */
+    memset(dt, 0, sizeof(float) * NC);
+    norm_backward(dt, g->norm2_w, g->norm2_b, dres, b.res3, w->norm2_w, b.ln2_mean, b.ln2_rstd, N,
+                  C);
+    memcpy(dres, dt, sizeof(float) * NC);
+    mlp_backward(m, l, dres, 1.0f, dt, b.ln1, b.fch, b.fchg, N);
+    memset(dt, 0, sizeof(float) * NC);
+    norm_backward(dt, g->norm1_w, g->norm1_b, dres, b.res2, w->norm1_w, b.ln1_mean, b.ln1_rstd, N,
+                  C);
+    memcpy(dres, dt, sizeof(float) * NC);
+    attn_backward(m, l, b, dres, 1.0f, dt, res, ds);
+}
+
+/* Heads' input gradient dhead (N, Cw) -> a->dres = d(top layer output):
+ * through project_out and the final norm. */
+static void final_backward(rlaif_model *m, float *dhead, const float *top) {
+    rlaif_acts *a = m->acts;
+    int N = m->B * m->T, C = m->cfg.n_embd;
+    float *dnf = dhead;
+    if (m->w.proj_out) {
+        const float *h = m->w.norm_f_w ? a->nf : top;
+        matmul_backward(a->dsmall, 0.0f, m->g.proj_out, NULL, dhead, h, lin(m, m->w.proj_out), N, C,
+                        m->cfg.word_embed_dim, ACT_NONE, NULL);
+        dnf = a->dsmall;
+    }
+    if (!m->w.norm_f_w) {
+        memcpy(a->dres, dnf, sizeof(float) * (size_t)N * C);
+        return;
+    }
+    memset(a->dres, 0, sizeof(float) * (size_t)N * C);
+    norm_backward(a->dres, m->g.norm_f_w, m->g.norm_f_b, dnf, top, m->w.norm_f_w, a->lnf_mean,
+                  a->lnf_rstd, N, C);
+}
+
+/* d(embeddings) from a->dres; OPT's project_in in between (dtok in dbig). */
+static void embed_backward(rlaif_model *m) {
+    rlaif_acts *a = m->acts;
+    int B = m->B, T = m->T, C = m->cfg.n_embd, Cw = m->cfg.word_embed_dim;
+    const int *pos = a->has_pos ? a->pos : NULL;
+    if (!m->w.proj_in) {
+        encoder_backward(m->g.wte, m->g.wpe, a->dres, a->tokens, pos, B, T, C);
+        return;
+    }
+    encoder_backward(NULL, m->g.wpe, a->dres, a->tokens, pos, B, T, C);
+    matmul_backward(a->dbig, 0.0f, m->g.proj_in, NULL, a->dres, a->tok_emb, lin(m, m->w.proj_in),
+                    B * T, Cw, C, ACT_NONE, NULL);
+    encoder_backward(m->g.wte, NULL, a->dbig, a->tokens, pos, B, T, Cw);
+}
+
+/* The output of layer l (the input of layer l + 1). */
+static const float *layer_out(const rlaif_model *m, int l) {
+    if (l < 0) return m->acts->encoded;
+    layer_bufs b = bufs_of(m, l, 1);
+    return m->cfg.norm_before ? b.res3 : b.ln2;
+}
+
 int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentropy,
                          const float *dscore) {
     rlaif_acts *a = m->acts;
@@ -898,18 +1318,16 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "backward through logp without targets");
     if (dscore && !m->cfg.score_head)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "dscore on a model without a scalar head");
-    int B = m->B, T = m->T, N = B * T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
-    int NH = m->cfg.n_head, L = m->cfg.n_layer;
-    size_t NC = (size_t)N * C, att = (size_t)B * NH * T * T;
-    float *dlnf = a->dsmall, *dres = a->dres;
+    int N = m->B * m->T, C = m->cfg.word_embed_dim, V = m->cfg.vocab_size, L = m->cfg.n_layer;
+    float *dlnf = a->dbig;
 
-    /* heads -> dlnf (N, C) */
+    /* heads -> dlnf (N, Cw) */
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
-        gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.wte, C, 0.0f, dlnf, C);
-        gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.wte, C);
+        gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.lm_head, C, 0.0f, dlnf, C);
+        gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.lm_head, C);
     } else {
-        memset(dlnf, 0, sizeof(float) * NC);
+        memset(dlnf, 0, sizeof(float) * (size_t)N * C);
     }
     if (dscore)
         for (int i = 0; i < N; i++) {
@@ -918,53 +1336,29 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
             for (int c = 0; c < C; c++) d[c] += ds * m->w.score_w[c], m->g.score_w[c] += ds * x[c];
             m->g.score_b[0] += ds;
         }
-
-    memset(dres, 0, sizeof(float) * NC);
-    const float *top = a->res3 + (size_t)(L - 1) * NC;
-    layernorm_backward(dres, m->g.ln_f_w, m->g.ln_f_b, dlnf, top, m->w.ln_f_w, a->lnf_mean,
-                       a->lnf_rstd, N, C);
-    for (int l = L - 1; l >= 0; l--) {
-        const rlaif_gpt2_layer *w = &m->w.h[l];
-        rlaif_gpt2_layer *g = &m->g.h[l];
-        const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * NC;
-        const float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + 3 * l * NC, *atty = a->atty + l * NC;
-        const float *res2 = a->res2 + l * NC, *ln2 = a->ln2 + l * NC;
-        const float *fch = a->fch + 4 * l * NC, *fchg = a->fch_gelu + 4 * l * NC;
-        /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
-        matmul_backward(a->dbig, g->mlp_proj_w, g->mlp_proj_b, dres, fchg, w->mlp_proj_w, N, 4 * C,
-                        C, fch);
-        matmul_backward(a->dsmall, g->c_fc_w, g->c_fc_b, a->dbig, ln2, w->c_fc_w, N, C, 4 * C,
-                        NULL);
-        layernorm_backward(dres, g->ln_2_w, g->ln_2_b, a->dsmall, res2, w->ln_2_w,
-                           a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C);
-        /* attention: res2 = res + c_proj(attn(c_attn(ln_1(res)))) */
-        matmul_backward(a->dsmall, g->attn_proj_w, g->attn_proj_b, dres, atty, w->attn_proj_w, N, C,
-                        C, NULL);
-        attention_backward(a->dbig, a->datt, a->dsmall, qkv, a->att + l * att, B, T, C, NH);
-        matmul_backward(a->dsmall, g->c_attn_w, g->c_attn_b, a->dbig, ln1, w->c_attn_w, N, C, 3 * C,
-                        NULL);
-        layernorm_backward(dres, g->ln_1_w, g->ln_1_b, a->dsmall, res, w->ln_1_w,
-                           a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C);
-    }
-    encoder_backward(m->g.wte, m->g.wpe, dres, a->tokens, a->has_pos ? a->pos : NULL, B, T, C);
+    final_backward(m, dlnf, layer_out(m, L - 1));
+    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, layer_out(m, l - 1));
+    embed_backward(m);
     return 0;
 }
 
 /* ------------------------------------------------------ incremental decode */
 
-int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_gpt2_config *cfg, int B, int maxT) {
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT) {
     memset(kv, 0, sizeof *kv);
-    if (B < 1 || maxT < 1 || maxT > cfg->max_seq_len)
+    rlaif_model_config c = *cfg;
+    rlaif_model_config_fill(&c);
+    if (B < 1 || maxT < 1 || maxT > c.max_seq_len)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "prompt length + max_new_tokens must fit max_seq_len",
-                           "KV cache of %d slots for a model of %d positions", maxT,
-                           cfg->max_seq_len);
-    kv->B = B, kv->maxT = maxT, kv->n_layer = cfg->n_layer, kv->C = cfg->n_embd;
-    kv->n_head = cfg->n_head;
-    size_t n = (size_t)cfg->n_layer * B * maxT * cfg->n_embd;
+                           "KV cache of %d slots for a model of %d positions", maxT, c.max_seq_len);
+    kv->B = B, kv->maxT = maxT, kv->n_layer = c.n_layer, kv->C = c.n_embd;
+    kv->n_head = c.n_head, kv->n_kv_head = c.n_kv_head, kv->window = c.sliding_window;
+    /* GQA: only the n_kv_head shared heads are cached */
+    size_t n = (size_t)c.n_layer * B * maxT * (c.n_embd / c.n_head) * c.n_kv_head;
     kv->k = xmalloc(n * sizeof(float));
     kv->v = xmalloc(n * sizeof(float));
     kv->valid = xcalloc((size_t)B * maxT, 1);
-    kv->scratch = xmalloc((size_t)B * cfg->n_head * maxT * sizeof(float));
+    kv->scratch = xmalloc((size_t)B * c.n_kv_head * maxT * sizeof(float));
     return 0;
 }
 
@@ -1001,40 +1395,44 @@ SIMD_CLONES static void attn_mix(float *out, const float *vc, const float *p, in
 }
 
 /* Attention of Tn new queries per row (slots s0..s0+Tn-1) over the cached keys
- * of layer l. qkv (B,Tn,3C) -> y (B,Tn,C). The thread of a (row, head) first
- * stores the new keys and values of that head into the cache (the lines are
- * then in its cache for the reads). Bound by reading the cache: a head's keys
- * and values are contiguous blocks. Blocks handed out dynamically. */
+ * of layer l. qkv (B,Tn,C3) -> y (B,Tn,C). The thread of a (row, kv head)
+ * first stores the new keys and values of that head into the cache (the
+ * lines are then in its cache for the reads), then runs the query heads of
+ * its group. Bound by reading the cache: a head's keys and values are
+ * contiguous blocks. Blocks handed out dynamically. */
 static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
                          int Tn) {
-    int B = kv->B, C = kv->C, NH = kv->n_head, hs = C / NH, maxT = kv->maxT;
+    int B = kv->B, C = kv->C, NH = kv->n_head, NKV = kv->n_kv_head, hs = C / NH, maxT = kv->maxT;
+    int KV = NKV * hs, C3 = C + 2 * KV, grp = NH / NKV;
+    attn_geom g = {NH, NKV, hs, kv->window};
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(dynamic, 4) if ((size_t)B * C * (s0 + Tn) * Tn >= PAR_MIN)
-    for (int r = 0; r < B * NH; r++) {
-        int b = r / NH, h = r % NH;
+    for (int r = 0; r < B * NKV; r++) {
+        int b = r / NKV, kh = r % NKV;
         float *sc = kv->scratch + (size_t)r * maxT;
-        size_t base = ((size_t)l * B * NH + r) * maxT * hs;
+        size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
         float *kc = kv->k + base, *vc = kv->v + base;
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         for (int i = 0; i < Tn; i++) {
-            const float *src = qkv + ((size_t)b * Tn + i) * 3 * C + (size_t)h * hs;
-            memcpy(kc + (size_t)(s0 + i) * hs, src + C, sizeof(float) * hs);
-            memcpy(vc + (size_t)(s0 + i) * hs, src + 2 * C, sizeof(float) * hs);
+            const float *src = qkv + ((size_t)b * Tn + i) * C3 + C + (size_t)kh * hs;
+            memcpy(kc + (size_t)(s0 + i) * hs, src, sizeof(float) * hs);
+            memcpy(vc + (size_t)(s0 + i) * hs, src + KV, sizeof(float) * hs);
         }
-        for (int i = 0; i < Tn; i++) {
-            const float *q = qkv + ((size_t)b * Tn + i) * 3 * C + h * hs;
-            float *out = y + ((size_t)b * Tn + i) * C + h * hs;
-            int lim = s0 + i;
-            attn_scores(sc, kc, q, lim + 1, hs, scale);
-            softmax_row(sc, lim + 1, lim, val);
-            attn_mix(out, vc, sc, lim + 1, hs);
-        }
+        for (int h = kh * grp; h < (kh + 1) * grp; h++)
+            for (int i = 0; i < Tn; i++) {
+                const float *q = qkv + ((size_t)b * Tn + i) * C3 + h * hs;
+                float *out = y + ((size_t)b * Tn + i) * C + h * hs;
+                int lim = s0 + i, lo = window_lo(&g, lim), n = lim - lo + 1;
+                attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
+                softmax_row(sc, n, 0, n - 1, val + lo);
+                attn_mix(out, vc + (size_t)lo * hs, sc, n, hs);
+            }
     }
 }
 
 int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
                            const uint8_t *valid, int Tn, float *logits) {
-    int B = kv->B, s0 = kv->len, C = m->cfg.n_embd, V = m->cfg.vocab_size, N = B * Tn;
+    int B = kv->B, s0 = kv->len, Cw = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
     if (Tn < 1 || s0 + Tn > kv->maxT)
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "KV cache full: %d + %d > %d slots", s0, Tn,
                            kv->maxT);
@@ -1046,33 +1444,26 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
             a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
             kv->valid[(size_t)b * kv->maxT + s0 + i] = valid ? valid[b * Tn + i] : 1;
         }
-    encoder_forward(a->encoded, tokens, a->pos, m->w.wte, m->w.wpe, B, Tn, C);
+    embed_forward(m, tokens, a->pos, B, Tn);
     const float *res = a->encoded;
-    /* One layer's buffers are enough: nothing is kept for backward. */
-    float *ln = a->ln1, *qkv = a->qkv, *atty = a->atty, *res2 = a->res2, *res3 = a->res3;
-    float *fch = a->fch, *fchg = a->fch_gelu;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const rlaif_gpt2_layer *w = &m->w.h[l];
-        layernorm_forward(ln, NULL, NULL, res, w->ln_1_w, w->ln_1_b, N, C);
-        matmul_forward(qkv, ln, w->c_attn_w, w->c_attn_b, NULL, N, C, 3 * C, a->xt, NULL);
-        attention_kv(atty, qkv, kv, l, s0, Tn);
-        matmul_forward(res2, atty, w->attn_proj_w, w->attn_proj_b, res, N, C, C, a->xt, NULL);
-        layernorm_forward(ln, NULL, NULL, res2, w->ln_2_w, w->ln_2_b, N, C);
-        matmul_forward(fch, ln, w->c_fc_w, w->c_fc_b, NULL, N, C, 4 * C, a->xt, fchg);
-        matmul_forward(res3, fchg, w->mlp_proj_w, w->mlp_proj_b, res2, N, 4 * C, C, a->xt, NULL);
-        res = res3;
-    }
-    /* Final LayerNorm and LM head only at the last new position of each row. */
+    /* One layer's buffers are enough: nothing is kept for backward (a
+     * post-LN layer's output is its ln2, which the next layer only reads). */
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        res = layer_forward(m, l, bufs_of(m, 0, 0), res, NULL, B, Tn, kv, s0);
+    /* Final norm and LM head only at the last new position of each row. */
+    float *last = a->ln1 == res ? a->res2 : a->ln1;
     for (int b = 0; b < B; b++)
-        memcpy(ln + (size_t)b * C, res + ((size_t)b * Tn + Tn - 1) * C, sizeof(float) * C);
-    layernorm_forward(a->lnf, NULL, NULL, ln, m->w.ln_f_w, m->w.ln_f_b, B, C);
+        memcpy(last + (size_t)b * m->cfg.n_embd, res + ((size_t)b * Tn + Tn - 1) * m->cfg.n_embd,
+               sizeof(float) * m->cfg.n_embd);
+    final_forward(m, last, a->nf, NULL, NULL, a->lnf, B);
+    const float *head = m->w.lm_head;
     if (B == 1)
-        gemv(0, V, C, m->w.wte, C, a->lnf, 0.0f, logits);
+        gemv(0, V, Cw, head, Cw, a->lnf, 0.0f, logits);
     else if (a->xt)
-        rlaif_smallm_gemm(1, B, V, C, a->lnf, C, m->w.wte, C, NULL, NULL, logits, V, NULL, NULL,
+        rlaif_smallm_gemm(1, B, V, Cw, a->lnf, Cw, head, Cw, NULL, NULL, logits, V, NULL, NULL,
                           a->xt, team_size());
     else
-        gemm(0, 1, B, V, C, 1.0f, a->lnf, C, m->w.wte, C, 0.0f, logits, V);
+        gemm(0, 1, B, V, Cw, 1.0f, a->lnf, Cw, head, Cw, 0.0f, logits, V);
     kv->len += Tn;
     return 0;
 }

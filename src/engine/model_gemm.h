@@ -20,7 +20,8 @@ typedef void rlaif_smallm_post(float *dst, const float *src, size_t n);
 /* C (M, N) = A (M, K) @ op(W) [+ bias (N)] [+ res (M, N)], row-major,
  * 1 <= M <= RLAIF_SMALLM_MAX; bias and res may be NULL, res has leading
  * dimension ldc (it may be C itself). w_trans = 0: W is (K, N) with leading
- * dimension ldw (Conv1D weights); w_trans = 1: W is (N, K) (the tied LM head).
+ * dimension ldw (GPT-2 Conv1D weights); w_trans = 1: W is (N, K) (nn.Linear
+ * weights of OPT/Llama, the LM head).
  * post (may be NULL): post_out (M, N, leading dimension ldc) = post(C), done
  * block by block while the block is in cache. scratch holds
  * K * RLAIF_SMALLM_MAX floats. Splits N over the OpenMP team (nthreads, one

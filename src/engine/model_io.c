@@ -3,6 +3,8 @@
 #include "rlaif/core/error.h"
 #include "rlaif/storage/checkpoint.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -96,22 +98,125 @@ static hid_t group_create(hid_t file, const char *name) {
     return g;
 }
 
-int rlaif_h5_write_config(hid_t file, const rlaif_gpt2_config *c) {
+/* The /config attributes, in one table for the writer and the reader:
+ * name, where in the struct, and whether a gpt2 checkpoint written before
+ * OPT/Llama existed may lack it (then the field stays 0: the gpt2 default
+ * after rlaif_model_config_fill). */
+typedef struct {
+    const char *name;
+    size_t off;
+    int since_v2; /* added with OPT/Llama */
+} int_attr;
+
+#define IA(field, v2)                                                                              \
+    { #field, offsetof(rlaif_model_config, field), v2 }
+static const int_attr int_attrs[] = {IA(n_layer, 0),
+                                     IA(n_embd, 0),
+                                     IA(n_head, 0),
+                                     IA(vocab_size, 0),
+                                     IA(max_seq_len, 0),
+                                     IA(score_head, 0),
+                                     IA(n_kv_head, 1),
+                                     IA(n_inner, 1),
+                                     IA(word_embed_dim, 1),
+                                     IA(norm_before, 1),
+                                     IA(tie_embeddings, 1),
+                                     IA(attn_bias, 1),
+                                     IA(rope_original_max_pos, 1),
+                                     IA(sliding_window, 1)};
+#undef IA
+#define N_INT_ATTRS (sizeof int_attrs / sizeof int_attrs[0])
+
+typedef struct {
+    const char *name;
+    size_t off;
+} f_attr;
+static const f_attr f_attrs[] = {
+    {"layer_norm_epsilon", offsetof(rlaif_model_config, norm_eps)},
+    {"rope_theta", offsetof(rlaif_model_config, rope_theta)},
+    {"rope_factor", offsetof(rlaif_model_config, rope_factor)},
+    {"rope_low_freq_factor", offsetof(rlaif_model_config, rope_low_freq_factor)},
+    {"rope_high_freq_factor", offsetof(rlaif_model_config, rope_high_freq_factor)}};
+#define N_F_ATTRS (sizeof f_attrs / sizeof f_attrs[0])
+
+int rlaif_h5_write_config_attrs(hid_t g, const rlaif_model_config *cfg) {
+    rlaif_model_config c = *cfg;
+    rlaif_model_config_fill(&c);
+    int rc = write_attr_str(g, "arch", rlaif_arch_name(c.arch));
+    if (!rc) rc = write_attr_str(g, "rope_type", rlaif_rope_type_name(c.rope_type));
+    for (size_t i = 0; i < N_INT_ATTRS && !rc; i++)
+        rc = rlaif_h5_write_attr_i64(g, int_attrs[i].name,
+                                     *(const int *)((const char *)&c + int_attrs[i].off));
+    for (size_t i = 0; i < N_F_ATTRS && !rc; i++)
+        rc = write_attr_f64(g, f_attrs[i].name,
+                            (double)*(const float *)((const char *)&c + f_attrs[i].off));
+    return rc;
+}
+
+int rlaif_h5_write_config(hid_t file, const rlaif_model_config *c) {
     RLAIF_TRY(rlaif_h5_write_attr_i64(file, "rlaif_schema", RLAIF_SCHEMA_VERSION));
     hid_t g = group_create(file, "/config");
     RLAIF_CHECK_H5(g, H5_HINT);
-    int rc = write_attr_str(g, "arch", "gpt2");
-    const char *names[] = {"n_layer",    "n_embd",      "n_head",
-                           "vocab_size", "max_seq_len", "score_head"};
-    int vals[] = {c->n_layer, c->n_embd, c->n_head, c->vocab_size, c->max_seq_len, c->score_head};
-    for (int i = 0; i < 6 && !rc; i++) rc = rlaif_h5_write_attr_i64(g, names[i], vals[i]);
-    if (!rc) rc = write_attr_f64(g, "layer_norm_epsilon", RLAIF_LN_EPS);
+    int rc = rlaif_h5_write_config_attrs(g, c);
     H5Gclose(g);
     return rc;
 }
 
-int rlaif_h5_read_config(hid_t file, const char *path, rlaif_gpt2_config *c) {
+static int read_attr_f64(hid_t loc, const char *path, const char *name, double *value) {
+    hid_t at = H5Aopen(loc, name, H5P_DEFAULT);
+    RLAIF_CHECK_H5(at, NULL);
+    herr_t e = H5Aread(at, H5T_NATIVE_DOUBLE, value);
+    H5Aclose(at);
+    if (e < 0 || !isfinite(*value))
+        return RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s: attribute /config %s is not a finite number",
+                           path, name);
+    return 0;
+}
+
+/* arch and rope_type strings; an old gpt2 checkpoint has no rope_type. */
+static int read_names(hid_t g, const char *path, rlaif_model_config *c) {
+    char s[32];
+    RLAIF_TRY(read_attr_str(g, path, "arch", s, sizeof s));
+    if ((c->arch = rlaif_arch_parse(s)) < 0)
+        return RLAIF_ERROR(RLAIF_EX_IOERR, NULL,
+                           "%s: /config arch '%s' is not supported (gpt2, opt, llama)", path, s);
+    if (c->arch == RLAIF_ARCH_GPT2 && H5Aexists(g, "rope_type") <= 0) return 0;
+    RLAIF_TRY(read_attr_str(g, path, "rope_type", s, sizeof s));
+    if ((c->rope_type = rlaif_rope_type_parse(s)) < 0)
+        return RLAIF_ERROR(RLAIF_EX_IOERR, NULL,
+                           "%s: /config rope_type '%s' is not supported (default, linear, llama3)",
+                           path, s);
+    return 0;
+}
+
+/* The numeric attributes (old gpt2 files: the newer ones may be missing). */
+static int read_numbers(hid_t g, const char *path, rlaif_model_config *c) {
+    int old_gpt2 = c->arch == RLAIF_ARCH_GPT2;
+    for (size_t i = 0; i < N_INT_ATTRS; i++) {
+        const char *name = int_attrs[i].name;
+        long long v = 0;
+        if (old_gpt2 && int_attrs[i].since_v2 && H5Aexists(g, name) <= 0) continue;
+        RLAIF_TRY(rlaif_h5_read_attr_i64(g, path, "/config", name, &v));
+        if (v < 0 || v > (1 << 30))
+            return RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s: /config %s = %lld is out of range", path,
+                               name, v);
+        *(int *)((char *)c + int_attrs[i].off) = (int)v;
+    }
+    for (size_t i = 0; i < N_F_ATTRS; i++) {
+        double v = 0.0;
+        if (old_gpt2 && H5Aexists(g, f_attrs[i].name) <= 0) continue;
+        if (H5Aexists(g, f_attrs[i].name) <= 0)
+            return RLAIF_ERROR(RLAIF_EX_IOERR, "is this an rlaif checkpoint of the same version?",
+                               "%s: attribute %s of /config is missing", path, f_attrs[i].name);
+        RLAIF_TRY(read_attr_f64(g, path, f_attrs[i].name, &v));
+        *(float *)((char *)c + f_attrs[i].off) = (float)v;
+    }
+    return 0;
+}
+
+int rlaif_h5_read_config(hid_t file, const char *path, rlaif_model_config *c) {
     long long v = 0;
+    memset(c, 0, sizeof *c);
     if (H5Aexists(file, "rlaif_schema") <= 0)
         return RLAIF_ERROR(RLAIF_EX_IOERR,
                            "convert Hugging Face models with tools/user/hf-to-rlaif",
@@ -125,25 +230,12 @@ int rlaif_h5_read_config(hid_t file, const char *path, rlaif_gpt2_config *c) {
         return RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s: group /config is missing", path);
     hid_t g = H5Gopen2(file, "/config", H5P_DEFAULT);
     RLAIF_CHECK_H5(g, NULL);
-    char arch[32];
-    int rc = read_attr_str(g, path, "arch", arch, sizeof arch);
-    if (!rc && strcmp(arch, "gpt2"))
-        rc = RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s: /config arch '%s' is not supported (gpt2)",
-                         path, arch);
-    const char *names[] = {"n_layer",    "n_embd",      "n_head",
-                           "vocab_size", "max_seq_len", "score_head"};
-    int *dst[] = {&c->n_layer,    &c->n_embd,      &c->n_head,
-                  &c->vocab_size, &c->max_seq_len, &c->score_head};
-    for (int i = 0; i < 6 && !rc; i++) {
-        rc = rlaif_h5_read_attr_i64(g, path, "/config", names[i], &v);
-        if (!rc && (v < 0 || v > (1 << 30)))
-            rc = RLAIF_ERROR(RLAIF_EX_IOERR, NULL, "%s: /config %s = %lld is out of range", path,
-                             names[i], v);
-        if (!rc) *dst[i] = (int)v;
-    }
+    int rc = read_names(g, path, c);
+    if (!rc) rc = read_numbers(g, path, c);
     H5Gclose(g);
     RLAIF_TRY(rc);
-    if (rlaif_gpt2_config_check(c)) return rlaif_error_context("%s: /config: ", path);
+    rlaif_model_config_fill(c);
+    if (rlaif_model_config_check(c)) return rlaif_error_context("%s: /config: ", path);
     return 0;
 }
 
@@ -281,7 +373,7 @@ static int open_ro(const char *path, hid_t *f) {
     return 0;
 }
 
-int rlaif_ckpt_read_config(const char *path, rlaif_gpt2_config *cfg) {
+int rlaif_ckpt_read_config(const char *path, rlaif_model_config *cfg) {
     hid_t f;
     RLAIF_TRY(open_ro(path, &f));
     int rc = rlaif_h5_read_config(f, path, cfg);
@@ -290,7 +382,7 @@ int rlaif_ckpt_read_config(const char *path, rlaif_gpt2_config *cfg) {
 }
 
 int rlaif_model_load(const char *path, rlaif_model *m) {
-    rlaif_gpt2_config cfg;
+    rlaif_model_config cfg;
     memset(m, 0, sizeof *m);
     RLAIF_TRY(rlaif_ckpt_read_config(path, &cfg));
     RLAIF_TRY(rlaif_model_create(m, &cfg));
@@ -299,18 +391,29 @@ int rlaif_model_load(const char *path, rlaif_model *m) {
     return rc;
 }
 
+/* A config in one line, for error messages. */
+static void describe(const rlaif_model_config *c, char *buf, size_t n) {
+    snprintf(buf, n,
+             "%s L=%d C=%d NH=%d NKV=%d F=%d Cw=%d V=%d T=%d score=%d pre=%d tie=%d bias=%d "
+             "eps=%g rope=%s/%g/%g window=%d",
+             rlaif_arch_name(c->arch), c->n_layer, c->n_embd, c->n_head, c->n_kv_head, c->n_inner,
+             c->word_embed_dim, c->vocab_size, c->max_seq_len, c->score_head, c->norm_before,
+             c->tie_embeddings, c->attn_bias, (double)c->norm_eps,
+             rlaif_rope_type_name(c->rope_type), (double)c->rope_theta, (double)c->rope_factor,
+             c->sliding_window);
+}
+
 int rlaif_ckpt_load(const char *path, rlaif_model *m, rlaif_adamw *opt, long *step) {
     hid_t f;
     RLAIF_TRY(open_ro(path, &f));
-    rlaif_gpt2_config cfg;
+    rlaif_model_config cfg;
     int rc = rlaif_h5_read_config(f, path, &cfg);
-    if (!rc && memcmp(&cfg, &m->cfg, sizeof cfg))
+    if (!rc && memcmp(&cfg, &m->cfg, sizeof cfg)) {
+        char a[256], b[256];
+        describe(&cfg, a, sizeof a), describe(&m->cfg, b, sizeof b);
         rc = RLAIF_ERROR(RLAIF_EX_IOERR, "build the model from the checkpoint's /config",
-                         "%s: /config (L=%d C=%d NH=%d V=%d T=%d score=%d) differs from the "
-                         "model (L=%d C=%d NH=%d V=%d T=%d score=%d)",
-                         path, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.max_seq_len,
-                         cfg.score_head, m->cfg.n_layer, m->cfg.n_embd, m->cfg.n_head,
-                         m->cfg.vocab_size, m->cfg.max_seq_len, m->cfg.score_head);
+                         "%s: /config (%s) differs from the model (%s)", path, a, b);
+    }
     if (!rc) rc = rlaif_h5_read_tensors(f, path, "/params", &m->table, m->params);
     if (!rc && opt) {
         if (opt->begin != 0 || opt->end != m->table.total)

@@ -273,11 +273,11 @@ static int rollout_setup(pg_run *S) {
  * sample with is its prefix. */
 static int wsync_setup(pg_run *S, rlaif_learner *L, int learner) {
     MPI_Comm w = S->ctx->ranks.weights;
-    rlaif_gpt2_config tc = learner ? L->model.cfg : S->sampler.cfg;
+    rlaif_model_config tc = learner ? L->model.cfg : S->sampler.cfg;
     tc.score_head = 0;
     rlaif_tensor_table tt;
     memset(&tt, 0, sizeof tt);
-    rlaif_gpt2_table(&tc, &tt);
+    rlaif_model_table(&tc, &tt);
     size_t n = tt.total;
     rlaif_tensors_free(&tt);
     float *params = learner ? L->model.params : S->sampler.params;

@@ -54,7 +54,7 @@ static rlaif_adamw_config optim_from_cfg(const rlaif_config *cfg, const char *se
  * 1/sqrt(C + 1) gives rewards of about unit scale on LayerNorm outputs
  * (as in OpenAI's lm-human-preferences and TRL's reward/value heads). */
 static void init_fresh_head(rlaif_model *m, uint64_t seed) {
-    int C = m->cfg.n_embd;
+    int C = m->cfg.word_embed_dim; /* the head reads the final hidden state */
     rlaif_rng r;
     rlaif_rng_init(&r, seed, RLAIF_STREAM_INIT, 1, (uint32_t)(m->table.n - 2));
     float std = 1.0f / sqrtf((float)C + 1.0f);
@@ -64,7 +64,7 @@ static void init_fresh_head(rlaif_model *m, uint64_t seed) {
 
 /* A model loaded without a scalar head -> the same trunk with a (zero) head. */
 static int add_head(rlaif_model *m) {
-    rlaif_gpt2_config hc = m->cfg;
+    rlaif_model_config hc = m->cfg;
     hc.score_head = 1;
     rlaif_model h;
     RLAIF_TRY(rlaif_model_create(&h, &hc));
@@ -74,6 +74,30 @@ static int add_head(rlaif_model *m) {
     rlaif_model_free(m);
     *m = h;
     return 0;
+}
+
+/* A random-init model's architecture from [model] (0 = the arch's default;
+ * keys another arch has no use for are ignored, e.g. n_kv_head for gpt2). */
+static rlaif_model_config model_config(const rlaif_config *cfg, int score_head) {
+    rlaif_model_config mc = {
+        .arch = rlaif_arch_parse(rlaif_cfg_str(cfg, "model.arch")),
+        .n_layer = (int)rlaif_cfg_int(cfg, "model.n_layer"),
+        .n_embd = (int)rlaif_cfg_int(cfg, "model.n_embd"),
+        .n_head = (int)rlaif_cfg_int(cfg, "model.n_head"),
+        .vocab_size = (int)rlaif_cfg_int(cfg, "model.vocab_size"),
+        .max_seq_len = (int)rlaif_cfg_int(cfg, "model.max_seq_len"),
+        .score_head = score_head,
+        .n_inner = (int)rlaif_cfg_int(cfg, "model.n_inner"),
+    };
+    if (mc.arch == RLAIF_ARCH_LLAMA) {
+        mc.n_kv_head = (int)rlaif_cfg_int(cfg, "model.n_kv_head");
+        mc.rope_theta = (float)rlaif_cfg_float(cfg, "model.rope_theta");
+        mc.tie_embeddings = rlaif_cfg_bool(cfg, "model.tie_embeddings");
+        mc.attn_bias = rlaif_cfg_bool(cfg, "model.attn_bias");
+        mc.sliding_window = (int)rlaif_cfg_int(cfg, "model.sliding_window");
+    }
+    mc.norm_before = rlaif_cfg_bool(cfg, "model.norm_before");
+    return mc;
 }
 
 /* Tokenizer and model, from a checkpoint or from [tokenizer] + [model]. */
@@ -102,14 +126,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
         if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
     } else {
         RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
-        rlaif_gpt2_config mc = {
-            .n_layer = (int)rlaif_cfg_int(cfg, "model.n_layer"),
-            .n_embd = (int)rlaif_cfg_int(cfg, "model.n_embd"),
-            .n_head = (int)rlaif_cfg_int(cfg, "model.n_head"),
-            .vocab_size = (int)rlaif_cfg_int(cfg, "model.vocab_size"),
-            .max_seq_len = (int)rlaif_cfg_int(cfg, "model.max_seq_len"),
-            .score_head = score_head,
-        };
+        rlaif_model_config mc = model_config(cfg, score_head);
         if (mc.vocab_size == 0) mc.vocab_size = rlaif_tokenizer_vocab_size(L->tok);
         RLAIF_TRY(rlaif_model_create(&L->model, &mc));
         /* same weights on every learner: keyed by the seed, not the rank */
@@ -202,26 +219,23 @@ int rlaif_learner_sum(const rlaif_learner *L, double x, double *sum) {
 
 /* ---- checkpoints ---- */
 
+/* /config: the engine writes the model's attributes (arch, sizes, RoPE, ...). */
+static int write_model_config(hid_t g, void *ud) {
+    return rlaif_h5_write_config_attrs(g, ud);
+}
+
 static void ckpt_describe(rlaif_learner *L, rlaif_ckpt *c) {
     memset(c, 0, sizeof *c);
     c->table = &L->model.table;
     c->params = L->model.params;
     c->m = L->opt.m, c->v = L->opt.v, c->moments_sharded = 1;
-    c->arch = "gpt2";
+    c->config_write = write_model_config, c->config_ud = &L->model.cfg;
 }
 
 int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
     if (L->before_save) RLAIF_TRY(rlaif_agree(L->comm, L->before_save(L, ph->ud, done)));
     rlaif_ckpt c;
     ckpt_describe(L, &c);
-    const rlaif_gpt2_config *mc = &L->model.cfg;
-    rlaif_kv_set_int(&c.config, "n_layer", mc->n_layer);
-    rlaif_kv_set_int(&c.config, "n_embd", mc->n_embd);
-    rlaif_kv_set_int(&c.config, "n_head", mc->n_head);
-    rlaif_kv_set_int(&c.config, "vocab_size", mc->vocab_size);
-    rlaif_kv_set_int(&c.config, "max_seq_len", mc->max_seq_len);
-    rlaif_kv_set_int(&c.config, "score_head", mc->score_head);
-    rlaif_kv_set_double(&c.config, "layer_norm_epsilon", RLAIF_LN_EPS);
     rlaif_kv_set_int(&c.optim, "step", L->opt.step);
     rlaif_kv_set_int(&c.optim, "skipped", L->opt.skipped);
     rlaif_kv_set_int(&c.state, "step", L->step);

@@ -472,6 +472,12 @@ static int save_serial(const char *tmp, rlaif_ckpt *c, int64_t step) {
                    : rlaif_h5_attr_str(g, "arch", c->arch);
         if (g >= 0) H5Gclose(g);
     }
+    if (!rc && c->config_write) {
+        hid_t g = H5Gopen2(file, "config", H5P_DEFAULT);
+        rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, NULL)
+                   : c->config_write(g, c->config_ud);
+        if (g >= 0) H5Gclose(g);
+    }
     if (!rc && c->job_config) {
         hid_t g = H5Gopen2(file, "config", H5P_DEFAULT);
         rc = g < 0 ? rlaif_error_h5("H5Gopen2", __FILE__, __LINE__, NULL)

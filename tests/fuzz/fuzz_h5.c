@@ -51,12 +51,12 @@ static void prefs(const char *path) {
 }
 
 static void checkpoint(const char *path) {
-    rlaif_gpt2_config cfg;
+    rlaif_model_config cfg;
     int rc = rlaif_ckpt_read_config(path, &cfg);
     must_say_why(rc);
-    if (rc || rlaif_gpt2_config_check(&cfg)) return rlaif_error_clear();
+    if (rc || rlaif_model_config_check(&cfg)) return rlaif_error_clear();
     rlaif_tensor_table tt = {0};
-    rlaif_gpt2_table(&cfg, &tt);
+    rlaif_model_table(&cfg, &tt);
     if (tt.total <= (1u << 20)) {
         rlaif_model m = {0};
         rc = rlaif_model_load(path, &m);

@@ -16,7 +16,8 @@
 
 #include "check_main.h"
 
-static const rlaif_gpt2_config cfg = {2, 32, 2, 64, 16, 1};
+static const rlaif_model_config cfg = {
+    .n_layer = 2, .n_embd = 32, .n_head = 2, .vocab_size = 64, .max_seq_len = 16, .score_head = 1};
 
 static void ok(int rc) {
     if (rc) {

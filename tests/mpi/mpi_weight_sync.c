@@ -21,7 +21,7 @@
 
 enum { T = 12, B = 3, NEW = 8 };
 static int world_rank;
-static const rlaif_gpt2_config tiny = {
+static const rlaif_model_config tiny = {
     .n_layer = 2, .n_embd = 32, .n_head = 4, .vocab_size = 67, .max_seq_len = 24};
 
 static rlaif_config *config_with(int nset, char **sets) {
@@ -199,7 +199,7 @@ END_TEST
 START_TEST(block_size_mismatch_agreed) {
     rlaif_ranks rk;
     rlaif_config *cfg = layout(&rk);
-    rlaif_gpt2_config c = tiny;
+    rlaif_model_config c = tiny;
     if (world_rank == 3) c.n_layer = 1; /* one rollout loaded another model */
     rlaif_model m;
     ck_assert_int_eq(rlaif_model_create(&m, &c), 0);

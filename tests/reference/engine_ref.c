@@ -6,7 +6,10 @@
  * per-token logprobs, entropy, scalar head, masked loss, the gradients of
  * three losses, greedy generation with its logprobs and the same logprobs
  * from a full forward, ten AdamW losses, and a checkpoint round-trip flag.
- *   engine_ref load CKPT       loads a checkpoint and prints its config. */
+ *   engine_ref load CKPT       loads a checkpoint and prints its config.
+ * Any arch (gpt2, opt, llama): everything goes through the checkpoint's
+ * /config and tensor table. Without a scalar head (score_head 0) the
+ * outputs "score" and "grad_score" are left out. */
 #include "rlaif/core/error.h"
 #include "rlaif/engine/generate.h"
 #include "rlaif/engine/model.h"
@@ -101,11 +104,12 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
     /* forward, heads, masked loss and its gradients */
     OK(rlaif_model_forward(&m, tokens, pos, valid, B, T));
     OK(rlaif_model_lm_forward(&m, targets));
-    OK(rlaif_model_score_forward(&m));
+    int head = m.cfg.score_head;
+    if (head) OK(rlaif_model_score_forward(&m));
     write_arr(out, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3, dBTV, m.logits);
     write_arr(out, "logp", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dBT, m.logp);
     write_arr(out, "entropy", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dBT, m.entropy);
-    write_arr(out, "score", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dBT, m.score);
+    if (head) write_arr(out, "score", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dBT, m.score);
     float *dlogp = xmalloc(sizeof(float) * N);
     float loss = rlaif_ce_loss(&m, targets, mask, dlogp);
     write_arr(out, "loss", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 1, &one, &loss);
@@ -119,11 +123,13 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
     OK(rlaif_model_backward(&m, w_lp, w_ent, NULL));
     write_grads(out, "grad_lp", &m);
     /* scalar head weighting (values per token + reward at the last token) */
-    OK(rlaif_model_forward(&m, tokens, pos, valid, B, T));
-    OK(rlaif_model_score_forward(&m));
-    rlaif_model_zero_grad(&m);
-    OK(rlaif_model_backward(&m, NULL, NULL, w_score));
-    write_grads(out, "grad_score", &m);
+    if (head) {
+        OK(rlaif_model_forward(&m, tokens, pos, valid, B, T));
+        OK(rlaif_model_score_forward(&m));
+        rlaif_model_zero_grad(&m);
+        OK(rlaif_model_backward(&m, NULL, NULL, w_score));
+        write_grads(out, "grad_score", &m);
+    }
 
     /* greedy generation from ragged prompts, then the same logprobs by a full forward */
     int *gtok = read_all(in, "gen_tokens", H5T_NATIVE_INT, sizeof(int));
@@ -218,9 +224,18 @@ int main(int argc, char **argv) {
     } else if (argc == 3 && !strcmp(argv[1], "load")) {
         rlaif_model m;
         OK(rlaif_model_load(argv[2], &m));
-        printf("n_layer %d n_embd %d n_head %d vocab_size %d max_seq_len %d score_head %d\n",
-               m.cfg.n_layer, m.cfg.n_embd, m.cfg.n_head, m.cfg.vocab_size, m.cfg.max_seq_len,
-               m.cfg.score_head);
+        const rlaif_model_config *c = &m.cfg;
+        printf("arch %s n_layer %d n_embd %d n_head %d vocab_size %d max_seq_len %d score_head %d "
+               "n_kv_head %d n_inner %d word_embed_dim %d norm_before %d tie_embeddings %d "
+               "attn_bias %d layer_norm_epsilon %g rope_theta %g rope_type %s rope_factor %g "
+               "rope_low_freq_factor %g rope_high_freq_factor %g rope_original_max_pos %d "
+               "sliding_window %d\n",
+               rlaif_arch_name(c->arch), c->n_layer, c->n_embd, c->n_head, c->vocab_size,
+               c->max_seq_len, c->score_head, c->n_kv_head, c->n_inner, c->word_embed_dim,
+               c->norm_before, c->tie_embeddings, c->attn_bias, (double)c->norm_eps,
+               (double)c->rope_theta, rlaif_rope_type_name(c->rope_type), (double)c->rope_factor,
+               (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor,
+               c->rope_original_max_pos, c->sliding_window);
         rlaif_model_free(&m);
         rc = 0;
     } else {

@@ -6,46 +6,28 @@ Padding semantics match rlaif: keys with valid == 0 are never attended to, a
 query with no key gets a zero attention output, positions come from `pos`.
 """
 import math
+import os
+import sys
 
 import h5py
 import numpy as np
-import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from arch_ref import attend, attn_mask, rlaif_hf  # noqa: E402
+import arch_ref  # noqa: E402
+
+rel = arch_ref.rel  # the tests' relative error, kept under this module's name
 
 CONFIG_KEYS = ("n_layer", "n_embd", "n_head", "vocab_size", "max_seq_len", "score_head")
 
 
 def param_shapes(cfg):
-    C, V, T = cfg["n_embd"], cfg["vocab_size"], cfg["max_seq_len"]
-    shapes = [("wte.weight", (V, C)), ("wpe.weight", (T, C))]
-    for l in range(cfg["n_layer"]):
-        p = "h.%d." % l
-        shapes += [(p + "ln_1.weight", (C,)), (p + "ln_1.bias", (C,)),
-                   (p + "attn.c_attn.weight", (C, 3 * C)), (p + "attn.c_attn.bias", (3 * C,)),
-                   (p + "attn.c_proj.weight", (C, C)), (p + "attn.c_proj.bias", (C,)),
-                   (p + "ln_2.weight", (C,)), (p + "ln_2.bias", (C,)),
-                   (p + "mlp.c_fc.weight", (C, 4 * C)), (p + "mlp.c_fc.bias", (4 * C,)),
-                   (p + "mlp.c_proj.weight", (4 * C, C)), (p + "mlp.c_proj.bias", (C,))]
-    shapes += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
-    if cfg.get("score_head"):
-        shapes += [("score.weight", (1, C)), ("score.bias", (1,))]
-    return shapes
+    return rlaif_hf.param_shapes(dict(cfg, arch="gpt2"))
 
 
 def random_params(cfg, seed, std=0.1):
-    """Random weights with non-trivial biases and LayerNorm gains (float32)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, shape in param_shapes(cfg):
-        if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
-            t = 1.0 + 0.1 * torch.randn(shape, generator=g)
-        elif name.endswith(".bias"):
-            t = 0.02 * torch.randn(shape, generator=g)
-        else:
-            s = std / math.sqrt(2 * cfg["n_layer"]) if "c_proj.weight" in name else std
-            t = s * torch.randn(shape, generator=g)
-        out[name] = t.float()
-    return out
+    return arch_ref.random_params(param_shapes(cfg), cfg["n_layer"], seed, std)
 
 
 def write_ckpt(path, cfg, params):
@@ -71,20 +53,14 @@ def trunk(P, cfg, tokens, pos, valid):
     C, NH = cfg["n_embd"], cfg["n_head"]
     hs = C // NH
     x = P["wte.weight"][tokens] + P["wpe.weight"][pos]
-    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    mask = causal[None, None] & valid[:, None, None, :]
+    mask = attn_mask(valid)
     for l in range(cfg["n_layer"]):
         p = "h.%d." % l
         h = ln(x, P[p + "ln_1.weight"], P[p + "ln_1.bias"])
         qkv = h @ P[p + "attn.c_attn.weight"] + P[p + "attn.c_attn.bias"]
         q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, NH, hs).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        att = att.masked_fill(~mask, float("-inf"))
-        any_key = mask.any(-1, keepdim=True)
-        att = torch.where(any_key, att, torch.zeros_like(att))
-        att = torch.softmax(att, dim=-1) * any_key
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        y = attend(q, k, v, mask, 1 / math.sqrt(hs))
         x = x + y @ P[p + "attn.c_proj.weight"] + P[p + "attn.c_proj.bias"]
         h = ln(x, P[p + "ln_2.weight"], P[p + "ln_2.bias"])
         h = F.gelu(h @ P[p + "mlp.c_fc.weight"] + P[p + "mlp.c_fc.bias"], approximate="tanh")
@@ -93,43 +69,13 @@ def trunk(P, cfg, tokens, pos, valid):
 
 
 def heads(P, cfg, h, targets, scale=1.0):
-    logits = (h @ P["wte.weight"].T) * scale
-    logsm = torch.log_softmax(logits, dim=-1)
-    entropy = -(logsm.exp() * logsm).sum(-1)
-    t = targets.clamp(min=0)
-    logp = logsm.gather(-1, t[..., None])[..., 0] * (targets >= 0)
-    score = None
-    if cfg.get("score_head"):
-        score = (h @ P["score.weight"].T)[..., 0] + P["score.bias"][0]
-    return logits, logp, entropy, score
+    if not cfg.get("score_head"):
+        P = {k: v for k, v in P.items() if not k.startswith("score.")}
+    return arch_ref.heads(P, h, targets, "wte.weight", scale)
 
 
 def greedy(P, cfg, prompts, max_new, pad=0):
     """Greedy decoding without a cache: full forward each step, left padding."""
-    G, Pn = len(prompts), max(len(p) for p in prompts)
-    rows = [[pad] * (Pn - len(p)) + list(p) for p in prompts]
-    out = [[] for _ in range(G)]
-    margins = []
-    with torch.no_grad():
-        for s in range(max_new):
-            tok = torch.tensor(rows)
-            S = tok.shape[1]
-            valid = torch.tensor([[t >= Pn - len(p) for t in range(S)] for p in prompts])
-            pos = (valid.long().cumsum(1) - 1).clamp(min=0)
-            h = trunk(P, cfg, tok, pos, valid)
-            logits = h[:, -1] @ P["wte.weight"].T
-            top2 = logits.topk(2, dim=-1).values
-            margins.append(float((top2[:, 0] - top2[:, 1]).min()))
-            nxt = logits.argmax(-1)
-            for b in range(G):
-                out[b].append(int(nxt[b]))
-                rows[b].append(int(nxt[b]))
-    return out, min(margins)
-
-
-def rel(a, ref):
-    a = np.asarray(a, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    d = np.linalg.norm((a - ref).ravel())
-    n = np.linalg.norm(ref.ravel())
-    return d / n if n > 0 else d
+    def last(tok, pos, valid):
+        return trunk(P, cfg, tok, pos, valid)[:, -1] @ P["wte.weight"].T
+    return arch_ref.greedy(last, prompts, max_new, pad)

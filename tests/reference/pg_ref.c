@@ -67,7 +67,7 @@ static const float RM_MEAN = 0.05f, RM_STD = 0.1f, EOS_PENALTY = 1.0f;
 
 /* A model of cfg with random weights: GPT-2's init, then every parameter
  * moved a little so that biases and LayerNorm gains are not 0 and 1. */
-static void random_model(rlaif_model *m, const rlaif_gpt2_config *cfg, uint64_t seed) {
+static void random_model(rlaif_model *m, const rlaif_model_config *cfg, uint64_t seed) {
     OK(rlaif_model_create(m, cfg));
     rlaif_model_init_random(m, seed, 0.2f);
     rlaif_rng g;
@@ -200,7 +200,12 @@ static void step(pg_run *S, rlaif_model *pol, const uint32_t *mb, double *x, dou
 }
 
 static int run(const variant *v, uint64_t seed, const char *out) {
-    rlaif_gpt2_config cfg = {2, 16, 2, 40, 16, 1};
+    rlaif_model_config cfg = {.n_layer = 2,
+                              .n_embd = 16,
+                              .n_head = 2,
+                              .vocab_size = 40,
+                              .max_seq_len = 16,
+                              .score_head = 1};
     rlaif_model pol, rm;
     random_model(&pol, &cfg, seed), random_model(&rm, &cfg, seed + 1);
     pg_run S;

@@ -1,4 +1,5 @@
-/* test_model_io.c - checkpoints (round trip, clear errors), AdamW's skip and
+/* test_model_io.c - checkpoints (round trip of each arch, clear errors,
+ * config errors naming the field, gpt2 files from before OPT/Llama), AdamW's skip and
  * sharding, and generation (seeded sampling independent of batch
  * composition, EOS, top-k/top-p). Numerics against PyTorch live in
  * tests/reference/test_engine.py. */
@@ -16,7 +17,7 @@
 
 #include "check_main.h"
 
-static const rlaif_gpt2_config tiny = {
+static const rlaif_model_config tiny = {
     .n_layer = 2, .n_embd = 32, .n_head = 4, .vocab_size = 50, .max_seq_len = 32, .score_head = 1};
 static char path[256];
 
@@ -121,13 +122,172 @@ START_TEST(config_mismatch) {
     rlaif_model m, other;
     rlaif_adamw opt;
     make_ckpt(&m, &opt);
-    rlaif_gpt2_config c = tiny;
+    rlaif_model_config c = tiny;
     c.score_head = 0;
     ck_assert_int_eq(rlaif_model_create(&other, &c), 0);
     ck_assert_int_ne(rlaif_ckpt_load(path, &other, NULL, NULL), 0);
     ck_assert(strstr(rlaif_error_message(), "differs from the model"));
     rlaif_error_clear();
     rlaif_model_free(&other), rlaif_adamw_free(&opt), rlaif_model_free(&m);
+    remove(path);
+}
+END_TEST
+
+/* The other two families with every optional part switched on. */
+static const rlaif_model_config llama = {.arch = RLAIF_ARCH_LLAMA,
+                                         .n_layer = 2,
+                                         .n_embd = 32,
+                                         .n_head = 4,
+                                         .n_kv_head = 2,
+                                         .n_inner = 40,
+                                         .vocab_size = 50,
+                                         .max_seq_len = 32,
+                                         .score_head = 1,
+                                         .attn_bias = 1,
+                                         .tie_embeddings = 0,
+                                         .rope_theta = 500000.0f,
+                                         .rope_type = RLAIF_ROPE_LLAMA3,
+                                         .rope_factor = 8.0f,
+                                         .rope_low_freq_factor = 1.0f,
+                                         .rope_high_freq_factor = 4.0f,
+                                         .rope_original_max_pos = 8192,
+                                         .sliding_window = 7};
+static const rlaif_model_config opt350 = {.arch = RLAIF_ARCH_OPT,
+                                          .n_layer = 2,
+                                          .n_embd = 32,
+                                          .n_head = 4,
+                                          .n_inner = 48,
+                                          .word_embed_dim = 16,
+                                          .norm_before = 0,
+                                          .vocab_size = 50,
+                                          .max_seq_len = 32,
+                                          .score_head = 1};
+
+/* shape of a named tensor (-1 when missing) */
+static int64_t dim_of(const rlaif_model *m, const char *name, int k) {
+    for (int i = 0; i < m->table.n; i++)
+        if (!strcmp(m->table.t[i].name, name)) return m->table.t[i].shape[k];
+    return -1;
+}
+
+START_TEST(roundtrip_archs) {
+    const rlaif_model_config *cfgs[] = {&llama, &opt350};
+    for (int i = 0; i < 2; i++) {
+        rlaif_model m, m2;
+        ck_assert_int_eq(rlaif_model_create(&m, cfgs[i]), 0);
+        rlaif_model_init_random(&m, 7, 0.2f);
+        snprintf(path, sizeof path, "/tmp/rlaif-test-model-io-%d.h5", (int)getpid());
+        ck_assert_int_eq(rlaif_ckpt_save(path, &m, NULL, 5), 0);
+        ck_assert_int_eq(rlaif_model_load(path, &m2), 0);
+        ck_assert(!memcmp(&m.cfg, &m2.cfg, sizeof m.cfg));
+        ck_assert_int_eq(m2.table.total, m.table.total);
+        ck_assert(!memcmp(m.params, m2.params, m.table.total * sizeof(float)));
+        rlaif_model_free(&m), rlaif_model_free(&m2);
+    }
+    /* HF names and shapes: GQA keys [NKV hd, C], gate|up, untied head,
+     * OPT's offset positions and projections, no final norm when post-LN */
+    rlaif_model m;
+    ck_assert_int_eq(rlaif_model_create(&m, &llama), 0);
+    ck_assert_int_eq(dim_of(&m, "layers.1.self_attn.k_proj.weight", 0), 16);
+    ck_assert_int_eq(dim_of(&m, "layers.1.self_attn.v_proj.bias", 0), 16);
+    ck_assert_int_eq(dim_of(&m, "layers.0.mlp.up_proj.weight", 0), 40);
+    ck_assert_int_eq(dim_of(&m, "lm_head.weight", 0), 50);
+    ck_assert_int_eq(dim_of(&m, "layers.0.self_attn.o_proj.bias", 0), -1);
+    ck_assert(m.w.h[0].fc_w + 40 * 32 == m.params + m.table.t[11].offset); /* up follows gate */
+    rlaif_model_free(&m);
+    ck_assert_int_eq(rlaif_model_create(&m, &opt350), 0);
+    ck_assert_int_eq(dim_of(&m, "embed_positions.weight", 0), 34);
+    ck_assert_int_eq(dim_of(&m, "project_in.weight", 1), 16);
+    ck_assert_int_eq(dim_of(&m, "project_out.weight", 0), 16);
+    ck_assert_int_eq(dim_of(&m, "score.weight", 1), 16);
+    ck_assert_int_eq(dim_of(&m, "final_layer_norm.weight", 0), -1);
+    rlaif_model_free(&m);
+    remove(path);
+}
+END_TEST
+
+/* A bad config is refused with the field's name. */
+static void expect_config_error(rlaif_model_config c, const char *needle) {
+    rlaif_model m;
+    ck_assert_int_ne(rlaif_model_create(&m, &c), 0);
+    ck_assert_msg(strstr(rlaif_error_message(), needle), "message '%s' lacks '%s'",
+                  rlaif_error_message(), needle);
+    rlaif_error_clear();
+}
+
+START_TEST(config_errors) {
+    rlaif_model_config c = llama;
+    c.n_kv_head = 3;
+    expect_config_error(c, "n_kv_head 3 does not divide n_head 4");
+    c = llama, c.n_head = 32; /* head_dim 1 */
+    expect_config_error(c, "head_dim 1 is odd");
+    c = llama, c.rope_high_freq_factor = 0.5f;
+    expect_config_error(c, "rope_high_freq_factor");
+    c = llama, c.word_embed_dim = 16;
+    expect_config_error(c, "word_embed_dim");
+    c = tiny, c.n_kv_head = 2;
+    expect_config_error(c, "n_kv_head 2 != n_head 4");
+    c = tiny, c.sliding_window = 4;
+    expect_config_error(c, "sliding_window");
+    c = opt350, c.n_head = 5;
+    expect_config_error(c, "n_head 5 does not divide n_embd 32");
+    c = opt350, c.arch = 7;
+    expect_config_error(c, "arch 7");
+    /* in a file: the error names the file and the attribute */
+    rlaif_model m;
+    ck_assert_int_eq(rlaif_model_create(&m, &llama), 0);
+    snprintf(path, sizeof path, "/tmp/rlaif-test-model-io-%d.h5", (int)getpid());
+    ck_assert_int_eq(rlaif_ckpt_save(path, &m, NULL, 0), 0);
+    rlaif_model_free(&m);
+    /* rewritten, not H5Awrite: HDF5 1.10 cannot write an attribute of a
+     * group whose attributes moved to dense storage ("can't locate open
+     * attribute") */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "/config", H5P_DEFAULT);
+    ck_assert(H5Adelete(g, "n_kv_head") >= 0);
+    ck_assert_int_eq(rlaif_h5_write_attr_i64(g, "n_kv_head", 3), 0);
+    H5Gclose(g), H5Fclose(f);
+    expect_load_error("n_kv_head 3 does not divide n_head 4");
+    ck_assert_int_eq(rlaif_model_create(&m, &llama), 0);
+    ck_assert_int_eq(rlaif_ckpt_save(path, &m, NULL, 0), 0);
+    rlaif_model_free(&m);
+    f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(H5Adelete_by_name(f, "/config", "rope_theta", H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    expect_load_error("attribute rope_theta of /config is missing");
+    remove(path);
+}
+END_TEST
+
+/* A gpt2 checkpoint written before OPT/Llama (only arch, the six sizes and
+ * layer_norm_epsilon in /config) loads with the gpt2 defaults. */
+static herr_t count_attr(hid_t loc, const char *name, const H5A_info_t *info, void *ud) {
+    (void)loc, (void)name, (void)info;
+    ++*(int *)ud;
+    return 0;
+}
+
+START_TEST(old_gpt2_loads) {
+    rlaif_model m, m2;
+    rlaif_adamw opt;
+    make_ckpt(&m, &opt);
+    const char *newer[] = {
+        "n_kv_head",      "n_inner",     "word_embed_dim",        "norm_before",
+        "tie_embeddings", "attn_bias",   "rope_original_max_pos", "sliding_window",
+        "rope_theta",     "rope_factor", "rope_low_freq_factor",  "rope_high_freq_factor",
+        "rope_type"};
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++)
+        ck_assert(H5Adelete_by_name(f, "/config", newer[i], H5P_DEFAULT) >= 0);
+    hid_t g = H5Gopen2(f, "/config", H5P_DEFAULT);
+    int nattr = 0;
+    ck_assert(H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, count_attr, &nattr) >= 0);
+    ck_assert_int_eq(nattr, 8); /* arch, 6 sizes, layer_norm_epsilon */
+    H5Gclose(g), H5Fclose(f);
+    ck_assert_int_eq(rlaif_model_load(path, &m2), 0);
+    ck_assert(!memcmp(&m.cfg, &m2.cfg, sizeof m.cfg));
+    ck_assert(!memcmp(m.params, m2.params, m.table.total * sizeof(float)));
+    rlaif_model_free(&m), rlaif_model_free(&m2), rlaif_adamw_free(&opt);
     remove(path);
 }
 END_TEST
@@ -272,6 +432,9 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, wrong_shape);
     tcase_add_test(tc, wrong_schema);
     tcase_add_test(tc, config_mismatch);
+    tcase_add_test(tc, roundtrip_archs);
+    tcase_add_test(tc, config_errors);
+    tcase_add_test(tc, old_gpt2_loads);
     tcase_add_test(tc, adamw_skip_and_shards);
     tcase_add_test(tc, sampling_is_per_sequence);
     tcase_add_test(tc, sample_token_filters);

@@ -4,7 +4,8 @@
  *   bench_engine gen L C NH V maxT B P N reps     generation tokens/s (greedy)
  *   bench_engine sgemm M N K reps                 sgemm GFLOP/s
  *   bench_engine copy MB reps                     copy bandwidth GB/s (read + write)
- * Prints key=value lines. Weights are random (no download). */
+ * Prints key=value lines. Weights are random (no download). RLAIF_BENCH_ARCH
+ * (gpt2, opt, llama) picks the architecture (default gpt2). */
 #include "rlaif/core/error.h"
 #include "rlaif/engine/generate.h"
 #include "rlaif/core/log.h"
@@ -41,7 +42,14 @@ static void check(int rc) {
 }
 
 static void model_from_args(rlaif_model *m, char **a) {
-    rlaif_gpt2_config c = {atoi(a[0]), atoi(a[1]), atoi(a[2]), atoi(a[3]), atoi(a[4]), 0};
+    rlaif_model_config c = {.n_layer = atoi(a[0]),
+                            .n_embd = atoi(a[1]),
+                            .n_head = atoi(a[2]),
+                            .vocab_size = atoi(a[3]),
+                            .max_seq_len = atoi(a[4])};
+    /* RLAIF_BENCH_ARCH=opt|llama times the other families on the same sizes */
+    const char *arch = getenv("RLAIF_BENCH_ARCH");
+    if (arch && rlaif_arch_parse(arch) >= 0) c.arch = rlaif_arch_parse(arch);
     check(rlaif_model_create(m, &c));
     rlaif_model_init_random(m, 1, 0.02f);
 }

@@ -1,17 +1,24 @@
-/* model.h - GPT-2 (learned positions, pre-LayerNorm, GELU tanh, causal
- * attention, tied LM head) with an optional scalar head, forward and backward
- * on the CPU in fp32, every matrix product through cblas_sgemm except those
- * with at most 64 rows (batched decoding), which use packing-free AVX-512 /
- * AVX2 / C kernels (src/engine/model_gemm.h).
+/* model.h - decoder-only transformers in three families, forward and
+ * backward on the CPU in fp32, every matrix product through cblas_sgemm
+ * except those with at most 64 rows (batched decoding), which use
+ * packing-free AVX-512 / AVX2 / C kernels (src/engine/model_gemm.h):
+ *   GPT-2: learned positions, pre-LayerNorm, GELU tanh, tied LM head;
+ *   OPT:   learned positions (offset 2), pre- or post-LayerNorm, ReLU,
+ *          optional project_in/project_out, tied LM head;
+ *   Llama: RoPE, RMSNorm, SwiGLU, grouped-query attention, optional q/k/v
+ *          biases (Qwen2), sliding window (Mistral), tied or separate LM head;
+ * each with an optional scalar head.
  *
  * Parameters and gradients are each one flat buffer carved into tensors with
- * Hugging Face GPT-2 names and layouts (Conv1D weights are [in, out]), listed
- * in m->table in canonical order:
+ * Hugging Face names and layouts (GPT-2 Conv1D weights [in, out], OPT/Llama
+ * nn.Linear weights [out, in]), listed in m->table in canonical order. GPT-2:
  *   wte.weight [V, C], wpe.weight [maxT, C],
  *   h.<i>.ln_1.{weight,bias} [C], h.<i>.attn.c_attn.weight [C, 3C], .bias [3C],
  *   h.<i>.attn.c_proj.weight [C, C], .bias [C], h.<i>.ln_2.{weight,bias} [C],
  *   h.<i>.mlp.c_fc.weight [C, 4C], .bias [4C], h.<i>.mlp.c_proj.weight [4C, C], .bias [C],
  *   ln_f.{weight,bias} [C], and with a scalar head score.weight [1, C], score.bias [1].
+ * OPT and Llama: src/engine/README.md. q|k|v (and Llama's gate|up) are
+ * adjacent, so each runs as one fused [out, in] product.
  *
  * One batch flows as
  *   rlaif_model_forward     tokens (B,T) -> final hidden state (B,T,C)
@@ -30,37 +37,68 @@
 
 #include <stdint.h>
 
+typedef enum { RLAIF_ARCH_GPT2 = 0, RLAIF_ARCH_OPT = 1, RLAIF_ARCH_LLAMA = 2 } rlaif_arch;
+typedef enum {
+    RLAIF_ROPE_DEFAULT = 0,
+    RLAIF_ROPE_LINEAR = 1,
+    RLAIF_ROPE_LLAMA3 = 2
+} rlaif_rope_type;
+
+/* A field left 0 gets the arch's default in rlaif_model_create (see
+ * rlaif_model_config_fill), so {.n_layer, .n_embd, .n_head, .vocab_size,
+ * .max_seq_len} alone is a GPT-2. */
 typedef struct {
+    int arch; /* rlaif_arch */
     int n_layer, n_embd, n_head, vocab_size, max_seq_len;
-    int score_head; /* 1: the model carries score.weight/score.bias */
-} rlaif_gpt2_config;
+    int score_head;     /* 1: the model carries score.weight/score.bias */
+    int n_kv_head;      /* llama num_key_value_heads (divides n_head); = n_head for gpt2/opt */
+    int n_inner;        /* MLP width: gpt2 4*n_embd, opt ffn_dim, llama intermediate_size */
+    int word_embed_dim; /* opt word_embed_proj_dim; == n_embd means no project_in/out */
+    int norm_before;    /* opt do_layer_norm_before (0 = post-LN, opt-350m); 1 otherwise */
+    int tie_embeddings; /* llama tie_word_embeddings; 1 for gpt2/opt */
+    int attn_bias;      /* llama: q/k/v biases (Qwen2); gpt2/opt: 1 (all linear biases) */
+    float norm_eps;     /* layer_norm_epsilon / rms_norm_eps (gpt2, opt: 1e-5) */
+    float rope_theta;   /* llama */
+    int rope_type;      /* rlaif_rope_type */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos; /* llama3 scaling's original_max_position_embeddings */
+    int sliding_window;        /* 0 = none; else a query at t attends keys s with t - s < window */
+} rlaif_model_config;
 
-#define RLAIF_LN_EPS 1e-5f /* GPT-2's layer_norm_epsilon */
+#define RLAIF_LN_EPS 1e-5f /* GPT-2's and OPT's layer_norm_epsilon */
 
-/* Pointers into a flat buffer (parameters or gradients), one set per layer. */
+/* Pointers into a flat buffer (parameters or gradients), one set per layer.
+ * A bias is NULL where the arch has none; norm*_b NULL means RMSNorm. */
 typedef struct {
-    float *ln_1_w, *ln_1_b, *c_attn_w, *c_attn_b, *attn_proj_w, *attn_proj_b;
-    float *ln_2_w, *ln_2_b, *c_fc_w, *c_fc_b, *mlp_proj_w, *mlp_proj_b;
-} rlaif_gpt2_layer;
+    float *norm1_w, *norm1_b; /* ln_1 / self_attn_layer_norm / input_layernorm */
+    float *qkv_w, *qkv_b;     /* c_attn [C, 3C] or q|k|v [(NH + 2 NKV) hd, C] */
+    float *o_w, *o_b;         /* attn.c_proj / out_proj / o_proj */
+    float *norm2_w, *norm2_b; /* ln_2 / final_layer_norm / post_attention_layernorm */
+    float *fc_w, *fc_b;       /* c_fc [C, 4C] / fc1 [F, C] / gate|up [2F, C] */
+    float *proj_w, *proj_b;   /* mlp.c_proj [4C, C] / fc2 [C, F] / down_proj [C, F] */
+} rlaif_layer_weights;
 
 typedef struct {
-    float *wte, *wpe;
-    rlaif_gpt2_layer *h; /* n_layer */
-    float *ln_f_w, *ln_f_b;
-    float *score_w, *score_b; /* NULL without a scalar head */
-} rlaif_gpt2_weights;
+    float *wte;                /* [V, Cw] */
+    float *wpe;                /* position 0's row (OPT: past HF's 2 offset rows); NULL for llama */
+    float *proj_in, *proj_out; /* OPT [C, Cw] and [Cw, C] when Cw != C, else NULL */
+    rlaif_layer_weights *h;    /* n_layer */
+    float *norm_f_w, *norm_f_b; /* ln_f / final_layer_norm / norm; NULL for OPT post-LN */
+    float *lm_head;             /* [V, Cw]: wte when tied */
+    float *score_w, *score_b;   /* NULL without a scalar head */
+} rlaif_model_weights;
 
 typedef struct rlaif_acts rlaif_acts; /* private to model.c */
 
 typedef struct {
-    rlaif_gpt2_config cfg;
+    rlaif_model_config cfg;
     rlaif_tensor_table table; /* names, shapes and offsets of params (and grads) */
     float *params;            /* table.total floats */
     float *grads;             /* table.total floats, NULL until rlaif_model_alloc_grads */
-    rlaif_gpt2_weights w, g;
+    rlaif_model_weights w, g;
     rlaif_acts *acts;
     int B, T; /* shape of the last forward */
-    /* lm_forward's logits are (lnf @ wte^T) * logit_scale (1 after create):
+    /* lm_forward's logits are (lnf @ lm_head^T) * logit_scale (1 after create):
      * 1 / temperature makes log-probs and entropies those of the tempered
      * distribution a sampler drew from (PPO's ratios and KL at T != 1, as
      * TRL computes them); backward scales the gradients alike. */
@@ -72,12 +110,24 @@ typedef struct {
     float *score;   /* scalar head per token */
 } rlaif_model;
 
-/* Checks the sizes (n_head divides n_embd, all positive); RLAIF_EX_USAGE otherwise. */
-int rlaif_gpt2_config_check(const rlaif_gpt2_config *cfg);
+/* Replaces the fields left 0 by the arch's defaults (n_kv_head = n_head,
+ * n_inner 4C (llama: 8C/3 rounded up to 32), word_embed_dim = C, eps 1e-5
+ * (llama 1e-6), rope_theta 1e4, rope factors 1/1/4, original positions 8192)
+ * and forces what the arch fixes (gpt2: pre-LN, tied, biases; opt: tied,
+ * biases; llama: pre-LN). OPT's norm_before is taken as given (0 = post-LN). */
+void rlaif_model_config_fill(rlaif_model_config *cfg);
+/* Checks the sizes (all positive, n_head divides n_embd, n_kv_head divides
+ * n_head, even head_dim for RoPE, ...); RLAIF_EX_USAGE naming the field. */
+int rlaif_model_config_check(const rlaif_model_config *cfg);
 /* Fills tt with the parameter table of cfg (canonical Hugging Face order). */
-void rlaif_gpt2_table(const rlaif_gpt2_config *cfg, rlaif_tensor_table *tt);
-/* Points w at the tensors of a buffer laid out as rlaif_gpt2_table. */
-void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weights *w);
+void rlaif_model_table(const rlaif_model_config *cfg, rlaif_tensor_table *tt);
+/* Points w at the tensors of a buffer laid out as rlaif_model_table. */
+void rlaif_model_point(const rlaif_model_config *cfg, float *base, rlaif_model_weights *w);
+/* "gpt2", "opt", "llama" and back (-1 for an unknown name). */
+const char *rlaif_arch_name(int arch);
+int rlaif_arch_parse(const char *name);
+const char *rlaif_rope_type_name(int rope_type);
+int rlaif_rope_type_parse(const char *name);
 
 /* Threads for every later call: an OpenMP team of `team` and OpenBLAS
  * pool of `blas` (forced to 1 when the team is larger: two spinning pools on
@@ -86,18 +136,20 @@ void rlaif_gpt2_point(const rlaif_gpt2_config *cfg, float *base, rlaif_gpt2_weig
 void rlaif_model_set_threads(int team, int blas);
 
 /* Allocates parameters (zeroed). Returns 0 or RLAIF_EX_USAGE for a bad config. */
-int rlaif_model_create(rlaif_model *m, const rlaif_gpt2_config *cfg);
+int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg);
 void rlaif_model_free(rlaif_model *m);
-/* GPT-2 initialisation: weights N(0, std) (c_proj weights std/sqrt(2L)), biases 0,
- * LayerNorm weights 1. Random numbers keyed by (seed, RLAIF_STREAM_INIT, chunk,
- * tensor index): identical on every rank and for every thread count. */
+/* GPT-2 style initialisation for every arch: weights N(0, std) (the
+ * projections into the residual stream std/sqrt(2L)), biases 0, norm weights 1. Random numbers
+ * keyed by (seed, RLAIF_STREAM_INIT, chunk, tensor index): identical on every rank and for every
+ * thread count. */
 void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std);
 void rlaif_model_alloc_grads(rlaif_model *m);
 void rlaif_model_zero_grad(rlaif_model *m);
 /* Bytes held by the activations (for memory reports). */
 size_t rlaif_model_act_bytes(const rlaif_model *m);
 
-/* Trunk: tokens [B*T] in [0,V) -> final LayerNorm output, kept for the heads.
+/* Trunk: tokens [B*T] in [0,V) -> final hidden state (after the final norm
+ * and OPT's project_out, [B*T, word_embed_dim]), kept for the heads.
  * pos: position ids [B*T] (NULL = 0..T-1 in every row; left-padded rows pass
  *      t - pads so the first real token sits at position 0).
  * valid: [B*T], 1 for a real token, 0 for padding; keys that are padding are
@@ -136,13 +188,14 @@ float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
 /* Keys and values of every layer for B sequences of up to maxT slots. */
 typedef struct {
     int B, maxT, len; /* len: slots filled so far (the same for every row) */
-    int n_layer, C, n_head;
-    float *k, *v;   /* [L][B][n_head][maxT][C / n_head]: one head's keys are contiguous */
+    int n_layer, C, n_head, n_kv_head, window; /* window: sliding_window (0 none) */
+    float *k, *v;   /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
+                     * keys are stored rotated (RoPE at their positions) */
     uint8_t *valid; /* [B][maxT]: slot holds a real token */
     float *scratch; /* attention scores, [B*n_head][maxT] */
 } rlaif_kv_cache;
 
-int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_gpt2_config *cfg, int B, int maxT);
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 
 /* Appends Tn tokens per row (tokens/pos/valid [B*Tn]) at slots kv->len.. and

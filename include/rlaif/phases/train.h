@@ -109,9 +109,10 @@ typedef struct {
     const char *init_from; /* checkpoint to start from (NULL = model.init_from; "" = [model]) */
     /* With score_head: 1 = the head is new (a reward model on an SFT trunk):
      * added to a checkpoint without one, replaced in one that has one, and
-     * set in a model built from [model]: score.weight ~ N(0, 1/sqrt(n_embd +
-     * 1)) from (run.seed, RLAIF_STREAM_INIT, step 1, tensor index),
-     * score.bias = 0, so initial rewards are ~N(0, 1) on LayerNorm outputs.
+     * set in a model built from [model]: score.weight ~ N(0, 1/sqrt(C + 1)),
+     * C the final hidden width (word_embed_dim), from (run.seed,
+     * RLAIF_STREAM_INIT, step 1, tensor index), score.bias = 0, so initial
+     * rewards are ~N(0, 1) on normalised outputs.
      * 0 = a checkpoint must bring its head (an error names it otherwise). */
     int fresh_head;
 } rlaif_model_source;

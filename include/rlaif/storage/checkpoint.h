@@ -81,13 +81,15 @@ typedef struct {
     const rlaif_tensor_table *table;
     float *params;
     float *m, *v;
-    int params_sharded;     /* params holds only this rank's shard */
-    int moments_sharded;    /* m and v hold only this rank's shard */
-    const char *arch;       /* /config attribute "arch" (e.g. "gpt2"), or NULL */
-    rlaif_kvset config;     /* /config attributes (architecture sizes, layer_norm_epsilon) */
-    rlaif_kvset optim;      /* /optim attributes (AdamW step, skipped) */
-    const char *job_config; /* resolved job file text for /config, or NULL */
-    rlaif_kvset state;      /* /state attributes; "step" is always written */
+    int params_sharded;  /* params holds only this rank's shard */
+    int moments_sharded; /* m and v hold only this rank's shard */
+    const char *arch;    /* /config attribute "arch" (e.g. "gpt2"), or NULL */
+    rlaif_kvset config;  /* /config attributes (architecture sizes, layer_norm_epsilon) */
+    rlaif_ckpt_group_fn config_write; /* more /config attributes (the model's), may be NULL */
+    void *config_ud;                  /* passed to config_write */
+    rlaif_kvset optim;                /* /optim attributes (AdamW step, skipped) */
+    const char *job_config;           /* resolved job file text for /config, or NULL */
+    rlaif_kvset state;                /* /state attributes; "step" is always written */
     rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
     void *tokenizer_ud;                                  /* passed to tokenizer_write */
     void *tokenizer_read_ud;                             /* passed to tokenizer_read */
