@@ -90,6 +90,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
                                "converted by tools/user/hf-to-rlaif",
                                "%s: cannot read '%s': %s", key, from, strerror(errno));
         int rc = rlaif_tokenizer_for_checkpoint(&L->tok, from, cfg);
+        if (!rc) rc = rlaif_chat_from_config(&L->chat, cfg, from);
         if (!rc) rc = rlaif_model_load(from, &L->model);
         if (rc) return rlaif_error_context("%s '%s': ", key, from), rc;
         if (score_head && !L->model.cfg.score_head) {
@@ -102,6 +103,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
         if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
     } else {
         RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
+        RLAIF_TRY(rlaif_chat_from_config(&L->chat, cfg, NULL));
         rlaif_gpt2_config mc = {
             .n_layer = (int)rlaif_cfg_int(cfg, "model.n_layer"),
             .n_embd = (int)rlaif_cfg_int(cfg, "model.n_embd"),
@@ -185,6 +187,7 @@ void rlaif_learner_free(rlaif_learner *L) {
     rlaif_adamw_free(&L->opt);
     rlaif_model_free(&L->model);
     rlaif_tokenizer_free(L->tok);
+    rlaif_chat_free(&L->chat);
     free(L->counts), free(L->displs), free(L->gshard);
     memset(L, 0, sizeof *L);
 }
