@@ -164,13 +164,19 @@ static int from_auto(rlaif_chat *c, const rlaif_config *cfg, const char *checkpo
         if (paths[i] && *paths[i]) RLAIF_TRY(from_checkpoint(c, paths[i], &found));
         if (found) return 0;
     }
-    return RLAIF_ERROR(RLAIF_EX_USAGE,
-                       "convert the model with tools/user/hf-to-rlaif (it keeps "
-                       "tokenizer_config.json), or set model.chat_template to the form",
-                       "model.chat_template = auto: %s%s keeps no Hugging Face "
+    const char *hint = "convert the model with tools/user/hf-to-rlaif (it keeps "
+                       "tokenizer_config.json), or set model.chat_template to the form";
+    if (!paths[0] || !*paths[0] || !strcmp(paths[0], paths[1]))
+        paths[0] = *paths[1] ? paths[1] : NULL;
+    else if (*paths[1])
+        return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                           "model.chat_template = auto: neither %s nor model.init_from %s keeps "
+                           "a Hugging Face tokenizer_config.json (/hf_files) to read it from",
+                           paths[0], paths[1]);
+    return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                       "model.chat_template = auto: %s keeps no Hugging Face "
                        "tokenizer_config.json (/hf_files) to read the template from",
-                       checkpoint && *checkpoint ? checkpoint : "the job",
-                       *paths[1] ? " nor model.init_from" : "");
+                       paths[0] ? paths[0] : "the job (no checkpoint)");
 }
 
 int rlaif_chat_from_config(rlaif_chat *c, const rlaif_config *cfg, const char *checkpoint) {
