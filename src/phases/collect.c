@@ -592,6 +592,10 @@ static char *make_signature(const rlaif_config *cfg, const char *policy, int64_t
                           "data.max_prompt_len"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(cfg, keys[i])));
+    const char *chat[3];
+    rlaif_chat_keys_set(cfg, chat);
+    for (int i = 0; chat[i]; i++)
+        json_object_set_new(o, chat[i], json_string(rlaif_cfg_str(cfg, chat[i])));
     json_object_set_new(o, "policy", json_string(policy));
     json_object_set_new(o, "n_prompts", json_integer((json_int_t)n_prompts));
     if (!strcmp(rlaif_cfg_str(cfg, "data.task"), "jsonl"))

@@ -698,6 +698,10 @@ static char *make_signature(const rlaif_config *cfg, char model[2][4096]) {
                             json_string(!strcmp(keys[i], "judge.disagreement")
                                             ? disagreement(cfg)
                                             : rlaif_cfg_str(cfg, keys[i])));
+    const char *chat[3];
+    rlaif_chat_keys_set(cfg, chat);
+    for (int i = 0; chat[i]; i++)
+        json_object_set_new(o, chat[i], json_string(rlaif_cfg_str(cfg, chat[i])));
     for (int k = 0; k < 2; k++) {
         /* size and mtime: a model retrained into the same path is another model */
         struct stat st;

@@ -179,6 +179,14 @@ static int from_auto(rlaif_chat *c, const rlaif_config *cfg, const char *checkpo
                        paths[0] ? paths[0] : "the job (no checkpoint)");
 }
 
+void rlaif_chat_keys_set(const rlaif_config *cfg, const char *keys[3]) {
+    int n = 0;
+    if (strcmp(rlaif_cfg_str(cfg, "model.chat_template"), "none"))
+        keys[n++] = "model.chat_template";
+    if (*rlaif_cfg_str(cfg, "model.system_prompt")) keys[n++] = "model.system_prompt";
+    keys[n] = NULL;
+}
+
 int rlaif_chat_from_config(rlaif_chat *c, const rlaif_config *cfg, const char *checkpoint) {
     memset(c, 0, sizeof *c);
     const char *form = rlaif_cfg_str(cfg, "model.chat_template");

@@ -7,8 +7,9 @@
 # `model.chat_template = auto` on a copy of the checkpoint given a
 # tokenizer_config.json in /hf_files (as tools/user/hf-to-rlaif stores it)
 # holding Qwen2's template with that system prompt as its default samples
-# exactly what the explicit form did; a template of another form,
-# and auto on a checkpoint with no stored template, exit 64 with one ERROR.
+# exactly what the explicit form did; a template of another form, auto on
+# a checkpoint with no stored template, and another template on the same
+# out_dir exit 64 with one ERROR.
 #
 # Measured on the 2-core VM (2026-12-01, load 10-14, so 3 min of wall time
 # for 37 s of CPU): held-out accuracy 0% -> 95% after 1000 steps (as
@@ -128,4 +129,7 @@ ckpt="$d/run/ckpt/sft-00001000.h5"
 collect c4 --set model.chat_template=auto
 one_error $? "no stored template" "tokenizer_config.json"
 [ ! -e "$d/c3/preferences.h5" ] && [ ! -e "$d/c4/preferences.h5" ] || fail "a refused run wrote pairs"
+# the out_dir's fingerprint: its checkpoints were trained in ChatML
+(cd "$d" && timeout 60 "$RLAIF" sft "$job" --set model.chat_template=none) </dev/null >"$d/out" 2>&1
+one_error $? "another template on the same out_dir" "model.chat_template = none (was chatml)"
 echo "PASS"

@@ -242,6 +242,12 @@ START_TEST(job_keys_and_auto) {
     ok(rlaif_chat_from_config(&c, cfg, NULL));
     ck_assert_int_eq(c.form, RLAIF_CHAT_NONE); /* the default: today's text */
     ck_assert_ptr_null(c.system);
+    const char *keys[3];
+    rlaif_chat_keys_set(cfg, keys); /* signatures of outputs gain nothing */
+    ck_assert_ptr_null(keys[0]);
+    const char *keys[3];
+    rlaif_chat_keys_set(cfg, keys); /* signatures of outputs gain nothing */
+    ck_assert_ptr_null(keys[0]);
     rlaif_config_free(cfg);
     ck_assert_int_eq(load(&cfg, "model.chat_template=jinja", NULL), RLAIF_EX_USAGE);
     ok(load(&cfg, "model.chat_template=llama3", "model.system_prompt=Be kind."));
@@ -249,6 +255,14 @@ START_TEST(job_keys_and_auto) {
     ck_assert_int_eq(c.form, RLAIF_CHAT_LLAMA3);
     ck_assert_str_eq(c.system, "Be kind.");
     rlaif_chat_free(&c);
+    rlaif_chat_keys_set(cfg, keys);
+    ck_assert_str_eq(keys[0], "model.chat_template");
+    ck_assert_str_eq(keys[1], "model.system_prompt");
+    ck_assert_ptr_null(keys[2]);
+    rlaif_chat_keys_set(cfg, keys);
+    ck_assert_str_eq(keys[0], "model.chat_template");
+    ck_assert_str_eq(keys[1], "model.system_prompt");
+    ck_assert_ptr_null(keys[2]);
     rlaif_config_free(cfg);
 
     char qwen[256], other[256], json[1024];

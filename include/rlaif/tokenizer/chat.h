@@ -75,6 +75,11 @@ int rlaif_chat_from_hf_config(rlaif_chat *c, const char *json, size_t n, const c
  * model.init_from; neither holding one is RLAIF_EX_USAGE. */
 int rlaif_chat_from_config(rlaif_chat *c, const rlaif_config *cfg, const char *checkpoint);
 void rlaif_chat_free(rlaif_chat *c);
+/* The job's chat keys that are not at their defaults (model.chat_template
+ * none, model.system_prompt ""), NULL-terminated, for the signatures that
+ * say which settings made an output: the default adds nothing, so outputs
+ * made before chat templates existed keep their signatures. */
+void rlaif_chat_keys_set(const rlaif_config *cfg, const char *keys[3]);
 
 /* The conversation m[0, n) as text, exactly as the form's Jinja template
  * renders it (add_gen: with the generation prompt that opens the assistant's
