@@ -66,6 +66,20 @@ after=$(sed -n 's/.*accuracy after training: \([0-9.]*\)%.*/\1/p' "$d/out")
 awk -v a="$after" 'BEGIN { exit !(a >= 80) }' || fail "held-out accuracy $after% < 80%"
 ckpt="$d/run/ckpt/sft-00001000.h5"
 
+# one PPO iteration (d-RLAIF: the builtin judge scores, no reward model):
+# rollouts stop at <|im_end|>, so every one ends with it and is short (a
+# stop at <|endoftext|>, which this model never emits, would run to the
+# 8 tokens the context leaves; answers here are at most 3 bytes + the stop)
+(cd "$d" && timeout 120 "$RLAIF" ppo "$job" --set run.out_dir=p --set model.init_from="$ckpt" \
+  --set ppo.reward=judge --set judge.mode=score --set ppo.steps=1 --set ppo.batch_size=16 \
+  --set ppo.epochs=1 --set ppo.temperature=0.7) </dev/null >"$d/out" 2>&1 || fail "ppo: $(cat "$d/out")"
+"$py" - "$d/p/progress.jsonl" <<'EOF2' || fail "ppo rollouts did not stop at <|im_end|>"
+import json, sys
+row = [json.loads(l) for l in open(sys.argv[1]) if '"ppo"' in l][-1]
+print(f"ppo: eos_rate {row['eos_rate']}, response_length {row['response_length']} tokens")
+sys.exit(not (row["eos_rate"] >= 0.9 and row["response_length"] <= 5))
+EOF2
+
 # the collected responses: short answers, no marker text, no second turn
 texts() { # texts PREFS: every stored response, one per line (repr)
   "$py" - "$1" <<'EOF2'
