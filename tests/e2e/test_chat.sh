@@ -60,7 +60,7 @@ job="$d/job.ini"
 # <|im_end|> (33 tokens allowed: an answer that ran on would be wrong)
 (cd "$d" && timeout 600 "$RLAIF" sft "$job") </dev/null >"$d/out" 2>&1 ||
   fail "sft: $(cat "$d/out")"
-grep -E "accuracy|->" "$d/out" | head -8
+grep -E "accuracy" "$d/out"
 after=$(sed -n 's/.*accuracy after training: \([0-9.]*\)%.*/\1/p' "$d/out")
 [ -n "$after" ] || fail "no accuracy line"
 awk -v a="$after" 'BEGIN { exit !(a >= 80) }' || fail "held-out accuracy $after% < 80%"
