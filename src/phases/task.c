@@ -248,12 +248,7 @@ int rlaif_format_response(const rlaif_tokenizer *tok, const rlaif_chat *chat, co
     size_t end = 0, start = out->n;
     while (end < n && ids[end] != stop) end++;
     RLAIF_TRY(rlaif_tokenizer_decode(tok, ids, end, RLAIF_TOK_SKIP_SPECIAL, out));
-    if (!chat || (chat->form != RLAIF_CHAT_LLAMA2 && chat->form != RLAIF_CHAT_LLAMA3)) return 0;
-    /* these templates strip a reply (llama2 pads it with spaces): so does reading one */
-    char *s = rlaif_chat_reply_text(&(rlaif_chat){RLAIF_CHAT_LLAMA3, NULL}, out->data + start);
-    out->n = start + strlen(s);
-    memcpy(out->data + start, s, out->n - start + 1);
-    free(s);
+    rlaif_chat_reply_read(chat, out, start);
     return 0;
 }
 

@@ -241,6 +241,17 @@ char *rlaif_chat_reply_text(const rlaif_chat *c, const char *reply) {
     return r;
 }
 
+void rlaif_chat_reply_read(const rlaif_chat *c, rlaif_bytes *b, size_t start) {
+    if (!c || (c->form != RLAIF_CHAT_LLAMA2 && c->form != RLAIF_CHAT_LLAMA3) || b->n <= start)
+        return;
+    size_t lo = start, hi = b->n;
+    while (hi > lo && is_space((unsigned char)b->data[hi - 1])) hi--;
+    while (lo < hi && is_space((unsigned char)b->data[lo])) lo++;
+    memmove(b->data + start, b->data + lo, hi - lo);
+    b->n = start + (hi - lo);
+    b->data[b->n] = 0;
+}
+
 static const char *stop_name(const rlaif_chat *c) {
     static const char *const names[NFORMS] = {NULL, "<|im_end|>", "<|eot_id|>", "</s>", "</s>"};
     return c && (unsigned)c->form < NFORMS ? names[c->form] : NULL;

@@ -331,6 +331,13 @@ START_TEST(format_with_template) {
     ok(rlaif_format_response(tok, &l2, t.ids + np, t.n - np, &b));
     ck_assert_str_eq(b.data, "42");
     rlaif_bytes_free(&b);
+    const int32_t blank[] = {' ', '\n', EOS}; /* a reply of spaces reads as "" */
+    ok(rlaif_format_response(tok, &l2, blank, 3, &b));
+    ck_assert_uint_eq(b.n, 0);
+    rlaif_bytes_free(&b);
+    ok(rlaif_format_response(tok, &l2, blank + 2, 1, &b)); /* nothing before the stop */
+    ck_assert_uint_eq(b.n, 0);
+    rlaif_bytes_free(&b);
     /* chatml's frame around a user turn is 16 byte ids + 3 markers = 19: 24
      * ids keep "\xc3\xa9xyz", 23 keep "xyz" (never half a character) */
     const char *want[2] = {"\xc3\xa9xyz", "xyz"};

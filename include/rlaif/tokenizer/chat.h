@@ -95,6 +95,10 @@ int rlaif_chat_encode(const rlaif_chat *c, rlaif_tokenizer *tok, const rlaif_cha
  * trims it, llama2 pads the stripped reply with a space each side);
  * malloc'd. */
 char *rlaif_chat_reply_text(const rlaif_chat *c, const char *reply);
+/* Read a generated reply back: bytes b[start, b->n) stripped in place where
+ * the template strips replies (llama2, llama3), so the text is the reply,
+ * not its padding. */
+void rlaif_chat_reply_read(const rlaif_chat *c, rlaif_bytes *b, size_t start);
 /* The token that ends an assistant turn, where generation stops: <|im_end|>,
  * <|eot_id|>, </s>; form none: the tokenizer's EOS. -1 when the tokenizer
  * lacks it. */
