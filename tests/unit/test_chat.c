@@ -292,6 +292,12 @@ START_TEST(job_keys_and_auto) {
     ck_assert_str_eq(c.system, "Terse.");
     rlaif_chat_free(&c);
     rlaif_config_free(cfg);
+    /* newer models keep the template in chat_template.jinja, which wins */
+    write_ckpt(other, "chat_template.jinja", "{{ '<|start_header_id|>' + r }}{{ '<|eot_id|>' }}");
+    ok(load(&cfg, "model.chat_template=auto", NULL));
+    ok(rlaif_chat_from_config(&c, cfg, other));
+    ck_assert_int_eq(c.form, RLAIF_CHAT_LLAMA3);
+    rlaif_config_free(cfg);
     /* a template of another form in the checkpoint: refused, naming the file */
     write_ckpt(other, "tokenizer_config.json", "{\"chat_template\": \"{{ messages }}\"}");
     ok(load(&cfg, "model.chat_template=auto", NULL));
