@@ -73,6 +73,11 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("model", "vocab_size", "0", 0, 4194304, "vocabulary (0 = from the tokenizer)"),
     F("model", "init_std", "0.02", 0, 10, "std of the random initialisation"),
     S("model", "init_from", "", "checkpoint to start from instead of random weights"),
+    E("model", "chat_template", "none", "none|chatml|llama3|llama2|zephyr|auto",
+      "how prompts and replies are framed: none = plain text; auto = the form of the "
+      "checkpoint's Hugging Face chat_template (src/tokenizer/README.md)"),
+    S("model", "system_prompt", "",
+      "system message of every prompt (\"\" = the template's default)"),
 
     /* [tokenizer] */
     E("tokenizer", "type", "byte", "byte|bpe", "byte: 256 bytes + specials; bpe: GPT-2 BPE"),

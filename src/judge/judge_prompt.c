@@ -156,6 +156,13 @@ void rlaif_judge_messages_free(rlaif_judge_messages *m) {
     m->n = 0;
 }
 
+int rlaif_judge_messages_encode(const rlaif_judge_messages *m, const rlaif_chat *chat,
+                                rlaif_tokenizer *tok, rlaif_tokens *out) {
+    rlaif_chat_msg msg[16];
+    for (int i = 0; i < m->n; i++) msg[i] = (rlaif_chat_msg){m->role[i], m->content[i]};
+    return rlaif_chat_encode(chat, tok, msg, m->n, 1, out);
+}
+
 /* ------------------------------------------------------------- fencing */
 
 void rlaif_judge_boundary(rlaif_rng *rng, char out[17]) {

@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     rlaif_model model;
     rlaif_tokenizer *tok;
+    rlaif_chat chat;
     rlaif_rollout w; /* the sampling settings of [collect] */
     int loaded;
     int64_t lo, hi, next; /* my prompts and the next one to sample */
@@ -591,6 +592,10 @@ static char *make_signature(const rlaif_config *cfg, const char *policy, int64_t
                           "data.max_prompt_len"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         json_object_set_new(o, keys[i], json_string(rlaif_cfg_str(cfg, keys[i])));
+    const char *chat[3];
+    rlaif_chat_keys_set(cfg, chat);
+    for (int i = 0; chat[i]; i++)
+        json_object_set_new(o, chat[i], json_string(rlaif_cfg_str(cfg, chat[i])));
     json_object_set_new(o, "policy", json_string(policy));
     json_object_set_new(o, "n_prompts", json_integer((json_int_t)n_prompts));
     if (!strcmp(rlaif_cfg_str(cfg, "data.task"), "jsonl"))
@@ -629,7 +634,7 @@ static int find_policy(collect_run *C) {
 /* The rollout ranks load the policy (not when the phase is skipped). */
 static int load_policy(collect_run *C) {
     int rc = C->is_rollout ? rlaif_policy_load(C->cfg, "collect", "policy", C->policy, &C->ro.model,
-                                               &C->ro.tok)
+                                               &C->ro.tok, &C->ro.chat)
                            : 0;
     C->ro.loaded = C->is_rollout && !rc;
     return rlaif_agree(C->mb.comm, rc);
@@ -754,6 +759,7 @@ static void setup_rollout(collect_run *C) {
     R->credit.limit = (int)rlaif_cfg_int(C->cfg, "collect.credit");
     R->w = (rlaif_rollout){.model = &R->model,
                            .tok = R->tok,
+                           .chat = &R->chat,
                            .who = "collect",
                            .max_prompt_len = rlaif_cfg_int(C->cfg, "data.max_prompt_len"),
                            .max_new_tokens = rlaif_cfg_int(C->cfg, "collect.max_new_tokens"),
@@ -952,6 +958,7 @@ static void run_free(collect_run *C) {
         free(J->roll_done), free(J->buf);
     if (R->loaded) rlaif_model_free(&R->model);
     rlaif_tokenizer_free(R->tok);
+    rlaif_chat_free(&R->chat);
     if (J->prefs) rlaif_prefs_close(&J->prefs);
     rlaif_pump_close(J->pump);
     rlaif_prompts_free(&C->ps);

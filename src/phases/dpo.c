@@ -179,7 +179,8 @@ static int task_eval(rlaif_learner *L, dpo_run *S, const char *when) {
     rlaif_task t;
     RLAIF_TRY(rlaif_task_from_cfg(&t, cfg));
     rlaif_task_score s;
-    int rc = rlaif_task_eval(&L->model, L->tok, &t, n, rlaif_cfg_int(cfg, "data.max_prompt_len"),
+    int rc = rlaif_task_eval(&L->model, L->tok, &L->chat, &t, n,
+                             rlaif_cfg_int(cfg, "data.max_prompt_len"),
                              (int)rlaif_cfg_int(cfg, "data.max_response_len") + 1, 0, L->comm, &s);
     rlaif_task_free(&t);
     RLAIF_TRY(rc);

@@ -235,15 +235,15 @@ static int answer_batch(eval_run *E, const rlaif_rollout *r, int64_t lo, int64_t
 /* log p(policy's answer i | prompt i) under m for i in [lo, hi) into
  * E->lp[k]: the response tokens as the policy generated them (EOS
  * included when it stopped), after the prompt in the training format. */
-static int score_batch(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok, rlaif_lp_batch *lp,
-                       int64_t lo, int64_t hi) {
+static int score_batch(eval_run *E, int k, rlaif_model *m, const rlaif_rollout *ro,
+                       rlaif_lp_batch *lp, int64_t lo, int64_t hi) {
     rlaif_tokens all = {0};
     int64_t off[GEN_BATCH + 1], rows[GEN_BATCH];
     int32_t plen[GEN_BATCH];
     int R = (int)(hi - lo), rc = 0;
     off[0] = 0;
     for (int r = 0; r < R && !rc; r++) {
-        rc = rlaif_format_prompt(tok, E->prompt[lo + r],
+        rc = rlaif_format_prompt(ro->tok, ro->chat, E->prompt[lo + r],
                                  rlaif_cfg_int(E->cfg, "data.max_prompt_len"), &all);
         plen[r] = (int32_t)(all.n - (size_t)off[r]);
         for (int t = 0; !rc && t < E->nids[lo + r]; t++) {
@@ -263,7 +263,7 @@ static int score_batch(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok,
 }
 
 /* This rank's share of the policy's answers scored by model k. */
-static int score_share(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok, int64_t lo,
+static int score_share(eval_run *E, int k, rlaif_model *m, const rlaif_rollout *ro, int64_t lo,
                        int64_t hi) {
     E->vocab[k] = m->cfg.vocab_size;
     if (E->vocab[k] != E->vocab[0]) return 0; /* other ids: no KL (eval_finish_kl says so) */
@@ -271,7 +271,7 @@ static int score_share(eval_run *E, int k, rlaif_model *m, rlaif_tokenizer *tok,
     rlaif_lp_init(&lp, GEN_BATCH, m->cfg.max_seq_len);
     int rc = 0;
     for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
-        rc = score_batch(E, k, m, tok, &lp, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi);
+        rc = score_batch(E, k, m, ro, &lp, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi);
     rlaif_lp_free(&lp);
     return rc;
 }
@@ -281,9 +281,11 @@ static int answer_share(eval_run *E, int k, int64_t lo, int64_t hi) {
     rlaif_model m;
     memset(&m, 0, sizeof m); /* rlaif_model_free takes a zeroed model */
     rlaif_tokenizer *tok = NULL;
-    int rc = rlaif_policy_load(E->cfg, "eval", "model", E->model[k], &m, &tok);
+    rlaif_chat chat = {0};
+    int rc = rlaif_policy_load(E->cfg, "eval", "model", E->model[k], &m, &tok, &chat);
     rlaif_rollout r = {.model = &m,
                        .tok = tok,
+                       .chat = &chat,
                        .who = "eval",
                        .max_prompt_len = rlaif_cfg_int(E->cfg, "data.max_prompt_len"),
                        .max_new_tokens = rlaif_cfg_int(E->cfg, "eval.max_new_tokens"),
@@ -293,9 +295,10 @@ static int answer_share(eval_run *E, int k, int64_t lo, int64_t hi) {
                        .step = RLAIF_STREAM_EVAL};
     for (int64_t i = lo; i < hi && !rc; i += GEN_BATCH)
         rc = answer_batch(E, &r, i, i + GEN_BATCH < hi ? i + GEN_BATCH : hi, E->resp[k]);
-    if (!rc) rc = score_share(E, k, &m, tok, lo, hi);
+    if (!rc) rc = score_share(E, k, &m, &r, lo, hi);
     rlaif_model_free(&m);
     rlaif_tokenizer_free(tok);
+    rlaif_chat_free(&chat);
     return rc;
 }
 
@@ -695,6 +698,10 @@ static char *make_signature(const rlaif_config *cfg, char model[2][4096]) {
                             json_string(!strcmp(keys[i], "judge.disagreement")
                                             ? disagreement(cfg)
                                             : rlaif_cfg_str(cfg, keys[i])));
+    const char *chat[3];
+    rlaif_chat_keys_set(cfg, chat);
+    for (int i = 0; chat[i]; i++)
+        json_object_set_new(o, chat[i], json_string(rlaif_cfg_str(cfg, chat[i])));
     for (int k = 0; k < 2; k++) {
         /* size and mtime: a model retrained into the same path is another model */
         struct stat st;

@@ -53,6 +53,7 @@ typedef struct {
     rlaif_tokens all;
     size_t cap; /* pairs allocated */
     rlaif_tokenizer *tok;
+    const rlaif_chat *chat;
     long max_prompt, max_response;
     int max_seq_len;
     double eval_fraction;
@@ -62,8 +63,8 @@ typedef struct {
 static int add_seq(loader *ld, const char *prompt, const char *response, int64_t s,
                    const char *where) {
     size_t start = ld->all.n, np;
-    RLAIF_TRY(rlaif_format_example(ld->tok, prompt, response, ld->max_prompt, ld->max_response,
-                                   &ld->all, &np));
+    RLAIF_TRY(rlaif_format_example(ld->tok, ld->chat, prompt, response, ld->max_prompt,
+                                   ld->max_response, &ld->all, &np));
     size_t len = ld->all.n - start;
     if (len > (size_t)ld->max_seq_len)
         return RLAIF_ERROR(RLAIF_EX_USAGE,
@@ -177,12 +178,14 @@ static const char *sec_str(const rlaif_config *cfg, const char *section, const c
     return rlaif_cfg_str(cfg, k);
 }
 
-int rlaif_pairs_load(rlaif_pairs *d, rlaif_tokenizer *tok, const rlaif_config *cfg,
-                     const char *section, int max_seq_len, rlaif_pairs_counts *c) {
+int rlaif_pairs_load(rlaif_pairs *d, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                     const rlaif_config *cfg, const char *section, int max_seq_len,
+                     rlaif_pairs_counts *c) {
     char k[96];
     snprintf(k, sizeof k, "%s.eval_fraction", section);
     loader ld = {.d = d,
                  .tok = tok,
+                 .chat = chat,
                  .max_prompt = (long)rlaif_cfg_int(cfg, "data.max_prompt_len"),
                  .max_response = (long)rlaif_cfg_int(cfg, "data.max_response_len"),
                  .max_seq_len = max_seq_len,
@@ -323,9 +326,10 @@ int rlaif_no_sft_model(const char *phase, const char *hint, const char *dir, int
 int rlaif_pairs_load_all(rlaif_pairs *d, rlaif_learner *L, const char *section) {
     rlaif_pairs_counts c;
     memset(&c, 0, sizeof c);
-    RLAIF_TRY(rlaif_agree(L->comm, L->rank == 0 ? rlaif_pairs_load(d, L->tok, L->cfg, section,
-                                                                   L->model.cfg.max_seq_len, &c)
-                                                : 0));
+    RLAIF_TRY(rlaif_agree(L->comm, L->rank == 0
+                                       ? rlaif_pairs_load(d, L->tok, &L->chat, L->cfg, section,
+                                                          L->model.cfg.max_seq_len, &c)
+                                       : 0));
     if (L->rank == 0) rlaif_pairs_report(section, &c, d);
     return rlaif_pairs_bcast(d, L->comm, L->rank, section);
 }

@@ -197,8 +197,8 @@ static int load_prompts(pg_run *S, rlaif_tokenizer *tok, int max_seq) {
     S->poff[0] = 0;
     int64_t longest = 0, which = 0;
     for (int64_t p = 0; p < S->ps.n; p++) {
-        RLAIF_TRY(rlaif_format_prompt(tok, S->ps.text[p], rlaif_cfg_int(cfg, "data.max_prompt_len"),
-                                      &all));
+        RLAIF_TRY(rlaif_format_prompt(tok, &S->chat, S->ps.text[p],
+                                      rlaif_cfg_int(cfg, "data.max_prompt_len"), &all));
         S->poff[p + 1] = (int64_t)all.n;
         if (S->poff[p + 1] - S->poff[p] > longest) longest = S->poff[p + 1] - S->poff[p], which = p;
     }
@@ -251,7 +251,8 @@ static int learner_setup(pg_run *S, rlaif_learner *L, MPI_Comm comm) {
     L->oc.total_steps = L->opt.cfg.total_steps = L->steps;
     S->tok = L->tok;
     S->micro = L->micro_batch;
-    int rc = load_frozen(S, L);
+    int rc = rlaif_chat_from_config(&S->chat, cfg, S->policy_path);
+    if (!rc) rc = load_frozen(S, L);
     /* log-probs and entropies of the distribution the samples came from */
     L->model.logit_scale = S->ref.logit_scale = S->temperature > 0 ? 1.0f / S->temperature : 1.0f;
     int max_seq = L->model.cfg.max_seq_len;
@@ -263,8 +264,8 @@ static int learner_setup(pg_run *S, rlaif_learner *L, MPI_Comm comm) {
 
 /* A rollout rank: its copy of the policy (no value head) and the prompts. */
 static int rollout_setup(pg_run *S) {
-    RLAIF_TRY(
-        rlaif_policy_load(S->ctx->cfg, S->name, "policy", S->policy_path, &S->sampler, &S->tok));
+    RLAIF_TRY(rlaif_policy_load(S->ctx->cfg, S->name, "policy", S->policy_path, &S->sampler,
+                                &S->tok, &S->chat));
     return rlaif_prompts_train(S->ctx->cfg, S->name, &S->ps);
 }
 
@@ -301,6 +302,7 @@ static void run_free(pg_run *S, rlaif_learner *L, int learner) {
     if (S->rm.params) rlaif_model_free(&S->rm);
     if (S->sampler.params) rlaif_model_free(&S->sampler);
     if (!learner && S->tok) rlaif_tokenizer_free(S->tok); /* a rollout's or a judge's own */
+    rlaif_chat_free(&S->chat);
     if (learner) rlaif_learner_free(L);
 }
 

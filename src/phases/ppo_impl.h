@@ -35,6 +35,7 @@ typedef struct {
     /* sampling: the learner's policy (colocated) or the rollout's copy */
     rlaif_model sampler;
     rlaif_tokenizer *tok; /* the policy's tokenizer (not owned on learners) */
+    rlaif_chat chat;      /* the policy's chat template (owned) */
     rlaif_wsync ws;
     /* the iteration */
     rlaif_pg_exp e;

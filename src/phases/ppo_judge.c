@@ -153,6 +153,7 @@ int rlaif_pg_judge_setup(pg_run *S, int learner, int judge) {
     if (S->ao.algo == RLAIF_PG_ODPO) RLAIF_TRY(open_prefs(S));
     if (!S->split) return 0; /* a colocated learner has the tokenizer and prompts */
     RLAIF_TRY(rlaif_tokenizer_for_checkpoint(&S->tok, S->policy_path, S->ctx->cfg));
+    RLAIF_TRY(rlaif_chat_from_config(&S->chat, S->ctx->cfg, S->policy_path));
     return rlaif_prompts_train(S->ctx->cfg, S->name, &S->ps);
 }
 

@@ -37,6 +37,7 @@ static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, in
         texts[p] = S->ps.text[rlaif_pg_prompt_of(S, it, lo + p)], ids[p] = lo + p;
     rlaif_rollout r = {.model = m,
                        .tok = S->tok,
+                       .chat = &S->chat,
                        .who = S->name,
                        .max_prompt_len = rlaif_cfg_int(S->ctx->cfg, "data.max_prompt_len"),
                        .max_new_tokens = W,
@@ -48,7 +49,7 @@ static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, in
     int rc = rlaif_rollout_sample(&r, g, texts, ids, K, &b);
     free(texts), free(ids);
     RLAIF_TRY(rc);
-    int32_t eos = rlaif_tokenizer_eos(S->tok);
+    int32_t eos = rlaif_chat_stop_id(&S->chat, S->tok);
     for (int s = 0; s < b.B; s++) {
         int32_t *o = out + (size_t)s * (size_t)(W + 1);
         o[0] = b.length[s] < W ? b.length[s] : W;
@@ -62,7 +63,7 @@ static int sample_share(pg_run *S, rlaif_model *m, long it, long lo, long hi, in
 char *rlaif_pg_response_text(const pg_run *S, const int32_t *pk, long s) {
     const int32_t *q = pk + (size_t)s * (size_t)(S->W + 1);
     rlaif_bytes b = {0};
-    int rc = rlaif_format_response(S->tok, q + 1, (size_t)q[0], &b);
+    int rc = rlaif_format_response(S->tok, &S->chat, q + 1, (size_t)q[0], &b);
     char *t = rlaif_utf8_clean(rc || !b.data ? "" : b.data, rc ? 0 : b.n);
     rlaif_bytes_free(&b);
     return t;
@@ -72,7 +73,7 @@ char *rlaif_pg_response_text(const pg_run *S, const int32_t *pk, long s) {
 static void build(pg_run *S, long it, const int32_t *pk) {
     rlaif_pg_exp *e = &S->e;
     int W = S->W, K = e->K;
-    int32_t eos = rlaif_tokenizer_eos(S->tok);
+    int32_t eos = rlaif_chat_stop_id(&S->chat, S->tok);
     size_t total = 0, nw = (size_t)e->N * (size_t)W;
     for (int i = 0; i < e->N; i++) {
         int64_t p = rlaif_pg_prompt_of(S, it, i / K);

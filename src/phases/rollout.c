@@ -95,14 +95,14 @@ int rlaif_policy_find(const rlaif_config *cfg, const char *who, char *path, size
 }
 
 int rlaif_policy_load(const rlaif_config *cfg, const char *who, const char *what, const char *path,
-                      rlaif_model *m, rlaif_tokenizer **tok) {
+                      rlaif_model *m, rlaif_tokenizer **tok, rlaif_chat *chat) {
     int rc = rlaif_tokenizer_for_checkpoint(tok, path, cfg);
+    if (!rc) rc = rlaif_chat_from_config(chat, cfg, path);
     if (!rc) rc = rlaif_model_load(path, m);
-    if (rc) return rlaif_error_context("%s: %s %s: ", who, what, path), rc;
-    if (rlaif_tokenizer_eos(*tok) < 0)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "add <|endoftext|> to tokenizer.specials",
-                           "%s: the tokenizer of %s has no end-of-text token", who, path);
-    return 0;
+    int32_t stop; /* generation needs the token that ends a reply */
+    if (!rc) rc = rlaif_chat_require_stop(chat, *tok, &stop);
+    if (rc) rlaif_error_context("%s: %s %s: ", who, what, path);
+    return rc;
 }
 
 /* ------------------------------------------------------------ sampling */
@@ -118,7 +118,7 @@ int rlaif_rollout_longest(const rlaif_rollout *r, char *const *texts, int64_t lo
     *longest = 0;
     for (int64_t i = lo; i < hi && !rc; i++) {
         t.n = 0;
-        rc = rlaif_format_prompt(r->tok, texts[i], r->max_prompt_len, &t);
+        rc = rlaif_format_prompt(r->tok, r->chat, texts[i], r->max_prompt_len, &t);
         if ((int)t.n > *longest) *longest = (int)t.n;
     }
     rlaif_tokens_free(&t);
@@ -133,7 +133,7 @@ static int gen_config(const rlaif_rollout *r, int longest, rlaif_gen_config *gc)
     gc->temperature = r->temperature;
     gc->top_k = r->top_k;
     gc->top_p = r->top_p;
-    gc->eos_id = rlaif_tokenizer_eos(r->tok);
+    gc->eos_id = rlaif_chat_stop_id(r->chat, r->tok);
     gc->pad_id = gc->eos_id;
     gc->seed = r->seed, gc->step = r->step;
     if (gc->max_new_tokens < 1)
@@ -171,7 +171,7 @@ static int decode(const rlaif_rollout *r, const rlaif_gen_output *go, long room,
     int rc = 0;
     for (int b = 0; b < go->B && !rc; b++) {
         rlaif_bytes t = {0};
-        rc = rlaif_format_response(r->tok, go->tokens + (size_t)b * (size_t)go->max_new,
+        rc = rlaif_format_response(r->tok, r->chat, go->tokens + (size_t)b * (size_t)go->max_new,
                                    (size_t)go->length[b], &t);
         text[b] = rlaif_utf8_clean(t.data ? t.data : "", t.n);
         rlaif_bytes_free(&t);
@@ -190,7 +190,7 @@ int rlaif_rollout_sample(const rlaif_rollout *r, int g, const char *const *texts
     uint32_t *seq = xmalloc(sizeof(uint32_t) * (size_t)B);
     for (int p = 0; p < g && !rc; p++) {
         size_t start = all.n;
-        rc = rlaif_format_prompt(r->tok, texts[p], r->max_prompt_len, &all);
+        rc = rlaif_format_prompt(r->tok, r->chat, texts[p], r->max_prompt_len, &all);
         int n = (int)(all.n - start);
         for (int k = 0; k < K; k++) {
             off[p * K + k] = (int64_t)start; /* the K samples share the prompt's ids */

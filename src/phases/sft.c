@@ -30,11 +30,12 @@ static void data_free(sft_data *d) {
 }
 
 /* Append one (prompt, response) as example d->n. */
-static int add_example(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const char *prompt,
-                       const char *response, const rlaif_config *cfg, int max_seq_len,
-                       const char *where) {
+static int add_example(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                       const char *prompt, const char *response, const rlaif_config *cfg,
+                       int max_seq_len, const char *where) {
     size_t start = all->n, np;
-    RLAIF_TRY(rlaif_format_example(tok, prompt, response, rlaif_cfg_int(cfg, "data.max_prompt_len"),
+    RLAIF_TRY(rlaif_format_example(tok, chat, prompt, response,
+                                   rlaif_cfg_int(cfg, "data.max_prompt_len"),
                                    rlaif_cfg_int(cfg, "data.max_response_len"), all, &np));
     size_t len = all->n - start;
     if (len > (size_t)max_seq_len)
@@ -50,8 +51,8 @@ static int add_example(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, con
     return 0;
 }
 
-static int load_jsonl(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const rlaif_config *cfg,
-                      const char *path, int max_seq_len) {
+static int load_jsonl(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                      const rlaif_config *cfg, const char *path, int max_seq_len) {
     size_t n;
     char **texts;
     int rc = rlaif_jsonl_read(path, "sft", &n, &texts);
@@ -61,14 +62,15 @@ static int load_jsonl(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, cons
     for (size_t i = 0; i < n && !rc; i++) {
         char where[4200];
         snprintf(where, sizeof where, "%s: record %zu", path, i + 1);
-        rc = add_example(d, all, tok, texts[3 * i], texts[3 * i + 1], cfg, max_seq_len, where);
+        rc =
+            add_example(d, all, tok, chat, texts[3 * i], texts[3 * i + 1], cfg, max_seq_len, where);
     }
     rlaif_jsonl_free(texts, n);
     return rc;
 }
 
-static int load_task(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const rlaif_config *cfg,
-                     int max_seq_len) {
+static int load_task(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                     const rlaif_config *cfg, int max_seq_len) {
     rlaif_task t;
     RLAIF_TRY(rlaif_task_from_cfg(&t, cfg));
     d->off = xcalloc((size_t)t.n_train + 1, sizeof(int64_t));
@@ -81,21 +83,22 @@ static int load_task(sft_data *d, rlaif_tokens *all, rlaif_tokenizer *tok, const
         rlaif_task_prompt(&p, q, sizeof q);
         rlaif_task_demo(&t, i, a, sizeof a);
         snprintf(where, sizeof where, "arithmetic problem %lld", (long long)i);
-        rc = add_example(d, all, tok, q, a, cfg, max_seq_len, where);
+        rc = add_example(d, all, tok, chat, q, a, cfg, max_seq_len, where);
     }
     rlaif_task_free(&t);
     return rc;
 }
 
 /* Rank 0: read data.sft or generate the task's demonstrations. */
-static int load_local(sft_data *d, rlaif_tokenizer *tok, const rlaif_config *cfg, int max_seq_len) {
+static int load_local(sft_data *d, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                      const rlaif_config *cfg, int max_seq_len) {
     const char *path = rlaif_cfg_str(cfg, "data.sft");
     rlaif_tokens all = {0};
     int rc;
     if (*path)
-        rc = load_jsonl(d, &all, tok, cfg, path, max_seq_len);
+        rc = load_jsonl(d, &all, tok, chat, cfg, path, max_seq_len);
     else if (!strcmp(rlaif_cfg_str(cfg, "data.task"), "arithmetic"))
-        rc = load_task(d, &all, tok, cfg, max_seq_len);
+        rc = load_task(d, &all, tok, chat, cfg, max_seq_len);
     else
         rc = RLAIF_ERROR(RLAIF_EX_USAGE,
                          "set data.sft = demos.jsonl, or data.task = arithmetic for the demo task",
@@ -237,7 +240,8 @@ static int maybe_eval(rlaif_learner *L, const char *when) {
     RLAIF_TRY(rlaif_task_from_cfg(&t, cfg));
     rlaif_info("sft: held-out greedy answers %s training (first 4 of %lld):", when, (long long)n);
     rlaif_task_score s;
-    int rc = rlaif_task_eval(&L->model, L->tok, &t, n, rlaif_cfg_int(cfg, "data.max_prompt_len"),
+    int rc = rlaif_task_eval(&L->model, L->tok, &L->chat, &t, n,
+                             rlaif_cfg_int(cfg, "data.max_prompt_len"),
                              (int)rlaif_cfg_int(cfg, "data.max_response_len") + 1, 4, L->comm, &s);
     rlaif_task_free(&t);
     RLAIF_TRY(rc);
@@ -289,9 +293,9 @@ int rlaif_cmd_sft(rlaif_ctx *ctx) {
     S.seed = (uint64_t)rlaif_cfg_int(ctx->cfg, "run.seed");
     S.perm_epoch = -1;
     if (!rc)
-        rc = rlaif_agree(L.comm, L.rank == 0
-                                     ? load_local(&S.data, L.tok, ctx->cfg, L.model.cfg.max_seq_len)
-                                     : 0);
+        rc = rlaif_agree(L.comm, L.rank == 0 ? load_local(&S.data, L.tok, &L.chat, ctx->cfg,
+                                                          L.model.cfg.max_seq_len)
+                                             : 0);
     if (!rc) rc = data_bcast(&S.data, L.comm, L.rank);
     if (!rc) {
         size_t cap = (size_t)L.micro_batch * (size_t)L.model.cfg.max_seq_len;

@@ -165,60 +165,91 @@ int rlaif_task_correct(const rlaif_arith *p, const char *response) {
 
 /* ---- text format ---- */
 
-int rlaif_format_prompt(rlaif_tokenizer *tok, const char *prompt, long max_prompt_len,
-                        rlaif_tokens *out) {
-    rlaif_tokens p = {0};
-    size_t len = strlen(prompt);
-    char *text = xmalloc(len + 2);
-    memcpy(text, prompt, len);
-    text[len] = '\n', text[len + 1] = 0;
-    int rc = rlaif_tokenizer_encode(tok, text, len + 1, 0, &p);
-    free(text);
-    if (rc) return rlaif_tokens_free(&p), rc;
-    /* left-truncate: the end of a long prompt is what the response follows */
-    size_t keep = p.n < (size_t)max_prompt_len ? p.n : (size_t)max_prompt_len;
-    for (size_t i = p.n - keep; i < p.n; i++) {
-        if (out->n == out->cap) {
-            out->cap = out->cap ? 2 * out->cap : 64;
-            out->ids = xrealloc(out->ids, sizeof(int32_t) * out->cap);
-        }
-        out->ids[out->n++] = p.ids[i];
+static void push_id(rlaif_tokens *out, int32_t id) {
+    if (out->n == out->cap) {
+        out->cap = out->cap ? 2 * out->cap : 64;
+        out->ids = xrealloc(out->ids, sizeof(int32_t) * out->cap);
     }
-    rlaif_tokens_free(&p);
-    return 0;
+    out->ids[out->n++] = id;
 }
 
-int rlaif_format_example(rlaif_tokenizer *tok, const char *prompt, const char *response,
-                         long max_prompt_len, long max_response_len, rlaif_tokens *out,
-                         size_t *n_prompt) {
+/* The prompt as one user turn (after the job's system prompt, if any),
+ * opening the assistant's reply. */
+static int encode_turn(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt,
+                       rlaif_tokens *out) {
+    rlaif_chat_msg m = {"user", prompt};
+    return rlaif_chat_encode(chat, tok, &m, 1, 1, out);
+}
+
+/* A chat prompt over max ids loses the start of the user's text, never the
+ * template's frame: the shortest cut (at a UTF-8 character) that fits,
+ * by bisection over the character starts. */
+static int fit_turn(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt, size_t max,
+                    rlaif_tokens *p) {
+    size_t len = strlen(prompt), nc = 0, *at = xmalloc(sizeof(size_t) * (len + 1));
+    for (size_t i = 0; i <= len; i++)
+        if (i == len || ((unsigned char)prompt[i] & 0xC0) != 0x80) at[nc++] = i;
+    size_t lo = 0, hi = nc - 1; /* cut at at[lo] does not fit; at[hi] (all cut) is tried last */
+    int rc = 0;
+    while (!rc && hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        p->n = 0;
+        rc = encode_turn(tok, chat, prompt + at[mid], p);
+        if (!rc) *(p->n <= max ? &hi : &lo) = mid;
+    }
+    p->n = 0;
+    if (!rc) rc = encode_turn(tok, chat, prompt + at[hi], p);
+    free(at);
+    if (!rc && p->n > max)
+        rc = RLAIF_ERROR(RLAIF_EX_USAGE, "raise data.max_prompt_len or shorten model.system_prompt",
+                         "the chat template's frame alone is %zu tokens, more than "
+                         "data.max_prompt_len = %zu",
+                         p->n, max);
+    return rc;
+}
+
+int rlaif_format_prompt(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt,
+                        long max_prompt_len, rlaif_tokens *out) {
+    rlaif_tokens p = {0};
+    size_t max = (size_t)max_prompt_len;
+    int rc = encode_turn(tok, chat, prompt, &p);
+    /* plain text (no template, no system prompt): keep the end of a long
+     * prompt, which is what the response follows */
+    int plain = !chat || (chat->form == RLAIF_CHAT_NONE && !chat->system);
+    if (!rc && p.n > max && !plain) rc = fit_turn(tok, chat, prompt, max, &p);
+    for (size_t i = p.n > max ? p.n - max : 0; !rc && i < p.n; i++) push_id(out, p.ids[i]);
+    rlaif_tokens_free(&p);
+    return rc;
+}
+
+int rlaif_format_example(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt,
+                         const char *response, long max_prompt_len, long max_response_len,
+                         rlaif_tokens *out, size_t *n_prompt) {
     size_t start = out->n;
-    RLAIF_TRY(rlaif_format_prompt(tok, prompt, max_prompt_len, out));
+    RLAIF_TRY(rlaif_format_prompt(tok, chat, prompt, max_prompt_len, out));
     *n_prompt = out->n - start;
     size_t before = out->n;
-    RLAIF_TRY(rlaif_tokenizer_encode(tok, response, strlen(response), 0, out));
+    char *reply = rlaif_chat_reply_text(chat, response);
+    int rc = rlaif_tokenizer_encode(tok, reply, strlen(reply), 0, out);
+    free(reply);
+    RLAIF_TRY(rc);
     int truncated = out->n - before > (size_t)max_response_len;
     if (truncated) out->n = before + (size_t)max_response_len;
-    int32_t eos = rlaif_tokenizer_eos(tok);
-    if (eos < 0)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "add <|endoftext|> to tokenizer.specials",
-                           "the tokenizer has no end-of-text token to end responses with");
-    /* a cut response has no end: teaching EOS there would teach stopping mid-answer */
-    if (!truncated) {
-        if (out->n == out->cap) {
-            out->cap = 2 * out->cap + 1;
-            out->ids = xrealloc(out->ids, sizeof(int32_t) * out->cap);
-        }
-        out->ids[out->n++] = eos;
-    }
+    int32_t stop;
+    RLAIF_TRY(rlaif_chat_require_stop(chat, tok, &stop));
+    /* a cut response has no end: teaching the stop there would teach stopping mid-answer */
+    if (!truncated) push_id(out, stop);
     return 0;
 }
 
-int rlaif_format_response(const rlaif_tokenizer *tok, const int32_t *ids, size_t n,
-                          rlaif_bytes *out) {
-    int32_t eos = rlaif_tokenizer_eos(tok);
-    size_t end = 0;
-    while (end < n && ids[end] != eos) end++;
-    return rlaif_tokenizer_decode(tok, ids, end, RLAIF_TOK_SKIP_SPECIAL, out);
+int rlaif_format_response(const rlaif_tokenizer *tok, const rlaif_chat *chat, const int32_t *ids,
+                          size_t n, rlaif_bytes *out) {
+    int32_t stop = rlaif_chat_stop_id(chat, tok);
+    size_t end = 0, start = out->n;
+    while (end < n && ids[end] != stop) end++;
+    RLAIF_TRY(rlaif_tokenizer_decode(tok, ids, end, RLAIF_TOK_SKIP_SPECIAL, out));
+    rlaif_chat_reply_read(chat, out, start);
+    return 0;
 }
 
 /* ---- greedy held-out evaluation ---- */
@@ -242,9 +273,9 @@ static void printable(const char *s, size_t n, char *out, size_t cap) {
 }
 
 /* Problems [lo, hi) greedily; adds to s. */
-static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, int64_t lo,
-                      int64_t hi, long max_prompt_len, int max_new, int nshow,
-                      rlaif_task_score *s) {
+static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                      const rlaif_task *t, int64_t lo, int64_t hi, long max_prompt_len, int max_new,
+                      int nshow, rlaif_task_score *s) {
     int B = (int)(hi - lo);
     rlaif_arith p[EVAL_BATCH];
     rlaif_tokens ids = {0};
@@ -256,7 +287,7 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
         rlaif_task_heldout(t, lo + b, &p[b]);
         rlaif_task_prompt(&p[b], q, sizeof q);
         off[b] = (int64_t)ids.n;
-        int rc = rlaif_format_prompt(tok, q, max_prompt_len, &ids);
+        int rc = rlaif_format_prompt(tok, chat, q, max_prompt_len, &ids);
         if (rc) return rlaif_tokens_free(&ids), rc;
         len[b] = (int)(ids.n - (size_t)off[b]);
         if (len[b] > longest) longest = len[b];
@@ -265,7 +296,7 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
     rlaif_gen_config gc = rlaif_gen_defaults();
     int room = m->cfg.max_seq_len - longest;
     gc.max_new_tokens = max_new < room ? max_new : room;
-    gc.eos_id = rlaif_tokenizer_eos(tok);
+    gc.eos_id = rlaif_chat_stop_id(chat, tok);
     gc.pad_id = gc.eos_id >= 0 ? gc.eos_id : 0;
     rlaif_gen_output go;
     int rc = gc.max_new_tokens < 1
@@ -276,8 +307,8 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
     RLAIF_TRY(rc);
     for (int b = 0; b < B && !rc; b++) {
         rlaif_bytes text = {0};
-        rc = rlaif_format_response(tok, go.tokens + (size_t)b * go.max_new, (size_t)go.length[b],
-                                   &text);
+        rc = rlaif_format_response(tok, chat, go.tokens + (size_t)b * go.max_new,
+                                   (size_t)go.length[b], &text);
         int fl = rc ? RLAIF_FLAW_WRONG : rlaif_task_flaws(&p[b], text.data ? text.data : "");
         int right = !(fl & RLAIF_FLAW_WRONG), unseen = !rlaif_task_seen(t, &p[b]);
         s->n++, s->correct += right, s->unseen += unseen, s->unseen_right += unseen && right;
@@ -296,9 +327,9 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t,
     return rc;
 }
 
-int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, int64_t n,
-                    long max_prompt_len, int max_new, int nshow, MPI_Comm comm,
-                    rlaif_task_score *out) {
+int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                    const rlaif_task *t, int64_t n, long max_prompt_len, int max_new, int nshow,
+                    MPI_Comm comm, rlaif_task_score *out) {
     int rank, size;
     RLAIF_CHECK_MPI(MPI_Comm_rank(comm, &rank));
     RLAIF_CHECK_MPI(MPI_Comm_size(comm, &size));
@@ -308,7 +339,7 @@ int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, i
     int rc = 0;
     for (size_t i = lo; i < hi && !rc; i += EVAL_BATCH) {
         size_t e = i + EVAL_BATCH < hi ? i + EVAL_BATCH : hi;
-        rc = eval_batch(m, tok, t, (int64_t)i, (int64_t)e, max_prompt_len, max_new,
+        rc = eval_batch(m, tok, chat, t, (int64_t)i, (int64_t)e, max_prompt_len, max_new,
                         rank == 0 ? nshow : 0, &s);
     }
     RLAIF_TRY(rlaif_agree(comm, rc));

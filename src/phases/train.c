@@ -114,6 +114,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
                                "converted by tools/user/hf-to-rlaif",
                                "%s: cannot read '%s': %s", key, from, strerror(errno));
         int rc = rlaif_tokenizer_for_checkpoint(&L->tok, from, cfg);
+        if (!rc) rc = rlaif_chat_from_config(&L->chat, cfg, from);
         if (!rc) rc = rlaif_model_load(from, &L->model);
         if (rc) return rlaif_error_context("%s '%s': ", key, from), rc;
         if (score_head && !L->model.cfg.score_head) {
@@ -126,6 +127,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
         if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
     } else {
         RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
+        RLAIF_TRY(rlaif_chat_from_config(&L->chat, cfg, NULL));
         rlaif_model_config mc = model_config(cfg, score_head);
         if (mc.vocab_size == 0) mc.vocab_size = rlaif_tokenizer_vocab_size(L->tok);
         RLAIF_TRY(rlaif_model_create(&L->model, &mc));
@@ -202,6 +204,7 @@ void rlaif_learner_free(rlaif_learner *L) {
     rlaif_adamw_free(&L->opt);
     rlaif_model_free(&L->model);
     rlaif_tokenizer_free(L->tok);
+    rlaif_chat_free(&L->chat);
     free(L->counts), free(L->displs), free(L->gshard);
     memset(L, 0, sizeof *L);
 }

@@ -28,6 +28,8 @@ const char *const rlaif_fingerprint_keys[] = {"model.arch",
                                               "tokenizer.vocab",
                                               "tokenizer.merges",
                                               "tokenizer.specials",
+                                              "model.chat_template",
+                                              "model.system_prompt",
                                               NULL};
 
 /* The lock's descriptor: never closed, since closing any descriptor of the

@@ -163,18 +163,18 @@ START_TEST(text_format) {
     int32_t eos = rlaif_tokenizer_eos(tok);
     rlaif_tokens out = {0};
     size_t np;
-    ok(rlaif_format_example(tok, "What is 1 plus 2?", "3", 64, 32, &out, &np));
+    ok(rlaif_format_example(tok, NULL, "What is 1 plus 2?", "3", 64, 32, &out, &np));
     const char *want = "What is 1 plus 2?\n3";
     ck_assert_uint_eq(np, strlen("What is 1 plus 2?\n"));
     ck_assert_uint_eq(out.n, strlen(want) + 1);
     for (size_t i = 0; i < strlen(want); i++) ck_assert_int_eq(out.ids[i], (unsigned char)want[i]);
     ck_assert_int_eq(out.ids[out.n - 1], eos);
     rlaif_bytes text = {0};
-    ok(rlaif_format_response(tok, out.ids + np, out.n - np, &text));
+    ok(rlaif_format_response(tok, NULL, out.ids + np, out.n - np, &text));
     ck_assert_str_eq(text.data, "3");
     rlaif_bytes_free(&text);
     out.n = 0;
-    ok(rlaif_format_example(tok, "abcdef", "uvwxyz", 4, 3, &out, &np));
+    ok(rlaif_format_example(tok, NULL, "abcdef", "uvwxyz", 4, 3, &out, &np));
     ck_assert_uint_eq(np, 4); /* "def\n" */
     ck_assert_uint_eq(out.n, 7);
     ck_assert_int_eq(out.ids[0], 'd');

@@ -36,6 +36,7 @@
 #include "rlaif/core/config.h"
 #include "rlaif/storage/prefs.h"
 #include "rlaif/core/rng.h"
+#include "rlaif/tokenizer/chat.h"
 
 /* ---------------------------------------------------------------- results */
 
@@ -209,6 +210,11 @@ typedef struct {
     char *content[16];
 } rlaif_judge_messages;
 void rlaif_judge_messages_free(rlaif_judge_messages *m);
+/* The rendered call as token ids through a chat template, opening the
+ * judge's reply: what a local judge model (one on the judge ranks) reads.
+ * API judges get the messages and apply their own template. */
+int rlaif_judge_messages_encode(const rlaif_judge_messages *m, const rlaif_chat *chat,
+                                rlaif_tokenizer *tok, rlaif_tokens *out);
 
 /* The fence boundary: 16 [0-9a-z] characters drawn from rng. Fenced text is
  *     <<<BOUNDARY

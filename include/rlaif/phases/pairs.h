@@ -46,8 +46,9 @@ typedef struct {
 /* Rank 0 of a phase (section "rm" or "dpo"): every usable pair of the
  * phase's preferences and data.human_preferences, tokenized; errors name
  * the phase ("rm: cannot read the preferences ..."). */
-int rlaif_pairs_load(rlaif_pairs *d, rlaif_tokenizer *tok, const rlaif_config *cfg,
-                     const char *section, int max_seq_len, rlaif_pairs_counts *c);
+int rlaif_pairs_load(rlaif_pairs *d, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                     const rlaif_config *cfg, const char *section, int max_seq_len,
+                     rlaif_pairs_counts *c);
 /* Collective over comm: rank 0's pairs to every rank. */
 int rlaif_pairs_bcast(rlaif_pairs *d, MPI_Comm comm, int rank, const char *section);
 void rlaif_pairs_free(rlaif_pairs *d);

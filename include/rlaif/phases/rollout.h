@@ -23,6 +23,7 @@
 
 #include "rlaif/core/job.h"
 #include "rlaif/engine/model.h"
+#include "rlaif/tokenizer/chat.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
 /* ------------------------------------------------------------- prompts */
@@ -49,19 +50,22 @@ void rlaif_rollout_shard(const rlaif_ranks *rk, int64_t n, int64_t *lo, int64_t 
 /* model.init_from, else the newest finished sft checkpoint (an sft stopped
  * early is not the policy). who names the phase in errors. */
 int rlaif_policy_find(const rlaif_config *cfg, const char *who, char *path, size_t n);
-/* A checkpoint and its tokenizer (its /tokenizer, else the job's), which
- * must have an end-of-text token. what = "policy", "model", ... in errors. */
+/* A checkpoint, its tokenizer (its /tokenizer, else the job's) and its chat
+ * template (model.chat_template; auto: the checkpoint's); the tokenizer
+ * must have the token that ends a reply. what = "policy", "model", ... in
+ * errors. */
 int rlaif_policy_load(const rlaif_config *cfg, const char *who, const char *what, const char *path,
-                      rlaif_model *m, rlaif_tokenizer **tok);
+                      rlaif_model *m, rlaif_tokenizer **tok, rlaif_chat *chat);
 
 /* ------------------------------------------------------------ sampling */
 
 typedef struct {
     rlaif_model *model;
     rlaif_tokenizer *tok;
-    const char *who;     /* phase name for errors */
-    long max_prompt_len; /* data.max_prompt_len */
-    long max_new_tokens; /* capped by what the context leaves */
+    const rlaif_chat *chat; /* NULL: plain text (form none) */
+    const char *who;        /* phase name for errors */
+    long max_prompt_len;    /* data.max_prompt_len */
+    long max_new_tokens;    /* capped by what the context leaves */
     /* collect: data.max_response_len, and every response made to fit rm and
      * dpo (prompt + response + end-of-text within max_seq_len); 0: no such
      * care (eval judges its texts only) */

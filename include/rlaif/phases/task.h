@@ -27,11 +27,18 @@
  * problem, so the held-out set is disjoint from the training set whenever
  * the problem space (3 (max_operand + 1)^2 problems) leaves room for it.
  *
- * The model's text of a (prompt, response) pair is, in token ids,
+ * The model's text of a (prompt, response) pair is, in token ids, with the
+ * chat form none (the default; chat NULL is none too):
  *     encode(prompt "\n") [left-truncated to max_prompt_len]
  *     encode(response)    [truncated to max_response_len]
  *     EOS                 [only when the response was not truncated]
- * sft, collect and eval all go through rlaif_format_*, so a model is always
+ * and with a chat template (model.chat_template, rlaif/tokenizer/chat.h):
+ *     the template's conversation [system prompt,] user = prompt, with the
+ *       generation prompt [the start of the user's text cut to fit max_prompt_len]
+ *     encode(the reply as the template writes it)   [truncated]
+ *     the end-of-turn token (<|im_end|>, <|eot_id|>, </s>)   [when not truncated]
+ * and generation stops at that token (rlaif_chat_stop_id). sft, collect,
+ * rm, dpo, ppo and eval all go through rlaif_format_*, so a model is always
  * prompted exactly as it was trained. */
 #ifndef RLAIF_TASK_H
 #define RLAIF_TASK_H
@@ -42,6 +49,7 @@
 
 #include "rlaif/core/config.h"
 #include "rlaif/engine/model.h"
+#include "rlaif/tokenizer/chat.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
 typedef enum { RLAIF_OP_PLUS = 0, RLAIF_OP_MINUS = 1, RLAIF_OP_TIMES = 2 } rlaif_arith_op;
@@ -103,18 +111,19 @@ int rlaif_task_correct(const rlaif_arith *p, const char *response);
 
 /* ---- the model's text format (see top) ---- */
 
-/* Append the ids of prompt "\n" (the last max_prompt_len of them) to out. */
-int rlaif_format_prompt(rlaif_tokenizer *tok, const char *prompt, long max_prompt_len,
-                        rlaif_tokens *out);
-/* Append prompt, response and EOS to out; *n_prompt = ids of the prompt part
- * (the loss of SFT covers out->n - *n_prompt tokens: response + EOS). */
-int rlaif_format_example(rlaif_tokenizer *tok, const char *prompt, const char *response,
-                         long max_prompt_len, long max_response_len, rlaif_tokens *out,
-                         size_t *n_prompt);
-/* The response text of generated ids: everything before the first EOS,
- * special tokens dropped. */
-int rlaif_format_response(const rlaif_tokenizer *tok, const int32_t *ids, size_t n,
-                          rlaif_bytes *out);
+/* Append the ids of the prompt (at most max_prompt_len of them) to out. */
+int rlaif_format_prompt(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt,
+                        long max_prompt_len, rlaif_tokens *out);
+/* Append prompt, response and the stop token to out; *n_prompt = ids of the
+ * prompt part (the loss of SFT covers out->n - *n_prompt tokens: response +
+ * stop). */
+int rlaif_format_example(rlaif_tokenizer *tok, const rlaif_chat *chat, const char *prompt,
+                         const char *response, long max_prompt_len, long max_response_len,
+                         rlaif_tokens *out, size_t *n_prompt);
+/* The response text of generated ids: everything before the first stop
+ * token, special tokens dropped (llama2, llama3: stripped, as they write it). */
+int rlaif_format_response(const rlaif_tokenizer *tok, const rlaif_chat *chat, const int32_t *ids,
+                          size_t n, rlaif_bytes *out);
 
 /* ---- greedy evaluation on held-out problems ---- */
 
@@ -128,8 +137,8 @@ typedef struct {
  * greedily, in batches of 64): the counts, identical on every rank. Rank 0
  * prints its first nshow questions and answers with rlaif_info. Clobbers
  * the model's activations. */
-int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_task *t, int64_t n,
-                    long max_prompt_len, int max_new, int nshow, MPI_Comm comm,
-                    rlaif_task_score *out);
+int rlaif_task_eval(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_chat *chat,
+                    const rlaif_task *t, int64_t n, long max_prompt_len, int max_new, int nshow,
+                    MPI_Comm comm, rlaif_task_score *out);
 
 #endif

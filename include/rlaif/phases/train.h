@@ -34,6 +34,7 @@
 #include "rlaif/storage/metrics.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/optim.h"
+#include "rlaif/tokenizer/chat.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
 #define RLAIF_TRAIN_MAX_EXTRA 24
@@ -68,6 +69,7 @@ struct rlaif_learner {
     int rank, size;
     rlaif_model model; /* full parameters and gradients on every learner */
     rlaif_tokenizer *tok;
+    rlaif_chat chat; /* model.chat_template: how prompts and replies are framed */
     rlaif_adamw_config oc;
     rlaif_adamw opt;        /* moments of [begin, end) only */
     size_t begin, end;      /* this learner's shard of the flat parameter space */
