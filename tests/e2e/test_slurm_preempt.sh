@@ -16,14 +16,19 @@
 #  resumes and finishes; every checkpoint (parameters and AdamW moments)
 #  equals ref's bit for bit, the same preference pairs (count and content),
 #  and the mock judge counted 0 requests paid twice (a USR1 stop is
-#  graceful: every answer read was journaled).
-# c, r, p and t start from ref's outputs of the phases before theirs (as a requeued
-# job would find them): rlaif run skips those, so each costs one phase and a
-# requeue. 2 colocated tasks and 4 split ones (2 learners + 1 rollout + 1
+#  graceful: every answer read is stored as a pair or journaled; a pair
+#  judged in one order at the stop is finished from the journal).
+# A requeued job started again 18-42 s after its requeue here (the next
+# scheduling pass that takes it; not the 6 s of cred_expire alone). The test
+# takes ~4.5 min on the loaded 2-core machine (t's 2-3 runs beside c, r, p).
+# c, r, p and t start from ref's outputs of the phases before theirs (as a
+# requeued job would find them): rlaif run skips those, so each costs about
+# one phase and a requeue. 2 colocated tasks and 4 split ones (2 learners + 1 rollout + 1
 # judge) both train on 2 learner ranks: the same bits (r checks it).
 # Slurm's --signal is coarse: slurmctld checks time limits every 30 s
-# (PERIODIC_TIMEOUT, at a moment of its own) and sends the warning at the
-# first check with at most N + 30 s left, the kill at the first with none:
+# (at moments of its own) and sends the warning at a check that finds at
+# most N + 30 s left (sbatch(1): "up to 60 seconds earlier"), the kill at
+# the first that finds none:
 # measured here with --time=1, @5, @20 and @45 all signalled 27 s after the
 # start and the time limit killed at 86 s. So @5 lands 25-55 s after the
 # start; t's rm is paced to 60 s (1.5 s a step) so the warning lands inside
