@@ -191,7 +191,7 @@ finished() {
   [ "$(npairs "$d/$n/out")" = "$pairs" ] || fail "$n: $(npairs "$d/$n/out") preference pairs, ref $pairs"
   rep=$(stat "$port" paid_repeats)
   [ "$rep" = 0 ] || fail "$n: $rep judge requests paid twice"
-  echo "$n: $(grep -o "$stop[^:]*" "$log" | head -n 1); requeued $restarts time(s), finished; ref's bits, $pairs pairs, $(stat "$port" delivered) judge answers paid, 0 twice"
+  echo "$n: $(grep -o "${stop}[^:]*" "$log" | head -n 1); requeued $restarts time(s), finished; ref's bits, $pairs pairs, $(stat "$port" delivered) judge answers paid, 0 twice"
 }
 # submit NAME ARGS...: sbatch the pipeline job from NAME's folder
 submit() {
@@ -241,28 +241,30 @@ if want c; then
   echo "c: $(($(date +%s) - t)) s"
 fi
 
+# mid_phase NAME TASKS PHASE [SCANCEL-OPTION]: NAME's job on TASKS tasks,
+# `scancel [OPTION] --signal=USR1` once PHASE has logged its first step
+mid_phase() {
+  t=$(date +%s)
+  id=$(submit "$1" -n "$2")
+  wait_for "$3's first step" "$id" "$d/$1.log" logged "$d/$1/out" "$3"
+  # shellcheck disable=SC2086
+  scancel ${4:-} --signal=USR1 "$id"
+  finished "$1" "$id" "$3: stop requested at step"
+  echo "$1: $(($(date +%s) - t)) s"
+}
+
 if want r; then
   echo "== r. scancel --batch --signal=USR1 (the batch shell) mid-rm, 2 tasks"
-  t=$(date +%s)
   job r
   seed r sft collect
-  id=$(submit r -n 2)
-  wait_for "rm's first step" "$id" "$d/r.log" logged "$d/r/out" rm
-  scancel --batch --signal=USR1 "$id"
-  finished r "$id" "rm: stop requested at step"
-  echo "r: $(($(date +%s) - t)) s"
+  mid_phase r 2 rm --batch
 fi
 
 if want p; then
   echo "== p. scancel --full --signal=USR1 (batch shell and ranks) mid-ppo, 4 tasks"
-  t=$(date +%s)
   job p
   seed p sft collect rm
-  id=$(submit p -n 4)
-  wait_for "ppo's first iteration" "$id" "$d/p.log" logged "$d/p/out" ppo
-  scancel --full --signal=USR1 "$id"
-  finished p "$id" "ppo: stop requested at step"
-  echo "p: $(($(date +%s) - t)) s"
+  mid_phase p 4 ppo --full
 fi
 
 if want t; then
