@@ -78,11 +78,11 @@ export RLAIF_TEST_STEP_DELAY=0.05
 cases=" ${SLURM_PREEMPT_CASES:-ref c r p t} "
 want() { case "$cases" in *" $1 "*) return 0 ;; esac; return 1; }
 
-# job NAME: a folder with the job file, the judge a fresh mock (its counters
-# are this run's); sets $port
+# job NAME [LATENCY]: a folder with the job file, the judge a fresh mock
+# answering in LATENCY s (0.05; its counters are this run's); sets $port
 job() {
   mkdir -p "$d/$1"
-  "$mock" --port-file "$d/$1.port" --idle-exit 900 --latency 0.05 >"$d/$1.mock.log" 2>&1 &
+  "$mock" --port-file "$d/$1.port" --idle-exit 900 --latency "${2:-0.05}" >"$d/$1.mock.log" 2>&1 &
   mpids="$mpids $!"
   i=0
   while [ ! -s "$d/$1.port" ]; do
@@ -229,7 +229,9 @@ fi
 if want c; then
   echo "== c. scancel --signal=USR1 (the ranks) mid-collect, 4 tasks"
   t=$(date +%s)
-  job c
+  # 0.1 s an answer (the same answers): collect lasts >= 4.7 s (94 calls,
+  # 2 in flight), room for scancel to land after the first journaled one
+  job c 0.1
   seed c sft
   id=$(submit c -n 4)
   wait_for "a journaled answer" "$id" "$d/c.log" journaled "$d/c/out"
