@@ -3,7 +3,7 @@
 
 For the fault matrix (tests/faults/run-matrix): after a fault and a rerun,
 the results must equal an uninterrupted run's, bit for bit:
-  sft, rm, dpo  the newest checkpoint of the phase: same step, every dataset
+  sft, rm, dpo, ppo  the newest checkpoint of the phase: same step, every dataset
                 (parameters and AdamW moments) identical;
   collect       preferences.h5, eval: eval.h5 - the same set of pairs, each
                 pair (by pair id) with the same prompt, response texts,
@@ -93,7 +93,7 @@ def main():
     ref, out, phases = sys.argv[1], sys.argv[2], sys.argv[3:]
     errs = []
     for ph in phases:
-        if ph in ("sft", "rm", "dpo"):
+        if ph in ("sft", "rm", "dpo", "ppo"):
             compare_ckpt(ref, out, ph, errs)
         elif ph == "collect":
             compare_pairs(ref, out, "preferences.h5", errs)
