@@ -53,6 +53,11 @@ enum {
                                    exactly, including its merge-key collisions on ','
                                    (it looks pairs up by the string "a,b") */
     RLAIF_TOK_SKIP_SPECIAL = 4, /* decode: drop special tokens */
+    RLAIF_TOK_BOS = 8,          /* encode: prepend the BOS token when the model's
+                                   configuration adds one (rlaif_tokenizer_adds_bos) */
+    RLAIF_TOK_CONTINUE = 16,    /* decode: the ids continue an earlier decode, so keep
+                                   a leading space (SentencePiece decoders strip the
+                                   one the encoder prepended at the start of a text) */
 };
 
 /* Growable arrays the encoder and decoder append to (zero-initialise). */
@@ -66,6 +71,8 @@ typedef struct {
 } rlaif_bytes;
 void rlaif_tokens_free(rlaif_tokens *t);
 void rlaif_bytes_free(rlaif_bytes *b);
+/* Append s[0, n) (keeps data NUL-terminated). */
+void rlaif_bytes_append(rlaif_bytes *b, const char *s, size_t n);
 
 /* ---- construction ---- */
 
@@ -128,6 +135,11 @@ int32_t rlaif_tokenizer_vocab_size(const rlaif_tokenizer *t);
 int32_t rlaif_tokenizer_n_merges(const rlaif_tokenizer *t);
 /* "<|endoftext|>" if it is a special token, else the first special, else -1. */
 int32_t rlaif_tokenizer_eos(const rlaif_tokenizer *t);
+/* The beginning-of-sequence token (tokenizer_config.json's bos_token or the
+ * post_processor's), -1 if none; whether encoding with RLAIF_TOK_BOS prepends it
+ * (add_bos_token, or a TemplateProcessing post_processor that starts with it). */
+int32_t rlaif_tokenizer_bos(const rlaif_tokenizer *t);
+int rlaif_tokenizer_adds_bos(const rlaif_tokenizer *t);
 /* Id of the special token whose text is s, or -1. */
 int32_t rlaif_tokenizer_special_id(const rlaif_tokenizer *t, const char *s);
 int rlaif_tokenizer_is_special(const rlaif_tokenizer *t, int32_t id);
@@ -153,6 +165,8 @@ int rlaif_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 size_t rlaif_utf8_complete(const char *s, size_t n);
 /* GPT-2 pre-tokenisation: end of the piece that starts at s[i] (i < n). */
 size_t rlaif_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
+/* Llama 3's pre-tokenisation (max_digits 3; Qwen2's with 1): end of the piece at s[i]. */
+size_t rlaif_llama3_piece_end(const unsigned char *s, size_t n, size_t i, int max_digits);
 
 /* ---- commands (src/app/tokenizer_cmd.c) ---- */
 int rlaif_cmd_tokenize(rlaif_ctx *ctx);
