@@ -127,7 +127,35 @@ def check(name, d, texts, invalid, jsonl, tmp):
         ok = False
     else:
         print("%s: round trip of %d bytes exact" % (name, len(data)))
+    if name == "neox":
+        ok &= normalization_test(h5)
     return ok
+
+
+def normalization_test(h5):
+    """Unicode's own NFC conformance cases (NormalizationTest.txt of Debian's
+    unicode-data, the version rlaif's tables come from): for every line,
+    c2 = NFC(c1) = NFC(c2) = NFC(c3) and c4 = NFC(c4) = NFC(c5), checked as the
+    round trip of an NFC tokenizer, all lines in one text."""
+    path = "/usr/share/unicode/NormalizationTest.txt.bz2"
+    if not os.path.exists(path):
+        fail("%s is missing\n  hint: apt-get install unicode-data (tools/dev/install-deps)" % path)
+    import bz2
+    src, want = [], []
+    with bz2.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if not line[0].isalnum():
+                continue
+            c = ["".join(chr(int(x, 16)) for x in col.split()) for col in line.split(";")[:5]]
+            src += [c[0], c[1], c[2], c[3], c[4]]
+            want += [c[1], c[1], c[1], c[3], c[3]]
+    ids = run([RLAIF, "tokenize", "--checkpoint", h5], "\n".join(src).encode())
+    back = run([RLAIF, "detokenize", "--checkpoint", h5], ids).decode().split("\n")
+    bad = [i for i in range(len(src)) if back[i] != want[i]]
+    for i in bad[:10]:
+        print("  NFC(%r) = %r, want %r" % (src[i], back[i], want[i]))
+    print("NormalizationTest.txt: %d of %d NFC cases right" % (len(src) - len(bad), len(src)))
+    return not bad
 
 
 def main():
