@@ -664,6 +664,27 @@ static void encode_plain(rlaif_tokenizer *t, const unsigned char *s, size_t n, i
     }
 }
 
+/* The first special at or after pos: its start (len if none), id and length.
+ * Only bytes that begin some special are tried (Llama 3 has 256 specials, all
+ * starting with '<'), longest special first. */
+static size_t find_special(const rlaif_tokenizer *t, const unsigned char *s, size_t len, size_t pos,
+                           int32_t *id, size_t *id_len) {
+    for (size_t p = pos; p < len; p++) {
+        if (!t->special_first[s[p]]) continue;
+        for (int32_t k = 0; k < t->n_special; k++) {
+            int32_t sid = t->special_ids[k];
+            size_t sl = (size_t)(t->off[sid + 1] - t->off[sid]);
+            const unsigned char *sb = (const unsigned char *)t->bytes + t->off[sid];
+            if (sb[0] == s[p] && sl <= len - p && !memcmp(sb, s + p, sl)) {
+                *id = sid, *id_len = sl;
+                return p;
+            }
+        }
+    }
+    *id = -1;
+    return len;
+}
+
 int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int flags,
                            rlaif_tokens *out) {
     if (!t || !out || (!text && len))
@@ -680,33 +701,18 @@ int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int
         encode_plain(t, s, len, flags, 1, out);
         return 0;
     }
-    /* Cut at the earliest special (the longest one when several start there).
-     * next[k] caches where special k occurs next, so each is searched once per hit. */
-    size_t *next = xmalloc((size_t)t->n_special * sizeof *next);
-    for (int32_t k = 0; k < t->n_special; k++) next[k] = 0;
-    int first = 1;
+    /* Cut at the earliest special (the longest one when several start there). */
     size_t pos = 0;
     while (pos < len) {
-        size_t best = len, best_len = 0;
+        size_t best_len = 0;
         int32_t best_id = -1;
-        for (int32_t k = 0; k < t->n_special; k++) {
-            int32_t id = t->special_ids[k];
-            size_t sl = (size_t)(t->off[id + 1] - t->off[id]);
-            if (first || (next[k] < pos && next[k] != len)) {
-                const void *hit = memmem(s + pos, len - pos, t->bytes + t->off[id], sl);
-                next[k] = hit ? (size_t)((const unsigned char *)hit - s) : len;
-            }
-            if (next[k] < best || (next[k] == best && next[k] < len && sl > best_len))
-                best = next[k], best_len = sl, best_id = id;
-        }
-        first = 0;
+        size_t best = find_special(t, s, len, pos, &best_id, &best_len);
         encode_plain(t, s + pos, best - pos, flags, pos == 0, out);
         if (best_id < 0) break;
         tokens_reserve(out, 1);
         out->ids[out->n++] = best_id;
         pos = best + best_len;
     }
-    free(next);
     return 0;
 }
 
@@ -1028,6 +1034,8 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     }
     if (t->o.eos >= 0) t->eos = t->o.eos;
     qsort_r(t->special_ids, (size_t)t->n_special, sizeof *t->special_ids, cmp_special_len, t);
+    for (int32_t k = 0; k < t->n_special; k++)
+        t->special_first[(unsigned char)t->bytes[t->off[t->special_ids[k]]]] = 1;
     t->sp_cut = t->o.sp && sp_cut_safe(t);
     *out = t;
     return 0;

@@ -83,7 +83,8 @@ struct rlaif_tokenizer {
     int64_t *off;     /* [n_vocab + 1] */
     uint8_t *special; /* [n_vocab] */
     int32_t n_special;
-    int32_t *special_ids; /* ids of specials, longest text first */
+    int32_t *special_ids;       /* ids of specials, longest text first */
+    uint8_t special_first[256]; /* 1 for the first byte of some special */
     int32_t eos;
     int32_t byte_id[256]; /* id of the single-byte token of each byte */
     int32_t n_merges;
