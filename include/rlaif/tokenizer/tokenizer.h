@@ -14,18 +14,23 @@
  *         (lowest rank first, leftmost on ties, as in OpenAI's encoder.py and
  *         Hugging Face tokenizers). Loaded from encoder.json + vocab.bpe or a
  *         Hugging Face tokenizer.json (model type BPE, ByteLevel pre-tokeniser).
+ *         tokenizer.json may also give Llama 3's or Qwen2's Split regex, Digits
+ *         (SmolLM), an NFC normaliser (Qwen, GPT-NeoX), or SentencePiece-style
+ *         BPE with byte fallback (Llama 2, Mistral: characters merge, unknown
+ *         ones become <0xNN> tokens, "▁" is stored as a space), and a BOS the
+ *         model's configuration adds (RLAIF_TOK_BOS); see src/tokenizer/README.md.
  *
  * Special tokens (e.g. "<|endoftext|>") are recognised in text only when the
  * caller passes RLAIF_TOK_SPECIAL; otherwise their text encodes like any other.
  *
  * In a checkpoint the tokenizer lives in the group /tokenizer (no
  * variable-length strings, so parallel HDF5 files work):
- *   attributes  format (int, 1), type ("byte" | "bpe"), n_vocab, n_merges,
- *               eos_id (-1 if none), add_prefix_space, ignore_merges,
- *               pretokenizer ("gpt2" | "none")
- *   token_bytes  uint8 [sum of token lengths]  every token's raw bytes, in id order
+ *   attributes  format (int, 1; 2 when an option below is used), type ("byte" | "bpe"), n_vocab,
+ * n_merges, eos_id (-1 if none), add_prefix_space, ignore_merges, pretokenizer ("gpt2" | "none" |
+ * "llama3" | "qwen2" | "digits+gpt2"); format 2: nfc, sentencepiece, prepend_space, strip_space,
+ * bos_id, add_bos token_bytes  uint8 [sum of token lengths]  every token's raw bytes, in id order
  *   token_offset int64 [n_vocab + 1]           token i = token_bytes[off[i], off[i+1])
- *   special      uint8 [n_vocab]               1 for special tokens
+ *   special      uint8 [n_vocab]               1 for special tokens, 2 byte fallback
  *   merges       int32 [n_merges, 2]           (left id, right id), rank = row
  *                                              (absent when n_merges == 0)
  *
@@ -85,8 +90,11 @@ int rlaif_tokenizer_byte(rlaif_tokenizer **out, const char *specials);
  * marked special when present. */
 int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
                               const char *vocab_bpe);
-/* Hugging Face tokenizer.json with model.type "BPE" and a ByteLevel
- * pre-tokeniser (GPT-2 regex). added_tokens become specials. */
+/* Hugging Face tokenizer.json with model.type "BPE": byte-level (ByteLevel with
+ * GPT-2's regex, Llama 3's or Qwen2's Split, Digits) or SentencePiece-style with
+ * byte fallback; normaliser none, NFC or SentencePiece's. added_tokens become
+ * specials; a tokenizer_config.json in the same folder sets bos/eos/add_bos.
+ * Anything else is refused naming the file and the JSON key. */
 int rlaif_tokenizer_load_hf(rlaif_tokenizer **out, const char *tokenizer_json);
 /* From the job's [tokenizer] section: type byte|bpe, vocab, merges, specials.
  * With merges empty, a vocab path ending in ".json" loads as Hugging Face
