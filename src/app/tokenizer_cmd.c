@@ -69,7 +69,7 @@ static int get_tokenizer(rlaif_ctx *ctx, const tok_opts *o, rlaif_tokenizer **t)
         FILE *f = fopen(path, "rb");
         int is_dir = f && fgetc(f) == EOF && ferror(f);
         if (f) fclose(f);
-        if (is_dir) snprintf(path + n, 32, "%stokenizer.json", path[n - 1] == '/' ? "" : "/");
+        if (is_dir && n) snprintf(path + n, 32, "%stokenizer.json", path[n - 1] == '/' ? "" : "/");
         int rc = rlaif_tokenizer_load_hf(t, path);
         free(path);
         return rc;
