@@ -714,13 +714,15 @@ START_TEST(hf_byte_level_options) {
     write_file("tokenizer.json", json, path, sizeof path);
     write_file("tokenizer_config.json",
                "{\"bos_token\": {\"content\": \"<|bos|>\"}, "
-               "\"add_bos_token\": true, \"model_max_length\": 1000000000000000019884624838656}",
+               "\"add_bos_token\": true, \"eos_token\": \"h\", \"model_max_length\": "
+               "1000000000000000019884624838656}",
                cfg, sizeof cfg);
     int rc = rlaif_tokenizer_load_hf(&t, path);
     ck_assert_msg(rc == 0, "%s", rlaif_error_message());
     int32_t bos = rlaif_tokenizer_bos(t);
     ck_assert_int_eq(bos, (int)N_MINI + 257);
     ck_assert(rlaif_tokenizer_adds_bos(t));
+    ck_assert_int_eq(rlaif_tokenizer_eos(t), 'h'); /* eos_token names an ordinary token */
     /* NFC: e + combining acute encodes (and so decodes) as U+00E9 */
     rlaif_tokens ids = {0};
     rlaif_bytes out = {0};
