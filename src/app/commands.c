@@ -30,6 +30,9 @@ const rlaif_command rlaif_commands[] = {
     {"tokenize", rlaif_cmd_tokenize, 0, "turn text into token ids with the job's tokenizer",
      "  [TEXT...]            text to encode (joined by spaces); stdin when absent\n"
      "  --checkpoint FILE    use the tokenizer stored in FILE's /tokenizer group\n"
+     "  --tokenizer PATH     use a Hugging Face tokenizer.json (or a folder holding one;\n"
+     "                       a tokenizer_config.json beside it sets BOS/EOS), no job file\n"
+     "  --bos                prepend the BOS token when the model's configuration adds one\n"
      "  --special            recognise special tokens such as <|endoftext|> in the text\n"
      "  --jsonl [--field K]  stdin holds one JSON string (or object with key K) per line\n"
      "  --pieces             print one token per line: id, then its bytes (escaped)\n"
@@ -38,6 +41,7 @@ const rlaif_command rlaif_commands[] = {
     {"detokenize", rlaif_cmd_detokenize, 0, "turn token ids back into text",
      "  [IDS...]             token ids (separated by spaces or commas); stdin when absent\n"
      "  --checkpoint FILE    use the tokenizer stored in FILE's /tokenizer group\n"
+     "  --tokenizer PATH     use a Hugging Face tokenizer.json (or a folder holding one)\n"
      "  --skip-special       leave special tokens out of the text"},
     {"judge", rlaif_cmd_judge, 0, "label a JSONL file of pairs with the feedback LLM (journaled)",
      "  --input PAIRS.jsonl  lines {\"id\", \"prompt\", \"response_a\", \"response_b\"}\n"

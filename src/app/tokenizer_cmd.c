@@ -1,6 +1,9 @@
 /* tokenizer_cmd.c - `rlaif tokenize` and `rlaif detokenize`, for people
- * checking data: the tokenizer of the job file's [tokenizer] section or of a
- * checkpoint, text from the arguments or stdin. Rank 0 does the work. */
+ * checking data and for converters: the tokenizer of the job file's
+ * [tokenizer] section, of a checkpoint, or of a Hugging Face tokenizer.json
+ * (`rlaif tokenize --tokenizer DIR/tokenizer.json --save out.h5` makes the
+ * /tokenizer group of a converted model), text from the arguments or stdin.
+ * Rank 0 does the work. */
 #include "rlaif/core/error.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
@@ -10,7 +13,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *checkpoint, *field, *save;
+    const char *checkpoint, *tokenizer, *field, *save;
     int flags, jsonl, pieces;
     int nrest;
     char **rest;
@@ -23,6 +26,10 @@ static int parse_opts(rlaif_ctx *ctx, int encode, tok_opts *o) {
         const char *a = ctx->args.args[i];
         if (!strcmp(a, "--checkpoint") && i + 1 < ctx->args.nargs)
             o->checkpoint = ctx->args.args[++i];
+        else if (!strcmp(a, "--tokenizer") && i + 1 < ctx->args.nargs)
+            o->tokenizer = ctx->args.args[++i];
+        else if (encode && !strcmp(a, "--bos"))
+            o->flags |= RLAIF_TOK_BOS;
         else if (encode && !strcmp(a, "--special"))
             o->flags |= RLAIF_TOK_SPECIAL;
         else if (encode && !strcmp(a, "--gpt-3-encoder"))
@@ -51,7 +58,22 @@ static int parse_opts(rlaif_ctx *ctx, int encode, tok_opts *o) {
 }
 
 static int get_tokenizer(rlaif_ctx *ctx, const tok_opts *o, rlaif_tokenizer **t) {
+    if (o->checkpoint && o->tokenizer)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "give --checkpoint or --tokenizer, not both");
     if (o->checkpoint) return rlaif_tokenizer_load_file(t, o->checkpoint);
+    if (o->tokenizer) {
+        /* a folder means its tokenizer.json */
+        size_t n = strlen(o->tokenizer);
+        char *path = xmalloc(n + 32);
+        memcpy(path, o->tokenizer, n + 1);
+        FILE *f = fopen(path, "rb");
+        int is_dir = f && fgetc(f) == EOF && ferror(f);
+        if (f) fclose(f);
+        if (is_dir && n) snprintf(path + n, 32, "%stokenizer.json", path[n - 1] == '/' ? "" : "/");
+        int rc = rlaif_tokenizer_load_hf(t, path);
+        free(path);
+        return rc;
+    }
     return rlaif_tokenizer_from_config(t, ctx->cfg);
 }
 
@@ -153,10 +175,11 @@ int rlaif_cmd_tokenize(rlaif_ctx *ctx) {
     if (!rc && o.save) {
         rc = save_file(t, o.save);
     } else if (!rc && o.nrest) {
-        for (int i = 0; i < o.nrest; i++) {
-            if (i) rlaif_tokenizer_encode(t, " ", 1, o.flags, &ids);
-            rc = rlaif_tokenizer_encode(t, o.rest[i], strlen(o.rest[i]), o.flags, &ids);
+        for (int i = 0; i < o.nrest; i++) { /* one text, so BOS and prefixes come once */
+            if (i) rlaif_bytes_append(&in, " ", 1);
+            rlaif_bytes_append(&in, o.rest[i], strlen(o.rest[i]));
         }
+        rc = rlaif_tokenizer_encode(t, in.data, in.n, o.flags, &ids);
         if (!rc) print_ids(t, &ids, o.pieces);
     } else if (!rc) {
         rc = read_stdin(&in);

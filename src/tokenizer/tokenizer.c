@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const tok_pretok_names[TOK_PRE_COUNT] = {"none", "gpt2", "llama3", "qwen2",
+                                                     "digits+gpt2"};
+
 extern const uint16_t rlaif_uc_stage1[0x1100];
 extern const uint8_t rlaif_uc_stage2[][256];
 extern const char rlaif_uc_version[];
@@ -34,7 +37,7 @@ static void tokens_reserve(rlaif_tokens *t, size_t extra) {
     t->ids = xrealloc(t->ids, cap * sizeof *t->ids);
     t->cap = cap;
 }
-static void bytes_append(rlaif_bytes *b, const char *s, size_t n) {
+void rlaif_bytes_append(rlaif_bytes *b, const char *s, size_t n) {
     if (b->cap - b->n < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->n < n + 1) cap *= 2;
@@ -185,6 +188,73 @@ size_t rlaif_gpt2_piece_end(const unsigned char *s, size_t n, size_t i) {
     return last > i ? last : j;
 }
 
+/* Llama 3's regex (Qwen2's with max_digits 1), alternatives in order:
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)   contractions, ASCII letters of any case
+ *   [^\r\n\p{L}\p{N}]?\p{L}+       letters, after at most one character that is not
+ *                                  CR, LF, a letter or a number (a space, a quote, ...)
+ *   \p{N}{1,3}                     numbers in runs of at most 3 (Qwen2: 1)
+ *    ?[^\s\p{L}\p{N}]+[\r\n]*      punctuation (one optional space first), then line breaks
+ *   \s*[\r\n]+                     whitespace up to and including its last line break
+ *   \s+(?!\S) | \s+                as GPT-2's */
+size_t rlaif_llama3_piece_end(const unsigned char *s, size_t n, size_t i, int max_digits) {
+    unsigned c = s[i];
+    if (c == '\'' && i + 1 < n) {
+        unsigned d = s[i + 1] | 0x20; /* ASCII lower case; no other byte maps onto these */
+        if (d == 's' || d == 't' || d == 'm' || d == 'd') return i + 2;
+        if (i + 2 < n) {
+            unsigned e = s[i + 2] | 0x20;
+            if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l'))
+                return i + 3;
+        }
+    }
+    size_t len, len2;
+    int k = class_at(s, n, i, &len);
+    if (k == RLAIF_UC_LETTER) return run_end(s, n, i + len, RLAIF_UC_LETTER);
+    if (k != RLAIF_UC_NUMBER && c != '\r' && c != '\n' && i + len < n &&
+        class_at(s, n, i + len, &len2) == RLAIF_UC_LETTER)
+        return run_end(s, n, i + len + len2, RLAIF_UC_LETTER);
+    if (k == RLAIF_UC_NUMBER) {
+        size_t j = i + len;
+        for (int d = 1; d < max_digits && j < n && class_at(s, n, j, &len2) == RLAIF_UC_NUMBER; d++)
+            j += len2;
+        return j;
+    }
+    size_t p = i;
+    if (c == ' ' && i + 1 < n && class_at(s, n, i + 1, &len2) == RLAIF_UC_OTHER)
+        p = i + 1, k = RLAIF_UC_OTHER, len = len2;
+    if (k == RLAIF_UC_OTHER) {
+        size_t j = run_end(s, n, p + len, RLAIF_UC_OTHER);
+        while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+        return j;
+    }
+    size_t last_nl = SIZE_MAX, last = i, j = i;
+    while (j < n && class_at(s, n, j, &len2) == RLAIF_UC_SPACE) {
+        if (s[j] == '\r' || s[j] == '\n') last_nl = j;
+        last = j;
+        j += len2;
+    }
+    if (last_nl != SIZE_MAX) return last_nl + 1;
+    if (j == n) return n;
+    return last > i ? last : j;
+}
+
+/* SentencePiece-style text (spaces stand for "▁") when no token holds a space
+ * after a non-space byte: a merge can then never join a word with the spaces
+ * that follow it, so cutting before them gives the ids of the uncut text, and
+ * the pieces (spaces, then a word) are short enough to cache. */
+static size_t sp_piece_end(const unsigned char *s, size_t n, size_t i) {
+    while (i < n && s[i] == ' ') i++;
+    while (i < n && s[i] != ' ') i++;
+    return i;
+}
+
+/* Start of the next number character at or after i (n if none). */
+static size_t next_number(const unsigned char *s, size_t n, size_t i) {
+    size_t len;
+    while (i < n && class_at(s, n, i, &len) != RLAIF_UC_NUMBER) i += len;
+    return i;
+}
+
 /* ------------------------------------------------------------------ hashing */
 
 uint64_t tok_hash_bytes(const void *data, size_t n) {
@@ -224,8 +294,20 @@ static void pairs_init(tok_pair_map *m, size_t n) {
     m->mask = cap - 1;
     m->n = 0;
 }
+static void pairs_put(tok_pair_map *m, int32_t a, int32_t b, int32_t rank, int32_t result);
+/* Double the capacity (a map sized for a guess, like js_pairs, may outgrow it). */
+static void pairs_grow(tok_pair_map *m) {
+    tok_pair_map old = *m;
+    pairs_init(m, old.mask + 1);
+    for (uint64_t i = 0; i <= old.mask; i++)
+        if (old.slot[i].rank >= 0)
+            pairs_put(m, (int32_t)(old.slot[i].key >> 32), (int32_t)(uint32_t)old.slot[i].key,
+                      old.slot[i].rank, old.slot[i].result);
+    free(old.slot);
+}
 /* Insert or overwrite. */
 static void pairs_put(tok_pair_map *m, int32_t a, int32_t b, int32_t rank, int32_t result) {
+    if (2 * (m->n + 1) > m->mask + 1) pairs_grow(m);
     uint64_t key = pair_key(a, b);
     for (uint64_t i = mix64(key) & m->mask;; i = (i + 1) & m->mask) {
         tok_pair_slot *s = &m->slot[i];
@@ -447,11 +529,29 @@ static size_t bpe_js(const rlaif_tokenizer *t, int32_t *sym, size_t m) {
     return m;
 }
 
+/* SentencePiece's first symbols: one per character, a character the vocabulary
+ * lacks as its byte-fallback tokens (<0xNN>), as Hugging Face's BPE with
+ * byte_fallback. byte_id holds each single byte's token or fallback. */
+static size_t sp_symbols(const rlaif_tokenizer *t, const unsigned char *p, size_t n, int32_t *sym) {
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = p[i] < 0x80 ? 1 : rlaif_utf8_decode(p + i, n - i, &cp);
+        int32_t id = l == 1 ? t->byte_id[p[i]] : rlaif_tokenizer_lookup(t, (const char *)p + i, l);
+        if (id >= 0 && !t->special[id])
+            sym[m++] = id;
+        else
+            for (int k = 0; k < l; k++) sym[m++] = t->byte_fb[p[i + k]];
+        i += (size_t)l;
+    }
+    return m;
+}
+
 /* Encode one piece (n >= 1 bytes) and append its ids. */
 static void encode_piece(rlaif_tokenizer *t, const unsigned char *p, size_t n, int js,
                          rlaif_tokens *out) {
     tokens_reserve(out, n);
-    if (n == 1) {
+    if (n == 1 && !t->o.sp) {
         out->ids[out->n++] = t->byte_id[p[0]];
         return;
     }
@@ -476,43 +576,113 @@ static void encode_piece(rlaif_tokenizer *t, const unsigned char *p, size_t n, i
         m = 1;
     } else {
         work_reserve(t, n);
-        for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[p[i]];
-        if (js)
-            m = bpe_js(t, sym, n);
-        else if (n <= 128)
-            m = bpe_small(t, sym, t->w, t->w + t->w_cap, n);
+        size_t m0 = n;
+        if (t->o.sp)
+            m0 = sp_symbols(t, p, n, sym);
         else
-            m = bpe_large(t, sym, n);
+            for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[p[i]];
+        if (js)
+            m = bpe_js(t, sym, m0);
+        else if (m0 <= 128)
+            m = bpe_small(t, sym, t->w, t->w + t->w_cap, m0);
+        else
+            m = bpe_large(t, sym, m0);
     }
     if (n <= TOK_CACHE_KEY_MAX) cache_put(c, h, p, n, sym, m);
     out->n += m;
 }
 
-/* Text without specials. */
+static unsigned char *scratch2(tok_scratch *w, size_t n) {
+    if (w->b2_cap < n) w->b2 = xrealloc(w->b2, w->b2_cap = n);
+    return w->b2;
+}
+
+/* The normalizer: NFC, then the leading space a model asks for, then
+ * SentencePiece's U+2581 read as a space. Returns s or a scratch buffer. */
+static const unsigned char *normalize(rlaif_tokenizer *t, const unsigned char *s, size_t *n,
+                                      int at_start) {
+    if (t->o.nfc) {
+        size_t m = tok_nfc(s, *n, &t->scratch);
+        if (m != SIZE_MAX) s = t->scratch.b, *n = m;
+    }
+    int pre = (t->add_prefix_space && s[0] != ' ') || t->o.prepend == TOK_PREPEND_ALWAYS ||
+              (t->o.prepend == TOK_PREPEND_FIRST && at_start);
+    int lower = t->o.sp && memmem(s, *n, "\xE2\x96\x81", 3);
+    if (!pre && !lower) return s;
+    unsigned char *d = scratch2(&t->scratch, *n + 1);
+    size_t k = 0;
+    if (pre) d[k++] = ' ';
+    for (size_t i = 0; i < *n; i++) {
+        if (lower && s[i] == 0xE2 && i + 2 < *n && s[i + 1] == 0x96 && s[i + 2] == 0x81)
+            d[k++] = ' ', i += 2;
+        else
+            d[k++] = s[i];
+    }
+    *n = k;
+    return d;
+}
+
+/* Text without specials; at_start: it begins the encoded text. */
 static void encode_plain(rlaif_tokenizer *t, const unsigned char *s, size_t n, int flags,
-                         rlaif_tokens *out) {
+                         int at_start, rlaif_tokens *out) {
     if (!n) return;
     if (t->type == RLAIF_TOK_BYTE) {
         tokens_reserve(out, n);
         for (size_t i = 0; i < n; i++) out->ids[out->n++] = t->byte_id[s[i]];
         return;
     }
-    unsigned char *copy = NULL;
-    if (t->add_prefix_space && s[0] != ' ') {
-        /* Hugging Face's ByteLevel(add_prefix_space): as if the text began with a space */
-        copy = xmalloc(n + 1);
-        copy[0] = ' ';
-        memcpy(copy + 1, s, n);
-        s = copy;
-        n++;
-    }
+    s = normalize(t, s, &n, at_start);
     int js = (flags & RLAIF_TOK_GPT3_ENCODER) != 0;
-    for (size_t i = 0; i < n;) {
-        size_t e = rlaif_gpt2_piece_end(s, n, i);
+    size_t len;
+    for (size_t i = 0, e; i < n; i = e) {
+        switch (t->o.pretok) {
+        case TOK_PRE_GPT2:
+            e = rlaif_gpt2_piece_end(s, n, i);
+            break;
+        case TOK_PRE_LLAMA3:
+            e = rlaif_llama3_piece_end(s, n, i, 3);
+            break;
+        case TOK_PRE_QWEN2:
+            e = rlaif_llama3_piece_end(s, n, i, 1);
+            break;
+        case TOK_PRE_DIGITS:
+            if (class_at(s, n, i, &len) == RLAIF_UC_NUMBER) {
+                e = i + len;
+                break;
+            }
+            /* GPT-2's regex on the stretch up to the next number */
+            for (size_t seg = next_number(s, n, i); i < seg; i = e) {
+                e = rlaif_gpt2_piece_end(s, seg, i);
+                encode_piece(t, s + i, e - i, js, out);
+            }
+            continue;
+        default:
+            e = t->sp_cut ? sp_piece_end(s, n, i) : n;
+            break;
+        }
         encode_piece(t, s + i, e - i, js, out);
-        i = e;
     }
-    free(copy);
+}
+
+/* The first special at or after pos: its start (len if none), id and length.
+ * Only bytes that begin some special are tried (Llama 3 has 256 specials, all
+ * starting with '<'), longest special first. */
+static size_t find_special(const rlaif_tokenizer *t, const unsigned char *s, size_t len, size_t pos,
+                           int32_t *id, size_t *id_len) {
+    for (size_t p = pos; p < len; p++) {
+        if (!t->special_first[s[p]]) continue;
+        for (int32_t k = 0; k < t->n_special; k++) {
+            int32_t sid = t->special_ids[k];
+            size_t sl = (size_t)(t->off[sid + 1] - t->off[sid]);
+            const unsigned char *sb = (const unsigned char *)t->bytes + t->off[sid];
+            if (sb[0] == s[p] && sl <= len - p && !memcmp(sb, s + p, sl)) {
+                *id = sid, *id_len = sl;
+                return p;
+            }
+        }
+    }
+    *id = -1;
+    return len;
 }
 
 int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int flags,
@@ -523,37 +693,26 @@ int rlaif_tokenizer_encode(rlaif_tokenizer *t, const char *text, size_t len, int
         return RLAIF_ERROR(RLAIF_EX_USAGE, "encode the text in pieces (cut at line breaks)",
                            "rlaif_tokenizer_encode: %zu bytes in one call (at most 2 GiB)", len);
     const unsigned char *s = (const unsigned char *)text;
+    if ((flags & RLAIF_TOK_BOS) && t->o.add_bos && t->o.bos >= 0) {
+        tokens_reserve(out, 1);
+        out->ids[out->n++] = t->o.bos;
+    }
     if (!(flags & RLAIF_TOK_SPECIAL) || !t->n_special) {
-        encode_plain(t, s, len, flags, out);
+        encode_plain(t, s, len, flags, 1, out);
         return 0;
     }
-    /* Cut at the earliest special (the longest one when several start there).
-     * next[k] caches where special k occurs next, so each is searched once per hit. */
-    size_t *next = xmalloc((size_t)t->n_special * sizeof *next);
-    for (int32_t k = 0; k < t->n_special; k++) next[k] = 0;
-    int first = 1;
+    /* Cut at the earliest special (the longest one when several start there). */
     size_t pos = 0;
     while (pos < len) {
-        size_t best = len, best_len = 0;
+        size_t best_len = 0;
         int32_t best_id = -1;
-        for (int32_t k = 0; k < t->n_special; k++) {
-            int32_t id = t->special_ids[k];
-            size_t sl = (size_t)(t->off[id + 1] - t->off[id]);
-            if (first || (next[k] < pos && next[k] != len)) {
-                const void *hit = memmem(s + pos, len - pos, t->bytes + t->off[id], sl);
-                next[k] = hit ? (size_t)((const unsigned char *)hit - s) : len;
-            }
-            if (next[k] < best || (next[k] == best && next[k] < len && sl > best_len))
-                best = next[k], best_len = sl, best_id = id;
-        }
-        first = 0;
-        encode_plain(t, s + pos, best - pos, flags, out);
+        size_t best = find_special(t, s, len, pos, &best_id, &best_len);
+        encode_plain(t, s + pos, best - pos, flags, pos == 0, out);
         if (best_id < 0) break;
         tokens_reserve(out, 1);
         out->ids[out->n++] = best_id;
         pos = best + best_len;
     }
-    free(next);
     return 0;
 }
 
@@ -561,7 +720,8 @@ int rlaif_tokenizer_decode(const rlaif_tokenizer *t, const int32_t *ids, size_t 
                            rlaif_bytes *out) {
     if (!t || !out || (!ids && n))
         return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "rlaif_tokenizer_decode: NULL argument");
-    bytes_append(out, "", 0);
+    rlaif_bytes_append(out, "", 0);
+    size_t start = out->n;
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab)
@@ -570,7 +730,13 @@ int rlaif_tokenizer_decode(const rlaif_tokenizer *t, const int32_t *ids, size_t 
                                "token id %ld at position %zu is outside the vocabulary [0, %ld)",
                                (long)id, i, (long)t->n_vocab);
         if ((flags & RLAIF_TOK_SKIP_SPECIAL) && t->special[id]) continue;
-        bytes_append(out, t->bytes + t->off[id], (size_t)(t->off[id + 1] - t->off[id]));
+        rlaif_bytes_append(out, t->bytes + t->off[id], (size_t)(t->off[id + 1] - t->off[id]));
+    }
+    if (t->o.strip_space && !(flags & RLAIF_TOK_CONTINUE) && out->n > start &&
+        out->data[start] == ' ') {
+        /* the decoder's Strip: the space ("▁") the encoder prepended */
+        memmove(out->data + start, out->data + start + 1, out->n - start);
+        out->n--;
     }
     return 0;
 }
@@ -599,6 +765,19 @@ int32_t rlaif_tokenizer_special_id(const rlaif_tokenizer *t, const char *s) {
     }
     return -1;
 }
+void tok_kinds(const rlaif_tokenizer *t, uint8_t *kind) {
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        kind[id] = t->special[id] ? TOK_KIND_SPECIAL : TOK_KIND_NORMAL;
+    for (int b = 0; b < 256; b++)
+        if (t->byte_fb[b] >= 0) kind[t->byte_fb[b]] = TOK_KIND_BYTE_FALLBACK;
+}
+
+int32_t rlaif_tokenizer_bos(const rlaif_tokenizer *t) {
+    return t->o.bos;
+}
+int rlaif_tokenizer_adds_bos(const rlaif_tokenizer *t) {
+    return t->o.add_bos && t->o.bos >= 0;
+}
 int rlaif_tokenizer_is_special(const rlaif_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab && t->special[id];
 }
@@ -624,6 +803,9 @@ void rlaif_tokenizer_free(rlaif_tokenizer *t) {
     cache_free(&t->js_cache);
     free(t->w);
     free(t->heap);
+    free(t->scratch.cp);
+    free(t->scratch.b);
+    free(t->scratch.b2);
     free(t);
 }
 
@@ -678,6 +860,50 @@ static void build_js_pairs(rlaif_tokenizer *t) {
     free(key);
 }
 
+/* Validate the options of p and set up byte fallback (before the vocabulary
+ * is hashed: byte-fallback tokens are left out of it). */
+static int build_options(rlaif_tokenizer *t, const tok_parts *p, const char *src) {
+    const tok_opts *o = &p->o;
+    if (o->pretok < 0 || o->pretok >= TOK_PRE_COUNT || (o->sp && o->pretok) || o->prepend < 0 ||
+        o->prepend > TOK_PREPEND_FIRST || (o->prepend && !o->sp) ||
+        (t->type == RLAIF_TOK_BYTE && (o->sp || o->nfc || o->pretok)))
+        return RLAIF_ERROR(RLAIF_EX_FAIL, NULL,
+                           "%s: inconsistent options (pre-tokeniser %d, SentencePiece %d, "
+                           "prepend %d)",
+                           src, o->pretok, o->sp, o->prepend);
+    if (o->bos < -1 || o->bos >= p->n_vocab || o->eos < -1 || o->eos >= p->n_vocab ||
+        (o->add_bos && o->bos < 0))
+        return RLAIF_ERROR(RLAIF_EX_FAIL, NULL,
+                           "%s: bos id %ld (added: %d) or eos id %ld outside the vocabulary", src,
+                           (long)o->bos, o->add_bos, (long)o->eos);
+    for (int b = 0; b < 256; b++) t->byte_fb[b] = -1;
+    for (int32_t id = 0; p->special && id < p->n_vocab; id++) {
+        if (p->special[id] > TOK_KIND_BYTE_FALLBACK)
+            return RLAIF_ERROR(RLAIF_EX_FAIL, NULL, "%s: token %ld has kind %d", src, (long)id,
+                               p->special[id]);
+        if (p->special[id] != TOK_KIND_BYTE_FALLBACK) continue;
+        unsigned char b = (unsigned char)p->bytes[p->off[id]];
+        if (!o->sp || p->off[id + 1] - p->off[id] != 1 || t->byte_fb[b] >= 0)
+            return RLAIF_ERROR(RLAIF_EX_FAIL,
+                               "byte-fallback tokens are <0x00> .. <0xFF>, once each",
+                               "%s: token %ld is not a valid byte-fallback token", src, (long)id);
+        t->byte_fb[b] = id;
+    }
+    return 0;
+}
+
+/* sp: may the text be cut before the spaces that follow a word (sp_piece_end)? */
+static int sp_cut_safe(const rlaif_tokenizer *t) {
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *b = t->bytes + t->off[id];
+        size_t len = (size_t)(t->off[id + 1] - t->off[id]);
+        if (t->special[id] || (len == 1 && t->byte_fb[(unsigned char)b[0]] == id)) continue;
+        for (size_t k = 1; k < len; k++)
+            if (b[k] == ' ' && b[k - 1] != ' ') return 0;
+    }
+    return 1;
+}
+
 int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     *out = NULL;
     const char *src = p->src ? p->src : "tokenizer";
@@ -698,10 +924,20 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     memcpy(t->off, p->off, ((size_t)p->n_vocab + 1) * sizeof *t->off);
     t->special = xcalloc((size_t)p->n_vocab, 1);
     if (p->special)
-        for (int32_t i = 0; i < p->n_vocab; i++) t->special[i] = p->special[i] != 0;
+        for (int32_t i = 0; i < p->n_vocab; i++) t->special[i] = p->special[i] == TOK_KIND_SPECIAL;
     t->add_prefix_space = p->add_prefix_space;
     t->ignore_merges = p->ignore_merges;
+    t->o = p->o;
+    if (t->type == RLAIF_TOK_BYTE)
+        t->o.pretok = TOK_PRE_NONE;
+    else if (!t->o.pretok && !t->o.sp)
+        t->o.pretok = TOK_PRE_GPT2;
     cache_init(&t->cache);
+    int rc = build_options(t, p, src);
+    if (rc) {
+        rlaif_tokenizer_free(t);
+        return rc;
+    }
 
     /* bytes -> id (specials are not looked up by text: a special may share its
      * bytes with an ordinary token, and lookup must find the ordinary one) */
@@ -713,6 +949,7 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     for (int32_t pass = 0; pass < 2; pass++)
         for (int32_t id = 0; id < p->n_vocab; id++) {
             if ((pass == 0) == (t->special[id] != 0)) continue; /* ordinary tokens first */
+            if (p->special && p->special[id] == TOK_KIND_BYTE_FALLBACK) continue; /* byte_fb */
             size_t len = (size_t)(t->off[id + 1] - t->off[id]);
             if (rlaif_tokenizer_lookup(t, t->bytes + t->off[id], len) >= 0) {
                 if (t->special[id]) continue;
@@ -730,6 +967,8 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
         t->byte_id[b] = rlaif_tokenizer_lookup(t, &c, 1);
+        if (t->o.sp && (t->byte_id[b] < 0 || t->special[t->byte_id[b]]))
+            t->byte_id[b] = t->byte_fb[b]; /* a character made of one byte, or a stray byte */
         if (t->type == RLAIF_TOK_BYTE && t->byte_id[b] != b) {
             rlaif_tokenizer_free(t);
             return RLAIF_ERROR(RLAIF_EX_FAIL, NULL,
@@ -739,7 +978,8 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
             rlaif_tokenizer_free(t);
             return RLAIF_ERROR(RLAIF_EX_FAIL,
                                "a byte-level BPE vocabulary has one token for each of the 256 "
-                               "bytes",
+                               "bytes; a SentencePiece one the byte-fallback tokens <0x00> .. "
+                               "<0xFF>",
                                "%s: no token for the byte 0x%02X", src, b);
         }
     }
@@ -792,7 +1032,11 @@ int tok_build(rlaif_tokenizer **out, const tok_parts *p) {
             !memcmp(t->bytes + t->off[id], "<|endoftext|>", 13))
             t->eos = id;
     }
+    if (t->o.eos >= 0) t->eos = t->o.eos;
     qsort_r(t->special_ids, (size_t)t->n_special, sizeof *t->special_ids, cmp_special_len, t);
+    for (int32_t k = 0; k < t->n_special; k++)
+        t->special_first[(unsigned char)t->bytes[t->off[t->special_ids[k]]]] = 1;
+    t->sp_cut = t->o.sp && sp_cut_safe(t);
     *out = t;
     return 0;
 }
@@ -829,6 +1073,7 @@ int rlaif_tokenizer_byte(rlaif_tokenizer **out, const char *specials) {
     }
     off[n] = o;
     tok_parts p = {.type = RLAIF_TOK_BYTE,
+                   .o = TOK_OPTS_DEFAULT,
                    .n_vocab = n,
                    .bytes = bytes,
                    .off = off,

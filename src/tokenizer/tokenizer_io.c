@@ -11,12 +11,16 @@
 #include "rlaif/core/h5util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TOK_H5_FORMAT 1
+/* Format 1: GPT-2's byte-level BPE and the byte tokenizer. Format 2 (written
+ * only when a tokenizer needs it, so GPT-2 checkpoints stay readable by older
+ * rlaif): the options of tok_opts and byte-fallback tokens (kind 2 in "special"). */
+#define TOK_H5_FORMAT 2
 
 /* ------------------------------------------------------------------ byte-level alphabet */
 
@@ -77,17 +81,21 @@ static int read_file(const char *path, const char *what, char **data, size_t *n)
     return 0;
 }
 
-static int load_json(const char *path, const char *what, json_t **root) {
+static int load_json_flags(const char *path, const char *what, size_t flags, json_t **root) {
     char *text;
     size_t n;
     RLAIF_TRY(read_file(path, what, &text, &n));
     json_error_t je;
-    *root = json_loadb(text, n, JSON_ALLOW_NUL, &je);
+    *root = json_loadb(text, n, JSON_ALLOW_NUL | flags, &je);
     free(text);
     if (!*root)
         return RLAIF_ERROR(RLAIF_EX_NOINPUT, "the file must be valid JSON (was it cut short?)",
                            "%s:%d:%d: malformed %s: %s", path, je.line, je.column, what, je.text);
     return 0;
+}
+
+static int load_json(const char *path, const char *what, json_t **root) {
+    return load_json_flags(path, what, 0, root);
 }
 
 /* Growing token table: bytes + offsets + special flags. */
@@ -131,8 +139,29 @@ static void vocab_from_strs(vocab_buf *v, tok_str *strs, int32_t n) {
 
 /* Read a token -> id JSON object (encoder.json or model.vocab) into strs
  * (raw bytes by id). ids must be exactly 0..n-1. */
+/* SentencePiece spelling: UTF-8 with "▁" for a space; "<0xNN>" is byte NN's
+ * fallback token (its kind is set to TOK_KIND_BYTE_FALLBACK). */
+static int from_sp(const char *s, size_t n, char *buf, size_t *len, uint8_t *kind) {
+    unsigned v;
+    char tail;
+    if (n == 6 && sscanf(s, "<0x%2X%c", &v, &tail) == 2 && tail == '>' && s[3] != '+' &&
+        s[3] != '-' && s[3] != ' ') {
+        buf[0] = (char)v, *len = 1, *kind = TOK_KIND_BYTE_FALLBACK;
+        return 0;
+    }
+    *len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && !memcmp(s + i, "\xE2\x96\x81", 3))
+            buf[(*len)++] = ' ', i += 2;
+        else
+            buf[(*len)++] = s[i];
+    }
+    return 0;
+}
+
+/* sp_kinds: NULL for GPT-2's byte-level spelling, else SentencePiece's (kinds by id). */
 static int read_vocab_object(json_t *obj, const char *path, const char *where, tok_str **out,
-                             int32_t *n_out) {
+                             int32_t *n_out, uint8_t **sp_kinds) {
     if (!json_is_object(obj))
         return RLAIF_ERROR(RLAIF_EX_NOINPUT, "expected {\"token\": id, ...}",
                            "%s: %s is not a JSON object", path, where);
@@ -142,6 +171,7 @@ static int read_vocab_object(json_t *obj, const char *path, const char *where, t
     int16_t dec[0x144];
     byte_decoder(dec);
     tok_str *strs = xcalloc(n, sizeof *strs);
+    if (sp_kinds) *sp_kinds = xcalloc(n, 1);
     const char *key;
     size_t key_len;
     json_t *val;
@@ -163,7 +193,9 @@ static int read_vocab_object(json_t *obj, const char *path, const char *where, t
         }
         strs[id].s = xmalloc(key_len + 1);
         uint32_t bad;
-        if (from_byte_level(dec, key, key_len, strs[id].s, &strs[id].len, &bad)) {
+        if (sp_kinds) {
+            from_sp(key, key_len, strs[id].s, &strs[id].len, &(*sp_kinds)[id]);
+        } else if (from_byte_level(dec, key, key_len, strs[id].s, &strs[id].len, &bad)) {
             rc = RLAIF_ERROR(RLAIF_EX_NOINPUT,
                              "tokens must be spelled in GPT-2's byte-level alphabet",
                              "%s: %s: token \"%.*s\" holds U+%04X, which stands for no byte", path,
@@ -179,6 +211,7 @@ static int read_vocab_object(json_t *obj, const char *path, const char *where, t
     if (rc) {
         for (size_t i = 0; i < n; i++) free(strs[i].s);
         free(strs);
+        if (sp_kinds) free(*sp_kinds), *sp_kinds = NULL;
         return rc;
     }
     *out = strs;
@@ -268,7 +301,7 @@ int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
     RLAIF_TRY(load_json(encoder_json, "vocabulary (encoder.json)", &enc));
     tok_str *strs = NULL;
     int32_t n = 0, n_merges = 0, *merges = NULL;
-    int rc = read_vocab_object(enc, encoder_json, "encoder.json", &strs, &n);
+    int rc = read_vocab_object(enc, encoder_json, "encoder.json", &strs, &n, NULL);
     if (!rc) rc = read_merges_file(vocab_bpe, enc, encoder_json, &merges, &n_merges);
     json_decref(enc);
     if (rc) {
@@ -285,6 +318,7 @@ int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
     char src[1024];
     snprintf(src, sizeof src, "%s + %s", encoder_json, vocab_bpe);
     tok_parts p = {.type = RLAIF_TOK_BPE,
+                   .o = TOK_OPTS_DEFAULT,
                    .n_vocab = n,
                    .bytes = v.bytes,
                    .off = v.off,
@@ -300,50 +334,266 @@ int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
 
 /* ------------------------------------------------------------------ Hugging Face */
 
-static int hf_unsupported(const char *path, const char *what) {
-    return RLAIF_ERROR(RLAIF_EX_NOINPUT,
-                       "rlaif reads byte-level BPE tokenizers (GPT-2 style: model BPE, "
-                       "pre_tokenizer ByteLevel, no normalizer)",
-                       "%s: unsupported tokenizer.json: %s", path, what);
+/* An error naming the file and the JSON key (e.g. "pre_tokenizer.pretokenizers[0].type"). */
+#define HF_BAD(path, key, ...) hf_bad(__FILE__, __LINE__, path, key, __VA_ARGS__)
+static int hf_bad(const char *file, int line, const char *path, const char *key, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+static int hf_bad(const char *file, int line, const char *path, const char *key, const char *fmt,
+                  ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return rlaif_error_set(RLAIF_EX_NOINPUT, file, line,
+                           "rlaif reads BPE tokenizers: byte-level (GPT-2, Llama 3, Qwen2, "
+                           "GPT-NeoX, SmolLM, OPT) and SentencePiece-style with byte fallback "
+                           "(Llama 2, Mistral, TinyLlama); see src/tokenizer/README.md",
+                           "%s: %s: %s", path, key, what);
 }
 
-/* The ByteLevel pre-tokeniser, alone or as the only step of a Sequence. */
-static int hf_pretokenizer(json_t *root, const char *path, int *add_prefix_space) {
-    json_t *pt = json_object_get(root, "pre_tokenizer");
-    if (json_is_object(pt) &&
-        !strcmp(json_string_value(json_object_get(pt, "type")) ?: "", "Sequence")) {
-        json_t *steps = json_object_get(pt, "pretokenizers");
-        if (!json_is_array(steps) || json_array_size(steps) != 1)
-            return hf_unsupported(path, "a Sequence pre_tokenizer other than [ByteLevel]");
-        pt = json_array_get(steps, 0);
+static const char *jtype(json_t *o) {
+    return json_is_object(o) ? json_string_value(json_object_get(o, "type")) : NULL;
+}
+static int jstr_is(json_t *o, const char *key, const char *want) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v && !strcmp(v, want);
+}
+
+/* The Split regexes rlaif implements by hand (tokenizer.c), by their exact text. */
+static const struct {
+    const char *regex;
+    int pretok;
+} known_regex[] = {
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TOK_PRE_LLAMA3},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TOK_PRE_QWEN2},
+    {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+     TOK_PRE_GPT2},
+};
+
+/* What the loader learnt of tokenizer.json: options, and the pieces of the
+ * SentencePiece convention that must agree. */
+typedef struct {
+    tok_opts o;
+    int add_prefix_space, ignore_merges, byte_level, byte_fallback, sp_space, metaspace;
+} hf_info;
+
+/* One normalizer (not a Sequence). */
+static int hf_normalizer1(json_t *n, const char *path, const char *key, hf_info *h) {
+    const char *type = jtype(n);
+    if (type && !strcmp(type, "NFC")) {
+        h->o.nfc = 1;
+        return 0;
     }
-    const char *type = json_is_object(pt) ? json_string_value(json_object_get(pt, "type")) : NULL;
-    if (!type || strcmp(type, "ByteLevel"))
-        return hf_unsupported(path, "pre_tokenizer is not ByteLevel");
-    json_t *use_regex = json_object_get(pt, "use_regex");
-    if (use_regex && !json_is_true(use_regex))
-        return hf_unsupported(path, "ByteLevel without GPT-2's regex (use_regex false)");
-    *add_prefix_space = json_is_true(json_object_get(pt, "add_prefix_space"));
-    json_t *norm = json_object_get(root, "normalizer");
-    if (norm && !json_is_null(norm)) return hf_unsupported(path, "a normalizer is set");
+    if (type && !strcmp(type, "Prepend") && jstr_is(n, "prepend", "\xE2\x96\x81")) {
+        h->o.prepend = TOK_PREPEND_ALWAYS;
+        return 0;
+    }
+    if (type && !strcmp(type, "Replace") && jstr_is(json_object_get(n, "pattern"), "String", " ") &&
+        jstr_is(n, "content", "\xE2\x96\x81")) {
+        h->sp_space = 1;
+        return 0;
+    }
+    return HF_BAD(path, key,
+                  "unsupported normalizer %s (rlaif knows NFC, Prepend(\"\xE2\x96\x81\") and "
+                  "Replace(\" \" -> \"\xE2\x96\x81\"))",
+                  type ? type : "without a type");
+}
+
+static int hf_normalizer(json_t *root, const char *path, hf_info *h) {
+    json_t *n = json_object_get(root, "normalizer");
+    if (!n || json_is_null(n)) return 0;
+    if (!jstr_is(n, "type", "Sequence")) return hf_normalizer1(n, path, "normalizer", h);
+    json_t *steps = json_object_get(n, "normalizers"), *e;
+    if (!json_is_array(steps)) return HF_BAD(path, "normalizer.normalizers", "not an array");
+    size_t i;
+    json_array_foreach(steps, i, e) {
+        char key[64];
+        snprintf(key, sizeof key, "normalizer.normalizers[%zu]", i);
+        RLAIF_TRY(hf_normalizer1(e, path, key, h));
+    }
     return 0;
 }
 
-static int hf_model_checks(json_t *model, const char *path, int *ignore_merges) {
+/* Pre-tokeniser steps, as one letter each: B ByteLevel with GPT-2's regex,
+ * b ByteLevel without, D Digits(individual), M Metaspace, S Split (regex's
+ * kind in *split). The known sequences are then matched as strings. */
+static int hf_pretok1(json_t *pt, const char *path, const char *key, hf_info *h, char *code,
+                      int *split) {
+    const char *type = jtype(pt);
+    char k2[96];
+    if (type && !strcmp(type, "ByteLevel")) {
+        json_t *use_regex = json_object_get(pt, "use_regex");
+        *code = use_regex && !json_is_true(use_regex) ? 'b' : 'B';
+        h->add_prefix_space = json_is_true(json_object_get(pt, "add_prefix_space"));
+        h->byte_level = 1;
+        return 0;
+    }
+    if (type && !strcmp(type, "Digits")) {
+        *code = 'D';
+        if (!json_is_true(json_object_get(pt, "individual_digits")))
+            return HF_BAD(path, key, "Digits without individual_digits is not supported");
+        return 0;
+    }
+    if (type && !strcmp(type, "Metaspace")) {
+        *code = 'M';
+        json_t *split_j = json_object_get(pt, "split");
+        const char *scheme = json_string_value(json_object_get(pt, "prepend_scheme"));
+        if (!jstr_is(pt, "replacement", "\xE2\x96\x81") || !split_j || json_is_true(split_j))
+            return HF_BAD(path, key,
+                          "Metaspace is supported with replacement \"\xE2\x96\x81\" and split "
+                          "false only");
+        if (scheme && !strcmp(scheme, "first"))
+            h->o.prepend = TOK_PREPEND_FIRST;
+        else if ((scheme && !strcmp(scheme, "always")) ||
+                 (!scheme && json_is_true(json_object_get(pt, "add_prefix_space"))))
+            h->o.prepend = TOK_PREPEND_ALWAYS;
+        else if (!scheme || strcmp(scheme, "never"))
+            return HF_BAD(path, key, "unknown Metaspace prepend_scheme");
+        h->metaspace = 1;
+        return 0;
+    }
+    if (type && !strcmp(type, "Split")) {
+        *code = 'S';
+        json_t *pat = json_object_get(pt, "pattern");
+        const char *re = json_string_value(json_object_get(pat, "Regex"));
+        snprintf(k2, sizeof k2, "%s.pattern.Regex", key);
+        if (!re) return HF_BAD(path, k2, "a Split needs a Regex pattern");
+        *split = -1;
+        for (size_t i = 0; i < sizeof known_regex / sizeof *known_regex; i++)
+            if (!strcmp(re, known_regex[i].regex)) *split = known_regex[i].pretok;
+        if (*split < 0)
+            return HF_BAD(path, k2,
+                          "unknown regex \"%.200s\" (rlaif implements GPT-2's, Llama 3's and "
+                          "Qwen2's by hand)",
+                          re);
+        snprintf(k2, sizeof k2, "%s.behavior", key);
+        if (!jstr_is(pt, "behavior", "Isolated") || json_is_true(json_object_get(pt, "invert")))
+            return HF_BAD(path, k2, "a Split is supported with behavior Isolated, invert false");
+        return 0;
+    }
+    return HF_BAD(path, key,
+                  "unsupported pre-tokenizer %s (rlaif knows ByteLevel, Split with a known "
+                  "regex, Digits, Metaspace)",
+                  type ? type : "without a type");
+}
+
+static int hf_pretokenizer(json_t *root, const char *path, hf_info *h) {
+    json_t *pt = json_object_get(root, "pre_tokenizer"), *e;
+    char code[8] = "";
+    int split = -1, n = 0;
+    if (pt && !json_is_null(pt) && !jstr_is(pt, "type", "Sequence")) {
+        RLAIF_TRY(hf_pretok1(pt, path, "pre_tokenizer", h, code, &split));
+        n = 1;
+    } else if (pt && !json_is_null(pt)) {
+        json_t *steps = json_object_get(pt, "pretokenizers");
+        if (!json_is_array(steps) || json_array_size(steps) > 4)
+            return HF_BAD(path, "pre_tokenizer.pretokenizers", "not an array of at most 4 steps");
+        size_t i;
+        json_array_foreach(steps, i, e) {
+            char key[64];
+            snprintf(key, sizeof key, "pre_tokenizer.pretokenizers[%zu]", i);
+            RLAIF_TRY(hf_pretok1(e, path, key, h, &code[n++], &split));
+        }
+    }
+    code[n] = '\0';
+    if (!strcmp(code, "B"))
+        h->o.pretok = TOK_PRE_GPT2;
+    else if (!strcmp(code, "Sb"))
+        h->o.pretok = split;
+    else if (!strcmp(code, "DB"))
+        h->o.pretok = TOK_PRE_DIGITS;
+    else if (!strcmp(code, "") || !strcmp(code, "M"))
+        h->o.pretok = TOK_PRE_NONE;
+    else
+        return HF_BAD(path, "pre_tokenizer",
+                      "unsupported sequence of pre-tokenizers (rlaif knows ByteLevel, "
+                      "[Split(regex), ByteLevel(use_regex false)], [Digits, ByteLevel], "
+                      "Metaspace or none)");
+    return 0;
+}
+
+static int hf_model_checks(json_t *model, const char *path, hf_info *h) {
     const char *type = json_string_value(json_object_get(model, "type"));
-    if (type && strcmp(type, "BPE")) return hf_unsupported(path, "model.type is not BPE");
+    if (type && strcmp(type, "BPE"))
+        return HF_BAD(path, "model.type", "%s models are not supported (only BPE)", type);
     json_t *x = json_object_get(model, "dropout");
     if (x && !json_is_null(x) && !(json_is_number(x) && json_number_value(x) == 0))
-        return hf_unsupported(path, "BPE dropout");
+        return HF_BAD(path, "model.dropout", "BPE dropout is not supported");
     const char *names[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
         x = json_object_get(model, names[i]);
+        char key[64];
+        snprintf(key, sizeof key, "model.%s", names[i]);
         if (x && !json_is_null(x) && strcmp(json_string_value(x) ?: "x", ""))
-            return hf_unsupported(path, names[i]);
+            return HF_BAD(path, key, "not supported");
     }
-    if (json_is_true(json_object_get(model, "byte_fallback")))
-        return hf_unsupported(path, "byte_fallback (SentencePiece-style BPE)");
-    *ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    h->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    h->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    return 0;
+}
+
+/* Byte-level or SentencePiece: the parts must agree. */
+static int hf_mode(const char *path, hf_info *h) {
+    if (h->byte_level) {
+        if (h->byte_fallback)
+            return HF_BAD(path, "model.byte_fallback",
+                          "byte fallback with a ByteLevel pre-tokenizer");
+        if (h->o.prepend || h->sp_space)
+            return HF_BAD(path, "normalizer",
+                          "\"\xE2\x96\x81\" normalizers with a ByteLevel "
+                          "pre-tokenizer");
+        return 0;
+    }
+    if (!h->byte_fallback)
+        return HF_BAD(path, "model.byte_fallback",
+                      "a BPE without ByteLevel needs byte_fallback true (else unknown characters "
+                      "become <unk>)");
+    if (!h->sp_space && !h->metaspace)
+        return HF_BAD(path, "normalizer",
+                      "a SentencePiece-style BPE needs Replace(\" \" -> \"\xE2\x96\x81\") or a "
+                      "Metaspace pre-tokenizer");
+    h->o.sp = 1;
+    return 0;
+}
+
+/* The decoder: Strip of one leading space (SentencePiece), else nothing to learn. */
+static int hf_decoder1(json_t *d, const char *path, const char *key, hf_info *h) {
+    const char *type = jtype(d);
+    static const char *const plain[] = {"ByteLevel", "Replace", "ByteFallback", "Fuse"};
+    for (size_t i = 0; type && i < sizeof plain / sizeof *plain; i++)
+        if (!strcmp(type, plain[i])) return 0;
+    if (type && !strcmp(type, "Strip")) {
+        json_t *start = json_object_get(d, "start"), *stop = json_object_get(d, "stop");
+        if (!jstr_is(d, "content", " ") || json_integer_value(start) > 1 ||
+            json_integer_value(stop) != 0)
+            return HF_BAD(path, key, "a Strip decoder is supported for one leading space only");
+        h->o.strip_space = json_integer_value(start) == 1;
+        return 0;
+    }
+    if (type && !strcmp(type, "Metaspace")) {
+        const char *scheme = json_string_value(json_object_get(d, "prepend_scheme"));
+        h->o.strip_space = scheme ? strcmp(scheme, "never") != 0
+                                  : json_is_true(json_object_get(d, "add_prefix_space"));
+        return 0;
+    }
+    return HF_BAD(path, key, "unsupported decoder %s", type ? type : "without a type");
+}
+
+static int hf_decoder(json_t *root, const char *path, hf_info *h) {
+    json_t *d = json_object_get(root, "decoder"), *e;
+    if (!d || json_is_null(d)) return 0;
+    if (!jstr_is(d, "type", "Sequence")) return hf_decoder1(d, path, "decoder", h);
+    size_t i;
+    json_array_foreach(json_object_get(d, "decoders"), i, e) {
+        char key[64];
+        snprintf(key, sizeof key, "decoder.decoders[%zu]", i);
+        RLAIF_TRY(hf_decoder1(e, path, key, h));
+    }
     return 0;
 }
 
@@ -425,28 +675,131 @@ static int hf_added(json_t *root, const char *path, tok_str **strs, int32_t *n, 
     return 0;
 }
 
+/* Id of a token given by its text: a special's or (SentencePiece spelling) a
+ * vocabulary token's; -1 if none. */
+static int32_t token_id(const tok_str *strs, const uint8_t *kind, int32_t n, const char *text,
+                        int sp) {
+    size_t len = strlen(text);
+    char *buf = xmalloc(len + 1);
+    size_t bl = len;
+    memcpy(buf, text, len);
+    uint8_t k = 0;
+    if (sp) from_sp(text, len, buf, &bl, &k);
+    int32_t found = -1;
+    for (int32_t pass = 0; pass < 2 && found < 0; pass++) /* specials first */
+        for (int32_t i = 0; i < n && found < 0; i++)
+            if ((kind[i] == TOK_KIND_SPECIAL) == (pass == 0) && strs[i].len == (pass ? bl : len) &&
+                !memcmp(strs[i].s, pass ? buf : text, strs[i].len))
+                found = i;
+    free(buf);
+    return found;
+}
+
+/* post_processor: a TemplateProcessing whose single template starts with a
+ * special token adds that token as BOS (also inside a Sequence). */
+static int hf_post1(json_t *pp, const char *path, const char *key, hf_info *h) {
+    const char *type = jtype(pp);
+    if (!type || !strcmp(type, "ByteLevel")) return 0;
+    if (!strcmp(type, "RobertaProcessing")) {
+        json_t *cls = json_array_get(json_object_get(pp, "cls"), 1);
+        if (json_is_integer(cls)) h->o.bos = (int32_t)json_integer_value(cls), h->o.add_bos = 1;
+        return 0;
+    }
+    if (strcmp(type, "TemplateProcessing"))
+        return HF_BAD(path, key, "unsupported post_processor %s", type);
+    json_t *first = json_array_get(json_object_get(pp, "single"), 0);
+    json_t *sp = json_object_get(first, "SpecialToken");
+    if (!sp) return 0;
+    const char *name = json_string_value(json_object_get(sp, "id"));
+    json_t *ids = json_object_get(
+        json_object_get(json_object_get(pp, "special_tokens"), name ? name : ""), "ids");
+    if (!json_is_integer(json_array_get(ids, 0)))
+        return HF_BAD(path, key, "special token \"%s\" of the template has no id",
+                      name ? name : "?");
+    h->o.bos = (int32_t)json_integer_value(json_array_get(ids, 0));
+    h->o.add_bos = 1;
+    return 0;
+}
+
+static int hf_post(json_t *root, const char *path, hf_info *h) {
+    json_t *pp = json_object_get(root, "post_processor"), *e;
+    if (!pp || json_is_null(pp)) return 0;
+    if (!jstr_is(pp, "type", "Sequence")) return hf_post1(pp, path, "post_processor", h);
+    size_t i;
+    json_array_foreach(json_object_get(pp, "processors"), i, e) {
+        char key[64];
+        snprintf(key, sizeof key, "post_processor.processors[%zu]", i);
+        RLAIF_TRY(hf_post1(e, path, key, h));
+    }
+    return 0;
+}
+
+/* tokenizer_config.json beside tokenizer.json (optional): bos_token,
+ * eos_token (strings or {"content": ...}) and add_bos_token win over the
+ * post_processor, as in transformers. */
+static int hf_config(const char *path, const tok_str *strs, const uint8_t *kind, int32_t n,
+                     hf_info *h) {
+    char cpath[4096];
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path + 1) : 0;
+    if (snprintf(cpath, sizeof cpath, "%.*stokenizer_config.json", dl, path) >= (int)sizeof cpath)
+        return 0;
+    FILE *f = fopen(cpath, "rb");
+    if (!f) return 0;
+    fclose(f);
+    json_t *cfg;
+    /* its integers may exceed int64 (model_max_length = 1e30): read numbers as reals */
+    RLAIF_TRY(load_json_flags(cpath, "tokenizer_config.json", JSON_DECODE_INT_AS_REAL, &cfg));
+    int rc = 0;
+    const char *keys[2] = {"bos_token", "eos_token"};
+    int32_t *dst[2] = {&h->o.bos, &h->o.eos};
+    for (int k = 0; k < 2 && !rc; k++) {
+        json_t *v = json_object_get(cfg, keys[k]);
+        if (json_is_object(v)) v = json_object_get(v, "content");
+        if (!json_is_string(v)) continue;
+        int32_t id = token_id(strs, kind, n, json_string_value(v), h->o.sp);
+        if (id < 0)
+            rc = HF_BAD(cpath, keys[k], "\"%.100s\" is not a token of %s", json_string_value(v),
+                        path);
+        *dst[k] = id;
+    }
+    json_t *add = json_object_get(cfg, "add_bos_token");
+    if (!rc && json_is_boolean(add)) h->o.add_bos = json_is_true(add);
+    if (!rc && h->o.add_bos && h->o.bos < 0)
+        rc = HF_BAD(cpath, "add_bos_token", "true, but no bos_token is known");
+    json_decref(cfg);
+    return rc;
+}
+
 int rlaif_tokenizer_load_hf(rlaif_tokenizer **out, const char *path) {
     *out = NULL;
     json_t *root;
     RLAIF_TRY(load_json(path, "tokenizer.json", &root));
     json_t *model = json_object_get(root, "model");
-    int aps = 0, ign = 0, rc;
+    hf_info h = {.o = TOK_OPTS_DEFAULT};
+    int rc;
     tok_str *strs = NULL;
     int32_t n = 0, n_merges = 0, *merges = NULL;
-    uint8_t *special = NULL;
+    uint8_t *kind = NULL;
     if (!json_is_object(model))
-        rc = hf_unsupported(path, "no \"model\" object");
+        rc = HF_BAD(path, "model", "missing or not an object");
     else
-        rc = hf_model_checks(model, path, &ign);
-    if (!rc) rc = hf_pretokenizer(root, path, &aps);
+        rc = hf_model_checks(model, path, &h);
+    if (!rc) rc = hf_normalizer(root, path, &h);
+    if (!rc) rc = hf_pretokenizer(root, path, &h);
+    if (!rc) rc = hf_mode(path, &h);
+    if (!rc) rc = hf_decoder(root, path, &h);
+    if (!rc) rc = hf_post(root, path, &h);
     if (!rc)
-        rc = read_vocab_object(json_object_get(model, "vocab"), path, "model.vocab", &strs, &n);
+        rc = read_vocab_object(json_object_get(model, "vocab"), path, "model.vocab", &strs, &n,
+                               h.o.sp ? &kind : NULL);
     if (!rc) rc = hf_merges(model, json_object_get(model, "vocab"), path, &merges, &n_merges);
     if (!rc) {
-        special = xcalloc((size_t)n, 1);
-        rc = hf_added(root, path, &strs, &n, &special);
+        if (!kind) kind = xcalloc((size_t)n, 1);
+        rc = hf_added(root, path, &strs, &n, &kind);
     }
     json_decref(root);
+    if (!rc) rc = hf_config(path, strs, kind, n, &h);
     if (!rc) {
         vocab_buf v;
         vocab_init(&v, n);
@@ -455,17 +808,18 @@ int rlaif_tokenizer_load_hf(rlaif_tokenizer **out, const char *path) {
                        .n_vocab = n,
                        .bytes = v.bytes,
                        .off = v.off,
-                       .special = special,
+                       .special = kind,
                        .n_merges = n_merges,
                        .merges = merges,
-                       .add_prefix_space = aps,
-                       .ignore_merges = ign,
+                       .add_prefix_space = h.add_prefix_space,
+                       .ignore_merges = h.ignore_merges,
+                       .o = h.o,
                        .src = path};
         rc = tok_build(out, &p);
         vocab_free(&v);
     }
     strs_free(strs, n);
-    free(special);
+    free(kind);
     free(merges);
     return rc;
 }
@@ -484,7 +838,7 @@ static int apply_specials(rlaif_tokenizer **tp, const char *list) {
     v.bytes = xrealloc(v.bytes, (size_t)t->off[n] + ll + 1);
     memcpy(v.bytes, t->bytes, (size_t)t->off[n]);
     memcpy(v.off, t->off, ((size_t)n + 1) * sizeof *v.off);
-    memcpy(v.special, t->special, (size_t)n);
+    tok_kinds(t, v.special);
     int32_t m = n, changed = 0;
     for (const char *s = list; *s;) {
         const char *e = strchr(s, ',');
@@ -505,8 +859,8 @@ static int apply_specials(rlaif_tokenizer **tp, const char *list) {
             id = m++;
             changed = 1;
         }
-        if (!v.special[id]) changed = 1;
-        v.special[id] = 1;
+        if (v.special[id] != TOK_KIND_SPECIAL) changed = 1;
+        v.special[id] = TOK_KIND_SPECIAL;
         s = e ? e + 1 : s + len;
     }
     int rc = 0;
@@ -520,6 +874,7 @@ static int apply_specials(rlaif_tokenizer **tp, const char *list) {
                        .merges = t->merges,
                        .add_prefix_space = t->add_prefix_space,
                        .ignore_merges = t->ignore_merges,
+                       .o = t->o,
                        .src = "tokenizer.specials"};
         rlaif_tokenizer *nt;
         rc = tok_build(&nt, &p);
@@ -622,9 +977,18 @@ int rlaif_tokenizer_save(const rlaif_tokenizer *t, hid_t g) {
     int rank;
     RLAIF_TRY(file_rank(g, &rank));
     int writer = rank == 0;
-    RLAIF_TRY(rlaif_h5_attr_i64(g, "format", TOK_H5_FORMAT));
+    const tok_opts *o = &t->o;
+    int v2 = (o->pretok != TOK_PRE_NONE && o->pretok != TOK_PRE_GPT2) || o->nfc || o->sp ||
+             o->prepend || o->strip_space || o->bos >= 0 || o->add_bos || o->eos >= 0;
+    RLAIF_TRY(rlaif_h5_attr_i64(g, "format", v2 ? 2 : 1));
     RLAIF_TRY(rlaif_h5_attr_str(g, "type", t->type == RLAIF_TOK_BYTE ? "byte" : "bpe"));
-    RLAIF_TRY(rlaif_h5_attr_str(g, "pretokenizer", t->type == RLAIF_TOK_BYTE ? "none" : "gpt2"));
+    RLAIF_TRY(rlaif_h5_attr_str(g, "pretokenizer", tok_pretok_names[o->pretok]));
+    if (v2) {
+        const char *names[] = {"nfc",         "sentencepiece", "prepend_space",
+                               "strip_space", "bos_id",        "add_bos"};
+        int64_t vals[] = {o->nfc, o->sp, o->prepend, o->strip_space, o->bos, o->add_bos};
+        for (int i = 0; i < 6; i++) RLAIF_TRY(rlaif_h5_attr_i64(g, names[i], vals[i]));
+    }
     RLAIF_TRY(rlaif_h5_attr_str(g, "unicode_version", rlaif_uc_version_string()));
     RLAIF_TRY(rlaif_h5_attr_i64(g, "n_vocab", t->n_vocab));
     RLAIF_TRY(rlaif_h5_attr_i64(g, "n_merges", t->n_merges));
@@ -636,8 +1000,11 @@ int rlaif_tokenizer_save(const rlaif_tokenizer *t, hid_t g) {
         put_dataset(g, "token_bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nb, t->bytes, writer));
     RLAIF_TRY(
         put_dataset(g, "token_offset", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &no, t->off, writer));
-    RLAIF_TRY(
-        put_dataset(g, "special", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nv, t->special, writer));
+    uint8_t *kind = xmalloc(nv + 1);
+    tok_kinds(t, kind);
+    int rc = put_dataset(g, "special", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nv, kind, writer);
+    free(kind);
+    RLAIF_TRY(rc);
     if (t->n_merges) {
         hsize_t dm[2] = {(hsize_t)t->n_merges, 2};
         RLAIF_TRY(
@@ -675,14 +1042,40 @@ static int get_dataset(hid_t g, const char *name, hid_t mtype, size_t elem, int 
     return 0;
 }
 
+/* Format 2's options; tok_build validates their values against the vocabulary. */
+static int load_opts(hid_t g, tok_opts *o) {
+    char *pre;
+    RLAIF_TRY(rlaif_h5_get_attr_str(g, "pretokenizer", &pre));
+    o->pretok = -1;
+    for (int i = 0; i < TOK_PRE_COUNT; i++)
+        if (!strcmp(pre, tok_pretok_names[i])) o->pretok = i;
+    free(pre);
+    if (o->pretok < 0)
+        return RLAIF_ERROR(RLAIF_EX_NOINPUT, "the checkpoint's tokenizer group is damaged",
+                           "tokenizer group: unknown pretokenizer");
+    const char *names[] = {"nfc",    "sentencepiece", "prepend_space", "strip_space",
+                           "bos_id", "add_bos",       "eos_id"};
+    int64_t v[7];
+    for (int i = 0; i < 7; i++) RLAIF_TRY(rlaif_h5_get_attr_i64(g, names[i], &v[i]));
+    for (int i = 0; i < 7; i++)
+        if (v[i] < -1 || v[i] > (1 << 26) || (i < 4 && v[i] < 0) || (i < 2 && v[i] > 1))
+            return RLAIF_ERROR(RLAIF_EX_NOINPUT, "the checkpoint's tokenizer group is damaged",
+                               "tokenizer group: attribute %s = %lld", names[i], (long long)v[i]);
+    o->nfc = (int)v[0], o->sp = (int)v[1], o->prepend = (int)v[2], o->strip_space = (int)v[3];
+    o->bos = (int32_t)v[4], o->add_bos = (int)v[5] != 0, o->eos = (int32_t)v[6];
+    return 0;
+}
+
 int rlaif_tokenizer_load(rlaif_tokenizer **out, hid_t g) {
     *out = NULL;
     int64_t format, n_vocab, n_merges, aps, ign;
     RLAIF_TRY(rlaif_h5_get_attr_i64(g, "format", &format));
-    if (format != TOK_H5_FORMAT)
+    if (format < 1 || format > TOK_H5_FORMAT)
         return RLAIF_ERROR(RLAIF_EX_NOINPUT, "a newer rlaif wrote it: upgrade",
-                           "tokenizer group: format %lld (this rlaif reads %d)", (long long)format,
-                           TOK_H5_FORMAT);
+                           "tokenizer group: format %lld (this rlaif reads 1 to %d)",
+                           (long long)format, TOK_H5_FORMAT);
+    tok_opts o = TOK_OPTS_DEFAULT;
+    if (format >= 2) RLAIF_TRY(load_opts(g, &o));
     RLAIF_TRY(rlaif_h5_get_attr_i64(g, "n_vocab", &n_vocab));
     RLAIF_TRY(rlaif_h5_get_attr_i64(g, "n_merges", &n_merges));
     RLAIF_TRY(rlaif_h5_get_attr_i64(g, "add_prefix_space", &aps));
@@ -724,6 +1117,7 @@ int rlaif_tokenizer_load(rlaif_tokenizer **out, hid_t g) {
                        .merges = merges,
                        .add_prefix_space = aps != 0,
                        .ignore_merges = ign != 0,
+                       .o = o,
                        .src = "tokenizer group"};
         rc = tok_build(out, &p);
     }

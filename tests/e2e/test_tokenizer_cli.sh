@@ -99,5 +99,56 @@ expect_error "checkpoint without /tokenizer" 66 "no /tokenizer group" -- \
 expect_error "checkpoint missing" 66 "nothere.h5" -- "$RLAIF" tokenize --checkpoint "$tmp/nothere.h5" x
 expect_error "unknown option" 64 "--bogus" -- "$RLAIF" tokenize --bogus x
 
+# --tokenizer: a Hugging Face tokenizer.json without a job file (the form a model
+# converter uses), SentencePiece-style with byte fallback, BOS from the
+# tokenizer_config.json beside it; --save writes a format-2 /tokenizer group.
+mkdir -p "$tmp/sp"
+"$PY" - "$tmp/sp" <<'PYEOF'
+import json, sys
+d = sys.argv[1]
+vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+vocab.update({"<0x%02X>" % b: 3 + b for b in range(256)})
+vocab.update({"\u2581": 259, "h": 260, "i": 261, "\u2581h": 262, "\u2581hi": 263})
+tj = {"added_tokens": [{"id": i, "content": c, "special": True} for i, c in enumerate(["<unk>", "<s>", "</s>"])],
+      "normalizer": {"type": "Sequence", "normalizers": [
+          {"type": "Prepend", "prepend": "\u2581"},
+          {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+      "pre_tokenizer": None, "post_processor": None,
+      "decoder": {"type": "Sequence", "decoders": [
+          {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+          {"type": "ByteFallback"}, {"type": "Fuse"},
+          {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+      "model": {"type": "BPE", "byte_fallback": True, "unk_token": "<unk>", "vocab": vocab,
+                "merges": ["\u2581 h", "\u2581h i"]}}
+json.dump(tj, open(d + "/tokenizer.json", "w"))
+json.dump({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True,
+           "model_max_length": 10 ** 30}, open(d + "/tokenizer_config.json", "w"))
+PYEOF
+out=$("$RLAIF" tokenize --tokenizer "$tmp/sp/tokenizer.json" "hi hx")
+check "--tokenizer tokenizer.json (SentencePiece, byte fallback)" "$([ "$out" = "263 262 123" ]; echo $?)"
+out=$("$RLAIF" tokenize --tokenizer "$tmp/sp" --bos "hi")
+check "--tokenizer FOLDER --bos" "$([ "$out" = "1 263" ]; echo $?)"
+out=$("$RLAIF" detokenize --tokenizer "$tmp/sp" 1 263 262 123)
+check "--tokenizer detokenize keeps <s>, strips nothing after it" "$([ "$out" = "<s> hi hx" ]; echo $?)"
+out=$("$RLAIF" detokenize --tokenizer "$tmp/sp" --skip-special 1 263 262 123)
+check "--tokenizer detokenize --skip-special strips the leading space" "$([ "$out" = "hi hx" ]; echo $?)"
+"$RLAIF" tokenize --tokenizer "$tmp/sp/tokenizer.json" --save "$tmp/sp.h5" >/dev/null
+out=$("$RLAIF" tokenize --checkpoint "$tmp/sp.h5" --bos "hi hx")
+check "--save then --checkpoint: same ids and BOS" "$([ "$out" = "1 263 262 123" ]; echo $?)"
+out=$("$PY" -c "
+import h5py, sys
+g = h5py.File(sys.argv[1], 'r')['tokenizer']
+print(g.attrs['format'], g.attrs['sentencepiece'], g.attrs['bos_id'], g.attrs['add_bos'], int(g['special'][3]))
+" "$tmp/sp.h5")
+check "format-2 group as documented (h5py)" "$([ "$out" = "2 1 1 1 2" ]; echo $?)"
+"$PY" -c "
+import json, sys
+tj = json.load(open(sys.argv[1] + '/tokenizer.json'))
+tj['model']['type'] = 'Unigram'
+json.dump(tj, open(sys.argv[1] + '/unigram.json', 'w'))
+" "$tmp/sp"
+expect_error "--tokenizer refuses Unigram naming file and key" 66 "unigram.json: model.type: Unigram" -- \
+  "$RLAIF" tokenize --tokenizer "$tmp/sp/unigram.json" x
+
 [ "$fails" = 0 ] || { echo "$fails checks failed"; exit 1; }
 echo "all tokenizer command checks passed"

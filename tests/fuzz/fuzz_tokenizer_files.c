@@ -4,6 +4,9 @@
  * "\n====\n", then vocab.bpe. A load either fails with a message naming the
  * file, or gives a tokenizer whose encoding of any text (the input itself)
  * yields ids inside the vocabulary that decode again; never a crash.
+ * The seeds (tests/fuzz/corpus/tokenizer_files) cover every loader path:
+ * GPT-2, Llama 3's and Qwen2's Split regexes, Digits, NFC, SentencePiece BPE
+ * with byte fallback (normalizer or Metaspace form), BOS from a post_processor.
  * (fuzz_tokenizer.c fuzzes the text side with the real GPT-2 files.)
  *   make fuzz FUZZ_TARGETS=tokenizer_files FUZZ_SECONDS=60 */
 #include "fuzz.h"
@@ -14,14 +17,16 @@ static void use(rlaif_tokenizer *t, const unsigned char *text, size_t n) {
     const char *texts[2] = {fixed, (const char *)text};
     size_t lens[2] = {sizeof fixed - 1, n};
     for (int i = 0; i < 2; i++)
-        for (int flags = 0; flags < 4; flags++) {
+        for (int flags = 0; flags < 8; flags++) {
             rlaif_tokens ids = {0};
-            int f = (flags & 1 ? RLAIF_TOK_SPECIAL : 0) | (flags & 2 ? RLAIF_TOK_GPT3_ENCODER : 0);
+            int f = (flags & 1 ? RLAIF_TOK_SPECIAL : 0) | (flags & 2 ? RLAIF_TOK_GPT3_ENCODER : 0) |
+                    (flags & 4 ? RLAIF_TOK_BOS : 0);
             if (rlaif_tokenizer_encode(t, texts[i], lens[i], f, &ids) == 0) {
                 for (size_t k = 0; k < ids.n; k++)
                     if (ids.ids[k] < 0 || ids.ids[k] >= rlaif_tokenizer_vocab_size(t)) abort();
                 rlaif_bytes out = {0};
-                if (rlaif_tokenizer_decode(t, ids.ids, ids.n, 0, &out)) abort();
+                int df = flags & 4 ? RLAIF_TOK_SKIP_SPECIAL | RLAIF_TOK_CONTINUE : 0;
+                if (rlaif_tokenizer_decode(t, ids.ids, ids.n, df, &out)) abort();
                 rlaif_bytes_free(&out);
             }
             rlaif_tokens_free(&ids);

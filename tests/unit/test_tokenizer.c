@@ -6,6 +6,7 @@
  * npm reference is tests/reference/test_tokenizer_ref.py. */
 #include "rlaif/core/config.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/h5util.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/tokenizer/tokenizer.h"
 
@@ -397,7 +398,7 @@ START_TEST(malformed_files) {
                "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"pre_tokenizer\": null}", hf,
                sizeof hf);
     ck_assert_int_eq(rlaif_tokenizer_load_hf(&t, hf), RLAIF_EX_NOINPUT);
-    ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "model.type is not BPE"));
+    ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "tokenizer.json: model.type: WordPiece"));
 }
 END_TEST
 
@@ -531,6 +532,244 @@ START_TEST(from_config) {
 }
 END_TEST
 
+/* ---- Hugging Face tokenizer.json beyond GPT-2 ---- */
+
+/* Cut s with Llama 3's regex (max_digits 3) or Qwen2's (1), pieces joined by '|'. */
+static void llama3_pieces(const char *s, int max_digits, char *out) {
+    size_t n = strlen(s), k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t e = rlaif_llama3_piece_end((const unsigned char *)s, n, i, max_digits);
+        ck_assert(e > i && e <= n);
+        if (i) out[k++] = '|';
+        memcpy(out + k, s + i, e - i);
+        k += e - i;
+        i = e;
+    }
+    out[k] = '\0';
+}
+
+/* Expected cuts are node's for the same regex (as transformers.js rewrites it). */
+START_TEST(llama3_cuts) {
+    static const char *cases[][2] = {
+        {"I'LL it's", "I|'LL| it|'s"},
+        {"abc 12345", "abc| |123|45"},
+        {"hello!!\n\nworld", "hello|!!\n\n|world"},
+        {"a \n  b", "a| \n| | b"},
+        {"\tword", "\tword"},
+        {"x  \n\n \ty", "x|  \n\n| |\ty"},
+        {"'hello ?!x", "'hello| ?!|x"},
+        {"caf\xC3\xA9 \xC2\xB2\xC2\xB3\xC2\xB9", "caf\xC3\xA9| |\xC2\xB2\xC2\xB3\xC2\xB9"},
+        {"a   ", "a|   "},
+    };
+    char got[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        llama3_pieces(cases[i][0], 3, got);
+        ck_assert_msg(!strcmp(got, cases[i][1]), "case %zu: got '%s' want '%s'", i, got,
+                      cases[i][1]);
+    }
+    llama3_pieces("x 2024", 1, got);
+    ck_assert_str_eq(got, "x| |2|0|2|4");
+}
+END_TEST
+
+/* A SentencePiece-style tokenizer.json (Llama 2 / Mistral layout): <unk> <s> </s>,
+ * the 256 byte-fallback tokens, then "▁" "a" "b" "▁a" "ab" "▁ab". */
+#define SP_NORMALIZER                                                                              \
+    "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "             \
+    "\"\\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": "        \
+    "\"\\u2581\"}]}"
+static void write_sp_json(const char *normalizer, const char *name, char *path, size_t n) {
+    static char json[32 * 1024];
+    size_t k = 0;
+    k += (size_t)snprintf(json + k, sizeof json - k,
+                          "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": "
+                          "true}, {\"id\": 1, \"content\": \"<s>\", \"special\": true}, {\"id\": "
+                          "2, \"content\": \"</s>\", \"special\": true}],\n \"normalizer\": %s,\n"
+                          " \"pre_tokenizer\": null,\n \"post_processor\": {\"type\": "
+                          "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": "
+                          "\"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": "
+                          "0}}], \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1]}}},\n"
+                          " \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": "
+                          "\"Replace\", \"pattern\": {\"String\": \"\\u2581\"}, \"content\": \" "
+                          "\"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": "
+                          "\"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]},\n"
+                          " \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"unk_token\": "
+                          "\"<unk>\", \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2",
+                          normalizer);
+    for (int b = 0; b < 256; b++)
+        k += (size_t)snprintf(json + k, sizeof json - k, ", \"<0x%02X>\": %d", b, 3 + b);
+    snprintf(json + k, sizeof json - k,
+             ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263, "
+             "\"\\u2581ab\": 264},\n \"merges\": [\"\\u2581 a\", \"a b\", \"\\u2581a b\"]}}\n");
+    write_file(name, json, path, n);
+}
+
+START_TEST(sentencepiece) {
+    setup_tmp();
+    char path[512];
+    write_sp_json(SP_NORMALIZER, "tokenizer.json", path, sizeof path);
+    rlaif_tokenizer *t, *t2;
+    ck_assert_int_eq(rlaif_tokenizer_load_hf(&t, path), 0);
+    ck_assert_int_eq(rlaif_tokenizer_bos(t), 1);
+    ck_assert(rlaif_tokenizer_adds_bos(t));
+    rlaif_tokens ids = {0};
+    /* "ab c" -> "▁ab▁c": "▁ab", "▁", then 'c' falls back to <0x63> */
+    encode(t, "ab c", 4, 0, &ids);
+    int32_t want[] = {264, 259, 3 + 'c'};
+    assert_ids(&ids, want, 3);
+    encode(t, "ab c", 4, RLAIF_TOK_BOS, &ids);
+    int32_t want_bos[] = {1, 264, 259, 3 + 'c'};
+    assert_ids(&ids, want_bos, 4);
+    /* U+2581 in the text is a space; a multi-byte unknown character falls back byte by byte */
+    encode(t,
+           "a\xE2\x96\x81"
+           "b\xC3\xA9",
+           7, 0, &ids);
+    int32_t want2[] = {262, 259, 261, 3 + 0xC3, 3 + 0xA9};
+    assert_ids(&ids, want2, 5);
+    /* specials (when asked): the normalizer's "▁" goes before each stretch of text */
+    encode(t, "<s>a</s>", 8, RLAIF_TOK_SPECIAL, &ids);
+    int32_t want3[] = {1, 262, 2};
+    assert_ids(&ids, want3, 3);
+    /* decoding strips the prepended space, except for a continuation */
+    rlaif_bytes out = {0};
+    ck_assert_int_eq(rlaif_tokenizer_decode(t, want, 3, 0, &out), 0);
+    ck_assert_str_eq(out.data, "ab c");
+    out.n = 0;
+    ck_assert_int_eq(rlaif_tokenizer_decode(t, want, 3, RLAIF_TOK_CONTINUE, &out), 0);
+    ck_assert_str_eq(out.data, " ab c");
+    rlaif_bytes_free(&out);
+    assert_roundtrip(t, "ab  ba\nc\xFF", 9, 0); /* stray bytes fall back too */
+
+    /* the /tokenizer group keeps all of it (format 2) */
+    char h5[512];
+    hid_t f = new_file("sp.h5", h5, sizeof h5);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_eq(rlaif_tokenizer_save(t, g), 0);
+    int64_t format;
+    ck_assert_int_eq(rlaif_h5_get_attr_i64(g, "format", &format), 0);
+    ck_assert_int_eq(format, 2);
+    H5Gclose(g);
+    H5Fclose(f);
+    ck_assert_int_eq(rlaif_tokenizer_load_file(&t2, h5), 0);
+    rlaif_tokens ids2 = {0};
+    const char *s = "<s>ab ab\xE2\x96\x81 c\xC3\xA9</s>";
+    for (int fl = 0; fl < 16; fl += 1) {
+        encode(t, s, strlen(s), fl & ~RLAIF_TOK_GPT3_ENCODER, &ids);
+        encode(t2, s, strlen(s), fl & ~RLAIF_TOK_GPT3_ENCODER, &ids2);
+        ck_assert_uint_eq(ids.n, ids2.n);
+        ck_assert(!memcmp(ids.ids, ids2.ids, ids.n * sizeof *ids.ids));
+    }
+    ck_assert_int_eq(rlaif_tokenizer_bos(t2), 1);
+    rlaif_tokenizer_free(t2);
+
+    /* a damaged option is an error */
+    for (int damage = 0; damage < 3; damage++) {
+        f = new_file("sp_bad.h5", h5, sizeof h5);
+        g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert_int_eq(rlaif_tokenizer_save(t, g), 0);
+        if (damage == 0) {
+            H5Adelete(g, "sentencepiece");
+            rlaif_h5_attr_i64(g, "sentencepiece", 7);
+        } else if (damage == 1) {
+            H5Adelete(g, "pretokenizer");
+            rlaif_h5_attr_str(g, "pretokenizer", "gpt5");
+        } else {
+            H5Adelete(g, "bos_id");
+            rlaif_h5_attr_i64(g, "bos_id", 99999);
+        }
+        H5Gclose(g);
+        H5Fclose(f);
+        ck_assert_int_ne(rlaif_tokenizer_load_file(&t2, h5), 0);
+        ck_assert_ptr_nonnull(strstr(rlaif_error_message(), "sp_bad.h5"));
+    }
+    rlaif_tokens_free(&ids);
+    rlaif_tokens_free(&ids2);
+    rlaif_tokenizer_free(t);
+}
+END_TEST
+
+/* A byte-level tokenizer.json with Llama 3's Split, NFC and a tokenizer_config.json. */
+START_TEST(hf_byte_level_options) {
+    setup_tmp();
+    char enc[512], bpe[512];
+    write_mini_vocab(enc, bpe, sizeof enc);
+    FILE *f = fopen(enc, "rb");
+    static char vocab[64 * 1024], json[80 * 1024];
+    size_t n = fread(vocab, 1, sizeof vocab - 1, f);
+    vocab[n] = '\0';
+    fclose(f);
+    snprintf(
+        json, sizeof json,
+        "{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"Sequence\", "
+        "\"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+        "\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| "
+        "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+        "\"use_regex\": false}]}, \"added_tokens\": [{\"id\": %d, \"content\": \"<|bos|>\", "
+        "\"special\": true}], \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}}",
+        (int)N_MINI + 257, vocab);
+    char path[512], cfg[512];
+    rlaif_tokenizer *t;
+    write_file("tokenizer.json", json, path, sizeof path);
+    write_file("tokenizer_config.json",
+               "{\"bos_token\": {\"content\": \"<|bos|>\"}, "
+               "\"add_bos_token\": true, \"eos_token\": \"h\", \"model_max_length\": "
+               "1000000000000000019884624838656}",
+               cfg, sizeof cfg);
+    int rc = rlaif_tokenizer_load_hf(&t, path);
+    ck_assert_msg(rc == 0, "%s", rlaif_error_message());
+    int32_t bos = rlaif_tokenizer_bos(t);
+    ck_assert_int_eq(bos, (int)N_MINI + 257);
+    ck_assert(rlaif_tokenizer_adds_bos(t));
+    ck_assert_int_eq(rlaif_tokenizer_eos(t), 'h'); /* eos_token names an ordinary token */
+    /* NFC: e + combining acute encodes (and so decodes) as U+00E9 */
+    rlaif_tokens ids = {0};
+    rlaif_bytes out = {0};
+    encode(t, "e\xCC\x81", 3, RLAIF_TOK_BOS, &ids);
+    ck_assert_int_eq(ids.ids[0], bos);
+    ck_assert_int_eq(rlaif_tokenizer_decode(t, ids.ids + 1, ids.n - 1, 0, &out), 0);
+    ck_assert_str_eq(out.data, "\xC3\xA9");
+    rlaif_bytes_free(&out);
+    rlaif_tokens_free(&ids);
+    rlaif_tokenizer_free(t);
+}
+END_TEST
+
+/* Unsupported parts are refused naming the file and the JSON key. */
+static void expect_hf_error(const char *json, const char *key) {
+    char path[512];
+    rlaif_tokenizer *t = NULL;
+    write_file("tokenizer.json", json, path, sizeof path);
+    ck_assert_int_eq(rlaif_tokenizer_load_hf(&t, path), RLAIF_EX_NOINPUT);
+    ck_assert_ptr_null(t);
+    char want[600];
+    snprintf(want, sizeof want, "%s: %s", path, key);
+    ck_assert_msg(strstr(rlaif_error_message(), want), "message '%s' lacks '%s'",
+                  rlaif_error_message(), want);
+}
+
+START_TEST(hf_refusals) {
+    setup_tmp();
+    expect_hf_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "model.type: Unigram");
+    expect_hf_error("{\"model\": {\"type\": \"BPE\"}, \"normalizer\": {\"type\": \"Sequence\", "
+                    "\"normalizers\": [{\"type\": \"NFC\"}, {\"type\": \"Lowercase\"}]}}",
+                    "normalizer.normalizers[1]: unsupported normalizer Lowercase");
+    expect_hf_error(
+        "{\"model\": {\"type\": \"BPE\"}, \"pre_tokenizer\": {\"type\": \"Sequence\", "
+        "\"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
+        "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}}",
+        "pre_tokenizer.pretokenizers[0].pattern.Regex: unknown regex");
+    expect_hf_error("{\"model\": {\"type\": \"BPE\"}, \"pre_tokenizer\": {\"type\": "
+                    "\"Whitespace\"}}",
+                    "pre_tokenizer: unsupported pre-tokenizer Whitespace");
+    expect_hf_error(
+        "{\"model\": {\"type\": \"BPE\", \"byte_fallback\": false}, \"normalizer\": " SP_NORMALIZER
+        "}",
+        "model.byte_fallback");
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("core");
@@ -546,6 +785,10 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, hdf5_roundtrip);
     tcase_add_test(tc, hdf5_damaged);
     tcase_add_test(tc, from_config);
+    tcase_add_test(tc, llama3_cuts);
+    tcase_add_test(tc, sentencepiece);
+    tcase_add_test(tc, hf_byte_level_options);
+    tcase_add_test(tc, hf_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,8 +3,12 @@
  * (JSON strings, one per line) and encodes them REPEATS times, one encode call
  * per piece; prints per pass: mode, seconds, bytes, tokens, checksum (same
  * checksum as tests/reference/gpt3_encode.js, so the ids can be compared).
+ * With "-" for VOCAB_BPE the first argument is a Hugging Face tokenizer.json,
+ * encoded with special tokens recognised (as transformers.js does, the
+ * reference of tests/reference/hf_encode.js); mode "hf".
  *
- *   bench_tokenizer ENCODER_JSON VOCAB_BPE PIECES.jsonl REPEATS */
+ *   bench_tokenizer ENCODER_JSON VOCAB_BPE PIECES.jsonl REPEATS
+ *   bench_tokenizer TOKENIZER_JSON - PIECES.jsonl REPEATS */
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/tokenizer/tokenizer.h"
@@ -31,7 +35,9 @@ int main(int argc, char **argv) {
         return RLAIF_EX_USAGE;
     }
     rlaif_tokenizer *t;
-    if (rlaif_tokenizer_load_gpt2(&t, argv[1], argv[2])) {
+    int hf = !strcmp(argv[2], "-");
+    if (hf ? rlaif_tokenizer_load_hf(&t, argv[1])
+           : rlaif_tokenizer_load_gpt2(&t, argv[1], argv[2])) {
         fprintf(stderr, "ERROR: %s\n", rlaif_error_message());
         return 1;
     }
@@ -61,6 +67,10 @@ int main(int argc, char **argv) {
     fclose(f);
     rlaif_tokens ids = {0};
     for (int r = 0; r < atoi(argv[4]); r++) {
+        if (hf) {
+            pass(t, "hf", RLAIF_TOK_SPECIAL, p, len, n, bytes, &ids);
+            continue;
+        }
         pass(t, "gpt2", 0, p, len, n, bytes, &ids);
         pass(t, "gpt-3-encoder", RLAIF_TOK_GPT3_ENCODER, p, len, n, bytes, &ids);
     }

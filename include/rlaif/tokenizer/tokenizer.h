@@ -14,18 +14,23 @@
  *         (lowest rank first, leftmost on ties, as in OpenAI's encoder.py and
  *         Hugging Face tokenizers). Loaded from encoder.json + vocab.bpe or a
  *         Hugging Face tokenizer.json (model type BPE, ByteLevel pre-tokeniser).
+ *         tokenizer.json may also give Llama 3's or Qwen2's Split regex, Digits
+ *         (SmolLM), an NFC normaliser (Qwen, GPT-NeoX), or SentencePiece-style
+ *         BPE with byte fallback (Llama 2, Mistral: characters merge, unknown
+ *         ones become <0xNN> tokens, "▁" is stored as a space), and a BOS the
+ *         model's configuration adds (RLAIF_TOK_BOS); see src/tokenizer/README.md.
  *
  * Special tokens (e.g. "<|endoftext|>") are recognised in text only when the
  * caller passes RLAIF_TOK_SPECIAL; otherwise their text encodes like any other.
  *
  * In a checkpoint the tokenizer lives in the group /tokenizer (no
  * variable-length strings, so parallel HDF5 files work):
- *   attributes  format (int, 1), type ("byte" | "bpe"), n_vocab, n_merges,
- *               eos_id (-1 if none), add_prefix_space, ignore_merges,
- *               pretokenizer ("gpt2" | "none")
- *   token_bytes  uint8 [sum of token lengths]  every token's raw bytes, in id order
+ *   attributes  format (int, 1; 2 when an option below is used), type ("byte" | "bpe"), n_vocab,
+ * n_merges, eos_id (-1 if none), add_prefix_space, ignore_merges, pretokenizer ("gpt2" | "none" |
+ * "llama3" | "qwen2" | "digits+gpt2"); format 2: nfc, sentencepiece, prepend_space, strip_space,
+ * bos_id, add_bos token_bytes  uint8 [sum of token lengths]  every token's raw bytes, in id order
  *   token_offset int64 [n_vocab + 1]           token i = token_bytes[off[i], off[i+1])
- *   special      uint8 [n_vocab]               1 for special tokens
+ *   special      uint8 [n_vocab]               1 for special tokens, 2 byte fallback
  *   merges       int32 [n_merges, 2]           (left id, right id), rank = row
  *                                              (absent when n_merges == 0)
  *
@@ -53,6 +58,11 @@ enum {
                                    exactly, including its merge-key collisions on ','
                                    (it looks pairs up by the string "a,b") */
     RLAIF_TOK_SKIP_SPECIAL = 4, /* decode: drop special tokens */
+    RLAIF_TOK_BOS = 8,          /* encode: prepend the BOS token when the model's
+                                   configuration adds one (rlaif_tokenizer_adds_bos) */
+    RLAIF_TOK_CONTINUE = 16,    /* decode: the ids continue an earlier decode, so keep
+                                   a leading space (SentencePiece decoders strip the
+                                   one the encoder prepended at the start of a text) */
 };
 
 /* Growable arrays the encoder and decoder append to (zero-initialise). */
@@ -66,6 +76,8 @@ typedef struct {
 } rlaif_bytes;
 void rlaif_tokens_free(rlaif_tokens *t);
 void rlaif_bytes_free(rlaif_bytes *b);
+/* Append s[0, n) (keeps data NUL-terminated). */
+void rlaif_bytes_append(rlaif_bytes *b, const char *s, size_t n);
 
 /* ---- construction ---- */
 
@@ -78,8 +90,11 @@ int rlaif_tokenizer_byte(rlaif_tokenizer **out, const char *specials);
  * marked special when present. */
 int rlaif_tokenizer_load_gpt2(rlaif_tokenizer **out, const char *encoder_json,
                               const char *vocab_bpe);
-/* Hugging Face tokenizer.json with model.type "BPE" and a ByteLevel
- * pre-tokeniser (GPT-2 regex). added_tokens become specials. */
+/* Hugging Face tokenizer.json with model.type "BPE": byte-level (ByteLevel with
+ * GPT-2's regex, Llama 3's or Qwen2's Split, Digits) or SentencePiece-style with
+ * byte fallback; normaliser none, NFC or SentencePiece's. added_tokens become
+ * specials; a tokenizer_config.json in the same folder sets bos/eos/add_bos.
+ * Anything else is refused naming the file and the JSON key. */
 int rlaif_tokenizer_load_hf(rlaif_tokenizer **out, const char *tokenizer_json);
 /* From the job's [tokenizer] section: type byte|bpe, vocab, merges, specials.
  * With merges empty, a vocab path ending in ".json" loads as Hugging Face
@@ -128,6 +143,11 @@ int32_t rlaif_tokenizer_vocab_size(const rlaif_tokenizer *t);
 int32_t rlaif_tokenizer_n_merges(const rlaif_tokenizer *t);
 /* "<|endoftext|>" if it is a special token, else the first special, else -1. */
 int32_t rlaif_tokenizer_eos(const rlaif_tokenizer *t);
+/* The beginning-of-sequence token (tokenizer_config.json's bos_token or the
+ * post_processor's), -1 if none; whether encoding with RLAIF_TOK_BOS prepends it
+ * (add_bos_token, or a TemplateProcessing post_processor that starts with it). */
+int32_t rlaif_tokenizer_bos(const rlaif_tokenizer *t);
+int rlaif_tokenizer_adds_bos(const rlaif_tokenizer *t);
 /* Id of the special token whose text is s, or -1. */
 int32_t rlaif_tokenizer_special_id(const rlaif_tokenizer *t, const char *s);
 int rlaif_tokenizer_is_special(const rlaif_tokenizer *t, int32_t id);
@@ -153,6 +173,8 @@ int rlaif_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 size_t rlaif_utf8_complete(const char *s, size_t n);
 /* GPT-2 pre-tokenisation: end of the piece that starts at s[i] (i < n). */
 size_t rlaif_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
+/* Llama 3's pre-tokenisation (max_digits 3; Qwen2's with 1): end of the piece at s[i]. */
+size_t rlaif_llama3_piece_end(const unsigned char *s, size_t n, size_t i, int max_digits);
 
 /* ---- commands (src/app/tokenizer_cmd.c) ---- */
 int rlaif_cmd_tokenize(rlaif_ctx *ctx);
