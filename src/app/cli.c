@@ -4,6 +4,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/core/telemetry.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/storage/outdir.h"
 #include "rlaif/phases/layout.h"
@@ -260,7 +261,14 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
         rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
         /* one job per out_dir, of a compatible config (outdir.h); `ranks` only prints */
-        if (strcmp(cmd->name, "ranks")) RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
+        if (strcmp(cmd->name, "ranks")) {
+            RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
+            /* the lock holder publishes <out_dir>/status.json (telemetry.h) */
+            char ckpt[4096];
+            rlaif_out_ckpt_dir(ctx->cfg, ckpt, sizeof ckpt);
+            if (world_rank == 0)
+                rlaif_live_open(rlaif_cfg_str(ctx->cfg, "run.out_dir"), cmd->name, ckpt);
+        }
         RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {
         ctx->ranks.world = MPI_COMM_NULL;
@@ -326,6 +334,7 @@ int rlaif_main(int argc, char **argv) {
     }
     status = rlaif_agree(MPI_COMM_WORLD, status);
     write_status(&ctx, cmd, status);
+    rlaif_live_end(status);
     rlaif_stop_detach();
     if (ctx.ranks.world != MPI_COMM_NULL && ctx.ranks.world != 0) rlaif_ranks_free(&ctx.ranks);
     rlaif_config_free(ctx.cfg);

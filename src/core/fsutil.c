@@ -4,9 +4,11 @@
 #include "rlaif/core/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int cannot_create(const char *dir) {
     int e = errno;
@@ -46,4 +48,21 @@ void rlaif_path_join(char *out, size_t n, const char *a, const char *b) {
         snprintf(out, n, "%s", b);
     else
         snprintf(out, n, "%s/%s", a, b);
+}
+
+int rlaif_write_atomic(const char *path, const char *text) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return -1;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
 }

@@ -17,4 +17,9 @@ int rlaif_mkdir_p(const char *dir);
  * file are relative to run.out_dir unless absolute). */
 void rlaif_path_join(char *out, size_t n, const char *a, const char *b);
 
+/* Write text to path via path.tmp, fsync and rename: a reader (or a crash)
+ * sees the old file or the whole new one, never a torn one. -1 and errno
+ * on failure (the temporary file removed). */
+int rlaif_write_atomic(const char *path, const char *text);
+
 #endif

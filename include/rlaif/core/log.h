@@ -22,7 +22,8 @@ void rlaif_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rlaif_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A phase's status line: "[time] sft step 120/1000 (12.0%) 35.1 tok/s ETA 00:04:10 | extra".
- * Rank 0 only; elapsed is the phase's wall time so far. */
+ * Rank 0 only; elapsed is the phase's wall time so far. The same figures
+ * go to the job's status file (telemetry.h). */
 void rlaif_status(const char *phase, long step, long total, double rate, const char *unit,
                   double elapsed, const char *extra);
 
