@@ -131,7 +131,11 @@ static void gather(const status_opts *o, job_view *v) {
     rlaif_path_join(path, sizeof path, o->dir, RLAIF_LIVE_FILE);
     v->doc = json_load_file(path, 0, NULL);
     v->age = v->doc ? rlaif_wall_time() - num(v->doc, "updated", 0) : -1;
-    if (!lock_state(o->dir, v)) pid_state(v);
+    int asked = lock_state(o->dir, v);
+    if (!asked && !v->doc) /* no lock file either: no job of this version ran here */
+        v->known = 1, snprintf(v->why, sizeof v->why, "no job has run here");
+    else if (!asked)
+        pid_state(v);
     if (o->cfg)
         rlaif_path_join(ckdir, sizeof ckdir, o->dir, rlaif_cfg_str(o->cfg, "checkpoint.dir"));
     else

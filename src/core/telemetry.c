@@ -51,7 +51,7 @@ void rlaif_tm_get(double out[RLAIF_TM_N]) {
 static struct {
     json_t *doc; /* NULL: not publishing */
     char path[4200];
-    int started; /* a phase has begun: the file exists from now on */
+    int started; /* the job has done or planned work: the file exists from now on */
     int warned;  /* one warning for a file that cannot be written */
     double last_write, phase_t0;
 } live;
@@ -86,6 +86,7 @@ void rlaif_live_open(const char *out_dir, const char *command, const char *ckpt_
 
 void rlaif_live_plan(int n, const char *const *names) {
     for (int i = 0; live.doc && i < n; i++) rlaif_live_phase(names[i], "pending", 0);
+    live.started = live.doc != NULL; /* a `run` publishes from its first phase on */
 }
 
 /* The phases entry of name, appended when new. */
@@ -109,7 +110,6 @@ void rlaif_live_phase(const char *name, const char *state, double seconds) {
     json_t *e = phase_entry(name, &i);
     json_object_set_new(e, "state", json_string(state));
     if (!strcmp(state, "pending")) return; /* the plan: written with the first phase */
-    live.started = 1;
     if (!strcmp(state, "running")) {
         live.phase_t0 = rlaif_wall_time();
         json_object_set_new(e, "started", json_real(live.phase_t0));
@@ -133,6 +133,7 @@ void rlaif_live_progress(long step, long total, double rate, const char *unit, d
                           "rate", rate, "unit", unit ? unit : "/s");
     json_object_set_new(p, "eta_s", eta_s >= 0 ? json_real(eta_s) : json_null());
     json_object_set_new(live.doc, "progress", p);
+    live.started = 1;
     live_write(0);
 }
 
@@ -151,6 +152,7 @@ void rlaif_live_checkpoint(const char *path, long step) {
     json_object_set_new(live.doc, "checkpoint",
                         json_pack("{s:s, s:I, s:f}", "path", path, "step", (json_int_t)step, "time",
                                   rlaif_wall_time()));
+    live.started = 1;
     live_write(1);
 }
 
@@ -160,6 +162,7 @@ void rlaif_live_summary(const char *phase, int n, const char *const *names, cons
     json_t *e = phase_entry(phase, &i), *s = json_object();
     for (int k = 0; k < n; k++) json_object_set_new(s, names[k], json_real(vals[k]));
     json_object_set_new(e, "summary", s);
+    live.started = 1;
     live_write(1);
 }
 

@@ -57,8 +57,9 @@ void rlaif_tm_get(double out[RLAIF_TM_N]);
 #define RLAIF_LIVE_FILE "status.json"
 
 /* Start publishing <out_dir>/status.json for this command. Nothing is
- * written until the first phase starts or is skipped, so a job refused
- * before its first phase leaves no file. */
+ * written before the job has work to show - a `run`'s plan, a phase's first
+ * status line, checkpoint or summary - so a job refused before its first
+ * phase, or a phase command that finds its work done, writes nothing. */
 void rlaif_live_open(const char *out_dir, const char *command, const char *ckpt_dir);
 /* The phases a `run` will go through, in order (shown as "phase 2/5"). */
 void rlaif_live_plan(int n, const char *const *names);
