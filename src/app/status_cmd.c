@@ -261,10 +261,12 @@ static void print_text(const status_opts *o, const job_view *v) {
         const char *state = "?";
         size_t i;
         const json_t *e;
-        json_array_foreach(list, i, e) if (!strcmp(str(e, "name", ""), name)) state =
-            str(e, "state", "?");
+        json_array_foreach(list, i, e) {
+            if (!strcmp(str(e, "name", ""), name)) state = str(e, "state", "?");
+        }
+        int died = v->known && !v->running && !strcmp(state, "running");
         printf("  phase:      %.0f/%.0f %s (%s)\n", num(d, "phase_index", 0),
-               num(d, "phase_count", 0), name, state);
+               num(d, "phase_count", 0), name, died ? "was running when the job died" : state);
         print_progress(d);
     }
     if (*v->ckpt) {

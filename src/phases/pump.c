@@ -35,7 +35,7 @@ struct rlaif_pump {
     int nring;
     char reason[RLAIF_PUMP_NSTATUS][160]; /* the latest reason per status */
     int http[RLAIF_PUMP_NSTATUS];
-    double last_poll; /* when the previous poll returned (judge wait) */
+    double last_poll, last_busy; /* the previous poll's return, other timed work then */
 };
 
 /* ------------------------------------------------------------- the map */
@@ -181,16 +181,26 @@ static void count(rlaif_pump *p, const rlaif_judge_result *r) {
     p->ring[p->nring++ % WINDOW] = key;
 }
 
+/* This rank's timed work other than the judge's (a colocated rank samples
+ * between polls: that time is compute, not judge wait). */
+static double other_work(void) {
+    double v[RLAIF_TM_N];
+    rlaif_tm_get(v);
+    return v[RLAIF_TM_COMPUTE] + v[RLAIF_TM_IO] + v[RLAIF_TM_COMM];
+}
+
 int rlaif_pump_poll(rlaif_pump *p, double wait, rlaif_pump_fn fn, void *user, int *n) {
     enum { CAP = 256 };
     rlaif_judge_result res[CAP];
     int got = 0, rc = 0, busy = rlaif_pump_pending(p) > 0;
     double t_in = rlaif_now();
     RLAIF_TRY(rlaif_judge_poll(p->j, wait, res, CAP, &got));
-    /* judge wait: the time this rank had calls out, since its last poll */
-    double t_out = rlaif_now();
-    if (busy) rlaif_tm_add(RLAIF_TM_JUDGE, t_out - (p->last_poll > 0 ? p->last_poll : t_in));
-    p->last_poll = t_out;
+    /* judge wait: the time this rank had calls out since its last poll,
+     * less what it spent on other timed work meanwhile */
+    double t_out = rlaif_now(), other = other_work();
+    double waited = t_out - (p->last_poll > 0 ? p->last_poll : t_in) - (other - p->last_busy);
+    if (busy && waited > 0) rlaif_tm_add(RLAIF_TM_JUDGE, waited);
+    p->last_poll = t_out, p->last_busy = other;
     for (int i = 0; i < got; i++) {
         int64_t tag = 0;
         if (!rc && tag_take(&p->tags, res[i].pair_id, &tag))
