@@ -146,15 +146,6 @@ static void gather(const status_opts *o, job_view *v) {
 
 /* ---- text ---- */
 
-static void hms(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 359999) {
-        snprintf(buf, n, "--:--:--");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-}
-
 static void utc(char *buf, size_t n, double t) {
     time_t s = (time_t)t;
     struct tm tm;
@@ -204,7 +195,7 @@ static void print_progress(const json_t *d) {
     const json_t *p = json_object_get(d, "progress"), *j = json_object_get(d, "judge");
     char eta[16];
     if (p) {
-        hms(eta, sizeof eta, num(p, "eta_s", -1));
+        rlaif_hms(eta, sizeof eta, num(p, "eta_s", -1));
         printf("  progress:   step %.0f/%.0f (%.1f%%), %.1f %s, ETA %s\n", num(p, "step", 0),
                num(p, "total", 0), num(p, "percent", 0), num(p, "rate", 0), str(p, "unit", ""),
                eta);

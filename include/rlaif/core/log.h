@@ -27,6 +27,9 @@ void rlaif_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rlaif_status(const char *phase, long step, long total, double rate, const char *unit,
                   double elapsed, const char *extra);
 
+/* "01:02:03" for s seconds ("--:--:--" when negative, NaN or over 99 h). */
+void rlaif_hms(char *buf, size_t n, double s);
+
 /* Seconds since the epoch as a double (monotonic clock for intervals: rlaif_now). */
 double rlaif_now(void);
 double rlaif_wall_time(void);
