@@ -264,10 +264,9 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         if (strcmp(cmd->name, "ranks")) {
             RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
             /* the lock holder publishes <out_dir>/status.json (telemetry.h) */
-            char ckpt[4096];
-            rlaif_out_ckpt_dir(ctx->cfg, ckpt, sizeof ckpt);
             if (world_rank == 0)
-                rlaif_live_open(rlaif_cfg_str(ctx->cfg, "run.out_dir"), cmd->name, ckpt);
+                rlaif_live_open(rlaif_cfg_str(ctx->cfg, "run.out_dir"), cmd->name,
+                                rlaif_cfg_str(ctx->cfg, "checkpoint.dir"));
         }
         RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {

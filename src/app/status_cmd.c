@@ -136,11 +136,10 @@ static void gather(const status_opts *o, job_view *v) {
         v->known = 1, snprintf(v->why, sizeof v->why, "no job has run here");
     else if (!asked)
         pid_state(v);
-    if (o->cfg)
-        rlaif_path_join(ckdir, sizeof ckdir, o->dir, rlaif_cfg_str(o->cfg, "checkpoint.dir"));
-    else
-        snprintf(ckdir, sizeof ckdir, "%s", str(v->doc, "checkpoint_dir", ""));
-    if (!*ckdir) rlaif_path_join(ckdir, sizeof ckdir, o->dir, "ckpt");
+    /* checkpoint.dir is relative to the out_dir (unless absolute) */
+    const char *ck =
+        o->cfg ? rlaif_cfg_str(o->cfg, "checkpoint.dir") : str(v->doc, "checkpoint_dir", "ckpt");
+    rlaif_path_join(ckdir, sizeof ckdir, o->dir, ck);
     newest_ckpt(ckdir, v);
 }
 

@@ -12,7 +12,7 @@ is slow, as in the sanitizer build):
   c. kill -9 of the job: status still reads the last state, says the job is
      not running (the out_dir lock is free) and how old the last update is;
   d. the same command reruns to the end: status says exited 0 and each
-     phase's state;
+     phase's state, also when run from another folder;
   e. status never writes: after c and d, every file and folder under the
      out_dir has the same mtime, size and SHA-256 after `status` in each form
      (text, --json, job.ini, --watch);
@@ -258,7 +258,12 @@ if s["running"] is not False or s["state"] != "exited" or s["exit_code"] != 0 or
 rc, text, _ = status("out")
 if "no: exited 0 (done)" not in text:
     fail(f"finished run, text:\n{text}")
-print(f"ok: d. finished: exited 0, phases {states}")
+r = subprocess.run([RLAIF, "status", out, "--json"], cwd="/", env=env, capture_output=True,
+                   text=True, timeout=300)  # from another folder: the same answer
+s2 = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
+if s2.get("newest_checkpoint", {}).get("path") != os.path.join(out, "ckpt", "sft-00000060.h5"):
+    fail(f"status from /: {r.stdout} {r.stderr}")
+print(f"ok: d. finished: exited 0, phases {states}; the same from another folder")
 never_writes("e. after the finished run")
 
 # ---------------------------------------------------------------- f. summaries

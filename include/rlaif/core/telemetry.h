@@ -61,6 +61,8 @@ void rlaif_tm_get(double out[RLAIF_TM_N]);
  * status line, checkpoint or summary - so a job refused before its first
  * phase, or a phase command that finds its work done, writes nothing. */
 void rlaif_live_open(const char *out_dir, const char *command, const char *ckpt_dir);
+/* (ckpt_dir as checkpoint.dir says it: relative to out_dir unless absolute,
+ * so a reader in another working folder finds it) */
 /* The phases a `run` will go through, in order (shown as "phase 2/5"). */
 void rlaif_live_plan(int n, const char *const *names);
 /* A phase's state: "running" (it becomes the current phase; its progress
