@@ -4,6 +4,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/core/telemetry.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/storage/outdir.h"
 #include "rlaif/storage/siteio.h"
@@ -264,6 +265,10 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         if (strcmp(cmd->name, "ranks")) {
             RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
             RLAIF_TRY(rlaif_io_log(MPI_COMM_WORLD, ctx->cfg));
+            /* the lock holder publishes <out_dir>/status.json (telemetry.h) */
+            if (world_rank == 0)
+                rlaif_live_open(rlaif_cfg_str(ctx->cfg, "run.out_dir"), cmd->name,
+                                rlaif_cfg_str(ctx->cfg, "checkpoint.dir"));
         }
         RLAIF_TRY(attach_relay(&ctx->ranks));
     } else {
@@ -330,6 +335,7 @@ int rlaif_main(int argc, char **argv) {
     }
     status = rlaif_agree(MPI_COMM_WORLD, status);
     write_status(&ctx, cmd, status);
+    rlaif_live_end(status);
     rlaif_stop_detach();
     if (ctx.ranks.world != MPI_COMM_NULL && ctx.ranks.world != 0) rlaif_ranks_free(&ctx.ranks);
     rlaif_config_free(ctx.cfg);

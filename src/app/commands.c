@@ -18,7 +18,10 @@
 const rlaif_command rlaif_commands[] = {
     {"run", rlaif_cmd_run, 1, "run the job file's phases in order, skipping completed ones", NULL},
     {"status", rlaif_cmd_status, 0,
-     "print each phase of run.phases as done, partial or not started (read-only)", NULL},
+     "how far a job is: its phases (job.ini) and live state (job.ini or OUT_DIR; read-only)",
+     "  OUT_DIR              a job's run.out_dir instead of job.ini: the live state alone\n"
+     "  --json               one JSON object (per refresh) instead of text\n"
+     "  --watch [SECONDS]    refresh every SECONDS (default 10) until the job ends"},
     {"config", rlaif_cmd_config, 0,
      "print the resolved configuration and where each value came from",
      "  --keys    list every section and key with type, default and help"},

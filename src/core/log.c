@@ -2,6 +2,7 @@
 #include "rlaif/core/log.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
+#include "rlaif/core/telemetry.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -122,7 +123,7 @@ void rlaif_debug(const char *fmt, ...) {
     if (log_verbose) fprintf(stderr, "debug (rank %d): %s\n", log_rank, msg);
 }
 
-static void hms(char *buf, size_t n, double s) {
+void rlaif_hms(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 359999) {
         snprintf(buf, n, "--:--:--");
         return;
@@ -136,7 +137,8 @@ void rlaif_status(const char *phase, long step, long total, double rate, const c
     if (log_rank != 0) return;
     char eta[16], ts[32], line[1024];
     double left = (total > 0 && step > 0) ? elapsed / (double)step * (double)(total - step) : -1;
-    hms(eta, sizeof eta, left);
+    rlaif_hms(eta, sizeof eta, left);
+    rlaif_live_progress(step, total, rate, unit, left); /* and the status file */
     stamp(ts, sizeof ts);
     double pct = total > 0 ? 100.0 * (double)step / (double)total : 0;
     snprintf(line, sizeof line, "%s step %ld/%ld (%.1f%%) %.1f %s ETA %s%s%s", phase, step, total,

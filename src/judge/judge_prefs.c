@@ -4,6 +4,8 @@
  * phase write labels the same way without knowing either side's details. */
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/log.h"
+#include "rlaif/core/telemetry.h"
 #include "rlaif/storage/prefs.h"
 
 #include <jansson.h>
@@ -125,6 +127,7 @@ static rlaif_h5_record text_record(const char *s) {
 int rlaif_judge_store(rlaif_prefs *p, rlaif_judged_pair *pairs, size_t n, size_t *added) {
     /* Pairs the file already has are dropped before their texts are written,
      * so a rerun leaves no orphan prompts or responses. */
+    double t0 = rlaif_now();
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (!rlaif_prefs_has_pair(p, pairs[i].row.pair_id)) pairs[m++] = pairs[i];
@@ -150,5 +153,6 @@ int rlaif_judge_store(rlaif_prefs *p, rlaif_judged_pair *pairs, size_t n, size_t
     }
     if (!rc) rc = rlaif_prefs_add_pairs(p, rows, expl, m, added);
     free(recs), free(owner), free(rows), free(expl);
+    rlaif_tm_since(RLAIF_TM_IO, t0); /* the phase summary's I/O time */
     return rc;
 }

@@ -30,6 +30,10 @@
 #include <unistd.h>
 
 enum { TAG_REQ = 7101, TAG_WORK, TAG_RESULT, TAG_STOP, TAG_PROGRESS, TAG_REPORT };
+/* A progress message: prompts sampled, pairs formed, judged, labelled,
+ * then the judge's usage (RLAIF_TM_REQUESTS.. RLAIF_TM_COST), as doubles
+ * (exact for counts below 2^53) so the cost travels with them. */
+enum { NPROG = 4 + RLAIF_TM_N - RLAIF_TM_REQUESTS };
 enum { GEN_SEQS = 64 };             /* sequences per generation batch */
 enum { STORE_INTERVAL_MS = 10000 }; /* store at least this often when pairs wait */
 
@@ -112,7 +116,7 @@ typedef struct {
     int64_t had;         /* pairs in preferences.h5 before this run */
     rollout ro;
     judger ju;
-    int64_t (*prog)[4]; /* rank 0: latest counts of every rank */
+    double (*prog)[NPROG]; /* rank 0: latest counts of every rank */
     double t0, last_prog, last_status;
 } collect_run;
 
@@ -463,10 +467,13 @@ static int judge_agree(collect_run *C, int *did) {
 
 /* ---- messages in, progress out ---- */
 
-static void progress_counts(const collect_run *C, int64_t v[4]) {
-    v[0] = C->ro.prompts + C->ro.skipped, v[1] = C->ro.pairs;
+static void progress_counts(const collect_run *C, double v[NPROG]) {
+    v[0] = (double)(C->ro.prompts + C->ro.skipped), v[1] = (double)C->ro.pairs;
     const rlaif_pump_counts *c = C->ju.pump ? rlaif_pump_counts_of(C->ju.pump) : NULL;
-    v[2] = c ? c->judged : 0, v[3] = c ? c->labelled : 0;
+    v[2] = c ? (double)c->judged : 0, v[3] = c ? (double)c->labelled : 0;
+    double u[RLAIF_TM_N];
+    rlaif_pump_usage(C->ju.pump, u);
+    memcpy(v + 4, u + RLAIF_TM_REQUESTS, sizeof(double) * (NPROG - 4));
 }
 
 static int handle(collect_run *C, int src, int tag, char *buf, int len) {
@@ -475,8 +482,8 @@ static int handle(collect_run *C, int src, int tag, char *buf, int len) {
     if (tag == TAG_STOP) {
         /* v < 0: a judge is out; its error reaches everyone in finish */
         if (!C->stopping) C->stopping = 1, C->stop_sig = v > 0 ? v : 0;
-    } else if (tag == TAG_PROGRESS && C->prog && len == 32) {
-        memcpy(C->prog[src], buf, 32);
+    } else if (tag == TAG_PROGRESS && C->prog && len == (int)sizeof *C->prog) {
+        memcpy(C->prog[src], buf, sizeof *C->prog);
     } else if (tag == TAG_REQ && C->ro.active) {
         C->ro.want[src] = v;
     } else if (tag == TAG_RESULT && C->ro.active) {
@@ -497,13 +504,15 @@ static int service(collect_run *C, int *did) {
 }
 
 static void status_line(collect_run *C) {
-    int64_t s[4] = {0};
+    double s[NPROG] = {0}, usage[RLAIF_TM_N];
     for (int r = 0; r < C->mb.size; r++)
-        for (int k = 0; k < 4; k++) s[k] += C->prog[r][k];
+        for (int k = 0; k < NPROG; k++) s[k] += C->prog[r][k];
+    memcpy(usage + RLAIF_TM_REQUESTS, s + 4, sizeof(double) * (NPROG - 4));
+    rlaif_live_judge(usage); /* the status file's judge figures, summed over judge ranks */
     double el = rlaif_now() - C->t0;
     char extra[200];
-    snprintf(extra, sizeof extra, "prompts %lld/%lld sampled, %lld pairs formed, %lld labelled",
-             (long long)s[0], (long long)C->ps.n, (long long)s[1], (long long)s[3]);
+    snprintf(extra, sizeof extra, "prompts %.0f/%lld sampled, %.0f pairs formed, %.0f labelled",
+             s[0], (long long)C->ps.n, s[1], s[3]);
     rlaif_status("collect", (long)s[2], (long)C->total_pairs, el > 0 ? (double)s[2] / el : 0,
                  "pairs/s", el, extra);
 }
@@ -512,14 +521,14 @@ static int report_progress(collect_run *C, int force) {
     double now = rlaif_now();
     if (!force && now - C->last_prog < 2) return 0;
     C->last_prog = now;
-    int64_t v[4];
+    double v[NPROG];
     progress_counts(C, v);
     if (C->mb.rank == 0) {
         memcpy(C->prog[0], v, sizeof v);
         if (!C->o.quiet && now - C->last_status >= 5) status_line(C), C->last_status = now;
         return 0;
     }
-    int64_t *b = xmalloc(sizeof v);
+    double *b = xmalloc(sizeof v);
     memcpy(b, v, sizeof v);
     return rlaif_mailbox_post(&C->mb, 0, TAG_PROGRESS, b, (int)sizeof v);
 }

@@ -4,7 +4,6 @@
 #include "rlaif/core/fsutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,25 +26,6 @@ int rlaif_out_status_clear(const rlaif_config *cfg) {
     return 0;
 }
 
-/* Write text to path via path.tmp, fsync and rename: a reader sees the old
- * file or the whole new one, never a torn line. */
-static int write_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return -1;
-    size_t len = strlen(text);
-    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
 int rlaif_out_status_write(const rlaif_config *cfg, int code) {
     char path[4096], dir[4096], text[32];
     rlaif_out_path(cfg, RLAIF_OUT_STATUS, path, sizeof path);
@@ -53,5 +33,5 @@ int rlaif_out_status_write(const rlaif_config *cfg, int code) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0; /* nothing ran there */
     snprintf(text, sizeof text, "%d\n", code);
-    return write_atomic(path, text);
+    return rlaif_write_atomic(path, text);
 }

@@ -35,6 +35,7 @@ struct rlaif_pump {
     int nring;
     char reason[RLAIF_PUMP_NSTATUS][160]; /* the latest reason per status */
     int http[RLAIF_PUMP_NSTATUS];
+    double last_poll, last_busy; /* the previous poll's return, other timed work then */
 };
 
 /* ------------------------------------------------------------- the map */
@@ -110,8 +111,27 @@ int rlaif_pump_open(rlaif_pump **out, const rlaif_config *cfg, int judge_rank, i
     return 0;
 }
 
+void rlaif_pump_usage(const rlaif_pump *p, double v[RLAIF_TM_N]) {
+    for (int k = RLAIF_TM_REQUESTS; k < RLAIF_TM_N; k++) v[k] = 0;
+    for (int e = 0; p && e < rlaif_judge_nendpoints(p->j); e++) {
+        const rlaif_judge_endpoint_stats *s = rlaif_judge_stats(p->j, e);
+        /* HTTP requests with their retries; the builtin judge makes none,
+         * so its calls that the journal did not answer count */
+        long answered = s->calls - s->replayed;
+        v[RLAIF_TM_REQUESTS] += (double)(s->http_requests > answered ? s->http_requests : answered);
+        v[RLAIF_TM_RETRIES] += (double)s->retries;
+        v[RLAIF_TM_FAILURES] += (double)s->failed;
+        v[RLAIF_TM_REPLAYED] += (double)s->replayed;
+        v[RLAIF_TM_JTOKENS] += (double)(s->tokens_in + s->tokens_out);
+        v[RLAIF_TM_COST] += s->cost_usd;
+    }
+}
+
 void rlaif_pump_close(rlaif_pump *p) {
     if (!p) return;
+    double v[RLAIF_TM_N]; /* the phase summary's judge usage: this judge's whole life */
+    rlaif_pump_usage(p, v);
+    for (int k = RLAIF_TM_REQUESTS; k < RLAIF_TM_N; k++) rlaif_tm_add(k, v[k]);
     rlaif_judge_close(p->j);
     free(p->tags.t);
     free(p);
@@ -148,6 +168,7 @@ static int failed(int status) {
 static void count(rlaif_pump *p, const rlaif_judge_result *r) {
     int s = r->status & (RLAIF_PUMP_NSTATUS - 1);
     p->c.judged++;
+    rlaif_tm_add(RLAIF_TM_PAIRS, 1);
     p->c.labelled += !isnan(r->label);
     p->c.ties += r->label == 0.5f;
     p->c.unanswered += rlaif_pump_unanswered(r->status);
@@ -160,11 +181,26 @@ static void count(rlaif_pump *p, const rlaif_judge_result *r) {
     p->ring[p->nring++ % WINDOW] = key;
 }
 
+/* This rank's timed work other than the judge's (a colocated rank samples
+ * between polls: that time is compute, not judge wait). */
+static double other_work(void) {
+    double v[RLAIF_TM_N];
+    rlaif_tm_get(v);
+    return v[RLAIF_TM_COMPUTE] + v[RLAIF_TM_IO] + v[RLAIF_TM_COMM];
+}
+
 int rlaif_pump_poll(rlaif_pump *p, double wait, rlaif_pump_fn fn, void *user, int *n) {
     enum { CAP = 256 };
     rlaif_judge_result res[CAP];
-    int got = 0, rc = 0;
+    int got = 0, rc = 0, busy = rlaif_pump_pending(p) > 0;
+    double t_in = rlaif_now();
     RLAIF_TRY(rlaif_judge_poll(p->j, wait, res, CAP, &got));
+    /* judge wait: the time this rank had calls out since its last poll,
+     * less what it spent on other timed work meanwhile */
+    double t_out = rlaif_now(), other = other_work();
+    double waited = t_out - (p->last_poll > 0 ? p->last_poll : t_in) - (other - p->last_busy);
+    if (busy && waited > 0) rlaif_tm_add(RLAIF_TM_JUDGE, waited);
+    p->last_poll = t_out, p->last_busy = other;
     for (int i = 0; i < got; i++) {
         int64_t tag = 0;
         if (!rc && tag_take(&p->tags, res[i].pair_id, &tag))

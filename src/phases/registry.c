@@ -1,7 +1,9 @@
 /* registry.c - the table of pipeline phases and the one way to run one. */
 #include "rlaif/phases/registry.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/core/telemetry.h"
 #include "rlaif/phases/collect.h"
 #include "rlaif/phases/dpo.h"
 #include "rlaif/phases/eval.h"
@@ -83,9 +85,21 @@ int rlaif_phase_status_get(const rlaif_ctx *ctx, const rlaif_phase_def *p, rlaif
 }
 
 int rlaif_phase_exec(rlaif_ctx *ctx, const rlaif_phase_def *p) {
+    rlaif_tm_reset();
+    rlaif_live_phase(p->name, "running", 0);
+    double t0 = rlaif_now();
     int rc = p->run ? p->run(ctx)
                     : RLAIF_ERROR(RLAIF_EX_SOFTWARE,
                                   "this build has the phases `rlaif --help` lists as built",
                                   "phase '%s' is not built yet", p->name);
-    return rlaif_stop_agree_end(rc);
+    rc = rlaif_stop_agree_end(rc);
+    double wall = rlaif_now() - t0;
+    /* the same rc on every rank, so all or none take part in the summary */
+    if (rc == 0 || rc == RLAIF_EX_TEMPFAIL) RLAIF_TRY(rlaif_phase_summary(ctx, p->name, wall));
+    rlaif_live_phase(p->name,
+                     rc == 0                   ? "done"
+                     : rc == RLAIF_EX_TEMPFAIL ? "stopped"
+                                               : "failed",
+                     wall);
+    return rc;
 }

@@ -6,6 +6,8 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/rng.h"
+#include "rlaif/core/log.h"
+#include "rlaif/core/telemetry.h"
 #include "rlaif/core/tensors.h"
 #include "rlaif/engine/generate.h"
 #include "rlaif/engine/model_io.h"
@@ -183,6 +185,7 @@ static int decode(const rlaif_rollout *r, const rlaif_gen_output *go, long room,
 int rlaif_rollout_sample(const rlaif_rollout *r, int g, const char *const *texts,
                          const int64_t *ids, int K, rlaif_rollout_batch *out) {
     memset(out, 0, sizeof *out);
+    double t0 = rlaif_now();
     int B = g * K, longest = 0, rc = 0;
     rlaif_tokens all = {0};
     int64_t *off = xmalloc(sizeof(int64_t) * (size_t)B);
@@ -207,6 +210,8 @@ int rlaif_rollout_sample(const rlaif_rollout *r, int g, const char *const *texts
     rlaif_tokens_free(&all);
     free(off), free(len), free(seq);
     RLAIF_TRY(rc);
+    rlaif_tm_since(RLAIF_TM_COMPUTE, t0); /* sampling is the rollout ranks' compute */
+    for (int i = 0; i < go.B; i++) rlaif_tm_add(RLAIF_TM_TOKENS, go.length[i]);
     out->B = go.B, out->max_new = go.max_new;
     out->tokens = go.tokens, out->logp = go.logp, out->length = go.length;
     out->text = xcalloc((size_t)B + 1, sizeof(char *));

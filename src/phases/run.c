@@ -6,6 +6,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/core/telemetry.h"
 
 #include <mpi.h>
 
@@ -14,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define RUN_MAX_PHASES 32
+#define RUN_MAX_PHASES RLAIF_RUN_MAX_PHASES
 
 /* "sft, collect, ..." from the registry, for the hint. */
 static void phase_names(char *buf, size_t n) {
@@ -69,6 +70,9 @@ int rlaif_cmd_run(rlaif_ctx *ctx) {
     int n = 0;
     RLAIF_TRY(parse_phases(rlaif_cfg_str(ctx->cfg, "run.phases"), phase, &n, 0));
     RLAIF_TRY(check_layout(ctx, phase, n));
+    const char *names[RUN_MAX_PHASES];
+    for (int i = 0; i < n; i++) names[i] = phase[i]->name;
+    rlaif_live_plan(n, names);
     double t0 = rlaif_now();
     for (int i = 0; i < n; i++) {
         rlaif_info("run: phase %d/%d: %s", i + 1, n, phase[i]->name);
@@ -79,6 +83,7 @@ int rlaif_cmd_run(rlaif_ctx *ctx) {
         RLAIF_TRY(rlaif_phase_status_get(ctx, phase[i], &st));
         if (st.state == RLAIF_PHASE_DONE) {
             rlaif_info("run: %s already complete, skipped (%s)", phase[i]->name, st.what);
+            rlaif_live_phase(phase[i]->name, "skipped", 0);
         } else {
             /* the same rc on every rank: 75 = the phase checkpointed on a
              * signal or walltime; the rerun skips the finished phases */
@@ -97,27 +102,16 @@ int rlaif_cmd_run(rlaif_ctx *ctx) {
     return 0;
 }
 
-static const char *const state_name[] = {"not started", "partial", "done"};
-
-int rlaif_cmd_status(rlaif_ctx *ctx) {
-    if (ctx->args.nargs > 0)
-        return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif status --help",
-                           "status: unexpected argument '%s'", ctx->args.args[0]);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank != 0) return 0; /* read-only and serial: rank 0 answers */
+int rlaif_run_states(const rlaif_config *cfg, rlaif_run_state *out, int max, int *n) {
     const rlaif_phase_def *phase[RUN_MAX_PHASES];
-    int n = 0;
-    RLAIF_TRY(parse_phases(rlaif_cfg_str(ctx->cfg, "run.phases"), phase, &n, 1));
-    printf("run.out_dir = %s, run.phases = %s\n", rlaif_cfg_str(ctx->cfg, "run.out_dir"),
-           rlaif_cfg_str(ctx->cfg, "run.phases"));
-    for (int i = 0; i < n; i++) {
-        rlaif_phase_status st;
-        memset(&st, 0, sizeof st);
-        RLAIF_TRY(phase[i]->done ? phase[i]->done(ctx->cfg, phase[i]->name, &st) : 0);
-        printf("  %-10s %-12s %s%s\n", phase[i]->name, state_name[st.state], st.what,
-               phase[i]->run ? "" : " (not built in this version)");
+    *n = 0;
+    RLAIF_TRY(parse_phases(rlaif_cfg_str(cfg, "run.phases"), phase, n, 1));
+    if (*n > max) *n = max;
+    for (int i = 0; i < *n; i++) {
+        rlaif_run_state *o = &out[i];
+        memset(o, 0, sizeof *o);
+        o->name = phase[i]->name, o->built = phase[i]->run != NULL;
+        RLAIF_TRY(phase[i]->done ? phase[i]->done(cfg, phase[i]->name, &o->st) : 0);
     }
-    fflush(stdout);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "rlaif/engine/model_io.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/core/telemetry.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -236,6 +237,7 @@ static void ckpt_describe(rlaif_learner *L, rlaif_ckpt *c) {
 }
 
 int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
+    double t0 = rlaif_now();
     if (L->before_save) RLAIF_TRY(rlaif_agree(L->comm, L->before_save(L, ph->ud, done)));
     rlaif_ckpt c;
     ckpt_describe(L, &c);
@@ -252,9 +254,12 @@ int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
         rlaif_checkpoint_save(L->comm, &L->ckpt, L->step, &c, L->ckpt_path, sizeof L->ckpt_path);
     free(job);
     rlaif_kv_free(&c.config), rlaif_kv_free(&c.optim), rlaif_kv_free(&c.state);
-    if (!rc)
+    rlaif_tm_since(RLAIF_TM_IO, t0);
+    if (!rc) {
         rlaif_info("%s: checkpoint %s (step %ld%s)", ph->name, L->ckpt_path, L->step,
                    done ? ", done" : "");
+        rlaif_live_checkpoint(L->ckpt_path, L->step);
+    }
     return rc;
 }
 
@@ -290,11 +295,13 @@ int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, in
 int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info) {
     float *g = L->model.grads;
     size_t n = L->end - L->begin;
+    double t = rlaif_now();
     RLAIF_CHECK_MPI(MPI_Reduce_scatter(g, L->gshard, L->counts, MPI_FLOAT, MPI_SUM, L->comm));
     memcpy(g + L->begin, L->gshard, sizeof(float) * n);
     double mine = rlaif_grad_sumsq(g, L->begin, L->end), all;
     RLAIF_CHECK_MPI(MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, L->comm));
     double norm = sqrt(all);
+    t = rlaif_tm_since(RLAIF_TM_COMM, t);
     /* The same decisions as rlaif_adamw_step, from globally reduced values,
      * so every learner skips or clips the same step. */
     rlaif_step_info in = {.lr = rlaif_lr_at(&L->oc, L->opt.step), .grad_norm = (float)norm};
@@ -309,8 +316,10 @@ int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info) {
         }
         rlaif_adamw_update(&L->opt, L->model.params, g, in.lr, scale);
     }
+    t = rlaif_tm_since(RLAIF_TM_COMPUTE, t);
     RLAIF_CHECK_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, L->model.params, L->counts,
                                    L->displs, MPI_FLOAT, L->comm));
+    rlaif_tm_since(RLAIF_TM_COMM, t);
     *info = in;
     return 0;
 }
@@ -341,18 +350,26 @@ static int train_step(rlaif_learner *L, const rlaif_phase *ph, double *tokens, d
     rlaif_batch_stats st;
     memset(&st, 0, sizeof st);
     RLAIF_TRY(rlaif_agree(L->comm, ph->batch(L, ph->ud, &st)));
+    double t = rlaif_tm_since(RLAIF_TM_COMPUTE, t0);
     double mine[2 + RLAIF_TRAIN_MAX_EXTRA], all[2 + RLAIF_TRAIN_MAX_EXTRA];
     mine[0] = st.loss, mine[1] = st.tokens;
     for (int i = 0; i < ph->n_extra; i++) mine[2 + i] = st.extra[i];
     RLAIF_CHECK_MPI(MPI_Allreduce(mine, all, 2 + ph->n_extra, MPI_DOUBLE, MPI_SUM, L->comm));
+    rlaif_tm_since(RLAIF_TM_COMM, t);
     RLAIF_TRY(rlaif_learner_update(L, all[0], info));
     L->step++;
+    /* counted once: the tokens of this learner's share, the step by learner 0 */
+    rlaif_tm_add(RLAIF_TM_TOKENS, st.tokens);
+    rlaif_tm_add(RLAIF_TM_STEPS, L->rank == 0);
     double dt = rlaif_now() - t0;
     double row[NCOMMON + RLAIF_TRAIN_MAX_EXTRA] = {all[0], info->lr, info->grad_norm,
                                                    dt > 0 ? all[1] / dt : 0, info->skipped};
     for (int i = 0; i < ph->n_extra; i++) row[NCOMMON + i] = all[2 + i];
     *tokens = all[1], *loss = all[0];
-    return rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, ph->name, L->step, row));
+    t = rlaif_now();
+    int rc = rlaif_agree(L->comm, rlaif_metrics_log(L->metrics, ph->name, L->step, row));
+    rlaif_tm_since(RLAIF_TM_IO, t);
+    return rc;
 }
 
 /* Fault tests kill ranks in the middle of a phase (tests/faults): on a quiet

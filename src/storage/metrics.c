@@ -310,6 +310,23 @@ int rlaif_metrics_rewind(rlaif_metrics *m, const char *phase, int64_t step) {
     return p ? drop_after(m, p, step) : 0;
 }
 
+int rlaif_metrics_summary(rlaif_metrics *m, const char *phase, int n, const char *const *names,
+                          const double *values) {
+    if (m->rank != 0 || m->file < 0) return 0;
+    RLAIF_TRY(check_name("phase", phase, 0));
+    char path[128];
+    snprintf(path, sizeof path, "summary/%s", phase);
+    RLAIF_TRY(rlaif_h5_mkgroups(m->file, path));
+    hid_t g = H5Gopen2(m->file, path, H5P_DEFAULT);
+    RLAIF_CHECK_H5(g, NULL);
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) rc = rlaif_h5_attr_f64(g, names[i], values[i]);
+    H5Gclose(g);
+    RLAIF_TRY(rc);
+    RLAIF_CHECK_H5(H5Fflush(m->file, H5F_SCOPE_LOCAL), "the file system may be full");
+    return 0;
+}
+
 int rlaif_metrics_close(rlaif_metrics **pm) {
     rlaif_metrics *m = *pm;
     if (!m) return 0;

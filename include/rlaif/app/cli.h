@@ -45,5 +45,7 @@ int rlaif_main(int argc, char **argv);
 /* Commands of the foundation module (src/app/commands.c). */
 int rlaif_cmd_config(rlaif_ctx *ctx);
 int rlaif_cmd_ranks(rlaif_ctx *ctx);
+/* `rlaif status job.ini | OUT_DIR` (src/app/status_cmd.c). */
+int rlaif_cmd_status(rlaif_ctx *ctx);
 
 #endif

@@ -23,5 +23,9 @@ int rlaif_copy_file(const char *src, const char *dst);
 /* Re-read both files: 0 when byte-identical, else RLAIF_EX_IOERR naming
  * both and the first differing offset (or the sizes). */
 int rlaif_files_equal(const char *a, const char *b);
+/* Write text to path via path.tmp, fsync and rename: a reader (or a crash)
+ * sees the old file or the whole new one, never a torn one. -1 and errno
+ * on failure (the temporary file removed). */
+int rlaif_write_atomic(const char *path, const char *text);
 
 #endif

@@ -22,9 +22,13 @@ void rlaif_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rlaif_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A phase's status line: "[time] sft step 120/1000 (12.0%) 35.1 tok/s ETA 00:04:10 | extra".
- * Rank 0 only; elapsed is the phase's wall time so far. */
+ * Rank 0 only; elapsed is the phase's wall time so far. The same figures
+ * go to the job's status file (telemetry.h). */
 void rlaif_status(const char *phase, long step, long total, double rate, const char *unit,
                   double elapsed, const char *extra);
+
+/* "01:02:03" for s seconds ("--:--:--" when negative, NaN or over 99 h). */
+void rlaif_hms(char *buf, size_t n, double s);
 
 /* Seconds since the epoch as a double (monotonic clock for intervals: rlaif_now). */
 double rlaif_now(void);

@@ -34,7 +34,8 @@
  *   TAG_STOP     any -> all        int32 signal: a signal, the walltime or
  *                --stop-after was seen; everyone stops at once (-1: a judge
  *                rank found the judge out).
- *   TAG_PROGRESS any -> rank 0     int64[4] cumulative counts for status lines.
+ *   TAG_PROGRESS any -> rank 0     double[10] cumulative counts and judge usage
+ *                for status lines and the status file.
  *   TAG_REPORT   judge 0 -> rank 0 the judge report text, after the drain.
  *
  * Nobody busy-waits: a rank with nothing to do sleeps 2 ms between

@@ -5,6 +5,7 @@
  *   <out_dir>/eval.h5                              eval's pairs and results
  *   <out_dir>/metrics.h5, progress.jsonl           training curves
  *   <out_dir>/exit_status                          how the last run ended
+ *   <out_dir>/status.json                          the live state (core/telemetry.h)
  *
  * exit_status holds one line "<code>\n" (75 = checkpointed on a signal or
  * walltime: requeue). World rank 0 removes it when `rlaif run` starts (a

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rlaif/core/telemetry.h"
 #include "rlaif/judge/judge.h"
 
 enum { RLAIF_PUMP_NSTATUS = 16 }; /* room for every rlaif_judge_status */
@@ -70,6 +71,11 @@ const rlaif_pump_counts *rlaif_pump_counts_of(const rlaif_pump *p);
  * the last 16 pairs failed with the same status and HTTP code, or (final =
  * 1, at the end of a run too short for that window) three quarters of all. */
 int rlaif_pump_check(rlaif_pump *p, int final);
+
+/* This judge's usage so far, summed over its endpoints, into the judge
+ * part of an accounting vector (RLAIF_TM_REQUESTS..RLAIF_TM_COST; the rest
+ * is left alone). Closing the pump adds it to this rank's accounting. */
+void rlaif_pump_usage(const rlaif_pump *p, double v[RLAIF_TM_N]);
 
 /* A status whose pair the judge never answered (nothing journaled). */
 int rlaif_pump_unanswered(int status);

@@ -56,4 +56,11 @@ int rlaif_phase_status_get(const rlaif_ctx *ctx, const rlaif_phase_def *p, rlaif
  * a rank with no part in the phase sleeps until the others are done. */
 int rlaif_phase_exec(rlaif_ctx *ctx, const rlaif_phase_def *p);
 
+/* Collective over the world, after a phase ended (or stopped) agreed: its
+ * time split, throughput and judge usage summed over every rank
+ * (telemetry.h) as a block in the log, attributes of metrics.h5
+ * /summary/<phase> and the status file; nothing when the phase did no work
+ * (a rerun of a finished one). wall = the phase's seconds (summary.c). */
+int rlaif_phase_summary(const rlaif_ctx *ctx, const char *phase, double wall);
+
 #endif

@@ -12,15 +12,26 @@
  * unfinished phase, which resumes. The list is checked before anything
  * starts, so a misspelt or unbuilt phase costs no compute.
  *
- * `status` (world rank 0, no lock: it only reads) prints one line a phase
- * of run.phases: done, partial (some output, not complete for this job) or
- * not started, with the file it looked at. */
+ * `status job.ini` (world rank 0, no lock: it only reads) prints one line
+ * a phase of run.phases: done, partial (some output, not complete for this
+ * job) or not started, with the file it looked at; then what the job's
+ * status file says (telemetry.h). */
 #ifndef RLAIF_RUN_H
 #define RLAIF_RUN_H
 
 #include "rlaif/core/job.h"
+#include "rlaif/phases/layout.h"
 
 int rlaif_cmd_run(rlaif_ctx *ctx);
-int rlaif_cmd_status(rlaif_ctx *ctx);
+
+/* `rlaif status job.ini` (src/app/status_cmd.c): each phase of run.phases
+ * and what its done() says, read-only, on one rank; max entries. */
+#define RLAIF_RUN_MAX_PHASES 32
+typedef struct {
+    const char *name;
+    int built; /* the phase runs in this build */
+    rlaif_phase_status st;
+} rlaif_run_state;
+int rlaif_run_states(const rlaif_config *cfg, rlaif_run_state *out, int max, int *n);
 
 #endif

@@ -34,6 +34,10 @@ int rlaif_metrics_log(rlaif_metrics *m, const char *phase, int64_t step, const d
 /* Resuming from a checkpoint at step: drop rows of phase with a larger step
  * from metrics.h5 and progress.jsonl. */
 int rlaif_metrics_rewind(rlaif_metrics *m, const char *phase, int64_t step);
+/* A phase's closing figures as float64 attributes of the group
+ * /summary/<phase> (replacing those of an earlier run of the phase). */
+int rlaif_metrics_summary(rlaif_metrics *m, const char *phase, int n, const char *const *names,
+                          const double *values);
 int rlaif_metrics_close(rlaif_metrics **m);
 
 #endif
