@@ -107,6 +107,8 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
         return RLAIF_ERROR(RLAIF_EX_USAGE, "shorten the prompts or max_new_tokens",
                            "generate: prompt of %d tokens + %d new exceeds max_seq_len %d", P, N,
                            m->cfg.max_seq_len);
+    /* the ids the sampler may pick: a padded vocabulary's extra rows are not tokens */
+    int Vs = gc->n_valid > 0 && gc->n_valid < V ? gc->n_valid : V;
     rlaif_kv_cache kv;
     RLAIF_TRY(rlaif_kv_cache_create(&kv, &m->cfg, B, P + N));
     out->B = B, out->max_new = N;
@@ -148,7 +150,7 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
              * a sequence does not depend on the decoding settings */
             float u = rlaif_rng_uniform(&rng[b]);
             float lp;
-            int t = rlaif_sample_token(logits + (size_t)b * V, V, gc, u, idx + (size_t)b * V,
+            int t = rlaif_sample_token(logits + (size_t)b * V, Vs, gc, u, idx + (size_t)b * V,
                                        prob + (size_t)b * V, &lp);
             out->tokens[b * N + s] = t, out->logp[b * N + s] = lp;
             out->length[b] = s + 1;

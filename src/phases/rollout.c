@@ -138,6 +138,7 @@ static int gen_config(const rlaif_rollout *r, int longest, rlaif_gen_config *gc)
     gc->eos_id = rlaif_chat_stop_id(r->chat, r->tok);
     gc->pad_id = gc->eos_id;
     gc->seed = r->seed, gc->step = r->step;
+    gc->n_valid = (int)rlaif_tokenizer_vocab_size(r->tok); /* ids the tokenizer can decode */
     if (gc->max_new_tokens < 1)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "lower data.max_prompt_len or use a longer model",
                            "%s: a prompt of %d tokens and an end-of-text token leave no room "

@@ -298,6 +298,7 @@ static int eval_batch(rlaif_model *m, rlaif_tokenizer *tok, const rlaif_chat *ch
     gc.max_new_tokens = max_new < room ? max_new : room;
     gc.eos_id = rlaif_chat_stop_id(chat, tok);
     gc.pad_id = gc.eos_id >= 0 ? gc.eos_id : 0;
+    gc.n_valid = (int)rlaif_tokenizer_vocab_size(tok); /* ids the tokenizer can decode */
     rlaif_gen_output go;
     int rc = gc.max_new_tokens < 1
                  ? RLAIF_ERROR(RLAIF_EX_USAGE, "raise model.max_seq_len",

@@ -391,6 +391,34 @@ START_TEST(sampling_is_per_sequence) {
 }
 END_TEST
 
+/* A vocabulary padded past the tokenizer's: ids >= n_valid are never sampled
+ * (they would have no text), greedy or not; without the limit they are. */
+START_TEST(padded_vocabulary_not_sampled) {
+    rlaif_model m;
+    ck_assert_int_eq(rlaif_model_create(&m, &tiny), 0);
+    rlaif_model_init_random(&m, 3, 1.0f); /* large weights: every id gets mass */
+    int V = m.cfg.vocab_size, n_valid = V / 2, toks[8];
+    int64_t off[8];
+    int len[8];
+    for (int b = 0; b < 8; b++) toks[b] = b + 1, off[b] = b, len[b] = 1;
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.temperature = 1.0f, gc.seed = 5, gc.max_new_tokens = 12;
+    int above[2] = {0, 0};
+    for (int limit = 0; limit < 2; limit++) {
+        gc.n_valid = limit ? n_valid : 0;
+        for (gc.temperature = 0.0f; gc.temperature < 2.5f; gc.temperature += 2.0f) {
+            rlaif_gen_output go;
+            ck_assert_int_eq(rlaif_generate(&m, &gc, 8, toks, off, len, NULL, &go), 0);
+            for (int i = 0; i < 8 * 12; i++) above[limit] += go.tokens[i] >= n_valid;
+            rlaif_gen_output_free(&go);
+        }
+    }
+    ck_assert_int_gt(above[0], 0); /* the test could see a padded id */
+    ck_assert_int_eq(above[1], 0);
+    rlaif_model_free(&m);
+}
+END_TEST
+
 START_TEST(sample_token_filters) {
     float logits[5] = {0.0f, 1.0f, 2.0f, 0.5f, -1.0f};
     int idx[5];
@@ -438,6 +466,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, adamw_skip_and_shards);
     tcase_add_test(tc, sampling_is_per_sequence);
     tcase_add_test(tc, sample_token_filters);
+    tcase_add_test(tc, padded_vocabulary_not_sampled);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,6 +22,12 @@ typedef struct {
     int pad_id;        /* written after the end and used to pad prompts */
     uint64_t seed;
     uint32_t step; /* e.g. the PPO iteration */
+    /* ids >= n_valid are never sampled (0: every id). A model's vocabulary may
+     * be padded past its tokenizer's (Qwen2: 151,936 rows for 151,665 ids);
+     * such an id has no text. Sampling renormalises over the first n_valid
+     * logits; training forwards still use every row (a trained model gives
+     * the padding rows ~0 mass, so PPO's ratios are unaffected). */
+    int n_valid;
 } rlaif_gen_config;
 
 rlaif_gen_config rlaif_gen_defaults(void); /* greedy, 16 tokens, no EOS, pad 0 */
