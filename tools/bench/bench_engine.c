@@ -47,9 +47,13 @@ static void model_from_args(rlaif_model *m, char **a) {
                             .n_head = atoi(a[2]),
                             .vocab_size = atoi(a[3]),
                             .max_seq_len = atoi(a[4])};
-    /* RLAIF_BENCH_ARCH=opt|llama times the other families on the same sizes */
-    const char *arch = getenv("RLAIF_BENCH_ARCH");
+    /* RLAIF_BENCH_ARCH=opt|llama times the other families; RLAIF_BENCH_KV_HEADS
+     * and RLAIF_BENCH_INNER give a Llama its GQA and MLP width (0: the arch's default) */
+    const char *arch = getenv("RLAIF_BENCH_ARCH"), *kv = getenv("RLAIF_BENCH_KV_HEADS");
+    const char *inner = getenv("RLAIF_BENCH_INNER");
     if (arch && rlaif_arch_parse(arch) >= 0) c.arch = rlaif_arch_parse(arch);
+    if (kv) c.n_kv_head = atoi(kv);
+    if (inner) c.n_inner = atoi(inner);
     check(rlaif_model_create(m, &c));
     rlaif_model_init_random(m, 1, 0.02f);
 }
