@@ -6,6 +6,9 @@
 # count here; more lets a 4-task job run, slurmd told to trust the file).
 # SLURM_EXTRA_CONF: more slurm.conf lines, after the node and partition
 # (e.g. KillWait=, preemption settings, another partition).
+# Two tests may run their Slurms at once (make -j2): each has its own ports,
+# TmpFS (the PMIx plugin keeps a folder per job step there) and first job id,
+# so no two steps share a name (seen: "task launch failed" when both were 1.0).
 # cred_expire=5 (the smallest Slurm takes) makes a requeued job eligible
 # again after ~6 s instead of ~2 minutes, so requeue tests stay short.
 for p in slurmctld slurmd srun sbatch munged; do
@@ -27,7 +30,7 @@ slurm_stop() {
   rm -rf "$S" 2>/dev/null || { sleep 1; rm -rf "$S" 2>/dev/null; }
 }
 trap slurm_stop EXIT
-mkdir -p "$S/munge" "$S/state/ctld" "$S/state/d" "$S/log"
+mkdir -p "$S/munge" "$S/state/ctld" "$S/state/d" "$S/log" "$S/tmp"
 chown munge "$S/munge" 2>/dev/null || true
 chmod 755 "$S/munge"
 cat >"$SLURM_CONF" <<CONF
@@ -40,6 +43,8 @@ AuthInfo=socket=$S/munge/munge.sock,cred_expire=5
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$S/state/ctld
+TmpFS=$S/tmp
+FirstJobId=$slurm_base
 SlurmdSpoolDir=$S/state/d
 SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
