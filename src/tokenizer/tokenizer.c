@@ -634,7 +634,7 @@ static void encode_plain(rlaif_tokenizer *t, const unsigned char *s, size_t n, i
     s = normalize(t, s, &n, at_start);
     int js = (flags & RLAIF_TOK_GPT3_ENCODER) != 0;
     size_t len;
-    for (size_t i = 0, e; i < n; i = e) {
+    for (size_t i = 0, e = 0; i < n; i = e) {
         switch (t->o.pretok) {
         case TOK_PRE_GPT2:
             e = rlaif_gpt2_piece_end(s, n, i);
@@ -655,6 +655,7 @@ static void encode_plain(rlaif_tokenizer *t, const unsigned char *s, size_t n, i
                 e = rlaif_gpt2_piece_end(s, seg, i);
                 encode_piece(t, s + i, e - i, js, out);
             }
+            e = i; /* the loop left i at the next number */
             continue;
         default:
             e = t->sp_cut ? sp_piece_end(s, n, i) : n;
