@@ -32,7 +32,8 @@ const rlaif_phase_def rlaif_phases[] = {
           "  --store-every N      store labelled pairs every N pairs per judge rank (default 256)\n"
           "  --stop-after N       testing: stop as on SIGTERM after N pairs on a judge rank (exit "
           "75)\n"
-          "  --crash-after N      testing: kill -9 itself after N pairs on a judge rank\n"
+          "  --crash-after N      testing: kill -9 itself after N pairs on a judge rank,\n"
+          "                       once it has stored some\n"
           "  --quiet              no status lines"),
     PHASE("rm", 1, 0, 0, rlaif_cmd_rm, LEARNER, "preferences.h5, the sft model", "ckpt/rm-*.h5", 0,
           NULL, "train the reward model on preference labels (Bradley-Terry)", STOP_AFTER),
