@@ -126,6 +126,7 @@ static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
             RLAIF_TRY(add_head(&L->model));
         }
         if (score_head && src->fresh_head) init_fresh_head(&L->model, seed);
+        snprintf(L->init_path, sizeof L->init_path, "%s", from);
     } else {
         RLAIF_TRY(rlaif_tokenizer_from_config(&L->tok, cfg));
         RLAIF_TRY(rlaif_chat_from_config(&L->chat, cfg, NULL));
@@ -250,6 +251,7 @@ int rlaif_learner_save(rlaif_learner *L, const rlaif_phase *ph, int done) {
     char *job = rlaif_config_dump(L->cfg);
     c.job_config = job;
     c.tokenizer_write = rlaif_tokenizer_ckpt_write, c.tokenizer_ud = L->tok;
+    c.hf_files_from = L->init_path[0] ? L->init_path : NULL;
     int rc =
         rlaif_checkpoint_save(L->comm, &L->ckpt, L->step, &c, L->ckpt_path, sizeof L->ckpt_path);
     free(job);

@@ -389,6 +389,48 @@ static void release_space(MPI_Comm comm, const char *tmp) {
     MPI_Barrier(comm);
 }
 
+/* Bytes of source's /hf_files datasets (0 when there is none or it cannot
+ * be read), so the reservation covers their copy. */
+static herr_t add_ds_bytes(hid_t g, const char *name, const H5L_info_t *info, void *ud) {
+    (void)info;
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d >= 0) *(hsize_t *)ud += H5Dget_storage_size(d), H5Dclose(d);
+    return 0;
+}
+
+static hsize_t hf_files_bytes(const char *source) {
+    hsize_t n = 0;
+    hid_t f = source ? H5Fopen(source, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (f < 0) return 0;
+    hid_t g = H5Lexists(f, "hf_files", H5P_DEFAULT) > 0 ? H5Gopen2(f, "hf_files", H5P_DEFAULT) : -1;
+    if (g >= 0) H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, add_ds_bytes, &n), H5Gclose(g);
+    H5Fclose(f);
+    return n;
+}
+
+/* source's /hf_files into file (nothing when source has none). A source
+ * gone since the model was loaded from it (removed by hand, or rotated out by
+ * checkpoint.keep) costs the files, not the checkpoint: a warning. */
+static int copy_hf_files(hid_t file, const char *source) {
+    hid_t src = access(source, R_OK) == 0 ? H5Fopen(source, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    static int warned; /* once per process, not at every save */
+    if (src < 0) {
+        if (!warned++)
+            rlaif_warn("checkpoint: %s is gone: this checkpoint keeps no Hugging Face files "
+                       "(/hf_files)",
+                       source);
+        return 0;
+    }
+    int has = rlaif_h5_exists(src, "hf_files"), rc = 0;
+    if (has < 0)
+        rc = rlaif_error_h5("H5Lexists", __FILE__, __LINE__, NULL);
+    else if (has && H5Ocopy(src, "hf_files", file, "hf_files", H5P_DEFAULT, H5P_DEFAULT) < 0)
+        rc = rlaif_error_h5("H5Ocopy", __FILE__, __LINE__, NULL);
+    H5Fclose(src);
+    if (rc) rlaif_error_context("%s /hf_files: ", source);
+    return rc;
+}
+
 /* Collective part: every tensor of every kind, checksums, root stamp. */
 static int save_parallel(MPI_Comm comm, const char *tmp, const rlaif_ckpt_opts *o, rlaif_ckpt *c,
                          int64_t step, shard sh) {
@@ -413,13 +455,17 @@ static int save_parallel(MPI_Comm comm, const char *tmp, const rlaif_ckpt_opts *
         if (!rc) made++;
     }
     /* Everything is allocated now (H5D_ALLOC_TIME_EARLY): reserve it, plus
-     * 64 KiB for the checksums and rank 0's serial groups, before writing. */
+     * 64 KiB for the checksums and rank 0's serial groups and the Hugging
+     * Face files copied in, before writing. */
     hsize_t size = 0; /* the end of allocated space (larger of EOA and EOF) */
     if (!rc && H5Fget_filesize(file, &size) < 0)
         rc = rlaif_error_h5("H5Fget_filesize", __FILE__, __LINE__, NULL);
     int rank;
     MPI_Comm_rank(comm, &rank);
-    rc = rlaif_agree(comm, !rc && rank == 0 ? reserve_space(tmp, size + (64 << 10)) : rc);
+    rc = rlaif_agree(comm,
+                     !rc && rank == 0
+                         ? reserve_space(tmp, size + (64 << 10) + hf_files_bytes(c->hf_files_from))
+                         : rc);
     hid_t dxpl = rc ? -1 : rlaif_h5_dxpl(&o->io);
     if (!rc && dxpl < 0) rc = rlaif_error_h5("H5Pcreate", __FILE__, __LINE__, NULL);
     /* Raw data: each rank its own part of every tensor. A failure here is
@@ -490,6 +536,7 @@ static int save_serial(const char *tmp, rlaif_ckpt *c, int64_t step) {
                    : c->tokenizer_write(g, c->tokenizer_ud);
         if (g >= 0) H5Gclose(g);
     }
+    if (!rc && c->hf_files_from) rc = copy_hf_files(file, c->hf_files_from);
     if (!rc) rc = rlaif_h5_attr_i64(file, "complete", 1);
     int rc2 = rlaif_h5_close_file(&file);
     return rc ? rc : rc2;

@@ -8,7 +8,8 @@
 # collect (the SFT policy's answers judged by tools/dev/mock-judge on
 # loopback), rm (6 steps) and ppo (2 iterations) from the SFT model. Every
 # phase leaves its checkpoint, its metrics are finite, the checkpoints keep the
-# architecture; tools/user/rlaif-to-hf exports the final policy and
+# architecture and the import's Hugging Face files (/hf_files);
+# tools/user/rlaif-to-hf exports the final policy from those files alone and
 # hf-to-rlaif reads the export back bit-exactly.
 # Skipped (77) while the engine loads neither architecture.
 set -u
@@ -132,8 +133,23 @@ for m in opt-proj-postln llama-gqa; do
   for c in "$sft" "$rm_ck" "$ppo"; do
     [ "$(arch "$c")" = "$want" ] || fail "$m: $c has arch $(arch "$c"), not $want"
   done
-  "$py" "$tools/rlaif-to-hf" "$ppo" -o "$d/export-$m" --tokenizer-from "$d/$m.h5" >"$d/out" 2>&1 ||
+  # every checkpoint keeps the import's Hugging Face files (/hf_files), so
+  # the export needs no --tokenizer-from
+  "$py" - "$d/$m.h5" "$sft" "$rm_ck" "$ppo" <<'EOF' || fail "$m: /hf_files not carried along"
+import sys
+import h5py
+def files(p):
+    g = h5py.File(p, "r").get("hf_files")
+    return {k: g[k][...].tobytes() for k in g} if g is not None else {}
+want = files(sys.argv[1])
+assert "tokenizer.json" in want, sorted(want)
+for p in sys.argv[2:]:
+    assert files(p) == want, (p, sorted(files(p)), sorted(want))
+print("/hf_files (%d files) carried from the import to sft, rm and ppo" % len(want))
+EOF
+  "$py" "$tools/rlaif-to-hf" "$ppo" -o "$d/export-$m" >"$d/out" 2>&1 ||
     fail "$m: export: $(cat "$d/out")"
+  grep -q WARNING "$d/out" && fail "$m: export warned: $(cat "$d/out")"
   for f in config.json model.safetensors tokenizer.json tokenizer_config.json generation_config.json; do
     [ -s "$d/export-$m/$f" ] || fail "$m: the export has no $f"
   done

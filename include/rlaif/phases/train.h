@@ -81,6 +81,7 @@ struct rlaif_learner {
     long stop_after;        /* testing: request a stop after this many steps (0 = never) */
     char ckpt_dir[4096];    /* <out_dir>/<checkpoint.dir> */
     char ckpt_path[4096];   /* the last checkpoint written or loaded */
+    char init_path[4096];   /* the checkpoint the model started from ("" = [model]) */
     rlaif_ckpt_opts ckpt;   /* name = the phase */
     rlaif_metrics *metrics; /* <out_dir>/metrics.h5 + progress.jsonl */
     double last_loss;       /* loss of the last step (for reports) */

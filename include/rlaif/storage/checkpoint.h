@@ -93,6 +93,12 @@ typedef struct {
     rlaif_ckpt_group_fn tokenizer_write, tokenizer_read; /* may be NULL */
     void *tokenizer_ud;                                  /* passed to tokenizer_write */
     void *tokenizer_read_ud;                             /* passed to tokenizer_read */
+    /* A checkpoint whose /hf_files group (the Hugging Face files
+     * tools/user/hf-to-rlaif keeps: tokenizer and chat template, config.json)
+     * is copied into the new file, or NULL. So a model trained from an
+     * imported one keeps what model.chat_template = auto and
+     * tools/user/rlaif-to-hf read, phase after phase. */
+    const char *hf_files_from;
 } rlaif_ckpt;
 
 typedef struct {
