@@ -11,7 +11,8 @@ is known in advance:
 3. kill -9 mid-run, rerun: every call the first run journaled is replayed, none
    is generated again (the rank logs name each generated call's key), and
    every pair is labelled.
-4. two judge ranks (mpiexec -n 2) split the pairs; one output in input order.
+4. two judge ranks (mpiexec -n 2) split the pairs; one output in input order;
+   each rank's engine runs on its share of the CPUs.
 5. refusals with the numbers and the names: a model that does not fit under a
    real RLIMIT_AS (prlimit) is refused at open; a missing checkpoint, one
    without /tokenizer, a prompt longer than judge.local_context (status
@@ -142,6 +143,12 @@ def two_ranks(tmp, ckpt):
            sorted(glob.glob(os.path.join(tmp, "two-logs", "*.log")))]
     check(len(per) == 2 and all(n > 0 for n in per) and sum(per) == 2 * NPAIRS,
           "2 ranks: both generated a share (%s)" % per)
+    # the engine runs on each rank's share of the cores, never all of them per rank
+    cpus = len(os.sched_getaffinity(0))
+    team = [int(m) for p in glob.glob(os.path.join(tmp, "two-logs", "*.log"))
+            for m in re.findall(r"threads: (\d+) on rank", open(p).read())]
+    check(len(team) == 2 and sum(team) <= max(cpus, 2), "2 ranks: threads %s on %d CPUs"
+          % (team, cpus))
 
 
 def answered_keys_file(path):
