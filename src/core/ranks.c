@@ -3,6 +3,7 @@
 #include "rlaif/core/ranks.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
+#include "rlaif/core/memory.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -161,7 +162,12 @@ void rlaif_threads_decide(int cpus, int sharing, int local, const char *omp_env,
 
 /* Ranks of this node whose affinity masks overlap this one's: they compete
  * for the same CPUs, whatever the launcher told (or did not tell) them. */
-static int threads_plan(MPI_Comm world, rlaif_threads *t) {
+static int node_ranks = 1; /* rlaif_ranks_on_node (memory.h) */
+int rlaif_ranks_on_node(void) {
+    return node_ranks;
+}
+
+int rlaif_threads_plan(MPI_Comm world, rlaif_threads *t) {
     cpu_set_t mine;
     CPU_ZERO(&mine);
     if (sched_getaffinity(0, sizeof mine, &mine) != 0) { /* > CPU_SETSIZE CPUs */
@@ -172,6 +178,7 @@ static int threads_plan(MPI_Comm world, rlaif_threads *t) {
     RLAIF_CHECK_MPI(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int local;
     MPI_Comm_size(node, &local);
+    node_ranks = local;
     cpu_set_t *all = xmalloc(sizeof(cpu_set_t) * (size_t)local);
     int rc =
         MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, node);
@@ -213,7 +220,7 @@ int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_
     RLAIF_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &rk->world));
     MPI_Comm_rank(rk->world, &rk->world_rank);
     MPI_Comm_size(rk->world, &rk->world_size);
-    RLAIF_TRY(threads_plan(rk->world, &rk->threads));
+    RLAIF_TRY(rlaif_threads_plan(rk->world, &rk->threads));
 
     rlaif_layout_request req = {{0}, 0, role_arg ? role_arg : ""};
     req.count[RLAIF_ROLE_ROLLOUT] = (int)rlaif_cfg_int(cfg, "ranks.rollout");
