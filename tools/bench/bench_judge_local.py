@@ -14,7 +14,9 @@ Per model and batch size (judge.local_batch) it times, in alternating rounds:
             (trunk on every prompt token, LM head on the last) as % of the
             machine's sgemm rate at the model's own product shapes
   verdict   prefill + greedy decoding of --new tokens; labels/s, and the decode
-            step time (from a run with max_tokens = 1 on the same pairs) against
+            step time (the run's time less its prefill, which is the logprob
+            run's scaled by the prompt tokens: the templates differ by one
+            sentence) against
             its roofline: the larger of (weights + KV cache bytes) / read
             bandwidth and the step's FLOPs / sgemm rate
   torch     the logprob forward in plain PyTorch (tools/bench/bench_engine_torch.py's
@@ -131,8 +133,8 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
     out_dir = tempfile.mkdtemp(prefix="run-", dir=tmp)
     sets = {"run.out_dir": out_dir, "judge.backend": "local", "judge.model": ckpt,
             "judge.mode": mode, "judge.both_orders": "0", "judge.local_batch": str(B),
-            "judge.max_inflight": str(B), "judge.max_tokens": str(max_tokens),
-            "model.chat_template": m["chat"]}
+            "judge.max_inflight": str(max(B, 16)), "judge.max_tokens": str(max_tokens),
+            "judge.chat_template": m["chat"], "judge.min_coverage": "0"}
     cmd = [a.rlaif, "judge", "--input", pairs, "--output", out_dir + "/out.jsonl", "--quiet"]
     for k, v in sets.items():
         cmd += ["--set", "%s=%s" % (k, v)]
@@ -144,7 +146,7 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
     with open(out_dir + "/out.jsonl") as f:
         for line in f:
             r = json.loads(line)
-            if r["status"] not in ("ok", "ambiguous", "bad_reply"):
+            if r["status"] not in ("ok", "ambiguous", "bad_reply", "length"):  # random weights
                 sys.exit("pair %s: %s %s" % (r["id"], r["status"], r["reason"]))
             tin.append(r["tokens_in"])
             tout.append(r["tokens_out"])
@@ -167,9 +169,9 @@ def torch_worker(a):
     g = torch.Generator().manual_seed(1)
     times = []
     with torch.no_grad():
-        for rep in range(a.reps + 1):  # rep 0 warms up
+        for rep in range(a.reps + 1):  # rep 0 warms up on the first batch
             t0 = time.perf_counter()
-            for s in range(0, len(lens), a.B):
+            for s in range(0, a.B if rep == 0 else len(lens), a.B):
                 ln = torch.tensor(lens[s:s + a.B])
                 x = torch.randint(0, c["V"], (len(ln), int(ln.max())), generator=g)
                 logits = model(x, head_at=ln - 1)
@@ -201,21 +203,37 @@ def lscpu_model():
     return "?"
 
 
+def checkpoint(a, key, m):
+    """The random-weight judge, written once into the cache (the 1.1B one is
+    4.4 GB and takes minutes to write on a busy machine) and reused."""
+    d = os.path.join(CACHE, "bench-judge")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, key + ".h5")
+    t0 = time.time()
+    if not os.path.exists(path):
+        made = kv(run([a.engine, "ckpt"] + [str(m[k]) for k in ("L", "C", "NH", "V", "maxT")] +
+                      [path + ".tmp", m["tok"]], m["env"]))
+        os.rename(path + ".tmp", path)
+        how = "written in %.1f s to %s" % (time.time() - t0, path)
+    else:
+        how = "reused from %s" % path
+    L, C = m["L"], m["C"]
+    n = L * layer_params(m) + m["V"] * C * (2 if m.get("arch") == "llama" else 1)
+    made = {"params": n, "param_bytes": 4 * n}
+    print("%s: about %.0fM parameters (%.2f GB fp32), random checkpoint %s"
+          % (m["name"], n / 1e6, 4 * n / 1e9, how), flush=True)
+    return path, made
+
+
 def bench_model(a, key, tmp, batches):
     m = MODELS[key]
-    ckpt = os.path.join(tmp, key + ".h5")
-    t0 = time.time()
-    made = kv(run([a.engine, "ckpt"] + [str(m[k]) for k in ("L", "C", "NH", "V", "maxT")] +
-                  [ckpt, m["tok"]], m["env"]))
+    ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    print("%s: %s parameters (%.2f GB fp32), random checkpoint written in %.1f s"
-          % (m["name"], made["params"], int(made["param_bytes"]) / 1e9, time.time() - t0),
-          flush=True)
     res = {B: {"lp": [], "vd": [], "v1": [], "th": [], "sg": [], "bw": [], "load": []}
            for B in batches}
     pairs = {}
     for B in batches:
-        n = max(B, a.min_pairs)
+        n = max(B, a.min_pairs or (1 if key == "1b" else 4))
         pairs[B] = os.path.join(tmp, "%s-pairs-%d.jsonl" % (key, n))
         pairs_file(pairs[B], n)
     tt, bt_ = a.torch_threads, 3 - a.torch_threads
@@ -233,9 +251,10 @@ def bench_model(a, key, tmp, batches):
                          "--lens", ",".join(map(str, tin)), "--reps", "1",
                          "--torch-threads", str(tt)], {"OPENBLAS_NUM_THREADS": str(bt_)}))
             x["th"].append(float(tw["labels_s"]))
-            w1, _, vin, _ = rlaif_judge(a, m, ckpt, pairs[B], tmp, "verdict", B, 1)
             wn, _, vin, vout = rlaif_judge(a, m, ckpt, pairs[B], tmp, "verdict", B, a.new)
-            x["v1"].append(w1)
+            # the verdict prompts' prefill, from the logprob run's (the two
+            # templates differ by a sentence: ~5% of the tokens)
+            x["v1"].append(lw * sum(vin) / sum(tin))
             x["vd"].append(wn)
             info[(B, "vin")], info[(B, "vout")] = vin, vout
             print("  round %d B=%-2d logprob %.2f labels/s (torch %.2f); verdict %.3f labels/s; "
@@ -302,13 +321,15 @@ def main():
     ap.add_argument("--engine", help="tools/bench/bench_engine")
     ap.add_argument("--models", default="125m,1b")
     ap.add_argument("--batches", default="", help="e.g. 1,4,16,64 (default: per model)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=0, help="default 2 (--full: 3)")
     ap.add_argument("--new", type=int, default=32, help="verdict mode: tokens decoded per call")
-    ap.add_argument("--min-pairs", type=int, default=4, help="pairs per run at least")
+    ap.add_argument("--min-pairs", type=int, default=0,
+                    help="pairs per run at least (default 4; 1B: 1)")
     ap.add_argument("--full", action="store_true", help="the whole grid (1B: 1,4,16,64)")
     a = ap.parse_args()
     if a.worker:
         return torch_worker(a)
+    a.rounds = a.rounds or (3 if a.full else 2)
     for t in GPT2_TOK.split(",") + [LLAMA2_TOK]:
         if not os.path.exists(t):
             sys.exit("missing %s: tools/dev/install-deps puts the tokenizers there" % t)
@@ -324,9 +345,6 @@ def main():
                 batches = [1, 4, 16, 64] if key == "125m" or a.full else [1, 4]
             m, rows = bench_model(a, key, tmp, batches)
             report(m, rows, a)
-            for f in os.listdir(tmp):  # the 1B checkpoint is 4.4 GB
-                if f.endswith(".h5"):
-                    os.unlink(os.path.join(tmp, f))
     finally:
         shutil.rmtree(tmp)
 
