@@ -150,6 +150,9 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "backend local: the judge model's chat template (model = as model.chat_template; auto "
       "reads the judge checkpoint's Hugging Face tokenizer_config.json)"),
     I("judge", "local_batch", "16", 1, 4096, "backend local: calls run through the model together"),
+    I("judge", "local_context", "4096", 8, 1048576,
+      "backend local: positions one call may use, prompt and reply (at most the model's; the "
+      "memory check counts a KV cache of local_batch x local_context)"),
     I("judge", "local_slice_tokens", "256", 1, 1e9,
       "backend local: prompt tokens prefilled per poll (the rank's work between two looks "
       "at its stop flags)"),

@@ -32,6 +32,7 @@ struct rlaif_local {
     rlaif_judge_mode mode;
     int32_t stop_id;   /* end of the assistant turn (or the tokenizer's EOS) */
     int batch, nvalid; /* judge.local_batch; ids the sampler may pick */
+    int context;       /* positions a call may use: judge.local_context, at most the model's */
     long slice;        /* tokens per prefill chunk */
     int max_tokens;
     float temperature;
@@ -97,20 +98,21 @@ static void model_identity(const rlaif_model *m, uint64_t out[2]) {
  * model's context, and the activations of one prefill chunk (a generous
  * per-token bound: the residual stream, q|k|v, attention and MLP buffers)
  * plus the sampler's scratch. */
-static double need_bytes(const rlaif_model_config *c, int batch, long slice, double params) {
+static double need_bytes(const rlaif_model_config *c, int batch, int context, long slice,
+                         double params) {
     double hs = (double)c->n_embd / c->n_head;
-    double kv = 2.0 * c->n_layer * batch * c->max_seq_len * hs * c->n_kv_head * 4;
+    double kv = 2.0 * c->n_layer * batch * context * hs * c->n_kv_head * 4;
     double acts = (double)slice * (16.0 * c->n_embd + 4.0 * c->n_inner) * 4;
     double samp = 3.0 * batch * c->vocab_size * 4;
     return params * 4 + kv + acts + samp;
 }
 
-static int check_memory(const char *path, const rlaif_model_config *c, int batch, long slice) {
+static int check_memory(const rlaif_model_config *c, int batch, int context, long slice) {
     rlaif_model_config f = *c;
     rlaif_model_config_fill(&f);
     rlaif_tensor_table tt;
     rlaif_model_table(&f, &tt);
-    double need = need_bytes(&f, batch, slice, (double)tt.total);
+    double need = need_bytes(&f, batch, context, slice, (double)tt.total);
     rlaif_tensors_free(&tt);
     rlaif_mem_budget mb;
     rlaif_mem_budget_get(rlaif_ranks_on_node(), &mb);
@@ -118,10 +120,10 @@ static int check_memory(const char *path, const rlaif_model_config *c, int batch
     return RLAIF_ERROR(RLAIF_EX_USAGE,
                        "use a smaller judge model, a smaller judge.local_batch, fewer ranks per "
                        "node, or a node with more memory (it would swap, not run)",
-                       "judge.model %s needs %.3f GB (weights %.3f GB + KV cache of %d x %d "
+                       "the model needs %.3f GB (weights %.3f GB + KV cache of %d x %d "
                        "positions + activations) but this rank may use %.3f GB (%s)",
-                       path, need / 1e9, (double)tt.total * 4 / 1e9, batch, f.max_seq_len,
-                       mb.bytes / 1e9, mb.why);
+                       need / 1e9, (double)tt.total * 4 / 1e9, batch, context, mb.bytes / 1e9,
+                       mb.why);
 }
 
 /* Single-token variants of each label: with the prefix ending in ':', " A"
@@ -140,16 +142,16 @@ static int setup_labels(rlaif_local *L) {
         }
     if (!L->nlabel[0] || !L->nlabel[1])
         return RLAIF_ERROR(RLAIF_EX_USAGE, "use judge.mode = verdict with this model",
-                           "judge.model %s: its tokenizer has no single token for A or B "
-                           "(logprob mode reads their probabilities)",
-                           L->path);
+                           "its tokenizer has no single token for A or B (logprob mode "
+                           "reads their probabilities)");
     return 0;
 }
 
 static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
     rlaif_model_config mc;
     RLAIF_TRY(rlaif_ckpt_read_config(L->path, &mc));
-    RLAIF_TRY(check_memory(L->path, &mc, L->batch, L->slice));
+    if (L->context > mc.max_seq_len) L->context = mc.max_seq_len;
+    RLAIF_TRY(check_memory(&mc, L->batch, L->context, L->slice));
     hid_t f = H5Fopen(L->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int has_tok = f >= 0 && H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
     if (f >= 0) H5Fclose(f);
@@ -157,9 +159,7 @@ static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
         return RLAIF_ERROR(RLAIF_EX_NOINPUT,
                            "import the model with tools/user/hf-to-rlaif (it stores the "
                            "tokenizer), or save the judge from an rlaif job",
-                           "judge.model %s has no /tokenizer group: the judge cannot read "
-                           "its own prompts",
-                           L->path);
+                           "no /tokenizer group: the judge cannot read its own prompts");
     RLAIF_TRY(rlaif_tokenizer_load_file(&L->tok, L->path));
     const char *form = rlaif_cfg_str(cfg, "judge.chat_template");
     if (!strcmp(form, "model")) form = rlaif_cfg_str(cfg, "model.chat_template");
@@ -189,6 +189,7 @@ int rlaif_local_open(rlaif_local **out, const rlaif_config *cfg, const char *pat
     rlaif_local *L = xcalloc(1, sizeof *L);
     L->path = xstrdup(path), L->mode = mode;
     L->batch = (int)rlaif_cfg_int(cfg, "judge.local_batch");
+    L->context = (int)rlaif_cfg_int(cfg, "judge.local_context");
     L->slice = rlaif_cfg_int(cfg, "judge.local_slice_tokens");
     L->max_tokens = (int)rlaif_cfg_int(cfg, "judge.max_tokens");
     L->temperature = (float)rlaif_cfg_float(cfg, "judge.temperature");
@@ -234,15 +235,13 @@ int rlaif_local_encode(rlaif_local *L, const rlaif_judge_messages *m, call *c, c
         t.n = need;
     }
     c->ids = t.ids, c->nids = (int)t.n;
-    long room = L->m.cfg.max_seq_len - (L->mode == RLAIF_JM_LOGPROB ? 0 : L->max_tokens);
-    if ((long)t.n > room) {
+    int reply = L->mode == RLAIF_JM_LOGPROB ? 0 : L->max_tokens;
+    if ((long)t.n + reply > L->context) {
         snprintf(why, n,
-                 "the rendered prompt is %zu tokens; judge.model %s has %d positions, %s%d "
-                 "(shorten the texts or the template%s)",
-                 t.n, L->path, L->m.cfg.max_seq_len,
-                 L->mode == RLAIF_JM_LOGPROB ? "" : "less judge.max_tokens = ",
-                 L->mode == RLAIF_JM_LOGPROB ? L->m.cfg.max_seq_len : L->max_tokens,
-                 L->mode == RLAIF_JM_LOGPROB ? "" : ", or lower judge.max_tokens");
+                 "the rendered prompt is %zu tokens + %d for the reply; the local judge runs "
+                 "%d positions (judge.local_context, at most the model's %d): shorten the "
+                 "texts or the template, or raise judge.local_context",
+                 t.n, reply, L->context, L->m.cfg.max_seq_len);
         return -1;
     }
     return 0;

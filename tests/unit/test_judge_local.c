@@ -1,0 +1,213 @@
+/* test_judge_local.c - the local judge's batching and slicing: its call queue,
+ * generation in bounded slices (rlaif_gen_begin/advance: chunked prefill and
+ * one decoding step per slice give what rlaif_generate gives in one go), and
+ * the judge object on a small random checkpoint with a byte tokenizer: a poll
+ * does one slice, so a pair takes many polls; answers are journaled and a
+ * second judge answers every call from the journal, generating nothing. */
+#include "judge_impl.h"
+#include "rlaif/core/config.h"
+#include "rlaif/engine/generate.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/tokenizer/tokenizer.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_main.h"
+
+START_TEST(queue_is_fifo_and_capped) {
+    call c[5];
+    rlaif_local_queue q = {0};
+    for (int i = 0; i < 5; i++) c[i].unit = i, rlaif_local_queue_push(&q, &c[i]);
+    ck_assert_int_eq(q.n, 5);
+    call *out[8];
+    ck_assert_int_eq(rlaif_local_queue_take(&q, 2, out), 2); /* a batch takes at most its size */
+    ck_assert_int_eq(out[0]->unit, 0);
+    ck_assert_int_eq(out[1]->unit, 1);
+    ck_assert_int_eq(q.n, 3);
+    rlaif_local_queue_push(&q, &c[0]); /* behind the ones already waiting */
+    ck_assert_int_eq(rlaif_local_queue_take(&q, 8, out), 4);
+    ck_assert_int_eq(out[0]->unit, 2);
+    ck_assert_int_eq(out[3]->unit, 0);
+    ck_assert_int_eq(q.n, 0);
+    ck_assert_ptr_null(q.head);
+    ck_assert_ptr_null(q.tail);
+    ck_assert_int_eq(rlaif_local_queue_take(&q, 8, out), 0);
+}
+END_TEST
+
+static void small_model(rlaif_model *m, int max_seq) {
+    rlaif_model_config mc = {.arch = RLAIF_ARCH_LLAMA,
+                             .n_layer = 2,
+                             .n_embd = 32,
+                             .n_head = 4,
+                             .n_kv_head = 2,
+                             .vocab_size = 257,
+                             .max_seq_len = max_seq};
+    ck_assert_int_eq(rlaif_model_create(m, &mc), 0);
+    rlaif_model_init_random(m, 7, 0.3f);
+}
+
+/* Three ragged prompts through a run advanced with a given budget. */
+static int run_sliced(rlaif_model *m, const rlaif_gen_config *gc, long budget,
+                      rlaif_gen_output *out, float *logits) {
+    static const int tok[] = {5, 9, 13, 2, 200, 31, 7, 7, 7, 40, 41, 42, 43, 44, 45, 46, 47};
+    int64_t off[3] = {0, 4, 7};
+    int len[3] = {4, 3, 10};
+    rlaif_gen_run *g;
+    ck_assert_int_eq(rlaif_gen_begin(&g, m, gc, 3, tok, off, len, NULL), 0);
+    int finished = 0, n = 0;
+    while (!finished) {
+        ck_assert_int_eq(rlaif_gen_advance(g, budget, &finished), 0);
+        n++;
+    }
+    const rlaif_gen_output *o = rlaif_gen_result(g);
+    if (out && gc->max_new_tokens) {
+        out->B = o->B, out->max_new = o->max_new;
+        size_t k = (size_t)o->B * o->max_new;
+        out->tokens = malloc(k * sizeof(int)), out->logp = malloc(k * sizeof(float));
+        memcpy(out->tokens, o->tokens, k * sizeof(int)), memcpy(out->logp, o->logp, k * 4);
+    }
+    if (logits) memcpy(logits, rlaif_gen_logits(g), sizeof(float) * 3 * 257);
+    rlaif_gen_run_free(g);
+    return n;
+}
+
+START_TEST(sliced_generation_equals_one_go) {
+    rlaif_model m;
+    small_model(&m, 64);
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = 6, gc.temperature = 0.8f, gc.seed = 11;
+    rlaif_gen_output whole, part;
+    ck_assert_int_eq(run_sliced(&m, &gc, LONG_MAX, &whole, NULL), 1 + 6);
+    /* budget 3 tokens over 3 rows = 1 prompt column per slice: 10 columns, 6 steps */
+    ck_assert_int_eq(run_sliced(&m, &gc, 3, &part, NULL), 10 + 6);
+    for (int i = 0; i < 3 * 6; i++) {
+        ck_assert_int_eq(part.tokens[i], whole.tokens[i]);
+        ck_assert_float_eq_tol(part.logp[i], whole.logp[i], 1e-4);
+    }
+    /* 12 tokens = 4 columns a slice: 3 chunks (4, 4, 2) */
+    ck_assert_int_eq(run_sliced(&m, &gc, 12, NULL, NULL), 3 + 6);
+    free(whole.tokens), free(whole.logp), free(part.tokens), free(part.logp);
+    rlaif_model_free(&m);
+}
+END_TEST
+
+/* Prefill only (max_new 0, logprob mode): the logits of each prompt's last
+ * token, whatever the chunking, equal a full forward of that prompt alone. */
+START_TEST(prefill_only_logits) {
+    rlaif_model m;
+    small_model(&m, 64);
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = 0;
+    static float a[3 * 257], b[3 * 257];
+    ck_assert_int_eq(run_sliced(&m, &gc, LONG_MAX, NULL, a), 1);
+    ck_assert_int_eq(run_sliced(&m, &gc, 7, NULL, b), 5); /* 2 columns a slice */
+    int t2r[10] = {7, 7, 40, 41, 42, 43, 44, 45, 46, 47}; /* prompt 2 is tok[7..17) */
+    ck_assert_int_eq(rlaif_model_forward(&m, t2r, NULL, NULL, 1, 10), 0);
+    ck_assert_int_eq(rlaif_model_lm_forward(&m, NULL), 0);
+    for (int v = 0; v < 257; v++) {
+        ck_assert_float_eq_tol(b[2 * 257 + v], a[2 * 257 + v], 1e-4);
+        ck_assert_float_eq_tol(a[2 * 257 + v], m.logits[9 * 257 + v], 1e-4);
+    }
+    rlaif_model_free(&m);
+}
+END_TEST
+
+/* A checkpoint with a byte tokenizer at path. */
+static void write_ckpt(const char *path) {
+    rlaif_model m;
+    small_model(&m, 2048);
+    ck_assert_int_eq(rlaif_ckpt_save(path, &m, NULL, 0), 0);
+    rlaif_model_free(&m);
+    rlaif_tokenizer *t;
+    ck_assert_int_eq(rlaif_tokenizer_byte(&t, NULL), 0);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_eq(rlaif_tokenizer_save(t, g), 0);
+    H5Gclose(g), H5Fclose(f);
+    rlaif_tokenizer_free(t);
+}
+
+/* Judge 3 pairs; returns the polls it took. */
+static int judge_pairs(const char *ckpt, const char *dir, const char *mode, long *gens,
+                       rlaif_judge_result *res) {
+    char s[4][300];
+    snprintf(s[0], sizeof s[0], "judge.model=%s", ckpt);
+    snprintf(s[1], sizeof s[1], "judge.journal_dir=%s", dir);
+    snprintf(s[2], sizeof s[2], "judge.mode=%s", mode);
+    snprintf(s[3], sizeof s[3], "judge.local_slice_tokens=64");
+    char *sets[] = {
+        "judge.backend=local", s[0], s[1], s[2], s[3], "judge.max_tokens=4", "judge.local_batch=4",
+        "judge.min_coverage=0"};
+    rlaif_config *cfg;
+    static char *no_env[] = {NULL};
+    ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 8, sets, no_env), 0);
+    rlaif_judge *j;
+    ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        rlaif_judge_pair p = {(uint64_t)i, "What is 2+2?", {"4", "five"}};
+        ck_assert_int_eq(rlaif_judge_submit(j, &p), 0);
+    }
+    int got = 0, polls = 0, k;
+    while (got < 3 && polls < 100000) {
+        ck_assert_int_eq(rlaif_judge_poll(j, 0, res + got, 3 - got, &k), 0);
+        got += k, polls++;
+    }
+    ck_assert_int_eq(got, 3);
+    *gens = rlaif_local_generations(j->ep[0].local);
+    rlaif_judge_close(j);
+    rlaif_config_free(cfg);
+    return polls;
+}
+
+START_TEST(judge_polls_in_slices_and_replays) {
+    char dir[] = "/tmp/rlaif-test-jlocal-XXXXXX", ckpt[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/judge.h5", dir);
+    write_ckpt(ckpt);
+    static const char *modes[] = {"logprob", "verdict"};
+    for (int mi = 0; mi < 2; mi++) {
+        rlaif_judge_result res[3];
+        long gens;
+        /* 6 calls (3 pairs x 2 orders) of several hundred byte tokens each:
+         * batches of 4, 16 columns per poll, so dozens of polls */
+        int polls = judge_pairs(ckpt, dir, modes[mi], &gens, res);
+        ck_assert_int_eq(gens, 6);
+        ck_assert_int_gt(polls, 20);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_int_eq(res[i].ncalls, 2);
+            ck_assert_int_eq(res[i].nreplayed, 0);
+            if (mi == 0) ck_assert_int_eq(res[i].status, RLAIF_JS_OK);
+            rlaif_judge_result_free(&res[i]);
+        }
+        /* the same calls again: all from the journal, nothing generated */
+        polls = judge_pairs(ckpt, dir, modes[mi], &gens, res);
+        ck_assert_int_eq(gens, 0);
+        ck_assert_int_eq(polls, 1);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_int_eq(res[i].nreplayed, 2);
+            rlaif_judge_result_free(&res[i]);
+        }
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+static Suite *make_suite(void) {
+    Suite *s = suite_create("judge_local");
+    TCase *t = tcase_create("core");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, queue_is_fifo_and_capped);
+    tcase_add_test(t, sliced_generation_equals_one_go);
+    tcase_add_test(t, prefill_only_logits);
+    tcase_add_test(t, judge_polls_in_slices_and_replays);
+    suite_add_tcase(s, t);
+    return s;
+}
