@@ -257,7 +257,7 @@ def bench_model(a, key, tmp, batches):
             x["v1"].append(lw * sum(vin) / sum(tin))
             x["vd"].append(wn)
             info[(B, "vin")], info[(B, "vout")] = vin, vout
-            print("  round %d B=%-2d logprob %.2f labels/s (torch %.2f); verdict %.3f labels/s; "
+            print("  round %d B=%-2d logprob %.4g labels/s (torch %.4g); verdict %.4g labels/s; "
                   "sgemm %.0f GFLOP/s, read %.1f GB/s" % (r + 1, B, x["lp"][-1], x["th"][-1],
                                                           len(vin) / wn, sg, bw), flush=True)
     rows = []
@@ -291,7 +291,7 @@ def report(m, rows, a):
         "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "decode step",
         "roofline", "bound"))
     for r in rows:
-        print("  %3d %10.2f %10.2f %5.2fx %7.1f = %4.0f%% %10.3f %9.1f ms %7.1f ms = %3.0f%% %s" % (
+        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %9.1f ms %7.1f ms = %3.0f%% %s" % (
             r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["step_ms"],
             r["bound_ms"], r["dec_pct"],
             "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"]) if r["bw_bound"]
