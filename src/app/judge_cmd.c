@@ -17,7 +17,9 @@
 #include "rlaif/phases/mailbox.h"
 #include "rlaif/phases/pump.h"
 #include "rlaif/storage/prefs.h"
+#include "rlaif/core/ranks.h"
 #include "rlaif/core/stop.h"
+#include "rlaif/engine/model.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -509,6 +511,14 @@ int rlaif_cmd_judge(rlaif_ctx *ctx) {
     judge_opts o;
     RLAIF_TRY(parse_opts(ctx, &o));
     RLAIF_TRY(rlaif_pump_preflight(ctx->cfg, "judge"));
+    /* a local judge runs the engine: on this rank's share of the cores, as
+     * the phases do (and its memory check divides the node by these ranks) */
+    if (!strcmp(rlaif_cfg_str(ctx->cfg, "judge.backend"), "local") ||
+        strstr(rlaif_cfg_str(ctx->cfg, "judge.ensemble"), "local")) {
+        rlaif_threads th;
+        RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_threads_plan(MPI_COMM_WORLD, &th)));
+        rlaif_model_set_threads(th.team, th.blas);
+    }
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);

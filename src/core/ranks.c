@@ -167,7 +167,7 @@ int rlaif_ranks_on_node(void) {
     return node_ranks;
 }
 
-static int threads_plan(MPI_Comm world, rlaif_threads *t) {
+int rlaif_threads_plan(MPI_Comm world, rlaif_threads *t) {
     cpu_set_t mine;
     CPU_ZERO(&mine);
     if (sched_getaffinity(0, sizeof mine, &mine) != 0) { /* > CPU_SETSIZE CPUs */
@@ -220,7 +220,7 @@ int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_
     RLAIF_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &rk->world));
     MPI_Comm_rank(rk->world, &rk->world_rank);
     MPI_Comm_size(rk->world, &rk->world_size);
-    RLAIF_TRY(threads_plan(rk->world, &rk->threads));
+    RLAIF_TRY(rlaif_threads_plan(rk->world, &rk->threads));
 
     rlaif_layout_request req = {{0}, 0, role_arg ? role_arg : ""};
     req.count[RLAIF_ROLE_ROLLOUT] = (int)rlaif_cfg_int(cfg, "ranks.rollout");

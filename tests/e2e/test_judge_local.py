@@ -7,11 +7,13 @@ is known in advance:
 1. verdict mode, both orders: order 0 (response 0 as A) says B -> P(r0) 0,
    order 1 says B -> P(r0) 1; the orders always disagree, so drop leaves no
    label (status disagree), tie and average give 0.5; first-position wins 0.
-2. logprob mode: P(A) ~ 0 in each order (soft [0, 1]), coverage ~ 1.
+2. logprob mode: P(A) ~ 0 in each order (soft [0, 1]), coverage ~ 1; score
+   mode with a twin whose weights answer "Score: 7": both responses 7, label 0.5.
 3. kill -9 mid-run, rerun: every call the first run journaled is replayed, none
    is generated again (the rank logs name each generated call's key), and
    every pair is labelled.
-4. two judge ranks (mpiexec -n 2) split the pairs; one output in input order.
+4. two judge ranks (mpiexec -n 2) split the pairs; one output in input order;
+   each rank's engine runs on its share of the CPUs.
 5. refusals with the numbers and the names: a model that does not fit under a
    real RLIMIT_AS (prlimit) is refused at open; a missing checkpoint, one
    without /tokenizer, a prompt longer than judge.local_context (status
@@ -68,6 +70,9 @@ def judge(tmp, name, ckpt, extra=(), launch=(), wait=True):
 
 
 def rows(tmp, name):
+    """The output of a run ([] when it wrote none: the checks then fail)."""
+    if not os.path.exists(os.path.join(tmp, name + ".jsonl")):
+        return []
     with open(os.path.join(tmp, name + ".jsonl")) as f:
         return [json.loads(line) for line in f]
 
@@ -86,7 +91,7 @@ def labels(tmp, ckpt):
         r = judge(tmp, "verdict-" + dis, ckpt, ["--set", "judge.disagreement=" + dis])
         check(r.returncode == 0, "verdict %s: exit 0 (%d: %s)" % (dis, r.returncode, r.stderr[-300:]))
         out = rows(tmp, "verdict-" + dis)
-        check(all(x["label"] == want for x in out), "verdict %s: every label %s" % (dis, want))
+        check(out and all(x["label"] == want for x in out), "verdict %s: every label %s" % (dis, want))
         check(all(x["outcome"] == [1, 0] and x["soft"] == [0.0, 1.0] for x in out),
               "verdict %s: both orders chose position B" % dis)
         if dis == "drop":
@@ -95,13 +100,22 @@ def labels(tmp, ckpt):
     r = judge(tmp, "logprob", ckpt, ["--set", "judge.mode=logprob",
                                      "--set", "judge.disagreement=average"])
     out = rows(tmp, "logprob")
-    check(r.returncode == 0 and all(x["status"] == "ok" for x in out), "logprob: all labelled")
+    check(r.returncode == 0 and out and all(x["status"] == "ok" for x in out),
+          "logprob: all labelled")
     check(all(x["soft"][0] < 1e-6 and x["soft"][1] > 1 - 1e-6 for x in out),
           "logprob: P(A) ~ 0 in each order")
     jnl = [json.loads(line) for p in glob.glob(os.path.join(tmp, "logprob", "journal", "*.jnl"))
            for line in open(p)]
     check(len(jnl) == 2 * len(out) and all(e["cv"] > 1 - 1e-6 for e in jnl),
           "logprob: coverage of A/B ~ 1 in every journaled call")
+    jf.write_always_b(os.path.join(tmp, "hf-7"), jf.SCORE_CHAIN)
+    seven = jf.import_ckpt(os.path.join(tmp, "hf-7"), os.path.join(tmp, "seven.h5"), RLAIF)
+    r = judge(tmp, "score", seven, ["--set", "judge.mode=score",
+                                    "--set", "judge.templates=" + os.path.join(tmp, "score.txt")])
+    out = rows(tmp, "score")
+    check(r.returncode == 0 and out and all(x["status"] == "ok" and x["score"] == [7, 7]
+                                    and x["label"] == 0.5 for x in out),
+          "score: every response 7, label 0.5 (%s)" % (out[:1] or r.stderr[-200:]))
 
 
 def kill_and_rerun(tmp, ckpt):
@@ -142,6 +156,12 @@ def two_ranks(tmp, ckpt):
            sorted(glob.glob(os.path.join(tmp, "two-logs", "*.log")))]
     check(len(per) == 2 and all(n > 0 for n in per) and sum(per) == 2 * NPAIRS,
           "2 ranks: both generated a share (%s)" % per)
+    # the engine runs on each rank's share of the cores, never all of them per rank
+    cpus = len(os.sched_getaffinity(0))
+    team = [int(m) for p in glob.glob(os.path.join(tmp, "two-logs", "*.log"))
+            for m in re.findall(r"threads: (\d+) on rank", open(p).read())]
+    check(len(team) == 2 and sum(team) <= max(cpus, 2), "2 ranks: threads %s on %d CPUs"
+          % (team, cpus))
 
 
 def answered_keys_file(path):
@@ -152,7 +172,10 @@ def answered_keys_file(path):
 def refusals(tmp, ckpt):
     # a real limit: the address space this process may still map
     prlimit = shutil.which("prlimit")
-    if prlimit:
+    ldd = subprocess.run(["ldd", RLAIF], capture_output=True, text=True).stdout
+    if "libasan" in ldd:  # its shadow memory alone is terabytes of address space
+        print("sanitizer build: the RLIMIT_AS refusal not tried")
+    elif prlimit:
         lim = 3 << 30
         r = judge(tmp, "mem", ckpt, ["--set", "judge.local_batch=4096",
                                      "--set", "judge.local_context=4096"],
@@ -193,6 +216,8 @@ def main():
     try:
         with open(os.path.join(tmp, "short.txt"), "w") as f:
             f.write(TEMPLATE)
+        with open(os.path.join(tmp, "score.txt"), "w") as f:
+            f.write("[user]\nQ: {input}\nR: {response}\nRate it 1-10.\n")
         make_pairs(os.path.join(tmp, "pairs.jsonl"), NPAIRS)
         jf.write_always_b(os.path.join(tmp, "hf-b"))
         ckpt = jf.import_ckpt(os.path.join(tmp, "hf-b"), os.path.join(tmp, "always-b.h5"), RLAIF)

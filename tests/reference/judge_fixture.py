@@ -10,6 +10,7 @@ Hugging Face folders by hf_fixture.write_hf and imported with tools/user/hf-to-r
                      one-hot), and an LM head that is a bigram table: any token
                      -> "The", and along the chain The -> " better" -> " response"
                      -> " is" -> ":" -> " B" -> <|endoftext|> with a larger logit
+                     (or any other chain: SCORE_CHAIN answers "Score: 7")
   write_random()     a random Llama with the words tokenizer, or an OPT with
                      hf_fixture's tokenizer (no single-token " A": the prefix
                      then ends in the space and "A" / "a" are the labels)
@@ -25,8 +26,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_fixture as fx  # noqa: E402
 
-WORDS = ["The", "Ġbetter", "Ġresponse", "Ġis", "ĠA", "ĠB"]
+WORDS = ["The", "Ġbetter", "Ġresponse", "Ġis", "ĠA", "ĠB", "Score", "Ġ7"]
 CHAIN = ["The", "Ġbetter", "Ġresponse", "Ġis", ":", "ĠB", "<|endoftext|>"]
+SCORE_CHAIN = ["Score", ":", "Ġ7", "<|endoftext|>"]  # "Score: 7", whatever it reads
 
 
 def words_tokenizer():
@@ -66,11 +68,12 @@ def llama_conf(V, C, layers=1, heads=4, inner=8):
                 bos_token_id=0, eos_token_id=V - 1)
 
 
-def write_always_b(folder):
+def write_always_b(folder, chain=CHAIN):
+    """chain[0] follows any token, then each token of chain the one before it."""
     t = words_tokenizer()
     ids = vocab_of(t)
     V = len(ids)
-    C = (V + 3) // 4 * 4
+    C = (V + 7) // 8 * 8  # 4 heads of an even size (RoPE rotates pairs)
     conf = llama_conf(V, C)
 
     def edit(tensors):
@@ -82,8 +85,8 @@ def write_always_b(folder):
             elif name == "model.embed_tokens.weight":
                 a[np.arange(V), np.arange(V)] = 1.0  # token v is the unit vector v
             elif name == "lm_head.weight":  # logit of next = row, given current = column
-                a[ids["The"], :V] = 10.0
-                for cur, nxt in zip(CHAIN, CHAIN[1:]):
+                a[ids[chain[0]], :V] = 10.0
+                for cur, nxt in zip(chain, chain[1:]):
                     a[ids[nxt], ids[cur]] = 30.0
             out.append((name, dt, a))
         return out

@@ -3,7 +3,9 @@
  * one decoding step per slice give what rlaif_generate gives in one go), and
  * the judge object on a small random checkpoint with a byte tokenizer: a poll
  * does one slice, so a pair takes many polls; answers are journaled and a
- * second judge answers every call from the journal, generating nothing. */
+ * second judge answers every call from the journal, generating nothing; the
+ * journal key follows what changes an answer (weights, mode, order, sampling
+ * settings) and nothing else (where the checkpoint lies, an unused seed). */
 #include "judge_impl.h"
 #include "rlaif/core/config.h"
 #include "rlaif/engine/generate.h"
@@ -118,12 +120,9 @@ START_TEST(prefill_only_logits) {
 }
 END_TEST
 
-/* A checkpoint with a byte tokenizer at path. */
-static void write_ckpt(const char *path) {
-    rlaif_model m;
-    small_model(&m, 2048);
-    ck_assert_int_eq(rlaif_ckpt_save(path, &m, NULL, 0), 0);
-    rlaif_model_free(&m);
+/* m as a judge checkpoint at path, with a byte tokenizer. */
+static void save_judge(const char *path, const rlaif_model *m) {
+    ck_assert_int_eq(rlaif_ckpt_save(path, m, NULL, 0), 0);
     rlaif_tokenizer *t;
     ck_assert_int_eq(rlaif_tokenizer_byte(&t, NULL), 0);
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -131,6 +130,13 @@ static void write_ckpt(const char *path) {
     ck_assert_int_eq(rlaif_tokenizer_save(t, g), 0);
     H5Gclose(g), H5Fclose(f);
     rlaif_tokenizer_free(t);
+}
+
+static void write_ckpt(const char *path) {
+    rlaif_model m;
+    small_model(&m, 2048);
+    save_judge(path, &m);
+    rlaif_model_free(&m);
 }
 
 /* Judge 3 pairs; returns the polls it took. */
@@ -200,6 +206,66 @@ START_TEST(judge_polls_in_slices_and_replays) {
 }
 END_TEST
 
+/* The key of one call (prompt ids 1..5, order) under a judge set by sets. */
+static void key_of(const char *ckpt, const char *mode, const char *temp, const char *seed,
+                   int order, char key[33]) {
+    char s[4][300];
+    snprintf(s[0], sizeof s[0], "judge.mode=%s", mode);
+    snprintf(s[1], sizeof s[1], "judge.temperature=%s", temp);
+    snprintf(s[2], sizeof s[2], "judge.seed=%s", seed);
+    snprintf(s[3], sizeof s[3], "judge.model=%s", ckpt);
+    char *sets[] = {"judge.backend=local", s[0], s[1], s[2], s[3]};
+    rlaif_config *cfg;
+    static char *no_env[] = {NULL};
+    ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 5, sets, no_env), 0);
+    rlaif_local *L;
+    ck_assert_int_eq(
+        rlaif_local_open(&L, cfg, ckpt,
+                         !strcmp(mode, "logprob") ? RLAIF_JM_LOGPROB : RLAIF_JM_VERDICT),
+        0);
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    call c = {.ids = ids, .nids = 5};
+    rlaif_local_key(L, &c, order, key);
+    rlaif_local_close(L, NULL);
+    rlaif_config_free(cfg);
+}
+
+/* What changes an answer changes the key; what does not, does not. */
+START_TEST(key_covers_what_changes_the_answer) {
+    char dir[] = "/tmp/rlaif-test-jlkey-XXXXXX", a[300], b[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(a, sizeof a, "%s/a.h5", dir), snprintf(b, sizeof b, "%s/b.h5", dir);
+    write_ckpt(a);
+    char cmd[700], k0[33], k[33];
+    snprintf(cmd, sizeof cmd, "cp %s %s", a, b);
+    ck_assert_int_eq(system(cmd), 0);
+    key_of(a, "verdict", "0", "1", 0, k0);
+    key_of(b, "verdict", "0", "1", 0, k); /* a copy is the same judge */
+    ck_assert_str_eq(k, k0);
+    key_of(a, "verdict", "0", "2", 0, k); /* greedy: the seed plays no part */
+    ck_assert_str_eq(k, k0);
+    key_of(a, "verdict", "0", "1", 1, k);
+    ck_assert_str_ne(k, k0);
+    key_of(a, "verdict", "0.7", "1", 0, k0);
+    ck_assert_str_ne(k, k0);
+    key_of(a, "verdict", "0.7", "2", 0, k); /* sampled: it does */
+    ck_assert_str_ne(k, k0);
+    key_of(a, "logprob", "0", "1", 0, k);
+    ck_assert_str_ne(k, k0);
+    /* other weights (one parameter changed in place) are another judge */
+    key_of(a, "verdict", "0", "1", 0, k0);
+    rlaif_model m;
+    ck_assert_int_eq(rlaif_model_load(b, &m), 0);
+    m.params[m.table.total - 1] += 1e-3f;
+    save_judge(a, &m);
+    rlaif_model_free(&m);
+    key_of(a, "verdict", "0", "1", 0, k);
+    ck_assert_str_ne(k, k0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("judge_local");
     TCase *t = tcase_create("core");
@@ -208,6 +274,7 @@ static Suite *make_suite(void) {
     tcase_add_test(t, sliced_generation_equals_one_go);
     tcase_add_test(t, prefill_only_logits);
     tcase_add_test(t, judge_polls_in_slices_and_replays);
+    tcase_add_test(t, key_covers_what_changes_the_answer);
     suite_add_tcase(s, t);
     return s;
 }

@@ -66,6 +66,12 @@ int rlaif_layout_resolve(const rlaif_layout_request *req, int world_size,
 void rlaif_threads_decide(int cpus, int sharing, int local, const char *omp_env,
                           const char *blas_env, const char *slurm_cpus_per_task, rlaif_threads *t);
 
+/* Collective over world: this rank's budget from its affinity mask and the
+ * ranks of its node whose masks overlap it (logged); rlaif_ranks_init does
+ * it, and so does a command without rank groups that runs the engine
+ * (`rlaif judge` with a local judge). */
+int rlaif_threads_plan(MPI_Comm world, rlaif_threads *t);
+
 /* Collective over MPI_COMM_WORLD: resolve the layout and split communicators. */
 int rlaif_ranks_init(rlaif_ranks *rk, const rlaif_config *cfg, const char *role_arg);
 void rlaif_ranks_free(rlaif_ranks *rk);
