@@ -98,10 +98,12 @@ def torch_llama(c):
                 if p.dim() >= 2:
                     nn.init.normal_(p, std=0.02)
 
-        def forward(self, idx, caches=None, pos0=0):
+        def forward(self, idx, caches=None, pos0=0, head_at=None):
             x = self.embed(idx)
             for i, blk in enumerate(self.h):
                 x = blk(x, caches[i] if caches else None, pos0)
+            if head_at is not None:  # one position per row (a judge's next token)
+                x = x[torch.arange(x.shape[0]), head_at]
             return self.norm(x) @ self.embed.weight.T  # tied LM head
 
     return Llama()
@@ -155,11 +157,13 @@ def torch_model(cfg):
                 if p.dim() >= 2:
                     nn.init.normal_(p, std=0.02)
 
-        def forward(self, idx, caches=None, pos0=0):
+        def forward(self, idx, caches=None, pos0=0, head_at=None):
             T = idx.shape[1]
             x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + T))
             for i, blk in enumerate(self.h):
                 x = blk(x, caches[i] if caches else None, pos0)
+            if head_at is not None:  # one position per row (a judge's next token)
+                x = x[torch.arange(x.shape[0]), head_at]
             return self.ln_f(x) @ self.wte.weight.T  # tied LM head
 
     return GPT(cfg)

