@@ -140,10 +140,22 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "preferences.h5 so a rerun judges them again; false stores them as failed"),
 
     /* [judge] feedback LLM (src/judge/README.md) */
-    E("judge", "backend", "builtin", "builtin|openai|anthropic", "feedback LLM backend"),
+    E("judge", "backend", "builtin", "builtin|openai|anthropic|local",
+      "feedback LLM backend (local: the checkpoint judge.model run on the judge ranks)"),
     E("judge", "mode", "verdict", "verdict|logprob|rubric|score", "how a label is asked for"),
     S("judge", "base_url", "", "endpoint base URL, e.g. https://api.openai.com/v1"),
-    S("judge", "model", "", "model name sent to the endpoint"),
+    S("judge", "model", "",
+      "model name sent to the endpoint; backend local: the judge checkpoint's path"),
+    E("judge", "chat_template", "model", "model|none|chatml|llama3|llama2|zephyr|auto",
+      "backend local: the judge model's chat template (model = as model.chat_template; auto "
+      "reads the judge checkpoint's Hugging Face tokenizer_config.json)"),
+    I("judge", "local_batch", "16", 1, 4096, "backend local: calls run through the model together"),
+    I("judge", "local_context", "4096", 8, 1048576,
+      "backend local: positions one call may use, prompt and reply (at most the model's; the "
+      "memory check counts a KV cache of local_batch x local_context)"),
+    I("judge", "local_slice_tokens", "256", 1, 1e9,
+      "backend local: prompt tokens prefilled per poll (the rank's work between two looks "
+      "at its stop flags)"),
     S("judge", "api_key_env", "OPENAI_API_KEY",
       "name of the environment variable holding the API key (never the key itself)"),
     E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",

@@ -3,6 +3,7 @@
 #include "rlaif/core/ranks.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
+#include "rlaif/core/memory.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -161,6 +162,11 @@ void rlaif_threads_decide(int cpus, int sharing, int local, const char *omp_env,
 
 /* Ranks of this node whose affinity masks overlap this one's: they compete
  * for the same CPUs, whatever the launcher told (or did not tell) them. */
+static int node_ranks = 1; /* rlaif_ranks_on_node (memory.h) */
+int rlaif_ranks_on_node(void) {
+    return node_ranks;
+}
+
 static int threads_plan(MPI_Comm world, rlaif_threads *t) {
     cpu_set_t mine;
     CPU_ZERO(&mine);
@@ -172,6 +178,7 @@ static int threads_plan(MPI_Comm world, rlaif_threads *t) {
     RLAIF_CHECK_MPI(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int local;
     MPI_Comm_size(node, &local);
+    node_ranks = local;
     cpu_set_t *all = xmalloc(sizeof(cpu_set_t) * (size_t)local);
     int rc =
         MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, node);

@@ -3,6 +3,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/rng.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,12 +91,38 @@ int rlaif_sample_token(const float *logits, int V, const rlaif_gen_config *gc, f
     return tok;
 }
 
-int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int *tokens,
-                   const int64_t *offset, const int *length, const uint32_t *seq_index,
-                   rlaif_gen_output *out) {
-    memset(out, 0, sizeof *out);
+/* Stepwise generation: the buffers live in the run, so a caller that must
+ * not block (the local judge) can prefill in column chunks and decode one
+ * step at a time; rlaif_generate drives the same run in one go. */
+struct rlaif_gen_run {
+    rlaif_model *m;
+    rlaif_gen_config gc;
+    int B, P, N, Vs, fed, step, finished; /* fed: prompt columns run so far */
+    rlaif_kv_cache kv;
+    int *prompt, *ppos, *tok, *pos; /* left-padded prompts [B*P] and one column [B] */
+    uint8_t *pvalid, *valid;
+    float *logits;
+    int *idx, *done, *plen;
+    float *prob;
+    rlaif_rng *rng;
+    rlaif_gen_output out;
+};
+
+void rlaif_gen_run_free(rlaif_gen_run *g) {
+    if (!g) return;
+    free(g->prompt), free(g->ppos), free(g->pvalid), free(g->tok), free(g->pos), free(g->valid);
+    free(g->logits), free(g->idx), free(g->prob), free(g->rng), free(g->done), free(g->plen);
+    rlaif_kv_cache_free(&g->kv);
+    rlaif_gen_output_free(&g->out);
+    free(g);
+}
+
+int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config *gc, int B,
+                    const int *tokens, const int64_t *offset, const int *length,
+                    const uint32_t *seq_index) {
+    *out = NULL;
     int V = m->cfg.vocab_size, N = gc->max_new_tokens, P = 0;
-    if (B < 1 || N < 1)
+    if (B < 1 || N < 0)
         return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "generate: %d prompts, %d new tokens", B, N);
     for (int b = 0; b < B; b++) {
         if (length[b] < 1)
@@ -107,62 +134,127 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
         return RLAIF_ERROR(RLAIF_EX_USAGE, "shorten the prompts or max_new_tokens",
                            "generate: prompt of %d tokens + %d new exceeds max_seq_len %d", P, N,
                            m->cfg.max_seq_len);
+    rlaif_gen_run *g = xcalloc(1, sizeof *g);
+    g->m = m, g->gc = *gc, g->B = B, g->P = P, g->N = N;
     /* the ids the sampler may pick: a padded vocabulary's extra rows are not tokens */
-    int Vs = gc->n_valid > 0 && gc->n_valid < V ? gc->n_valid : V;
-    rlaif_kv_cache kv;
-    RLAIF_TRY(rlaif_kv_cache_create(&kv, &m->cfg, B, P + N));
-    out->B = B, out->max_new = N;
-    out->tokens = xmalloc(sizeof(int) * (size_t)B * N);
-    out->logp = xcalloc((size_t)B * N, sizeof(float));
-    out->length = xcalloc((size_t)B, sizeof(int));
-    int *tok = xmalloc(sizeof(int) * (size_t)B * P), *pos = xmalloc(sizeof(int) * (size_t)B * P);
-    uint8_t *valid = xmalloc((size_t)B * P);
-    float *logits = xmalloc(sizeof(float) * (size_t)B * V);
-    int *idx = xmalloc(sizeof(int) * (size_t)V * B);
-    float *prob = xmalloc(sizeof(float) * (size_t)V * B);
-    rlaif_rng *rng = xmalloc(sizeof(rlaif_rng) * (size_t)B);
-    int *done = xcalloc((size_t)B, sizeof(int));
-    for (int i = 0; i < B * N; i++) out->tokens[i] = gc->pad_id;
-
-    /* Prefill: left-padded prompts, positions from 0 at the first real token. */
+    g->Vs = gc->n_valid > 0 && gc->n_valid < V ? gc->n_valid : V;
+    int rc = rlaif_kv_cache_create(&g->kv, &m->cfg, B, P + N);
+    if (rc) return free(g), rc;
+    g->out.B = B, g->out.max_new = N;
+    g->out.tokens = xmalloc(sizeof(int) * ((size_t)B * N + 1));
+    g->out.logp = xcalloc((size_t)B * N + 1, sizeof(float));
+    g->out.length = xcalloc((size_t)B, sizeof(int));
+    for (int i = 0; i < B * N; i++) g->out.tokens[i] = gc->pad_id;
+    g->prompt = xmalloc(sizeof(int) * (size_t)B * P),
+    g->ppos = xmalloc(sizeof(int) * (size_t)B * P);
+    g->pvalid = xmalloc((size_t)B * P);
+    g->tok = xmalloc(sizeof(int) * (size_t)B * P), g->pos = xmalloc(sizeof(int) * (size_t)B * P);
+    g->valid = xmalloc((size_t)B * P);
+    g->logits = xmalloc(sizeof(float) * (size_t)B * V);
+    g->idx = xmalloc(sizeof(int) * (size_t)V * B);
+    g->prob = xmalloc(sizeof(float) * (size_t)V * B);
+    g->rng = xmalloc(sizeof(rlaif_rng) * (size_t)B);
+    g->done = xcalloc((size_t)B, sizeof(int));
+    g->plen = xmalloc(sizeof(int) * (size_t)B);
+    /* left-padded prompts, positions from 0 at the first real token */
     for (int b = 0; b < B; b++) {
         int pad = P - length[b];
         for (int t = 0; t < P; t++) {
             int real = t >= pad;
-            tok[b * P + t] = real ? tokens[offset[b] + t - pad] : gc->pad_id;
-            pos[b * P + t] = real ? t - pad : 0;
-            valid[b * P + t] = (uint8_t)real;
+            g->prompt[b * P + t] = real ? tokens[offset[b] + t - pad] : gc->pad_id;
+            g->ppos[b * P + t] = real ? t - pad : 0;
+            g->pvalid[b * P + t] = (uint8_t)real;
         }
-        rlaif_rng_init(&rng[b], gc->seed, RLAIF_STREAM_SAMPLE, gc->step,
+        rlaif_rng_init(&g->rng[b], gc->seed, RLAIF_STREAM_SAMPLE, gc->step,
                        seq_index ? seq_index[b] : (uint32_t)b);
+        g->plen[b] = length[b];
     }
-    int rc = rlaif_model_forward_kv(m, &kv, tok, pos, valid, P, logits);
-    for (int s = 0; s < N && !rc; s++) {
-        int live = 0;
-        /* rows are independent: each has its own RNG stream and scratch */
-#pragma omp parallel for schedule(static) reduction(+ : live) if (B > 1)
-        for (int b = 0; b < B; b++) {
-            if (done[b]) {
-                tok[b] = gc->pad_id, valid[b] = 0, pos[b] = 0;
-                continue;
-            }
-            /* one uniform per token, drawn even when greedy, so the stream of
-             * a sequence does not depend on the decoding settings */
-            float u = rlaif_rng_uniform(&rng[b]);
-            float lp;
-            int t = rlaif_sample_token(logits + (size_t)b * V, Vs, gc, u, idx + (size_t)b * V,
-                                       prob + (size_t)b * V, &lp);
-            out->tokens[b * N + s] = t, out->logp[b * N + s] = lp;
-            out->length[b] = s + 1;
-            if (t == gc->eos_id) done[b] = 1;
-            tok[b] = t, valid[b] = 1, pos[b] = length[b] + s;
-            live += !done[b];
+    *out = g;
+    return 0;
+}
+
+/* The next `cols` prompt columns through the cache. */
+static int prefill_chunk(rlaif_gen_run *g, int cols) {
+    int B = g->B, P = g->P;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < cols; i++) {
+            g->tok[b * cols + i] = g->prompt[b * P + g->fed + i];
+            g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
+            g->valid[b * cols + i] = g->pvalid[b * P + g->fed + i];
         }
-        if (!live || s == N - 1) break;
-        rc = rlaif_model_forward_kv(m, &kv, tok, pos, valid, 1, logits);
+    RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
+    g->fed += cols;
+    return 0;
+}
+
+/* Sample one token per live row from the logits; 1 when some row goes on. */
+static int sample_step(rlaif_gen_run *g) {
+    int B = g->B, N = g->N, V = g->m->cfg.vocab_size, s = g->step, live = 0;
+    /* rows are independent: each has its own RNG stream and scratch */
+#pragma omp parallel for schedule(static) reduction(+ : live) if (B > 1)
+    for (int b = 0; b < B; b++) {
+        if (g->done[b]) {
+            g->tok[b] = g->gc.pad_id, g->valid[b] = 0, g->pos[b] = 0;
+            continue;
+        }
+        /* one uniform per token, drawn even when greedy, so the stream of
+         * a sequence does not depend on the decoding settings */
+        float u = rlaif_rng_uniform(&g->rng[b]);
+        float lp;
+        int t = rlaif_sample_token(g->logits + (size_t)b * V, g->Vs, &g->gc, u,
+                                   g->idx + (size_t)b * V, g->prob + (size_t)b * V, &lp);
+        g->out.tokens[b * N + s] = t, g->out.logp[b * N + s] = lp;
+        g->out.length[b] = s + 1;
+        if (t == g->gc.eos_id) g->done[b] = 1;
+        g->tok[b] = t, g->valid[b] = 1, g->pos[b] = g->plen[b] + s;
+        live += !g->done[b];
     }
-    free(tok), free(pos), free(valid), free(logits), free(idx), free(prob), free(rng), free(done);
-    rlaif_kv_cache_free(&kv);
-    if (rc) rlaif_gen_output_free(out);
+    return live;
+}
+
+int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
+    *finished = g->finished;
+    if (g->finished) return 0;
+    if (g->fed < g->P) { /* prefill: as many columns as the budget allows, at least one */
+        long cols = max_tokens / g->B;
+        if (cols < 1) cols = 1;
+        if (cols > g->P - g->fed) cols = g->P - g->fed;
+        RLAIF_TRY(prefill_chunk(g, (int)cols));
+        if (g->fed < g->P || g->N > 0) return 0;
+        *finished = g->finished = 1; /* prefill only: the logits are the answer */
+        return 0;
+    }
+    int live = sample_step(g);
+    if (!live || ++g->step >= g->N) {
+        *finished = g->finished = 1;
+        return 0;
+    }
+    return rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, 1, g->logits);
+}
+
+const float *rlaif_gen_logits(const rlaif_gen_run *g) {
+    return g->logits;
+}
+
+const rlaif_gen_output *rlaif_gen_result(const rlaif_gen_run *g) {
+    return &g->out;
+}
+
+int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int *tokens,
+                   const int64_t *offset, const int *length, const uint32_t *seq_index,
+                   rlaif_gen_output *out) {
+    memset(out, 0, sizeof *out);
+    if (gc->max_new_tokens < 1)
+        return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "generate: %d prompts, %d new tokens", B,
+                           gc->max_new_tokens);
+    rlaif_gen_run *g;
+    RLAIF_TRY(rlaif_gen_begin(&g, m, gc, B, tokens, offset, length, seq_index));
+    int finished = 0, rc = 0;
+    while (!finished && !rc) rc = rlaif_gen_advance(g, LONG_MAX, &finished);
+    if (!rc) { /* hand the output over */
+        *out = g->out;
+        memset(&g->out, 0, sizeof g->out);
+    }
+    rlaif_gen_run_free(g);
     return rc;
 }

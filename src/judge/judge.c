@@ -27,9 +27,9 @@
 void rlaif_judge_free_call(call *c) {
     for (call *f = c->followers, *n; f; f = n) { /* followers have none of their own */
         n = f->next_follower;
-        free(f->body), free(f->user), free(f);
+        free(f->body), free(f->user), free(f->ids), free(f);
     }
-    free(c->body), free(c->user), free(c);
+    free(c->body), free(c->user), free(c->ids), free(c);
 }
 
 /* The table of unsettled HTTP calls by key: two calls with the same key (a
@@ -261,7 +261,7 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
                      "with all %d criteria rated 1-5",
                      RLAIF_JUDGE_NCRIT);
         }
-    } else if (o->status == RLAIF_JS_TRUNCATED) {
+    } else if (o->status == RLAIF_JS_TRUNCATED && c->body) {
         snprintf(o->reason, sizeof o->reason,
                  "the endpoint read %ld prompt tokens of %zu bytes of text: it cut the prompt "
                  "(raise its context size, e.g. llama-server -c)",
@@ -282,7 +282,7 @@ static void settle(rlaif_judge *j, call *c, const rlaif_journal_entry *e, int re
 /* The call is answered, or failed for good: it and every call that waited
  * on the same key settle with the same answer (paid once). */
 static void finish_call(rlaif_judge *j, call *c, const rlaif_journal_entry *e) {
-    if (c->body) pending_remove(j, c);
+    if (c->body || c->ids) pending_remove(j, c);
     settle(j, c, e, 0);
     for (call *f = c->followers; f; f = f->next_follower) settle(j, f, e, 2);
     rlaif_judge_free_call(c);
@@ -520,6 +520,41 @@ static int dispatch(rlaif_judge *j) {
 
 /* --------------------------------------------------------------- submit */
 
+/* An HTTP call's body and key: endpoint URL + body (model, messages,
+ * sampling) + order. */
+static void make_http_key(endpoint *ep, call *c, rlaif_judge_messages *m, int mode, int order) {
+    c->body = rlaif_judge_request_body(&ep->e, mode, m);
+    for (int i = 0; i < m->n; i++) c->content_bytes += strlen(m->content[i]);
+    rlaif_judge_messages_free(m);
+    c->len = strlen(c->body);
+    c->est_tokens = (double)c->len / 4.0 + (mode == RLAIF_JM_LOGPROB ? 1 : ep->e.max_tokens);
+    uint64_t h0 = rlaif_hash64(ep->url, strlen(ep->url), (uint64_t)order + 11);
+    uint64_t k1 = rlaif_hash64(c->body, c->len, h0), k2 = rlaif_hash64(c->body, c->len, ~h0);
+    snprintf(c->key, sizeof c->key, "%016llx%016llx", (unsigned long long)k1,
+             (unsigned long long)k2);
+}
+
+/* A local call's prompt ids and key (judge_local.c). 1 when the call is
+ * settled already: its prompt does not fit the model (no answer to journal:
+ * the same prompt never fits that model), or an error (*rc). */
+static int make_local_key(rlaif_judge *j, endpoint *ep, call *c, rlaif_judge_messages *m, int order,
+                          int *rc) {
+    char why[200];
+    int r = rlaif_local_encode(ep->local, m, c, why, sizeof why);
+    rlaif_judge_messages_free(m);
+    if (r > 0) {
+        *rc = r;
+        rlaif_judge_free_call(c);
+        return 1;
+    }
+    rlaif_local_key(ep->local, c, order, c->key);
+    if (r < 0) {
+        fail_call(j, c, RLAIF_JS_TRUNCATED, 0, why);
+        return 1;
+    }
+    return 0;
+}
+
 static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) {
     const rlaif_judge_template *t = &j->tpl[unit / j->nep];
     endpoint *ep = &j->ep[unit % j->nep];
@@ -541,16 +576,10 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
         push_ready(j, c);
         return;
     }
-    c->body = rlaif_judge_request_body(&ep->e, j->mode, &m);
-    for (int i = 0; i < m.n; i++) c->content_bytes += strlen(m.content[i]);
-    rlaif_judge_messages_free(&m);
-    c->len = strlen(c->body);
-    c->est_tokens = (double)c->len / 4.0 + (j->mode == RLAIF_JM_LOGPROB ? 1 : ep->e.max_tokens);
-    /* key: endpoint URL + body (model, messages, sampling) + order */
-    uint64_t h0 = rlaif_hash64(ep->url, strlen(ep->url), (uint64_t)order + 11);
-    uint64_t k1 = rlaif_hash64(c->body, c->len, h0), k2 = rlaif_hash64(c->body, c->len, ~h0);
-    snprintf(c->key, sizeof c->key, "%016llx%016llx", (unsigned long long)k1,
-             (unsigned long long)k2);
+    if (ep->e.backend == RLAIF_JB_LOCAL) {
+        if (make_local_key(j, ep, c, &m, order, rc)) return;
+    } else
+        make_http_key(ep, c, &m, j->mode, order);
     rlaif_journal_entry e;
     if (rlaif_journal_lookup(j->journal, c->key, &e)) {
         settle(j, c, &e, 1);
@@ -566,7 +595,10 @@ static void make_call(rlaif_judge *j, pstate *ps, int unit, int order, int *rc) 
     call **bucket = pending_bucket(j, c->key);
     c->next_pending = *bucket;
     *bucket = c;
-    push_ready(j, c);
+    if (ep->e.backend == RLAIF_JB_LOCAL)
+        rlaif_local_submit(ep->local, c);
+    else
+        push_ready(j, c);
 }
 
 int rlaif_judge_credit(const rlaif_judge *j) {
@@ -607,6 +639,28 @@ int rlaif_judge_submit(rlaif_judge *j, const rlaif_judge_pair *p) {
 
 /* ----------------------------------------------------------------- poll */
 
+/* A local call answered: journaled first, like a paid answer. */
+static int on_local_answer(void *ctx, call *c, const rlaif_journal_entry *e, const char *raw) {
+    rlaif_judge *j = ctx;
+    RLAIF_TRY(rlaif_journal_append(j->journal, c->key, e, raw, strlen(raw)));
+    /* tests count these lines per key: a journaled call is never generated again */
+    rlaif_debug("judge: local answer %s (%ld prompt tokens, %ld out, %s)", c->key, e->tokens_in,
+                e->tokens_out, rlaif_judge_status_name(e->status));
+    finish_call(j, c, e);
+    return 0;
+}
+
+/* One slice of every local judge model with work; 1 when any had some. */
+static int local_work(rlaif_judge *j, int *rc) {
+    int any = 0;
+    for (int e = 0; e < j->nep && !*rc; e++)
+        if (j->ep[e].local && rlaif_local_busy(j->ep[e].local)) {
+            any = 1;
+            *rc = rlaif_local_slice(j->ep[e].local, on_local_answer, j);
+        }
+    return any;
+}
+
 static void release(rlaif_judge *j, pstate *ps) {
     free(ps->prompt), free(ps->resp[0]), free(ps->resp[1]);
     for (int i = 0; i < 2 * j->nunits; i++) free(ps->oc[i].text);
@@ -632,9 +686,15 @@ int rlaif_judge_poll(rlaif_judge *j, double wait, rlaif_judge_result *out, int c
             }
             if (j->ready_head) RLAIF_TRY(dispatch(j)); /* refill freed slots at once */
         }
+        int rc = 0, local = j->nlocal && j->ndone < cap && local_work(j, &rc);
+        RLAIF_TRY(rc);
         double now = rlaif_now();
         int busy = j->ready_head || j->delayed || (j->http && rlaif_http_inflight(j->http));
-        if (j->ndone >= cap || now >= end || !busy) break;
+        if (j->ndone >= cap || now >= end || !(busy || local)) break;
+        if (local) { /* the model works while HTTP transfers move on */
+            if (j->http && rlaif_http_inflight(j->http)) RLAIF_TRY(rlaif_http_wait(j->http, 0));
+            continue;
+        }
         double t = end - now;
         if (j->wake - now < t) t = j->wake - now;
         if (t < 0.0005) t = 0.0005;

@@ -135,6 +135,8 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
         ep->e.backend = RLAIF_JB_OPENAI;
     else if (!strcmp(backend, "anthropic"))
         ep->e.backend = RLAIF_JB_ANTHROPIC;
+    else if (!strcmp(backend, "local"))
+        ep->e.backend = RLAIF_JB_LOCAL;
     else
         return RLAIF_ERROR(RLAIF_EX_USAGE, "endpoints are backend[:model][@base_url][#KEY_ENV]",
                            "judge: unknown backend '%s' in '%s'", backend, spec);
@@ -164,9 +166,15 @@ static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_sta
     shown[strcspn(shown, "?#")] = 0;
     if (ep->e.backend == RLAIF_JB_BUILTIN)
         snprintf(st->name, sizeof st->name, "builtin");
+    else if (ep->e.backend == RLAIF_JB_LOCAL)
+        snprintf(st->name, sizeof st->name, "local:%s", ep->e.model);
     else
         snprintf(st->name, sizeof st->name, "%s:%s@%s", backend, ep->e.model, shown);
     if (ep->e.backend == RLAIF_JB_BUILTIN) return 0;
+    if (ep->e.backend == RLAIF_JB_LOCAL) {
+        j->nlocal++;
+        return rlaif_local_open(&ep->local, cfg, ep->e.model, j->mode);
+    }
 
     if (anth && j->mode == RLAIF_JM_LOGPROB)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "use judge.mode = verdict or rubric with anthropic",
@@ -258,7 +266,8 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
         while (*s == ' ') s++;
         if (!*s) continue;
         rc = setup_endpoint(j, &j->ep[j->nep], &j->stats[j->nep], cfg, s);
-        need_http |= j->ep[j->nep].e.backend != RLAIF_JB_BUILTIN;
+        need_http |= j->ep[j->nep].e.backend == RLAIF_JB_OPENAI ||
+                     j->ep[j->nep].e.backend == RLAIF_JB_ANTHROPIC;
         j->nep++;
     }
     free(specs);
@@ -274,15 +283,17 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
         j->slots[i].next = j->free_slots;
         j->free_slots = &j->slots[i];
     }
-    if (!need_http) return 0;
+    if (!need_http && !j->nlocal) return 0; /* the builtin judge costs nothing: no journal */
     /* unsettled calls: at most credit x units x 2 orders */
     j->npending_buckets = 64;
     while (j->npending_buckets < 4L * j->credit_max * j->nunits) j->npending_buckets *= 2;
     j->pending = xcalloc((size_t)j->npending_buckets, sizeof *j->pending);
-    RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
-                              rlaif_cfg_float(cfg, "judge.timeout")));
-    rlaif_adapt_init(&j->adapt, inflight, rlaif_cfg_bool(cfg, "judge.adaptive"), rlaif_now());
-    j->connections = inflight;
+    if (need_http) {
+        RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
+                                  rlaif_cfg_float(cfg, "judge.timeout")));
+        rlaif_adapt_init(&j->adapt, inflight, rlaif_cfg_bool(cfg, "judge.adaptive"), rlaif_now());
+        j->connections = inflight;
+    }
     char dir[4096];
     if (journal_dir && *journal_dir)
         snprintf(dir, sizeof dir, "%s", journal_dir);
@@ -319,6 +330,9 @@ static void free_list(call *c) {
 static void drop_call(void *c) {
     rlaif_judge_free_call(c);
 }
+static void drop_local(call *c) {
+    rlaif_judge_free_call(c);
+}
 
 void rlaif_judge_close(rlaif_judge *j) {
     if (!j) return;
@@ -341,6 +355,7 @@ void rlaif_judge_close(rlaif_judge *j) {
     rlaif_journal_close(j->journal);
     for (int e = 0; e < j->nep; e++) {
         endpoint *ep = &j->ep[e];
+        rlaif_local_close(ep->local, drop_local);
         free(ep->e.base_url), free(ep->e.model), free(ep->e.anthropic_version), free(ep->url);
         if (ep->key) memset(ep->key, 0, strlen(ep->key));
         free(ep->key);

@@ -88,7 +88,8 @@ static int tag_take(tag_map *m, uint64_t id, int64_t *tag) {
 /* ------------------------------------------------------------ the pump */
 
 int rlaif_pump_preflight(const rlaif_config *cfg, const char *who) {
-    if (!strcmp(rlaif_cfg_str(cfg, "judge.backend"), "builtin")) return 0;
+    const char *backend = rlaif_cfg_str(cfg, "judge.backend");
+    if (!strcmp(backend, "builtin") || !strcmp(backend, "local")) return 0; /* no key */
     const char *env = rlaif_cfg_str(cfg, "judge.api_key_env");
     const char *key = *env ? getenv(env) : NULL;
     if (!*env || (key && *key)) return 0;

@@ -179,6 +179,18 @@ static int from_auto(rlaif_chat *c, const rlaif_config *cfg, const char *checkpo
                        paths[0] ? paths[0] : "the job (no checkpoint)");
 }
 
+int rlaif_chat_for_checkpoint(rlaif_chat *c, const char *form, const char *checkpoint) {
+    memset(c, 0, sizeof *c);
+    if (strcmp(form, "auto")) return rlaif_chat_form_parse(form, &c->form);
+    int found = 0;
+    RLAIF_TRY(from_checkpoint(c, checkpoint, &found));
+    if (found) return 0;
+    return RLAIF_ERROR(RLAIF_EX_USAGE, "name the form (chatml, llama3, ...) instead of auto",
+                       "chat template auto: %s keeps no Hugging Face tokenizer_config.json "
+                       "(/hf_files) to read the template from",
+                       checkpoint);
+}
+
 void rlaif_chat_keys_set(const rlaif_config *cfg, const char *keys[3]) {
     int n = 0;
     if (strcmp(rlaif_cfg_str(cfg, "model.chat_template"), "none"))

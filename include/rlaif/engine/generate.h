@@ -50,6 +50,23 @@ int rlaif_generate(rlaif_model *m, const rlaif_gen_config *gc, int B, const int 
                    rlaif_gen_output *out);
 void rlaif_gen_output_free(rlaif_gen_output *out);
 
+/* The same generation in bounded slices, for a caller that must not block
+ * long (the local judge polls every 50 ms): begin allocates the cache and
+ * pads the prompts (no compute; max_new_tokens 0 = prefill only); each
+ * advance runs either the next prefill chunk of about max_tokens tokens
+ * (max_tokens / B prompt columns, at least one) or one decoding step, and
+ * sets *finished once every row has ended (prefill only: after the last
+ * chunk, when rlaif_gen_logits holds each row's next-token logits [B*V]).
+ * Run in one go (max_tokens LONG_MAX) it is exactly rlaif_generate. */
+typedef struct rlaif_gen_run rlaif_gen_run;
+int rlaif_gen_begin(rlaif_gen_run **g, rlaif_model *m, const rlaif_gen_config *gc, int B,
+                    const int *tokens, const int64_t *offset, const int *length,
+                    const uint32_t *seq_index);
+int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished);
+const float *rlaif_gen_logits(const rlaif_gen_run *g);
+const rlaif_gen_output *rlaif_gen_result(const rlaif_gen_run *g);
+void rlaif_gen_run_free(rlaif_gen_run *g);
+
 /* Sample one token from a row of V logits (exposed for tests). idx/prob are
  * scratch of V entries each. Returns the token; *logp as in rlaif_gen_output. */
 int rlaif_sample_token(const float *logits, int V, const rlaif_gen_config *gc, float u, int *idx,

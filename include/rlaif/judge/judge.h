@@ -287,7 +287,12 @@ double rlaif_builtin_quality(const char *question, const char *response, int *co
 
 /* ------------------------------------------------------------- HTTP APIs */
 
-typedef enum { RLAIF_JB_BUILTIN, RLAIF_JB_OPENAI, RLAIF_JB_ANTHROPIC } rlaif_judge_backend;
+typedef enum {
+    RLAIF_JB_BUILTIN,
+    RLAIF_JB_OPENAI,
+    RLAIF_JB_ANTHROPIC,
+    RLAIF_JB_LOCAL /* a checkpoint run by the engine on the judge rank (judge_local.c) */
+} rlaif_judge_backend;
 
 typedef struct {
     rlaif_judge_backend backend;

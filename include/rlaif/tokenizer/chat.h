@@ -74,6 +74,9 @@ int rlaif_chat_from_hf_config(rlaif_chat *c, const char *json, size_t n, const c
  * /hf_files/tokenizer_config.json of checkpoint (may be NULL), else of
  * model.init_from; neither holding one is RLAIF_EX_USAGE. */
 int rlaif_chat_from_config(rlaif_chat *c, const rlaif_config *cfg, const char *checkpoint);
+/* A template for another model than the policy (the local judge): form is
+ * a form name or "auto", which reads only checkpoint's /hf_files. */
+int rlaif_chat_for_checkpoint(rlaif_chat *c, const char *form, const char *checkpoint);
 void rlaif_chat_free(rlaif_chat *c);
 /* The job's chat keys that are not at their defaults (model.chat_template
  * none, model.system_prompt ""), NULL-terminated, for the signatures that
