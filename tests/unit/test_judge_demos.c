@@ -4,7 +4,9 @@
  * equals the judge call encoded for the model (same template, same fences
  * and boundary), and the reply is the prefix the judge writes before its
  * label, then the builtin judge's letter for that very rendering. */
+#include "judge_impl.h" /* rlaif_local_encode: what the local judge reads */
 #include "rlaif/app/judge_demos.h"
+#include "rlaif/engine/model_io.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/phases/task.h"
 #include "rlaif/tokenizer/tokenizer.h"
@@ -12,17 +14,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_main.h"
 
 #define ok(x) ck_assert_int_eq((x), 0)
 
-/* What a local judge reads for one call: the messages through the chat
- * form, then its reply prefix (logprob mode). */
-static void judge_ids(const rlaif_judge_messages *m, rlaif_tokenizer *tok, rlaif_tokens *out) {
-    ok(rlaif_judge_messages_encode(m, NULL, tok, out));
-    ok(rlaif_tokenizer_encode(tok, RLAIF_JUDGE_REPLY_PREFIX, strlen(RLAIF_JUDGE_REPLY_PREFIX), 0,
-                              out));
+/* A tiny random GPT-2 with the byte tokenizer saved as a checkpoint: the
+ * local judge in logprob mode opened on it (its weights do not matter). */
+static rlaif_local *tiny_judge(rlaif_tokenizer *tok, char *path, rlaif_config **cfg) {
+    rlaif_model_config mc = {.n_layer = 1, .n_embd = 8, .n_head = 1, .max_seq_len = 512};
+    mc.vocab_size = (int)rlaif_tokenizer_vocab_size(tok);
+    rlaif_model m;
+    ok(rlaif_model_create(&m, &mc));
+    rlaif_model_init_random(&m, 1, 0.02f);
+    ok(rlaif_ckpt_save(path, &m, NULL, 0));
+    rlaif_model_free(&m);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ok(rlaif_tokenizer_save(tok, g));
+    H5Gclose(g), H5Fclose(f);
+    static char *sets[] = {"judge.mode=logprob", NULL}, *no_env[] = {NULL};
+    ok(rlaif_config_load(cfg, NULL, 1, sets, no_env));
+    rlaif_local *L;
+    ok(rlaif_local_open(&L, *cfg, path, RLAIF_JM_LOGPROB));
+    return L;
+}
+
+/* What the local judge reads for one call (its prompt ends with the reply
+ * prefix in logprob mode). */
+static void judge_ids(rlaif_local *L, const rlaif_judge_messages *m, rlaif_tokens *out) {
+    call c = {0};
+    char why[300];
+    ck_assert_msg(rlaif_local_encode(L, m, &c, why, sizeof why) == 0, "%s", why);
+    out->ids = c.ids, out->n = out->cap = (size_t)c.nids;
 }
 
 /* The demo's template, from the source tree (tests run with top_srcdir). */
@@ -34,8 +59,9 @@ static void demo_template(rlaif_judge_template *t) {
 }
 
 /* One pair in one order: the demonstration's ids against the judge's. */
-static void check_pair(const rlaif_judge_template *t, const char *fewshot, rlaif_tokenizer *tok,
-                       const char *q, const char *a, const char *b, uint32_t k) {
+static void check_pair(const rlaif_judge_template *t, const char *fewshot, rlaif_local *L,
+                       rlaif_tokenizer *tok, const char *q, const char *a, const char *b,
+                       uint32_t k) {
     rlaif_builtin_opts opts = {0.3, 0.2, 99}; /* noise on: the letter must follow the render */
     rlaif_rng r1, r2;
     rlaif_rng_init(&r1, 7, RLAIF_STREAM_JUDGE, 1, k);
@@ -43,7 +69,7 @@ static void check_pair(const rlaif_judge_template *t, const char *fewshot, rlaif
     rlaif_judge_messages m;
     ok(rlaif_judge_render(t, fewshot, q, a, b, &r1, &m));
     rlaif_tokens want = {0}, got = {0};
-    judge_ids(&m, tok, &want);
+    judge_ids(L, &m, &want);
     double pa;
     char *letter = rlaif_judge_builtin_answer(m.content[m.n - 1], RLAIF_JM_LOGPROB, &opts, &pa);
     char *prompt, *response;
@@ -69,6 +95,10 @@ START_TEST(demonstration_ids_are_the_judges) {
     ok(rlaif_tokenizer_byte(&tok, "<|endoftext|>"));
     rlaif_judge_template t;
     demo_template(&t);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/test_judge_demos.%d.h5", (int)getpid());
+    rlaif_config *cfg;
+    rlaif_local *L = tiny_judge(tok, path, &cfg);
     static const char *const pairs[][3] = {
         {"What is 7 times 13?", "91", "93, you idiot."},
         {"What is 4 minus 19?", "Let me think about it. The answer is -15.", "-15"},
@@ -78,13 +108,16 @@ START_TEST(demonstration_ids_are_the_judges) {
     };
     for (uint32_t k = 0; k < 40; k++) {
         const char *const *p = pairs[k % 4];
-        check_pair(&t, NULL, tok, p[0], p[k & 4 ? 2 : 1], p[k & 4 ? 1 : 2], k);
+        check_pair(&t, NULL, L, tok, p[0], p[k & 4 ? 2 : 1], p[k & 4 ? 1 : 2], k);
     }
     /* few-shot turns render into the prompt too */
     check_pair(&t,
                "{\"input\":\"What is 1 plus 1?\",\"response_a\":\"2\",\"response_b\":\"3\","
                "\"answer\":\"A\"}\n",
-               tok, "What is 3 plus 4?", "7", "8", 99);
+               L, tok, "What is 3 plus 4?", "7", "8", 99);
+    rlaif_local_close(L, NULL);
+    rlaif_config_free(cfg);
+    unlink(path);
     rlaif_judge_template_free(&t);
     rlaif_tokenizer_free(tok);
 }

@@ -6,14 +6,18 @@ judge's labels agree with another's.
   local_judge.py pairs PREFS.h5 TRAIN.jsonl HELDOUT.jsonl [--heldout N]
       every pair of the file as {"id","prompt","response_a","response_b"};
       a prompt whose hash is 0 mod N (default 10) goes to HELDOUT, so no
-      question the judge was taught on is among its held-out pairs
+      question the judge was taught on is among its held-out pairs (N = 1:
+      every pair to HELDOUT); also LABELS.jsonl beside HELDOUT with the
+      file's own labels as {"id","label"}
   local_judge.py judges PREFS.h5
       the judge names in the file and the endpoint of every labelled pair
       (one line: JSON {"judges": [...], "pairs": n, "by_judge": {name: n}})
   local_judge.py agree NAME=LABELS.jsonl ... [--json OUT]
       the first file's labels (rlaif judge --output) against each other's,
-      pair by pair (by "id"): the share of the pairs the other decided (label
-      not 0.5, not missing) on which the first chose the same response
+      pair by pair (by "id"): the share of the pairs the other decided on
+      which the first chose the same response. Decided: a label more than
+      0.05 from 0.5 (a tie of two orders is 0.5; the builtin judge's coin
+      flip between two equally good answers is 0.55 or 0.45 in both orders)
 """
 import argparse
 import hashlib
@@ -36,15 +40,18 @@ def cmd_pairs(a):
         prompts, responses = texts(f, "prompts"), texts(f, "responses")
         pairs = f["pairs"][:f.attrs["pairs_committed"]]
     n = [0, 0]
-    with open(a.train, "w") as tr, open(a.heldout, "w") as ho:
+    labels_path = a.heldout.rsplit(".", 1)[0] + "-labels.jsonl"
+    with open(a.train, "w") as tr, open(a.heldout, "w") as ho, open(labels_path, "w") as lab:
         for q in pairs:
             prompt = prompts[q["prompt_id"]]
             h = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)
-            held = h % a.heldout_every == 0
+            held = a.heldout_every == 1 or h % a.heldout_every == 0
             rec = {"id": int(q["pair_id"]), "prompt": prompt,
                    "response_a": responses[q["response_a"]],
                    "response_b": responses[q["response_b"]]}
             (ho if held else tr).write(json.dumps(rec) + "\n")
+            if held:
+                lab.write(json.dumps({"id": rec["id"], "label": float(q["label"])}) + "\n")
             n[held] += 1
     print(f"{a.prefs}: {n[0]} pairs to teach the judge ({a.train}), {n[1]} held out "
           f"({a.heldout}; their questions are never taught)")
@@ -74,7 +81,7 @@ def labels(path):
 
 
 def decided(x):
-    return x is not None and not math.isnan(x) and x != 0.5
+    return x is not None and not math.isnan(x) and abs(x - 0.5) > 0.05
 
 
 def cmd_agree(a):
