@@ -38,11 +38,15 @@ int rlaif_judge_demo(const rlaif_judge_template *t, const char *fewshot, rlaif_j
     if (text.n && text.data[text.n - 1] == '\n') text.data[--text.n] = 0;
     *prompt = text.data;
     /* logprob mode: the letter after the reply prefix the local judge
-     * writes before it reads P(A); other modes: the judge's whole text */
-    size_t pl = mode == RLAIF_JM_LOGPROB ? strlen(prefix) : 0, al = strlen(answer);
+     * writes before it reads P(A); score mode: the score line alone (what
+     * is read back; the analysis before it would be most of the tokens);
+     * other modes: the judge's whole text */
+    const char *score = mode == RLAIF_JM_SCORE ? strstr(answer, "Score: ") : NULL;
+    const char *body = score ? score : answer;
+    size_t pl = mode == RLAIF_JM_LOGPROB ? strlen(prefix) : 0, al = strlen(body);
     *response = xmalloc(pl + al + 1);
     memcpy(*response, prefix, pl);
-    memcpy(*response + pl, answer, al + 1);
+    memcpy(*response + pl, body, al + 1);
     free(answer);
     return 0;
 }
@@ -91,8 +95,10 @@ static int demo_line(const rlaif_judge_template *t, const char *fewshot, rlaif_j
         rlaif_rng_init(&rng, opts->seed, RLAIF_STREAM_JUDGE, (uint32_t)(id >> 32) ^ 0x6a646d6fu,
                        (uint32_t)id * 2u + (uint32_t)order);
         char *prompt = NULL, *response = NULL;
+        /* score mode rates one response a call: order k is response k */
         rc = rlaif_judge_demo(t, fewshot, mode, opts, RLAIF_JUDGE_REPLY_PREFIX, in, r[order],
-                              r[1 - order], &rng, &prompt, &response);
+                              mode == RLAIF_JM_SCORE ? NULL : r[1 - order], &rng, &prompt,
+                              &response);
         if (!rc && write_demo(out, prompt, response, id, order))
             rc = RLAIF_ERROR(RLAIF_EX_IOERR, "check the disk", "judge --demos: write failed");
         free(prompt), free(response);

@@ -22,7 +22,8 @@
 
 /* A tiny random GPT-2 with the byte tokenizer saved as a checkpoint: the
  * local judge in logprob mode opened on it (its weights do not matter). */
-static rlaif_local *tiny_judge(rlaif_tokenizer *tok, char *path, rlaif_config **cfg) {
+static rlaif_local *tiny_judge(rlaif_tokenizer *tok, char *path, rlaif_judge_mode mode,
+                               rlaif_config **cfg) {
     rlaif_model_config mc = {.n_layer = 1, .n_embd = 8, .n_head = 1, .max_seq_len = 512};
     mc.vocab_size = (int)rlaif_tokenizer_vocab_size(tok);
     rlaif_model m;
@@ -34,10 +35,10 @@ static rlaif_local *tiny_judge(rlaif_tokenizer *tok, char *path, rlaif_config **
     hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     ok(rlaif_tokenizer_save(tok, g));
     H5Gclose(g), H5Fclose(f);
-    static char *sets[] = {"judge.mode=logprob", NULL}, *no_env[] = {NULL};
+    static char *sets[] = {"judge.max_tokens=12", NULL}, *no_env[] = {NULL};
     ok(rlaif_config_load(cfg, NULL, 1, sets, no_env));
     rlaif_local *L;
-    ok(rlaif_local_open(&L, *cfg, path, RLAIF_JM_LOGPROB));
+    ok(rlaif_local_open(&L, *cfg, path, mode));
     return L;
 }
 
@@ -98,7 +99,7 @@ START_TEST(demonstration_ids_are_the_judges) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/test_judge_demos.%d.h5", (int)getpid());
     rlaif_config *cfg;
-    rlaif_local *L = tiny_judge(tok, path, &cfg);
+    rlaif_local *L = tiny_judge(tok, path, RLAIF_JM_LOGPROB, &cfg);
     static const char *const pairs[][3] = {
         {"What is 7 times 13?", "91", "93, you idiot."},
         {"What is 4 minus 19?", "Let me think about it. The answer is -15.", "-15"},
@@ -123,10 +124,57 @@ START_TEST(demonstration_ids_are_the_judges) {
 }
 END_TEST
 
+/* Score mode (the demo's judge): one response a call, no reply prefix; the
+ * demonstration's reply is the builtin judge's "Score: N" line. */
+START_TEST(score_demonstrations_are_the_judges) {
+    rlaif_tokenizer *tok;
+    ok(rlaif_tokenizer_byte(&tok, "<|endoftext|>"));
+    const char *top = getenv("top_srcdir");
+    char tpath[4096], path[64];
+    snprintf(tpath, sizeof tpath, "%s/jobs/demo-judge-score.txt", top ? top : ".");
+    rlaif_judge_template t;
+    ok(rlaif_judge_template_load(&t, tpath));
+    snprintf(path, sizeof path, "/tmp/test_judge_demos_s.%d.h5", (int)getpid());
+    rlaif_config *cfg;
+    rlaif_local *L = tiny_judge(tok, path, RLAIF_JM_SCORE, &cfg);
+    static const char *const resp[] = {"91", "93, you idiot.", "Let me think. It is -15.", ""};
+    rlaif_builtin_opts opts = {0.3, 0.2, 99};
+    for (uint32_t k = 0; k < 16; k++) {
+        rlaif_rng r1, r2;
+        rlaif_rng_init(&r1, 7, RLAIF_STREAM_JUDGE, 2, k);
+        r2 = r1;
+        rlaif_judge_messages m;
+        ok(rlaif_judge_render(&t, NULL, "What is 7 times 13?", resp[k % 4], NULL, &r1, &m));
+        rlaif_tokens want = {0}, got = {0};
+        judge_ids(L, &m, &want);
+        double pa;
+        char *text = rlaif_judge_builtin_answer(m.content[m.n - 1], RLAIF_JM_SCORE, &opts, &pa);
+        char *prompt, *response;
+        ok(rlaif_judge_demo(&t, NULL, RLAIF_JM_SCORE, &opts, RLAIF_JUDGE_REPLY_PREFIX,
+                            "What is 7 times 13?", resp[k % 4], NULL, &r2, &prompt, &response));
+        size_t np;
+        ok(rlaif_format_example(tok, NULL, prompt, response, 4096, 4096, &got, &np));
+        ck_assert_uint_eq(np, want.n);
+        ck_assert(!memcmp(got.ids, want.ids, want.n * sizeof *want.ids));
+        ck_assert_str_eq(response, strstr(text, "Score: ")); /* the builtin's own score */
+        ck_assert_uint_eq(got.n, np + strlen(response) + 1);
+        free(text), free(prompt), free(response);
+        rlaif_tokens_free(&want), rlaif_tokens_free(&got);
+        rlaif_judge_messages_free(&m);
+    }
+    rlaif_local_close(L, NULL);
+    rlaif_config_free(cfg);
+    unlink(path);
+    rlaif_judge_template_free(&t);
+    rlaif_tokenizer_free(tok);
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("judge_demos");
     TCase *tc = tcase_create("judge_demos");
     tcase_add_test(tc, demonstration_ids_are_the_judges);
+    tcase_add_test(tc, score_demonstrations_are_the_judges);
     suite_add_tcase(s, tc);
     return s;
 }

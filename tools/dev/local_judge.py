@@ -97,9 +97,13 @@ def cmd_agree(a):
         both = [k for k in mine if k in ref and decided(ref[k])]
         same = sum(1 for k in both if decided(mine[k]) and (mine[k] > 0.5) == (ref[k] > 0.5))
         rate = same / len(both) if both else float("nan")
-        result[name] = {"pairs": len(both), "agree": same, "rate": rate}
+        dec = [k for k in both if decided(mine[k])]
+        rate_dec = same / len(dec) if dec else float("nan")
+        result[name] = {"pairs": len(both), "agree": same, "rate": rate,
+                        "both_decided": len(dec), "rate_decided": rate_dec}
         print(f"  agreement with {name}: {rate:.3f} ({same} of the {len(both)} pairs "
-              f"{name} decided)")
+              f"{name} decided; a tie of {first} counts as disagreeing), {rate_dec:.3f} on "
+              f"the {len(dec)} both decided")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f)
