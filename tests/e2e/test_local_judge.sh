@@ -18,8 +18,8 @@ trap 'rm -rf "$d"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
-steps=${RLAIF_LJ_TEST_STEPS:-800}
-BOUND=${RLAIF_LJ_TEST_BOUND:-0.60}
+steps=${RLAIF_LJ_TEST_STEPS:-400}
+BOUND=${RLAIF_LJ_TEST_BOUND:-0.55}
 start=$(date +%s)
 
 echo "== a short SFT policy (300 steps): its answers carry every flaw the demo's data has"
@@ -30,7 +30,7 @@ policy="$d/policy/ckpt/sft-00000300.h5"
 [ -f "$policy" ] || fail "no policy checkpoint"
 
 echo "== the offline variant: judge sft $steps steps, held-out agreement, a collect on its labels"
-RLAIF_BUILD_DIR="$top_builddir" RLAIF_LJ_STEPS="$steps" RLAIF_LJ_PHASES=collect \
+RLAIF_BUILD_DIR="$top_builddir" RLAIF_LJ_STEPS="$steps" RLAIF_LJ_PHASES=collect RLAIF_LJ_HELDOUT=5 \
     RLAIF_LJ_SET="--set data.n_prompts=300" \
     timeout 3000 sh "$top_srcdir/tools/dev/demo-local-judge" "$policy" "$d/lj" </dev/null \
     >"$d/lj.log" 2>&1 || fail "demo-local-judge: $(tail -20 "$d/lj.log")"
