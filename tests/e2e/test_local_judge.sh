@@ -4,9 +4,15 @@
 # `rlaif judge --demos` turns them into demonstrations, `rlaif sft` trains a
 # small judge model on them, and the trained judge (judge.backend = local)
 # labels held-out pairs and the pairs of a fresh collect. It fails when
-#   - the trained judge agrees with the oracle (the builtin judge without
-#     noise: the truth) on fewer than BOUND of the held-out pairs the oracle
-#     decides (see BOUND below for why that number), or
+#   - on the held-out pairs (questions never taught) the trained judge
+#     decides fewer than 40% of the pairs the oracle (the builtin judge
+#     without noise: the truth) decides, or agrees with the oracle on fewer
+#     than BOUND = 75% of the pairs both decide. A judge blind to the texts
+#     fails: a constant score ties every pair (0% decided), a random one
+#     agrees on about half (0.75 is 4 standard deviations above 0.5 on the
+#     ~60 pairs here). Measured (2-core Intel VM, 2026-12-02, 323 s in all):
+#     72 of 124 decided (58%), 97.2% of them agreeing; on the 600 collected
+#     pairs 339 decided, 96.5% agreeing. Or
 #   - any collected pair was labelled by anything but the local model, or a
 #     collected pair has no label.
 set -u
@@ -19,7 +25,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
 steps=${RLAIF_LJ_TEST_STEPS:-400}
-BOUND=${RLAIF_LJ_TEST_BOUND:-0.55}
+BOUND=${RLAIF_LJ_TEST_BOUND:-0.75}
 start=$(date +%s)
 
 echo "== a short SFT policy (300 steps): its answers carry every flaw the demo's data has"
@@ -41,10 +47,12 @@ echo "wall time $(($(date +%s) - start)) s"
 import json, os, sys
 out, bound = sys.argv[1], float(sys.argv[2])
 ho = json.load(open(os.path.join(out, "agree-heldout.json")))
-rate = ho["oracle"]["rate"]
-print(f"held-out agreement with the oracle {rate:.3f} on {ho['oracle']['pairs']} pairs "
+o = ho["oracle"]
+share = o["both_decided"] / max(1, o["pairs"])
+print(f"held-out: the judge decided {o['both_decided']} of the {o['pairs']} pairs the oracle "
+      f"decided ({share:.2f}, bound 0.40) and agreed on {o['rate_decided']:.3f} of them "
       f"(bound {bound})")
-ok = ho["oracle"]["pairs"] >= 30 and rate >= bound
+ok = o["pairs"] >= 30 and share >= 0.40 and o["rate_decided"] >= bound
 who = json.loads(open(os.path.join(out, "judges.json")).read())
 names = who["judges"]
 local = [n for n in names if n.startswith("local:")]
