@@ -515,7 +515,9 @@ static int demos(rlaif_ctx *ctx, const judge_opts *o) {
     long n = 0;
     int rc = rank == 0 ? rlaif_judge_demos_write(ctx->cfg, o->input, o->demos, &n) : 0;
     if (!rc && rank == 0 && !o->quiet)
-        printf("judge: %ld demonstrations (both orders of each pair) in %s\n", n, o->demos);
+        printf(
+            "judge: %ld demonstrations (2 a pair: both orders, score mode both responses) in %s\n",
+            n, o->demos);
     return rlaif_agree(MPI_COMM_WORLD, rc);
 }
 
