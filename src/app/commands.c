@@ -51,6 +51,9 @@ const rlaif_command rlaif_commands[] = {
      "  --output OUT.jsonl   one result per pair: label, status, reason, orders, usage\n"
      "  --journal DIR        journal folder (default judge.journal_dir or out_dir/journal)\n"
      "  --prefs OUT.h5       also append the pairs, texts and labels to a preferences.h5\n"
+     "  --demos OUT.jsonl    instead of labelling: each pair in both orders as an SFT\n"
+     "                       demonstration {\"prompt\", \"response\"} for a local judge model\n"
+     "                       (the rendered call as plain text, the builtin judge's answer)\n"
      "  --crash-after N      testing: kill -9 itself after N pairs (resume test)\n"
      "  --quiet              no status lines"},
     {"prefs", rlaif_cmd_prefs, 0, "preference files: ingest, export, merge, info",

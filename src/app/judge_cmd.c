@@ -11,6 +11,7 @@
  * appended, collectively by every rank, to a preferences.h5 (pairs already
  * in it are skipped, so a rerun adds nothing twice). */
 #include "rlaif/app/cli.h"
+#include "rlaif/app/judge_demos.h"
 #include "rlaif/core/error.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/core/log.h"
@@ -33,7 +34,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *input, *output, *journal, *prefs;
+    const char *input, *output, *journal, *prefs, *demos;
     long crash_after;
     int quiet;
 } judge_opts;
@@ -54,13 +55,15 @@ static int parse_opts(rlaif_ctx *ctx, judge_opts *o) {
             o->journal = v, i++;
         else if (v && !strcmp(a, "--prefs"))
             o->prefs = v, i++;
+        else if (v && !strcmp(a, "--demos"))
+            o->demos = v, i++;
         else if (v && !strcmp(a, "--crash-after"))
             o->crash_after = atol(v), i++;
         else
             return RLAIF_ERROR(RLAIF_EX_USAGE, "see rlaif judge --help",
                                "judge: unexpected argument '%s'", a);
     }
-    if (!o->input || !o->output)
+    if (!o->input || (!o->output && !o->demos))
         return RLAIF_ERROR(RLAIF_EX_USAGE,
                            "rlaif judge job.ini --input pairs.jsonl --output out.jsonl",
                            "judge: --input and --output are required");
@@ -507,9 +510,23 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
     return rc;
 }
 
+/* --demos: rank 0 writes them (the builtin judge needs no more), all agree. */
+static int demos(rlaif_ctx *ctx, const judge_opts *o) {
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    long n = 0;
+    int rc = rank == 0 ? rlaif_judge_demos_write(ctx->cfg, o->input, o->demos, &n) : 0;
+    if (!rc && rank == 0 && !o->quiet)
+        printf(
+            "judge: %ld demonstrations (2 a pair: both orders, score mode both responses) in %s\n",
+            n, o->demos);
+    return rlaif_agree(MPI_COMM_WORLD, rc);
+}
+
 int rlaif_cmd_judge(rlaif_ctx *ctx) {
     judge_opts o;
     RLAIF_TRY(parse_opts(ctx, &o));
+    if (o.demos) return demos(ctx, &o);
     RLAIF_TRY(rlaif_pump_preflight(ctx->cfg, "judge"));
     /* a local judge runs the engine: on this rank's share of the cores, as
      * the phases do (and its memory check divides the node by these ranks) */
