@@ -7,6 +7,7 @@
  * three losses, greedy generation with its logprobs and the same logprobs
  * from a full forward, ten AdamW losses, and a checkpoint round-trip flag.
  *   engine_ref load CKPT       loads a checkpoint and prints its config.
+ * With RLAIF_PRECISION=bf16 in the environment the models run bf16 products.
  * Any arch (gpt2, opt, llama): everything goes through the checkpoint's
  * /config and tensor table. Without a scalar head (score_head 0) the
  * outputs "score" and "grad_score" are left out. */
@@ -218,6 +219,10 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* RLAIF_PRECISION=bf16: every model below runs bf16 products
+     * (tests/reference/test_bf16.py) */
+    const char *prec = getenv("RLAIF_PRECISION");
+    if (prec) rlaif_model_set_default_precision(rlaif_precision_parse(prec, NULL));
     int rc = 2;
     if (argc == 5 && !strcmp(argv[1], "run")) {
         rc = run(argv[2], argv[3], argv[4]);
