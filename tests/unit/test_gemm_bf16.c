@@ -220,7 +220,11 @@ START_TEST(test_gemm_shapes) {
                 for (size_t kk = 0; kk < sizeof Ks / sizeof *Ks; kk++) {
                     int v = (int)(mi * 7 + ni * 3 + kk); /* vary the rest over the cases */
                     check_gemm(kern[ki], 0, v & 1, (v >> 1) & 1, Ms[mi], Ns[ni], Ks[kk],
-                               (v >> 2) & 1, (v >> 3) & 1, v % 3 == 0 ? 0.0f : 1.0f, 1 + v % 2);
+                               (v >> 2) & 1, (v >> 3) & 1,
+                               v % 3 == 0   ? 0.0f
+                               : v % 3 == 1 ? 1.0f
+                                            : 0.5f,
+                               1 + v % 2);
                     cases++;
                 }
     }
@@ -237,7 +241,10 @@ START_TEST(test_gemm_large) {
         rlaif_bf16_kernel(kern[ki]);
         for (int t = 0; t < 4; t++)
             check_gemm(kern[ki], 0, t & 1, t >> 1, 97, 211, 1100, t == 1, t == 2,
-                       t == 3 ? 1.0f : 0.0f, 2);
+                       t == 3   ? 1.0f
+                       : t == 2 ? -0.5f
+                                : 0.0f,
+                       2);
     }
     rlaif_bf16_kernel(kern[nk - 1]);
     ck_assert_msg(failures == 0, "%d failures", failures);
