@@ -1,0 +1,188 @@
+/* gemm_bf16.c - bfloat16 matrix products with fp32 accumulation (see
+ * gemm_bf16.h): conversions, the plain C kernel, the blocked driver of the
+ * SIMD kernels and the dispatch.
+ *
+ * The driver blocks like a real GEMM: K in blocks of at most BF16_KCP pairs
+ * (768 k: a 64-column B panel of a block is 96 KB, in L2); per block, op(A)
+ * is packed once (converted to bf16 on the way when it is fp32) by the whole
+ * team, then the threads take 64-column panels of C dynamically, each
+ * packing its B panel into the pair layout and running the kernel over all
+ * rows. Every output is a sum over k in a fixed order whatever the number
+ * of threads (threads split columns, never k). */
+#include "config.h"
+#include "gemm_bf16.h"
+#include "gemm_bf16_x86.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------ conversions */
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Round to nearest even on the bits: adding 0x7FFF plus the lowest kept bit
+ * carries into the kept half exactly when the dropped half is above one
+ * half, or equal to it with an odd kept half. A carry out of the
+ * significand moves to the next exponent (or to Inf), as rounding should. */
+static inline rlaif_bf16 bf16_round(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (rlaif_bf16)((u >> 16) | 0x0040u); /* NaN */
+    return (rlaif_bf16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float bf16_float(rlaif_bf16 h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* -1 until asked: whether the AVX-512 conversions run on this CPU. */
+static int simd_convert(void) {
+    static int have = -1;
+    if (have < 0) have = bf16_x86_avx512bw();
+    return have;
+}
+
+void rlaif_bf16_from_f32(rlaif_bf16 *dst, const float *src, size_t n) {
+    if (simd_convert()) {
+        bf16_x86_from_f32(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
+}
+
+void rlaif_bf16_to_f32(float *dst, const rlaif_bf16 *src, size_t n) {
+    if (simd_convert()) {
+        bf16_x86_to_f32(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_float(src[i]);
+}
+
+/* ---------------------------------------------------------------- plain C */
+
+/* Element (r, c) of a stored operand, as the bf16 value in a float. */
+static inline float elem(const void *X, int f32, int ld, int trans, int r, int c) {
+    size_t at = trans ? (size_t)c * ld + r : (size_t)r * ld + c;
+    return f32 ? bf16_float(bf16_round(((const float *)X)[at]))
+               : bf16_float(((const rlaif_bf16 *)X)[at]);
+}
+
+/* Each output the fp32 sum over k in order, then beta * C added. Rows split
+ * over the team. */
+static void gemm_c(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
+                   const void *B, int b_f32, int ldb, float beta, float *C, int ldc, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++)
+                s += elem(A, a_f32, lda, ta, m, k) * elem(B, b_f32, ldb, tb, k, n);
+            float *c = C + (size_t)m * ldc + n;
+            *c = beta == 0.0f ? s : s + beta * *c;
+        }
+}
+
+/* ------------------------------------------------------- blocked driver */
+
+static int round_up(int x, int q) {
+    return (x + q - 1) / q * q;
+}
+
+static void *alloc64(size_t bytes) {
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
+/* C = op(A) @ op(B) + beta C through packing and a panel kernel. Returns
+ * -1 (nothing done) when the buffers cannot be had. */
+static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B, int M, int N,
+                       int K, float beta, float *C, int ldc, int nt) {
+    int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
+    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), Mp = round_up(M, BF16_QUANTUM);
+    int panels = (N + BF16_NR - 1) / BF16_NR;
+    size_t bsize = (size_t)kcp * BF16_NR;
+    uint32_t *Ap = alloc64(sizeof(uint32_t) * (size_t)Mp * kcp);
+    uint32_t *Bp = alloc64(sizeof(uint32_t) * bsize * (size_t)nt);
+    if (!Ap || !Bp) {
+        free(Ap), free(Bp);
+        return -1;
+    }
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        uint32_t *bp = Bp + bsize * (size_t)omp_get_thread_num();
+#else
+        uint32_t *bp = Bp;
+#endif
+        for (int kb = 0; kb < nkb; kb++) {
+            int q0 = kb * kcp, nq = KP - q0 < kcp ? round_up(KP - q0, BF16_QUANTUM) : kcp;
+            int mode = kb > 0 ? BF16_ADD : beta == 0.0f ? BF16_STORE : BF16_BETA;
+#pragma omp for schedule(static)
+            for (int m = 0; m < Mp; m += BF16_QUANTUM)
+                bf16_x86_pack_a(A, m, m + BF16_QUANTUM, q0, nq, Ap, kcp);
+#pragma omp for schedule(dynamic)
+            for (int p = 0; p < panels; p++) {
+                int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
+                bf16_x86_pack_b(B, n0, q0, nq, bp);
+                panel(Ap, kcp, M, nq, bp, C + n0, ldc, ncv, mode, beta);
+            }
+        }
+    }
+    free(Ap), free(Bp);
+    return 0;
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+enum { K_C, K_AVX512BF16, K_AMX };
+static const char *kernel_names[] = {"c", "avx512bf16", "amx"};
+static int forced = -1;
+
+static int best_kernel(void) {
+    static int best = -1;
+    if (best < 0) best = bf16_x86_amx() ? K_AMX : bf16_x86_avx512bf16() ? K_AVX512BF16 : K_C;
+    return best;
+}
+
+static int kernel_id(void) {
+    return forced >= 0 ? forced : best_kernel();
+}
+
+const char *rlaif_bf16_kernel(const char *force) {
+    if (force)
+        for (int i = 0; i <= best_kernel(); i++)
+            if (!strcmp(force, kernel_names[i])) forced = i;
+    return kernel_names[kernel_id()];
+}
+
+void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
+                        const void *B, int b_f32, int ldb, float beta, float *C, int ldc,
+                        int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int id = kernel_id();
+    if (id != K_C && K > 0) {
+        bf16_src a = {A, a_f32, lda, ta, M, K}, b = {B, b_f32, ldb, tb, K, N};
+        bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
+        if (gemm_packed(panel, &a, &b, M, N, K, beta, C, ldc, nthreads) == 0) return;
+    }
+    gemm_c(ta, tb, M, N, K, A, a_f32, lda, B, b_f32, ldb, beta, C, ldc, nthreads);
+}
+
+void rlaif_bf16_gemm(int ta, int tb, int M, int N, int K, const rlaif_bf16 *A, int lda,
+                     const rlaif_bf16 *B, int ldb, float beta, float *C, int ldc, int nthreads) {
+    rlaif_bf16_gemm_ex(ta, tb, M, N, K, A, 0, lda, B, 0, ldb, beta, C, ldc, nthreads);
+}
+
+void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
+                       const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads) {
+    rlaif_bf16_gemm_ex(0, w_trans, M, N, K, A, 1, lda, W, 0, ldw, beta, C, ldc, nthreads);
+}

@@ -1,0 +1,208 @@
+/* gemm_choose.c - which of the engine's product paths to run for a shape,
+ * chosen by timing them on this machine (see gemm_bf16.h).
+ *
+ * Why measure: the fastest path differs between machines of the same kind
+ * (an Intel Xeon with AMX, an AMD EPYC with AVX512-BF16 only, one with
+ * OpenBLAS's Haswell kernels forced) and between shapes (few-row decoding
+ * is bound by memory bandwidth, training by arithmetic), so no fixed rule
+ * holds on all of them. A shape class is timed once, on first use, on a
+ * slice with the real K and layout: M rounded up to a power of two (at
+ * most 512 rows timed), N cut to 1024 columns for many rows, and for few
+ * rows to a weight slice larger than the caches so it streams from memory
+ * as decoding does. Each candidate runs once to warm up, then three times
+ * alternating with the others; the smallest time wins. */
+#include "config.h"
+#include "gemm_bf16.h"
+#include "model_gemm.h"
+#include "rlaif/core/log.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CLASSES 64
+#define NPATH       4
+
+typedef struct {
+    int allow_bf16, ta, tb, mclass, N, K, nthreads;
+    rlaif_gemm_path path;
+    double ms[NPATH]; /* < 0: not a candidate */
+} choice;
+
+static choice table[MAX_CLASSES];
+static int n_table, forced = RLAIF_GEMM_FORCE_NONE;
+
+static const char *path_names[NPATH] = {"sgemm", "smallm", "bf16", "bf16-smallm"};
+
+const char *rlaif_gemm_path_name(rlaif_gemm_path p) {
+    return p >= 0 && p < NPATH ? path_names[p] : "?";
+}
+
+void rlaif_gemm_force(int path) {
+    forced = path;
+}
+
+/* M up to a power of two: decoding runs one M per batch size, prefill and
+ * training many, and their speed changes little within a factor of two. */
+static int m_class(int M) {
+    int c = 1;
+    while (c < M && c < (1 << 20)) c *= 2;
+    return c;
+}
+
+static int is_candidate(int p, int allow_bf16, int ta, int M) {
+    int few = ta == 0 && M <= RLAIF_SMALLM_MAX;
+    if (p == RLAIF_PATH_SGEMM) return 1;
+    if (p == RLAIF_PATH_SMALLM) return few;
+    if (p == RLAIF_PATH_BF16) return allow_bf16;
+    return allow_bf16 && few;
+}
+
+/* The operands of one timing: fp32 A and B, a bf16 copy of B. */
+typedef struct {
+    int ta, tb, M, N, K, nt;
+    float *A, *B, *C, *scratch;
+    rlaif_bf16 *Bh;
+} bench_case;
+
+/* cblas_sgemm split as the engine splits it: the larger of M and N over
+ * the team, one single-threaded sgemm per thread. */
+static void run_sgemm(const bench_case *b) {
+    int lda = b->ta ? b->M : b->K, ldb = b->tb ? b->K : b->N, nt = b->nt;
+    int split_m = b->M >= b->N, D = split_m ? b->M : b->N;
+    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
+        if (d0 >= d1) continue;
+        const float *A = b->A, *B = b->B;
+        int M = b->M, N = b->N;
+        if (split_m)
+            A += b->ta ? (size_t)d0 : (size_t)d0 * lda, M = d1 - d0;
+        else
+            B += b->tb ? (size_t)d0 * ldb : (size_t)d0, N = d1 - d0;
+        cblas_sgemm(CblasRowMajor, b->ta ? CblasTrans : CblasNoTrans,
+                    b->tb ? CblasTrans : CblasNoTrans, M, N, b->K, 1.0f, A, lda, B, ldb, 0.0f,
+                    b->C + (split_m ? (size_t)d0 * b->N : (size_t)d0), b->N);
+    }
+}
+
+static void run_path(int p, const bench_case *b) {
+    int lda = b->ta ? b->M : b->K, ldb = b->tb ? b->K : b->N;
+    if (p == RLAIF_PATH_SGEMM)
+        run_sgemm(b);
+    else if (p == RLAIF_PATH_SMALLM)
+        rlaif_smallm_gemm(b->tb, b->M, b->N, b->K, b->A, lda, b->B, ldb, NULL, NULL, b->C, b->N,
+                          NULL, NULL, b->scratch, b->nt);
+    else if (p == RLAIF_PATH_BF16)
+        rlaif_bf16_gemm_ex(b->ta, b->tb, b->M, b->N, b->K, b->A, 1, lda, b->Bh, 0, ldb, 0.0f, b->C,
+                           b->N, b->nt);
+    else
+        rlaif_bf16_smallm(b->tb, b->M, b->N, b->K, b->A, lda, b->Bh, ldb, 0.0f, b->C, b->N, b->nt);
+}
+
+/* Times the candidates of c on a slice of its shape into c->ms. */
+static void calibrate(choice *c) {
+    bench_case b = {.ta = c->ta, .tb = c->tb, .K = c->K, .nt = c->nthreads};
+    b.M = c->mclass < 512 ? c->mclass : 512;
+    /* few rows: a weight slice of ~64 MB in fp32 streams from memory */
+    size_t wmax = (size_t)16 << 20;
+    b.N = c->mclass <= RLAIF_SMALLM_MAX ? (int)(wmax / (size_t)c->K) : 1024;
+    if (b.N > c->N) b.N = c->N;
+    if (b.N < 1) b.N = 1;
+    size_t na = (size_t)b.M * b.K, nb = (size_t)b.N * b.K;
+    b.A = malloc(na * sizeof(float)), b.B = malloc(nb * sizeof(float));
+    b.C = malloc((size_t)b.M * b.N * sizeof(float));
+    b.scratch = malloc((size_t)b.K * RLAIF_SMALLM_MAX * sizeof(float));
+    b.Bh = malloc(nb * sizeof(rlaif_bf16));
+    c->path = RLAIF_PATH_SGEMM;
+    for (int p = 0; p < NPATH; p++) c->ms[p] = -1;
+    if (!b.A || !b.B || !b.C || !b.scratch || !b.Bh) goto done; /* no memory: plain sgemm */
+    for (size_t i = 0; i < na; i++) b.A[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < nb; i++) b.B[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    rlaif_bf16_from_f32(b.Bh, b.B, nb);
+    for (int p = 0; p < NPATH; p++)
+        c->ms[p] = is_candidate(p, c->allow_bf16, c->ta, b.M) ? 1e30 : -1;
+    for (int rep = 0; rep < 4; rep++)
+        for (int p = 0; p < NPATH; p++) {
+            if (c->ms[p] < 0) continue;
+            double t0 = rlaif_now();
+            run_path(p, &b);
+            double t = (rlaif_now() - t0) * 1e3;
+            if (rep > 0 && t < c->ms[p]) c->ms[p] = t; /* rep 0 warms up */
+        }
+    for (int p = 0; p < NPATH; p++)
+        if (c->ms[p] >= 0 && c->ms[p] < c->ms[c->path]) c->path = (rlaif_gemm_path)p;
+done:
+    free(b.A), free(b.B), free(b.C), free(b.scratch), free(b.Bh);
+}
+
+rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
+                                  int nthreads) {
+    if (forced >= 0 && is_candidate(forced, allow_bf16, ta, M)) return (rlaif_gemm_path)forced;
+    choice key = {allow_bf16 != 0, ta != 0,          tb != 0, m_class(M), N, K,
+                  nthreads,        RLAIF_PATH_SGEMM, {0}};
+    for (int i = 0; i < n_table; i++) {
+        choice *c = &table[i];
+        if (c->allow_bf16 == key.allow_bf16 && c->ta == key.ta && c->tb == key.tb &&
+            c->mclass == key.mclass && c->N == N && c->K == K && c->nthreads == nthreads)
+            return c->path;
+    }
+    if (N <= 0 || K <= 0 || M <= 0) return RLAIF_PATH_SGEMM;
+    calibrate(&key);
+    if (n_table < MAX_CLASSES) table[n_table++] = key;
+    return key.path;
+}
+
+/* One line per class: "bf16 ta tb mclass N K nthreads path ms0 ms1 ms2 ms3". */
+static int format_choice(const choice *c, char *buf, size_t len) {
+    return snprintf(buf, len, "%d %d %d %d %d %d %d %s %.3f %.3f %.3f %.3f\n", c->allow_bf16, c->ta,
+                    c->tb, c->mclass, c->N, c->K, c->nthreads, path_names[c->path], c->ms[0],
+                    c->ms[1], c->ms[2], c->ms[3]);
+}
+
+void rlaif_gemm_choices_print(FILE *out) {
+    for (int i = 0; i < n_table; i++) {
+        const choice *c = &table[i];
+        fprintf(out, "gemm %s: M<=%d N=%d K=%d ta=%d tb=%d threads=%d ->",
+                c->allow_bf16 ? "bf16" : "fp32", c->mclass, c->N, c->K, c->ta, c->tb, c->nthreads);
+        for (int p = 0; p < NPATH; p++)
+            if (c->ms[p] >= 0) fprintf(out, " %s %.3f ms", path_names[p], c->ms[p]);
+        fprintf(out, ": %s\n", path_names[c->path]);
+    }
+}
+
+size_t rlaif_gemm_choices_get(char *buf, size_t len) {
+    size_t used = 0;
+    for (int i = 0; i < n_table; i++) {
+        int w =
+            format_choice(&table[i], used < len ? buf + used : NULL, used < len ? len - used : 0);
+        used += (size_t)w;
+    }
+    if (len) buf[used < len ? used : len - 1] = '\0';
+    return used + 1;
+}
+
+/* Replaces the table with the lines of buf (as rlaif_gemm_choices_get
+ * wrote them); returns 0, or -1 on a malformed line (table unchanged). */
+int rlaif_gemm_choices_set(const char *buf) {
+    choice t[MAX_CLASSES];
+    int n = 0;
+    for (const char *p = buf; p && *p && n < MAX_CLASSES; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+        choice *c = &t[n];
+        char name[16];
+        if (sscanf(p, "%d %d %d %d %d %d %d %15s %lf %lf %lf %lf", &c->allow_bf16, &c->ta, &c->tb,
+                   &c->mclass, &c->N, &c->K, &c->nthreads, name, &c->ms[0], &c->ms[1], &c->ms[2],
+                   &c->ms[3]) != 12)
+            return -1;
+        int found = -1;
+        for (int q = 0; q < NPATH; q++)
+            if (!strcmp(name, path_names[q])) found = q;
+        if (found < 0) return -1;
+        c->path = (rlaif_gemm_path)found;
+        n++;
+    }
+    memcpy(table, t, sizeof(choice) * (size_t)n);
+    n_table = n;
+    return 0;
+}
