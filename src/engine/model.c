@@ -110,10 +110,10 @@ struct rlaif_acts {
     float *dres, *dsmall, *dtmp;         /* backward scratch (BT, C); dtmp post-LN only */
     float *dbig, *dbig2, *datt; /* (BT, max(C3, F2, Cw)), (BT, FA) SwiGLU only, (B,NH,T,T) */
     float *xt; /* (max(C, Cw, FA), RLAIF_SMALLM_MAX) for rlaif_smallm_gemm when BT is small */
-    /* bf16 mode: a product's input (BT, max(C, Cw, FA)) and output gradient
-     * (BT, max(C3, F2, Cw, V)) rounded to bfloat16 (own allocations) */
-    uint16_t *x16, *d16;
-    size_t x16cap, d16cap;
+    /* bf16 mode: a product's output gradient (BT, max(C3, F2, Cw, V, C))
+     * rounded to bfloat16 (own allocation) */
+    uint16_t *d16;
+    size_t d16cap;
     float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
     size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
@@ -135,12 +135,10 @@ static size_t acts_need(const rlaif_model_config *c, size_t B, size_t T, int wit
     return need;
 }
 
-/* Grows the bf16 scratch of a->x16 / a->d16 to BT rows. */
+/* Grows the bf16 scratch a->d16 to BT rows. */
 static void bf16_scratch(rlaif_acts *a, const rlaif_model_config *c, size_t BT) {
     dims d = dims_of(c);
-    size_t nx = BT * max3(d.C, d.Cw, d.FA);
     size_t nd = BT * max3(max3(d.C3, d.F2, d.Cw), (size_t)c->vocab_size, d.C);
-    if (nx > a->x16cap) free(a->x16), a->x16 = xmalloc(nx * sizeof(uint16_t)), a->x16cap = nx;
     if (nd > a->d16cap) free(a->d16), a->d16 = xmalloc(nd * sizeof(uint16_t)), a->d16cap = nd;
 }
 
@@ -298,7 +296,7 @@ void rlaif_model_free(rlaif_model *m) {
     if (m->acts) {
         free(m->acts->mem), free(m->acts->imem);
         free(m->acts->rope_cos), free(m->acts->rope_sin);
-        free(m->acts->x16), free(m->acts->d16);
+        free(m->acts->d16);
     }
     free(m->params16);
     free(m->acts);
@@ -707,13 +705,13 @@ SIMD_CLONES static float bias_fill(float *out, const float *bias, const float *r
 
 /* A linear layer's weight: Conv1D [in, out] (GPT-2) or nn.Linear [out, in]
  * (OPT, Llama; trans = 1), so either converts by a copy. In bf16 mode w16 is
- * its bfloat16 copy and x16 / d16 the scratch its products round their
- * inputs into (all NULL in fp32). */
+ * its bfloat16 copy and d16 the scratch backward rounds the output gradient
+ * into (both NULL in fp32). */
 typedef struct {
     const float *w;
     int trans;
     const uint16_t *w16;
-    uint16_t *x16, *d16;
+    uint16_t *d16;
 } weight;
 
 /* dst = bf16(src), n values, split over the team when large. */
@@ -732,7 +730,6 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
     int nt = team_size(), tr = W.trans, big = (size_t)N * OC >= PAR_MIN;
     int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
     float beta = bias || res ? 1.0f : 0.0f;
-    to_bf16(W.x16, inp, (size_t)N * IC);
     if (beta != 0.0f) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
         for (int t = 0; t < nt; t++) {
@@ -740,7 +737,13 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
             if (o0 < o1) bias_fill(out, bias, res, N, OC, o0, o1);
         }
     }
-    rlaif_bf16_gemm(0, tr, N, OC, IC, W.x16, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
+    /* the input is rounded while it is packed (no pass of its own); few rows
+     * (decoding) stream each weight once. A fixed rule, not a timed choice:
+     * a resumed run must make the same products as the uninterrupted one. */
+    if (N <= RLAIF_SMALLM_MAX)
+        rlaif_bf16_smallm(tr, N, OC, IC, inp, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
+    else
+        rlaif_bf16_gemm_ex(0, tr, N, OC, IC, inp, 1, IC, W.w16, 0, tr ? IC : OC, beta, out, OC, nt);
     if (!act) return;
     size_t n = (size_t)N * OC;
 #pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
@@ -757,13 +760,12 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
                                  const float *inp, weight W, int N, int IC, int OC, int act,
                                  const float *act_inp) {
     int nt = team_size(), tr = W.trans;
-    to_bf16(W.d16, dout, (size_t)N * OC);
-    to_bf16(W.x16, inp, (size_t)N * IC);
+    to_bf16(W.d16, dout, (size_t)N * OC); /* used twice: rounded once */
     rlaif_bf16_gemm(0, !tr, N, IC, OC, W.d16, OC, W.w16, tr ? IC : OC, beta, dinp, IC, nt);
     if (tr) /* dW [OC, IC] += dout^T inp */
-        rlaif_bf16_gemm(1, 0, OC, IC, N, W.d16, OC, W.x16, IC, 1.0f, dw, IC, nt);
+        rlaif_bf16_gemm_ex(1, 0, OC, IC, N, W.d16, 0, OC, inp, 1, IC, 1.0f, dw, IC, nt);
     else /* dW [IC, OC] += inp^T dout */
-        rlaif_bf16_gemm(1, 0, IC, OC, N, W.x16, IC, W.d16, OC, 1.0f, dw, OC, nt);
+        rlaif_bf16_gemm_ex(1, 0, IC, OC, N, inp, 1, IC, W.d16, 0, OC, 1.0f, dw, OC, nt);
     int big = (size_t)N * (IC > OC ? IC : OC) >= PAR_MIN;
     int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
@@ -1053,9 +1055,8 @@ static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos,
 
 /* The model's view of one layer's weights (w or g) as linear layers. */
 static weight lin(const rlaif_model *m, const float *w) {
-    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL, NULL};
-    if (m->params16)
-        W.w16 = m->params16 + (w - m->params), W.x16 = m->acts->x16, W.d16 = m->acts->d16;
+    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL};
+    if (m->params16) W.w16 = m->params16 + (w - m->params), W.d16 = m->acts->d16;
     return W;
 }
 
