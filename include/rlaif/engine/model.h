@@ -1,7 +1,8 @@
 /* model.h - decoder-only transformers in three families, forward and
  * backward on the CPU in fp32, every matrix product through cblas_sgemm
  * except those with at most 64 rows (batched decoding), which use
- * packing-free AVX-512 / AVX2 / C kernels (src/engine/model_gemm.h):
+ * packing-free AVX-512 / AVX2 / C kernels (src/engine/model_gemm.h); with
+ * precision bf16 the linear layers' products are bf16 with fp32 sums:
  *   GPT-2: learned positions, pre-LayerNorm, GELU tanh, tied LM head;
  *   OPT:   learned positions (offset 2), pre- or post-LayerNorm, ReLU,
  *          optional project_in/project_out, tied LM head;
