@@ -45,11 +45,15 @@ static inline float bf16_float(rlaif_bf16 h) {
     return f;
 }
 
-/* -1 until asked: whether the AVX-512 conversions run on this CPU. */
+enum { K_C, K_AVX512BF16, K_AMX };
+static int forced = -1; /* the kernel a test asked for, or -1 */
+
+/* Whether the AVX-512 conversions run: on a CPU that has them, unless a
+ * test forced the plain C kernel (which then covers the scalar code). */
 static int simd_convert(void) {
     static int have = -1;
     if (have < 0) have = bf16_x86_avx512bw();
-    return have;
+    return have && forced != K_C;
 }
 
 void rlaif_bf16_from_f32(rlaif_bf16 *dst, const float *src, size_t n) {
@@ -143,9 +147,7 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
 
 /* --------------------------------------------------------------- dispatch */
 
-enum { K_C, K_AVX512BF16, K_AMX };
 static const char *kernel_names[] = {"c", "avx512bf16", "amx"};
-static int forced = -1;
 
 static int best_kernel(void) {
     static int best = -1;

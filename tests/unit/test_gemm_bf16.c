@@ -81,7 +81,22 @@ static void check_round(uint32_t u, const char *what) {
     ck_assert_msg(back == from_bits((uint32_t)h << 16), "%s: to_f32 not exact", what);
 }
 
+static int n_kernels(const char **names);
+static void convert_cases(void);
+
+/* Each kernel's conversions (forcing "c" runs the scalar ones). */
 START_TEST(test_convert_cases) {
+    const char *kern[3];
+    int nk = n_kernels(kern);
+    for (int ki = 0; ki < nk; ki++) {
+        rlaif_bf16_kernel(kern[ki]);
+        convert_cases();
+    }
+    rlaif_bf16_kernel(kern[nk - 1]);
+}
+END_TEST
+
+static void convert_cases(void) {
     static const uint32_t cases[] = {
         0x3F800000u,              /* 1 */
         0x3F808000u,              /* 1 + 2^-8: a tie, kept half even -> 1 */
@@ -117,7 +132,6 @@ START_TEST(test_convert_cases) {
         ck_assert(back[i] == from_bits((uint32_t)h[i] << 16));
     }
 }
-END_TEST
 
 /* ------------------------------------------------------------- products */
 
