@@ -85,6 +85,15 @@ typedef enum {
 rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
                                   int nthreads);
 void rlaif_gemm_force(int path);
+/* Runs path p on C (M, N) = op(A) @ op(W) + beta C (beta 0 or 1 on the
+ * few-row paths): W in fp32 for the fp32 paths, Wh (bf16) for the bf16
+ * ones (the other may be NULL); scratch: K * RLAIF_SMALLM_MAX floats for
+ * RLAIF_PATH_SMALLM. The fp32 paths split as the engine does (sgemm: the
+ * larger of M and N over the team, one single-threaded sgemm each; OpenBLAS
+ * must be single-threaded when nthreads > 1). */
+void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                    const float *W, const rlaif_bf16 *Wh, int ldw, float beta, float *C, int ldc,
+                    float *scratch, int nthreads);
 /* One line per remembered choice: shape class, the times of each candidate,
  * the winner. */
 void rlaif_gemm_choices_print(FILE *out);
