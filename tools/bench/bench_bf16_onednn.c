@@ -13,10 +13,13 @@
  *   apt-get install libdnnl-dev
  *   gcc -O2 -fopenmp -I../include -I../src/engine -I. ../tools/bench/bench_bf16_onednn.c \
  *       src/librlaif.a -ldnnl -lopenblas -lm -o bench_bf16_onednn
- *   OMP_NUM_THREADS=2 ./bench_bf16_onednn [rounds] [threads] [cpu]
+ *   OMP_NUM_THREADS=2 ./bench_bf16_onednn [rounds] [threads] [cpu|wall] [cold]
  * "cpu": time by the process's CPU time instead of the wall clock (on a
  * machine shared with other work, the CPU each side used is steadier than
- * its elapsed time; with 1 thread it is the time it would take alone). */
+ * its elapsed time; with 1 thread it is the time it would take alone).
+ * "cold": the few-row shapes cycle over copies of the weights totalling
+ * more than 256 MB, so they stream from memory as in decoding (the
+ * prepacked oneDNN variant stays on one copy). */
 #include "gemm_bf16.h"
 #include "rlaif/core/log.h"
 
@@ -122,34 +125,38 @@ static void run_mm(const dnnl_mm *m, dnnl_stream_t st) {
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 5, nt = argc > 2 ? atoi(argv[2]) : 2;
     use_cpu = argc > 3 && !strcmp(argv[3], "cpu");
+    int cold = argc > 4 && !strcmp(argv[4], "cold");
     if (rounds < 1) rounds = 1;
     if (nt < 1) nt = 1;
     dnnl_engine_t eng;
     dnnl_stream_t st;
     CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
-    printf("rlaif kernel %s vs oneDNN %d.%d, %d threads, %d rounds (median of %s time)\n",
+    printf("rlaif kernel %s vs oneDNN %d.%d, %d threads, %d rounds (median of %s time)%s\n",
            rlaif_bf16_kernel(NULL), dnnl_version()->major, dnnl_version()->minor, nt, rounds,
-           use_cpu ? "CPU" : "wall");
+           use_cpu ? "CPU" : "wall", cold ? ", few-row weights cold" : "");
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const shape *s = &shapes[i];
         size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N;
         float *f = malloc(sizeof(float) * (na > nb ? na : nb));
-        rlaif_bf16 *A = malloc(2 * na), *B = malloc(2 * nb);
+        int few = s->M <= 64, nv = few ? 3 : 2;
+        size_t copies = few && cold ? (size_t)(256.0 * 1048576 / (2.0 * (double)nb)) + 1 : 1;
+        rlaif_bf16 *A = malloc(2 * na), *B = malloc(2 * nb * copies);
         float *C = malloc(sizeof(float) * s->M * s->N);
         for (size_t j = 0; j < na; j++) f[j] = (float)((j * 2654435761u) % 2001) * 1e-3f - 1.0f;
         rlaif_bf16_from_f32(A, f, na);
         for (size_t j = 0; j < nb; j++) f[j] = (float)((j * 40503u) % 2001) * 1e-3f - 1.0f;
-        rlaif_bf16_from_f32(B, f, nb);
-        int few = s->M <= 64, nv = few ? 3 : 2;
+        for (size_t c = 0; c < copies; c++) rlaif_bf16_from_f32(B + c * nb, f, nb);
         dnnl_mm plain = make_mm(eng, s, 0, A, B, C, st), any = plain;
         if (few) any = make_mm(eng, s, 1, A, B, C, st);
         double *t = malloc(sizeof(double) * 3 * rounds);
         for (int r = -1; r < rounds; r++) /* -1 warms up */
             for (int v = 0; v < nv; v++) {
+                rlaif_bf16 *b = B + nb * ((size_t)((r + 1) * nv + v) % copies);
+                if (v == 1) CHECK(dnnl_memory_set_data_handle(plain.b, b));
                 double t0 = now();
                 if (v == 0)
-                    rlaif_bf16_gemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, B,
+                    rlaif_bf16_gemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, b,
                                     s->tb ? s->K : s->N, 0.0f, C, s->N, nt);
                 else
                     run_mm(v == 1 ? &plain : &any, st);

@@ -4,7 +4,11 @@
  * (alternating, so a load change hits all alike), then the median over
  * rounds and the ratio to fp32 sgemm are printed, with the chooser's pick.
  *
- *   bench_gemm_bf16 [rounds] [threads] [shape filter: train|decode|all]
+ *   bench_gemm_bf16 [rounds] [threads] [train|decode|all] [cpu]
+ *
+ * "cpu" times by the process's CPU time instead of the wall clock: on a
+ * machine shared with other work the CPU each path used is steadier than
+ * its elapsed time (with 1 thread it is the time it would take alone).
  *
  * Few-row shapes stream their weights from memory as decoding does: the
  * weights are cycled over copies totalling more than 256 MB. OpenBLAS runs
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void openblas_set_num_threads(int);
 
@@ -43,6 +48,15 @@ static const shape shapes[] = {
     {"dec lm", 0, 1, 32, 50257, 768},
     {"dec fc", 0, 0, 64, 3072, 768},
 };
+
+static int use_cpu;
+
+static double now(void) {
+    if (!use_cpu) return rlaif_now();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static void *xalloc(size_t n) {
     void *p = malloc(n);
@@ -84,10 +98,10 @@ static void bench_shape(const shape *s, int rounds, int nt) {
     for (int r = 0; r <= rounds; r++) /* round 0 warms up */
         for (int i = 0; i < np; i++) {
             size_t off = nw * (size_t)((r * np + i) % copies);
-            double t0 = rlaif_now();
+            double t0 = now();
             rlaif_gemm_run((rlaif_gemm_path)paths[i], s->ta, s->tb, s->M, s->N, s->K, A, lda,
                            W + off, Wh + off, ldw, 0.0f, C, s->N, scratch, nt);
-            if (r > 0) t[i * rounds + r - 1] = rlaif_now() - t0;
+            if (r > 0) t[i * rounds + r - 1] = now() - t0;
         }
     double gf = 2.0 * s->M * s->N * s->K / 1e9, base = 0.0;
     printf("%-10s M=%-5d N=%-6d K=%-5d ta=%d tb=%d", s->what, s->M, s->N, s->K, s->ta, s->tb);
@@ -106,13 +120,14 @@ static void bench_shape(const shape *s, int rounds, int nt) {
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 5, nt = argc > 2 ? atoi(argv[2]) : 2;
     const char *filter = argc > 3 ? argv[3] : "all";
+    use_cpu = argc > 4 && !strcmp(argv[4], "cpu");
     if (rounds < 1 || nt < 1) {
-        fprintf(stderr, "usage: bench_gemm_bf16 [rounds] [threads] [train|decode|all]\n");
+        fprintf(stderr, "usage: bench_gemm_bf16 [rounds] [threads] [train|decode|all] [cpu]\n");
         return 2;
     }
     if (nt > 1) openblas_set_num_threads(1);
-    printf("bf16 kernel %s, %d threads, %d rounds (median), load average:", rlaif_bf16_kernel(NULL),
-           nt, rounds);
+    printf("bf16 kernel %s, %d threads, %d rounds (median of %s time), load average:",
+           rlaif_bf16_kernel(NULL), nt, rounds, use_cpu ? "CPU" : "wall");
     FILE *f = fopen("/proc/loadavg", "r");
     char load[64] = "?";
     if (f && fgets(load, sizeof load, f))
