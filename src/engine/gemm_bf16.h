@@ -11,7 +11,8 @@
  * activation that small does not occur in a model; the conversions below
  * keep denormals in every kernel.
  *
- * API history: first version 2026-12-02 (unchanged since). */
+ * API history: first version 2026-12-02; added since (nothing changed):
+ * rlaif_gemm_run, the packed weights (rlaif_bf16_pack...). */
 #ifndef RLAIF_GEMM_BF16_H
 #define RLAIF_GEMM_BF16_H
 
@@ -51,6 +52,23 @@ void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int 
  * bound by memory bandwidth). Any M works; it is meant for M <= 64. */
 void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
                        const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads);
+
+/* Weights packed once for many products (decoding: every step multiplies
+ * by the same weights; packing them on every call cost more than half the
+ * time of a 32-row product). op(W) (K, N) as the kernels read it: 64-column
+ * panels of k pairs, zero-padded. rlaif_bf16_packed_size: the bytes
+ * packed must hold (64-byte aligned memory is best). rlaif_bf16_pack: W as
+ * in rlaif_bf16_smallm (w_trans 0: (K, N), 1: (N, K)), in fp32 (w_f32 = 1,
+ * rounded as rlaif_bf16_from_f32) or bf16. rlaif_bf16_packed_gemm: C (M, N)
+ * = A (M, K) fp32 (rounded to bf16) @ op(W) + beta * C; equal to
+ * rlaif_bf16_gemm_ex on the same operands for any M. The layout is the
+ * same for every kernel, so a packed copy stays valid when the kernel is
+ * forced. */
+size_t rlaif_bf16_packed_size(int K, int N);
+void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
+                     int nthreads);
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads);
 
 /* Which kernel the bf16 products run: "amx", "avx512bf16" or "c". force:
  * NULL keeps the run-time choice, otherwise one of those names (tests,
