@@ -49,6 +49,8 @@ static const shape shapes[] = {
     {"dec fc", 0, 0, 64, 3072, 768},
 };
 
+#define PACKED 100 /* not a chooser path: rlaif_bf16_packed_gemm */
+
 static int use_cpu;
 
 static double now(void) {
@@ -88,19 +90,30 @@ static void bench_shape(const shape *s, int rounds, int nt) {
     for (size_t i = 0; i < na; i++) A[i] = (float)((i * 2654435761u) % 2001) * 1e-3f - 1.0f;
     for (size_t i = 0; i < nw * copies; i++) W[i] = (float)((i * 40503u) % 2001) * 1e-3f - 1.0f;
     rlaif_bf16_from_f32(Wh, W, nw * copies);
-    int paths[4], np = 0;
+    /* few rows also from weights packed beforehand (rlaif_bf16_pack), as
+     * decoding can keep them: path PACKED below */
+    size_t psize = rlaif_bf16_packed_size(s->K, s->N) / sizeof(uint32_t);
+    uint32_t *Wp = few ? xalloc(psize * sizeof(uint32_t) * copies) : NULL;
+    for (int c = 0; few && c < copies; c++)
+        rlaif_bf16_pack(s->tb, s->K, s->N, Wh + nw * c, 0, s->tb ? s->K : s->N, Wp + psize * c, nt);
+    int paths[5], np = 0;
     paths[np++] = RLAIF_PATH_SGEMM;
     if (few) paths[np++] = RLAIF_PATH_SMALLM;
     paths[np++] = RLAIF_PATH_BF16;
     if (few) paths[np++] = RLAIF_PATH_BF16_SMALLM;
-    double *t = xalloc(sizeof(double) * 4 * (rounds + 1));
+    if (few) paths[np++] = PACKED;
+    double *t = xalloc(sizeof(double) * 5 * (rounds + 1));
     int lda = s->ta ? s->M : s->K, ldw = s->tb ? s->K : s->N;
     for (int r = 0; r <= rounds; r++) /* round 0 warms up */
         for (int i = 0; i < np; i++) {
             size_t off = nw * (size_t)((r * np + i) % copies);
             double t0 = now();
-            rlaif_gemm_run((rlaif_gemm_path)paths[i], s->ta, s->tb, s->M, s->N, s->K, A, lda,
-                           W + off, Wh + off, ldw, 0.0f, C, s->N, scratch, nt);
+            if (paths[i] == PACKED)
+                rlaif_bf16_packed_gemm(s->M, s->N, s->K, A, lda, Wp + psize * (off / nw), 0.0f, C,
+                                       s->N, nt);
+            else
+                rlaif_gemm_run((rlaif_gemm_path)paths[i], s->ta, s->tb, s->M, s->N, s->K, A, lda,
+                               W + off, Wh + off, ldw, 0.0f, C, s->N, scratch, nt);
             if (r > 0) t[i * rounds + r - 1] = now() - t0;
         }
     double gf = 2.0 * s->M * s->N * s->K / 1e9, base = 0.0;
@@ -108,13 +121,14 @@ static void bench_shape(const shape *s, int rounds, int nt) {
     for (int i = 0; i < np; i++) {
         double med = median(t + i * rounds, rounds);
         if (i == 0) base = med;
-        printf(" | %s %.1f GF/s %.3f ms x%.2f", rlaif_gemm_path_name((rlaif_gemm_path)paths[i]),
+        printf(" | %s %.1f GF/s %.3f ms x%.2f",
+               paths[i] == PACKED ? "bf16-packed" : rlaif_gemm_path_name((rlaif_gemm_path)paths[i]),
                gf / med, med * 1e3, base / med);
     }
     rlaif_gemm_path pick = rlaif_gemm_choose(1, s->ta, s->tb, s->M, s->N, s->K, nt);
     printf(" | chooser: %s\n", rlaif_gemm_path_name(pick));
     fflush(stdout);
-    free(A), free(W), free(Wh), free(C), free(scratch), free(t);
+    free(A), free(W), free(Wh), free(Wp), free(C), free(scratch), free(t);
 }
 
 int main(int argc, char **argv) {
