@@ -45,11 +45,15 @@ static inline float bf16_float(rlaif_bf16 h) {
     return f;
 }
 
-/* -1 until asked: whether the AVX-512 conversions run on this CPU. */
+enum { K_C, K_AVX512BF16, K_AMX };
+static int forced = -1; /* the kernel a test asked for, or -1 */
+
+/* Whether the AVX-512 conversions run: on a CPU that has them, unless a
+ * test forced the plain C kernel (which then covers the scalar code). */
 static int simd_convert(void) {
     static int have = -1;
     if (have < 0) have = bf16_x86_avx512bw();
-    return have;
+    return have && forced != K_C;
 }
 
 void rlaif_bf16_from_f32(rlaif_bf16 *dst, const float *src, size_t n) {
@@ -77,16 +81,29 @@ static inline float elem(const void *X, int f32, int ld, int trans, int r, int c
                : bf16_float(((const rlaif_bf16 *)X)[at]);
 }
 
+/* The packed layout (rlaif_bf16_pack): 64-column panels, each kpad pair
+ * rows of 64 uint32 pairs (lower half: the even k). */
+static size_t packed_at(int kpad, int k, int n) {
+    return ((size_t)(n / BF16_NR) * (size_t)kpad + (size_t)(k / 2)) * BF16_NR +
+           (size_t)(n % BF16_NR);
+}
+
+static inline float packed_elem(const uint32_t *P, int kpad, int k, int n) {
+    return bf16_float((rlaif_bf16)(P[packed_at(kpad, k, n)] >> (16 * (k & 1))));
+}
+
 /* Each output the fp32 sum over k in order, then beta * C added. Rows split
- * over the team. */
+ * over the team. B == NULL: op(B) is packed (P, kpad). */
 static void gemm_c(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
-                   const void *B, int b_f32, int ldb, float beta, float *C, int ldc, int nthreads) {
+                   const void *B, int b_f32, int ldb, const uint32_t *P, int kpad, float beta,
+                   float *C, int ldc, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = 0.0f;
             for (int k = 0; k < K; k++)
-                s += elem(A, a_f32, lda, ta, m, k) * elem(B, b_f32, ldb, tb, k, n);
+                s += elem(A, a_f32, lda, ta, m, k) *
+                     (B ? elem(B, b_f32, ldb, tb, k, n) : packed_elem(P, kpad, k, n));
             float *c = C + (size_t)m * ldc + n;
             *c = beta == 0.0f ? s : s + beta * *c;
         }
@@ -98,31 +115,46 @@ static int round_up(int x, int q) {
     return (x + q - 1) / q * q;
 }
 
-static void *alloc64(size_t bytes) {
-    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+/* Packing buffers of the calling thread, kept between calls: fresh pages
+ * for every product cost page faults (a 3 MB A block: 13% of a product's
+ * time in a profile). Grown when too small; held until the thread ends. */
+typedef struct {
+    void *p;
+    size_t bytes;
+} buffer;
+
+static void *buffer_get(buffer *b, size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (b->bytes >= bytes) return b->p;
+    free(b->p);
+    b->p = aligned_alloc(64, bytes);
+    b->bytes = b->p ? bytes : 0;
+    return b->p;
 }
 
-/* C = op(A) @ op(B) + beta C through packing and a panel kernel. Returns
- * -1 (nothing done) when the buffers cannot be had. */
-static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B, int M, int N,
-                       int K, float beta, float *C, int ldc, int nt) {
+static _Thread_local buffer a_buf, b_buf;
+
+/* C = op(A) @ op(B) + beta C through packing and a panel kernel; B == NULL:
+ * op(B) is Bpre, packed by rlaif_bf16_pack. Returns -1 (nothing done) when
+ * the buffers cannot be had. */
+static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B,
+                       const uint32_t *Bpre, int M, int N, int K, float beta, float *C, int ldc,
+                       int nt) {
     int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
     int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), Mp = round_up(M, BF16_QUANTUM);
     int panels = (N + BF16_NR - 1) / BF16_NR;
     size_t bsize = (size_t)kcp * BF16_NR;
-    uint32_t *Ap = alloc64(sizeof(uint32_t) * (size_t)Mp * kcp);
-    uint32_t *Bp = alloc64(sizeof(uint32_t) * bsize * (size_t)nt);
-    if (!Ap || !Bp) {
-        free(Ap), free(Bp);
-        return -1;
-    }
+    uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)Mp * kcp);
+    uint32_t *Bp = B ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
+    if (!Ap || (B && !Bp)) return -1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
-        uint32_t *bp = Bp + bsize * (size_t)omp_get_thread_num();
+        uint32_t *bp = B ? Bp + bsize * (size_t)omp_get_thread_num() : NULL;
 #else
         uint32_t *bp = Bp;
 #endif
+        size_t kpad = (size_t)round_up(KP, BF16_QUANTUM);
         for (int kb = 0; kb < nkb; kb++) {
             int q0 = kb * kcp, nq = KP - q0 < kcp ? round_up(KP - q0, BF16_QUANTUM) : kcp;
             int mode = kb > 0 ? BF16_ADD : beta == 0.0f ? BF16_STORE : BF16_BETA;
@@ -132,20 +164,21 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
 #pragma omp for schedule(dynamic)
             for (int p = 0; p < panels; p++) {
                 int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
-                bf16_x86_pack_b(B, n0, q0, nq, bp);
-                panel(Ap, kcp, M, nq, bp, C + n0, ldc, ncv, mode, beta);
+                const uint32_t *b = bp;
+                if (B)
+                    bf16_x86_pack_b(B, n0, q0, nq, bp);
+                else
+                    b = Bpre + ((size_t)p * kpad + (size_t)q0) * BF16_NR;
+                panel(Ap, kcp, M, nq, b, C + n0, ldc, ncv, mode, beta);
             }
         }
     }
-    free(Ap), free(Bp);
     return 0;
 }
 
 /* --------------------------------------------------------------- dispatch */
 
-enum { K_C, K_AVX512BF16, K_AMX };
 static const char *kernel_names[] = {"c", "avx512bf16", "amx"};
-static int forced = -1;
 
 static int best_kernel(void) {
     static int best = -1;
@@ -172,9 +205,9 @@ void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int 
     if (id != K_C && K > 0) {
         bf16_src a = {A, a_f32, lda, ta, M, K}, b = {B, b_f32, ldb, tb, K, N};
         bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
-        if (gemm_packed(panel, &a, &b, M, N, K, beta, C, ldc, nthreads) == 0) return;
+        if (gemm_packed(panel, &a, &b, NULL, M, N, K, beta, C, ldc, nthreads) == 0) return;
     }
-    gemm_c(ta, tb, M, N, K, A, a_f32, lda, B, b_f32, ldb, beta, C, ldc, nthreads);
+    gemm_c(ta, tb, M, N, K, A, a_f32, lda, B, b_f32, ldb, NULL, 0, beta, C, ldc, nthreads);
 }
 
 void rlaif_bf16_gemm(int ta, int tb, int M, int N, int K, const rlaif_bf16 *A, int lda,
@@ -185,4 +218,47 @@ void rlaif_bf16_gemm(int ta, int tb, int M, int N, int K, const rlaif_bf16 *A, i
 void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
                        const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads) {
     rlaif_bf16_gemm_ex(0, w_trans, M, N, K, A, 1, lda, W, 0, ldw, beta, C, ldc, nthreads);
+}
+
+/* ------------------------------------------------------- packed weights */
+
+size_t rlaif_bf16_packed_size(int K, int N) {
+    size_t kpad = (size_t)round_up((K + 1) / 2, BF16_QUANTUM);
+    return sizeof(uint32_t) * kpad * BF16_NR * (size_t)((N + BF16_NR - 1) / BF16_NR);
+}
+
+void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
+                     int nthreads) {
+    int kpad = round_up((K + 1) / 2, BF16_QUANTUM), panels = (N + BF16_NR - 1) / BF16_NR;
+    uint32_t *P = packed;
+    bf16_src b = {W, w_f32, ldw, w_trans, K, N};
+    int simd = simd_convert();
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int p = 0; p < panels; p++) {
+        uint32_t *dst = P + (size_t)p * kpad * BF16_NR;
+        if (simd) {
+            bf16_x86_pack_b(&b, p * BF16_NR, 0, kpad, dst);
+            continue;
+        }
+        for (int q = 0; q < kpad; q++)
+            for (int j = 0; j < BF16_NR; j++) {
+                int n = p * BF16_NR + j, k = 2 * q;
+                uint32_t lo = n < N && k < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k, n)) : 0;
+                uint32_t hi =
+                    n < N && k + 1 < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k + 1, n)) : 0;
+                dst[(size_t)q * BF16_NR + j] = lo | hi << 16;
+            }
+    }
+}
+
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int id = kernel_id(), kpad = round_up((K + 1) / 2, BF16_QUANTUM);
+    if (id != K_C && K > 0) {
+        bf16_src a = {A, 1, lda, 0, M, K};
+        bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
+        if (gemm_packed(panel, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0) return;
+    }
+    gemm_c(0, 0, M, N, K, A, 1, lda, NULL, 0, 0, packed, kpad, beta, C, ldc, nthreads);
 }

@@ -11,7 +11,8 @@
  * activation that small does not occur in a model; the conversions below
  * keep denormals in every kernel.
  *
- * API history: first version 2026-12-02 (unchanged since). */
+ * API history: first version 2026-12-02; added since (nothing changed):
+ * rlaif_gemm_run, the packed weights (rlaif_bf16_pack...). */
 #ifndef RLAIF_GEMM_BF16_H
 #define RLAIF_GEMM_BF16_H
 
@@ -52,6 +53,23 @@ void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int 
 void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
                        const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads);
 
+/* Weights packed once for many products (decoding: every step multiplies
+ * by the same weights; packing them on every call cost more than half the
+ * time of a 32-row product). op(W) (K, N) as the kernels read it: 64-column
+ * panels of k pairs, zero-padded. rlaif_bf16_packed_size: the bytes
+ * packed must hold (64-byte aligned memory is best). rlaif_bf16_pack: W as
+ * in rlaif_bf16_smallm (w_trans 0: (K, N), 1: (N, K)), in fp32 (w_f32 = 1,
+ * rounded as rlaif_bf16_from_f32) or bf16. rlaif_bf16_packed_gemm: C (M, N)
+ * = A (M, K) fp32 (rounded to bf16) @ op(W) + beta * C; equal to
+ * rlaif_bf16_gemm_ex on the same operands for any M. The layout is the
+ * same for every kernel, so a packed copy stays valid when the kernel is
+ * forced. */
+size_t rlaif_bf16_packed_size(int K, int N);
+void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
+                     int nthreads);
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads);
+
 /* Which kernel the bf16 products run: "amx", "avx512bf16" or "c". force:
  * NULL keeps the run-time choice, otherwise one of those names (tests,
  * benchmarks); a kernel this CPU cannot run is refused (the choice stays). */
@@ -85,6 +103,15 @@ typedef enum {
 rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
                                   int nthreads);
 void rlaif_gemm_force(int path);
+/* Runs path p on C (M, N) = op(A) @ op(W) + beta C (beta 0 or 1 on the
+ * few-row paths): W in fp32 for the fp32 paths, Wh (bf16) for the bf16
+ * ones (the other may be NULL); scratch: K * RLAIF_SMALLM_MAX floats for
+ * RLAIF_PATH_SMALLM. The fp32 paths split as the engine does (sgemm: the
+ * larger of M and N over the team, one single-threaded sgemm each; OpenBLAS
+ * must be single-threaded when nthreads > 1). */
+void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                    const float *W, const rlaif_bf16 *Wh, int ldw, float beta, float *C, int ldc,
+                    float *scratch, int nthreads);
 /* One line per remembered choice: shape class, the times of each candidate,
  * the winner. */
 void rlaif_gemm_choices_print(FILE *out);

@@ -58,6 +58,42 @@ static int is_candidate(int p, int allow_bf16, int ta, int M) {
     return allow_bf16 && few;
 }
 
+/* cblas_sgemm split as the engine splits it: the larger of M and N over
+ * the team, one single-threaded sgemm per thread. */
+static void sgemm_split(int ta, int tb, int M, int N, int K, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc, int nt) {
+    int split_m = M >= N, D = split_m ? M : N;
+    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
+        if (d0 >= d1) continue;
+        const float *a = A, *b = B;
+        int m = M, n = N;
+        if (split_m)
+            a += ta ? (size_t)d0 : (size_t)d0 * lda, m = d1 - d0;
+        else
+            b += tb ? (size_t)d0 * ldb : (size_t)d0, n = d1 - d0;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    m, n, K, 1.0f, a, lda, b, ldb, beta,
+                    C + (split_m ? (size_t)d0 * ldc : (size_t)d0), ldc);
+    }
+}
+
+void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                    const float *W, const rlaif_bf16 *Wh, int ldw, float beta, float *C, int ldc,
+                    float *scratch, int nthreads) {
+    if (p == RLAIF_PATH_SMALLM)
+        rlaif_smallm_gemm(tb, M, N, K, A, lda, W, ldw, NULL, beta != 0.0f ? C : NULL, C, ldc, NULL,
+                          NULL, scratch, nthreads);
+    else if (p == RLAIF_PATH_BF16)
+        rlaif_bf16_gemm_ex(ta, tb, M, N, K, A, 1, lda, Wh, 0, ldw, beta, C, ldc, nthreads);
+    else if (p == RLAIF_PATH_BF16_SMALLM)
+        rlaif_bf16_smallm(tb, M, N, K, A, lda, Wh, ldw, beta, C, ldc, nthreads);
+    else
+        sgemm_split(ta, tb, M, N, K, A, lda, W, ldw, beta, C, ldc, nthreads);
+}
+
 /* The operands of one timing: fp32 A and B, a bf16 copy of B. */
 typedef struct {
     int ta, tb, M, N, K, nt;
@@ -65,40 +101,9 @@ typedef struct {
     rlaif_bf16 *Bh;
 } bench_case;
 
-/* cblas_sgemm split as the engine splits it: the larger of M and N over
- * the team, one single-threaded sgemm per thread. */
-static void run_sgemm(const bench_case *b) {
-    int lda = b->ta ? b->M : b->K, ldb = b->tb ? b->K : b->N, nt = b->nt;
-    int split_m = b->M >= b->N, D = split_m ? b->M : b->N;
-    int chunk = ((D + nt - 1) / nt + 15) / 16 * 16;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
-        int d0 = t * chunk, d1 = d0 + chunk < D ? d0 + chunk : D;
-        if (d0 >= d1) continue;
-        const float *A = b->A, *B = b->B;
-        int M = b->M, N = b->N;
-        if (split_m)
-            A += b->ta ? (size_t)d0 : (size_t)d0 * lda, M = d1 - d0;
-        else
-            B += b->tb ? (size_t)d0 * ldb : (size_t)d0, N = d1 - d0;
-        cblas_sgemm(CblasRowMajor, b->ta ? CblasTrans : CblasNoTrans,
-                    b->tb ? CblasTrans : CblasNoTrans, M, N, b->K, 1.0f, A, lda, B, ldb, 0.0f,
-                    b->C + (split_m ? (size_t)d0 * b->N : (size_t)d0), b->N);
-    }
-}
-
 static void run_path(int p, const bench_case *b) {
-    int lda = b->ta ? b->M : b->K, ldb = b->tb ? b->K : b->N;
-    if (p == RLAIF_PATH_SGEMM)
-        run_sgemm(b);
-    else if (p == RLAIF_PATH_SMALLM)
-        rlaif_smallm_gemm(b->tb, b->M, b->N, b->K, b->A, lda, b->B, ldb, NULL, NULL, b->C, b->N,
-                          NULL, NULL, b->scratch, b->nt);
-    else if (p == RLAIF_PATH_BF16)
-        rlaif_bf16_gemm_ex(b->ta, b->tb, b->M, b->N, b->K, b->A, 1, lda, b->Bh, 0, ldb, 0.0f, b->C,
-                           b->N, b->nt);
-    else
-        rlaif_bf16_smallm(b->tb, b->M, b->N, b->K, b->A, lda, b->Bh, ldb, 0.0f, b->C, b->N, b->nt);
+    rlaif_gemm_run((rlaif_gemm_path)p, b->ta, b->tb, b->M, b->N, b->K, b->A, b->ta ? b->M : b->K,
+                   b->B, b->Bh, b->tb ? b->K : b->N, 0.0f, b->C, b->N, b->scratch, b->nt);
 }
 
 /* Times the candidates of c on a slice of its shape into c->ms. */

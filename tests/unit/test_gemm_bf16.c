@@ -81,7 +81,22 @@ static void check_round(uint32_t u, const char *what) {
     ck_assert_msg(back == from_bits((uint32_t)h << 16), "%s: to_f32 not exact", what);
 }
 
+static int n_kernels(const char **names);
+static void convert_cases(void);
+
+/* Each kernel's conversions (forcing "c" runs the scalar ones). */
 START_TEST(test_convert_cases) {
+    const char *kern[3];
+    int nk = n_kernels(kern);
+    for (int ki = 0; ki < nk; ki++) {
+        rlaif_bf16_kernel(kern[ki]);
+        convert_cases();
+    }
+    rlaif_bf16_kernel(kern[nk - 1]);
+}
+END_TEST
+
+static void convert_cases(void) {
     static const uint32_t cases[] = {
         0x3F800000u,              /* 1 */
         0x3F808000u,              /* 1 + 2^-8: a tie, kept half even -> 1 */
@@ -117,7 +132,6 @@ START_TEST(test_convert_cases) {
         ck_assert(back[i] == from_bits((uint32_t)h[i] << 16));
     }
 }
-END_TEST
 
 /* ------------------------------------------------------------- products */
 
@@ -167,7 +181,8 @@ static double at(const operand *o, int t, int r, int c) {
 static int failures;
 
 /* One product against the float64 reference; kind 0: rlaif_bf16_gemm_ex,
- * 1: rlaif_bf16_smallm (ta = 0, A in fp32). */
+ * 1: rlaif_bf16_smallm (ta = 0, A in fp32), 2: rlaif_bf16_pack then
+ * rlaif_bf16_packed_gemm (ta = 0, A in fp32). */
 static void check_gemm(const char *kern, int kind, int ta, int tb, int M, int N, int K, int a_f32,
                        int b_f32, float beta, int nt) {
     operand A = make_operand(M, K, ta, a_f32, 3), B = make_operand(K, N, tb, b_f32, 5);
@@ -180,7 +195,12 @@ static void check_gemm(const char *kern, int kind, int ta, int tb, int M, int N,
     memcpy(C, C0, nc * sizeof(float));
     if (kind == 0)
         rlaif_bf16_gemm_ex(ta, tb, M, N, K, A.p, a_f32, A.ld, B.p, b_f32, B.ld, beta, C, ldc, nt);
-    else
+    else if (kind == 2) {
+        void *P = xalloc(rlaif_bf16_packed_size(K, N));
+        rlaif_bf16_pack(tb, K, N, B.p, b_f32, B.ld, P, nt);
+        rlaif_bf16_packed_gemm(M, N, K, A.p, A.ld, P, beta, C, ldc, nt);
+        free(P);
+    } else
         rlaif_bf16_smallm(tb, M, N, K, A.p, A.ld, B.p, B.ld, beta, C, ldc, nt);
     double u = ldexp(1.0, -24), gamma = (K + 2) * u / (1.0 - (K + 2) * u) * 1.01;
     for (int m = 0; m < M; m++) {
@@ -266,6 +286,42 @@ START_TEST(test_smallm_rows) {
 }
 END_TEST
 
+/* Pre-packed weights: bit for bit rlaif_bf16_gemm_ex (same kernel, same
+ * order of sums), so within its bound; every kernel packs and multiplies
+ * (forcing "c" packs with the scalar code). */
+static void check_packed(const char *kern, int wt, int M, int N, int K, int w_f32, float beta,
+                         int nt) {
+    operand A = make_operand(M, K, 0, 1, 3), W = make_operand(K, N, wt, w_f32, 5);
+    int ldc = N + 1;
+    size_t nc = (size_t)M * ldc;
+    float *C1 = xalloc(nc * sizeof(float)), *C2 = xalloc(nc * sizeof(float));
+    for (size_t i = 0; i < nc; i++) C1[i] = C2[i] = frand();
+    void *P = xalloc(rlaif_bf16_packed_size(K, N));
+    rlaif_bf16_pack(wt, K, N, W.p, w_f32, W.ld, P, nt);
+    rlaif_bf16_packed_gemm(M, N, K, A.p, A.ld, P, beta, C1, ldc, nt);
+    rlaif_bf16_gemm_ex(0, wt, M, N, K, A.p, 1, A.ld, W.p, w_f32, W.ld, beta, C2, ldc, 3 - nt);
+    if (memcmp(C1, C2, nc * sizeof(float)) && failures++ < 5)
+        fprintf(stderr, "FAIL %s packed wt=%d M=%d N=%d K=%d wf=%d beta=%g: differs\n", kern, wt, M,
+                N, K, w_f32, beta);
+    free(A.p), free(A.v), free(W.p), free(W.v), free(C1), free(C2), free(P);
+}
+
+START_TEST(test_packed) {
+    const char *kern[3];
+    int nk = n_kernels(kern);
+    for (int ki = 0; ki < nk; ki++) {
+        rlaif_bf16_kernel(kern[ki]);
+        for (int M = 1; M <= 70; M += 3)
+            check_packed(kern[ki], M & 1, M, M % 4 ? 77 : 130, M % 5 ? 33 : 800, M % 3 == 0,
+                         M % 2 ? 0.0f : 1.0f, 1 + M % 2);
+    }
+    rlaif_bf16_kernel(kern[nk - 1]);
+    check_gemm(kern[nk - 1], 2, 0, 1, 37, 150, 801, 1, 1, 0.5f, 2); /* against the reference */
+    check_gemm(kern[nk - 1], 2, 0, 0, 3, 64, 2, 1, 0, 0.0f, 1);
+    ck_assert_msg(failures == 0, "%d failures", failures);
+}
+END_TEST
+
 /* Results do not depend on the number of threads (the split never cuts a
  * sum). */
 START_TEST(test_threads_same) {
@@ -320,6 +376,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_gemm_large);
     tcase_add_test(tc, test_smallm_rows);
     tcase_add_test(tc, test_threads_same);
+    tcase_add_test(tc, test_packed);
     tcase_add_test(tc, test_chooser);
     suite_add_tcase(s, tc);
     printf("bf16 kernel: %s\n", rlaif_bf16_kernel(NULL));
