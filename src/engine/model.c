@@ -114,6 +114,13 @@ struct rlaif_acts {
      * rounded to bfloat16 (own allocation) */
     uint16_t *d16;
     size_t d16cap;
+    /* bf16 decoding: every linear layer's weight packed once per sequence
+     * (rlaif_bf16_pack; decoding multiplies by the same weights every step),
+     * pk_w[i] at pk + pk_off[i]; pk_on while rlaif_model_forward_kv runs */
+    unsigned char *pk;
+    const float **pk_w;
+    size_t *pk_off;
+    int pk_n, pk_on;
     float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
     size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
@@ -296,7 +303,7 @@ void rlaif_model_free(rlaif_model *m) {
     if (m->acts) {
         free(m->acts->mem), free(m->acts->imem);
         free(m->acts->rope_cos), free(m->acts->rope_sin);
-        free(m->acts->d16);
+        free(m->acts->d16), free(m->acts->pk), free(m->acts->pk_w), free(m->acts->pk_off);
     }
     free(m->params16);
     free(m->acts);
@@ -712,6 +719,7 @@ typedef struct {
     int trans;
     const uint16_t *w16;
     uint16_t *d16;
+    const void *packed; /* decoding: the weight as rlaif_bf16_pack left it */
 } weight;
 
 /* dst = bf16(src), n values, split over the team when large. */
@@ -740,7 +748,9 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
     /* the input is rounded while it is packed (no pass of its own); few rows
      * (decoding) stream each weight once. A fixed rule, not a timed choice:
      * a resumed run must make the same products as the uninterrupted one. */
-    if (N <= RLAIF_SMALLM_MAX)
+    if (W.packed)
+        rlaif_bf16_packed_gemm(N, OC, IC, inp, IC, W.packed, beta, out, OC, nt);
+    else if (N <= RLAIF_SMALLM_MAX)
         rlaif_bf16_smallm(tr, N, OC, IC, inp, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
     else
         rlaif_bf16_gemm_ex(0, tr, N, OC, IC, inp, 1, IC, W.w16, 0, tr ? IC : OC, beta, out, OC, nt);
@@ -1055,8 +1065,11 @@ static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos,
 
 /* The model's view of one layer's weights (w or g) as linear layers. */
 static weight lin(const rlaif_model *m, const float *w) {
-    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL};
-    if (m->params16) W.w16 = m->params16 + (w - m->params), W.d16 = m->acts->d16;
+    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL, NULL};
+    const rlaif_acts *a = m->acts;
+    if (m->params16) W.w16 = m->params16 + (w - m->params), W.d16 = a->d16;
+    for (int i = 0; a->pk_on && i < a->pk_n; i++)
+        if (a->pk_w[i] == w) W.packed = a->pk + a->pk_off[i];
     return W;
 }
 
@@ -1065,6 +1078,52 @@ static weight head_lin(const rlaif_model *m) {
     weight W = lin(m, m->w.lm_head);
     W.trans = 1;
     return W;
+}
+
+/* The linear layers as (weight, trans, K, N): fn called on each. */
+static void each_linear(const rlaif_model *m, void (*fn)(void *, const float *, int, int, int),
+                        void *ud) {
+    dims d = dims_of(&m->cfg);
+    int tr = m->cfg.arch != RLAIF_ARCH_GPT2;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const rlaif_layer_weights *w = &m->w.h[l];
+        fn(ud, w->qkv_w, tr, d.C, d.C3), fn(ud, w->o_w, tr, d.C, d.C);
+        fn(ud, w->fc_w, tr, d.C, d.F2), fn(ud, w->proj_w, tr, d.FA, d.C);
+    }
+    if (m->w.proj_in) fn(ud, m->w.proj_in, tr, d.Cw, d.C);
+    if (m->w.proj_out) fn(ud, m->w.proj_out, tr, d.C, d.Cw);
+    fn(ud, m->w.lm_head, 1, d.Cw, m->cfg.vocab_size);
+}
+
+/* each_linear callbacks: count the packed bytes, then pack. */
+static void pk_count(void *ud, const float *w, int tr, int K, int N) {
+    rlaif_acts *a = ud;
+    (void)tr;
+    a->pk_w[a->pk_n] = w;
+    a->pk_off[a->pk_n + 1] = a->pk_off[a->pk_n] + (rlaif_bf16_packed_size(K, N) + 63) / 64 * 64;
+    a->pk_n++;
+}
+
+static void pk_pack(void *ud, const float *w, int tr, int K, int N) {
+    rlaif_acts *a = ud;
+    rlaif_bf16_pack(tr, K, N, w, 1, tr ? K : N, a->pk + a->pk_off[a->pk_n++], team_size());
+}
+
+/* bf16 decoding: packs every linear layer's weight from the fp32 block
+ * (the first step of a sequence: weights may have changed since the last). */
+static void pack_weights(rlaif_model *m) {
+    rlaif_acts *a = m->acts;
+    if (!a->pk) {
+        int n = 4 * m->cfg.n_layer + 3;
+        a->pk_w = xcalloc((size_t)n, sizeof *a->pk_w);
+        a->pk_off = xcalloc((size_t)n + 1, sizeof *a->pk_off);
+        a->pk_n = 0;
+        each_linear(m, pk_count, a);
+        a->pk = aligned_alloc(64, a->pk_off[a->pk_n]);
+        if (!a->pk) a->pk = xmalloc(a->pk_off[a->pk_n]);
+    }
+    a->pk_n = 0;
+    each_linear(m, pk_pack, a);
 }
 
 /* bf16 mode: params16 = bf16(params). Called where weights are about to be
@@ -1590,8 +1649,9 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                            kv->maxT);
     RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
     acts_carve(m, B, Tn, 0);
-    if (s0 == 0) refresh_params16(m); /* a new sequence: weights may have changed since */
     rlaif_acts *a = m->acts;
+    if (s0 == 0 && m->params16) pack_weights(m); /* a new sequence: weights may have changed */
+    a->pk_on = m->params16 != NULL;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < Tn; i++) {
             a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
@@ -1619,6 +1679,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                           a->xt, team_size());
     else
         gemm(0, 1, B, V, Cw, 1.0f, a->lnf, Cw, head, Cw, 0.0f, logits, V);
+    a->pk_on = 0;
     kv->len += Tn;
     return 0;
 }

@@ -160,6 +160,9 @@ def run_config(name, ckpt, params, names, V, trunk, heads, greedy, B, T, prompts
         failures.append(name + " greedy tokens")
     check(name + " KV-cache logprobs vs full forward",
           rel(o["gen_logp"][...], o["gen_logp_full"][...]), tol["kv"])
+    if "gen_logp_trained" in o:  # after the ten AdamW steps below: no stale weights
+        check(name + " KV-cache vs full forward after training",
+              rel(o["gen_logp_trained"][...], o["gen_logp_full_trained"][...]), tol["kv"])
 
     # ten AdamW steps on the masked loss
     P = {k: v.double().requires_grad_(True) for k, v in params.items()}
