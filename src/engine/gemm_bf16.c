@@ -132,7 +132,7 @@ static void *buffer_get(buffer *b, size_t bytes) {
     return b->p;
 }
 
-static _Thread_local buffer a_buf, b_buf;
+static _Thread_local buffer a_buf, b_buf, w_buf;
 
 /* C = op(A) @ op(B) + beta C through packing and a panel kernel; B == NULL:
  * op(B) is Bpre, packed by rlaif_bf16_pack. Returns -1 (nothing done) when
@@ -147,6 +147,13 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
     uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)Mp * kcp);
     uint32_t *Bp = B ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
     if (!Ap || (B && !Bp)) return -1;
+    /* Few rows of a Conv1D weight (B stored (K, N)): the product is bound by
+     * reading B, so pack its whole K block in one sweep along the stored
+     * rows (measured: panel by panel took over half of a 32-row product). */
+    uint32_t *Bw = NULL;
+    int wide = B && !B->trans && M <= 64;
+    if (wide) Bw = buffer_get(&w_buf, sizeof(uint32_t) * bsize * (size_t)panels);
+    if (wide && !Bw) return -1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
@@ -161,11 +168,17 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
 #pragma omp for schedule(static)
             for (int m = 0; m < Mp; m += BF16_QUANTUM)
                 bf16_x86_pack_a(A, m, m + BF16_QUANTUM, q0, nq, Ap, kcp);
+            if (wide) /* the whole K block of B, read row by row by the team */
+#pragma omp for schedule(static)
+                for (int q = 0; q < nq; q += BF16_QUANTUM)
+                    bf16_x86_pack_b_rows(B, q0, q, q + BF16_QUANTUM, nq, Bw);
 #pragma omp for schedule(dynamic)
             for (int p = 0; p < panels; p++) {
                 int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
                 const uint32_t *b = bp;
-                if (B)
+                if (wide)
+                    b = Bw + (size_t)p * (size_t)nq * BF16_NR;
+                else if (B)
                     bf16_x86_pack_b(B, n0, q0, nq, bp);
                 else
                     b = Bpre + ((size_t)p * kpad + (size_t)q0) * BF16_NR;
