@@ -149,9 +149,10 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
     if (!Ap || (B && !Bp)) return -1;
     /* Few rows of a Conv1D weight (B stored (K, N)): the product is bound by
      * reading B, so pack its whole K block in one sweep along the stored
-     * rows (measured: panel by panel took over half of a 32-row product). */
+     * rows (measured: panel by panel took over half of a 32-row product);
+     * up to 32 MB of packed block, as a GPT-2 c_fc (4.7 MB). */
     uint32_t *Bw = NULL;
-    int wide = B && !B->trans && M <= 64;
+    int wide = B && !B->trans && M <= 64 && bsize * (size_t)panels <= ((size_t)8 << 20);
     if (wide) Bw = buffer_get(&w_buf, sizeof(uint32_t) * bsize * (size_t)panels);
     if (wide && !Bw) return -1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
