@@ -135,7 +135,7 @@ __attribute__((target(T_BW))) void bf16_x86_pack_a(const bf16_src *A, int m0, in
             pairs16(A, m, q0 + q, t);
             __mmask16 mk = nq - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nq - q)) - 1);
             for (int i = 0; i < 16 && m + i < m1; i++)
-                _mm512_mask_storeu_epi32(Ap + (size_t)(m + i) * ldp + q, mk, t[i]);
+                _mm512_mask_storeu_epi32(Ap + (size_t)(m - m0 + i) * ldp + q, mk, t[i]);
         }
 }
 
