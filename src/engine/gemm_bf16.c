@@ -132,46 +132,82 @@ static void *buffer_get(buffer *b, size_t bytes) {
     return b->p;
 }
 
-static _Thread_local buffer a_buf, b_buf;
+static _Thread_local buffer a_buf, b_buf, w_buf;
+
+/* Rows [m0, m1) of C: the team packs op(A)'s rows (all of K) into Ap, then
+ * takes 64-column panels dynamically, each through every K block in order
+ * (its C block stays in cache between K blocks). B panels come packed
+ * (Bfull, the layout of rlaif_bf16_pack) or are packed per block into bp. */
+typedef struct {
+    bf16_panel_fn *panel;
+    const bf16_src *A, *B;
+    const uint32_t *Bfull;
+    int M, N, kcp, kpad, panels;
+    float beta;
+    float *C;
+    int ldc;
+} driver;
+
+static void row_block(const driver *d, int m0, int m1, uint32_t *Ap, uint32_t *bp) {
+    int mp = round_up(m1 - m0, BF16_QUANTUM), nkb = (d->kpad + d->kcp - 1) / d->kcp;
+#pragma omp for schedule(static)
+    for (int m = 0; m < mp; m += BF16_QUANTUM)
+        bf16_x86_pack_a(d->A, m0 + m, m0 + m + BF16_QUANTUM, 0, d->kpad, Ap + (size_t)m * d->kpad,
+                        d->kpad);
+#pragma omp for schedule(dynamic)
+    for (int p = 0; p < d->panels; p++) {
+        int n0 = p * BF16_NR, ncv = d->N - n0 < BF16_NR ? d->N - n0 : BF16_NR;
+        for (int kb = 0; kb < nkb; kb++) {
+            int q0 = kb * d->kcp, nq = d->kpad - q0 < d->kcp ? d->kpad - q0 : d->kcp;
+            int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
+            const uint32_t *b = bp;
+            if (d->Bfull)
+                b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR;
+            else
+                bf16_x86_pack_b(d->B, n0, q0, nq, bp);
+            d->panel(Ap + q0, d->kpad, m1 - m0, nq, b, d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv,
+                     mode, d->beta);
+        }
+    }
+}
 
 /* C = op(A) @ op(B) + beta C through packing and a panel kernel; B == NULL:
- * op(B) is Bpre, packed by rlaif_bf16_pack. Returns -1 (nothing done) when
- * the buffers cannot be had. */
+ * op(B) is Bpre, packed by rlaif_bf16_pack. Rows go in blocks whose packed
+ * A is at most 16 MB (one block for training shapes up to K = 768 x 10k
+ * rows); two barriers a block. Returns -1 (nothing done) when the buffers
+ * cannot be had. */
 static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B,
                        const uint32_t *Bpre, int M, int N, int K, float beta, float *C, int ldc,
                        int nt) {
     int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
-    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), Mp = round_up(M, BF16_QUANTUM);
+    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), kpad = round_up(KP, BF16_QUANTUM);
     int panels = (N + BF16_NR - 1) / BF16_NR;
-    size_t bsize = (size_t)kcp * BF16_NR;
-    uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)Mp * kcp);
-    uint32_t *Bp = B ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
-    if (!Ap || (B && !Bp)) return -1;
+    int mc = (int)(((size_t)4 << 20) / (size_t)kpad) / BF16_QUANTUM * BF16_QUANTUM;
+    if (mc < BF16_QUANTUM) mc = BF16_QUANTUM;
+    if (mc > round_up(M, BF16_QUANTUM)) mc = round_up(M, BF16_QUANTUM);
+    size_t bsize = (size_t)kcp * BF16_NR, fsize = (size_t)kpad * BF16_NR * (size_t)panels;
+    /* Few rows of a Conv1D weight (B stored (K, N)): the product is bound by
+     * reading B, so pack all of it first in one sweep along the stored rows
+     * (measured: panel by panel, a page apart, took over half of a 32-row
+     * product); up to 32 MB packed, as a GPT-2 c_fc (4.7 MB). */
+    int wide = B && !B->trans && M <= 64 && fsize <= ((size_t)8 << 20);
+    uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)mc * kpad);
+    uint32_t *Bp = B && !wide ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
+    uint32_t *Bw = wide ? buffer_get(&w_buf, sizeof(uint32_t) * fsize) : NULL;
+    if (!Ap || (B && !wide && !Bp) || (wide && !Bw)) return -1;
+    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc};
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
-        uint32_t *bp = B ? Bp + bsize * (size_t)omp_get_thread_num() : NULL;
+        uint32_t *bp = Bp ? Bp + bsize * (size_t)omp_get_thread_num() : NULL;
 #else
         uint32_t *bp = Bp;
 #endif
-        size_t kpad = (size_t)round_up(KP, BF16_QUANTUM);
-        for (int kb = 0; kb < nkb; kb++) {
-            int q0 = kb * kcp, nq = KP - q0 < kcp ? round_up(KP - q0, BF16_QUANTUM) : kcp;
-            int mode = kb > 0 ? BF16_ADD : beta == 0.0f ? BF16_STORE : BF16_BETA;
+        if (wide)
 #pragma omp for schedule(static)
-            for (int m = 0; m < Mp; m += BF16_QUANTUM)
-                bf16_x86_pack_a(A, m, m + BF16_QUANTUM, q0, nq, Ap, kcp);
-#pragma omp for schedule(dynamic)
-            for (int p = 0; p < panels; p++) {
-                int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
-                const uint32_t *b = bp;
-                if (B)
-                    bf16_x86_pack_b(B, n0, q0, nq, bp);
-                else
-                    b = Bpre + ((size_t)p * kpad + (size_t)q0) * BF16_NR;
-                panel(Ap, kcp, M, nq, b, C + n0, ldc, ncv, mode, beta);
-            }
-        }
+            for (int q = 0; q < kpad; q += BF16_QUANTUM)
+                bf16_x86_pack_b_rows(B, 0, q, q + BF16_QUANTUM, kpad, Bw);
+        for (int m0 = 0; m0 < M; m0 += mc) row_block(&d, m0, m0 + mc < M ? m0 + mc : M, Ap, bp);
     }
     return 0;
 }

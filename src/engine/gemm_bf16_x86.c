@@ -135,7 +135,7 @@ __attribute__((target(T_BW))) void bf16_x86_pack_a(const bf16_src *A, int m0, in
             pairs16(A, m, q0 + q, t);
             __mmask16 mk = nq - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nq - q)) - 1);
             for (int i = 0; i < 16 && m + i < m1; i++)
-                _mm512_mask_storeu_epi32(Ap + (size_t)(m + i) * ldp + q, mk, t[i]);
+                _mm512_mask_storeu_epi32(Ap + (size_t)(m - m0 + i) * ldp + q, mk, t[i]);
         }
 }
 
@@ -172,6 +172,25 @@ __attribute__((target(T_BW))) void bf16_x86_pack_b(const bf16_src *B, int n0, in
             _mm512_storeu_si512(Bp + (size_t)q * BF16_NR + v,
                                 cross_pairs(B->p, B->f32, (size_t)k * B->ld + n0 + v, (size_t)B->ld,
                                             B->rows - k, B->cols - n0 - v));
+    }
+}
+
+/* Pairs [qa, qb) of a K block (q0, nq pairs) of B stored (K, N), for all
+ * panels at once: P[(p * nq + q) * 64 + j]. The two stored rows of a pair
+ * are read end to end, which streams from memory at full speed; panel by
+ * panel the same rows are read 128 bytes at a time, a page apart. */
+__attribute__((target(T_BW))) void bf16_x86_pack_b_rows(const bf16_src *B, int q0, int qa, int qb,
+                                                        int nq, uint32_t *P) {
+    int panels = (B->cols + BF16_NR - 1) / BF16_NR;
+    for (int q = qa; q < qb; q++) {
+        int k = 2 * (q0 + q);
+        for (int p = 0; p < panels; p++)
+            for (int v = 0; v < BF16_NR; v += 16) {
+                int n = p * BF16_NR + v;
+                _mm512_storeu_si512(P + ((size_t)p * nq + q) * BF16_NR + v,
+                                    cross_pairs(B->p, B->f32, (size_t)k * B->ld + n, (size_t)B->ld,
+                                                B->rows - k, B->cols - n));
+            }
     }
 }
 
@@ -259,6 +278,9 @@ void bf16_x86_pack_a(const bf16_src *A, int m0, int m1, int q0, int nq, uint32_t
 }
 void bf16_x86_pack_b(const bf16_src *B, int n0, int q0, int nq, uint32_t *Bp) {
     (void)B, (void)n0, (void)q0, (void)nq, (void)Bp;
+}
+void bf16_x86_pack_b_rows(const bf16_src *B, int q0, int qa, int qb, int nq, uint32_t *P) {
+    (void)B, (void)q0, (void)qa, (void)qb, (void)nq, (void)P;
 }
 void bf16_panel_avx512(const uint32_t *Ap, int ldp, int M, int nq, const uint32_t *Bp, float *C,
                        int ldc, int ncv, int mode, float beta) {

@@ -37,10 +37,15 @@ int bf16_x86_amx(void);
 void bf16_x86_from_f32(uint16_t *dst, const float *src, size_t n);
 void bf16_x86_to_f32(float *dst, const uint16_t *src, size_t n);
 
-/* Rows [m0, m1) of op(A), pairs [q0, q0 + nq) into Ap (ldp pairs a row). */
+/* Rows [m0, m1) of op(A), pairs [q0, q0 + nq) into Ap (ldp pairs a row;
+ * row m at Ap + (m - m0) * ldp). */
 void bf16_x86_pack_a(const bf16_src *A, int m0, int m1, int q0, int nq, uint32_t *Ap, int ldp);
 /* Columns [n0, n0 + BF16_NR) of op(B), pairs [q0, q0 + nq) into Bp. */
 void bf16_x86_pack_b(const bf16_src *B, int n0, int q0, int nq, uint32_t *Bp);
+
+/* Pairs [qa, qb) of the K block (q0, nq pairs) of op(B) = B stored (K, N)
+ * (not transposed), every panel: P[(p * nq + q) * BF16_NR + j]. */
+void bf16_x86_pack_b_rows(const bf16_src *B, int q0, int qa, int qb, int nq, uint32_t *P);
 
 /* C (M, ncv <= BF16_NR columns) op= Ap (M, nq pairs) @ Bp; nq a multiple of
  * BF16_QUANTUM, Ap with M rounded up to BF16_QUANTUM rows. */

@@ -7,10 +7,16 @@
  * is bound by memory bandwidth, training by arithmetic), so no fixed rule
  * holds on all of them. A shape class is timed once, on first use, on a
  * slice with the real K and layout: M rounded up to a power of two (at
- * most 512 rows timed), N cut to 1024 columns for many rows, and for few
- * rows to a weight slice larger than the caches so it streams from memory
- * as decoding does. Each candidate runs once to warm up, then three times
- * alternating with the others; the smallest time wins. */
+ * most 256 rows timed), N cut to 512 columns for many rows, and for few
+ * rows to a weight slice of 16 MB in fp32 (larger than L2 and most of an
+ * L3 slice) so it comes from far as in decoding. Each candidate runs once to warm up, then three
+ * times alternating with the others; the smallest time wins. The timing runs on one thread and
+ * counts that thread's CPU time: on a machine shared with other programs a team's wall-clock time
+ * is dominated by threads waiting at barriers for a descheduled partner (20-40 ms for
+ * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm where bf16 was 3x
+ * faster), while one thread's CPU time stays within ~15%. Every path splits
+ * its work over the team the same way (columns or rows, no reduction), so
+ * the order measured on one thread is the order for the team. */
 #include "config.h"
 #include "gemm_bf16.h"
 #include "model_gemm.h"
@@ -19,6 +25,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_CLASSES 64
 #define NPATH       4
@@ -27,6 +34,7 @@ typedef struct {
     int allow_bf16, ta, tb, mclass, N, K, nthreads;
     rlaif_gemm_path path;
     double ms[NPATH]; /* < 0: not a candidate */
+    double cost_ms;   /* the calibration's own time (0 for a table set) */
 } choice;
 
 static choice table[MAX_CLASSES];
@@ -106,13 +114,20 @@ static void run_path(int p, const bench_case *b) {
                    b->B, b->Bh, b->tb ? b->K : b->N, 0.0f, b->C, b->N, b->scratch, b->nt);
 }
 
-/* Times the candidates of c on a slice of its shape into c->ms. */
+/* CPU time of the calling thread, in seconds. */
+static double thread_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Times the candidates of c on a slice of its shape into c->ms, on one
+ * thread by its CPU time (see the top of this file). */
 static void calibrate(choice *c) {
-    bench_case b = {.ta = c->ta, .tb = c->tb, .K = c->K, .nt = c->nthreads};
-    b.M = c->mclass < 512 ? c->mclass : 512;
-    /* few rows: a weight slice of ~64 MB in fp32 streams from memory */
-    size_t wmax = (size_t)16 << 20;
-    b.N = c->mclass <= RLAIF_SMALLM_MAX ? (int)(wmax / (size_t)c->K) : 1024;
+    bench_case b = {.ta = c->ta, .tb = c->tb, .K = c->K, .nt = 1};
+    b.M = c->mclass < 256 ? c->mclass : 256;
+    size_t wmax = (size_t)4 << 20; /* few rows: 16 MB of fp32 weights */
+    b.N = c->mclass <= RLAIF_SMALLM_MAX ? (int)(wmax / (size_t)c->K) : 512;
     if (b.N > c->N) b.N = c->N;
     if (b.N < 1) b.N = 1;
     size_t na = (size_t)b.M * b.K, nb = (size_t)b.N * b.K;
@@ -123,17 +138,17 @@ static void calibrate(choice *c) {
     c->path = RLAIF_PATH_SGEMM;
     for (int p = 0; p < NPATH; p++) c->ms[p] = -1;
     if (!b.A || !b.B || !b.C || !b.scratch || !b.Bh) goto done; /* no memory: plain sgemm */
-    for (size_t i = 0; i < na; i++) b.A[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < nb; i++) b.B[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < na; i++) b.A[i] = (float)(int)(i & 255) * (1.0f / 256) - 0.5f;
+    for (size_t i = 0; i < nb; i++) b.B[i] = (float)(int)((i * 7) & 255) * (1.0f / 256) - 0.5f;
     rlaif_bf16_from_f32(b.Bh, b.B, nb);
     for (int p = 0; p < NPATH; p++)
         c->ms[p] = is_candidate(p, c->allow_bf16, c->ta, b.M) ? 1e30 : -1;
     for (int rep = 0; rep < 4; rep++)
         for (int p = 0; p < NPATH; p++) {
             if (c->ms[p] < 0) continue;
-            double t0 = rlaif_now();
+            double t0 = thread_cpu();
             run_path(p, &b);
-            double t = (rlaif_now() - t0) * 1e3;
+            double t = (thread_cpu() - t0) * 1e3;
             if (rep > 0 && t < c->ms[p]) c->ms[p] = t; /* rep 0 warms up */
         }
     for (int p = 0; p < NPATH; p++)
@@ -146,7 +161,7 @@ rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, 
                                   int nthreads) {
     if (forced >= 0 && is_candidate(forced, allow_bf16, ta, M)) return (rlaif_gemm_path)forced;
     choice key = {allow_bf16 != 0, ta != 0,          tb != 0, m_class(M), N, K,
-                  nthreads,        RLAIF_PATH_SGEMM, {0}};
+                  nthreads,        RLAIF_PATH_SGEMM, {0},     0.0};
     for (int i = 0; i < n_table; i++) {
         choice *c = &table[i];
         if (c->allow_bf16 == key.allow_bf16 && c->ta == key.ta && c->tb == key.tb &&
@@ -154,7 +169,9 @@ rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, 
             return c->path;
     }
     if (N <= 0 || K <= 0 || M <= 0) return RLAIF_PATH_SGEMM;
+    double t0 = rlaif_now();
     calibrate(&key);
+    key.cost_ms = (rlaif_now() - t0) * 1e3;
     if (n_table < MAX_CLASSES) table[n_table++] = key;
     return key.path;
 }
@@ -173,7 +190,7 @@ void rlaif_gemm_choices_print(FILE *out) {
                 c->allow_bf16 ? "bf16" : "fp32", c->mclass, c->N, c->K, c->ta, c->tb, c->nthreads);
         for (int p = 0; p < NPATH; p++)
             if (c->ms[p] >= 0) fprintf(out, " %s %.3f ms", path_names[p], c->ms[p]);
-        fprintf(out, ": %s\n", path_names[c->path]);
+        fprintf(out, ": %s (measured in %.0f ms)\n", path_names[c->path], c->cost_ms);
     }
 }
 

@@ -253,7 +253,8 @@ START_TEST(test_gemm_shapes) {
 }
 END_TEST
 
-/* Larger K (several K blocks) and N (several panels), all four layouts. */
+/* Larger K (several K blocks) and N (several panels), all four layouts;
+ * a K long enough for several row blocks. */
 START_TEST(test_gemm_large) {
     const char *kern[3];
     int nk = n_kernels(kern);
@@ -265,6 +266,9 @@ START_TEST(test_gemm_large) {
                        : t == 2 ? -0.5f
                                 : 0.0f,
                        2);
+        /* K so long that the packed rows of A come in blocks (80 + 20 rows) */
+        check_gemm(kern[ki], 0, 1, 1, 100, 9, 90001, 1, 0, 0.5f, 2);
+        check_gemm(kern[ki], 2, 0, 0, 100, 9, 90001, 1, 0, 0.0f, 1);
     }
     rlaif_bf16_kernel(kern[nk - 1]);
     ck_assert_msg(failures == 0, "%d failures", failures);
