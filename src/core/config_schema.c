@@ -71,6 +71,9 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     B("model", "norm_before", "true", "opt: pre-LayerNorm (false: post-LN, as opt-350m)"),
     I("model", "max_seq_len", "128", 8, 1048576, "positions"),
     I("model", "vocab_size", "0", 0, 4194304, "vocabulary (0 = from the tokenizer)"),
+    E("model", "precision", "fp32", "fp32|bf16|auto",
+      "matrix products in fp32, or bf16 with fp32 accumulation (weights, optimiser, norms and "
+      "checkpoints stay fp32); auto = bf16 where the CPU has AMX-BF16 or AVX512-BF16"),
     F("model", "init_std", "0.02", 0, 10, "std of the random initialisation"),
     S("model", "init_from", "", "checkpoint to start from instead of random weights"),
     E("model", "chat_template", "none", "none|chatml|llama3|llama2|zephyr|auto",

@@ -12,6 +12,12 @@
  * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
  * the packing-free kernels of model_gemm.c instead of sgemm.
  *
+ * Precision bf16 (model.h): every linear layer's products (the LM head
+ * included) go through rlaif_bf16_gemm instead, on the bfloat16 copy of the
+ * weights and the activations rounded once per product input; the attention
+ * products (Q K^T, P V) stay fp32: they are a few percent of a step's work
+ * at the sizes the engine runs, and softmax's inputs keep fp32 scores.
+ *
  * Threads: one OpenMP team does everything. Elementwise kernels split rows;
  * a matrix product is split into one single-threaded sgemm per thread (along
  * the larger output dimension; a linear layer's backward does its dinp rows
@@ -27,6 +33,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/rng.h"
 #include "model_gemm.h"
+#include "gemm_bf16.h"
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -103,6 +110,17 @@ struct rlaif_acts {
     float *dres, *dsmall, *dtmp;         /* backward scratch (BT, C); dtmp post-LN only */
     float *dbig, *dbig2, *datt; /* (BT, max(C3, F2, Cw)), (BT, FA) SwiGLU only, (B,NH,T,T) */
     float *xt; /* (max(C, Cw, FA), RLAIF_SMALLM_MAX) for rlaif_smallm_gemm when BT is small */
+    /* bf16 mode: a product's output gradient (BT, max(C3, F2, Cw, V, C))
+     * rounded to bfloat16 (own allocation) */
+    uint16_t *d16;
+    size_t d16cap;
+    /* bf16 decoding: every linear layer's weight packed once per sequence
+     * (rlaif_bf16_pack; decoding multiplies by the same weights every step),
+     * pk_w[i] at pk + pk_off[i]; pk_on while rlaif_model_forward_kv runs */
+    unsigned char *pk;
+    const float **pk_w;
+    size_t *pk_off;
+    int pk_n, pk_on;
     float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
     size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
@@ -122,6 +140,13 @@ static size_t acts_need(const rlaif_model_config *c, size_t B, size_t T, int wit
                 (c->arch == RLAIF_ARCH_LLAMA ? BT * d.FA : 0);
     if (BT <= RLAIF_SMALLM_MAX) need += max3(C, d.Cw, d.FA) * RLAIF_SMALLM_MAX;
     return need;
+}
+
+/* Grows the bf16 scratch a->d16 to BT rows. */
+static void bf16_scratch(rlaif_acts *a, const rlaif_model_config *c, size_t BT) {
+    dims d = dims_of(c);
+    size_t nd = BT * max3(max3(d.C3, d.F2, d.Cw), (size_t)c->vocab_size, d.C);
+    if (nd > a->d16cap) free(a->d16), a->d16 = xmalloc(nd * sizeof(uint16_t)), a->d16cap = nd;
 }
 
 /* Carves the activations for (B,T) out of one block (grown when too small). */
@@ -173,6 +198,7 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     TAKE(datt, with_grad ? att : 0);
 #undef TAKE
     a->has_grad_scratch = with_grad;
+    if (m->params16) bf16_scratch(a, c, BT);
     if (3 * BT > a->icap) {
         free(a->imem);
         a->imem = xmalloc(3 * BT * sizeof(int));
@@ -234,6 +260,19 @@ void rlaif_model_set_threads(int team, int blas) {
 #endif
 }
 
+static int default_precision = RLAIF_PREC_FP32;
+
+void rlaif_model_set_default_precision(int precision) {
+    default_precision = precision;
+}
+
+void rlaif_model_set_precision(rlaif_model *m, int precision) {
+    m->precision = precision;
+    if (precision == RLAIF_PREC_BF16 && !m->params16)
+        m->params16 = xmalloc(m->table.total * sizeof(uint16_t));
+    if (precision != RLAIF_PREC_BF16) free(m->params16), m->params16 = NULL;
+}
+
 int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg) {
     memset(m, 0, sizeof *m);
     rlaif_model_config c = *cfg;
@@ -256,6 +295,7 @@ int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg) {
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     if (team_size() > 1) openblas_set_num_threads(1); /* see the top of this file */
 #endif
+    rlaif_model_set_precision(m, default_precision);
     return 0;
 }
 
@@ -263,7 +303,9 @@ void rlaif_model_free(rlaif_model *m) {
     if (m->acts) {
         free(m->acts->mem), free(m->acts->imem);
         free(m->acts->rope_cos), free(m->acts->rope_sin);
+        free(m->acts->d16), free(m->acts->pk), free(m->acts->pk_w), free(m->acts->pk_off);
     }
+    free(m->params16);
     free(m->acts);
     free(m->params);
     free(m->grads);
@@ -669,11 +711,87 @@ SIMD_CLONES static float bias_fill(float *out, const float *bias, const float *r
 }
 
 /* A linear layer's weight: Conv1D [in, out] (GPT-2) or nn.Linear [out, in]
- * (OPT, Llama; trans = 1), so either converts by a copy. */
+ * (OPT, Llama; trans = 1), so either converts by a copy. In bf16 mode w16 is
+ * its bfloat16 copy and d16 the scratch backward rounds the output gradient
+ * into (both NULL in fp32). */
 typedef struct {
     const float *w;
     int trans;
+    const uint16_t *w16;
+    uint16_t *d16;
+    const void *packed; /* decoding: the weight as rlaif_bf16_pack left it */
 } weight;
+
+/* dst = bf16(src), n values, split over the team when large. */
+static void to_bf16(uint16_t *dst, const float *src, size_t n) {
+    int nt = n >= PAR_MIN ? team_size() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        rlaif_bf16_from_f32(dst + i0, src + i0, i1 - i0);
+    }
+}
+
+/* bf16 forward: out = bf16(inp) @ bf16(W) + bias [+ res], then act. */
+static void matmul_forward_bf16(float *out, const float *inp, weight W, const float *bias,
+                                const float *res, int N, int IC, int OC, int act, float *act_out) {
+    int nt = team_size(), tr = W.trans, big = (size_t)N * OC >= PAR_MIN;
+    int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
+    float beta = bias || res ? 1.0f : 0.0f;
+    if (beta != 0.0f) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
+        for (int t = 0; t < nt; t++) {
+            int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
+            if (o0 < o1) bias_fill(out, bias, res, N, OC, o0, o1);
+        }
+    }
+    /* the input is rounded while it is packed (no pass of its own); few rows
+     * (decoding) stream each weight once. A fixed rule, not a timed choice:
+     * a resumed run must make the same products as the uninterrupted one. */
+    if (W.packed)
+        rlaif_bf16_packed_gemm(N, OC, IC, inp, IC, W.packed, beta, out, OC, nt);
+    else if (N <= RLAIF_SMALLM_MAX)
+        rlaif_bf16_smallm(tr, N, OC, IC, inp, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
+    else
+        rlaif_bf16_gemm_ex(0, tr, N, OC, IC, inp, 1, IC, W.w16, 0, tr ? IC : OC, beta, out, OC, nt);
+    if (!act) return;
+    size_t n = (size_t)N * OC;
+#pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
+    for (int t = 0; t < nt; t++) {
+        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        act_span(act, act_out + i0, out + i0, i1 - i0);
+    }
+}
+
+/* bf16 backward (the contract of matmul_backward): dout and inp rounded once
+ * each, dinp = bf16(dout) @ bf16(W)^T, dW += bf16(inp)^T bf16(dout), both
+ * accumulated in fp32; db in fp32 from the unrounded dout. */
+static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, const float *dout,
+                                 const float *inp, weight W, int N, int IC, int OC, int act,
+                                 const float *act_inp) {
+    int nt = team_size(), tr = W.trans;
+    to_bf16(W.d16, dout, (size_t)N * OC); /* used twice: rounded once */
+    rlaif_bf16_gemm(0, !tr, N, IC, OC, W.d16, OC, W.w16, tr ? IC : OC, beta, dinp, IC, nt);
+    if (tr) /* dW [OC, IC] += dout^T inp */
+        rlaif_bf16_gemm_ex(1, 0, OC, IC, N, W.d16, 0, OC, inp, 1, IC, 1.0f, dw, IC, nt);
+    else /* dW [IC, OC] += inp^T dout */
+        rlaif_bf16_gemm_ex(1, 0, IC, OC, N, inp, 1, IC, W.d16, 0, OC, 1.0f, dw, OC, nt);
+    int big = (size_t)N * (IC > OC ? IC : OC) >= PAR_MIN;
+    int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int n0 = t * rchunk, n1 = n0 + rchunk < N ? n0 + rchunk : N;
+        if (act && n0 < n1)
+            act_backward_span(act, dinp + (size_t)n0 * IC, act_inp + (size_t)n0 * IC,
+                              dinp + (size_t)n0 * IC, (size_t)(n1 - n0) * IC);
+        int o0 = t * cchunk, o1 = o0 + cchunk < OC ? o0 + cchunk : OC;
+        for (int n = 0; n < N && db && o0 < o1; n++) {
+            const float *d = dout + (size_t)n * OC;
+#pragma omp simd
+            for (int o = o0; o < o1; o++) db[o] += d[o];
+        }
+    }
+}
 
 /* out (N, OC) = inp (N, IC) @ W + bias [+ res (N, OC) when res != NULL], and
  * act_out = act(out) when act != ACT_NONE. Each thread writes the bias (and
@@ -683,6 +801,10 @@ typedef struct {
 static void matmul_forward(float *out, const float *inp, weight W, const float *bias,
                            const float *res, int N, int IC, int OC, float *xt, int act,
                            float *act_out) {
+    if (W.w16) {
+        matmul_forward_bf16(out, inp, W, bias, res, N, IC, OC, act, act_out);
+        return;
+    }
     int nt = team_size(), tr = W.trans, ldw = tr ? IC : OC;
     enum CBLAS_TRANSPOSE TB = tr ? CblasTrans : CblasNoTrans;
     if (N == 1) { /* a matrix-vector product: stream the weights once */
@@ -731,6 +853,10 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
 static void matmul_backward(float *dinp, float beta, float *dw, float *db, const float *dout,
                             const float *inp, weight W, int N, int IC, int OC, int act,
                             const float *act_inp) {
+    if (W.w16) {
+        matmul_backward_bf16(dinp, beta, dw, db, dout, inp, W, N, IC, OC, act, act_inp);
+        return;
+    }
     int nt = team_size(), tr = W.trans;
     if (2.0 * N * OC * IC < 2e6) nt = 1;
     int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
@@ -939,8 +1065,74 @@ static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos,
 
 /* The model's view of one layer's weights (w or g) as linear layers. */
 static weight lin(const rlaif_model *m, const float *w) {
-    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2};
+    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL, NULL};
+    const rlaif_acts *a = m->acts;
+    if (m->params16) W.w16 = m->params16 + (w - m->params), W.d16 = a->d16;
+    for (int i = 0; a->pk_on && i < a->pk_n; i++)
+        if (a->pk_w[i] == w) W.packed = a->pk + a->pk_off[i];
     return W;
+}
+
+/* The LM head as a linear layer: lm_head [V, Cw] is nn.Linear's layout. */
+static weight head_lin(const rlaif_model *m) {
+    weight W = lin(m, m->w.lm_head);
+    W.trans = 1;
+    return W;
+}
+
+/* The linear layers as (weight, trans, K, N): fn called on each. */
+static void each_linear(const rlaif_model *m, void (*fn)(void *, const float *, int, int, int),
+                        void *ud) {
+    dims d = dims_of(&m->cfg);
+    int tr = m->cfg.arch != RLAIF_ARCH_GPT2;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const rlaif_layer_weights *w = &m->w.h[l];
+        fn(ud, w->qkv_w, tr, d.C, d.C3), fn(ud, w->o_w, tr, d.C, d.C);
+        fn(ud, w->fc_w, tr, d.C, d.F2), fn(ud, w->proj_w, tr, d.FA, d.C);
+    }
+    if (m->w.proj_in) fn(ud, m->w.proj_in, tr, d.Cw, d.C);
+    if (m->w.proj_out) fn(ud, m->w.proj_out, tr, d.C, d.Cw);
+    fn(ud, m->w.lm_head, 1, d.Cw, m->cfg.vocab_size);
+}
+
+/* each_linear callbacks: count the packed bytes, then pack. */
+static void pk_count(void *ud, const float *w, int tr, int K, int N) {
+    rlaif_acts *a = ud;
+    (void)tr;
+    a->pk_w[a->pk_n] = w;
+    a->pk_off[a->pk_n + 1] = a->pk_off[a->pk_n] + (rlaif_bf16_packed_size(K, N) + 63) / 64 * 64;
+    a->pk_n++;
+}
+
+static void pk_pack(void *ud, const float *w, int tr, int K, int N) {
+    rlaif_acts *a = ud;
+    rlaif_bf16_pack(tr, K, N, w, 1, tr ? K : N, a->pk + a->pk_off[a->pk_n++], team_size());
+}
+
+/* bf16 decoding: packs every linear layer's weight from the fp32 block
+ * (the first step of a sequence: weights may have changed since the last). */
+static void pack_weights(rlaif_model *m) {
+    rlaif_acts *a = m->acts;
+    if (!a->pk) {
+        int n = 4 * m->cfg.n_layer + 3;
+        a->pk_w = xcalloc((size_t)n, sizeof *a->pk_w);
+        a->pk_off = xcalloc((size_t)n + 1, sizeof *a->pk_off);
+        a->pk_n = 0;
+        each_linear(m, pk_count, a);
+        a->pk = aligned_alloc(64, a->pk_off[a->pk_n]);
+        if (!a->pk) a->pk = xmalloc(a->pk_off[a->pk_n]);
+    }
+    a->pk_n = 0;
+    each_linear(m, pk_pack, a);
+}
+
+/* bf16 mode: params16 = bf16(params). Called where weights are about to be
+ * used (full forward, a fresh KV cache): every way weights change (AdamW,
+ * checkpoint loads and resumes, broadcasts, tests poking params) writes
+ * params directly, and a refresh costs one read of params (~3% of a GPT-2
+ * 124M train step). */
+static void refresh_params16(rlaif_model *m) {
+    if (m->params16) to_bf16(m->params16, m->params, m->table.total);
 }
 
 /* Token (+ learned position) embeddings -> a->encoded (N, C). OPT with
@@ -1068,6 +1260,7 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
                         int B, int T) {
     RLAIF_TRY(check_inputs(m, tokens, pos, B, T));
     acts_carve(m, B, T, m->grads != NULL);
+    refresh_params16(m);
     rlaif_acts *a = m->acts;
     int N = B * T;
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
@@ -1100,6 +1293,13 @@ SIMD_CLONES static void lm_row_stats(const float *l, int V, int target, float *l
     if (logp) *logp = target >= 0 ? l[target] - *lse : 0.0f;
 }
 
+/* x *= s over n values (nothing when s is 1), split over the team. */
+static void scale_span(float *x, size_t n, float s) {
+    if (s == 1.0f) return;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
 int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
     rlaif_acts *a = m->acts;
     int N = m->B * m->T, C = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
@@ -1109,7 +1309,12 @@ int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
                 return RLAIF_ERROR(RLAIF_EX_USAGE, NULL, "target %d at %d outside vocabulary %d",
                                    targets[i], i, V);
     /* logits (N, V) = lnf (N, Cw) @ lm_head^T * logit_scale */
-    gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.lm_head, C, 0.0f, a->logits, V);
+    if (m->params16) {
+        matmul_forward(a->logits, a->lnf, head_lin(m), NULL, NULL, N, C, V, NULL, ACT_NONE, NULL);
+        scale_span(a->logits, (size_t)N * V, m->logit_scale);
+    } else {
+        gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.lm_head, C, 0.0f, a->logits, V);
+    }
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int i = 0; i < N; i++)
         lm_row_stats(a->logits + (size_t)i * V, V, targets ? targets[i] : -1, &a->lse[i],
@@ -1324,8 +1529,14 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
     /* heads -> dlnf (N, Cw) */
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
-        gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.lm_head, C, 0.0f, dlnf, C);
-        gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.lm_head, C);
+        if (m->params16) { /* the scale goes into d(logits) before its rounding */
+            scale_span(a->logits, (size_t)N * V, m->logit_scale);
+            matmul_backward(dlnf, 0.0f, m->g.lm_head, NULL, a->logits, a->lnf, head_lin(m), N, C, V,
+                            ACT_NONE, NULL);
+        } else {
+            gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.lm_head, C, 0.0f, dlnf, C);
+            gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.lm_head, C);
+        }
     } else {
         memset(dlnf, 0, sizeof(float) * (size_t)N * C);
     }
@@ -1439,6 +1650,8 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
     acts_carve(m, B, Tn, 0);
     rlaif_acts *a = m->acts;
+    if (s0 == 0 && m->params16) pack_weights(m); /* a new sequence: weights may have changed */
+    a->pk_on = m->params16 != NULL;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < Tn; i++) {
             a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
@@ -1457,13 +1670,16 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                sizeof(float) * m->cfg.n_embd);
     final_forward(m, last, a->nf, NULL, NULL, a->lnf, B);
     const float *head = m->w.lm_head;
-    if (B == 1)
+    if (m->params16)
+        matmul_forward(logits, a->lnf, head_lin(m), NULL, NULL, B, Cw, V, NULL, ACT_NONE, NULL);
+    else if (B == 1)
         gemv(0, V, Cw, head, Cw, a->lnf, 0.0f, logits);
     else if (a->xt)
         rlaif_smallm_gemm(1, B, V, Cw, a->lnf, Cw, head, Cw, NULL, NULL, logits, V, NULL, NULL,
                           a->xt, team_size());
     else
         gemm(0, 1, B, V, Cw, 1.0f, a->lnf, Cw, head, Cw, 0.0f, logits, V);
+    a->pk_on = 0;
     kv->len += Tn;
     return 0;
 }

@@ -29,6 +29,30 @@ int rlaif_arch_parse(const char *name) {
     return -1;
 }
 
+const char *rlaif_precision_name(int precision) {
+    return precision == RLAIF_PREC_BF16 ? "bf16" : precision == RLAIF_PREC_FP32 ? "fp32" : "?";
+}
+
+/* auto asks the CPU, not the kernels: a CPU without a bf16 dot product
+ * instruction would run the products as emulated conversions, slower than
+ * fp32 (the portable kernel is for correctness, not speed). */
+int rlaif_precision_parse(const char *name, const char **why) {
+    const char *w = "as set";
+    int p = !strcmp(name, "fp32") ? RLAIF_PREC_FP32 : !strcmp(name, "bf16") ? RLAIF_PREC_BF16 : -1;
+    if (!strcmp(name, "auto")) {
+        p = RLAIF_PREC_FP32, w = "auto: the CPU has neither AMX-BF16 nor AVX512-BF16";
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("amx-bf16"))
+            p = RLAIF_PREC_BF16, w = "auto: the CPU has AMX-BF16";
+        else if (__builtin_cpu_supports("avx512bf16"))
+            p = RLAIF_PREC_BF16, w = "auto: the CPU has AVX512-BF16";
+#endif
+    }
+    if (why) *why = w;
+    return p;
+}
+
 const char *rlaif_rope_type_name(int rope_type) {
     return rope_type >= 0 && rope_type < 3 ? rope_names[rope_type] : "?";
 }

@@ -14,6 +14,7 @@
  * compiled with __attribute__((target)) so the build needs no -march. */
 #include "config.h"
 #include "model_gemm.h"
+#include "simd_x86.h"
 
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -134,35 +135,6 @@ static void tile_avx512(int wt, int mr, int K, const float *S, size_t ldw, const
         CASE(14, 1, 8, 3)
         CASE(15, 1, 6, 4)
 #undef CASE
-    }
-}
-
-/* In-register transpose of 16 x 16 floats: r[i][j] -> r[j][i]. */
-static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4i + j], 128-bit lane L: column 4L + j of rows 4i .. 4i + 3 */
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-        __m512 b = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-        __m512 c = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-        __m512 d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-        r[j] = _mm512_shuffle_f32x4(a, b, 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(a, b, 0xDD);
-        r[4 + j] = _mm512_shuffle_f32x4(c, d, 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(c, d, 0xDD);
     }
 }
 

@@ -7,6 +7,7 @@
  * three losses, greedy generation with its logprobs and the same logprobs
  * from a full forward, ten AdamW losses, and a checkpoint round-trip flag.
  *   engine_ref load CKPT       loads a checkpoint and prints its config.
+ * With RLAIF_PRECISION=bf16 in the environment the models run bf16 products.
  * Any arch (gpt2, opt, llama): everything goes through the checkpoint's
  * /config and tensor table. Without a scalar head (score_head 0) the
  * outputs "score" and "grad_score" are left out. */
@@ -82,6 +83,50 @@ static void write_grads(hid_t out, const char *group, const rlaif_model *m) {
     }
 }
 
+/* Greedy generation from the ragged prompts of `in`, then the same
+ * logprobs by a full forward: gen_out, gen_logp and gen_logp_full + sfx. */
+static void gen_check(rlaif_model *m, hid_t in, hid_t out, const char *sfx) {
+    char name[64];
+    int *gtok = read_all(in, "gen_tokens", H5T_NATIVE_INT, sizeof(int));
+    int *glen = read_all(in, "gen_length", H5T_NATIVE_INT, sizeof(int));
+    int G = (int)dset_numel(in, "gen_length");
+    int64_t *goff = xmalloc(sizeof(int64_t) * G);
+    int P = 0;
+    for (int b = 0, o = 0; b < G; o += glen[b], b++) goff[b] = o, P = glen[b] > P ? glen[b] : P;
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = (int)attr_f(in, "max_new");
+    rlaif_gen_output go;
+    OK(rlaif_generate(m, &gc, G, gtok, goff, glen, NULL, &go));
+    int NN = gc.max_new_tokens, S = P + NN;
+    hsize_t dG[2] = {(hsize_t)G, (hsize_t)NN};
+    snprintf(name, sizeof name, "gen_out%s", sfx);
+    write_arr(out, name, H5T_NATIVE_INT, H5T_STD_I32LE, 2, dG, go.tokens);
+    snprintf(name, sizeof name, "gen_logp%s", sfx);
+    write_arr(out, name, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dG, go.logp);
+    int *ft = xmalloc(sizeof(int) * G * S), *fp = xmalloc(sizeof(int) * G * S);
+    int *ftg = xmalloc(sizeof(int) * G * S);
+    uint8_t *fv = xmalloc((size_t)G * S);
+    for (int b = 0; b < G; b++) {
+        int pad = P - glen[b];
+        for (int t = 0; t < S; t++) {
+            int i = b * S + t, real = t >= pad;
+            ft[i] = !real ? 0 : t < P ? gtok[goff[b] + t - pad] : go.tokens[b * NN + t - P];
+            fp[i] = real ? t - pad : 0, fv[i] = (uint8_t)real;
+        }
+        for (int t = 0; t < S; t++)
+            ftg[b * S + t] = t + 1 >= P && t + 1 < S ? ft[b * S + t + 1] : -1;
+    }
+    OK(rlaif_model_forward(m, ft, fp, fv, G, S));
+    OK(rlaif_model_lm_forward(m, ftg));
+    float *full = xmalloc(sizeof(float) * G * NN);
+    for (int b = 0; b < G; b++)
+        for (int s = 0; s < NN; s++) full[b * NN + s] = m->logp[b * S + P - 1 + s];
+    snprintf(name, sizeof name, "gen_logp_full%s", sfx);
+    write_arr(out, name, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dG, full);
+    rlaif_gen_output_free(&go);
+    free(gtok), free(glen), free(goff), free(ft), free(fp), free(ftg), free(fv), free(full);
+}
+
 static int run(const char *ckpt, const char *inputs, const char *outpath) {
     rlaif_model m;
     OK(rlaif_model_load(ckpt, &m));
@@ -132,40 +177,7 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
     }
 
     /* greedy generation from ragged prompts, then the same logprobs by a full forward */
-    int *gtok = read_all(in, "gen_tokens", H5T_NATIVE_INT, sizeof(int));
-    int *glen = read_all(in, "gen_length", H5T_NATIVE_INT, sizeof(int));
-    int G = (int)dset_numel(in, "gen_length");
-    int64_t *goff = xmalloc(sizeof(int64_t) * G);
-    int P = 0;
-    for (int b = 0, o = 0; b < G; o += glen[b], b++) goff[b] = o, P = glen[b] > P ? glen[b] : P;
-    rlaif_gen_config gc = rlaif_gen_defaults();
-    gc.max_new_tokens = (int)attr_f(in, "max_new");
-    rlaif_gen_output go;
-    OK(rlaif_generate(&m, &gc, G, gtok, goff, glen, NULL, &go));
-    int NN = gc.max_new_tokens, S = P + NN;
-    hsize_t dG[2] = {(hsize_t)G, (hsize_t)NN};
-    write_arr(out, "gen_out", H5T_NATIVE_INT, H5T_STD_I32LE, 2, dG, go.tokens);
-    write_arr(out, "gen_logp", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dG, go.logp);
-    int *ft = xmalloc(sizeof(int) * G * S), *fp = xmalloc(sizeof(int) * G * S);
-    int *ftg = xmalloc(sizeof(int) * G * S);
-    uint8_t *fv = xmalloc((size_t)G * S);
-    for (int b = 0; b < G; b++) {
-        int pad = P - glen[b];
-        for (int t = 0; t < S; t++) {
-            int i = b * S + t, real = t >= pad;
-            ft[i] = !real ? 0 : t < P ? gtok[goff[b] + t - pad] : go.tokens[b * NN + t - P];
-            fp[i] = real ? t - pad : 0, fv[i] = (uint8_t)real;
-        }
-        for (int t = 0; t < S; t++)
-            ftg[b * S + t] = t + 1 >= P && t + 1 < S ? ft[b * S + t + 1] : -1;
-    }
-    OK(rlaif_model_forward(&m, ft, fp, fv, G, S));
-    OK(rlaif_model_lm_forward(&m, ftg));
-    float *full = xmalloc(sizeof(float) * G * NN);
-    for (int b = 0; b < G; b++)
-        for (int s = 0; s < NN; s++) full[b * NN + s] = m.logp[b * S + P - 1 + s];
-    write_arr(out, "gen_logp_full", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, dG, full);
-    rlaif_gen_output_free(&go);
+    gen_check(&m, in, out, "");
 
     /* ten AdamW steps on the masked loss */
     rlaif_adamw_config oc = rlaif_adamw_defaults();
@@ -189,6 +201,8 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
     }
     hsize_t ds = (hsize_t)steps + 1;
     write_arr(out, "train_loss", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 1, &ds, losses);
+    /* generation after the weights changed: a KV cache must use the new ones */
+    gen_check(&m, in, out, "_trained");
 
     /* checkpoint round trip: bit-exact params and moments */
     char tmp[4096];
@@ -210,14 +224,17 @@ static int run(const char *ckpt, const char *inputs, const char *outpath) {
     rlaif_adamw_free(&opt), rlaif_adamw_free(&opt2);
     rlaif_model_free(&m), rlaif_model_free(&m2);
     free(tokens), free(targets), free(pos), free(valid), free(mask), free(w_lp), free(w_ent);
-    free(w_score), free(dlogp), free(gtok), free(glen), free(goff), free(ft), free(fp), free(ftg);
-    free(fv), free(full), free(losses);
+    free(w_score), free(dlogp), free(losses);
     return 0;
 }
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* RLAIF_PRECISION=bf16: every model below runs bf16 products
+     * (tests/reference/test_bf16.py) */
+    const char *prec = getenv("RLAIF_PRECISION");
+    if (prec) rlaif_model_set_default_precision(rlaif_precision_parse(prec, NULL));
     int rc = 2;
     if (argc == 5 && !strcmp(argv[1], "run")) {
         rc = run(argv[2], argv[3], argv[4]);

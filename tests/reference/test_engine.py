@@ -8,34 +8,15 @@ identical, KV cache vs full forward <= 1e-5, checkpoint round trip exact).
 Exits 1 when any check fails. OPT and Llama: test_arch.py.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import engine_check as ec  # noqa: E402
-import gpt2_ref as ref  # noqa: E402
-
-
-def run_gpt2(name, cfg, B, T, prompts, max_new, seed, lr):
-    print("== %s: L=%d C=%d NH=%d V=%d" % (name, cfg["n_layer"], cfg["n_embd"], cfg["n_head"],
-                                           cfg["vocab_size"]))
-    tmp = tempfile.mkdtemp(prefix="rlaif-gpt2-")
-    ckpt = os.path.join(tmp, "model.h5")
-    params = ref.random_params(cfg, seed)
-    ref.write_ckpt(ckpt, cfg, params)
-    ec.run_config(name, ckpt, params, [n for n, _ in ref.param_shapes(cfg)], cfg["vocab_size"],
-                  lambda P, tok, pos, valid: ref.trunk(P, cfg, tok, pos, valid),
-                  lambda P, h, targets: ref.heads(P, cfg, h, targets),
-                  lambda P, prompts, n: ref.greedy(P, cfg, prompts, n), B, T, prompts, max_new,
-                  seed, lr)
-    shutil.rmtree(tmp)
-
 
 tiny = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=97, max_seq_len=32, score_head=1)
 mid = dict(n_layer=4, n_embd=256, n_head=8, vocab_size=1000, max_seq_len=64, score_head=1)
-run_gpt2("tiny", tiny, 3, 16, [[5, 17, 3, 88, 41], [9, 2, 60], [1, 2, 3, 4, 5, 6, 7]], 8, 11, 3e-3)
-run_gpt2("mid", mid, 2, 32, [[10, 200, 30, 999], [7, 7, 7, 7, 7, 7, 7, 7, 7], [512]], 12, 23, 1e-4)
+ec.run_gpt2("tiny", tiny, 3, 16, [[5, 17, 3, 88, 41], [9, 2, 60], [1, 2, 3, 4, 5, 6, 7]], 8, 11, 3e-3)
+ec.run_gpt2("mid", mid, 2, 32, [[10, 200, 30, 999], [7, 7, 7, 7, 7, 7, 7, 7, 7], [512]], 12, 23, 1e-4)
 if ec.failures:
     print("FAILED:", ", ".join(ec.failures))
     sys.exit(1)

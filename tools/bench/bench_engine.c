@@ -61,6 +61,10 @@ static void model_from_args(rlaif_model *m, char **a) {
     if (kv) c.n_kv_head = atoi(kv);
     if (inner) c.n_inner = atoi(inner);
     check(rlaif_model_create(m, &c));
+    /* RLAIF_BENCH_PRECISION=bf16 times bf16 products (model.precision) */
+    const char *prec = getenv("RLAIF_BENCH_PRECISION");
+    if (prec && rlaif_precision_parse(prec, NULL) >= 0)
+        rlaif_model_set_precision(m, rlaif_precision_parse(prec, NULL));
     rlaif_model_init_random(m, 1, 0.02f);
 }
 

@@ -170,8 +170,12 @@ def torch_model(cfg):
 
 
 def worker(args):
+    import contextlib
     import torch
     torch.set_num_threads(args.torch_threads)
+    # --autocast: bf16 matrix products (oneDNN), PyTorch's mixed precision on the CPU
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.autocast else \
+        contextlib.nullcontext
     torch.manual_seed(0)
     cfg = MODELS[args.model]
     model = torch_llama(cfg) if cfg.get("arch") == "llama" else torch_model(cfg)
@@ -185,8 +189,9 @@ def worker(args):
         for s in range(args.reps + 1):
             x = torch.randint(0, cfg["V"], (args.B, args.T + 1))
             t0 = time.perf_counter()
-            logits = model(x[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), x[:, 1:].reshape(-1))
+            with cast():
+                logits = model(x[:, :-1])
+                loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), x[:, 1:].reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -199,7 +204,7 @@ def worker(args):
         C, NH = cfg["C"], cfg["NH"]
         KV = cfg.get("NKV", NH)  # the cache holds the KV heads only (GQA)
         prompt = torch.randint(0, cfg["V"], (args.B, args.P))
-        with torch.no_grad():
+        with torch.no_grad(), cast():
             for s in range(args.reps + 1):
                 t0 = time.perf_counter()
                 caches = [(torch.empty(args.B, KV, args.P + args.N, C // NH),
@@ -235,6 +240,7 @@ def main():
     ap.add_argument("--case", default="train")
     ap.add_argument("--model", default="gpt2")
     ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--autocast", type=int, default=0)
     ap.add_argument("--B", type=int, default=4)
     ap.add_argument("--T", type=int, default=64)
     ap.add_argument("--P", type=int, default=16)
@@ -243,7 +249,8 @@ def main():
     ap.add_argument("--rlaif", help="path of tools/bench/bench_engine")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", help="comma list of cases: train124m,tiny,gen1,gen32,"
-                    "llama-train,llama-gen1,llama-gen32")
+                    "llama-train,llama-gen1,llama-gen32, and train124m-bf16,gen1-bf16,"
+                    "gen32-bf16 (rlaif bf16 and fp32 against PyTorch's best incl. autocast)")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
@@ -253,8 +260,9 @@ def main():
     R = args.rounds
     rl_env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}  # sgemm, copy probes
 
-    def rl_env_of(case, env):  # the architecture travels in the environment
+    def rl_env_of(case, env, prec=None):  # the architecture travels in the environment
         c = MODELS[case["model"]]
+        env = dict(env, RLAIF_BENCH_PRECISION=prec or case.get("prec", "fp32"))
         if c.get("arch") == "llama":
             env = dict(env, RLAIF_BENCH_ARCH="llama", RLAIF_BENCH_KV_HEADS=str(c["NKV"]),
                        RLAIF_BENCH_INNER=str(c["F"]))
@@ -271,9 +279,9 @@ def main():
     def probe(case):  # a shorter run to choose thread settings
         return dict(case, reps=max(1, case["reps"] // 3), N=32)
 
-    def torch_cmd(case, tt):
+    def torch_cmd(case, tt, ac=0):
         return [sys.executable, me, "--worker", "--case", case["case"], "--model", case["model"],
-                "--torch-threads", str(tt), "--B", str(case["B"]), "--T", str(case.get("T", 64)),
+                "--torch-threads", str(tt), "--autocast", str(ac), "--B", str(case["B"]), "--T", str(case.get("T", 64)),
                 "--N", str(case.get("N", 128)), "--reps", str(case["reps"])]
 
     cases = {
@@ -292,6 +300,8 @@ def main():
         "llama-gen32": dict(name="Llama 135M GQA generate B=32 128 tok", case="gen",
                             model="llama", B=32, reps=1, key="tok_s"),
     }
+    for k in ("train124m", "gen1", "gen32"):  # model.precision = bf16
+        cases[k + "-bf16"] = dict(cases[k], name=cases[k]["name"] + " bf16", prec="bf16")
     only = args.only.split(",") if args.only else list(cases)
     print("machine: %s, %d cores; %s" % (
         open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
@@ -312,15 +322,18 @@ def main():
     for key in only:
         case = cases[key]
         # PyTorch at its best: torch threads x OpenBLAS threads, one quick run each
+        # (bf16 cases: also under autocast, where oneDNN runs on torch's threads)
         best, best_tt = None, None
-        for tt in (1, 2):
-            for bt in (1, 2):
-                v = float(run(torch_cmd(probe(case), tt),
-                              {"OPENBLAS_NUM_THREADS": str(bt)})[case["key"]])
-                better = best is None or (v < best[0] if case["key"] == "step_ms" else v > best[0])
-                if better:
-                    best, best_tt = (v, tt, bt), (tt, bt)
-        tt, bt = best_tt
+        settings = [(tt, bt, 0) for tt in (1, 2) for bt in (1, 2)]
+        if case.get("prec"):
+            settings = [(1, 2, 0), (2, 1, 0), (1, 1, 1), (2, 1, 1)]
+        for tt, bt, ac in settings:
+            v = float(run(torch_cmd(probe(case), tt, ac),
+                          {"OPENBLAS_NUM_THREADS": str(bt)})[case["key"]])
+            better = best is None or (v < best[0] if case["key"] == "step_ms" else v > best[0])
+            if better:
+                best, best_tt = (v, tt, bt), (tt, bt, ac)
+        tt, bt, ac = best_tt
         # rlaif the same way: one OpenMP team (OpenBLAS inside at 1 thread), or
         # single-threaded kernels with OpenBLAS's 2 threads
         rl_best = None
@@ -330,11 +343,13 @@ def main():
             if rl_best is None or (v < rl_best[0] if case["key"] == "step_ms" else v > rl_best[0]):
                 rl_best = (v, env)
         rl_env = rl_best[1]
-        rl_v, th_v, rl_mem, th_mem = [], [], [], []
+        rl_v, th_v, rl_mem, th_mem, rl32 = [], [], [], [], []
         for r in range(R):  # alternate
             probe_machine()
             a = run(rl_cmd(case), rl_env_of(case, rl_env))
-            b = run(torch_cmd(case, tt), {"OPENBLAS_NUM_THREADS": str(bt)})
+            if case.get("prec"):  # the same engine in fp32, for bf16 / fp32
+                rl32.append(float(run(rl_cmd(case), rl_env_of(case, rl_env, "fp32"))[case["key"]]))
+            b = run(torch_cmd(case, tt, ac), {"OPENBLAS_NUM_THREADS": str(bt)})
             rl_v.append(float(a[case["key"]]))
             th_v.append(float(b[case["key"]]))
             rl_mem.append(float(a["peak_rss_mb"]))
@@ -357,12 +372,18 @@ def main():
             ratios.append("%s %.2fx (%.0f%% bw)" % (key, ratio, 100 * rv / bound))
         else:
             ratios.append("%s %.2fx" % (key, ratio))
+        if rl32:
+            r32 = statistics.median(rl32)
+            vs32 = r32 / rv if case["key"] == "step_ms" else rv / r32
+            extra += " rlaif fp32 %.2f: bf16 %.2fx fp32" % (r32, vs32)
+            ratios[-1] += " (bf16 %.2fx rlaif fp32)" % vs32
         if case["case"] == "train":
             ratios[-1] += " mem %.2f" % (statistics.median(rl_mem) / statistics.median(th_mem))
         unit = "ms/step" if case["key"] == "step_ms" else "tok/s"
         rows.append((case["name"], rv, tv, unit, ratio, statistics.median(rl_mem),
                      statistics.median(th_mem), "rlaif OMP %s" % rl_env["OMP_NUM_THREADS"],
-                     "torch %d thr + OpenBLAS %d" % (tt, bt), extra))
+                     "torch %d thr + OpenBLAS %d%s" % (tt, bt, " + bf16 autocast" if ac else ""),
+                     extra))
         print("%-34s rlaif %9.2f  torch %9.2f %-7s  %.2fx  peak RSS %6.0f / %6.0f MB  (%s; %s) %s"
               % rows[-1], flush=True)
     sgemm_rate, copy_bw = machine_rates()

@@ -1,7 +1,8 @@
 /* model.h - decoder-only transformers in three families, forward and
  * backward on the CPU in fp32, every matrix product through cblas_sgemm
  * except those with at most 64 rows (batched decoding), which use
- * packing-free AVX-512 / AVX2 / C kernels (src/engine/model_gemm.h):
+ * packing-free AVX-512 / AVX2 / C kernels (src/engine/model_gemm.h); with
+ * precision bf16 the linear layers' products are bf16 with fp32 sums:
  *   GPT-2: learned positions, pre-LayerNorm, GELU tanh, tied LM head;
  *   OPT:   learned positions (offset 2), pre- or post-LayerNorm, ReLU,
  *          optional project_in/project_out, tied LM head;
@@ -90,6 +91,14 @@ typedef struct {
 
 typedef struct rlaif_acts rlaif_acts; /* private to model.c */
 
+/* Arithmetic of the matrix products (model.precision). bf16: weights and
+ * activations rounded to bfloat16 (round to nearest even) at the inputs of
+ * every linear layer's product, forward and backward, accumulated in fp32
+ * into fp32 outputs and gradients; parameters, optimiser state, norms,
+ * softmax, activation functions, attention and losses stay fp32, and so do
+ * checkpoints. */
+typedef enum { RLAIF_PREC_FP32 = 0, RLAIF_PREC_BF16 = 1 } rlaif_precision;
+
 typedef struct {
     rlaif_model_config cfg;
     rlaif_tensor_table table; /* names, shapes and offsets of params (and grads) */
@@ -97,6 +106,12 @@ typedef struct {
     float *grads;             /* table.total floats, NULL until rlaif_model_alloc_grads */
     rlaif_model_weights w, g;
     rlaif_acts *acts;
+    int precision; /* rlaif_precision */
+    /* bf16 mode: a bfloat16 copy of params (same offsets), rewritten from
+     * params at every rlaif_model_forward and at the first step of every KV
+     * cache, so it can never be older than the weights it is used with
+     * (optimiser steps, loads, broadcasts all write params directly). */
+    uint16_t *params16;
     int B, T; /* shape of the last forward */
     /* lm_forward's logits are (lnf @ lm_head^T) * logit_scale (1 after create):
      * 1 / temperature makes log-probs and entropies those of the tempered
@@ -134,6 +149,16 @@ int rlaif_rope_type_parse(const char *name);
  * the same cores slow each other down). 0 leaves a setting alone. Without a
  * call, OpenMP's own default (OMP_NUM_THREADS, else every CPU) holds. */
 void rlaif_model_set_threads(int team, int blas);
+
+/* "fp32", "bf16", "auto" -> rlaif_precision (-1 for another name); auto is
+ * bf16 where the CPU has AMX-BF16 or AVX512-BF16, fp32 elsewhere, and *why
+ * (may be NULL) says which. rlaif_precision_name is the way back. */
+int rlaif_precision_parse(const char *name, const char **why);
+const char *rlaif_precision_name(int precision);
+/* Precision of every model created afterwards (fp32 until called). */
+void rlaif_model_set_default_precision(int precision);
+/* Switches one model's precision (allocates or frees the bf16 copy). */
+void rlaif_model_set_precision(rlaif_model *m, int precision);
 
 /* Allocates parameters (zeroed). Returns 0 or RLAIF_EX_USAGE for a bad config. */
 int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg);

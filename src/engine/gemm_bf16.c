@@ -1,0 +1,300 @@
+/* gemm_bf16.c - bfloat16 matrix products with fp32 accumulation (see
+ * gemm_bf16.h): conversions, the plain C kernel, the blocked driver of the
+ * SIMD kernels and the dispatch.
+ *
+ * The driver blocks like a real GEMM: K in blocks of at most BF16_KCP pairs
+ * (768 k: a 64-column B panel of a block is 96 KB, in L2); per block, op(A)
+ * is packed once (converted to bf16 on the way when it is fp32) by the whole
+ * team, then the threads take 64-column panels of C dynamically, each
+ * packing its B panel into the pair layout and running the kernel over all
+ * rows. Every output is a sum over k in a fixed order whatever the number
+ * of threads (threads split columns, never k). */
+#include "config.h"
+#include "gemm_bf16.h"
+#include "gemm_bf16_x86.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------ conversions */
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Round to nearest even on the bits: adding 0x7FFF plus the lowest kept bit
+ * carries into the kept half exactly when the dropped half is above one
+ * half, or equal to it with an odd kept half. A carry out of the
+ * significand moves to the next exponent (or to Inf), as rounding should. */
+static inline rlaif_bf16 bf16_round(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (rlaif_bf16)((u >> 16) | 0x0040u); /* NaN */
+    return (rlaif_bf16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float bf16_float(rlaif_bf16 h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+enum { K_C, K_AVX512BF16, K_AMX };
+static int forced = -1; /* the kernel a test asked for, or -1 */
+
+/* Whether the AVX-512 conversions run: on a CPU that has them, unless a
+ * test forced the plain C kernel (which then covers the scalar code). */
+static int simd_convert(void) {
+    static int have = -1;
+    if (have < 0) have = bf16_x86_avx512bw();
+    return have && forced != K_C;
+}
+
+void rlaif_bf16_from_f32(rlaif_bf16 *dst, const float *src, size_t n) {
+    if (simd_convert()) {
+        bf16_x86_from_f32(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
+}
+
+void rlaif_bf16_to_f32(float *dst, const rlaif_bf16 *src, size_t n) {
+    if (simd_convert()) {
+        bf16_x86_to_f32(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_float(src[i]);
+}
+
+/* ---------------------------------------------------------------- plain C */
+
+/* Element (r, c) of a stored operand, as the bf16 value in a float. */
+static inline float elem(const void *X, int f32, int ld, int trans, int r, int c) {
+    size_t at = trans ? (size_t)c * ld + r : (size_t)r * ld + c;
+    return f32 ? bf16_float(bf16_round(((const float *)X)[at]))
+               : bf16_float(((const rlaif_bf16 *)X)[at]);
+}
+
+/* The packed layout (rlaif_bf16_pack): 64-column panels, each kpad pair
+ * rows of 64 uint32 pairs (lower half: the even k). */
+static size_t packed_at(int kpad, int k, int n) {
+    return ((size_t)(n / BF16_NR) * (size_t)kpad + (size_t)(k / 2)) * BF16_NR +
+           (size_t)(n % BF16_NR);
+}
+
+static inline float packed_elem(const uint32_t *P, int kpad, int k, int n) {
+    return bf16_float((rlaif_bf16)(P[packed_at(kpad, k, n)] >> (16 * (k & 1))));
+}
+
+/* Each output the fp32 sum over k in order, then beta * C added. Rows split
+ * over the team. B == NULL: op(B) is packed (P, kpad). */
+static void gemm_c(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
+                   const void *B, int b_f32, int ldb, const uint32_t *P, int kpad, float beta,
+                   float *C, int ldc, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++)
+                s += elem(A, a_f32, lda, ta, m, k) *
+                     (B ? elem(B, b_f32, ldb, tb, k, n) : packed_elem(P, kpad, k, n));
+            float *c = C + (size_t)m * ldc + n;
+            *c = beta == 0.0f ? s : s + beta * *c;
+        }
+}
+
+/* ------------------------------------------------------- blocked driver */
+
+static int round_up(int x, int q) {
+    return (x + q - 1) / q * q;
+}
+
+/* Packing buffers of the calling thread, kept between calls: fresh pages
+ * for every product cost page faults (a 3 MB A block: 13% of a product's
+ * time in a profile). Grown when too small; held until the thread ends. */
+typedef struct {
+    void *p;
+    size_t bytes;
+} buffer;
+
+static void *buffer_get(buffer *b, size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (b->bytes >= bytes) return b->p;
+    free(b->p);
+    b->p = aligned_alloc(64, bytes);
+    b->bytes = b->p ? bytes : 0;
+    return b->p;
+}
+
+static _Thread_local buffer a_buf, b_buf, w_buf;
+
+/* Rows [m0, m1) of C: the team packs op(A)'s rows (all of K) into Ap, then
+ * takes 64-column panels dynamically, each through every K block in order
+ * (its C block stays in cache between K blocks). B panels come packed
+ * (Bfull, the layout of rlaif_bf16_pack) or are packed per block into bp. */
+typedef struct {
+    bf16_panel_fn *panel;
+    const bf16_src *A, *B;
+    const uint32_t *Bfull;
+    int M, N, kcp, kpad, panels;
+    float beta;
+    float *C;
+    int ldc;
+} driver;
+
+static void row_block(const driver *d, int m0, int m1, uint32_t *Ap, uint32_t *bp) {
+    int mp = round_up(m1 - m0, BF16_QUANTUM), nkb = (d->kpad + d->kcp - 1) / d->kcp;
+#pragma omp for schedule(static)
+    for (int m = 0; m < mp; m += BF16_QUANTUM)
+        bf16_x86_pack_a(d->A, m0 + m, m0 + m + BF16_QUANTUM, 0, d->kpad, Ap + (size_t)m * d->kpad,
+                        d->kpad);
+#pragma omp for schedule(dynamic)
+    for (int p = 0; p < d->panels; p++) {
+        int n0 = p * BF16_NR, ncv = d->N - n0 < BF16_NR ? d->N - n0 : BF16_NR;
+        for (int kb = 0; kb < nkb; kb++) {
+            int q0 = kb * d->kcp, nq = d->kpad - q0 < d->kcp ? d->kpad - q0 : d->kcp;
+            int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
+            const uint32_t *b = bp;
+            if (d->Bfull)
+                b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR;
+            else
+                bf16_x86_pack_b(d->B, n0, q0, nq, bp);
+            d->panel(Ap + q0, d->kpad, m1 - m0, nq, b, d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv,
+                     mode, d->beta);
+        }
+    }
+}
+
+/* C = op(A) @ op(B) + beta C through packing and a panel kernel; B == NULL:
+ * op(B) is Bpre, packed by rlaif_bf16_pack. Rows go in blocks whose packed
+ * A is at most 16 MB (one block for training shapes up to K = 768 x 10k
+ * rows); two barriers a block. Returns -1 (nothing done) when the buffers
+ * cannot be had. */
+static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B,
+                       const uint32_t *Bpre, int M, int N, int K, float beta, float *C, int ldc,
+                       int nt) {
+    int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
+    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), kpad = round_up(KP, BF16_QUANTUM);
+    int panels = (N + BF16_NR - 1) / BF16_NR;
+    int mc = (int)(((size_t)4 << 20) / (size_t)kpad) / BF16_QUANTUM * BF16_QUANTUM;
+    if (mc < BF16_QUANTUM) mc = BF16_QUANTUM;
+    if (mc > round_up(M, BF16_QUANTUM)) mc = round_up(M, BF16_QUANTUM);
+    size_t bsize = (size_t)kcp * BF16_NR, fsize = (size_t)kpad * BF16_NR * (size_t)panels;
+    /* Few rows of a Conv1D weight (B stored (K, N)): the product is bound by
+     * reading B, so pack all of it first in one sweep along the stored rows
+     * (measured: panel by panel, a page apart, took over half of a 32-row
+     * product); up to 32 MB packed, as a GPT-2 c_fc (4.7 MB). */
+    int wide = B && !B->trans && M <= 64 && fsize <= ((size_t)8 << 20);
+    uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)mc * kpad);
+    uint32_t *Bp = B && !wide ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
+    uint32_t *Bw = wide ? buffer_get(&w_buf, sizeof(uint32_t) * fsize) : NULL;
+    if (!Ap || (B && !wide && !Bp) || (wide && !Bw)) return -1;
+    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc};
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        uint32_t *bp = Bp ? Bp + bsize * (size_t)omp_get_thread_num() : NULL;
+#else
+        uint32_t *bp = Bp;
+#endif
+        if (wide)
+#pragma omp for schedule(static)
+            for (int q = 0; q < kpad; q += BF16_QUANTUM)
+                bf16_x86_pack_b_rows(B, 0, q, q + BF16_QUANTUM, kpad, Bw);
+        for (int m0 = 0; m0 < M; m0 += mc) row_block(&d, m0, m0 + mc < M ? m0 + mc : M, Ap, bp);
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+static const char *kernel_names[] = {"c", "avx512bf16", "amx"};
+
+static int best_kernel(void) {
+    static int best = -1;
+    if (best < 0) best = bf16_x86_amx() ? K_AMX : bf16_x86_avx512bf16() ? K_AVX512BF16 : K_C;
+    return best;
+}
+
+static int kernel_id(void) {
+    return forced >= 0 ? forced : best_kernel();
+}
+
+const char *rlaif_bf16_kernel(const char *force) {
+    if (force)
+        for (int i = 0; i <= best_kernel(); i++)
+            if (!strcmp(force, kernel_names[i])) forced = i;
+    return kernel_names[kernel_id()];
+}
+
+void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
+                        const void *B, int b_f32, int ldb, float beta, float *C, int ldc,
+                        int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int id = kernel_id();
+    if (id != K_C && K > 0) {
+        bf16_src a = {A, a_f32, lda, ta, M, K}, b = {B, b_f32, ldb, tb, K, N};
+        bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
+        if (gemm_packed(panel, &a, &b, NULL, M, N, K, beta, C, ldc, nthreads) == 0) return;
+    }
+    gemm_c(ta, tb, M, N, K, A, a_f32, lda, B, b_f32, ldb, NULL, 0, beta, C, ldc, nthreads);
+}
+
+void rlaif_bf16_gemm(int ta, int tb, int M, int N, int K, const rlaif_bf16 *A, int lda,
+                     const rlaif_bf16 *B, int ldb, float beta, float *C, int ldc, int nthreads) {
+    rlaif_bf16_gemm_ex(ta, tb, M, N, K, A, 0, lda, B, 0, ldb, beta, C, ldc, nthreads);
+}
+
+void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
+                       const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads) {
+    rlaif_bf16_gemm_ex(0, w_trans, M, N, K, A, 1, lda, W, 0, ldw, beta, C, ldc, nthreads);
+}
+
+/* ------------------------------------------------------- packed weights */
+
+size_t rlaif_bf16_packed_size(int K, int N) {
+    size_t kpad = (size_t)round_up((K + 1) / 2, BF16_QUANTUM);
+    return sizeof(uint32_t) * kpad * BF16_NR * (size_t)((N + BF16_NR - 1) / BF16_NR);
+}
+
+void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
+                     int nthreads) {
+    int kpad = round_up((K + 1) / 2, BF16_QUANTUM), panels = (N + BF16_NR - 1) / BF16_NR;
+    uint32_t *P = packed;
+    bf16_src b = {W, w_f32, ldw, w_trans, K, N};
+    int simd = simd_convert();
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int p = 0; p < panels; p++) {
+        uint32_t *dst = P + (size_t)p * kpad * BF16_NR;
+        if (simd) {
+            bf16_x86_pack_b(&b, p * BF16_NR, 0, kpad, dst);
+            continue;
+        }
+        for (int q = 0; q < kpad; q++)
+            for (int j = 0; j < BF16_NR; j++) {
+                int n = p * BF16_NR + j, k = 2 * q;
+                uint32_t lo = n < N && k < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k, n)) : 0;
+                uint32_t hi =
+                    n < N && k + 1 < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k + 1, n)) : 0;
+                dst[(size_t)q * BF16_NR + j] = lo | hi << 16;
+            }
+    }
+}
+
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int id = kernel_id(), kpad = round_up((K + 1) / 2, BF16_QUANTUM);
+    if (id != K_C && K > 0) {
+        bf16_src a = {A, 1, lda, 0, M, K};
+        bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
+        if (gemm_packed(panel, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0) return;
+    }
+    gemm_c(0, 0, M, N, K, A, 1, lda, NULL, 0, 0, packed, kpad, beta, C, ldc, nthreads);
+}

@@ -1,0 +1,124 @@
+/* gemm_bf16.h - bfloat16 matrix products with fp32 accumulation, and the
+ * chooser that picks, per product shape, the fastest of the engine's paths
+ * (private to the engine).
+ *
+ * bf16 keeps fp32's exponent and 8 significant bits, so a product of two
+ * bf16 values is exact in fp32 and the only rounding in a product is that of
+ * the fp32 sums. The kernels are chosen at run time (AMX-BF16, AVX512-BF16's
+ * vdpbf16ps, plain C) and compiled with __attribute__((target)), so the
+ * binary runs on any x86-64. The SIMD kernels treat bf16 denormal inputs as
+ * zero (the instructions do); the plain C kernel does not. A weight or an
+ * activation that small does not occur in a model; the conversions below
+ * keep denormals in every kernel.
+ *
+ * API history: first version 2026-12-02; added since (nothing changed):
+ * rlaif_gemm_run, the packed weights (rlaif_bf16_pack...). */
+#ifndef RLAIF_GEMM_BF16_H
+#define RLAIF_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef uint16_t rlaif_bf16; /* bfloat16 bits: the upper half of an IEEE fp32 */
+
+/* dst[i] = src[i] rounded to the nearest bf16, ties to even; NaN stays NaN
+ * (quietened), +-Inf stays Inf, a finite value past bf16's largest becomes
+ * Inf, denormals round like any other value. */
+void rlaif_bf16_from_f32(rlaif_bf16 *dst, const float *src, size_t n);
+/* dst[i] = src[i] (exact). */
+void rlaif_bf16_to_f32(float *dst, const rlaif_bf16 *src, size_t n);
+
+/* C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, row-major, op =
+ * transpose when ta / tb (then A is stored (K, M), B (N, K)); products of
+ * bf16 values summed in fp32. beta == 0 never reads C (NaN there is
+ * overwritten). Splits the work over nthreads (OpenMP). */
+void rlaif_bf16_gemm(int ta, int tb, int M, int N, int K, const rlaif_bf16 *A, int lda,
+                     const rlaif_bf16 *B, int ldb, float beta, float *C, int ldc, int nthreads);
+
+/* The same with either operand given in fp32 (a_f32 / b_f32 = 1: A / B
+ * point to floats), rounded to bf16 (as rlaif_bf16_from_f32) while it is
+ * packed: activations are converted once per product, with no buffer of
+ * their own. The result equals rlaif_bf16_gemm on the converted operands. */
+void rlaif_bf16_gemm_ex(int ta, int tb, int M, int N, int K, const void *A, int a_f32, int lda,
+                        const void *B, int b_f32, int ldb, float beta, float *C, int ldc,
+                        int nthreads);
+
+/* Few-row product for decoding, the bf16 counterpart of rlaif_smallm_gemm:
+ * C (M, N) = A (M, K) @ op(W) + beta * C, A in fp32 (rounded to bf16
+ * here), W in bf16 in its stored layout: w_trans = 0: W is (K, N) (GPT-2
+ * Conv1D), w_trans = 1: W is (N, K) (nn.Linear, the LM head). Each weight
+ * is read from memory once per call (half the bytes of fp32: decoding is
+ * bound by memory bandwidth). Any M works; it is meant for M <= 64. */
+void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda,
+                       const rlaif_bf16 *W, int ldw, float beta, float *C, int ldc, int nthreads);
+
+/* Weights packed once for many products (decoding: every step multiplies
+ * by the same weights; packing them on every call cost more than half the
+ * time of a 32-row product). op(W) (K, N) as the kernels read it: 64-column
+ * panels of k pairs, zero-padded. rlaif_bf16_packed_size: the bytes
+ * packed must hold (64-byte aligned memory is best). rlaif_bf16_pack: W as
+ * in rlaif_bf16_smallm (w_trans 0: (K, N), 1: (N, K)), in fp32 (w_f32 = 1,
+ * rounded as rlaif_bf16_from_f32) or bf16. rlaif_bf16_packed_gemm: C (M, N)
+ * = A (M, K) fp32 (rounded to bf16) @ op(W) + beta * C; equal to
+ * rlaif_bf16_gemm_ex on the same operands for any M. The layout is the
+ * same for every kernel, so a packed copy stays valid when the kernel is
+ * forced. */
+size_t rlaif_bf16_packed_size(int K, int N);
+void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
+                     int nthreads);
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads);
+
+/* Which kernel the bf16 products run: "amx", "avx512bf16" or "c". force:
+ * NULL keeps the run-time choice, otherwise one of those names (tests,
+ * benchmarks); a kernel this CPU cannot run is refused (the choice stays). */
+const char *rlaif_bf16_kernel(const char *force);
+
+/* ----------------------------------------------------------- the chooser
+ *
+ * The engine has several ways to do one product; which is fastest depends on
+ * the CPU and the shape. rlaif_gemm_choose times the candidates once per
+ * shape class on first use (a few ms, on a slice of the shape with the same
+ * K and layout) and remembers the winner; later calls return it. Results
+ * are deterministic for a given choice; different choices round
+ * differently (fp32 vs bf16), so ranks that must agree bit for bit should
+ * share one table (rlaif_gemm_choices_get / _set). */
+typedef enum {
+    RLAIF_PATH_SGEMM = 0,  /* cblas_sgemm split over the team (fp32) */
+    RLAIF_PATH_SMALLM,     /* rlaif_smallm_gemm (fp32, M <= 64) */
+    RLAIF_PATH_BF16,       /* rlaif_bf16_gemm_ex, A in fp32, W in bf16 */
+    RLAIF_PATH_BF16_SMALLM /* rlaif_bf16_smallm (M <= 64) */
+} rlaif_gemm_path;
+
+/* Candidates: allow_bf16 = 0 chooses among the fp32 paths only (precision
+ * fp32), 1 among all (precision bf16: the fp32 paths stay candidates, they
+ * win where bf16 is slower). The product is C (M, N) = op(A) (M, K) @ op(B)
+ * (K, N) with A an fp32 activation and B a weight (bf16 on the bf16 paths),
+ * ta / tb as rlaif_bf16_gemm; the few-row paths are candidates when ta = 0
+ * and M <= 64. rlaif_gemm_force (tests, benchmarks, a config key):
+ * RLAIF_GEMM_FORCE_NONE or a path, returned from then on whenever it is a
+ * candidate. */
+#define RLAIF_GEMM_FORCE_NONE (-1)
+rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
+                                  int nthreads);
+void rlaif_gemm_force(int path);
+/* Runs path p on C (M, N) = op(A) @ op(W) + beta C (beta 0 or 1 on the
+ * few-row paths): W in fp32 for the fp32 paths, Wh (bf16) for the bf16
+ * ones (the other may be NULL); scratch: K * RLAIF_SMALLM_MAX floats for
+ * RLAIF_PATH_SMALLM. The fp32 paths split as the engine does (sgemm: the
+ * larger of M and N over the team, one single-threaded sgemm each; OpenBLAS
+ * must be single-threaded when nthreads > 1). */
+void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                    const float *W, const rlaif_bf16 *Wh, int ldw, float beta, float *C, int ldc,
+                    float *scratch, int nthreads);
+/* One line per remembered choice: shape class, the times of each candidate,
+ * the winner. */
+void rlaif_gemm_choices_print(FILE *out);
+/* The table as a string / set from one (so rank 0's choices can be
+ * broadcast): at most len bytes, returns the length needed. */
+size_t rlaif_gemm_choices_get(char *buf, size_t len);
+int rlaif_gemm_choices_set(const char *buf);
+const char *rlaif_gemm_path_name(rlaif_gemm_path p);
+
+#endif

@@ -1,0 +1,173 @@
+/* gemm_bf16_amx.c - the AMX-BF16 panel kernel of the bf16 products.
+ *
+ * UNTESTED ON HARDWARE: written for Intel Xeon (Sapphire Rapids and later)
+ * without one to run it on. It is therefore guarded: it runs only when
+ * CPUID reports AMX-TILE and AMX-BF16, the OS enabled the tile state in
+ * XCR0, Linux granted this process the tile data (arch_prctl
+ * ARCH_REQ_XCOMP_PERM), and a self-test on first use (under a SIGILL /
+ * SIGSEGV guard) matches the AVX512-BF16 kernel on a small product; any
+ * failure leaves the AVX512-BF16 kernel in charge.
+ *
+ * Tiles: C is computed in 2 x 2 tiles of 16 x 16 fp32 (32 rows x 32
+ * columns, half a 64-column panel), from 2 A tiles (16 rows x 16 k pairs,
+ * row stride ldp pairs: the packed A block as it is) and 2 B tiles (16 k
+ * pairs x 16 columns: rows of the packed B panel, stride 64 pairs): the
+ * packed layouts of gemm_bf16_x86.h are AMX's without change. */
+#include "config.h"
+#include "gemm_bf16_x86.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA  18
+#define T_AMX               "amx-tile,amx-bf16,avx512f,avx512bw,avx512vl"
+
+/* The LDTILECFG operand (64 bytes, palette 1). */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed, aligned(64))) tile_config;
+
+/* tiles 0-3: C, 4-5: A, 6-7: B; all 16 rows of 64 bytes */
+static __attribute__((target(T_AMX))) void load_config(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+/* C rows [0, rv) x columns [0, ncv) op= out (32 x 64, row stride 64). */
+static __attribute__((target(T_AMX))) void update(const float *out, float *C, int ldc, int rv,
+                                                  int ncv, int mode, float beta) {
+    __m512 vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < rv; r++)
+        for (int v = 0; v < 64 && v < ncv; v += 16) {
+            int c = ncv - v;
+            __mmask16 mk = c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << c) - 1);
+            float *dst = C + (size_t)r * ldc + v;
+            __m512 x = _mm512_loadu_ps(out + r * 64 + v);
+            if (mode == BF16_ADD) x = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), x);
+            if (mode == BF16_BETA) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk, dst), x);
+            _mm512_mask_storeu_ps(dst, mk, x);
+        }
+}
+
+/* out (32 x 64) = Ap rows [m, m + 32) (or 16 when !two) @ the panel. */
+static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, int two, int nq,
+                                                 const uint32_t *Bp, float *out) {
+    size_t sa = (size_t)ldp * 4, sb = BF16_NR * 4, so = 64 * 4;
+    for (int half = 0; half < 64; half += 32) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int q = 0; q < nq; q += 16) {
+            const uint32_t *b = Bp + (size_t)q * BF16_NR + half;
+            _tile_loadd(4, Ap + q, sa);
+            _tile_loadd(6, b, sb);
+            _tile_loadd(7, b + 16, sb);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if (two) {
+                _tile_loadd(5, Ap + (size_t)16 * ldp + q, sa);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, out + half, so);
+        _tile_stored(1, out + half + 16, so);
+        if (two) {
+            _tile_stored(2, out + 16 * 64 + half, so);
+            _tile_stored(3, out + 16 * 64 + half + 16, so);
+        }
+    }
+}
+
+__attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, int M, int nq,
+                                                   const uint32_t *Bp, float *C, int ldc, int ncv,
+                                                   int mode, float beta) {
+    float out[32 * 64] __attribute__((aligned(64)));
+    load_config(); /* tile state is per thread: set it on every team thread */
+    for (int m = 0; m < M; m += 32) {
+        int rv = M - m < 32 ? M - m : 32;
+        block(Ap + (size_t)m * ldp, ldp, rv > 16, nq, Bp, out);
+        update(out, C + (size_t)m * ldc, ldc, rv, ncv, mode, beta);
+    }
+    _tile_release();
+}
+
+/* ------------------------------------------------------------ the guard */
+
+static sigjmp_buf trap;
+static void on_trap(int sig) {
+    siglongjmp(trap, sig);
+}
+
+/* A 40 x 45 x 70 product through both kernels (with bf16 values the
+ * products are exact; only the order of the fp32 sums differs). */
+static int self_test(void) {
+    enum { M = 40, N = 45, K = 70, KP = 48 /* pairs, a multiple of 16 */ };
+    static float a[M * K], b[K * N], c1[M * N], c2[M * N];
+    static uint32_t Ap[48 * KP], Bp[KP * BF16_NR];
+    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 19) / 8.0f - 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 23) / 16.0f - 0.5f;
+    bf16_src A = {a, 1, K, 0, M, K}, B = {b, 1, N, 0, K, N};
+    bf16_x86_pack_a(&A, 0, 48, 0, KP, Ap, KP);
+    bf16_x86_pack_b(&B, 0, 0, KP, Bp);
+    bf16_panel_avx512(Ap, KP, M, KP, Bp, c1, N, N, BF16_STORE, 0.0f);
+    struct sigaction sa, old_ill, old_segv;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_trap;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGILL, &sa, &old_ill);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    int ok = 0;
+    if (sigsetjmp(trap, 1) == 0) {
+        bf16_panel_amx(Ap, KP, M, KP, Bp, c2, N, N, BF16_STORE, 0.0f);
+        ok = 1;
+    }
+    sigaction(SIGILL, &old_ill, NULL);
+    sigaction(SIGSEGV, &old_segv, NULL);
+    for (int i = 0; i < M * N && ok; i++) /* values are multiples of 2^-7, sums < 2^10 */
+        ok = fabsf(c1[i] - c2[i]) <= 1e-3f;
+    return ok;
+}
+
+static int os_grants_amx(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(d & bit_AMX_TILE) || !(d & bit_AMX_BF16)) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return 0; /* XTILECFG, XTILEDATA */
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+int bf16_x86_amx(void) {
+    static int state = -1;
+    if (state < 0) state = bf16_x86_avx512bf16() && os_grants_amx() && self_test();
+    return state;
+}
+
+#else /* no AMX off x86-64 Linux */
+int bf16_x86_amx(void) {
+    return 0;
+}
+void bf16_panel_amx(const uint32_t *Ap, int ldp, int M, int nq, const uint32_t *Bp, float *C,
+                    int ldc, int ncv, int mode, float beta) {
+    bf16_panel_avx512(Ap, ldp, M, nq, Bp, C, ldc, ncv, mode, beta);
+}
+#endif
