@@ -8,7 +8,8 @@ is known in advance:
    order 1 says B -> P(r0) 1; the orders always disagree, so drop leaves no
    label (status disagree), tie and average give 0.5; first-position wins 0.
 2. logprob mode: P(A) ~ 0 in each order (soft [0, 1]), coverage ~ 1; score
-   mode with a twin whose weights answer "Score: 7": both responses 7, label 0.5.
+   mode with a twin whose weights answer "Score: 7": both responses 7, label 0.5;
+   d-RLAIF (ppo.reward = judge) with that twin on a judge rank: every reward 7.
 3. kill -9 mid-run, rerun: every call the first run journaled is replayed, none
    is generated again (the rank logs name each generated call's key), and
    every pair is labelled.
@@ -116,6 +117,58 @@ def labels(tmp, ckpt):
     check(r.returncode == 0 and out and all(x["status"] == "ok" and x["score"] == [7, 7]
                                     and x["label"] == 0.5 for x in out),
           "score: every response 7, label 0.5 (%s)" % (out[:1] or r.stderr[-200:]))
+    return seven
+
+
+PPO_JOB = """[run]
+seed = 7
+[model]
+n_layer = 1
+n_embd = 16
+n_head = 2
+max_seq_len = 40
+[data]
+task = arithmetic
+n_prompts = 24
+max_operand = 9
+[sft]
+steps = 4
+batch_size = 8
+eval_prompts = 0
+[ppo]
+steps = 2
+batch_size = 8
+max_new_tokens = 6
+reward = judge
+missing_eos_penalty = 0
+[judge]
+backend = local
+mode = score
+max_tokens = 6
+"""
+
+
+def drlaif(tmp, seven):
+    """d-RLAIF (ppo.reward = judge) with the local judge on its own rank: every
+    response scored 7, so every iteration's mean score is (7 - 5.5) / 2.25."""
+    d = os.path.join(tmp, "ppo")
+    os.makedirs(d)
+    with open(os.path.join(d, "job.ini"), "w") as f:
+        f.write(PPO_JOB)
+    sets = ["--set", "run.out_dir=" + d, "--set", "judge.model=" + seven,
+            "--set", "judge.templates=" + os.path.join(tmp, "score.txt")]
+    r = subprocess.run([RLAIF, "sft", os.path.join(d, "job.ini")] + sets, env=env(),
+                       capture_output=True, text=True, cwd=d)
+    check(r.returncode == 0, "d-RLAIF: sft (%s)" % r.stderr[-300:])
+    r = subprocess.run(["mpiexec", "-n", "3", "--oversubscribe", RLAIF, "ppo",
+                        os.path.join(d, "job.ini")] + sets, env=env(), capture_output=True,
+                       text=True, cwd=d, timeout=600)
+    check(r.returncode == 0, "d-RLAIF: ppo on 1 learner + 1 rollout + 1 local judge rank (%s)"
+          % r.stderr[-300:])
+    with open(os.path.join(d, "progress.jsonl")) as f:
+        scores = [json.loads(line)["objective/scores"] for line in f if '"phase":"ppo"' in line]
+    check(scores and all(abs(x - 1.5 / 2.25) < 1e-6 for x in scores),
+          "d-RLAIF: every response's reward is the local judge's 7: %s" % scores)
 
 
 def kill_and_rerun(tmp, ckpt):
@@ -221,7 +274,8 @@ def main():
         make_pairs(os.path.join(tmp, "pairs.jsonl"), NPAIRS)
         jf.write_always_b(os.path.join(tmp, "hf-b"))
         ckpt = jf.import_ckpt(os.path.join(tmp, "hf-b"), os.path.join(tmp, "always-b.h5"), RLAIF)
-        labels(tmp, ckpt)
+        seven = labels(tmp, ckpt)
+        drlaif(tmp, seven)
         kill_and_rerun(tmp, ckpt)
         two_ranks(tmp, ckpt)
         refusals(tmp, ckpt)
