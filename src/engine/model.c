@@ -682,6 +682,15 @@ static void swiglu_backward(float *dinp, const float *dout, const float *inp, in
     }
 }
 
+/* act_out[0, n) = act(out[0, n)), split over nt threads when par. */
+static void act_all(int act, float *act_out, const float *out, size_t n, int nt, int par) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int t = 0; t < nt; t++) {
+        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        act_span(act, act_out + i0, out + i0, i1 - i0);
+    }
+}
+
 /* act of rows [0, N) x columns [o0, o1) of inp (N, OC) into out. */
 static void act_block(int act, float *out, const float *inp, int N, int OC, int o0, int o1) {
     for (int n = 0; n < N; n++)
@@ -754,13 +763,7 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
         rlaif_bf16_smallm(tr, N, OC, IC, inp, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
     else
         rlaif_bf16_gemm_ex(0, tr, N, OC, IC, inp, 1, IC, W.w16, 0, tr ? IC : OC, beta, out, OC, nt);
-    if (!act) return;
-    size_t n = (size_t)N * OC;
-#pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
-    for (int t = 0; t < nt; t++) {
-        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-        act_span(act, act_out + i0, out + i0, i1 - i0);
-    }
+    if (act) act_all(act, act_out, out, (size_t)N * OC, nt, big && nt > 1);
 }
 
 /* bf16 backward (the contract of matmul_backward): dout and inp rounded once
@@ -835,13 +838,7 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
         }
         return;
     }
-    if (!act) return;
-    size_t n = (size_t)N * OC;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int t = 0; t < nt; t++) {
-        size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-        act_span(act, act_out + i0, out + i0, i1 - i0);
-    }
+    if (act) act_all(act, act_out, out, (size_t)N * OC, nt, (size_t)N * OC >= PAR_MIN);
 }
 
 /* dinp (N, IC) = dout @ W^T + beta dinp, then dinp *= act'(act_inp) when act
