@@ -31,6 +31,7 @@
 #include "config.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/memory.h"
 #include "rlaif/core/rng.h"
 #include "model_gemm.h"
 #include "gemm_bf16.h"
@@ -1192,16 +1193,16 @@ static void mlp_forward(const rlaif_model *m, const rlaif_layer_weights *w, floa
                    NULL);
 }
 
-static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
-                         int Tn);
+static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l);
 
 /* One layer on (B, T) rows: res -> the layer's output (returned). Pre-LN
  * (norm_before): s1 = res + attn(n1(res)), out = s1 + mlp(n2(s1)). Post-LN
  * (OPT-350m): s1 = res + attn(res), x = n1(s1), out = n2(x + mlp(x)).
  * Buffers: ln1 = n1's output, res2 = s1, ln2 = n2's output, res3 = the MLP's
- * sum. kv != NULL: decoding, attention over the cache from slot s0. */
+ * sum. kv != NULL: the call's packed real tokens (B = 1, T of them) attend
+ * over the cache (attention_kv). */
 static const float *layer_forward(rlaif_model *m, int l, layer_bufs b, const float *res,
-                                  const uint8_t *valid, int B, int T, rlaif_kv_cache *kv, int s0) {
+                                  const uint8_t *valid, int B, int T, rlaif_kv_cache *kv) {
     const rlaif_model_config *c = &m->cfg;
     const rlaif_layer_weights *w = &m->w.h[l];
     rlaif_acts *a = m->acts;
@@ -1217,7 +1218,7 @@ static const float *layer_forward(rlaif_model *m, int l, layer_bufs b, const flo
         rope_apply(b.qkv, a->has_pos || kv ? a->pos : NULL, N, T, g, a->rope_cos, a->rope_sin,
                    1.0f);
     if (kv)
-        attention_kv(b.atty, b.qkv, kv, l, s0, T);
+        attention_kv(b.atty, b.qkv, kv, l);
     else
         attention_forward(b.atty, b.att, b.qkv, valid, B, T, g);
     matmul_forward(b.res2, b.atty, lin(m, w->o_w), w->o_b, res, N, d.C, d.C, a->xt, ACT_NONE, NULL);
@@ -1265,7 +1266,7 @@ int rlaif_model_forward(rlaif_model *m, const int *tokens, const int *pos, const
     embed_forward(m, tokens, pos, B, T);
     const float *res = a->encoded;
     for (int l = 0; l < m->cfg.n_layer; l++)
-        res = layer_forward(m, l, bufs_of(m, l, 1), res, valid, B, T, NULL, 0);
+        res = layer_forward(m, l, bufs_of(m, l, 1), res, valid, B, T, NULL);
     /* the top layer's output stays in its buffer: backward needs it */
     final_forward(m, res, a->nf, a->lnf_mean, a->lnf_rstd, a->lnf, N);
     return 0;
@@ -1561,17 +1562,24 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
                            "KV cache of %d slots for a model of %d positions", maxT, c.max_seq_len);
     kv->B = B, kv->maxT = maxT, kv->n_layer = c.n_layer, kv->C = c.n_embd;
     kv->n_head = c.n_head, kv->n_kv_head = c.n_kv_head, kv->window = c.sliding_window;
-    /* GQA: only the n_kv_head shared heads are cached */
+    /* GQA: only the n_kv_head shared heads are cached. Zeroed: a pad's slot
+     * is never written, and a masked key must still have a finite score
+     * (softmax multiplies its exponential by 0; P V multiplies its 0 by v). */
     size_t n = (size_t)c.n_layer * B * maxT * (c.n_embd / c.n_head) * c.n_kv_head;
-    kv->k = xmalloc(n * sizeof(float));
-    kv->v = xmalloc(n * sizeof(float));
+    kv->k = rlaif_huge_calloc(n * sizeof(float));
+    kv->v = rlaif_huge_calloc(n * sizeof(float));
+    kv->kv_bytes = n * sizeof(float);
     kv->valid = xcalloc((size_t)B * maxT, 1);
     kv->scratch = xmalloc((size_t)B * c.n_kv_head * maxT * sizeof(float));
+    kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
+    kv->q_slot = xmalloc(sizeof(int) * (size_t)B * maxT);
     return 0;
 }
 
 void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
-    free(kv->k), free(kv->v), free(kv->valid), free(kv->scratch);
+    rlaif_huge_free(kv->k, kv->kv_bytes), rlaif_huge_free(kv->v, kv->kv_bytes);
+    free(kv->valid), free(kv->scratch);
+    free(kv->q_off), free(kv->q_slot), free(kv->pscratch);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -1602,70 +1610,115 @@ SIMD_CLONES static void attn_mix(float *out, const float *vc, const float *p, in
     }
 }
 
-/* Attention of Tn new queries per row (slots s0..s0+Tn-1) over the cached keys
- * of layer l. qkv (B,Tn,C3) -> y (B,Tn,C). The thread of a (row, kv head)
- * first stores the new keys and values of that head into the cache (the
- * lines are then in its cache for the reads), then runs the query heads of
- * its group. Bound by reading the cache: a head's keys and values are
- * contiguous blocks. Blocks handed out dynamically. */
-static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int s0,
-                         int Tn) {
+/* One query head's attention for the cnt new queries of one row (packed rows
+ * of qkv from q, slots slot[0..cnt-1], ascending) over the cached keys kc
+ * and values vc. One query (decoding) reads the cache once with dot
+ * products; several (prefill) are two sgemms over a score block S (cnt, nk)
+ * with the causal and padding mask applied in the softmax, as
+ * attention_forward does for a whole sequence. */
+static void attn_head(float *y, const float *q, int ldq, const float *kc, const float *vc,
+                      const int *slot, int cnt, const uint8_t *val, const attn_geom *g, float *sc,
+                      float scale) {
+    int hs = g->hd, C = g->NH * hs;
+    if (cnt == 1) {
+        int lim = slot[0], lo = window_lo(g, lim), n = lim - lo + 1;
+        attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
+        softmax_row(sc, n, 0, n - 1, val + lo);
+        attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
+        return;
+    }
+    int nk = slot[cnt - 1] + 1;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cnt, nk, hs, scale, q, ldq, kc, hs, 0.0f,
+                sc, nk);
+    for (int i = 0; i < cnt; i++)
+        softmax_row(sc + (size_t)i * nk, nk, window_lo(g, slot[i]), slot[i], val);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cnt, hs, nk, 1.0f, sc, nk, vc, hs, 0.0f,
+                y, C);
+}
+
+/* A thread's score block for prefill: [cnt][maxT] floats. */
+static float *prefill_scratch(const rlaif_kv_cache *kv, int most) {
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#endif
+    return kv->pscratch + (size_t)t * most * kv->maxT;
+}
+
+/* Attention of the call's packed queries (kv->q_off / q_slot) over the
+ * cached keys of layer l. qkv (n, C3) -> y (n, C). The thread of a (row, kv
+ * head) first stores the new keys and values of that head into the cache
+ * (the lines are then in its cache for the reads), then runs the query
+ * heads of its group. Decoding is bound by reading the cache: a head's keys
+ * and values are contiguous blocks. Blocks handed out dynamically. */
+static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, int l) {
     int B = kv->B, C = kv->C, NH = kv->n_head, NKV = kv->n_kv_head, hs = C / NH, maxT = kv->maxT;
     int KV = NKV * hs, C3 = C + 2 * KV, grp = NH / NKV;
     attn_geom g = {NH, NKV, hs, kv->window};
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 4) if ((size_t)B * C * (s0 + Tn) * Tn >= PAR_MIN)
+    int most = 0;
+    for (int b = 0; b < B; b++)
+        if (kv->q_off[b + 1] - kv->q_off[b] > most) most = kv->q_off[b + 1] - kv->q_off[b];
+    size_t work = (size_t)kv->q_off[B] * C * (kv->len + most);
+#pragma omp parallel for schedule(dynamic, 1) if (work >= PAR_MIN)
     for (int r = 0; r < B * NKV; r++) {
-        int b = r / NKV, kh = r % NKV;
-        float *sc = kv->scratch + (size_t)r * maxT;
+        int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], cnt = kv->q_off[b + 1] - r0;
+        if (cnt == 0) continue;
+        const int *slot = kv->q_slot + r0;
+        float *sc = cnt == 1 ? kv->scratch + (size_t)r * maxT : prefill_scratch(kv, most);
         size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
         float *kc = kv->k + base, *vc = kv->v + base;
         const uint8_t *val = kv->valid + (size_t)b * maxT;
-        for (int i = 0; i < Tn; i++) {
-            const float *src = qkv + ((size_t)b * Tn + i) * C3 + C + (size_t)kh * hs;
-            memcpy(kc + (size_t)(s0 + i) * hs, src, sizeof(float) * hs);
-            memcpy(vc + (size_t)(s0 + i) * hs, src + KV, sizeof(float) * hs);
+        for (int i = 0; i < cnt; i++) {
+            const float *src = qkv + (size_t)(r0 + i) * C3 + C + (size_t)kh * hs;
+            memcpy(kc + (size_t)slot[i] * hs, src, sizeof(float) * hs);
+            memcpy(vc + (size_t)slot[i] * hs, src + KV, sizeof(float) * hs);
         }
         for (int h = kh * grp; h < (kh + 1) * grp; h++)
-            for (int i = 0; i < Tn; i++) {
-                const float *q = qkv + ((size_t)b * Tn + i) * C3 + h * hs;
-                float *out = y + ((size_t)b * Tn + i) * C + h * hs;
-                int lim = s0 + i, lo = window_lo(&g, lim), n = lim - lo + 1;
-                attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
-                softmax_row(sc, n, 0, n - 1, val + lo);
-                attn_mix(out, vc + (size_t)lo * hs, sc, n, hs);
-            }
+            attn_head(y + (size_t)r0 * C + h * hs, qkv + (size_t)r0 * C3 + h * hs, C3, kc, vc, slot,
+                      cnt, val, &g, sc, scale);
     }
 }
 
-int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
-                           const uint8_t *valid, int Tn, float *logits) {
-    int B = kv->B, s0 = kv->len, Cw = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
-    if (Tn < 1 || s0 + Tn > kv->maxT)
-        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "KV cache full: %d + %d > %d slots", s0, Tn,
-                           kv->maxT);
-    RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
-    acts_carve(m, B, Tn, 0);
+/* Packs the call's real tokens: tokens/positions of the packed rows into
+ * the activations' inputs, their slots and each row's range into kv;
+ * marks the new slots valid or not. Returns the packed count. */
+static int pack_queries(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
+                        const uint8_t *valid, int Tn) {
     rlaif_acts *a = m->acts;
-    if (s0 == 0 && m->params16) pack_weights(m); /* a new sequence: weights may have changed */
-    a->pk_on = m->params16 != NULL;
-    for (int b = 0; b < B; b++)
+    int B = kv->B, s0 = kv->len, n = 0;
+    for (int b = 0; b < B; b++) {
+        kv->q_off[b] = n;
         for (int i = 0; i < Tn; i++) {
-            a->pos[b * Tn + i] = pos ? pos[b * Tn + i] : s0 + i;
-            kv->valid[(size_t)b * kv->maxT + s0 + i] = valid ? valid[b * Tn + i] : 1;
+            int real = valid ? valid[b * Tn + i] != 0 : 1;
+            kv->valid[(size_t)b * kv->maxT + s0 + i] = (uint8_t)real;
+            if (!real) continue;
+            a->tokens[n] = tokens[b * Tn + i];
+            a->pos[n] = pos ? pos[b * Tn + i] : s0 + i;
+            kv->q_slot[n++] = s0 + i;
         }
-    embed_forward(m, tokens, a->pos, B, Tn);
-    const float *res = a->encoded;
-    /* One layer's buffers are enough: nothing is kept for backward (a
-     * post-LN layer's output is its ln2, which the next layer only reads). */
-    for (int l = 0; l < m->cfg.n_layer; l++)
-        res = layer_forward(m, l, bufs_of(m, 0, 0), res, NULL, B, Tn, kv, s0);
-    /* Final norm and LM head only at the last new position of each row. */
-    float *last = a->ln1 == res ? a->res2 : a->ln1;
-    for (int b = 0; b < B; b++)
-        memcpy(last + (size_t)b * m->cfg.n_embd, res + ((size_t)b * Tn + Tn - 1) * m->cfg.n_embd,
-               sizeof(float) * m->cfg.n_embd);
-    final_forward(m, last, a->nf, NULL, NULL, a->lnf, B);
+    }
+    kv->q_off[B] = n;
+    return n;
+}
+
+/* The prefill score blocks: one [most][maxT] block per thread. */
+static void grow_pscratch(rlaif_kv_cache *kv, int most) {
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    size_t need = (size_t)nt * most * kv->maxT;
+    if (most < 2 || need <= kv->pscratch_n) return;
+    free(kv->pscratch);
+    kv->pscratch = xmalloc(need * sizeof(float));
+    kv->pscratch_n = need;
+}
+
+/* The LM head on B rows of lnf (Cw) -> logits (B, V). */
+static void head_forward(rlaif_model *m, int B, float *logits) {
+    rlaif_acts *a = m->acts;
+    int Cw = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
     const float *head = m->w.lm_head;
     if (m->params16)
         matmul_forward(logits, a->lnf, head_lin(m), NULL, NULL, B, Cw, V, NULL, ACT_NONE, NULL);
@@ -1676,6 +1729,50 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
                           a->xt, team_size());
     else
         gemm(0, 1, B, V, Cw, 1.0f, a->lnf, Cw, head, Cw, 0.0f, logits, V);
+}
+
+int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
+                           const uint8_t *valid, int Tn, float *logits) {
+    int B = kv->B, s0 = kv->len, C = m->cfg.n_embd;
+    if (Tn < 1 || s0 + Tn > kv->maxT)
+        return RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "KV cache full: %d + %d > %d slots", s0, Tn,
+                           kv->maxT);
+    RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
+    acts_carve(m, B, Tn, 0);
+    rlaif_acts *a = m->acts;
+    if (s0 == 0 && m->params16) pack_weights(m); /* a new sequence: weights may have changed */
+    int n = pack_queries(m, kv, tokens, pos, valid, Tn);
+    float *last = a->ln1;
+    if (n > 0) {
+        int most = 0;
+        for (int b = 0; b < B; b++)
+            if (kv->q_off[b + 1] - kv->q_off[b] > most) most = kv->q_off[b + 1] - kv->q_off[b];
+        grow_pscratch(kv, most);
+        a->pk_on = m->params16 != NULL;
+        /* the packed rows are one sequence of n tokens to every row-wise layer */
+        embed_forward(m, a->tokens, a->pos, 1, n);
+        const float *res = a->encoded;
+        /* One layer's buffers are enough: nothing is kept for backward (a
+         * post-LN layer's output is its ln2, which the next layer only reads). */
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            res = layer_forward(m, l, bufs_of(m, 0, 0), res, NULL, 1, n, kv);
+        last = a->ln1 == res ? a->res2 : a->ln1;
+        /* Final norm and LM head only at each row's last real token. */
+        for (int b = 0; b < B; b++) {
+            float *dst = last + (size_t)b * C;
+            if (kv->q_off[b + 1] > kv->q_off[b])
+                memmove(dst, res + (size_t)(kv->q_off[b + 1] - 1) * C, sizeof(float) * C);
+            else
+                memset(dst, 0, sizeof(float) * C);
+        }
+    } else {
+        memset(last, 0, sizeof(float) * (size_t)B * C);
+    }
+    final_forward(m, last, a->nf, NULL, NULL, a->lnf, B);
+    head_forward(m, B, logits);
+    for (int b = 0; b < B; b++)
+        if (kv->q_off[b + 1] == kv->q_off[b])
+            memset(logits + (size_t)b * m->cfg.vocab_size, 0, sizeof(float) * m->cfg.vocab_size);
     a->pk_on = 0;
     kv->len += Tn;
     return 0;

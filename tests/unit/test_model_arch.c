@@ -214,7 +214,10 @@ static void kv_check(const rlaif_model_config *c) {
     double worst = 0.0, scale = 0.0;
     for (int i = 0; i < B * T * V; i++) scale = fmax(scale, fabs(full[i]));
     for (int t0 = 0; t0 < T;) {
-        int n = t0 == 0 ? P : 1;
+        /* the prompt, then single steps (decoding) and 3-token chunks
+         * (prefill's score blocks) alternately, past the sliding window */
+        int n = t0 == 0 ? P : (t0 % 2 ? 1 : 3);
+        if (n > T - t0) n = T - t0;
         for (int b = 0; b < B; b++)
             for (int i = 0; i < n; i++) {
                 tok[b * n + i] = in.tok[b * T + t0 + i], pos[b * n + i] = in.pos[b * T + t0 + i];

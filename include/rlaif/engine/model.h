@@ -214,17 +214,26 @@ float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
 typedef struct {
     int B, maxT, len; /* len: slots filled so far (the same for every row) */
     int n_layer, C, n_head, n_kv_head, window; /* window: sliding_window (0 none) */
-    float *k, *v;   /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
-                     * keys are stored rotated (RoPE at their positions) */
-    uint8_t *valid; /* [B][maxT]: slot holds a real token */
-    float *scratch; /* attention scores, [B*n_head][maxT] */
+    float *k, *v;    /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
+                      * keys are stored rotated (RoPE at their positions) */
+    size_t kv_bytes; /* of k and of v each */
+    uint8_t *valid;  /* [B][maxT]: slot holds a real token */
+    /* The real tokens of the current call, packed (pads and finished rows
+     * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,
+     * packed row r goes to slot q_slot[r]. [B+1] and [B*maxT]. */
+    int *q_off, *q_slot;
+    float *scratch;  /* decoding's attention scores, [B*n_kv_head][maxT] */
+    float *pscratch; /* prefill's score blocks, one per thread (grown on demand) */
+    size_t pscratch_n;
 } rlaif_kv_cache;
 
 int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 
 /* Appends Tn tokens per row (tokens/pos/valid [B*Tn]) at slots kv->len.. and
- * writes the logits of the last appended position of each row to logits [B*V].
+ * writes the logits of the last real (valid) token of each row in this call to
+ * logits [B*V] (zeros for a row with none). Only real tokens are computed:
+ * left padding and finished rows cost nothing, and their slots stay masked.
  * Same arithmetic as rlaif_model_forward + lm_forward on the whole sequence. */
 int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
                            const uint8_t *valid, int Tn, float *logits);
