@@ -248,6 +248,165 @@ static void tile_avx2(int wt, int mr, int K, const float *S, size_t ldw, const f
                                                      Mp, m0, out + (size_t)r * RLAIF_SMALLM_MAX);
     }
 }
+/* ------------------------------------------------- AVX-512, at most 8 rows
+ *
+ * With so few rows the tiles above are bound by their arithmetic (rows are
+ * padded to 16) and by reading a weight strip that crosses a page per k
+ * (w_trans 0) or 24 rows at once (w_trans 1), which hardware prefetchers
+ * follow badly: measured 5-8 GB/s of weights on one AMD EPYC core against
+ * 13 GB/s for cblas_sgemm and 24 GB/s for a plain read. These kernels read
+ * the weights as a few sequential streams instead. */
+
+#define STREAM_MAX_M 8
+#define STREAM_COLS  2048 /* w_trans 0: most columns per chunk (an 8 KB run of each row) */
+
+/* w_trans 0, columns [n0, n0 + w) (w <= STREAM_COLS): acc (M, w) in L1,
+ * rows k..k+3 of W streamed together; each output is one FMA chain over k
+ * in order (as the tiles). */
+static __attribute__((target("avx512f"))) void stream_rows512(int M, int w, int K, const float *A,
+                                                              int lda, const float *W, size_t ldw,
+                                                              float *acc) {
+    memset(acc, 0, sizeof(float) * (size_t)M * STREAM_COLS);
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        const float *w0 = W + (size_t)k * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        /* rows k+8..k+11, two groups ahead: each row's run is only w floats,
+         * too short for the hardware prefetchers to get going */
+        int pf = k + 12 <= K ? 8 : 0;
+        __m512 a[STREAM_MAX_M][4];
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < 4; j++) a[m][j] = _mm512_set1_ps(A[(size_t)m * lda + k + j]);
+        for (int c = 0; c < w; c += 16) {
+            __mmask16 mk = (__mmask16)(w - c >= 16 ? 0xFFFF : (1u << (w - c)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mk, w0 + c), x1 = _mm512_maskz_loadu_ps(mk, w1 + c);
+            __m512 x2 = _mm512_maskz_loadu_ps(mk, w2 + c), x3 = _mm512_maskz_loadu_ps(mk, w3 + c);
+            for (int j = 0; pf && j < 4; j++)
+                _mm_prefetch((const char *)(w0 + (size_t)(pf + j) * ldw + c), _MM_HINT_T0);
+            for (int m = 0; m < M; m++) {
+                float *o = acc + (size_t)m * STREAM_COLS + c;
+                __m512 v = _mm512_load_ps(o);
+                v = _mm512_fmadd_ps(a[m][0], x0, v);
+                v = _mm512_fmadd_ps(a[m][1], x1, v);
+                v = _mm512_fmadd_ps(a[m][2], x2, v);
+                v = _mm512_fmadd_ps(a[m][3], x3, v);
+                _mm512_store_ps(o, v);
+            }
+        }
+    }
+    for (; k < K; k++) {
+        const float *w0 = W + (size_t)k * ldw;
+        for (int c = 0; c < w; c += 16) {
+            __mmask16 mk = (__mmask16)(w - c >= 16 ? 0xFFFF : (1u << (w - c)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mk, w0 + c);
+            for (int m = 0; m < M; m++) {
+                float *o = acc + (size_t)m * STREAM_COLS + c;
+                __m512 am = _mm512_set1_ps(A[(size_t)m * lda + k]);
+                _mm512_store_ps(o, _mm512_fmadd_ps(am, x0, _mm512_load_ps(o)));
+            }
+        }
+    }
+}
+
+/* w_trans 1, output columns n0, n0 + 1 (rows of W, each read once in
+ * order): M dot products over k each, 16 partial sums per dot product. M is
+ * a constant after inlining, so the 2 M sums stay in registers. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+dots512_body(const int M, int two, int K, const float *A, int lda, const float *W, size_t ldw,
+             float *out) {
+    __m512 s0[STREAM_MAX_M], s1[STREAM_MAX_M];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
+    const float *r0 = W, *r1 = two ? W + ldw : W;
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 x0 = _mm512_loadu_ps(r0 + k), x1 = _mm512_loadu_ps(r1 + k);
+#pragma GCC unroll 8
+        for (int m = 0; m < M; m++) {
+            __m512 a = _mm512_loadu_ps(A + (size_t)m * lda + k);
+            s0[m] = _mm512_fmadd_ps(a, x0, s0[m]);
+            s1[m] = _mm512_fmadd_ps(a, x1, s1[m]);
+        }
+    }
+    if (k < K) {
+        __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        __m512 x0 = _mm512_maskz_loadu_ps(mk, r0 + k), x1 = _mm512_maskz_loadu_ps(mk, r1 + k);
+#pragma GCC unroll 8
+        for (int m = 0; m < M; m++) {
+            __m512 a = _mm512_maskz_loadu_ps(mk, A + (size_t)m * lda + k);
+            s0[m] = _mm512_fmadd_ps(a, x0, s0[m]);
+            s1[m] = _mm512_fmadd_ps(a, x1, s1[m]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++) {
+        out[2 * m] = _mm512_reduce_add_ps(s0[m]);
+        out[2 * m + 1] = _mm512_reduce_add_ps(s1[m]);
+    }
+}
+
+#define DOTS512(mm)                                                                                \
+    static __attribute__((noinline, target("avx512f"))) void dots512_##mm(                         \
+        int two, int K, const float *A, int lda, const float *W, size_t ldw, float *out) {         \
+        dots512_body(mm, two, K, A, lda, W, ldw, out);                                             \
+    }
+DOTS512(1)
+DOTS512(2)
+DOTS512(3)
+DOTS512(4)
+DOTS512(5)
+DOTS512(6)
+DOTS512(7)
+DOTS512(8)
+#undef DOTS512
+
+typedef void dots_fn(int two, int K, const float *A, int lda, const float *W, size_t ldw,
+                     float *out);
+static dots_fn *const dots512[STREAM_MAX_M + 1] = {
+    NULL, dots512_1, dots512_2, dots512_3, dots512_4, dots512_5, dots512_6, dots512_7, dots512_8};
+
+/* C[m][n0 + j] = acc[m][j] (+ bias) (+ res), then the post-op on the block. */
+static void stream_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,
+                         const float *res, float *C, int ldc, rlaif_smallm_post *post,
+                         float *post_out) {
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc + n0;
+        const float *o = acc + (size_t)m * lda_acc, *rr = res ? res + (size_t)m * ldc + n0 : NULL;
+        for (int j = 0; j < w; j++) {
+            float v = o[j];
+            if (bias) v += bias[n0 + j];
+            if (rr) v += rr[j];
+            c[j] = v;
+        }
+        if (post) post(post_out + (size_t)m * ldc + n0, c, (size_t)w);
+    }
+}
+
+static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, const float *W,
+                          int ldw, const float *bias, const float *res, float *C, int ldc,
+                          rlaif_smallm_post *post, float *post_out, int nthreads) {
+    /* w_trans 1: blocks of 64 output columns (64 rows of W, sequential) */
+    int share = ((N + nthreads - 1) / nthreads + 15) / 16 * 16;
+    int span = wt ? 64 : share < STREAM_COLS ? share : STREAM_COLS, chunks = (N + span - 1) / span;
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (nthreads > 1)
+    for (int c = 0; c < chunks; c++) {
+        static _Thread_local float acc[STREAM_MAX_M * STREAM_COLS] __attribute__((aligned(64)));
+        int n0 = c * span, w = N - n0 < span ? N - n0 : span;
+        if (!wt) {
+            stream_rows512(M, w, K, A, lda, W + n0, (size_t)ldw, acc);
+            stream_store(M, w, n0, acc, STREAM_COLS, bias, res, C, ldc, post, post_out);
+            continue;
+        }
+        float two[2 * STREAM_MAX_M];
+        for (int j = 0; j < w; j += 2) {
+            dots512[M](j + 1 < w, K, A, lda, W + (size_t)(n0 + j) * ldw, (size_t)ldw, two);
+            for (int m = 0; m < M; m++) {
+                acc[m * 64 + j] = two[2 * m];
+                if (j + 1 < w) acc[m * 64 + j + 1] = two[2 * m + 1];
+            }
+        }
+        stream_store(M, w, n0, acc, 64, bias, res, C, ldc, post, post_out);
+    }
+}
 #endif /* HAVE_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
@@ -308,6 +467,13 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                        int ldw, const float *bias, const float *res, float *C, int ldc,
                        rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads) {
     int Mp = (M + 15) / 16 * 16, id = kernel_id(), mr = 4;
+#ifdef HAVE_X86
+    if (id == K_AVX512 && M <= STREAM_MAX_M) {
+        smallm_stream(w_trans, M, N, K, A, lda, W, ldw, bias, res, C, ldc, post, post_out,
+                      nthreads);
+        return;
+    }
+#endif
     tile_fn *tile = tile_c;
 #ifdef HAVE_X86
     if (id == K_AVX512) tile = tile_avx512, mr = mr512(Mp);

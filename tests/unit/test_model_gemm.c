@@ -21,6 +21,9 @@
 #include "rlaif/core/log.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,10 +112,14 @@ static int bench(int M, int N, int K, int wt) {
     for (size_t i = 0; i < (size_t)N * K * copies; i++) Wall[i] = frand();
     double best = 1e30, bestb = 1e30;
     double tot = 0.0, totb = 0.0;
+    int nt = 1; /* the team OMP_NUM_THREADS gives; cblas_sgemm uses OpenBLAS's own threads */
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
     for (int r = 0; r < reps; r++) {
         const float *W = Wall + (size_t)N * K * (r % copies);
         double t0 = rlaif_now();
-        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S, 2);
+        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S, nt);
         double t1 = rlaif_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
                     K, W, wt ? K : N, 0.0f, C, N);
@@ -135,8 +142,8 @@ int main(int argc, char **argv) {
     const char *best = rlaif_smallm_kernel(NULL);
     const char *kernels[3] = {"c", "avx2", "avx512"};
     int avail = !strcmp(best, "avx512") ? 3 : !strcmp(best, "avx2") ? 2 : 1;
-    static const int Ms[] = {1, 2, 5, 16, 17, 31, 32, 33, 48, 64};
-    static const int Ns[] = {1, 3, 13, 50, 97};
+    static const int Ms[] = {1, 2, 5, 8, 9, 16, 17, 31, 32, 33, 48, 64};
+    static const int Ns[] = {1, 3, 13, 50, 97, 1100};
     static const int Ks[] = {1, 7, 64, 130};
     int cases = 0;
     for (int ki = 0; ki < avail; ki++) {
