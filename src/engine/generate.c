@@ -1,6 +1,7 @@
 /* generate.c - batched sampling with a KV cache (see generate.h). */
 #include "rlaif/engine/generate.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/log.h"
 #include "rlaif/core/rng.h"
 
 #include <limits.h>
@@ -106,6 +107,7 @@ struct rlaif_gen_run {
     float *prob;
     rlaif_rng *rng;
     rlaif_gen_output out;
+    rlaif_gen_timing time;
 };
 
 void rlaif_gen_run_free(rlaif_gen_run *g) {
@@ -182,7 +184,10 @@ static int prefill_chunk(rlaif_gen_run *g, int cols) {
             g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
             g->valid[b * cols + i] = g->pvalid[b * P + g->fed + i];
         }
+    double t0 = rlaif_now();
     RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
+    g->time.prefill_s += rlaif_now() - t0;
+    for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i];
     g->fed += cols;
     return 0;
 }
@@ -224,12 +229,22 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
         *finished = g->finished = 1; /* prefill only: the logits are the answer */
         return 0;
     }
-    int live = sample_step(g);
+    double t0 = rlaif_now();
+    int live = sample_step(g), rc = 0;
     if (!live || ++g->step >= g->N) {
         *finished = g->finished = 1;
-        return 0;
+    } else {
+        rc = rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, 1, g->logits);
+        g->time.decode_steps++, g->time.decode_rows += live;
     }
-    return rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, 1, g->logits);
+    g->time.decode_s += rlaif_now() - t0;
+    return rc;
+}
+
+void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t) {
+    t->prefill_s += g->time.prefill_s, t->decode_s += g->time.decode_s;
+    t->prefill_tokens += g->time.prefill_tokens, t->decode_steps += g->time.decode_steps;
+    t->decode_rows += g->time.decode_rows;
 }
 
 const float *rlaif_gen_logits(const rlaif_gen_run *g) {

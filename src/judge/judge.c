@@ -657,6 +657,7 @@ static int local_work(rlaif_judge *j, int *rc) {
         if (j->ep[e].local && rlaif_local_busy(j->ep[e].local)) {
             any = 1;
             *rc = rlaif_local_slice(j->ep[e].local, on_local_answer, j);
+            j->stats[e].model = *rlaif_local_timing(j->ep[e].local);
         }
     return any;
 }

@@ -126,5 +126,7 @@ typedef int (*rlaif_local_answer_fn)(void *ctx, call *c, const rlaif_journal_ent
  * chunk or one decoding step; when the batch ends every call goes to fn. */
 int rlaif_local_slice(rlaif_local *L, rlaif_local_answer_fn fn, void *ctx);
 long rlaif_local_generations(const rlaif_local *L);
+/* The engine's prefill and decoding time over the batches that ended. */
+const rlaif_gen_timing *rlaif_local_timing(const rlaif_local *L);
 
 #endif

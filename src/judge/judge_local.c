@@ -47,7 +47,8 @@ struct rlaif_local {
     call **rows;
     int nrows;
     double started;
-    long generations; /* calls this rank ran through the model */
+    long generations;      /* calls this rank ran through the model */
+    rlaif_gen_timing time; /* of the batches that ended */
 };
 
 /* ------------------------------------------------------------- queue */
@@ -221,6 +222,10 @@ long rlaif_local_generations(const rlaif_local *L) {
     return L->generations;
 }
 
+const rlaif_gen_timing *rlaif_local_timing(const rlaif_local *L) {
+    return &L->time;
+}
+
 /* ------------------------------------------------------------- calls */
 
 int rlaif_local_encode(rlaif_local *L, const rlaif_judge_messages *m, call *c, char *why,
@@ -371,6 +376,7 @@ int rlaif_local_slice(rlaif_local *L, rlaif_local_answer_fn fn, void *ctx) {
         RLAIF_TRY(rc);
         L->rows[b] = NULL;
     }
+    rlaif_gen_add_timing(L->run, &L->time);
     rlaif_gen_run_free(L->run);
     L->run = NULL, L->nrows = 0;
     return 0;

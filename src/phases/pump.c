@@ -256,7 +256,7 @@ int rlaif_pump_check(rlaif_pump *p, int final) {
 
 /* ---------------------------------------------------------- reporting */
 
-enum { NL = 11, ND = 7 }; /* long and double fields of an endpoint's statistics */
+enum { NL = 14, ND = 9 }; /* long and double fields of an endpoint's statistics */
 
 static void stats_pack(const rlaif_judge_endpoint_stats *s, long long *x, double *y) {
     x[0] = s->calls, x[1] = s->http_requests, x[2] = s->retries, x[3] = s->replayed;
@@ -264,6 +264,8 @@ static void stats_pack(const rlaif_judge_endpoint_stats *s, long long *x, double
     x[7] = s->verdicts, x[8] = s->first_wins, x[9] = s->tokens_in, x[10] = s->tokens_out;
     y[0] = s->len_n, y[1] = s->len_sx, y[2] = s->len_sy, y[3] = s->len_sxx;
     y[4] = s->len_syy, y[5] = s->len_sxy, y[6] = s->cost_usd;
+    x[11] = s->model.prefill_tokens, x[12] = s->model.decode_steps, x[13] = s->model.decode_rows;
+    y[7] = s->model.prefill_s, y[8] = s->model.decode_s;
 }
 
 static void stats_unpack(rlaif_judge_endpoint_stats *s, const long long *x, const double *y) {
@@ -273,6 +275,8 @@ static void stats_unpack(rlaif_judge_endpoint_stats *s, const long long *x, cons
     s->tokens_in = x[9], s->tokens_out = x[10];
     s->len_n = y[0], s->len_sx = y[1], s->len_sy = y[2], s->len_sxx = y[3];
     s->len_syy = y[4], s->len_sxy = y[5], s->cost_usd = y[6];
+    s->model.prefill_tokens = x[11], s->model.decode_steps = x[12], s->model.decode_rows = x[13];
+    s->model.prefill_s = y[7], s->model.decode_s = y[8];
 }
 
 int rlaif_pump_stats(const rlaif_pump *p, MPI_Comm comm, rlaif_judge_endpoint_stats **sum,

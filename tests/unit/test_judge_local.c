@@ -67,6 +67,14 @@ static int run_sliced(rlaif_model *m, const rlaif_gen_config *gc, long budget,
         ck_assert_int_eq(rlaif_gen_advance(g, budget, &finished), 0);
         n++;
     }
+    /* the engine's clock counts the real prompt tokens (17, not 3 x 10
+     * padded) and one forward per decoding step after the first sample */
+    rlaif_gen_timing tm = {0};
+    rlaif_gen_add_timing(g, &tm);
+    ck_assert_int_eq(tm.prefill_tokens, 4 + 3 + 10);
+    ck_assert_int_eq(tm.decode_steps, gc->max_new_tokens ? gc->max_new_tokens - 1 : 0);
+    ck_assert_int_le(tm.decode_rows, 3 * tm.decode_steps);
+    ck_assert(tm.prefill_s > 0 && (tm.decode_steps == 0 || tm.decode_s > 0));
     const rlaif_gen_output *o = rlaif_gen_result(g);
     if (out && gc->max_new_tokens) {
         out->B = o->B, out->max_new = o->max_new;

@@ -64,6 +64,15 @@ int rlaif_gen_begin(rlaif_gen_run **g, rlaif_model *m, const rlaif_gen_config *g
                     const uint32_t *seq_index);
 int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished);
 const float *rlaif_gen_logits(const rlaif_gen_run *g);
+/* Where a run's time went (the engine's own clock, for reports and
+ * benchmarks): prefill chunks and the real prompt tokens they computed;
+ * decoding steps (sampling + one forward of the live rows) and the live
+ * rows summed over the steps. Adds the run's totals into *t. */
+typedef struct {
+    double prefill_s, decode_s;
+    long long prefill_tokens, decode_steps, decode_rows;
+} rlaif_gen_timing;
+void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t);
 const rlaif_gen_output *rlaif_gen_result(const rlaif_gen_run *g);
 void rlaif_gen_run_free(rlaif_gen_run *g);
 

@@ -27,6 +27,8 @@
 #ifndef RLAIF_JUDGE_H
 #define RLAIF_JUDGE_H
 
+#include "rlaif/engine/generate.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +99,7 @@ typedef struct {
     double len_n, len_sx, len_sy, len_sxx, len_syy, len_sxy; /* x = len0-len1, y = label */
     long long tokens_in, tokens_out;
     double cost_usd;
+    rlaif_gen_timing model; /* a local judge model's engine time (zeros otherwise) */
 } rlaif_judge_endpoint_stats;
 
 double rlaif_judge_consistency(const rlaif_judge_endpoint_stats *s); /* NaN if none */
