@@ -12,11 +12,12 @@ renders each call to about 500 GPT-2 tokens.
 Per model and batch size (judge.local_batch) it times, in alternating rounds:
   logprob   one prefill per call; labels/s, and the prefill's useful GFLOP/s
             (trunk on every prompt token, LM head on the last) as % of the
-            machine's sgemm rate at the model's own product shapes
+            machine's sgemm rate at the model's own product shapes; the
+            prefill time is the engine's own (the judge report's "model
+            prefill" line: padding is not computed, so it is not counted)
   verdict   prefill + greedy decoding of --new tokens; labels/s, and the decode
-            step time (the run's time less its prefill, which is the logprob
-            run's scaled by the prompt tokens: the templates differ by one
-            sentence) against
+            step time (the report's "decoding" line: its time over its steps,
+            each a sampling and a forward of the rows still live) against
             its roofline: the larger of (weights + KV cache bytes) / read
             bandwidth and the step's FLOPs / sgemm rate
   torch     the logprob forward in plain PyTorch (tools/bench/bench_engine_torch.py's
@@ -128,8 +129,13 @@ def kv(out):
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
+MODEL_LINE = re.compile(r"model prefill (\d+) tokens in ([\d.]+) s .*?decoding (\d+) steps of "
+                        r"([\d.]+) rows on average in ([\d.]+) s")
+
+
 def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
-    """One `rlaif judge` run; returns (loop wall s, process wall s, [tokens_in], [tokens_out])."""
+    """One `rlaif judge` run; returns (loop wall s, process wall s, [tokens_in], [tokens_out],
+    the engine's times: dict prefill_tokens, prefill_s, steps, rows, decode_s)."""
     out_dir = tempfile.mkdtemp(prefix="run-", dir=tmp)
     sets = {"run.out_dir": out_dir, "judge.backend": "local", "judge.model": ckpt,
             "judge.mode": mode, "judge.both_orders": "0", "judge.local_batch": str(B),
@@ -142,6 +148,11 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
     out = run(cmd)
     whole = time.time() - t0
     wall = float(re.search(r"([\d.]+) s wall", out)[1])
+    g = MODEL_LINE.search(out)
+    if not g:
+        sys.exit("no model timing line in the judge report:\n" + out)
+    eng = dict(prefill_tokens=int(g[1]), prefill_s=float(g[2]), steps=int(g[3]),
+               rows=float(g[4]), decode_s=float(g[5]))
     tin, tout = [], []
     with open(out_dir + "/out.jsonl") as f:
         for line in f:
@@ -151,7 +162,7 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
             tin.append(r["tokens_in"])
             tout.append(r["tokens_out"])
     shutil.rmtree(out_dir)
-    return wall, whole, tin, tout
+    return wall, whole, tin, tout, eng
 
 
 def torch_worker(a):
@@ -229,7 +240,8 @@ def bench_model(a, key, tmp, batches):
     m = MODELS[key]
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    res = {B: {"lp": [], "vd": [], "v1": [], "th": [], "sg": [], "bw": [], "load": []}
+    res = {B: {"lp": [], "vd": [], "pf": [], "step": [], "rows": [], "th": [], "sg": [],
+               "bw": [], "load": []}
            for B in batches}
     pairs = {}
     for B in batches:
@@ -241,8 +253,10 @@ def bench_model(a, key, tmp, batches):
     for r in range(a.rounds):
         for B in (batches if r % 2 == 0 else batches[::-1]):
             x = res[B]
-            lw, whole, tin, _ = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
+            lw, whole, tin, _, eng = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
             x["lp"].append(len(tin) / lw)
+            # useful FLOPs of the prompts over the engine's prefill time
+            x["pf"].append(sum(prefill_flops(m, t) for t in tin) / eng["prefill_s"] / 1e9)
             x["load"].append(whole - lw)
             info[(B, "tin")] = tin
             sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
@@ -251,11 +265,10 @@ def bench_model(a, key, tmp, batches):
                          "--lens", ",".join(map(str, tin)), "--reps", "1",
                          "--torch-threads", str(tt)], {"OPENBLAS_NUM_THREADS": str(bt_)}))
             x["th"].append(float(tw["labels_s"]))
-            wn, _, vin, vout = rlaif_judge(a, m, ckpt, pairs[B], tmp, "verdict", B, a.new)
-            # the verdict prompts' prefill, from the logprob run's (the two
-            # templates differ by a sentence: ~5% of the tokens)
-            x["v1"].append(lw * sum(vin) / sum(tin))
+            wn, _, vin, vout, ev = rlaif_judge(a, m, ckpt, pairs[B], tmp, "verdict", B, a.new)
             x["vd"].append(wn)
+            x["step"].append(ev["decode_s"] / max(ev["steps"], 1))
+            x["rows"].append(ev["rows"])
             info[(B, "vin")], info[(B, "vout")] = vin, vout
             print("  round %d B=%-2d logprob %.4g labels/s (torch %.4g); verdict %.4g labels/s; "
                   "sgemm %.0f GFLOP/s, read %.1f GB/s" % (r + 1, B, x["lp"][-1], x["th"][-1],
@@ -265,21 +278,20 @@ def bench_model(a, key, tmp, batches):
         x, tin = res[B], info[(B, "tin")]
         sg, bw = statistics.median(x["sg"]), statistics.median(x["bw"])
         lp, th = statistics.median(x["lp"]), statistics.median(x["th"])
-        pf = sum(prefill_flops(m, t) for t in tin) / len(tin) * lp / 1e9
+        pf = statistics.median(x["pf"])
         vin, vout = info[(B, "vin")], info[(B, "vout")]
-        wn, w1 = statistics.median(x["vd"]), statistics.median(x["v1"])
-        nb = (len(vin) + B - 1) // B
-        steps = nb * (a.new - 1)  # batched: every batch decodes its longest row's tokens
-        step_s = (wn - w1) / steps
+        wn = statistics.median(x["vd"])
+        step_s = statistics.median(x["step"])
         ctx = statistics.mean(vin) + a.new / 2
-        fl, by = decode_step(m, B, ctx)
+        # the roofline of the rows a step actually computed (finished rows are skipped)
+        fl, by = decode_step(m, statistics.median(x["rows"]), ctx)
         bound = max(by / (bw * 1e9), fl / (sg * 1e9))
         rows.append(dict(B=B, lp=lp, th=th, ratio=lp / th, pf=pf, pf_pct=100 * pf / sg,
                          vd=len(vin) / wn, step_ms=1e3 * step_s, gbs=by / step_s / 1e9,
                          bound_ms=1e3 * bound, dec_pct=100 * bound / step_s,
                          bw_bound=by / (bw * 1e9) >= fl / (sg * 1e9), sg=sg, bw=bw,
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
-                         vin=statistics.mean(vin), short=sum(t < a.new for t in vout)))
+                         vin=statistics.mean(vin), live=statistics.median(x["rows"])))
     return m, rows
 
 
@@ -287,26 +299,25 @@ def report(m, rows, a):
     print("%s, median of %d rounds (logprob: mean %.0f prompt tokens; verdict: %.0f prompt "
           "tokens + %d new); model load (process wall - loop) %.1f s" % (
               m["name"], a.rounds, rows[0]["tin"], rows[0]["vin"], a.new, rows[0]["load"]))
-    print("  %3s %10s %10s %6s %16s %10s %12s %14s %14s" % (
-        "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "decode step",
-        "roofline", "bound"))
+    print("  %3s %10s %10s %6s %16s %10s %5s %12s %14s %14s" % (
+        "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "rows",
+        "decode step", "roofline", "bound"))
     for r in rows:
-        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %9.1f ms %7.1f ms = %3.0f%% %s" % (
-            r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["step_ms"],
-            r["bound_ms"], r["dec_pct"],
-            "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"]) if r["bw_bound"]
-            else "sgemm %.0f GFLOP/s" % r["sg"]))
-        if r["short"]:
-            print("      (%d calls ended before %d new tokens: the step count is an upper bound)"
-                  % (r["short"], a.new))
+        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %5.1f %9.1f ms %7.1f ms = %3.0f%% "
+              "%s" % (
+                  r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["live"],
+                  r["step_ms"], r["bound_ms"], r["dec_pct"],
+                  "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"])
+                  if r["bw_bound"] else "sgemm %.0f GFLOP/s" % r["sg"]))
+    print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
+          "times are the engine's own, from the judge report)")
     pf_ok = max(r["pf_pct"] for r in rows) >= 70
-    # a step faster than its roofline is noise in the subtraction (a loaded
-    # machine: the verdict and logprob runs saw different loads), not a result
+    # faster than the roofline means the probe read less bandwidth than the
+    # run had (the load changed between them): not a result
     bad = [r["B"] for r in rows if not 0 < r["dec_pct"] <= 100]
     if bad:
-        print("  decoding at B=%s not measurable here: the verdict run less its prefill is "
-              "below the roofline (the load changed between the runs)"
-              % ",".join(map(str, bad)))
+        print("  decoding at B=%s above its roofline: the bandwidth probe saw a busier machine "
+              "than the run (not counted)" % ",".join(map(str, bad)))
     bw_rows = [r for r in rows if r["bw_bound"] and r["B"] not in bad]
     dec_ok = bool(bw_rows) and max(r["dec_pct"] for r in bw_rows) >= 70
     print("  goals: prefill >= 70%% of sgemm: %s (best %.0f%%); decoding >= 70%% of the "
