@@ -319,6 +319,9 @@ dots512_body(const int M, int two, int K, const float *A, int lda, const float *
     const float *r0 = W, *r1 = two ? W + ldw : W;
     int k = 0;
     for (; k + 16 <= K; k += 16) {
+        /* the next pair of rows: one read stream, kept a pair ahead */
+        _mm_prefetch((const char *)(r0 + 2 * ldw + k), _MM_HINT_T0);
+        _mm_prefetch((const char *)(r1 + 2 * ldw + k), _MM_HINT_T0);
         __m512 x0 = _mm512_loadu_ps(r0 + k), x1 = _mm512_loadu_ps(r1 + k);
 #pragma GCC unroll 8
         for (int m = 0; m < M; m++) {
