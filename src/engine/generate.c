@@ -15,6 +15,7 @@ rlaif_gen_config rlaif_gen_defaults(void) {
                               .top_k = 0,
                               .top_p = 1.0f,
                               .eos_id = -1,
+                              .eos_id2 = -1,
                               .pad_id = 0,
                               .seed = 0,
                               .step = 0};
@@ -210,7 +211,7 @@ static int sample_step(rlaif_gen_run *g) {
                                    g->idx + (size_t)b * V, g->prob + (size_t)b * V, &lp);
         g->out.tokens[b * N + s] = t, g->out.logp[b * N + s] = lp;
         g->out.length[b] = s + 1;
-        if (t == g->gc.eos_id) g->done[b] = 1;
+        if (t == g->gc.eos_id || (g->gc.eos_id2 >= 0 && t == g->gc.eos_id2)) g->done[b] = 1;
         g->tok[b] = t, g->valid[b] = 1, g->pos[b] = g->plen[b] + s;
         live += !g->done[b];
     }

@@ -31,6 +31,8 @@ struct rlaif_local {
     rlaif_chat chat;
     rlaif_judge_mode mode;
     int32_t stop_id;   /* end of the assistant turn (or the tokenizer's EOS) */
+    int32_t stop_id2;  /* the tokenizer's EOS when the turn ends otherwise (-1: none):
+                        * a model may end its reply either way */
     int batch, nvalid; /* judge.local_batch; ids the sampler may pick */
     int context;       /* positions a call may use: judge.local_context, at most the model's */
     long slice;        /* tokens per prefill chunk */
@@ -166,6 +168,8 @@ static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
     if (!strcmp(form, "model")) form = rlaif_cfg_str(cfg, "model.chat_template");
     RLAIF_TRY(rlaif_chat_for_checkpoint(&L->chat, form, L->path));
     RLAIF_TRY(rlaif_chat_require_stop(&L->chat, L->tok, &L->stop_id));
+    L->stop_id2 = rlaif_tokenizer_eos(L->tok);
+    if (L->stop_id2 == L->stop_id) L->stop_id2 = -1;
     RLAIF_TRY(rlaif_model_load(L->path, &L->m));
     L->nvalid = rlaif_tokenizer_vocab_size(L->tok);
     if (L->nvalid > L->m.cfg.vocab_size) L->nvalid = L->m.cfg.vocab_size;
@@ -291,7 +295,8 @@ static int start_batch(rlaif_local *L) {
     }
     rlaif_gen_config gc = rlaif_gen_defaults();
     gc.max_new_tokens = L->mode == RLAIF_JM_LOGPROB ? 0 : L->max_tokens;
-    gc.temperature = L->temperature, gc.eos_id = L->stop_id, gc.pad_id = 0;
+    gc.temperature = L->temperature, gc.eos_id = L->stop_id, gc.eos_id2 = L->stop_id2;
+    gc.pad_id = 0;
     gc.seed = L->seed, gc.n_valid = L->nvalid;
     int rc = rlaif_gen_begin(&L->run, &L->m, &gc, B, ids, off, len, seq);
     free(off), free(len), free(seq), free(ids);
@@ -343,7 +348,9 @@ static int row_answer(rlaif_local *L, int b, rlaif_journal_entry *e, char **raw)
     }
     const rlaif_gen_output *o = rlaif_gen_result(L->run);
     const int *gen = o->tokens + (size_t)b * o->max_new;
-    int n = o->length[b], ended = n > 0 && gen[n - 1] == L->stop_id;
+    int n = o->length[b];
+    int ended =
+        n > 0 && (gen[n - 1] == L->stop_id || (L->stop_id2 >= 0 && gen[n - 1] == L->stop_id2));
     rlaif_bytes text = {0};
     rlaif_bytes_append(&text, "", 0);
     int rc = rlaif_tokenizer_decode(L->tok, gen, (size_t)(ended ? n - 1 : n),

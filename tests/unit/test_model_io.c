@@ -382,6 +382,13 @@ START_TEST(sampling_is_per_sequence) {
     ck_assert_int_eq(again.length[0], first + 1);
     ck_assert_int_eq(again.tokens[first], gc.eos_id);
     for (int s = first + 1; s < 12; s++) ck_assert_int_eq(again.tokens[s], 49);
+    rlaif_gen_output_free(&again);
+    /* the same token as the second end token (a chat turn's end besides EOS) */
+    gc.eos_id2 = gc.eos_id, gc.eos_id = 7777;
+    ck_assert_int_eq(rlaif_generate(&m, &gc, 3, toks, off, len, idx, &again), 0);
+    ck_assert_int_eq(again.length[0], first + 1);
+    ck_assert_int_eq(again.tokens[first], gc.eos_id2);
+    gc.eos_id = -1, gc.eos_id2 = -1;
     rlaif_gen_output_free(&again), rlaif_gen_output_free(&all), rlaif_gen_output_free(&one);
     /* too long for max_seq_len is a usage error */
     gc.max_new_tokens = 30;

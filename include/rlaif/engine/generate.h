@@ -19,6 +19,8 @@ typedef struct {
     int top_k;         /* 0: off */
     float top_p;       /* >= 1: off */
     int eos_id;        /* < 0: none; the EOS token is kept and ends the sequence */
+    int eos_id2;       /* < 0: none; a second token that ends a sequence the same way
+                        * (a chat template's end of turn, and the tokenizer's EOS) */
     int pad_id;        /* written after the end and used to pad prompts */
     uint64_t seed;
     uint32_t step; /* e.g. the PPO iteration */
