@@ -129,8 +129,8 @@ def kv(out):
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
-MODEL_LINE = re.compile(r"model prefill (\d+) tokens in ([\d.]+) s .*?decoding (\d+) steps of "
-                        r"([\d.]+) rows on average in ([\d.]+) s")
+MODEL_LINE = re.compile(r"model prefill (\d+) tokens in ([\d.]+) s [^;\n]*(?:; decoding (\d+) "
+                        r"steps of ([\d.]+) rows on average in ([\d.]+) s)?")
 
 
 def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
@@ -151,8 +151,8 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
     g = MODEL_LINE.search(out)
     if not g:
         sys.exit("no model timing line in the judge report:\n" + out)
-    eng = dict(prefill_tokens=int(g[1]), prefill_s=float(g[2]), steps=int(g[3]),
-               rows=float(g[4]), decode_s=float(g[5]))
+    eng = dict(prefill_tokens=int(g[1]), prefill_s=float(g[2]), steps=int(g[3] or 0),
+               rows=float(g[4] or 0), decode_s=float(g[5] or 0))
     tin, tout = [], []
     with open(out_dir + "/out.jsonl") as f:
         for line in f:
