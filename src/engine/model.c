@@ -1573,13 +1573,14 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
     kv->scratch = xmalloc((size_t)B * c.n_kv_head * maxT * sizeof(float));
     kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
     kv->q_slot = xmalloc(sizeof(int) * (size_t)B * maxT);
+    kv->q_from = xmalloc(sizeof(int) * (size_t)B);
     return 0;
 }
 
 void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     rlaif_huge_free(kv->k, kv->kv_bytes), rlaif_huge_free(kv->v, kv->kv_bytes);
     free(kv->valid), free(kv->scratch);
-    free(kv->q_off), free(kv->q_slot), free(kv->pscratch);
+    free(kv->q_off), free(kv->q_slot), free(kv->q_from), free(kv->pscratch);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -1617,21 +1618,28 @@ SIMD_CLONES static void attn_mix(float *out, const float *vc, const float *p, in
  * with the causal and padding mask applied in the softmax, as
  * attention_forward does for a whole sequence. */
 static void attn_head(float *y, const float *q, int ldq, const float *kc, const float *vc,
-                      const int *slot, int cnt, const uint8_t *val, const attn_geom *g, float *sc,
-                      float scale) {
+                      const int *slot, int cnt, const uint8_t *val, int from, const attn_geom *g,
+                      float *sc, float scale) {
     int hs = g->hd, C = g->NH * hs;
+    /* from >= 0: the real keys are exactly those from slot `from` on, so the
+     * mask is a lower bound and softmax runs unmasked (vectorised) */
+    const uint8_t *mask = from >= 0 ? NULL : val;
     if (cnt == 1) {
-        int lim = slot[0], lo = window_lo(g, lim), n = lim - lo + 1;
+        int lim = slot[0], lo = window_lo(g, lim), n;
+        if (from > lo) lo = from;
+        n = lim - lo + 1;
         attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
-        softmax_row(sc, n, 0, n - 1, val + lo);
+        softmax_row(sc, n, 0, n - 1, mask ? mask + lo : NULL);
         attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
         return;
     }
     int nk = slot[cnt - 1] + 1;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cnt, nk, hs, scale, q, ldq, kc, hs, 0.0f,
                 sc, nk);
-    for (int i = 0; i < cnt; i++)
-        softmax_row(sc + (size_t)i * nk, nk, window_lo(g, slot[i]), slot[i], val);
+    for (int i = 0; i < cnt; i++) {
+        int lo = window_lo(g, slot[i]);
+        softmax_row(sc + (size_t)i * nk, nk, from > lo ? from : lo, slot[i], mask);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cnt, hs, nk, 1.0f, sc, nk, vc, hs, 0.0f,
                 y, C);
 }
@@ -1676,7 +1684,7 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         }
         for (int h = kh * grp; h < (kh + 1) * grp; h++)
             attn_head(y + (size_t)r0 * C + h * hs, qkv + (size_t)r0 * C3 + h * hs, C3, kc, vc, slot,
-                      cnt, val, &g, sc, scale);
+                      cnt, val, kv->q_from[b], &g, sc, scale);
     }
 }
 
@@ -1699,6 +1707,14 @@ static int pack_queries(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, c
         }
     }
     kv->q_off[B] = n;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *v = kv->valid + (size_t)b * kv->maxT;
+        int end = s0 + Tn, f = 0;
+        while (f < end && !v[f]) f++;
+        int j = f;
+        while (j < end && v[j]) j++;
+        kv->q_from[b] = j == end ? f : -1;
+    }
     return n;
 }
 

@@ -222,6 +222,8 @@ typedef struct {
      * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,
      * packed row r goes to slot q_slot[r]. [B+1] and [B*maxT]. */
     int *q_off, *q_slot;
+    int *q_from;     /* [B]: row b's real slots are exactly [q_from[b], len) (left padding
+                      * only: softmax needs no mask), or -1 */
     float *scratch;  /* decoding's attention scores, [B*n_kv_head][maxT] */
     float *pscratch; /* prefill's score blocks, one per thread (grown on demand) */
     size_t pscratch_n;
