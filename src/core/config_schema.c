@@ -156,9 +156,12 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("judge", "local_context", "4096", 8, 1048576,
       "backend local: positions one call may use, prompt and reply (at most the model's; the "
       "memory check counts a KV cache of local_batch x local_context)"),
-    I("judge", "local_slice_tokens", "256", 1, 1e9,
-      "backend local: prompt tokens prefilled per poll (the rank's work between two looks "
-      "at its stop flags)"),
+    I("judge", "local_slice_tokens", "1024", 1, 1e9,
+      "backend local: the most prompt tokens prefilled per poll (the rank's work between two "
+      "looks at its stop flags; larger chunks run the products faster)"),
+    D("judge", "local_slice_time", "2s", 1e-6, 3600,
+      "backend local: a prefill chunk is cut to about this long at the rank's measured prefill "
+      "rate (the first chunk is at most 256 tokens), so a stop waits about this long at most"),
     S("judge", "api_key_env", "OPENAI_API_KEY",
       "name of the environment variable holding the API key (never the key itself)"),
     E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -147,20 +148,27 @@ static void write_ckpt(const char *path) {
     rlaif_model_free(&m);
 }
 
-/* Judge 3 pairs; returns the polls it took. */
-static int judge_pairs(const char *ckpt, const char *dir, const char *mode, long *gens,
-                       rlaif_judge_result *res) {
-    char s[4][300];
+/* Judge 3 pairs; returns the polls it took. slice_time: judge.local_slice_time. */
+static int judge_pairs(const char *ckpt, const char *dir, const char *mode, const char *slice_time,
+                       long *gens, rlaif_judge_result *res) {
+    char s[5][300];
     snprintf(s[0], sizeof s[0], "judge.model=%s", ckpt);
     snprintf(s[1], sizeof s[1], "judge.journal_dir=%s", dir);
     snprintf(s[2], sizeof s[2], "judge.mode=%s", mode);
     snprintf(s[3], sizeof s[3], "judge.local_slice_tokens=64");
-    char *sets[] = {
-        "judge.backend=local", s[0], s[1], s[2], s[3], "judge.max_tokens=4", "judge.local_batch=4",
-        "judge.min_coverage=0"};
+    snprintf(s[4], sizeof s[4], "judge.local_slice_time=%s", slice_time);
+    char *sets[] = {"judge.backend=local",
+                    s[0],
+                    s[1],
+                    s[2],
+                    s[3],
+                    s[4],
+                    "judge.max_tokens=4",
+                    "judge.local_batch=4",
+                    "judge.min_coverage=0"};
     rlaif_config *cfg;
     static char *no_env[] = {NULL};
-    ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 8, sets, no_env), 0);
+    ck_assert_int_eq(rlaif_config_load(&cfg, NULL, 9, sets, no_env), 0);
     rlaif_judge *j;
     ck_assert_int_eq(rlaif_judge_open(&j, cfg, 0, 1, NULL), 0);
     for (int i = 0; i < 3; i++) {
@@ -190,7 +198,7 @@ START_TEST(judge_polls_in_slices_and_replays) {
         long gens;
         /* 6 calls (3 pairs x 2 orders) of several hundred byte tokens each:
          * batches of 4, 16 columns per poll, so dozens of polls */
-        int polls = judge_pairs(ckpt, dir, modes[mi], &gens, res);
+        int polls = judge_pairs(ckpt, dir, modes[mi], "3600s", &gens, res);
         ck_assert_int_eq(gens, 6);
         ck_assert_int_gt(polls, 20);
         for (int i = 0; i < 3; i++) {
@@ -200,13 +208,24 @@ START_TEST(judge_polls_in_slices_and_replays) {
             rlaif_judge_result_free(&res[i]);
         }
         /* the same calls again: all from the journal, nothing generated */
-        polls = judge_pairs(ckpt, dir, modes[mi], &gens, res);
+        int replay = judge_pairs(ckpt, dir, modes[mi], "3600s", &gens, res);
         ck_assert_int_eq(gens, 0);
-        ck_assert_int_eq(polls, 1);
+        ck_assert_int_eq(replay, 1);
         for (int i = 0; i < 3; i++) {
             ck_assert_int_eq(res[i].nreplayed, 2);
             rlaif_judge_result_free(&res[i]);
         }
+        /* chunks cut to the time target: a microsecond at the measured rate
+         * is one prompt column per poll after the first chunk, so many more
+         * polls than 16 columns a poll (fresh journal: every call runs) */
+        char fresh[400];
+        snprintf(fresh, sizeof fresh, "%s/fresh%d", dir, mi);
+        ck_assert_int_eq(mkdir(fresh, 0700), 0);
+        int fine = judge_pairs(ckpt, fresh, modes[mi], "1e-6s", &gens, res);
+        ck_assert_int_eq(gens, 6);
+        ck_assert_msg(fine > polls + 100, "time-cut chunks: %d polls, 16-column chunks: %d", fine,
+                      polls);
+        for (int i = 0; i < 3; i++) rlaif_judge_result_free(&res[i]);
     }
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
