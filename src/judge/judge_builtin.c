@@ -212,7 +212,7 @@ char *rlaif_judge_builtin_answer(const char *user, rlaif_judge_mode mode,
             } else {
                 out(&o, "Response %c is better: %s.\n", pick ? 'B' : 'A', why);
             }
-            out(&o, "The better response is: %c", pick ? 'B' : 'A');
+            out(&o, RLAIF_JUDGE_DECISION " %c", pick ? 'B' : 'A');
         }
     }
     for (int i = 0; i < nb; i++) free(blk[i]);

@@ -23,10 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The reply prefix in logprob mode: the decision line of the templates, so
- * the next token is the label. */
-#define LOGPROB_PREFIX "The better response is:"
-
 struct rlaif_local {
     char *path;
     rlaif_model m;
@@ -147,7 +143,7 @@ static int setup_labels(rlaif_local *L) {
     static const char *const var[2][4] = {{" A", " a", "A", "a"}, {" B", " b", "B", "b"}};
     int spaced = rlaif_tokenizer_lookup(L->tok, " A", 2) >= 0 &&
                  rlaif_tokenizer_lookup(L->tok, " B", 2) >= 0;
-    const char *prefix = spaced ? LOGPROB_PREFIX : LOGPROB_PREFIX " ";
+    const char *prefix = spaced ? RLAIF_JUDGE_DECISION : RLAIF_JUDGE_DECISION " ";
     RLAIF_TRY(rlaif_tokenizer_encode(L->tok, prefix, strlen(prefix), 0, &L->prefix));
     for (int k = 0; k < 2; k++)
         for (int v = spaced ? 0 : 2; v < 4; v++) {
@@ -353,7 +349,7 @@ static int row_answer(rlaif_local *L, int b, rlaif_journal_entry *e, char **raw)
         e->label = e->p_a;
         e->tokens_out = 1;
         char t[64];
-        snprintf(t, sizeof t, "%s %s", LOGPROB_PREFIX, e->p_a >= 0.5 ? "A" : "B");
+        snprintf(t, sizeof t, "%s %s", RLAIF_JUDGE_DECISION, e->p_a >= 0.5 ? "A" : "B");
         e->text = xstrdup(t);
         *raw = raw_ids(c, NULL, 0);
         return 0;

@@ -6,10 +6,8 @@
 #include "rlaif/core/config.h"
 #include "rlaif/judge/judge.h"
 
-#ifndef RLAIF_JUDGE_REPLY_PREFIX
 /* What a local judge writes before its label in logprob mode. */
-#define RLAIF_JUDGE_REPLY_PREFIX "The better response is: "
-#endif
+#define RLAIF_JUDGE_REPLY_PREFIX RLAIF_JUDGE_DECISION " "
 
 /* One judge call as a demonstration: input, a (position A) and b rendered
  * with template t (and few-shot text, may be NULL), boundaries from rng;

@@ -58,6 +58,10 @@ typedef enum {
 const char *rlaif_judge_status_name(int status);
 
 #define RLAIF_JUDGE_NCRIT 4 /* rubric criteria: accuracy, clarity, helpfulness, safety */
+/* The decision line the templates ask for, before the letter A or B: the
+ * builtin judge writes it, and a local judge in logprob mode is given it
+ * so its next token is the label. */
+#define RLAIF_JUDGE_DECISION "The better response is:"
 extern const char *const rlaif_judge_criteria[RLAIF_JUDGE_NCRIT];
 
 /* A pair to judge. The strings are copied by submit. */
