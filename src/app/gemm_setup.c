@@ -133,7 +133,8 @@ static void decide(const rlaif_model_config *mc, int precision, int threads, con
     char *table = table_text();
     rlaif_info("gemm: choices from %s, %s, %d class(es) timed in %.1f s on world rank 0 (%s)",
                rec ? record : "no record", cac ? cache : "no cache", *timed, rlaif_now() - t0, key);
-    if (*record) save(record, key, table);
+    if (*record && (!rec || strcmp(rec, table)))
+        save(record, key, table); /* a rerun writes nothing */
     if (*cache && (*timed || !cac)) save(cache, key, table);
     if (fd >= 0) flock(fd, LOCK_UN), close(fd);
     free(rec), free(cac), free(table);
@@ -164,15 +165,34 @@ int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision
         rc ? RLAIF_ERROR(RLAIF_EX_SOFTWARE, NULL, "gemm: rank 0's table does not parse") : 0);
 }
 
-/* The table, one log line per class. */
-static void log_table(void) {
-    char *buf = NULL;
-    size_t len = 0;
+/* The table: one line per class in the per-rank log (and on stderr with
+ * run.verbose), the count of classes per path on stdout. Not a hundred
+ * lines on stdout: mpiexec forwards a rank's stdout and stderr in chunks,
+ * and a long burst just before an error splits the ERROR line. */
+static void log_table(const char *record) {
+    char *buf = NULL, *text = table_text(), counts[256] = "";
+    size_t len = 0, used = 0;
+    int n[RLAIF_GEMM_NPATH] = {0}, total = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), total++) {
+        char name[32];
+        if (sscanf(line, "%*d %*d %*d %*d %*d %*d %*d %31s", name) == 1 &&
+            rlaif_gemm_path_parse(name) >= 0)
+            n[rlaif_gemm_path_parse(name)]++;
+    }
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++)
+        if (n[p] && used < sizeof counts)
+            used +=
+                (size_t)snprintf(counts + used, sizeof counts - used, "%s%s %d", used ? ", " : "",
+                                 rlaif_gemm_path_name((rlaif_gemm_path)p), n[p]);
+    rlaif_info("gemm: %d class(es) chosen (%s); the table: %s, and one line per class in the "
+               "per-rank log",
+               total, total ? counts : "none: the fixed rule", record);
+    free(text);
     FILE *f = open_memstream(&buf, &len);
     if (!f) return;
     rlaif_gemm_choices_print(f);
     fclose(f);
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) rlaif_info("%s", line);
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) rlaif_debug("%s", line);
     free(buf);
 }
 
@@ -207,6 +227,6 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
         snprintf(cache, sizeof cache, "%s/.cache/rlaif", home);
     int precision = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), NULL);
     RLAIF_TRY(rlaif_gemm_agree(world, have ? &mc : NULL, precision, threads, record, cache, NULL));
-    if (rank == 0) log_table();
+    if (rank == 0) log_table(record);
     return 0;
 }

@@ -5,9 +5,11 @@
  * (an Intel Xeon with AMX, an AMD EPYC with AVX512-BF16 only, one with
  * OpenBLAS's Haswell kernels forced) and between shapes (few-row decoding
  * is bound by memory bandwidth, training by arithmetic), so no fixed rule
- * holds on all of them. A shape class is timed once, on first use, on a
- * slice with the real K and layout: M rounded up to a power of two (at
- * most 256 rows timed), N cut to 512 columns for many rows, and for few
+ * holds on all of them. A shape class is timed once (rlaif_gemm_calibrate:
+ * the job's start times every class of its model, see gemm_choice.h; the
+ * engine's products only look up), on a slice with the real K and layout:
+ * M rounded up to a power of two (past 128 one class, 256 rows timed), N
+ * cut to 512 columns for many rows, and for few
  * rows to a weight slice of 16 MB in fp32 (larger than L2 and most of an
  * L3 slice) so it comes from far as in decoding. Each candidate runs once to warm up, then three
  * times alternating with the others; the smallest time wins. The timing runs on one thread and
@@ -16,7 +18,9 @@
  * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm where bf16 was 3x
  * faster), while one thread's CPU time stays within ~15%. Every path splits
  * its work over the team the same way (columns or rows, no reduction), so
- * the order measured on one thread is the order for the team. */
+ * the order measured on one thread is the order for the team. The packed
+ * bf16 path is timed from weights packed before the clock starts, as
+ * decoding packs them once per sequence. */
 #include "config.h"
 #include "gemm_bf16.h"
 #include "model_gemm.h"

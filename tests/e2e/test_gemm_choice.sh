@@ -1,7 +1,8 @@
 #!/bin/sh
 # model.gemm (the product paths of the forward products) on a tiny bf16 model
 # (`rlaif sft`, about 40 s):
-#  a. auto times the classes once, logs the table and records it in
+#  a. auto times the classes once, logs a summary (the table, one line per
+#     class, in the per-rank log) and records it in
 #     <out_dir>/gemm_choices.txt (and in the machine's cache, RLAIF_CACHE);
 #  b. a run stopped at step 7 and resumed with a cache whose every choice is
 #     flipped ends bit for bit equal to the uninterrupted run: the resume
@@ -48,14 +49,17 @@ final=ckpt/sft-00000012.h5
 sft() {
   cache=$1
   shift
-  (cd "$d" && RLAIF_CACHE="$d/$cache" timeout 120 "$RLAIF" sft job.ini "$@") </dev/null >"$d/out" 2>&1
+  (cd "$d" && RLAIF_CACHE="$d/$cache" timeout 120 "$RLAIF" sft job.ini --log-dir log "$@") \
+    </dev/null >"$d/out" 2>&1
 }
 
 echo "== a. timed once, logged, recorded"
 sft cache --set run.out_dir=full || fail "full run: $(cat "$d/out")"
 grep -q "gemm: choices from no record, no cache, [1-9][0-9]* class(es) timed" "$d/out" ||
   fail "no timing line: $(cat "$d/out")"
-grep -q "gemm bf16: M<=128 .*-> .*: " "$d/out" || fail "no table in the log: $(cat "$d/out")"
+grep -q "gemm: [1-9][0-9]* class(es) chosen (.*); the table: full/gemm_choices.txt" "$d/out" ||
+  fail "no summary line: $(cat "$d/out")"
+grep -q "gemm bf16: M<=128 .*-> .*: " "$d/log/rank-00000.log" || fail "no table in the rank log"
 head -1 "$d/full/gemm_choices.txt" | grep -q "^# rlaif gemm choices: .* | threads 1 | openblas " ||
   fail "no record: $(cat "$d/full/gemm_choices.txt")"
 ls "$d"/cache/gemm-*.txt >/dev/null || fail "no cache file"
