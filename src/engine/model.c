@@ -9,8 +9,11 @@
  * transposed or not, and its backward two (dinp = dout @ W^T,
  * dW += inp^T @ dout, each in W's layout).
  *
- * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
- * the packing-free kernels of model_gemm.c instead of sgemm.
+ * A forward product runs the path the chooser's table names for its shape
+ * (rlaif/engine/gemm_choice.h: filled and shared by the job before the first
+ * product), else a fixed rule: products with at most RLAIF_SMALLM_MAX rows
+ * (decoding a batch) go through the packing-free kernels of model_gemm.c
+ * instead of sgemm (forward_path below).
  *
  * Precision bf16 (model.h): every linear layer's products (the LM head
  * included) go through rlaif_bf16_gemm instead, on the bfloat16 copy of the
