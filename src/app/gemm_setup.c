@@ -94,7 +94,8 @@ static char *table_text(void) {
     return buf;
 }
 
-/* Rank 0's part: record, then cache, then timing; writes both back. */
+/* Rank 0's part: record, then cache, then timing (mc NULL: none, the
+ * model's shapes unknown); writes both back. */
 static void decide(const rlaif_model_config *mc, int precision, int threads, const char *record,
                    const char *cache_dir, int *timed) {
     char key[512], cache[4096] = "", lock[4200];
@@ -129,7 +130,7 @@ static void decide(const rlaif_model_config *mc, int precision, int threads, con
     }
     free(both);
     double t0 = rlaif_now();
-    *timed = rlaif_model_gemm_calibrate(mc, precision, threads);
+    *timed = mc ? rlaif_model_gemm_calibrate(mc, precision, threads) : 0;
     char *table = table_text();
     rlaif_info("gemm: choices from %s, %s, %d class(es) timed in %.1f s on world rank 0 (%s)",
                rec ? record : "no record", cac ? cache : "no cache", *timed, rlaif_now() - t0, key);
@@ -147,7 +148,7 @@ int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision
     char *text = NULL;
     RLAIF_CHECK_MPI(MPI_Comm_rank(world, &rank));
     if (rank == 0) {
-        if (mc) decide(mc, precision, threads, record ? record : "", cache_dir, &t);
+        decide(mc, precision, threads, record ? record : "", cache_dir, &t);
         text = table_text();
         len = (long long)strlen(text) + 1;
     }

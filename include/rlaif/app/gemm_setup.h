@@ -22,7 +22,8 @@
 /* Collective over world, after the out_dir is claimed. model.gemm = fixed:
  * the table emptied (the engine's fixed rule everywhere); a path name: that
  * path forced; auto: rlaif_gemm_agree for the job's model (its
- * architecture unreadable here: nothing timed, the phase reports why).
+ * architecture unreadable here: record and cache only, nothing timed; the
+ * phase that builds the model reports why).
  * threads: this rank's team. Logs the table. */
 int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads);
 
@@ -30,7 +31,7 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads);
  * written on a CPU of the same key: model name, thread count, OpenBLAS
  * core), then from the cache file of that key in cache_dir (NULL or "":
  * none) for classes the record lacks, times the classes of a model of
- * config mc in precision that both lack, and writes record and cache
+ * config mc (NULL: none) in precision that both lack, and writes record and cache
  * back; every rank then sets rank 0's table (its own choices, if any, are
  * replaced). *timed (rank 0; may be NULL): the classes timed. */
 int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision, int threads,
