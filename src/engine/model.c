@@ -815,6 +815,9 @@ static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
     if (p == RLAIF_PATH_SMALLM && !xt) p = RLAIF_PATH_SGEMM;
     if (p == RLAIF_PATH_BF16_PACKED && !W.packed) p = RLAIF_PATH_BF16_SMALLM;
+    /* the general bf16 kernel from the packed copy: the same bits (gemm_bf16.h)
+     * without packing the weight again (prefill while decoding) */
+    if (p == RLAIF_PATH_BF16 && W.packed) p = RLAIF_PATH_BF16_PACKED;
     rlaif_gemm_count(p);
     return p;
 }
