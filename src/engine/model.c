@@ -809,7 +809,8 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
  * decoding. */
 static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     int few = N <= RLAIF_SMALLM_MAX, p = -1;
-    if (W.w16 || N > 1) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
+    /* fp32 past 64 rows and at one row has one candidate: no look-up */
+    if (W.w16 || (N > 1 && few)) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
     if (p < 0 && W.w16)
         p = W.packed ? RLAIF_PATH_BF16_PACKED : few ? RLAIF_PATH_BF16_SMALLM : RLAIF_PATH_BF16;
     if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
