@@ -15,9 +15,9 @@
 
 #include "rlaif/core/config.h"
 #include "rlaif/engine/model.h"
+#include "rlaif/storage/outdir.h"
 
-/* Name of the record in run.out_dir. */
-#define RLAIF_OUT_GEMM "gemm_choices.txt"
+/* The record in run.out_dir: RLAIF_OUT_GEMM (rlaif/storage/outdir.h). */
 
 /* Collective over world, after the out_dir is claimed. model.gemm = fixed:
  * the table emptied (the engine's fixed rule everywhere); a path name: that
