@@ -1,6 +1,7 @@
 /* cli.c - argument parsing, help, version, build configuration, and the
  * program skeleton every command runs inside (MPI, config, ranks, exits). */
 #include "rlaif/app/cli.h"
+#include "rlaif/app/gemm_setup.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/stop.h"
@@ -275,6 +276,8 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         if (strcmp(cmd->name, "ranks")) {
             RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));
             RLAIF_TRY(rlaif_io_log(MPI_COMM_WORLD, ctx->cfg));
+            /* after the claim: the record lives in the out_dir this job owns */
+            RLAIF_TRY(rlaif_gemm_setup(MPI_COMM_WORLD, ctx->cfg, ctx->ranks.threads.team));
             /* the lock holder publishes <out_dir>/status.json (telemetry.h) */
             if (world_rank == 0)
                 rlaif_live_open(rlaif_cfg_str(ctx->cfg, "run.out_dir"), cmd->name,

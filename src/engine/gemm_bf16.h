@@ -12,13 +12,16 @@
  * keep denormals in every kernel.
  *
  * API history: first version 2026-12-02; added since (nothing changed):
- * rlaif_gemm_run, the packed weights (rlaif_bf16_pack...). */
+ * rlaif_gemm_run, the packed weights (rlaif_bf16_pack...), the packed path
+ * and rlaif_gemm_lookup / _calibrate / _choices_clear (the engine's use). */
 #ifndef RLAIF_GEMM_BF16_H
 #define RLAIF_GEMM_BF16_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "rlaif/engine/gemm_choice.h"
 
 typedef uint16_t rlaif_bf16; /* bfloat16 bits: the upper half of an IEEE fp32 */
 
@@ -78,18 +81,15 @@ const char *rlaif_bf16_kernel(const char *force);
 /* ----------------------------------------------------------- the chooser
  *
  * The engine has several ways to do one product; which is fastest depends on
- * the CPU and the shape. rlaif_gemm_choose times the candidates once per
- * shape class on first use (a few ms, on a slice of the shape with the same
- * K and layout) and remembers the winner; later calls return it. Results
- * are deterministic for a given choice; different choices round
- * differently (fp32 vs bf16), so ranks that must agree bit for bit should
- * share one table (rlaif_gemm_choices_get / _set). */
-typedef enum {
-    RLAIF_PATH_SGEMM = 0,  /* cblas_sgemm split over the team (fp32) */
-    RLAIF_PATH_SMALLM,     /* rlaif_smallm_gemm (fp32, M <= 64) */
-    RLAIF_PATH_BF16,       /* rlaif_bf16_gemm_ex, A in fp32, W in bf16 */
-    RLAIF_PATH_BF16_SMALLM /* rlaif_bf16_smallm (M <= 64) */
-} rlaif_gemm_path;
+ * the CPU and the shape. rlaif_gemm_calibrate times the candidates of a
+ * shape class (a few ms, on a slice of the shape with the same K and
+ * layout) and remembers the winner; rlaif_gemm_lookup returns it.
+ * Results are deterministic for a given choice; different choices round
+ * differently (fp32 vs bf16, one kernel's order of sums vs another's), so
+ * ranks that must agree bit for bit share one table (rlaif_gemm_choices_get
+ * / _set), and the engine's products only look choices up: they never time
+ * (a class timed afresh on a resume could pick another path). */
+/* rlaif_gemm_path: rlaif/engine/gemm_choice.h */
 
 /* Candidates: allow_bf16 = 0 chooses among the fp32 paths only (precision
  * fp32), 1 among all (precision bf16: the fp32 paths stay candidates, they
@@ -98,27 +98,30 @@ typedef enum {
  * ta / tb as rlaif_bf16_gemm; the few-row paths are candidates when ta = 0
  * and M <= 64. rlaif_gemm_force (tests, benchmarks, a config key):
  * RLAIF_GEMM_FORCE_NONE or a path, returned from then on whenever it is a
- * candidate. */
-#define RLAIF_GEMM_FORCE_NONE (-1)
+ * candidate. Classes: (allow_bf16, ta, tb, N, K, M rounded up to a power of
+ * two, rows past 128 one class: rlaif_gemm_m_class). */
+#define RLAIF_GEMM_MCLASS_MAX 256
+int rlaif_gemm_m_class(int M);
+/* Times the class of the shape unless the table has it; returns 1 if it
+ * timed (a class past the table's room is timed and not kept: 0). */
+int rlaif_gemm_calibrate(int allow_bf16, int ta, int tb, int M, int N, int K, int nthreads);
+/* The path the table (or a force) says for the shape, -1 if none: the
+ * caller then runs its fixed rule. Never times. */
+int rlaif_gemm_lookup(int allow_bf16, int ta, int tb, int M, int N, int K);
+/* Calibrate, then look up (sgemm when the table has no room). */
 rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
                                   int nthreads);
-void rlaif_gemm_force(int path);
+/* The engine counts each forward product under the path it ran. */
+void rlaif_gemm_count(int path);
 /* Runs path p on C (M, N) = op(A) @ op(W) + beta C (beta 0 or 1 on the
  * few-row paths): W in fp32 for the fp32 paths, Wh (bf16) for the bf16
- * ones (the other may be NULL); scratch: K * RLAIF_SMALLM_MAX floats for
+ * ones (the other may be NULL; RLAIF_PATH_BF16_PACKED: Wh is the packed
+ * copy, rlaif_bf16_pack, ta = 0); scratch: K * RLAIF_SMALLM_MAX floats for
  * RLAIF_PATH_SMALLM. The fp32 paths split as the engine does (sgemm: the
  * larger of M and N over the team, one single-threaded sgemm each; OpenBLAS
  * must be single-threaded when nthreads > 1). */
 void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, const float *A, int lda,
                     const float *W, const rlaif_bf16 *Wh, int ldw, float beta, float *C, int ldc,
                     float *scratch, int nthreads);
-/* One line per remembered choice: shape class, the times of each candidate,
- * the winner. */
-void rlaif_gemm_choices_print(FILE *out);
-/* The table as a string / set from one (so rank 0's choices can be
- * broadcast): at most len bytes, returns the length needed. */
-size_t rlaif_gemm_choices_get(char *buf, size_t len);
-int rlaif_gemm_choices_set(const char *buf);
-const char *rlaif_gemm_path_name(rlaif_gemm_path p);
 
 #endif

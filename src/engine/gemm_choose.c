@@ -5,9 +5,11 @@
  * (an Intel Xeon with AMX, an AMD EPYC with AVX512-BF16 only, one with
  * OpenBLAS's Haswell kernels forced) and between shapes (few-row decoding
  * is bound by memory bandwidth, training by arithmetic), so no fixed rule
- * holds on all of them. A shape class is timed once, on first use, on a
- * slice with the real K and layout: M rounded up to a power of two (at
- * most 256 rows timed), N cut to 512 columns for many rows, and for few
+ * holds on all of them. A shape class is timed once (rlaif_gemm_calibrate:
+ * the job's start times every class of its model, see gemm_choice.h; the
+ * engine's products only look up), on a slice with the real K and layout:
+ * M rounded up to a power of two (past 128 one class, 256 rows timed), N
+ * cut to 512 columns for many rows, and for few
  * rows to a weight slice of 16 MB in fp32 (larger than L2 and most of an
  * L3 slice) so it comes from far as in decoding. Each candidate runs once to warm up, then three
  * times alternating with the others; the smallest time wins. The timing runs on one thread and
@@ -16,7 +18,9 @@
  * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm where bf16 was 3x
  * faster), while one thread's CPU time stays within ~15%. Every path splits
  * its work over the team the same way (columns or rows, no reduction), so
- * the order measured on one thread is the order for the team. */
+ * the order measured on one thread is the order for the team. The packed
+ * bf16 path is timed from weights packed before the clock starts, as
+ * decoding packs them once per sequence. */
 #include "config.h"
 #include "gemm_bf16.h"
 #include "model_gemm.h"
@@ -25,25 +29,32 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
-#define MAX_CLASSES 64
-#define NPATH       4
+#define MAX_CLASSES 1024 /* every model a machine's cache has seen */
+#define NPATH       RLAIF_GEMM_NPATH
 
 typedef struct {
     int allow_bf16, ta, tb, mclass, N, K, nthreads;
     rlaif_gemm_path path;
-    double ms[NPATH]; /* < 0: not a candidate */
+    double ms[NPATH]; /* < 0: not a candidate (or not timed) */
     double cost_ms;   /* the calibration's own time (0 for a table set) */
 } choice;
 
 static choice table[MAX_CLASSES];
 static int n_table, forced = RLAIF_GEMM_FORCE_NONE;
 
-static const char *path_names[NPATH] = {"sgemm", "smallm", "bf16", "bf16-smallm"};
+static const char *path_names[NPATH] = {"sgemm", "smallm", "bf16", "bf16-smallm", "bf16-packed"};
 
 const char *rlaif_gemm_path_name(rlaif_gemm_path p) {
     return p >= 0 && p < NPATH ? path_names[p] : "?";
+}
+
+int rlaif_gemm_path_parse(const char *name) {
+    for (int p = 0; p < NPATH; p++)
+        if (!strcmp(name, path_names[p])) return p;
+    return -1;
 }
 
 void rlaif_gemm_force(int path) {
@@ -51,10 +62,11 @@ void rlaif_gemm_force(int path) {
 }
 
 /* M up to a power of two: decoding runs one M per batch size, prefill and
- * training many, and their speed changes little within a factor of two. */
-static int m_class(int M) {
+ * training many, and their speed changes little within a factor of two.
+ * Past 128 rows one class: the timing runs on 256 rows for all of them. */
+int rlaif_gemm_m_class(int M) {
     int c = 1;
-    while (c < M && c < (1 << 20)) c *= 2;
+    while (c < M && c < RLAIF_GEMM_MCLASS_MAX) c *= 2;
     return c;
 }
 
@@ -63,7 +75,7 @@ static int is_candidate(int p, int allow_bf16, int ta, int M) {
     if (p == RLAIF_PATH_SGEMM) return 1;
     if (p == RLAIF_PATH_SMALLM) return few;
     if (p == RLAIF_PATH_BF16) return allow_bf16;
-    return allow_bf16 && few;
+    return p < NPATH && allow_bf16 && few;
 }
 
 /* cblas_sgemm split as the engine splits it: the larger of M and N over
@@ -98,20 +110,39 @@ void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, cons
         rlaif_bf16_gemm_ex(ta, tb, M, N, K, A, 1, lda, Wh, 0, ldw, beta, C, ldc, nthreads);
     else if (p == RLAIF_PATH_BF16_SMALLM)
         rlaif_bf16_smallm(tb, M, N, K, A, lda, Wh, ldw, beta, C, ldc, nthreads);
+    else if (p == RLAIF_PATH_BF16_PACKED)
+        rlaif_bf16_packed_gemm(M, N, K, A, lda, Wh, beta, C, ldc, nthreads);
     else
         sgemm_split(ta, tb, M, N, K, A, lda, W, ldw, beta, C, ldc, nthreads);
 }
 
-/* The operands of one timing: fp32 A and B, a bf16 copy of B. */
+/* The operands of one timing: fp32 A and B, a bf16 copy of B, and B
+ * packed as decoding keeps its weights (packed once, outside the timing). */
 typedef struct {
     int ta, tb, M, N, K, nt;
     float *A, *B, *C, *scratch;
     rlaif_bf16 *Bh;
+    void *Bp;
 } bench_case;
 
 static void run_path(int p, const bench_case *b) {
+    const rlaif_bf16 *w = p == RLAIF_PATH_BF16_PACKED ? b->Bp : b->Bh;
     rlaif_gemm_run((rlaif_gemm_path)p, b->ta, b->tb, b->M, b->N, b->K, b->A, b->ta ? b->M : b->K,
-                   b->B, b->Bh, b->tb ? b->K : b->N, 0.0f, b->C, b->N, b->scratch, b->nt);
+                   b->B, w, b->tb ? b->K : b->N, 0.0f, b->C, b->N, b->scratch, b->nt);
+}
+
+/* The timing's operands come straight from mmap, not malloc: glibc raises
+ * its mmap threshold to the size of a freed mmapped block, so 16 MB freed
+ * here would put the job's later buffers of up to that size on the heap;
+ * measured on GPT-2 124M bf16 decoding after a calibration: 10-30% fewer
+ * tokens/s, none with the threshold pinned (MALLOC_MMAP_THRESHOLD_). */
+static void *map(size_t n) {
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap(void *p, size_t n) {
+    if (p) munmap(p, n);
 }
 
 /* CPU time of the calling thread, in seconds. */
@@ -131,18 +162,24 @@ static void calibrate(choice *c) {
     if (b.N > c->N) b.N = c->N;
     if (b.N < 1) b.N = 1;
     size_t na = (size_t)b.M * b.K, nb = (size_t)b.N * b.K;
-    b.A = malloc(na * sizeof(float)), b.B = malloc(nb * sizeof(float));
-    b.C = malloc((size_t)b.M * b.N * sizeof(float));
-    b.scratch = malloc((size_t)b.K * RLAIF_SMALLM_MAX * sizeof(float));
-    b.Bh = malloc(nb * sizeof(rlaif_bf16));
+    size_t sz[6] = {na * sizeof(float),
+                    nb * sizeof(float),
+                    (size_t)b.M * b.N * sizeof(float),
+                    (size_t)b.K * RLAIF_SMALLM_MAX * sizeof(float),
+                    nb * sizeof(rlaif_bf16),
+                    rlaif_bf16_packed_size(b.K, b.N)};
+    b.A = map(sz[0]), b.B = map(sz[1]), b.C = map(sz[2]), b.scratch = map(sz[3]);
+    b.Bh = map(sz[4]), b.Bp = map(sz[5]);
     c->path = RLAIF_PATH_SGEMM;
     for (int p = 0; p < NPATH; p++) c->ms[p] = -1;
-    if (!b.A || !b.B || !b.C || !b.scratch || !b.Bh) goto done; /* no memory: plain sgemm */
+    if (!b.A || !b.B || !b.C || !b.scratch || !b.Bh || !b.Bp) goto done; /* plain sgemm */
     for (size_t i = 0; i < na; i++) b.A[i] = (float)(int)(i & 255) * (1.0f / 256) - 0.5f;
     for (size_t i = 0; i < nb; i++) b.B[i] = (float)(int)((i * 7) & 255) * (1.0f / 256) - 0.5f;
     rlaif_bf16_from_f32(b.Bh, b.B, nb);
     for (int p = 0; p < NPATH; p++)
         c->ms[p] = is_candidate(p, c->allow_bf16, c->ta, b.M) ? 1e30 : -1;
+    if (c->ms[RLAIF_PATH_BF16_PACKED] >= 0)
+        rlaif_bf16_pack(b.tb, b.K, b.N, b.B, 1, b.tb ? b.K : b.N, b.Bp, 1);
     for (int rep = 0; rep < 4; rep++)
         for (int p = 0; p < NPATH; p++) {
             if (c->ms[p] < 0) continue;
@@ -154,33 +191,88 @@ static void calibrate(choice *c) {
     for (int p = 0; p < NPATH; p++)
         if (c->ms[p] >= 0 && c->ms[p] < c->ms[c->path]) c->path = (rlaif_gemm_path)p;
 done:
-    free(b.A), free(b.B), free(b.C), free(b.scratch), free(b.Bh);
+    unmap(b.A, sz[0]), unmap(b.B, sz[1]), unmap(b.C, sz[2]), unmap(b.scratch, sz[3]);
+    unmap(b.Bh, sz[4]), unmap(b.Bp, sz[5]);
+}
+
+/* The remembered choice of a class, or NULL. The thread count is recorded,
+ * not matched: the timing runs on one thread (above), so its order holds
+ * for any team, and ranks with different teams share one table. */
+static int same_class(const choice *a, const choice *b) {
+    return a->allow_bf16 == b->allow_bf16 && a->ta == b->ta && a->tb == b->tb &&
+           a->mclass == b->mclass && a->N == b->N && a->K == b->K;
+}
+
+static const choice *find(int allow_bf16, int ta, int tb, int M, int N, int K) {
+    choice key = {.allow_bf16 = allow_bf16 != 0,
+                  .ta = ta != 0,
+                  .tb = tb != 0,
+                  .mclass = rlaif_gemm_m_class(M),
+                  .N = N,
+                  .K = K};
+    for (int i = 0; i < n_table; i++)
+        if (same_class(&table[i], &key)) return &table[i];
+    return NULL;
+}
+
+int rlaif_gemm_lookup(int allow_bf16, int ta, int tb, int M, int N, int K) {
+    if (forced >= 0 && is_candidate(forced, allow_bf16, ta, M)) return forced;
+    const choice *c = find(allow_bf16, ta, tb, M, N, K);
+    return c ? (int)c->path : -1;
+}
+
+int rlaif_gemm_calibrate(int allow_bf16, int ta, int tb, int M, int N, int K, int nthreads) {
+    if (find(allow_bf16, ta, tb, M, N, K) || N <= 0 || K <= 0 || M <= 0) return 0;
+    choice key = {.allow_bf16 = allow_bf16 != 0,
+                  .ta = ta != 0,
+                  .tb = tb != 0,
+                  .mclass = rlaif_gemm_m_class(M),
+                  .N = N,
+                  .K = K,
+                  .nthreads = nthreads};
+    double t0 = rlaif_now();
+    calibrate(&key);
+    key.cost_ms = (rlaif_now() - t0) * 1e3;
+    if (n_table >= MAX_CLASSES) return 0;
+    table[n_table++] = key;
+    return 1;
 }
 
 rlaif_gemm_path rlaif_gemm_choose(int allow_bf16, int ta, int tb, int M, int N, int K,
                                   int nthreads) {
-    if (forced >= 0 && is_candidate(forced, allow_bf16, ta, M)) return (rlaif_gemm_path)forced;
-    choice key = {allow_bf16 != 0, ta != 0,          tb != 0, m_class(M), N, K,
-                  nthreads,        RLAIF_PATH_SGEMM, {0},     0.0};
-    for (int i = 0; i < n_table; i++) {
-        choice *c = &table[i];
-        if (c->allow_bf16 == key.allow_bf16 && c->ta == key.ta && c->tb == key.tb &&
-            c->mclass == key.mclass && c->N == N && c->K == K && c->nthreads == nthreads)
-            return c->path;
-    }
-    if (N <= 0 || K <= 0 || M <= 0) return RLAIF_PATH_SGEMM;
-    double t0 = rlaif_now();
-    calibrate(&key);
-    key.cost_ms = (rlaif_now() - t0) * 1e3;
-    if (n_table < MAX_CLASSES) table[n_table++] = key;
-    return key.path;
+    rlaif_gemm_calibrate(allow_bf16, ta, tb, M, N, K, nthreads);
+    int p = rlaif_gemm_lookup(allow_bf16, ta, tb, M, N, K);
+    return p >= 0 ? (rlaif_gemm_path)p : RLAIF_PATH_SGEMM;
 }
 
-/* One line per class: "bf16 ta tb mclass N K nthreads path ms0 ms1 ms2 ms3". */
+/* Products run per path (rlaif_gemm_count): the log's summary and the
+ * tests' proof of which path the engine ran. */
+static long long runs[NPATH];
+
+void rlaif_gemm_count(int p) {
+    if (p < 0 || p >= NPATH) return;
+#pragma omp atomic update
+    runs[p]++;
+}
+
+long long rlaif_gemm_runs(int p) {
+    long long n;
+    if (p < 0 || p >= NPATH) return 0;
+#pragma omp atomic read
+    n = runs[p];
+    return n;
+}
+
+void rlaif_gemm_choices_clear(void) {
+    n_table = 0;
+}
+
+/* One line per class: "bf16 ta tb mclass N K nthreads path ms0 .. ms4"
+ * (the time of each path in the order of rlaif_gemm_path, -1: not timed). */
 static int format_choice(const choice *c, char *buf, size_t len) {
-    return snprintf(buf, len, "%d %d %d %d %d %d %d %s %.3f %.3f %.3f %.3f\n", c->allow_bf16, c->ta,
-                    c->tb, c->mclass, c->N, c->K, c->nthreads, path_names[c->path], c->ms[0],
-                    c->ms[1], c->ms[2], c->ms[3]);
+    return snprintf(buf, len, "%d %d %d %d %d %d %d %s %.3f %.3f %.3f %.3f %.3f\n", c->allow_bf16,
+                    c->ta, c->tb, c->mclass, c->N, c->K, c->nthreads, path_names[c->path], c->ms[0],
+                    c->ms[1], c->ms[2], c->ms[3], c->ms[4]);
 }
 
 void rlaif_gemm_choices_print(FILE *out) {
@@ -190,7 +282,10 @@ void rlaif_gemm_choices_print(FILE *out) {
                 c->allow_bf16 ? "bf16" : "fp32", c->mclass, c->N, c->K, c->ta, c->tb, c->nthreads);
         for (int p = 0; p < NPATH; p++)
             if (c->ms[p] >= 0) fprintf(out, " %s %.3f ms", path_names[p], c->ms[p]);
-        fprintf(out, ": %s (measured in %.0f ms)\n", path_names[c->path], c->cost_ms);
+        if (c->cost_ms > 0)
+            fprintf(out, ": %s (measured in %.0f ms)\n", path_names[c->path], c->cost_ms);
+        else
+            fprintf(out, ": %s (recorded)\n", path_names[c->path]);
     }
 }
 
@@ -205,24 +300,45 @@ size_t rlaif_gemm_choices_get(char *buf, size_t len) {
     return used + 1;
 }
 
-/* Replaces the table with the lines of buf (as rlaif_gemm_choices_get
- * wrote them); returns 0, or -1 on a malformed line (table unchanged). */
-int rlaif_gemm_choices_set(const char *buf) {
-    choice t[MAX_CLASSES];
+/* One line of rlaif_gemm_choices_get into c; the times after the path
+ * name may be fewer than NPATH (a table written before a path existed:
+ * the rest are "not timed"). Returns the line's end, or NULL if malformed. */
+static const char *parse_choice(const char *p, choice *c) {
+    char name[16];
+    int used = 0;
+    memset(c, 0, sizeof *c);
+    if (sscanf(p, "%d %d %d %d %d %d %d %15s%n", &c->allow_bf16, &c->ta, &c->tb, &c->mclass, &c->N,
+               &c->K, &c->nthreads, name, &used) != 8)
+        return NULL;
+    int found = rlaif_gemm_path_parse(name);
+    if (found < 0 || c->mclass < 1 || c->N < 1 || c->K < 1) return NULL;
+    c->path = (rlaif_gemm_path)found;
+    const char *end = strchr(p, '\n'), *q = p + used;
+    if (!end) end = p + strlen(p);
     int n = 0;
-    for (const char *p = buf; p && *p && n < MAX_CLASSES; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-        choice *c = &t[n];
-        char name[16];
-        if (sscanf(p, "%d %d %d %d %d %d %d %15s %lf %lf %lf %lf", &c->allow_bf16, &c->ta, &c->tb,
-                   &c->mclass, &c->N, &c->K, &c->nthreads, name, &c->ms[0], &c->ms[1], &c->ms[2],
-                   &c->ms[3]) != 12)
-            return -1;
-        int found = -1;
-        for (int q = 0; q < NPATH; q++)
-            if (!strcmp(name, path_names[q])) found = q;
-        if (found < 0) return -1;
-        c->path = (rlaif_gemm_path)found;
-        n++;
+    for (char *e; n < NPATH; n++, q = e) {
+        c->ms[n] = strtod(q, &e);
+        if (e == q || e > end) break;
+    }
+    if (n < 4) return NULL;
+    for (; n < NPATH; n++) c->ms[n] = -1;
+    return end;
+}
+
+/* Replaces the table with the lines of buf (as rlaif_gemm_choices_get
+ * wrote them; of lines of one class the first wins, so a job's record put
+ * before a cache overrides it); returns 0, or -1 on a malformed line
+ * (table unchanged). */
+int rlaif_gemm_choices_set(const char *buf) {
+    static choice t[MAX_CLASSES];
+    int n = 0;
+    for (const char *p = buf; p && *p && n < MAX_CLASSES;) {
+        p = parse_choice(p, &t[n]);
+        if (!p) return -1;
+        if (*p) p++;
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++) dup = same_class(&t[i], &t[n]);
+        n += !dup;
     }
     memcpy(table, t, sizeof(choice) * (size_t)n);
     n_table = n;

@@ -9,8 +9,11 @@
  * transposed or not, and its backward two (dinp = dout @ W^T,
  * dW += inp^T @ dout, each in W's layout).
  *
- * Products with at most RLAIF_SMALLM_MAX rows (decoding a batch) go through
- * the packing-free kernels of model_gemm.c instead of sgemm.
+ * A forward product runs the path the chooser's table names for its shape
+ * (rlaif/engine/gemm_choice.h: filled and shared by the job before the first
+ * product), else a fixed rule: products with at most RLAIF_SMALLM_MAX rows
+ * (decoding a batch) go through the packing-free kernels of model_gemm.c
+ * instead of sgemm (forward_path below).
  *
  * Precision bf16 (model.h): every linear layer's products (the LM head
  * included) go through rlaif_bf16_gemm instead, on the bfloat16 copy of the
@@ -742,9 +745,12 @@ static void to_bf16(uint16_t *dst, const float *src, size_t n) {
     }
 }
 
-/* bf16 forward: out = bf16(inp) @ bf16(W) + bias [+ res], then act. */
+/* bf16 forward on path p (one of the bf16 paths): out = bf16(inp) @
+ * bf16(W) + bias [+ res], then act. The input is rounded while it is
+ * packed (no pass of its own). */
 static void matmul_forward_bf16(float *out, const float *inp, weight W, const float *bias,
-                                const float *res, int N, int IC, int OC, int act, float *act_out) {
+                                const float *res, int N, int IC, int OC, int act, float *act_out,
+                                int p) {
     int nt = team_size(), tr = W.trans, big = (size_t)N * OC >= PAR_MIN;
     int chunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
     float beta = bias || res ? 1.0f : 0.0f;
@@ -755,12 +761,9 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
             if (o0 < o1) bias_fill(out, bias, res, N, OC, o0, o1);
         }
     }
-    /* the input is rounded while it is packed (no pass of its own); few rows
-     * (decoding) stream each weight once. A fixed rule, not a timed choice:
-     * a resumed run must make the same products as the uninterrupted one. */
-    if (W.packed)
+    if (p == RLAIF_PATH_BF16_PACKED)
         rlaif_bf16_packed_gemm(N, OC, IC, inp, IC, W.packed, beta, out, OC, nt);
-    else if (N <= RLAIF_SMALLM_MAX)
+    else if (p == RLAIF_PATH_BF16_SMALLM)
         rlaif_bf16_smallm(tr, N, OC, IC, inp, IC, W.w16, tr ? IC : OC, beta, out, OC, nt);
     else
         rlaif_bf16_gemm_ex(0, tr, N, OC, IC, inp, 1, IC, W.w16, 0, tr ? IC : OC, beta, out, OC, nt);
@@ -797,31 +800,57 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
     }
 }
 
+/* The path of a forward product: the chooser's table where it has the
+ * shape's class (gemm_bf16.h: filled and shared by the job before the first
+ * product, never timed here), else the fixed rule (bf16: packed weights
+ * while decoding, the few-row kernel for <= 64 rows, the general one
+ * otherwise; fp32: one row gemv, few rows the packing-free kernel, else
+ * sgemm). A path the call cannot run falls back to its nearest: the fp32
+ * few-row kernel needs the scratch xt, packed weights exist only while
+ * decoding. */
+static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
+    int few = N <= RLAIF_SMALLM_MAX, p = -1;
+    /* fp32 past 64 rows and at one row has one candidate: no look-up */
+    if (W.w16 || (N > 1 && few)) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
+    if (p < 0 && W.w16)
+        p = W.packed ? RLAIF_PATH_BF16_PACKED : few ? RLAIF_PATH_BF16_SMALLM : RLAIF_PATH_BF16;
+    if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
+    if (p == RLAIF_PATH_SMALLM && !xt) p = RLAIF_PATH_SGEMM;
+    if (p == RLAIF_PATH_BF16_PACKED && !W.packed) p = RLAIF_PATH_BF16_SMALLM;
+    /* the general bf16 kernel from the packed copy: the same bits (gemm_bf16.h)
+     * without packing the weight again (prefill while decoding) */
+    if (p == RLAIF_PATH_BF16 && W.packed) p = RLAIF_PATH_BF16_PACKED;
+    rlaif_gemm_count(p);
+    return p;
+}
+
 /* out (N, OC) = inp (N, IC) @ W + bias [+ res (N, OC) when res != NULL], and
- * act_out = act(out) when act != ACT_NONE. Each thread writes the bias (and
- * residual) into its block of columns, adds its product with beta = 1 and
- * applies the activation to the block while it is in cache: one parallel
- * region. bias may be NULL. */
+ * act_out = act(out) when act != ACT_NONE, on the path forward_path picks
+ * (the fp32 paths run on the fp32 weights in either precision). Each thread
+ * writes the bias (and residual) into its block of columns, adds its product
+ * with beta = 1 and applies the activation to the block while it is in
+ * cache: one parallel region. bias may be NULL. */
 static void matmul_forward(float *out, const float *inp, weight W, const float *bias,
                            const float *res, int N, int IC, int OC, float *xt, int act,
                            float *act_out) {
-    if (W.w16) {
-        matmul_forward_bf16(out, inp, W, bias, res, N, IC, OC, act, act_out);
+    int p = forward_path(W, N, IC, OC, xt);
+    if (p != RLAIF_PATH_SGEMM && p != RLAIF_PATH_SMALLM) {
+        matmul_forward_bf16(out, inp, W, bias, res, N, IC, OC, act, act_out, p);
         return;
     }
     int nt = team_size(), tr = W.trans, ldw = tr ? IC : OC;
     enum CBLAS_TRANSPOSE TB = tr ? CblasTrans : CblasNoTrans;
-    if (N == 1) { /* a matrix-vector product: stream the weights once */
-        /* zeros rather than beta 0: sgemv may scale what it was given */
-        if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
-        gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out);
-    } else if (xt && N <= RLAIF_SMALLM_MAX) { /* few rows: no packing (model_gemm.h) */
+    if (p == RLAIF_PATH_SMALLM) { /* few rows: no packing (model_gemm.h) */
         rlaif_smallm_gemm(tr, N, OC, IC, inp, IC, W.w, ldw, bias, res, out, OC,
                           act == ACT_GELU   ? gelu_post
                           : act == ACT_RELU ? relu_post
                                             : NULL,
                           act_out, xt, nt);
         return;
+    } else if (N == 1) { /* a matrix-vector product: stream the weights once */
+        /* zeros rather than beta 0: sgemv may scale what it was given */
+        if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
+        gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out);
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
         float beta = bias_fill(out, bias, res, N, OC, 0, OC);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, beta, out,
@@ -1093,6 +1122,27 @@ static void each_linear(const rlaif_model *m, void (*fn)(void *, const float *, 
     fn(ud, m->w.lm_head, 1, d.Cw, m->cfg.vocab_size);
 }
 
+/* The forward products of a model of config cfg as (trans, K, N): q|k|v,
+ * out, MLP up and down, LM head, OPT's project_in/out (repeats are timed
+ * once: the chooser skips a class it has). */
+int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads) {
+    rlaif_model_config c = *cfg;
+    rlaif_model_config_fill(&c);
+    dims d = dims_of(&c);
+    int tr = c.arch != RLAIF_ARCH_GPT2, bf = precision == RLAIF_PREC_BF16, timed = 0;
+    const int shape[7][3] = {{tr, d.C, d.C3}, {tr, d.C, d.C},          {tr, d.C, d.F2},
+                             {tr, d.FA, d.C}, {1, d.Cw, c.vocab_size}, {tr, d.Cw, d.C},
+                             {tr, d.C, d.Cw}};
+    int nshape = d.Cw != d.C ? 7 : 5;
+    /* fp32 runs gemv at one row and sgemm past 64 (one candidate each) */
+    int m_lo = bf ? 1 : 2, m_hi = bf ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
+    for (int s = 0; s < nshape; s++)
+        for (int M = m_lo; M <= m_hi; M *= 2)
+            timed +=
+                rlaif_gemm_calibrate(bf, 0, shape[s][0], M, shape[s][2], shape[s][1], nthreads);
+    return timed;
+}
+
 /* each_linear callbacks: count the packed bytes, then pack. */
 static void pk_count(void *ud, const float *w, int tr, int K, int N) {
     rlaif_acts *a = ud;
@@ -1308,7 +1358,7 @@ int rlaif_model_lm_forward(rlaif_model *m, const int *targets) {
                                    targets[i], i, V);
     /* logits (N, V) = lnf (N, Cw) @ lm_head^T * logit_scale */
     if (m->params16) {
-        matmul_forward(a->logits, a->lnf, head_lin(m), NULL, NULL, N, C, V, NULL, ACT_NONE, NULL);
+        matmul_forward(a->logits, a->lnf, head_lin(m), NULL, NULL, N, C, V, a->xt, ACT_NONE, NULL);
         scale_span(a->logits, (size_t)N * V, m->logit_scale);
     } else {
         gemm(0, 1, N, V, C, m->logit_scale, a->lnf, C, m->w.lm_head, C, 0.0f, a->logits, V);
@@ -1731,22 +1781,6 @@ static void grow_pscratch(rlaif_kv_cache *kv, int most) {
     kv->pscratch_n = need;
 }
 
-/* The LM head on B rows of lnf (Cw) -> logits (B, V). */
-static void head_forward(rlaif_model *m, int B, float *logits) {
-    rlaif_acts *a = m->acts;
-    int Cw = m->cfg.word_embed_dim, V = m->cfg.vocab_size;
-    const float *head = m->w.lm_head;
-    if (m->params16)
-        matmul_forward(logits, a->lnf, head_lin(m), NULL, NULL, B, Cw, V, NULL, ACT_NONE, NULL);
-    else if (B == 1)
-        gemv(0, V, Cw, head, Cw, a->lnf, 0.0f, logits);
-    else if (a->xt)
-        rlaif_smallm_gemm(1, B, V, Cw, a->lnf, Cw, head, Cw, NULL, NULL, logits, V, NULL, NULL,
-                          a->xt, team_size());
-    else
-        gemm(0, 1, B, V, Cw, 1.0f, a->lnf, Cw, head, Cw, 0.0f, logits, V);
-}
-
 int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, const int *pos,
                            const uint8_t *valid, int Tn, float *logits) {
     int B = kv->B, s0 = kv->len, C = m->cfg.n_embd;
@@ -1785,7 +1819,8 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         memset(last, 0, sizeof(float) * (size_t)B * C);
     }
     final_forward(m, last, a->nf, NULL, NULL, a->lnf, B);
-    head_forward(m, B, logits);
+    matmul_forward(logits, a->lnf, head_lin(m), NULL, NULL, B, m->cfg.word_embed_dim,
+                   m->cfg.vocab_size, a->xt, ACT_NONE, NULL);
     for (int b = 0; b < B; b++)
         if (kv->q_off[b + 1] == kv->q_off[b])
             memset(logits + (size_t)b * m->cfg.vocab_size, 0, sizeof(float) * m->cfg.vocab_size);

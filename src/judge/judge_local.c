@@ -384,7 +384,7 @@ static long chunk_tokens(const rlaif_local *L) {
     rlaif_gen_timing t = L->time;
     rlaif_gen_add_timing(L->run, &t);
     long n = L->slice < 256 ? L->slice : 256;
-    if (t.prefill_s > 0.05 && t.prefill_tokens > 0) {
+    if (t.prefill_s > 0 && t.prefill_tokens > 0) { /* after the first chunk */
         double rate = (double)t.prefill_tokens / t.prefill_s;
         n = (long)(rate * L->slice_time);
         if (n > L->slice) n = L->slice;

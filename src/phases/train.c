@@ -101,6 +101,19 @@ static rlaif_model_config model_config(const rlaif_config *cfg, int score_head) 
     return mc;
 }
 
+int rlaif_job_model_config(const rlaif_config *cfg, rlaif_model_config *mc) {
+    const char *from = rlaif_cfg_str(cfg, "model.init_from");
+    if (*from) return rlaif_ckpt_read_config(from, mc);
+    *mc = model_config(cfg, 0);
+    if (mc->vocab_size == 0) {
+        rlaif_tokenizer *tok = NULL;
+        RLAIF_TRY(rlaif_tokenizer_from_config(&tok, cfg));
+        mc->vocab_size = rlaif_tokenizer_vocab_size(tok);
+        rlaif_tokenizer_free(tok);
+    }
+    return 0;
+}
+
 /* Tokenizer and model, from a checkpoint or from [tokenizer] + [model]. */
 static int build_model(rlaif_learner *L, const rlaif_model_source *src) {
     const rlaif_config *cfg = L->cfg;

@@ -193,7 +193,7 @@ static int check_fingerprint(const rlaif_config *cfg, const char *out) {
 }
 
 /* An out_dir this job created and left holding nothing but the lock, the
- * fingerprint and the exit_status marker (a job refused before its first
+ * fingerprint, the product-path record and the exit_status marker (a job refused before its first
  * phase) is removed at exit, so a refused job leaves no trace. Only its own
  * files, only that folder. */
 static char created[4096];
@@ -205,13 +205,15 @@ static void remove_if_unused(void) {
     while (d && !other && (e = readdir(d)))
         other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
                 strcmp(e->d_name, ".rlaif.lock") && strcmp(e->d_name, ".rlaif-fingerprint") &&
-                strcmp(e->d_name, "exit_status");
+                strcmp(e->d_name, "exit_status") && strcmp(e->d_name, RLAIF_OUT_GEMM);
     if (d) closedir(d);
     if (!d || other) return;
     char p[4200];
     snprintf(p, sizeof p, "%s/.rlaif-fingerprint", created);
     unlink(p);
     snprintf(p, sizeof p, "%s/exit_status", created);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", created, RLAIF_OUT_GEMM);
     unlink(p);
     snprintf(p, sizeof p, "%s/.rlaif.lock", created);
     unlink(p);

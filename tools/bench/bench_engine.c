@@ -9,9 +9,12 @@
  *                                                 tokenizer (TOK: tokenizer.json, or
  *                                                 encoder.json,vocab.bpe)
  * Prints key=value lines. Weights are random (no download). RLAIF_BENCH_ARCH
- * (gpt2, opt, llama) picks the architecture (default gpt2). */
+ * (gpt2, opt, llama) picks the architecture (default gpt2); RLAIF_BENCH_GEMM
+ * the product paths as model.gemm does (auto, the default: this model's
+ * classes timed before the clock starts; fixed; or a path forced). */
 #include "rlaif/core/error.h"
 #include "rlaif/engine/generate.h"
+#include "rlaif/engine/gemm_choice.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/engine/optim.h"
@@ -68,6 +71,29 @@ static void model_from_args(rlaif_model *m, char **a) {
     rlaif_model_init_random(m, 1, 0.02f);
 }
 
+/* RLAIF_BENCH_GEMM (see the top): the job's start, without MPI. */
+static void gemm_setup(const rlaif_model *m) {
+    const char *g = getenv("RLAIF_BENCH_GEMM");
+    if (g && !strcmp(g, "fixed")) return;
+    if (g && rlaif_gemm_path_parse(g) >= 0) {
+        rlaif_gemm_force(rlaif_gemm_path_parse(g));
+        return;
+    }
+    double t0 = rlaif_now();
+    int n = rlaif_model_gemm_calibrate(&m->cfg, m->precision, 1);
+    printf("gemm_timed=%d\ngemm_calibrate_s=%.2f\n", n, rlaif_now() - t0);
+    rlaif_gemm_choices_print(stderr);
+}
+
+/* Forward products per path: which paths the choice made the engine run. */
+static void gemm_report(void) {
+    printf("gemm_paths=");
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++)
+        if (rlaif_gemm_runs(p))
+            printf("%s:%lld,", rlaif_gemm_path_name((rlaif_gemm_path)p), rlaif_gemm_runs(p));
+    printf("\n");
+}
+
 static void random_tokens(int *t, int n, int V, uint32_t step) {
     rlaif_rng r;
     rlaif_rng_init(&r, 5, RLAIF_STREAM_DATA, step, 0);
@@ -77,6 +103,7 @@ static void random_tokens(int *t, int n, int V, uint32_t step) {
 static int bench_train(char **a) {
     rlaif_model m;
     model_from_args(&m, a);
+    gemm_setup(&m);
     int B = atoi(a[5]), T = atoi(a[6]), steps = atoi(a[7]), V = m.cfg.vocab_size;
     rlaif_model_alloc_grads(&m);
     rlaif_adamw_config oc = rlaif_adamw_defaults();
@@ -106,6 +133,7 @@ static int bench_train(char **a) {
             ms[s] = 1e3 * (t3 - t0), fw[s] = 1e3 * (t1 - t0), bw[s] = 1e3 * (t2 - t1),
             op[s] = 1e3 * (t3 - t2);
     }
+    gemm_report();
     printf("step_ms=%.3f\nforward_ms=%.3f\nbackward_ms=%.3f\nadamw_ms=%.3f\n", median(ms, steps),
            median(fw, steps), median(bw, steps), median(op, steps));
     printf("loss=%.4f\nparams=%zu\npeak_rss_mb=%.1f\nact_mb=%.1f\n", loss, m.table.total,
@@ -119,6 +147,7 @@ static int bench_train(char **a) {
 static int bench_gen(char **a) {
     rlaif_model m;
     model_from_args(&m, a);
+    gemm_setup(&m);
     int B = atoi(a[5]), P = atoi(a[6]), N = atoi(a[7]), reps = atoi(a[8]);
     int *tok = xmalloc(sizeof(int) * B * P), *len = xmalloc(sizeof(int) * B);
     int64_t *off = xmalloc(sizeof(int64_t) * B);
@@ -135,6 +164,7 @@ static int bench_gen(char **a) {
         if (r >= 0) tps[r] = (double)B * N / dt;
         rlaif_gen_output_free(&out);
     }
+    gemm_report();
     printf("tok_s=%.2f\nparam_bytes=%zu\npeak_rss_mb=%.1f\n", median(tps, reps),
            m.table.total * sizeof(float), peak_rss_mb());
     rlaif_model_free(&m);

@@ -248,6 +248,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rlaif", help="path of tools/bench/bench_engine")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--vs-fixed", action="store_true",
+                    help="each round also runs rlaif with model.gemm = fixed (RLAIF_BENCH_GEMM): "
+                    "the chooser's paths against the built-in rule, side by side")
     ap.add_argument("--only", help="comma list of cases: train124m,tiny,gen1,gen32,"
                     "llama-train,llama-gen1,llama-gen32, and train124m-bf16,gen1-bf16,"
                     "gen32-bf16 (rlaif bf16 and fp32 against PyTorch's best incl. autocast)")
@@ -260,9 +263,10 @@ def main():
     R = args.rounds
     rl_env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}  # sgemm, copy probes
 
-    def rl_env_of(case, env, prec=None):  # the architecture travels in the environment
+    def rl_env_of(case, env, prec=None, gemm="auto"):  # the architecture travels in the environment
         c = MODELS[case["model"]]
-        env = dict(env, RLAIF_BENCH_PRECISION=prec or case.get("prec", "fp32"))
+        env = dict(env, RLAIF_BENCH_PRECISION=prec or case.get("prec", "fp32"),
+                   RLAIF_BENCH_GEMM=gemm)
         if c.get("arch") == "llama":
             env = dict(env, RLAIF_BENCH_ARCH="llama", RLAIF_BENCH_KV_HEADS=str(c["NKV"]),
                        RLAIF_BENCH_INNER=str(c["F"]))
@@ -343,12 +347,15 @@ def main():
             if rl_best is None or (v < rl_best[0] if case["key"] == "step_ms" else v > rl_best[0]):
                 rl_best = (v, env)
         rl_env = rl_best[1]
-        rl_v, th_v, rl_mem, th_mem, rl32 = [], [], [], [], []
+        rl_v, th_v, rl_mem, th_mem, rl32, rlfix = [], [], [], [], [], []
         for r in range(R):  # alternate
             probe_machine()
             a = run(rl_cmd(case), rl_env_of(case, rl_env))
             if case.get("prec"):  # the same engine in fp32, for bf16 / fp32
                 rl32.append(float(run(rl_cmd(case), rl_env_of(case, rl_env, "fp32"))[case["key"]]))
+            if args.vs_fixed:  # the same engine on the fixed rule
+                rlfix.append(float(run(rl_cmd(case), rl_env_of(case, rl_env, None, "fixed"))
+                                   [case["key"]]))
             b = run(torch_cmd(case, tt, ac), {"OPENBLAS_NUM_THREADS": str(bt)})
             rl_v.append(float(a[case["key"]]))
             th_v.append(float(b[case["key"]]))
@@ -377,6 +384,13 @@ def main():
             vs32 = r32 / rv if case["key"] == "step_ms" else rv / r32
             extra += " rlaif fp32 %.2f: bf16 %.2fx fp32" % (r32, vs32)
             ratios[-1] += " (bf16 %.2fx rlaif fp32)" % vs32
+        if rlfix:
+            rf = statistics.median(rlfix)
+            vsf = rf / rv if case["key"] == "step_ms" else rv / rf
+            extra += " rlaif fixed rule %.2f: chooser %.2fx fixed (rounds: %s vs %s; paths %s)" % (
+                rf, vsf, " ".join("%.2f" % x for x in rl_v), " ".join("%.2f" % x for x in rlfix),
+                a.get("gemm_paths", "?"))
+            ratios[-1] += " (chooser %.2fx fixed rule)" % vsf
         if case["case"] == "train":
             ratios[-1] += " mem %.2f" % (statistics.median(rl_mem) / statistics.median(th_mem))
         unit = "ms/step" if case["key"] == "step_ms" else "tok/s"

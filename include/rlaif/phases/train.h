@@ -106,6 +106,12 @@ struct rlaif_learner {
 int rlaif_learner_init(rlaif_learner *L, const rlaif_config *cfg, MPI_Comm comm,
                        const char *section, int score_head);
 
+/* The architecture of the job's model as rlaif_learner_init builds it
+ * without a phase's own source: model.init_from's config, or [model] with
+ * vocab_size 0 = [tokenizer]'s size (what the product chooser is
+ * calibrated for at start). */
+int rlaif_job_model_config(const rlaif_config *cfg, rlaif_model_config *mc);
+
 /* Where rlaif_learner_init_model takes the model from. */
 typedef struct {
     int score_head;        /* the phase needs a scalar head */

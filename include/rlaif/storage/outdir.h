@@ -28,6 +28,10 @@
 
 #include "rlaif/core/config.h"
 
+/* The job's product-path record (src/app/gemm_setup.c), written at start:
+ * part of the bookkeeping a job refused before its first phase removes. */
+#define RLAIF_OUT_GEMM "gemm_choices.txt"
+
 /* The keys compared between jobs on one out_dir (NULL-terminated). */
 extern const char *const rlaif_fingerprint_keys[];
 

@@ -1,0 +1,157 @@
+/* test_gemm_choice.c - the engine's forward products run the path the
+ * chooser's table says (rlaif/engine/gemm_choice.h), on a tiny GPT-2:
+ *  - fp32, 16 rows: the fixed rule runs the few-row kernel; a table naming
+ *    sgemm for those classes makes every layer product run sgemm (the
+ *    engine's per-path counters), with the bits of sgemm forced;
+ *  - bf16: a table naming the fp32 paths gives logits bit-identical to an
+ *    fp32 model on those paths (so the choice really replaced the bf16
+ *    products, bias and GELU still applied), and different from the fixed
+ *    bf16 rule's;
+ *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
+ *  - an empty table and no force is the fixed rule. */
+#include "rlaif/engine/gemm_choice.h"
+#include "rlaif/engine/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+
+enum { L = 1, C = 64, NH = 4, V = 97, B = 2, T = 8 };
+
+static void make_model(rlaif_model *m, int precision) {
+    rlaif_model_config c = {
+        .n_layer = L, .n_embd = C, .n_head = NH, .vocab_size = V, .max_seq_len = 16};
+    ck_assert_int_eq(rlaif_model_create(m, &c), 0);
+    rlaif_model_set_precision(m, precision);
+    rlaif_model_init_random(m, 7, 0.2f);
+}
+
+/* Table lines naming `path` for the layer products of the model at M rows,
+ * and `head` for its LM head (GPT-2: Conv1D weights, tb 0; head tb 1). */
+static void table_for(char *buf, size_t n, int bf16, int M, const char *path, const char *head) {
+    const int shape[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}}; /* N, K */
+    size_t used = 0;
+    for (int s = 0; s < 4; s++)
+        used += (size_t)snprintf(buf + used, n - used, "%d 0 0 %d %d %d 1 %s 1 1 1 1 1\n", bf16, M,
+                                 shape[s][0], shape[s][1], path);
+    snprintf(buf + used, n - used, "%d 0 1 %d %d %d 1 %s 1 1 1 1 1\n", bf16, M, V, C, head);
+}
+
+/* logits of the full forward into out (B*T*V); the per-path product
+ * counts it added into d. */
+static void logits_of(rlaif_model *m, float *out, long long d[RLAIF_GEMM_NPATH]) {
+    int tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 31 + 5) % V;
+    long long before[RLAIF_GEMM_NPATH];
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++) before[p] = rlaif_gemm_runs(p);
+    ck_assert_int_eq(rlaif_model_forward(m, tok, NULL, NULL, B, T), 0);
+    ck_assert_int_eq(rlaif_model_lm_forward(m, NULL), 0);
+    memcpy(out, m->logits, sizeof(float) * B * T * V);
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++) d[p] = rlaif_gemm_runs(p) - before[p];
+}
+
+static void reset(void) {
+    rlaif_gemm_choices_clear();
+    rlaif_gemm_force(RLAIF_GEMM_FORCE_NONE);
+}
+
+START_TEST(test_fp32_table) {
+    rlaif_model_set_threads(1, 1);
+    rlaif_model m;
+    make_model(&m, RLAIF_PREC_FP32);
+    static float fixed[B * T * V], tabled[B * T * V], forced[B * T * V];
+    long long d[RLAIF_GEMM_NPATH];
+    char buf[2048];
+    reset();
+    logits_of(&m, fixed, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 4 * L); /* fixed rule: 16 rows, few-row kernel */
+    ck_assert_int_eq(d[RLAIF_PATH_SGEMM], 0);
+    table_for(buf, sizeof buf, 0, B * T, "sgemm", "sgemm");
+    ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+    logits_of(&m, tabled, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SGEMM], 4 * L);
+    ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 0);
+    reset();
+    rlaif_gemm_force(RLAIF_PATH_SGEMM);
+    logits_of(&m, forced, d);
+    ck_assert(memcmp(tabled, forced, sizeof tabled) == 0);
+    reset();
+    rlaif_model_free(&m);
+}
+END_TEST
+
+START_TEST(test_bf16_table) {
+    rlaif_model_set_threads(1, 1);
+    rlaif_model f, h;
+    make_model(&f, RLAIF_PREC_FP32);
+    make_model(&h, RLAIF_PREC_BF16);
+    static float f_sgemm[B * T * V], f_smallm[B * T * V], h_fixed[B * T * V], h_tab[B * T * V];
+    long long d[RLAIF_GEMM_NPATH];
+    char buf[2048];
+    reset();
+    rlaif_gemm_force(RLAIF_PATH_SGEMM);
+    logits_of(&f, f_sgemm, d);
+    reset();
+    logits_of(&f, f_smallm, d); /* fp32 fixed rule: few-row layers, sgemm head */
+    logits_of(&h, h_fixed, d);
+    ck_assert_int_eq(d[RLAIF_PATH_BF16_SMALLM], 4 * L + 1);
+    ck_assert(memcmp(h_fixed, f_sgemm, sizeof h_fixed) != 0); /* bf16 rounds */
+    table_for(buf, sizeof buf, 1, B * T, "sgemm", "sgemm");
+    ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+    logits_of(&h, h_tab, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SGEMM], 4 * L + 1);
+    ck_assert(memcmp(h_tab, f_sgemm, sizeof h_tab) == 0);
+    table_for(buf, sizeof buf, 1, B * T, "smallm", "sgemm");
+    ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+    logits_of(&h, h_tab, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 4 * L);
+    ck_assert(memcmp(h_tab, f_smallm, sizeof h_tab) == 0);
+    reset();
+    rlaif_model_free(&f), rlaif_model_free(&h);
+}
+END_TEST
+
+/* One decoding step of B rows: the products per path it ran. */
+static void decode_step(rlaif_model *m, long long d[RLAIF_GEMM_NPATH]) {
+    rlaif_kv_cache kv;
+    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m->cfg, B, 8), 0);
+    int tok[B * 3] = {1, 2, 3, 4, 5, 6};
+    static float logits[B * V];
+    ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, tok, NULL, NULL, 3, logits), 0);
+    long long before[RLAIF_GEMM_NPATH];
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++) before[p] = rlaif_gemm_runs(p);
+    ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, tok, NULL, NULL, 1, logits), 0);
+    for (int p = 0; p < RLAIF_GEMM_NPATH; p++) d[p] = rlaif_gemm_runs(p) - before[p];
+    rlaif_kv_cache_free(&kv);
+}
+
+START_TEST(test_decoding_head) {
+    rlaif_model_set_threads(1, 1);
+    rlaif_model m;
+    make_model(&m, RLAIF_PREC_FP32);
+    long long d[RLAIF_GEMM_NPATH];
+    reset();
+    decode_step(&m, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 4 * L + 1); /* the head too, by the fixed rule */
+    char line[128];
+    snprintf(line, sizeof line, "0 0 1 %d %d %d 1 sgemm 1 1 -1 -1 -1\n", B, V, C);
+    ck_assert_int_eq(rlaif_gemm_choices_set(line), 0);
+    decode_step(&m, d);
+    ck_assert_int_eq(d[RLAIF_PATH_SGEMM], 1); /* the head's class only */
+    ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 4 * L);
+    reset();
+    rlaif_model_free(&m);
+}
+END_TEST
+
+static Suite *make_suite(void) {
+    Suite *s = suite_create("gemm_choice");
+    TCase *tc = tcase_create("engine");
+    tcase_add_test(tc, test_fp32_table);
+    tcase_add_test(tc, test_bf16_table);
+    tcase_add_test(tc, test_decoding_head);
+    suite_add_tcase(s, tc);
+    return s;
+}
