@@ -3,14 +3,11 @@
  * cgroup v2 memory.max - memory.current, RLIMIT_AS - VmSize, RLIMIT_DATA -
  * VmData (a process already holding MPI's mappings has less than its limit). */
 #include "rlaif/core/memory.h"
-#include "rlaif/core/error.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 /* "Key:   123 kB" from a /proc file, in bytes; -1 when absent. */
@@ -98,34 +95,4 @@ void rlaif_mem_budget_get(int node_ranks, rlaif_mem_budget *b) {
     take_rlimit(b, RLIMIT_AS, "RLIMIT_AS", "VmSize");
     take_rlimit(b, RLIMIT_DATA, "RLIMIT_DATA", "VmData");
     if (b->bytes < 0) b->bytes = 0;
-}
-
-#define HUGE_PAGE ((size_t)2 << 20)
-
-static size_t huge_round(size_t bytes) {
-    return (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-}
-
-void *rlaif_huge_calloc(size_t bytes) {
-    size_t n = huge_round(bytes ? bytes : 1);
-    /* map one page more, keep the 2 MB-aligned n bytes inside it */
-    char *raw =
-        mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        rlaif_error_set(RLAIF_EX_FAIL, __FILE__, __LINE__,
-                        "reduce batch or model size, or use more nodes",
-                        "out of memory mapping %zu bytes", n);
-        rlaif_die();
-    }
-    char *p = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > raw) munmap(raw, (size_t)(p - raw));
-    if (raw + HUGE_PAGE > p) munmap(p + n, (size_t)(raw + HUGE_PAGE - p));
-#ifdef MADV_HUGEPAGE
-    madvise(p, n, MADV_HUGEPAGE); /* advice only: 4 KB pages if refused */
-#endif
-    return p; /* anonymous mappings are zeroed */
-}
-
-void rlaif_huge_free(void *p, size_t bytes) {
-    if (p) munmap(p, huge_round(bytes ? bytes : 1));
 }

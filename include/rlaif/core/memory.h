@@ -18,12 +18,4 @@ void rlaif_mem_budget_get(int node_ranks, rlaif_mem_budget *b);
 /* Ranks on this node as counted by rlaif_ranks_init (1 before it runs). */
 int rlaif_ranks_on_node(void);
 
-/* Zeroed memory for a large buffer that is filled once per use (the KV
- * cache), on 2 MB pages where the kernel allows (transparent huge pages in
- * madvise mode): on 4 KB pages every first touch is a fault, about a tenth
- * of a judge batch's prefill at GPT-2 124M size. Dies on failure like
- * xmalloc; rlaif_huge_free takes the same byte count. */
-void *rlaif_huge_calloc(size_t bytes);
-void rlaif_huge_free(void *p, size_t bytes);
-
 #endif

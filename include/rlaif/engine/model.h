@@ -214,10 +214,9 @@ float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
 typedef struct {
     int B, maxT, len; /* len: slots filled so far (the same for every row) */
     int n_layer, C, n_head, n_kv_head, window; /* window: sliding_window (0 none) */
-    float *k, *v;    /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
-                      * keys are stored rotated (RoPE at their positions) */
-    size_t kv_bytes; /* of k and of v each */
-    uint8_t *valid;  /* [B][maxT]: slot holds a real token */
+    float *k, *v;   /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
+                     * keys are stored rotated (RoPE at their positions) */
+    uint8_t *valid; /* [B][maxT]: slot holds a real token */
     /* The real tokens of the current call, packed (pads and finished rows
      * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,
      * packed row r goes to slot q_slot[r]. [B+1] and [B*maxT]. */
