@@ -27,8 +27,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-/* "<cpu model name> | threads <n> | openblas <core>": what the timings hold
- * for (first line of record and cache, and the cache file's name). */
+/* "<cpu model name> | threads <n> | openblas <core> | kernels <rev>": what
+ * the timings hold for (first line of record and cache, and the cache
+ * file's name). */
 static void cpu_key(char *key, size_t n, int threads) {
     char name[256] = "unknown cpu", line[512];
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -45,7 +46,8 @@ static void cpu_key(char *key, size_t n, int threads) {
 #ifdef HAVE_OPENBLAS_GET_CORENAME
     core = openblas_get_corename();
 #endif
-    snprintf(key, n, "%s | threads %d | openblas %s", name, threads, core);
+    snprintf(key, n, "%s | threads %d | openblas %s | kernels %d", name, threads, core,
+             RLAIF_GEMM_KERNELS_REV);
 }
 
 /* The whole file as a string (NULL: none or unreadable). */
