@@ -223,8 +223,13 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
     }
     char record[4096], cache[4096] = "";
     rlaif_out_path(cfg, RLAIF_OUT_GEMM, record, sizeof record);
-    const char *env = getenv("RLAIF_CACHE"), *home = getenv("HOME");
-    if (env && *env)
+    /* RLAIF_GEMM_CACHE: this cache alone (the tests keep theirs in the build
+     * tree while the reference packages stay in RLAIF_CACHE) */
+    const char *own = getenv("RLAIF_GEMM_CACHE"), *env = getenv("RLAIF_CACHE");
+    const char *home = getenv("HOME");
+    if (own && *own)
+        snprintf(cache, sizeof cache, "%s", own);
+    else if (env && *env)
         snprintf(cache, sizeof cache, "%s", env);
     else if (home && *home)
         snprintf(cache, sizeof cache, "%s/.cache/rlaif", home);

@@ -226,7 +226,8 @@ typedef struct {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static void block_sums(const uint32_t *w, uint32_t n, uint64_t *sw, uint64_t *sjw) {
+static void
+block_sums(const uint32_t *w, uint32_t n, uint64_t *sw, uint64_t *sjw) {
     uint64_t a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
     for (uint32_t j = 0; j < n; j++) {

@@ -3,7 +3,7 @@
 # (`rlaif sft`, about 40 s):
 #  a. auto times the classes once, logs a summary (the table, one line per
 #     class, in the per-rank log) and records it in
-#     <out_dir>/gemm_choices.txt (and in the machine's cache, RLAIF_CACHE);
+#     <out_dir>/gemm_choices.txt (and in the machine's cache, RLAIF_GEMM_CACHE);
 #  b. a run stopped at step 7 and resumed with a cache whose every choice is
 #     flipped ends bit for bit equal to the uninterrupted run: the resume
 #     takes the out_dir's record, times nothing, and says so; a fresh run
@@ -45,11 +45,11 @@ every = 5
 keep = 10
 EOF2
 final=ckpt/sft-00000012.h5
-# sft CACHE [args]: the job with RLAIF_CACHE=$d/CACHE, output in $d/out
+# sft CACHE [args]: the job with RLAIF_GEMM_CACHE=$d/CACHE, output in $d/out
 sft() {
   cache=$1
   shift
-  (cd "$d" && RLAIF_CACHE="$d/$cache" timeout 120 "$RLAIF" sft job.ini --log-dir log "$@") \
+  (cd "$d" && RLAIF_GEMM_CACHE="$d/$cache" timeout 120 "$RLAIF" sft job.ini --log-dir log "$@") \
     </dev/null >"$d/out" 2>&1
 }
 
