@@ -151,6 +151,18 @@ void *rlaif_xcalloc(size_t n, size_t size, const char *file, int line) {
     return p;
 }
 
+void *rlaif_xalloc64(size_t n, int zero, const char *file, int line) {
+    size_t bytes = (n ? n + 63 : 64) / 64 * 64; /* aligned_alloc: a multiple of the alignment */
+    void *p = aligned_alloc(64, bytes);
+    if (!p) {
+        rlaif_error_set(RLAIF_EX_FAIL, file, line, "reduce batch or model size, or use more nodes",
+                        "out of memory allocating %zu bytes", n);
+        rlaif_die();
+    }
+    if (zero) memset(p, 0, bytes);
+    return p;
+}
+
 void *rlaif_xrealloc(void *p, size_t n, const char *file, int line) {
     void *q = realloc(p, n ? n : 1);
     if (!q) {

@@ -35,6 +35,7 @@
 #include "rlaif/engine/model.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/rng.h"
+#include "attn_decode.h"
 #include "model_gemm.h"
 #include "gemm_bf16.h"
 
@@ -163,7 +164,7 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     size_t need = acts_need(c, (size_t)B, (size_t)T, with_grad);
     if (need > a->cap) {
         free(a->mem);
-        a->mem = xmalloc(need * sizeof(float));
+        a->mem = xmalloc64(need * sizeof(float));
         a->cap = need;
     }
     float *p = a->mem;
@@ -284,7 +285,7 @@ int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg) {
     m->cfg = c;
     m->logit_scale = 1.0f;
     rlaif_model_table(&c, &m->table);
-    m->params = xcalloc(m->table.total, sizeof(float));
+    m->params = xcalloc64(m->table.total * sizeof(float));
     m->w.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
     m->g.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
     rlaif_model_point(&c, m->params, &m->w);
@@ -320,7 +321,7 @@ void rlaif_model_free(rlaif_model *m) {
 
 void rlaif_model_alloc_grads(rlaif_model *m) {
     if (m->grads) return;
-    m->grads = xcalloc(m->table.total, sizeof(float));
+    m->grads = xcalloc64(m->table.total * sizeof(float));
     rlaif_model_point(&m->cfg, m->grads, &m->g);
 }
 
@@ -1618,8 +1619,14 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
      * the cache stalled (kernel zeroing, compaction): GPT-2 124M batch-1
      * decoding 24-59 ms a step against 15-16 ms without it. */
     size_t n = (size_t)c.n_layer * B * maxT * (c.n_embd / c.n_head) * c.n_kv_head;
-    kv->k = xcalloc(n, sizeof(float));
-    kv->v = xcalloc(n, sizeof(float));
+    /* One calloc (lazily zeroed pages: a long cache costs memory only as it
+     * fills) carved from its first cache line: a head's rows of keys are
+     * then on line boundaries, so its vector loads never split (see
+     * xcalloc64 in core/error.h). */
+    n = (n + 15) / 16 * 16;
+    kv->mem = xcalloc(2 * n + 16, sizeof(float));
+    kv->k = (float *)(((uintptr_t)kv->mem + 63) & ~(uintptr_t)63);
+    kv->v = kv->k + n;
     kv->valid = xcalloc((size_t)B * maxT, 1);
     kv->scratch = xmalloc((size_t)B * c.n_kv_head * maxT * sizeof(float));
     kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
@@ -1629,36 +1636,9 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
 }
 
 void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
-    free(kv->k), free(kv->v), free(kv->valid), free(kv->scratch);
+    free(kv->mem), free(kv->valid), free(kv->scratch);
     free(kv->q_off), free(kv->q_slot), free(kv->q_from), free(kv->pscratch);
     memset(kv, 0, sizeof *kv);
-}
-
-/* sc[j] = scale * (k_j . q) for the n keys of one head (rows of hs floats). */
-SIMD_CLONES static void attn_scores(float *sc, const float *kc, const float *q, int n, int hs,
-                                    float scale) {
-    for (int j = 0; j < n; j++) {
-        const float *k = kc + (size_t)j * hs;
-        /* 2 KB ahead: hardware prefetchers stop at every 4 KB page */
-        __builtin_prefetch(k + 512);
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int d = 0; d < hs; d++) s += k[d] * q[d];
-        sc[j] = scale * s;
-    }
-}
-
-/* out = sum_j p[j] v_j over the n values of one head. */
-SIMD_CLONES static void attn_mix(float *out, const float *vc, const float *p, int n, int hs) {
-#pragma omp simd
-    for (int d = 0; d < hs; d++) out[d] = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float *v = vc + (size_t)j * hs;
-        __builtin_prefetch(v + 512);
-        float pj = p[j];
-#pragma omp simd
-        for (int d = 0; d < hs; d++) out[d] += pj * v[d];
-    }
 }
 
 /* One query head's attention for the cnt new queries of one row (packed rows
@@ -1678,9 +1658,9 @@ static void attn_head(float *y, const float *q, int ldq, const float *kc, const 
         int lim = slot[0], lo = window_lo(g, lim), n;
         if (from > lo) lo = from;
         n = lim - lo + 1;
-        attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
+        rlaif_attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
         softmax_row(sc, n, 0, n - 1, mask ? mask + lo : NULL);
-        attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
+        rlaif_attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
         return;
     }
     int nk = slot[cnt - 1] + 1;

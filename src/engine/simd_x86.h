@@ -37,5 +37,31 @@ static inline __attribute__((always_inline, target("avx512f"))) void transpose16
     }
 }
 
+/* The lane sums of 16 vectors as one vector: lane j = sum of v[j]'s 16
+ * lanes (added in pairs, a tree of 4 levels; 15 shuffles for 16 sums where
+ * one reduction each would take 4 dependent steps each). */
+static inline __attribute__((always_inline, target("avx512f"))) __m512 hsum16(const __m512 v[16]) {
+    __m512 w[8], u[4], z[2];
+    /* 128-bit lane of w[i]: (a0+a2, b0+b2, a1+a3, b1+b3) of a = v[2i], b = v[2i+1] */
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+        /* 128-bit lane of u[i]: partial sums of v[4i .. 4i+3], in order */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512d x = _mm512_castps_pd(w[2 * i]), y = _mm512_castps_pd(w[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    /* then the four 128-bit lanes of each group of 4 added, twice */
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88),
+                         _mm512_shuffle_f32x4(z[0], z[1], 0xDD));
+}
+
 #endif
 #endif

@@ -1,7 +1,8 @@
 /* bench_engine.c - the rlaif side of tools/bench/bench-engine (one measurement per
  * process; the driver alternates it with PyTorch and takes medians).
  *   bench_engine train L C NH V maxT B T steps   median ms per training step
- *   bench_engine gen L C NH V maxT B P N reps     generation tokens/s (greedy)
+ *   bench_engine gen L C NH V maxT B P N reps     generation tokens/s (greedy), with
+ *                                                 the prefill and decoding step times
  *   bench_engine sgemm M N K reps                 sgemm GFLOP/s
  *   bench_engine copy MB reps                     copy bandwidth GB/s (read + write)
  *   bench_engine read MB reps                     streaming read bandwidth GB/s
@@ -23,6 +24,7 @@
 #include "rlaif/tokenizer/tokenizer.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,18 +157,29 @@ static int bench_gen(char **a) {
     for (int b = 0; b < B; b++) off[b] = (int64_t)b * P, len[b] = P;
     rlaif_gen_config gc = rlaif_gen_defaults();
     gc.max_new_tokens = N;
-    double *tps = xmalloc(sizeof(double) * reps);
+    double *tps = xmalloc(sizeof(double) * reps), *pf = xmalloc(sizeof(double) * reps);
+    double *dec = xmalloc(sizeof(double) * reps);
     for (int r = -1; r < reps; r++) {
-        rlaif_gen_output out;
+        /* the run rlaif_generate makes, in one go, with the engine's own split of
+         * its time into prefill and decoding steps */
+        rlaif_gen_run *g;
+        rlaif_gen_timing tm = {0};
+        int done = 0;
         double t0 = rlaif_now();
-        check(rlaif_generate(&m, &gc, B, tok, off, len, NULL, &out));
+        check(rlaif_gen_begin(&g, &m, &gc, B, tok, off, len, NULL));
+        while (!done) check(rlaif_gen_advance(g, LONG_MAX, &done));
         double dt = rlaif_now() - t0;
-        if (r >= 0) tps[r] = (double)B * N / dt;
-        rlaif_gen_output_free(&out);
+        rlaif_gen_add_timing(g, &tm);
+        rlaif_gen_run_free(g);
+        if (r >= 0)
+            tps[r] = (double)B * N / dt, pf[r] = 1e3 * tm.prefill_s,
+            dec[r] = 1e3 * tm.decode_s / (double)(tm.decode_steps ? tm.decode_steps : 1);
     }
     gemm_report();
-    printf("tok_s=%.2f\nparam_bytes=%zu\npeak_rss_mb=%.1f\n", median(tps, reps),
-           m.table.total * sizeof(float), peak_rss_mb());
+    printf("tok_s=%.2f\nprefill_ms=%.2f\ndecode_step_ms=%.3f\nparam_bytes=%zu\npeak_rss_mb=%.1f\n",
+           median(tps, reps), median(pf, reps), median(dec, reps), m.table.total * sizeof(float),
+           peak_rss_mb());
+    free(pf), free(dec);
     rlaif_model_free(&m);
     free(tok), free(len), free(off), free(tps);
     return 0;

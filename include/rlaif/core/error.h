@@ -92,7 +92,13 @@ void *rlaif_xmalloc(size_t n, const char *file, int line);
 void *rlaif_xcalloc(size_t n, size_t size, const char *file, int line);
 void *rlaif_xrealloc(void *p, size_t n, const char *file, int line);
 char *rlaif_xstrdup(const char *s, const char *file, int line);
+/* The same on 64-byte (cache-line) boundaries, zeroed or not; free() frees
+ * it. Vector loads of a tensor that starts 16 bytes into a line (malloc's
+ * alignment) split across two lines: decoding's products ran 30% slower. */
+void *rlaif_xalloc64(size_t n, int zero, const char *file, int line);
 #define xmalloc(n)     rlaif_xmalloc((n), __FILE__, __LINE__)
+#define xmalloc64(n)   rlaif_xalloc64((n), 0, __FILE__, __LINE__)
+#define xcalloc64(n)   rlaif_xalloc64((n), 1, __FILE__, __LINE__)
 #define xcalloc(n, s)  rlaif_xcalloc((n), (s), __FILE__, __LINE__)
 #define xrealloc(p, n) rlaif_xrealloc((p), (n), __FILE__, __LINE__)
 #define xstrdup(s)     rlaif_xstrdup((s), __FILE__, __LINE__)

@@ -216,6 +216,7 @@ typedef struct {
     int n_layer, C, n_head, n_kv_head, window; /* window: sliding_window (0 none) */
     float *k, *v;   /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
                      * keys are stored rotated (RoPE at their positions) */
+    void *mem;      /* the one allocation k and v are carved from */
     uint8_t *valid; /* [B][maxT]: slot holds a real token */
     /* The real tokens of the current call, packed (pads and finished rows
      * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,

@@ -1,0 +1,84 @@
+/* test_attn_decode.c - decoding's attention kernels (src/engine/attn_decode.c)
+ * against float64 references, for every kernel this CPU can run: head sizes
+ * the AVX-512 kernels take (16..128, multiples of 16) and one they leave to
+ * plain C (40), key counts around the 16-key blocks, inputs off a cache line.
+ *
+ * Error bound: a score is hs products summed in fp32 (in any order: the
+ * AVX-512 kernel adds 16 lane sums as a tree), then scaled once; an output
+ * of the mix is n products summed. For n terms, each product rounded at most
+ * once, |s - s_exact| <= gamma_n sum |terms|, gamma_n = n u / (1 - n u),
+ * u = 2^-24 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1);
+ * the scale adds one rounding (gamma_{hs+1}). The float64 reference's own
+ * error is covered by the slack factor 1.01. */
+#include "attn_decode.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static float frand(void) { /* xorshift64, uniform in [-1, 1) */
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static double gamma_n(int n) {
+    double u = ldexp(1.0, -24);
+    return 1.01 * n * u / (1.0 - n * u);
+}
+
+static int failures;
+
+static void check(const char *kern, int n, int hs, int off) {
+    /* off floats past a 64-byte boundary, as a head's block inside a batch can be */
+    size_t bytes = sizeof(float) * ((size_t)n * hs + 16 - (size_t)n * hs % 16 + 64);
+    float *kbuf = aligned_alloc(64, bytes), *vbuf = aligned_alloc(64, bytes);
+    float *kc = kbuf + off, *vc = vbuf + off, q[128], sc[600], p[600], out[128];
+    for (size_t i = 0; i < (size_t)n * hs; i++) kc[i] = frand(), vc[i] = frand();
+    for (int d = 0; d < hs; d++) q[d] = frand();
+    for (int j = 0; j < n; j++) p[j] = 0.5f * (frand() + 1.0f);
+    float scale = 1.0f / sqrtf((float)hs);
+    rlaif_attn_scores(sc, kc, q, n, hs, scale);
+    for (int j = 0; j < n; j++) {
+        double s = 0.0, a = 0.0;
+        for (int d = 0; d < hs; d++)
+            s += (double)kc[(size_t)j * hs + d] * q[d],
+                a += fabs((double)kc[(size_t)j * hs + d] * q[d]);
+        double err = fabs(sc[j] - scale * s), bound = gamma_n(hs + 1) * scale * a;
+        if (!(err <= bound) && failures++ < 10)
+            fprintf(stderr, "FAIL %s scores n=%d hs=%d off=%d: key %d: %.9g vs %.9g (bound %.3g)\n",
+                    kern, n, hs, off, j, sc[j], scale * s, bound);
+    }
+    rlaif_attn_mix(out, vc, p, n, hs);
+    for (int d = 0; d < hs; d++) {
+        double s = 0.0, a = 0.0;
+        for (int j = 0; j < n; j++)
+            s += (double)p[j] * vc[(size_t)j * hs + d],
+                a += fabs((double)p[j] * vc[(size_t)j * hs + d]);
+        double err = fabs(out[d] - s), bound = gamma_n(n) * a;
+        if (!(err <= bound) && failures++ < 10)
+            fprintf(stderr, "FAIL %s mix n=%d hs=%d off=%d: dim %d: %.9g vs %.9g (bound %.3g)\n",
+                    kern, n, hs, off, d, out[d], s, bound);
+    }
+    free(kbuf), free(vbuf);
+}
+
+int main(void) {
+    const char *kerns[2] = {"c", "avx512"};
+    static const int hss[] = {16, 40, 48, 64, 80, 128}, ns[] = {1, 2, 15, 16, 17, 33, 64, 513};
+    int ran = 0;
+    for (int k = 0; k < 2; k++) {
+        const char *got = rlaif_attn_decode_kernel(kerns[k]);
+        if (k == 1 && !__builtin_cpu_supports("avx512f")) continue; /* this CPU cannot run it */
+        if (strcmp(got, kerns[k]) != 0) {
+            fprintf(stderr, "FAIL: asked for %s, the kernels run %s\n", kerns[k], got);
+            return 1;
+        }
+        for (size_t h = 0; h < sizeof hss / sizeof *hss; h++)
+            for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
+                for (int off = 0; off < 2; off++) check(kerns[k], ns[i], hss[h], off * 4), ran++;
+    }
+    printf("%d cases, %d failures\n", ran, failures);
+    return failures ? 1 : 0;
+}
