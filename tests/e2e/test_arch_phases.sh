@@ -13,15 +13,13 @@
 # hf-to-rlaif reads the export back bit-exactly.
 # Skipped (77) while the engine loads neither architecture.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
 tools="$top_srcdir/tools/user"
 d=$(mktemp -d /tmp/rlaif-arch-XXXXXX)
 mock="$top_builddir/tools/dev/mock_judge"
 mpid=""
 trap 'kill $mpid 2>/dev/null; rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 RLAIF_TEST_JUDGE_KEY=test-key
 
 "$mock" --port-file "$d/mock.port" --idle-exit 300 --latency 0.002 >"$d/mock.log" 2>&1 &

@@ -10,12 +10,8 @@
 #  b. model.arch = opt, post-LayerNorm (norm_before = false, no final norm)
 #     through the same phases.
 set -u
-: "${RLAIF:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
-d=$(mktemp -d /tmp/rlaif-archs-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+e2e_tmpdir archs
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF'

@@ -17,11 +17,8 @@
 # past <|im_end|>) or a prompt format that differs between training and
 # evaluation would fail the 80% bar.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-py="${PYTHON_REF:-/usr/bin/python3}"
-d=$(mktemp -d /tmp/rlaif-chat-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+e2e_tmpdir chat
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

@@ -11,14 +11,12 @@
 # file system without fallocate: the parallel writes themselves fail, and
 # the failure must be agreed before the collective close, which used to hang).
 set -u
-: "${RLAIF:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 d=$(mktemp -d /tmp/rlaif-enospc-XXXXXX)
 m="$d/disk"
 mkdir -p "$m"
 cleanup() { umount "$m" 2>/dev/null; rm -rf "$d"; }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1
 if ! mount -t tmpfs -o size=700k tmpfs "$m" 2>/dev/null; then
   echo "SKIP: cannot mount a tmpfs here (needs root)"

@@ -2,7 +2,7 @@
 # Runs every row of tests/fixtures/bad-input.tsv against the built rlaif: exit code,
 # message, exactly one ERROR line on failure, no crash, no hang.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 table="$top_srcdir/tests/fixtures/bad-input.tsv"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

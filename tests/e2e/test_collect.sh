@@ -18,9 +18,8 @@
 #     init_from, a missing or malformed prompts file -> one ERROR line naming
 #     it, exit 66 or 64.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
 check="$top_srcdir/tests/e2e/check_collect.py"
 mock="$top_builddir/tools/dev/mock_judge"
 d=$(mktemp -d /tmp/rlaif-collect-XXXXXX)
@@ -30,7 +29,6 @@ cleanup() {
   rm -rf "$d"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 RLAIF_TEST_JUDGE_KEY=sk-test-collect
 
 cat >"$d/job.ini" <<'EOF'

@@ -11,13 +11,8 @@
 # Tiny job: arithmetic prompts "What is 9 minus 9?\n" are 19 bytes, answers
 # at most 2 + EOS: sft fits max_seq_len = 24, which leaves collect 4 tokens.
 set -u
-: "${RLAIF:?set by make check}"
-d=$(mktemp -d /tmp/rlaif-fit-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+e2e_tmpdir fit
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cat >"$d/job.ini" <<'EOT'

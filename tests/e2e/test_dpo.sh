@@ -20,14 +20,10 @@
 #     --stop-after 0, a stray argument) -> one ERROR line, the right exit
 #     code; the sft-checkpoint search; every loss variant runs.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_dpo.py"
 params="$top_srcdir/tests/e2e/check_sft.py"
-d=$(mktemp -d /tmp/rlaif-dpo-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir dpo
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

@@ -17,13 +17,9 @@
 #    points); measured 24.0% -> 24.5%. With lr 1e-3 it fell to 18.5%
 #    (beta 0.5: 15.0%), the known DPO drift the reference term only slows.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_dpo.py"
-d=$(mktemp -d /tmp/rlaif-dpo-learn-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir dpo-learn
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
 set_=" --set run.out_dir=run --set run.log_every=50 --set checkpoint.every=100"

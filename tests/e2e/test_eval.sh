@@ -21,9 +21,8 @@
 #     phase with no finished checkpoint, a missing prompts file -> one ERROR
 #     line naming it, exit 66.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
 check="$top_srcdir/tests/e2e/check_collect.py"
 check_eval="$top_srcdir/tests/e2e/check_eval.py"
 mock="$top_builddir/tools/dev/mock_judge"
@@ -34,7 +33,6 @@ cleanup() {
   rm -rf "$d"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 RLAIF_TEST_JUDGE_KEY=sk-test-eval
 
 cat >"$d/job.ini" <<'EOF'

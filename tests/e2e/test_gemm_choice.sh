@@ -11,12 +11,9 @@
 #  c. another out_dir on this machine takes the cache and times nothing;
 #  d. fixed and a forced path are logged.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_sft.py"
-d=$(mktemp -d /tmp/rlaif-gemm-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir gemm
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

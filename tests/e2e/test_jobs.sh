@@ -11,14 +11,9 @@
 #     forwards it to every rank: the run stops (75) and is resubmitted;
 #  c. the resubmitted job runs to the end: exit 0, no resubmission.
 set -u
-: "${RLAIF:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 : "${srcdir:=.}"
-d=$(mktemp -d /tmp/rlaif-jobs-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+e2e_tmpdir jobs
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # 5 ms a training step (src/phases/train.c test_pace): on a quiet machine the
 # test job's phases would end before the signal goes in

@@ -18,9 +18,8 @@
 #  f. `rlaif judge` progress reads "step N/TOTAL" (never /-1); collect with
 #     one order per pair prints "consistency n/a", never nan.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
 mock="$top_builddir/tools/dev/mock_judge"
 d=$(mktemp -d /tmp/rlaif-judge-down-XXXXXX)
 mpids=""
@@ -29,7 +28,6 @@ cleanup() {
   rm -rf "$d"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF'

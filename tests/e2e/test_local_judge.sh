@@ -16,12 +16,9 @@
 #   - any collected pair was labelled by anything but the local model, or a
 #     collected pair has no label.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
-d=$(mktemp -d /tmp/rlaif-local-judge-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
+e2e_tmpdir local-judge
 export OMP_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
 steps=${RLAIF_LJ_TEST_STEPS:-400}

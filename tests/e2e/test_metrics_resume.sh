@@ -5,7 +5,7 @@
 # The process is frozen (SIGSTOP) before the kill so the test knows for sure
 # that rows past the newest checkpoint exist (the case that repeated them).
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 py=/usr/bin/python3
 "$py" -c 'import h5py' 2>/dev/null || { echo "SKIP: no h5py for /usr/bin/python3"; exit 77; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1

@@ -12,13 +12,10 @@
 #     and pid while the first keeps running; after a kill -9 of the first
 #     (no clean-up) the next job takes the lock at once.
 set -u
-: "${RLAIF:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 d=$(mktemp -d /tmp/rlaif-outdir-XXXXXX)
 first=
 trap '[ -n "$first" ] && kill -9 $first 2>/dev/null; rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF'

@@ -29,14 +29,12 @@
 #     needs 2 samples with 1, minibatches that do not divide the batch ->
 #     one ERROR line and the right exit code, before any sampling.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}" "${top_builddir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+: "${top_builddir:?set by make check}"
 check="$top_srcdir/tests/e2e/check_ppo.py"
 params="$top_srcdir/tests/e2e/check_sft.py"
 d=$(mktemp -d /tmp/rlaif-ppo-XXXXXX)
 trap 'pkill -9 -f "$d/" 2>/dev/null; rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF'

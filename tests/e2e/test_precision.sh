@@ -8,12 +8,9 @@
 #     every checkpoint's /params are float32 and the resumed runs end within
 #     the same tolerance of the uninterrupted fp32 run.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_sft.py"
-d=$(mktemp -d /tmp/rlaif-prec-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir prec
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

@@ -19,14 +19,10 @@
 #     exit code; and the sft-checkpoint search, human JSONL pairs mixed in,
 #     rm.soft_labels = drop.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_rm.py"
 params="$top_srcdir/tests/e2e/check_sft.py"
-d=$(mktemp -d /tmp/rlaif-rm-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir rm
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

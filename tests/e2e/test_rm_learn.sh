@@ -17,13 +17,9 @@
 #    rude reply >= 0.9 of the time (measured 1.0); right vs wrong numbers is
 #    reported (measured 0.64: it needs arithmetic) but not thresholded.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_rm.py"
-d=$(mktemp -d /tmp/rlaif-rm-learn-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir rm-learn
 export OMP_NUM_THREADS=1
 job="$top_srcdir/jobs/demo.ini"
 set_=" --set run.out_dir=run --set run.log_every=50 --set checkpoint.every=100"

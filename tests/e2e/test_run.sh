@@ -28,11 +28,8 @@
 #     to be the newest by mtime): eval picks sft-00000310.h5 by its /state
 #     saved_at and says why; eval.policy = dpo still picks dpo.
 set -u
-: "${RLAIF:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-d=$(mktemp -d /tmp/rlaif-run-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+e2e_tmpdir run
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOT'

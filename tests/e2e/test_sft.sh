@@ -14,13 +14,9 @@
 #  c. JSONL demonstrations, and bad inputs: missing/malformed data.sft,
 #     missing init_from, too-long examples -> one ERROR line, the right code.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 check="$top_srcdir/tests/e2e/check_sft.py"
-d=$(mktemp -d /tmp/rlaif-sft-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_tmpdir sft
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF'

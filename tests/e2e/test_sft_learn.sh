@@ -16,12 +16,8 @@
 # layers, 128 wide) ran at 14-23 steps/s and needed 800 steps (35 s) for 80%,
 # too close to a minute on a shared 2-core machine.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
-py="${PYTHON_REF:-/usr/bin/python3}"
-d=$(mktemp -d /tmp/rlaif-sft-learn-XXXXXX)
-trap 'rm -rf "$d"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
+e2e_tmpdir sft-learn
 export OMP_NUM_THREADS=1
 
 cat >"$d/job.ini" <<'EOF2'

@@ -6,7 +6,7 @@
 # variable) split the node's CPUs instead of each taking all of them. Skipped (77) when Slurm is not installed or cannot
 # start here (not root: slurmd needs it).
 set -u
-: "${RLAIF:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 : "${srcdir:=.}"
 . "$srcdir/tests/e2e/slurm_env.sh"
 fail=0

@@ -22,7 +22,7 @@
 # A requeued job waits cred_expire+1 = 6 s (slurm_env.sh) before it runs.
 # Skipped (77) only where Slurm cannot start (slurm_env.sh says why).
 set -u
-: "${RLAIF:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 : "${srcdir:=.}"
 # The scripts' logic (signals, requeue, chains) does not depend on how rlaif
 # was compiled, and this test is the slowest of the suite (~3 min on a
@@ -37,10 +37,6 @@ jobs=$(cd "$srcdir/jobs" && pwd)
 compare=$(cd "$srcdir/tests/faults" && pwd)/compare.py
 d="$S/work"
 mkdir -p "$d"
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export RLAIF RLAIF_JOBS="$jobs"
 # 10 ms a training step: the signals must land while sft still runs (at

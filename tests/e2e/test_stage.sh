@@ -6,13 +6,11 @@
 # periodic one; a new job whose scratch is empty resumes from out_dir and
 # copies its final checkpoint back the same way.
 set -u
-: "${RLAIF:?set by make check}" "${top_srcdir:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out=$tmp/run
-fail() { echo "FAIL: $*"; exit 1; }
 sft() { # $1: the job's scratch folder; the rest: extra arguments
   stage=$1
   shift

@@ -17,11 +17,9 @@
 # error on every rank, no hang; a layout without rollout ranks and an eval
 # too big for memory are refused before sft starts.
 set -u
-: "${RLAIF:?set by make check}"
-mpi="${MPIEXEC:-mpiexec}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 bound=${RLAIF_STOP_BOUND:-180}
-d=$(mktemp -d /tmp/rlaif-stop-XXXXXX)
-trap 'rm -rf "$d"' EXIT
+e2e_tmpdir stop
 fail() {
   echo "FAIL: $*"
   [ -z "${RLAIF_KEEP:-}" ] || { trap - EXIT; echo "kept $d"; }

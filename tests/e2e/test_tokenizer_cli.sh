@@ -5,7 +5,7 @@
 # independent reader), and bad input: missing or malformed vocabulary files
 # name the file (and line), bad ids are errors with the right exit code.
 set -u
-: "${RLAIF:?set by make check}"
+. "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
 PY=${PYTHON_REF:-/usr/bin/python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
