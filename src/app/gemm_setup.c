@@ -14,6 +14,8 @@
 #include "rlaif/core/fsutil.h"
 #include "rlaif/core/log.h"
 #include "rlaif/engine/gemm_choice.h"
+#include "rlaif/engine/model_io.h"
+#include "rlaif/judge/judge.h"
 #include "rlaif/phases/layout.h"
 #include "rlaif/phases/mailbox.h"
 #include "rlaif/phases/train.h"
@@ -199,20 +201,62 @@ static void log_table(const char *record) {
     free(buf);
 }
 
-int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
+/* The per-CPU-model cache: RLAIF_GEMM_CACHE alone (the tests keep theirs in
+ * the build tree while the reference packages stay in RLAIF_CACHE), else
+ * RLAIF_CACHE, else ~/.cache/rlaif ("" when none is known). */
+static void cache_dir(char *dir, size_t n) {
+    const char *own = getenv("RLAIF_GEMM_CACHE"), *env = getenv("RLAIF_CACHE");
+    const char *home = getenv("HOME");
+    dir[0] = '\0';
+    if (own && *own)
+        snprintf(dir, n, "%s", own);
+    else if (env && *env)
+        snprintf(dir, n, "%s", env);
+    else if (home && *home)
+        snprintf(dir, n, "%s/.cache/rlaif", home);
+}
+
+/* model.gemm fixed or a forced path: set here, 1 returned (nothing to time). */
+static int gemm_mode(const rlaif_config *cfg) {
     const char *mode = rlaif_cfg_str(cfg, "model.gemm");
     rlaif_gemm_force(RLAIF_GEMM_FORCE_NONE);
     rlaif_gemm_choices_clear();
     if (!strcmp(mode, "fixed")) {
         rlaif_info("gemm: the fixed rule (model.gemm fixed)");
-        return 0;
+        return 1;
     }
     if (strcmp(mode, "auto")) {
         rlaif_gemm_force(rlaif_gemm_path_parse(mode));
         rlaif_info("gemm: %s wherever it applies, the fixed rule elsewhere (model.gemm %s)", mode,
                    mode);
-        return 0;
+        return 1;
     }
+    return 0;
+}
+
+/* rlaif_gemm_agree for each local judge's model (read on rank 0 from its
+ * checkpoint: its shapes are not the job's; its judge ranks run the same
+ * engine), each adding its classes to what the record and cache hold. */
+static int agree_judges(MPI_Comm world, const rlaif_config *cfg, int precision, int threads,
+                        const char *record, const char *cache) {
+    char paths[8][4096];
+    int rank, nj = rlaif_judge_local_models(cfg, paths, 8);
+    RLAIF_CHECK_MPI(MPI_Comm_rank(world, &rank));
+    for (int i = 0; i < nj; i++) {
+        rlaif_model_config mc;
+        int have = 0;
+        if (rank == 0) {
+            have = rlaif_ckpt_read_config(paths[i], &mc) == 0;
+            if (!have) rlaif_error_clear(); /* the judge's open says why */
+        }
+        RLAIF_TRY(
+            rlaif_gemm_agree(world, have ? &mc : NULL, precision, threads, record, cache, NULL));
+    }
+    return 0;
+}
+
+int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
+    if (gemm_mode(cfg)) return 0;
     int rank;
     RLAIF_CHECK_MPI(MPI_Comm_rank(world, &rank));
     rlaif_model_config mc;
@@ -221,20 +265,24 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
         have = rlaif_job_model_config(cfg, &mc) == 0;
         if (!have) rlaif_error_clear(); /* the phase that builds the model says why */
     }
-    char record[4096], cache[4096] = "";
+    char record[4096], cache[4096];
     rlaif_out_path(cfg, RLAIF_OUT_GEMM, record, sizeof record);
-    /* RLAIF_GEMM_CACHE: this cache alone (the tests keep theirs in the build
-     * tree while the reference packages stay in RLAIF_CACHE) */
-    const char *own = getenv("RLAIF_GEMM_CACHE"), *env = getenv("RLAIF_CACHE");
-    const char *home = getenv("HOME");
-    if (own && *own)
-        snprintf(cache, sizeof cache, "%s", own);
-    else if (env && *env)
-        snprintf(cache, sizeof cache, "%s", env);
-    else if (home && *home)
-        snprintf(cache, sizeof cache, "%s/.cache/rlaif", home);
+    cache_dir(cache, sizeof cache);
     int precision = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), NULL);
     RLAIF_TRY(rlaif_gemm_agree(world, have ? &mc : NULL, precision, threads, record, cache, NULL));
+    RLAIF_TRY(agree_judges(world, cfg, precision, threads, record, cache));
     if (rank == 0) log_table(record);
+    return 0;
+}
+
+int rlaif_gemm_setup_judges(MPI_Comm world, const rlaif_config *cfg, int threads) {
+    if (gemm_mode(cfg)) return 0;
+    int rank;
+    RLAIF_CHECK_MPI(MPI_Comm_rank(world, &rank));
+    char cache[4096];
+    cache_dir(cache, sizeof cache);
+    int precision = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), NULL);
+    RLAIF_TRY(agree_judges(world, cfg, precision, threads, "", cache));
+    if (rank == 0) log_table("no record (rlaif judge has no out_dir of its own)");
     return 0;
 }

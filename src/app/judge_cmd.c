@@ -11,6 +11,7 @@
  * appended, collectively by every rank, to a preferences.h5 (pairs already
  * in it are skipped, so a rerun adds nothing twice). */
 #include "rlaif/app/cli.h"
+#include "rlaif/app/gemm_setup.h"
 #include "rlaif/app/judge_demos.h"
 #include "rlaif/core/error.h"
 #include "rlaif/judge/judge.h"
@@ -535,6 +536,8 @@ int rlaif_cmd_judge(rlaif_ctx *ctx) {
         rlaif_threads th;
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_threads_plan(MPI_COMM_WORLD, &th)));
         rlaif_model_set_threads(th.team, th.blas);
+        /* the judge models' product paths, as a phase's judge ranks get them */
+        RLAIF_TRY(rlaif_gemm_setup_judges(MPI_COMM_WORLD, ctx->cfg, th.team));
     }
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -258,7 +258,9 @@ static void tile_avx2(int wt, int mr, int K, const float *S, size_t ldw, const f
  * the weights as a few sequential streams instead. */
 
 #define STREAM_MAX_M 8
-#define STREAM_COLS  2048 /* w_trans 0: most columns per chunk (an 8 KB run of each row) */
+/* one kernel per row count 1..STREAM_MAX_M: X(1) .. X(8) */
+#define EACH_M(X)   X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+#define STREAM_COLS 2048 /* w_trans 0: most columns per chunk (an 8 KB run of each row) */
 
 /* w_trans 0, columns [n0, n0 + w) (w <= STREAM_COLS): acc (M, w) in L1,
  * rows k..k+3 of W streamed together; each output is one FMA chain over k
@@ -320,19 +322,13 @@ stream_rows512_body(const int M, int w, int K, const float *A, int lda, const fl
         int w, int K, const float *A, int lda, const float *W, size_t ldw, float *acc) {           \
         stream_rows512_body(mm, w, K, A, lda, W, ldw, acc);                                        \
     }
-ROWS512(1)
-ROWS512(2)
-ROWS512(3)
-ROWS512(4)
-ROWS512(5)
-ROWS512(6)
-ROWS512(7)
-ROWS512(8)
+EACH_M(ROWS512)
 #undef ROWS512
 
 typedef void rows_fn(int w, int K, const float *A, int lda, const float *W, size_t ldw, float *acc);
-static rows_fn *const rows512[STREAM_MAX_M + 1] = {
-    NULL, rows512_1, rows512_2, rows512_3, rows512_4, rows512_5, rows512_6, rows512_7, rows512_8};
+#define ENTRY(mm) rows512_##mm,
+static rows_fn *const rows512[STREAM_MAX_M + 1] = {NULL, EACH_M(ENTRY)};
+#undef ENTRY
 
 /* w_trans 1, output columns n0, n0 + 1 (rows of W, each read once in
  * order): M dot products over k each, 16 partial sums per dot product. M is
@@ -379,20 +375,14 @@ dots512_body(const int M, int two, int K, const float *A, int lda, const float *
         int two, int K, const float *A, int lda, const float *W, size_t ldw, float *out) {         \
         dots512_body(mm, two, K, A, lda, W, ldw, out);                                             \
     }
-DOTS512(1)
-DOTS512(2)
-DOTS512(3)
-DOTS512(4)
-DOTS512(5)
-DOTS512(6)
-DOTS512(7)
-DOTS512(8)
+EACH_M(DOTS512)
 #undef DOTS512
 
 typedef void dots_fn(int two, int K, const float *A, int lda, const float *W, size_t ldw,
                      float *out);
-static dots_fn *const dots512[STREAM_MAX_M + 1] = {
-    NULL, dots512_1, dots512_2, dots512_3, dots512_4, dots512_5, dots512_6, dots512_7, dots512_8};
+#define ENTRY(mm) dots512_##mm,
+static dots_fn *const dots512[STREAM_MAX_M + 1] = {NULL, EACH_M(ENTRY)};
+#undef ENTRY
 
 /* C[m][n0 + j] = acc[m][j] (+ bias) (+ res), then the post-op on the block. */
 static void stream_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,

@@ -139,15 +139,60 @@ static int check_url(const char *url, int allow_http, int *loopback) {
     return rc;
 }
 
+/* Splits an endpoint spec "backend[:model][@base_url][#KEY_ENV]" in buf
+ * (a copy of spec): buf keeps the backend, the parts are NULL when absent. */
+static void split_spec(char *buf, size_t n, const char *spec, char **model, char **url,
+                       char **env) {
+    snprintf(buf, n, "%s", spec);
+    *model = *url = *env = NULL;
+    if ((*env = strchr(buf, '#'))) *(*env)++ = 0;
+    if ((*url = strchr(buf, '@'))) *(*url)++ = 0;
+    if ((*model = strchr(buf, ':'))) *(*model)++ = 0;
+}
+
+/* Each endpoint spec of the job: [judge]'s backend, then judge.ensemble's
+ * comma-separated ones; fn returns nonzero to stop. */
+static int each_spec(const rlaif_config *cfg, int (*fn)(const char *spec, void *arg), void *arg) {
+    const char *ens = rlaif_cfg_str(cfg, "judge.ensemble");
+    char *specs = xmalloc(strlen(ens) + 64), *save = NULL;
+    snprintf(specs, strlen(ens) + 64, "%s,%s", rlaif_cfg_str(cfg, "judge.backend"), ens);
+    int rc = 0;
+    for (char *s = strtok_r(specs, ",", &save); s && !rc; s = strtok_r(NULL, ",", &save)) {
+        while (*s == ' ') s++;
+        if (*s) rc = fn(s, arg);
+    }
+    free(specs);
+    return rc;
+}
+
+typedef struct {
+    const rlaif_config *cfg;
+    char (*paths)[4096];
+    int n, max;
+} local_list;
+
+static int add_local(const char *spec, void *arg) {
+    local_list *l = arg;
+    char buf[1024], *model, *url, *env;
+    split_spec(buf, sizeof buf, spec, &model, &url, &env);
+    if (strcmp(buf, "local") || l->n >= l->max) return 0;
+    snprintf(l->paths[l->n++], 4096, "%s",
+             model && *model ? model : rlaif_cfg_str(l->cfg, "judge.model"));
+    return 0;
+}
+
+int rlaif_judge_local_models(const rlaif_config *cfg, char (*paths)[4096], int max) {
+    local_list l = {cfg, paths, 0, max};
+    each_spec(cfg, add_local, &l);
+    return l.n;
+}
+
 /* One endpoint from a spec "backend[:model][@base_url][#KEY_ENV]"; missing
  * parts come from [judge]. */
 static int setup_endpoint(rlaif_judge *j, endpoint *ep, rlaif_judge_endpoint_stats *st,
                           const rlaif_config *cfg, const char *spec) {
-    char buf[1024], *model = NULL, *url = NULL, *env = NULL;
-    snprintf(buf, sizeof buf, "%s", spec);
-    if ((env = strchr(buf, '#'))) *env++ = 0;
-    if ((url = strchr(buf, '@'))) *url++ = 0;
-    if ((model = strchr(buf, ':'))) *model++ = 0;
+    char buf[1024], *model, *url, *env;
+    split_spec(buf, sizeof buf, spec, &model, &url, &env);
     const char *backend = buf;
     if (!strcmp(backend, "builtin"))
         ep->e.backend = RLAIF_JB_BUILTIN;
@@ -256,6 +301,23 @@ static int setup_templates(rlaif_judge *j, const rlaif_config *cfg) {
     return rc;
 }
 
+/* each_spec's step while opening a judge: the next endpoint. */
+typedef struct {
+    rlaif_judge *j;
+    const rlaif_config *cfg;
+    int need_http;
+} open_ctx;
+
+static int open_spec(const char *spec, void *arg) {
+    open_ctx *o = arg;
+    rlaif_judge *j = o->j;
+    int rc = setup_endpoint(j, &j->ep[j->nep], &j->stats[j->nep], o->cfg, spec);
+    o->need_http |=
+        j->ep[j->nep].e.backend == RLAIF_JB_OPENAI || j->ep[j->nep].e.backend == RLAIF_JB_ANTHROPIC;
+    j->nep++;
+    return rc;
+}
+
 static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
                        const char *journal_dir) {
     RLAIF_TRY(rlaif_judge_mode_parse(rlaif_cfg_str(cfg, "judge.mode"), &j->mode));
@@ -276,22 +338,12 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
         return rlaif_error_sys(RLAIF_EX_NOINPUT, "fopen", fs, __FILE__, __LINE__);
 
     /* endpoints: [judge] itself, then judge.ensemble */
-    const char *ens = rlaif_cfg_str(cfg, "judge.ensemble");
-    char *specs = xmalloc(strlen(ens) + 64), *save = NULL;
-    snprintf(specs, strlen(ens) + 64, "%s,%s", rlaif_cfg_str(cfg, "judge.backend"), ens);
-    j->ep = xcalloc(strlen(specs) / 2 + 2, sizeof *j->ep);
-    j->stats = xcalloc(strlen(specs) / 2 + 2, sizeof *j->stats);
-    int rc = 0, need_http = 0;
-    for (char *s = strtok_r(specs, ",", &save); s && !rc; s = strtok_r(NULL, ",", &save)) {
-        while (*s == ' ') s++;
-        if (!*s) continue;
-        rc = setup_endpoint(j, &j->ep[j->nep], &j->stats[j->nep], cfg, s);
-        need_http |= j->ep[j->nep].e.backend == RLAIF_JB_OPENAI ||
-                     j->ep[j->nep].e.backend == RLAIF_JB_ANTHROPIC;
-        j->nep++;
-    }
-    free(specs);
-    RLAIF_TRY(rc);
+    size_t most = (strlen(rlaif_cfg_str(cfg, "judge.ensemble")) + 1) / 2 + 2;
+    j->ep = xcalloc(most, sizeof *j->ep);
+    j->stats = xcalloc(most, sizeof *j->stats);
+    open_ctx oc = {j, cfg, 0};
+    RLAIF_TRY(each_spec(cfg, open_spec, &oc));
+    int need_http = oc.need_http;
     j->nunits = j->ntpl * j->nep;
     if (j->nunits > 64)
         return RLAIF_ERROR(RLAIF_EX_USAGE, "use fewer templates or endpoints",

@@ -15,7 +15,9 @@ is known in advance:
    every pair is labelled.
 4. two judge ranks (mpiexec -n 2) split the pairs; one output in input order;
    each rank's engine runs on its share of the CPUs.
-5. refusals with the numbers and the names: a model that does not fit under a
+5. model.gemm = auto times the judge model's product classes into the
+   per-CPU cache once (a second run reuses them); fixed times nothing.
+6. refusals with the numbers and the names: a model that does not fit under a
    real RLIMIT_AS (prlimit) is refused at open; a missing checkpoint, one
    without /tokenizer, a prompt longer than judge.local_context (status
    truncated with the reason, not a crash).
@@ -57,7 +59,7 @@ def make_pairs(path, n):
                                 "response_b": "I think %d" % (2 * i + 1)}) + "\n")
 
 
-def judge(tmp, name, ckpt, extra=(), launch=(), wait=True):
+def judge(tmp, name, ckpt, extra=(), launch=(), wait=True, more_env=None):
     cmd = list(launch) + [RLAIF, "judge", "--input", os.path.join(tmp, "pairs.jsonl"),
                           "--output", os.path.join(tmp, name + ".jsonl"), "--quiet",
                           "--log-dir", os.path.join(tmp, name + "-logs"),
@@ -65,9 +67,31 @@ def judge(tmp, name, ckpt, extra=(), launch=(), wait=True):
                           "--set", "judge.backend=local", "--set", "judge.model=" + ckpt,
                           "--set", "judge.templates=" + os.path.join(tmp, "short.txt"),
                           "--set", "judge.max_tokens=12"] + list(extra)
+    e = dict(env(), **(more_env or {}))
     if not wait:
-        return subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return subprocess.run(cmd, env=env(), capture_output=True, text=True)
+        return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, env=e, capture_output=True, text=True)
+
+
+def gemm_choice(tmp, ckpt):
+    """model.gemm = auto times the judge model's product classes (its shapes,
+    not a job model's: `rlaif judge` has none) into the per-CPU cache once;
+    a second run reuses them; fixed times nothing."""
+    cache = os.path.join(tmp, "gemm-cache")
+    runs = [judge(tmp, "gemm-%d" % i, ckpt, ["--set", "model.gemm=" + g],
+                  more_env={"RLAIF_GEMM_CACHE": cache})
+            for i, g in enumerate(("auto", "auto", "fixed"))]
+    timed = [re.findall(r"gemm: choices from .*?(\d+) class\(es\) timed", r.stdout + r.stderr)
+             for r in runs]
+    check(all(r.returncode == 0 for r in runs), "gemm: the three runs exit 0")
+    files = glob.glob(os.path.join(cache, "gemm-*.txt"))
+    lines = [x for f in files for x in open(f) if not x.startswith("#")]
+    check(timed[0] and int(timed[0][0]) > 0 and len(lines) == int(timed[0][0]),
+          "gemm auto: the judge model's classes timed and cached (%s timed, %d cached)"
+          % (timed[0], len(lines)))
+    check(timed[1] == ["0"], "gemm auto again: the cache reused, nothing timed (%s)" % timed[1])
+    check(not timed[2] and "gemm: the fixed rule" in runs[2].stdout + runs[2].stderr,
+          "gemm fixed: nothing timed")
 
 
 def rows(tmp, name):
@@ -275,6 +299,7 @@ def main():
         jf.write_always_b(os.path.join(tmp, "hf-b"))
         ckpt = jf.import_ckpt(os.path.join(tmp, "hf-b"), os.path.join(tmp, "always-b.h5"), RLAIF)
         seven = labels(tmp, ckpt)
+        gemm_choice(tmp, ckpt)
         drlaif(tmp, seven)
         kill_and_rerun(tmp, ckpt)
         two_ranks(tmp, ckpt)

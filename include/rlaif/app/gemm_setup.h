@@ -27,6 +27,11 @@
  * threads: this rank's team. Logs the table. */
 int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads);
 
+/* The same for `rlaif judge`, which has no out_dir of its own and no model
+ * but its local judges': their classes from the cache or timed, no record.
+ * The phases' rlaif_gemm_setup adds the local judges' classes too. */
+int rlaif_gemm_setup_judges(MPI_Comm world, const rlaif_config *cfg, int threads);
+
 /* Collective over world. Rank 0 takes the table from record (when it was
  * written on a CPU of the same key: model name, thread count, OpenBLAS
  * core), then from the cache file of that key in cache_dir (NULL or "":

@@ -25,8 +25,9 @@ typedef enum {
 #define RLAIF_GEMM_FORCE_NONE (-1)
 /* The revision of the kernels' speed: part of the key of recorded and
  * cached tables, so timings of older kernels are not reused. Bump it when
- * a path's kernel changes (2: the few-row kernel streams at most 8 rows). */
-#define RLAIF_GEMM_KERNELS_REV 2
+ * a path's kernel changes (2: the few-row kernel streams at most 8 rows;
+ * 3: weights on cache lines, one streaming kernel per row count). */
+#define RLAIF_GEMM_KERNELS_REV 3
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows

@@ -122,6 +122,11 @@ int rlaif_judge_open(rlaif_judge **out, const rlaif_config *cfg, int judge_rank,
                      const char *journal_dir);
 void rlaif_judge_close(rlaif_judge *j);
 
+/* The checkpoints of the job's local judges (judge.backend = local and
+ * local:PATH entries of judge.ensemble), at most max, in endpoint order:
+ * what the product-path chooser times besides the job's own model. */
+int rlaif_judge_local_models(const rlaif_config *cfg, char (*paths)[4096], int max);
+
 /* How many more pairs submit accepts now (pull credit: 4 x max_inflight minus
  * pairs in progress). */
 int rlaif_judge_credit(const rlaif_judge *j);
