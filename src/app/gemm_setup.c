@@ -29,10 +29,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-/* "<cpu model name> | threads <n> | openblas <core> | kernels <rev>": what
- * the timings hold for (first line of record and cache, and the cache
- * file's name). */
-static void cpu_key(char *key, size_t n, int threads) {
+/* "<cpu model name> | openblas <core> | kernels <rev>": what the timings
+ * hold for (first line of record and cache, and the cache file's name). Not
+ * the thread count: a class is timed on one thread (gemm_choose.c), so its
+ * order holds for any team, and phases of one job with different teams
+ * (sft on 1 rank, ppo's learners on 3) share one record. */
+static void cpu_key(char *key, size_t n) {
     char name[256] = "unknown cpu", line[512];
     FILE *f = fopen("/proc/cpuinfo", "r");
     while (f && fgets(line, sizeof line, f)) {
@@ -48,8 +50,7 @@ static void cpu_key(char *key, size_t n, int threads) {
 #ifdef HAVE_OPENBLAS_GET_CORENAME
     core = openblas_get_corename();
 #endif
-    snprintf(key, n, "%s | threads %d | openblas %s | kernels %d", name, threads, core,
-             RLAIF_GEMM_KERNELS_REV);
+    snprintf(key, n, "%s | openblas %s | kernels %d", name, core, RLAIF_GEMM_KERNELS_REV);
 }
 
 /* The whole file as a string (NULL: none or unreadable). */
@@ -66,13 +67,16 @@ static char *slurp(const char *path) {
 }
 
 /* The table lines of a file written by save() for this key, or NULL
- * (none, another key: timings of another machine are not ours). */
-static char *load(const char *path, const char *key, int *other_key) {
+ * (none, another key: timings of another machine or kernel revision are not
+ * ours; other_key, when given, gets that file's first line). */
+static char *load(const char *path, const char *key, char *other_key, size_t other_n) {
     char *text = path && *path ? slurp(path) : NULL, head[1024];
     if (!text) return NULL;
     snprintf(head, sizeof head, "# rlaif gemm choices: %s\n", key);
     if (strncmp(text, head, strlen(head))) {
-        if (other_key) *other_key = 1;
+        const char *first = text, *tag = "# rlaif gemm choices: ";
+        if (!strncmp(first, tag, strlen(tag))) first += strlen(tag);
+        if (other_key) snprintf(other_key, other_n, "%.*s", (int)strcspn(first, "\n"), first);
         free(text);
         return NULL;
     }
@@ -103,8 +107,9 @@ static char *table_text(void) {
 static void decide(const rlaif_model_config *mc, int precision, int threads, const char *record,
                    const char *cache_dir, int *timed) {
     char key[512], cache[4096] = "", lock[4200];
-    cpu_key(key, sizeof key, threads);
-    int fd = -1, other = 0;
+    cpu_key(key, sizeof key);
+    char other[1024] = "";
+    int fd = -1;
     if (cache_dir && *cache_dir && !rlaif_mkdir_p(cache_dir)) {
         char name[600];
         size_t j = 0;
@@ -120,11 +125,12 @@ static void decide(const rlaif_model_config *mc, int precision, int threads, con
         if (fd >= 0) flock(fd, LOCK_EX);
     }
     rlaif_error_clear();
-    char *rec = load(record, key, &other), *cac = load(cache, key, NULL);
-    if (other)
-        rlaif_warn("gemm: %s was written on another machine; timing afresh (results will not be "
-                   "bit-identical with the run before)",
-                   record);
+    char *rec = load(record, key, other, sizeof other), *cac = load(cache, key, NULL, 0);
+    if (*other)
+        rlaif_warn("gemm: %s was written for another machine or kernel revision (\"%s\"; this "
+                   "run: \"%s\"); timing afresh (results will not be bit-identical with the "
+                   "run before)",
+                   record, other, key);
     size_t n = (rec ? strlen(rec) : 0) + (cac ? strlen(cac) : 0) + 1;
     char *both = xmalloc(n);
     snprintf(both, n, "%s%s", rec ? rec : "", cac ? cac : ""); /* a class's first line wins */

@@ -112,6 +112,8 @@ void rlaif_gemm_run(rlaif_gemm_path p, int ta, int tb, int M, int N, int K, cons
         rlaif_bf16_smallm(tb, M, N, K, A, lda, Wh, ldw, beta, C, ldc, nthreads);
     else if (p == RLAIF_PATH_BF16_PACKED)
         rlaif_bf16_packed_gemm(M, N, K, A, lda, Wh, beta, C, ldc, nthreads);
+    else if (M == 1 && !ta) /* one row: the engine's sgemm path is a gemv */
+        rlaif_gemv(!tb, tb ? N : K, tb ? K : N, W, ldw, A, beta, C, nthreads);
     else
         sgemm_split(ta, tb, M, N, K, A, lda, W, ldw, beta, C, ldc, nthreads);
 }

@@ -357,42 +357,6 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
     }
 }
 
-/* Row-major y = alpha op(A) x + beta y, A (M, N); output entries split over the
- * team. A matrix-vector product reads every weight once: bandwidth bound. */
-static void gemv(int ta, int M, int N, const float *A, int lda, const float *x, float beta,
-                 float *y) {
-    int nt = team_size();
-    if (nt == 1 || (size_t)M * N < ((size_t)1 << 16)) {
-        cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, 1.0f, A, lda, x, 1, beta,
-                    y, 1);
-        return;
-    }
-    /* Each thread streams one contiguous block of rows of A: for y = A^T x
-     * that gives partial sums (added up below), for y = A x whole outputs. */
-    int chunk = ((M + nt - 1) / nt + 15) / 16 * 16;
-    float *part = ta ? xmalloc(sizeof(float) * (size_t)nt * N) : NULL;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int m0 = t * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-        if (ta && m0 >= m1) memset(part + (size_t)t * N, 0, sizeof(float) * (size_t)N);
-        if (m0 >= m1) continue;
-        if (ta)
-            cblas_sgemv(CblasRowMajor, CblasTrans, m1 - m0, N, 1.0f, A + (size_t)m0 * lda, lda,
-                        x + m0, 1, 0.0f, part + (size_t)t * N, 1);
-        else
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, m1 - m0, N, 1.0f, A + (size_t)m0 * lda, lda, x,
-                        1, beta, y + m0, 1);
-    }
-    if (ta) {
-        for (int j = 0; j < N; j++) {
-            float s = beta != 0.0f ? beta * y[j] : 0.0f;
-            for (int t = 0; t < nt; t++) s += part[(size_t)t * N + j];
-            y[j] = s;
-        }
-        free(part);
-    }
-}
-
 /* ----------------------------------------------------------------- kernels */
 
 /* out (N, C) = wte[tokens] + wpe[pos]; either table may be NULL (Llama has
@@ -805,13 +769,13 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
  * product, never timed here), else the fixed rule (bf16: packed weights
  * while decoding, the few-row kernel for <= 64 rows, the general one
  * otherwise; fp32: one row gemv, few rows the packing-free kernel, else
- * sgemm). A path the call cannot run falls back to its nearest: the fp32
- * few-row kernel needs the scratch xt, packed weights exist only while
- * decoding. */
+ * sgemm; the table can name the few-row kernel for one row too). A path the call cannot run falls
+ * back to its nearest: the fp32 few-row kernel needs the scratch xt, packed weights exist only
+ * while decoding. */
 static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     int few = N <= RLAIF_SMALLM_MAX, p = -1;
-    /* fp32 past 64 rows and at one row has one candidate: no look-up */
-    if (W.w16 || (N > 1 && few)) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
+    /* fp32 past 64 rows has one candidate: no look-up */
+    if (W.w16 || few) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
     if (p < 0 && W.w16)
         p = W.packed ? RLAIF_PATH_BF16_PACKED : few ? RLAIF_PATH_BF16_SMALLM : RLAIF_PATH_BF16;
     if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
@@ -850,7 +814,7 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
     } else if (N == 1) { /* a matrix-vector product: stream the weights once */
         /* zeros rather than beta 0: sgemv may scale what it was given */
         if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
-        gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out);
+        rlaif_gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out, nt);
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
         float beta = bias_fill(out, bias, res, N, OC, 0, OC);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, beta, out,
@@ -1134,8 +1098,9 @@ int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int
                              {tr, d.FA, d.C}, {1, d.Cw, c.vocab_size}, {tr, d.Cw, d.C},
                              {tr, d.C, d.Cw}};
     int nshape = d.Cw != d.C ? 7 : 5;
-    /* fp32 runs gemv at one row and sgemm past 64 (one candidate each) */
-    int m_lo = bf ? 1 : 2, m_hi = bf ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
+    /* fp32 runs sgemm past 64 rows (one candidate); at one row its sgemm
+     * path is gemv, timed against the few-row kernel */
+    int m_lo = 1, m_hi = bf ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
     for (int s = 0; s < nshape; s++)
         for (int M = m_lo; M <= m_hi; M *= 2)
             timed +=

@@ -34,6 +34,14 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                        int ldw, const float *bias, const float *res, float *C, int ldc,
                        rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads);
 
+/* Row-major y = op(A) x + beta y, A (M, N), through cblas_sgemv: one
+ * activation row (decoding a single sequence) on the sgemm path. Output
+ * entries split over nthreads threads, each streaming one contiguous block of
+ * rows of A (a matrix-vector product reads every weight once: bandwidth
+ * bound). */
+void rlaif_gemv(int ta, int M, int N, const float *A, int lda, const float *x, float beta, float *y,
+                int nthreads);
+
 /* Which kernel rlaif_smallm_gemm runs: "avx512", "avx2" or "c". force: NULL
  * keeps the run-time choice, otherwise one of those names (tests). */
 const char *rlaif_smallm_kernel(const char *force);

@@ -8,7 +8,9 @@
 #     flipped ends bit for bit equal to the uninterrupted run: the resume
 #     takes the out_dir's record, times nothing, and says so; a fresh run
 #     with the flipped cache does differ (so the check can fail);
-#  c. another out_dir on this machine takes the cache and times nothing;
+#  c. another out_dir on this machine, with another thread count, takes the
+#     cache and times nothing; a record of another machine is timed afresh
+#     with a warning naming both keys;
 #  d. fixed and a forced path are logged.
 set -u
 . "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
@@ -57,7 +59,7 @@ grep -q "gemm: choices from no record, no cache, [1-9][0-9]* class(es) timed" "$
 grep -q "gemm: [1-9][0-9]* class(es) chosen (.*); the table: full/gemm_choices.txt" "$d/out" ||
   fail "no summary line: $(cat "$d/out")"
 grep -q "gemm bf16: M<=128 .*-> .*: " "$d/log/rank-00000.log" || fail "no table in the rank log"
-head -1 "$d/full/gemm_choices.txt" | grep -q "^# rlaif gemm choices: .* | threads 1 | openblas " ||
+head -1 "$d/full/gemm_choices.txt" | grep -q "^# rlaif gemm choices: .* | openblas .* | kernels [0-9]*$" ||
   fail "no record: $(cat "$d/full/gemm_choices.txt")"
 ls "$d"/cache/gemm-*.txt >/dev/null || fail "no cache file"
 
@@ -81,10 +83,24 @@ sft flip --set run.out_dir=flipped || fail "flipped run: $(cat "$d/out")"
 "$py" "$check" params "$d/full/$final" "$d/flipped/$final" exact >/dev/null 2>&1 &&
   fail "the flipped table gives the same bits: the check above proves nothing"
 
-echo "== c. another out_dir takes the cache"
-sft cache --set run.out_dir=other --set sft.steps=1 || fail "other: $(cat "$d/out")"
+echo "== c. another out_dir, with another team, takes the cache"
+# the classes are timed on one thread: a phase with 2 threads per rank (or
+# another rank count) shares the record and the cache of a 1-thread phase
+OMP_NUM_THREADS=2 sft cache --set run.out_dir=other --set sft.steps=1 ||
+  fail "other: $(cat "$d/out")"
 grep -q "gemm: choices from no record, $d/cache/gemm-.*, 0 class(es) timed" "$d/out" ||
   fail "the cache was not taken: $(cat "$d/out")"
+grep -q "another machine" "$d/out" && fail "a warning for a team change: $(cat "$d/out")"
+
+echo "== c2. a record of another machine is timed afresh, and the warning names both"
+mkdir "$d/moved"
+sed '1s/^# rlaif gemm choices: .*|\( openblas .*\)$/# rlaif gemm choices: Other CPU 9000 |\1/' \
+  "$d/full/gemm_choices.txt" >"$d/moved/gemm_choices.txt"
+sft cache-moved --set run.out_dir=moved --set sft.steps=1 || fail "moved: $(cat "$d/out")"
+grep -q 'gemm: moved/gemm_choices.txt was written for another machine or kernel revision ("Other CPU 9000 | openblas .*"; this run: ".* | openblas .*"); timing afresh' "$d/out" ||
+  fail "no warning naming both keys: $(cat "$d/out")"
+grep -q "gemm: choices from no record, no cache, [1-9][0-9]* class(es) timed" "$d/out" ||
+  fail "the other machine's record was not timed afresh: $(cat "$d/out")"
 
 echo "== d. fixed and forced"
 sft cache --set run.out_dir=fixed --set sft.steps=1 --set model.gemm=fixed || fail "$(cat "$d/out")"
