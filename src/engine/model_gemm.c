@@ -333,61 +333,68 @@ typedef void rows_fn(int w, int K, const float *A, int lda, const float *W, size
 static rows_fn *const rows512[STREAM_MAX_M + 1] = {NULL, EACH_M(ENTRY)};
 #undef ENTRY
 
-/* w_trans 1, output columns n0 .. n0 + DOTS_R(M) - 1 (rows of W, each read
- * once in order; rows past nr repeat row nr - 1, their sums unused): M dot
- * products over k each, 16 partial sums per dot product. M is a constant
- * after inlining, so the R M sums stay in registers (R M + R + 1 <= 32).
- * Four rows at once and the next four prefetched: on one Llama 1.1B-shaped
- * decoding step (22 layers and the head, 4.4 GB, 2 threads, AMD EPYC) 1 row
- * of activations streamed at 60 GB/s with four rows against 37-45 with two,
- * and 4 rows of activations at 45 GB/s against 35-39 (tools: a replica of
- * this loop over the step's weights, alternating with a plain read of the
- * same bytes at 60-62 GB/s). */
-#define DOTS_R(M) ((M) <= 4 ? 4 : 2)
+/* w_trans 1, output columns n0 .. n0 + 3 (rows of W, each read once in
+ * order; rows past nr repeat row nr - 1, their sums unused) against M <= 4
+ * rows of activations: M dot products over k each, 16 partial sums per dot
+ * product. M is a constant after inlining, so the 4 M sums stay in
+ * registers. smallm_stream runs more rows (up to DOTS_MAX_M) as blocks of 4
+ * over the same four weight rows, which the first block brought into L1.
+ * Measured on a replica of a TinyLlama-shape 1.1B decoding step's products
+ * (4.4 GB, 2 threads, AMD EPYC, medians of 5-11 alternating with a plain
+ * read of the same bytes at 53-63 GB/s):
+ *  - four weight rows at once, the next four prefetched: 1 activation row
+ *    75-78 ms against 86-121 ms with two rows and 86-87 ms for split
+ *    cblas_sgemv; 4 rows 95-100 ms against 107-115;
+ *  - 8 rows as two blocks of 4: 143 ms against 173 for one 8-row kernel (two
+ *    weight rows at once, the most its registers hold); 16 rows as four
+ *    blocks: 205 ms against 302 for the 16-row tiles and 354 for split
+ *    sgemm; at 32 rows the tiles win (260 against 397 ms). */
+#define DOTS_R     4
+#define DOTS_MAX_M 16
+#define EACH_M4(X) X(1) X(2) X(3) X(4) /* the kernels' row counts */
 static inline __attribute__((always_inline, target("avx512f"))) void
 dots512_body(const int M, int nr, int K, const float *A, int lda, const float *W, size_t ldw,
              float *out) {
-    const int R = DOTS_R(M);
-    __m512 s[4][STREAM_MAX_M];
-    const float *r[4];
+    __m512 s[DOTS_R][4];
+    const float *r[DOTS_R];
 #pragma GCC unroll 4
-    for (int j = 0; j < R; j++) {
+    for (int j = 0; j < DOTS_R; j++) {
         r[j] = W + (size_t)(j < nr ? j : nr - 1) * ldw;
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) s[j][m] = _mm512_setzero_ps();
     }
     int k = 0;
     for (; k + 16 <= K; k += 16) {
-        __m512 x[4];
+        __m512 x[DOTS_R];
 #pragma GCC unroll 4
-        for (int j = 0; j < R; j++) {
-            /* the next R rows: one read stream, kept R rows ahead */
-            _mm_prefetch((const char *)(W + (size_t)(R + j) * ldw + k), _MM_HINT_T0);
+        for (int j = 0; j < DOTS_R; j++) {
+            /* the next four rows: one read stream, kept four rows ahead */
+            _mm_prefetch((const char *)(W + (size_t)(DOTS_R + j) * ldw + k), _MM_HINT_T0);
             x[j] = _mm512_loadu_ps(r[j] + k);
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             __m512 a = _mm512_loadu_ps(A + (size_t)m * lda + k);
 #pragma GCC unroll 4
-            for (int j = 0; j < R; j++) s[j][m] = _mm512_fmadd_ps(a, x[j], s[j][m]);
+            for (int j = 0; j < DOTS_R; j++) s[j][m] = _mm512_fmadd_ps(a, x[j], s[j][m]);
         }
     }
     if (k < K) {
         __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
-        __m512 x[4];
+        __m512 x[DOTS_R];
 #pragma GCC unroll 4
-        for (int j = 0; j < R; j++) x[j] = _mm512_maskz_loadu_ps(mk, r[j] + k);
-#pragma GCC unroll 8
+        for (int j = 0; j < DOTS_R; j++) x[j] = _mm512_maskz_loadu_ps(mk, r[j] + k);
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             __m512 a = _mm512_maskz_loadu_ps(mk, A + (size_t)m * lda + k);
 #pragma GCC unroll 4
-            for (int j = 0; j < R; j++) s[j][m] = _mm512_fmadd_ps(a, x[j], s[j][m]);
+            for (int j = 0; j < DOTS_R; j++) s[j][m] = _mm512_fmadd_ps(a, x[j], s[j][m]);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int m = 0; m < M; m++)
 #pragma GCC unroll 4
-        for (int j = 0; j < R; j++) out[R * m + j] = _mm512_reduce_add_ps(s[j][m]);
+        for (int j = 0; j < DOTS_R; j++) out[DOTS_R * m + j] = _mm512_reduce_add_ps(s[j][m]);
 }
 
 #define DOTS512(mm)                                                                                \
@@ -395,13 +402,13 @@ dots512_body(const int M, int nr, int K, const float *A, int lda, const float *W
         int nr, int K, const float *A, int lda, const float *W, size_t ldw, float *out) {          \
         dots512_body(mm, nr, K, A, lda, W, ldw, out);                                              \
     }
-EACH_M(DOTS512)
+EACH_M4(DOTS512)
 #undef DOTS512
 
 typedef void dots_fn(int nr, int K, const float *A, int lda, const float *W, size_t ldw,
                      float *out);
 #define ENTRY(mm) dots512_##mm,
-static dots_fn *const dots512[STREAM_MAX_M + 1] = {NULL, EACH_M(ENTRY)};
+static dots_fn *const dots512[5] = {NULL, EACH_M4(ENTRY)};
 #undef ENTRY
 
 /* C[m][n0 + j] = acc[m][j] (+ bias) (+ res), then the post-op on the block. */
@@ -436,12 +443,16 @@ static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, 
             stream_store(M, w, n0, acc, STREAM_COLS, bias, res, C, ldc, post, post_out);
             continue;
         }
-        float part[4 * STREAM_MAX_M];
-        for (int j = 0, R = DOTS_R(M); j < w; j += R) {
-            int nr = w - j < R ? w - j : R;
-            dots512[M](nr, K, A, lda, W + (size_t)(n0 + j) * ldw, (size_t)ldw, part);
-            for (int m = 0; m < M; m++)
-                for (int i = 0; i < nr; i++) acc[m * 64 + j + i] = part[R * m + i];
+        float part[DOTS_R * 4];
+        for (int j = 0; j < w; j += DOTS_R) {
+            int nr = w - j < DOTS_R ? w - j : DOTS_R;
+            for (int m0 = 0; m0 < M; m0 += 4) {
+                int mm = M - m0 < 4 ? M - m0 : 4;
+                dots512[mm](nr, K, A + (size_t)m0 * lda, lda, W + (size_t)(n0 + j) * ldw,
+                            (size_t)ldw, part);
+                for (int m = 0; m < mm; m++)
+                    for (int i = 0; i < nr; i++) acc[(m0 + m) * 64 + j + i] = part[DOTS_R * m + i];
+            }
         }
         stream_store(M, w, n0, acc, 64, bias, res, C, ldc, post, post_out);
     }
@@ -507,7 +518,7 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                        rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads) {
     int Mp = (M + 15) / 16 * 16, id = kernel_id(), mr = 4;
 #ifdef HAVE_X86
-    if (id == K_AVX512 && M <= STREAM_MAX_M) {
+    if (id == K_AVX512 && M <= (w_trans ? DOTS_MAX_M : STREAM_MAX_M)) {
         smallm_stream(w_trans, M, N, K, A, lda, W, ldw, bias, res, C, ldc, post, post_out,
                       nthreads);
         return;

@@ -28,7 +28,7 @@ typedef void rlaif_smallm_post(float *dst, const float *src, size_t n);
  * parallel region). Each output is the fp32 sum over k, then + bias, then
  * + res: in order (one FMA chain) in the tiles and, for at most 8 rows, the
  * w_trans = 0 stream kernel; as 16 partial sums added at the end in the
- * w_trans = 1 stream kernel (AVX-512, at most 8 rows: dot products along
+ * w_trans = 1 stream kernel (AVX-512, at most 16 rows: dot products along
  * each weight row, which is how that layout streams from memory). */
 void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda, const float *W,
                        int ldw, const float *bias, const float *res, float *C, int ldc,

@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     const char *best = rlaif_smallm_kernel(NULL);
     const char *kernels[3] = {"c", "avx2", "avx512"};
     int avail = !strcmp(best, "avx512") ? 3 : !strcmp(best, "avx2") ? 2 : 1;
-    static const int Ms[] = {1, 2, 5, 8, 9, 16, 17, 31, 32, 33, 48, 64};
+    static const int Ms[] = {1, 2, 4, 5, 8, 9, 12, 16, 17, 31, 32, 33, 48, 64};
     static const int Ns[] = {1, 3, 13, 50, 97, 1100};
     static const int Ks[] = {1, 7, 64, 130};
     int cases = 0;
