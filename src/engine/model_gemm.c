@@ -349,13 +349,14 @@ static rows_fn *const rows512[STREAM_MAX_M + 1] = {NULL, EACH_M(ENTRY)};
  *    weight rows at once, the most its registers hold); 16 rows as four
  *    blocks: 205 ms against 302 for the 16-row tiles and 354 for split
  *    sgemm; at 32 rows the tiles win (260 against 397 ms). */
-#define DOTS_R     4
-#define DOTS_MAX_M 16
-#define EACH_M4(X) X(1) X(2) X(3) X(4) /* the kernels' row counts */
+#define DOTS_R     4                   /* weight rows (output columns) at once */
+#define DOTS_M     4                   /* activation rows per kernel call */
+#define DOTS_MAX_M 16                  /* activation rows smallm_stream takes, DOTS_M at a time */
+#define EACH_M4(X) X(1) X(2) X(3) X(4) /* the kernels' row counts, 1..DOTS_M */
 static inline __attribute__((always_inline, target("avx512f"))) void
 dots512_body(const int M, int nr, int K, const float *A, int lda, const float *W, size_t ldw,
              float *out) {
-    __m512 s[DOTS_R][4];
+    __m512 s[DOTS_R][DOTS_M];
     const float *r[DOTS_R];
 #pragma GCC unroll 4
     for (int j = 0; j < DOTS_R; j++) {
@@ -408,7 +409,7 @@ EACH_M4(DOTS512)
 typedef void dots_fn(int nr, int K, const float *A, int lda, const float *W, size_t ldw,
                      float *out);
 #define ENTRY(mm) dots512_##mm,
-static dots_fn *const dots512[5] = {NULL, EACH_M4(ENTRY)};
+static dots_fn *const dots512[DOTS_M + 1] = {NULL, EACH_M4(ENTRY)};
 #undef ENTRY
 
 /* C[m][n0 + j] = acc[m][j] (+ bias) (+ res), then the post-op on the block. */
@@ -443,11 +444,11 @@ static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, 
             stream_store(M, w, n0, acc, STREAM_COLS, bias, res, C, ldc, post, post_out);
             continue;
         }
-        float part[DOTS_R * 4];
+        float part[DOTS_R * DOTS_M];
         for (int j = 0; j < w; j += DOTS_R) {
             int nr = w - j < DOTS_R ? w - j : DOTS_R;
-            for (int m0 = 0; m0 < M; m0 += 4) {
-                int mm = M - m0 < 4 ? M - m0 : 4;
+            for (int m0 = 0; m0 < M; m0 += DOTS_M) {
+                int mm = M - m0 < DOTS_M ? M - m0 : DOTS_M;
                 dots512[mm](nr, K, A + (size_t)m0 * lda, lda, W + (size_t)(n0 + j) * ldw,
                             (size_t)ldw, part);
                 for (int m = 0; m < mm; m++)
