@@ -27,6 +27,24 @@
 
 #define MR_MAX 24
 
+/* ------------------------------------------------------------- epilogue */
+
+void rlaif_smallm_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,
+                        const float *res, float *C, int ldc, rlaif_smallm_post *post,
+                        float *post_out) {
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc + n0;
+        const float *o = acc + (size_t)m * lda_acc, *rr = res ? res + (size_t)m * ldc + n0 : NULL;
+        for (int j = 0; j < w; j++) {
+            float v = o[j];
+            if (bias) v += bias[n0 + j];
+            if (rr) v += rr[j];
+            c[j] = v;
+        }
+        if (post) post(post_out + (size_t)m * ldc + n0, c, (size_t)w);
+    }
+}
+
 /* Computes out[r * RLAIF_SMALLM_MAX + m] for r < mr, m < Mp (tile of mr
  * columns starting at S). */
 typedef void tile_fn(int wt, int mr, int K, const float *S, size_t ldw, const float *AT, int Mp,
@@ -412,23 +430,6 @@ typedef void dots_fn(int nr, int K, const float *A, int lda, const float *W, siz
 static dots_fn *const dots512[DOTS_M + 1] = {NULL, EACH_M4(ENTRY)};
 #undef ENTRY
 
-/* C[m][n0 + j] = acc[m][j] (+ bias) (+ res), then the post-op on the block. */
-static void stream_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,
-                         const float *res, float *C, int ldc, rlaif_smallm_post *post,
-                         float *post_out) {
-    for (int m = 0; m < M; m++) {
-        float *c = C + (size_t)m * ldc + n0;
-        const float *o = acc + (size_t)m * lda_acc, *rr = res ? res + (size_t)m * ldc + n0 : NULL;
-        for (int j = 0; j < w; j++) {
-            float v = o[j];
-            if (bias) v += bias[n0 + j];
-            if (rr) v += rr[j];
-            c[j] = v;
-        }
-        if (post) post(post_out + (size_t)m * ldc + n0, c, (size_t)w);
-    }
-}
-
 static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, const float *W,
                           int ldw, const float *bias, const float *res, float *C, int ldc,
                           rlaif_smallm_post *post, float *post_out, int nthreads) {
@@ -441,7 +442,7 @@ static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, 
         int n0 = c * span, w = N - n0 < span ? N - n0 : span;
         if (!wt) {
             rows512[M](w, K, A, lda, W + n0, (size_t)ldw, acc);
-            stream_store(M, w, n0, acc, STREAM_COLS, bias, res, C, ldc, post, post_out);
+            rlaif_smallm_store(M, w, n0, acc, STREAM_COLS, bias, res, C, ldc, post, post_out);
             continue;
         }
         float part[DOTS_R * DOTS_M];
@@ -455,7 +456,7 @@ static void smallm_stream(int wt, int M, int N, int K, const float *A, int lda, 
                     for (int i = 0; i < nr; i++) acc[(m0 + m) * 64 + j + i] = part[DOTS_R * m + i];
             }
         }
-        stream_store(M, w, n0, acc, 64, bias, res, C, ldc, post, post_out);
+        rlaif_smallm_store(M, w, n0, acc, 64, bias, res, C, ldc, post, post_out);
     }
 }
 #endif /* HAVE_X86 */

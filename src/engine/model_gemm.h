@@ -42,6 +42,31 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
 void rlaif_gemv(int ta, int M, int N, const float *A, int lda, const float *x, float beta, float *y,
                 int nthreads);
 
+/* C[m][n0 + j] = acc[m * lda_acc + j] (+ bias[n0 + j]) (+ res[m][n0 + j])
+ * for m < M, j < w, then post_out = post(C) on that block (the kernels'
+ * shared epilogue). */
+void rlaif_smallm_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,
+                        const float *res, float *C, int ldc, rlaif_smallm_post *post,
+                        float *post_out);
+
+/* Weights packed once for many few-row products (decoding multiplies by the
+ * same weights every step; gemm_packed.c says why and what it gains).
+ * op(W) (K, N) as 64-column panels, each K rows of 64 floats, zero-padded:
+ * rlaif_f32_packed_size bytes (64-byte aligned memory: the kernel's loads
+ * are aligned). rlaif_f32_pack: W as in rlaif_smallm_gemm (w_trans 0:
+ * (K, N), 1: (N, K), leading dimension ldw). rlaif_f32_packed_gemm: C (M,
+ * N) = A (M, K) @ op(W) [+ bias] [+ res], then post, with the arguments and
+ * the rounding of rlaif_smallm_gemm's in-order kernels (one FMA chain over k
+ * per output, then + bias, then + res), any M; panels split over the team.
+ * The AVX-512 kernel where rlaif_smallm_kernel says "avx512", plain C
+ * otherwise (correct, slow: the chooser never picks it). */
+size_t rlaif_f32_packed_size(int K, int N);
+void rlaif_f32_pack(int w_trans, int K, int N, const float *W, int ldw, float *packed,
+                    int nthreads);
+void rlaif_f32_packed_gemm(int M, int N, int K, const float *A, int lda, const float *packed,
+                           const float *bias, const float *res, float *C, int ldc,
+                           rlaif_smallm_post *post, float *post_out, int nthreads);
+
 /* Which kernel rlaif_smallm_gemm runs: "avx512", "avx2" or "c". force: NULL
  * keeps the run-time choice, otherwise one of those names (tests). */
 const char *rlaif_smallm_kernel(const char *force);

@@ -16,7 +16,9 @@
  * with twice the bound (both are within it of the exact value).
  *
  *   test_model_gemm                  run the checks (exit 1 on a failure)
- *   test_model_gemm bench M N K wt   GFLOP/s of the kernel and of cblas_sgemm */
+ *   test_model_gemm bench M N K wt   GFLOP/s and GB/s of the kernel, the packed kernel,
+ *                                    cblas_sgemm and a plain read
+ *                                    (medians of cold-weight calls) */
 #include "model_gemm.h"
 #include "rlaif/core/log.h"
 
@@ -50,8 +52,11 @@ static void twice(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = 2.0f * src[i];
 }
 
-/* mode 0: plain product; 1: + bias; 2: + bias + res, with a post-op */
-static void check_case(const char *kern, int wt, int M, int N, int K, int mode, int nt) {
+/* mode 0: plain product; 1: + bias; 2: + bias + res, with a post-op;
+ * packed: rlaif_f32_packed_gemm on W packed by rlaif_f32_pack, else
+ * rlaif_smallm_gemm on W in its stored layout */
+static void check_case(const char *kern, int packed, int wt, int M, int N, int K, int mode,
+                       int nt) {
     int lda = K + 3, ldw = (wt ? K : N) + 5, ldc = N + 2;
     size_t wrows = wt ? (size_t)N : (size_t)K;
     float *A = xalloc(sizeof(float) * M * lda), *W = xalloc(sizeof(float) * wrows * ldw);
@@ -64,8 +69,16 @@ static void check_case(const char *kern, int wt, int M, int N, int K, int mode, 
     for (int i = 0; i < M * ldc; i++) C[i] = C0[i] = P[i] = frand(), R[i] = frand();
     for (int i = 0; i < N; i++) bias[i] = frand();
     const float *b = mode >= 1 ? bias : NULL, *res = mode == 2 ? R : NULL;
-    rlaif_smallm_gemm(wt, M, N, K, A, lda, W, ldw, b, res, C, ldc, mode == 2 ? twice : NULL, P,
-                      scratch, nt);
+    if (packed) {
+        float *Wp = aligned_alloc(64, (rlaif_f32_packed_size(K, N) + 63) / 64 * 64);
+        if (!Wp) exit(2);
+        rlaif_f32_pack(wt, K, N, W, ldw, Wp, nt);
+        rlaif_f32_packed_gemm(M, N, K, A, lda, Wp, b, res, C, ldc, mode == 2 ? twice : NULL, P, nt);
+        free(Wp);
+    } else {
+        rlaif_smallm_gemm(wt, M, N, K, A, lda, W, ldw, b, res, C, ldc, mode == 2 ? twice : NULL, P,
+                          scratch, nt);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
                 W, ldw, 0.0f, Cb, ldc);
     double u = ldexp(1.0, -24), gamma = (K + 2) * u / (1.0 - (K + 2) * u) * 1.01;
@@ -87,9 +100,10 @@ static void check_case(const char *kern, int wt, int M, int N, int K, int mode, 
             if (!(e <= 1.0) || !(eb <= 1.0) || !post_ok) {
                 if (failures++ < 10)
                     fprintf(stderr,
-                            "FAIL %s wt=%d M=%d N=%d K=%d mode=%d nt=%d at (%d,%d): got %.9g exact "
-                            "%.9g blas %.9g bound %.3g post %.9g\n",
-                            kern, wt, M, N, K, mode, nt, m, n, got, exact, blas, bound, P[at]);
+                            "FAIL %s%s wt=%d M=%d N=%d K=%d mode=%d nt=%d at (%d,%d): got %.9g "
+                            "exact %.9g blas %.9g bound %.3g post %.9g\n",
+                            kern, packed ? " packed" : "", wt, M, N, K, mode, nt, m, n, got, exact,
+                            blas, bound, P[at]);
             }
         }
     /* columns past N must be untouched */
@@ -102,37 +116,74 @@ static void check_case(const char *kern, int wt, int M, int N, int K, int mode, 
     free(A), free(W), free(C), free(Cb), free(C0), free(R), free(P), free(bias), free(scratch);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A plain read of the n floats at W, split over the team: what a kernel
+ * streaming these weights could at best reach on this machine now. */
+static float read_all(const float *W, size_t n, int nt) {
+    float s = 0.0f;
+#pragma omp parallel for simd reduction(+ : s) schedule(static) num_threads(nt)
+    for (size_t i = 0; i < n; i++) s += W[i];
+    return s;
+}
+
+/* One side of the benchmark: the median time of reps calls, each on the next
+ * copy of W (cold weights, as decoding streams them), after one warm-up call
+ * that starts the side's threads (the OpenMP team or OpenBLAS's own). */
+static double bench_side(int blas, int M, int N, int K, int wt, const float *A, const float *Wall,
+                         size_t stride, int copies, float *C, float *S, int nt, int reps) {
+    double t[64];
+    for (int r = -1; r < reps; r++) {
+        const float *W = Wall + stride * (size_t)((r + copies) % copies);
+        double t0 = rlaif_now();
+        if (blas == 2)
+            rlaif_f32_packed_gemm(M, N, K, A, K, W, NULL, NULL, C, N, NULL, NULL, nt);
+        else if (blas < 0)
+            C[0] = read_all(W, (size_t)N * K, nt);
+        else if (blas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                        A, K, W, wt ? K : N, 0.0f, C, N);
+        else
+            rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S,
+                              nt);
+        if (r >= 0) t[r] = rlaif_now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    return t[reps / 2];
+}
+
 static int bench(int M, int N, int K, int wt) {
     /* enough copies of W to stream from memory (> 256 MB), as decoding does */
-    int reps = 20, copies = (int)(256.0 * 1048576 / (4.0 * N * K)) + 1;
-    if (copies > reps) reps = copies;
+    int reps = 31, copies = (int)(256.0 * 1048576 / (4.0 * N * K)) + 1;
     float *A = xalloc(sizeof(float) * M * K), *Wall = xalloc(sizeof(float) * N * K * copies);
     float *C = xalloc(sizeof(float) * M * N), *S = xalloc(sizeof(float) * K * RLAIF_SMALLM_MAX);
     for (int i = 0; i < M * K; i++) A[i] = frand();
     for (size_t i = 0; i < (size_t)N * K * copies; i++) Wall[i] = frand();
-    double best = 1e30, bestb = 1e30;
-    double tot = 0.0, totb = 0.0;
     int nt = 1; /* the team OMP_NUM_THREADS gives; cblas_sgemm uses OpenBLAS's own threads */
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
-    for (int r = 0; r < reps; r++) {
-        const float *W = Wall + (size_t)N * K * (r % copies);
-        double t0 = rlaif_now();
-        rlaif_smallm_gemm(wt, M, N, K, A, K, W, wt ? K : N, NULL, NULL, C, N, NULL, NULL, S, nt);
-        double t1 = rlaif_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
-                    K, W, wt ? K : N, 0.0f, C, N);
-        double t2 = rlaif_now();
-        if (t1 - t0 < best) best = t1 - t0;
-        if (t2 - t1 < bestb) bestb = t2 - t1;
-        tot += t1 - t0, totb += t2 - t1;
-    }
-    best = tot / reps, bestb = totb / reps; /* means: cold weights every call */
-    double fl = 2.0 * M * N * K / 1e9;
-    printf("%s M=%d N=%d K=%d wt=%d: smallm %.1f GFLOP/s (%.3f ms), cblas %.1f GFLOP/s (%.3f ms)\n",
-           rlaif_smallm_kernel(NULL), M, N, K, wt, fl / best, best * 1e3, fl / bestb, bestb * 1e3);
-    free(A), free(Wall), free(C), free(S);
+    /* the kernel's block first, then OpenBLAS's, then a plain read: their idle threads would
+     * otherwise spin against each other on a machine with as many cores */
+    size_t nw = (size_t)N * K, np = (rlaif_f32_packed_size(K, N) / sizeof(float) + 15) / 16 * 16;
+    float *Pall = aligned_alloc(64, sizeof(float) * np * (size_t)copies);
+    if (!Pall) exit(2);
+    for (int c = 0; c < copies; c++)
+        rlaif_f32_pack(wt, K, N, Wall + nw * (size_t)c, wt ? K : N, Pall + np * (size_t)c, nt);
+    double ts = bench_side(0, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double tp = bench_side(2, M, N, K, wt, A, Pall, np, copies, C, S, nt, reps);
+    double tb = bench_side(1, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double tr = bench_side(-1, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double fl = 2.0 * M * N * K / 1e9, gb = 4.0 * N * K / 1e9;
+    printf("%s M=%d N=%d K=%d wt=%d: smallm %.1f GFLOP/s %.1f GB/s (%.3f ms), "
+           "packed %.1f GFLOP/s %.1f GB/s (%.3f ms), "
+           "cblas %.1f GFLOP/s %.1f GB/s (%.3f ms), read %.1f GB/s\n",
+           rlaif_smallm_kernel(NULL), M, N, K, wt, fl / ts, gb / ts, ts * 1e3, fl / tp, gb / tp,
+           tp * 1e3, fl / tb, gb / tb, tb * 1e3, gb / tr);
+    free(A), free(Wall), free(C), free(S), free(Pall);
     return 0;
 }
 
@@ -142,9 +193,11 @@ int main(int argc, char **argv) {
     const char *best = rlaif_smallm_kernel(NULL);
     const char *kernels[3] = {"c", "avx2", "avx512"};
     int avail = !strcmp(best, "avx512") ? 3 : !strcmp(best, "avx2") ? 2 : 1;
-    static const int Ms[] = {1, 2, 4, 5, 8, 9, 12, 16, 17, 31, 32, 33, 48, 64};
+    /* packed: any M (70: two passes of a panel's rows); K 130 and 300: more
+     * than one K block of the packed kernel past 6 rows */
+    static const int Ms[] = {1, 2, 4, 5, 6, 7, 8, 9, 12, 16, 17, 31, 32, 33, 48, 64, 70};
     static const int Ns[] = {1, 3, 13, 50, 97, 1100};
-    static const int Ks[] = {1, 7, 64, 130};
+    static const int Ks[] = {1, 7, 64, 130, 300};
     int cases = 0;
     for (int ki = 0; ki < avail; ki++) {
         rlaif_smallm_kernel(kernels[ki]);
@@ -152,11 +205,14 @@ int main(int argc, char **argv) {
             for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
                 for (size_t kk = 0; kk < sizeof Ks / sizeof *Ks; kk++)
                     for (int wt = 0; wt < 2; wt++)
-                        for (int nt = 1; nt <= 2; nt++) {
-                            int mode = (int)((mi + ni + kk + (size_t)wt) % 3);
-                            check_case(kernels[ki], wt, Ms[mi], Ns[ni], Ks[kk], mode, nt);
-                            cases++;
-                        }
+                        for (int nt = 1; nt <= 2; nt++)
+                            for (int packed = 0; packed < 2; packed++) {
+                                if (!packed && Ms[mi] > RLAIF_SMALLM_MAX) continue;
+                                int mode = (int)((mi + ni + kk + (size_t)wt + packed) % 3);
+                                check_case(kernels[ki], packed, wt, Ms[mi], Ns[ni], Ks[kk], mode,
+                                           nt);
+                                cases++;
+                            }
     }
     printf("%d cases on kernels up to %s: %s\n", cases, best, failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
