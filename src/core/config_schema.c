@@ -74,7 +74,7 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     E("model", "precision", "fp32", "fp32|bf16|auto",
       "matrix products in fp32, or bf16 with fp32 accumulation (weights, optimiser, norms and "
       "checkpoints stay fp32); auto = bf16 where the CPU has AMX-BF16 or AVX512-BF16"),
-    E("model", "gemm", "auto", "auto|fixed|sgemm|smallm|bf16|bf16-smallm|bf16-packed",
+    E("model", "gemm", "auto", "auto|fixed|sgemm|smallm|bf16|bf16-smallm|bf16-packed|packed",
       "which kernel each forward matrix product runs: auto = timed once per CPU model on world "
       "rank 0, shared by every rank, kept in <out_dir>/gemm_choices.txt (a resume reuses it); "
       "fixed = the built-in rule; a kernel name forces it wherever it applies"),

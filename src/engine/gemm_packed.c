@@ -30,7 +30,7 @@
 #define PMR    6   /* rows of the register tile: 6 x 4 accumulators */
 #define PKB    128 /* k rows per block past PMR rows: 32 KB of panel, re-read from L1 */
 #define PROWS  64  /* rows per pass through a panel (the tile buffer's rows) */
-#define PAHEAD 16  /* panel rows prefetched ahead (4 KB) */
+#define PAHEAD 32  /* panel rows prefetched ahead (8 KB) */
 
 size_t rlaif_f32_packed_size(int K, int N) {
     return sizeof(float) * (size_t)((N + PNR - 1) / PNR) * PNR * (size_t)K;

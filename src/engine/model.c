@@ -118,13 +118,16 @@ struct rlaif_acts {
      * rounded to bfloat16 (own allocation) */
     uint16_t *d16;
     size_t d16cap;
-    /* bf16 decoding: every linear layer's weight packed once per sequence
-     * (rlaif_bf16_pack; decoding multiplies by the same weights every step),
-     * pk_w[i] at pk + pk_off[i]; pk_on while rlaif_model_forward_kv runs */
+    /* decoding: every linear layer's weight packed once per sequence
+     * (decoding multiplies by the same weights every step), pk_w[i] at pk +
+     * pk_off[i]: in bf16 (rlaif_bf16_pack) in precision bf16, in fp32
+     * (rlaif_f32_pack, pk_f32) when the product table names the packed path
+     * for this model's decoding; pk_ready: packed for the current sequence;
+     * pk_on while rlaif_model_forward_kv runs */
     unsigned char *pk;
     const float **pk_w;
     size_t *pk_off;
-    int pk_n, pk_on;
+    int pk_n, pk_on, pk_f32, pk_ready;
     float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
     size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
@@ -696,7 +699,8 @@ typedef struct {
     int trans;
     const uint16_t *w16;
     uint16_t *d16;
-    const void *packed; /* decoding: the weight as rlaif_bf16_pack left it */
+    const void *packed;    /* bf16 decoding: the weight as rlaif_bf16_pack left it */
+    const float *packed32; /* fp32 decoding: as rlaif_f32_pack left it */
 } weight;
 
 /* dst = bf16(src), n values, split over the team when large. */
@@ -769,8 +773,9 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
  * product, never timed here), else the fixed rule (bf16: packed weights
  * while decoding, the few-row kernel for <= 64 rows, the general one
  * otherwise; fp32: one row gemv, few rows the packing-free kernel, else
- * sgemm; the table can name the few-row kernel for one row too). A path the call cannot run falls
- * back to its nearest: the fp32 few-row kernel needs the scratch xt, packed weights exist only
+ * sgemm; the table can name the few-row kernel for one row too, and the
+ * packed weights). A path the call cannot run falls back to its nearest:
+ * the fp32 few-row kernel needs the scratch xt, packed weights exist only
  * while decoding. */
 static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     int few = N <= RLAIF_SMALLM_MAX, p = -1;
@@ -779,6 +784,7 @@ static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     if (p < 0 && W.w16)
         p = W.packed ? RLAIF_PATH_BF16_PACKED : few ? RLAIF_PATH_BF16_SMALLM : RLAIF_PATH_BF16;
     if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
+    if (p == RLAIF_PATH_PACKED && !W.packed32) p = xt && few ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
     if (p == RLAIF_PATH_SMALLM && !xt) p = RLAIF_PATH_SGEMM;
     if (p == RLAIF_PATH_BF16_PACKED && !W.packed) p = RLAIF_PATH_BF16_SMALLM;
     /* the general bf16 kernel from the packed copy: the same bits (gemm_bf16.h)
@@ -798,6 +804,12 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
                            const float *res, int N, int IC, int OC, float *xt, int act,
                            float *act_out) {
     int p = forward_path(W, N, IC, OC, xt);
+    rlaif_smallm_post *post = act == ACT_GELU ? gelu_post : act == ACT_RELU ? relu_post : NULL;
+    if (p == RLAIF_PATH_PACKED) { /* decoding: weights packed for this sequence */
+        rlaif_f32_packed_gemm(N, OC, IC, inp, IC, W.packed32, bias, res, out, OC, post, act_out,
+                              team_size());
+        return;
+    }
     if (p != RLAIF_PATH_SGEMM && p != RLAIF_PATH_SMALLM) {
         matmul_forward_bf16(out, inp, W, bias, res, N, IC, OC, act, act_out, p);
         return;
@@ -805,11 +817,8 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
     int nt = team_size(), tr = W.trans, ldw = tr ? IC : OC;
     enum CBLAS_TRANSPOSE TB = tr ? CblasTrans : CblasNoTrans;
     if (p == RLAIF_PATH_SMALLM) { /* few rows: no packing (model_gemm.h) */
-        rlaif_smallm_gemm(tr, N, OC, IC, inp, IC, W.w, ldw, bias, res, out, OC,
-                          act == ACT_GELU   ? gelu_post
-                          : act == ACT_RELU ? relu_post
-                                            : NULL,
-                          act_out, xt, nt);
+        rlaif_smallm_gemm(tr, N, OC, IC, inp, IC, W.w, ldw, bias, res, out, OC, post, act_out, xt,
+                          nt);
         return;
     } else if (N == 1) { /* a matrix-vector product: stream the weights once */
         /* zeros rather than beta 0: sgemv may scale what it was given */
@@ -1056,11 +1065,16 @@ static int check_inputs(const rlaif_model *m, const int *tokens, const int *pos,
 
 /* The model's view of one layer's weights (w or g) as linear layers. */
 static weight lin(const rlaif_model *m, const float *w) {
-    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL, NULL};
+    weight W = {w, m->cfg.arch != RLAIF_ARCH_GPT2, NULL, NULL, NULL, NULL};
     const rlaif_acts *a = m->acts;
     if (m->params16) W.w16 = m->params16 + (w - m->params), W.d16 = a->d16;
     for (int i = 0; a->pk_on && i < a->pk_n; i++)
-        if (a->pk_w[i] == w) W.packed = a->pk + a->pk_off[i];
+        if (a->pk_w[i] == w) {
+            if (a->pk_f32)
+                W.packed32 = (const float *)(const void *)(a->pk + a->pk_off[i]);
+            else
+                W.packed = a->pk + a->pk_off[i];
+        }
     return W;
 }
 
@@ -1086,18 +1100,24 @@ static void each_linear(const rlaif_model *m, void (*fn)(void *, const float *, 
     fn(ud, m->w.lm_head, 1, d.Cw, m->cfg.vocab_size);
 }
 
-/* The forward products of a model of config cfg as (trans, K, N): q|k|v,
- * out, MLP up and down, LM head, OPT's project_in/out (repeats are timed
- * once: the chooser skips a class it has). */
-int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads) {
+/* The forward products of a model of config cfg as (trans, K, N) into
+ * shape, their count returned: q|k|v, out, MLP up and down (once per
+ * layer each), LM head, OPT's project_in/out (repeats are timed once: the
+ * chooser skips a class it has). */
+static int model_products(const rlaif_model_config *cfg, int shape[7][3]) {
     rlaif_model_config c = *cfg;
     rlaif_model_config_fill(&c);
     dims d = dims_of(&c);
-    int tr = c.arch != RLAIF_ARCH_GPT2, bf = precision == RLAIF_PREC_BF16, timed = 0;
-    const int shape[7][3] = {{tr, d.C, d.C3}, {tr, d.C, d.C},          {tr, d.C, d.F2},
-                             {tr, d.FA, d.C}, {1, d.Cw, c.vocab_size}, {tr, d.Cw, d.C},
-                             {tr, d.C, d.Cw}};
-    int nshape = d.Cw != d.C ? 7 : 5;
+    int tr = c.arch != RLAIF_ARCH_GPT2;
+    const int s[7][3] = {{tr, d.C, d.C3},         {tr, d.C, d.C},  {tr, d.C, d.F2}, {tr, d.FA, d.C},
+                         {1, d.Cw, c.vocab_size}, {tr, d.Cw, d.C}, {tr, d.C, d.Cw}};
+    memcpy(shape, s, sizeof s);
+    return d.Cw != d.C ? 7 : 5;
+}
+
+int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads) {
+    int shape[7][3], nshape = model_products(cfg, shape);
+    int bf = precision == RLAIF_PREC_BF16, timed = 0;
     /* fp32 runs sgemm past 64 rows (one candidate); at one row its sgemm
      * path is gemv, timed against the few-row kernel */
     int m_lo = 1, m_hi = bf ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
@@ -1108,26 +1128,67 @@ int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int
     return timed;
 }
 
-/* each_linear callbacks: count the packed bytes, then pack. */
+/* each_linear callbacks: count the packed bytes, then pack (a->pk_f32:
+ * fp32 panels, else bf16). */
 static void pk_count(void *ud, const float *w, int tr, int K, int N) {
     rlaif_acts *a = ud;
     (void)tr;
+    size_t sz = a->pk_f32 ? rlaif_f32_packed_size(K, N) : rlaif_bf16_packed_size(K, N);
     a->pk_w[a->pk_n] = w;
-    a->pk_off[a->pk_n + 1] = a->pk_off[a->pk_n] + (rlaif_bf16_packed_size(K, N) + 63) / 64 * 64;
+    a->pk_off[a->pk_n + 1] = a->pk_off[a->pk_n] + (sz + 63) / 64 * 64;
     a->pk_n++;
 }
 
 static void pk_pack(void *ud, const float *w, int tr, int K, int N) {
     rlaif_acts *a = ud;
-    rlaif_bf16_pack(tr, K, N, w, 1, tr ? K : N, a->pk + a->pk_off[a->pk_n++], team_size());
+    void *dst = a->pk + a->pk_off[a->pk_n++];
+    if (a->pk_f32)
+        rlaif_f32_pack(tr, K, N, w, tr ? K : N, dst, team_size());
+    else
+        rlaif_bf16_pack(tr, K, N, w, 1, tr ? K : N, dst, team_size());
 }
 
-/* bf16 decoding: packs every linear layer's weight from the fp32 block
- * (the first step of a sequence: weights may have changed since the last). */
+/* Whether decoding a batch of B rows packs the weights: always in bf16; in
+ * fp32 when the product table (or model.gemm) names the packed path for one
+ * of the model's products at 1..B rows (rows finish, so a step can run
+ * fewer than B). */
+static int decode_packs(const rlaif_model_config *cfg, int bf16, int B) {
+    if (bf16) return 1;
+    int shape[7][3], n = model_products(cfg, shape);
+    for (int s = 0; s < n; s++)
+        for (int M = 1; M <= B && M <= RLAIF_SMALLM_MAX; M *= 2)
+            if (rlaif_gemm_lookup(0, 0, shape[s][0], M, shape[s][2], shape[s][1]) ==
+                RLAIF_PATH_PACKED)
+                return 1;
+    return 0;
+}
+
+size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precision, int B) {
+    int bf = precision == RLAIF_PREC_BF16;
+    if (!decode_packs(cfg, bf, B)) return 0;
+    int shape[7][3], n = model_products(cfg, shape);
+    size_t bytes = 0;
+    for (int s = 0; s < n; s++) {
+        int K = shape[s][1], N = shape[s][2];
+        size_t one = bf ? rlaif_bf16_packed_size(K, N) : rlaif_f32_packed_size(K, N);
+        bytes += (size_t)(s < 4 ? cfg->n_layer : 1) * ((one + 63) / 64 * 64);
+    }
+    return bytes;
+}
+
+/* Decoding: packs every linear layer's weight from the fp32 block (the
+ * first step of a sequence: weights may have changed since the last), in
+ * bf16 in precision bf16, else in fp32. */
 static void pack_weights(rlaif_model *m) {
     rlaif_acts *a = m->acts;
+    int f32 = m->params16 == NULL;
+    if (a->pk && a->pk_f32 != f32) {
+        free(a->pk), free(a->pk_w), free(a->pk_off);
+        a->pk = NULL;
+    }
     if (!a->pk) {
         int n = 4 * m->cfg.n_layer + 3;
+        a->pk_f32 = f32;
         a->pk_w = xcalloc((size_t)n, sizeof *a->pk_w);
         a->pk_off = xcalloc((size_t)n + 1, sizeof *a->pk_off);
         a->pk_n = 0;
@@ -1735,7 +1796,10 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
     acts_carve(m, B, Tn, 0);
     rlaif_acts *a = m->acts;
-    if (s0 == 0 && m->params16) pack_weights(m); /* a new sequence: weights may have changed */
+    if (s0 == 0) { /* a new sequence: weights may have changed */
+        a->pk_ready = decode_packs(&m->cfg, m->params16 != NULL, B);
+        if (a->pk_ready) pack_weights(m);
+    }
     int n = pack_queries(m, kv, tokens, pos, valid, Tn);
     float *last = a->ln1;
     if (n > 0) {
@@ -1743,7 +1807,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         for (int b = 0; b < B; b++)
             if (kv->q_off[b + 1] - kv->q_off[b] > most) most = kv->q_off[b + 1] - kv->q_off[b];
         grow_pscratch(kv, most);
-        a->pk_on = m->params16 != NULL;
+        a->pk_on = a->pk_ready;
         /* the packed rows are one sequence of n tokens to every row-wise layer */
         embed_forward(m, a->tokens, a->pos, 1, n);
         const float *res = a->encoded;

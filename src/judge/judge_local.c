@@ -13,6 +13,7 @@
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 #include "rlaif/core/memory.h"
+#include "rlaif/engine/gemm_choice.h"
 #include "rlaif/engine/model_io.h"
 
 #include <math.h>
@@ -122,18 +123,26 @@ static int check_memory(const rlaif_model_config *c, int batch, int context, lon
     rlaif_model_config_fill(&f);
     rlaif_tensor_table tt;
     rlaif_model_table(&f, &tt);
-    double need = need_bytes(&f, batch, context, slice, (double)tt.total);
+    /* decoding's packed copy of the weights, when the product table chose
+     * the packed path for this model (the judge's model runs in fp32) */
+    double pack = (double)rlaif_model_decode_pack_bytes(&f, RLAIF_PREC_FP32, batch);
+    double need = need_bytes(&f, batch, context, slice, (double)tt.total) + pack;
     rlaif_tensors_free(&tt);
     rlaif_mem_budget mb;
     rlaif_mem_budget_get(rlaif_ranks_on_node(), &mb);
     if (need <= mb.bytes) return 0;
-    return RLAIF_ERROR(RLAIF_EX_USAGE,
-                       "use a smaller judge model, a smaller judge.local_batch, fewer ranks per "
-                       "node, or a node with more memory (it would swap, not run)",
-                       "the model needs %.3f GB (weights %.3f GB + KV cache of %d x %d "
-                       "positions + activations) but this rank may use %.3f GB (%s)",
-                       need / 1e9, (double)tt.total * 4 / 1e9, batch, context, mb.bytes / 1e9,
-                       mb.why);
+    const char *hint = pack > 0 ? "use a smaller judge model, a smaller judge.local_batch, fewer "
+                                  "ranks per node, a node with more memory (it would swap, not "
+                                  "run), or model.gemm = smallm (decoding without the packed copy)"
+                                : "use a smaller judge model, a smaller judge.local_batch, fewer "
+                                  "ranks per node, or a node with more memory (it would swap, not "
+                                  "run)";
+    return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
+                       "the model needs %.3f GB (weights %.3f GB + their copy packed for decoding "
+                       "%.3f GB + KV cache of %d x %d positions + activations) but this rank may "
+                       "use %.3f GB (%s)",
+                       need / 1e9, (double)tt.total * 4 / 1e9, pack / 1e9, batch, context,
+                       mb.bytes / 1e9, mb.why);
 }
 
 /* Single-token variants of each label: with the prefix ending in ':', " A"

@@ -346,7 +346,7 @@ END_TEST
 
 START_TEST(test_chooser) {
     rlaif_gemm_path p = rlaif_gemm_choose(0, 0, 0, 8, 256, 128, 1);
-    ck_assert(p == RLAIF_PATH_SGEMM || p == RLAIF_PATH_SMALLM); /* fp32 only */
+    ck_assert(p == RLAIF_PATH_SGEMM || p == RLAIF_PATH_SMALLM || p == RLAIF_PATH_PACKED); /* fp32 */
     ck_assert(rlaif_gemm_choose(0, 0, 0, 8, 256, 128, 1) == p); /* remembered */
     rlaif_gemm_path q = rlaif_gemm_choose(1, 0, 1, 200, 256, 128, 1);
     ck_assert(q == RLAIF_PATH_SGEMM || q == RLAIF_PATH_BF16); /* no few-row path for 200 rows */

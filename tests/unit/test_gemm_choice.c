@@ -8,6 +8,7 @@
  *    products, bias and GELU still applied), and different from the fixed
  *    bf16 rule's;
  *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
+ *  - fp32 decoding on packed weights when the table names that path;
  *  - an empty table and no force is the fixed rule. */
 #include "rlaif/engine/gemm_choice.h"
 #include "rlaif/engine/model.h"
@@ -113,12 +114,13 @@ START_TEST(test_bf16_table) {
 }
 END_TEST
 
+static float logits[B * V]; /* of the last decode_step */
+
 /* One decoding step of B rows: the products per path it ran. */
 static void decode_step(rlaif_model *m, long long d[RLAIF_GEMM_NPATH]) {
     rlaif_kv_cache kv;
     ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m->cfg, B, 8), 0);
     int tok[B * 3] = {1, 2, 3, 4, 5, 6};
-    static float logits[B * V];
     ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, tok, NULL, NULL, 3, logits), 0);
     long long before[RLAIF_GEMM_NPATH];
     for (int p = 0; p < RLAIF_GEMM_NPATH; p++) before[p] = rlaif_gemm_runs(p);
@@ -146,12 +148,50 @@ START_TEST(test_decoding_head) {
 }
 END_TEST
 
+/* fp32 decoding on weights packed for the sequence: a table naming the
+ * packed path for the layer products' classes packs them (the bytes
+ * rlaif_model_decode_pack_bytes promises) and runs every layer product
+ * from the packed copy, with the bits of the in-order few-row kernel (both
+ * are one FMA chain over k, then + bias, then + residual); the head stays
+ * on sgemm in both runs. A table without the packed path packs nothing. */
+START_TEST(test_decoding_packed) {
+    for (int nt = 1; nt <= 2; nt++) {
+        rlaif_model_set_threads(nt, 1);
+        rlaif_model m;
+        make_model(&m, RLAIF_PREC_FP32);
+        long long d[RLAIF_GEMM_NPATH];
+        static float plain[B * V];
+        char buf[1024];
+        reset();
+        table_for(buf, sizeof buf, 0, B, "smallm", "sgemm");
+        ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+        ck_assert_uint_eq(rlaif_model_decode_pack_bytes(&m.cfg, RLAIF_PREC_FP32, B), 0);
+        decode_step(&m, d);
+        ck_assert_int_eq(d[RLAIF_PATH_SMALLM], 4 * L);
+        memcpy(plain, logits, sizeof plain);
+        table_for(buf, sizeof buf, 0, B, "packed", "sgemm");
+        ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+        /* q|k|v, out, fc, proj, head: 64-column panels of K rows */
+        size_t want = sizeof(float) * (size_t)L * (192 * C + 64 * C + 256 * C + 64 * 4 * C) +
+                      sizeof(float) * 128 * C;
+        ck_assert_uint_eq(rlaif_model_decode_pack_bytes(&m.cfg, RLAIF_PREC_FP32, B), want);
+        decode_step(&m, d);
+        ck_assert_int_eq(d[RLAIF_PATH_PACKED], 4 * L);
+        ck_assert_int_eq(d[RLAIF_PATH_SGEMM], 1);
+        ck_assert(memcmp(plain, logits, sizeof plain) == 0);
+        reset();
+        rlaif_model_free(&m);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("gemm_choice");
     TCase *tc = tcase_create("engine");
     tcase_add_test(tc, test_fp32_table);
     tcase_add_test(tc, test_bf16_table);
     tcase_add_test(tc, test_decoding_head);
+    tcase_add_test(tc, test_decoding_packed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,18 +18,19 @@ typedef enum {
     RLAIF_PATH_SMALLM,      /* rlaif_smallm_gemm (fp32, M <= 64) */
     RLAIF_PATH_BF16,        /* rlaif_bf16_gemm_ex, A in fp32, W in bf16 */
     RLAIF_PATH_BF16_SMALLM, /* rlaif_bf16_smallm (M <= 64) */
-    RLAIF_PATH_BF16_PACKED  /* rlaif_bf16_packed_gemm from weights packed once (decoding) */
+    RLAIF_PATH_BF16_PACKED, /* rlaif_bf16_packed_gemm from weights packed once (decoding) */
+    RLAIF_PATH_PACKED       /* rlaif_f32_packed_gemm from fp32 weights packed once (decoding) */
 } rlaif_gemm_path;
 
-#define RLAIF_GEMM_NPATH      5
+#define RLAIF_GEMM_NPATH      6
 #define RLAIF_GEMM_FORCE_NONE (-1)
 /* The revision of the kernels' speed: part of the key of recorded and
  * cached tables, so timings of older kernels are not reused. Bump it when
  * a path's kernel changes (2: the few-row kernel streams at most 8 rows;
  * 3: weights on cache lines, one streaming kernel per row count; 4: four
  * weight rows at once in the w_trans 1 streaming kernel, one-row classes;
- * 5: that kernel up to 16 rows). */
-#define RLAIF_GEMM_KERNELS_REV 5
+ * 5: that kernel up to 16 rows; 6: the fp32 packed path). */
+#define RLAIF_GEMM_KERNELS_REV 6
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
@@ -38,6 +39,12 @@ typedef enum {
  * On the calling thread (the timing is by its CPU time); nthreads is
  * recorded. Returns the number of classes timed. */
 int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads);
+
+/* Bytes decoding a batch of B rows holds beside the weights: its packed
+ * copy of every linear layer's weight (bf16: always; fp32: when the table
+ * names the packed path for one of the model's products at 1..B rows), 0
+ * if it packs nothing. For memory checks before a model is loaded. */
+size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precision, int B);
 
 /* RLAIF_GEMM_FORCE_NONE or a path every product runs where it is a
  * candidate (the config's model.gemm = <path>). */
