@@ -122,12 +122,11 @@ struct rlaif_acts {
      * (decoding multiplies by the same weights every step), pk_w[i] at pk +
      * pk_off[i]: in bf16 (rlaif_bf16_pack) in precision bf16, in fp32
      * (rlaif_f32_pack, pk_f32) when the product table names the packed path
-     * for this model's decoding; pk_ready: packed for the current sequence;
-     * pk_on while rlaif_model_forward_kv runs */
+     * for this model's decoding; pk_on while rlaif_model_forward_kv runs */
     unsigned char *pk;
     const float **pk_w;
     size_t *pk_off;
-    int pk_n, pk_on, pk_f32, pk_ready;
+    int pk_n, pk_on, pk_f32, pk_state;  /* pk_state: PK_* */
     float *rope_cos, *rope_sin;         /* (max_seq_len, hd / 2), llama only (own allocation) */
     size_t icap;                        /* ints allocated */
     int *imem, *tokens, *pos, *targets; /* (BT) each: inputs kept for backward */
@@ -1200,6 +1199,27 @@ static void pack_weights(rlaif_model *m) {
     each_linear(m, pk_pack, a);
 }
 
+enum { PK_UNKNOWN = 0, PK_PACKED, PK_NONE }; /* rlaif_acts.pk_state */
+
+/* Packs the weights for a call of rlaif_model_forward_kv at cache length s0
+ * with Tn new tokens when it should: bf16 at every new sequence (its
+ * prefill reads the packed copy too); fp32 at the first decoding step
+ * (Tn = 1) of a sequence, if decode_packs says so, so a prefill with no
+ * decoding after it (the judge's logprob mode) copies nothing. Weights may
+ * change between sequences, except while m->frozen holds. */
+static void decode_pack(rlaif_model *m, int s0, int Tn, int B) {
+    rlaif_acts *a = m->acts;
+    if (m->params16) {
+        if (s0 == 0) pack_weights(m), a->pk_state = PK_PACKED;
+        return;
+    }
+    if (s0 == 0 && !(m->frozen && a->pk_state == PK_PACKED && a->pk_f32)) a->pk_state = PK_UNKNOWN;
+    if (Tn == 1 && a->pk_state == PK_UNKNOWN) {
+        a->pk_state = decode_packs(&m->cfg, 0, B) ? PK_PACKED : PK_NONE;
+        if (a->pk_state == PK_PACKED) pack_weights(m);
+    }
+}
+
 /* bf16 mode: params16 = bf16(params). Called where weights are about to be
  * used (full forward, a fresh KV cache): every way weights change (AdamW,
  * checkpoint loads and resumes, broadcasts, tests poking params) writes
@@ -1796,10 +1816,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
     RLAIF_TRY(check_inputs(m, tokens, pos, B, Tn));
     acts_carve(m, B, Tn, 0);
     rlaif_acts *a = m->acts;
-    if (s0 == 0) { /* a new sequence: weights may have changed */
-        a->pk_ready = decode_packs(&m->cfg, m->params16 != NULL, B);
-        if (a->pk_ready) pack_weights(m);
-    }
+    decode_pack(m, s0, Tn, B);
     int n = pack_queries(m, kv, tokens, pos, valid, Tn);
     float *last = a->ln1;
     if (n > 0) {
@@ -1807,7 +1824,7 @@ int rlaif_model_forward_kv(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens
         for (int b = 0; b < B; b++)
             if (kv->q_off[b + 1] - kv->q_off[b] > most) most = kv->q_off[b + 1] - kv->q_off[b];
         grow_pscratch(kv, most);
-        a->pk_on = a->pk_ready;
+        a->pk_on = a->pk_state == PK_PACKED;
         /* the packed rows are one sequence of n tokens to every row-wise layer */
         embed_forward(m, a->tokens, a->pos, 1, n);
         const float *res = a->encoded;

@@ -112,6 +112,10 @@ typedef struct {
      * cache, so it can never be older than the weights it is used with
      * (optimiser steps, loads, broadcasts all write params directly). */
     uint16_t *params16;
+    /* 1: the weights will not change while it is set (a judge's model,
+     * loaded read-only): fp32 decoding packs them once, not again at every
+     * sequence (gemm_packed.c). 0 after create. */
+    int frozen;
     int B, T; /* shape of the last forward */
     /* lm_forward's logits are (lnf @ lm_head^T) * logit_scale (1 after create):
      * 1 / temperature makes log-probs and entropies those of the tempered
