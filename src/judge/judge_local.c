@@ -190,6 +190,7 @@ static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
     if (L->stop_id2 == L->stop_id) L->stop_id2 = -1;
     RLAIF_TRY(rlaif_model_load(L->path, &L->m));
     L->m.frozen = 1; /* read-only: decoding packs its weights once (model.h) */
+    if (L->mode != RLAIF_JM_LOGPROB) rlaif_model_decode_prepare(&L->m, L->batch);
     L->nvalid = rlaif_tokenizer_vocab_size(L->tok);
     if (L->nvalid > L->m.cfg.vocab_size) L->nvalid = L->m.cfg.vocab_size;
     model_identity(&L->m, L->ident);

@@ -114,7 +114,8 @@ typedef struct {
     uint16_t *params16;
     /* 1: the weights will not change while it is set (a judge's model,
      * loaded read-only): fp32 decoding packs them once, not again at every
-     * sequence (gemm_packed.c). 0 after create. */
+     * sequence (gemm_packed.c), and rlaif_model_decode_prepare can do it
+     * ahead. 0 after create. */
     int frozen;
     int B, T; /* shape of the last forward */
     /* lm_forward's logits are (lnf @ lm_head^T) * logit_scale (1 after create):
@@ -235,6 +236,13 @@ typedef struct {
 
 int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
+
+/* A frozen model (m->frozen) about to decode batches of up to B rows in
+ * fp32: packs its weights now where its first decoding step would (the
+ * product table names the packed path for its products), so the copy is
+ * made with the model's load and not inside a timed step. Does nothing
+ * otherwise, or when they are packed already. */
+void rlaif_model_decode_prepare(rlaif_model *m, int B);
 
 /* Appends Tn tokens per row (tokens/pos/valid [B*Tn]) at slots kv->len.. and
  * writes the logits of the last real (valid) token of each row in this call to
