@@ -9,13 +9,13 @@
  * output. Packed as 64-column panels, each panel K rows of 64 floats, one
  * read stream per thread feeds a register tile of up to 6 rows x 64 columns
  * (24 accumulators), each output one FMA chain over k in order.
- * Measured on the 2-core AMD EPYC VM (Zen 5), a GPT-2 c_fc (768 x 3072),
- * 2 threads, cold weights, medians of 41 calls against the stored-layout
- * kernels' (test_model_gemm bench) on the same shape: 4 rows 44 GB/s (a
- * plain read of the same bytes 50), 16 rows 229 GFLOP/s, 64 rows 315
- * GFLOP/s, against 28-31 GB/s, 65-78 and 129 GFLOP/s, and 170-190 GFLOP/s
- * for OpenBLAS's sgemm at a prefill's row count. The copy is made once per
- * sequence (as bf16's, gemm_bf16.h), a pass over the weights. */
+ * Measured (test_model_gemm bench, 2 threads, cold weights, medians of 31
+ * calls, the 2-core AMD EPYC VM, Zen 5), a GPT-2 c_fc (768 x 3072), stored-
+ * layout kernel against this one: 4 rows 29 against 40 GB/s (a plain read
+ * of the same bytes 37), 16 rows 92 against 185 GFLOP/s, 64 rows 155
+ * against 254 GFLOP/s (cblas_sgemm 129). The copy is made at a sequence's
+ * first decoding step, or once for a frozen model (model.c, decode_pack), a
+ * pass over the weights. */
 #include "config.h"
 #include "model_gemm.h"
 #include "simd_x86.h"
@@ -114,7 +114,7 @@ panel512_body(const int MR, int k0, int k1, const float *A, int lda, const float
             s[m][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(tile + m * PNR + 16 * j);
     for (int k = k0; k < k1; k++) {
         const float *p = P + (size_t)k * PNR;
-        /* the stream's next 4 KB: the tile's FMAs keep fewer loads in flight
+        /* the stream's next 8 KB: the tile's FMAs keep fewer loads in flight
          * than a plain read, and the prefetcher alone fell behind */
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++)

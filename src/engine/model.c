@@ -1171,14 +1171,12 @@ size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precisio
     for (int s = 0; s < n; s++) {
         int K = shape[s][1], N = shape[s][2];
         size_t one = bf ? rlaif_bf16_packed_size(K, N) : rlaif_f32_packed_size(K, N);
+        /* model_products: the first 4 are every layer's, the rest once each */
         bytes += (size_t)(s < 4 ? cfg->n_layer : 1) * ((one + 63) / 64 * 64);
     }
     return bytes;
 }
 
-/* Decoding: packs every linear layer's weight from the fp32 block (the
- * first step of a sequence: weights may have changed since the last), in
- * bf16 in precision bf16, else in fp32. */
 /* The packed copy's memory, on 2 MB pages where the kernel gives them
  * (MADV_HUGEPAGE): the copy is written whole by the first pack, and on 4 KB
  * pages that first touch faulted at 0.5 GB/s on this VM (1 s for GPT-2
@@ -1195,6 +1193,8 @@ static void *pk_alloc(size_t bytes) {
     return p;
 }
 
+/* Packs every linear layer's weight from the fp32 block (decode_pack says
+ * when), in bf16 in precision bf16, else in fp32. */
 static void pack_weights(rlaif_model *m) {
     rlaif_acts *a = m->acts;
     int f32 = m->params16 == NULL;

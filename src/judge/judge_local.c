@@ -133,12 +133,11 @@ static int check_memory(const rlaif_model_config *c, int batch, int context, lon
     rlaif_mem_budget mb;
     rlaif_mem_budget_get(rlaif_ranks_on_node(), &mb);
     if (need <= mb.bytes) return 0;
-    const char *hint = pack > 0 ? "use a smaller judge model, a smaller judge.local_batch, fewer "
-                                  "ranks per node, a node with more memory (it would swap, not "
-                                  "run), or model.gemm = smallm (decoding without the packed copy)"
-                                : "use a smaller judge model, a smaller judge.local_batch, fewer "
-                                  "ranks per node, or a node with more memory (it would swap, not "
-                                  "run)";
+    char hint[256];
+    snprintf(hint, sizeof hint,
+             "use a smaller judge model, a smaller judge.local_batch, fewer ranks per node%s, or "
+             "a node with more memory (it would swap, not run)",
+             pack > 0 ? ", model.gemm = smallm (decoding without the packed copy)" : "");
     return RLAIF_ERROR(RLAIF_EX_USAGE, hint,
                        "the model needs %.3f GB (weights %.3f GB + their copy packed for decoding "
                        "%.3f GB + KV cache of %d x %d positions + activations) but this rank may "

@@ -133,17 +133,19 @@ static float read_all(const float *W, size_t n, int nt) {
 /* One side of the benchmark: the median time of reps calls, each on the next
  * copy of W (cold weights, as decoding streams them), after one warm-up call
  * that starts the side's threads (the OpenMP team or OpenBLAS's own). */
-static double bench_side(int blas, int M, int N, int K, int wt, const float *A, const float *Wall,
+enum { SIDE_KERNEL, SIDE_BLAS, SIDE_PACKED, SIDE_READ }; /* what bench_side times */
+
+static double bench_side(int side, int M, int N, int K, int wt, const float *A, const float *Wall,
                          size_t stride, int copies, float *C, float *S, int nt, int reps) {
     double t[64];
     for (int r = -1; r < reps; r++) {
         const float *W = Wall + stride * (size_t)((r + copies) % copies);
         double t0 = rlaif_now();
-        if (blas == 2)
+        if (side == SIDE_PACKED)
             rlaif_f32_packed_gemm(M, N, K, A, K, W, NULL, NULL, C, N, NULL, NULL, nt);
-        else if (blas < 0)
+        else if (side == SIDE_READ)
             C[0] = read_all(W, (size_t)N * K, nt);
-        else if (blas)
+        else if (side == SIDE_BLAS)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
                         A, K, W, wt ? K : N, 0.0f, C, N);
         else
@@ -173,10 +175,10 @@ static int bench(int M, int N, int K, int wt) {
     if (!Pall) exit(2);
     for (int c = 0; c < copies; c++)
         rlaif_f32_pack(wt, K, N, Wall + nw * (size_t)c, wt ? K : N, Pall + np * (size_t)c, nt);
-    double ts = bench_side(0, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
-    double tp = bench_side(2, M, N, K, wt, A, Pall, np, copies, C, S, nt, reps);
-    double tb = bench_side(1, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
-    double tr = bench_side(-1, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double ts = bench_side(SIDE_KERNEL, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double tp = bench_side(SIDE_PACKED, M, N, K, wt, A, Pall, np, copies, C, S, nt, reps);
+    double tb = bench_side(SIDE_BLAS, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
+    double tr = bench_side(SIDE_READ, M, N, K, wt, A, Wall, nw, copies, C, S, nt, reps);
     double fl = 2.0 * M * N * K / 1e9, gb = 4.0 * N * K / 1e9;
     printf("%s M=%d N=%d K=%d wt=%d: smallm %.1f GFLOP/s %.1f GB/s (%.3f ms), "
            "packed %.1f GFLOP/s %.1f GB/s (%.3f ms), "
