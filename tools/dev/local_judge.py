@@ -10,8 +10,9 @@ judge's labels agree with another's.
       every pair to HELDOUT); also LABELS.jsonl beside HELDOUT with the
       file's own labels as {"id","label"}
   local_judge.py judges PREFS.h5
-      the judge names in the file and the endpoint of every labelled pair
-      (one line: JSON {"judges": [...], "pairs": n, "by_judge": {name: n}})
+      the judge names in the file, the endpoint of every labelled pair and
+      why each unlabelled pair has no label (one line: JSON {"judges": [...],
+      "pairs": n, "by_judge": {name: n}, "unlabelled": {status: n}})
   local_judge.py agree NAME=LABELS.jsonl ... [--json OUT]
       the first file's labels (rlaif judge --output) against each other's,
       pair by pair (by "id"): the share of the pairs the other decided on
@@ -62,14 +63,21 @@ def cmd_judges(a):
         names = [f.attrs[f"judge_{i}_name"] for i in range(int(f.attrs["n_judges"]))]
         names = [s.decode() if isinstance(s, bytes) else str(s) for s in names]
         pairs = f["pairs"][:f.attrs["pairs_committed"]]
-    by = {}
+        status_names = f.attrs["status_names"]
+    status_names = status_names.decode() if isinstance(status_names, bytes) else str(status_names)
+    status_names = status_names.split(",")
+    by, unlabelled = {}, {}
     for q in pairs:
         if math.isnan(q["label"]):
+            s = int(q["status"])
+            why = status_names[s] if 0 <= s < len(status_names) else f"#{s}"
+            unlabelled[why] = unlabelled.get(why, 0) + 1
             continue
         j = int(q["judge_id"])
         name = names[j] if 0 <= j < len(names) else f"#{j}"
         by[name] = by.get(name, 0) + 1
-    print(json.dumps({"judges": names, "pairs": int(len(pairs)), "by_judge": by}))
+    print(json.dumps({"judges": names, "pairs": int(len(pairs)), "by_judge": by,
+                      "unlabelled": unlabelled}))
 
 
 def labels(path):
