@@ -163,9 +163,10 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
     I("judge", "local_slice_tokens", "1024", 1, 1e9,
       "backend local: the most prompt tokens prefilled per poll (the rank's work between two "
       "looks at its stop flags; larger chunks run the products faster)"),
-    D("judge", "local_slice_time", "2s", 1e-6, 3600,
+    D("judge", "local_slice_time", "5s", 1e-6, 3600,
       "backend local: a prefill chunk is cut to about this long at the rank's measured prefill "
-      "rate (the first chunk is at most 256 tokens), so a stop waits about this long at most"),
+      "rate (the first chunk is at most 256 tokens), so a stop waits about this long at most; "
+      "chunks of fewer than about 256 tokens run the products below the machine's rate"),
     S("judge", "api_key_env", "OPENAI_API_KEY",
       "name of the environment variable holding the API key (never the key itself)"),
     E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",

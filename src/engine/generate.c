@@ -185,9 +185,10 @@ static int prefill_chunk(rlaif_gen_run *g, int cols) {
             g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
             g->valid[b * cols + i] = g->pvalid[b * P + g->fed + i];
         }
-    double t0 = rlaif_now();
+    double t0 = rlaif_now(), a0 = g->kv.attn_s;
     RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
     g->time.prefill_s += rlaif_now() - t0;
+    g->time.prefill_attn_s += g->kv.attn_s - a0;
     for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i];
     g->fed += cols;
     return 0;
@@ -230,7 +231,7 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
         *finished = g->finished = 1; /* prefill only: the logits are the answer */
         return 0;
     }
-    double t0 = rlaif_now();
+    double t0 = rlaif_now(), a0 = g->kv.attn_s;
     int live = sample_step(g), rc = 0;
     if (!live || ++g->step >= g->N) {
         *finished = g->finished = 1;
@@ -239,11 +240,13 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
         g->time.decode_steps++, g->time.decode_rows += live;
     }
     g->time.decode_s += rlaif_now() - t0;
+    g->time.decode_attn_s += g->kv.attn_s - a0;
     return rc;
 }
 
 void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t) {
     t->prefill_s += g->time.prefill_s, t->decode_s += g->time.decode_s;
+    t->prefill_attn_s += g->time.prefill_attn_s, t->decode_attn_s += g->time.decode_attn_s;
     t->prefill_tokens += g->time.prefill_tokens, t->decode_steps += g->time.decode_steps;
     t->decode_rows += g->time.decode_rows;
 }

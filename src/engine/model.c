@@ -34,6 +34,7 @@
 #include "config.h"
 #include "rlaif/engine/model.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/log.h"
 #include "rlaif/core/rng.h"
 #include "attn_decode.h"
 #include "model_gemm.h"
@@ -1335,9 +1336,11 @@ static const float *layer_forward(rlaif_model *m, int l, layer_bufs b, const flo
     if (a->rope_cos)
         rope_apply(b.qkv, a->has_pos || kv ? a->pos : NULL, N, T, g, a->rope_cos, a->rope_sin,
                    1.0f);
-    if (kv)
+    if (kv) {
+        double t0 = rlaif_now(); /* one parallel region: the master's clock is the team's */
         attention_kv(b.atty, b.qkv, kv, l);
-    else
+        kv->attn_s += rlaif_now() - t0;
+    } else
         attention_forward(b.atty, b.att, b.qkv, valid, B, T, g);
     matmul_forward(b.res2, b.atty, lin(m, w->o_w), w->o_b, res, N, d.C, d.C, a->xt, ACT_NONE, NULL);
     if (pre) {

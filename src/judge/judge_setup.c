@@ -81,16 +81,20 @@ void rlaif_judge_report_stats(const rlaif_judge_endpoint_stats *stats, int nep, 
         const rlaif_gen_timing *t = &s->model;
         if (t->prefill_s > 0 && off < n) {
             k = snprintf(buf + off, n - off,
-                         "judge %s: model prefill %lld tokens in %.3f s (%.1f tokens/s)", s->name,
-                         t->prefill_tokens, t->prefill_s, (double)t->prefill_tokens / t->prefill_s);
+                         "judge %s: model prefill %lld tokens in %.3f s (%.1f tokens/s, attention "
+                         "%.3f s)",
+                         s->name, t->prefill_tokens, t->prefill_s,
+                         (double)t->prefill_tokens / t->prefill_s, t->prefill_attn_s);
             if (k < 0 || off + (size_t)k >= n) break;
             off += (size_t)k;
             if (t->decode_steps > 0) {
                 k = snprintf(
                     buf + off, n - off,
-                    "; decoding %lld steps of %.1f rows on average in %.3f s (%.2f ms/step)",
+                    "; decoding %lld steps of %.1f rows on average in %.3f s (%.2f ms/step, "
+                    "attention %.2f ms)",
                     t->decode_steps, (double)t->decode_rows / (double)t->decode_steps, t->decode_s,
-                    1e3 * t->decode_s / (double)t->decode_steps);
+                    1e3 * t->decode_s / (double)t->decode_steps,
+                    1e3 * t->decode_attn_s / (double)t->decode_steps);
                 if (k < 0 || off + (size_t)k >= n) break;
                 off += (size_t)k;
             }

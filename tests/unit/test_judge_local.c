@@ -76,6 +76,9 @@ static int run_sliced(rlaif_model *m, const rlaif_gen_config *gc, long budget,
     ck_assert_int_eq(tm.decode_steps, gc->max_new_tokens ? gc->max_new_tokens - 1 : 0);
     ck_assert_int_le(tm.decode_rows, 3 * tm.decode_steps);
     ck_assert(tm.prefill_s > 0 && (tm.decode_steps == 0 || tm.decode_s > 0));
+    /* attention's share is part of each phase's time, and counted in both */
+    ck_assert(tm.prefill_attn_s > 0 && tm.prefill_attn_s < tm.prefill_s);
+    ck_assert(tm.decode_steps == 0 || (tm.decode_attn_s > 0 && tm.decode_attn_s < tm.decode_s));
     const rlaif_gen_output *o = rlaif_gen_result(g);
     if (out && gc->max_new_tokens) {
         out->B = o->B, out->max_new = o->max_new;

@@ -158,7 +158,7 @@ static int bench_gen(char **a) {
     rlaif_gen_config gc = rlaif_gen_defaults();
     gc.max_new_tokens = N;
     double *tps = xmalloc(sizeof(double) * reps), *pf = xmalloc(sizeof(double) * reps);
-    double *dec = xmalloc(sizeof(double) * reps);
+    double *dec = xmalloc(sizeof(double) * reps), *att = xmalloc(sizeof(double) * reps);
     for (int r = -1; r < reps; r++) {
         /* the run rlaif_generate makes, in one go, with the engine's own split of
          * its time into prefill and decoding steps */
@@ -173,13 +173,16 @@ static int bench_gen(char **a) {
         rlaif_gen_run_free(g);
         if (r >= 0)
             tps[r] = (double)B * N / dt, pf[r] = 1e3 * tm.prefill_s,
-            dec[r] = 1e3 * tm.decode_s / (double)(tm.decode_steps ? tm.decode_steps : 1);
+            dec[r] = 1e3 * tm.decode_s / (double)(tm.decode_steps ? tm.decode_steps : 1),
+            att[r] = 1e3 * tm.decode_attn_s / (double)(tm.decode_steps ? tm.decode_steps : 1);
     }
     gemm_report();
-    printf("tok_s=%.2f\nprefill_ms=%.2f\ndecode_step_ms=%.3f\nparam_bytes=%zu\npeak_rss_mb=%.1f\n",
-           median(tps, reps), median(pf, reps), median(dec, reps), m.table.total * sizeof(float),
-           peak_rss_mb());
-    free(pf), free(dec);
+    printf(
+        "tok_s=%.2f\nprefill_ms=%.2f\ndecode_step_ms=%.3f\ndecode_attn_ms=%.3f\nparam_bytes=%zu\n"
+        "peak_rss_mb=%.1f\n",
+        median(tps, reps), median(pf, reps), median(dec, reps), median(att, reps),
+        m.table.total * sizeof(float), peak_rss_mb());
+    free(pf), free(dec), free(att);
     rlaif_model_free(&m);
     free(tok), free(len), free(off), free(tps);
     return 0;

@@ -79,16 +79,20 @@ def prefill_flops(c, T):
     return L * (2 * T * layer_params(c) + 4 * C * T * (T + 1) / 2) + 2 * c["V"] * C
 
 
+def kv_bytes(c, B, ctx):
+    """Bytes of the KV cache one decoding step of B rows at context ctx reads."""
+    kvdim = c["C"] * c.get("NKV", c["NH"]) // c["NH"]
+    return 4 * B * c["L"] * 2 * kvdim * ctx
+
+
 def decode_step(c, B, ctx):
     """FLOPs and bytes read by one decoding step of B rows at context ctx:
     every weight once (the LM head included; the input embedding only B rows),
     every row's KV cache."""
     L, C = c["L"], c["C"]
-    kvdim = C * c.get("NKV", c["NH"]) // c["NH"]
     weights = L * layer_params(c) + c["V"] * C
     flops = B * (2 * weights + L * 4 * C * ctx)
-    bytes_ = 4 * weights + 4 * B * L * 2 * kvdim * ctx
-    return flops, bytes_
+    return flops, 4 * weights + kv_bytes(c, B, ctx)
 
 
 # ------------------------------------------------------------------ pairs
@@ -131,7 +135,8 @@ def kv(out):
 
 
 MODEL_LINE = re.compile(r"model prefill (\d+) tokens in ([\d.]+) s [^;\n]*(?:; decoding (\d+) "
-                        r"steps of ([\d.]+) rows on average in ([\d.]+) s)?")
+                        r"steps of ([\d.]+) rows on average in ([\d.]+) s \([\d.]+ ms/step, "
+                        r"attention ([\d.]+) ms\))?")
 
 
 def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
@@ -153,7 +158,7 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
     if not g:
         sys.exit("no model timing line in the judge report:\n" + out)
     eng = dict(prefill_tokens=int(g[1]), prefill_s=float(g[2]), steps=int(g[3] or 0),
-               rows=float(g[4] or 0), decode_s=float(g[5] or 0))
+               rows=float(g[4] or 0), decode_s=float(g[5] or 0), attn_ms=float(g[6] or 0))
     tin, tout = [], []
     with open(out_dir + "/out.jsonl") as f:
         for line in f:
@@ -246,7 +251,7 @@ def bench_model(a, key, tmp, batches):
     m = MODELS[key]
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    res = {B: {"lp": [], "vd": [], "pf": [], "step": [], "rows": [], "th": [], "sg": [],
+    res = {B: {"lp": [], "vd": [], "pf": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
                "bw": [], "load": []}
            for B in batches}
     pairs = {}
@@ -281,6 +286,7 @@ def bench_model(a, key, tmp, batches):
             x["vd"].append(wn)
             x["step"].append(ev["decode_s"] / max(ev["steps"], 1))
             x["rows"].append(ev["rows"])
+            x["attn"].append(ev["attn_ms"])
             info[(B, "vin")], info[(B, "vout")] = vin, vout
             print("  round %d B=%-2d logprob %.4g labels/s (torch %.4g); verdict %.4g labels/s; "
                   "sgemm %.0f GFLOP/s, read %.1f GB/s (at decoding %.1f)" % (
@@ -297,14 +303,17 @@ def bench_model(a, key, tmp, batches):
         step_s = statistics.median(x["step"])
         ctx = statistics.mean(vin) + a.new / 2
         # the roofline of the rows a step actually computed (finished rows are skipped)
-        fl, by = decode_step(m, statistics.median(x["rows"]), ctx)
+        live = statistics.median(x["rows"])
+        fl, by = decode_step(m, live, ctx)
+        attn_ms = statistics.median(x["attn"])
         bound = max(by / (bw * 1e9), fl / (sg * 1e9))
         rows.append(dict(B=B, lp=lp, th=th, ratio=lp / th, pf=pf, pf_pct=100 * pf / sg,
                          vd=len(vin) / wn, step_ms=1e3 * step_s, gbs=by / step_s / 1e9,
                          bound_ms=1e3 * bound, dec_pct=100 * bound / step_s,
                          bw_bound=by / (bw * 1e9) >= fl / (sg * 1e9), sg=sg, bw=bw,
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
-                         vin=statistics.mean(vin), live=statistics.median(x["rows"])))
+                         vin=statistics.mean(vin), live=live, attn_ms=attn_ms,
+                         attn_gbs=kv_bytes(m, live, ctx) / attn_ms / 1e6 if attn_ms else 0))
     return m, rows
 
 
@@ -312,18 +321,20 @@ def report(m, rows, a):
     print("%s, median of %d rounds (logprob: mean %.0f prompt tokens; verdict: %.0f prompt "
           "tokens + %d new); model load (process wall - loop) %.1f s" % (
               m["name"], a.rounds, rows[0]["tin"], rows[0]["vin"], a.new, rows[0]["load"]))
-    print("  %3s %10s %10s %6s %16s %10s %5s %12s %14s %14s" % (
+    print("  %3s %10s %10s %6s %16s %10s %5s %12s %14s %14s %22s" % (
         "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "rows",
-        "decode step", "roofline", "bound"))
+        "decode step", "roofline", "bound", "of the step: attention"))
     for r in rows:
         print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %5.1f %9.1f ms %7.1f ms = %3.0f%% "
-              "%s" % (
+              "%s; %.1f ms (KV cache read at %.1f GB/s)" % (
                   r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["live"],
                   r["step_ms"], r["bound_ms"], r["dec_pct"],
                   "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"])
-                  if r["bw_bound"] else "sgemm %.0f GFLOP/s" % r["sg"]))
+                  if r["bw_bound"] else "sgemm %.0f GFLOP/s" % r["sg"],
+                  r["attn_ms"], r["attn_gbs"]))
     print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
-          "times are the engine's own, from the judge report)")
+          "times are the engine's own, from the judge report; attention: the step's time in "
+          "attention over the KV cache, the rest is the matrix products, norms and sampling)")
     pf_ok = max(r["pf_pct"] for r in rows) >= 70
     # faster than the roofline means the probe read less bandwidth than the
     # run had (the load changed between them): not a result

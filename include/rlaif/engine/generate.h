@@ -69,9 +69,11 @@ const float *rlaif_gen_logits(const rlaif_gen_run *g);
 /* Where a run's time went (the engine's own clock, for reports and
  * benchmarks): prefill chunks and the real prompt tokens they computed;
  * decoding steps (sampling + one forward of the live rows) and the live
- * rows summed over the steps. Adds the run's totals into *t. */
+ * rows summed over the steps; of each, the time in attention over the KV
+ * cache (the rest is the matrix products, norms, activations, sampling).
+ * Adds the run's totals into *t. */
 typedef struct {
-    double prefill_s, decode_s;
+    double prefill_s, decode_s, prefill_attn_s, decode_attn_s;
     long long prefill_tokens, decode_steps, decode_rows;
 } rlaif_gen_timing;
 void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t);

@@ -232,6 +232,8 @@ typedef struct {
     float *scratch;  /* decoding's attention scores, [B*n_kv_head][maxT] */
     float *pscratch; /* prefill's score blocks, one per thread (grown on demand) */
     size_t pscratch_n;
+    double attn_s; /* seconds spent in attention over the cache so far (the
+                    * engine's clock): how a step's time splits (generate.h) */
 } rlaif_kv_cache;
 
 int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT);
