@@ -10,31 +10,49 @@
 #include "attn_decode.h"
 #include "simd_x86.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define HAVE_X86 1
 #endif
 
+/* A cache holds fp32 or bf16 (model.precision bf16: half the bytes to
+ * read). Each kernel below is written once over `const void *` and an
+ * element flag bf; always_inline with a constant bf makes two copies. */
+static inline __attribute__((always_inline)) const void *at(const void *p, size_t i, int bf) {
+    return bf ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
 /* ------------------------------------------------------------------ plain C */
 
-static void scores_c(float *sc, const float *kc, const float *q, int n, int hs, float scale) {
+static inline __attribute__((always_inline)) float ld1(const void *p, size_t i, int bf) {
+    if (!bf) return ((const float *)p)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16; /* bf16 is fp32's upper half */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline __attribute__((always_inline)) void
+scores_c(float *sc, const void *kc, const float *q, int n, int hs, float scale, int bf) {
     for (int j = 0; j < n; j++) {
-        const float *k = kc + (size_t)j * hs;
+        const void *k = at(kc, (size_t)j * hs, bf);
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int d = 0; d < hs; d++) s += k[d] * q[d];
+        for (int d = 0; d < hs; d++) s += ld1(k, d, bf) * q[d];
         sc[j] = scale * s;
     }
 }
 
-static void mix_c(float *out, const float *vc, const float *p, int n, int hs) {
+static inline __attribute__((always_inline)) void mix_c(float *out, const void *vc, const float *p,
+                                                        int n, int hs, int bf) {
     for (int d = 0; d < hs; d++) out[d] = 0.0f;
     for (int j = 0; j < n; j++) {
-        const float *v = vc + (size_t)j * hs;
+        const void *v = at(vc, (size_t)j * hs, bf);
         float pj = p[j];
 #pragma omp simd
-        for (int d = 0; d < hs; d++) out[d] += pj * v[d];
+        for (int d = 0; d < hs; d++) out[d] += pj * ld1(v, d, bf);
     }
 }
 
@@ -43,48 +61,61 @@ static void mix_c(float *out, const float *vc, const float *p, int n, int hs) {
 
 #define MAX_NV 8 /* hs <= 128 */
 
-static __attribute__((target("avx512f"))) void scores512(float *sc, const float *kc, const float *q,
-                                                         int n, int hs, float scale) {
+/* 16 values from element i on, as fp32 (bf16: widened and shifted up) */
+static inline __attribute__((always_inline, target("avx512f"))) __m512 ld16(const void *p, size_t i,
+                                                                            int bf) {
+    if (!bf) return _mm512_loadu_ps((const float *)p + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* the line holding element i, 16 rows of hs ahead: prefetchers stop at 4 KB
+ * pages. A bf16 line holds 32 elements: every other call is redundant. */
+static inline __attribute__((always_inline)) void ahead(const void *p, size_t i, int hs, int bf) {
+    if (!bf || i % 32 == 0) _mm_prefetch((const char *)at(p, i + (size_t)16 * hs, bf), _MM_HINT_T0);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void
+scores512(float *sc, const void *kc, const float *q, int n, int hs, float scale, int bf) {
     int nv = hs / 16, j = 0;
     __m512 qv[MAX_NV], s = _mm512_set1_ps(scale);
     for (int v = 0; v < nv; v++) qv[v] = _mm512_loadu_ps(q + 16 * v);
     for (; j + 16 <= n; j += 16) {
-        const float *k = kc + (size_t)j * hs;
+        size_t k = (size_t)j * hs;
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
-            const float *ki = k + (size_t)i * hs;
+            size_t ki = k + (size_t)i * hs;
             acc[i] = _mm512_setzero_ps();
             for (int v = 0; v < nv; v++) {
-                /* each line 16 keys ahead: prefetchers stop at 4 KB pages */
-                _mm_prefetch((const char *)(ki + (size_t)16 * hs + 16 * v), _MM_HINT_T0);
-                acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(ki + 16 * v), qv[v], acc[i]);
+                ahead(kc, ki + 16 * v, hs, bf);
+                acc[i] = _mm512_fmadd_ps(ld16(kc, ki + 16 * v, bf), qv[v], acc[i]);
             }
         }
         _mm512_storeu_ps(sc + j, _mm512_mul_ps(hsum16(acc), s));
     }
-    scores_c(sc + j, kc + (size_t)j * hs, q, n - j, hs, scale);
+    scores_c(sc + j, at(kc, (size_t)j * hs, bf), q, n - j, hs, scale, bf);
 }
 
-static __attribute__((target("avx512f"))) void mix512(float *out, const float *vc, const float *p,
-                                                      int n, int hs) {
+static inline __attribute__((always_inline, target("avx512f"))) void
+mix512(float *out, const void *vc, const float *p, int n, int hs, int bf) {
     int nv = hs / 16, j = 0;
     __m512 a0[MAX_NV], a1[MAX_NV];
     for (int v = 0; v < nv; v++) a0[v] = a1[v] = _mm512_setzero_ps();
     for (; j + 2 <= n; j += 2) {
-        const float *v0 = vc + (size_t)j * hs, *v1 = v0 + hs;
+        size_t v0 = (size_t)j * hs, v1 = v0 + hs;
         __m512 p0 = _mm512_set1_ps(p[j]), p1 = _mm512_set1_ps(p[j + 1]);
         for (int v = 0; v < nv; v++) {
-            _mm_prefetch((const char *)(v0 + (size_t)16 * hs + 16 * v), _MM_HINT_T0);
-            _mm_prefetch((const char *)(v1 + (size_t)16 * hs + 16 * v), _MM_HINT_T0);
-            a0[v] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * v), a0[v]);
-            a1[v] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1 + 16 * v), a1[v]);
+            ahead(vc, v0 + 16 * v, hs, bf);
+            ahead(vc, v1 + 16 * v, hs, bf);
+            a0[v] = _mm512_fmadd_ps(p0, ld16(vc, v0 + 16 * v, bf), a0[v]);
+            a1[v] = _mm512_fmadd_ps(p1, ld16(vc, v1 + 16 * v, bf), a1[v]);
         }
     }
     if (j < n) {
         __m512 p0 = _mm512_set1_ps(p[j]);
         for (int v = 0; v < nv; v++)
-            a0[v] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(vc + (size_t)j * hs + 16 * v), a0[v]);
+            a0[v] = _mm512_fmadd_ps(p0, ld16(vc, (size_t)j * hs + 16 * v, bf), a0[v]);
     }
     for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + 16 * v, _mm512_add_ps(a0[v], a1[v]));
 }
@@ -114,22 +145,67 @@ const char *rlaif_attn_decode_kernel(const char *force) {
     return use512(64) ? "avx512" : "c";
 }
 
-void rlaif_attn_scores(float *sc, const float *kc, const float *q, int n, int hs, float scale) {
+/* Each kernel once per element type: bf is a constant in every call below,
+ * so the always_inline bodies are specialised (the AVX-512 ones inside a
+ * function compiled for that target). */
+#ifdef HAVE_X86
+static __attribute__((target("avx512f"))) void
+scores512_any(float *sc, const void *kc, const float *q, int n, int hs, float scale, int bf) {
+    if (bf)
+        scores512(sc, kc, q, n, hs, scale, 1);
+    else
+        scores512(sc, kc, q, n, hs, scale, 0);
+}
+
+static __attribute__((target("avx512f"))) void mix512_any(float *out, const void *vc,
+                                                          const float *p, int n, int hs, int bf) {
+    if (bf)
+        mix512(out, vc, p, n, hs, 1);
+    else
+        mix512(out, vc, p, n, hs, 0);
+}
+#endif
+
+static void scores_any(float *sc, const void *kc, const float *q, int n, int hs, float scale,
+                       int bf) {
 #ifdef HAVE_X86
     if (use512(hs)) {
-        scores512(sc, kc, q, n, hs, scale);
+        scores512_any(sc, kc, q, n, hs, scale, bf);
         return;
     }
 #endif
-    scores_c(sc, kc, q, n, hs, scale);
+    if (bf)
+        scores_c(sc, kc, q, n, hs, scale, 1);
+    else
+        scores_c(sc, kc, q, n, hs, scale, 0);
+}
+
+static void mix_any(float *out, const void *vc, const float *p, int n, int hs, int bf) {
+#ifdef HAVE_X86
+    if (use512(hs)) {
+        mix512_any(out, vc, p, n, hs, bf);
+        return;
+    }
+#endif
+    if (bf)
+        mix_c(out, vc, p, n, hs, 1);
+    else
+        mix_c(out, vc, p, n, hs, 0);
+}
+
+void rlaif_attn_scores(float *sc, const float *kc, const float *q, int n, int hs, float scale) {
+    scores_any(sc, kc, q, n, hs, scale, 0);
 }
 
 void rlaif_attn_mix(float *out, const float *vc, const float *p, int n, int hs) {
-#ifdef HAVE_X86
-    if (use512(hs)) {
-        mix512(out, vc, p, n, hs);
-        return;
-    }
-#endif
-    mix_c(out, vc, p, n, hs);
+    mix_any(out, vc, p, n, hs, 0);
+}
+
+void rlaif_attn_scores_bf16(float *sc, const uint16_t *kc, const float *q, int n, int hs,
+                            float scale) {
+    scores_any(sc, kc, q, n, hs, scale, 1);
+}
+
+void rlaif_attn_mix_bf16(float *out, const uint16_t *vc, const float *p, int n, int hs) {
+    mix_any(out, vc, p, n, hs, 1);
 }

@@ -141,7 +141,7 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
     g->m = m, g->gc = *gc, g->B = B, g->P = P, g->N = N;
     /* the ids the sampler may pick: a padded vocabulary's extra rows are not tokens */
     g->Vs = gc->n_valid > 0 && gc->n_valid < V ? gc->n_valid : V;
-    int rc = rlaif_kv_cache_create(&g->kv, &m->cfg, B, P + N);
+    int rc = rlaif_kv_cache_create(&g->kv, &m->cfg, B, P + N, m->precision);
     if (rc) return free(g), rc;
     g->out.B = B, g->out.max_new = N;
     g->out.tokens = xmalloc(sizeof(int) * ((size_t)B * N + 1));

@@ -274,6 +274,10 @@ void rlaif_model_set_default_precision(int precision) {
     default_precision = precision;
 }
 
+int rlaif_model_default_precision(void) {
+    return default_precision;
+}
+
 void rlaif_model_set_precision(rlaif_model *m, int precision) {
     m->precision = precision;
     if (precision == RLAIF_PREC_BF16 && !m->params16)
@@ -1674,7 +1678,21 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
 
 /* ------------------------------------------------------ incremental decode */
 
-int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT) {
+/* Elements of one of the cache's k / v blocks, rounded up to a whole line
+ * of floats. GQA: only the n_kv_head shared heads are cached. */
+static size_t kv_elems(const rlaif_model_config *c, int B, int maxT) {
+    size_t n = (size_t)c->n_layer * B * maxT * (c->n_embd / c->n_head) * c->n_kv_head;
+    return (n + 15) / 16 * 16;
+}
+
+size_t rlaif_kv_cache_bytes(const rlaif_model_config *cfg, int B, int maxT, int precision) {
+    rlaif_model_config c = *cfg;
+    rlaif_model_config_fill(&c);
+    return 2 * kv_elems(&c, B, maxT) * (precision == RLAIF_PREC_BF16 ? 2 : 4);
+}
+
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT,
+                          int precision) {
     memset(kv, 0, sizeof *kv);
     rlaif_model_config c = *cfg;
     rlaif_model_config_fill(&c);
@@ -1683,21 +1701,22 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
                            "KV cache of %d slots for a model of %d positions", maxT, c.max_seq_len);
     kv->B = B, kv->maxT = maxT, kv->n_layer = c.n_layer, kv->C = c.n_embd;
     kv->n_head = c.n_head, kv->n_kv_head = c.n_kv_head, kv->window = c.sliding_window;
-    /* GQA: only the n_kv_head shared heads are cached. Zeroed: a pad's slot
-     * is never written, and a masked key must still have a finite score
-     * (softmax multiplies its exponential by 0; P V multiplies its 0 by v).
-     * On 4 KB pages: with MADV_HUGEPAGE each 2 MB fault as decoding fills
-     * the cache stalled (kernel zeroing, compaction): GPT-2 124M batch-1
-     * decoding 24-59 ms a step against 15-16 ms without it. */
-    size_t n = (size_t)c.n_layer * B * maxT * (c.n_embd / c.n_head) * c.n_kv_head;
-    /* One calloc (lazily zeroed pages: a long cache costs memory only as it
-     * fills) carved from its first cache line: a head's rows of keys are
-     * then on line boundaries, so its vector loads never split (see
-     * xcalloc64 in core/error.h). */
-    n = (n + 15) / 16 * 16;
-    kv->mem = xcalloc(2 * n + 16, sizeof(float));
-    kv->k = (float *)(((uintptr_t)kv->mem + 63) & ~(uintptr_t)63);
-    kv->v = kv->k + n;
+    /* Zeroed: a pad's slot is never written, and a masked key must still
+     * have a finite score (softmax multiplies its exponential by 0; P V
+     * multiplies its 0 by v). On 4 KB pages: with MADV_HUGEPAGE each 2 MB
+     * fault as decoding fills the cache stalled (kernel zeroing,
+     * compaction): GPT-2 124M batch-1 decoding 24-59 ms a step against
+     * 15-16 ms without it. One calloc (lazily zeroed pages: a long cache
+     * costs memory only as it fills) carved from its first cache line: a
+     * head's rows of keys are then on line boundaries, so its vector loads
+     * never split (see xcalloc64 in core/error.h). */
+    size_t n = kv_elems(&c, B, maxT), es = precision == RLAIF_PREC_BF16 ? 2 : 4;
+    kv->mem = xcalloc(2 * n * es + 64, 1);
+    char *base = (char *)(((uintptr_t)kv->mem + 63) & ~(uintptr_t)63);
+    if (es == 2)
+        kv->kb = (uint16_t *)base, kv->vb = kv->kb + n;
+    else
+        kv->k = (float *)base, kv->v = kv->k + n;
     kv->valid = xcalloc((size_t)B * maxT, 1);
     kv->scratch = xmalloc((size_t)B * c.n_kv_head * maxT * sizeof(float));
     kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
@@ -1712,15 +1731,22 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+/* One cached key/value head of one row, [maxT][hs]: fp32 (k, v) or, when
+ * decoding over a bf16 cache, bf16 (kb, vb; k and v NULL). */
+typedef struct {
+    const float *k, *v;
+    const uint16_t *kb, *vb;
+} kv_head;
+
 /* One query head's attention for the cnt new queries of one row (packed rows
  * of qkv from q, slots slot[0..cnt-1], ascending) over the cached keys kc
  * and values vc. One query (decoding) reads the cache once with dot
  * products; several (prefill) are two sgemms over a score block S (cnt, nk)
  * with the causal and padding mask applied in the softmax, as
  * attention_forward does for a whole sequence. */
-static void attn_head(float *y, const float *q, int ldq, const float *kc, const float *vc,
-                      const int *slot, int cnt, const uint8_t *val, int from, const attn_geom *g,
-                      float *sc, float scale) {
+static void attn_head(float *y, const float *q, int ldq, const kv_head *h, const int *slot, int cnt,
+                      const uint8_t *val, int from, const attn_geom *g, float *sc, float scale) {
+    const float *kc = h->k, *vc = h->v;
     int hs = g->hd, C = g->NH * hs;
     /* from >= 0: the real keys are exactly those from slot `from` on, so the
      * mask is a lower bound and softmax runs unmasked (vectorised) */
@@ -1729,9 +1755,15 @@ static void attn_head(float *y, const float *q, int ldq, const float *kc, const 
         int lim = slot[0], lo = window_lo(g, lim), n;
         if (from > lo) lo = from;
         n = lim - lo + 1;
-        rlaif_attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
+        if (h->kb)
+            rlaif_attn_scores_bf16(sc, h->kb + (size_t)lo * hs, q, n, hs, scale);
+        else
+            rlaif_attn_scores(sc, kc + (size_t)lo * hs, q, n, hs, scale);
         softmax_row(sc, n, 0, n - 1, mask ? mask + lo : NULL);
-        rlaif_attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
+        if (h->vb)
+            rlaif_attn_mix_bf16(y, h->vb + (size_t)lo * hs, sc, n, hs);
+        else
+            rlaif_attn_mix(y, vc + (size_t)lo * hs, sc, n, hs);
         return;
     }
     int nk = slot[cnt - 1] + 1;
@@ -1745,13 +1777,14 @@ static void attn_head(float *y, const float *q, int ldq, const float *kc, const 
                 y, C);
 }
 
-/* A thread's score block for prefill: [cnt][maxT] floats. */
-static float *prefill_scratch(const rlaif_kv_cache *kv, int most) {
+/* A thread's prefill scratch: its score block [most][maxT], then (bf16
+ * cache) a head's keys and values widened to fp32, [maxT][hs] each. */
+static float *prefill_scratch(const rlaif_kv_cache *kv) {
     int t = 0;
 #ifdef _OPENMP
     t = omp_get_thread_num();
 #endif
-    return kv->pscratch + (size_t)t * most * kv->maxT;
+    return kv->pscratch + (size_t)t * kv->pstride;
 }
 
 /* Attention of the call's packed queries (kv->q_off / q_slot) over the
@@ -1774,17 +1807,34 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], cnt = kv->q_off[b + 1] - r0;
         if (cnt == 0) continue;
         const int *slot = kv->q_slot + r0;
-        float *sc = cnt == 1 ? kv->scratch + (size_t)r * maxT : prefill_scratch(kv, most);
+        float *sc = cnt == 1 ? kv->scratch + (size_t)r * maxT : prefill_scratch(kv);
         size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
-        float *kc = kv->k + base, *vc = kv->v + base;
+        kv_head h = {0};
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         for (int i = 0; i < cnt; i++) {
             const float *src = qkv + (size_t)(r0 + i) * C3 + C + (size_t)kh * hs;
-            memcpy(kc + (size_t)slot[i] * hs, src, sizeof(float) * hs);
-            memcpy(vc + (size_t)slot[i] * hs, src + KV, sizeof(float) * hs);
+            size_t at = base + (size_t)slot[i] * hs;
+            if (kv->kb) {
+                rlaif_bf16_from_f32(kv->kb + at, src, hs);
+                rlaif_bf16_from_f32(kv->vb + at, src + KV, hs);
+            } else {
+                memcpy(kv->k + at, src, sizeof(float) * hs);
+                memcpy(kv->v + at, src + KV, sizeof(float) * hs);
+            }
         }
-        for (int h = kh * grp; h < (kh + 1) * grp; h++)
-            attn_head(y + (size_t)r0 * C + h * hs, qkv + (size_t)r0 * C3 + h * hs, C3, kc, vc, slot,
+        if (!kv->kb) {
+            h.k = kv->k + base, h.v = kv->v + base;
+        } else if (cnt == 1) {
+            h.kb = kv->kb + base, h.vb = kv->vb + base;
+        } else { /* prefill's sgemms take fp32: the head's keys and values widened */
+            size_t nk = (size_t)(slot[cnt - 1] + 1) * hs;
+            float *kf = sc + (size_t)most * maxT, *vf = kf + (size_t)maxT * hs;
+            rlaif_bf16_to_f32(kf, kv->kb + base, nk);
+            rlaif_bf16_to_f32(vf, kv->vb + base, nk);
+            h.k = kf, h.v = vf;
+        }
+        for (int q = kh * grp; q < (kh + 1) * grp; q++)
+            attn_head(y + (size_t)r0 * C + q * hs, qkv + (size_t)r0 * C3 + q * hs, C3, &h, slot,
                       cnt, val, kv->q_from[b], &g, sc, scale);
     }
 }
@@ -1819,14 +1869,17 @@ static int pack_queries(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, c
     return n;
 }
 
-/* The prefill score blocks: one [most][maxT] block per thread. */
+/* The prefill scratch: one per thread (prefill_scratch). */
 static void grow_pscratch(rlaif_kv_cache *kv, int most) {
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
-    size_t need = (size_t)nt * most * kv->maxT;
-    if (most < 2 || need <= kv->pscratch_n) return;
+    if (most < 2) return;
+    kv->pstride = (size_t)most * kv->maxT;
+    if (kv->kb) kv->pstride += 2 * (size_t)kv->maxT * (kv->C / kv->n_head);
+    size_t need = (size_t)nt * kv->pstride;
+    if (need <= kv->pscratch_n) return;
     free(kv->pscratch);
     kv->pscratch = xmalloc(need * sizeof(float));
     kv->pscratch_n = need;

@@ -98,15 +98,15 @@ static void model_identity(const rlaif_model *m, uint64_t out[2]) {
 
 /* ------------------------------------------------------------ open */
 
-/* Bytes the judge needs: weights, a KV cache for a full batch at the
- * model's context, and the activations of one prefill chunk (a generous
- * per-token bound: the residual stream, q|k|v, attention and MLP buffers),
- * the prefill's attention score blocks (one per busy thread: a row's new
- * queries x the context) and the sampler's scratch. */
+/* Bytes the judge needs in precision prec: weights (and their bf16 copy in
+ * bf16), a KV cache for a full batch at the model's context, and the
+ * activations of one prefill chunk (a generous per-token bound: the
+ * residual stream, q|k|v, attention and MLP buffers), the prefill's
+ * attention score blocks (one per busy thread: a row's new queries x the
+ * context) and the sampler's scratch. */
 static double need_bytes(const rlaif_model_config *c, int batch, int context, long slice,
-                         double params) {
-    double hs = (double)c->n_embd / c->n_head;
-    double kv = 2.0 * c->n_layer * batch * context * hs * c->n_kv_head * 4;
+                         double params, int prec) {
+    double kv = (double)rlaif_kv_cache_bytes(c, batch, context, prec);
     double acts = (double)slice * (16.0 * c->n_embd + 4.0 * c->n_inner) * 4;
     double threads = 1;
 #ifdef _OPENMP
@@ -115,7 +115,7 @@ static double need_bytes(const rlaif_model_config *c, int batch, int context, lo
     if (threads > (double)batch * c->n_kv_head) threads = (double)batch * c->n_kv_head;
     double scores = threads * (double)(slice < context ? slice : context) * context * 4;
     double samp = 3.0 * batch * c->vocab_size * 4;
-    return params * 4 + kv + acts + scores + samp;
+    return params * (prec == RLAIF_PREC_BF16 ? 6 : 4) + kv + acts + scores + samp;
 }
 
 static int check_memory(const rlaif_model_config *c, int batch, int context, long slice,
@@ -124,11 +124,13 @@ static int check_memory(const rlaif_model_config *c, int batch, int context, lon
     rlaif_model_config_fill(&f);
     rlaif_tensor_table tt;
     rlaif_model_table(&f, &tt);
-    /* decoding's packed copy of the weights, when the product table chose
-     * the packed path for this model (the judge's model runs in fp32; logprob
+    /* the judge's model runs in the job's model.precision (the default
+     * every model is created with); decoding's packed copy of the weights,
+     * when the product table chose the packed path for this model (logprob
      * mode never decodes, so never packs) */
-    double pack = decodes ? (double)rlaif_model_decode_pack_bytes(&f, RLAIF_PREC_FP32, batch) : 0;
-    double need = need_bytes(&f, batch, context, slice, (double)tt.total) + pack;
+    int prec = rlaif_model_default_precision();
+    double pack = decodes ? (double)rlaif_model_decode_pack_bytes(&f, prec, batch) : 0;
+    double need = need_bytes(&f, batch, context, slice, (double)tt.total, prec) + pack;
     rlaif_tensors_free(&tt);
     rlaif_mem_budget mb;
     rlaif_mem_budget_get(rlaif_ranks_on_node(), &mb);
@@ -142,8 +144,8 @@ static int check_memory(const rlaif_model_config *c, int batch, int context, lon
                        "the model needs %.3f GB (weights %.3f GB + their copy packed for decoding "
                        "%.3f GB + KV cache of %d x %d positions + activations) but this rank may "
                        "use %.3f GB (%s)",
-                       need / 1e9, (double)tt.total * 4 / 1e9, pack / 1e9, batch, context,
-                       mb.bytes / 1e9, mb.why);
+                       need / 1e9, (double)tt.total * (prec == RLAIF_PREC_BF16 ? 6 : 4) / 1e9,
+                       pack / 1e9, batch, context, mb.bytes / 1e9, mb.why);
 }
 
 /* Single-token variants of each label: with the prefix ending in ':', " A"

@@ -9,8 +9,11 @@
  * once, |s - s_exact| <= gamma_n sum |terms|, gamma_n = n u / (1 - n u),
  * u = 2^-24 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1);
  * the scale adds one rounding (gamma_{hs+1}). The float64 reference's own
- * error is covered by the slack factor 1.01. */
+ * error is covered by the slack factor 1.01. The bf16 kernels (a bf16
+ * cache) are held to the same bound against the reference on the bf16
+ * values: widening is exact, the arithmetic is the fp32 kernels'. */
 #include "attn_decode.h"
+#include "gemm_bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,16 +33,29 @@ static double gamma_n(int n) {
 
 static int failures;
 
-static void check(const char *kern, int n, int hs, int off) {
-    /* off floats past a 64-byte boundary, as a head's block inside a batch can be */
+/* The kernels over n keys of hs: fp32 (bf = 0) or bf16 (bf = 1: the cache
+ * holds kc and vc rounded to bf16; the reference takes those values, widened
+ * exactly, so the bound is the same). */
+static void check(const char *kern, int n, int hs, int off, int bf) {
+    /* off elements past a 64-byte boundary, as a head's block inside a batch can be */
     size_t bytes = sizeof(float) * ((size_t)n * hs + 16 - (size_t)n * hs % 16 + 64);
     float *kbuf = aligned_alloc(64, bytes), *vbuf = aligned_alloc(64, bytes);
+    uint16_t *kb16 = aligned_alloc(64, bytes), *vb16 = aligned_alloc(64, bytes);
     float *kc = kbuf + off, *vc = vbuf + off, q[128], sc[600], p[600], out[128];
+    uint16_t *kh = kb16 + off, *vh = vb16 + off;
     for (size_t i = 0; i < (size_t)n * hs; i++) kc[i] = frand(), vc[i] = frand();
+    if (bf) { /* the values the cache holds, and the reference reads */
+        rlaif_bf16_from_f32(kh, kc, (size_t)n * hs), rlaif_bf16_to_f32(kc, kh, (size_t)n * hs);
+        rlaif_bf16_from_f32(vh, vc, (size_t)n * hs), rlaif_bf16_to_f32(vc, vh, (size_t)n * hs);
+    }
     for (int d = 0; d < hs; d++) q[d] = frand();
     for (int j = 0; j < n; j++) p[j] = 0.5f * (frand() + 1.0f);
     float scale = 1.0f / sqrtf((float)hs);
-    rlaif_attn_scores(sc, kc, q, n, hs, scale);
+    const char *ty = bf ? "bf16" : "fp32";
+    if (bf)
+        rlaif_attn_scores_bf16(sc, kh, q, n, hs, scale);
+    else
+        rlaif_attn_scores(sc, kc, q, n, hs, scale);
     for (int j = 0; j < n; j++) {
         double s = 0.0, a = 0.0;
         for (int d = 0; d < hs; d++)
@@ -47,10 +63,14 @@ static void check(const char *kern, int n, int hs, int off) {
                 a += fabs((double)kc[(size_t)j * hs + d] * q[d]);
         double err = fabs(sc[j] - scale * s), bound = gamma_n(hs + 1) * scale * a;
         if (!(err <= bound) && failures++ < 10)
-            fprintf(stderr, "FAIL %s scores n=%d hs=%d off=%d: key %d: %.9g vs %.9g (bound %.3g)\n",
-                    kern, n, hs, off, j, sc[j], scale * s, bound);
+            fprintf(stderr,
+                    "FAIL %s %s scores n=%d hs=%d off=%d: key %d: %.9g vs %.9g (bound %.3g)\n",
+                    kern, ty, n, hs, off, j, sc[j], scale * s, bound);
     }
-    rlaif_attn_mix(out, vc, p, n, hs);
+    if (bf)
+        rlaif_attn_mix_bf16(out, vh, p, n, hs);
+    else
+        rlaif_attn_mix(out, vc, p, n, hs);
     for (int d = 0; d < hs; d++) {
         double s = 0.0, a = 0.0;
         for (int j = 0; j < n; j++)
@@ -58,10 +78,10 @@ static void check(const char *kern, int n, int hs, int off) {
                 a += fabs((double)p[j] * vc[(size_t)j * hs + d]);
         double err = fabs(out[d] - s), bound = gamma_n(n) * a;
         if (!(err <= bound) && failures++ < 10)
-            fprintf(stderr, "FAIL %s mix n=%d hs=%d off=%d: dim %d: %.9g vs %.9g (bound %.3g)\n",
-                    kern, n, hs, off, d, out[d], s, bound);
+            fprintf(stderr, "FAIL %s %s mix n=%d hs=%d off=%d: dim %d: %.9g vs %.9g (bound %.3g)\n",
+                    kern, ty, n, hs, off, d, out[d], s, bound);
     }
-    free(kbuf), free(vbuf);
+    free(kbuf), free(vbuf), free(kb16), free(vb16);
 }
 
 int main(void) {
@@ -77,7 +97,9 @@ int main(void) {
         }
         for (size_t h = 0; h < sizeof hss / sizeof *hss; h++)
             for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
-                for (int off = 0; off < 2; off++) check(kerns[k], ns[i], hss[h], off * 4), ran++;
+                for (int off = 0; off < 2; off++)
+                    for (int bf = 0; bf < 2; bf++)
+                        check(kerns[k], ns[i], hss[h], off * 4, bf), ran++;
     }
     printf("%d cases, %d failures\n", ran, failures);
     return failures ? 1 : 0;

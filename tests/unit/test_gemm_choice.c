@@ -119,7 +119,7 @@ static float logits[B * V]; /* of the last decode_step */
 /* One decoding step of B rows: the products per path it ran. */
 static void decode_step(rlaif_model *m, long long d[RLAIF_GEMM_NPATH]) {
     rlaif_kv_cache kv;
-    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m->cfg, B, 8), 0);
+    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m->cfg, B, 8, m->precision), 0);
     int tok[B * 3] = {1, 2, 3, 4, 5, 6};
     ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, tok, NULL, NULL, 3, logits), 0);
     long long before[RLAIF_GEMM_NPATH];

@@ -196,8 +196,17 @@ END_TEST
 /* Prefill 5 tokens, then decode one at a time: each step's logits equal
  * the full forward's at that position. Both compute the same sums in a
  * different order (sgemm vs the few-row kernels), so they agree to float32
- * rounding: max |diff| <= 1e-5 max |logit| (measured ~1e-7). */
-static void kv_check(const rlaif_model_config *c) {
+ * rounding: max |diff| <= 1e-5 max |logit| (measured ~1e-7).
+ * kv_prec RLAIF_PREC_BF16 runs the same fp32 model over a bf16 cache: each
+ * cached key and value then carries a relative error of at most 2^-9
+ * (bf16's unit roundoff), which moves a score or an attention output by at
+ * most 2^-9 of its sum of |terms| and then passes through the remaining
+ * layers; no closed form bounds that, so the bound is 2^-9 * 8 of the
+ * largest logit (four layers' worth of error, each amplified at most 2x), and the
+ * test also demands a difference above fp32's 1e-5, so the bf16 cache
+ * surely ran. A wiring error (a wrong slot, head or widened block) moves
+ * logits by O(1). The kernels' own bounds: test_attn_decode. */
+static void kv_check(const rlaif_model_config *c, int kv_prec) {
     rlaif_model m;
     inputs in;
     make_model(&m, c);
@@ -208,7 +217,7 @@ static void kv_check(const rlaif_model_config *c) {
     float *full = malloc(sizeof(float) * B * T * V), *got = malloc(sizeof(float) * B * V);
     memcpy(full, m.logits, sizeof(float) * B * T * V);
     rlaif_kv_cache kv;
-    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, T), 0);
+    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, T, kv_prec), 0);
     int tok[B * T], pos[B * T];
     uint8_t val[B * T];
     double worst = 0.0, scale = 0.0;
@@ -229,22 +238,29 @@ static void kv_check(const rlaif_model_config *c) {
             for (int v = 0; v < V; v++)
                 worst = fmax(worst, fabs(got[b * V + v] - full[((size_t)b * T + t0 - 1) * V + v]));
     }
-    printf("%s KV cache: max |logit diff| %.2e of max |logit| %.2f\n", rlaif_arch_name(c->arch),
-           worst, scale);
-    ck_assert_msg(worst <= 1e-5 * scale, "%s: KV logits differ by %g", rlaif_arch_name(c->arch),
-                  worst);
+    int bf = kv_prec == RLAIF_PREC_BF16;
+    printf("%s KV cache (%s): max |logit diff| %.2e of max |logit| %.2f\n",
+           rlaif_arch_name(c->arch), bf ? "bf16" : "fp32", worst, scale);
+    double tol = bf ? ldexp(1.0, -9) * 8 * scale : 1e-5 * scale;
+    ck_assert_msg(worst <= tol, "%s: KV logits differ by %g (bound %g)", rlaif_arch_name(c->arch),
+                  worst, tol);
+    if (bf)
+        ck_assert_msg(worst > 1e-5 * scale, "%s: the bf16 cache changed nothing (%g)",
+                      rlaif_arch_name(c->arch), worst);
     rlaif_kv_cache_free(&kv);
     free(full), free(got);
     rlaif_model_free(&m);
 }
 
 START_TEST(kv_matches_full) {
-    rlaif_model_config c = llama_cfg();
-    kv_check(&c);
-    c = opt_cfg(1);
-    kv_check(&c);
-    c = opt_cfg(0);
-    kv_check(&c);
+    for (int p = RLAIF_PREC_FP32; p <= RLAIF_PREC_BF16; p++) {
+        rlaif_model_config c = llama_cfg();
+        kv_check(&c, p);
+        c = opt_cfg(1);
+        kv_check(&c, p);
+        c = opt_cfg(0);
+        kv_check(&c, p);
+    }
 }
 END_TEST
 

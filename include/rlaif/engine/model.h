@@ -162,6 +162,7 @@ int rlaif_precision_parse(const char *name, const char **why);
 const char *rlaif_precision_name(int precision);
 /* Precision of every model created afterwards (fp32 until called). */
 void rlaif_model_set_default_precision(int precision);
+int rlaif_model_default_precision(void);
 /* Switches one model's precision (allocates or frees the bf16 copy). */
 void rlaif_model_set_precision(rlaif_model *m, int precision);
 
@@ -219,10 +220,12 @@ float rlaif_logsumexp(const float *x, int n, float scale, float *max_out);
 typedef struct {
     int B, maxT, len; /* len: slots filled so far (the same for every row) */
     int n_layer, C, n_head, n_kv_head, window; /* window: sliding_window (0 none) */
-    float *k, *v;   /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
-                     * keys are stored rotated (RoPE at their positions) */
-    void *mem;      /* the one allocation k and v are carved from */
-    uint8_t *valid; /* [B][maxT]: slot holds a real token */
+    float *k, *v;      /* [L][B][n_kv_head][maxT][C / n_head]: one head's keys are contiguous;
+                        * keys are stored rotated (RoPE at their positions). NULL when bf16 */
+    uint16_t *kb, *vb; /* the same in bf16 (precision bf16: half the bytes decoding reads;
+                        * rounded to nearest even once, as they are stored), or NULL */
+    void *mem;         /* the one allocation the cache is carved from */
+    uint8_t *valid;    /* [B][maxT]: slot holds a real token */
     /* The real tokens of the current call, packed (pads and finished rows
      * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,
      * packed row r goes to slot q_slot[r]. [B+1] and [B*maxT]. */
@@ -230,13 +233,20 @@ typedef struct {
     int *q_from;     /* [B]: row b's real slots are exactly [q_from[b], len) (left padding
                       * only: softmax needs no mask), or -1 */
     float *scratch;  /* decoding's attention scores, [B*n_kv_head][maxT] */
-    float *pscratch; /* prefill's score blocks, one per thread (grown on demand) */
-    size_t pscratch_n;
-    double attn_s; /* seconds spent in attention over the cache so far (the
-                    * engine's clock): how a step's time splits (generate.h) */
+    float *pscratch; /* prefill's score blocks, one per thread (grown on demand); with a
+                      * bf16 cache each also holds its head's keys and values in fp32 */
+    size_t pscratch_n, pstride; /* floats in all, and per thread */
+    double attn_s;              /* seconds spent in attention over the cache so far (the
+                                 * engine's clock): how a step's time splits (generate.h) */
 } rlaif_kv_cache;
 
-int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT);
+/* precision (rlaif_precision, the model's): RLAIF_PREC_BF16 stores the
+ * keys and values in bf16, as the products of that precision take their
+ * operands; the attention's sums and softmax stay fp32. */
+int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT,
+                          int precision);
+/* Bytes of the cache rlaif_kv_cache_create allocates for these sizes. */
+size_t rlaif_kv_cache_bytes(const rlaif_model_config *cfg, int B, int maxT, int precision);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 
 /* A frozen model (m->frozen) about to decode batches of up to B rows in
