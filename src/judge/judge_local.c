@@ -98,6 +98,12 @@ static void model_identity(const rlaif_model *m, uint64_t out[2]) {
 
 /* ------------------------------------------------------------ open */
 
+/* Bytes of a model's weights in precision prec: the fp32 block, and in
+ * bf16 its bf16 copy beside it (rlaif_model_set_precision). */
+static double weight_bytes(double params, int prec) {
+    return params * (prec == RLAIF_PREC_BF16 ? 6 : 4);
+}
+
 /* Bytes the judge needs in precision prec: weights (and their bf16 copy in
  * bf16), a KV cache for a full batch at the model's context, and the
  * activations of one prefill chunk (a generous per-token bound: the
@@ -115,7 +121,7 @@ static double need_bytes(const rlaif_model_config *c, int batch, int context, lo
     if (threads > (double)batch * c->n_kv_head) threads = (double)batch * c->n_kv_head;
     double scores = threads * (double)(slice < context ? slice : context) * context * 4;
     double samp = 3.0 * batch * c->vocab_size * 4;
-    return params * (prec == RLAIF_PREC_BF16 ? 6 : 4) + kv + acts + scores + samp;
+    return weight_bytes(params, prec) + kv + acts + scores + samp;
 }
 
 static int check_memory(const rlaif_model_config *c, int batch, int context, long slice,
@@ -144,8 +150,8 @@ static int check_memory(const rlaif_model_config *c, int batch, int context, lon
                        "the model needs %.3f GB (weights %.3f GB + their copy packed for decoding "
                        "%.3f GB + KV cache of %d x %d positions + activations) but this rank may "
                        "use %.3f GB (%s)",
-                       need / 1e9, (double)tt.total * (prec == RLAIF_PREC_BF16 ? 6 : 4) / 1e9,
-                       pack / 1e9, batch, context, mb.bytes / 1e9, mb.why);
+                       need / 1e9, weight_bytes((double)tt.total, prec) / 1e9, pack / 1e9, batch,
+                       context, mb.bytes / 1e9, mb.why);
 }
 
 /* Single-token variants of each label: with the prefix ending in ':', " A"
