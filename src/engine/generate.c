@@ -18,7 +18,8 @@ rlaif_gen_config rlaif_gen_defaults(void) {
                               .eos_id2 = -1,
                               .pad_id = 0,
                               .seed = 0,
-                              .step = 0};
+                              .step = 0,
+                              .share_min = 16};
 }
 
 void rlaif_gen_output_free(rlaif_gen_output *out) {
@@ -100,6 +101,7 @@ struct rlaif_gen_run {
     rlaif_model *m;
     rlaif_gen_config gc;
     int B, P, N, Vs, fed, step, finished; /* fed: prompt columns run so far */
+    int share, src; /* the first `share` tokens of every prompt are row src's (0: none) */
     rlaif_kv_cache kv;
     int *prompt, *ppos, *tok, *pos; /* left-padded prompts [B*P] and one column [B] */
     uint8_t *pvalid, *valid;
@@ -118,6 +120,27 @@ void rlaif_gen_run_free(rlaif_gen_run *g) {
     rlaif_kv_cache_free(&g->kv);
     rlaif_gen_output_free(&g->out);
     free(g);
+}
+
+/* The tokens every prompt begins with, when at least min of them (and at
+ * least one token of each prompt left to compute: its last position gives
+ * its logits); *src: a longest prompt, which computes them. */
+static int shared_prefix(int B, const int *tokens, const int64_t *offset, const int *length,
+                         int min, int *src) {
+    int n = INT_MAX, s = 0;
+    for (int b = 0; b < B; b++) {
+        if (length[b] - 1 < n) n = length[b] - 1;
+        if (length[b] > length[s]) s = b;
+    }
+    *src = s;
+    const int *t0 = tokens + offset[s];
+    for (int b = 0; b < B && n >= min; b++) {
+        const int *t = tokens + offset[b];
+        int i = 0;
+        while (i < n && t[i] == t0[i]) i++;
+        n = i;
+    }
+    return B > 1 && min > 0 && n >= min ? n : 0;
 }
 
 int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config *gc, int B,
@@ -172,8 +195,20 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
                        seq_index ? seq_index[b] : (uint32_t)b);
         g->plen[b] = length[b];
     }
+    g->share = shared_prefix(B, tokens, offset, length, gc->share_min, &g->src);
     *out = g;
     return 0;
+}
+
+/* What prompt column c of row b is to the cache (forward_kv's valid). With
+ * a shared prefix, the prefill runs in two stages: columns 0 .. share - 1
+ * compute the prefix in row src alone (its prompt is a longest one: no
+ * padding), then it is copied to every other row and the remaining columns
+ * run, where another row's prefix tokens are already cached. */
+static uint8_t column_use(const rlaif_gen_run *g, int b, int c) {
+    if (!g->pvalid[(size_t)b * g->P + c]) return 0;
+    if (!g->share || b == g->src || c - (g->P - g->plen[b]) >= g->share) return 1;
+    return c < g->share ? 0 : RLAIF_KV_CACHED; /* not copied yet / copied */
 }
 
 /* The next `cols` prompt columns through the cache. */
@@ -183,14 +218,20 @@ static int prefill_chunk(rlaif_gen_run *g, int cols) {
         for (int i = 0; i < cols; i++) {
             g->tok[b * cols + i] = g->prompt[b * P + g->fed + i];
             g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
-            g->valid[b * cols + i] = g->pvalid[b * P + g->fed + i];
+            g->valid[b * cols + i] = column_use(g, b, g->fed + i);
         }
     double t0 = rlaif_now(), a0 = g->kv.attn_s;
     RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
+    g->fed += cols;
+    if (g->share && g->fed == g->share) /* the prefix is in row src: copy it */
+        for (int b = 0; b < B; b++)
+            if (b != g->src) {
+                rlaif_kv_cache_copy(&g->kv, g->src, 0, b, P - g->plen[b], g->share);
+                g->time.prefill_shared += g->share;
+            }
     g->time.prefill_s += rlaif_now() - t0;
     g->time.prefill_attn_s += g->kv.attn_s - a0;
-    for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i];
-    g->fed += cols;
+    for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
     return 0;
 }
 
@@ -223,9 +264,11 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
     *finished = g->finished;
     if (g->finished) return 0;
     if (g->fed < g->P) { /* prefill: as many columns as the budget allows, at least one */
-        long cols = max_tokens / g->B;
+        /* a chunk's activations are carved for B rows of its columns, so
+         * the prefix's stage has the same columns a chunk as the rest */
+        long cols = max_tokens / g->B, end = g->fed < g->share ? g->share : g->P;
         if (cols < 1) cols = 1;
-        if (cols > g->P - g->fed) cols = g->P - g->fed;
+        if (cols > end - g->fed) cols = end - g->fed;
         RLAIF_TRY(prefill_chunk(g, (int)cols));
         if (g->fed < g->P || g->N > 0) return 0;
         *finished = g->finished = 1; /* prefill only: the logits are the answer */
@@ -248,6 +291,7 @@ void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t) {
     t->prefill_s += g->time.prefill_s, t->decode_s += g->time.decode_s;
     t->prefill_attn_s += g->time.prefill_attn_s, t->decode_attn_s += g->time.decode_attn_s;
     t->prefill_tokens += g->time.prefill_tokens, t->decode_steps += g->time.decode_steps;
+    t->prefill_shared += g->time.prefill_shared;
     t->decode_rows += g->time.decode_rows;
 }
 

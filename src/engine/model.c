@@ -1731,6 +1731,21 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+void rlaif_kv_cache_copy(rlaif_kv_cache *kv, int src, int s0, int dst, int d0, int n) {
+    int B = kv->B, NKV = kv->n_kv_head, hs = kv->C / kv->n_head, maxT = kv->maxT;
+    size_t es = kv->kb ? 2 : 4, len = (size_t)n * hs * es;
+    char *k = kv->kb ? (char *)kv->kb : (char *)kv->k, *v = kv->kb ? (char *)kv->vb : (char *)kv->v;
+#pragma omp parallel for schedule(static) if ((size_t)kv->n_layer * NKV * len >= PAR_MIN)
+    for (int i = 0; i < kv->n_layer * NKV; i++) {
+        int l = i / NKV, kh = i % NKV;
+        size_t from = (((size_t)l * B + src) * NKV + kh) * maxT + s0;
+        size_t to = (((size_t)l * B + dst) * NKV + kh) * maxT + d0;
+        memcpy(k + to * hs * es, k + from * hs * es, len);
+        memcpy(v + to * hs * es, v + from * hs * es, len);
+    }
+    memset(kv->valid + (size_t)dst * maxT + d0, 1, (size_t)n);
+}
+
 /* One cached key/value head of one row, [maxT][hs]: fp32 (k, v) or, when
  * decoding over a bf16 cache, bf16 (kb, vb; k and v NULL). */
 typedef struct {
@@ -1849,9 +1864,9 @@ static int pack_queries(rlaif_model *m, rlaif_kv_cache *kv, const int *tokens, c
     for (int b = 0; b < B; b++) {
         kv->q_off[b] = n;
         for (int i = 0; i < Tn; i++) {
-            int real = valid ? valid[b * Tn + i] != 0 : 1;
-            kv->valid[(size_t)b * kv->maxT + s0 + i] = (uint8_t)real;
-            if (!real) continue;
+            int v = valid ? valid[b * Tn + i] : 1;
+            kv->valid[(size_t)b * kv->maxT + s0 + i] = (uint8_t)(v != 0);
+            if (v != 1) continue; /* a pad, or a token already cached */
             a->tokens[n] = tokens[b * Tn + i];
             a->pos[n] = pos ? pos[b * Tn + i] : s0 + i;
             kv->q_slot[n++] = s0 + i;

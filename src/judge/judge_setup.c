@@ -82,9 +82,10 @@ void rlaif_judge_report_stats(const rlaif_judge_endpoint_stats *stats, int nep, 
         if (t->prefill_s > 0 && off < n) {
             k = snprintf(buf + off, n - off,
                          "judge %s: model prefill %lld tokens in %.3f s (%.1f tokens/s, attention "
-                         "%.3f s)",
+                         "%.3f s, %lld more copied from shared prefixes)",
                          s->name, t->prefill_tokens, t->prefill_s,
-                         (double)t->prefill_tokens / t->prefill_s, t->prefill_attn_s);
+                         (double)t->prefill_tokens / t->prefill_s, t->prefill_attn_s,
+                         t->prefill_shared);
             if (k < 0 || off + (size_t)k >= n) break;
             off += (size_t)k;
             if (t->decode_steps > 0) {

@@ -256,7 +256,7 @@ int rlaif_pump_check(rlaif_pump *p, int final) {
 
 /* ---------------------------------------------------------- reporting */
 
-enum { NL = 14, ND = 11 }; /* long and double fields of an endpoint's statistics */
+enum { NL = 15, ND = 11 }; /* long and double fields of an endpoint's statistics */
 
 static void stats_pack(const rlaif_judge_endpoint_stats *s, long long *x, double *y) {
     x[0] = s->calls, x[1] = s->http_requests, x[2] = s->retries, x[3] = s->replayed;
@@ -265,6 +265,7 @@ static void stats_pack(const rlaif_judge_endpoint_stats *s, long long *x, double
     y[0] = s->len_n, y[1] = s->len_sx, y[2] = s->len_sy, y[3] = s->len_sxx;
     y[4] = s->len_syy, y[5] = s->len_sxy, y[6] = s->cost_usd;
     x[11] = s->model.prefill_tokens, x[12] = s->model.decode_steps, x[13] = s->model.decode_rows;
+    x[14] = s->model.prefill_shared;
     y[7] = s->model.prefill_s, y[8] = s->model.decode_s;
     y[9] = s->model.prefill_attn_s, y[10] = s->model.decode_attn_s;
 }
@@ -277,6 +278,7 @@ static void stats_unpack(rlaif_judge_endpoint_stats *s, const long long *x, cons
     s->len_n = y[0], s->len_sx = y[1], s->len_sy = y[2], s->len_sxx = y[3];
     s->len_syy = y[4], s->len_sxy = y[5], s->cost_usd = y[6];
     s->model.prefill_tokens = x[11], s->model.decode_steps = x[12], s->model.decode_rows = x[13];
+    s->model.prefill_shared = x[14];
     s->model.prefill_s = y[7], s->model.decode_s = y[8];
     s->model.prefill_attn_s = y[9], s->model.decode_attn_s = y[10];
 }

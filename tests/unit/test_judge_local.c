@@ -132,6 +132,104 @@ START_TEST(prefill_only_logits) {
 }
 END_TEST
 
+/* One run of prompts (flat tok, off, len) in slices of `budget` tokens:
+ * the sampled tokens and log p (out, [B * new]), the last prefill's logits
+ * (lg, [B * 257]) and the engine's clock. */
+static void run_prompts(rlaif_model *m, const rlaif_gen_config *gc, int B, const int *tok,
+                        const int64_t *off, const int *len, long budget, int *out, float *logp,
+                        float *lg, rlaif_gen_timing *tm) {
+    rlaif_gen_run *g;
+    uint32_t seq[8] = {3, 1, 4, 5, 9, 2, 6, 8};
+    ck_assert_int_eq(rlaif_gen_begin(&g, m, gc, B, tok, off, len, seq), 0);
+    int finished = 0, N = gc->max_new_tokens;
+    while (!finished) {
+        ck_assert_int_eq(rlaif_gen_advance(g, budget, &finished), 0);
+        if (N == 0 && finished) memcpy(lg, rlaif_gen_logits(g), sizeof(float) * B * 257);
+    }
+    if (N) {
+        const rlaif_gen_output *o = rlaif_gen_result(g);
+        memcpy(out, o->tokens, sizeof(int) * B * N), memcpy(logp, o->logp, sizeof(float) * B * N);
+    }
+    *tm = (rlaif_gen_timing){0};
+    rlaif_gen_add_timing(g, tm);
+    rlaif_gen_run_free(g);
+}
+
+/* Prompts that begin with the same tokens (a judge's system prompt):
+ * computed once and copied into the other rows' caches, the logits and
+ * the samples equal those of computing every token of every row, for
+ * learned positions (GPT-2) and rotary ones with shared KV heads (Llama),
+ * over an fp32 and a bf16 cache, in one go and one column a slice. */
+START_TEST(shared_prefix_is_computed_once) {
+    enum { PRE = 20, B = 4, N = 5 };
+    int tok[4 * PRE + 32], len[B] = {PRE + 3, PRE + 7, PRE + 1, PRE + 7}, n = 0;
+    int64_t off[B];
+    for (int b = 0; b < B; b++) { /* rows 1 and 3: the same prompt (K samples of one) */
+        off[b] = n;
+        for (int i = 0; i < len[b]; i++)
+            tok[n++] = i < PRE ? 30 + (i * 7) % 200 : 1 + ((b == 3 ? 1 : b) * 37 + i * 11) % 250;
+    }
+    for (int arch = 0; arch < 3; arch++) {
+        rlaif_model m;
+        if (arch == 0) {
+            rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
+                                     .n_layer = 2,
+                                     .n_embd = 32,
+                                     .n_head = 4,
+                                     .vocab_size = 257,
+                                     .max_seq_len = 64};
+            ck_assert_int_eq(rlaif_model_create(&m, &mc), 0);
+            rlaif_model_init_random(&m, 5, 0.3f);
+        } else {
+            small_model(&m, 64);
+        }
+        if (arch == 2) rlaif_model_set_precision(&m, RLAIF_PREC_BF16);
+        for (int new = 0; new <= N; new += N) {
+            rlaif_gen_config gc = rlaif_gen_defaults();
+            gc.max_new_tokens = new, gc.temperature = 0.9f, gc.seed = 4;
+            for (long budget = LONG_MAX; budget >= B; budget = budget == B ? 0 : B) {
+                int t0[B * N], t1[B * N];
+                float p0[B * N], p1[B * N];
+                static float l0[B * 257], l1[B * 257];
+                rlaif_gen_timing m0, m1;
+                gc.share_min = 0; /* every token of every row computed */
+                run_prompts(&m, &gc, B, tok, off, len, budget, t0, p0, l0, &m0);
+                gc.share_min = 16;
+                run_prompts(&m, &gc, B, tok, off, len, budget, t1, p1, l1, &m1);
+                ck_assert_int_eq(m0.prefill_shared, 0);
+                ck_assert_int_eq(m0.prefill_tokens, n);
+                ck_assert_int_eq(m1.prefill_shared, (B - 1) * PRE);
+                ck_assert_int_eq(m1.prefill_tokens, n - (B - 1) * PRE);
+                if (new) {
+                    for (int i = 0; i < B * N; i++) {
+                        ck_assert_int_eq(t1[i], t0[i]);
+                        ck_assert_float_eq_tol(p1[i], p0[i], 1e-5);
+                    }
+                    /* rows 1 and 3 share their whole prompt but not their stream */
+                    ck_assert(memcmp(t1 + N, t1 + 3 * N, sizeof(int) * N));
+                } else {
+                    for (int i = 0; i < B * 257; i++) ck_assert_float_eq_tol(l1[i], l0[i], 1e-5);
+                }
+            }
+        }
+        rlaif_model_free(&m);
+    }
+    /* fewer common tokens than share_min, or one row: nothing is shared */
+    rlaif_model m;
+    small_model(&m, 64);
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = 0, gc.share_min = PRE + 1;
+    static float lg[B * 257];
+    rlaif_gen_timing tm;
+    run_prompts(&m, &gc, B, tok, off, len, LONG_MAX, NULL, NULL, lg, &tm);
+    ck_assert_int_eq(tm.prefill_shared, 0);
+    gc.share_min = 1;
+    run_prompts(&m, &gc, 1, tok, off, len, LONG_MAX, NULL, NULL, lg, &tm);
+    ck_assert_int_eq(tm.prefill_shared, 0);
+    rlaif_model_free(&m);
+}
+END_TEST
+
 /* m as a judge checkpoint at path, with a byte tokenizer. */
 static void save_judge(const char *path, const rlaif_model *m) {
     ck_assert_int_eq(rlaif_ckpt_save(path, m, NULL, 0), 0);
@@ -303,6 +401,7 @@ static Suite *make_suite(void) {
     tcase_add_test(t, queue_is_fifo_and_capped);
     tcase_add_test(t, sliced_generation_equals_one_go);
     tcase_add_test(t, prefill_only_logits);
+    tcase_add_test(t, shared_prefix_is_computed_once);
     tcase_add_test(t, judge_polls_in_slices_and_replays);
     tcase_add_test(t, key_covers_what_changes_the_answer);
     suite_add_tcase(s, t);

@@ -11,8 +11,10 @@ renders each call to about 500 GPT-2 tokens.
 
 Per model and batch size (judge.local_batch) it times, in alternating rounds:
   logprob   one prefill per call; labels/s, and the prefill's useful GFLOP/s
-            (trunk on every prompt token, LM head on the last) as % of the
-            machine's sgemm rate at the model's own product shapes; the
+            (trunk on every prompt token the engine computes: a batch's
+            shared prefix is computed once and copied into its other rows;
+            LM head on the last) as % of the machine's sgemm rate at the
+            model's own product shapes; the
             prefill time is the engine's own (the judge report's "model
             prefill" line: padding is not computed, so it is not counted)
   verdict   prefill + greedy decoding of --new tokens; labels/s, and the decode
@@ -77,6 +79,19 @@ def prefill_flops(c, T):
     causal attention (QK^T and AV over T(T+1)/2 pairs), the LM head once."""
     L, C = c["L"], c["C"]
     return L * (2 * T * layer_params(c) + 4 * C * T * (T + 1) / 2) + 2 * c["V"] * C
+
+
+def computed_flops(c, tin, B, shared):
+    """prefill_flops of the prompts minus those of the tokens the engine
+    copied from a batch's shared prefix instead of computing: every batch
+    (full ones, in order) copies its prefix into all rows but one, the same
+    number of tokens in each (the judge's system prompt)."""
+    n = len(tin)
+    rows = n - (n + B - 1) // B
+    ts = shared / rows if rows else 0
+    L, C = c["L"], c["C"]
+    saved = rows * L * (2 * ts * layer_params(c) + 4 * C * ts * (ts + 1) / 2)
+    return sum(prefill_flops(c, t) for t in tin) - saved
 
 
 def kv_bytes(c, B, ctx):
@@ -159,6 +174,8 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
         sys.exit("no model timing line in the judge report:\n" + out)
     eng = dict(prefill_tokens=int(g[1]), prefill_s=float(g[2]), steps=int(g[3] or 0),
                rows=float(g[4] or 0), decode_s=float(g[5] or 0), attn_ms=float(g[6] or 0))
+    cp = re.search(r"(\d+) more copied from shared prefixes", out)
+    eng["shared"] = int(cp[1]) if cp else 0
     tin, tout = [], []
     with open(out_dir + "/out.jsonl") as f:
         for line in f:
@@ -251,7 +268,7 @@ def bench_model(a, key, tmp, batches):
     m = MODELS[key]
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    res = {B: {"lp": [], "vd": [], "pf": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
+    res = {B: {"lp": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
                "bw": [], "load": []}
            for B in batches}
     pairs = {}
@@ -267,7 +284,8 @@ def bench_model(a, key, tmp, batches):
             lw, whole, tin, _, eng = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
             x["lp"].append(len(tin) / lw)
             # useful FLOPs of the prompts over the engine's prefill time
-            x["pf"].append(sum(prefill_flops(m, t) for t in tin) / eng["prefill_s"] / 1e9)
+            x["pf"].append(computed_flops(m, tin, B, eng["shared"]) / eng["prefill_s"] / 1e9)
+            x["shared"].append(eng["shared"] / len(tin))
             x["load"].append(whole - lw)
             info[(B, "tin")] = tin
             sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
@@ -313,6 +331,7 @@ def bench_model(a, key, tmp, batches):
                          bw_bound=by / (bw * 1e9) >= fl / (sg * 1e9), sg=sg, bw=bw,
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
                          vin=statistics.mean(vin), live=live, attn_ms=attn_ms,
+                         shared=statistics.median(x["shared"]),
                          attn_gbs=kv_bytes(m, live, ctx) / attn_ms / 1e6 if attn_ms else 0))
     return m, rows
 
@@ -335,6 +354,11 @@ def report(m, rows, a):
     print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
           "times are the engine's own, from the judge report; attention: the step's time in "
           "attention over the KV cache, the rest is the matrix products, norms and sampling)")
+    print("  shared prefix (a batch's common first tokens, computed once and copied): %s tokens "
+          "a call of %.0f" % (", ".join("B=%d %.0f" % (r["B"], r["shared"]) for r in rows),
+                              rows[0]["tin"]))
+    print("  (prefill GFLOP/s counts the tokens computed, not those copied; the PyTorch peer "
+          "computes every token, so the ratio includes the copying)")
     # faster than the roofline means the probe read less bandwidth than the
     # run had (the load changed between them): not a result
     bad = [r["B"] for r in rows if not 0 < r["dec_pct"] <= 100]

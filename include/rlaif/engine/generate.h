@@ -30,6 +30,12 @@ typedef struct {
      * logits; training forwards still use every row (a trained model gives
      * the padding rows ~0 mass, so PPO's ratios are unaffected). */
     int n_valid;
+    /* Shared prefix: when every prompt of the batch begins with the same
+     * share_min or more tokens (a judge's system prompt and template, a
+     * chat template's preamble), those tokens are computed for one prompt
+     * and their keys and values copied into the others' caches: the same
+     * values, a B-th of the prefill work. 0: never. Default 16. */
+    int share_min;
 } rlaif_gen_config;
 
 rlaif_gen_config rlaif_gen_defaults(void); /* greedy, 16 tokens, no EOS, pad 0 */
@@ -68,6 +74,7 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished);
 const float *rlaif_gen_logits(const rlaif_gen_run *g);
 /* Where a run's time went (the engine's own clock, for reports and
  * benchmarks): prefill chunks and the real prompt tokens they computed;
+ * (tokens of a shared prefix, copied, are counted apart in prefill_shared);
  * decoding steps (sampling + one forward of the live rows) and the live
  * rows summed over the steps; of each, the time in attention over the KV
  * cache (the rest is the matrix products, norms, activations, sampling).
@@ -75,6 +82,7 @@ const float *rlaif_gen_logits(const rlaif_gen_run *g);
 typedef struct {
     double prefill_s, decode_s, prefill_attn_s, decode_attn_s;
     long long prefill_tokens, decode_steps, decode_rows;
+    long long prefill_shared; /* prompt tokens copied from a shared prefix, not computed */
 } rlaif_gen_timing;
 void rlaif_gen_add_timing(const rlaif_gen_run *g, rlaif_gen_timing *t);
 const rlaif_gen_output *rlaif_gen_result(const rlaif_gen_run *g);

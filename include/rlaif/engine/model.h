@@ -249,12 +249,24 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
 size_t rlaif_kv_cache_bytes(const rlaif_model_config *cfg, int B, int maxT, int precision);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 
+/* Row dst's slots d0 .. d0 + n - 1 become copies of row src's slots s0 ..
+ * s0 + n - 1 (keys and values of every layer and cached head) and are
+ * marked valid. Prompts that begin with the same tokens have the same keys
+ * and values there (positions count from a row's first token, never from
+ * its slot), so those tokens are computed once (generate.c). */
+void rlaif_kv_cache_copy(rlaif_kv_cache *kv, int src, int s0, int dst, int d0, int n);
+
 /* A frozen model (m->frozen) about to decode batches of up to B rows in
  * fp32: packs its weights now where its first decoding step would (the
  * product table names the packed path for its products), so the copy is
  * made with the model's load and not inside a timed step. Does nothing
  * otherwise, or when they are packed already. */
 void rlaif_model_decode_prepare(rlaif_model *m, int B);
+
+/* valid[] of rlaif_model_forward_kv: 0 a pad, 1 a token to compute, and
+ * RLAIF_KV_CACHED a token whose keys and values are in its slot already
+ * (rlaif_kv_cache_copy): attended to, not computed. */
+#define RLAIF_KV_CACHED 2
 
 /* Appends Tn tokens per row (tokens/pos/valid [B*Tn]) at slots kv->len.. and
  * writes the logits of the last real (valid) token of each row in this call to
