@@ -167,6 +167,10 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "backend local: a prefill chunk is cut to about this long at the rank's measured prefill "
       "rate (the first chunk is at most 256 tokens), so a stop waits about this long at most; "
       "chunks of fewer than about 256 tokens run the products below the machine's rate"),
+    I("judge", "local_share_min", "16", 0, 1e9,
+      "backend local: when the prompts of a batch begin with at least this many common tokens "
+      "(the system prompt and template), those are computed once and their keys and values "
+      "copied to the batch's other calls; 0 computes every token of every call"),
     S("judge", "api_key_env", "OPENAI_API_KEY",
       "name of the environment variable holding the API key (never the key itself)"),
     E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",

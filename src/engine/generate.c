@@ -101,7 +101,8 @@ struct rlaif_gen_run {
     rlaif_model *m;
     rlaif_gen_config gc;
     int B, P, N, Vs, fed, step, finished; /* fed: prompt columns run so far */
-    int share, src; /* the first `share` tokens of every prompt are row src's (0: none) */
+    int share, src;     /* every prompt begins with row src's first `share` tokens (0: none) */
+    rlaif_kv_cache pre; /* those tokens' own one-row cache, while the prefix is prefilled */
     rlaif_kv_cache kv;
     int *prompt, *ppos, *tok, *pos; /* left-padded prompts [B*P] and one column [B] */
     uint8_t *pvalid, *valid;
@@ -117,14 +118,14 @@ void rlaif_gen_run_free(rlaif_gen_run *g) {
     if (!g) return;
     free(g->prompt), free(g->ppos), free(g->pvalid), free(g->tok), free(g->pos), free(g->valid);
     free(g->logits), free(g->idx), free(g->prob), free(g->rng), free(g->done), free(g->plen);
-    rlaif_kv_cache_free(&g->kv);
+    rlaif_kv_cache_free(&g->kv), rlaif_kv_cache_free(&g->pre);
     rlaif_gen_output_free(&g->out);
     free(g);
 }
 
 /* The tokens every prompt begins with, when at least min of them (and at
  * least one token of each prompt left to compute: its last position gives
- * its logits); *src: a longest prompt, which computes them. */
+ * its logits); *src: a longest prompt, whose tokens are read for them. */
 static int shared_prefix(int B, const int *tokens, const int64_t *offset, const int *length,
                          int min, int *src) {
     int n = INT_MAX, s = 0;
@@ -196,42 +197,64 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->plen[b] = length[b];
     }
     g->share = shared_prefix(B, tokens, offset, length, gc->share_min, &g->src);
+    if (g->share) {
+        rc = rlaif_kv_cache_create(&g->pre, &m->cfg, 1, g->share, m->precision);
+        if (rc) return rlaif_gen_run_free(g), rc;
+    }
     *out = g;
     return 0;
 }
 
-/* What prompt column c of row b is to the cache (forward_kv's valid). With
- * a shared prefix, the prefill runs in two stages: columns 0 .. share - 1
- * compute the prefix in row src alone (its prompt is a longest one: no
- * padding), then it is copied to every other row and the remaining columns
- * run, where another row's prefix tokens are already cached. */
+/* What prompt column c of row b is to the cache (forward_kv's valid): a
+ * pad, a token to compute, or one of the shared prefix's, copied. */
 static uint8_t column_use(const rlaif_gen_run *g, int b, int c) {
     if (!g->pvalid[(size_t)b * g->P + c]) return 0;
-    if (!g->share || b == g->src || c - (g->P - g->plen[b]) >= g->share) return 1;
-    return c < g->share ? 0 : RLAIF_KV_CACHED; /* not copied yet / copied */
+    return c - (g->P - g->plen[b]) < g->share ? RLAIF_KV_CACHED : 1;
+}
+
+/* The next `cols` columns of the shared prefix through its own one-row
+ * cache (so a chunk computes as many tokens as any other); after the last,
+ * its keys and values are copied to every row at that row's first slots
+ * and the batch's cache goes on from column `share`. Row src's prompt is a
+ * longest one: no padding, its columns are the prefix's positions. */
+static int prefix_chunk(rlaif_gen_run *g, int cols) {
+    int P = g->P;
+    for (int i = 0; i < cols; i++) {
+        g->tok[i] = g->prompt[(size_t)g->src * P + g->fed + i];
+        g->pos[i] = g->ppos[(size_t)g->src * P + g->fed + i], g->valid[i] = 1;
+    }
+    RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->pre, g->tok, g->pos, g->valid, cols, g->logits));
+    g->fed += cols;
+    g->time.prefill_tokens += cols;
+    if (g->fed < g->share) return 0;
+    for (int b = 0; b < g->B; b++)
+        rlaif_kv_cache_copy(&g->kv, b, P - g->plen[b], &g->pre, 0, 0, g->share);
+    g->kv.len = g->share; /* columns 0 .. share - 1: pads or copied */
+    g->time.prefill_shared += (long long)(g->B - 1) * g->share;
+    g->kv.attn_s += g->pre.attn_s;
+    rlaif_kv_cache_free(&g->pre);
+    return 0;
 }
 
 /* The next `cols` prompt columns through the cache. */
 static int prefill_chunk(rlaif_gen_run *g, int cols) {
     int B = g->B, P = g->P;
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < cols; i++) {
-            g->tok[b * cols + i] = g->prompt[b * P + g->fed + i];
-            g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
-            g->valid[b * cols + i] = column_use(g, b, g->fed + i);
-        }
-    double t0 = rlaif_now(), a0 = g->kv.attn_s;
-    RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
-    g->fed += cols;
-    if (g->share && g->fed == g->share) /* the prefix is in row src: copy it */
+    double t0 = rlaif_now(), a0 = g->kv.attn_s + g->pre.attn_s;
+    if (g->fed < g->share) {
+        RLAIF_TRY(prefix_chunk(g, cols));
+    } else {
         for (int b = 0; b < B; b++)
-            if (b != g->src) {
-                rlaif_kv_cache_copy(&g->kv, g->src, 0, b, P - g->plen[b], g->share);
-                g->time.prefill_shared += g->share;
+            for (int i = 0; i < cols; i++) {
+                g->tok[b * cols + i] = g->prompt[b * P + g->fed + i];
+                g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
+                g->valid[b * cols + i] = column_use(g, b, g->fed + i);
             }
+        RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
+        g->fed += cols;
+        for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
+    }
     g->time.prefill_s += rlaif_now() - t0;
-    g->time.prefill_attn_s += g->kv.attn_s - a0;
-    for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
+    g->time.prefill_attn_s += g->kv.attn_s + g->pre.attn_s - a0;
     return 0;
 }
 
@@ -264,9 +287,8 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
     *finished = g->finished;
     if (g->finished) return 0;
     if (g->fed < g->P) { /* prefill: as many columns as the budget allows, at least one */
-        /* a chunk's activations are carved for B rows of its columns, so
-         * the prefix's stage has the same columns a chunk as the rest */
-        long cols = max_tokens / g->B, end = g->fed < g->share ? g->share : g->P;
+        long cols = max_tokens / g->B, end = g->P;
+        if (g->fed < g->share) cols = max_tokens, end = g->share; /* the prefix: one row */
         if (cols < 1) cols = 1;
         if (cols > end - g->fed) cols = end - g->fed;
         RLAIF_TRY(prefill_chunk(g, (int)cols));

@@ -1731,19 +1731,23 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-void rlaif_kv_cache_copy(rlaif_kv_cache *kv, int src, int s0, int dst, int d0, int n) {
-    int B = kv->B, NKV = kv->n_kv_head, hs = kv->C / kv->n_head, maxT = kv->maxT;
-    size_t es = kv->kb ? 2 : 4, len = (size_t)n * hs * es;
-    char *k = kv->kb ? (char *)kv->kb : (char *)kv->k, *v = kv->kb ? (char *)kv->vb : (char *)kv->v;
-#pragma omp parallel for schedule(static) if ((size_t)kv->n_layer * NKV * len >= PAR_MIN)
-    for (int i = 0; i < kv->n_layer * NKV; i++) {
+void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
+                         int s0, int n) {
+    int NKV = dst->n_kv_head, hs = dst->C / dst->n_head;
+    size_t es = dst->kb ? 2 : 4, len = (size_t)n * hs * es;
+    char *dk = dst->kb ? (char *)dst->kb : (char *)dst->k;
+    char *dv = dst->kb ? (char *)dst->vb : (char *)dst->v;
+    const char *sk = src->kb ? (const char *)src->kb : (const char *)src->k;
+    const char *sv = src->kb ? (const char *)src->vb : (const char *)src->v;
+#pragma omp parallel for schedule(static) if ((size_t)dst->n_layer * NKV * len >= PAR_MIN)
+    for (int i = 0; i < dst->n_layer * NKV; i++) {
         int l = i / NKV, kh = i % NKV;
-        size_t from = (((size_t)l * B + src) * NKV + kh) * maxT + s0;
-        size_t to = (((size_t)l * B + dst) * NKV + kh) * maxT + d0;
-        memcpy(k + to * hs * es, k + from * hs * es, len);
-        memcpy(v + to * hs * es, v + from * hs * es, len);
+        size_t from = ((((size_t)l * src->B + sb) * NKV + kh) * src->maxT + s0) * hs * es;
+        size_t to = ((((size_t)l * dst->B + b) * NKV + kh) * dst->maxT + d0) * hs * es;
+        memcpy(dk + to, sk + from, len);
+        memcpy(dv + to, sv + from, len);
     }
-    memset(kv->valid + (size_t)dst * maxT + d0, 1, (size_t)n);
+    memset(dst->valid + (size_t)b * dst->maxT + d0, 1, (size_t)n);
 }
 
 /* One cached key/value head of one row, [maxT][hs]: fp32 (k, v) or, when

@@ -37,6 +37,7 @@ struct rlaif_local {
     int context;       /* positions a call may use: judge.local_context, at most the model's */
     long slice;        /* judge.local_slice_tokens: the most tokens per prefill chunk */
     double slice_time; /* judge.local_slice_time: a chunk's target seconds */
+    int share_min;     /* judge.local_share_min: a batch's common prefix computed once */
     int max_tokens;
     float temperature;
     uint64_t seed;
@@ -105,14 +106,15 @@ static double weight_bytes(double params, int prec) {
 }
 
 /* Bytes the judge needs in precision prec: weights (and their bf16 copy in
- * bf16), a KV cache for a full batch at the model's context, and the
+ * bf16), a KV cache for a full batch at the model's context (and one row
+ * more: a shared prefix is prefilled in its own cache, generate.c), and the
  * activations of one prefill chunk (a generous per-token bound: the
  * residual stream, q|k|v, attention and MLP buffers), the prefill's
  * attention score blocks (one per busy thread: a row's new queries x the
  * context) and the sampler's scratch. */
 static double need_bytes(const rlaif_model_config *c, int batch, int context, long slice,
                          double params, int prec) {
-    double kv = (double)rlaif_kv_cache_bytes(c, batch, context, prec);
+    double kv = (double)rlaif_kv_cache_bytes(c, batch + 1, context, prec);
     double acts = (double)slice * (16.0 * c->n_embd + 4.0 * c->n_inner) * 4;
     double threads = 1;
 #ifdef _OPENMP
@@ -224,6 +226,7 @@ int rlaif_local_open(rlaif_local **out, const rlaif_config *cfg, const char *pat
     L->context = (int)rlaif_cfg_int(cfg, "judge.local_context");
     L->slice = rlaif_cfg_int(cfg, "judge.local_slice_tokens");
     L->slice_time = rlaif_cfg_float(cfg, "judge.local_slice_time");
+    L->share_min = (int)rlaif_cfg_int(cfg, "judge.local_share_min");
     L->max_tokens = (int)rlaif_cfg_int(cfg, "judge.max_tokens");
     L->temperature = (float)rlaif_cfg_float(cfg, "judge.temperature");
     L->seed = (uint64_t)rlaif_cfg_int(cfg, "judge.seed");
@@ -325,7 +328,7 @@ static int start_batch(rlaif_local *L) {
     gc.max_new_tokens = L->mode == RLAIF_JM_LOGPROB ? 0 : L->max_tokens;
     gc.temperature = L->temperature, gc.eos_id = L->stop_id, gc.eos_id2 = L->stop_id2;
     gc.pad_id = 0;
-    gc.seed = L->seed, gc.n_valid = L->nvalid;
+    gc.seed = L->seed, gc.n_valid = L->nvalid, gc.share_min = L->share_min;
     int rc = rlaif_gen_begin(&L->run, &L->m, &gc, B, ids, off, len, seq);
     free(off), free(len), free(seq), free(ids);
     L->started = rlaif_now();

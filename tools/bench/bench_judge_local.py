@@ -14,7 +14,8 @@ Per model and batch size (judge.local_batch) it times, in alternating rounds:
             (trunk on every prompt token the engine computes: a batch's
             shared prefix is computed once and copied into its other rows;
             LM head on the last) as % of the machine's sgemm rate at the
-            model's own product shapes; the
+            model's own product shapes; and beside it the same run with
+            judge.local_share_min=0 (every token computed), labels/s; the
             prefill time is the engine's own (the judge report's "model
             prefill" line: padding is not computed, so it is not counted)
   verdict   prefill + greedy decoding of --new tokens; labels/s, and the decode
@@ -154,14 +155,15 @@ MODEL_LINE = re.compile(r"model prefill (\d+) tokens in ([\d.]+) s [^;\n]*(?:; d
                         r"attention ([\d.]+) ms\))?")
 
 
-def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens):
+def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens, share_min=16):
     """One `rlaif judge` run; returns (loop wall s, process wall s, [tokens_in], [tokens_out],
     the engine's times: dict prefill_tokens, prefill_s, steps, rows, decode_s)."""
     out_dir = tempfile.mkdtemp(prefix="run-", dir=tmp)
     sets = {"run.out_dir": out_dir, "judge.backend": "local", "judge.model": ckpt,
             "judge.mode": mode, "judge.both_orders": "0", "judge.local_batch": str(B),
             "judge.max_inflight": str(max(B, 16)), "judge.max_tokens": str(max_tokens),
-            "judge.chat_template": m["chat"], "judge.min_coverage": "0"}
+            "judge.chat_template": m["chat"], "judge.min_coverage": "0",
+            "judge.local_share_min": str(share_min)}
     cmd = [a.rlaif, "judge", "--input", pairs, "--output", out_dir + "/out.jsonl", "--quiet"]
     for k, v in sets.items():
         cmd += ["--set", "%s=%s" % (k, v)]
@@ -268,7 +270,7 @@ def bench_model(a, key, tmp, batches):
     m = MODELS[key]
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    res = {B: {"lp": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
+    res = {B: {"lp": [], "lp0": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
                "bw": [], "load": []}
            for B in batches}
     pairs = {}
@@ -283,6 +285,9 @@ def bench_model(a, key, tmp, batches):
             x = res[B]
             lw, whole, tin, _, eng = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
             x["lp"].append(len(tin) / lw)
+            # side by side: every token of every call computed (no shared prefix)
+            x["lp0"].append(len(tin) / rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1,
+                                                   0)[0] if B > 1 else x["lp"][-1])
             # useful FLOPs of the prompts over the engine's prefill time
             x["pf"].append(computed_flops(m, tin, B, eng["shared"]) / eng["prefill_s"] / 1e9)
             x["shared"].append(eng["shared"] / len(tin))
@@ -332,6 +337,7 @@ def bench_model(a, key, tmp, batches):
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
                          vin=statistics.mean(vin), live=live, attn_ms=attn_ms,
                          shared=statistics.median(x["shared"]),
+                         lp0=statistics.median(x["lp0"]),
                          attn_gbs=kv_bytes(m, live, ctx) / attn_ms / 1e6 if attn_ms else 0))
     return m, rows
 
@@ -355,8 +361,10 @@ def report(m, rows, a):
           "times are the engine's own, from the judge report; attention: the step's time in "
           "attention over the KV cache, the rest is the matrix products, norms and sampling)")
     print("  shared prefix (a batch's common first tokens, computed once and copied): %s tokens "
-          "a call of %.0f" % (", ".join("B=%d %.0f" % (r["B"], r["shared"]) for r in rows),
-                              rows[0]["tin"]))
+          "a call of %.0f; logprob labels/s with / without (judge.local_share_min=0): %s" % (
+              ", ".join("B=%d %.0f" % (r["B"], r["shared"]) for r in rows), rows[0]["tin"],
+              ", ".join("B=%d %.4g / %.4g = %.2fx" % (r["B"], r["lp"], r["lp0"], r["lp"] / r["lp0"])
+                        for r in rows if r["B"] > 1)))
     print("  (prefill GFLOP/s counts the tokens computed, not those copied; the PyTorch peer "
           "computes every token, so the ratio includes the copying)")
     # faster than the roofline means the probe read less bandwidth than the

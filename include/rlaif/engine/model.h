@@ -249,12 +249,14 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
 size_t rlaif_kv_cache_bytes(const rlaif_model_config *cfg, int B, int maxT, int precision);
 void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 
-/* Row dst's slots d0 .. d0 + n - 1 become copies of row src's slots s0 ..
- * s0 + n - 1 (keys and values of every layer and cached head) and are
- * marked valid. Prompts that begin with the same tokens have the same keys
- * and values there (positions count from a row's first token, never from
- * its slot), so those tokens are computed once (generate.c). */
-void rlaif_kv_cache_copy(rlaif_kv_cache *kv, int src, int s0, int dst, int d0, int n);
+/* Row b's slots d0 .. d0 + n - 1 of dst become copies of row sb's slots
+ * s0 .. s0 + n - 1 of src (keys and values of every layer and cached head;
+ * caches of one model and precision) and are marked valid. Prompts that
+ * begin with the same tokens have the same keys and values there
+ * (positions count from a row's first token, never from its slot), so
+ * those tokens are computed once (generate.c). */
+void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
+                         int s0, int n);
 
 /* A frozen model (m->frozen) about to decode batches of up to B rows in
  * fp32: packs its weights now where its first decoding step would (the
