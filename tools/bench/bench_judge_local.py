@@ -101,6 +101,18 @@ def kv_bytes(c, B, ctx):
     return 4 * B * c["L"] * 2 * kvdim * ctx
 
 
+def serial_bound(c, B, ctx, sg, bw):
+    """Seconds of one decoding step when its products (the weights' read or
+    their FLOPs at the sgemm rate, whichever is longer) and its attention
+    (the KV cache at the read bandwidth) run one after the other, as they do:
+    each layer's attention needs that layer's q and feeds its next product."""
+    L, C = c["L"], c["C"]
+    weights = L * layer_params(c) + c["V"] * C
+    prod = max(4 * weights / bw, 2 * B * weights / sg)
+    attn = max(kv_bytes(c, B, ctx) / bw, B * L * 4 * C * ctx / sg)
+    return prod + attn
+
+
 def decode_step(c, B, ctx):
     """FLOPs and bytes read by one decoding step of B rows at context ctx:
     every weight once (the LM head included; the input embedding only B rows),
@@ -225,16 +237,18 @@ def machine_probe(a, c, M, weight_mb):
     env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
     t = f = 0.0
     for n, k in products(c):
-        g = float(kv(run([a.engine, "sgemm", str(M), str(n), str(k), "5"], env))["gflops"])
+        # median of 25 calls (~0.2-1 s a shape): 5 calls (~50 ms) once read 101
+        # GFLOP/s in a round whose others read 162-173
+        g = float(kv(run([a.engine, "sgemm", str(M), str(n), str(k), "25"], env))["gflops"])
         fl = 2.0 * M * n * k
         t, f = t + fl / g, f + fl
     return f / t, read_probe(a, weight_mb)
 
 
 def read_probe(a, weight_mb):
-    """Streaming read GB/s of weight_mb (2 threads, median of 3)."""
+    """Streaming read GB/s of weight_mb (2 threads, median of 9)."""
     env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
-    return float(kv(run([a.engine, "read", str(weight_mb), "3"], env))["read_gbs"])
+    return float(kv(run([a.engine, "read", str(weight_mb), "9"], env))["read_gbs"])
 
 
 def lscpu_model():
@@ -337,6 +351,7 @@ def bench_model(a, key, tmp, batches):
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
                          vin=statistics.mean(vin), live=live, attn_ms=attn_ms,
                          shared=statistics.median(x["shared"]),
+                         serial_ms=1e3 * serial_bound(m, live, ctx, sg * 1e9, bw * 1e9),
                          lp0=statistics.median(x["lp0"]),
                          attn_gbs=kv_bytes(m, live, ctx) / attn_ms / 1e6 if attn_ms else 0))
     return m, rows
@@ -360,6 +375,11 @@ def report(m, rows, a):
     print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
           "times are the engine's own, from the judge report; attention: the step's time in "
           "attention over the KV cache, the rest is the matrix products, norms and sampling)")
+    print("  decoding against the serial bound (products at the larger of the weights' read "
+          "and their FLOPs at the sgemm rate, then attention reading the KV cache at the read "
+          "bandwidth, one after the other): %s" % ", ".join(
+              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"], 100 * r["serial_ms"] / r["step_ms"])
+              for r in rows))
     print("  shared prefix (a batch's common first tokens, computed once and copied): %s tokens "
           "a call of %.0f; logprob labels/s with / without (judge.local_share_min=0): %s" % (
               ", ".join("B=%d %.0f" % (r["B"], r["shared"]) for r in rows), rows[0]["tin"],
