@@ -62,7 +62,8 @@ void rlaif_gen_output_free(rlaif_gen_output *out);
  * long (the local judge polls every 50 ms): begin allocates the cache and
  * pads the prompts (no compute; max_new_tokens 0 = prefill only); each
  * advance runs either the next prefill chunk of about max_tokens tokens
- * (max_tokens / B prompt columns, at least one) or one decoding step, and
+ * (max_tokens / B prompt columns, at least one; of a shared prefix, which
+ * is one row, max_tokens of its tokens) or one decoding step, and
  * sets *finished once every row has ended (prefill only: after the last
  * chunk, when rlaif_gen_logits holds each row's next-token logits [B*V]).
  * Run in one go (max_tokens LONG_MAX) it is exactly rlaif_generate. */
