@@ -108,6 +108,8 @@ struct rlaif_gen_run {
     uint8_t *pvalid, *valid;
     float *logits;
     int *idx, *done, *plen;
+    int *lead, copies; /* lead[b]: the first row with row b's very prompt; rows that are not
+                        * their own lead copy it (copies: how many), all but its last token */
     float *prob;
     rlaif_rng *rng;
     rlaif_gen_output out;
@@ -118,6 +120,7 @@ void rlaif_gen_run_free(rlaif_gen_run *g) {
     if (!g) return;
     free(g->prompt), free(g->ppos), free(g->pvalid), free(g->tok), free(g->pos), free(g->valid);
     free(g->logits), free(g->idx), free(g->prob), free(g->rng), free(g->done), free(g->plen);
+    free(g->lead);
     rlaif_kv_cache_free(&g->kv), rlaif_kv_cache_free(&g->pre);
     rlaif_gen_output_free(&g->out);
     free(g);
@@ -142,6 +145,23 @@ static int shared_prefix(int B, const int *tokens, const int64_t *offset, const 
         n = i;
     }
     return B > 1 && min > 0 && n >= min ? n : 0;
+}
+
+/* lead[b]: the first row whose prompt is row b's, token for token (K
+ * samples of one prompt); returns the rows that are not their own lead. */
+static int same_prompts(int B, const int *tokens, const int64_t *offset, const int *length,
+                        int *lead) {
+    int copies = 0;
+    for (int b = 0; b < B; b++) {
+        lead[b] = b;
+        for (int a = 0; a < b && lead[b] == b; a++)
+            if (lead[a] == a && length[a] == length[b] &&
+                (offset[a] == offset[b] ||
+                 !memcmp(tokens + offset[a], tokens + offset[b], sizeof(int) * length[b])))
+                lead[b] = a;
+        copies += lead[b] != b;
+    }
+    return copies;
 }
 
 int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config *gc, int B,
@@ -197,6 +217,10 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->plen[b] = length[b];
     }
     g->share = shared_prefix(B, tokens, offset, length, gc->share_min, &g->src);
+    g->lead = xmalloc(sizeof(int) * (size_t)B);
+    g->copies = gc->share_min > 0 && P - 1 - g->share >= gc->share_min
+                    ? same_prompts(B, tokens, offset, length, g->lead)
+                    : 0;
     if (g->share) {
         rc = rlaif_kv_cache_create(&g->pre, &m->cfg, 1, g->share, m->precision);
         if (rc) return rlaif_gen_run_free(g), rc;
@@ -206,10 +230,26 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
 }
 
 /* What prompt column c of row b is to the cache (forward_kv's valid): a
- * pad, a token to compute, or one of the shared prefix's, copied. */
+ * pad, a token to compute, one of the shared prefix's (copied), or, in a
+ * row with another row's very prompt, one copied from that row before the
+ * last column (0 until then). */
 static uint8_t column_use(const rlaif_gen_run *g, int b, int c) {
     if (!g->pvalid[(size_t)b * g->P + c]) return 0;
-    return c - (g->P - g->plen[b]) < g->share ? RLAIF_KV_CACHED : 1;
+    if (c - (g->P - g->plen[b]) < g->share) return RLAIF_KV_CACHED;
+    return g->copies && g->lead[b] != b && c < g->P - 1 ? 0 : 1;
+}
+
+/* Before the last prompt column: each row with another row's very prompt
+ * takes that row's keys and values past the shared prefix (the same
+ * padding, so the same slots); its last token it computes, for its
+ * logits. */
+static void copy_same_prompts(rlaif_gen_run *g) {
+    for (int b = 0; b < g->B; b++) {
+        int from = g->P - g->plen[b] + g->share, n = g->P - 1 - from;
+        if (g->lead[b] == b || n <= 0) continue;
+        rlaif_kv_cache_copy(&g->kv, b, from, &g->kv, g->lead[b], from, n);
+        g->time.prefill_shared += n;
+    }
 }
 
 /* The next `cols` columns of the shared prefix through its own one-row
@@ -252,6 +292,7 @@ static int prefill_chunk(rlaif_gen_run *g, int cols) {
         RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
         g->fed += cols;
         for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
+        if (g->copies && g->fed == P - 1) copy_same_prompts(g);
     }
     g->time.prefill_s += rlaif_now() - t0;
     g->time.prefill_attn_s += g->kv.attn_s + g->pre.attn_s - a0;
@@ -288,7 +329,10 @@ int rlaif_gen_advance(rlaif_gen_run *g, long max_tokens, int *finished) {
     if (g->finished) return 0;
     if (g->fed < g->P) { /* prefill: as many columns as the budget allows, at least one */
         long cols = max_tokens / g->B, end = g->P;
-        if (g->fed < g->share) cols = max_tokens, end = g->share; /* the prefix: one row */
+        if (g->fed < g->share)
+            cols = max_tokens, end = g->share; /* the prefix: one row */
+        else if (g->copies && g->fed < g->P - 1)
+            end = g->P - 1; /* then copy_same_prompts */
         if (cols < 1) cols = 1;
         if (cols > end - g->fed) cols = end - g->fed;
         RLAIF_TRY(prefill_chunk(g, (int)cols));

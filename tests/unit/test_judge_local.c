@@ -155,19 +155,61 @@ static void run_prompts(rlaif_model *m, const rlaif_gen_config *gc, int B, const
     rlaif_gen_run_free(g);
 }
 
-/* Prompts that begin with the same tokens (a judge's system prompt):
- * computed once and copied into the other rows' caches, the logits and
- * the samples equal those of computing every token of every row, for
- * learned positions (GPT-2) and rotary ones with shared KV heads (Llama),
- * over an fp32 and a bf16 cache, in one go and one column a slice. */
+/* Prompts (flat tok, off, len; B = 4) run with share_min 0 (every token of
+ * every row computed) and 16: the same logits (prefill only) and samples
+ * (5 new tokens), whatever the budget; `copied` tokens copied, not computed. */
+static void same_with_sharing(rlaif_model *m, const int *tok, const int64_t *off, const int *len,
+                              long long copied) {
+    enum { B = 4, N = 5 };
+    long long n = 0;
+    for (int b = 0; b < B; b++) n += len[b];
+    for (int new = 0; new <= N; new += N) {
+        rlaif_gen_config gc = rlaif_gen_defaults();
+        gc.max_new_tokens = new, gc.temperature = 0.9f, gc.seed = 4;
+        for (long budget = LONG_MAX; budget >= B; budget = budget == B ? 0 : B) {
+            int t0[B * N], t1[B * N];
+            float p0[B * N], p1[B * N];
+            static float l0[B * 257], l1[B * 257];
+            rlaif_gen_timing m0, m1;
+            gc.share_min = 0;
+            run_prompts(m, &gc, B, tok, off, len, budget, t0, p0, l0, &m0);
+            gc.share_min = 16;
+            run_prompts(m, &gc, B, tok, off, len, budget, t1, p1, l1, &m1);
+            ck_assert_int_eq(m0.prefill_shared, 0);
+            ck_assert_int_eq(m0.prefill_tokens, n);
+            ck_assert_int_eq(m1.prefill_shared, copied);
+            ck_assert_int_eq(m1.prefill_tokens, n - copied);
+            if (new) {
+                for (int i = 0; i < B * N; i++) {
+                    ck_assert_int_eq(t1[i], t0[i]);
+                    ck_assert_float_eq_tol(p1[i], p0[i], 1e-5);
+                }
+            } else {
+                for (int i = 0; i < B * 257; i++) ck_assert_float_eq_tol(l1[i], l0[i], 1e-5);
+            }
+        }
+    }
+}
+
+/* Prompts that begin with the same tokens (a judge's system prompt) and
+ * prompts repeated in a batch (K samples of one prompt): computed once and
+ * copied into the other rows' caches, the logits and the samples equal
+ * those of computing every token, for learned positions (GPT-2) and rotary
+ * ones with shared KV heads (Llama), over an fp32 and a bf16 cache, in one
+ * go and one column a slice. */
 START_TEST(shared_prefix_is_computed_once) {
-    enum { PRE = 20, B = 4, N = 5 };
-    int tok[4 * PRE + 32], len[B] = {PRE + 3, PRE + 7, PRE + 1, PRE + 7}, n = 0;
-    int64_t off[B];
-    for (int b = 0; b < B; b++) { /* rows 1 and 3: the same prompt (K samples of one) */
-        off[b] = n;
-        for (int i = 0; i < len[b]; i++)
-            tok[n++] = i < PRE ? 30 + (i * 7) % 200 : 1 + ((b == 3 ? 1 : b) * 37 + i * 11) % 250;
+    enum { PRE = 20, B = 4 };
+    /* a: a common prefix of PRE tokens, rows 1 and 3 the same prompt (their
+     * 6 tokens past it too few to copy); r: no common prefix, rows 0 and 2
+     * the same prompt of 24 tokens, rows 1 and 3 of 30 */
+    int a[4 * PRE + 32], alen[B] = {PRE + 3, PRE + 7, PRE + 1, PRE + 7}, na = 0;
+    int r[4 * 30], rlen[B] = {24, 30, 24, 30}, nr = 0;
+    int64_t aoff[B], roff[B];
+    for (int b = 0; b < B; b++) {
+        aoff[b] = na, roff[b] = nr;
+        for (int i = 0; i < alen[b]; i++)
+            a[na++] = i < PRE ? 30 + (i * 7) % 200 : 1 + ((b == 3 ? 1 : b) * 37 + i * 11) % 250;
+        for (int i = 0; i < rlen[b]; i++) r[nr++] = 1 + ((b % 2) * 53 + i * 13) % 250;
     }
     for (int arch = 0; arch < 3; arch++) {
         rlaif_model m;
@@ -184,48 +226,31 @@ START_TEST(shared_prefix_is_computed_once) {
             small_model(&m, 64);
         }
         if (arch == 2) rlaif_model_set_precision(&m, RLAIF_PREC_BF16);
-        for (int new = 0; new <= N; new += N) {
-            rlaif_gen_config gc = rlaif_gen_defaults();
-            gc.max_new_tokens = new, gc.temperature = 0.9f, gc.seed = 4;
-            for (long budget = LONG_MAX; budget >= B; budget = budget == B ? 0 : B) {
-                int t0[B * N], t1[B * N];
-                float p0[B * N], p1[B * N];
-                static float l0[B * 257], l1[B * 257];
-                rlaif_gen_timing m0, m1;
-                gc.share_min = 0; /* every token of every row computed */
-                run_prompts(&m, &gc, B, tok, off, len, budget, t0, p0, l0, &m0);
-                gc.share_min = 16;
-                run_prompts(&m, &gc, B, tok, off, len, budget, t1, p1, l1, &m1);
-                ck_assert_int_eq(m0.prefill_shared, 0);
-                ck_assert_int_eq(m0.prefill_tokens, n);
-                ck_assert_int_eq(m1.prefill_shared, (B - 1) * PRE);
-                ck_assert_int_eq(m1.prefill_tokens, n - (B - 1) * PRE);
-                if (new) {
-                    for (int i = 0; i < B * N; i++) {
-                        ck_assert_int_eq(t1[i], t0[i]);
-                        ck_assert_float_eq_tol(p1[i], p0[i], 1e-5);
-                    }
-                    /* rows 1 and 3 share their whole prompt but not their stream */
-                    ck_assert(memcmp(t1 + N, t1 + 3 * N, sizeof(int) * N));
-                } else {
-                    for (int i = 0; i < B * 257; i++) ck_assert_float_eq_tol(l1[i], l0[i], 1e-5);
-                }
-            }
-        }
+        same_with_sharing(&m, a, aoff, alen, (B - 1) * PRE);
+        same_with_sharing(&m, r, roff, rlen, 23 + 29);
         rlaif_model_free(&m);
     }
-    /* fewer common tokens than share_min, or one row: nothing is shared */
+    /* fewer common tokens than share_min: only rows 1 and 3, one prompt,
+     * share theirs (all but its last token); one row: nothing is shared */
     rlaif_model m;
     small_model(&m, 64);
     rlaif_gen_config gc = rlaif_gen_defaults();
     gc.max_new_tokens = 0, gc.share_min = PRE + 1;
     static float lg[B * 257];
     rlaif_gen_timing tm;
-    run_prompts(&m, &gc, B, tok, off, len, LONG_MAX, NULL, NULL, lg, &tm);
-    ck_assert_int_eq(tm.prefill_shared, 0);
+    run_prompts(&m, &gc, B, a, aoff, alen, LONG_MAX, NULL, NULL, lg, &tm);
+    ck_assert_int_eq(tm.prefill_shared, PRE + 6);
     gc.share_min = 1;
-    run_prompts(&m, &gc, 1, tok, off, len, LONG_MAX, NULL, NULL, lg, &tm);
+    run_prompts(&m, &gc, 1, a, aoff, alen, LONG_MAX, NULL, NULL, lg, &tm);
     ck_assert_int_eq(tm.prefill_shared, 0);
+    /* K samples of one prompt share the whole prompt but not their streams */
+    gc.share_min = 16, gc.max_new_tokens = 5, gc.temperature = 0.9f;
+    int64_t same[B] = {0, 0, 0, 0};
+    int slen[B] = {24, 24, 24, 24}, out[B * 5];
+    float lp[B * 5];
+    run_prompts(&m, &gc, B, r, same, slen, LONG_MAX, out, lp, lg, &tm);
+    ck_assert_int_eq(tm.prefill_shared, 3 * 23);
+    ck_assert(memcmp(out, out + 5, sizeof(int) * 5) || memcmp(out, out + 10, sizeof(int) * 5));
     rlaif_model_free(&m);
 }
 END_TEST

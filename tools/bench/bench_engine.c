@@ -154,8 +154,14 @@ static int bench_gen(char **a) {
     int *tok = xmalloc(sizeof(int) * B * P), *len = xmalloc(sizeof(int) * B);
     int64_t *off = xmalloc(sizeof(int64_t) * B);
     random_tokens(tok, B * P, m.cfg.vocab_size, 0);
-    for (int b = 0; b < B; b++) off[b] = (int64_t)b * P, len[b] = P;
+    /* RLAIF_BENCH_SAMPLES=K: rows in groups of K with one prompt (K samples
+     * of a prompt, as collect and PPO roll out); RLAIF_BENCH_SHARE: the
+     * generator's share_min (0: every token of every row computed) */
+    const char *ks = getenv("RLAIF_BENCH_SAMPLES"), *sh = getenv("RLAIF_BENCH_SHARE");
+    int K = ks && atoi(ks) > 0 ? atoi(ks) : 1;
+    for (int b = 0; b < B; b++) off[b] = (int64_t)(b / K) * P, len[b] = P;
     rlaif_gen_config gc = rlaif_gen_defaults();
+    if (sh) gc.share_min = atoi(sh);
     gc.max_new_tokens = N;
     double *tps = xmalloc(sizeof(double) * reps), *pf = xmalloc(sizeof(double) * reps);
     double *dec = xmalloc(sizeof(double) * reps), *att = xmalloc(sizeof(double) * reps);
