@@ -217,10 +217,10 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->plen[b] = length[b];
     }
     g->share = shared_prefix(B, tokens, offset, length, gc->share_min, &g->src);
-    g->lead = xmalloc(sizeof(int) * (size_t)B);
-    g->copies = gc->share_min > 0 && P - 1 - g->share >= gc->share_min
-                    ? same_prompts(B, tokens, offset, length, g->lead)
-                    : 0;
+    if (gc->share_min > 0 && P - 1 - g->share >= gc->share_min) {
+        g->lead = xmalloc(sizeof(int) * (size_t)B);
+        g->copies = same_prompts(B, tokens, offset, length, g->lead);
+    }
     if (g->share) {
         rc = rlaif_kv_cache_create(&g->pre, &m->cfg, 1, g->share, m->precision);
         if (rc) return rlaif_gen_run_free(g), rc;
@@ -252,50 +252,40 @@ static void copy_same_prompts(rlaif_gen_run *g) {
     }
 }
 
-/* The next `cols` columns of the shared prefix through its own one-row
- * cache (so a chunk computes as many tokens as any other); after the last,
- * its keys and values are copied to every row at that row's first slots
- * and the batch's cache goes on from column `share`. Row src's prompt is a
- * longest one: no padding, its columns are the prefix's positions. */
-static int prefix_chunk(rlaif_gen_run *g, int cols) {
-    int P = g->P;
-    for (int i = 0; i < cols; i++) {
-        g->tok[i] = g->prompt[(size_t)g->src * P + g->fed + i];
-        g->pos[i] = g->ppos[(size_t)g->src * P + g->fed + i], g->valid[i] = 1;
-    }
-    RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->pre, g->tok, g->pos, g->valid, cols, g->logits));
-    g->fed += cols;
-    g->time.prefill_tokens += cols;
-    if (g->fed < g->share) return 0;
+/* After the shared prefix's last column: its keys and values go to every
+ * row at that row's first slots, and the batch's cache goes on from column
+ * `share`. */
+static void copy_prefix(rlaif_gen_run *g) {
     for (int b = 0; b < g->B; b++)
-        rlaif_kv_cache_copy(&g->kv, b, P - g->plen[b], &g->pre, 0, 0, g->share);
+        rlaif_kv_cache_copy(&g->kv, b, g->P - g->plen[b], &g->pre, 0, 0, g->share);
     g->kv.len = g->share; /* columns 0 .. share - 1: pads or copied */
     g->time.prefill_shared += (long long)(g->B - 1) * g->share;
-    g->kv.attn_s += g->pre.attn_s;
     rlaif_kv_cache_free(&g->pre);
-    return 0;
 }
 
-/* The next `cols` prompt columns through the cache. */
+/* The next `cols` prompt columns through the cache. While fed < share they
+ * are the shared prefix's, run in its own one-row cache (so a chunk
+ * computes as many tokens as any other) from row src, a longest prompt: no
+ * padding, so its columns are the prefix's positions. */
 static int prefill_chunk(rlaif_gen_run *g, int cols) {
-    int B = g->B, P = g->P;
-    double t0 = rlaif_now(), a0 = g->kv.attn_s + g->pre.attn_s;
-    if (g->fed < g->share) {
-        RLAIF_TRY(prefix_chunk(g, cols));
-    } else {
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < cols; i++) {
-                g->tok[b * cols + i] = g->prompt[b * P + g->fed + i];
-                g->pos[b * cols + i] = g->ppos[b * P + g->fed + i];
-                g->valid[b * cols + i] = column_use(g, b, g->fed + i);
-            }
-        RLAIF_TRY(rlaif_model_forward_kv(g->m, &g->kv, g->tok, g->pos, g->valid, cols, g->logits));
-        g->fed += cols;
-        for (int i = 0; i < B * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
-        if (g->copies && g->fed == P - 1) copy_same_prompts(g);
+    int P = g->P, prefix = g->fed < g->share, rows = prefix ? 1 : g->B;
+    rlaif_kv_cache *kv = prefix ? &g->pre : &g->kv;
+    for (int r = 0; r < rows; r++) {
+        int b = prefix ? g->src : r;
+        for (int i = 0; i < cols; i++) {
+            g->tok[r * cols + i] = g->prompt[b * P + g->fed + i];
+            g->pos[r * cols + i] = g->ppos[b * P + g->fed + i];
+            g->valid[r * cols + i] = prefix ? 1 : column_use(g, b, g->fed + i);
+        }
     }
+    double t0 = rlaif_now(), a0 = kv->attn_s;
+    RLAIF_TRY(rlaif_model_forward_kv(g->m, kv, g->tok, g->pos, g->valid, cols, g->logits));
+    g->time.prefill_attn_s += kv->attn_s - a0;
+    for (int i = 0; i < rows * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
+    g->fed += cols;
+    if (prefix && g->fed == g->share) copy_prefix(g);
+    if (!prefix && g->copies && g->fed == P - 1) copy_same_prompts(g);
     g->time.prefill_s += rlaif_now() - t0;
-    g->time.prefill_attn_s += g->kv.attn_s + g->pre.attn_s - a0;
     return 0;
 }
 

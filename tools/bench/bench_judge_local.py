@@ -86,7 +86,8 @@ def computed_flops(c, tin, B, shared):
     """prefill_flops of the prompts minus those of the tokens the engine
     copied from a batch's shared prefix instead of computing: every batch
     (full ones, in order) copies its prefix into all rows but one, the same
-    number of tokens in each (the judge's system prompt)."""
+    number of tokens in each (the judge's system prompt). The benchmark's
+    pairs never repeat, so no call copies a whole prompt (generate.h)."""
     n = len(tin)
     rows = n - (n + B - 1) // B
     ts = shared / rows if rows else 0
@@ -101,26 +102,28 @@ def kv_bytes(c, B, ctx):
     return 4 * B * c["L"] * 2 * kvdim * ctx
 
 
+def step_parts(c, B, ctx):
+    """One decoding step of B rows at context ctx, in two parts: the products
+    (FLOPs, bytes: every weight once, the LM head included, the input
+    embedding only B rows) and the attention (FLOPs, bytes: every row's KV
+    cache)."""
+    L, C = c["L"], c["C"]
+    weights = L * layer_params(c) + c["V"] * C
+    return (2 * B * weights, 4 * weights), (B * L * 4 * C * ctx, kv_bytes(c, B, ctx))
+
+
+def decode_step(c, B, ctx):
+    """FLOPs and bytes read by one decoding step (both parts)."""
+    (pf, pb), (af, ab) = step_parts(c, B, ctx)
+    return pf + af, pb + ab
+
+
 def serial_bound(c, B, ctx, sg, bw):
     """Seconds of one decoding step when its products (the weights' read or
     their FLOPs at the sgemm rate, whichever is longer) and its attention
     (the KV cache at the read bandwidth) run one after the other, as they do:
     each layer's attention needs that layer's q and feeds its next product."""
-    L, C = c["L"], c["C"]
-    weights = L * layer_params(c) + c["V"] * C
-    prod = max(4 * weights / bw, 2 * B * weights / sg)
-    attn = max(kv_bytes(c, B, ctx) / bw, B * L * 4 * C * ctx / sg)
-    return prod + attn
-
-
-def decode_step(c, B, ctx):
-    """FLOPs and bytes read by one decoding step of B rows at context ctx:
-    every weight once (the LM head included; the input embedding only B rows),
-    every row's KV cache."""
-    L, C = c["L"], c["C"]
-    weights = L * layer_params(c) + c["V"] * C
-    flops = B * (2 * weights + L * 4 * C * ctx)
-    return flops, 4 * weights + kv_bytes(c, B, ctx)
+    return sum(max(f / sg, b / bw) for f, b in step_parts(c, B, ctx))
 
 
 # ------------------------------------------------------------------ pairs
@@ -284,8 +287,8 @@ def bench_model(a, key, tmp, batches):
     m = MODELS[key]
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
-    res = {B: {"lp": [], "lp0": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [], "rows": [], "th": [], "sg": [],
-               "bw": [], "load": []}
+    res = {B: {"lp": [], "lp0": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [],
+               "rows": [], "th": [], "sg": [], "bw": [], "load": []}
            for B in batches}
     pairs = {}
     for B in batches:
@@ -300,8 +303,11 @@ def bench_model(a, key, tmp, batches):
             lw, whole, tin, _, eng = rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1)
             x["lp"].append(len(tin) / lw)
             # side by side: every token of every call computed (no shared prefix)
-            x["lp0"].append(len(tin) / rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B, 1,
-                                                   0)[0] if B > 1 else x["lp"][-1])
+            if B > 1:
+                x["lp0"].append(len(tin) / rlaif_judge(a, m, ckpt, pairs[B], tmp, "logprob", B,
+                                                       1, share_min=0)[0])
+            else:  # one call a batch shares nothing
+                x["lp0"].append(x["lp"][-1])
             # useful FLOPs of the prompts over the engine's prefill time
             x["pf"].append(computed_flops(m, tin, B, eng["shared"]) / eng["prefill_s"] / 1e9)
             x["shared"].append(eng["shared"] / len(tin))
@@ -378,8 +384,8 @@ def report(m, rows, a):
     print("  decoding against the serial bound (products at the larger of the weights' read "
           "and their FLOPs at the sgemm rate, then attention reading the KV cache at the read "
           "bandwidth, one after the other): %s" % ", ".join(
-              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"], 100 * r["serial_ms"] / r["step_ms"])
-              for r in rows))
+              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"],
+                                          100 * r["serial_ms"] / r["step_ms"]) for r in rows))
     print("  shared prefix (a batch's common first tokens, computed once and copied): %s tokens "
           "a call of %.0f; logprob labels/s with / without (judge.local_share_min=0): %s" % (
               ", ".join("B=%d %.0f" % (r["B"], r["shared"]) for r in rows), rows[0]["tin"],

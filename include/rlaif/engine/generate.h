@@ -30,11 +30,13 @@ typedef struct {
      * logits; training forwards still use every row (a trained model gives
      * the padding rows ~0 mass, so PPO's ratios are unaffected). */
     int n_valid;
-    /* Shared prefix: when every prompt of the batch begins with the same
+    /* Shared tokens: when every prompt of the batch begins with the same
      * share_min or more tokens (a judge's system prompt and template, a
-     * chat template's preamble), those tokens are computed for one prompt
-     * and their keys and values copied into the others' caches: the same
-     * values, a B-th of the prefill work. 0: never. Default 16. */
+     * chat template's preamble), those are computed once and their keys and
+     * values copied into every row's cache; a prompt repeated in the batch
+     * (K samples of one prompt) with share_min or more tokens past those
+     * copies them from its first occurrence and computes only its last
+     * token. The same values, less prefill work. 0: never. Default 16. */
     int share_min;
 } rlaif_gen_config;
 
