@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MSG_MAX  2048
 #define HINT_MAX 512
@@ -160,6 +161,25 @@ void *rlaif_xalloc64(size_t n, int zero, const char *file, int line) {
         rlaif_die();
     }
     if (zero) memset(p, 0, bytes);
+    return p;
+}
+
+void *rlaif_xalloc_huge(size_t n, int zero, const char *file, int line) {
+    size_t huge = (size_t)2 << 20, bytes = (n ? n + huge - 1 : huge) / huge * huge;
+    char *p = aligned_alloc(huge, bytes);
+    if (!p) {
+        rlaif_error_set(RLAIF_EX_FAIL, file, line, "reduce batch or model size, or use more nodes",
+                        "out of memory allocating %zu bytes", n);
+        rlaif_die();
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE); /* advice: 4 KB pages if refused */
+#endif
+    if (zero) {
+        long units = (long)(bytes / huge);
+#pragma omp parallel for schedule(static) if (units > 1)
+        for (long u = 0; u < units; u++) memset(p + (size_t)u * huge, 0, huge);
+    }
     return p;
 }
 

@@ -281,7 +281,7 @@ int rlaif_model_default_precision(void) {
 void rlaif_model_set_precision(rlaif_model *m, int precision) {
     m->precision = precision;
     if (precision == RLAIF_PREC_BF16 && !m->params16)
-        m->params16 = xmalloc(m->table.total * sizeof(uint16_t));
+        m->params16 = xalloc_huge(m->table.total * sizeof(uint16_t), 0);
     if (precision != RLAIF_PREC_BF16) free(m->params16), m->params16 = NULL;
 }
 
@@ -293,7 +293,8 @@ int rlaif_model_create(rlaif_model *m, const rlaif_model_config *cfg) {
     m->cfg = c;
     m->logit_scale = 1.0f;
     rlaif_model_table(&c, &m->table);
-    m->params = xcalloc64(m->table.total * sizeof(float));
+    /* 2 MB pages: every product streams its weights (xalloc_huge) */
+    m->params = xalloc_huge(m->table.total * sizeof(float), 1);
     m->w.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
     m->g.h = xcalloc((size_t)c.n_layer, sizeof(rlaif_layer_weights));
     rlaif_model_point(&c, m->params, &m->w);
@@ -1182,22 +1183,6 @@ size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precisio
     return bytes;
 }
 
-/* The packed copy's memory, on 2 MB pages where the kernel gives them
- * (MADV_HUGEPAGE): the copy is written whole by the first pack, and on 4 KB
- * pages that first touch faulted at 0.5 GB/s on this VM (1 s for GPT-2
- * 124M, at the first decoding step of every judge run). Unlike the KV
- * cache's (filled a slot at a time while decoding, where a 2 MB fault
- * stalled a step), these faults all happen inside the pack. */
-static void *pk_alloc(size_t bytes) {
-    size_t huge = (size_t)2 << 20, n = (bytes + huge - 1) / huge * huge;
-    void *p = aligned_alloc(huge, n);
-    if (!p) return xmalloc(bytes);
-#ifdef MADV_HUGEPAGE
-    madvise(p, n, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 /* Packs every linear layer's weight from the fp32 block (decode_pack says
  * when), in bf16 in precision bf16, else in fp32. */
 static void pack_weights(rlaif_model *m) {
@@ -1214,7 +1199,9 @@ static void pack_weights(rlaif_model *m) {
         a->pk_off = xcalloc((size_t)n + 1, sizeof *a->pk_off);
         a->pk_n = 0;
         each_linear(m, pk_count, a);
-        a->pk = pk_alloc(a->pk_off[a->pk_n]);
+        /* 2 MB pages: on 4 KB ones the first pack's faults ran at 0.5 GB/s
+         * on this VM (1 s for GPT-2 124M at every judge run's first step) */
+        a->pk = xalloc_huge(a->pk_off[a->pk_n], 0);
     }
     a->pk_n = 0;
     each_linear(m, pk_pack, a);
@@ -1703,16 +1690,17 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
     kv->n_head = c.n_head, kv->n_kv_head = c.n_kv_head, kv->window = c.sliding_window;
     /* Zeroed: a pad's slot is never written, and a masked key must still
      * have a finite score (softmax multiplies its exponential by 0; P V
-     * multiplies its 0 by v). On 4 KB pages: with MADV_HUGEPAGE each 2 MB
-     * fault as decoding fills the cache stalled (kernel zeroing,
-     * compaction): GPT-2 124M batch-1 decoding 24-59 ms a step against
-     * 15-16 ms without it. One calloc (lazily zeroed pages: a long cache
-     * costs memory only as it fills) carved from its first cache line: a
-     * head's rows of keys are then on line boundaries, so its vector loads
-     * never split (see xcalloc64 in core/error.h). */
+     * multiplies its 0 by v). On 2 MB pages, all faulted in here: decoding
+     * streams the whole cache every step, and on 4 KB pages its attention
+     * read 16-18 GB/s where 2 MB pages give 26-27 (xalloc_huge). Faulted in
+     * now, not as decoding fills slots: a 2 MB fault inside a step stalled it
+     * (kernel zeroing, compaction; GPT-2 124M batch 1: 24-59 ms a step
+     * against 15-16). The cost is memory: the whole cache from the start
+     * (the judge's memory check counts it whole anyway). A head's rows of
+     * keys then start on line boundaries, so its vector loads never split. */
     size_t n = kv_elems(&c, B, maxT), es = precision == RLAIF_PREC_BF16 ? 2 : 4;
-    kv->mem = xcalloc(2 * n * es + 64, 1);
-    char *base = (char *)(((uintptr_t)kv->mem + 63) & ~(uintptr_t)63);
+    kv->mem = xalloc_huge(2 * n * es, 1);
+    char *base = kv->mem;
     if (es == 2)
         kv->kb = (uint16_t *)base, kv->vb = kv->kb + n;
     else

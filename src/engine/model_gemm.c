@@ -29,18 +29,31 @@
 
 /* ------------------------------------------------------------- epilogue */
 
+/* One row: c = o (+ b) (+ r), added in that order. The presence of bias and
+ * residual is decided once per row, not per element: with the test inside
+ * the loop it stayed scalar, 5% of a GPT-2 batch-16 decoding step. */
+static void store_row(float *c, const float *o, const float *b, const float *r, int w) {
+    if (b && r) {
+#pragma omp simd
+        for (int j = 0; j < w; j++) c[j] = o[j] + b[j] + r[j];
+    } else if (b) {
+#pragma omp simd
+        for (int j = 0; j < w; j++) c[j] = o[j] + b[j];
+    } else if (r) {
+#pragma omp simd
+        for (int j = 0; j < w; j++) c[j] = o[j] + r[j];
+    } else {
+        memcpy(c, o, sizeof(float) * (size_t)w);
+    }
+}
+
 void rlaif_smallm_store(int M, int w, int n0, const float *acc, int lda_acc, const float *bias,
                         const float *res, float *C, int ldc, rlaif_smallm_post *post,
                         float *post_out) {
     for (int m = 0; m < M; m++) {
         float *c = C + (size_t)m * ldc + n0;
-        const float *o = acc + (size_t)m * lda_acc, *rr = res ? res + (size_t)m * ldc + n0 : NULL;
-        for (int j = 0; j < w; j++) {
-            float v = o[j];
-            if (bias) v += bias[n0 + j];
-            if (rr) v += rr[j];
-            c[j] = v;
-        }
+        store_row(c, acc + (size_t)m * lda_acc, bias ? bias + n0 : NULL,
+                  res ? res + (size_t)m * ldc + n0 : NULL, w);
         if (post) post(post_out + (size_t)m * ldc + n0, c, (size_t)w);
     }
 }

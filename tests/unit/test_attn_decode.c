@@ -11,9 +11,18 @@
  * the scale adds one rounding (gamma_{hs+1}). The float64 reference's own
  * error is covered by the slack factor 1.01. The bf16 kernels (a bf16
  * cache) are held to the same bound against the reference on the bf16
- * values: widening is exact, the arithmetic is the fp32 kernels'. */
+ * values: widening is exact, the arithmetic is the fp32 kernels'.
+ *
+ * The cache those kernels read (model.c): on 2 MB boundaries (xalloc_huge,
+ * so the kernel can back it with 2 MB pages) and zeroed, in both element
+ * types, even where the allocator hands back memory a freed buffer dirtied
+ * (a pad's slot is never written; its key must score finitely). */
 #include "attn_decode.h"
 #include "gemm_bf16.h"
+#include "rlaif/core/error.h"
+#include "rlaif/engine/model.h"
+
+#include <stdint.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -84,7 +93,54 @@ static void check(const char *kern, int n, int hs, int off, int bf) {
     free(kbuf), free(vbuf), free(kb16), free(vb16);
 }
 
+/* 0 when every byte of p[0..n) is zero and p is on a 2 MB boundary */
+static int zeroed_huge(const char *what, const void *p, size_t n) {
+    if ((uintptr_t)p % ((size_t)2 << 20)) {
+        fprintf(stderr, "FAIL: %s at %p, not on a 2 MB boundary\n", what, p);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i]) {
+            fprintf(stderr, "FAIL: %s byte %zu of %zu is %d, not 0\n", what, i, n,
+                    ((const unsigned char *)p)[i]);
+            return 1;
+        }
+    return 0;
+}
+
+static int check_cache_memory(void) {
+    int bad = 0;
+    for (int round = 0; round < 2; round++) {
+        /* a buffer of the same size dirtied and freed first: the next
+         * allocation may reuse its memory */
+        size_t n = (size_t)5 << 20;
+        char *d = xalloc_huge(n, 0);
+        memset(d, 0xab, n);
+        free(d);
+        char *z = xalloc_huge(n, 1);
+        bad |= zeroed_huge("xalloc_huge(zero)", z, n);
+        free(z);
+        rlaif_model_config c = {
+            .n_layer = 2, .n_embd = 64, .n_head = 4, .vocab_size = 50, .max_seq_len = 1024};
+        rlaif_model_config_fill(&c);
+        for (int prec = 0; prec < 2; prec++) {
+            int p = prec ? RLAIF_PREC_BF16 : RLAIF_PREC_FP32;
+            size_t bytes = rlaif_kv_cache_bytes(&c, 8, 1000, p);
+            d = xalloc_huge(bytes + 64, 0);
+            memset(d, 0xab, bytes + 64);
+            free(d);
+            rlaif_kv_cache kv;
+            if (rlaif_kv_cache_create(&kv, &c, 8, 1000, p)) return 1;
+            const void *base = prec ? (const void *)kv.kb : (const void *)kv.k;
+            bad |= zeroed_huge(prec ? "bf16 KV cache" : "fp32 KV cache", base, bytes);
+            rlaif_kv_cache_free(&kv);
+        }
+    }
+    return bad;
+}
+
 int main(void) {
+    if (check_cache_memory()) return 1;
     const char *kerns[2] = {"c", "avx512"};
     static const int hss[] = {16, 40, 48, 64, 80, 128}, ns[] = {1, 2, 15, 16, 17, 33, 64, 513};
     int ran = 0;

@@ -158,6 +158,10 @@ static int bench_gen(char **a) {
      * of a prompt, as collect and PPO roll out); RLAIF_BENCH_SHARE: the
      * generator's share_min (0: every token of every row computed) */
     const char *ks = getenv("RLAIF_BENCH_SAMPLES"), *sh = getenv("RLAIF_BENCH_SHARE");
+    /* RLAIF_BENCH_CHUNK=N: prefill in chunks of about N tokens, as the local
+     * judge and the rollouts do (default: the whole batch in one go) */
+    const char *ch = getenv("RLAIF_BENCH_CHUNK");
+    long chunk = ch && atol(ch) > 0 ? atol(ch) : LONG_MAX;
     int K = ks && atoi(ks) > 0 ? atoi(ks) : 1;
     for (int b = 0; b < B; b++) off[b] = (int64_t)(b / K) * P, len[b] = P;
     rlaif_gen_config gc = rlaif_gen_defaults();
@@ -173,7 +177,7 @@ static int bench_gen(char **a) {
         int done = 0;
         double t0 = rlaif_now();
         check(rlaif_gen_begin(&g, &m, &gc, B, tok, off, len, NULL));
-        while (!done) check(rlaif_gen_advance(g, LONG_MAX, &done));
+        while (!done) check(rlaif_gen_advance(g, chunk, &done));
         double dt = rlaif_now() - t0;
         rlaif_gen_add_timing(g, &tm);
         rlaif_gen_run_free(g);
@@ -262,7 +266,9 @@ static float read_sum(const float *x, size_t n) {
 static int bench_read(char **a) {
     size_t n = (size_t)atoi(a[0]) * 1048576 / sizeof(float);
     int reps = atoi(a[1]);
-    float *x = xmalloc(n * sizeof(float));
+    /* on 2 MB pages where the kernel gives them, as the engine's weights
+     * and KV cache are (xalloc_huge): the machine's best read */
+    float *x = xalloc_huge(n * sizeof(float), 0);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = (float)(i & 7);
     double *bw = xmalloc(sizeof(double) * reps), total = 0;
