@@ -168,7 +168,7 @@ static void acts_carve(rlaif_model *m, int B, int T, int with_grad) {
     size_t need = acts_need(c, (size_t)B, (size_t)T, with_grad);
     if (need > a->cap) {
         free(a->mem);
-        a->mem = xmalloc64(need * sizeof(float));
+        a->mem = xalloc_huge(need * sizeof(float), 0);
         a->cap = need;
     }
     float *p = a->mem;
@@ -330,7 +330,7 @@ void rlaif_model_free(rlaif_model *m) {
 
 void rlaif_model_alloc_grads(rlaif_model *m) {
     if (m->grads) return;
-    m->grads = xcalloc64(m->table.total * sizeof(float));
+    m->grads = xalloc_huge(m->table.total * sizeof(float), 1);
     rlaif_model_point(&m->cfg, m->grads, &m->g);
 }
 

@@ -27,8 +27,8 @@ void rlaif_adamw_init(rlaif_adamw *opt, const rlaif_adamw_config *cfg,
     opt->cfg = *cfg;
     opt->table = table;
     opt->begin = begin, opt->end = end;
-    opt->m = xcalloc64((end - begin + 1) * sizeof(float));
-    opt->v = xcalloc64((end - begin + 1) * sizeof(float));
+    opt->m = xalloc_huge((end - begin + 1) * sizeof(float), 1);
+    opt->v = xalloc_huge((end - begin + 1) * sizeof(float), 1);
 }
 
 void rlaif_adamw_free(rlaif_adamw *opt) {

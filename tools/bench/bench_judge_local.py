@@ -29,7 +29,8 @@ Per model and batch size (judge.local_batch) it times, in alternating rounds:
 Rates exclude the model load (the `rlaif judge` loop's own timer); the load is
 the process wall time minus the loop. The machine's sgemm rate (OpenBLAS, 2
 threads) and read bandwidth (a streaming read of the weights' size) are
-measured inside every round; the decoding roofline's bandwidth is the larger
+measured inside every round (the read on 2 MB pages, as the engine reads
+its weights and KV cache); the decoding roofline's bandwidth is the larger
 of two reads just before and just after the verdict run.
 """
 import argparse
