@@ -1692,7 +1692,7 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
      * have a finite score (softmax multiplies its exponential by 0; P V
      * multiplies its 0 by v). On 2 MB pages, all faulted in here: decoding
      * streams the whole cache every step, and on 4 KB pages its attention
-     * read 16-18 GB/s where 2 MB pages give 26-27 (xalloc_huge). Faulted in
+     * read 19-21 GB/s where 2 MB pages give 26-27 (xalloc_huge). Faulted in
      * now, not as decoding fills slots: a 2 MB fault inside a step stalled it
      * (kernel zeroing, compaction; GPT-2 124M batch 1: 24-59 ms a step
      * against 15-16). The cost is memory: the whole cache from the start

@@ -22,9 +22,9 @@
 #include "rlaif/core/error.h"
 #include "rlaif/engine/model.h"
 
-#include <stdint.h>
-
+#include <malloc.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +110,11 @@ static int zeroed_huge(const char *what, const void *p, size_t n) {
 
 static int check_cache_memory(void) {
     int bad = 0;
+    /* every buffer below from the heap and kept there when freed, not
+     * fresh (zero) pages from mmap or a grown heap: a freed, dirtied
+     * buffer's memory is then what the next one gets */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     for (int round = 0; round < 2; round++) {
         /* a buffer of the same size dirtied and freed first: the next
          * allocation may reuse its memory */
@@ -126,8 +131,8 @@ static int check_cache_memory(void) {
         for (int prec = 0; prec < 2; prec++) {
             int p = prec ? RLAIF_PREC_BF16 : RLAIF_PREC_FP32;
             size_t bytes = rlaif_kv_cache_bytes(&c, 8, 1000, p);
-            d = xalloc_huge(bytes + 64, 0);
-            memset(d, 0xab, bytes + 64);
+            d = xalloc_huge(bytes, 0);
+            memset(d, 0xab, bytes);
             free(d);
             rlaif_kv_cache kv;
             if (rlaif_kv_cache_create(&kv, &c, 8, 1000, p)) return 1;

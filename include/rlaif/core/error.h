@@ -97,11 +97,13 @@ char *rlaif_xstrdup(const char *s, const char *file, int line);
  * alignment) split across two lines: decoding's products ran 30% slower. */
 void *rlaif_xalloc64(size_t n, int zero, const char *file, int line);
 /* Large buffers streamed by every step (weights, decoding's packed copy,
- * the KV cache, gradients, AdamW's moments, activations): on 2 MB pages where the kernel gives them
- * (MADV_HUGEPAGE; transparent huge pages in "madvise" mode, Debian's default), 2 MB aligned; free()
- * frees it. zero: zeroed now by the team, so every page is faulted in here and not at its first
- * use. On 4 KB pages a stream restarts the hardware prefetcher at every page: decoding's attention
- * read its cache at 16-18 GB/s where 2 MB pages give 26-27 (2 threads, 2-core EPYC). */
+ * the KV cache, gradients, AdamW's moments, activations): on 2 MB pages
+ * where the kernel gives them (MADV_HUGEPAGE; transparent huge pages in
+ * "madvise" mode, Debian's default), 2 MB aligned; free() frees it. zero:
+ * zeroed now by the team, so every page is faulted in here and not at its
+ * first use. On 4 KB pages a stream restarts the hardware prefetcher at
+ * every page: decoding's attention read its cache at 19-21 GB/s where 2 MB
+ * pages give 26-27 (2 threads, 2-core EPYC). */
 void *rlaif_xalloc_huge(size_t n, int zero, const char *file, int line);
 #define xmalloc(n)           rlaif_xmalloc((n), __FILE__, __LINE__)
 #define xalloc_huge(n, zero) rlaif_xalloc_huge((n), (zero), __FILE__, __LINE__)
