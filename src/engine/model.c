@@ -35,6 +35,7 @@
 #include "rlaif/engine/model.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
+#include "rlaif/core/memory.h"
 #include "rlaif/core/rng.h"
 #include "attn_decode.h"
 #include "model_gemm.h"
@@ -1699,6 +1700,19 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
      * (the judge's memory check counts it whole anyway). A head's rows of
      * keys then start on line boundaries, so its vector loads never split. */
     size_t n = kv_elems(&c, B, maxT), es = precision == RLAIF_PREC_BF16 ? 2 : 4;
+    /* Committed whole, so a cache larger than the memory left would be
+     * OOM-killed (a cgroup's memory.max under Slurm) in the memset below, or
+     * swap: refused here with the numbers. Against the node's whole
+     * MemAvailable, not a share of it: only a cache that cannot fit. */
+    rlaif_mem_budget mb;
+    rlaif_mem_budget_get(1, &mb);
+    if ((double)(2 * n * es) > mb.bytes)
+        return RLAIF_ERROR(RLAIF_EX_USAGE,
+                           "fewer rows a batch, shorter prompts or fewer new tokens, "
+                           "model.precision = bf16 (half the cache), or more memory",
+                           "a KV cache of %.3f GB (%d rows x %d slots x %d layers) does not fit "
+                           "the memory left: %s",
+                           2.0 * n * es / 1e9, B, maxT, c.n_layer, mb.why);
     kv->mem = xalloc_huge(2 * n * es, 1);
     char *base = kv->mem;
     if (es == 2)

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static unsigned long long rng_state = 88172645463325252ULL;
 static float frand(void) { /* xorshift64, uniform in [-1, 1) */
@@ -144,8 +145,47 @@ static int check_cache_memory(void) {
     return bad;
 }
 
+/* A cache larger than the memory left is refused with the numbers, not
+ * allocated: here RLIMIT_AS set to what the process maps now + 256 MB, and a
+ * 4.7 GB cache (GPT-2 124M's shape, 64 rows x 1000 slots). Without the
+ * check, the allocation fails and xalloc_huge ends the process. Not under
+ * AddressSanitizer: its shadow memory makes the address space limit
+ * meaningless. */
+static int check_cache_refused(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("KV cache refusal under RLIMIT_AS: not checked under AddressSanitizer\n");
+    return 0;
+#else
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double vm = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmSize:", 7)) vm = 1024.0 * strtod(line + 7, NULL);
+    if (f) fclose(f);
+    if (vm < 0) return fprintf(stderr, "FAIL: no VmSize in /proc/self/status\n"), 1;
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_AS, &old);
+    lim = old, lim.rlim_cur = (rlim_t)vm + ((rlim_t)256 << 20);
+    if (setrlimit(RLIMIT_AS, &lim)) return fprintf(stderr, "FAIL: setrlimit\n"), 1;
+    rlaif_model_config c = {
+        .n_layer = 12, .n_embd = 768, .n_head = 12, .vocab_size = 50257, .max_seq_len = 1024};
+    rlaif_model_config_fill(&c);
+    rlaif_kv_cache kv;
+    int rc = rlaif_kv_cache_create(&kv, &c, 64, 1000, RLAIF_PREC_FP32);
+    setrlimit(RLIMIT_AS, &old);
+    const char *msg = rlaif_error_message();
+    if (rc != RLAIF_EX_USAGE || !strstr(msg, "4.719 GB") || !strstr(msg, "RLIMIT_AS")) {
+        if (!rc) rlaif_kv_cache_free(&kv);
+        return fprintf(stderr, "FAIL: cache over RLIMIT_AS: rc %d, \"%s\"\n", rc, msg), 1;
+    }
+    printf("refused: %s\n", msg);
+    rlaif_error_clear();
+    return 0;
+#endif
+}
+
 int main(void) {
-    if (check_cache_memory()) return 1;
+    if (check_cache_memory() || check_cache_refused()) return 1;
     const char *kerns[2] = {"c", "avx512"};
     static const int hss[] = {16, 40, 48, 64, 80, 128}, ns[] = {1, 2, 15, 16, 17, 33, 64, 513};
     int ran = 0;

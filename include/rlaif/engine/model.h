@@ -242,7 +242,9 @@ typedef struct {
 
 /* precision (rlaif_precision, the model's): RLAIF_PREC_BF16 stores the
  * keys and values in bf16, as the products of that precision take their
- * operands; the attention's sums and softmax stay fp32. */
+ * operands; the attention's sums and softmax stay fp32. A cache larger
+ * than the memory this process has left (rlaif_mem_budget_get) is refused
+ * (RLAIF_EX_USAGE, with the numbers): it is allocated and zeroed whole. */
 int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int B, int maxT,
                           int precision);
 /* Bytes of the cache rlaif_kv_cache_create allocates for these sizes. */
