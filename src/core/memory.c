@@ -1,7 +1,10 @@
 /* memory.c - the memory this rank may still use (include/rlaif/core/memory.h).
  * Each limit is what is left of it now: MemAvailable / ranks on the node,
- * cgroup v2 memory.max - memory.current, RLIMIT_AS - VmSize, RLIMIT_DATA -
- * VmData (a process already holding MPI's mappings has less than its limit). */
+ * the memory cgroup's limit less its working set (v2 memory.max, or v1's
+ * hierarchical limit, which Slurm's task/cgroup sets on clusters still on
+ * v1; the working set is the usage less the inactive page cache, which the
+ * kernel reclaims before it kills), RLIMIT_AS - VmSize, RLIMIT_DATA - VmData
+ * (a process already holding MPI's mappings has less than its limit). */
 #include "rlaif/core/memory.h"
 
 #include <math.h>
@@ -9,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 /* "Key:   123 kB" from a /proc file, in bytes; -1 when absent. */
 static double proc_kb(const char *path, const char *key) {
@@ -38,18 +42,59 @@ static double file_number(const char *path) {
     return end == buf ? -1 : v;
 }
 
-/* The cgroup v2 folder of this process ("0::/path"), or "" */
-static void cgroup_dir(char *out, size_t n) {
-    out[0] = 0;
-    FILE *f = fopen("/proc/self/cgroup", "r");
-    if (!f) return;
-    char line[512];
+/* "key value" from a cgroup's memory.stat; -1 when absent. */
+static double stat_value(const char *dir, const char *key) {
+    char path[700], line[256];
+    snprintf(path, sizeof path, "%s/memory.stat", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    double v = -1;
+    size_t kl = strlen(key);
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "0::", 3)) {
-            line[strcspn(line, "\n")] = 0;
-            snprintf(out, n, "/sys/fs/cgroup%s", strcmp(line + 3, "/") ? line + 3 : "");
+        if (!strncmp(line, key, kl) && line[kl] == ' ') {
+            v = strtod(line + kl + 1, NULL);
+            break;
         }
     fclose(f);
+    return v;
+}
+
+/* The folder of this process's memory cgroup: v2 ("0::/path") when the
+ * memory controller is there, else v1 (a "N:...memory...:/path" line),
+ * which inside a container may be mounted as the hierarchy's root. *v1 says
+ * which; "" when neither is readable. */
+static void cgroup_dir(char *out, size_t n, int *v1) {
+    out[0] = 0, *v1 = 0;
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return;
+    char line[512], v1path[512] = "", test[700];
+    int v2 = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+        if (!path) continue;
+        *path++ = 0, ctl++;
+        if (!strcmp(line, "0") && !*ctl) {
+            snprintf(out, n, "/sys/fs/cgroup%s", strcmp(path, "/") ? path : "");
+            snprintf(test, sizeof test, "%s/memory.max", out);
+            v2 = access(test, R_OK) == 0;
+            continue;
+        }
+        for (char *c = strtok(ctl, ","); c; c = strtok(NULL, ","))
+            if (!strcmp(c, "memory")) snprintf(v1path, sizeof v1path, "%s", path);
+    }
+    fclose(f);
+    if (v2 || !v1path[0]) return;
+    const char *cand[2] = {v1path, ""};
+    for (int i = 0; i < 2; i++) {
+        snprintf(test, sizeof test, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes",
+                 strcmp(cand[i], "/") ? cand[i] : "");
+        if (access(test, R_OK)) continue;
+        snprintf(out, n, "/sys/fs/cgroup/memory%s", strcmp(cand[i], "/") ? cand[i] : "");
+        *v1 = 1;
+        return;
+    }
+    out[0] = 0;
 }
 
 /* A limit of v bytes left, described by text, joins the budget. */
@@ -81,15 +126,21 @@ void rlaif_mem_budget_get(int node_ranks, rlaif_mem_budget *b) {
         snprintf(t, sizeof t, "MemAvailable %.3f GB / %d rank(s) on the node", avail / 1e9, r);
         take(b, avail / r, t);
     }
-    cgroup_dir(dir, sizeof dir);
+    int v1;
+    cgroup_dir(dir, sizeof dir, &v1);
     if (dir[0]) {
-        snprintf(path, sizeof path, "%s/memory.max", dir);
-        double max = file_number(path);
-        snprintf(path, sizeof path, "%s/memory.current", dir);
+        snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.limit_in_bytes" : "memory.max");
+        double max = file_number(path),
+               hier = v1 ? stat_value(dir, "hierarchical_memory_limit") : -1;
+        if (hier >= 0 && (max < 0 || hier < max)) max = hier; /* an ancestor's limit */
+        if (max >= 0x1p60) max = -1;                          /* v1's "no limit" */
+        snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.usage_in_bytes" : "memory.current");
         double cur = file_number(path);
+        double cache = stat_value(dir, v1 ? "total_inactive_file" : "inactive_file");
         if (cur < 0) cur = 0;
-        snprintf(t, sizeof t, "cgroup memory.max %.3f GB with %.3f GB in use", max / 1e9,
-                 cur / 1e9);
+        if (cache > 0 && cache < cur) cur -= cache;
+        snprintf(t, sizeof t, "cgroup %s %.3f GB with %.3f GB in use",
+                 v1 ? "memory.limit_in_bytes" : "memory.max", max / 1e9, cur / 1e9);
         if (max >= 0) take(b, max - cur, t);
     }
     take_rlimit(b, RLIMIT_AS, "RLIMIT_AS", "VmSize");
