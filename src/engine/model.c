@@ -1826,11 +1826,21 @@ static float *prefill_scratch(const rlaif_kv_cache *kv) {
     return kv->pscratch + (size_t)t * kv->pstride;
 }
 
-/* Stores the cnt new keys and values of (row, kv head) r (packed rows of
+/* The cached keys and values of the (layer, row, kv head) at base, as
+ * stored: fp32 or bf16. */
+static kv_head head_view(const rlaif_kv_cache *kv, size_t base) {
+    kv_head h = {0};
+    if (kv->kb)
+        h.kb = kv->kb + base, h.vb = kv->vb + base;
+    else
+        h.k = kv->k + base, h.v = kv->v + base;
+    return h;
+}
+
+/* Stores the cnt new keys and values of kv head kh of a row (packed rows of
  * qkv from r0, slots slot[]) at base, and returns the head's view of the
- * cache: fp32, bf16 for decoding, or (prefill over a bf16 cache) the head's
- * keys and values widened to fp32 into wide, since prefill's sgemms take
- * fp32. */
+ * cache: as stored, or (prefill over a bf16 cache) the head's keys and
+ * values widened to fp32 into wide, since prefill's sgemms take fp32. */
 static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int cnt,
                          const int *slot, size_t base, int kh, float *wide) {
     int C = kv->C, hs = C / kv->n_head, KV = kv->n_kv_head * hs, C3 = C + 2 * KV, maxT = kv->maxT;
@@ -1845,18 +1855,11 @@ static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int
             memcpy(kv->v + at, src + KV, sizeof(float) * hs);
         }
     }
-    kv_head h = {0};
-    if (!kv->kb) {
-        h.k = kv->k + base, h.v = kv->v + base;
-    } else if (cnt == 1) {
-        h.kb = kv->kb + base, h.vb = kv->vb + base;
-    } else {
-        size_t nk = (size_t)(slot[cnt - 1] + 1) * hs;
-        float *kf = wide, *vf = kf + (size_t)maxT * hs;
-        rlaif_bf16_to_f32(kf, kv->kb + base, nk);
-        rlaif_bf16_to_f32(vf, kv->vb + base, nk);
-        h.k = kf, h.v = vf;
-    }
+    if (!kv->kb || cnt == 1) return head_view(kv, base);
+    size_t nk = (size_t)(slot[cnt - 1] + 1) * hs;
+    kv_head h = {.k = wide, .v = wide + (size_t)maxT * hs};
+    rlaif_bf16_to_f32(wide, kv->kb + base, nk);
+    rlaif_bf16_to_f32(wide + (size_t)maxT * hs, kv->vb + base, nk);
     return h;
 }
 
@@ -1869,43 +1872,45 @@ static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int
  * small, so that every thread gets several tasks. */
 #define DECODE_TASK 4
 
-/* Decoding's attention (every row at most one query): per task, each query
- * head's scores and softmax over the keys first (into its own scratch
- * row), then every head's mix of the values. */
+/* One (row, kv head) pair r of decoding's attention in layer l. Pass 0
+ * stores its new key and value, then each of its query heads' scores and
+ * softmax over the keys (into the query head's own scratch row); pass 1
+ * mixes the values by them into y. A finished row has no query. */
+static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int r,
+                        int pass, const attn_geom *g, float scale) {
+    int NKV = kv->n_kv_head, hs = g->hd, NH = g->NH, C = NH * hs, C3 = C + 2 * NKV * hs;
+    int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], maxT = kv->maxT, grp = NH / NKV;
+    if (kv->q_off[b + 1] == r0) return;
+    int lim = kv->q_slot[r0], from = kv->q_from[b], n;
+    size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
+    kv_head h = pass ? head_view(kv, base) : store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
+    for (int q = kh * grp; q < (kh + 1) * grp; q++) {
+        float *sc = kv->scratch + ((size_t)b * NH + q) * maxT;
+        if (pass) {
+            int lo = decode_window(g, lim, from, &n);
+            decode_mix(y + (size_t)r0 * C + q * hs, &h, sc, lo, n, hs);
+        } else {
+            decode_scores(sc, &n, qkv + (size_t)r0 * C3 + q * hs, &h, lim,
+                          kv->valid + (size_t)b * maxT, from, g, scale);
+        }
+    }
+}
+
+/* Decoding's attention (every row at most one query): per task of up to
+ * DECODE_TASK (row, kv head) pairs, every pair's scores, then every pair's
+ * mix (decode_pair). */
 static void attention_decode(float *y, const float *qkv, const rlaif_kv_cache *kv, int l) {
-    int B = kv->B, C = kv->C, NH = kv->n_head, NKV = kv->n_kv_head, hs = C / NH, maxT = kv->maxT;
-    int C3 = C + 2 * NKV * hs, grp = NH / NKV, nr = B * NKV;
-    attn_geom g = {NH, NKV, hs, kv->window};
+    int NH = kv->n_head, hs = kv->C / NH, nr = kv->B * kv->n_kv_head;
+    attn_geom g = {NH, kv->n_kv_head, hs, kv->window};
     float scale = 1.0f / sqrtf((float)hs);
-    size_t work = (size_t)kv->q_off[B] * C * (kv->len + 1);
+    size_t work = (size_t)kv->q_off[kv->B] * kv->C * (kv->len + 1);
     int per = nr / (4 * team_size());
     per = per < 1 ? 1 : per > DECODE_TASK ? DECODE_TASK : per;
 #pragma omp parallel for schedule(dynamic, 1) if (work >= PAR_MIN)
     for (int t = 0; t < (nr + per - 1) / per; t++) {
         int r1 = (t + 1) * per < nr ? (t + 1) * per : nr;
         for (int pass = 0; pass < 2; pass++)
-            for (int r = t * per; r < r1; r++) {
-                int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b];
-                if (kv->q_off[b + 1] == r0) continue; /* a finished row */
-                int lim = kv->q_slot[r0], from = kv->q_from[b];
-                size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
-                kv_head h =
-                    pass ? (kv_head){kv->k ? kv->k + base : NULL, kv->v ? kv->v + base : NULL,
-                                     kv->kb ? kv->kb + base : NULL, kv->vb ? kv->vb + base : NULL}
-                         : store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
-                const uint8_t *val = kv->valid + (size_t)b * maxT;
-                for (int q = kh * grp; q < (kh + 1) * grp; q++) {
-                    float *sc = kv->scratch + ((size_t)b * NH + q) * maxT;
-                    int n;
-                    if (!pass) {
-                        decode_scores(sc, &n, qkv + (size_t)r0 * C3 + q * hs, &h, lim, val, from,
-                                      &g, scale);
-                        continue;
-                    }
-                    int lo = decode_window(&g, lim, from, &n);
-                    decode_mix(y + (size_t)r0 * C + q * hs, &h, sc, lo, n, hs);
-                }
-            }
+            for (int r = t * per; r < r1; r++) decode_pair(y, qkv, kv, l, r, pass, &g, scale);
     }
 }
 

@@ -29,8 +29,9 @@ typedef enum {
  * a path's kernel changes (2: the few-row kernel streams at most 8 rows;
  * 3: weights on cache lines, one streaming kernel per row count; 4: four
  * weight rows at once in the w_trans 1 streaming kernel, one-row classes;
- * 5: that kernel up to 16 rows; 6: the fp32 packed path). */
-#define RLAIF_GEMM_KERNELS_REV 6
+ * 5: that kernel up to 16 rows; 6: the fp32 packed path; 7: the packed path
+ * prefetches the next K block). */
+#define RLAIF_GEMM_KERNELS_REV 7
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
