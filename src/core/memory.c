@@ -1,10 +1,11 @@
 /* memory.c - the memory this rank may still use (include/rlaif/core/memory.h).
  * Each limit is what is left of it now: MemAvailable / ranks on the node,
- * the memory cgroup's limit less its working set (v2 memory.max, or v1's
- * hierarchical limit, which Slurm's task/cgroup sets on clusters still on
- * v1; the working set is the usage less the inactive page cache, which the
- * kernel reclaims before it kills), RLIMIT_AS - VmSize, RLIMIT_DATA - VmData
- * (a process already holding MPI's mappings has less than its limit). */
+ * the memory cgroup's limit less its working set (v2 memory.max, its own
+ * and its ancestors'; or v1's hierarchical limit, which Slurm's task/cgroup
+ * sets on clusters still on v1; the working set is the usage less the
+ * inactive page cache, which the kernel reclaims before it kills),
+ * RLIMIT_AS - VmSize, RLIMIT_DATA - VmData (a process already holding MPI's
+ * mappings has less than its limit). */
 #include "rlaif/core/memory.h"
 
 #include <math.h>
@@ -63,9 +64,9 @@ static double stat_value(const char *dir, const char *key) {
  * memory controller is there, else v1 (a "N:...memory...:/path" line),
  * which inside a container may be mounted as the hierarchy's root. *v1 says
  * which; "" when neither is readable. */
-static void cgroup_dir(char *out, size_t n, int *v1) {
+static void cgroup_dir(const char *proc_cgroup, const char *root, char *out, size_t n, int *v1) {
     out[0] = 0, *v1 = 0;
-    FILE *f = fopen("/proc/self/cgroup", "r");
+    FILE *f = fopen(proc_cgroup, "r");
     if (!f) return;
     char line[512], v1path[512] = "", test[700];
     int v2 = 0;
@@ -73,24 +74,25 @@ static void cgroup_dir(char *out, size_t n, int *v1) {
         line[strcspn(line, "\n")] = 0;
         char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
         if (!path) continue;
-        *path++ = 0, ctl++;
+        *path++ = 0, *ctl++ = 0; /* line: the hierarchy id, ctl: its controllers */
         if (!strcmp(line, "0") && !*ctl) {
-            snprintf(out, n, "/sys/fs/cgroup%s", strcmp(path, "/") ? path : "");
+            snprintf(out, n, "%s%s", root, strcmp(path, "/") ? path : "");
             snprintf(test, sizeof test, "%s/memory.max", out);
             v2 = access(test, R_OK) == 0;
             continue;
         }
-        for (char *c = strtok(ctl, ","); c; c = strtok(NULL, ","))
+        char *save = NULL;
+        for (char *c = strtok_r(ctl, ",", &save); c; c = strtok_r(NULL, ",", &save))
             if (!strcmp(c, "memory")) snprintf(v1path, sizeof v1path, "%s", path);
     }
     fclose(f);
     if (v2 || !v1path[0]) return;
     const char *cand[2] = {v1path, ""};
     for (int i = 0; i < 2; i++) {
-        snprintf(test, sizeof test, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes",
+        snprintf(test, sizeof test, "%s/memory%s/memory.limit_in_bytes", root,
                  strcmp(cand[i], "/") ? cand[i] : "");
         if (access(test, R_OK)) continue;
-        snprintf(out, n, "/sys/fs/cgroup/memory%s", strcmp(cand[i], "/") ? cand[i] : "");
+        snprintf(out, n, "%s/memory%s", root, strcmp(cand[i], "/") ? cand[i] : "");
         *v1 = 1;
         return;
     }
@@ -117,32 +119,50 @@ static void take_rlimit(rlaif_mem_budget *b, int which, const char *name, const 
     take(b, lim - used, t);
 }
 
+/* What is left of the memory cgroup at dir: its limit (v1: the
+ * hierarchical one) less its working set (usage less the inactive page
+ * cache, which the kernel reclaims before it kills). */
+static void take_cgroup(rlaif_mem_budget *b, const char *dir, int v1) {
+    char path[700], t[160];
+    snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.limit_in_bytes" : "memory.max");
+    double max = file_number(path), hier = v1 ? stat_value(dir, "hierarchical_memory_limit") : -1;
+    if (hier >= 0 && (max < 0 || hier < max)) max = hier; /* an ancestor's limit */
+    if (max < 0 || max >= 0x1p60) return;                 /* "max", or v1's "no limit" */
+    snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.usage_in_bytes" : "memory.current");
+    double cur = file_number(path);
+    double cache = stat_value(dir, v1 ? "total_inactive_file" : "inactive_file");
+    if (cur < 0) cur = 0;
+    if (cache > 0 && cache < cur) cur -= cache;
+    snprintf(t, sizeof t, "cgroup %s %.3f GB with %.3f GB in use",
+             v1 ? "memory.limit_in_bytes" : "memory.max", max / 1e9, cur / 1e9);
+    take(b, max - cur, t);
+}
+
+void rlaif_mem_budget_cgroup(const char *proc_cgroup, const char *root, rlaif_mem_budget *b) {
+    char dir[600];
+    int v1;
+    cgroup_dir(proc_cgroup, root, dir, sizeof dir, &v1);
+    /* v2: this cgroup and each ancestor below the root (a limit set on the
+     * job above the step's cgroup binds too); v1: its own, whose
+     * hierarchical limit already counts the ancestors' */
+    while (dir[0]) {
+        take_cgroup(b, dir, v1);
+        char *slash = strrchr(dir, '/');
+        if (v1 || !slash || slash - dir <= (long)strlen(root)) break;
+        *slash = 0;
+    }
+}
+
 void rlaif_mem_budget_get(int node_ranks, rlaif_mem_budget *b) {
     int r = node_ranks < 1 ? 1 : node_ranks;
     b->bytes = INFINITY, b->why[0] = 0;
-    char t[128], dir[600], path[700];
+    char t[128];
     double avail = proc_kb("/proc/meminfo", "MemAvailable");
     if (avail >= 0) {
         snprintf(t, sizeof t, "MemAvailable %.3f GB / %d rank(s) on the node", avail / 1e9, r);
         take(b, avail / r, t);
     }
-    int v1;
-    cgroup_dir(dir, sizeof dir, &v1);
-    if (dir[0]) {
-        snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.limit_in_bytes" : "memory.max");
-        double max = file_number(path),
-               hier = v1 ? stat_value(dir, "hierarchical_memory_limit") : -1;
-        if (hier >= 0 && (max < 0 || hier < max)) max = hier; /* an ancestor's limit */
-        if (max >= 0x1p60) max = -1;                          /* v1's "no limit" */
-        snprintf(path, sizeof path, "%s/%s", dir, v1 ? "memory.usage_in_bytes" : "memory.current");
-        double cur = file_number(path);
-        double cache = stat_value(dir, v1 ? "total_inactive_file" : "inactive_file");
-        if (cur < 0) cur = 0;
-        if (cache > 0 && cache < cur) cur -= cache;
-        snprintf(t, sizeof t, "cgroup %s %.3f GB with %.3f GB in use",
-                 v1 ? "memory.limit_in_bytes" : "memory.max", max / 1e9, cur / 1e9);
-        if (max >= 0) take(b, max - cur, t);
-    }
+    rlaif_mem_budget_cgroup("/proc/self/cgroup", "/sys/fs/cgroup", b);
     take_rlimit(b, RLIMIT_AS, "RLIMIT_AS", "VmSize");
     take_rlimit(b, RLIMIT_DATA, "RLIMIT_DATA", "VmData");
     if (b->bytes < 0) b->bytes = 0;

@@ -15,6 +15,10 @@ typedef struct {
 
 /* node_ranks: ranks sharing the node's memory (< 1 = 1). */
 void rlaif_mem_budget_get(int node_ranks, rlaif_mem_budget *b);
+/* The memory cgroup's part of it, joined to b: proc_cgroup is the
+ * process's cgroup list (/proc/self/cgroup), root where the hierarchies
+ * are mounted (/sys/fs/cgroup); tests pass a tree of their own. */
+void rlaif_mem_budget_cgroup(const char *proc_cgroup, const char *root, rlaif_mem_budget *b);
 /* Ranks on this node as counted by rlaif_ranks_init (1 before it runs). */
 int rlaif_ranks_on_node(void);
 
