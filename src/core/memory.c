@@ -60,10 +60,10 @@ static double stat_value(const char *dir, const char *key) {
     return v;
 }
 
-/* The folder of this process's memory cgroup: v2 ("0::/path") when the
- * memory controller is there, else v1 (a "N:...memory...:/path" line),
- * which inside a container may be mounted as the hierarchy's root. *v1 says
- * which; "" when neither is readable. */
+/* The folder of this process's memory cgroup: v1's (a "N:...memory...:/path"
+ * line; inside a container its hierarchy's root may be mounted instead) when
+ * the v2 folder ("0::/path") has no memory.max of its own, else v2's, whose
+ * ancestors may still hold a limit. *v1 says which; "" when neither. */
 static void cgroup_dir(const char *proc_cgroup, const char *root, char *out, size_t n, int *v1) {
     out[0] = 0, *v1 = 0;
     FILE *f = fopen(proc_cgroup, "r");

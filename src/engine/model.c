@@ -1759,10 +1759,8 @@ typedef struct {
     const uint16_t *kb, *vb;
 } kv_head;
 
-/* Decoding (one query at slot lim): the scores of query q over the keys
- * the query sees, softmaxed into sc; returns their first slot, *n their
- * count. from >= 0: the real keys are exactly those from slot `from` on, so
- * the mask is a lower bound and softmax runs unmasked (vectorised). */
+/* The keys a decoding query at slot lim sees: returns the first slot, *n
+ * their count (the sliding window's, and from on when from >= 0). */
 static int decode_window(const attn_geom *g, int lim, int from, int *n) {
     int lo = window_lo(g, lim);
     if (from > lo) lo = from;
@@ -1770,6 +1768,10 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
     return lo;
 }
 
+/* Decoding (one query at slot lim): the scores of query q over the keys
+ * it sees, softmaxed into sc; returns their first slot, *n their count.
+ * from >= 0: the real keys are exactly those from slot `from` on, so the
+ * mask is a lower bound and softmax runs unmasked (vectorised). */
 static int decode_scores(float *sc, int *n, const float *q, const kv_head *h, int lim,
                          const uint8_t *val, int from, const attn_geom *g, float scale) {
     int hs = g->hd, lo = decode_window(g, lim, from, n);
@@ -1942,9 +1944,9 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
         kv_head h = store_new(kv, qkv, r0, cnt, slot, base, kh, sc + (size_t)most * maxT);
         const uint8_t *val = kv->valid + (size_t)b * maxT;
-        for (int q = kh * grp; q < (kh + 1) * grp; q++)
+        for (int q = kh * grp; q < (kh + 1) * grp; q++) /* one query: the head's scratch row */
             attn_head(y + (size_t)r0 * C + q * hs, qkv + (size_t)r0 * C3 + q * hs, C3, &h, slot,
-                      cnt, val, kv->q_from[b], &g, sc + (size_t)q * maxT * (cnt == 1), scale);
+                      cnt, val, kv->q_from[b], &g, cnt == 1 ? sc + (size_t)q * maxT : sc, scale);
     }
 }
 

@@ -11,7 +11,7 @@
 # without the memory controller delegated).
 set -u
 . "${top_srcdir:?set by make check}/tests/e2e/lib.sh"
-d=$(mktemp -d /tmp/rlaif-memlimit-XXXXXX) || fail "cannot create a directory in /tmp"
+e2e_tmpdir memlimit
 cg=""
 cleanup() {
   if [ -n "$cg" ]; then

@@ -164,7 +164,7 @@ static int check_cache_refused(void) {
     if (f) fclose(f);
     if (vm < 0) return fprintf(stderr, "FAIL: no VmSize in /proc/self/status\n"), 1;
     struct rlimit old, lim;
-    getrlimit(RLIMIT_AS, &old);
+    if (getrlimit(RLIMIT_AS, &old)) return fprintf(stderr, "FAIL: getrlimit\n"), 1;
     lim = old, lim.rlim_cur = (rlim_t)vm + ((rlim_t)256 << 20);
     if (setrlimit(RLIMIT_AS, &lim)) return fprintf(stderr, "FAIL: setrlimit\n"), 1;
     rlaif_model_config c = {
