@@ -171,7 +171,8 @@ const rlaif_cfg_spec rlaif_config_schema[] = {
       "backend local: when the prompts of a batch begin with at least this many common tokens "
       "(the system prompt and template), those are computed once and their keys and values "
       "copied to the batch's other calls (a call repeated in the batch copies its whole prompt "
-      "but the last token); 0 computes every token of every call"),
+      "but the last token), and kept for the next batches that begin with them (at batch 1, "
+      "the last call's prompt); 0 computes every token of every call"),
     S("judge", "api_key_env", "OPENAI_API_KEY",
       "name of the environment variable holding the API key (never the key itself)"),
     E("judge", "token_param", "max_tokens", "max_tokens|max_completion_tokens",

@@ -101,8 +101,11 @@ struct rlaif_gen_run {
     rlaif_model *m;
     rlaif_gen_config gc;
     int B, P, N, Vs, fed, step, finished; /* fed: prompt columns run so far */
-    int share, src;     /* every prompt begins with row src's first `share` tokens (0: none) */
-    rlaif_kv_cache pre; /* those tokens' own one-row cache, while the prefix is prefilled */
+    int share, src;       /* every prompt begins with row src's first `share` tokens (0: none) */
+    rlaif_kv_cache pre;   /* those tokens' own one-row cache, while the prefix is prefilled */
+    int cached;           /* the first tokens of every prompt that are copied, not computed:
+                           * share, or those taken from the keep (at most share when B > 1) */
+    rlaif_gen_keep *keep; /* gc.keep where the model is frozen, else NULL */
     rlaif_kv_cache kv;
     int *prompt, *ppos, *tok, *pos; /* left-padded prompts [B*P] and one column [B] */
     uint8_t *pvalid, *valid;
@@ -115,6 +118,50 @@ struct rlaif_gen_run {
     rlaif_gen_output out;
     rlaif_gen_timing time;
 };
+
+void rlaif_gen_keep_free(rlaif_gen_keep *k) {
+    if (!k) return;
+    free(k->tokens);
+    rlaif_kv_cache_free(&k->kv);
+    memset(k, 0, sizeof *k);
+}
+
+/* Empties k, keeping its token buffer. */
+static void keep_clear(rlaif_gen_keep *k) {
+    rlaif_kv_cache_free(&k->kv);
+    k->n = 0, k->m = NULL;
+}
+
+/* k becomes tokens[0..n) with the cache kv (moved in: kv is left empty). */
+static void keep_set(rlaif_gen_keep *k, const rlaif_model *m, const int *tokens, int n,
+                     rlaif_kv_cache *kv) {
+    keep_clear(k);
+    if (n > k->cap) {
+        free(k->tokens);
+        k->tokens = xmalloc(sizeof(int) * (size_t)n), k->cap = n;
+    }
+    memcpy(k->tokens, tokens, sizeof(int) * (size_t)n);
+    k->n = n, k->m = m, k->kv = *kv;
+    memset(kv, 0, sizeof *kv);
+}
+
+/* How many of the keep's tokens every prompt begins with (each keeping at
+ * least one token to compute), when at least min; 0 when fewer, or when
+ * the keep holds another model's keys (or the same model's in another
+ * precision: a cache's element size is its precision's). */
+static int keep_match(const rlaif_gen_keep *k, const rlaif_model *m, int B, const int *tokens,
+                      const int64_t *offset, const int *length, int min) {
+    if (!k || !k->n || k->m != m || !k->kv.kb != (m->precision != RLAIF_PREC_BF16)) return 0;
+    int n = k->n;
+    for (int b = 0; b < B; b++) {
+        if (length[b] - 1 < n) n = length[b] - 1;
+        const int *t = tokens + offset[b];
+        int i = 0;
+        while (i < n && t[i] == k->tokens[i]) i++;
+        n = i;
+    }
+    return n >= min ? n : 0;
+}
 
 void rlaif_gen_run_free(rlaif_gen_run *g) {
     if (!g) return;
@@ -162,6 +209,15 @@ static int same_prompts(int B, const int *tokens, const int64_t *offset, const i
         copies += lead[b] != b;
     }
     return copies;
+}
+
+/* The first n tokens of every prompt from src's one row: their keys and
+ * values go to every row at that row's first slots, and the batch's cache
+ * goes on from column n. */
+static void copy_prefix(rlaif_gen_run *g, const rlaif_kv_cache *src, int n) {
+    for (int b = 0; b < g->B; b++) rlaif_kv_cache_copy(&g->kv, b, g->P - g->plen[b], src, 0, 0, n);
+    g->kv.len = n; /* columns 0 .. n - 1: pads or copied */
+    g->fed = n;
 }
 
 int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config *gc, int B,
@@ -217,14 +273,31 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->plen[b] = length[b];
     }
     g->share = shared_prefix(B, tokens, offset, length, gc->share_min, &g->src);
-    if (gc->share_min > 0 && P - 1 - g->share >= gc->share_min) {
+    g->keep = m->frozen && gc->share_min > 0 ? gc->keep : NULL;
+    /* kept <= share when B > 1: the keep's tokens that every prompt begins with */
+    int kept = keep_match(g->keep, m, B, tokens, offset, length, gc->share_min);
+    g->cached = g->share > kept ? g->share : kept;
+    if (gc->share_min > 0 && P - 1 - g->cached >= gc->share_min) {
         g->lead = xmalloc(sizeof(int) * (size_t)B);
         g->copies = same_prompts(B, tokens, offset, length, g->lead);
     }
-    if (g->share) {
+    double t0 = rlaif_now(); /* the copies are prefill time */
+    if (g->share > kept) { /* computed in its own row, after the kept part */
         rc = rlaif_kv_cache_create(&g->pre, &m->cfg, 1, g->share, m->precision);
         if (rc) return rlaif_gen_run_free(g), rc;
+        if (kept) {
+            rlaif_kv_cache_copy(&g->pre, 0, 0, &g->keep->kv, 0, 0, kept);
+            g->pre.len = g->fed = kept;
+            g->time.prefill_shared += kept;
+        }
+    } else if (kept) { /* all of it kept: straight into every row */
+        copy_prefix(g, &g->keep->kv, kept);
+        g->time.prefill_shared += (long long)B * kept;
     }
+    /* a batch of one or one with a prefix of its own replaces the keep
+     * (keep_prompt, prefix_done): the old one is in this run's caches now */
+    if (g->keep && (B == 1 || g->share > kept)) keep_clear(g->keep);
+    g->time.prefill_s += rlaif_now() - t0;
     *out = g;
     return 0;
 }
@@ -235,7 +308,7 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
  * last column (0 until then). */
 static uint8_t column_use(const rlaif_gen_run *g, int b, int c) {
     if (!g->pvalid[(size_t)b * g->P + c]) return 0;
-    if (c - (g->P - g->plen[b]) < g->share) return RLAIF_KV_CACHED;
+    if (c - (g->P - g->plen[b]) < g->cached) return RLAIF_KV_CACHED;
     return g->copies && g->lead[b] != b && c < g->P - 1 ? 0 : 1;
 }
 
@@ -245,22 +318,40 @@ static uint8_t column_use(const rlaif_gen_run *g, int b, int c) {
  * logits. */
 static void copy_same_prompts(rlaif_gen_run *g) {
     for (int b = 0; b < g->B; b++) {
-        int from = g->P - g->plen[b] + g->share, n = g->P - 1 - from;
+        int from = g->P - g->plen[b] + g->cached, n = g->P - 1 - from;
         if (g->lead[b] == b || n <= 0) continue;
         rlaif_kv_cache_copy(&g->kv, b, from, &g->kv, g->lead[b], from, n);
         g->time.prefill_shared += n;
     }
 }
 
-/* After the shared prefix's last column: its keys and values go to every
- * row at that row's first slots, and the batch's cache goes on from column
- * `share`. */
-static void copy_prefix(rlaif_gen_run *g) {
-    for (int b = 0; b < g->B; b++)
-        rlaif_kv_cache_copy(&g->kv, b, g->P - g->plen[b], &g->pre, 0, 0, g->share);
-    g->kv.len = g->share; /* columns 0 .. share - 1: pads or copied */
+/* After the shared prefix's last column: it goes to every row (one row's
+ * worth was computed), then into the keep, or away. */
+static void prefix_done(rlaif_gen_run *g) {
+    copy_prefix(g, &g->pre, g->share);
     g->time.prefill_shared += (long long)(g->B - 1) * g->share;
-    rlaif_kv_cache_free(&g->pre);
+    if (g->keep)
+        keep_set(g->keep, g->m, g->prompt + (size_t)g->src * g->P, g->share, &g->pre);
+    else
+        rlaif_kv_cache_free(&g->pre);
+}
+
+/* After the last prompt column of a batch of one: its prompt but the last
+ * token goes into the keep (a batch of one has no shared prefix of its
+ * own; the next call's may begin with this one's). A keep is a saving, not
+ * a need: where the memory for it is not there, there is none. */
+static void keep_prompt(rlaif_gen_run *g) {
+    int n = g->plen[0] - 1;
+    rlaif_kv_cache kv;
+    keep_clear(g->keep);
+    if (n < g->gc.share_min) return;
+    if (rlaif_kv_cache_create(&kv, &g->m->cfg, 1, n, g->m->precision)) {
+        rlaif_error_clear();
+        return;
+    }
+    rlaif_kv_cache_copy(&kv, 0, 0, &g->kv, 0, 0, n);
+    kv.len = n;
+    keep_set(g->keep, g->m, g->prompt, n, &kv);
 }
 
 /* The next `cols` prompt columns through the cache. While fed < share they
@@ -283,8 +374,9 @@ static int prefill_chunk(rlaif_gen_run *g, int cols) {
     g->time.prefill_attn_s += kv->attn_s - a0;
     for (int i = 0; i < rows * cols; i++) g->time.prefill_tokens += g->valid[i] == 1;
     g->fed += cols;
-    if (prefix && g->fed == g->share) copy_prefix(g);
+    if (prefix && g->fed == g->share) prefix_done(g);
     if (!prefix && g->copies && g->fed == P - 1) copy_same_prompts(g);
+    if (!prefix && g->keep && g->B == 1 && g->fed == P) keep_prompt(g);
     g->time.prefill_s += rlaif_now() - t0;
     return 0;
 }

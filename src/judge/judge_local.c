@@ -30,14 +30,15 @@ struct rlaif_local {
     rlaif_tokenizer *tok;
     rlaif_chat chat;
     rlaif_judge_mode mode;
-    int32_t stop_id;   /* end of the assistant turn (or the tokenizer's EOS) */
-    int32_t stop_id2;  /* the tokenizer's EOS when the turn ends otherwise (-1: none):
-                        * a model may end its reply either way */
-    int batch, nvalid; /* judge.local_batch; ids the sampler may pick */
-    int context;       /* positions a call may use: judge.local_context, at most the model's */
-    long slice;        /* judge.local_slice_tokens: the most tokens per prefill chunk */
-    double slice_time; /* judge.local_slice_time: a chunk's target seconds */
-    int share_min;     /* judge.local_share_min: a batch's common prefix computed once */
+    int32_t stop_id;     /* end of the assistant turn (or the tokenizer's EOS) */
+    int32_t stop_id2;    /* the tokenizer's EOS when the turn ends otherwise (-1: none):
+                          * a model may end its reply either way */
+    int batch, nvalid;   /* judge.local_batch; ids the sampler may pick */
+    int context;         /* positions a call may use: judge.local_context, at most the model's */
+    long slice;          /* judge.local_slice_tokens: the most tokens per prefill chunk */
+    double slice_time;   /* judge.local_slice_time: a chunk's target seconds */
+    int share_min;       /* judge.local_share_min: a batch's common prefix computed once */
+    rlaif_gen_keep keep; /* the last batch's common prefix, for the next (generate.h) */
     int max_tokens;
     float temperature;
     uint64_t seed;
@@ -106,15 +107,16 @@ static double weight_bytes(double params, int prec) {
 }
 
 /* Bytes the judge needs in precision prec: weights (and their bf16 copy in
- * bf16), a KV cache for a full batch at the model's context (and one row
- * more: a shared prefix is prefilled in its own cache, generate.c), and the
+ * bf16), a KV cache for a full batch at the model's context (and two rows
+ * more: a shared prefix is prefilled in its own cache while the last
+ * batch's is kept, generate.c), and the
  * activations of one prefill chunk (a generous per-token bound: the
  * residual stream, q|k|v, attention and MLP buffers), the prefill's
  * attention score blocks (one per busy thread: a row's new queries x the
  * context) and the sampler's scratch. */
 static double need_bytes(const rlaif_model_config *c, int batch, int context, long slice,
                          double params, int prec) {
-    double kv = (double)rlaif_kv_cache_bytes(c, batch + 1, context, prec);
+    double kv = (double)rlaif_kv_cache_bytes(c, batch + 2, context, prec);
     double acts = (double)slice * (16.0 * c->n_embd + 4.0 * c->n_inner) * 4;
     double threads = 1;
 #ifdef _OPENMP
@@ -246,6 +248,7 @@ void rlaif_local_close(rlaif_local *L, void (*drop)(call *c)) {
         if (L->rows[r]) drop(L->rows[r]);
     for (call *c = L->q.head, *n; c && drop; c = n) n = c->next, drop(c);
     rlaif_gen_run_free(L->run);
+    rlaif_gen_keep_free(&L->keep);
     if (L->m.params) rlaif_model_free(&L->m);
     rlaif_tokenizer_free(L->tok);
     rlaif_chat_free(&L->chat);
@@ -329,6 +332,7 @@ static int start_batch(rlaif_local *L) {
     gc.temperature = L->temperature, gc.eos_id = L->stop_id, gc.eos_id2 = L->stop_id2;
     gc.pad_id = 0;
     gc.seed = L->seed, gc.n_valid = L->nvalid, gc.share_min = L->share_min;
+    gc.keep = &L->keep;
     int rc = rlaif_gen_begin(&L->run, &L->m, &gc, B, ids, off, len, seq);
     free(off), free(len), free(seq), free(ids);
     L->started = rlaif_now();

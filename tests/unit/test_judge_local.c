@@ -255,6 +255,98 @@ START_TEST(shared_prefix_is_computed_once) {
 }
 END_TEST
 
+/* One run through the keep k (share_min 16, 5 new tokens, in slices of
+ * budget) against the same prompts with no keep: the same samples and log
+ * p; `kept` tokens copied in all (from the keep and the batch's own prefix). */
+static void same_with_keep(rlaif_model *m, rlaif_gen_keep *k, int B, const int *tok,
+                           const int64_t *off, const int *len, long budget, long long kept) {
+    enum { N = 5 };
+    rlaif_gen_config gc = rlaif_gen_defaults();
+    gc.max_new_tokens = N, gc.temperature = 0.9f, gc.seed = 4, gc.share_min = 16;
+    int t0[8 * N], t1[8 * N];
+    float p0[8 * N], p1[8 * N];
+    static float lg[8 * 257];
+    rlaif_gen_timing m0, m1;
+    run_prompts(m, &gc, B, tok, off, len, budget, t0, p0, lg, &m0);
+    gc.keep = k;
+    run_prompts(m, &gc, B, tok, off, len, budget, t1, p1, lg, &m1);
+    ck_assert_int_eq(m1.prefill_shared, kept);
+    ck_assert_int_eq(m1.prefill_tokens + m1.prefill_shared, m0.prefill_tokens + m0.prefill_shared);
+    for (int i = 0; i < B * N; i++) {
+        ck_assert_int_eq(t1[i], t0[i]);
+        ck_assert_float_eq_tol(p1[i], p0[i], 1e-5);
+    }
+}
+
+/* A prefix kept from one run to the next (the local judge's system prompt
+ * and, for the two orders of a pair, its question): copied instead of
+ * computed, with the samples of computing it, for GPT-2, a Llama with
+ * shared KV heads and a bf16 cache; never used with a model that may
+ * change or with another model. */
+START_TEST(kept_prefix_serves_the_next_run) {
+    enum { PRE = 20, Q = 4 };
+    /* p: one prompt of PRE + Q + 6 tokens; o: its other order (the same
+     * PRE + Q, then other tokens); b4: 4 prompts sharing only PRE; c4: 4
+     * prompts sharing PRE + 5, the 5 not p's */
+    int p[40], o[40], b4[4 * 40], c4[4 * 40], np = PRE + Q + 6, no = PRE + Q + 9;
+    int blen[4] = {PRE + 3, PRE + 8, PRE + 5, PRE + 2},
+        clen[4] = {PRE + 9, PRE + 7, PRE + 12, PRE + 6};
+    int64_t zero = 0, boff[4], coff[4];
+    for (int i = 0; i < 40; i++) {
+        int sys = 30 + (i * 7) % 200;
+        p[i] = i < PRE + Q ? sys : 3 + (i * 17) % 240;
+        o[i] = i < PRE + Q ? sys : 5 + (i * 29) % 240;
+    }
+    for (int b = 0, nb = 0, nc = 0; b < 4; b++) {
+        boff[b] = nb, coff[b] = nc;
+        for (int i = 0; i < blen[b]; i++) b4[nb++] = i < PRE ? p[i] : 1 + (b * 37 + i * 11) % 250;
+        for (int i = 0; i < clen[b]; i++)
+            c4[nc++] = i < PRE ? p[i] : i < PRE + 5 ? 251 + i - PRE : 1 + (b * 41 + i * 3) % 250;
+    }
+    for (int arch = 0; arch < 3; arch++) {
+        rlaif_model m, other;
+        if (arch == 0) {
+            rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
+                                     .n_layer = 2,
+                                     .n_embd = 32,
+                                     .n_head = 4,
+                                     .vocab_size = 257,
+                                     .max_seq_len = 64};
+            ck_assert_int_eq(rlaif_model_create(&m, &mc), 0);
+            rlaif_model_init_random(&m, 5, 0.3f);
+        } else {
+            small_model(&m, 64);
+        }
+        if (arch == 2) rlaif_model_set_precision(&m, RLAIF_PREC_BF16);
+        m.frozen = 1;
+        rlaif_gen_keep k = {0};
+        long budget = arch == 1 ? 4 : LONG_MAX;              /* one column a slice, or one go */
+        same_with_keep(&m, &k, 1, p, &zero, &np, budget, 0); /* nothing kept yet */
+        ck_assert_int_eq(k.n, np - 1);
+        same_with_keep(&m, &k, 1, o, &zero, &no, budget, PRE + Q); /* the other order */
+        ck_assert_int_eq(k.n, no - 1);
+        /* a batch whose own prefix is all kept: copied into every row */
+        same_with_keep(&m, &k, 4, b4, boff, blen, budget, 4 * PRE);
+        ck_assert_int_eq(k.n, no - 1);
+        /* a batch's prefix longer than what is kept: the rest computed once */
+        same_with_keep(&m, &k, 4, c4, coff, clen, budget, PRE + 3 * (PRE + 5));
+        ck_assert_int_eq(k.n, PRE + 5);
+        /* another model (same shapes) or weights that may change: not used */
+        small_model(&other, 64);
+        other.frozen = 1;
+        if (arch == 2) rlaif_model_set_precision(&other, RLAIF_PREC_BF16);
+        same_with_keep(&other, &k, 4, b4, boff, blen, budget, 3 * PRE);
+        ck_assert_ptr_eq(k.m, &other); /* its own batch prefix, kept now */
+        other.frozen = 0;
+        same_with_keep(&other, &k, 1, p, &zero, &np, budget, 0);
+        ck_assert_int_eq(k.n, PRE);
+        rlaif_model_free(&other);
+        rlaif_gen_keep_free(&k);
+        rlaif_model_free(&m);
+    }
+}
+END_TEST
+
 /* m as a judge checkpoint at path, with a byte tokenizer. */
 static void save_judge(const char *path, const rlaif_model *m) {
     ck_assert_int_eq(rlaif_ckpt_save(path, m, NULL, 0), 0);
@@ -427,6 +519,7 @@ static Suite *make_suite(void) {
     tcase_add_test(t, sliced_generation_equals_one_go);
     tcase_add_test(t, prefill_only_logits);
     tcase_add_test(t, shared_prefix_is_computed_once);
+    tcase_add_test(t, kept_prefix_serves_the_next_run);
     tcase_add_test(t, judge_polls_in_slices_and_replays);
     tcase_add_test(t, key_covers_what_changes_the_answer);
     suite_add_tcase(s, t);

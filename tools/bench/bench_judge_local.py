@@ -85,12 +85,14 @@ def prefill_flops(c, T):
 
 def computed_flops(c, tin, B, shared):
     """prefill_flops of the prompts minus those of the tokens the engine
-    copied from a batch's shared prefix instead of computing: every batch
-    (full ones, in order) copies its prefix into all rows but one, the same
-    number of tokens in each (the judge's system prompt). The benchmark's
-    pairs never repeat, so no call copies a whole prompt (generate.h)."""
+    copied from a shared prefix instead of computing: the first batch
+    computes its prefix (the judge's system prompt) once and copies it into
+    its other rows, and the judge keeps it for the next batches, whose rows
+    all copy it (generate.h, rlaif_gen_keep): every call but the first, the
+    same number of tokens in each. The benchmark's pairs never repeat, so
+    no call copies a whole prompt."""
     n = len(tin)
-    rows = n - (n + B - 1) // B
+    rows = n - 1
     ts = shared / rows if rows else 0
     L, C = c["L"], c["C"]
     saved = rows * L * (2 * ts * layer_params(c) + 4 * C * ts * (ts + 1) / 2)

@@ -38,7 +38,28 @@ typedef struct {
      * copies them from its first occurrence and computes only its last
      * token. The same values, less prefill work. 0: never. Default 16. */
     int share_min;
+    /* A prefix kept from one run to the next (NULL: none; see
+     * rlaif_gen_keep). Used only with a frozen model and share_min > 0. */
+    struct rlaif_gen_keep *keep;
 } rlaif_gen_config;
+
+/* A prefix kept across runs of one frozen model (m->frozen: the local
+ * judge's), the way an inference server caches prefixes: the tokens of the
+ * last run's shared prefix (a batch of one: its prompt but the last token)
+ * and their keys and values in a one-row cache. A run whose every prompt
+ * begins with share_min or more of those tokens copies them instead of
+ * computing them (counted in prefill_shared), and leaves its own shared
+ * prefix in their place; so a judge's system prompt is computed once per
+ * job, not once per batch, and the two orders of a pair judged one after
+ * the other share their question too. The caller owns it (zeroed: empty)
+ * and frees it with rlaif_gen_keep_free; a keep is never read with another
+ * model (m is checked) or another precision. */
+typedef struct rlaif_gen_keep {
+    const rlaif_model *m; /* whose keys and values these are */
+    int *tokens, n, cap;  /* the prefix's tokens; n 0: empty */
+    rlaif_kv_cache kv;    /* one row, n slots, positions 0 .. n-1 */
+} rlaif_gen_keep;
+void rlaif_gen_keep_free(rlaif_gen_keep *k);
 
 rlaif_gen_config rlaif_gen_defaults(void); /* greedy, 16 tokens, no EOS, pad 0 */
 
