@@ -7,9 +7,11 @@ and " B" (the reply prefix ends in ":" and the label variants are " A", " a",
 "A", "a"), and an OPT with hf_fixture's tokenizer, which has no single-token
 " A" (the prefix ends in the space and the variants are "A", "a"). `rlaif
 judge` labels pairs in both orders; each journal record holds the prompt ids
-the model read (raw.prompt_ids) and the P(A) and coverage it computed. The calls of a batch
+the model read (raw.prompt_ids) and the P(A) and coverage it computed. The calls
 share the judge's system prompt, computed once and copied (the report's
-count of copied tokens must be above 0). The
+count of copied tokens must be above 0): at judge.local_batch 3 within a
+batch and from the prefix kept from the last batch, at 1 from the kept
+prefix alone (the last call's prompt). The
 reference runs the Hugging Face folder itself (llama_ref.py / opt_ref.py, float64) on
 those ids, takes the softmax of the last position and sums the variants.
 
@@ -71,39 +73,44 @@ def run(tmp, arch):
             f.write(json.dumps({"id": i, "prompt": "What is %d times 3?" % i,
                                 "response_a": "It is %d." % (3 * i),
                                 "response_b": "Perhaps %d, or so" % (3 * i + 1)}) + "\n")
-    out = os.path.join(tmp, arch)
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    r = subprocess.run([RLAIF, "judge", "--input", pairs, "--output", out + ".jsonl",
-                        "--set", "run.out_dir=" + out, "--set", "judge.backend=local",
-                        "--set", "judge.model=" + ckpt, "--set", "judge.mode=logprob",
-                        "--set", "judge.min_coverage=0", "--set", "judge.local_batch=3",
-                        "--set", "judge.local_slice_tokens=100"],
-                       env=env, capture_output=True, text=True)
-    if r.returncode:
-        print(r.stdout, r.stderr)
-        failures.append(arch + ": rlaif judge failed")
-        return
     _, P = arch_ref.load_hf(folder)
-    worst = [0.0, 0.0]
-    records = [json.loads(line) for p in glob.glob(os.path.join(out, "journal", "*.jnl"))
-               for line in open(p)]
-    for e in records:
-        ids = json.loads(e["raw"])["prompt_ids"]
-        pa, cov = reference(conf, P, ids, variants)
-        worst[0] = max(worst[0], abs(e["pa"] - pa))
-        worst[1] = max(worst[1], abs(e["cv"] - cov))
-    # the calls of a batch begin with the same system prompt: its tokens are
-    # computed once and copied (generate.h, share_min), so the labels above
-    # hold for copied keys and values too
-    m = re.search(r"(\d+) more copied from shared prefixes", r.stdout)
-    shared = int(m[1]) if m else 0
-    ok = len(records) == 8 and worst[0] <= TOL and worst[1] <= TOL and shared > 0
-    print("%-6s %d calls, prefix ends %s, variants %s: |P(A) - ref| <= %.2e, "
-          "|coverage - ref| <= %.2e (tol %.0e), %d prompt tokens copied from a shared prefix %s"
-          % (arch, len(records), "':'" if spaced else "' '", variants, worst[0], worst[1], TOL,
-             shared, "ok" if ok else "FAIL"))
-    if not ok:
-        failures.append(arch)
+    # batches of 3: each batch's system prompt computed once and copied into
+    # its other calls, and kept for the next batch; batches of 1: only the
+    # kept prefix (the last call's prompt) serves the next call
+    for batch in (3, 1):
+        out = os.path.join(tmp, "%s-b%d" % (arch, batch))
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        r = subprocess.run([RLAIF, "judge", "--input", pairs, "--output", out + ".jsonl",
+                            "--set", "run.out_dir=" + out, "--set", "judge.backend=local",
+                            "--set", "judge.model=" + ckpt, "--set", "judge.mode=logprob",
+                            "--set", "judge.min_coverage=0",
+                            "--set", "judge.local_batch=%d" % batch,
+                            "--set", "judge.local_slice_tokens=100"],
+                           env=env, capture_output=True, text=True)
+        if r.returncode:
+            print(r.stdout, r.stderr)
+            failures.append("%s batch %d: rlaif judge failed" % (arch, batch))
+            continue
+        worst = [0.0, 0.0]
+        records = [json.loads(line) for p in glob.glob(os.path.join(out, "journal", "*.jnl"))
+                   for line in open(p)]
+        for e in records:
+            ids = json.loads(e["raw"])["prompt_ids"]
+            pa, cov = reference(conf, P, ids, variants)
+            worst[0] = max(worst[0], abs(e["pa"] - pa))
+            worst[1] = max(worst[1], abs(e["cv"] - cov))
+        # the calls begin with the same system prompt: its tokens are computed
+        # once and copied (generate.h, share_min and rlaif_gen_keep), so the
+        # labels above hold for copied keys and values too
+        m = re.search(r"(\d+) more copied from shared prefixes", r.stdout)
+        shared = int(m[1]) if m else 0
+        ok = len(records) == 8 and worst[0] <= TOL and worst[1] <= TOL and shared > 0
+        print("%-6s batch %d, %d calls, prefix ends %s, variants %s: |P(A) - ref| <= %.2e, "
+              "|coverage - ref| <= %.2e (tol %.0e), %d prompt tokens copied from a shared "
+              "prefix %s" % (arch, batch, len(records), "':'" if spaced else "' '", variants,
+                             worst[0], worst[1], TOL, shared, "ok" if ok else "FAIL"))
+        if not ok:
+            failures.append("%s batch %d" % (arch, batch))
 
 
 def main():
