@@ -282,7 +282,7 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->copies = same_prompts(B, tokens, offset, length, g->lead);
     }
     double t0 = rlaif_now(); /* the copies are prefill time */
-    if (g->share > kept) { /* computed in its own row, after the kept part */
+    if (g->share > kept) {   /* computed in its own row, after the kept part */
         rc = rlaif_kv_cache_create(&g->pre, &m->cfg, 1, g->share, m->precision);
         if (rc) return rlaif_gen_run_free(g), rc;
         if (kept) {
