@@ -55,6 +55,25 @@ static void small_model(rlaif_model *m, int max_seq) {
     rlaif_model_init_random(m, 7, 0.3f);
 }
 
+/* The three caches sharing is checked on: arch 0 GPT-2 (learned
+ * positions), 1 a Llama with shared KV heads and RoPE, 2 that Llama in
+ * bf16 (a bf16 cache). */
+static void arch_model(rlaif_model *m, int arch) {
+    if (arch == 0) {
+        rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
+                                 .n_layer = 2,
+                                 .n_embd = 32,
+                                 .n_head = 4,
+                                 .vocab_size = 257,
+                                 .max_seq_len = 64};
+        ck_assert_int_eq(rlaif_model_create(m, &mc), 0);
+        rlaif_model_init_random(m, 5, 0.3f);
+    } else {
+        small_model(m, 64);
+    }
+    if (arch == 2) rlaif_model_set_precision(m, RLAIF_PREC_BF16);
+}
+
 /* Three ragged prompts through a run advanced with a given budget. */
 static int run_sliced(rlaif_model *m, const rlaif_gen_config *gc, long budget,
                       rlaif_gen_output *out, float *logits) {
@@ -213,19 +232,7 @@ START_TEST(shared_prefix_is_computed_once) {
     }
     for (int arch = 0; arch < 3; arch++) {
         rlaif_model m;
-        if (arch == 0) {
-            rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
-                                     .n_layer = 2,
-                                     .n_embd = 32,
-                                     .n_head = 4,
-                                     .vocab_size = 257,
-                                     .max_seq_len = 64};
-            ck_assert_int_eq(rlaif_model_create(&m, &mc), 0);
-            rlaif_model_init_random(&m, 5, 0.3f);
-        } else {
-            small_model(&m, 64);
-        }
-        if (arch == 2) rlaif_model_set_precision(&m, RLAIF_PREC_BF16);
+        arch_model(&m, arch);
         same_with_sharing(&m, a, aoff, alen, (B - 1) * PRE);
         same_with_sharing(&m, r, roff, rlen, 23 + 29);
         rlaif_model_free(&m);
@@ -305,19 +312,7 @@ START_TEST(kept_prefix_serves_the_next_run) {
     }
     for (int arch = 0; arch < 3; arch++) {
         rlaif_model m, other;
-        if (arch == 0) {
-            rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
-                                     .n_layer = 2,
-                                     .n_embd = 32,
-                                     .n_head = 4,
-                                     .vocab_size = 257,
-                                     .max_seq_len = 64};
-            ck_assert_int_eq(rlaif_model_create(&m, &mc), 0);
-            rlaif_model_init_random(&m, 5, 0.3f);
-        } else {
-            small_model(&m, 64);
-        }
-        if (arch == 2) rlaif_model_set_precision(&m, RLAIF_PREC_BF16);
+        arch_model(&m, arch);
         m.frozen = 1;
         rlaif_gen_keep k = {0};
         long budget = arch == 1 ? 4 : LONG_MAX;              /* one column a slice, or one go */
