@@ -109,11 +109,10 @@ static double weight_bytes(double params, int prec) {
 /* Bytes the judge needs in precision prec: weights (and their bf16 copy in
  * bf16), a KV cache for a full batch at the model's context (and two rows
  * more: a shared prefix is prefilled in its own cache while the last
- * batch's is kept, generate.c), and the
- * activations of one prefill chunk (a generous per-token bound: the
- * residual stream, q|k|v, attention and MLP buffers), the prefill's
- * attention score blocks (one per busy thread: a row's new queries x the
- * context) and the sampler's scratch. */
+ * batch's is kept, generate.c), the activations of one prefill chunk (a
+ * generous per-token bound: the residual stream, q|k|v, attention and MLP
+ * buffers), the prefill's attention score blocks (one per busy thread: a
+ * row's new queries x the context) and the sampler's scratch. */
 static double need_bytes(const rlaif_model_config *c, int batch, int context, long slice,
                          double params, int prec) {
     double kv = (double)rlaif_kv_cache_bytes(c, batch + 2, context, prec);
