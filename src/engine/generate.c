@@ -295,8 +295,10 @@ int rlaif_gen_begin(rlaif_gen_run **out, rlaif_model *m, const rlaif_gen_config 
         g->time.prefill_shared += (long long)B * kept;
     }
     /* a batch of one or one with a prefix of its own replaces the keep
-     * (keep_prompt, prefix_done): the old one is in this run's caches now */
-    if (g->keep && (B == 1 || g->share > kept)) keep_clear(g->keep);
+     * (keep_prompt, prefix_done): the old one is in this run's caches now
+     * (a batch of one writes its prompt into the same cache) */
+    if (g->keep && B == 1) g->keep->n = 0;
+    if (g->keep && B > 1 && g->share > kept) keep_clear(g->keep);
     g->time.prefill_s += rlaif_now() - t0;
     *out = g;
     return 0;
@@ -338,16 +340,24 @@ static void prefix_done(rlaif_gen_run *g) {
 
 /* After the last prompt column of a batch of one: its prompt but the last
  * token goes into the keep (a batch of one has no shared prefix of its
- * own; the next call's may begin with this one's). A keep is a saving, not
- * a need: where the memory for it is not there, there is none. */
+ * own; the next call's may begin with this one's), in the keep's own cache
+ * when that holds n slots of this model and precision (call after call
+ * reuses it, not allocating and zeroing one a call). A keep is a saving,
+ * not a need: where the memory for it is not there, there is none. */
 static void keep_prompt(rlaif_gen_run *g) {
+    rlaif_gen_keep *k = g->keep;
     int n = g->plen[0] - 1;
-    rlaif_kv_cache kv;
-    keep_clear(g->keep);
-    if (n < g->gc.share_min) return;
-    if (rlaif_kv_cache_create(&kv, &g->m->cfg, 1, n, g->m->precision)) {
-        rlaif_error_clear();
-        return;
+    rlaif_kv_cache kv = k->kv;
+    if (n < g->gc.share_min || !kv.mem || kv.maxT < n || k->m != g->m ||
+        !kv.kb != (g->m->precision != RLAIF_PREC_BF16)) {
+        keep_clear(k);
+        if (n < g->gc.share_min) return;
+        if (rlaif_kv_cache_create(&kv, &g->m->cfg, 1, n, g->m->precision)) {
+            rlaif_error_clear();
+            return;
+        }
+    } else {
+        memset(&k->kv, 0, sizeof k->kv); /* moved out; keep_set moves it back */
     }
     rlaif_kv_cache_copy(&kv, 0, 0, &g->kv, 0, 0, n);
     kv.len = n;

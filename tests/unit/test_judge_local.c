@@ -320,9 +320,15 @@ START_TEST(kept_prefix_serves_the_next_run) {
         ck_assert_int_eq(k.n, np - 1);
         same_with_keep(&m, &k, 1, o, &zero, &no, budget, PRE + Q); /* the other order */
         ck_assert_int_eq(k.n, no - 1);
+        /* the first order again, shorter: written into the keep's own cache */
+        const void *mem = k.kv.mem;
+        same_with_keep(&m, &k, 1, p, &zero, &np, budget, PRE + Q);
+        ck_assert_int_eq(k.n, np - 1);
+        ck_assert_ptr_eq(k.kv.mem, mem);
+        ck_assert_int_eq(k.kv.maxT, no - 1);
         /* a batch whose own prefix is all kept: copied into every row */
         same_with_keep(&m, &k, 4, b4, boff, blen, budget, 4 * PRE);
-        ck_assert_int_eq(k.n, no - 1);
+        ck_assert_int_eq(k.n, np - 1);
         /* a batch's prefix longer than what is kept: the rest computed once */
         same_with_keep(&m, &k, 4, c4, coff, clen, budget, PRE + 3 * (PRE + 5));
         ck_assert_int_eq(k.n, PRE + 5);
