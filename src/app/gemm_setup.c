@@ -31,9 +31,9 @@
 
 /* "<cpu model name> | openblas <core> | kernels <rev>": what the timings
  * hold for (first line of record and cache, and the cache file's name). Not
- * the thread count: a class is timed on rank 0's team (gemm_choose.c), and
- * phases of one job with different teams (sft on 1 rank, ppo's learners on
- * 3) share one record, so that their ranks round alike. */
+ * the thread count: a class is timed on one thread (gemm_choose.c), so its
+ * order holds for any team, and phases of one job with different teams
+ * (sft on 1 rank, ppo's learners on 3) share one record. */
 static void cpu_key(char *key, size_t n) {
     char name[256] = "unknown cpu", line[512];
     FILE *f = fopen("/proc/cpuinfo", "r");

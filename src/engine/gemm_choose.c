@@ -9,39 +9,24 @@
  * the job's start times every class of its model, see gemm_choice.h; the
  * engine's products only look up), on a slice with the real K and layout:
  * M rounded up to a power of two (past 128 one class, 256 rows timed), N
- * cut to 512 columns for many rows, and for few rows to a weight slice of
- * 16 MB in fp32 split over the team, flushed from the caches before each
- * run so it comes from memory as in decoding. Each candidate runs once to
- * warm up, then three times alternating with the others; the smallest time
- * wins. The timing runs on the whole team at once, each thread on its own
- * slice by its own CPU time. CPU time, not the team's wall clock: on a
- * machine shared with other programs a team's wall-clock time is dominated
- * by threads waiting at barriers for a descheduled partner (20-40 ms for
- * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm
- * where bf16 was 3x faster), while a thread's CPU time stays within ~15%.
- * The whole team, not one thread: the team's threads share the last-level
- * cache and the memory, and one thread alone ordered the paths wrongly.
- * GPT-2 124M's products at 64 rows, 2-core EPYC (Zen 4; test_model_gemm
- * bench, 2 alternating runs): on one thread the few-row and packed kernels
- * were within 3-8% of each other, either ahead by shape (c_proj of the MLP
- * 84-88 against 90-96 GFLOP/s, c_fc 94-99 against 92-96), and the chooser
- * picked the few-row kernel for every 64-row class; on two threads packed
- * led by 7-30% (c_proj 139-165 against 180-192, c_fc 125-145 against
- * 134-170, c_fc at 32 rows 128-157 against 149-172), and a batch-64
- * decoding step spent 108.5 ms against 94.8 outside its attention (medians
- * of 3 alternating bench_engine gen runs). The packed paths (bf16 and fp32)
- * are timed from weights packed before the clock
+ * cut to 512 columns for many rows, and for few
+ * rows to a weight slice of 16 MB in fp32, flushed from the caches before
+ * each run so it comes from memory as in decoding. Each candidate runs once to warm up, then three
+ * times alternating with the others; the smallest time wins. The timing runs on one thread and
+ * counts that thread's CPU time: on a machine shared with other programs a team's wall-clock time
+ * is dominated by threads waiting at barriers for a descheduled partner (20-40 ms for
+ * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm where bf16 was 3x
+ * faster), while one thread's CPU time stays within ~15%. Every path splits
+ * its work over the team the same way (columns or rows, no reduction), so
+ * the order measured on one thread is the order for the team. The packed
+ * paths (bf16 and fp32) are timed from weights packed before the clock
  * starts, as decoding packs them once per sequence. */
 #include "config.h"
 #include "gemm_bf16.h"
 #include "model_gemm.h"
-#include "rlaif/core/error.h"
 #include "rlaif/core/log.h"
 
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h>
 #define HAVE_X86_CLFLUSH 1
@@ -209,105 +194,58 @@ static double thread_cpu(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* One thread's operands for class c: M x K activations and N columns of
- * weights (fp32, bf16, and packed when the path is a candidate), mapped by
- * the thread that times them. Returns 0, or -1 if a mapping failed. */
-static int case_make(bench_case *b, const choice *c, int M, int N) {
-    memset(b, 0, sizeof *b);
-    b->ta = c->ta, b->tb = c->tb, b->M = M, b->N = N, b->K = c->K, b->nt = 1;
-    size_t na = (size_t)M * b->K, nb = (size_t)N * b->K;
-    b->A = map(na * sizeof(float)), b->B = map(nb * sizeof(float));
-    b->C = map((size_t)M * N * sizeof(float));
-    b->scratch = map((size_t)b->K * RLAIF_SMALLM_MAX * sizeof(float));
-    b->Bh = map(nb * sizeof(rlaif_bf16)), b->Bp = map(rlaif_bf16_packed_size(b->K, N));
-    b->Bf = map(rlaif_f32_packed_size(b->K, N));
-    if (!b->A || !b->B || !b->C || !b->scratch || !b->Bh || !b->Bp || !b->Bf) return -1;
-    for (size_t i = 0; i < na; i++) b->A[i] = (float)(int)(i & 255) * (1.0f / 256) - 0.5f;
-    for (size_t i = 0; i < nb; i++) b->B[i] = (float)(int)((i * 7) & 255) * (1.0f / 256) - 0.5f;
-    rlaif_bf16_from_f32(b->Bh, b->B, nb);
-    if (c->ms[RLAIF_PATH_BF16_PACKED] >= 0)
-        rlaif_bf16_pack(b->tb, b->K, N, b->B, 1, b->tb ? b->K : N, b->Bp, 1);
-    if (c->ms[RLAIF_PATH_PACKED] >= 0)
-        rlaif_f32_pack(b->tb, b->K, N, b->B, b->tb ? b->K : N, b->Bf, 1);
-    return 0;
-}
-
-static void case_free(bench_case *b) {
-    size_t nb = (size_t)b->N * b->K;
-    unmap(b->A, (size_t)b->M * b->K * sizeof(float)), unmap(b->B, nb * sizeof(float));
-    unmap(b->C, (size_t)b->M * b->N * sizeof(float));
-    unmap(b->scratch, (size_t)b->K * RLAIF_SMALLM_MAX * sizeof(float));
-    unmap(b->Bh, nb * sizeof(rlaif_bf16)), unmap(b->Bp, rlaif_bf16_packed_size(b->K, b->N));
-    unmap(b->Bf, rlaif_f32_packed_size(b->K, b->N));
-}
-
-/* Times the candidates of c into c->ms on a team of c->nthreads threads,
- * all at once, each on its own slice of the shape by its own CPU time (see
- * the top of this file); a candidate's time is its slowest thread's best,
- * and c->nthreads becomes the team that ran. For few rows the team shares
- * a 16 MB slice of weights, each thread its part (at least a 64-column
- * panel), as a team's product splits its columns; for many rows each
- * thread times 512 columns. If a mapping fails nothing is timed and sgemm
- * wins. */
+/* Times the candidates of c on a slice of its shape into c->ms, on one
+ * thread by its CPU time (see the top of this file). */
 static void calibrate(choice *c) {
-    int M = c->mclass < 256 ? c->mclass : 256, few = c->mclass <= RLAIF_SMALLM_MAX;
-    int nt = c->nthreads > 1 ? c->nthreads : 1, ran = 1, ok = 1;
-    int N = few ? (int)(((size_t)4 << 20) / (size_t)c->K) : 512; /* 16 MB of fp32 */
-    if (N > c->N) N = c->N;
-    if (few) N = N / nt >= 64 ? N / nt : N < 64 ? N : 64;
-    if (N < 1) N = 1;
-    for (int p = 0; p < NPATH; p++) c->ms[p] = is_candidate(p, c->allow_bf16, c->ta, M) ? 1e30 : -1;
-    double *best = xmalloc(sizeof(double) * (size_t)nt * NPATH);
-    int *bad = xcalloc((size_t)nt, sizeof(int));
-    for (int i = 0; i < nt * NPATH; i++) best[i] = 1e30;
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0, team = 1, go = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), team = omp_get_num_threads();
-#endif
-        bench_case b;
-        bad[t] = case_make(&b, c, M, N) != 0;
-#pragma omp barrier
-        for (int i = 0; i < team; i++) go &= !bad[i];
-        /* every thread runs the same candidates in the same order, each
-         * run started together: the team's threads meet in the shared
-         * caches and memory as in a product of the team */
-        for (int rep = 0; go && rep < 4; rep++)
-            for (int p = 0; p < NPATH; p++) {
-                if (c->ms[p] < 0) continue;
-                size_t wbytes;
-                const void *wp = path_weights(p, &b, &wbytes);
-                if (few) evict(wp, wbytes);
-#pragma omp barrier
-                double t0 = thread_cpu();
-                run_path(p, &b);
-                double ms = (thread_cpu() - t0) * 1e3;
-                if (rep > 0 && ms < best[t * NPATH + p])
-                    best[t * NPATH + p] = ms; /* rep 0 warms up */
-            }
-        case_free(&b);
-        if (t == 0) ran = team;
-    }
-    for (int i = 0; i < ran; i++) ok &= !bad[i];
-    c->nthreads = ran, c->path = RLAIF_PATH_SGEMM;
-    for (int p = 0; p < NPATH; p++) {
-        if (c->ms[p] < 0) continue;
-        c->ms[p] = ok ? 0 : -1;
-        for (int i = 0; ok && i < ran; i++)
-            if (best[i * NPATH + p] > c->ms[p]) c->ms[p] = best[i * NPATH + p];
-    }
+    bench_case b = {.ta = c->ta, .tb = c->tb, .K = c->K, .nt = 1};
+    b.M = c->mclass < 256 ? c->mclass : 256;
+    size_t wmax = (size_t)4 << 20; /* few rows: 16 MB of fp32 weights */
+    b.N = c->mclass <= RLAIF_SMALLM_MAX ? (int)(wmax / (size_t)c->K) : 512;
+    if (b.N > c->N) b.N = c->N;
+    if (b.N < 1) b.N = 1;
+    size_t na = (size_t)b.M * b.K, nb = (size_t)b.N * b.K;
+    size_t sz[7] = {na * sizeof(float),
+                    nb * sizeof(float),
+                    (size_t)b.M * b.N * sizeof(float),
+                    (size_t)b.K * RLAIF_SMALLM_MAX * sizeof(float),
+                    nb * sizeof(rlaif_bf16),
+                    rlaif_bf16_packed_size(b.K, b.N),
+                    rlaif_f32_packed_size(b.K, b.N)};
+    b.A = map(sz[0]), b.B = map(sz[1]), b.C = map(sz[2]), b.scratch = map(sz[3]);
+    b.Bh = map(sz[4]), b.Bp = map(sz[5]), b.Bf = map(sz[6]);
+    c->path = RLAIF_PATH_SGEMM;
+    for (int p = 0; p < NPATH; p++) c->ms[p] = -1;
+    if (!b.A || !b.B || !b.C || !b.scratch || !b.Bh || !b.Bp || !b.Bf) goto done; /* sgemm */
+    for (size_t i = 0; i < na; i++) b.A[i] = (float)(int)(i & 255) * (1.0f / 256) - 0.5f;
+    for (size_t i = 0; i < nb; i++) b.B[i] = (float)(int)((i * 7) & 255) * (1.0f / 256) - 0.5f;
+    rlaif_bf16_from_f32(b.Bh, b.B, nb);
     for (int p = 0; p < NPATH; p++)
-        if (c->ms[p] >= 0 && (c->ms[c->path] < 0 || c->ms[p] < c->ms[c->path]))
-            c->path = (rlaif_gemm_path)p;
-    free(best), free(bad);
+        c->ms[p] = is_candidate(p, c->allow_bf16, c->ta, b.M) ? 1e30 : -1;
+    if (c->ms[RLAIF_PATH_BF16_PACKED] >= 0)
+        rlaif_bf16_pack(b.tb, b.K, b.N, b.B, 1, b.tb ? b.K : b.N, b.Bp, 1);
+    if (c->ms[RLAIF_PATH_PACKED] >= 0)
+        rlaif_f32_pack(b.tb, b.K, b.N, b.B, b.tb ? b.K : b.N, b.Bf, 1);
+    for (int rep = 0; rep < 4; rep++)
+        for (int p = 0; p < NPATH; p++) {
+            if (c->ms[p] < 0) continue;
+            size_t wbytes;
+            const void *wp = path_weights(p, &b, &wbytes);
+            if (c->mclass <= RLAIF_SMALLM_MAX) evict(wp, wbytes);
+            double t0 = thread_cpu();
+            run_path(p, &b);
+            double t = (thread_cpu() - t0) * 1e3;
+            if (rep > 0 && t < c->ms[p]) c->ms[p] = t; /* rep 0 warms up */
+        }
+    for (int p = 0; p < NPATH; p++)
+        if (c->ms[p] >= 0 && c->ms[p] < c->ms[c->path]) c->path = (rlaif_gemm_path)p;
+done:
+    unmap(b.A, sz[0]), unmap(b.B, sz[1]), unmap(b.C, sz[2]), unmap(b.scratch, sz[3]);
+    unmap(b.Bh, sz[4]), unmap(b.Bp, sz[5]), unmap(b.Bf, sz[6]);
 }
 
 /* The remembered choice of a class, or NULL. The thread count is recorded,
- * not matched: ranks with different teams (and phases of one job: sft on
- * one rank, ppo's learners on three) share one table, timed on the team of
- * the rank that decides (gemm_setup.c), since ranks that must round alike
- * need one table more than each its own best. */
+ * not matched: the timing runs on one thread (above), so its order holds
+ * for any team, and ranks with different teams share one table. */
 static int same_class(const choice *a, const choice *b) {
     return a->allow_bf16 == b->allow_bf16 && a->ta == b->ta && a->tb == b->tb &&
            a->mclass == b->mclass && a->N == b->N && a->K == b->K;

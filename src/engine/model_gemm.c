@@ -564,13 +564,20 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                 for (int m = M; m < Mp; m++) at[m] = 0.0f;
             }
         }
-        /* Chunks of 8 tiles handed out dynamically: on a shared machine a
-         * thread that is descheduled does not hold the other one up (a chunk
-         * is ~50 us of work); neighbouring tiles share weight cache lines.
-         * The chunk with the last tile also does the tail columns. */
+        /* Chunks of 8 tiles handed out guided: each thread first takes a
+         * contiguous block of about its share, then ever smaller ones, so
+         * a thread that is descheduled on a shared machine does not hold
+         * the other up (a chunk is ~50 us of work), and neighbouring tiles,
+         * which share weight cache lines, stay on one thread. Handed out
+         * dynamically one chunk at a time, the two threads' chunks
+         * interleaved in every row of a (K, N) weight and the kernel ran
+         * 15-35% slower on 2 threads (GPT-2 124M's shapes at 32-64 rows,
+         * test_model_gemm bench, 2-core EPYC: c_proj of the MLP 139-165 ->
+         * 179-192 GFLOP/s, c_fc 125-145 -> 188-202). The chunk with the
+         * last tile also does the tail columns. */
         float out[MR_MAX * RLAIF_SMALLM_MAX] __attribute__((aligned(64)));
         int chunks = (tiles + 7) / 8;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(guided)
         for (int c = 0; c < (chunks ? chunks : 1); c++) {
             int t1 = 8 * c + 8 < tiles ? 8 * c + 8 : tiles, n1 = t1 * mr;
             for (int t = 8 * c; t < t1; t++)

@@ -9,8 +9,7 @@
  *    bf16 rule's;
  *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
  *  - fp32 decoding on packed weights when the table names that path;
- *  - an empty table and no force is the fixed rule;
- *  - the chooser times each class on the team it is given, all at once. */
+ *  - an empty table and no force is the fixed rule. */
 #include "rlaif/engine/gemm_choice.h"
 #include "rlaif/engine/model.h"
 
@@ -186,44 +185,6 @@ START_TEST(test_decoding_packed) {
 }
 END_TEST
 
-/* The chooser times on the team it is given, every thread at once on its
- * own slice (gemm_choose.c: one thread alone ordered the paths wrongly):
- * each class of the model timed for a team of nt records nt threads (the
- * timing on the calling thread alone recorded 1 for a team of 2), every
- * candidate got a positive time, and the winner is the fastest. */
-START_TEST(test_timed_on_team) {
-    rlaif_model_config c = {
-        .n_layer = L, .n_embd = C, .n_head = NH, .vocab_size = V, .max_seq_len = 16};
-    static char buf[16384];
-    for (int nt = 1; nt <= 2; nt++) {
-        reset();
-        int classes = rlaif_model_gemm_calibrate(&c, RLAIF_PREC_FP32, nt);
-        ck_assert_int_ge(classes, 5);
-        ck_assert_uint_lt(rlaif_gemm_choices_get(buf, sizeof buf), sizeof buf);
-        int lines = 0;
-        for (const char *p = buf; *p; p = strchr(p, '\n') + 1, lines++) {
-            int bf, ta, tb, mc, n, k, threads;
-            char path[16];
-            double ms[RLAIF_GEMM_NPATH];
-            ck_assert_int_eq(sscanf(p, "%d %d %d %d %d %d %d %15s %lf %lf %lf %lf %lf %lf", &bf,
-                                    &ta, &tb, &mc, &n, &k, &threads, path, &ms[0], &ms[1], &ms[2],
-                                    &ms[3], &ms[4], &ms[5]),
-                             14);
-            ck_assert_int_eq(threads, nt);
-            int won = rlaif_gemm_path_parse(path);
-            ck_assert_int_ge(won, 0);
-            for (int q = 0; q < RLAIF_GEMM_NPATH; q++) {
-                if (ms[q] < 0) continue;
-                ck_assert(ms[q] > 0 && ms[q] < 1e3);
-                ck_assert(ms[won] <= ms[q]);
-            }
-        }
-        ck_assert_int_eq(lines, classes);
-    }
-    reset();
-}
-END_TEST
-
 static Suite *make_suite(void) {
     Suite *s = suite_create("gemm_choice");
     TCase *tc = tcase_create("engine");
@@ -231,7 +192,6 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_bf16_table);
     tcase_add_test(tc, test_decoding_head);
     tcase_add_test(tc, test_decoding_packed);
-    tcase_add_test(tc, test_timed_on_team);
     suite_add_tcase(s, tc);
     return s;
 }

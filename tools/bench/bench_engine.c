@@ -24,9 +24,6 @@
 #include "rlaif/tokenizer/tokenizer.h"
 
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,11 +82,7 @@ static void gemm_setup(const rlaif_model *m) {
         return;
     }
     double t0 = rlaif_now();
-    int team = 1;
-#ifdef _OPENMP
-    team = omp_get_max_threads(); /* as a job's rank 0 times for its team */
-#endif
-    int n = rlaif_model_gemm_calibrate(&m->cfg, m->precision, team);
+    int n = rlaif_model_gemm_calibrate(&m->cfg, m->precision, 1);
     printf("gemm_timed=%d\ngemm_calibrate_s=%.2f\n", n, rlaif_now() - t0);
     rlaif_gemm_choices_print(stderr);
 }

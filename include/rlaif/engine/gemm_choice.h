@@ -30,17 +30,16 @@ typedef enum {
  * 3: weights on cache lines, one streaming kernel per row count; 4: four
  * weight rows at once in the w_trans 1 streaming kernel, one-row classes;
  * 5: that kernel up to 16 rows; 6: the fp32 packed path; 7: the packed path
- * prefetches the next K block; 8: timed on the whole team at once, not one
- * thread). */
+ * prefetches the next K block; 8: the few-row tile kernel's columns handed
+ * out guided, contiguous per thread). */
 #define RLAIF_GEMM_KERNELS_REV 8
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
  * (decoding, one class per power of two) and, in bf16, at 128 and more
  * (prefill, training); fp32 at 1 row and past 64 rows has one candidate.
- * On a team of nthreads threads at once, each timing its own slice by its
- * own CPU time (gemm_choose.c); the team that ran is recorded. Returns the
- * number of classes timed. */
+ * On the calling thread (the timing is by its CPU time); nthreads is
+ * recorded. Returns the number of classes timed. */
 int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads);
 
 /* Bytes decoding a batch of B rows holds beside the weights: its packed
