@@ -18,7 +18,10 @@
  * sub-millisecond products at a load of 10 on 2 cores, which picked sgemm where bf16 was 3x
  * faster), while one thread's CPU time stays within ~15%. Every path splits
  * its work over the team the same way (columns or rows, no reduction), so
- * the order measured on one thread is the order for the team. The packed
+ * the order measured on one thread is the order for the team, as long as
+ * a path's split costs nothing: the few-row kernel's interleaved column
+ * chunks once cost it 15-35% on two threads, which no one-thread timing
+ * sees (model_gemm.c; src/engine/README.md, Choosing a path). The packed
  * paths (bf16 and fp32) are timed from weights packed before the clock
  * starts, as decoding packs them once per sequence. */
 #include "config.h"
