@@ -564,17 +564,18 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                 for (int m = M; m < Mp; m++) at[m] = 0.0f;
             }
         }
-        /* Chunks of 8 tiles handed out guided: each thread first takes a
-         * contiguous block of about its share, then ever smaller ones, so
-         * a thread that is descheduled on a shared machine does not hold
-         * the other up (a chunk is ~50 us of work), and neighbouring tiles,
-         * which share weight cache lines, stay on one thread. Handed out
-         * dynamically one chunk at a time, the two threads' chunks
-         * interleaved in every row of a (K, N) weight and the kernel ran
-         * 15-35% slower on 2 threads (GPT-2 124M's shapes at 32-64 rows,
-         * test_model_gemm bench, 2-core EPYC: c_proj of the MLP 139-165 ->
-         * 179-192 GFLOP/s, c_fc 125-145 -> 188-202). The chunk with the
-         * last tile also does the tail columns. */
+        /* Chunks of 8 tiles handed out guided: each hand-out is the work
+         * left over the team size, so the first are large contiguous
+         * blocks and the last small ones; a thread that is descheduled on
+         * a shared machine does not hold the other up (a chunk is ~50 us of
+         * work), and neighbouring tiles, which share weight cache lines,
+         * mostly stay on one thread. Handed out one chunk at a time
+         * (dynamic), the two threads' chunks interleaved in every row of a
+         * (K, N) weight and the kernel ran 15-35% slower on 2 threads
+         * (GPT-2 124M's shapes at 32-64 rows, test_model_gemm bench, 2-core
+         * EPYC, 2 runs each: c_proj of the MLP 139-165 -> 171-179 GFLOP/s,
+         * c_fc 125-145 -> 174-202). The chunk with the last tile also does
+         * the tail columns. */
         float out[MR_MAX * RLAIF_SMALLM_MAX] __attribute__((aligned(64)));
         int chunks = (tiles + 7) / 8;
 #pragma omp for schedule(guided)
