@@ -2,8 +2,9 @@
 
 Driver (default): runs tools/bench/bench_engine (C) and this file's --worker mode
 (PyTorch) as separate processes, alternating, and reports medians and ratios.
-PyTorch gets its best setting on this machine: each case first tries torch
-threads {1,2} x OpenBLAS threads {1,2} and keeps the fastest; rlaif runs with
+PyTorch gets its best setting on this machine: tcmalloc (torch_allocator,
+below), and each case first tries torch threads {1,2} x OpenBLAS threads
+{1,2} and keeps the fastest; rlaif runs with
 OpenBLAS 2 threads and OpenMP 2 threads.
 
 Cases (issue #3): GPT-2 124M training step B=4 T=64 (forward + backward +
@@ -28,6 +29,30 @@ GPT2 = dict(L=12, C=768, NH=12, V=50257, maxT=1024)
 TINY = dict(L=4, C=128, NH=4, V=256, maxT=64)
 LLAMA = dict(L=30, C=576, NH=9, V=49152, maxT=1024, NKV=3, F=1536, arch="llama")
 MODELS = {"gpt2": GPT2, "tiny": TINY, "llama": LLAMA}
+
+
+# PyTorch's best setting includes its allocator. It allocates each large
+# intermediate afresh; glibc serves blocks past its mmap threshold (32 MB at
+# most) from fresh pages, and on a VM whose page faults are slow every such
+# tensor costs its pages' faults: on the 2-core AMD EPYC VM (Zen 5,
+# 2026-12-03; touching 1 GB takes 2.8-4.4 s) a GPT-2 124M train step took
+# 5.4-5.7 s with glibc against 1.4-1.6 s with tcmalloc, the judge's 416-token
+# forward at batch 16 47.7 against 8.6 s (jemalloc: no better than glibc).
+# tcmalloc keeps freed memory for reuse, as Intel's PyTorch CPU guide advises.
+TCMALLOC = "libtcmalloc_minimal.so.4"
+
+
+def torch_allocator():
+    """Re-execute this worker with tcmalloc preloaded (once, before torch
+    loads); exits with a message if it is not installed."""
+    if TCMALLOC in os.environ.get("LD_PRELOAD", ""):
+        return
+    import ctypes.util
+    if not ctypes.util.find_library("tcmalloc_minimal"):
+        sys.exit("the PyTorch peer runs with tcmalloc (its best setting on a VM with slow page "
+                 "faults): install libtcmalloc-minimal4 (tools/dev/install-deps)")
+    env = dict(os.environ, LD_PRELOAD=(TCMALLOC + " " + os.environ.get("LD_PRELOAD", "")).strip())
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def torch_llama(c):
@@ -170,6 +195,7 @@ def torch_model(cfg):
 
 
 def worker(args):
+    torch_allocator()
     import contextlib
     import torch
     torch.set_num_threads(args.torch_threads)

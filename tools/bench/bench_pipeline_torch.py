@@ -18,8 +18,8 @@ last ITERS (the first allocates). The report is the median over rounds.
 Threads: the machine has 2 cores. rlaif's learner runs an OpenMP team of 2
 (the rollout ranks sleep while it scores and trains) and each rollout rank 1
 (they sample at the same time, the learner sleeps); PyTorch gets its best of
-torch threads {1, 2} x OpenBLAS threads {1, 2} on a one-iteration probe, as
-tools/bench/bench-engine does.
+torch threads {1, 2} x OpenBLAS threads {1, 2} on a one-iteration probe, and
+tcmalloc, as tools/bench/bench-engine does.
 """
 import argparse
 import os
@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_engine_torch import torch_model  # noqa: E402  (the same GPT-2 in torch)
+from bench_engine_torch import torch_allocator, torch_model  # noqa: E402  (the same GPT-2 in torch)
 
 SHAPES = {  # GPT-2 124M, and a ~30M one for a quick run (the issue's 30M-124M range)
     "gpt2": dict(L=12, C=768, NH=12, V=50257, maxT=1024),
@@ -51,6 +51,7 @@ def hidden(model, idx, caches=None, pos0=0):
 
 
 def worker(args):
+    torch_allocator()
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(args.torch_threads)
