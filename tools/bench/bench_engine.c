@@ -6,6 +6,7 @@
  *   bench_engine sgemm M N K reps                 sgemm GFLOP/s
  *   bench_engine copy MB reps                     copy bandwidth GB/s (read + write)
  *   bench_engine read MB reps                     streaming read bandwidth GB/s
+ *   bench_engine fma reps                         peak fp32 FMA GFLOP/s (every thread)
  *   bench_engine ckpt L C NH V maxT OUT.h5 TOK    a random-weight checkpoint with a
  *                                                 tokenizer (TOK: tokenizer.json, or
  *                                                 encoder.json,vocab.bpe)
@@ -24,6 +25,7 @@
 #include "rlaif/tokenizer/tokenizer.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,15 +314,78 @@ static int bench_ckpt(char **a) {
     return 0;
 }
 
+/* What the cores can compute at most: each thread runs fused multiply-adds
+ * on 12 independent registers (more than latency x units on any x86 core:
+ * none waits on the one before it), from the widest unit the CPU has. A
+ * decoding roofline whose arithmetic bound is OpenBLAS's sgemm rate is
+ * lenient where the engine's own products outrun OpenBLAS (the Zen 5 VM,
+ * 2026-12-03: Debian's OpenBLAS 0.3.21 192 GFLOP/s; the engine's 64-row
+ * products, derived from a decoding step, ~335). acc = acc * x + y with
+ * x < 1 converges, so no value overflows or goes subnormal. */
+enum { FMA_REGS = 12 };
+
+/* Twelve named registers, not an array: at -O2 an array's inner loop is not
+ * unrolled and each add goes through memory (64 GFLOP/s instead of peak). */
+#define FMA_LOOP(T, set1, fmadd)                                                                   \
+    T x = set1(0.999999f), y = set1(1e-6f), a0 = set1(0), a1 = set1(1), a2 = set1(2),              \
+      a3 = set1(3), a4 = set1(4), a5 = set1(5), a6 = set1(6), a7 = set1(7), a8 = set1(8),          \
+      a9 = set1(9), a10 = set1(10), a11 = set1(11);                                                \
+    for (long i = 0; i < iters; i++) {                                                             \
+        a0 = fmadd(a0, x, y), a1 = fmadd(a1, x, y), a2 = fmadd(a2, x, y);                          \
+        a3 = fmadd(a3, x, y), a4 = fmadd(a4, x, y), a5 = fmadd(a5, x, y);                          \
+        a6 = fmadd(a6, x, y), a7 = fmadd(a7, x, y), a8 = fmadd(a8, x, y);                          \
+        a9 = fmadd(a9, x, y), a10 = fmadd(a10, x, y), a11 = fmadd(a11, x, y);                      \
+    }                                                                                              \
+    T sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11
+
+__attribute__((target("avx512f"))) static float fma_avx512(long iters) {
+    FMA_LOOP(__m512, _mm512_set1_ps, _mm512_fmadd_ps);
+    return _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
+    FMA_LOOP(__m256, _mm256_set1_ps, _mm256_fmadd_ps);
+    float lane[8], s = 0;
+    _mm256_storeu_ps(lane, sum);
+    for (int j = 0; j < 8; j++) s += lane[j];
+    return s;
+}
+
+static int bench_fma(char **a) {
+    int reps = atoi(a[0]), wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        printf("fma_gflops=0\n");
+        return 0;
+    }
+    const long iters = 4000000; /* ~20-100 ms a thread */
+    double *rate = xmalloc(sizeof(double) * reps), check = 0;
+    for (int r = -1; r < reps; r++) {
+        double t0 = rlaif_now(), flops = 0;
+#pragma omp parallel reduction(+ : check, flops)
+        {
+            check += wide ? fma_avx512(iters) : fma_avx2(iters);
+            flops += 2.0 * iters * FMA_REGS * (wide ? 16 : 8);
+        }
+        double dt = rlaif_now() - t0;
+        if (r >= 0) rate[r] = flops / dt / 1e9;
+    }
+    printf("fma_gflops=%.1f\ncheck=%g\n", median(rate, reps), check);
+    free(rate);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "train")) return bench_train(argv + 2);
     if (argc == 11 && !strcmp(argv[1], "gen")) return bench_gen(argv + 2);
     if (argc == 6 && !strcmp(argv[1], "sgemm")) return bench_sgemm(argv + 2);
     if (argc == 4 && !strcmp(argv[1], "copy")) return bench_copy(argv + 2);
     if (argc == 4 && !strcmp(argv[1], "read")) return bench_read(argv + 2);
+    if (argc == 3 && !strcmp(argv[1], "fma")) return bench_fma(argv + 2);
     if (argc == 9 && !strcmp(argv[1], "ckpt")) return bench_ckpt(argv + 2);
-    fprintf(stderr, "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
-                    "reps | sgemm M N K reps | copy MB reps | read MB reps | ckpt L C NH V maxT "
-                    "OUT.h5 TOK\n");
+    fprintf(stderr,
+            "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
+            "reps | sgemm M N K reps | copy MB reps | read MB reps | fma reps | ckpt L C NH V "
+            "maxT "
+            "OUT.h5 TOK\n");
     return 64;
 }
