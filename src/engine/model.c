@@ -1768,27 +1768,30 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
     return lo;
 }
 
-/* Decoding (one query at slot lim): the scores of query q over the keys
- * it sees, softmaxed into sc; returns their first slot, *n their count.
- * from >= 0: the real keys are exactly those from slot `from` on, so the
- * mask is a lower bound and softmax runs unmasked (vectorised). */
-static int decode_scores(float *sc, int *n, const float *q, const kv_head *h, int lim,
-                         const uint8_t *val, int from, const attn_geom *g, float scale) {
+/* Decoding (one query at slot lim) for the grp query heads that read one
+ * cached head (queries q, q + hs, ...): their scores over the keys they
+ * see, each softmaxed into its row of sc (rows maxT apart); returns their
+ * first slot, *n their count. from >= 0: the real keys are exactly those
+ * from slot `from` on, so the mask is a lower bound and softmax runs
+ * unmasked (vectorised). */
+static int decode_scores(float *sc, int *n, const float *q, int grp, const kv_head *h, int lim,
+                         const uint8_t *val, int from, const attn_geom *g, float scale, int maxT) {
     int hs = g->hd, lo = decode_window(g, lim, from, n);
-    if (h->kb)
-        rlaif_attn_scores_bf16(sc, h->kb + (size_t)lo * hs, q, *n, hs, scale);
-    else
-        rlaif_attn_scores(sc, h->k + (size_t)lo * hs, q, *n, hs, scale);
-    softmax_row(sc, *n, 0, *n - 1, from >= 0 ? NULL : val + lo);
+    const float *k = h->k ? h->k + (size_t)lo * hs : NULL;
+    const uint16_t *kb = h->kb ? h->kb + (size_t)lo * hs : NULL;
+    rlaif_attn_scores_group(sc, (size_t)maxT, q, (size_t)hs, grp, k, kb, *n, hs, scale);
+    for (int i = 0; i < grp; i++)
+        softmax_row(sc + (size_t)i * maxT, *n, 0, *n - 1, from >= 0 ? NULL : val + lo);
     return lo;
 }
 
-/* y (hs) = the n probabilities sc over the values from slot lo on */
-static void decode_mix(float *y, const kv_head *h, const float *sc, int lo, int n, int hs) {
-    if (h->vb)
-        rlaif_attn_mix_bf16(y, h->vb + (size_t)lo * hs, sc, n, hs);
-    else
-        rlaif_attn_mix(y, h->v + (size_t)lo * hs, sc, n, hs);
+/* y (grp x hs) = each query head's n probabilities (rows of sc, maxT apart)
+ * over the values from slot lo on */
+static void decode_mix(float *y, int grp, const kv_head *h, const float *sc, int lo, int n, int hs,
+                       int maxT) {
+    const float *v = h->v ? h->v + (size_t)lo * hs : NULL;
+    const uint16_t *vb = h->vb ? h->vb + (size_t)lo * hs : NULL;
+    rlaif_attn_mix_group(y, (size_t)hs, sc, (size_t)maxT, grp, v, vb, n, hs);
 }
 
 /* One query head's attention for the cnt new queries of one row (packed rows
@@ -1802,8 +1805,8 @@ static void attn_head(float *y, const float *q, int ldq, const kv_head *h, const
     const float *kc = h->k, *vc = h->v;
     int hs = g->hd, C = g->NH * hs;
     if (cnt == 1) {
-        int n, lo = decode_scores(sc, &n, q, h, slot[0], val, from, g, scale);
-        decode_mix(y, h, sc, lo, n, hs);
+        int n, lo = decode_scores(sc, &n, q, 1, h, slot[0], val, from, g, scale, 0);
+        decode_mix(y, 1, h, sc, lo, n, hs, 0);
         return;
     }
     const uint8_t *mask = from >= 0 ? NULL : val;
@@ -1886,15 +1889,14 @@ static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, in
     int lim = kv->q_slot[r0], from = kv->q_from[b], n;
     size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
     kv_head h = pass ? head_view(kv, base) : store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
-    for (int q = kh * grp; q < (kh + 1) * grp; q++) {
-        float *sc = kv->scratch + ((size_t)b * NH + q) * maxT;
-        if (pass) {
-            int lo = decode_window(g, lim, from, &n);
-            decode_mix(y + (size_t)r0 * C + q * hs, &h, sc, lo, n, hs);
-        } else {
-            decode_scores(sc, &n, qkv + (size_t)r0 * C3 + q * hs, &h, lim,
-                          kv->valid + (size_t)b * maxT, from, g, scale);
-        }
+    /* the group's query heads are adjacent: in q, in y and in the scratch */
+    float *sc = kv->scratch + ((size_t)b * NH + kh * grp) * maxT;
+    if (pass) {
+        int lo = decode_window(g, lim, from, &n);
+        decode_mix(y + (size_t)r0 * C + kh * grp * hs, grp, &h, sc, lo, n, hs, maxT);
+    } else {
+        decode_scores(sc, &n, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h, lim,
+                      kv->valid + (size_t)b * maxT, from, g, scale, maxT);
     }
 }
 

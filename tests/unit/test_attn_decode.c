@@ -94,6 +94,54 @@ static void check(const char *kern, int n, int hs, int off, int bf) {
     free(kbuf), free(vbuf), free(kb16), free(vb16);
 }
 
+/* The grouped kernels (grp query heads over one cached head, keys in
+ * blocks): every score equal to the one-head kernel's, bit for bit (each is
+ * one key's dot product either way); every mix within the same bound as
+ * the one-head kernel's, against the float64 sum (its blocks add partial
+ * sums in another order). Rows of q, scores and outputs strided, as in the
+ * engine's scratch (maxT apart) and activations (hs apart). */
+static void check_group(const char *kern, int n, int hs, int grp, int bf) {
+    size_t ne = (size_t)n * hs, ld = (size_t)n + 3;
+    float *kc = malloc(sizeof(float) * ne), *vc = malloc(sizeof(float) * ne);
+    uint16_t *kb = malloc(2 * ne), *vb = malloc(2 * ne);
+    float *q = malloc(sizeof(float) * grp * hs), *p = malloc(sizeof(float) * grp * ld);
+    float *sc = malloc(sizeof(float) * grp * ld), *one = malloc(sizeof(float) * n);
+    float *out = malloc(sizeof(float) * grp * hs);
+    for (size_t i = 0; i < ne; i++) kc[i] = frand(), vc[i] = frand();
+    rlaif_bf16_from_f32(kb, kc, ne), rlaif_bf16_to_f32(kc, kb, ne);
+    rlaif_bf16_from_f32(vb, vc, ne), rlaif_bf16_to_f32(vc, vb, ne);
+    for (int i = 0; i < grp * hs; i++) q[i] = frand();
+    for (size_t i = 0; i < grp * ld; i++) p[i] = 0.5f * (frand() + 1.0f);
+    float scale = 1.0f / sqrtf((float)hs);
+    rlaif_attn_scores_group(sc, ld, q, hs, grp, bf ? NULL : kc, bf ? kb : NULL, n, hs, scale);
+    rlaif_attn_mix_group(out, hs, p, ld, grp, bf ? NULL : vc, bf ? vb : NULL, n, hs);
+    for (int h = 0; h < grp; h++) {
+        if (bf)
+            rlaif_attn_scores_bf16(one, kb, q + h * hs, n, hs, scale);
+        else
+            rlaif_attn_scores(one, kc, q + h * hs, n, hs, scale);
+        for (int j = 0; j < n; j++)
+            if (sc[h * ld + j] != one[j] && failures++ < 10)
+                fprintf(stderr,
+                        "FAIL %s grouped scores n=%d hs=%d grp=%d bf=%d: head %d key %d: "
+                        "%.9g vs one head's %.9g\n",
+                        kern, n, hs, grp, bf, h, j, sc[h * ld + j], one[j]);
+        for (int d = 0; d < hs; d++) {
+            double s = 0.0, a = 0.0;
+            for (int j = 0; j < n; j++)
+                s += (double)p[h * ld + j] * vc[(size_t)j * hs + d],
+                    a += fabs((double)p[h * ld + j] * vc[(size_t)j * hs + d]);
+            double err = fabs(out[h * hs + d] - s), bound = gamma_n(n) * a;
+            if (!(err <= bound) && failures++ < 10)
+                fprintf(stderr,
+                        "FAIL %s grouped mix n=%d hs=%d grp=%d bf=%d: head %d dim %d: %.9g vs "
+                        "%.9g (bound %.3g)\n",
+                        kern, n, hs, grp, bf, h, d, out[h * hs + d], s, bound);
+        }
+    }
+    free(kc), free(vc), free(kb), free(vb), free(q), free(p), free(sc), free(one), free(out);
+}
+
 /* 0 when every byte of p[0..n) is zero and p is on a 2 MB boundary */
 static int zeroed_huge(const char *what, const void *p, size_t n) {
     if ((uintptr_t)p % ((size_t)2 << 20)) {
@@ -187,7 +235,8 @@ static int check_cache_refused(void) {
 int main(void) {
     if (check_cache_memory() || check_cache_refused()) return 1;
     const char *kerns[2] = {"c", "avx512"};
-    static const int hss[] = {16, 40, 48, 64, 80, 128}, ns[] = {1, 2, 15, 16, 17, 33, 64, 513};
+    static const int hss[] = {16, 32, 40, 48, 64, 80, 96, 112, 128};
+    static const int ns[] = {1, 2, 15, 16, 17, 33, 64, 513};
     int ran = 0;
     for (int k = 0; k < 2; k++) {
         const char *got = rlaif_attn_decode_kernel(kerns[k]);
@@ -201,6 +250,12 @@ int main(void) {
                 for (int off = 0; off < 2; off++)
                     for (int bf = 0; bf < 2; bf++)
                         check(kerns[k], ns[i], hss[h], off * 4, bf), ran++;
+        static const int grps[] = {2, 8}, gns[] = {1, 63, 64, 65, 130, 458};
+        for (int h = 0; h < 2; h++)
+            for (size_t i = 0; i < sizeof gns / sizeof *gns; i++)
+                for (int gi = 0; gi < 2; gi++)
+                    for (int bf = 0; bf < 2; bf++)
+                        check_group(kerns[k], gns[i], 64 * (h + 1), grps[gi], bf), ran++;
     }
     printf("%d cases, %d failures\n", ran, failures);
     return failures ? 1 : 0;
