@@ -96,7 +96,8 @@ const char *rlaif_bf16_kernel(const char *force);
  * win where bf16 is slower). The product is C (M, N) = op(A) (M, K) @ op(B)
  * (K, N) with A an fp32 activation and B a weight (bf16 on the bf16 paths),
  * ta / tb as rlaif_bf16_gemm; the few-row paths are candidates when ta = 0
- * and M <= 64. rlaif_gemm_force (tests, benchmarks, a config key):
+ * and M <= 64, the fp32 packed path (allow_bf16 = 0, AVX-512) whenever
+ * ta = 0. rlaif_gemm_force (tests, benchmarks, a config key):
  * RLAIF_GEMM_FORCE_NONE or a path, returned from then on whenever it is a
  * candidate. Classes: (allow_bf16, ta, tb, N, K, M rounded up to a power of
  * two, rows past 128 one class: rlaif_gemm_m_class). */

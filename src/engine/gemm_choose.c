@@ -80,14 +80,18 @@ int rlaif_gemm_m_class(int M) {
 
 /* The fp32 packed path runs where its AVX-512 kernel does (its plain C
  * fallback is for correctness only) and in precision fp32 only: bf16
- * decoding packs its weights in bf16. */
+ * decoding packs its weights in bf16. At any row count: past 64 rows it is
+ * the prefill of a model whose weights stay packed (a local judge's, frozen),
+ * in 64-row passes over each panel; where OpenBLAS does not know the CPU it
+ * runs at half the packed kernel's rate (Zen 5: Haswell kernels, ~170
+ * GFLOP/s on 2 threads against ~390 at 64 rows). */
 static int is_candidate(int p, int allow_bf16, int ta, int M) {
     int few = ta == 0 && M <= RLAIF_SMALLM_MAX;
     if (p == RLAIF_PATH_SGEMM) return 1;
     if (p == RLAIF_PATH_SMALLM) return few;
     if (p == RLAIF_PATH_BF16) return allow_bf16;
     if (p == RLAIF_PATH_PACKED)
-        return few && !allow_bf16 && !strcmp(rlaif_smallm_kernel(NULL), "avx512");
+        return ta == 0 && !allow_bf16 && !strcmp(rlaif_smallm_kernel(NULL), "avx512");
     return p < NPATH && allow_bf16 && few;
 }
 

@@ -783,11 +783,12 @@ static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, 
  * sgemm; the table can name the few-row kernel for one row too, and the
  * packed weights). A path the call cannot run falls back to its nearest:
  * the fp32 few-row kernel needs the scratch xt, packed weights exist only
- * while decoding. */
+ * while decoding (and, for a frozen model, in its prefill too). */
 static int forward_path(weight W, int N, int IC, int OC, const float *xt) {
     int few = N <= RLAIF_SMALLM_MAX, p = -1;
-    /* fp32 past 64 rows has one candidate: no look-up */
-    if (W.w16 || few) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
+    /* fp32 past 64 rows: sgemm unless the weights are packed (a frozen
+     * model's prefill), where the table has timed the packed kernel */
+    if (W.w16 || few || W.packed32) p = rlaif_gemm_lookup(W.w16 != NULL, 0, W.trans, N, OC, IC);
     if (p < 0 && W.w16)
         p = W.packed ? RLAIF_PATH_BF16_PACKED : few ? RLAIF_PATH_BF16_SMALLM : RLAIF_PATH_BF16;
     if (p < 0) p = xt && few && N > 1 ? RLAIF_PATH_SMALLM : RLAIF_PATH_SGEMM;
@@ -1125,9 +1126,10 @@ static int model_products(const rlaif_model_config *cfg, int shape[7][3]) {
 int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads) {
     int shape[7][3], nshape = model_products(cfg, shape);
     int bf = precision == RLAIF_PREC_BF16, timed = 0;
-    /* fp32 runs sgemm past 64 rows (one candidate); at one row its sgemm
-     * path is gemv, timed against the few-row kernel */
-    int m_lo = 1, m_hi = bf ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
+    /* fp32 past 64 rows: sgemm against the packed weights (a frozen model's
+     * prefill, forward_path); at one row its sgemm path is gemv, timed
+     * against the few-row kernel */
+    int m_lo = 1, m_hi = RLAIF_GEMM_MCLASS_MAX;
     for (int s = 0; s < nshape; s++)
         for (int M = m_lo; M <= m_hi; M *= 2)
             timed +=

@@ -9,6 +9,7 @@
  *    bf16 rule's;
  *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
  *  - fp32 decoding on packed weights when the table names that path;
+ *  - a frozen model's prefill past 64 rows on its packed weights likewise;
  *  - an empty table and no force is the fixed rule. */
 #include "rlaif/engine/gemm_choice.h"
 #include "rlaif/engine/model.h"
@@ -185,6 +186,55 @@ START_TEST(test_decoding_packed) {
 }
 END_TEST
 
+/* A frozen model's prefill (a local judge's): its weights stay packed, so
+ * past 64 rows its layer products follow the table too, the packed kernel
+ * when it names it (the head, tb 1, named sgemm). Two rows of 48 tokens:
+ * 96 packed rows, class 128. Logits against the same prefill on sgemm:
+ * both are fp32 sums of K <= 256 products (|logit| < 10 here), so they
+ * differ by rounding only: 1e-4 is ~50 ulps at that size. A table naming
+ * sgemm for class 128 runs sgemm from the same packed model. */
+START_TEST(test_frozen_prefill_packed) {
+    enum { TP = 48 };
+    for (int nt = 1; nt <= 2; nt++) {
+        rlaif_model_set_threads(nt, 1);
+        rlaif_model m;
+        rlaif_model_config c = {
+            .n_layer = L, .n_embd = C, .n_head = NH, .vocab_size = V, .max_seq_len = 64};
+        ck_assert_int_eq(rlaif_model_create(&m, &c), 0);
+        rlaif_model_init_random(&m, 7, 0.2f);
+        m.frozen = 1;
+        static float lp[B * V], ls[B * V];
+        long long d[RLAIF_GEMM_NPATH], before[RLAIF_GEMM_NPATH];
+        int tok[B * TP];
+        for (int i = 0; i < B * TP; i++) tok[i] = (i * 31 + 5) % V;
+        for (int pass = 0; pass < 2; pass++) {
+            char buf[4096];
+            size_t used = 0;
+            for (int M = 1; M <= B; M *= 2) /* decoding's classes: the weights get packed */
+                table_for(buf + used, sizeof buf - used, 0, M, "packed", "sgemm"),
+                    used = strlen(buf);
+            table_for(buf + used, sizeof buf - used, 0, 128, pass ? "sgemm" : "packed", "sgemm");
+            reset();
+            ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
+            rlaif_model_decode_prepare(&m, B);
+            rlaif_kv_cache kv;
+            ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, TP + 1, m.precision), 0);
+            for (int p = 0; p < RLAIF_GEMM_NPATH; p++) before[p] = rlaif_gemm_runs(p);
+            ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, NULL, NULL, TP, pass ? ls : lp),
+                             0);
+            for (int p = 0; p < RLAIF_GEMM_NPATH; p++) d[p] = rlaif_gemm_runs(p) - before[p];
+            rlaif_kv_cache_free(&kv);
+            ck_assert_int_eq(d[pass ? RLAIF_PATH_SGEMM : RLAIF_PATH_PACKED], 4 * L + pass);
+            ck_assert_int_eq(d[pass ? RLAIF_PATH_PACKED : RLAIF_PATH_SGEMM], pass ? 0 : 1);
+        }
+        for (int i = 0; i < B * V; i++) ck_assert_float_eq_tol(lp[i], ls[i], 1e-4f);
+        ck_assert(memcmp(lp, ls, sizeof lp) != 0); /* another kernel ran, not the same one */
+        reset();
+        rlaif_model_free(&m);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("gemm_choice");
     TCase *tc = tcase_create("engine");
@@ -192,6 +242,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_bf16_table);
     tcase_add_test(tc, test_decoding_head);
     tcase_add_test(tc, test_decoding_packed);
+    tcase_add_test(tc, test_frozen_prefill_packed);
     suite_add_tcase(s, tc);
     return s;
 }

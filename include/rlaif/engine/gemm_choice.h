@@ -31,13 +31,15 @@ typedef enum {
  * weight rows at once in the w_trans 1 streaming kernel, one-row classes;
  * 5: that kernel up to 16 rows; 6: the fp32 packed path; 7: the packed path
  * prefetches the next K block; 8: the few-row tile kernel's columns handed
- * out guided, contiguous per thread). */
-#define RLAIF_GEMM_KERNELS_REV 8
+ * out guided, contiguous per thread; 9: the fp32 packed path a candidate
+ * past 64 rows, timed at 128 and 256). */
+#define RLAIF_GEMM_KERNELS_REV 9
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
- * (decoding, one class per power of two) and, in bf16, at 128 and more
- * (prefill, training); fp32 at 1 row and past 64 rows has one candidate.
+ * (decoding, one class per power of two) and at 128 and more (prefill,
+ * training; in fp32 only a frozen model's prefill, whose weights stay
+ * packed, looks these up: the packed kernel against sgemm).
  * On the calling thread (the timing is by its CPU time); nthreads is
  * recorded. Returns the number of classes timed. */
 int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads);
