@@ -1157,24 +1157,37 @@ static void pk_pack(void *ud, const float *w, int tr, int K, int N) {
         rlaif_bf16_pack(tr, K, N, w, 1, tr ? K : N, dst, team_size());
 }
 
-/* Whether decoding a batch of B rows packs the weights: always in bf16; in
- * fp32 when the product table (or model.gemm) names the packed path for one
- * of the model's products at 1..B rows (rows finish, so a step can run
- * fewer than B). */
-static int decode_packs(const rlaif_model_config *cfg, int bf16, int B) {
-    if (bf16) return 1;
+/* Whether the product table (or model.gemm) names the fp32 packed path for
+ * one of the model's products at some row class in [lo, hi]. */
+static int table_packs(const rlaif_model_config *cfg, int lo, int hi) {
     int shape[7][3], n = model_products(cfg, shape);
     for (int s = 0; s < n; s++)
-        for (int M = 1; M <= B && M <= RLAIF_SMALLM_MAX; M *= 2)
+        for (int M = lo; M <= hi; M *= 2)
             if (rlaif_gemm_lookup(0, 0, shape[s][0], M, shape[s][2], shape[s][1]) ==
                 RLAIF_PATH_PACKED)
                 return 1;
     return 0;
 }
 
+/* Whether decoding a batch of B rows packs the weights: always in bf16; in
+ * fp32 when the table names the packed path for one of the model's
+ * products at 1..B rows (rows finish, so a step can run fewer than B). */
+static int decode_packs(const rlaif_model_config *cfg, int bf16, int B) {
+    return bf16 || table_packs(cfg, 1, B < RLAIF_SMALLM_MAX ? B : RLAIF_SMALLM_MAX);
+}
+
+/* A frozen model keeps its packed copy from one sequence to the next, so
+ * its prefill (past 64 rows: classes 128 and 256) reads it too: it packs
+ * when its decoding would, or when the table names the packed path for
+ * one of its prefill classes (a logprob judge, which never decodes). */
+static int frozen_packs(const rlaif_model_config *cfg, int bf16, int B) {
+    return decode_packs(cfg, bf16, B) ||
+           table_packs(cfg, 2 * RLAIF_SMALLM_MAX, RLAIF_GEMM_MCLASS_MAX);
+}
+
 size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precision, int B) {
     int bf = precision == RLAIF_PREC_BF16;
-    if (!decode_packs(cfg, bf, B)) return 0;
+    if (!frozen_packs(cfg, bf, B)) return 0;
     int shape[7][3], n = model_products(cfg, shape);
     size_t bytes = 0;
     for (int s = 0; s < n; s++) {
@@ -1234,7 +1247,7 @@ static void decode_pack(rlaif_model *m, int s0, int Tn, int B) {
 void rlaif_model_decode_prepare(rlaif_model *m, int B) {
     rlaif_acts *a = m->acts;
     if (m->params16 || !m->frozen || a->pk_state == PK_PACKED) return;
-    if (decode_packs(&m->cfg, 0, B)) pack_weights(m), a->pk_state = PK_PACKED;
+    if (frozen_packs(&m->cfg, 0, B)) pack_weights(m), a->pk_state = PK_PACKED;
 }
 
 /* bf16 mode: params16 = bf16(params). Called where weights are about to be

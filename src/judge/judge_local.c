@@ -127,18 +127,17 @@ static double need_bytes(const rlaif_model_config *c, int batch, int context, lo
     return weight_bytes(params, prec) + kv + acts + scores + samp;
 }
 
-static int check_memory(const rlaif_model_config *c, int batch, int context, long slice,
-                        int decodes) {
+static int check_memory(const rlaif_model_config *c, int batch, int context, long slice) {
     rlaif_model_config f = *c;
     rlaif_model_config_fill(&f);
     rlaif_tensor_table tt;
     rlaif_model_table(&f, &tt);
     /* the judge's model runs in the job's model.precision (the default
-     * every model is created with); decoding's packed copy of the weights,
-     * when the product table chose the packed path for this model (logprob
-     * mode never decodes, so never packs) */
+     * every model is created with); the packed copy of its weights, when
+     * the product table chose the packed path for its decoding or its
+     * prefill (rlaif_model_decode_prepare) */
     int prec = rlaif_model_default_precision();
-    double pack = decodes ? (double)rlaif_model_decode_pack_bytes(&f, prec, batch) : 0;
+    double pack = (double)rlaif_model_decode_pack_bytes(&f, prec, batch);
     double need = need_bytes(&f, batch, context, slice, (double)tt.total, prec) + pack;
     rlaif_tensors_free(&tt);
     rlaif_mem_budget mb;
@@ -182,7 +181,7 @@ static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
     rlaif_model_config mc;
     RLAIF_TRY(rlaif_ckpt_read_config(L->path, &mc));
     if (L->context > mc.max_seq_len) L->context = mc.max_seq_len;
-    RLAIF_TRY(check_memory(&mc, L->batch, L->context, L->slice, L->mode != RLAIF_JM_LOGPROB));
+    RLAIF_TRY(check_memory(&mc, L->batch, L->context, L->slice));
     hid_t f = H5Fopen(L->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int has_tok = f >= 0 && H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
     if (f >= 0) H5Fclose(f);
@@ -199,8 +198,8 @@ static int local_setup(rlaif_local *L, const rlaif_config *cfg) {
     L->stop_id2 = rlaif_tokenizer_eos(L->tok);
     if (L->stop_id2 == L->stop_id) L->stop_id2 = -1;
     RLAIF_TRY(rlaif_model_load(L->path, &L->m));
-    L->m.frozen = 1; /* read-only: decoding packs its weights once (model.h) */
-    if (L->mode != RLAIF_JM_LOGPROB) rlaif_model_decode_prepare(&L->m, L->batch);
+    L->m.frozen = 1; /* read-only: packs its weights once (model.h), at load */
+    rlaif_model_decode_prepare(&L->m, L->batch);
     L->nvalid = rlaif_tokenizer_vocab_size(L->tok);
     if (L->nvalid > L->m.cfg.vocab_size) L->nvalid = L->m.cfg.vocab_size;
     model_identity(&L->m, L->ident);

@@ -188,7 +188,9 @@ END_TEST
 
 /* A frozen model's prefill (a local judge's): its weights stay packed, so
  * past 64 rows its layer products follow the table too, the packed kernel
- * when it names it (the head, tb 1, named sgemm). Two rows of 48 tokens:
+ * when it names it (the head, tb 1, named sgemm), and a table naming the
+ * packed path for the prefill only (a logprob judge never decodes) makes
+ * rlaif_model_decode_prepare pack. Two rows of 48 tokens:
  * 96 packed rows, class 128. Logits against the same prefill on sgemm:
  * both are fp32 sums of K <= 256 products (|logit| < 10 here), so they
  * differ by rounding only: 1e-4 is ~50 ulps at that size. A table naming
@@ -210,13 +212,15 @@ START_TEST(test_frozen_prefill_packed) {
         for (int pass = 0; pass < 2; pass++) {
             char buf[4096];
             size_t used = 0;
-            for (int M = 1; M <= B; M *= 2) /* decoding's classes: the weights get packed */
-                table_for(buf + used, sizeof buf - used, 0, M, "packed", "sgemm"),
+            for (int M = 1; M <= B; M *= 2) /* decoding's classes: not packed */
+                table_for(buf + used, sizeof buf - used, 0, M, "smallm", "sgemm"),
                     used = strlen(buf);
             table_for(buf + used, sizeof buf - used, 0, 128, pass ? "sgemm" : "packed", "sgemm");
             reset();
             ck_assert_int_eq(rlaif_gemm_choices_set(buf), 0);
-            rlaif_model_decode_prepare(&m, B);
+            /* the prefill's class alone makes a frozen model pack */
+            ck_assert_int_eq(rlaif_model_decode_pack_bytes(&m.cfg, RLAIF_PREC_FP32, B) > 0, !pass);
+            rlaif_model_decode_prepare(&m, B); /* pass 1: packed already, from pass 0 */
             rlaif_kv_cache kv;
             ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, TP + 1, m.precision), 0);
             for (int p = 0; p < RLAIF_GEMM_NPATH; p++) before[p] = rlaif_gemm_runs(p);

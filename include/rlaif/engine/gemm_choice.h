@@ -44,10 +44,12 @@ typedef enum {
  * recorded. Returns the number of classes timed. */
 int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads);
 
-/* Bytes decoding a batch of B rows holds beside the weights: its packed
- * copy of every linear layer's weight (bf16: always; fp32: when the table
- * names the packed path for one of the model's products at 1..B rows), 0
- * if it packs nothing. For memory checks before a model is loaded. */
+/* Bytes a frozen model run in batches of B rows holds beside the weights
+ * (rlaif_model_decode_prepare): its packed copy of every linear layer's
+ * weight (bf16: always; fp32: when the table names the packed path for one
+ * of the model's products at 1..B rows or past 64, its prefill), 0 if it
+ * packs nothing. For memory checks before a model is loaded (a model that
+ * is not frozen packs for decoding only: at most this). */
 size_t rlaif_model_decode_pack_bytes(const rlaif_model_config *cfg, int precision, int B);
 
 /* RLAIF_GEMM_FORCE_NONE or a path every product runs where it is a

@@ -260,11 +260,13 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
                          int s0, int n);
 
-/* A frozen model (m->frozen) about to decode batches of up to B rows in
- * fp32: packs its weights now where its first decoding step would (the
- * product table names the packed path for its products), so the copy is
- * made with the model's load and not inside a timed step. Does nothing
- * otherwise, or when they are packed already. */
+/* A frozen model (m->frozen) about to run batches of up to B rows in
+ * fp32: packs its weights now where its first decoding step would, or
+ * where its prefill would read them (the product table names the packed
+ * path for its products at 1..B rows, or past 64: the prefill of a frozen
+ * model reads the copy it keeps), so the copy is made with the model's load
+ * and not inside a timed step. Does nothing otherwise, or when they are
+ * packed already. */
 void rlaif_model_decode_prepare(rlaif_model *m, int B);
 
 /* valid[] of rlaif_model_forward_kv: 0 a pad, 1 a token to compute, and
