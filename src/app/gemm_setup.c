@@ -104,8 +104,8 @@ static char *table_text(void) {
 
 /* Rank 0's part: record, then cache, then timing (mc NULL: none, the
  * model's shapes unknown); writes both back. */
-static void decide(const rlaif_model_config *mc, int precision, int threads, const char *record,
-                   const char *cache_dir, int *timed) {
+static void decide(const rlaif_model_config *mc, int precision, int frozen, int threads,
+                   const char *record, const char *cache_dir, int *timed) {
     char key[512], cache[4096] = "", lock[4200];
     cpu_key(key, sizeof key);
     char other[1024] = "";
@@ -140,7 +140,7 @@ static void decide(const rlaif_model_config *mc, int precision, int threads, con
     }
     free(both);
     double t0 = rlaif_now();
-    *timed = mc ? rlaif_model_gemm_calibrate(mc, precision, threads) : 0;
+    *timed = mc ? rlaif_model_gemm_calibrate(mc, precision, threads, frozen) : 0;
     char *table = table_text();
     rlaif_info("gemm: choices from %s, %s, %d class(es) timed in %.1f s on world rank 0 (%s)",
                rec ? record : "no record", cac ? cache : "no cache", *timed, rlaif_now() - t0, key);
@@ -151,14 +151,14 @@ static void decide(const rlaif_model_config *mc, int precision, int threads, con
     free(rec), free(cac), free(table);
 }
 
-int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision, int threads,
-                     const char *record, const char *cache_dir, int *timed) {
+int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision, int frozen,
+                     int threads, const char *record, const char *cache_dir, int *timed) {
     int rank, t = 0;
     long long len = 0;
     char *text = NULL;
     RLAIF_CHECK_MPI(MPI_Comm_rank(world, &rank));
     if (rank == 0) {
-        decide(mc, precision, threads, record ? record : "", cache_dir, &t);
+        decide(mc, precision, frozen, threads, record ? record : "", cache_dir, &t);
         text = table_text();
         len = (long long)strlen(text) + 1;
     }
@@ -242,7 +242,8 @@ static int gemm_mode(const rlaif_config *cfg) {
 
 /* rlaif_gemm_agree for each local judge's model (read on rank 0 from its
  * checkpoint: its shapes are not the job's; its judge ranks run the same
- * engine), each adding its classes to what the record and cache hold. */
+ * engine), each adding its classes to what the record and cache hold; a
+ * judge's model is frozen, so its prefill's classes are timed too. */
 static int agree_judges(MPI_Comm world, const rlaif_config *cfg, int precision, int threads,
                         const char *record, const char *cache) {
     char paths[8][4096];
@@ -256,7 +257,7 @@ static int agree_judges(MPI_Comm world, const rlaif_config *cfg, int precision, 
             if (!have) rlaif_error_clear(); /* the judge's open says why */
         }
         RLAIF_TRY(
-            rlaif_gemm_agree(world, have ? &mc : NULL, precision, threads, record, cache, NULL));
+            rlaif_gemm_agree(world, have ? &mc : NULL, precision, 1, threads, record, cache, NULL));
     }
     return 0;
 }
@@ -275,7 +276,8 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
     rlaif_out_path(cfg, RLAIF_OUT_GEMM, record, sizeof record);
     cache_dir(cache, sizeof cache);
     int precision = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), NULL);
-    RLAIF_TRY(rlaif_gemm_agree(world, have ? &mc : NULL, precision, threads, record, cache, NULL));
+    RLAIF_TRY(
+        rlaif_gemm_agree(world, have ? &mc : NULL, precision, 0, threads, record, cache, NULL));
     RLAIF_TRY(agree_judges(world, cfg, precision, threads, record, cache));
     if (rank == 0) log_table(record);
     return 0;

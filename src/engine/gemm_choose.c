@@ -276,8 +276,19 @@ int rlaif_gemm_lookup(int allow_bf16, int ta, int tb, int M, int N, int K) {
     return c ? (int)c->path : -1;
 }
 
+/* How many paths a class of M rows can run (as calibrate times it). */
+static int candidates(int allow_bf16, int ta, int M) {
+    int n = 0, m = M < 256 ? M : 256;
+    for (int p = 0; p < NPATH; p++) n += is_candidate(p, allow_bf16, ta, m);
+    return n;
+}
+
 int rlaif_gemm_calibrate(int allow_bf16, int ta, int tb, int M, int N, int K, int nthreads) {
     if (find(allow_bf16, ta, tb, M, N, K) || N <= 0 || K <= 0 || M <= 0) return 0;
+    /* one candidate (fp32 past 64 rows where the packed kernel does not
+     * run: sgemm) has nothing to choose: the fixed rule runs it, untimed
+     * and unrecorded */
+    if (candidates(allow_bf16, ta, rlaif_gemm_m_class(M)) < 2) return 0;
     choice key = {.allow_bf16 = allow_bf16 != 0,
                   .ta = ta != 0,
                   .tb = tb != 0,

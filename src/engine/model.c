@@ -1123,15 +1123,17 @@ static int model_products(const rlaif_model_config *cfg, int shape[7][3]) {
     return d.Cw != d.C ? 7 : 5;
 }
 
-int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads) {
+int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads,
+                               int frozen) {
     int shape[7][3], nshape = model_products(cfg, shape);
     int bf = precision == RLAIF_PREC_BF16, timed = 0;
-    /* fp32 past 64 rows: sgemm against the packed weights (a frozen model's
-     * prefill, forward_path); at one row its sgemm path is gemv, timed
-     * against the few-row kernel */
-    int m_lo = 1, m_hi = RLAIF_GEMM_MCLASS_MAX;
+    /* fp32 past 64 rows: sgemm against the packed weights, which only a
+     * frozen model's prefill reads (forward_path); a model that trains runs
+     * sgemm there untimed. At one row the sgemm path is gemv, timed against
+     * the few-row kernel. */
+    int m_hi = bf || frozen ? RLAIF_GEMM_MCLASS_MAX : RLAIF_SMALLM_MAX;
     for (int s = 0; s < nshape; s++)
-        for (int M = m_lo; M <= m_hi; M *= 2)
+        for (int M = 1; M <= m_hi; M *= 2)
             timed +=
                 rlaif_gemm_calibrate(bf, 0, shape[s][0], M, shape[s][2], shape[s][1], nthreads);
     return timed;

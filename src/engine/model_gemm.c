@@ -504,7 +504,6 @@ const char *rlaif_smallm_kernel(const char *force) {
 }
 
 /* Columns [n0, n0 + w) of C. */
-/* Columns [n0, n0 + w) of C. */
 static void one_tile(tile_fn *tile, int wt, int w, int n0, int M, int K, const float *W, int ldw,
                      const float *AT, int Mp, const float *bias, const float *res, float *C,
                      int ldc, float *out) {

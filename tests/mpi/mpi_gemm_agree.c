@@ -31,7 +31,7 @@ static char *table(void) {
  * classes with every sgemm / smallm choice swapped (packed: sgemm). */
 static void skewed_table(void) {
     rlaif_gemm_choices_clear();
-    rlaif_model_gemm_calibrate(&mc, RLAIF_PREC_FP32, 1);
+    rlaif_model_gemm_calibrate(&mc, RLAIF_PREC_FP32, 1, 0);
     char *t = table(), *out = malloc(strlen(t) + 64), *o = out;
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
         char *sg = strstr(line, " sgemm "), *sm = strstr(line, " smallm ");
@@ -102,20 +102,20 @@ static void agree_on(MPI_Comm comm) {
         rlaif_gemm_choices_clear();
     else
         skewed_table();
-    int rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 1, rec, cache, &timed);
+    int rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 0, 1, rec, cache, &timed);
     expect(comm, rc == 0 && (rank != 0 || timed > 0), "a first agreement times");
     same_as_root(comm);
     char *first = table();
     /* a resume: the record, nothing timed, the same table */
     if (rank != 0) skewed_table();
     rlaif_gemm_choices_clear();
-    rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 1, rec, NULL, &timed);
+    rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 0, 1, rec, NULL, &timed);
     expect(comm, rc == 0 && (rank != 0 || timed == 0), "a resume times nothing");
     char *again = table();
     expect(comm, !strcmp(first, again), "a resume has the table of the run before");
     /* another job on this machine: the cache, nothing timed */
     rlaif_gemm_choices_clear();
-    rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 1, rec2, cache, &timed);
+    rc = rlaif_gemm_agree(comm, &mc, RLAIF_PREC_FP32, 0, 1, rec2, cache, &timed);
     expect(comm, rc == 0 && (rank != 0 || (timed == 0 && access(rec2, R_OK) == 0)),
            "another job takes the cache, times nothing and records it");
     free(again);

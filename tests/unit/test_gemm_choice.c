@@ -10,7 +10,11 @@
  *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
  *  - fp32 decoding on packed weights when the table names that path;
  *  - a frozen model's prefill past 64 rows on its packed weights likewise;
+ *  - the job's start times the classes a model uses, and only classes with
+ *    a choice to make;
  *  - an empty table and no force is the fixed rule. */
+#include "gemm_bf16.h"  /* rlaif_gemm_lookup */
+#include "model_gemm.h" /* rlaif_smallm_kernel */
 #include "rlaif/engine/gemm_choice.h"
 #include "rlaif/engine/model.h"
 
@@ -239,6 +243,35 @@ START_TEST(test_frozen_prefill_packed) {
 }
 END_TEST
 
+/* What the job's start times (rlaif_model_gemm_calibrate), in fp32: the
+ * classes of 1..64 rows for a model that trains; for a frozen one (a local
+ * judge's) 128 and 256 rows as well, where its prefill runs the packed
+ * kernel or sgemm; and where the packed kernel cannot run (a CPU without
+ * AVX-512, forced here by naming the plain C few-row kernel) those
+ * classes have sgemm alone: neither timed nor recorded. The tiny GPT-2 has
+ * 5 distinct products (qkv, out, fc, proj, head), so 5 x 7 classes of
+ * 1..64 rows and 5 x 2 past 64. */
+START_TEST(test_calibrate_classes) {
+    rlaif_model_config c = {
+        .n_layer = L, .n_embd = C, .n_head = NH, .vocab_size = V, .max_seq_len = 16};
+    const char *best = rlaif_smallm_kernel(NULL);
+    int packs = !strcmp(best, "avx512");
+    reset();
+    ck_assert_int_eq(rlaif_model_gemm_calibrate(&c, RLAIF_PREC_FP32, 1, 0), 5 * 7);
+    ck_assert_int_eq(rlaif_gemm_lookup(0, 0, 0, 128, 3 * C, C), -1);
+    ck_assert_int_eq(rlaif_model_gemm_calibrate(&c, RLAIF_PREC_FP32, 1, 1), packs ? 5 * 2 : 0);
+    ck_assert_int_eq(rlaif_gemm_lookup(0, 0, 0, 128, 3 * C, C) >= 0, packs);
+    ck_assert_int_eq(rlaif_gemm_lookup(0, 0, 1, 256, V, C) >= 0, packs);
+    rlaif_smallm_kernel("c");
+    reset();
+    ck_assert_int_eq(rlaif_model_gemm_calibrate(&c, RLAIF_PREC_FP32, 1, 1), 5 * 7);
+    ck_assert_int_eq(rlaif_gemm_lookup(0, 0, 0, 128, 3 * C, C), -1);
+    ck_assert_int_eq(rlaif_gemm_lookup(0, 0, 0, 64, 3 * C, C) >= 0, 1); /* sgemm or smallm */
+    rlaif_smallm_kernel(best);
+    reset();
+}
+END_TEST
+
 static Suite *make_suite(void) {
     Suite *s = suite_create("gemm_choice");
     TCase *tc = tcase_create("engine");
@@ -247,6 +280,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_decoding_head);
     tcase_add_test(tc, test_decoding_packed);
     tcase_add_test(tc, test_frozen_prefill_packed);
+    tcase_add_test(tc, test_calibrate_classes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -33,13 +33,15 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads);
 int rlaif_gemm_setup_judges(MPI_Comm world, const rlaif_config *cfg, int threads);
 
 /* Collective over world. Rank 0 takes the table from record (when it was
- * written on a CPU of the same key: model name, thread count, OpenBLAS
- * core), then from the cache file of that key in cache_dir (NULL or "":
+ * written on a CPU of the same key: CPU model name, OpenBLAS core, kernels
+ * revision), then from the cache file of that key in cache_dir (NULL or "":
  * none) for classes the record lacks, times the classes of a model of
- * config mc (NULL: none) in precision that both lack, and writes record and cache
- * back; every rank then sets rank 0's table (its own choices, if any, are
- * replaced). *timed (rank 0; may be NULL): the classes timed. */
-int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision, int threads,
-                     const char *record, const char *cache_dir, int *timed);
+ * config mc (NULL: none) in precision that both lack (frozen: the model is a
+ * local judge's, whose prefill has classes of its own; see
+ * rlaif_model_gemm_calibrate), and writes record and cache back; every rank
+ * then sets rank 0's table (its own choices, if any, are replaced).
+ * *timed (rank 0; may be NULL): the classes timed. */
+int rlaif_gemm_agree(MPI_Comm world, const rlaif_model_config *mc, int precision, int frozen,
+                     int threads, const char *record, const char *cache_dir, int *timed);
 
 #endif

@@ -38,11 +38,14 @@ typedef enum {
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
  * (decoding, one class per power of two) and at 128 and more (prefill,
- * training; in fp32 only a frozen model's prefill, whose weights stay
- * packed, looks these up: the packed kernel against sgemm).
- * On the calling thread (the timing is by its CPU time); nthreads is
+ * training). In fp32 the classes past 64 rows only when frozen (the model
+ * will be m->frozen, a local judge's): only its prefill, whose weights stay
+ * packed, looks them up (the packed kernel against sgemm). A class with a
+ * single candidate path is neither timed nor recorded (the fixed rule runs
+ * it). On the calling thread (the timing is by its CPU time); nthreads is
  * recorded. Returns the number of classes timed. */
-int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads);
+int rlaif_model_gemm_calibrate(const rlaif_model_config *cfg, int precision, int nthreads,
+                               int frozen);
 
 /* Bytes a frozen model run in batches of B rows holds beside the weights
  * (rlaif_model_decode_prepare): its packed copy of every linear layer's
