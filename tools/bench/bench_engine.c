@@ -84,7 +84,7 @@ static void gemm_setup(const rlaif_model *m) {
         return;
     }
     double t0 = rlaif_now();
-    int n = rlaif_model_gemm_calibrate(&m->cfg, m->precision, 1);
+    int n = rlaif_model_gemm_calibrate(&m->cfg, m->precision, 1, m->frozen);
     printf("gemm_timed=%d\ngemm_calibrate_s=%.2f\n", n, rlaif_now() - t0);
     rlaif_gemm_choices_print(stderr);
 }
@@ -239,21 +239,31 @@ static int bench_copy(char **a) {
 }
 
 /* What a decoding step at small batch is bound by: every weight read once.
- * Each thread streams its share into 64 independent sums, so no add waits
- * on the one before it and the loop runs at the memory's pace. (It used
- * OpenBLAS's sasum, whose speed is that of the kernel OpenBLAS picks: with
- * its Cooperlake kernels on the AMD EPYC VM, 2026-12-03, sasum read 10 GB/s
- * a thread against 22 for this loop and an explicit AVX-512 one, so every
- * roofline of that day was twice too long.) */
+ * Each thread streams its share into 8 independent vector sums held in
+ * registers, so no add waits on the one before it and the loop runs at the
+ * memory's pace. Two earlier probes read slower than the machine, so every
+ * bandwidth roofline built on them was too long (the engine "beat" it):
+ * OpenBLAS's sasum (its Cooperlake kernels read 10 GB/s a thread on the AMD
+ * EPYC VM, 2026-12-03, against 22 for a loop of independent sums), and then
+ * that loop, `float acc[64]` under `omp simd`, which GCC 12 kept on the
+ * stack, a load and a store around every add: 43-46 GB/s on 2 threads of
+ * the Zen 5 VM, 2026-12-04, where register sums read 53-65 side by side
+ * (medians of 9, 1 and 4 GB). */
+typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) static float read_block(const float *x,
                                                                                      size_t n) {
-    float acc[64] = {0}, s = 0;
+    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
     size_t i = 0;
-    for (; i + 64 <= n; i += 64)
-#pragma omp simd
-        for (int j = 0; j < 64; j++) acc[j] += x[i + j];
+    for (; i + 128 <= n; i += 128) {
+        const v16f *v = (const v16f *)(x + i);
+        a0 += v[0], a1 += v[1], a2 += v[2], a3 += v[3];
+        a4 += v[4], a5 += v[5], a6 += v[6], a7 += v[7];
+    }
+    v16f t = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    float s = 0;
+    for (int j = 0; j < 16; j++) s += t[j];
     for (; i < n; i++) s += x[i];
-    for (int j = 0; j < 64; j++) s += acc[j];
     return s;
 }
 

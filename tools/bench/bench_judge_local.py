@@ -261,9 +261,9 @@ def machine_probe(a, c, M, weight_mb):
     return f / t, read_probe(a, weight_mb)
 
 
-def read_probe(a, weight_mb):
-    """Streaming read GB/s of weight_mb (2 threads, median of 9)."""
-    env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+def read_probe(a, weight_mb, threads=2):
+    """Streaming read GB/s of weight_mb (2 threads, or 1, median of 9)."""
+    env = {"OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     return float(kv(run([a.engine, "read", str(weight_mb), "9"], env))["read_gbs"])
 
 
@@ -301,7 +301,7 @@ def bench_model(a, key, tmp, batches):
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
     res = {B: {"lp": [], "lp0": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [],
-               "rows": [], "th": [], "sg": [], "bw": [], "pk": [], "load": []}
+               "rows": [], "th": [], "sg": [], "bw": [], "pk": [], "bw1": [], "load": []}
            for B in batches}
     pairs = {}
     for B in batches:
@@ -327,6 +327,9 @@ def bench_model(a, key, tmp, batches):
             info[(B, "tin")] = tin
             sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
             x["sg"].append(sg), x["bw"].append(bw), x["pk"].append(fma_probe(a))
+            # one core's read rate: where it is half the machine's, attention at
+            # the machine's bandwidth occupies both cores and nothing overlaps it
+            x["bw1"].append(read_probe(a, weight_mb, 1))
             tw = kv(run([sys.executable, __file__, "--worker", "--model", key, "--B", str(B),
                          "--lens", ",".join(map(str, tin)), "--reps", "1",
                          "--torch-threads", str(tt)], {"OPENBLAS_NUM_THREADS": str(bt_)}))
@@ -358,8 +361,11 @@ def bench_model(a, key, tmp, batches):
         # the sgemm rate is the best round's: a round's probe has read 101
         # GFLOP/s where the others read 154-185 (a busy minute of the VM), and
         # a slow rate lengthens the roofline (a spurious "met"); the bandwidth,
-        # which does move with the minute, is the rounds' median of the larger
-        # of two reads around each verdict run
+        # which does move with the minute (29-89 GB/s within one run of
+        # 2026-12-04), is each round's own, the larger of two reads around
+        # its verdict run, and a percentage is the rounds' median of each
+        # round's step against its own roofline: a median step over a median
+        # bandwidth would pair a fast minute's step with a slow minute's read
         sg, bw = max(x["sg"]), statistics.median(x["bw"])
         lp, th = statistics.median(x["lp"]), statistics.median(x["th"])
         pf = statistics.median(x["pf"])
@@ -372,6 +378,17 @@ def bench_model(a, key, tmp, batches):
         fl, by = decode_step(m, live, ctx)
         attn_ms = statistics.median(x["attn"])
         bound = max(by / (bw * 1e9), fl / (sg * 1e9))
+
+        def pct(rate, serial=False):
+            """The rounds' median of step bound / step, each round with its
+            own bandwidth and live rows; rate: the arithmetic's GFLOP/s."""
+            out = []
+            for st, b, lv in zip(x["step"], x["bw"], x["rows"]):
+                f, y = decode_step(m, lv, ctx)
+                t = (serial_bound(m, lv, ctx, rate * 1e9, b * 1e9) if serial else
+                     max(y / (b * 1e9), f / (rate * 1e9)))
+                out.append(100 * t / st)
+            return statistics.median(out), out
         rows.append(dict(B=B, lp=lp, th=th, ratio=lp / th, pf=pf, pf_pct=100 * pf / sg,
                          vd=len(vin) / wn, step_ms=1e3 * step_s, gbs=by / step_s / 1e9,
                          bound_ms=1e3 * bound, dec_pct=100 * bound / step_s,
@@ -384,9 +401,18 @@ def bench_model(a, key, tmp, batches):
                          # arithmetic: OpenBLAS's sgemm is no ceiling where the
                          # engine's own products outrun it
                          pk=pk, pk_ms=1e3 * max(by / (bw * 1e9), fl / (pk * 1e9)),
+                         # the products at the FMA peak, then the attention at
+                         # the read bandwidth: the floor when the two cannot
+                         # run at once (see bw1)
+                         pk_serial_ms=1e3 * serial_bound(m, live, ctx, pk * 1e9, bw * 1e9),
+                         bw1=statistics.median(x["bw1"]),
                          lp0=statistics.median(x["lp0"]),
                          attn_gbs=kv_bytes(m, live, ctx) / attn_ms / 1e6 if attn_ms else 0))
-        rows[-1]["pk_pct"] = 100 * rows[-1]["pk_ms"] / rows[-1]["step_ms"]
+        r = rows[-1]
+        r["dec_pct"], r["dec_rounds"] = pct(sg)
+        r["pk_pct"], r["pk_rounds"] = pct(pk)
+        r["serial_pct"], _ = pct(sg, True)
+        r["pk_serial_pct"], r["pk_serial_rounds"] = pct(pk, True)
     return m, rows
 
 
@@ -407,16 +433,30 @@ def report(m, rows, a):
                   r["attn_ms"], r["attn_gbs"]))
     print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
           "times are the engine's own, from the judge report; attention: the step's time in "
-          "attention over the KV cache, the rest is the matrix products, norms and sampling)")
+          "attention over the KV cache, the rest is the matrix products, norms and sampling; "
+          "step and roofline are the rounds' medians, each percentage the median of the rounds' "
+          "own: %s)" % ", ".join("B=%d %s" % (r["B"], "/".join("%.0f%%" % v for v in r["dec_rounds"]))
+                                 for r in rows))
     print("  decoding against the serial bound (products at the larger of the weights' read "
           "and their FLOPs at the sgemm rate, then attention reading the KV cache at the read "
           "bandwidth, one after the other): %s" % ", ".join(
-              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"],
-                                          100 * r["serial_ms"] / r["step_ms"]) for r in rows))
+              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"], r["serial_pct"])
+              for r in rows))
     print("  decoding against the roofline with the cores' FMA peak for its arithmetic (%.0f "
           "GFLOP/s, bench_engine fma; OpenBLAS's sgemm %.0f): %s" % (
               rows[0]["pk"], rows[0]["sg"], ", ".join(
-                  "B=%d %.1f ms = %.0f%%" % (r["B"], r["pk_ms"], r["pk_pct"]) for r in rows)))
+                  "B=%d %.1f ms = %.0f%% (rounds %s)" % (
+                      r["B"], r["pk_ms"], r["pk_pct"],
+                      "/".join("%.0f" % v for v in r["pk_rounds"])) for r in rows)))
+    print("  read bandwidth of one core against both (rounds' medians; each probe in its own "
+          "minute): %.1f / %.1f GB/s; the serial bound with the FMA peak (products at %.0f "
+          "GFLOP/s, then attention at the read bandwidth: the floor where the two cannot run at "
+          "once): %s" % (
+              rows[0]["bw1"], rows[0]["bw"],
+              rows[0]["pk"], ", ".join(
+                  "B=%d %.1f ms = %.0f%% (rounds %s)" % (
+                      r["B"], r["pk_serial_ms"], r["pk_serial_pct"],
+                      "/".join("%.0f" % v for v in r["pk_serial_rounds"])) for r in rows)))
     print("  shared prefix (the calls' common first tokens: computed once, copied within a batch "
           "and kept for the next): %s tokens a call of %.0f; logprob labels/s with / without "
           "(judge.local_share_min=0): %s" % (
