@@ -32,9 +32,12 @@ Rates exclude the model load (the `rlaif judge` loop's own timer); the load is
 the process wall time minus the loop. The machine's sgemm rate (OpenBLAS, 2
 threads) and read bandwidth (a streaming read of the weights' size) are
 measured inside every round (the read on 2 MB pages, as the engine reads
-its weights and KV cache); the decoding roofline's bandwidth is the larger
-of two reads just before and just after the verdict run (the rounds'
-median of it), the sgemm rate the best round's.
+its weights and KV cache, 8 register sums a thread); the decoding
+roofline's bandwidth is each round's own, the larger of two reads just
+before and just after its verdict run, and a decoding percentage is the
+rounds' median of each round's step against its own roofline (this VM's
+bandwidth moves 2-3x between minutes); the sgemm rate is the best round's,
+the FMA peak the run's best.
 """
 import argparse
 import json
