@@ -198,20 +198,26 @@ void rlaif_f32_packed_gemm(int M, int N, int K, const float *A, int lda, const f
                            const float *bias, const float *res, float *C, int ldc,
                            rlaif_smallm_post *post, float *post_out, int nthreads) {
     int np = (N + PNR - 1) / PNR, avx512 = !strcmp(rlaif_smallm_kernel(NULL), "avx512");
-    /* a panel per task, handed out dynamically: on a shared machine a thread
-     * that is descheduled does not hold the other up (a panel of a GPT-2
-     * layer is 192 KB, ~4 us of reading) */
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (nthreads > 1)
+    /* each thread a contiguous run of panels: one read stream, as the
+     * machine reads fastest. Panels handed out one at a time (192 KB each
+     * for a GPT-2 layer) let a descheduled thread not hold the other up on
+     * a shared machine, but cost the read stream on a quiet one: a scratch
+     * read of 192 KB chunks handed out dynamically read 52-54 GB/s where
+     * static halves read 59 (2026-12-04, Zen 5 VM); this kernel, 5
+     * alternating rounds of test_model_gemm bench M 3072 768 0, medians,
+     * dynamic against static: M=1 26.6 / 29.1, M=4 89.8 / 104.1, M=16 280 /
+     * 285, M=64 354 / 384 GFLOP/s. A rank's team has its cores to itself
+     * on the nodes rlaif runs on. */
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
     for (int p = 0; p < np; p++) {
         static _Thread_local float tile[PROWS * PNR] __attribute__((aligned(64)));
         const float *P = packed + (size_t)p * K * PNR;
         int n0 = p * PNR, w = N - n0 < PNR ? N - n0 : PNR;
         for (int r0 = 0; r0 < M; r0 += PROWS) {
             int r1 = r0 + PROWS < M ? r0 + PROWS : M;
-            /* the panel this thread most likely takes next (dynamic schedule) */
-            const float *next = r1 < M              ? P
-                                : p + nthreads < np ? P + (size_t)nthreads * K * PNR
-                                                    : NULL;
+            /* the panel this thread takes next (its run's next, or, at the
+             * run's end, the other's first: a harmless read) */
+            const float *next = r1 < M ? P : p + 1 < np ? P + (size_t)K * PNR : NULL;
             panel_rows(avx512, r0, r1, K, A, lda, P, next, tile);
             rlaif_smallm_store(r1 - r0, w, n0, tile, PNR, bias, res ? res + (size_t)r0 * ldc : NULL,
                                C + (size_t)r0 * ldc, ldc, post,

@@ -32,8 +32,9 @@ typedef enum {
  * 5: that kernel up to 16 rows; 6: the fp32 packed path; 7: the packed path
  * prefetches the next K block; 8: the few-row tile kernel's columns handed
  * out guided, contiguous per thread; 9: the fp32 packed path a candidate
- * past 64 rows, timed at 128 and 256). */
-#define RLAIF_GEMM_KERNELS_REV 9
+ * past 64 rows, timed at 128 and 256; 10: the fp32 packed path's panels
+ * split statically, a contiguous run per thread). */
+#define RLAIF_GEMM_KERNELS_REV 10
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
