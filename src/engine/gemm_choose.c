@@ -201,11 +201,16 @@ static double thread_cpu(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The rows a class is timed on: its M, past 128 one class timed at 256. */
+static int timed_rows(int mclass) {
+    return mclass < 256 ? mclass : 256;
+}
+
 /* Times the candidates of c on a slice of its shape into c->ms, on one
  * thread by its CPU time (see the top of this file). */
 static void calibrate(choice *c) {
     bench_case b = {.ta = c->ta, .tb = c->tb, .K = c->K, .nt = 1};
-    b.M = c->mclass < 256 ? c->mclass : 256;
+    b.M = timed_rows(c->mclass);
     size_t wmax = (size_t)4 << 20; /* few rows: 16 MB of fp32 weights */
     b.N = c->mclass <= RLAIF_SMALLM_MAX ? (int)(wmax / (size_t)c->K) : 512;
     if (b.N > c->N) b.N = c->N;
@@ -278,8 +283,8 @@ int rlaif_gemm_lookup(int allow_bf16, int ta, int tb, int M, int N, int K) {
 
 /* How many paths a class of M rows can run (as calibrate times it). */
 static int candidates(int allow_bf16, int ta, int M) {
-    int n = 0, m = M < 256 ? M : 256;
-    for (int p = 0; p < NPATH; p++) n += is_candidate(p, allow_bf16, ta, m);
+    int n = 0;
+    for (int p = 0; p < NPATH; p++) n += is_candidate(p, allow_bf16, ta, timed_rows(M));
     return n;
 }
 

@@ -330,8 +330,8 @@ def bench_model(a, key, tmp, batches):
             info[(B, "tin")] = tin
             sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
             x["sg"].append(sg), x["bw"].append(bw), x["pk"].append(fma_probe(a))
-            # one core's read rate: where it is half the machine's, attention at
-            # the machine's bandwidth occupies both cores and nothing overlaps it
+            # one core's read rate, printed beside both cores': how much of the
+            # machine's bandwidth a core alone can use
             x["bw1"].append(read_probe(a, weight_mb, 1))
             tw = kv(run([sys.executable, __file__, "--worker", "--model", key, "--B", str(B),
                          "--lens", ",".join(map(str, tin)), "--reps", "1",
@@ -394,7 +394,7 @@ def bench_model(a, key, tmp, batches):
             return statistics.median(out), out
         rows.append(dict(B=B, lp=lp, th=th, ratio=lp / th, pf=pf, pf_pct=100 * pf / sg,
                          vd=len(vin) / wn, step_ms=1e3 * step_s, gbs=by / step_s / 1e9,
-                         bound_ms=1e3 * bound, dec_pct=100 * bound / step_s,
+                         bound_ms=1e3 * bound,
                          bw_bound=by / (bw * 1e9) >= fl / (sg * 1e9), sg=sg, bw=bw,
                          load=statistics.median(x["load"]), tin=statistics.mean(tin),
                          vin=statistics.mean(vin), live=live, attn_ms=attn_ms,
@@ -406,7 +406,7 @@ def bench_model(a, key, tmp, batches):
                          pk=pk, pk_ms=1e3 * max(by / (bw * 1e9), fl / (pk * 1e9)),
                          # the products at the FMA peak, then the attention at
                          # the read bandwidth: the floor when the two cannot
-                         # run at once (see bw1)
+                         # run at once
                          pk_serial_ms=1e3 * serial_bound(m, live, ctx, pk * 1e9, bw * 1e9),
                          bw1=statistics.median(x["bw1"]),
                          lp0=statistics.median(x["lp0"]),
