@@ -19,9 +19,13 @@
 #include "config.h"
 #include "model_gemm.h"
 #include "simd_x86.h"
+#include "team_runs.h"
 
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -198,32 +202,43 @@ void rlaif_f32_packed_gemm(int M, int N, int K, const float *A, int lda, const f
                            const float *bias, const float *res, float *C, int ldc,
                            rlaif_smallm_post *post, float *post_out, int nthreads) {
     int np = (N + PNR - 1) / PNR, avx512 = !strcmp(rlaif_smallm_kernel(NULL), "avx512");
+    int nt = nthreads > 1 ? nthreads : 1;
     /* each thread a contiguous run of panels: one read stream, as the
      * machine reads fastest. Panels handed out one at a time (192 KB each
-     * for a GPT-2 layer) let a descheduled thread not hold the other up on
-     * a shared machine, but cost the read stream on a quiet one: a scratch
+     * for a GPT-2 layer) cost the read stream on a quiet machine: a scratch
      * read of 192 KB chunks handed out dynamically read 52-54 GB/s where
      * static halves read 59 (2026-12-04, Zen 5 VM); this kernel, 5
      * alternating rounds of test_model_gemm bench M 3072 768 0, medians,
      * dynamic against static: M=1 26.6 / 29.1, M=4 89.8 / 104.1, M=16 280 /
-     * 285, M=64 354 / 384 GFLOP/s; GPT-2 124M decoding (bench_engine gen,
-     * 450-token prompts, alternating) 15.9 -> 14.9 ms a step at batch 4 (6
-     * rounds), 11.8 -> 11.0 at batch 1 (3). A rank's team has its cores to
-     * itself on the nodes rlaif runs on. */
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-    for (int p = 0; p < np; p++) {
+     * 285, M=64 354 / 384 GFLOP/s. But with static halves a call lasts as
+     * long as its slower thread, and on this VM one core is at times 20-35%
+     * slower than the other (two single-thread streams of the 16-row kernel
+     * at once: 183 and 119-136 GFLOP/s); so a thread whose run is done
+     * takes panels from the back of the other's (team_runs.h). */
+    rlaif_run runs[nt];
+    rlaif_runs_init(runs, np, nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
         static _Thread_local float tile[PROWS * PNR] __attribute__((aligned(64)));
-        const float *P = packed + (size_t)p * K * PNR;
-        int n0 = p * PNR, w = N - n0 < PNR ? N - n0 : PNR;
-        for (int r0 = 0; r0 < M; r0 += PROWS) {
-            int r1 = r0 + PROWS < M ? r0 + PROWS : M;
-            /* the panel this thread takes next (its run's next, or, at the
-             * run's end, the other's first: a harmless read) */
-            const float *next = r1 < M ? P : p + 1 < np ? P + (size_t)K * PNR : NULL;
-            panel_rows(avx512, r0, r1, K, A, lda, P, next, tile);
-            rlaif_smallm_store(r1 - r0, w, n0, tile, PNR, bias, res ? res + (size_t)r0 * ldc : NULL,
-                               C + (size_t)r0 * ldc, ldc, post,
-                               post ? post_out + (size_t)r0 * ldc : NULL);
+        int t = 0, p, back;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        while ((p = rlaif_runs_next(runs, nt, t, &back)) >= 0) {
+            const float *P = packed + (size_t)p * K * PNR;
+            int n0 = p * PNR, w = N - n0 < PNR ? N - n0 : PNR;
+            /* the panel this thread likely takes next: its run's next, or
+             * a thief's, the one before (a wrong guess is a harmless read) */
+            const float *after = back ? (p > 0 ? P - (size_t)K * PNR : NULL)
+                                      : (p + 1 < np ? P + (size_t)K * PNR : NULL);
+            for (int r0 = 0; r0 < M; r0 += PROWS) {
+                int r1 = r0 + PROWS < M ? r0 + PROWS : M;
+                const float *next = r1 < M ? P : after;
+                panel_rows(avx512, r0, r1, K, A, lda, P, next, tile);
+                rlaif_smallm_store(r1 - r0, w, n0, tile, PNR, bias,
+                                   res ? res + (size_t)r0 * ldc : NULL, C + (size_t)r0 * ldc, ldc,
+                                   post, post ? post_out + (size_t)r0 * ldc : NULL);
+            }
         }
     }
 }

@@ -15,12 +15,19 @@
  * factor 1.01), and against cblas_sgemm (+ the same bias and res in fp32)
  * with twice the bound (both are within it of the exact value).
  *
+ * The packed kernel's split of panels over the team (team_runs.h): every
+ * item taken exactly once, each owner's in order, with a slowed thread and
+ * with runs for threads the team does not have, whose items the others
+ * must steal; and the packed product the same bits whichever thread
+ * computes a panel (runs for 3 threads in a team of 1, of 2, and 1 run).
+ *
  *   test_model_gemm                  run the checks (exit 1 on a failure)
  *   test_model_gemm bench M N K wt   GFLOP/s and GB/s of the kernel, the packed kernel,
  *                                    cblas_sgemm and a plain read
  *                                    (medians of cold-weight calls) */
 #include "model_gemm.h"
 #include "rlaif/core/log.h"
+#include "team_runs.h"
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -192,6 +199,94 @@ static int bench(int M, int N, int K, int wt) {
     return 0;
 }
 
+/* Items [0, n) over runs for nr threads, taken by the team this call
+ * gets (at most 2 threads here: the machines have 2 cores). The team's
+ * thread 1 takes one item of its run, then waits until thread 0 has stolen
+ * (10 s at most), so thread 0 must steal whenever run 1 has 2 items or
+ * more; a run with no thread (nr > team) must be stolen in any case. */
+static void check_runs(int n, int nr) {
+    rlaif_run runs[nr];
+    rlaif_runs_init(runs, n, nr);
+    int *taken = calloc((size_t)n + 1, sizeof(int));
+    int steals = 0, bad = 0, team = 1, stolen0 = 0;
+    int run1 = nr > 1 ? (int)((long)n * 2 / nr - (long)n / nr) : 0; /* thread 1's items */
+#pragma omp parallel num_threads(2) reduction(+ : steals, bad)
+    {
+        int t = 0, i, back, last = -1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#pragma omp single
+        team = omp_get_num_threads();
+#endif
+        while ((i = rlaif_runs_next(runs, nr, t, &back)) >= 0) {
+            if (i >= n) { /* out of range: counted as a failure */
+                bad++;
+                continue;
+            }
+#pragma omp atomic
+            taken[i]++;
+            steals += back;
+            /* an owner's items: its own run, in order */
+            long lo = (long)n * t / nr, hi = (long)n * (t + 1) / nr;
+            if (!back && (i <= last || i < lo || i >= hi)) bad++;
+            if (!back) last = i;
+            if (t == 0 && back) {
+#pragma omp atomic write
+                stolen0 = 1;
+            }
+            for (double t0 = rlaif_now();
+                 t == 1 && !back && run1 >= 2 && rlaif_now() - t0 < 10.0;) {
+                int s0;
+#pragma omp atomic read
+                s0 = stolen0;
+                if (s0) break;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) bad += taken[i] != 1;
+    int must_steal = (nr > team && n > (long)n * team / nr) || (team == 2 && run1 >= 2);
+    if (bad || (must_steal && !steals)) {
+        fprintf(stderr,
+                "FAIL runs n=%d for %d threads, team %d: %d items not taken once or out "
+                "of order, %d steals\n",
+                n, nr, team, bad, steals);
+        failures++;
+    }
+    free(taken);
+}
+
+/* The packed product with its panels split for nr threads, from inside a
+ * team of `outer` (nested regions get one thread): the bits of the
+ * one-thread call. */
+static void check_packed_split(int M, int N, int K) {
+    float *A = xalloc(sizeof(float) * M * K), *W = xalloc(sizeof(float) * N * K);
+    float *C1 = xalloc(sizeof(float) * M * N), *C2 = xalloc(sizeof(float) * M * N);
+    float *Wp = aligned_alloc(64, (rlaif_f32_packed_size(K, N) + 63) / 64 * 64);
+    if (!Wp) exit(2);
+    for (int i = 0; i < M * K; i++) A[i] = frand();
+    for (int i = 0; i < N * K; i++) W[i] = frand();
+    rlaif_f32_pack(0, K, N, W, N, Wp, 1);
+    rlaif_f32_packed_gemm(M, N, K, A, K, Wp, NULL, NULL, C1, N, NULL, NULL, 1);
+    for (int nr = 2; nr <= 3; nr++)
+        for (int outer = 1; outer <= 2; outer++) {
+            memset(C2, 0xff, sizeof(float) * M * N); /* NaN where a panel is left out */
+            if (outer == 2) {
+#pragma omp parallel num_threads(1)
+                rlaif_f32_packed_gemm(M, N, K, A, K, Wp, NULL, NULL, C2, N, NULL, NULL, nr);
+            } else {
+                rlaif_f32_packed_gemm(M, N, K, A, K, Wp, NULL, NULL, C2, N, NULL, NULL, nr);
+            }
+            if (memcmp(C1, C2, sizeof(float) * M * N)) {
+                fprintf(stderr,
+                        "FAIL packed M=%d N=%d K=%d split for %d threads (%s): not the "
+                        "one-thread bits\n",
+                        M, N, K, nr, outer == 2 ? "inside a team of 1" : "a team of its own");
+                failures++;
+            }
+        }
+    free(A), free(W), free(C1), free(C2), free(Wp);
+}
+
 int main(int argc, char **argv) {
     if (argc == 6 && !strcmp(argv[1], "bench"))
         return bench(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
@@ -219,6 +314,10 @@ int main(int argc, char **argv) {
                                 cases++;
                             }
     }
+    static const int runs_n[] = {0, 1, 2, 7, 64, 1000};
+    for (size_t i = 0; i < sizeof runs_n / sizeof *runs_n; i++)
+        for (int nr = 1; nr <= 5; nr++) check_runs(runs_n[i], nr), cases++;
+    check_packed_split(16, 3000, 130), check_packed_split(70, 640, 64), cases += 2;
     printf("%d cases on kernels up to %s: %s\n", cases, best, failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
 }
