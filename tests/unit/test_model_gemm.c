@@ -16,10 +16,11 @@
  * with twice the bound (both are within it of the exact value).
  *
  * The packed kernel's split of panels over the team (team_runs.h): every
- * item taken exactly once, each owner's in order, with a slowed thread and
- * with runs for threads the team does not have, whose items the others
- * must steal; and the packed product the same bits whichever thread
- * computes a panel (runs for 3 threads in a team of 1, of 2, and 1 run).
+ * item taken exactly once, each owner's in order, with thread 1 held until
+ * thread 0 has stolen and with runs for threads the team does not have,
+ * whose items the others must steal; and the packed product the same bits
+ * whichever thread computes a panel (runs for 2 threads in a team of 2,
+ * runs for 2 and 3 in a team of 1; never more threads than cores).
  *
  *   test_model_gemm                  run the checks (exit 1 on a failure)
  *   test_model_gemm bench M N K wt   GFLOP/s and GB/s of the kernel, the packed kernel,
@@ -255,9 +256,10 @@ static void check_runs(int n, int nr) {
     free(taken);
 }
 
-/* The packed product with its panels split for nr threads, from inside a
- * team of `outer` (nested regions get one thread): the bits of the
- * one-thread call. */
+/* The packed product with its panels split for nr threads, in a team of
+ * its own (nr 2) or from inside a team of 1 (nr 2 and 3: nested regions
+ * get one thread, so it takes every run; a team of 3 would oversubscribe
+ * the 2 cores): the bits of the one-thread call. */
 static void check_packed_split(int M, int N, int K) {
     float *A = xalloc(sizeof(float) * M * K), *W = xalloc(sizeof(float) * N * K);
     float *C1 = xalloc(sizeof(float) * M * N), *C2 = xalloc(sizeof(float) * M * N);
@@ -268,7 +270,7 @@ static void check_packed_split(int M, int N, int K) {
     rlaif_f32_pack(0, K, N, W, N, Wp, 1);
     rlaif_f32_packed_gemm(M, N, K, A, K, Wp, NULL, NULL, C1, N, NULL, NULL, 1);
     for (int nr = 2; nr <= 3; nr++)
-        for (int outer = 1; outer <= 2; outer++) {
+        for (int outer = nr > 2 ? 2 : 1; outer <= 2; outer++) {
             memset(C2, 0xff, sizeof(float) * M * N); /* NaN where a panel is left out */
             if (outer == 2) {
 #pragma omp parallel num_threads(1)
