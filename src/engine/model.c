@@ -335,8 +335,58 @@ void rlaif_model_alloc_grads(rlaif_model *m) {
     rlaif_model_point(&m->cfg, m->grads, &m->g);
 }
 
+/* The lazily zeroed gradients (rlaif_model_zero_grad): the weights of the
+ * four products of every layer, which every backward writes whole, as
+ * offsets into the flat block, in increasing order. Returns their count. */
+typedef struct {
+    size_t off, n;
+} span;
+
+static int span_cmp(const void *a, const void *b) {
+    size_t x = ((const span *)a)->off, y = ((const span *)b)->off;
+    return x < y ? -1 : x > y;
+}
+
+static int lazy_spans(const rlaif_model *m, span *sp) {
+    dims d = dims_of(&m->cfg);
+    int k = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const rlaif_layer_weights *g = &m->g.h[l];
+        sp[k++] = (span){(size_t)(g->qkv_w - m->grads), (size_t)d.C * d.C3};
+        sp[k++] = (span){(size_t)(g->o_w - m->grads), (size_t)d.C * d.C};
+        sp[k++] = (span){(size_t)(g->fc_w - m->grads), (size_t)d.C * d.F2};
+        sp[k++] = (span){(size_t)(g->proj_w - m->grads), (size_t)d.FA * d.C};
+    }
+    qsort(sp, (size_t)k, sizeof *sp, span_cmp);
+    return k;
+}
+
+/* Zeroes the gradients, the lazy spans too when all, else only the rest. */
+static void zero_grads(rlaif_model *m, int all) {
+    span *sp = xmalloc(sizeof(span) * 4 * (size_t)m->cfg.n_layer);
+    int k = lazy_spans(m, sp);
+    size_t at = 0;
+    for (int i = 0; i <= k; i++) {
+        size_t end = i < k ? sp[i].off : m->table.total;
+        if (end > at) memset(m->grads + at, 0, (end - at) * sizeof(float));
+        if (i < k && all) memset(m->grads + sp[i].off, 0, sp[i].n * sizeof(float));
+        if (i < k) at = sp[i].off + sp[i].n;
+    }
+    free(sp);
+}
+
+/* The layers' product weights are zeroed by the next backward, which
+ * writes their gradients instead of adding to them (beta 0): the memset
+ * and the read of zeros cost 1 GB of memory traffic a GPT-2 124M step. */
 void rlaif_model_zero_grad(rlaif_model *m) {
-    if (m->grads) memset(m->grads, 0, m->table.total * sizeof(float));
+    if (!m->grads) return;
+    zero_grads(m, 0);
+    m->grads_lazy = 1;
+}
+
+void rlaif_model_grads_ready(rlaif_model *m) {
+    if (m->grads && m->grads_lazy) zero_grads(m, 1);
+    m->grads_lazy = 0;
 }
 
 /* ------------------------------------------------------ threaded products */
@@ -748,16 +798,16 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
 /* bf16 backward (the contract of matmul_backward): dout and inp rounded once
  * each, dinp = bf16(dout) @ bf16(W)^T, dW += bf16(inp)^T bf16(dout), both
  * accumulated in fp32; db in fp32 from the unrounded dout. */
-static void matmul_backward_bf16(float *dinp, float beta, float *dw, float *db, const float *dout,
-                                 const float *inp, weight W, int N, int IC, int OC, int act,
-                                 const float *act_inp) {
+static void matmul_backward_bf16(float *dinp, float beta, float *dw, float wbeta, float *db,
+                                 const float *dout, const float *inp, weight W, int N, int IC,
+                                 int OC, int act, const float *act_inp) {
     int nt = team_size(), tr = W.trans;
     to_bf16(W.d16, dout, (size_t)N * OC); /* used twice: rounded once */
     rlaif_bf16_gemm(0, !tr, N, IC, OC, W.d16, OC, W.w16, tr ? IC : OC, beta, dinp, IC, nt);
     if (tr) /* dW [OC, IC] += dout^T inp */
-        rlaif_bf16_gemm_ex(1, 0, OC, IC, N, W.d16, 0, OC, inp, 1, IC, 1.0f, dw, IC, nt);
+        rlaif_bf16_gemm_ex(1, 0, OC, IC, N, W.d16, 0, OC, inp, 1, IC, wbeta, dw, IC, nt);
     else /* dW [IC, OC] += inp^T dout */
-        rlaif_bf16_gemm_ex(1, 0, IC, OC, N, inp, 1, IC, W.d16, 0, OC, 1.0f, dw, OC, nt);
+        rlaif_bf16_gemm_ex(1, 0, IC, OC, N, inp, 1, IC, W.d16, 0, OC, wbeta, dw, OC, nt);
     int big = (size_t)N * (IC > OC ? IC : OC) >= PAR_MIN;
     int rchunk = (N + nt - 1) / nt, cchunk = ((OC + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
@@ -858,11 +908,11 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
  * One parallel region: each thread takes a block of rows of dinp and a block
  * of output columns of dW and db (independent outputs, no barrier in
  * between). */
-static void matmul_backward(float *dinp, float beta, float *dw, float *db, const float *dout,
-                            const float *inp, weight W, int N, int IC, int OC, int act,
-                            const float *act_inp) {
+static void matmul_backward(float *dinp, float beta, float *dw, float wbeta, float *db,
+                            const float *dout, const float *inp, weight W, int N, int IC, int OC,
+                            int act, const float *act_inp) {
     if (W.w16) {
-        matmul_backward_bf16(dinp, beta, dw, db, dout, inp, W, N, IC, OC, act, act_inp);
+        matmul_backward_bf16(dinp, beta, dw, wbeta, db, dout, inp, W, N, IC, OC, act, act_inp);
         return;
     }
     int nt = team_size(), tr = W.trans;
@@ -882,10 +932,10 @@ static void matmul_backward(float *dinp, float beta, float *dw, float *db, const
         if (o0 >= o1) continue;
         if (tr) /* dW [OC, IC] rows o0..o1 += dout[:, o0:o1]^T inp */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, IC, N, 1.0f, dout + o0,
-                        OC, inp, IC, 1.0f, dw + (size_t)o0 * IC, IC);
+                        OC, inp, IC, wbeta, dw + (size_t)o0 * IC, IC);
         else /* dW [IC, OC] columns o0..o1 += inp^T dout[:, o0:o1] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, o1 - o0, N, 1.0f, inp, IC,
-                        dout + o0, OC, 1.0f, dw + o0, OC);
+                        dout + o0, OC, wbeta, dw + o0, OC);
         for (int n = 0; n < N && db; n++) {
             const float *d = dout + (size_t)n * OC;
 #pragma omp simd
@@ -1532,16 +1582,17 @@ static void mlp_backward(rlaif_model *m, int l, float *dinp, float beta, const f
     rlaif_layer_weights *g = &m->g.h[l];
     rlaif_acts *a = m->acts;
     dims d = dims_of(&m->cfg);
+    float wb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
     if (m->cfg.arch == RLAIF_ARCH_LLAMA) {
-        matmul_backward(a->dbig2, 0.0f, g->proj_w, g->proj_b, dout, fchg, lin(m, w->proj_w), N,
+        matmul_backward(a->dbig2, 0.0f, g->proj_w, wb, g->proj_b, dout, fchg, lin(m, w->proj_w), N,
                         d.FA, d.C, ACT_NONE, NULL);
         swiglu_backward(a->dbig, a->dbig2, fch, N, d.FA);
     } else {
         int act = m->cfg.arch == RLAIF_ARCH_GPT2 ? ACT_GELU : ACT_RELU;
-        matmul_backward(a->dbig, 0.0f, g->proj_w, g->proj_b, dout, fchg, lin(m, w->proj_w), N, d.FA,
-                        d.C, act, fch);
+        matmul_backward(a->dbig, 0.0f, g->proj_w, wb, g->proj_b, dout, fchg, lin(m, w->proj_w), N,
+                        d.FA, d.C, act, fch);
     }
-    matmul_backward(dinp, beta, g->fc_w, g->fc_b, a->dbig, inp, lin(m, w->fc_w), N, d.C, d.F2,
+    matmul_backward(dinp, beta, g->fc_w, wb, g->fc_b, a->dbig, inp, lin(m, w->fc_w), N, d.C, d.F2,
                     ACT_NONE, NULL);
 }
 
@@ -1554,15 +1605,16 @@ static void attn_backward(rlaif_model *m, int l, layer_bufs b, float *dinp, floa
     rlaif_layer_weights *g = &m->g.h[l];
     rlaif_acts *a = m->acts;
     dims d = dims_of(&m->cfg);
+    float wb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
     attn_geom ge = geom_of(&m->cfg);
     int B = m->B, T = m->T, N = B * T;
-    matmul_backward(dy, 0.0f, g->o_w, g->o_b, dout, b.atty, lin(m, w->o_w), N, d.C, d.C, ACT_NONE,
-                    NULL);
+    matmul_backward(dy, 0.0f, g->o_w, wb, g->o_b, dout, b.atty, lin(m, w->o_w), N, d.C, d.C,
+                    ACT_NONE, NULL);
     attention_backward(a->dbig, a->datt, dy, b.qkv, b.att, B, T, ge);
     if (a->rope_cos)
         rope_apply(a->dbig, a->has_pos ? a->pos : NULL, N, T, ge, a->rope_cos, a->rope_sin, -1.0f);
-    matmul_backward(dinp, beta, g->qkv_w, g->qkv_b, a->dbig, inp, lin(m, w->qkv_w), N, d.C, d.C3,
-                    ACT_NONE, NULL);
+    matmul_backward(dinp, beta, g->qkv_w, wb, g->qkv_b, a->dbig, inp, lin(m, w->qkv_w), N, d.C,
+                    d.C3, ACT_NONE, NULL);
 }
 
 /* One layer backward: a->dres holds d(output) on entry, d(input) on exit
@@ -1606,8 +1658,8 @@ static void final_backward(rlaif_model *m, float *dhead, const float *top) {
     float *dnf = dhead;
     if (m->w.proj_out) {
         const float *h = m->w.norm_f_w ? a->nf : top;
-        matmul_backward(a->dsmall, 0.0f, m->g.proj_out, NULL, dhead, h, lin(m, m->w.proj_out), N, C,
-                        m->cfg.word_embed_dim, ACT_NONE, NULL);
+        matmul_backward(a->dsmall, 0.0f, m->g.proj_out, 1.0f, NULL, dhead, h, lin(m, m->w.proj_out),
+                        N, C, m->cfg.word_embed_dim, ACT_NONE, NULL);
         dnf = a->dsmall;
     }
     if (!m->w.norm_f_w) {
@@ -1629,8 +1681,8 @@ static void embed_backward(rlaif_model *m) {
         return;
     }
     encoder_backward(NULL, m->g.wpe, a->dres, a->tokens, pos, B, T, C);
-    matmul_backward(a->dbig, 0.0f, m->g.proj_in, NULL, a->dres, a->tok_emb, lin(m, m->w.proj_in),
-                    B * T, Cw, C, ACT_NONE, NULL);
+    matmul_backward(a->dbig, 0.0f, m->g.proj_in, 1.0f, NULL, a->dres, a->tok_emb,
+                    lin(m, m->w.proj_in), B * T, Cw, C, ACT_NONE, NULL);
     encoder_backward(m->g.wte, NULL, a->dbig, a->tokens, pos, B, T, Cw);
 }
 
@@ -1659,8 +1711,8 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
         if (m->params16) { /* the scale goes into d(logits) before its rounding */
             scale_span(a->logits, (size_t)N * V, m->logit_scale);
-            matmul_backward(dlnf, 0.0f, m->g.lm_head, NULL, a->logits, a->lnf, head_lin(m), N, C, V,
-                            ACT_NONE, NULL);
+            matmul_backward(dlnf, 0.0f, m->g.lm_head, 1.0f, NULL, a->logits, a->lnf, head_lin(m), N,
+                            C, V, ACT_NONE, NULL);
         } else {
             gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.lm_head, C, 0.0f, dlnf, C);
             gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.lm_head, C);
@@ -1677,6 +1729,7 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
         }
     final_backward(m, dlnf, layer_out(m, L - 1));
     for (int l = L - 1; l >= 0; l--) layer_backward(m, l, layer_out(m, l - 1));
+    m->grads_lazy = 0; /* every layer's products wrote their weights' gradients */
     embed_backward(m);
     return 0;
 }

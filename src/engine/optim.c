@@ -45,10 +45,31 @@ float rlaif_lr_at(const rlaif_adamw_config *c, long step) {
     return (float)(lo + 0.5 * (c->lr - lo) * (1.0 + cos(M_PI * progress)));
 }
 
-double rlaif_grad_sumsq(const float *g, size_t begin, size_t end) {
+/* Sum of squares of a span in float64, in 16 independent lanes: a single
+ * running sum waits on each addition's latency (4 cycles), which made
+ * the gradient norm of GPT-2 124M take 58 ms a step on 2 threads, over
+ * twice its memory time (measured 2026-12-04, Intel Xeon VM). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static double
+sumsq_span(const float *g, size_t n) {
+    double lane[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) lane[j] += (double)g[i + j] * g[i + j];
     double s = 0.0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static) if (end - begin >= (1 << 15))
-    for (size_t i = begin; i < end; i++) s += (double)g[i] * g[i];
+    for (; i < n; i++) s += (double)g[i] * g[i];
+    for (int j = 0; j < 16; j++) s += lane[j];
+    return s;
+}
+
+double rlaif_grad_sumsq(const float *g, size_t begin, size_t end) {
+    const size_t block = 1 << 16;
+    long nb = (long)((end - begin + block - 1) / block);
+    double s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (nb > 1)
+    for (long k = 0; k < nb; k++) {
+        size_t i = begin + (size_t)k * block;
+        s += sumsq_span(g + i, end - i < block ? end - i : block);
+    }
     return s;
 }
 

@@ -308,6 +308,7 @@ int rlaif_learner_resume(rlaif_learner *L, const rlaif_phase *ph, int *found, in
 /* ---- one update ---- */
 
 int rlaif_learner_update(rlaif_learner *L, double loss, rlaif_step_info *info) {
+    rlaif_model_grads_ready(&L->model); /* a batch without a backward: zeros */
     float *g = L->model.grads;
     size_t n = L->end - L->begin;
     double t = rlaif_now();

@@ -62,6 +62,7 @@ typedef struct {
 
 static int batch(rlaif_learner *L, void *ud, rlaif_batch_stats *st) {
     const fault *f = ud;
+    rlaif_model_grads_ready(&L->model); /* written here, not by a backward */
     for (size_t i = 0; i < L->model.table.total; i++)
         L->model.grads[i] = 1e-3f * sinf((float)(i % 977) + (float)L->step);
     if (L->step >= f->bad_from && L->step < f->bad_to && L->rank == L->size - 1)

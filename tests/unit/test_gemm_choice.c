@@ -236,7 +236,10 @@ START_TEST(test_frozen_prefill_packed) {
             ck_assert_int_eq(d[pass ? RLAIF_PATH_PACKED : RLAIF_PATH_SGEMM], pass ? 0 : 1);
         }
         for (int i = 0; i < B * V; i++) ck_assert_float_eq_tol(lp[i], ls[i], 1e-4f);
-        ck_assert(memcmp(lp, ls, sizeof lp) != 0); /* another kernel ran, not the same one */
+        /* Which kernel ran is the path counters' to show, not the bits: on
+         * the Intel Xeon VM (2026-12-04, OpenBLAS's SkylakeX kernels) sgemm
+         * sums these short rows in the packed kernel's order, and the two
+         * logits were bit-identical; on the AMD EPYC VM they differ. */
         reset();
         rlaif_model_free(&m);
     }

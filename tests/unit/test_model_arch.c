@@ -193,6 +193,73 @@ START_TEST(opt_gradients) {
 }
 END_TEST
 
+/* rlaif_model_zero_grad zeroes the layers' product weights lazily: the
+ * next backward writes them instead of adding. Over gradients poisoned
+ * with NaN, zero_grad + backward gives exactly the gradient of memset
+ * zeros + backward (a product that added to its stale gradient keeps the
+ * NaN). A second backward adds: twice the gradient within 1e-4 of the
+ * tensor's largest (sums that start from a stale gradient round in another
+ * order) + 1e-6 (k_proj.bias's gradient is 0 but for 1e-7 of noise:
+ * softmax ignores a key bias). rlaif_model_grads_ready with no backward in
+ * between leaves only zeros. fp32 and bf16, every arch. */
+static void lazy_zero_check(const rlaif_model_config *c, int precision) {
+    rlaif_model m;
+    inputs in;
+    make_model(&m, c);
+    rlaif_model_set_precision(&m, precision);
+    make_inputs(&in, c->vocab_size);
+    rlaif_model_alloc_grads(&m);
+    size_t n = m.table.total;
+    float *ref = malloc(n * sizeof(float)), *two = malloc(n * sizeof(float));
+    memset(m.grads, 0, n * sizeof(float));
+    rlaif_model_grads_ready(&m); /* grads zero in memory: backward adds to them */
+    loss(&m, &in, NULL);
+    ck_assert_int_eq(rlaif_model_backward(&m, in.wl, in.we, in.ws), 0);
+    memcpy(ref, m.grads, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) m.grads[i] = NAN;
+    rlaif_model_zero_grad(&m);
+    ck_assert(m.grads_lazy);
+    for (int pass = 0; pass < 2; pass++) {
+        loss(&m, &in, NULL);
+        ck_assert_int_eq(rlaif_model_backward(&m, in.wl, in.we, in.ws), 0);
+        if (pass == 0) memcpy(two, m.grads, n * sizeof(float));
+    }
+    for (int k = 0; k < m.table.n; k++) {
+        const rlaif_tensor_desc *d = &m.table.t[k];
+        float big = 0.0f;
+        for (size_t j = 0; j < d->numel; j++) big = fmaxf(big, fabsf(ref[d->offset + j]));
+        for (size_t j = d->offset; j < d->offset + d->numel; j++) {
+            ck_assert_msg(two[j] == ref[j], "%s %s: gradient %g after a lazy zero, %g after memset",
+                          rlaif_arch_name(c->arch), d->name, two[j], ref[j]);
+            ck_assert_msg(fabsf(m.grads[j] - 2.0f * ref[j]) <= 1e-4f * big + 1e-6f,
+                          "%s %s: gradient %g after two backwards, %g after one",
+                          rlaif_arch_name(c->arch), d->name, m.grads[j], ref[j]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) m.grads[i] = 7.0f;
+    rlaif_model_zero_grad(&m);
+    rlaif_model_grads_ready(&m);
+    ck_assert(!m.grads_lazy);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(m.grads[i] == 0.0f, "gradient %zu is %g", i, m.grads[i]);
+    free(ref), free(two);
+    rlaif_model_free(&m);
+}
+
+START_TEST(zero_grad_lazy) {
+    rlaif_model_config gpt2 = {.arch = RLAIF_ARCH_GPT2,
+                               .n_layer = 2,
+                               .n_embd = 32,
+                               .n_head = 4,
+                               .vocab_size = 37,
+                               .max_seq_len = 16,
+                               .score_head = 1};
+    rlaif_model_config cs[4] = {llama_cfg(), opt_cfg(1), opt_cfg(0), gpt2};
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 4; k++) lazy_zero_check(&cs[k], p ? RLAIF_PREC_BF16 : RLAIF_PREC_FP32);
+}
+END_TEST
+
 /* Prefill 5 tokens, then decode one at a time: each step's logits equal
  * the full forward's at that position. Both compute the same sums in a
  * different order (sgemm vs the few-row kernels), so they agree to float32
@@ -271,6 +338,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, llama_gradients);
     tcase_add_test(tc, opt_gradients);
     tcase_add_test(tc, kv_matches_full);
+    tcase_add_test(tc, zero_grad_lazy);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -117,6 +117,10 @@ typedef struct {
      * sequence (gemm_packed.c), and rlaif_model_decode_prepare can do it
      * ahead. 0 after create. */
     int frozen;
+    /* 1 from rlaif_model_zero_grad until the next backward or
+     * rlaif_model_grads_ready: the layers' product weights' gradients are
+     * zero in value but not in memory. */
+    int grads_lazy;
     int B, T; /* shape of the last forward */
     /* lm_forward's logits are (lnf @ lm_head^T) * logit_scale (1 after create):
      * 1 / temperature makes log-probs and entropies those of the tempered
@@ -175,7 +179,15 @@ void rlaif_model_free(rlaif_model *m);
  * thread count. */
 void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std);
 void rlaif_model_alloc_grads(rlaif_model *m);
+/* Zeroes m->grads for the next backward. The gradients of the layers'
+ * product weights (c_attn / q|k|v, the out projection, the MLP's up and
+ * down; 85M of GPT-2 124M's 124M) are zeroed lazily: the next
+ * rlaif_model_backward writes them rather than adding to them
+ * (m->grads_lazy). Code that reads or writes m->grads other than through
+ * backward calls rlaif_model_grads_ready first, which zeroes them if no
+ * backward has run since. */
 void rlaif_model_zero_grad(rlaif_model *m);
+void rlaif_model_grads_ready(rlaif_model *m);
 /* Bytes held by the activations (for memory reports). */
 size_t rlaif_model_act_bytes(const rlaif_model *m);
 
