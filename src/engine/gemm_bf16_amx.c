@@ -1,12 +1,12 @@
 /* gemm_bf16_amx.c - the AMX-BF16 panel kernel of the bf16 products.
  *
- * UNTESTED ON HARDWARE: written for Intel Xeon (Sapphire Rapids and later)
- * without one to run it on. It is therefore guarded: it runs only when
- * CPUID reports AMX-TILE and AMX-BF16, the OS enabled the tile state in
- * XCR0, Linux granted this process the tile data (arch_prctl
- * ARCH_REQ_XCOMP_PERM), and a self-test on first use (under a SIGILL /
- * SIGSEGV guard) matches the AVX512-BF16 kernel on a small product; any
- * failure leaves the AVX512-BF16 kernel in charge.
+ * First run on hardware 2026-12-04 (an Intel Xeon VM with AMX-BF16): the
+ * guard below passed and tests/unit/test_gemm_bf16 holds the kernel to its
+ * error bound. It runs only when CPUID reports AMX-TILE and AMX-BF16, the
+ * OS enabled the tile state in XCR0, Linux granted this process the tile
+ * data (arch_prctl ARCH_REQ_XCOMP_PERM), and a self-test on first use
+ * (under a SIGILL / SIGSEGV guard) matches the AVX512-BF16 kernel on a
+ * small product; any failure leaves the AVX512-BF16 kernel in charge.
  *
  * Tiles: C is computed in 2 x 2 tiles of 16 x 16 fp32 (32 rows x 32
  * columns, half a 64-column panel), from 2 A tiles (16 rows x 16 k pairs,
@@ -137,7 +137,9 @@ __attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, 
                                                    int mode, float beta) {
     float out[32 * 64] __attribute__((aligned(64)));
     load_config(); /* tile state is per thread: set it on every team thread */
-    if (mode == BF16_BETA && beta == 1.0f) mode = BF16_ADD; /* 1 * c + x is c + x */
+    /* beta 1 (a gradient accumulated): the tiles start from C, which sums
+     * in another order than c + x but within the same bound */
+    if (mode == BF16_BETA && beta == 1.0f) mode = BF16_ADD;
     for (int m = 0; m < M; m += 32) {
         int rv = M - m < 32 ? M - m : 32;
         if (rv == 32 && ncv == 64 && mode != BF16_BETA) {

@@ -34,8 +34,9 @@ typedef enum {
  * out guided, contiguous per thread; 9: the fp32 packed path a candidate
  * past 64 rows, timed at 128 and 256; 10: the fp32 packed path's panels
  * split statically, a contiguous run per thread; 11: a thread whose run is
- * done steals panels from the back of another's, team_runs.h). */
-#define RLAIF_GEMM_KERNELS_REV 11
+ * done steals panels from the back of another's, team_runs.h; 12: the AMX
+ * kernel accumulates whole blocks in C's tiles, no buffer pass). */
+#define RLAIF_GEMM_KERNELS_REV 12
 
 /* Times every product class a model of config cfg meets in precision
  * (RLAIF_PREC_*) that the table lacks: its linear layers at 1-64 rows
