@@ -336,8 +336,9 @@ void rlaif_model_alloc_grads(rlaif_model *m) {
 }
 
 /* The lazily zeroed gradients (rlaif_model_zero_grad): the weights of the
- * four products of every layer, which every backward writes whole, as
- * offsets into the flat block, in increasing order. Returns their count. */
+ * four products of every layer and the LM head, which every backward
+ * writes whole, as offsets into the flat block, in increasing order.
+ * Returns their count (at most 4 n_layer + 1). */
 typedef struct {
     size_t off, n;
 } span;
@@ -357,13 +358,18 @@ static int lazy_spans(const rlaif_model *m, span *sp) {
         sp[k++] = (span){(size_t)(g->fc_w - m->grads), (size_t)d.C * d.F2};
         sp[k++] = (span){(size_t)(g->proj_w - m->grads), (size_t)d.FA * d.C};
     }
+    /* the LM head ([V, Cw]; wte when tied, which embed_backward then adds
+     * to): written by backward's head product, or zeroed there when that
+     * backward has no LM-head gradient */
+    sp[k++] = (span){(size_t)(m->g.lm_head - m->grads),
+                     (size_t)m->cfg.vocab_size * (size_t)m->cfg.word_embed_dim};
     qsort(sp, (size_t)k, sizeof *sp, span_cmp);
     return k;
 }
 
 /* Zeroes the gradients, the lazy spans too when all, else only the rest. */
 static void zero_grads(rlaif_model *m, int all) {
-    span *sp = xmalloc(sizeof(span) * 4 * (size_t)m->cfg.n_layer);
+    span *sp = xmalloc(sizeof(span) * (4 * (size_t)m->cfg.n_layer + 1));
     int k = lazy_spans(m, sp);
     size_t at = 0;
     for (int i = 0; i <= k; i++) {
@@ -1707,18 +1713,20 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
     float *dlnf = a->dbig;
 
     /* heads -> dlnf (N, Cw) */
+    float hb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
         if (m->params16) { /* the scale goes into d(logits) before its rounding */
             scale_span(a->logits, (size_t)N * V, m->logit_scale);
-            matmul_backward(dlnf, 0.0f, m->g.lm_head, 1.0f, NULL, a->logits, a->lnf, head_lin(m), N,
+            matmul_backward(dlnf, 0.0f, m->g.lm_head, hb, NULL, a->logits, a->lnf, head_lin(m), N,
                             C, V, ACT_NONE, NULL);
         } else {
             gemm(0, 0, N, C, V, m->logit_scale, a->logits, V, m->w.lm_head, C, 0.0f, dlnf, C);
-            gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, 1.0f, m->g.lm_head, C);
+            gemm(1, 0, V, C, N, m->logit_scale, a->logits, V, a->lnf, C, hb, m->g.lm_head, C);
         }
     } else {
         memset(dlnf, 0, sizeof(float) * (size_t)N * C);
+        if (m->grads_lazy) memset(m->g.lm_head, 0, sizeof(float) * (size_t)V * C);
     }
     if (dscore)
         for (int i = 0; i < N; i++) {

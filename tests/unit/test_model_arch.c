@@ -202,39 +202,44 @@ END_TEST
  * tensor's largest (sums that start from a stale gradient round in another
  * order) + 1e-6 (k_proj.bias's gradient is 0 but for 1e-7 of noise:
  * softmax ignores a key bias). rlaif_model_grads_ready with no backward in
- * between leaves only zeros. fp32 and bf16, every arch. */
-static void lazy_zero_check(const rlaif_model_config *c, int precision) {
+ * between leaves only zeros. fp32 and bf16, every arch, with the LM head's
+ * gradient and without it (a reward model's backward: the head's lazy
+ * gradient is zeroed there, then the embedding's rows add to it). */
+static void lazy_zero_check(const rlaif_model_config *c, int precision, int lm) {
     rlaif_model m;
     inputs in;
     make_model(&m, c);
     rlaif_model_set_precision(&m, precision);
     make_inputs(&in, c->vocab_size);
     rlaif_model_alloc_grads(&m);
+    const float *wl = lm ? in.wl : NULL, *we = lm ? in.we : NULL;
     size_t n = m.table.total;
     float *ref = malloc(n * sizeof(float)), *two = malloc(n * sizeof(float));
     memset(m.grads, 0, n * sizeof(float));
     rlaif_model_grads_ready(&m); /* grads zero in memory: backward adds to them */
     loss(&m, &in, NULL);
-    ck_assert_int_eq(rlaif_model_backward(&m, in.wl, in.we, in.ws), 0);
+    ck_assert_int_eq(rlaif_model_backward(&m, wl, we, in.ws), 0);
     memcpy(ref, m.grads, n * sizeof(float));
     for (size_t i = 0; i < n; i++) m.grads[i] = NAN;
     rlaif_model_zero_grad(&m);
     ck_assert(m.grads_lazy);
     for (int pass = 0; pass < 2; pass++) {
         loss(&m, &in, NULL);
-        ck_assert_int_eq(rlaif_model_backward(&m, in.wl, in.we, in.ws), 0);
+        ck_assert_int_eq(rlaif_model_backward(&m, wl, we, in.ws), 0);
         if (pass == 0) memcpy(two, m.grads, n * sizeof(float));
     }
+    const char *arch = rlaif_arch_name(c->arch), *how = lm ? "" : " (score head only)";
     for (int k = 0; k < m.table.n; k++) {
         const rlaif_tensor_desc *d = &m.table.t[k];
         float big = 0.0f;
         for (size_t j = 0; j < d->numel; j++) big = fmaxf(big, fabsf(ref[d->offset + j]));
         for (size_t j = d->offset; j < d->offset + d->numel; j++) {
-            ck_assert_msg(two[j] == ref[j], "%s %s: gradient %g after a lazy zero, %g after memset",
-                          rlaif_arch_name(c->arch), d->name, two[j], ref[j]);
+            ck_assert_msg(two[j] == ref[j],
+                          "%s%s %s: gradient %g after a lazy zero, %g after memset", arch, how,
+                          d->name, two[j], ref[j]);
             ck_assert_msg(fabsf(m.grads[j] - 2.0f * ref[j]) <= 1e-4f * big + 1e-6f,
-                          "%s %s: gradient %g after two backwards, %g after one",
-                          rlaif_arch_name(c->arch), d->name, m.grads[j], ref[j]);
+                          "%s%s %s: gradient %g after two backwards, %g after one", arch, how,
+                          d->name, m.grads[j], ref[j]);
         }
     }
     for (size_t i = 0; i < n; i++) m.grads[i] = 7.0f;
@@ -257,7 +262,9 @@ START_TEST(zero_grad_lazy) {
                                .score_head = 1};
     rlaif_model_config cs[4] = {llama_cfg(), opt_cfg(1), opt_cfg(0), gpt2};
     for (int p = 0; p < 2; p++)
-        for (int k = 0; k < 4; k++) lazy_zero_check(&cs[k], p ? RLAIF_PREC_BF16 : RLAIF_PREC_FP32);
+        for (int k = 0; k < 4; k++)
+            for (int lm = 0; lm < 2; lm++)
+                lazy_zero_check(&cs[k], p ? RLAIF_PREC_BF16 : RLAIF_PREC_FP32, lm);
 }
 END_TEST
 

@@ -181,7 +181,7 @@ void rlaif_model_init_random(rlaif_model *m, uint64_t seed, float std);
 void rlaif_model_alloc_grads(rlaif_model *m);
 /* Zeroes m->grads for the next backward. The gradients of the layers'
  * product weights (c_attn / q|k|v, the out projection, the MLP's up and
- * down; 85M of GPT-2 124M's 124M) are zeroed lazily: the next
+ * down) and of the LM head (124M of GPT-2 124M's 124M) are zeroed lazily: the next
  * rlaif_model_backward writes them rather than adding to them
  * (m->grads_lazy). Code that reads or writes m->grads other than through
  * backward calls rlaif_model_grads_ready first, which zeroes them if no
