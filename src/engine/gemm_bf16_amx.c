@@ -86,8 +86,8 @@ dot_block(const uint32_t *Ap, int ldp, int two, int nq, const uint32_t *Bp, int 
 
 /* A whole 32 x 64 block of C: the tiles start from C (BF16_ADD) or zero
  * and are stored straight back. Going through a buffer and a vector pass
- * instead cost 5-35% of the kernel's time (scratch benchmark, 256-1024
- * rows, 48 panels, 2026-12-04, Intel Xeon with AMX). */
+ * instead made the kernel take 1.05-1.36x the time (scratch benchmark,
+ * 256-1024 rows, 48 panels, 2026-12-04, Intel Xeon with AMX). */
 static __attribute__((target(T_AMX))) void
 whole_block(const uint32_t *Ap, int ldp, int nq, const uint32_t *Bp, float *C, int ldc, int add) {
     size_t sc = (size_t)ldc * 4;
