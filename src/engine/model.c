@@ -381,9 +381,10 @@ static void zero_grads(rlaif_model *m, int all) {
     free(sp);
 }
 
-/* The layers' product weights are zeroed by the next backward, which
- * writes their gradients instead of adding to them (beta 0): the memset
- * and the read of zeros cost 1 GB of memory traffic a GPT-2 124M step. */
+/* The lazy spans (the layers' product weights and the LM head) are zeroed
+ * by the next backward, which writes their gradients instead of adding to
+ * them (beta 0): the memset and the read of zeros cost 1 GB of memory
+ * traffic a GPT-2 124M step. */
 void rlaif_model_zero_grad(rlaif_model *m) {
     if (!m->grads) return;
     zero_grads(m, 0);
@@ -393,6 +394,12 @@ void rlaif_model_zero_grad(rlaif_model *m) {
 void rlaif_model_grads_ready(rlaif_model *m) {
     if (m->grads && m->grads_lazy) zero_grads(m, 1);
     m->grads_lazy = 0;
+}
+
+/* beta of a lazy span's weight-gradient product: 0 writes it (its old
+ * contents are stale), 1 adds to it */
+static float lazy_beta(const rlaif_model *m) {
+    return m->grads_lazy ? 0.0f : 1.0f;
 }
 
 /* ------------------------------------------------------ threaded products */
@@ -1588,7 +1595,7 @@ static void mlp_backward(rlaif_model *m, int l, float *dinp, float beta, const f
     rlaif_layer_weights *g = &m->g.h[l];
     rlaif_acts *a = m->acts;
     dims d = dims_of(&m->cfg);
-    float wb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
+    float wb = lazy_beta(m);
     if (m->cfg.arch == RLAIF_ARCH_LLAMA) {
         matmul_backward(a->dbig2, 0.0f, g->proj_w, wb, g->proj_b, dout, fchg, lin(m, w->proj_w), N,
                         d.FA, d.C, ACT_NONE, NULL);
@@ -1611,7 +1618,7 @@ static void attn_backward(rlaif_model *m, int l, layer_bufs b, float *dinp, floa
     rlaif_layer_weights *g = &m->g.h[l];
     rlaif_acts *a = m->acts;
     dims d = dims_of(&m->cfg);
-    float wb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
+    float wb = lazy_beta(m);
     attn_geom ge = geom_of(&m->cfg);
     int B = m->B, T = m->T, N = B * T;
     matmul_backward(dy, 0.0f, g->o_w, wb, g->o_b, dout, b.atty, lin(m, w->o_w), N, d.C, d.C,
@@ -1713,7 +1720,7 @@ int rlaif_model_backward(rlaif_model *m, const float *dlogp, const float *dentro
     float *dlnf = a->dbig;
 
     /* heads -> dlnf (N, Cw) */
-    float hb = m->grads_lazy ? 0.0f : 1.0f; /* rlaif_model_zero_grad */
+    float hb = lazy_beta(m);
     if (dlogp || dentropy) {
         lm_backward_rows(a->logits, a->lse, a->entropy, a->targets, dlogp, dentropy, N, V);
         if (m->params16) { /* the scale goes into d(logits) before its rounding */
