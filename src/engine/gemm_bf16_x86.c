@@ -127,16 +127,28 @@ static __attribute__((target(T_BW))) void pairs16(const bf16_src *X, int r0, int
     transpose16i(out);
 }
 
+/* 16 rows from m of op(A), pairs [q, q + 16) of the block, into Ap. */
+static inline __attribute__((always_inline, target(T_BW))) void
+pack_a16(const bf16_src *A, int m, int m0, int m1, int q0, int q, int nq, uint32_t *Ap, int ldp) {
+    __m512i t[16];
+    pairs16(A, m, q0 + q, t);
+    __mmask16 mk = nq - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nq - q)) - 1);
+    for (int i = 0; i < 16 && m + i < m1; i++)
+        _mm512_mask_storeu_epi32(Ap + (size_t)(m - m0 + i) * ldp + q, mk, t[i]);
+}
+
 __attribute__((target(T_BW))) void bf16_x86_pack_a(const bf16_src *A, int m0, int m1, int q0,
                                                    int nq, uint32_t *Ap, int ldp) {
+    /* stored transposed (a weight gradient's input): a K block at a time
+     * across the rows, so each stored row is read in one run of lines
+     * (measured: 3-10% off the products of a GPT-2 layer's dW in a step) */
+    if (A->trans) {
+        for (int q = 0; q < nq; q += 16)
+            for (int m = m0; m < m1; m += 16) pack_a16(A, m, m0, m1, q0, q, nq, Ap, ldp);
+        return;
+    }
     for (int m = m0; m < m1; m += 16)
-        for (int q = 0; q < nq; q += 16) {
-            __m512i t[16];
-            pairs16(A, m, q0 + q, t);
-            __mmask16 mk = nq - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nq - q)) - 1);
-            for (int i = 0; i < 16 && m + i < m1; i++)
-                _mm512_mask_storeu_epi32(Ap + (size_t)(m - m0 + i) * ldp + q, mk, t[i]);
-        }
+        for (int q = 0; q < nq; q += 16) pack_a16(A, m, m0, m1, q0, q, nq, Ap, ldp);
 }
 
 /* op(B) is (K, N): its columns are the rows of B^T, whose pairs pairs16

@@ -275,6 +275,41 @@ START_TEST(test_gemm_large) {
 }
 END_TEST
 
+/* Many rows over a small B go rows first (gemm_bf16.c: B packed whole,
+ * threads take blocks of rows): every layout against the reference, edge
+ * rows and columns, several K blocks; and the same sums as the panel order
+ * of fewer rows (rows are independent: the first 480 rows of a 700-row
+ * product equal a 480-row product, which runs panel by panel, bit for bit;
+ * 480 rows are whole 32-row blocks either way, as AMX's edge blocks add C
+ * in another order). */
+START_TEST(test_gemm_rows_first) {
+    const char *kern[3];
+    int nk = n_kernels(kern);
+    for (int ki = 0; ki < nk; ki++) {
+        rlaif_bf16_kernel(kern[ki]);
+        for (int t = 0; t < 4; t++)
+            check_gemm(kern[ki], 0, t & 1, t >> 1, 700, 150, t == 3 ? 1100 : 300, t != 1, t == 2,
+                       t == 0   ? 0.0f
+                       : t == 1 ? 1.0f
+                                : 0.5f,
+                       1 + (t & 1));
+    }
+    rlaif_bf16_kernel(kern[nk - 1]);
+    for (int t = 0; t < 4; t++) {
+        int M = 700, N = 150, K = 1100, ta = t & 1, tb = t >> 1;
+        operand A = make_operand(M, K, ta, t == 0, 0), B = make_operand(K, N, tb, t == 1, 0);
+        float *C1 = xalloc(sizeof(float) * M * N), *C2 = xalloc(sizeof(float) * M * N);
+        rlaif_bf16_gemm_ex(ta, tb, M, N, K, A.p, t == 0, A.ld, B.p, t == 1, B.ld, 0.0f, C1, N, 2);
+        /* op(A)'s first 480 rows: the same storage, fewer rows */
+        rlaif_bf16_gemm_ex(ta, tb, 480, N, K, A.p, t == 0, A.ld, B.p, t == 1, B.ld, 0.0f, C2, N, 2);
+        if (memcmp(C1, C2, sizeof(float) * 480 * N) && failures++ < 5)
+            fprintf(stderr, "FAIL rows first ta=%d tb=%d: not the panel order's sums\n", ta, tb);
+        free(A.p), free(A.v), free(B.p), free(B.v), free(C1), free(C2);
+    }
+    ck_assert_msg(failures == 0, "%d failures", failures);
+}
+END_TEST
+
 /* The few-row kernel: M = 1..64 (every value), both weight layouts. */
 START_TEST(test_smallm_rows) {
     const char *kern[3];
@@ -378,6 +413,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_convert_cases);
     tcase_add_test(tc, test_gemm_shapes);
     tcase_add_test(tc, test_gemm_large);
+    tcase_add_test(tc, test_gemm_rows_first);
     tcase_add_test(tc, test_smallm_rows);
     tcase_add_test(tc, test_threads_same);
     tcase_add_test(tc, test_packed);

@@ -39,6 +39,14 @@ static const shape shapes[] = {
     {"fc dW", 1, 0, 768, 3072, 1024},
     {"lm head", 0, 1, 1024, 50257, 768},
     {"fc fwd 4k", 0, 0, 4096, 3072, 768},
+    /* the train step of bench_engine (B*T = 256): a layer's widest products
+     * and the tied LM head's three (logits, d(lnf) over K = V, d(wte)) */
+    {"fc fwd", 0, 0, 256, 3072, 768},
+    {"fc dinp", 0, 1, 256, 768, 3072},
+    {"fc dW", 1, 0, 768, 3072, 256},
+    {"lm fwd", 0, 1, 256, 50257, 768},
+    {"lm dinp", 0, 0, 256, 768, 50257},
+    {"lm dW", 1, 0, 50257, 768, 256},
     /* decoding: rows = batch */
     {"dec qkv", 0, 0, 1, 2304, 768},
     {"dec fc", 0, 0, 1, 3072, 768},
