@@ -266,7 +266,16 @@ START_TEST(test_gemm_large) {
                        : t == 2 ? -0.5f
                                 : 0.0f,
                        2);
-        /* K so long that the packed rows of A come in blocks (80 + 20 rows) */
+        /* a long K over a small C goes K blocks first (4 blocks, edge rows
+         * and columns), every layout */
+        for (int t = 0; t < 4; t++)
+            check_gemm(kern[ki], 0, t & 1, t >> 1, 97, 130, 2400, t == 2, t == 1,
+                       t == 1   ? 1.0f
+                       : t == 3 ? 0.5f
+                                : 0.0f,
+                       1 + (t & 1));
+        /* K so long that op(A) is packed in blocks: of K (K blocks first), or
+         * of rows (80 + 20, pre-packed B) */
         check_gemm(kern[ki], 0, 1, 1, 100, 9, 90001, 1, 0, 0.5f, 2);
         check_gemm(kern[ki], 2, 0, 0, 100, 9, 90001, 1, 0, 0.0f, 1);
     }
