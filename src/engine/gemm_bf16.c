@@ -184,7 +184,9 @@ static void row_block(const driver *d, int m0, int m1, uint32_t *Ap, uint32_t *b
 
 /* Rows first: op(B) packed whole (d->Bfull) beforehand; each thread takes
  * blocks of rb rows, packs them into its own Ap and runs every panel over
- * them. The same sums in the same order as row_block's. */
+ * them. The same sums in the same order as row_block's (rb is a multiple
+ * of the AMX kernel's 32 rows, so its blocks, whose edge ones add C in
+ * their own order, fall where row_block's do). */
 static void row_chunks(const driver *d, int rb, uint32_t *Ap) {
     int nkb = (d->kpad + d->kcp - 1) / d->kcp, chunks = (d->M + rb - 1) / rb;
 #pragma omp for schedule(dynamic)
@@ -210,8 +212,9 @@ static void row_chunks(const driver *d, int rb, uint32_t *Ap) {
  * so its columns of C stay in its cache from one block to the next. Panel
  * by panel instead, every panel reread the whole packed A (16 MB blocks of
  * rows for the LM head). The same sums in the same order as row_block's. */
-static void k_blocks(const driver *d, uint32_t *Ab[2], uint32_t *bp) {
+static void k_blocks(const driver *d, uint32_t *A2, uint32_t *bp) {
     int nkb = (d->kpad + d->kcp - 1) / d->kcp, mp = round_up(d->M, BF16_QUANTUM);
+    uint32_t *Ab[2] = {A2, A2 + (size_t)mp * d->kcp}; /* A2 holds two slices */
     int me = thread_num(), nt = 1;
 #ifdef _OPENMP
     nt = omp_get_num_threads(); /* the team as granted, not as asked */
@@ -275,8 +278,9 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
     if (rows) wide = 1, mc = rb * nt;
     /* Measured 2026-12-04 (Intel Xeon with AMX, 2 threads): the LM head's
      * d(lnf), 256 x 768 x 50257, 38 -> 28 ms; 256 x 768 x 3072 within
-     * noise either way. */
-    int kfirst = B && !wide && nkb >= 4 && (size_t)M * N <= ((size_t)1 << 18);
+     * noise either way. Few rows (decoding) keep the panel order, which is
+     * what the product chooser has timed there. */
+    int kfirst = B && !wide && M > 64 && nkb >= 4 && (size_t)M * N <= ((size_t)1 << 18);
     if (kfirst) mc = 2 * round_up(M, BF16_QUANTUM) * kcp / kpad + 1; /* two slices */
     uint32_t *Ap = buffer_get(&a_buf, sizeof(uint32_t) * (size_t)mc * kpad);
     uint32_t *Bp = B && !wide ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
@@ -295,9 +299,8 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
             for (int p = 0; p < panels; p++)
                 bf16_x86_pack_b(B, p * BF16_NR, 0, kpad, Bw + (size_t)p * kpad * BF16_NR);
         }
-        uint32_t *Ab[2] = {Ap, Ap + (size_t)round_up(M, BF16_QUANTUM) * kcp};
         if (kfirst)
-            k_blocks(&d, Ab, bp);
+            k_blocks(&d, Ap, bp);
         else if (rows)
             row_chunks(&d, rb, Ap + (size_t)thread_num() * rb * kpad);
         else
