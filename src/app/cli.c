@@ -232,15 +232,6 @@ static void write_status(const rlaif_ctx *ctx, const rlaif_command *cmd, int sta
     }
 }
 
-/* model.precision for every model the phases create; auto resolved on each
- * rank from its own CPU, and logged. */
-static void set_precision(const rlaif_config *cfg) {
-    const char *why = NULL;
-    int p = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), &why);
-    rlaif_model_set_default_precision(p);
-    rlaif_info("precision: %s (model.precision %s)", rlaif_precision_name(p), why);
-}
-
 /* Everything after MPI_Init: config on rank 0 + broadcast, logs, signals,
  * ranks, the command. Returns the agreed status. */
 static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
@@ -271,7 +262,7 @@ static int run_command(rlaif_ctx *ctx, const rlaif_command *cmd) {
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_check_launcher(world_size, NULL)));
         RLAIF_TRY(rlaif_ranks_init(&ctx->ranks, ctx->cfg, ctx->args.role));
         rlaif_model_set_threads(ctx->ranks.threads.team, ctx->ranks.threads.blas);
-        set_precision(ctx->cfg);
+        rlaif_precision_setup(ctx->cfg);
         /* one job per out_dir, of a compatible config (outdir.h); `ranks` only prints */
         if (strcmp(cmd->name, "ranks")) {
             RLAIF_TRY(rlaif_outdir_claim(MPI_COMM_WORLD, ctx->cfg));

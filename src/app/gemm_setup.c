@@ -283,6 +283,13 @@ int rlaif_gemm_setup(MPI_Comm world, const rlaif_config *cfg, int threads) {
     return 0;
 }
 
+void rlaif_precision_setup(const rlaif_config *cfg) {
+    const char *why = NULL;
+    int p = rlaif_precision_parse(rlaif_cfg_str(cfg, "model.precision"), &why);
+    rlaif_model_set_default_precision(p);
+    rlaif_info("precision: %s (model.precision %s)", rlaif_precision_name(p), why);
+}
+
 int rlaif_gemm_setup_judges(MPI_Comm world, const rlaif_config *cfg, int threads) {
     if (gemm_mode(cfg)) return 0;
     int rank;

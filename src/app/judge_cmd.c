@@ -536,6 +536,9 @@ int rlaif_cmd_judge(rlaif_ctx *ctx) {
         rlaif_threads th;
         RLAIF_TRY(rlaif_agree(MPI_COMM_WORLD, rlaif_threads_plan(MPI_COMM_WORLD, &th)));
         rlaif_model_set_threads(th.team, th.blas);
+        /* model.precision too: without it a local judge ran fp32 whatever
+         * the job said (found 2026-12-04: a bf16 run took the fp32 time) */
+        rlaif_precision_setup(ctx->cfg);
         /* the judge models' product paths, as a phase's judge ranks get them */
         RLAIF_TRY(rlaif_gemm_setup_judges(MPI_COMM_WORLD, ctx->cfg, th.team));
     }

@@ -133,6 +133,16 @@ def labels(tmp, ckpt):
            for line in open(p)]
     check(len(jnl) == 2 * len(out) and all(e["cv"] > 1 - 1e-6 for e in jnl),
           "logprob: coverage of A/B ~ 1 in every journaled call")
+    # model.precision reaches `rlaif judge`'s local judge (it ran fp32
+    # whatever the job said until 2026-12-04): logged, and the same labels
+    r = judge(tmp, "logprob-bf16", ckpt, ["--set", "judge.mode=logprob", "--set",
+                                          "judge.disagreement=average", "--set",
+                                          "model.precision=bf16"])
+    out = rows(tmp, "logprob-bf16")
+    check(r.returncode == 0 and "precision: bf16" in r.stdout + r.stderr,
+          "bf16: the local judge's precision set and logged (%s)" % (r.stdout + r.stderr)[-300:])
+    check(out and all(x["status"] == "ok" and x["soft"][0] < 1e-3 and x["soft"][1] > 1 - 1e-3
+                      for x in out), "bf16 logprob: P(A) ~ 0 in each order")
     jf.write_always_b(os.path.join(tmp, "hf-7"), jf.SCORE_CHAIN)
     seven = jf.import_ckpt(os.path.join(tmp, "hf-7"), os.path.join(tmp, "seven.h5"), RLAIF)
     r = judge(tmp, "score", seven, ["--set", "judge.mode=score",

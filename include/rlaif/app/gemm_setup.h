@@ -19,6 +19,12 @@
 
 /* The record in run.out_dir: RLAIF_OUT_GEMM (rlaif/storage/outdir.h). */
 
+/* model.precision for every model this rank creates from here on (auto:
+ * resolved from this rank's own CPU), logged: the phases' ranks and
+ * `rlaif judge`'s local judges, before the product paths are set up for
+ * that precision. */
+void rlaif_precision_setup(const rlaif_config *cfg);
+
 /* Collective over world, after the out_dir is claimed. model.gemm = fixed:
  * the table emptied (the engine's fixed rule everywhere); a path name: that
  * path forced; auto: rlaif_gemm_agree for the job's model (its
