@@ -10,6 +10,7 @@
  *  - decoding: the LM head of rlaif_model_forward_kv follows the table too;
  *  - fp32 decoding on packed weights when the table names that path;
  *  - a frozen model's prefill past 64 rows on its packed weights likewise;
+ *  - a frozen bf16 model packs its weights once, not at every sequence;
  *  - the job's start times the classes a model uses, and only classes with
  *    a choice to make;
  *  - an empty table and no force is the fixed rule. */
@@ -246,6 +247,38 @@ START_TEST(test_frozen_prefill_packed) {
 }
 END_TEST
 
+/* A frozen bf16 model (a bf16 local judge's) packs its weights once, at
+ * rlaif_model_decode_prepare, and keeps the copy from one sequence to the
+ * next; a model whose weights may change repacks at every sequence. Three
+ * sequences each: the logits are bit-identical (the same bf16 panels), the
+ * frozen model packed once, the other three times. */
+START_TEST(test_frozen_bf16_packs_once) {
+    reset();
+    rlaif_model f, t;
+    make_model(&f, RLAIF_PREC_BF16), make_model(&t, RLAIF_PREC_BF16);
+    f.frozen = 1;
+    rlaif_model_decode_prepare(&f, B);
+    ck_assert_int_eq(f.packs, 1);
+    int tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 31 + 5) % V;
+    static float lf[B * V], lt[B * V];
+    for (int seq = 0; seq < 3; seq++) {
+        rlaif_model *m[2] = {&f, &t};
+        float *out[2] = {lf, lt};
+        for (int k = 0; k < 2; k++) {
+            rlaif_kv_cache kv;
+            ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m[k]->cfg, B, T, m[k]->precision), 0);
+            ck_assert_int_eq(rlaif_model_forward_kv(m[k], &kv, tok, NULL, NULL, T, out[k]), 0);
+            rlaif_kv_cache_free(&kv);
+        }
+        ck_assert(memcmp(lf, lt, sizeof lf) == 0);
+    }
+    ck_assert_int_eq(f.packs, 1);
+    ck_assert_int_eq(t.packs, 3);
+    rlaif_model_free(&f), rlaif_model_free(&t);
+}
+END_TEST
+
 /* What the job's start times (rlaif_model_gemm_calibrate), in fp32: the
  * classes of 1..64 rows for a model that trains; for a frozen one (a local
  * judge's) 128 and 256 rows as well, where its prefill runs the packed
@@ -283,6 +316,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_decoding_head);
     tcase_add_test(tc, test_decoding_packed);
     tcase_add_test(tc, test_frozen_prefill_packed);
+    tcase_add_test(tc, test_frozen_bf16_packs_once);
     tcase_add_test(tc, test_calibrate_classes);
     suite_add_tcase(s, tc);
     return s;

@@ -4,6 +4,8 @@
  *   bench_engine gen L C NH V maxT B P N reps     generation tokens/s (greedy), with
  *                                                 the prefill and decoding step times
  *   bench_engine sgemm M N K reps                 sgemm GFLOP/s
+ *   bench_engine bgemm M N K reps                 the engine's bf16 product GFLOP/s (the
+ *                                                 faster of its paths for a weight)
  *   bench_engine copy MB reps                     copy bandwidth GB/s (read + write)
  *   bench_engine read MB reps                     streaming read bandwidth GB/s
  *   bench_engine fma reps                         peak fp32 FMA GFLOP/s (every thread)
@@ -14,6 +16,7 @@
  * (gpt2, opt, llama) picks the architecture (default gpt2); RLAIF_BENCH_GEMM
  * the product paths as model.gemm does (auto, the default: this model's
  * classes timed before the clock starts; fixed; or a path forced). */
+#include "gemm_bf16.h"
 #include "rlaif/core/error.h"
 #include "rlaif/engine/generate.h"
 #include "rlaif/engine/gemm_choice.h"
@@ -27,6 +30,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +223,42 @@ static int bench_sgemm(char **a) {
     return 0;
 }
 
+/* C (M, N) = A (M, K) fp32 @ W (K, N) bf16, as the engine's bf16 forward
+ * runs a product: packed weights (rlaif_bf16_packed_gemm, decoding's path)
+ * and the general product with A rounded while packed (rlaif_bf16_gemm_ex);
+ * the faster median is the machine's bf16 rate at the shape, as sgemm's is
+ * its fp32 rate. Threads: OMP_NUM_THREADS. */
+static int bench_bgemm(char **a) {
+    int M = atoi(a[0]), N = atoi(a[1]), K = atoi(a[2]), reps = atoi(a[3]);
+    int nt = omp_get_max_threads();
+    float *A = xmalloc(sizeof(float) * M * K), *Cm = xmalloc(sizeof(float) * M * N);
+    float *W = xmalloc(sizeof(float) * K * N);
+    rlaif_bf16 *Wb = xmalloc(sizeof(rlaif_bf16) * K * N);
+    for (int i = 0; i < M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+    for (int i = 0; i < K * N; i++) W[i] = (float)(i % 5) * 0.1f;
+    rlaif_bf16_from_f32(Wb, W, (size_t)K * N);
+    void *pk = xmalloc64(rlaif_bf16_packed_size(K, N));
+    rlaif_bf16_pack(0, K, N, Wb, 0, N, pk, nt);
+    double *g = xmalloc(sizeof(double) * reps), best = 0;
+    for (int path = 0; path < 2; path++) {
+        for (int r = -1; r < reps; r++) {
+            double t0 = rlaif_now();
+            if (path)
+                rlaif_bf16_gemm_ex(0, 0, M, N, K, A, 1, K, Wb, 0, N, 0.0f, Cm, N, nt);
+            else
+                rlaif_bf16_packed_gemm(M, N, K, A, K, pk, 0.0f, Cm, N, nt);
+            double dt = rlaif_now() - t0;
+            if (r >= 0) g[r] = 2.0 * M * N * K / dt / 1e9;
+        }
+        double m = median(g, reps);
+        printf("%s_gflops=%.1f\n", path ? "general" : "packed", m);
+        if (m > best) best = m;
+    }
+    printf("gflops=%.1f\nkernel=%s\n", best, rlaif_bf16_kernel(NULL));
+    free(A), free(Cm), free(W), free(Wb), free(pk), free(g);
+    return 0;
+}
+
 static int bench_copy(char **a) {
     size_t n = (size_t)atoi(a[0]) * 1048576 / sizeof(float);
     int reps = atoi(a[1]);
@@ -388,14 +428,15 @@ int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "train")) return bench_train(argv + 2);
     if (argc == 11 && !strcmp(argv[1], "gen")) return bench_gen(argv + 2);
     if (argc == 6 && !strcmp(argv[1], "sgemm")) return bench_sgemm(argv + 2);
+    if (argc == 6 && !strcmp(argv[1], "bgemm")) return bench_bgemm(argv + 2);
     if (argc == 4 && !strcmp(argv[1], "copy")) return bench_copy(argv + 2);
     if (argc == 4 && !strcmp(argv[1], "read")) return bench_read(argv + 2);
     if (argc == 3 && !strcmp(argv[1], "fma")) return bench_fma(argv + 2);
     if (argc == 9 && !strcmp(argv[1], "ckpt")) return bench_ckpt(argv + 2);
-    fprintf(stderr,
-            "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
-            "reps | sgemm M N K reps | copy MB reps | read MB reps | fma reps | ckpt L C NH V "
-            "maxT "
-            "OUT.h5 TOK\n");
+    fprintf(stderr, "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
+                    "reps | sgemm M N K reps | bgemm M N K reps | copy MB reps | read MB reps | "
+                    "fma reps | ckpt L C NH V "
+                    "maxT "
+                    "OUT.h5 TOK\n");
     return 64;
 }

@@ -38,8 +38,17 @@ before and just after its verdict run, and a decoding percentage is the
 rounds' median of each round's step against its own roofline (this VM's
 bandwidth moves 2-3x between minutes); the sgemm rate is the best round's,
 the FMA peak the run's best.
+
+--precision bf16 runs the judge with model.precision = bf16 (bf16 weights
+and KV cache, the engine's bf16 products) and sets it against the same
+kind of bounds in bf16: weights and cache at 2 bytes a value, the
+arithmetic at the engine's own bf16 product rate at the model's shapes
+(bench_engine bgemm: the faster of its packed and general paths, AMX
+where the CPU has it) in place of sgemm's, and the PyTorch peer under
+bf16 autocast; the fp32 FMA peak is no bound there and is not printed.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -106,9 +115,10 @@ def computed_flops(c, tin, B, shared):
 
 
 def kv_bytes(c, B, ctx):
-    """Bytes of the KV cache one decoding step of B rows at context ctx reads."""
+    """Bytes of the KV cache one decoding step of B rows at context ctx reads
+    (c["es"] bytes a value: 4 fp32, 2 bf16)."""
     kvdim = c["C"] * c.get("NKV", c["NH"]) // c["NH"]
-    return 4 * B * c["L"] * 2 * kvdim * ctx
+    return c.get("es", 4) * B * c["L"] * 2 * kvdim * ctx
 
 
 def step_parts(c, B, ctx):
@@ -118,7 +128,7 @@ def step_parts(c, B, ctx):
     cache)."""
     L, C = c["L"], c["C"]
     weights = L * layer_params(c) + c["V"] * C
-    return (2 * B * weights, 4 * weights), (B * L * 4 * C * ctx, kv_bytes(c, B, ctx))
+    return (2 * B * weights, c.get("es", 4) * weights), (B * L * 4 * C * ctx, kv_bytes(c, B, ctx))
 
 
 def decode_step(c, B, ctx):
@@ -187,7 +197,7 @@ def rlaif_judge(a, m, ckpt, pairs, tmp, mode, B, max_tokens, share_min=16):
             "judge.mode": mode, "judge.both_orders": "0", "judge.local_batch": str(B),
             "judge.max_inflight": str(max(B, 16)), "judge.max_tokens": str(max_tokens),
             "judge.chat_template": m["chat"], "judge.min_coverage": "0",
-            "judge.local_share_min": str(share_min)}
+            "judge.local_share_min": str(share_min), "model.precision": a.precision}
     cmd = [a.rlaif, "judge", "--input", pairs, "--output", out_dir + "/out.jsonl", "--quiet"]
     for k, v in sets.items():
         cmd += ["--set", "%s=%s" % (k, v)]
@@ -229,7 +239,9 @@ def torch_worker(a):
     lens = [int(x) for x in a.lens.split(",")]
     g = torch.Generator().manual_seed(1)
     times = []
-    with torch.no_grad():
+    cast = (torch.autocast("cpu", dtype=torch.bfloat16) if a.precision == "bf16" else
+            contextlib.nullcontext())
+    with torch.no_grad(), cast:
         for rep in range(a.reps + 1):  # rep 0 warms up on the first batch
             t0 = time.perf_counter()
             for s in range(0, a.B if rep == 0 else len(lens), a.B):
@@ -252,13 +264,15 @@ def fma_probe(a):
 
 
 def machine_probe(a, c, M, weight_mb):
-    """sgemm GFLOP/s over the model's products at M rows; read GB/s of weight_mb."""
+    """sgemm GFLOP/s (bf16: the engine's bf16 products, bench_engine bgemm)
+    over the model's products at M rows; read GB/s of weight_mb."""
     env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
     t = f = 0.0
     for n, k in products(c):
         # median of 25 calls (~0.2-1 s a shape): 5 calls (~50 ms) once read 101
         # GFLOP/s in a round whose others read 162-173
-        g = float(kv(run([a.engine, "sgemm", str(M), str(n), str(k), "25"], env))["gflops"])
+        g = float(kv(run([a.engine, "bgemm" if a.precision == "bf16" else "sgemm", str(M), str(n),
+                          str(k), "25"], env))["gflops"])
         fl = 2.0 * M * n * k
         t, f = t + fl / g, f + fl
     return f / t, read_probe(a, weight_mb)
@@ -300,7 +314,7 @@ def checkpoint(a, key, m):
 
 
 def bench_model(a, key, tmp, batches):
-    m = MODELS[key]
+    m = dict(MODELS[key], es=2 if a.precision == "bf16" else 4)
     ckpt, made = checkpoint(a, key, m)
     weight_mb = int(made["param_bytes"]) // 1048576
     res = {B: {"lp": [], "lp0": [], "vd": [], "pf": [], "shared": [], "step": [], "attn": [],
@@ -329,13 +343,16 @@ def bench_model(a, key, tmp, batches):
             x["load"].append(whole - lw)
             info[(B, "tin")] = tin
             sg, bw = machine_probe(a, m, int(statistics.mean(tin)), weight_mb)
-            x["sg"].append(sg), x["bw"].append(bw), x["pk"].append(fma_probe(a))
+            # the fp32 FMA peak bounds fp32 arithmetic only: in bf16 the
+            # engine's bf16 product rate stands in for it
+            x["sg"].append(sg), x["bw"].append(bw)
+            x["pk"].append(sg if a.precision == "bf16" else fma_probe(a))
             # one core's read rate, printed beside both cores': how much of the
             # machine's bandwidth a core alone can use
             x["bw1"].append(read_probe(a, weight_mb, 1))
             tw = kv(run([sys.executable, __file__, "--worker", "--model", key, "--B", str(B),
                          "--lens", ",".join(map(str, tin)), "--reps", "1",
-                         "--torch-threads", str(tt)], {"OPENBLAS_NUM_THREADS": str(bt_)}))
+                         "--torch-threads", str(tt), "--precision", a.precision], {"OPENBLAS_NUM_THREADS": str(bt_)}))
             x["th"].append(float(tw["labels_s"]))
             # the bandwidth a shared VM gives changes by tens of percent within
             # minutes: the decoding roofline takes the larger of two reads
@@ -350,8 +367,9 @@ def bench_model(a, key, tmp, batches):
             x["attn"].append(ev["attn_ms"])
             info[(B, "vin")], info[(B, "vout")] = vin, vout
             print("  round %d B=%-2d logprob %.4g labels/s (torch %.4g); verdict %.4g labels/s; "
-                  "sgemm %.0f GFLOP/s, read %.1f GB/s (at decoding %.1f)" % (
-                      r + 1, B, x["lp"][-1], x["th"][-1], len(vin) / wn, sg, bw, x["bw"][-1]),
+                  "%s %.0f GFLOP/s, read %.1f GB/s (at decoding %.1f)" % (
+                      r + 1, B, x["lp"][-1], x["th"][-1], len(vin) / wn, a.rate, sg, bw,
+                      x["bw"][-1]),
                   flush=True)
     rows = []
     # the FMA peak is the machine's, not a batch's: the best probe of the
@@ -419,32 +437,9 @@ def bench_model(a, key, tmp, batches):
     return m, rows
 
 
-def report(m, rows, a):
-    print("%s, median of %d rounds (logprob: mean %.0f prompt tokens; verdict: %.0f prompt "
-          "tokens + %d new); model load (process wall - loop) %.1f s" % (
-              m["name"], a.rounds, rows[0]["tin"], rows[0]["vin"], a.new, rows[0]["load"]))
-    print("  %3s %10s %10s %6s %16s %10s %5s %12s %14s %14s %22s" % (
-        "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "rows",
-        "decode step", "roofline", "bound", "of the step: attention"))
-    for r in rows:
-        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %5.1f %9.1f ms %7.1f ms = %3.0f%% "
-              "%s; %.1f ms (KV cache read at %.1f GB/s)" % (
-                  r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["live"],
-                  r["step_ms"], r["bound_ms"], r["dec_pct"],
-                  "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"])
-                  if r["bw_bound"] else "sgemm %.0f GFLOP/s" % r["sg"],
-                  r["attn_ms"], r["attn_gbs"]))
-    print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
-          "times are the engine's own, from the judge report; attention: the step's time in "
-          "attention over the KV cache, the rest is the matrix products, norms and sampling; "
-          "step and roofline are the rounds' medians, each percentage the median of the rounds' "
-          "own: %s)" % ", ".join("B=%d %s" % (r["B"], "/".join("%.0f%%" % v for v in r["dec_rounds"]))
-                                 for r in rows))
-    print("  decoding against the serial bound (products at the larger of the weights' read "
-          "and their FLOPs at the sgemm rate, then attention reading the KV cache at the read "
-          "bandwidth, one after the other): %s" % ", ".join(
-              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"], r["serial_pct"])
-              for r in rows))
+def fma_lines(rows):
+    """fp32: decoding against the roofline and the serial bound with the
+    cores' FMA peak for the arithmetic, and one core's read beside both's."""
     print("  decoding against the roofline with the cores' FMA peak for its arithmetic (%.0f "
           "GFLOP/s, bench_engine fma; OpenBLAS's sgemm %.0f): %s" % (
               rows[0]["pk"], rows[0]["sg"], ", ".join(
@@ -460,6 +455,39 @@ def report(m, rows, a):
                   "B=%d %.1f ms = %.0f%% (rounds %s)" % (
                       r["B"], r["pk_serial_ms"], r["pk_serial_pct"],
                       "/".join("%.0f" % v for v in r["pk_serial_rounds"])) for r in rows)))
+
+
+def report(m, rows, a):
+    print("%s, median of %d rounds (logprob: mean %.0f prompt tokens; verdict: %.0f prompt "
+          "tokens + %d new); model load (process wall - loop) %.1f s" % (
+              m["name"], a.rounds, rows[0]["tin"], rows[0]["vin"], a.new, rows[0]["load"]))
+    print("  %3s %10s %10s %6s %16s %10s %5s %12s %14s %14s %22s" % (
+        "B", "logprob/s", "torch/s", "ratio", "prefill GFLOP/s", "verdict/s", "rows",
+        "decode step", "roofline", "bound", "of the step: attention"))
+    for r in rows:
+        print("  %3d %10.4g %10.4g %5.2fx %7.1f = %4.0f%% %10.4g %5.1f %9.1f ms %7.1f ms = %3.0f%% "
+              "%s; %.1f ms (KV cache read at %.1f GB/s)" % (
+                  r["B"], r["lp"], r["th"], r["ratio"], r["pf"], r["pf_pct"], r["vd"], r["live"],
+                  r["step_ms"], r["bound_ms"], r["dec_pct"],
+                  "read %.0f%% of %.1f GB/s" % (100 * r["gbs"] / r["bw"], r["bw"])
+                  if r["bw_bound"] else "%s %.0f GFLOP/s" % (a.rate, r["sg"]),
+                  r["attn_ms"], r["attn_gbs"]))
+    print("  (rows: live rows per decoding step, the roofline's batch; prefill and decoding "
+          "times are the engine's own, from the judge report; attention: the step's time in "
+          "attention over the KV cache, the rest is the matrix products, norms and sampling; "
+          "step and roofline are the rounds' medians, each percentage the median of the rounds' "
+          "own: %s)" % ", ".join("B=%d %s" % (r["B"], "/".join("%.0f%%" % v for v in r["dec_rounds"]))
+                                 for r in rows))
+    print("  decoding against the serial bound (products at the larger of the weights' read "
+          "and their FLOPs at the %s rate, then attention reading the KV cache at the read "
+          "bandwidth, one after the other): %s" % (a.rate, ", ".join(
+              "B=%d %.1f ms = %.0f%%" % (r["B"], r["serial_ms"], r["serial_pct"])
+              for r in rows)))
+    if a.precision == "bf16":  # no fp32 FMA peak: the bf16 rate is the bound above
+        print("  read bandwidth of one core against both (rounds' medians): %.1f / %.1f GB/s" % (
+            rows[0]["bw1"], rows[0]["bw"]))
+    else:
+        fma_lines(rows)
     print("  shared prefix (the calls' common first tokens: computed once, copied within a batch "
           "and kept for the next): %s tokens a call of %.0f; logprob labels/s with / without "
           "(judge.local_share_min=0): %s" % (
@@ -479,8 +507,8 @@ def report(m, rows, a):
               "than the run (not counted)" % ",".join(map(str, bad)))
     fast = [r["B"] for r in rows if not r["bw_bound"] and r["dec_pct"] > 100]
     if fast:
-        print("  decoding at B=%s faster than its sgemm bound: the engine's products outran "
-              "OpenBLAS's sgemm at the prompts' row count (counted)" % ",".join(map(str, fast)))
+        print("  decoding at B=%s faster than its %s bound: the engine's products outran "
+              "that rate at the prompts' row count (counted)" % (",".join(map(str, fast)), a.rate))
 
     def verdict(key, skip=()):
         """The goal per batch size: where it is met, where not (with the figure)."""
@@ -491,10 +519,11 @@ def report(m, rows, a):
                                      "NOT met at B=" + ", ".join(short) if short else "") if p)
 
     # the goal holds at every batch size, not at the best one
-    print("  goals: prefill >= 70%% of sgemm: %s; decoding >= 70%% of its roofline (the larger "
-          "of the bandwidth and sgemm bounds): %s; with the FMA peak for the arithmetic: %s" % (
-              verdict("pf_pct"), verdict("dec_pct", bad) or "-", verdict("pk_pct", bad) or "-"),
-          flush=True)
+    print("  goals (%s): prefill >= 70%% of %s: %s; decoding >= 70%% of its roofline (the larger "
+          "of the bandwidth and %s bounds): %s%s" % (
+              a.precision, a.rate, verdict("pf_pct"), a.rate, verdict("dec_pct", bad) or "-",
+              "" if a.precision == "bf16" else "; with the FMA peak for the arithmetic: " +
+              (verdict("pk_pct", bad) or "-")), flush=True)
 
 
 def main():
@@ -514,16 +543,21 @@ def main():
     ap.add_argument("--min-pairs", type=int, default=0,
                     help="pairs per run at least (default 4; 1B: 1)")
     ap.add_argument("--full", action="store_true", help="the whole grid (1B: 1,4,16,64)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="model.precision of the judge (bf16: bounds in bf16, the peer under "
+                         "autocast)")
     a = ap.parse_args()
+    # the arithmetic's bound: OpenBLAS's sgemm, or the engine's own bf16 products
+    a.rate = "bf16 gemm" if a.precision == "bf16" else "sgemm"
     if a.worker:
         return torch_worker(a)
     a.rounds = a.rounds or (3 if a.full else 2)
     for t in GPT2_TOK.split(",") + [LLAMA2_TOK]:
         if not os.path.exists(t):
             sys.exit("missing %s: tools/dev/install-deps puts the tokenizers there" % t)
-    print("machine: %s, %d cores, load average %s; %s" % (
+    print("machine: %s, %d cores, load average %s; %s; model.precision %s" % (
         lscpu_model(), os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]),
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), a.precision), flush=True)
     tmp = tempfile.mkdtemp(prefix="rlaif-bench-judge-local-")
     try:
         for key in a.models.split(","):

@@ -117,6 +117,9 @@ typedef struct {
      * sequence (gemm_packed.c), and rlaif_model_decode_prepare can do it
      * ahead. 0 after create. */
     int frozen;
+    /* times the weights were packed for decoding (fp32 or bf16 panels): a
+     * frozen model's stays at 1 from one sequence to the next */
+    long packs;
     /* 1 from rlaif_model_zero_grad until the next backward or
      * rlaif_model_grads_ready: the layers' product weights' gradients are
      * zero in value but not in memory. */
@@ -272,9 +275,10 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv);
 void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
                          int s0, int n);
 
-/* A frozen model (m->frozen) about to run batches of up to B rows in
- * fp32: packs its weights now where its first decoding step would, or
- * where its prefill would read them (the product table names the packed
+/* A frozen model (m->frozen) about to run batches of up to B rows: packs
+ * its weights now where its first sequence would: in bf16 always (its
+ * products read bf16 panels), in fp32 where its first decoding step would,
+ * or where its prefill would read them (the product table names the packed
  * path for its products at 1..B rows, or past 64: the prefill of a frozen
  * model reads the copy it keeps), so the copy is made with the model's load
  * and not inside a timed step. Does nothing otherwise, or when they are
