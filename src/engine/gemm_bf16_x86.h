@@ -32,6 +32,9 @@ int bf16_x86_avx512bw(void);
 /* 1 when the CPU has AVX512-BF16 (and F, BW). */
 int bf16_x86_avx512bf16(void);
 /* 1 when AMX-BF16 is present and Linux granted its use (asked once). */
+int bf16_x86_amx_granted(void);
+/* 1 when granted and the AMX kernel passed its self-test (a 40-row product
+ * against the AVX512-BF16 kernel): the kernel the products then run. */
 int bf16_x86_amx(void);
 
 void bf16_x86_from_f32(uint16_t *dst, const float *src, size_t n);

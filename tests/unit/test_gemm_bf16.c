@@ -17,6 +17,7 @@
  * The benchmark is tools/bench/bench_gemm_bf16. */
 #include "check_main.h"
 #include "gemm_bf16.h"
+#include "gemm_bf16_x86.h" /* bf16_x86_amx_granted */
 #include "model_gemm.h"
 #include "rlaif/core/log.h"
 
@@ -370,6 +371,17 @@ START_TEST(test_packed) {
 }
 END_TEST
 
+/* Where the CPU has AMX-BF16 and Linux grants it, the AMX kernel is in
+ * charge: it passed its self-test. A kernel that fails the self-test is
+ * replaced at run time by the AVX512-BF16 one, so without this check every
+ * test above would pass on the fallback alone (seen: a tile stored to the
+ * wrong columns in the few-row path). Elsewhere there is nothing to check. */
+START_TEST(test_amx_in_charge) {
+    if (!bf16_x86_amx_granted()) return;
+    ck_assert_msg(bf16_x86_amx(), "AMX granted but its kernel failed the self-test");
+}
+END_TEST
+
 /* Results do not depend on the number of threads (the split never cuts a
  * sum). */
 START_TEST(test_threads_same) {
@@ -426,6 +438,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, test_smallm_rows);
     tcase_add_test(tc, test_threads_same);
     tcase_add_test(tc, test_packed);
+    tcase_add_test(tc, test_amx_in_charge);
     tcase_add_test(tc, test_chooser);
     suite_add_tcase(s, tc);
     printf("bf16 kernel: %s\n", rlaif_bf16_kernel(NULL));
