@@ -352,7 +352,13 @@ static void keep_prompt(rlaif_gen_run *g) {
         !kv.kb != (g->m->precision != RLAIF_PREC_BF16)) {
         keep_clear(k);
         if (n < g->gc.share_min) return;
-        if (rlaif_kv_cache_create(&kv, &g->m->cfg, 1, n, g->m->precision)) {
+        /* room for a quarter more (in slots of 64), so that the next
+         * prompts, a little longer, fit too: made for each longer prompt,
+         * it was most calls of a judge's varying prompts, each a fresh
+         * cache's page faults and zeroing inside the prefill */
+        int cap = (n + n / 4 + 63) / 64 * 64;
+        if (cap > g->m->cfg.max_seq_len) cap = g->m->cfg.max_seq_len;
+        if (rlaif_kv_cache_create(&kv, &g->m->cfg, 1, cap, g->m->precision)) {
             rlaif_error_clear();
             return;
         }

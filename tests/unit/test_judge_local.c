@@ -318,14 +318,16 @@ START_TEST(kept_prefix_serves_the_next_run) {
         long budget = arch == 1 ? 4 : LONG_MAX;              /* one column a slice, or one go */
         same_with_keep(&m, &k, 1, p, &zero, &np, budget, 0); /* nothing kept yet */
         ck_assert_int_eq(k.n, np - 1);
+        /* the keep's cache has room for a longer prompt (a quarter more) */
+        const void *mem = k.kv.mem;
+        ck_assert_int_ge(k.kv.maxT, np - 1 + (np - 1) / 4);
         same_with_keep(&m, &k, 1, o, &zero, &no, budget, PRE + Q); /* the other order */
         ck_assert_int_eq(k.n, no - 1);
+        ck_assert_ptr_eq(k.kv.mem, mem); /* longer, in the same cache */
         /* the first order again, shorter: written into the keep's own cache */
-        const void *mem = k.kv.mem;
         same_with_keep(&m, &k, 1, p, &zero, &np, budget, PRE + Q);
         ck_assert_int_eq(k.n, np - 1);
         ck_assert_ptr_eq(k.kv.mem, mem);
-        ck_assert_int_eq(k.kv.maxT, no - 1);
         /* a batch whose own prefix is all kept: copied into every row */
         same_with_keep(&m, &k, 4, b4, boff, blen, budget, 4 * PRE);
         ck_assert_int_eq(k.n, np - 1);
