@@ -1298,7 +1298,7 @@ enum { PK_UNKNOWN = 0, PK_PACKED, PK_NONE }; /* rlaif_acts.pk_state */
  * decoding after it (the judge's logprob mode) copies nothing. Weights may
  * change between sequences, except while m->frozen holds: then a packed
  * copy stays. A bf16 local judge had repacked at every batch: GPT-2 124M,
- * 0.75 GB of reads and writes, tens of ms a call where a batch-1 logprob
+ * 0.75 GB of reads and writes, ~15 ms a call where a batch-1 logprob
  * call's prefill takes ~0.1 s. */
 static void decode_pack(rlaif_model *m, int s0, int Tn, int B) {
     rlaif_acts *a = m->acts;
