@@ -435,8 +435,6 @@ int main(int argc, char **argv) {
     if (argc == 9 && !strcmp(argv[1], "ckpt")) return bench_ckpt(argv + 2);
     fprintf(stderr, "usage: bench_engine train L C NH V maxT B T steps | gen L C NH V maxT B P N "
                     "reps | sgemm M N K reps | bgemm M N K reps | copy MB reps | read MB reps | "
-                    "fma reps | ckpt L C NH V "
-                    "maxT "
-                    "OUT.h5 TOK\n");
+                    "fma reps | ckpt L C NH V maxT OUT.h5 TOK\n");
     return 64;
 }
