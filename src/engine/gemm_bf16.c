@@ -15,6 +15,7 @@
 #include "config.h"
 #include "gemm_bf16.h"
 #include "gemm_bf16_x86.h"
+#include "team_runs.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -146,7 +147,8 @@ static int thread_num(void) {
 }
 
 /* Rows [m0, m1) of C: the team packs op(A)'s rows (all of K) into Ap, then
- * takes 64-column panels dynamically, each through every K block in order
+ * takes 64-column panels dynamically (few rows over packed weights: in
+ * runs, see gemm_packed), each through every K block in order
  * (its C block stays in cache between K blocks). B panels come packed
  * (Bfull, the layout of rlaif_bf16_pack) or are packed per block into bp. */
 typedef struct {
@@ -157,29 +159,42 @@ typedef struct {
     float beta;
     float *C;
     int ldc;
+    rlaif_run *runs; /* few rows over packed weights: the panels in runs */
+    int nruns;
 } driver;
 
+/* Panel p of C rows [m0, m1) through every K block in order. */
+static void one_panel(const driver *d, int p, int m0, int m1, const uint32_t *Ap, uint32_t *bp) {
+    int nkb = (d->kpad + d->kcp - 1) / d->kcp;
+    int n0 = p * BF16_NR, ncv = d->N - n0 < BF16_NR ? d->N - n0 : BF16_NR;
+    for (int kb = 0; kb < nkb; kb++) {
+        int q0 = kb * d->kcp, nq = d->kpad - q0 < d->kcp ? d->kpad - q0 : d->kcp;
+        int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
+        const uint32_t *b = bp;
+        if (d->Bfull)
+            b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR;
+        else
+            bf16_x86_pack_b(d->B, n0, q0, nq, bp);
+        d->panel(Ap + q0, d->kpad, m1 - m0, nq, b, d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv,
+                 mode, d->beta);
+    }
+}
+
 static void row_block(const driver *d, int m0, int m1, uint32_t *Ap, uint32_t *bp) {
-    int mp = round_up(m1 - m0, BF16_QUANTUM), nkb = (d->kpad + d->kcp - 1) / d->kcp;
+    int mp = round_up(m1 - m0, BF16_QUANTUM);
 #pragma omp for schedule(static)
     for (int m = 0; m < mp; m += BF16_QUANTUM)
         bf16_x86_pack_a(d->A, m0 + m, m0 + m + BF16_QUANTUM, 0, d->kpad, Ap + (size_t)m * d->kpad,
                         d->kpad);
-#pragma omp for schedule(dynamic)
-    for (int p = 0; p < d->panels; p++) {
-        int n0 = p * BF16_NR, ncv = d->N - n0 < BF16_NR ? d->N - n0 : BF16_NR;
-        for (int kb = 0; kb < nkb; kb++) {
-            int q0 = kb * d->kcp, nq = d->kpad - q0 < d->kcp ? d->kpad - q0 : d->kcp;
-            int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
-            const uint32_t *b = bp;
-            if (d->Bfull)
-                b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR;
-            else
-                bf16_x86_pack_b(d->B, n0, q0, nq, bp);
-            d->panel(Ap + q0, d->kpad, m1 - m0, nq, b, d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv,
-                     mode, d->beta);
-        }
+    if (d->runs) {
+        int p, back;
+        while ((p = rlaif_runs_next(d->runs, d->nruns, thread_num(), &back)) >= 0)
+            one_panel(d, p, m0, m1, Ap, bp);
+#pragma omp barrier
+        return;
     }
+#pragma omp for schedule(dynamic)
+    for (int p = 0; p < d->panels; p++) one_panel(d, p, m0, m1, Ap, bp);
 }
 
 /* Rows first: op(B) packed whole (d->Bfull) beforehand; each thread takes
@@ -286,7 +301,21 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
     uint32_t *Bp = B && !wide ? buffer_get(&b_buf, sizeof(uint32_t) * bsize * (size_t)nt) : NULL;
     uint32_t *Bw = wide ? buffer_get(&w_buf, sizeof(uint32_t) * fsize) : NULL;
     if (!Ap || (B && !wide && !Bp) || (wide && !Bw)) return -1;
-    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc};
+    /* Few rows over packed weights (decoding) read the weights once: each
+     * thread a contiguous run of panels, one read stream, the faster thread
+     * taking the other's last panels (team_runs.h, as gemm_packed.c's fp32
+     * kernel), where panels handed out one at a time interleaved the two
+     * threads' reads. tools/bench/bench_gemm_bf16 5 2 decode, 2 rounds each
+     * (Intel Xeon with AMX, 2026-12-05, the 32-row blocks of the AMX kernel
+     * on both sides): 32 x 3072 x 768 0.40 -> 0.35-0.36 ms, 32 x 768 x 3072
+     * 0.43-0.45 -> 0.36-0.39, the 32-row LM head 6.4-6.5 -> 5.5-5.6, 64 x
+     * 3072 x 768 0.49-0.51 -> 0.45. The runs are for the team asked for; a
+     * thread the team does not get has its run taken by the others. */
+    rlaif_run runs[nt > 1 ? nt : 1];
+    int use_runs = Bpre && M <= BF16_FEW && mc >= M;
+    if (use_runs) rlaif_runs_init(runs, panels, nt > 1 ? nt : 1);
+    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc, NULL, 1};
+    if (use_runs) d.runs = runs, d.nruns = nt > 1 ? nt : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         uint32_t *bp = Bp ? Bp + bsize * (size_t)thread_num() : NULL;

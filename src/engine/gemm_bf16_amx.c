@@ -171,6 +171,43 @@ static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, in
     }
 }
 
+/* C rows [0, rv <= 16) x columns [0, ncv) op= 16 A rows @ the panel: the
+ * tiles straight from and to C where the block is whole (as whole_block),
+ * else through out and update. */
+static __attribute__((target(T_AMX))) void rows16(const uint32_t *Ap, int ldp, int nq,
+                                                  const uint32_t *Bp, float *C, int ldc, int rv,
+                                                  int ncv, int mode, float beta, float *out) {
+    int direct = rv == 16 && ncv == 64 && mode != BF16_BETA;
+    float *c = direct ? C : out;
+    size_t sc = (size_t)(direct ? ldc : 64) * 4;
+    if (direct && mode == BF16_ADD) {
+        _tile_loadd(0, c, sc);
+        _tile_loadd(1, c + 16, sc);
+        _tile_loadd(2, c + 32, sc);
+        _tile_loadd(3, c + 48, sc);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    dot_panel16(Ap, ldp, nq, Bp);
+    _tile_stored(0, c, sc);
+    _tile_stored(1, c + 16, sc);
+    _tile_stored(2, c + 32, sc);
+    _tile_stored(3, c + 48, sc);
+    if (!direct) update(out, C, ldc, rv, ncv, mode, beta);
+}
+
+/* Up to BF16_FEW rows (decoding) go 16 at a time through dot_panel16:
+ * the first block reads the panel from memory as whole rows and the others
+ * from L2, where 32-row blocks read it in 32-column halves (128 of every
+ * 256 bytes, then back for the rest). tools/bench/bench_gemm_bf16 5 2
+ * decode (2 threads, weights cold), 2 rounds each, with the team's
+ * contiguous runs of panels (gemm_bf16.c) on both sides, Intel Xeon with
+ * AMX, 2026-12-05: 32 x 3072 x 768 0.35-0.36 -> 0.31 ms, 32 x 768 x 3072
+ * 0.36-0.39 -> 0.33-0.34, the 32-row LM head 5.5-5.6 -> 5.0-5.1, 64 x 3072
+ * x 768 0.45 -> 0.43-0.44. */
 __attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, int M, int nq,
                                                    const uint32_t *Bp, float *C, int ldc, int ncv,
                                                    int mode, float beta) {
@@ -179,6 +216,13 @@ __attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, 
     /* beta 1 (a gradient accumulated): the tiles start from C, which sums
      * in another order than c + x but within the same bound */
     if (mode == BF16_BETA && beta == 1.0f) mode = BF16_ADD;
+    if (M <= BF16_FEW) {
+        for (int m = 0; m < M; m += 16)
+            rows16(Ap + (size_t)m * ldp, ldp, nq, Bp, C + (size_t)m * ldc, ldc,
+                   M - m < 16 ? M - m : 16, ncv, mode, beta, out);
+        _tile_release();
+        return;
+    }
     for (int m = 0; m < M; m += 32) {
         int rv = M - m < 32 ? M - m : 32;
         if (rv == 32 && ncv == 64 && mode != BF16_BETA) {

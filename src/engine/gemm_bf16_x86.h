@@ -16,6 +16,7 @@
 #define BF16_NR      64  /* columns of a B panel */
 #define BF16_KCP     384 /* most k pairs in a K block */
 #define BF16_QUANTUM 16  /* K blocks and packed rows are multiples of this */
+#define BF16_FEW     64  /* at most this many rows: a few-row (decoding) product */
 
 /* A stored operand: op(X) element (r, c) is X[r * ld + c], or X[c * ld + r]
  * when trans; bf16 bits, or floats rounded while packed when f32. */
