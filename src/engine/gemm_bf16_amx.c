@@ -12,7 +12,9 @@
  * columns, half a 64-column panel), from 2 A tiles (16 rows x 16 k pairs,
  * row stride ldp pairs: the packed A block as it is) and 2 B tiles (16 k
  * pairs x 16 columns: rows of the packed B panel, stride 64 pairs): the
- * packed layouts of gemm_bf16_x86.h are AMX's without change. */
+ * packed layouts of gemm_bf16_x86.h are AMX's without change. Products of
+ * at most BF16_FEW rows (decoding) and 16-row edges use 1 x 4 tiles
+ * instead: 16 rows across the panel's 64 columns (dot_panel16). */
 #include "config.h"
 #include "gemm_bf16_x86.h"
 
@@ -64,10 +66,10 @@ static __attribute__((target(T_AMX))) void update(const float *out, float *C, in
         }
 }
 
-/* Tiles 0-3 (C rows [m, m + 32) x columns [half, half + 32)) += A rows
- * (or 16 when !two) @ the panel's columns, over nq pairs. */
+/* Tiles 0-3 (C rows [m, m + 32) x columns [half, half + 32)) += the 32 A
+ * rows @ the panel's columns, over nq pairs. */
 static inline __attribute__((always_inline, target(T_AMX))) void
-dot_block(const uint32_t *Ap, int ldp, int two, int nq, const uint32_t *Bp, int half) {
+dot_block(const uint32_t *Ap, int ldp, int nq, const uint32_t *Bp, int half) {
     size_t sa = (size_t)ldp * 4, sb = BF16_NR * 4;
     for (int q = 0; q < nq; q += 16) {
         const uint32_t *b = Bp + (size_t)q * BF16_NR + half;
@@ -76,11 +78,9 @@ dot_block(const uint32_t *Ap, int ldp, int two, int nq, const uint32_t *Bp, int 
         _tile_loadd(7, b + 16, sb);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
-        if (two) {
-            _tile_loadd(5, Ap + (size_t)16 * ldp + q, sa);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
+        _tile_loadd(5, Ap + (size_t)16 * ldp + q, sa);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
     }
 }
 
@@ -104,7 +104,7 @@ whole_block(const uint32_t *Ap, int ldp, int nq, const uint32_t *Bp, float *C, i
             _tile_zero(2);
             _tile_zero(3);
         }
-        dot_block(Ap, ldp, 1, nq, Bp, half);
+        dot_block(Ap, ldp, nq, Bp, half);
         _tile_stored(0, c, sc);
         _tile_stored(1, c + 16, sc);
         _tile_stored(2, c + (size_t)16 * ldc, sc);
@@ -139,35 +139,21 @@ dot_panel16(const uint32_t *Ap, int ldp, int nq, const uint32_t *Bp) {
     }
 }
 
-/* out (32 x 64) = Ap rows [m, m + 32) (or 16 when !two) @ the panel: the
- * edge blocks, whose C rows or columns are fewer than the tiles'. */
-static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, int two, int nq,
+/* out (32 x 64) = Ap rows [m, m + 32) @ the panel: the edge blocks of more
+ * than 16 rows, whose C rows or columns are fewer than the tiles'. */
+static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, int nq,
                                                  const uint32_t *Bp, float *out) {
     size_t so = 64 * 4;
-    if (!two) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        dot_panel16(Ap, ldp, nq, Bp);
-        _tile_stored(0, out, so);
-        _tile_stored(1, out + 16, so);
-        _tile_stored(2, out + 32, so);
-        _tile_stored(3, out + 48, so);
-        return;
-    }
     for (int half = 0; half < 64; half += 32) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
-        dot_block(Ap, ldp, two, nq, Bp, half);
+        dot_block(Ap, ldp, nq, Bp, half);
         _tile_stored(0, out + half, so);
         _tile_stored(1, out + half + 16, so);
-        if (two) {
-            _tile_stored(2, out + 16 * 64 + half, so);
-            _tile_stored(3, out + 16 * 64 + half + 16, so);
-        }
+        _tile_stored(2, out + 16 * 64 + half, so);
+        _tile_stored(3, out + 16 * 64 + half + 16, so);
     }
 }
 
@@ -230,7 +216,12 @@ __attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, 
                         mode == BF16_ADD);
             continue;
         }
-        block(Ap + (size_t)m * ldp, ldp, rv > 16, nq, Bp, out);
+        if (rv <= 16) {
+            rows16(Ap + (size_t)m * ldp, ldp, nq, Bp, C + (size_t)m * ldc, ldc, rv, ncv, mode, beta,
+                   out);
+            continue;
+        }
+        block(Ap + (size_t)m * ldp, ldp, nq, Bp, out);
         update(out, C + (size_t)m * ldc, ldc, rv, ncv, mode, beta);
     }
     _tile_release();
