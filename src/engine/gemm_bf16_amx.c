@@ -158,25 +158,20 @@ static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, in
 }
 
 /* C rows [0, rv <= 16) x columns [0, ncv) op= 16 A rows @ the panel: the
- * tiles straight from and to C where the block is whole (as whole_block),
- * else through out and update. */
+ * tiles from zero, stored straight to C where the block is whole and
+ * mode is BF16_STORE, else through out and update. So a row's sums are
+ * the same whatever the rows beside it: a decoding row gets the same bits
+ * in a batch of 1 as of 64 (test_gemm_bf16, test_rows_alone). */
 static __attribute__((target(T_AMX))) void rows16(const uint32_t *Ap, int ldp, int nq,
                                                   const uint32_t *Bp, float *C, int ldc, int rv,
                                                   int ncv, int mode, float beta, float *out) {
-    int direct = rv == 16 && ncv == 64 && mode != BF16_BETA;
+    int direct = rv == 16 && ncv == 64 && mode == BF16_STORE;
     float *c = direct ? C : out;
     size_t sc = (size_t)(direct ? ldc : 64) * 4;
-    if (direct && mode == BF16_ADD) {
-        _tile_loadd(0, c, sc);
-        _tile_loadd(1, c + 16, sc);
-        _tile_loadd(2, c + 32, sc);
-        _tile_loadd(3, c + 48, sc);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     dot_panel16(Ap, ldp, nq, Bp);
     _tile_stored(0, c, sc);
     _tile_stored(1, c + 16, sc);

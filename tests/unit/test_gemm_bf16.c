@@ -378,6 +378,26 @@ static void check_packed_team(int M, int N, int K) {
     free(A.p), free(A.v), free(W.p), free(W.v), free(C1), free(C2), free(P);
 }
 
+/* A row of a few-row product over packed weights (decoding) has the same
+ * bits whatever the rows beside it: each of 40 and 64 rows against the
+ * same row alone, K = 800 (two K blocks: the second adds to C). */
+static void check_rows_alone(const char *kern, int M) {
+    int N = 130, K = 800;
+    operand A = make_operand(M, K, 0, 1, 0), W = make_operand(K, N, 0, 1, 0);
+    float *C = xalloc(sizeof(float) * M * N), *c1 = xalloc(sizeof(float) * N);
+    void *P = xalloc(rlaif_bf16_packed_size(K, N));
+    rlaif_bf16_pack(0, K, N, W.p, 1, W.ld, P, 1);
+    rlaif_bf16_packed_gemm(M, N, K, A.p, A.ld, P, 0.0f, C, N, 2);
+    for (int m = 0; m < M; m++) {
+        rlaif_bf16_packed_gemm(1, N, K, (const float *)A.p + (size_t)m * A.ld, A.ld, P, 0.0f, c1, N,
+                               1);
+        if (memcmp(c1, C + (size_t)m * N, sizeof(float) * N) && failures++ < 5)
+            fprintf(stderr, "FAIL %s packed: row %d of %d differs from the row alone\n", kern, m,
+                    M);
+    }
+    free(A.p), free(A.v), free(W.p), free(W.v), free(C), free(c1), free(P);
+}
+
 START_TEST(test_packed) {
     const char *kern[3];
     int nk = n_kernels(kern);
@@ -387,6 +407,8 @@ START_TEST(test_packed) {
             check_packed(kern[ki], M & 1, M, M % 4 ? 77 : 130, M % 5 ? 33 : 800, M % 3 == 0,
                          M % 2 ? 0.0f : 1.0f, 1 + M % 2);
         check_packed_team(40, 64 * 7 + 5, 100);
+        check_rows_alone(kern[ki], 40);
+        check_rows_alone(kern[ki], 64);
     }
     rlaif_bf16_kernel(kern[nk - 1]);
     check_gemm(kern[nk - 1], 2, 0, 1, 37, 150, 801, 1, 1, 0.5f, 2); /* against the reference */
