@@ -161,7 +161,7 @@ static __attribute__((target(T_AMX))) void block(const uint32_t *Ap, int ldp, in
  * tiles from zero, stored straight to C where the block is whole and
  * mode is BF16_STORE, else through out and update. So a row's sums are
  * the same whatever the rows beside it: a decoding row gets the same bits
- * in a batch of 1 as of 64 (test_gemm_bf16, test_rows_alone). */
+ * in a batch of 1 as of 64 (test_gemm_bf16, check_rows_alone). */
 static __attribute__((target(T_AMX))) void rows16(const uint32_t *Ap, int ldp, int nq,
                                                   const uint32_t *Bp, float *C, int ldc, int rv,
                                                   int ncv, int mode, float beta, float *out) {
