@@ -311,11 +311,11 @@ static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *
      * 0.43-0.45 -> 0.36-0.39, the 32-row LM head 6.4-6.5 -> 5.5-5.6, 64 x
      * 3072 x 768 0.49-0.51 -> 0.45. The runs are for the team asked for; a
      * thread the team does not get has its run taken by the others. */
-    rlaif_run runs[nt > 1 ? nt : 1];
-    int use_runs = Bpre && M <= BF16_FEW && mc >= M;
-    if (use_runs) rlaif_runs_init(runs, panels, nt > 1 ? nt : 1);
-    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc, NULL, 1};
-    if (use_runs) d.runs = runs, d.nruns = nt > 1 ? nt : 1;
+    int nr = nt > 1 ? nt : 1, use_runs = Bpre && M <= BF16_FEW && mc >= M;
+    rlaif_run runs[nr];
+    if (use_runs) rlaif_runs_init(runs, panels, nr);
+    driver d = {panel, A, B, wide ? Bw : Bpre, M, N, kcp, kpad, panels, beta, C, ldc, NULL, nr};
+    if (use_runs) d.runs = runs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         uint32_t *bp = Bp ? Bp + bsize * (size_t)thread_num() : NULL;

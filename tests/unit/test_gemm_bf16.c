@@ -360,7 +360,7 @@ static void check_packed(const char *kern, int wt, int M, int N, int K, int w_f3
  * inside a team of 1 (nested regions get one thread), the one thread must
  * take every run. The bits of the one-thread call; C starts as NaN so a
  * panel left out shows. */
-static void check_packed_team(int M, int N, int K) {
+static void check_packed_team(const char *kern, int M, int N, int K) {
     operand A = make_operand(M, K, 0, 1, 0), W = make_operand(K, N, 0, 1, 0);
     size_t nc = (size_t)M * N;
     float *C1 = xalloc(nc * sizeof(float)), *C2 = xalloc(nc * sizeof(float));
@@ -372,8 +372,8 @@ static void check_packed_team(int M, int N, int K) {
 #pragma omp parallel num_threads(1)
         rlaif_bf16_packed_gemm(M, N, K, A.p, A.ld, P, 0.0f, C2, N, nr);
         if (memcmp(C1, C2, nc * sizeof(float)) && failures++ < 5)
-            fprintf(stderr, "FAIL packed M=%d N=%d K=%d asked for %d threads in a team of 1\n", M,
-                    N, K, nr);
+            fprintf(stderr, "FAIL %s packed M=%d N=%d K=%d asked for %d threads in a team of 1\n",
+                    kern, M, N, K, nr);
     }
     free(A.p), free(A.v), free(W.p), free(W.v), free(C1), free(C2), free(P);
 }
@@ -406,7 +406,7 @@ START_TEST(test_packed) {
         for (int M = 1; M <= 70; M += 3)
             check_packed(kern[ki], M & 1, M, M % 4 ? 77 : 130, M % 5 ? 33 : 800, M % 3 == 0,
                          M % 2 ? 0.0f : 1.0f, 1 + M % 2);
-        check_packed_team(40, 64 * 7 + 5, 100);
+        check_packed_team(kern[ki], 40, 64 * 7 + 5, 100);
         check_rows_alone(kern[ki], 40);
         check_rows_alone(kern[ki], 64);
     }
