@@ -1,21 +1,41 @@
-/* attn_decode.c - decoding's attention reads (see attn_decode.h).
+/* attn_decode.c - decoding's attention (see attn_decode.h): one query a
+ * head over its cached keys and values, in one pass.
+ *
+ * The keys go in chunks of 32: their scores, the online softmax's update
+ * (the running max and weight sum; the sums so far rescaled when the max
+ * grows), then those 32 values mixed by their weights. The keys and the
+ * values are read side by side, two streams, where a pass of scores then a
+ * pass of mixes read one after the other. The time the two passes lost was
+ * per block, not per byte: a scratch loop over GPT-2 124M's cache shape
+ * (12 layers, 12 heads, 2 threads, Intel Xeon VM with AMX, 20 GB/s read),
+ * bf16, best of 5, the bytes fixed, at 470 / 920 / 1820 keys a head: two
+ * passes 70.9 / 60.5 / 55.7 ms, one pass 62.3 / 58.1 / 57.5, one pass
+ * prefetching each chunk 1 KB ahead 56.2 / 51.9 / 50.7 (a plain read of
+ * every line: 55.7 / 53.6 / 52.9). In the engine, `bench_engine gen`,
+ * batch 64, 450-token prompts, against the two passes, alternating (ms of
+ * attention a step): GPT-2 124M bf16 73.7 -> 62.1, fp32 115.3 / 115.7 ->
+ * 107.1 / 106.6; TinyLlama's layer shape (8 query heads a cached head)
+ * bf16 7.5 / 7.7 -> 7.4 / 7.4, fp32 9.8 / 9.9 -> 9.5 / 9.6. Chunks of 16
+ * keys had given GPT-2 bf16 the same (61.3 / 61.4) but fp32 nothing
+ * (117-122) and the grouped heads 8-16% more: each chunk's scores -> max
+ * -> exp -> mix is a chain of latency that memory no longer hides once a
+ * group's block is in L1, and 32 keys a step halve the chains. Without the
+ * prefetch the fp32 one pass took 143-146 ms, so both element types take
+ * it (PF_AHEAD).
  *
  * Plain C: one dot product per key, each ending in a horizontal sum (the
  * compiler's reduction), and one accumulator row for the values. AVX-512,
  * when the head size is a multiple of 16 and at most 128 (every model the
- * engine loads): scores for 16 keys at a time, whose 16 lane sums are added
- * as one tree (hsum16; a last partial block too, masked), and the values in
- * two interleaved accumulator rows, so neither loop waits on its own
- * additions; a bf16 cache read a line (32 values) at a time (by_line).
- * Chosen at run time. No
- * software prefetch: the cache is on 2 MB pages (model.c), where the
- * hardware prefetchers follow each head's block; prefetching every line 16
- * rows ahead made the attention 30% slower there and 14% on 4 KB pages
- * (2-core EPYC, 192 blocks of 456 keys a layer, 12 layers). */
+ * engine loads): a chunk's 16 lane sums added as one tree (hsum16; a last
+ * partial chunk too, masked), and the values in two interleaved
+ * accumulator rows, so neither loop waits on its own additions; a bf16
+ * cache read a line (32 values) at a time (by_line). Chosen at run time. */
 #include "config.h"
 #include "attn_decode.h"
+#include "fast_expf.h"
 #include "simd_x86.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -51,17 +71,84 @@ scores_c(float *sc, const void *kc, const float *q, int n, int hs, float scale, 
     }
 }
 
-/* add: out += the sum (a later block of keys), else out = the sum */
+/* out += sum_j p[j] v_j */
 static inline __attribute__((always_inline)) void mix_c(float *out, const void *vc, const float *p,
-                                                        int n, int hs, int bf, int add) {
-    if (!add)
-        for (int d = 0; d < hs; d++) out[d] = 0.0f;
+                                                        int n, int hs, int bf) {
     for (int j = 0; j < n; j++) {
         const void *v = at(vc, (size_t)j * hs, bf);
         float pj = p[j];
 #pragma omp simd
         for (int d = 0; d < hs; d++) out[d] += pj * ld1(v, d, bf);
     }
+}
+
+/* ----------------------------------------------------------- online softmax */
+
+#define CHUNK 32 /* keys a step: scores, weights, mix (above) */
+
+/* One chunk's step of the online softmax (Milakov and Gimelshein 2018,
+ * "Online normalizer calculation for softmax"): x[0..rem) holds the
+ * chunk's scores and becomes their weights exp(x - m) for the running max
+ * m, a masked key's weight 0 (mask: the chunk's valid bytes, NULL all
+ * valid). *m and *l (the running max and weight sum) are updated. Returns
+ * the factor the sums so far must be scaled by (1 when the max held), or
+ * -1 for a chunk with no valid key (nothing to add). */
+static inline __attribute__((always_inline)) float
+chunk_weights(float *x, int rem, const uint8_t *mask, float *m, float *l) {
+    /* all CHUNK lanes, so the loops below have a constant trip count (one
+     * vector in AVX-512): a missing or masked key's score is -inf, its
+     * weight 0 */
+    float cm = -INFINITY, s = 0.0f, corr = 1.0f;
+    for (int i = rem; i < CHUNK; i++) x[i] = -INFINITY;
+    if (mask)
+        for (int i = 0; i < rem; i++)
+            if (!mask[i]) x[i] = -INFINITY;
+#pragma omp simd reduction(max : cm)
+    for (int i = 0; i < CHUNK; i++) cm = x[i] > cm ? x[i] : cm;
+    if (!(cm > -INFINITY)) return -1.0f;
+    if (cm > *m) { /* the first valid key: the sums are 0 and stay 0 */
+        corr = *m > -INFINITY ? fast_expf(*m - cm) : 0.0f;
+        *l *= corr, *m = cm;
+    }
+    float mx = *m;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < CHUNK; i++) { /* -inf's exp is finite (fast_expf clamps), times 0 */
+        float e = fast_expf(x[i] - mx) * (float)(x[i] > -INFINITY);
+        x[i] = e;
+        s += e;
+    }
+    *l += s;
+    return corr;
+}
+
+/* One query head over keys j0..j1 (chunks of CHUNK): acc (hs) and ml (the
+ * running max and weight sum) carry the state from the keys before j0. */
+static inline __attribute__((always_inline)) void attend_c(float *acc, float *ml, const void *kc,
+                                                           const void *vc, const float *q,
+                                                           const uint8_t *mask, int j0, int j1,
+                                                           int hs, float scale, int bf) {
+    for (int j = j0; j < j1; j += CHUNK) {
+        int rem = j1 - j < CHUNK ? j1 - j : CHUNK;
+        float x[CHUNK];
+        scores_c(x, at(kc, (size_t)j * hs, bf), q, rem, hs, scale, bf);
+        float corr = chunk_weights(x, rem, mask ? mask + j : NULL, &ml[0], &ml[1]);
+        if (corr < 0.0f) continue;
+        if (corr != 1.0f)
+            for (int d = 0; d < hs; d++) acc[d] *= corr;
+        mix_c(acc, at(vc, (size_t)j * hs, bf), x, rem, hs, bf);
+    }
+}
+
+/* Bytes ahead of a chunk that the AVX-512 kernel prefetches: a chunk's
+ * worth of lines that many bytes on, in each stream. fp32 at batch 64 in the
+ * engine: 0.5 and 1 KB alike, 2, 4 and 8 KB 2-5% slower. */
+#define PF_AHEAD 1024
+
+/* Prefetches the len bytes PF_AHEAD past p, those before p + left. */
+static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, size_t len,
+                                                                 size_t left) {
+    for (size_t o = PF_AHEAD; o < PF_AHEAD + len && o < left; o += 64)
+        __builtin_prefetch((const char *)p + o);
 }
 
 #ifdef HAVE_X86
@@ -158,50 +245,73 @@ score16(const int NV, float *sc, const void *kc, size_t k, const __m512 *qv, int
         _mm512_mask_storeu_ps(sc, (__mmask16)((1u << rem) - 1), r);
 }
 
-/* NV = hs / 16 is a constant in each copy (one per head size, below), so
- * the loops over a head's vectors unroll and the accumulators stay in
- * registers: with hs a run-time value GCC kept mix's accumulators on the
- * stack (a load and a store around every FMA). One thread, one head of 458
- * keys hot in L2, 2-core EPYC Zen 5: the mix 2.5 -> 1.8 ns a key, the
- * scores 1.9 / 2.5 ns (no better); with 8 query heads over blocks in L1
- * (group_blocks) both together 4.6 -> 2.0 ns per query head and key. */
-static inline __attribute__((always_inline, target("avx512f"))) void
-scores512(const int NV, float *sc, const void *kc, const float *q, int n, float scale, int bf) {
-    int hs = 16 * NV, j = 0;
-    __m512 qv[MAX_NV], s = _mm512_set1_ps(scale);
-    load_q(NV, qv, q, bf);
-    for (; j + 16 <= n; j += 16) score16(NV, sc + j, kc, (size_t)j * hs, qv, 16, s, bf);
-    if (j < n) score16(NV, sc + j, kc, (size_t)j * hs, qv, n - j, s, bf);
+/* v in by_line order (load_q: per line its even values, then its odd ones)
+ * back into element order */
+static inline __attribute__((always_inline, target("avx512f"))) void unline(const int NV,
+                                                                            __m512 *v) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+#pragma GCC unroll 4
+    for (int w = 0; w < NV / 2; w++) {
+        __m512 e = v[2 * w], o = v[2 * w + 1];
+        v[2 * w] = _mm512_permutex2var_ps(e, lo, o);
+        v[2 * w + 1] = _mm512_permutex2var_ps(e, _mm512_add_epi32(lo, _mm512_set1_epi32(8)), o);
+    }
 }
 
-/* Two keys at a time into two sets of accumulators, so no FMA waits on the
- * one before; in by_line order (load_q) for a bf16 row of lines. */
+/* attend_c's step in AVX-512: acc holds the sums in qv's order (load_q).
+ * NV = hs / 16 is a constant in each copy (one per head size, below), so
+ * the loops over a head's vectors unroll and the accumulators stay in
+ * registers: with hs a run-time value GCC kept the accumulators on the
+ * stack (a load and a store around every FMA). pf: prefetch each chunk
+ * PF_AHEAD on, in the keys and in the values, up to key n. */
 static inline __attribute__((always_inline, target("avx512f"))) void
-mix512(const int NV, float *out, const void *vc, const float *p, int n, int add, int bf) {
-    int hs = 16 * NV, j = 0;
-    __m512 a0[MAX_NV], a1[MAX_NV];
+attend512(const int NV, float *acc, float *ml, const void *kc, const void *vc, const float *q,
+          const uint8_t *mask, int j0, int j1, int n, float scale, int pf, int bf) {
+    int hs = 16 * NV;
+    size_t cb = (size_t)CHUNK * hs * (bf ? 2 : 4), end = (size_t)n * hs * (bf ? 2 : 4);
+    __m512 qv[MAX_NV], s = _mm512_set1_ps(scale), a0[MAX_NV], a1[MAX_NV];
+    load_q(NV, qv, q, bf);
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) a0[v] = a1[v] = _mm512_setzero_ps();
-    for (; j + 2 <= n; j += 2) {
-        fma_row(NV, a0, vc, (size_t)j * hs, NULL, _mm512_set1_ps(p[j]), bf);
-        fma_row(NV, a1, vc, (size_t)(j + 1) * hs, NULL, _mm512_set1_ps(p[j + 1]), bf);
-    }
-    if (j < n) fma_row(NV, a0, vc, (size_t)j * hs, NULL, _mm512_set1_ps(p[j]), bf);
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) a0[v] = _mm512_add_ps(a0[v], a1[v]);
-    if (by_line(NV, bf)) /* even and odd sums back into element order */
-#pragma GCC unroll 4
-        for (int w = 0; w < NV / 2; w++) {
-            __m512 e = a0[2 * w], o = a0[2 * w + 1];
-            a0[2 * w] = _mm512_permutex2var_ps(e, lo, o);
-            a0[2 * w + 1] =
-                _mm512_permutex2var_ps(e, _mm512_add_epi32(lo, _mm512_set1_epi32(8)), o);
+    for (int v = 0; v < NV; v++) a0[v] = _mm512_loadu_ps(acc + 16 * v), a1[v] = _mm512_setzero_ps();
+    for (int j = j0; j < j1; j += CHUNK) {
+        int rem = j1 - j < CHUNK ? j1 - j : CHUNK;
+        size_t at_j = (size_t)j * hs;
+        if (pf) {
+            size_t done = at_j * (bf ? 2 : 4);
+            prefetch_ahead(at(kc, at_j, bf), cb, end - done);
+            prefetch_ahead(at(vc, at_j, bf), cb, end - done);
         }
+        float x[CHUNK];
+        for (int c = 0; c < rem; c += 16)
+            score16(NV, x + c, kc, at_j + (size_t)c * hs, qv, rem - c < 16 ? rem - c : 16, s, bf);
+        float corr = chunk_weights(x, rem, mask ? mask + j : NULL, &ml[0], &ml[1]);
+        if (corr < 0.0f) continue;
+        if (corr != 1.0f) {
+            __m512 c = _mm512_set1_ps(corr);
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++)
-        _mm512_storeu_ps(out + 16 * v,
-                         add ? _mm512_add_ps(_mm512_loadu_ps(out + 16 * v), a0[v]) : a0[v]);
+            for (int v = 0; v < NV; v++)
+                a0[v] = _mm512_mul_ps(a0[v], c), a1[v] = _mm512_mul_ps(a1[v], c);
+        }
+        int i = 0;
+        for (; i + 2 <= rem; i += 2) {
+            fma_row(NV, a0, vc, at_j + (size_t)i * hs, NULL, _mm512_set1_ps(x[i]), bf);
+            fma_row(NV, a1, vc, at_j + (size_t)(i + 1) * hs, NULL, _mm512_set1_ps(x[i + 1]), bf);
+        }
+        if (i < rem) fma_row(NV, a0, vc, at_j + (size_t)i * hs, NULL, _mm512_set1_ps(x[i]), bf);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + 16 * v, _mm512_add_ps(a0[v], a1[v]));
+}
+
+/* out = acc / l in element order (acc in qv's order); 0 when no key */
+static inline __attribute__((always_inline, target("avx512f"))) void
+finish512(const int NV, float *out, float l, int bf) {
+    __m512 a[MAX_NV], r = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) a[v] = _mm512_loadu_ps(out + 16 * v);
+    if (by_line(NV, bf)) unline(NV, a);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(out + 16 * v, _mm512_mul_ps(a[v], r));
 }
 #endif
 
@@ -253,100 +363,72 @@ const char *rlaif_attn_decode_kernel(const char *force) {
     CASE_NV(8, K, __VA_ARGS__)
 
 static __attribute__((target("avx512f"))) void
-scores512_any(float *sc, const void *kc, const float *q, int n, int hs, float scale, int bf) {
-    switch (hs / 16) { EACH_NV(scores512, sc, kc, q, n, scale) }
+attend512_any(float *acc, float *ml, const void *kc, const void *vc, const float *q,
+              const uint8_t *mask, int j0, int j1, int n, int hs, float scale, int pf, int bf) {
+    switch (hs / 16) { EACH_NV(attend512, acc, ml, kc, vc, q, mask, j0, j1, n, scale, pf) }
 }
 
-static __attribute__((target("avx512f"))) void
-mix512_any(float *out, const void *vc, const float *p, int n, int hs, int bf, int add) {
-    switch (hs / 16) { EACH_NV(mix512, out, vc, p, n, add) }
+static __attribute__((target("avx512f"))) void finish512_any(float *out, float l, int hs, int bf) {
+    switch (hs / 16) { EACH_NV(finish512, out, l) }
 }
 #endif
 
-static void scores_any(float *sc, const void *kc, const float *q, int n, int hs, float scale,
+static void attend_any(float *acc, float *ml, const void *kc, const void *vc, const float *q,
+                       const uint8_t *mask, int j0, int j1, int n, int hs, float scale, int pf,
                        int bf) {
 #ifdef HAVE_X86
     if (use512(hs)) {
-        scores512_any(sc, kc, q, n, hs, scale, bf);
+        attend512_any(acc, ml, kc, vc, q, mask, j0, j1, n, hs, scale, pf, bf);
         return;
     }
 #endif
+    (void)n, (void)pf;
     if (bf)
-        scores_c(sc, kc, q, n, hs, scale, 1);
+        attend_c(acc, ml, kc, vc, q, mask, j0, j1, hs, scale, 1);
     else
-        scores_c(sc, kc, q, n, hs, scale, 0);
+        attend_c(acc, ml, kc, vc, q, mask, j0, j1, hs, scale, 0);
 }
 
-static void mix_any(float *out, const void *vc, const float *p, int n, int hs, int bf, int add) {
+static void finish_any(float *out, float l, int hs, int bf) {
 #ifdef HAVE_X86
     if (use512(hs)) {
-        mix512_any(out, vc, p, n, hs, bf, add);
+        finish512_any(out, l, hs, bf);
         return;
     }
 #endif
-    if (bf)
-        mix_c(out, vc, p, n, hs, 1, add);
-    else
-        mix_c(out, vc, p, n, hs, 0, add);
+    float r = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int d = 0; d < hs; d++) out[d] *= r;
 }
 
-void rlaif_attn_scores(float *sc, const float *kc, const float *q, int n, int hs, float scale) {
-    scores_any(sc, kc, q, n, hs, scale, 0);
-}
-
-void rlaif_attn_mix(float *out, const float *vc, const float *p, int n, int hs) {
-    mix_any(out, vc, p, n, hs, 0, 0);
-}
-
-void rlaif_attn_scores_bf16(float *sc, const uint16_t *kc, const float *q, int n, int hs,
-                            float scale) {
-    scores_any(sc, kc, q, n, hs, scale, 1);
-}
-
-void rlaif_attn_mix_bf16(float *out, const uint16_t *vc, const float *p, int n, int hs) {
-    mix_any(out, vc, p, n, hs, 1, 0);
-}
-
-/* Grouped-query attention: grp query heads read one cached head. Head by
- * head, each pass over the keys (then the values) came from L2 once per
- * query head: 8 passes of 117 KB for a TinyLlama head at ~460 positions,
- * so its batch-64 attention took 3.7 ms a layer where the cache's 60 MB
- * read at the machine's bandwidth is ~1.3 ms. Here blocks of GRP_KEYS keys
- * (16 KB at hs 64: in L1) serve every query head before the next block. */
+/* Keys a block: each block serves every query head of a group before the
+ * next one (16 KB of bf16 keys and values at hs 64: in L1). Head by head,
+ * each pass over the keys came from L2 once per query head: 8 passes of
+ * 117 KB for a TinyLlama head at ~460 positions, so its batch-64 attention
+ * took 3.7 ms a layer where the cache's 60 MB read at the machine's
+ * bandwidth is ~1.3 ms. One query head (grp 1) goes block by block too,
+ * so its sums are the ones it gets in a group, bit for bit. */
 #define GRP_KEYS 64
+#define MAX_GRP  64 /* query heads whose state is kept at once; more go in turns */
 
-/* The group's scores (mix 0: kv the keys, x the queries, out the scores)
- * or mixes (mix 1: kv the values, x the probabilities, out the outputs),
- * GRP_KEYS keys at a time for every query head. */
-static void group_blocks(int mix, float *out, size_t ldo, const void *kv, int bf, const float *x,
-                         size_t ldx, int grp, int n, int hs, float scale) {
-    int step = grp == 1 ? n : GRP_KEYS;
-    for (int j0 = 0; j0 < n; j0 += step) {
-        int cn = n - j0 < step ? n - j0 : step;
-        const void *blk = at(kv, (size_t)j0 * hs, bf);
-        for (int h = 0; h < grp; h++) {
-            if (mix)
-                mix_any(out + h * ldo, blk, x + h * ldx + j0, cn, hs, bf, j0 > 0);
-            else
-                scores_any(out + h * ldo + j0, blk, x + h * ldx, cn, hs, scale, bf);
+void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,
+                       const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
+                       int n, int hs, float scale) {
+    int bf = kb != NULL;
+    const void *k = bf ? (const void *)kb : (const void *)kc;
+    const void *v = bf ? (const void *)vb : (const void *)vc;
+    float ml[2 * MAX_GRP]; /* each head's running max and weight sum */
+    for (int h0 = 0; h0 < grp; h0 += MAX_GRP) {
+        int hn = grp - h0 < MAX_GRP ? grp - h0 : MAX_GRP;
+        for (int h = 0; h < hn; h++) {
+            memset(out + (h0 + h) * ldo, 0, sizeof(float) * (size_t)hs);
+            ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
         }
+        for (int j0 = 0; j0 < n; j0 += GRP_KEYS) {
+            int j1 = n - j0 < GRP_KEYS ? n : j0 + GRP_KEYS;
+            for (int h = 0; h < hn; h++) /* the first head's pass brings the block in */
+                attend_any(out + (h0 + h) * ldo, ml + 2 * h, k, v, q + (h0 + h) * ldq, mask, j0, j1,
+                           n, hs, scale, h == 0, bf);
+        }
+        for (int h = 0; h < hn; h++) finish_any(out + (h0 + h) * ldo, ml[2 * h + 1], hs, bf);
     }
-    if (mix && n == 0)
-        for (int h = 0; h < grp; h++) memset(out + h * ldo, 0, sizeof(float) * (size_t)hs);
-}
-
-void rlaif_attn_scores_group(float *sc, size_t ldsc, const float *q, size_t ldq, int grp,
-                             const float *kc, const uint16_t *kb, int n, int hs, float scale) {
-    if (kb)
-        group_blocks(0, sc, ldsc, kb, 1, q, ldq, grp, n, hs, scale);
-    else
-        group_blocks(0, sc, ldsc, kc, 0, q, ldq, grp, n, hs, scale);
-}
-
-void rlaif_attn_mix_group(float *out, size_t ldo, const float *p, size_t ldp, int grp,
-                          const float *vc, const uint16_t *vb, int n, int hs) {
-    if (vb)
-        group_blocks(1, out, ldo, vb, 1, p, ldp, grp, n, hs, 0.0f);
-    else
-        group_blocks(1, out, ldo, vc, 0, p, ldp, grp, n, hs, 0.0f);
 }

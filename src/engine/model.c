@@ -38,6 +38,7 @@
 #include "rlaif/core/memory.h"
 #include "rlaif/core/rng.h"
 #include "attn_decode.h"
+#include "fast_expf.h"
 #include "model_gemm.h"
 #include "gemm_bf16.h"
 
@@ -596,37 +597,6 @@ static void norm_backward(float *dinp, float *dw, float *db, const float *dout, 
         layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
     else
         rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
-}
-
-/* exp(x) for float, vectorisable (no libm call): Cephes' expf, 2^n * p(r)
- * with r = x - n ln2 in [-ln2/2, ln2/2]; relative error about 1e-7. The
- * bit pattern of 2^n is built by hand so the loop stays in SIMD registers. */
-static inline float fast_expf(float x) {
-    /* clamp to [-87, 88] with integer masks: a float ?: is a branch for GCC
-     * (comparisons may trap), which stops vectorisation */
-    union {
-        float f;
-        int32_t i;
-    } u = {x}, lo = {-87.0f}, hi = {88.0f};
-    int32_t mlo = -(int32_t)(x < -87.0f), mhi = -(int32_t)(x > 88.0f);
-    u.i = (u.i & ~(mlo | mhi)) | (lo.i & mlo) | (hi.i & mhi);
-    x = u.f;
-    /* n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest even) */
-    float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    int n = (int)fn;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } scale = {.i = (n + 127) << 23};
-    return p * scale.f;
 }
 
 /* GELU, tanh approximation (GPT-2's "gelu_new"), written with
@@ -1780,8 +1750,8 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
     kv->B = B, kv->maxT = maxT, kv->n_layer = c.n_layer, kv->C = c.n_embd;
     kv->n_head = c.n_head, kv->n_kv_head = c.n_kv_head, kv->window = c.sliding_window;
     /* Zeroed: a pad's slot is never written, and a masked key must still
-     * have a finite score (softmax multiplies its exponential by 0; P V
-     * multiplies its 0 by v). On 2 MB pages, all faulted in here: decoding
+     * have a finite score (softmax multiplies its exponential by 0; the
+     * values mix multiplies its 0 by v). On 2 MB pages, all faulted in here: decoding
      * streams the whole cache every step, and on 4 KB pages its attention
      * read 19-21 GB/s where 2 MB pages give 26-27 (xalloc_huge). Faulted in
      * now, not as decoding fills slots: a 2 MB fault inside a step stalled it
@@ -1810,7 +1780,6 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
     else
         kv->k = (float *)base, kv->v = kv->k + n;
     kv->valid = xcalloc((size_t)B * maxT, 1);
-    kv->scratch = xmalloc((size_t)B * c.n_head * maxT * sizeof(float));
     kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
     kv->q_slot = xmalloc(sizeof(int) * (size_t)B * maxT);
     kv->q_from = xmalloc(sizeof(int) * (size_t)B);
@@ -1818,7 +1787,7 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
 }
 
 void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
-    free(kv->mem), free(kv->valid), free(kv->scratch);
+    free(kv->mem), free(kv->valid);
     free(kv->q_off), free(kv->q_slot), free(kv->q_from), free(kv->pscratch);
     memset(kv, 0, sizeof *kv);
 }
@@ -1859,46 +1828,27 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
 }
 
 /* Decoding (one query at slot lim) for the grp query heads that read one
- * cached head (queries q, q + hs, ...): their scores over the keys they
- * see, each softmaxed into its row of sc (rows maxT apart); returns their
- * first slot, *n their count. from >= 0: the real keys are exactly those
- * from slot `from` on, so the mask is a lower bound and softmax runs
- * unmasked (vectorised). */
-static int decode_scores(float *sc, int *n, const float *q, int grp, const kv_head *h, int lim,
-                         const uint8_t *val, int from, const attn_geom *g, float scale, int maxT) {
-    int hs = g->hd, lo = decode_window(g, lim, from, n);
-    const float *k = h->k ? h->k + (size_t)lo * hs : NULL;
-    const uint16_t *kb = h->kb ? h->kb + (size_t)lo * hs : NULL;
-    rlaif_attn_scores_group(sc, (size_t)maxT, q, (size_t)hs, grp, k, kb, *n, hs, scale);
-    for (int i = 0; i < grp; i++)
-        softmax_row(sc + (size_t)i * maxT, *n, 0, *n - 1, from >= 0 ? NULL : val + lo);
-    return lo;
+ * cached head: queries q, q + hs, ... into outputs y, y + hs, ... over the
+ * keys they see (rlaif_attn_decode). from >= 0: the real keys are exactly
+ * those from slot `from` on, so no mask. */
+static void decode_heads(float *y, const float *q, int grp, const kv_head *h, int lim,
+                         const uint8_t *val, int from, const attn_geom *g, float scale) {
+    int hs = g->hd, n, lo = decode_window(g, lim, from, &n);
+    size_t at = (size_t)lo * hs;
+    rlaif_attn_decode(y, (size_t)hs, q, (size_t)hs, grp, h->k ? h->k + at : NULL,
+                      h->v ? h->v + at : NULL, h->kb ? h->kb + at : NULL, h->vb ? h->vb + at : NULL,
+                      from >= 0 ? NULL : val + lo, n, hs, scale);
 }
 
-/* y (grp x hs) = each query head's n probabilities (rows of sc, maxT apart)
- * over the values from slot lo on */
-static void decode_mix(float *y, int grp, const kv_head *h, const float *sc, int lo, int n, int hs,
-                       int maxT) {
-    const float *v = h->v ? h->v + (size_t)lo * hs : NULL;
-    const uint16_t *vb = h->vb ? h->vb + (size_t)lo * hs : NULL;
-    rlaif_attn_mix_group(y, (size_t)hs, sc, (size_t)maxT, grp, v, vb, n, hs);
-}
-
-/* One query head's attention for the cnt new queries of one row (packed rows
- * of qkv from q, slots slot[0..cnt-1], ascending) over the cached keys kc
- * and values vc. One query (decoding) reads the cache once with dot
- * products; several (prefill) are two sgemms over a score block S (cnt, nk)
- * with the causal and padding mask applied in the softmax, as
- * attention_forward does for a whole sequence. */
+/* One query head's attention for the cnt > 1 new queries of one row (packed
+ * rows of qkv from q, slots slot[0..cnt-1], ascending) over the cached keys
+ * kc and values vc (prefill; one query is decode_heads): two sgemms over a
+ * score block S (cnt, nk) with the causal and padding mask applied in the
+ * softmax, as attention_forward does for a whole sequence. */
 static void attn_head(float *y, const float *q, int ldq, const kv_head *h, const int *slot, int cnt,
                       const uint8_t *val, int from, const attn_geom *g, float *sc, float scale) {
     const float *kc = h->k, *vc = h->v;
     int hs = g->hd, C = g->NH * hs;
-    if (cnt == 1) {
-        int n, lo = decode_scores(sc, &n, q, 1, h, slot[0], val, from, g, scale, 0);
-        decode_mix(y, 1, h, sc, lo, n, hs, 0);
-        return;
-    }
     const uint8_t *mask = from >= 0 ? NULL : val;
     int nk = slot[cnt - 1] + 1;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cnt, nk, hs, scale, q, ldq, kc, hs, 0.0f,
@@ -1958,41 +1908,33 @@ static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int
     return h;
 }
 
-/* Most (row, kv head) pairs per task of decoding's attention: a task reads
- * its heads' keys as one stream, then their values as another (a row's
- * heads are adjacent in the cache), where one head at a time switched
- * between the two every 30-120 KB. GPT-2 124M, batch 16, 450-token prompts,
- * bench_engine gen alternating, medians of 7: attention 19.3 ms a step with
- * 1 pair a task, 18.0 with 4, 18.1 with 12 (a row). Fewer when the batch is
- * small, so that every thread gets several tasks. */
+/* Most (row, kv head) pairs per task of decoding's attention: a task's
+ * pairs are adjacent in the cache (a row's heads), so its keys and its
+ * values are two streams across the pairs. GPT-2 124M, batch 16, 450-token
+ * prompts, bench_engine gen alternating, medians of 7 (two passes then: a
+ * task's keys, then its values): attention 19.3 ms a step with 1 pair a
+ * task, 18.0 with 4, 18.1 with 12 (a row). Fewer when the batch is small,
+ * so that every thread gets several tasks. */
 #define DECODE_TASK 4
 
-/* One (row, kv head) pair r of decoding's attention in layer l. Pass 0
- * stores its new key and value, then each of its query heads' scores and
- * softmax over the keys (into the query head's own scratch row); pass 1
- * mixes the values by them into y. A finished row has no query. */
+/* One (row, kv head) pair r of decoding's attention in layer l: stores its
+ * new key and value, then its query heads' attention over the cache into
+ * y. A finished row has no query. */
 static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, int l, int r,
-                        int pass, const attn_geom *g, float scale) {
+                        const attn_geom *g, float scale) {
     int NKV = kv->n_kv_head, hs = g->hd, NH = g->NH, C = NH * hs, C3 = C + 2 * NKV * hs;
     int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], maxT = kv->maxT, grp = NH / NKV;
     if (kv->q_off[b + 1] == r0) return;
-    int lim = kv->q_slot[r0], from = kv->q_from[b], n;
+    int lim = kv->q_slot[r0];
     size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
-    kv_head h = pass ? head_view(kv, base) : store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
-    /* the group's query heads are adjacent: in q, in y and in the scratch */
-    float *sc = kv->scratch + ((size_t)b * NH + kh * grp) * maxT;
-    if (pass) {
-        int lo = decode_window(g, lim, from, &n);
-        decode_mix(y + (size_t)r0 * C + kh * grp * hs, grp, &h, sc, lo, n, hs, maxT);
-    } else {
-        decode_scores(sc, &n, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h, lim,
-                      kv->valid + (size_t)b * maxT, from, g, scale, maxT);
-    }
+    kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
+    /* the group's query heads are adjacent: in q and in y */
+    decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h,
+                 lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale);
 }
 
-/* Decoding's attention (every row at most one query): per task of up to
- * DECODE_TASK (row, kv head) pairs, every pair's scores, then every pair's
- * mix (decode_pair). */
+/* Decoding's attention (every row at most one query): tasks of up to
+ * DECODE_TASK (row, kv head) pairs (decode_pair), handed out dynamically. */
 static void attention_decode(float *y, const float *qkv, const rlaif_kv_cache *kv, int l) {
     int NH = kv->n_head, hs = kv->C / NH, nr = kv->B * kv->n_kv_head;
     attn_geom g = {NH, kv->n_kv_head, hs, kv->window};
@@ -2003,8 +1945,7 @@ static void attention_decode(float *y, const float *qkv, const rlaif_kv_cache *k
 #pragma omp parallel for schedule(dynamic, 1) if (work >= PAR_MIN)
     for (int t = 0; t < (nr + per - 1) / per; t++) {
         int r1 = (t + 1) * per < nr ? (t + 1) * per : nr;
-        for (int pass = 0; pass < 2; pass++)
-            for (int r = t * per; r < r1; r++) decode_pair(y, qkv, kv, l, r, pass, &g, scale);
+        for (int r = t * per; r < r1; r++) decode_pair(y, qkv, kv, l, r, &g, scale);
     }
 }
 
@@ -2032,13 +1973,18 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], cnt = kv->q_off[b + 1] - r0;
         if (cnt == 0) continue;
         const int *slot = kv->q_slot + r0;
-        float *sc = cnt == 1 ? kv->scratch + (size_t)b * NH * maxT : prefill_scratch(kv);
+        float *sc = prefill_scratch(kv);
         size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
         kv_head h = store_new(kv, qkv, r0, cnt, slot, base, kh, sc + (size_t)most * maxT);
         const uint8_t *val = kv->valid + (size_t)b * maxT;
-        for (int q = kh * grp; q < (kh + 1) * grp; q++) /* one query: the head's scratch row */
+        if (cnt == 1) { /* the group's query heads at once, as in decoding */
+            decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs,
+                         grp, &h, slot[0], val, kv->q_from[b], &g, scale);
+            continue;
+        }
+        for (int q = kh * grp; q < (kh + 1) * grp; q++)
             attn_head(y + (size_t)r0 * C + q * hs, qkv + (size_t)r0 * C3 + q * hs, C3, &h, slot,
-                      cnt, val, kv->q_from[b], &g, cnt == 1 ? sc + (size_t)q * maxT : sc, scale);
+                      cnt, val, kv->q_from[b], &g, sc, scale);
     }
 }
 

@@ -247,7 +247,6 @@ typedef struct {
     int *q_off, *q_slot;
     int *q_from;     /* [B]: row b's real slots are exactly [q_from[b], len) (left padding
                       * only: softmax needs no mask), or -1 */
-    float *scratch;  /* decoding's attention scores, [B*n_head][maxT] */
     float *pscratch; /* prefill's score blocks, one per thread (grown on demand); with a
                       * bf16 cache each also holds its head's keys and values in fp32 */
     size_t pscratch_n, pstride; /* floats in all, and per thread */
