@@ -128,7 +128,7 @@ static void compare(const char *what, const float *out, const float *q, const fl
  * block inside a batch can be. */
 static void check(const char *kern, int n, int hs, int grp, int off, int bf, int masked) {
     size_t ne = (size_t)n * hs, ld = (size_t)hs + 3;
-    size_t bytes = sizeof(float) * (ne + 16 + 64);
+    size_t bytes = (sizeof(float) * (ne + 16 + 64) + 63) / 64 * 64; /* aligned_alloc: a multiple */
     float *kbuf = aligned_alloc(64, bytes), *vbuf = aligned_alloc(64, bytes);
     uint16_t *kb16 = aligned_alloc(64, bytes), *vb16 = aligned_alloc(64, bytes);
     float *kc = kbuf + off, *vc = vbuf + off;
