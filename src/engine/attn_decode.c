@@ -151,6 +151,16 @@ static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, 
         __builtin_prefetch((const char *)p + o);
 }
 
+/* What one head's pass over a block of keys prefetches: its chunks' own
+ * lines PF_AHEAD on (ahead), and its share of the next block's lines (nl
+ * lines from nk in the keys and from nv in the values), spread over its
+ * chunks (rlaif_attn_decode). */
+typedef struct {
+    int ahead;
+    const char *nk, *nv;
+    int nl;
+} pf_plan;
+
 #ifdef HAVE_X86
 /* ------------------------------------------------------------------ AVX-512 */
 
@@ -262,12 +272,12 @@ static inline __attribute__((always_inline, target("avx512f"))) void unline(cons
  * NV = hs / 16 is a constant in each copy (one per head size, below), so
  * the loops over a head's vectors unroll and the accumulators stay in
  * registers: with hs a run-time value GCC kept the accumulators on the
- * stack (a load and a store around every FMA). pf: prefetch each chunk
- * PF_AHEAD on, in the keys and in the values, up to key n. */
+ * stack (a load and a store around every FMA). pf: what to prefetch
+ * (pf_plan; its own chunks up to key n). */
 static inline __attribute__((always_inline, target("avx512f"))) void
 attend512(const int NV, float *acc, float *ml, const void *kc, const void *vc, const float *q,
-          const uint8_t *mask, int j0, int j1, int n, float scale, int pf, int bf) {
-    int hs = 16 * NV;
+          const uint8_t *mask, int j0, int j1, int n, float scale, pf_plan pf, int bf) {
+    int hs = 16 * NV, chunks = (j1 - j0 + CHUNK - 1) / CHUNK;
     size_t cb = (size_t)CHUNK * hs * (bf ? 2 : 4), end = (size_t)n * hs * (bf ? 2 : 4);
     __m512 qv[MAX_NV], s = _mm512_set1_ps(scale), a0[MAX_NV], a1[MAX_NV];
     load_q(NV, qv, q, bf);
@@ -276,10 +286,15 @@ attend512(const int NV, float *acc, float *ml, const void *kc, const void *vc, c
     for (int j = j0; j < j1; j += CHUNK) {
         int rem = j1 - j < CHUNK ? j1 - j : CHUNK;
         size_t at_j = (size_t)j * hs;
-        if (pf) {
+        if (pf.ahead) {
             size_t done = at_j * (bf ? 2 : 4);
             prefetch_ahead(at(kc, at_j, bf), cb, end - done);
             prefetch_ahead(at(vc, at_j, bf), cb, end - done);
+        }
+        if (pf.nl) {
+            int per = (pf.nl + chunks - 1) / chunks, l0 = (j - j0) / CHUNK * per;
+            for (int l = l0; l < l0 + per && l < pf.nl; l++)
+                __builtin_prefetch(pf.nk + 64 * l), __builtin_prefetch(pf.nv + 64 * l);
         }
         float x[CHUNK];
         for (int c = 0; c < rem; c += 16)
@@ -364,7 +379,7 @@ const char *rlaif_attn_decode_kernel(const char *force) {
 
 static __attribute__((target("avx512f"))) void
 attend512_any(float *acc, float *ml, const void *kc, const void *vc, const float *q,
-              const uint8_t *mask, int j0, int j1, int n, int hs, float scale, int pf, int bf) {
+              const uint8_t *mask, int j0, int j1, int n, int hs, float scale, pf_plan pf, int bf) {
     switch (hs / 16) { EACH_NV(attend512, acc, ml, kc, vc, q, mask, j0, j1, n, scale, pf) }
 }
 
@@ -374,7 +389,7 @@ static __attribute__((target("avx512f"))) void finish512_any(float *out, float l
 #endif
 
 static void attend_any(float *acc, float *ml, const void *kc, const void *vc, const float *q,
-                       const uint8_t *mask, int j0, int j1, int n, int hs, float scale, int pf,
+                       const uint8_t *mask, int j0, int j1, int n, int hs, float scale, pf_plan pf,
                        int bf) {
 #ifdef HAVE_X86
     if (use512(hs)) {
@@ -406,7 +421,24 @@ static void finish_any(float *out, float l, int hs, int bf) {
  * 117 KB for a TinyLlama head at ~460 positions, so its batch-64 attention
  * took 3.7 ms a layer where the cache's 60 MB read at the machine's
  * bandwidth is ~1.3 ms. One query head (grp 1) goes block by block too,
- * so its sums are the ones it gets in a group, bit for bit. */
+ * so its sums are the ones it gets in a group, bit for bit.
+ *
+ * A group's heads each prefetch their share of the next block while they
+ * work on this one, so the memory reads overlap every head's arithmetic;
+ * with the first head alone reading the block (1 KB ahead) and the other
+ * heads' passes finding it in L1, the reads and the arithmetic took turns,
+ * and a profile put 44% of the kernel's time on the first head's
+ * prefetches (waiting for line fill buffers). TinyLlama's layer shape (8
+ * query heads a cached head, `RLAIF_BENCH_ARCH=llama
+ * RLAIF_BENCH_KV_HEADS=4 RLAIF_BENCH_INNER=5632 bench_engine gen 2 2048 32
+ * 32000 512 64 450 16 1`, batch 64, both ways alternating in one binary,
+ * 3 runs, attention a step): bf16 8.8-9.1 -> 6.8-7.1 ms, fp32 11.5-12.5
+ * -> 9.9-11.0. The first block of a row, which no head before it
+ * prefetched, keeps the 1 KB-ahead prefetch, as does a lone head (its next
+ * block is its own stream). Tried with it: two query heads at once (the
+ * values' loads shared, two chains of latency interleaved): with the
+ * spread prefetch no faster (bf16 7.1-7.6 against 6.8-7.1 ms, fp32
+ * slower), without it 6%. */
 #define GRP_KEYS 64
 #define MAX_GRP  64 /* query heads whose state is kept at once; more go in turns */
 
@@ -416,7 +448,8 @@ void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int g
     int bf = kb != NULL;
     const void *k = bf ? (const void *)kb : (const void *)kc;
     const void *v = bf ? (const void *)vb : (const void *)vc;
-    float ml[2 * MAX_GRP]; /* each head's running max and weight sum */
+    float ml[2 * MAX_GRP];                  /* each head's running max and weight sum */
+    size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
     for (int h0 = 0; h0 < grp; h0 += MAX_GRP) {
         int hn = grp - h0 < MAX_GRP ? grp - h0 : MAX_GRP;
         for (int h = 0; h < hn; h++) {
@@ -424,10 +457,17 @@ void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int g
             ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
         }
         for (int j0 = 0; j0 < n; j0 += GRP_KEYS) {
-            int j1 = n - j0 < GRP_KEYS ? n : j0 + GRP_KEYS;
-            for (int h = 0; h < hn; h++) /* the first head's pass brings the block in */
+            int j1 = n - j0 < GRP_KEYS ? n : j0 + GRP_KEYS,
+                nj = n - j1 < GRP_KEYS ? n - j1 : GRP_KEYS;
+            /* the next block's lines, one more as it may start inside a line */
+            int lines = hn > 1 && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
+            const char *nk = at(k, (size_t)j1 * hs, bf), *nv = at(v, (size_t)j1 * hs, bf);
+            for (int h = 0; h < hn; h++) {
+                int l0 = lines * h / hn, l1 = lines * (h + 1) / hn;
+                pf_plan pf = {h == 0 && (hn == 1 || j0 == 0), nk + 64 * l0, nv + 64 * l0, l1 - l0};
                 attend_any(out + (h0 + h) * ldo, ml + 2 * h, k, v, q + (h0 + h) * ldq, mask, j0, j1,
-                           n, hs, scale, h == 0, bf);
+                           n, hs, scale, pf, bf);
+            }
         }
         for (int h = 0; h < hn; h++) finish_any(out + (h0 + h) * ldo, ml[2 * h + 1], hs, bf);
     }
