@@ -427,18 +427,17 @@ static void finish_any(float *out, float l, int hs, int bf) {
  * work on this one, so the memory reads overlap every head's arithmetic;
  * with the first head alone reading the block (1 KB ahead) and the other
  * heads' passes finding it in L1, the reads and the arithmetic took turns,
- * and a profile put 44% of the kernel's time on the first head's
- * prefetches (waiting for line fill buffers). TinyLlama's layer shape (8
- * query heads a cached head, `RLAIF_BENCH_ARCH=llama
- * RLAIF_BENCH_KV_HEADS=4 RLAIF_BENCH_INNER=5632 bench_engine gen 2 2048 32
- * 32000 512 64 450 16 1`, batch 64, both ways alternating in one binary,
- * 3 runs, attention a step): bf16 8.8-9.1 -> 6.8-7.1 ms, fp32 11.5-12.5
- * -> 9.9-11.0. The first block of a row, which no head before it
- * prefetched, keeps the 1 KB-ahead prefetch, as does a lone head (its next
- * block is its own stream). Tried with it: two query heads at once (the
- * values' loads shared, two chains of latency interleaved): with the
- * spread prefetch no faster (bf16 7.1-7.6 against 6.8-7.1 ms, fp32
- * slower), without it 6%. */
+ * and a profile (of the two-heads build below) put 44% of the kernel's
+ * samples on the first head's prefetches (waiting for line fill buffers).
+ * TinyLlama's layer shape (8 query heads a cached head, batch 64, both
+ * ways alternating in one binary, 3 runs, attention a step; the command is
+ * in src/engine/README.md): bf16 8.8-9.1 -> 6.8-7.1 ms, fp32 11.5-12.5 ->
+ * 9.9-11.0. The first block of a row, which no head before it prefetched,
+ * keeps the 1 KB-ahead prefetch, as does a lone head (its next block is
+ * its own stream). Tried with it: two query heads at once (the values'
+ * loads shared, two chains of latency interleaved): with the spread
+ * prefetch no faster (bf16 7.1-7.6 against 6.8-7.1 ms, fp32 slower),
+ * without it about 7%. */
 #define GRP_KEYS 64
 #define MAX_GRP  64 /* query heads whose state is kept at once; more go in turns */
 
