@@ -85,11 +85,23 @@ static inline float elem(const void *X, int f32, int ld, int trans, int r, int c
                : bf16_float(((const rlaif_bf16 *)X)[at]);
 }
 
+static int kernel_id(void);
+
+/* Weights packed beforehand (rlaif_bf16_pack) are in the strip layout
+ * while the AMX kernel is in charge (gemm_bf16_x86.h), else in panels. */
+static int strips(void) {
+    return kernel_id() == K_AMX;
+}
+
 /* The packed layout (rlaif_bf16_pack): 64-column panels, each kpad pair
- * rows of 64 uint32 pairs (lower half: the even k). */
+ * rows of 64 uint32 pairs (lower half: the even k); or each panel as four
+ * strips of 16 x 16 tiles. */
 static size_t packed_at(int kpad, int k, int n) {
-    return ((size_t)(n / BF16_NR) * (size_t)kpad + (size_t)(k / 2)) * BF16_NR +
-           (size_t)(n % BF16_NR);
+    size_t q = (size_t)(k / 2), panel = (size_t)(n / BF16_NR) * (size_t)kpad * BF16_NR;
+    if (strips())
+        return panel + (size_t)(n % BF16_NR / 16) * (size_t)kpad * 16 + q / 16 * 256 +
+               (size_t)(n % 16) * 16 + q % 16;
+    return panel + q * BF16_NR + (size_t)(n % BF16_NR);
 }
 
 static inline float packed_elem(const uint32_t *P, int kpad, int k, int n) {
@@ -394,11 +406,17 @@ void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ld
     int kpad = round_up((K + 1) / 2, BF16_QUANTUM), panels = (N + BF16_NR - 1) / BF16_NR;
     uint32_t *P = packed;
     bf16_src b = {W, w_f32, ldw, w_trans, K, N};
-    int simd = simd_convert();
+    int simd = simd_convert(), st = strips();
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
     for (int p = 0; p < panels; p++) {
         uint32_t *dst = P + (size_t)p * kpad * BF16_NR;
-        if (simd) {
+        uint32_t *pn = st ? buffer_get(&w_buf, sizeof(uint32_t) * (size_t)kpad * BF16_NR) : NULL;
+        if (st && pn) { /* the panel, then its strips */
+            bf16_x86_pack_b(&b, p * BF16_NR, 0, kpad, pn);
+            bf16_amx_strips_from_panel(dst, pn, kpad);
+            continue;
+        }
+        if (simd && !st) {
             bf16_x86_pack_b(&b, p * BF16_NR, 0, kpad, dst);
             continue;
         }
@@ -408,16 +426,54 @@ void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ld
                 uint32_t lo = n < N && k < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k, n)) : 0;
                 uint32_t hi =
                     n < N && k + 1 < K ? bf16_round(elem(W, w_f32, ldw, w_trans, k + 1, n)) : 0;
-                dst[(size_t)q * BF16_NR + j] = lo | hi << 16;
+                P[packed_at(kpad, 2 * q, n)] = lo | hi << 16;
             }
     }
+}
+
+/* C = A @ the packed weights + beta C in the strip layout (AMX): the rows
+ * packed, turned to columns, and each thread a run of panels, every K
+ * block of a panel in turn as gemm_packed's (the same sums, bit for bit,
+ * at up to BF16_FEW rows: each K block's tiles start from zero and are
+ * added to C in the same modes). Returns -1 when the buffers cannot be
+ * had. */
+static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint32_t *W, float beta,
+                       float *C, int ldc, int nt) {
+    int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
+    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), kpad = round_up(KP, BF16_QUANTUM);
+    int panels = (N + BF16_NR - 1) / BF16_NR, G = (M + 15) / 16, Gp = G > 1 ? round_up(G, 2) : 1;
+    size_t bytes = sizeof(uint32_t) * (size_t)16 * Gp * kpad;
+    uint32_t *Ap = buffer_get(&a_buf, bytes), *Xt = buffer_get(&b_buf, bytes);
+    if (!Ap || !Xt) return -1;
+    bf16_src a = {A, 1, lda, 0, M, K};
+    bf16_x86_pack_a(&a, 0, 16 * Gp, 0, kpad, Ap, kpad); /* rows past M: zeros */
+    bf16_amx_rows_to_columns(Ap, Gp, kpad, Xt);
+    int nr = nt > 1 ? nt : 1;
+    rlaif_run runs[nr];
+    rlaif_runs_init(runs, panels, nr);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int p, back;
+        while ((p = rlaif_runs_next(runs, nr, thread_num(), &back)) >= 0) {
+            int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
+            for (int kb = 0; kb < nkb; kb++) {
+                int q0 = kb * kcp, nq = kpad - q0 < kcp ? kpad - q0 : kcp;
+                int mode = kb > 0 ? BF16_ADD : beta == 0.0f ? BF16_STORE : BF16_BETA;
+                bf16_amx_strips(W + (size_t)p * kpad * BF16_NR, kpad, q0, nq, Xt, M, C + n0, ldc,
+                                ncv, mode, beta);
+            }
+        }
+    }
+    return 0;
 }
 
 void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
                             float beta, float *C, int ldc, int nthreads) {
     if (M <= 0 || N <= 0) return;
     int id = kernel_id(), kpad = round_up((K + 1) / 2, BF16_QUANTUM);
-    if (id != K_C && K > 0) {
+    if (id == K_AMX && K > 0) {
+        if (strips_gemm(M, N, K, A, lda, packed, beta, C, ldc, nthreads) == 0) return;
+    } else if (id != K_C && K > 0) {
         bf16_src a = {A, 1, lda, 0, M, K};
         bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
         if (gemm_packed(panel, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0) return;

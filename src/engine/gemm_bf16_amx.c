@@ -13,10 +13,13 @@
  * row stride ldp pairs: the packed A block as it is) and 2 B tiles (16 k
  * pairs x 16 columns: rows of the packed B panel, stride 64 pairs): the
  * packed layouts of gemm_bf16_x86.h are AMX's without change. Products of
- * at most BF16_FEW rows (decoding) and 16-row edges use 1 x 4 tiles
- * instead: 16 rows across the panel's 64 columns (dot_panel16). */
+ * at most BF16_FEW rows and 16-row edges use 1 x 4 tiles instead: 16 rows
+ * across the panel's 64 columns (dot_panel16). Decoding's products, over
+ * weights packed beforehand, compute C^T instead (bf16_amx_strips, below).
+ */
 #include "config.h"
 #include "gemm_bf16_x86.h"
+#include "simd_x86.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -222,6 +225,180 @@ __attribute__((target(T_AMX))) void bf16_panel_amx(const uint32_t *Ap, int ldp, 
     _tile_release();
 }
 
+/* ------------------------------------------------ few rows over strips */
+
+/* Decoding multiplies a few rows by weights packed once (rlaif_bf16_pack),
+ * so each weight tile is read once and the product's time is that read.
+ * With the rows as the A operand (rows16), each 16-row block reads the
+ * whole panel: the first from memory, the others from L2, one after the
+ * other. Here the weights are the A operand, in the strip layout (each 1
+ * KB tile their 16 columns x 16 pairs, transposed once when packed), and
+ * the rows are B, turned to columns once a call: C^T = W^T X^T, each
+ * weight tile loaded once and multiplied by every 16-row group while the
+ * next streams in; a 16 x 16 transpose a tile on the way out (update_t).
+ * Up to 16 rows, four strips side by side (four read streams, the rows'
+ * tile kept); more, two strips x two row groups (tiles: 4 C, 2 weights, 2
+ * rows), the strips read again from L2 for the next pair of groups. One
+ * strip x four groups (one weight tile, four row tiles rotating through
+ * three) was 1.1-1.3x slower than rows16 in a scratch program: the reused
+ * row tile waits for the product before it that reads it. The K blocks
+ * and the modes are gemm_packed's, so a row's sums are those of the
+ * general path bit for bit (test_gemm_bf16).
+ *
+ * Measured 2026-12-05, the Intel Xeon VM with AMX, 2 threads, both
+ * layouts in one build alternating (an environment switch since removed):
+ * `tools/bench/bench_gemm_bf16 3 2 decode` (weights cold), 2 rounds each,
+ * rows16 -> strips: 1 x 3072 x 768 0.275 -> 0.236-0.238 ms, 8 x 2304 x 768
+ * 0.208-0.216 -> 0.177-0.182, 32 x 3072 x 768 0.349-0.357 -> 0.325-0.343,
+ * 32 x 768 x 3072 0.345 -> 0.336-0.371, the 32-row LM head 5.29-5.30 ->
+ * 4.72-4.94, 64 x 3072 x 768 0.480-0.489 -> 0.433-0.464. Decoding
+ * (`bench_engine gen`, bf16, 450-token prompts, 2 runs each), the step:
+ * GPT-2 124M batch 1 16.1-16.2 -> 14.5-14.8 ms, 16 33.3-34.5 -> 31.4-31.7,
+ * 64 93.6-94.1 -> 93.4-94.4; TinyLlama's layer shape (2 layers and the
+ * head) batch 1 18.1-18.5 -> 16.2-16.3, 64 36.2-36.4 -> 34.1-35.3. At 64
+ * rows the transposes out (15% of the kernel's samples) and the strips'
+ * second read from L2 take back what the single read of the weights
+ * gains. One pass over K (tiles kept across the K blocks: fewer
+ * transposes, other bits) gained only the 3072-deep product, 5%. */
+
+/* The strip layout (gemm_bf16_x86.h) from a packed panel: strip t's tile b
+ * is the transpose of the panel's 16 x 16 pairs at pair row 16 b, column
+ * 16 t. */
+__attribute__((target(T_AMX))) void bf16_amx_strips_from_panel(uint32_t *dst, const uint32_t *panel,
+                                                               int kpad) {
+    for (int t = 0; t < 4; t++)
+        for (int q = 0; q < kpad; q += 16) {
+            __m512 r[16];
+            for (int c = 0; c < 16; c++)
+                r[c] = _mm512_castsi512_ps(
+                    _mm512_loadu_si512(panel + (size_t)(q + c) * BF16_NR + 16 * t));
+            transpose16(r);
+            for (int f = 0; f < 16; f++)
+                _mm512_storeu_si512(dst + ((size_t)t * kpad + q + f) * 16,
+                                    _mm512_castps_si512(r[f]));
+        }
+}
+
+/* Xt = the 16-row groups of Ap (G groups, kpad pairs a row) turned to
+ * columns: Xt[(g * kpad + q) * 16 + i] = Ap[(16 g + i) * kpad + q]. */
+__attribute__((target(T_AMX))) void bf16_amx_rows_to_columns(const uint32_t *Ap, int G, int kpad,
+                                                             uint32_t *Xt) {
+    for (int g = 0; g < G; g++)
+        for (int q = 0; q < kpad; q += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] =
+                    _mm512_castsi512_ps(_mm512_loadu_si512(Ap + (size_t)(16 * g + i) * kpad + q));
+            transpose16(r);
+            for (int j = 0; j < 16; j++)
+                _mm512_storeu_si512(Xt + ((size_t)g * kpad + q + j) * 16,
+                                    _mm512_castps_si512(r[j]));
+        }
+}
+
+/* Tiles 0-3 += four strips' tiles (A operands, from W, strips ss apart) @
+ * one group's columns of X (the B operand, tile 4): one row group, the
+ * four strips read side by side. */
+static inline __attribute__((always_inline, target(T_AMX))) void
+dot_strips4(const uint32_t *W, size_t ss, const uint32_t *X, int nq) {
+    for (int q = 0; q < nq; q += 16) {
+        const uint32_t *w = W + (size_t)q * 16;
+        _tile_loadd(4, X + (size_t)q * 16, 64);
+        _tile_loadd(5, w, 64);
+        _tile_dpbf16ps(0, 5, 4);
+        _tile_loadd(6, w + ss, 64);
+        _tile_dpbf16ps(1, 6, 4);
+        _tile_loadd(7, w + 2 * ss, 64);
+        _tile_dpbf16ps(2, 7, 4);
+        _tile_loadd(5, w + 3 * ss, 64);
+        _tile_dpbf16ps(3, 5, 4);
+    }
+}
+
+/* Tiles 0-3 += two strips (W, W + ss) @ two groups' columns (X, X + gs):
+ * tile 2 s + g for strip s, group g. */
+static inline __attribute__((always_inline, target(T_AMX))) void
+dot_strips2(const uint32_t *W, size_t ss, const uint32_t *X, size_t gs, int nq) {
+    for (int q = 0; q < nq; q += 16) {
+        const uint32_t *w = W + (size_t)q * 16, *x = X + (size_t)q * 16;
+        _tile_loadd(4, w, 64);
+        _tile_loadd(6, x, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, x + gs, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, w + ss, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+}
+
+/* tiles 0-3 into t, 256 floats each */
+static inline __attribute__((always_inline, target(T_AMX))) void store_tiles(float *t) {
+    _tile_stored(0, t, 64);
+    _tile_stored(1, t + 256, 64);
+    _tile_stored(2, t + 512, 64);
+    _tile_stored(3, t + 768, 64);
+}
+
+/* C rows [0, rv) x columns [0, nc) op= the transpose of a 16 x 16 tile of
+ * C^T (t: 16 columns of C, each the 16 rows' sums), as update's modes. */
+static __attribute__((target(T_AMX))) void update_t(const float *t, float *C, int ldc, int rv,
+                                                    int nc, int mode, float beta) {
+    if (nc <= 0 || rv <= 0) return;
+    __m512 r[16], vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(t + 16 * i);
+    transpose16(r);
+    __mmask16 mk = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1);
+    for (int m = 0; m < rv; m++) {
+        float *dst = C + (size_t)m * ldc;
+        __m512 x = r[m];
+        if (mode == BF16_ADD) x = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), x);
+        if (mode == BF16_BETA) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk, dst), x);
+        _mm512_mask_storeu_ps(dst, mk, x);
+    }
+}
+
+/* C (M rows, ncv <= 64 columns) op= the rows' pairs [q0, q0 + nq) @ one
+ * packed panel's pairs there, the panel in the strip layout (W: its first
+ * strip, kpad pairs a strip) and the rows as columns (Xt, kpad pairs a
+ * group, groups rounded up to even past one). C^T is computed: the
+ * weights are the A operand, so each 1 KB tile of them is read once
+ * whatever the rows, and each tile product adds 16 rows' sums. */
+__attribute__((target(T_AMX))) void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq,
+                                                    const uint32_t *Xt, int M, float *C, int ldc,
+                                                    int ncv, int mode, float beta) {
+    float t[4 * 256] __attribute__((aligned(64)));
+    size_t ss = (size_t)kpad * 16;
+    if (mode == BF16_BETA && beta == 1.0f) mode = BF16_ADD;
+    load_config();
+    if (M <= 16) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        dot_strips4(W + (size_t)q0 * 16, ss, Xt + (size_t)q0 * 16, nq);
+        store_tiles(t);
+        for (int u = 0; u < 4; u++)
+            update_t(t + 256 * u, C + 16 * u, ldc, M, ncv - 16 * u, mode, beta);
+    } else
+        for (int s = 0; s < 4; s += 2)
+            for (int g = 0; g < (M + 15) / 16; g += 2) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                dot_strips2(W + s * ss + (size_t)q0 * 16, ss, Xt + (g * ss) + (size_t)q0 * 16, ss,
+                            nq);
+                store_tiles(t);
+                for (int u = 0; u < 4; u++) {
+                    int sg = s + u / 2, gg = g + u % 2;
+                    update_t(t + 256 * u, C + (size_t)16 * gg * ldc + 16 * sg, ldc,
+                             M - 16 * gg < 16 ? M - 16 * gg : 16, ncv - 16 * sg, mode, beta);
+                }
+            }
+    _tile_release();
+}
+
 /* ------------------------------------------------------------ the guard */
 
 static sigjmp_buf trap;
@@ -292,5 +469,16 @@ int bf16_x86_amx(void) {
 void bf16_panel_amx(const uint32_t *Ap, int ldp, int M, int nq, const uint32_t *Bp, float *C,
                     int ldc, int ncv, int mode, float beta) {
     bf16_panel_avx512(Ap, ldp, M, nq, Bp, C, ldc, ncv, mode, beta);
+}
+void bf16_amx_strips_from_panel(uint32_t *dst, const uint32_t *panel, int kpad) {
+    (void)dst, (void)panel, (void)kpad;
+}
+void bf16_amx_rows_to_columns(const uint32_t *Ap, int G, int kpad, uint32_t *Xt) {
+    (void)Ap, (void)G, (void)kpad, (void)Xt;
+}
+void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq, const uint32_t *Xt, int M,
+                     float *C, int ldc, int ncv, int mode, float beta) {
+    (void)W, (void)kpad, (void)q0, (void)nq, (void)Xt, (void)M, (void)C, (void)ldc, (void)ncv,
+        (void)mode, (void)beta;
 }
 #endif

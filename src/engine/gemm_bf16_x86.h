@@ -57,4 +57,18 @@ typedef void bf16_panel_fn(const uint32_t *Ap, int ldp, int M, int nq, const uin
                            int ldc, int ncv, int mode, float beta);
 bf16_panel_fn bf16_panel_avx512, bf16_panel_amx;
 
+/* The strip layout of packed weights, AMX's few-row products (gemm_bf16.c,
+ * rlaif_bf16_pack while the AMX kernel is in charge): each 64-column panel
+ * as 4 strips of 16 columns, strip t at t * kpad * 16, each strip kpad / 16
+ * tiles of 1 KB, tile b[f * 16 + c] = pair 16 b + c of column 16 t + f.
+ * bf16_amx_strips_from_panel: a packed panel (B panel layout) as strips.
+ * bf16_amx_rows_to_columns: G 16-row groups of an A block (ldp = kpad) as
+ * Xt[(g * kpad + q) * 16 + i] = pair q of row 16 g + i. bf16_amx_strips: C
+ * (M rows, ncv <= 64 columns) op= the rows @ the panel at W over pairs
+ * [q0, q0 + nq), the rows from Xt (groups rounded up to even past one). */
+void bf16_amx_strips_from_panel(uint32_t *dst, const uint32_t *panel, int kpad);
+void bf16_amx_rows_to_columns(const uint32_t *Ap, int G, int kpad, uint32_t *Xt);
+void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq, const uint32_t *Xt, int M,
+                     float *C, int ldc, int ncv, int mode, float beta);
+
 #endif
