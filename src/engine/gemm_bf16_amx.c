@@ -6,7 +6,8 @@
  * OS enabled the tile state in XCR0, Linux granted this process the tile
  * data (arch_prctl ARCH_REQ_XCOMP_PERM), and a self-test on first use
  * (under a SIGILL / SIGSEGV guard) matches the AVX512-BF16 kernel on a
- * small product; any failure leaves the AVX512-BF16 kernel in charge.
+ * small product, through the panel kernel and through decoding's strips
+ * (below); any failure leaves the AVX512-BF16 kernel in charge.
  *
  * Tiles: C is computed in 2 x 2 tiles of 16 x 16 fp32 (32 rows x 32
  * columns, half a 64-column panel), from 2 A tiles (16 rows x 16 k pairs,
@@ -406,16 +407,17 @@ static void on_trap(int sig) {
     siglongjmp(trap, sig);
 }
 
-/* A 40 x 45 x 70 product through both kernels (with bf16 values the
- * products are exact; only the order of the fp32 sums differs). */
+/* A 40 x 61 x 70 product through both kernels (with bf16 values the
+ * products are exact; only the order of the fp32 sums differs); 61
+ * columns, so every strip of the panel is used, the last partly. */
 static int self_test(void) {
-    enum { M = 40, N = 45, K = 70, KP = 48 /* pairs, a multiple of 16 */ };
-    static float a[M * K], b[K * N], c1[M * N], c2[M * N];
-    static uint32_t Ap[48 * KP], Bp[KP * BF16_NR];
+    enum { M = 40, N = 61, K = 70, KP = 48 /* pairs, a multiple of 16 */ };
+    static float a[M * K], b[K * N], c1[M * N], c2[M * N], c3[M * N], c4[16 * N];
+    static uint32_t Ap[64 * KP], Bp[KP * BF16_NR], S[KP * BF16_NR], Xt[64 * KP];
     for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 19) / 8.0f - 1.0f;
     for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 23) / 16.0f - 0.5f;
     bf16_src A = {a, 1, K, 0, M, K}, B = {b, 1, N, 0, K, N};
-    bf16_x86_pack_a(&A, 0, 48, 0, KP, Ap, KP);
+    bf16_x86_pack_a(&A, 0, 64, 0, KP, Ap, KP); /* 4 row groups for the strips */
     bf16_x86_pack_b(&B, 0, 0, KP, Bp);
     bf16_panel_avx512(Ap, KP, M, KP, Bp, c1, N, N, BF16_STORE, 0.0f);
     struct sigaction sa, old_ill, old_segv;
@@ -427,12 +429,19 @@ static int self_test(void) {
     int ok = 0;
     if (sigsetjmp(trap, 1) == 0) {
         bf16_panel_amx(Ap, KP, M, KP, Bp, c2, N, N, BF16_STORE, 0.0f);
+        /* decoding's path too: the strips, 40 rows (two strips x two
+         * groups) and 16 (four strips x one group) */
+        bf16_amx_strips_from_panel(S, Bp, KP);
+        bf16_amx_rows_to_columns(Ap, 4, KP, Xt);
+        bf16_amx_strips(S, KP, 0, KP, Xt, M, c3, N, N, BF16_STORE, 0.0f);
+        bf16_amx_strips(S, KP, 0, KP, Xt, 16, c4, N, N, BF16_STORE, 0.0f);
         ok = 1;
     }
     sigaction(SIGILL, &old_ill, NULL);
     sigaction(SIGSEGV, &old_segv, NULL);
     for (int i = 0; i < M * N && ok; i++) /* values are multiples of 2^-7, sums < 2^10 */
-        ok = fabsf(c1[i] - c2[i]) <= 1e-3f;
+        ok = fabsf(c1[i] - c2[i]) <= 1e-3f && fabsf(c1[i] - c3[i]) <= 1e-3f &&
+             (i >= 16 * N || fabsf(c1[i] - c4[i]) <= 1e-3f);
     return ok;
 }
 
