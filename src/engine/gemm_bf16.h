@@ -64,9 +64,10 @@ void rlaif_bf16_smallm(int w_trans, int M, int N, int K, const float *A, int lda
  * in rlaif_bf16_smallm (w_trans 0: (K, N), 1: (N, K)), in fp32 (w_f32 = 1,
  * rounded as rlaif_bf16_from_f32) or bf16. rlaif_bf16_packed_gemm: C (M, N)
  * = A (M, K) fp32 (rounded to bf16) @ op(W) + beta * C; equal to
- * rlaif_bf16_gemm_ex on the same operands for any M. The layout is the
- * same for every kernel, so a packed copy stays valid when the kernel is
- * forced. */
+ * rlaif_bf16_gemm_ex on the same operands (on AMX up to 64 rows; past them
+ * within the same error bound). The layout depends on the kernel in charge
+ * when packing (AMX: strips of 16 columns, gemm_bf16_x86.h; the others:
+ * panels), so pack and multiply under one kernel. */
 size_t rlaif_bf16_packed_size(int K, int N);
 void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ldw, void *packed,
                      int nthreads);
