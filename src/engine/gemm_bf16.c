@@ -272,6 +272,16 @@ static int rows_per_chunk(int M, int kpad, int nt) {
     return rb < 32 ? 32 : rb;
 }
 
+/* K's pairs in nkb blocks of at most BF16_KCP, each kcp pairs (the last
+ * the rest), padded to kpad: the blocking every packed path shares, so
+ * the strips sum in the panels' order. */
+static void k_blocks_of(int K, int *nkb, int *kcp, int *kpad) {
+    int KP = (K + 1) / 2;
+    *nkb = (KP + BF16_KCP - 1) / BF16_KCP;
+    *kcp = round_up((KP + *nkb - 1) / *nkb, BF16_QUANTUM);
+    *kpad = round_up(KP, BF16_QUANTUM);
+}
+
 /* C = op(A) @ op(B) + beta C through packing and a panel kernel; B == NULL:
  * op(B) is Bpre, packed by rlaif_bf16_pack. Rows go in blocks whose packed
  * A is at most 16 MB (one block for training shapes up to K = 768 x 10k
@@ -280,8 +290,8 @@ static int rows_per_chunk(int M, int kpad, int nt) {
 static int gemm_packed(bf16_panel_fn *panel, const bf16_src *A, const bf16_src *B,
                        const uint32_t *Bpre, int M, int N, int K, float beta, float *C, int ldc,
                        int nt) {
-    int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
-    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), kpad = round_up(KP, BF16_QUANTUM);
+    int nkb, kcp, kpad;
+    k_blocks_of(K, &nkb, &kcp, &kpad);
     int panels = (N + BF16_NR - 1) / BF16_NR;
     int mc = (int)(((size_t)4 << 20) / (size_t)kpad) / BF16_QUANTUM * BF16_QUANTUM;
     if (mc < BF16_QUANTUM) mc = BF16_QUANTUM;
@@ -439,8 +449,8 @@ void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ld
  * had. */
 static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint32_t *W, float beta,
                        float *C, int ldc, int nt) {
-    int KP = (K + 1) / 2, nkb = (KP + BF16_KCP - 1) / BF16_KCP;
-    int kcp = round_up((KP + nkb - 1) / nkb, BF16_QUANTUM), kpad = round_up(KP, BF16_QUANTUM);
+    int nkb, kcp, kpad;
+    k_blocks_of(K, &nkb, &kcp, &kpad);
     int panels = (N + BF16_NR - 1) / BF16_NR, G = (M + 15) / 16, Gp = G > 1 ? round_up(G, 2) : 1;
     size_t bytes = sizeof(uint32_t) * (size_t)16 * Gp * kpad;
     uint32_t *Ap = buffer_get(&a_buf, bytes), *Xt = buffer_get(&b_buf, bytes);
@@ -475,8 +485,8 @@ void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const 
         if (strips_gemm(M, N, K, A, lda, packed, beta, C, ldc, nthreads) == 0) return;
     } else if (id != K_C && K > 0) {
         bf16_src a = {A, 1, lda, 0, M, K};
-        bf16_panel_fn *panel = id == K_AMX ? bf16_panel_amx : bf16_panel_avx512;
-        if (gemm_packed(panel, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0) return;
+        if (gemm_packed(bf16_panel_avx512, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0)
+            return;
     }
     gemm_c(0, 0, M, N, K, A, 1, lda, NULL, 0, 0, packed, kpad, beta, C, ldc, nthreads);
 }
