@@ -448,7 +448,7 @@ void rlaif_bf16_pack(int w_trans, int K, int N, const void *W, int w_f32, int ld
  * added to C in the same modes). Returns -1 when the buffers cannot be
  * had. */
 static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint32_t *W, float beta,
-                       float *C, int ldc, int nt) {
+                       const float *bias, const float *res, float *C, int ldc, int nt) {
     int nkb, kcp, kpad;
     k_blocks_of(K, &nkb, &kcp, &kpad);
     int panels = (N + BF16_NR - 1) / BF16_NR, G = (M + 15) / 16, Gp = G > 1 ? round_up(G, 2) : 1;
@@ -456,37 +456,73 @@ static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint3
     uint32_t *Ap = buffer_get(&a_buf, bytes), *Xt = buffer_get(&b_buf, bytes);
     if (!Ap || !Xt) return -1;
     bf16_src a = {A, 1, lda, 0, M, K};
-    bf16_x86_pack_a(&a, 0, 16 * Gp, 0, kpad, Ap, kpad); /* rows past M: zeros */
-    bf16_amx_rows_to_columns(Ap, Gp, kpad, Xt);
     int nr = nt > 1 ? nt : 1;
     rlaif_run runs[nr];
     rlaif_runs_init(runs, panels, nr);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int p, back;
+        /* the rows packed (rows past M: zeros) and turned to columns by the
+         * team, a share of the 16-row groups each: one thread alone kept
+         * the other waiting, 15% of a 1024-row prefill product */
+        int p, back, me = thread_num(), tn = 1;
+#ifdef _OPENMP
+        tn = omp_get_num_threads(); /* the team as granted, not as asked */
+#endif
+        int g0 = Gp * me / tn, g1 = Gp * (me + 1) / tn;
+        if (g0 < g1) {
+            uint32_t *ap = Ap + (size_t)16 * g0 * kpad;
+            bf16_x86_pack_a(&a, 16 * g0, 16 * g1, 0, kpad, ap, kpad);
+            bf16_amx_rows_to_columns(ap, g1 - g0, kpad, Xt + (size_t)g0 * kpad * 16);
+        }
+#pragma omp barrier
         while ((p = rlaif_runs_next(runs, nr, thread_num(), &back)) >= 0) {
             int n0 = p * BF16_NR, ncv = N - n0 < BF16_NR ? N - n0 : BF16_NR;
             for (int kb = 0; kb < nkb; kb++) {
                 int q0 = kb * kcp, nq = kpad - q0 < kcp ? kpad - q0 : kcp;
                 int mode = kb > 0 ? BF16_ADD : beta == 0.0f ? BF16_STORE : BF16_BETA;
                 bf16_amx_strips(W + (size_t)p * kpad * BF16_NR, kpad, q0, nq, Xt, M, C + n0, ldc,
-                                ncv, mode, beta);
+                                ncv, mode, beta, bias && !kb ? bias + n0 : NULL,
+                                res && !kb ? res + n0 : NULL);
             }
         }
     }
     return 0;
 }
 
-void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
-                            float beta, float *C, int ldc, int nthreads) {
+/* Rows [0, M) of C (N columns) = res + bias (either may be NULL, not
+ * both) over the team, where no kernel adds them on the way out. */
+static void fill_res_bias(const float *bias, const float *res, int M, int N, float *C, int ldc,
+                          int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (size_t)M * N >= 65536)
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc;
+        const float *r = res ? res + (size_t)m * ldc : NULL;
+        for (int j = 0; j < N; j++) c[j] = r ? (bias ? r[j] + bias[j] : r[j]) : bias[j];
+    }
+}
+
+static void packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                        float beta, const float *bias, const float *res, float *C, int ldc,
+                        int nt) {
     if (M <= 0 || N <= 0) return;
     int id = kernel_id(), kpad = round_up((K + 1) / 2, BF16_QUANTUM);
-    if (id == K_AMX && K > 0) {
-        if (strips_gemm(M, N, K, A, lda, packed, beta, C, ldc, nthreads) == 0) return;
-    } else if (id != K_C && K > 0) {
-        bf16_src a = {A, 1, lda, 0, M, K};
-        if (gemm_packed(bf16_panel_avx512, &a, NULL, packed, M, N, K, beta, C, ldc, nthreads) == 0)
-            return;
-    }
-    gemm_c(0, 0, M, N, K, A, 1, lda, NULL, 0, 0, packed, kpad, beta, C, ldc, nthreads);
+    if (id == K_AMX && K > 0 &&
+        strips_gemm(M, N, K, A, lda, packed, beta, bias, res, C, ldc, nt) == 0)
+        return;
+    if (bias || res) fill_res_bias(bias, res, M, N, C, ldc, nt), beta = 1.0f;
+    bf16_src a = {A, 1, lda, 0, M, K};
+    if (id == K_AMX || id == K_C || K == 0 ||
+        gemm_packed(bf16_panel_avx512, &a, NULL, packed, M, N, K, beta, C, ldc, nt) != 0)
+        gemm_c(0, 0, M, N, K, A, 1, lda, NULL, 0, 0, packed, kpad, beta, C, ldc, nt);
+}
+
+void rlaif_bf16_packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
+                            float beta, float *C, int ldc, int nthreads) {
+    packed_gemm(M, N, K, A, lda, packed, beta, NULL, NULL, C, ldc, nthreads);
+}
+
+void rlaif_bf16_packed_gemm_bias(int M, int N, int K, const float *A, int lda, const void *packed,
+                                 const float *bias, const float *res, float *C, int ldc,
+                                 int nthreads) {
+    packed_gemm(M, N, K, A, lda, packed, 0.0f, bias, res, C, ldc, nthreads);
 }

@@ -342,17 +342,31 @@ static inline __attribute__((always_inline, target(T_AMX))) void store_tiles(flo
 }
 
 /* C rows [0, rv) x columns [0, nc) op= the transpose of a 16 x 16 tile of
- * C^T (t: 16 columns of C, each the 16 rows' sums), as update's modes. */
+ * C^T (t: 16 columns of C, each the 16 rows' sums), as update's modes.
+ * BF16_STORE with bias (the tile's columns) or res (its rows, ldc apart;
+ * may be C): C = sums + (res + bias), the bits of C filled with res + bias
+ * and the sums added (addition commutes). */
 static __attribute__((target(T_AMX))) void update_t(const float *t, float *C, int ldc, int rv,
-                                                    int nc, int mode, float beta) {
+                                                    int nc, int mode, float beta, const float *bias,
+                                                    const float *res) {
     if (nc <= 0 || rv <= 0) return;
     __m512 r[16], vb = _mm512_set1_ps(beta);
     for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(t + 16 * i);
     transpose16(r);
     __mmask16 mk = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1);
+    __m512 vbias = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+    int pre = mode == BF16_STORE && (bias || res);
     for (int m = 0; m < rv; m++) {
         float *dst = C + (size_t)m * ldc;
         __m512 x = r[m];
+        if (pre) {
+            __m512 p = vbias;
+            if (res) {
+                __m512 rr = _mm512_maskz_loadu_ps(mk, res + (size_t)m * ldc);
+                p = bias ? _mm512_add_ps(rr, vbias) : rr;
+            }
+            x = _mm512_add_ps(x, p);
+        }
         if (mode == BF16_ADD) x = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), x);
         if (mode == BF16_BETA) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk, dst), x);
         _mm512_mask_storeu_ps(dst, mk, x);
@@ -367,7 +381,8 @@ static __attribute__((target(T_AMX))) void update_t(const float *t, float *C, in
  * whatever the rows, and each tile product adds 16 rows' sums. */
 __attribute__((target(T_AMX))) void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq,
                                                     const uint32_t *Xt, int M, float *C, int ldc,
-                                                    int ncv, int mode, float beta) {
+                                                    int ncv, int mode, float beta,
+                                                    const float *bias, const float *res) {
     float t[4 * 256] __attribute__((aligned(64)));
     size_t ss = (size_t)kpad * 16;
     if (mode == BF16_BETA && beta == 1.0f) mode = BF16_ADD;
@@ -380,7 +395,8 @@ __attribute__((target(T_AMX))) void bf16_amx_strips(const uint32_t *W, int kpad,
         dot_strips4(W + (size_t)q0 * 16, ss, Xt + (size_t)q0 * 16, nq);
         store_tiles(t);
         for (int u = 0; u < 4; u++)
-            update_t(t + 256 * u, C + 16 * u, ldc, M, ncv - 16 * u, mode, beta);
+            update_t(t + 256 * u, C + 16 * u, ldc, M, ncv - 16 * u, mode, beta,
+                     bias ? bias + 16 * u : NULL, res ? res + 16 * u : NULL);
     } else
         for (int s = 0; s < 4; s += 2)
             for (int g = 0; g < (M + 15) / 16; g += 2) {
@@ -393,8 +409,10 @@ __attribute__((target(T_AMX))) void bf16_amx_strips(const uint32_t *W, int kpad,
                 store_tiles(t);
                 for (int u = 0; u < 4; u++) {
                     int sg = s + u / 2, gg = g + u % 2;
-                    update_t(t + 256 * u, C + (size_t)16 * gg * ldc + 16 * sg, ldc,
-                             M - 16 * gg < 16 ? M - 16 * gg : 16, ncv - 16 * sg, mode, beta);
+                    size_t at = (size_t)16 * gg * ldc + 16 * sg;
+                    update_t(t + 256 * u, C + at, ldc, M - 16 * gg < 16 ? M - 16 * gg : 16,
+                             ncv - 16 * sg, mode, beta, bias ? bias + 16 * sg : NULL,
+                             res ? res + at : NULL);
                 }
             }
     _tile_release();
@@ -433,8 +451,8 @@ static int self_test(void) {
          * groups) and 16 (four strips x one group) */
         bf16_amx_strips_from_panel(S, Bp, KP);
         bf16_amx_rows_to_columns(Ap, 4, KP, Xt);
-        bf16_amx_strips(S, KP, 0, KP, Xt, M, c3, N, N, BF16_STORE, 0.0f);
-        bf16_amx_strips(S, KP, 0, KP, Xt, 16, c4, N, N, BF16_STORE, 0.0f);
+        bf16_amx_strips(S, KP, 0, KP, Xt, M, c3, N, N, BF16_STORE, 0.0f, NULL, NULL);
+        bf16_amx_strips(S, KP, 0, KP, Xt, 16, c4, N, N, BF16_STORE, 0.0f, NULL, NULL);
         ok = 1;
     }
     sigaction(SIGILL, &old_ill, NULL);
@@ -486,8 +504,9 @@ void bf16_amx_rows_to_columns(const uint32_t *Ap, int G, int kpad, uint32_t *Xt)
     (void)Ap, (void)G, (void)kpad, (void)Xt;
 }
 void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq, const uint32_t *Xt, int M,
-                     float *C, int ldc, int ncv, int mode, float beta) {
+                     float *C, int ldc, int ncv, int mode, float beta, const float *bias,
+                     const float *res) {
     (void)W, (void)kpad, (void)q0, (void)nq, (void)Xt, (void)M, (void)C, (void)ldc, (void)ncv,
-        (void)mode, (void)beta;
+        (void)mode, (void)beta, (void)bias, (void)res;
 }
 #endif

@@ -65,10 +65,13 @@ bf16_panel_fn bf16_panel_avx512, bf16_panel_amx;
  * bf16_amx_rows_to_columns: G 16-row groups of an A block (ldp = kpad) as
  * Xt[(g * kpad + q) * 16 + i] = pair q of row 16 g + i. bf16_amx_strips: C
  * (M rows, ncv <= 64 columns) op= the rows @ the panel at W over pairs
- * [q0, q0 + nq), the rows from Xt (groups rounded up to even past one). */
+ * [q0, q0 + nq), the rows from Xt (groups rounded up to even past one);
+ * in BF16_STORE mode plus res + bias when either is not NULL (bias: the
+ * panel's columns; res: its rows, ldc apart, may be C). */
 void bf16_amx_strips_from_panel(uint32_t *dst, const uint32_t *panel, int kpad);
 void bf16_amx_rows_to_columns(const uint32_t *Ap, int G, int kpad, uint32_t *Xt);
 void bf16_amx_strips(const uint32_t *W, int kpad, int q0, int nq, const uint32_t *Xt, int M,
-                     float *C, int ldc, int ncv, int mode, float beta);
+                     float *C, int ldc, int ncv, int mode, float beta, const float *bias,
+                     const float *res);
 
 #endif

@@ -405,6 +405,38 @@ static void check_rows_alone(const char *kern, int M) {
     free(A.p), free(A.v), free(W.p), free(W.v), free(C), free(c1), free(P);
 }
 
+/* rlaif_bf16_packed_gemm_bias against its definition, C filled with res +
+ * bias and then rlaif_bf16_packed_gemm with beta 1, bit for bit, whatever
+ * the kernel and the rows (the strips add them on the way out, at any row
+ * count). with: 1 bias, 2 res, 3 both; alias: res is C itself (the
+ * residual stream updated in place). K = 800 has two K blocks: only the
+ * first may add them. */
+static void check_packed_bias(const char *kern, int M, int N, int K, int with, int alias) {
+    operand A = make_operand(M, K, 0, 1, 1), W = make_operand(K, N, 0, 1, 0);
+    int ldc = N + 3;
+    size_t nc = (size_t)M * ldc;
+    float *C1 = xalloc(nc * sizeof(float)), *C2 = xalloc(nc * sizeof(float));
+    float *R = xalloc(nc * sizeof(float)), *bias = xalloc(N * sizeof(float));
+    for (size_t i = 0; i < nc; i++) R[i] = frand(), C1[i] = frand();
+    for (int j = 0; j < N; j++) bias[j] = frand();
+    const float *b = with & 1 ? bias : NULL, *r = with & 2 ? (alias ? C1 : R) : NULL;
+    if (alias) memcpy(C1, R, nc * sizeof(float));
+    memcpy(C2, C1, nc * sizeof(float)); /* the columns past N too */
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+            size_t i = (size_t)m * ldc + j;
+            C2[i] = r && b ? R[i] + b[j] : r ? R[i] : b ? b[j] : 0.0f;
+        }
+    void *P = xalloc(rlaif_bf16_packed_size(K, N));
+    rlaif_bf16_pack(0, K, N, W.p, 1, W.ld, P, 2);
+    rlaif_bf16_packed_gemm_bias(M, N, K, A.p, A.ld, P, b, r, C1, ldc, 2);
+    rlaif_bf16_packed_gemm(M, N, K, A.p, A.ld, P, 1.0f, C2, ldc, 1);
+    if (memcmp(C1, C2, nc * sizeof(float)) && failures++ < 5)
+        fprintf(stderr, "FAIL %s packed_bias M=%d N=%d K=%d with=%d alias=%d: differs\n", kern, M,
+                N, K, with, alias);
+    free(A.p), free(A.v), free(W.p), free(W.v), free(C1), free(C2), free(R), free(bias), free(P);
+}
+
 START_TEST(test_packed) {
     const char *kern[3];
     int nk = n_kernels(kern);
@@ -416,6 +448,11 @@ START_TEST(test_packed) {
         check_packed_team(kern[ki], 40, 64 * 7 + 5, 100);
         check_rows_alone(kern[ki], 40);
         check_rows_alone(kern[ki], 64);
+        for (int with = 0; with < 4; with++)
+            for (int M = 1; M <= 100; M += 33) {
+                check_packed_bias(kern[ki], M, 130, M & 1 ? 800 : 33, with, 0);
+                if (with & 2) check_packed_bias(kern[ki], M, 77, 800, with, 1);
+            }
     }
     rlaif_bf16_kernel(kern[nk - 1]);
     check_gemm(kern[nk - 1], 2, 0, 1, 37, 150, 801, 1, 1, 0.5f, 2); /* against the reference */
