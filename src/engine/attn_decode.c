@@ -441,33 +441,50 @@ static void finish_any(float *out, float l, int hs, int bf) {
 #define GRP_KEYS 64
 #define MAX_GRP  64 /* query heads whose state is kept at once; more go in turns */
 
+void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
+                        size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
+                        const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
+                        const uint8_t *mask, int hs, float scale) {
+    int bf = kb != NULL, nv = nq * grp;
+    const void *k = bf ? (const void *)kb : (const void *)kc;
+    const void *v = bf ? (const void *)vb : (const void *)vc;
+    float ml[2 * MAX_GRP];                  /* each query's running max and weight sum */
+    size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
+    for (int h0 = 0; h0 < nv; h0 += MAX_GRP) {
+        int hn = nv - h0 < MAX_GRP ? nv - h0 : MAX_GRP, first = hi[h0 / grp], end = 0;
+        for (int h = 0; h < hn; h++) {
+            int i = (h0 + h) / grp;
+            memset(out + i * ldo_i + (h0 + h) % grp * ldo_h, 0, sizeof(float) * (size_t)hs);
+            ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
+            first = lo[i] < first ? lo[i] : first, end = hi[i] + 1 > end ? hi[i] + 1 : end;
+        }
+        for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
+            int b1 = end - b0 < GRP_KEYS ? end : b0 + GRP_KEYS,
+                nj = end - b1 < GRP_KEYS ? end - b1 : GRP_KEYS;
+            /* the next block's lines, one more as it may start inside a line */
+            int lines = hn > 1 && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
+            const char *nk = at(k, (size_t)b1 * hs, bf), *nvl = at(v, (size_t)b1 * hs, bf);
+            for (int h = 0; h < hn; h++) {
+                int i = (h0 + h) / grp, j0 = lo[i] > b0 ? lo[i] : b0,
+                    j1 = hi[i] + 1 < b1 ? hi[i] + 1 : b1;
+                int l0 = lines * h / hn, l1 = lines * (h + 1) / hn;
+                pf_plan pf = {h == 0 && (hn == 1 || b0 <= first), nk + 64 * l0, nvl + 64 * l0,
+                              l1 - l0};
+                if (j0 < j1)
+                    attend_any(out + i * ldo_i + (h0 + h) % grp * ldo_h, ml + 2 * h, k, v,
+                               q + i * ldq_i + (h0 + h) % grp * ldq_h, mask, j0, j1, end, hs, scale,
+                               pf, bf);
+            }
+        }
+        for (int h = 0; h < hn; h++)
+            finish_any(out + (h0 + h) / grp * ldo_i + (h0 + h) % grp * ldo_h, ml[2 * h + 1], hs,
+                       bf);
+    }
+}
+
 void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,
                        const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
                        int n, int hs, float scale) {
-    int bf = kb != NULL;
-    const void *k = bf ? (const void *)kb : (const void *)kc;
-    const void *v = bf ? (const void *)vb : (const void *)vc;
-    float ml[2 * MAX_GRP];                  /* each head's running max and weight sum */
-    size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
-    for (int h0 = 0; h0 < grp; h0 += MAX_GRP) {
-        int hn = grp - h0 < MAX_GRP ? grp - h0 : MAX_GRP;
-        for (int h = 0; h < hn; h++) {
-            memset(out + (h0 + h) * ldo, 0, sizeof(float) * (size_t)hs);
-            ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
-        }
-        for (int j0 = 0; j0 < n; j0 += GRP_KEYS) {
-            int j1 = n - j0 < GRP_KEYS ? n : j0 + GRP_KEYS,
-                nj = n - j1 < GRP_KEYS ? n - j1 : GRP_KEYS;
-            /* the next block's lines, one more as it may start inside a line */
-            int lines = hn > 1 && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
-            const char *nk = at(k, (size_t)j1 * hs, bf), *nv = at(v, (size_t)j1 * hs, bf);
-            for (int h = 0; h < hn; h++) {
-                int l0 = lines * h / hn, l1 = lines * (h + 1) / hn;
-                pf_plan pf = {h == 0 && (hn == 1 || j0 == 0), nk + 64 * l0, nv + 64 * l0, l1 - l0};
-                attend_any(out + (h0 + h) * ldo, ml + 2 * h, k, v, q + (h0 + h) * ldq, mask, j0, j1,
-                           n, hs, scale, pf, bf);
-            }
-        }
-        for (int h = 0; h < hn; h++) finish_any(out + (h0 + h) * ldo, ml[2 * h + 1], hs, bf);
-    }
+    int lo = 0, hi = n - 1;
+    rlaif_attn_queries(out, 0, ldo, q, 0, ldq, 1, grp, &lo, &hi, kc, vc, kb, vb, mask, hs, scale);
 }

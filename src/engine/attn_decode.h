@@ -23,6 +23,19 @@ void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int g
                        const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
                        int n, int hs, float scale);
 
+/* The same for nq queries of one row at once (prefill over the cache):
+ * query i's head h reads q[i * ldq_i + h * ldq_h ..] and writes out[i *
+ * ldo_i + h * ldo_h ..], over the keys j in [lo[i], hi[i]] (kc ... from
+ * the row's first slot; mask, if any, indexed by slot too). The keys go in
+ * blocks at fixed slots (multiples of 64 from 0), each block in L1 for
+ * every query that reads it, so a query's sums do not depend on the other
+ * queries of the call (a prefill sliced differently gets the same bits).
+ * rlaif_attn_decode is the case nq = 1, lo = 0, hi = n - 1. */
+void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
+                        size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
+                        const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
+                        const uint8_t *mask, int hs, float scale);
+
 /* Which kernels run: "avx512" or "c". force: NULL keeps the run-time
  * choice, otherwise one of those names (tests compare the two). */
 const char *rlaif_attn_decode_kernel(const char *force);

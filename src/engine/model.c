@@ -1865,8 +1865,9 @@ static void attn_head(float *y, const float *q, int ldq, const kv_head *h, const
                 y, C);
 }
 
-/* A thread's prefill scratch: its score block [most][maxT], then (bf16
- * cache) a head's keys and values widened to fp32, [maxT][hs] each. */
+/* A thread's prefill scratch: its score block [most][maxT] (or its
+ * queries' key ranges, attention_kv), then (bf16 cache) a head's keys and
+ * values widened to fp32, [maxT][hs] each. */
 static float *prefill_scratch(const rlaif_kv_cache *kv) {
     int t = 0;
 #ifdef _OPENMP
@@ -1888,11 +1889,10 @@ static kv_head head_view(const rlaif_kv_cache *kv, size_t base) {
 
 /* Stores the cnt new keys and values of kv head kh of a row (packed rows of
  * qkv from r0, slots slot[]) at base, and returns the head's view of the
- * cache: as stored, or (prefill over a bf16 cache) the head's keys and
- * values widened to fp32 into wide, since prefill's sgemms take fp32. */
+ * cache, fp32 or bf16 as stored. */
 static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int cnt,
-                         const int *slot, size_t base, int kh, float *wide) {
-    int C = kv->C, hs = C / kv->n_head, KV = kv->n_kv_head * hs, C3 = C + 2 * KV, maxT = kv->maxT;
+                         const int *slot, size_t base, int kh) {
+    int C = kv->C, hs = C / kv->n_head, KV = kv->n_kv_head * hs, C3 = C + 2 * KV;
     for (int i = 0; i < cnt; i++) {
         const float *src = qkv + (size_t)(r0 + i) * C3 + C + (size_t)kh * hs;
         size_t at = base + (size_t)slot[i] * hs;
@@ -1904,13 +1904,28 @@ static kv_head store_new(const rlaif_kv_cache *kv, const float *qkv, int r0, int
             memcpy(kv->v + at, src + KV, sizeof(float) * hs);
         }
     }
-    if (!kv->kb || cnt == 1) return head_view(kv, base);
-    size_t nk = (size_t)(slot[cnt - 1] + 1) * hs;
-    kv_head h = {.k = wide, .v = wide + (size_t)maxT * hs};
-    rlaif_bf16_to_f32(wide, kv->kb + base, nk);
-    rlaif_bf16_to_f32(wide + (size_t)maxT * hs, kv->vb + base, nk);
-    return h;
+    return head_view(kv, base);
 }
+
+/* A bf16 head's first nk keys and values widened to fp32 into wide
+ * ([maxT][hs] each): prefill's sgemms take fp32. */
+static kv_head widen_head(const rlaif_kv_cache *kv, kv_head h, int nk, float *wide) {
+    size_t hs = (size_t)(kv->C / kv->n_head);
+    float *wv = wide + (size_t)kv->maxT * hs;
+    rlaif_bf16_to_f32(wide, h.kb, (size_t)nk * hs);
+    rlaif_bf16_to_f32(wv, h.vb, (size_t)nk * hs);
+    return (kv_head){.k = wide, .v = wv};
+}
+
+/* Most queries of a row in one call of prefill's attention over a bf16
+ * cache that go through the decoding kernel's blocks (rlaif_attn_queries)
+ * rather than widening the head's keys and values for two sgemms a query
+ * head: the widening is of every key before the chunk, once per chunk, so
+ * with few queries a row (a large batch's narrow chunks) it was most of the
+ * time. GPT-2 124M judge, bf16, 64 pairs of ~430 tokens, prefill's
+ * attention (s), sgemms -> kernel: batch 64 (16 queries a row a chunk)
+ * 3.8-4.0 -> 2.9, batch 16 (64) 2.6 -> 2.8, batch 1 (1024) 2.5 -> 2.9. */
+#define FEW_QUERIES 32
 
 /* Most (row, kv head) pairs per task of decoding's attention: a task's
  * pairs are adjacent in the cache (a row's heads), so its keys and its
@@ -1931,7 +1946,7 @@ static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, in
     if (kv->q_off[b + 1] == r0) return;
     int lim = kv->q_slot[r0];
     size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
-    kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh, NULL);
+    kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh);
     /* the group's query heads are adjacent: in q and in y */
     decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h,
                  lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale);
@@ -1979,13 +1994,23 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         const int *slot = kv->q_slot + r0;
         float *sc = prefill_scratch(kv);
         size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
-        kv_head h = store_new(kv, qkv, r0, cnt, slot, base, kh, sc + (size_t)most * maxT);
+        kv_head h = store_new(kv, qkv, r0, cnt, slot, base, kh);
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         if (cnt == 1) { /* the group's query heads at once, as in decoding */
             decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs,
                          grp, &h, slot[0], val, kv->q_from[b], &g, scale);
             continue;
         }
+        if (h.kb && cnt <= FEW_QUERIES) { /* bf16, few: the queries over the cache as stored */
+            int *lo = (int *)sc, *hi = lo + cnt, n;
+            for (int i = 0; i < cnt; i++)
+                lo[i] = decode_window(&g, slot[i], kv->q_from[b], &n), hi[i] = slot[i];
+            rlaif_attn_queries(y + (size_t)r0 * C + kh * grp * hs, C, hs,
+                               qkv + (size_t)r0 * C3 + kh * grp * hs, C3, hs, cnt, grp, lo, hi,
+                               NULL, NULL, h.kb, h.vb, kv->q_from[b] >= 0 ? NULL : val, hs, scale);
+            continue;
+        }
+        if (h.kb) h = widen_head(kv, h, slot[cnt - 1] + 1, sc + (size_t)most * maxT);
         for (int q = kh * grp; q < (kh + 1) * grp; q++)
             attn_head(y + (size_t)r0 * C + q * hs, qkv + (size_t)r0 * C3 + q * hs, C3, &h, slot,
                       cnt, val, kv->q_from[b], &g, sc, scale);

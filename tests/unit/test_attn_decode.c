@@ -161,6 +161,57 @@ static void check(const char *kern, int n, int hs, int grp, int off, int bf, int
     free(kbuf), free(vbuf), free(kb16), free(vb16), free(q), free(out), free(mask);
 }
 
+/* rlaif_attn_queries, prefill's case: nq queries of a row over one cache
+ * of n keys, query i seeing keys [lo_i, hi_i] (causal: hi_i = n - nq + i;
+ * window > 0: lo_i = hi_i - window + 1, as a sliding window makes it),
+ * grp heads each, the rows of q and out strided as in the activations.
+ * Each head of each query against the reference over its keys, and equal,
+ * bit for bit, to the query alone (nq = 1): a prefill sliced another way
+ * gets the same bits. nq * grp past 64: the kernel's turns. */
+static void check_queries(const char *kern, int n, int nq, int grp, int bf, int masked,
+                          int window) {
+    int hs = 64;
+    size_t ne = (size_t)n * hs, ldh = (size_t)hs + 5, ldi = grp * ldh + 7;
+    float *kc = malloc(sizeof(float) * ne), *vc = malloc(sizeof(float) * ne);
+    uint16_t *kh = malloc(2 * ne), *vh = malloc(2 * ne);
+    float *q = malloc(sizeof(float) * nq * ldi), *out = malloc(sizeof(float) * nq * ldi);
+    float one[64 * 3];
+    int *lo = malloc(sizeof(int) * nq), *hi = malloc(sizeof(int) * nq);
+    uint8_t *mask = malloc(n);
+    for (size_t i = 0; i < ne; i++) kc[i] = 2.0f * frand(), vc[i] = frand();
+    for (int j = 0; j < n; j++) mask[j] = (uint8_t)(!masked || (j % 5 != 2 && j >= 7));
+    if (bf) {
+        rlaif_bf16_from_f32(kh, kc, ne), rlaif_bf16_to_f32(kc, kh, ne);
+        rlaif_bf16_from_f32(vh, vc, ne), rlaif_bf16_to_f32(vc, vh, ne);
+    }
+    for (size_t i = 0; i < nq * ldi; i++) q[i] = frand();
+    for (int i = 0; i < nq; i++) {
+        hi[i] = n - nq + i;
+        lo[i] = window > 0 && hi[i] - window + 1 > 0 ? hi[i] - window + 1 : 0;
+    }
+    float scale = 1.0f / sqrtf((float)hs);
+    const uint8_t *mk = masked ? mask : NULL;
+    const float *k32 = bf ? NULL : kc, *v32 = bf ? NULL : vc;
+    const uint16_t *k16 = bf ? kh : NULL, *v16 = bf ? vh : NULL;
+    rlaif_attn_queries(out, ldi, ldh, q, ldi, ldh, nq, grp, lo, hi, k32, v32, k16, v16, mk, hs,
+                       scale);
+    char what[96];
+    for (int i = 0; i < nq; i++) {
+        rlaif_attn_queries(one, 0, hs, q + i * ldi, 0, ldh, 1, grp, lo + i, hi + i, k32, v32, k16,
+                           v16, mk, hs, scale);
+        for (int h = 0; h < grp; h++) {
+            snprintf(what, sizeof what, "%s %s queries nq=%d grp=%d window=%d query %d head %d%s",
+                     kern, bf ? "bf16" : "fp32", nq, grp, window, i, h, masked ? " masked" : "");
+            const float *o = out + i * ldi + h * ldh;
+            compare(what, o, q + i * ldi + h * ldh, kc + (size_t)lo[i] * hs,
+                    vc + (size_t)lo[i] * hs, mk ? mk + lo[i] : NULL, hi[i] - lo[i] + 1, hs, scale);
+            if (memcmp(one + h * hs, o, sizeof(float) * hs) && failures++ < 10)
+                fprintf(stderr, "FAIL %s: not the query alone's bits\n", what);
+        }
+    }
+    free(kc), free(vc), free(kh), free(vh), free(q), free(out), free(lo), free(hi), free(mask);
+}
+
 /* 0 when every byte of p[0..n) is zero and p is on a 2 MB boundary */
 static int zeroed_huge(const char *what, const void *p, size_t n) {
     if ((uintptr_t)p % ((size_t)2 << 20)) {
@@ -273,6 +324,13 @@ int main(void) {
                             ran++;
         /* many query heads a kv head: more than the kernel keeps at once */
         check(kerns[k], 100, 64, 70, 0, 1, 1), ran++;
+        /* prefill: several queries a call (nq * grp past 64: turns) */
+        for (int bf = 0; bf < 2; bf++) {
+            check_queries(kerns[k], 200, 33, 1, bf, 0, 0), ran++;
+            check_queries(kerns[k], 150, 30, 3, bf, 1, 0), ran++;
+            check_queries(kerns[k], 300, 40, 1, bf, 1, 70), ran++;
+            check_queries(kerns[k], 20, 20, 1, bf, 0, 0), ran++;
+        }
     }
     printf("%d cases, %d failures\n", ran, failures);
     return failures ? 1 : 0;

@@ -419,7 +419,7 @@ START_TEST(long_prefill_matches_full) {
             }
         ck_assert_int_eq(rlaif_model_forward(&m, tok, pos, val, B, LT), 0);
         ck_assert_int_eq(rlaif_model_lm_forward(&m, NULL), 0);
-        float *got = malloc(sizeof(float) * B * V);
+        float *got = malloc(sizeof(float) * B * V), *part = malloc(sizeof(float) * B * V);
         rlaif_kv_cache kv;
         ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_FP32), 0);
         ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, pos, val, LT, got), 0);
@@ -432,7 +432,34 @@ START_TEST(long_prefill_matches_full) {
         ck_assert_msg(worst <= 1e-5 * scale, "%s: a %d-token prefill differs by %g (max %g)",
                       rlaif_arch_name(c.arch), LT, worst, scale);
         rlaif_kv_cache_free(&kv);
-        free(got);
+        /* Over a bf16 cache, prefill's attention takes two ways (model.c,
+         * FEW_QUERIES): the whole prompt in one call (its keys widened for
+         * sgemms) and in chunks of 25 tokens (the decoding kernel's blocks
+         * over the cache as stored). The same values and fp32 arithmetic in
+         * another order: the two agree to fp32 rounding (1e-5 as above);
+         * a wrong block, slot or mask in either moves logits by O(1). */
+        ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
+        ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, pos, val, LT, got), 0);
+        rlaif_kv_cache_free(&kv);
+        ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
+        enum { CH = 25 };
+        for (int t0 = 0; t0 < LT; t0 += CH) {
+            int n = LT - t0 < CH ? LT - t0 : CH, ct[B * CH], cp[B * CH];
+            uint8_t cv[B * CH];
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < n; i++) {
+                    int j = b * LT + t0 + i;
+                    ct[b * n + i] = tok[j], cp[b * n + i] = pos[j], cv[b * n + i] = val[j];
+                }
+            ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, ct, cp, cv, n, part), 0);
+        }
+        worst = 0.0;
+        for (int i = 0; i < B * V; i++) worst = fmax(worst, fabs(got[i] - part[i]));
+        ck_assert_msg(worst <= 1e-5 * scale,
+                      "%s: over a bf16 cache, one %d-token call and chunks of %d differ by %g",
+                      rlaif_arch_name(c.arch), LT, CH, worst);
+        rlaif_kv_cache_free(&kv);
+        free(got), free(part);
         rlaif_model_free(&m);
     }
 }
