@@ -35,6 +35,7 @@
 #include "fast_expf.h"
 #include "simd_x86.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -448,15 +449,22 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
     int bf = kb != NULL, nv = nq * grp;
     const void *k = bf ? (const void *)kb : (const void *)kc;
     const void *v = bf ? (const void *)vb : (const void *)vc;
-    float ml[2 * MAX_GRP];                  /* each query's running max and weight sum */
+    /* a turn's query heads: outputs, queries, key ranges, running max and
+     * weight sum; worked out once a turn, not once a block (decoding calls
+     * this for every cached head of every row, with a few blocks each) */
+    float *o[MAX_GRP], ml[2 * MAX_GRP];
+    const float *qh[MAX_GRP];
+    int vlo[MAX_GRP], vhi[MAX_GRP];
     size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
     for (int h0 = 0; h0 < nv; h0 += MAX_GRP) {
-        int hn = nv - h0 < MAX_GRP ? nv - h0 : MAX_GRP, first = hi[h0 / grp], end = 0;
+        int hn = nv - h0 < MAX_GRP ? nv - h0 : MAX_GRP, first = INT_MAX, end = 0;
         for (int h = 0; h < hn; h++) {
-            int i = (h0 + h) / grp;
-            memset(out + i * ldo_i + (h0 + h) % grp * ldo_h, 0, sizeof(float) * (size_t)hs);
+            int i = (h0 + h) / grp, g = (h0 + h) % grp;
+            o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
+            vlo[h] = lo[i], vhi[h] = hi[i] + 1;
+            memset(o[h], 0, sizeof(float) * (size_t)hs);
             ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
-            first = lo[i] < first ? lo[i] : first, end = hi[i] + 1 > end ? hi[i] + 1 : end;
+            first = vlo[h] < first ? vlo[h] : first, end = vhi[h] > end ? vhi[h] : end;
         }
         for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
             int b1 = end - b0 < GRP_KEYS ? end : b0 + GRP_KEYS,
@@ -465,20 +473,15 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
             int lines = hn > 1 && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
             const char *nk = at(k, (size_t)b1 * hs, bf), *nvl = at(v, (size_t)b1 * hs, bf);
             for (int h = 0; h < hn; h++) {
-                int i = (h0 + h) / grp, j0 = lo[i] > b0 ? lo[i] : b0,
-                    j1 = hi[i] + 1 < b1 ? hi[i] + 1 : b1;
-                int l0 = lines * h / hn, l1 = lines * (h + 1) / hn;
+                int j0 = vlo[h] > b0 ? vlo[h] : b0, j1 = vhi[h] < b1 ? vhi[h] : b1;
+                int l0 = lines ? lines * h / hn : 0, l1 = lines ? lines * (h + 1) / hn : 0;
                 pf_plan pf = {h == 0 && (hn == 1 || b0 <= first), nk + 64 * l0, nvl + 64 * l0,
                               l1 - l0};
                 if (j0 < j1)
-                    attend_any(out + i * ldo_i + (h0 + h) % grp * ldo_h, ml + 2 * h, k, v,
-                               q + i * ldq_i + (h0 + h) % grp * ldq_h, mask, j0, j1, end, hs, scale,
-                               pf, bf);
+                    attend_any(o[h], ml + 2 * h, k, v, qh[h], mask, j0, j1, end, hs, scale, pf, bf);
             }
         }
-        for (int h = 0; h < hn; h++)
-            finish_any(out + (h0 + h) / grp * ldo_i + (h0 + h) % grp * ldo_h, ml[2 * h + 1], hs,
-                       bf);
+        for (int h = 0; h < hn; h++) finish_any(o[h], ml[2 * h + 1], hs, bf);
     }
 }
 
