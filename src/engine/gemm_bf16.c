@@ -15,6 +15,7 @@
 #include "config.h"
 #include "gemm_bf16.h"
 #include "gemm_bf16_x86.h"
+#include "model_gemm.h" /* rlaif_bias_fill */
 #include "team_runs.h"
 
 #include <math.h>
@@ -463,7 +464,8 @@ static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint3
     {
         /* the rows packed (rows past M: zeros) and turned to columns by the
          * team, a share of the 16-row groups each: one thread alone kept
-         * the other waiting, 15% of a 1024-row prefill product */
+         * the other waiting (6% of a GPT-2 124M judge's prefill samples,
+         * a fifth of its products') */
         int p, back, me = thread_num(), tn = 1;
 #ifdef _OPENMP
         tn = omp_get_num_threads(); /* the team as granted, not as asked */
@@ -489,18 +491,6 @@ static int strips_gemm(int M, int N, int K, const float *A, int lda, const uint3
     return 0;
 }
 
-/* Rows [0, M) of C (N columns) = res + bias (either may be NULL, not
- * both) over the team, where no kernel adds them on the way out. */
-static void fill_res_bias(const float *bias, const float *res, int M, int N, float *C, int ldc,
-                          int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (size_t)M * N >= 65536)
-    for (int m = 0; m < M; m++) {
-        float *c = C + (size_t)m * ldc;
-        const float *r = res ? res + (size_t)m * ldc : NULL;
-        for (int j = 0; j < N; j++) c[j] = r ? (bias ? r[j] + bias[j] : r[j]) : bias[j];
-    }
-}
-
 static void packed_gemm(int M, int N, int K, const float *A, int lda, const void *packed,
                         float beta, const float *bias, const float *res, float *C, int ldc,
                         int nt) {
@@ -509,7 +499,15 @@ static void packed_gemm(int M, int N, int K, const float *A, int lda, const void
     if (id == K_AMX && K > 0 &&
         strips_gemm(M, N, K, A, lda, packed, beta, bias, res, C, ldc, nt) == 0)
         return;
-    if (bias || res) fill_res_bias(bias, res, M, N, C, ldc, nt), beta = 1.0f;
+    if (bias || res) { /* no kernel here adds them on the way out: C starts as them */
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (size_t)M * N >= 65536)
+        for (int t = 0; t < nt; t++) {
+            int m0 = M * t / nt, m1 = M * (t + 1) / nt;
+            rlaif_bias_fill(C + (size_t)m0 * ldc, bias, res ? res + (size_t)m0 * ldc : NULL,
+                            m1 - m0, ldc, 0, N);
+        }
+        beta = 1.0f;
+    }
     bf16_src a = {A, 1, lda, 0, M, K};
     if (id == K_AMX || id == K_C || K == 0 ||
         gemm_packed(bf16_panel_avx512, &a, NULL, packed, M, N, K, beta, C, ldc, nt) != 0)

@@ -41,6 +41,7 @@
 #include "fast_expf.h"
 #include "model_gemm.h"
 #include "gemm_bf16.h"
+#include "simd_x86.h" /* SIMD_CLONES */
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -53,15 +54,6 @@
 #include <sys/mman.h>
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-/* Hot elementwise row kernels get an AVX-512 clone next to the baseline
- * (SSE2) one, picked at load time (ifunc): the build has no -march, and the
- * baseline is 4 floats wide. -std=c11 keeps FP contraction off, so each
- * clone computes the same operations per element. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define SIMD_CLONES
-#endif
 /* Elementwise loops smaller than this run on one thread: waking the OpenMP
  * team costs more than the work (decoding one token, the tiny test model). */
 #define PAR_MIN ((size_t)1 << 15)
@@ -708,28 +700,6 @@ static void act_block(int act, float *out, const float *inp, int N, int OC, int 
         act_span(act, out + (size_t)n * OC + o0, inp + (size_t)n * OC + o0, (size_t)(o1 - o0));
 }
 
-/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N, OC);
- * bias NULL: res alone (res may be out itself). Returns the beta for the
- * product that adds into it: 0 when there is neither (nothing written). */
-SIMD_CLONES static float bias_fill(float *out, const float *bias, const float *res, int N, int OC,
-                                   int o0, int o1) {
-    if (!bias && !res) return 0.0f;
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * OC;
-        const float *r = res ? res + (size_t)n * OC : NULL;
-        if (r && bias) {
-#pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = r[j] + bias[j];
-        } else if (bias) {
-#pragma omp simd
-            for (int j = o0; j < o1; j++) o[j] = bias[j];
-        } else if (r != o) {
-            memcpy(o + o0, r + o0, sizeof(float) * (size_t)(o1 - o0));
-        }
-    }
-    return 1.0f;
-}
-
 /* A linear layer's weight: Conv1D [in, out] (GPT-2) or nn.Linear [out, in]
  * (OPT, Llama; trans = 1), so either converts by a copy. In bf16 mode w16 is
  * its bfloat16 copy and d16 the scratch backward rounds the output gradient
@@ -770,7 +740,7 @@ static void matmul_forward_bf16(float *out, const float *inp, weight W, const fl
 #pragma omp parallel for schedule(static) num_threads(nt) if (big && nt > 1)
         for (int t = 0; t < nt; t++) {
             int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
-            if (o0 < o1) bias_fill(out, bias, res, N, OC, o0, o1);
+            if (o0 < o1) rlaif_bias_fill(out, bias, res, N, OC, o0, o1);
         }
     }
     if (p == RLAIF_PATH_BF16_PACKED)
@@ -867,10 +837,11 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
         return;
     } else if (N == 1) { /* a matrix-vector product: stream the weights once */
         /* zeros rather than beta 0: sgemv may scale what it was given */
-        if (bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f) memset(out, 0, sizeof(float) * OC);
+        if (rlaif_bias_fill(out, bias, res, 1, OC, 0, OC) == 0.0f)
+            memset(out, 0, sizeof(float) * OC);
         rlaif_gemv(!tr, tr ? OC : IC, tr ? IC : OC, W.w, ldw, inp, 1.0f, out, nt);
     } else if (nt == 1 || 2.0 * N * OC * IC < 2e6) {
-        float beta = bias_fill(out, bias, res, N, OC, 0, OC);
+        float beta = rlaif_bias_fill(out, bias, res, N, OC, 0, OC);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, OC, IC, 1.0f, inp, IC, W.w, ldw, beta, out,
                     OC);
     } else {
@@ -879,7 +850,7 @@ static void matmul_forward(float *out, const float *inp, weight W, const float *
         for (int t = 0; t < nt; t++) {
             int o0 = t * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
             if (o0 >= o1) continue;
-            float beta = bias_fill(out, bias, res, N, OC, o0, o1);
+            float beta = rlaif_bias_fill(out, bias, res, N, OC, o0, o1);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, TB, N, o1 - o0, IC, 1.0f, inp, IC,
                         tr ? W.w + (size_t)o0 * IC : W.w + o0, ldw, beta, out + o0, OC);
             if (act) act_block(act, act_out, out, N, OC, o0, o1);

@@ -34,6 +34,14 @@ void rlaif_smallm_gemm(int w_trans, int M, int N, int K, const float *A, int lda
                        int ldw, const float *bias, const float *res, float *C, int ldc,
                        rlaif_smallm_post *post, float *post_out, float *scratch, int nthreads);
 
+/* Writes bias (+ res) into rows [0, N) x columns [o0, o1) of out (N rows,
+ * OC apart; res likewise); bias NULL: res alone (res may be out itself).
+ * Returns the beta for the product that adds into it: 0 when there is
+ * neither (nothing written). A layer's product that does not add them on
+ * the way out starts from this. */
+float rlaif_bias_fill(float *out, const float *bias, const float *res, int N, int OC, int o0,
+                      int o1);
+
 /* Row-major y = op(A) x + beta y, A (M, N), through cblas_sgemv: one
  * activation row (decoding a single sequence) on the sgemm path. Output
  * entries split over nthreads threads, each streaming one contiguous block of

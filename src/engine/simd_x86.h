@@ -5,6 +5,16 @@
 #ifndef RLAIF_SIMD_X86_H
 #define RLAIF_SIMD_X86_H
 
+/* Hot elementwise row kernels get an AVX-512 clone next to the baseline
+ * (SSE2) one, picked at load time (ifunc): the build has no -march, and the
+ * baseline is 4 floats wide. -std=c11 keeps FP contraction off, so each
+ * clone computes the same operations per element. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
