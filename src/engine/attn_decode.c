@@ -442,6 +442,167 @@ static void finish_any(float *out, float l, int hs, int bf) {
 #define GRP_KEYS 64
 #define MAX_GRP  64 /* query heads whose state is kept at once; more go in turns */
 
+/* ------------------------------------------------- prefill: queries in lanes */
+
+/* A row's few queries of a prefill over a bf16 cache (rlaif_attn_queries,
+ * nq > 1, AVX-512): up to 16 query heads, the row's queries times a
+ * cached head's group, side by side in the 16 lanes of a vector, so none
+ * of the per-key work above is a horizontal sum or a chain of one query's
+ * latency. A 64-key block is widened to fp32 once (exactly, as the other
+ * kernels do), then, for the 16 heads at once:
+ *   scores  s[j] = scale * sum_d qt[d] k_j[d]      16 keys x 16 heads a tile,
+ *                                                   the keys' values broadcast
+ *   softmax the running max and weight sum per lane (the online softmax of
+ *           the chunks above, a block a step)
+ *   mix     ot[d] = ot[d] corr + sum_j p[j] v_j[d] 16 dimensions a tile
+ * Each lane's arithmetic is its own, in an order fixed by the slots (blocks
+ * at multiples of 64), so a query's bits do not depend on the other
+ * queries in the call; they are not the one-query kernel's bits (its dot
+ * products end in tree sums), which decoding keeps. */
+#define LANES  16
+#define MAX_HS 128 /* use512's bound */
+
+#ifdef HAVE_X86
+/* exp for 16 lanes: fast_expf's polynomial (Cephes), with FMAs */
+static inline __attribute__((always_inline, target("avx512f"))) __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 big = _mm512_set1_ps(12582912.0f);
+    __m512 fn = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), big), big);
+    __m512 r = _mm512_fmadd_ps(fn, _mm512_set1_ps(2.12194440e-4f),
+                               _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i n = _mm512_add_epi32(_mm512_cvtps_epi32(fn), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
+}
+
+/* n bf16 values widened exactly into dst, then zeros up to n_to */
+static inline __attribute__((always_inline, target("avx512f"))) void
+widen_block(float *dst, const uint16_t *src, size_t n, size_t n_to) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_store_ps(dst + i, ld16(src, i, 1));
+    for (; i < n; i++) dst[i] = ld1(src, i, 1);
+    for (; i < n_to; i++) dst[i] = 0.0f;
+}
+
+/* The scores of one block's keys (nb of them, zero-padded to a multiple
+ * of 16 in kw) for the 16 lanes into s (a vector a key), masked to -inf
+ * where a lane may not see the key; returns their max per lane. */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+lane_scores(float *s, const float *kw, const float *qt, int nb, int b0, __m512i lo, __m512i hi,
+            const uint8_t *mask, int hs, float scale, const char *pf, int pf_lines) {
+    __m512 bm = _mm512_set1_ps(-INFINITY), ninf = bm, sc = _mm512_set1_ps(scale);
+    int tiles = (nb + 15) / 16, per = (pf_lines + tiles - 1) / tiles;
+    for (int j = 0; j < nb; j += 16) {
+        for (int x = j / 16 * per; x < (j / 16 + 1) * per && x < pf_lines; x++)
+            __builtin_prefetch(pf + 64 * (size_t)x);
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+        for (int d = 0; d < hs; d++) {
+            __m512 qd = _mm512_load_ps(qt + (size_t)d * LANES);
+            const float *kd = kw + (size_t)j * hs + d;
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                acc[t] = _mm512_fmadd_ps(qd, _mm512_set1_ps(kd[(size_t)t * hs]), acc[t]);
+        }
+        for (int t = 0; t < 16 && j + t < nb; t++) {
+            int key = b0 + j + t;
+            __m512i kv = _mm512_set1_epi32(key);
+            __mmask16 ok = _mm512_cmpge_epi32_mask(kv, lo) & _mm512_cmplt_epi32_mask(kv, hi);
+            if (mask && !mask[key]) ok = 0;
+            __m512 x = _mm512_mask_mul_ps(ninf, ok, acc[t], sc);
+            _mm512_store_ps(s + (size_t)(j + t) * LANES, x);
+            bm = _mm512_max_ps(bm, x);
+        }
+    }
+    return bm;
+}
+
+/* ot[d] = ot[d] corr + sum_{j < nb} p[j] v_j[d], 16 dimensions a tile */
+static inline __attribute__((always_inline, target("avx512f"))) void
+lane_mix(float *ot, const float *vw, const float *p, __m512 corr, int nb, int hs, const char *pf,
+         int pf_lines) {
+    int per = (pf_lines + hs / 16 - 1) / (hs / 16);
+    for (int d0 = 0; d0 < hs; d0 += 16) {
+        for (int x = d0 / 16 * per; x < (d0 / 16 + 1) * per && x < pf_lines; x++)
+            __builtin_prefetch(pf + 64 * (size_t)x);
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++)
+            acc[t] = _mm512_mul_ps(_mm512_load_ps(ot + (size_t)(d0 + t) * LANES), corr);
+        for (int j = 0; j < nb; j++) {
+            __m512 pj = _mm512_load_ps(p + (size_t)j * LANES);
+            const float *v = vw + (size_t)j * hs + d0;
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(pj, _mm512_set1_ps(v[t]), acc[t]);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) _mm512_store_ps(ot + (size_t)(d0 + t) * LANES, acc[t]);
+    }
+}
+
+/* hn <= LANES query heads o[h] = attention of qh[h] over keys [vlo[h],
+ * vhi[h]) of the bf16 cache kb, vb (see the top of this part) */
+static __attribute__((target("avx512f"))) void lanes512(float *const *o, const float *const *qh,
+                                                        const int *vlo, const int *vhi, int hn,
+                                                        const uint16_t *kb, const uint16_t *vb,
+                                                        const uint8_t *mask, int hs, float scale) {
+    _Alignas(64) float kw[GRP_KEYS * MAX_HS], vw[GRP_KEYS * MAX_HS];
+    _Alignas(64) float qt[MAX_HS * LANES], s[GRP_KEYS * LANES], ot[MAX_HS * LANES];
+    _Alignas(64) int lo_a[LANES], hi_a[LANES];
+    _Alignas(64) float l_a[LANES];
+    int first = INT_MAX, end = 0;
+    for (int h = 0; h < LANES; h++) {
+        lo_a[h] = h < hn ? vlo[h] : INT_MAX, hi_a[h] = h < hn ? vhi[h] : 0;
+        for (int d = 0; d < hs; d++) qt[(size_t)d * LANES + h] = h < hn ? qh[h][d] : 0.0f;
+        if (h < hn && vlo[h] < vhi[h]) {
+            first = vlo[h] < first ? vlo[h] : first, end = vhi[h] > end ? vhi[h] : end;
+        }
+    }
+    memset(ot, 0, sizeof(float) * (size_t)hs * LANES);
+    __m512i lo = _mm512_load_si512(lo_a), hi = _mm512_load_si512(hi_a);
+    __m512 m = _mm512_set1_ps(-INFINITY), l = _mm512_setzero_ps(), ninf = m;
+    for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
+        int nb = end - b0 < GRP_KEYS ? end - b0 : GRP_KEYS, nr = (nb + 15) / 16 * 16;
+        widen_block(kw, kb + (size_t)b0 * hs, (size_t)nb * hs, (size_t)nr * hs);
+        widen_block(vw, vb + (size_t)b0 * hs, (size_t)nb * hs, (size_t)nb * hs);
+        /* the next block's keys and values fetched while this one is worked on */
+        int nn = end - b0 - nb < GRP_KEYS ? end - b0 - nb : GRP_KEYS;
+        int lines = nn > 0 ? (int)(((size_t)nn * hs * 2 + 63) / 64 + 1) : 0;
+        const char *nk = (const char *)(kb + (size_t)(b0 + nb) * hs);
+        const char *nvp = (const char *)(vb + (size_t)(b0 + nb) * hs);
+        __m512 mn =
+            _mm512_max_ps(m, lane_scores(s, kw, qt, nb, b0, lo, hi, mask, hs, scale, nk, lines));
+        /* the sums so far scaled to the new max: by 0 while a lane had no
+         * key (its sums are 0), by exactly 1 where its max held */
+        __m512 corr = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, ninf, _CMP_NEQ_OQ),
+                                          exp16(_mm512_sub_ps(m, mn)));
+        m = mn;
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < nb; j++) {
+            __m512 x = _mm512_load_ps(s + (size_t)j * LANES);
+            __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ),
+                                           exp16(_mm512_sub_ps(x, m)));
+            _mm512_store_ps(s + (size_t)j * LANES, p);
+            sum = _mm512_add_ps(sum, p);
+        }
+        l = _mm512_fmadd_ps(l, corr, sum);
+        lane_mix(ot, vw, s, corr, nb, hs, nvp, lines);
+    }
+    _mm512_store_ps(l_a, l);
+    for (int h = 0; h < hn; h++) {
+        float r = l_a[h] > 0.0f ? 1.0f / l_a[h] : 0.0f;
+        for (int d = 0; d < hs; d++) o[h][d] = ot[(size_t)d * LANES + h] * r;
+    }
+}
+#endif
+
 void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
                         size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
                         const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
@@ -456,6 +617,20 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
     const float *qh[MAX_GRP];
     int vlo[MAX_GRP], vhi[MAX_GRP];
     size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
+#ifdef HAVE_X86
+    if (bf && nq > 1 && rlaif_attn_lanes(hs)) { /* a prefill's few queries, in lanes */
+        for (int h0 = 0; h0 < nv; h0 += LANES) {
+            int hn = nv - h0 < LANES ? nv - h0 : LANES;
+            for (int h = 0; h < hn; h++) {
+                int i = (h0 + h) / grp, g = (h0 + h) % grp;
+                o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
+                vlo[h] = lo[i], vhi[h] = hi[i] + 1;
+            }
+            lanes512(o, qh, vlo, vhi, hn, kb, vb, mask, hs, scale);
+        }
+        return;
+    }
+#endif
     for (int h0 = 0; h0 < nv; h0 += MAX_GRP) {
         int hn = nv - h0 < MAX_GRP ? nv - h0 : MAX_GRP, first = INT_MAX, end = 0;
         for (int h = 0; h < hn; h++) {
@@ -483,6 +658,15 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
         }
         for (int h = 0; h < hn; h++) finish_any(o[h], ml[2 * h + 1], hs, bf);
     }
+}
+
+int rlaif_attn_lanes(int hs) {
+#ifdef HAVE_X86
+    return use512(hs);
+#else
+    (void)hs;
+    return 0;
+#endif
 }
 
 void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,

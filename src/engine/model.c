@@ -1891,11 +1891,15 @@ static kv_head widen_head(const rlaif_kv_cache *kv, kv_head h, int nk, float *wi
 /* Most queries of a row in one call of prefill's attention over a bf16
  * cache that go through the decoding kernel's blocks (rlaif_attn_queries)
  * rather than widening the head's keys and values for two sgemms a query
- * head: the widening is of every key before the chunk, once per chunk, so
- * with few queries a row (a large batch's narrow chunks) it was most of the
- * time. GPT-2 124M judge, bf16, 64 pairs of ~430 tokens, prefill's
- * attention (s), sgemms -> kernel: batch 64 (16 queries a row a chunk)
- * 3.8-4.0 -> 2.9, batch 16 (64) 2.6 -> 2.8, batch 1 (1024) 2.5 -> 2.9. */
+ * head, where the kernel does not take the queries in lanes (no AVX-512;
+ * with it, every call goes there): the widening is of every key before the
+ * chunk, once per chunk, so with few queries a row (a large batch's narrow
+ * chunks) it was most of the time. GPT-2 124M judge, bf16, 64 pairs of
+ * ~430 tokens, prefill's attention (s), sgemms -> kernel: batch 64 (16
+ * queries a row a chunk) 3.8-4.0 -> 2.9, batch 16 (64) 2.6 -> 2.8, batch 1
+ * (1024) 2.5 -> 2.9 (Intel Xeon VM, before the lanes). The lanes against
+ * the sgemms on the Zen 5 VM (2026-12-05): batch 16 2.17-2.21 -> 1.40-1.43
+ * s, batch 1 2.33-2.35 -> 1.24-1.26. */
 #define FEW_QUERIES 32
 
 /* Most (row, kv head) pairs per task of decoding's attention: a task's
@@ -1972,7 +1976,8 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
                          grp, &h, slot[0], val, kv->q_from[b], &g, scale);
             continue;
         }
-        if (h.kb && cnt <= FEW_QUERIES) { /* bf16, few: the queries over the cache as stored */
+        /* bf16, few or in lanes: the queries over the cache as stored */
+        if (h.kb && (cnt <= FEW_QUERIES || rlaif_attn_lanes(hs))) {
             int *lo = (int *)sc, *hi = lo + cnt, n;
             for (int i = 0; i < cnt; i++)
                 lo[i] = decode_window(&g, slot[i], kv->q_from[b], &n), hi[i] = slot[i];

@@ -10,6 +10,7 @@
  * head, a left-padded row (valid/pos) and a loss that weights logp,
  * entropy and the scalar head per token. The float64 comparison with
  * PyTorch is tests/reference's. */
+#include "attn_decode.h"
 #include "rlaif/core/error.h"
 #include "rlaif/core/rng.h"
 #include "rlaif/engine/model.h"
@@ -420,6 +421,7 @@ START_TEST(long_prefill_matches_full) {
         ck_assert_int_eq(rlaif_model_forward(&m, tok, pos, val, B, LT), 0);
         ck_assert_int_eq(rlaif_model_lm_forward(&m, NULL), 0);
         float *got = malloc(sizeof(float) * B * V), *part = malloc(sizeof(float) * B * V);
+        float *ref = malloc(sizeof(float) * B * V);
         rlaif_kv_cache kv;
         ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_FP32), 0);
         ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, pos, val, LT, got), 0);
@@ -432,34 +434,51 @@ START_TEST(long_prefill_matches_full) {
         ck_assert_msg(worst <= 1e-5 * scale, "%s: a %d-token prefill differs by %g (max %g)",
                       rlaif_arch_name(c.arch), LT, worst, scale);
         rlaif_kv_cache_free(&kv);
-        /* Over a bf16 cache, prefill's attention takes two ways (model.c,
-         * FEW_QUERIES): the whole prompt in one call (its keys widened for
-         * sgemms) and in chunks of 25 tokens (the decoding kernel's blocks
-         * over the cache as stored). The same values and fp32 arithmetic in
-         * another order: the two agree to fp32 rounding (1e-5 as above);
-         * a wrong block, slot or mask in either moves logits by O(1). */
-        ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
-        ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, pos, val, LT, got), 0);
-        rlaif_kv_cache_free(&kv);
-        ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
-        enum { CH = 25 };
-        for (int t0 = 0; t0 < LT; t0 += CH) {
-            int n = LT - t0 < CH ? LT - t0 : CH, ct[B * CH], cp[B * CH];
-            uint8_t cv[B * CH];
-            for (int b = 0; b < B; b++)
-                for (int i = 0; i < n; i++) {
-                    int j = b * LT + t0 + i;
-                    ct[b * n + i] = tok[j], cp[b * n + i] = pos[j], cv[b * n + i] = val[j];
-                }
-            ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, ct, cp, cv, n, part), 0);
+        /* Over a bf16 cache, prefill's attention takes several ways
+         * (model.c, FEW_QUERIES; attn_decode.c): with AVX-512 every call's
+         * queries in the lanes of vectors; without it (the "c" kernels),
+         * the whole prompt in one call with its keys widened for sgemms,
+         * and chunks of 25 tokens through the decoding kernel's blocks over
+         * the cache as stored. The same values and fp32 arithmetic in
+         * another order: one call and chunks agree to fp32 rounding (1e-5
+         * as above) in each, and the lanes' one call the c kernels' one
+         * call; a wrong block, slot, window or mask in any moves logits by
+         * O(1). */
+        const char *auto_kern = rlaif_attn_decode_kernel(NULL);
+        const char *kerns[2] = {"c", "avx512"};
+        for (int k = 0; k < (strcmp(auto_kern, "avx512") ? 1 : 2); k++) {
+            rlaif_attn_decode_kernel(kerns[k]);
+            ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
+            ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, tok, pos, val, LT, got), 0);
+            rlaif_kv_cache_free(&kv);
+            /* the lanes against the c kernels, one call each */
+            worst = 0.0;
+            for (int i = 0; k && i < B * V; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
+            ck_assert_msg(worst <= 1e-5 * scale, "%s: a bf16-cache prefill in lanes differs by %g",
+                          rlaif_arch_name(c.arch), worst);
+            memcpy(ref, got, sizeof(float) * B * V);
+            ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
+            enum { CH = 25 };
+            for (int t0 = 0; t0 < LT; t0 += CH) {
+                int n = LT - t0 < CH ? LT - t0 : CH, ct[B * CH], cp[B * CH];
+                uint8_t cv[B * CH];
+                for (int b = 0; b < B; b++)
+                    for (int i = 0; i < n; i++) {
+                        int j = b * LT + t0 + i;
+                        ct[b * n + i] = tok[j], cp[b * n + i] = pos[j], cv[b * n + i] = val[j];
+                    }
+                ck_assert_int_eq(rlaif_model_forward_kv(&m, &kv, ct, cp, cv, n, part), 0);
+            }
+            worst = 0.0;
+            for (int i = 0; i < B * V; i++) worst = fmax(worst, fabs(got[i] - part[i]));
+            ck_assert_msg(worst <= 1e-5 * scale,
+                          "%s, %s kernels: over a bf16 cache, one %d-token call and chunks of %d "
+                          "differ by %g",
+                          rlaif_arch_name(c.arch), kerns[k], LT, CH, worst);
+            rlaif_kv_cache_free(&kv);
         }
-        worst = 0.0;
-        for (int i = 0; i < B * V; i++) worst = fmax(worst, fabs(got[i] - part[i]));
-        ck_assert_msg(worst <= 1e-5 * scale,
-                      "%s: over a bf16 cache, one %d-token call and chunks of %d differ by %g",
-                      rlaif_arch_name(c.arch), LT, CH, worst);
-        rlaif_kv_cache_free(&kv);
-        free(got), free(part);
+        rlaif_attn_decode_kernel(auto_kern);
+        free(got), free(part), free(ref);
         rlaif_model_free(&m);
     }
 }
