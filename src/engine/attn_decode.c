@@ -444,12 +444,12 @@ static void finish_any(float *out, float l, int hs, int bf) {
 
 /* ------------------------------------------------- prefill: queries in lanes */
 
-/* A row's few queries of a prefill over a bf16 cache (rlaif_attn_queries,
- * nq > 1, AVX-512): up to 16 query heads, the row's queries times a
- * cached head's group, side by side in the 16 lanes of a vector, so none
- * of the per-key work above is a horizontal sum or a chain of one query's
- * latency. A 64-key block is widened to fp32 once (exactly, as the other
- * kernels do), then, for the 16 heads at once:
+/* A row's queries of a prefill over the cache (rlaif_attn_queries, nq >
+ * 1, AVX-512): up to 16 query heads, the row's queries times a cached
+ * head's group, side by side in the 16 lanes of a vector, so none of the
+ * per-key work above is a horizontal sum or a chain of one query's
+ * latency. A 64-key block is copied into fp32 scratch once (bf16 widened
+ * exactly, as the other kernels do), then, for the 16 heads at once:
  *   scores  s[j] = scale * sum_d qt[d] k_j[d]      16 keys x 16 heads a tile,
  *                                                   the keys' values broadcast
  *   softmax the running max and weight sum per lane (the online softmax of
@@ -481,12 +481,12 @@ static inline __attribute__((always_inline, target("avx512f"))) __m512 exp16(__m
     return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
 }
 
-/* n bf16 values widened exactly into dst, then zeros up to n_to */
+/* n values (bf16 widened exactly, or fp32) into dst, then zeros up to n_to */
 static inline __attribute__((always_inline, target("avx512f"))) void
-widen_block(float *dst, const uint16_t *src, size_t n, size_t n_to) {
+widen_block(float *dst, const void *src, size_t n, size_t n_to, int bf) {
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_store_ps(dst + i, ld16(src, i, 1));
-    for (; i < n; i++) dst[i] = ld1(src, i, 1);
+    for (; i + 16 <= n; i += 16) _mm512_store_ps(dst + i, ld16(src, i, bf));
+    for (; i < n; i++) dst[i] = ld1(src, i, bf);
     for (; i < n_to; i++) dst[i] = 0.0f;
 }
 
@@ -549,10 +549,9 @@ lane_mix(float *ot, const float *vw, const float *p, __m512 corr, int nb, int hs
 
 /* hn <= LANES query heads o[h] = attention of qh[h] over keys [vlo[h],
  * vhi[h]) of the bf16 cache kb, vb (see the top of this part) */
-static __attribute__((target("avx512f"))) void lanes512(float *const *o, const float *const *qh,
-                                                        const int *vlo, const int *vhi, int hn,
-                                                        const uint16_t *kb, const uint16_t *vb,
-                                                        const uint8_t *mask, int hs, float scale) {
+static __attribute__((target("avx512f"))) void
+lanes512(float *const *o, const float *const *qh, const int *vlo, const int *vhi, int hn,
+         const void *kb, const void *vb, const uint8_t *mask, int hs, float scale, int bf) {
     _Alignas(64) float kw[GRP_KEYS * MAX_HS], vw[GRP_KEYS * MAX_HS];
     _Alignas(64) float qt[MAX_HS * LANES], s[GRP_KEYS * LANES], ot[MAX_HS * LANES];
     _Alignas(64) int lo_a[LANES], hi_a[LANES];
@@ -570,13 +569,13 @@ static __attribute__((target("avx512f"))) void lanes512(float *const *o, const f
     __m512 m = _mm512_set1_ps(-INFINITY), l = _mm512_setzero_ps(), ninf = m;
     for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
         int nb = end - b0 < GRP_KEYS ? end - b0 : GRP_KEYS, nr = (nb + 15) / 16 * 16;
-        widen_block(kw, kb + (size_t)b0 * hs, (size_t)nb * hs, (size_t)nr * hs);
-        widen_block(vw, vb + (size_t)b0 * hs, (size_t)nb * hs, (size_t)nb * hs);
+        widen_block(kw, at(kb, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nr * hs, bf);
+        widen_block(vw, at(vb, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nb * hs, bf);
         /* the next block's keys and values fetched while this one is worked on */
         int nn = end - b0 - nb < GRP_KEYS ? end - b0 - nb : GRP_KEYS;
-        int lines = nn > 0 ? (int)(((size_t)nn * hs * 2 + 63) / 64 + 1) : 0;
-        const char *nk = (const char *)(kb + (size_t)(b0 + nb) * hs);
-        const char *nvp = (const char *)(vb + (size_t)(b0 + nb) * hs);
+        int lines = nn > 0 ? (int)(((size_t)nn * hs * (bf ? 2 : 4) + 63) / 64 + 1) : 0;
+        const char *nk = at(kb, (size_t)(b0 + nb) * hs, bf);
+        const char *nvp = at(vb, (size_t)(b0 + nb) * hs, bf);
         __m512 mn =
             _mm512_max_ps(m, lane_scores(s, kw, qt, nb, b0, lo, hi, mask, hs, scale, nk, lines));
         /* the sums so far scaled to the new max: by 0 while a lane had no
@@ -618,7 +617,7 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
     int vlo[MAX_GRP], vhi[MAX_GRP];
     size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
 #ifdef HAVE_X86
-    if (bf && nq > 1 && rlaif_attn_lanes(hs)) { /* a prefill's few queries, in lanes */
+    if (nq > 1 && rlaif_attn_lanes(hs)) { /* a prefill's queries, in lanes */
         for (int h0 = 0; h0 < nv; h0 += LANES) {
             int hn = nv - h0 < LANES ? nv - h0 : LANES;
             for (int h = 0; h < hn; h++) {
@@ -626,7 +625,7 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
                 o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
                 vlo[h] = lo[i], vhi[h] = hi[i] + 1;
             }
-            lanes512(o, qh, vlo, vhi, hn, kb, vb, mask, hs, scale);
+            lanes512(o, qh, vlo, vhi, hn, k, v, mask, hs, scale, bf);
         }
         return;
     }

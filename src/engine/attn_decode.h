@@ -36,9 +36,9 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
                         const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
                         const uint8_t *mask, int hs, float scale);
 
-/* 1 when rlaif_attn_queries takes a bf16 cache's queries (nq > 1) in
- * the lanes of AVX-512 vectors (attn_decode.c): then the fastest way for a
- * prefill over a bf16 cache at any number of queries a row. */
+/* 1 when rlaif_attn_queries takes a call's queries (nq > 1) in the lanes
+ * of AVX-512 vectors (attn_decode.c): then the fastest way for a prefill
+ * over the cache, fp32 or bf16, at any number of queries a row. */
 int rlaif_attn_lanes(int hs);
 
 /* Which kernels run: "avx512" or "c". force: NULL keeps the run-time
