@@ -454,10 +454,12 @@ START_TEST(long_prefill_matches_full) {
          * the whole prompt in one call with its keys widened for sgemms,
          * and chunks of 25 tokens through the decoding kernel's blocks over
          * the cache as stored. The same values and fp32 arithmetic in
-         * another order: one call and chunks agree to fp32 rounding (1e-5
-         * as above) in each, and the lanes' one call the c kernels' one
-         * call; a wrong block, slot, window or mask in any moves logits by
-         * O(1). */
+         * another order: one call and chunks agree to fp32 rounding in
+         * each, and the lanes' one call the c kernels' one call, within
+         * 1e-4 of the largest logit (seen: 2.4e-5, the c kernels' Llama in
+         * the sanitizer build, whose code sums in other orders; 1e-5 as
+         * above failed there); a wrong block, slot, window or mask in any
+         * moves logits by O(1) (the window dropped in the lanes: 3.2). */
         for (int k = 0; k < nk; k++) {
             rlaif_attn_decode_kernel(kerns[k]);
             ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
@@ -466,7 +468,7 @@ START_TEST(long_prefill_matches_full) {
             /* the lanes against the c kernels, one call each */
             worst = 0.0;
             for (int i = 0; k && i < B * V; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
-            ck_assert_msg(worst <= 1e-5 * scale, "%s: a bf16-cache prefill in lanes differs by %g",
+            ck_assert_msg(worst <= 1e-4 * scale, "%s: a bf16-cache prefill in lanes differs by %g",
                           rlaif_arch_name(c.arch), worst);
             memcpy(ref, got, sizeof(float) * B * V);
             ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m.cfg, B, LT, RLAIF_PREC_BF16), 0);
@@ -483,7 +485,7 @@ START_TEST(long_prefill_matches_full) {
             }
             worst = 0.0;
             for (int i = 0; i < B * V; i++) worst = fmax(worst, fabs(got[i] - part[i]));
-            ck_assert_msg(worst <= 1e-5 * scale,
+            ck_assert_msg(worst <= 1e-4 * scale,
                           "%s, %s kernels: over a bf16 cache, one %d-token call and chunks of %d "
                           "differ by %g",
                           rlaif_arch_name(c.arch), kerns[k], LT, CH, worst);
