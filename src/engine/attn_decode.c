@@ -548,10 +548,11 @@ lane_mix(float *ot, const float *vw, const float *p, __m512 corr, int nb, int hs
 }
 
 /* hn <= LANES query heads o[h] = attention of qh[h] over keys [vlo[h],
- * vhi[h]) of the bf16 cache kb, vb (see the top of this part) */
+ * vhi[h]) of the cache k, v (bf16, or fp32 when bf is 0; see the top of
+ * this part) */
 static __attribute__((target("avx512f"))) void
 lanes512(float *const *o, const float *const *qh, const int *vlo, const int *vhi, int hn,
-         const void *kb, const void *vb, const uint8_t *mask, int hs, float scale, int bf) {
+         const void *k, const void *v, const uint8_t *mask, int hs, float scale, int bf) {
     _Alignas(64) float kw[GRP_KEYS * MAX_HS], vw[GRP_KEYS * MAX_HS];
     _Alignas(64) float qt[MAX_HS * LANES], s[GRP_KEYS * LANES], ot[MAX_HS * LANES];
     _Alignas(64) int lo_a[LANES], hi_a[LANES];
@@ -569,13 +570,13 @@ lanes512(float *const *o, const float *const *qh, const int *vlo, const int *vhi
     __m512 m = _mm512_set1_ps(-INFINITY), l = _mm512_setzero_ps(), ninf = m;
     for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
         int nb = end - b0 < GRP_KEYS ? end - b0 : GRP_KEYS, nr = (nb + 15) / 16 * 16;
-        widen_block(kw, at(kb, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nr * hs, bf);
-        widen_block(vw, at(vb, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nb * hs, bf);
+        widen_block(kw, at(k, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nr * hs, bf);
+        widen_block(vw, at(v, (size_t)b0 * hs, bf), (size_t)nb * hs, (size_t)nb * hs, bf);
         /* the next block's keys and values fetched while this one is worked on */
         int nn = end - b0 - nb < GRP_KEYS ? end - b0 - nb : GRP_KEYS;
         int lines = nn > 0 ? (int)(((size_t)nn * hs * (bf ? 2 : 4) + 63) / 64 + 1) : 0;
-        const char *nk = at(kb, (size_t)(b0 + nb) * hs, bf);
-        const char *nvp = at(vb, (size_t)(b0 + nb) * hs, bf);
+        const char *nk = at(k, (size_t)(b0 + nb) * hs, bf);
+        const char *nvp = at(v, (size_t)(b0 + nb) * hs, bf);
         __m512 mn =
             _mm512_max_ps(m, lane_scores(s, kw, qt, nb, b0, lo, hi, mask, hs, scale, nk, lines));
         /* the sums so far scaled to the new max: by 0 while a lane had no
@@ -602,6 +603,18 @@ lanes512(float *const *o, const float *const *qh, const int *vlo, const int *vhi
 }
 #endif
 
+/* Query heads h0 .. h0 + hn - 1 of a call (head v is query v / grp's head
+ * v % grp): their outputs, queries and key ranges [vlo, vhi). */
+static void turn_heads(float **o, const float **qh, int *vlo, int *vhi, int h0, int hn, int grp,
+                       float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
+                       size_t ldq_h, const int *lo, const int *hi) {
+    for (int h = 0; h < hn; h++) {
+        int i = (h0 + h) / grp, g = (h0 + h) % grp;
+        o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
+        vlo[h] = lo[i], vhi[h] = hi[i] + 1;
+    }
+}
+
 void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
                         size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
                         const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
@@ -620,11 +633,7 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
     if (nq > 1 && rlaif_attn_lanes(hs)) { /* a prefill's queries, in lanes */
         for (int h0 = 0; h0 < nv; h0 += LANES) {
             int hn = nv - h0 < LANES ? nv - h0 : LANES;
-            for (int h = 0; h < hn; h++) {
-                int i = (h0 + h) / grp, g = (h0 + h) % grp;
-                o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
-                vlo[h] = lo[i], vhi[h] = hi[i] + 1;
-            }
+            turn_heads(o, qh, vlo, vhi, h0, hn, grp, out, ldo_i, ldo_h, q, ldq_i, ldq_h, lo, hi);
             lanes512(o, qh, vlo, vhi, hn, k, v, mask, hs, scale, bf);
         }
         return;
@@ -632,10 +641,8 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
 #endif
     for (int h0 = 0; h0 < nv; h0 += MAX_GRP) {
         int hn = nv - h0 < MAX_GRP ? nv - h0 : MAX_GRP, first = INT_MAX, end = 0;
+        turn_heads(o, qh, vlo, vhi, h0, hn, grp, out, ldo_i, ldo_h, q, ldq_i, ldq_h, lo, hi);
         for (int h = 0; h < hn; h++) {
-            int i = (h0 + h) / grp, g = (h0 + h) % grp;
-            o[h] = out + i * ldo_i + g * ldo_h, qh[h] = q + i * ldq_i + g * ldq_h;
-            vlo[h] = lo[i], vhi[h] = hi[i] + 1;
             memset(o[h], 0, sizeof(float) * (size_t)hs);
             ml[2 * h] = -INFINITY, ml[2 * h + 1] = 0.0f;
             first = vlo[h] < first ? vlo[h] : first, end = vhi[h] > end ? vhi[h] : end;
