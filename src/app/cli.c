@@ -345,8 +345,8 @@ int rlaif_main(int argc, char **argv) {
     rlaif_config_free(ctx.cfg);
     rlaif_args_free(&ctx.args);
     if (status == RLAIF_EX_TEMPFAIL) {
-        rlaif_info("checkpointed and stopping (signal %d or walltime): exit 75 asks to be requeued",
-                   rlaif_stop_signal());
+        rlaif_info("checkpointed and stopping (%s): exit 75 asks to be requeued",
+                   rlaif_stop_name(rlaif_stop_signal()));
         rlaif_log_close();
         MPI_Finalize();
         return status;

@@ -488,8 +488,8 @@ static int label(rlaif_ctx *ctx, const judge_opts *o, int rank, int size, rlaif_
         }
         if (rlaif_stop_requested()) { /* preempted: what is answered is journaled */
             rc = RLAIF_ERROR(RLAIF_EX_TEMPFAIL, "run the same command again to finish",
-                             "judge: stopped by signal %d after %ld pairs", rlaif_stop_signal(),
-                             count[0]);
+                             "judge: stopped by %s after %ld pairs",
+                             rlaif_stop_name(rlaif_stop_signal()), count[0]);
             break;
         }
         double now = rlaif_now();

@@ -48,6 +48,14 @@ static int local_stop(void) {
     return stop_flag || (deadline > 0 && rlaif_now() >= deadline);
 }
 
+const char *rlaif_stop_name(int sig) {
+    return sig == SIGUSR1   ? "SIGUSR1"
+           : sig == SIGTERM ? "SIGTERM"
+           : sig == SIGINT  ? "SIGINT"
+           : sig            ? "a signal"
+                            : "the walltime";
+}
+
 /* Take the stops other ranks relayed (non-blocking: Iprobe). */
 static void relay_poll(void) {
     for (int flag = 1; relay != MPI_COMM_NULL && flag;) {
@@ -57,6 +65,9 @@ static void relay_poll(void) {
         if (flag &&
             MPI_Recv(&sig, 1, MPI_INT, st.MPI_SOURCE, 0, relay, MPI_STATUS_IGNORE) == MPI_SUCCESS) {
             relay_recvd++;
+            if (!local_stop()) /* news to this rank: in its log */
+                rlaif_info("stop: %s on world rank %d, relayed here", rlaif_stop_name(sig),
+                           st.MPI_SOURCE);
             on_signal(sig);
         }
     }
@@ -113,6 +124,9 @@ static void relay_send(void) {
     for (int i = 0; i < relay_nto; i++)
         MPI_Isend(&sig, 1, MPI_INT, relay_to[i], 0, relay, &relay_req[i]);
     relay_sent = 1;
+    /* in the rank's log: when this rank passed a stop on (its own or relayed) */
+    rlaif_info("stop: %s, passed on from world rank %d to %d group leader%s", rlaif_stop_name(sig),
+               relay_rank, relay_nto, relay_nto == 1 ? "" : "s");
 }
 
 /* Every message of the relay is received before anyone goes on: each rank

@@ -137,7 +137,7 @@ interrupt() {
   [ $rc != 124 ] && [ $rc != 137 ] || fail "$np ranks, $how during $phase: no exit within ${bound}s (hang): $(tail -5 "$out.console")"
   check_stopped "$np" "$out" "$how during $phase" "$rc"
   grep -q "$phase: stop requested at step" "$out.console" ||
-    fail "$np ranks: the $how did not stop $phase: $(grep "stop requested" "$out.console")"
+    fail "$np ranks: the $how did not stop $phase (it went in after $phase's row $((base + 3))): $(grep "stop requested" "$out.console"); the ranks' stop lines: $(grep -h "stop\|phase" "$out.logs"/rank-*.log | tail -20)"
 }
 
 # every rank logged its exit 75, the marker says 75

@@ -31,6 +31,8 @@ int rlaif_stop_init(double walltime_s, double margin_s);
 int rlaif_stop_requested(void);
 /* Which signal arrived first (0 = none / deadline). */
 int rlaif_stop_signal(void);
+/* sig for the logs: "SIGUSR1", ..., "the walltime" for 0. */
+const char *rlaif_stop_name(int sig);
 /* Collective: 1 on every rank if any rank saw a signal or the deadline passed. */
 int rlaif_should_stop(MPI_Comm comm);
 /* Collective over world (once, after the rank groups exist): the relay to
