@@ -107,7 +107,8 @@ def stop_and_rerun(tmp, name, launch, sig, to_ranks, relaunch):
     st1 = m.stats()
     text = open(os.path.join(tmp, name + ".log")).read()
     check(rc == 75, "%s: exit code %d after signal %d, want 75 (see %s.log)" % (name, rc, sig, name))
-    check("stopping (signal %d" % sig in text, "%s: the log does not name signal %d" % (name, sig))
+    signame = signal.Signals(sig).name
+    check("stopping (%s)" % signame in text, "%s: the log does not name %s" % (name, signame))
     check(open(out).read() == earlier, "%s: the stopped run touched %s" % (name, out))
     jdir = os.path.join(tmp, name, "journal")
     jnls = sorted(os.listdir(jdir)) if os.path.isdir(jdir) else []

@@ -109,7 +109,7 @@ wait $pid
 rc=$?
 [ $rc = 75 ] || fail "SIGTERM: exit $rc, expected 75: $(cat "$d/term.out")"
 grep -q "stop requested at step" "$d/term.out" || fail "no stop line: $(cat "$d/term.out")"
-grep -q "checkpointed and stopping (signal 15" "$d/term.out" || fail "$(cat "$d/term.out")"
+grep -q "checkpointed and stopping (SIGTERM)" "$d/term.out" || fail "$(cat "$d/term.out")"
 echo "SIGTERM: $(grep 'stop requested' "$d/term.out" | sed 's/^\[[^]]*\] //')"
 # shellcheck disable=SC2086
 sft1 --set run.out_dir=term $many || fail "resume after SIGTERM: $(cat "$d/out")"
