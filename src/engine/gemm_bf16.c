@@ -176,6 +176,16 @@ typedef struct {
     int nruns;
 } driver;
 
+/* Where the block after K block (p, q0 + nq pairs) starts in d->Bfull, for
+ * the kernel to prefetch nq pairs of it (bf16_panel_fn): the next K block
+ * of the panel, or the next panel's first; NULL where those nq pairs would
+ * run past the end. */
+static const uint32_t *next_block(const driver *d, int p, int q0, int nq) {
+    size_t at = (size_t)p * d->kpad + (size_t)(q0 + nq);
+    if (at + (size_t)nq > (size_t)d->panels * d->kpad) return NULL;
+    return d->Bfull + at * BF16_NR;
+}
+
 /* Panel p of C rows [m0, m1) through every K block in order. */
 static void one_panel(const driver *d, int p, int m0, int m1, const uint32_t *Ap, uint32_t *bp) {
     int nkb = (d->kpad + d->kcp - 1) / d->kcp;
@@ -183,13 +193,14 @@ static void one_panel(const driver *d, int p, int m0, int m1, const uint32_t *Ap
     for (int kb = 0; kb < nkb; kb++) {
         int q0 = kb * d->kcp, nq = d->kpad - q0 < d->kcp ? d->kpad - q0 : d->kcp;
         int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
-        const uint32_t *b = bp;
+        const uint32_t *b = bp, *next = NULL;
         if (d->Bfull)
-            b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR;
+            b = d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR,
+            next = next_block(d, p, q0, nq);
         else
             bf16_x86_pack_b(d->B, n0, q0, nq, bp);
         d->panel(Ap + q0, d->kpad, m1 - m0, nq, b, d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv,
-                 mode, d->beta);
+                 mode, d->beta, next);
     }
 }
 
@@ -228,7 +239,8 @@ static void row_chunks(const driver *d, int rb, uint32_t *Ap) {
                 int mode = kb > 0 ? BF16_ADD : d->beta == 0.0f ? BF16_STORE : BF16_BETA;
                 d->panel(Ap + q0, d->kpad, m1 - m0, nq,
                          d->Bfull + ((size_t)p * d->kpad + (size_t)q0) * BF16_NR,
-                         d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv, mode, d->beta);
+                         d->C + (size_t)m0 * d->ldc + n0, d->ldc, ncv, mode, d->beta,
+                         next_block(d, p, q0, nq));
             }
         }
     }
@@ -257,7 +269,7 @@ static void k_blocks(const driver *d, uint32_t *A2, uint32_t *bp) {
         for (int p = me; p < d->panels; p += nt) {
             int n0 = p * BF16_NR, ncv = d->N - n0 < BF16_NR ? d->N - n0 : BF16_NR;
             bf16_x86_pack_b(d->B, n0, q0, nq, bp);
-            d->panel(Ap, d->kcp, d->M, nq, bp, d->C + n0, d->ldc, ncv, mode, d->beta);
+            d->panel(Ap, d->kcp, d->M, nq, bp, d->C + n0, d->ldc, ncv, mode, d->beta, NULL);
         }
     }
 }

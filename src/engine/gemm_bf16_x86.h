@@ -52,9 +52,11 @@ void bf16_x86_pack_b(const bf16_src *B, int n0, int q0, int nq, uint32_t *Bp);
 void bf16_x86_pack_b_rows(const bf16_src *B, int q0, int qa, int qb, int nq, uint32_t *P);
 
 /* C (M, ncv <= BF16_NR columns) op= Ap (M, nq pairs) @ Bp; nq a multiple of
- * BF16_QUANTUM, Ap with M rounded up to BF16_QUANTUM rows. */
+ * BF16_QUANTUM, Ap with M rounded up to BF16_QUANTUM rows. next: where the
+ * B block after this one starts, when B is one stream in memory (weights
+ * packed beforehand), for the kernel to prefetch; NULL: no such stream. */
 typedef void bf16_panel_fn(const uint32_t *Ap, int ldp, int M, int nq, const uint32_t *Bp, float *C,
-                           int ldc, int ncv, int mode, float beta);
+                           int ldc, int ncv, int mode, float beta, const uint32_t *next);
 bf16_panel_fn bf16_panel_avx512, bf16_panel_amx;
 
 /* The strip layout of packed weights, AMX's few-row products (gemm_bf16.c,
