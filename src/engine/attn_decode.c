@@ -463,24 +463,6 @@ static void finish_any(float *out, float l, int hs, int bf) {
 #define MAX_HS 128 /* use512's bound */
 
 #ifdef HAVE_X86
-/* exp for 16 lanes: fast_expf's polynomial (Cephes), with FMAs */
-static inline __attribute__((always_inline, target("avx512f"))) __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 big = _mm512_set1_ps(12582912.0f);
-    __m512 fn = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), big), big);
-    __m512 r = _mm512_fmadd_ps(fn, _mm512_set1_ps(2.12194440e-4f),
-                               _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i n = _mm512_add_epi32(_mm512_cvtps_epi32(fn), _mm512_set1_epi32(127));
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
-}
-
 /* n values (bf16 widened exactly, or fp32) into dst, then zeros up to n_to */
 static inline __attribute__((always_inline, target("avx512f"))) void
 widen_block(float *dst, const void *src, size_t n, size_t n_to, int bf) {
@@ -582,13 +564,13 @@ lanes512(float *const *o, const float *const *qh, const int *vlo, const int *vhi
         /* the sums so far scaled to the new max: by 0 while a lane had no
          * key (its sums are 0), by exactly 1 where its max held */
         __m512 corr = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, ninf, _CMP_NEQ_OQ),
-                                          exp16(_mm512_sub_ps(m, mn)));
+                                          fast_expf16(_mm512_sub_ps(m, mn)));
         m = mn;
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < nb; j++) {
             __m512 x = _mm512_load_ps(s + (size_t)j * LANES);
             __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ),
-                                           exp16(_mm512_sub_ps(x, m)));
+                                           fast_expf16(_mm512_sub_ps(x, m)));
             _mm512_store_ps(s + (size_t)j * LANES, p);
             sum = _mm512_add_ps(sum, p);
         }
