@@ -277,8 +277,10 @@ typedef void kernel_fn(const uint32_t *, int, int, const uint32_t *, float *, in
  * without alternating in one process, medians of 60 (AMD EPYC Zen 5 VM,
  * 2026-12-05): 24 x 3072 x 768 0.215 -> 0.192 ms, 32 x 768 x 3072 0.269
  * -> 0.236, the 32-row LM head 4.47 -> 3.78, 64 x 2304 x 768 0.335 ->
- * 0.308, the 64-row LM head 7.47 -> 6.91; 16 rows 0-2% (0.125 -> 0.122 at
- * 16 x 2304 x 768). With 2 passes (8 rows) the one pass left to prefetch
+ * 0.308, the 64-row LM head 7.47 -> 6.91; 16 rows 0-8% between runs
+ * (16 x 2304 x 768 0.125 -> 0.122 in one, 0.131 -> 0.121 in another;
+ * TinyLlama's 16 x 2048 x 5632 0.801 -> 0.740). Spread over the first
+ * pass too it was no faster. With 2 passes (8 rows) the one pass left to prefetch
  * in made it slower (0.140 -> 0.162), so fewer rows do not; into L2 (T1)
  * instead of L1 it was slower than none. */
 void bf16_panel_avx512(const uint32_t *Ap, int ldp, int M, int nq, const uint32_t *Bp, float *C,
