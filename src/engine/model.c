@@ -1892,14 +1892,16 @@ static kv_head widen_head(const rlaif_kv_cache *kv, kv_head h, int nk, float *wi
  * cache that go through the decoding kernel's blocks (rlaif_attn_queries)
  * rather than widening the head's keys and values for two sgemms a query
  * head, where the kernel does not take the queries in lanes (no AVX-512;
- * with it, every call of two or more queries goes there, fp32 caches too): the widening is of every
- * key before the chunk, once per chunk, so with few queries a row (a large batch's narrow chunks)
- * it was most of the time. GPT-2 124M judge, bf16, 64 pairs of ~430 tokens, prefill's attention
- * (s), sgemms -> kernel: batch 64 (16 queries a row a chunk) 3.8-4.0 -> 2.9, batch 16 (64) 2.6
- * -> 2.8, batch 1 (1024) 2.5 -> 2.9 (Intel Xeon VM, before the lanes). The lanes against the sgemms
- * on the Zen 5 VM (2026-12-05): batch 16 2.17-2.21 -> 1.40-1.43 s, batch 1 2.33-2.35 -> 1.24-1.26;
- * fp32 (the sgemms on the cache as it is) batch 64 3.02-3.04 -> 1.94-1.95, 16 2.16 -> 1.51-1.52,
- * 1 2.39-2.60 -> 1.29-1.46. */
+ * with it, every call of two or more queries goes there, fp32 caches
+ * too): the widening is of every key before the chunk, once per chunk, so
+ * with few queries a row (a large batch's narrow chunks) it was most of
+ * the time. GPT-2 124M judge, bf16, 64 pairs of ~430 tokens, prefill's
+ * attention (s), sgemms -> kernel: batch 64 (16 queries a row a chunk)
+ * 3.8-4.0 -> 2.9, batch 16 (64) 2.6 -> 2.8, batch 1 (1024) 2.5 -> 2.9
+ * (Intel Xeon VM, before the lanes). The lanes against the sgemms on the
+ * Zen 5 VM (2026-12-05): batch 16 2.17-2.21 -> 1.40-1.43 s, batch 1
+ * 2.33-2.35 -> 1.24-1.26; fp32 (the sgemms on the cache as it is) batch 64
+ * 3.02-3.04 -> 1.94-1.95, 16 2.16 -> 1.51-1.52, 1 2.39-2.60 -> 1.29-1.46. */
 #define FEW_QUERIES 32
 
 /* Most (row, kv head) pairs per task of decoding's attention: a task's
