@@ -296,13 +296,18 @@ static char *fill(const char *tmpl, const char *input, const char *a, const char
 
 /* Few-shot file: JSONL, {"input","response_a","response_b","answer"} (score
  * mode: "response" instead of the pair). Each becomes a user turn rendered
- * with the template (own boundary) and an assistant turn with the answer. */
-static int add_fewshot(const rlaif_judge_template *t, const char *fewshot, rlaif_rng *rng,
+ * with the template and an assistant turn with the answer. An example's
+ * boundary is a function of its line alone, not of the call: every call
+ * then begins with the same system message and examples, a prefix the
+ * local judge computes once (src/engine/generate.c, shared prefixes) and
+ * an API's prompt cache can serve. The examples are the job's own text;
+ * the candidates, which are not, keep a boundary drawn for the call. */
+static int add_fewshot(const rlaif_judge_template *t, const char *fewshot,
                        rlaif_judge_messages *m) {
     const char *p = fewshot;
     int line = 0;
     while (*p) {
-        const char *e = strchr(p, '\n');
+        const char *e = strchr(p, '\n'), *ln = p;
         size_t n = e ? (size_t)(e - p) : strlen(p);
         line++;
         json_error_t jerr;
@@ -321,8 +326,12 @@ static int add_fewshot(const rlaif_judge_template *t, const char *fewshot, rlaif
                                "at most 6 examples",
                                "judge.few_shot line %d is not a valid example", line);
         }
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the line */
+        for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)ln[i]) * 1099511628211ull;
+        rlaif_rng own;
+        rlaif_rng_init(&own, h, RLAIF_STREAM_JUDGE, UINT32_MAX, (uint32_t)line);
         m->role[m->n] = "user";
-        m->content[m->n++] = fill(t->user, in, ra ? ra : r1, rb, rng);
+        m->content[m->n++] = fill(t->user, in, ra ? ra : r1, rb, &own);
         m->role[m->n] = "assistant";
         m->content[m->n++] = xstrdup(ans);
         json_decref(o);
@@ -336,7 +345,7 @@ int rlaif_judge_render(const rlaif_judge_template *t, const char *fewshot, const
     out->role[out->n] = "system";
     out->content[out->n++] = xstrdup(t->system);
     if (fewshot && *fewshot) {
-        int rc = add_fewshot(t, fewshot, rng, out);
+        int rc = add_fewshot(t, fewshot, out);
         if (rc) {
             rlaif_judge_messages_free(out);
             return rc;

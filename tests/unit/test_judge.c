@@ -132,10 +132,28 @@ START_TEST(render_is_deterministic) {
     ck_assert_int_eq(rlaif_judge_render(&t, fs, "What is 2 plus 3?", "5", "6", &r1, &m4), 0);
     ck_assert_int_eq(m4.n, 4);
     ck_assert_str_eq(m4.role[2], "assistant");
+    /* another pair, another call: its own boundary for the pair, the same
+     * examples to the byte (a prefix every call shares: computed once by
+     * the local judge, cacheable by an API); another example, another
+     * boundary */
+    const char *fs2 = "{\"input\":\"What is 1 plus 2?\",\"response_a\":\"3\",\"response_b\":\"4\","
+                      "\"answer\":\"The better response is: A\"}\n";
+    rlaif_judge_messages m6, m7;
+    ck_assert_int_eq(rlaif_judge_render(&t, fs, "What is 4 plus 4?", "8", "9", &r3, &m6), 0);
+    ck_assert_int_eq(rlaif_judge_render(&t, fs2, "What is 2 plus 3?", "5", "6", &r2, &m7), 0);
+    ck_assert_str_eq(m6.content[1], m4.content[1]);
+    ck_assert_str_ne(m6.content[3], m4.content[3]);
+    ck_assert_int_eq(rlaif_judge_unfence(m4.content[1], blk, 3), 3);
+    ck_assert_str_eq(blk[0], "What is 1 plus 1?");
+    for (int i = 0; i < 3; i++) free(blk[i]);
+    char bd4[64], bd7[64];
+    ck_assert_int_eq(sscanf(strstr(m4.content[1], "<<<"), "<<<%63s", bd4), 1);
+    ck_assert_int_eq(sscanf(strstr(m7.content[1], "<<<"), "<<<%63s", bd7), 1);
+    ck_assert_str_ne(bd4, bd7);
     rlaif_judge_messages m5;
     ck_assert_int_ne(rlaif_judge_render(&t, "{\"input\":1}\n", "q", "a", "b", &r1, &m5), 0);
     rlaif_judge_messages_free(&m1), rlaif_judge_messages_free(&m2), rlaif_judge_messages_free(&m3);
-    rlaif_judge_messages_free(&m4);
+    rlaif_judge_messages_free(&m4), rlaif_judge_messages_free(&m6), rlaif_judge_messages_free(&m7);
     rlaif_judge_template_free(&t);
 }
 END_TEST
