@@ -597,10 +597,11 @@ static void turn_heads(float **o, const float **qh, int *vlo, int *vhi, int h0, 
     }
 }
 
-void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
-                        size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
-                        const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
-                        const uint8_t *mask, int hs, float scale) {
+/* rlaif_attn_queries, and with same (NULL: none) rlaif_attn_decode. */
+static void queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
+                    size_t ldq_h, int nq, int grp, const int *lo, const int *hi, const float *kc,
+                    const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
+                    int hs, float scale, const rlaif_attn_same *same) {
     int bf = kb != NULL, nv = nq * grp;
     const void *k = bf ? (const void *)kb : (const void *)kc;
     const void *v = bf ? (const void *)vb : (const void *)vc;
@@ -610,7 +611,8 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
     float *o[MAX_GRP], ml[2 * MAX_GRP];
     const float *qh[MAX_GRP];
     int vlo[MAX_GRP], vhi[MAX_GRP];
-    size_t row = (size_t)hs * (bf ? 2 : 4); /* bytes a key */
+    size_t row = (size_t)hs * (bf ? 2 : 4);            /* bytes a key */
+    int ns = same ? same->n / GRP_KEYS * GRP_KEYS : 0; /* whole blocks, as they fall */
 #ifdef HAVE_X86
     if (nq > 1 && rlaif_attn_lanes(hs)) { /* a prefill's queries, in lanes */
         for (int h0 = 0; h0 < nv; h0 += LANES) {
@@ -632,16 +634,23 @@ void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, 
         for (int b0 = first / GRP_KEYS * GRP_KEYS; b0 < end; b0 += GRP_KEYS) {
             int b1 = end - b0 < GRP_KEYS ? end : b0 + GRP_KEYS,
                 nj = end - b1 < GRP_KEYS ? end - b1 : GRP_KEYS;
+            /* the block from the shared copy when all of it is there */
+            const void *bk = b1 <= ns ? same->k : k, *bv = b1 <= ns ? same->v : v;
             /* the next block's lines, one more as it may start inside a line */
-            int lines = hn > 1 && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
-            const char *nk = at(k, (size_t)b1 * hs, bf), *nvl = at(v, (size_t)b1 * hs, bf);
+            const void *xk = b1 + nj <= ns ? same->k : k, *xv = b1 + nj <= ns ? same->v : v;
+            /* the row's own stream after the shared copy: its first block
+             * prefetched over this one, as a group's next block is */
+            int cross = nj > 0 && xk != bk;
+            int lines = (hn > 1 || cross) && nj > 0 ? (int)(((size_t)nj * row + 63) / 64 + 1) : 0;
+            const char *nk = at(xk, (size_t)b1 * hs, bf), *nvl = at(xv, (size_t)b1 * hs, bf);
             for (int h = 0; h < hn; h++) {
                 int j0 = vlo[h] > b0 ? vlo[h] : b0, j1 = vhi[h] < b1 ? vhi[h] : b1;
                 int l0 = lines ? lines * h / hn : 0, l1 = lines ? lines * (h + 1) / hn : 0;
                 pf_plan pf = {h == 0 && (hn == 1 || b0 <= first), nk + 64 * l0, nvl + 64 * l0,
                               l1 - l0};
                 if (j0 < j1)
-                    attend_any(o[h], ml + 2 * h, k, v, qh[h], mask, j0, j1, end, hs, scale, pf, bf);
+                    attend_any(o[h], ml + 2 * h, bk, bv, qh[h], mask, j0, j1, end, hs, scale, pf,
+                               bf);
             }
         }
         for (int h = 0; h < hn; h++) finish_any(o[h], ml[2 * h + 1], hs, bf);
@@ -657,9 +666,17 @@ int rlaif_attn_lanes(int hs) {
 #endif
 }
 
+void rlaif_attn_queries(float *out, size_t ldo_i, size_t ldo_h, const float *q, size_t ldq_i,
+                        size_t ldq_h, int nq, int grp, const int *lo, const int *hi,
+                        const float *kc, const float *vc, const uint16_t *kb, const uint16_t *vb,
+                        const uint8_t *mask, int hs, float scale) {
+    queries(out, ldo_i, ldo_h, q, ldq_i, ldq_h, nq, grp, lo, hi, kc, vc, kb, vb, mask, hs, scale,
+            NULL);
+}
+
 void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,
                        const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
-                       int n, int hs, float scale) {
+                       int n, int hs, float scale, const rlaif_attn_same *same) {
     int lo = 0, hi = n - 1;
-    rlaif_attn_queries(out, 0, ldo, q, 0, ldq, 1, grp, &lo, &hi, kc, vc, kb, vb, mask, hs, scale);
+    queries(out, 0, ldo, q, 0, ldq, 1, grp, &lo, &hi, kc, vc, kb, vb, mask, hs, scale, same);
 }

@@ -19,9 +19,21 @@
  * kb is not NULL (kc, vc then unused; each value widened to fp32 exactly,
  * the arithmetic in fp32). A head with no valid key gets 0. One pass with
  * the online softmax: the keys and values are read once, side by side. */
+/* Keys j < n of a call (counted from its first) that another copy holds
+ * bit for bit: a prompt's prefix the rows of a batch copied from one row
+ * (rlaif_kv_cache_same). k, v: that copy's first key and value, in the
+ * cache's element type. Its whole blocks of keys are read from there, so a
+ * batch's rows read one copy, which stays in cache from row to row, where
+ * each row's own copy came from memory; the sums are the same bits. */
+typedef struct {
+    const void *k, *v;
+    int n;
+} rlaif_attn_same;
+
+/* same: NULL, or keys of the call held elsewhere too (above). */
 void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,
                        const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
-                       int n, int hs, float scale);
+                       int n, int hs, float scale, const rlaif_attn_same *same);
 
 /* The same for nq queries of one row at once (prefill over the cache):
  * query i's head h reads q[i * ldq_i + h * ldq_h ..] and writes out[i *

@@ -215,7 +215,10 @@ static int same_prompts(int B, const int *tokens, const int64_t *offset, const i
  * values go to every row at that row's first slots, and the batch's cache
  * goes on from column n. */
 static void copy_prefix(rlaif_gen_run *g, const rlaif_kv_cache *src, int n) {
-    for (int b = 0; b < g->B; b++) rlaif_kv_cache_copy(&g->kv, b, g->P - g->plen[b], src, 0, 0, n);
+    for (int b = 0; b < g->B; b++) {
+        rlaif_kv_cache_copy(&g->kv, b, g->P - g->plen[b], src, 0, 0, n);
+        rlaif_kv_cache_same(&g->kv, b, g->P - g->plen[b], 0, g->P - g->plen[0], n);
+    }
     g->kv.len = n; /* columns 0 .. n - 1: pads or copied */
     g->fed = n;
 }
@@ -323,6 +326,10 @@ static void copy_same_prompts(rlaif_gen_run *g) {
         int from = g->P - g->plen[b] + g->cached, n = g->P - 1 - from;
         if (g->lead[b] == b || n <= 0) continue;
         rlaif_kv_cache_copy(&g->kv, b, from, &g->kv, g->lead[b], from, n);
+        /* its whole prompt but the last token is the lead's now, the
+         * shared prefix before it included (a copy of the same) */
+        int pad = g->P - g->plen[b];
+        rlaif_kv_cache_same(&g->kv, b, pad, g->lead[b], pad, g->P - 1 - pad);
         g->time.prefill_shared += n;
     }
 }

@@ -1758,13 +1758,19 @@ int rlaif_kv_cache_create(rlaif_kv_cache *kv, const rlaif_model_config *cfg, int
     kv->q_off = xmalloc(sizeof(int) * ((size_t)B + 1));
     kv->q_slot = xmalloc(sizeof(int) * (size_t)B * maxT);
     kv->q_from = xmalloc(sizeof(int) * (size_t)B);
+    kv->same = xcalloc((size_t)B, sizeof *kv->same);
     return 0;
 }
 
 void rlaif_kv_cache_free(rlaif_kv_cache *kv) {
     free(kv->mem), free(kv->valid);
-    free(kv->q_off), free(kv->q_slot), free(kv->q_from), free(kv->pscratch);
+    free(kv->q_off), free(kv->q_slot), free(kv->q_from), free(kv->pscratch), free(kv->same);
     memset(kv, 0, sizeof *kv);
+}
+
+void rlaif_kv_cache_same(rlaif_kv_cache *kv, int b, int at, int sb, int from, int n) {
+    if (b == sb || n <= 0) return;
+    kv->same[b] = (struct rlaif_kv_same){sb, from, at, n};
 }
 
 void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
@@ -1807,12 +1813,33 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
  * keys they see (rlaif_attn_decode). from >= 0: the real keys are exactly
  * those from slot `from` on, so no mask. */
 static void decode_heads(float *y, const float *q, int grp, const kv_head *h, int lim,
-                         const uint8_t *val, int from, const attn_geom *g, float scale) {
+                         const uint8_t *val, int from, const attn_geom *g, float scale,
+                         const rlaif_attn_same *same) {
     int hs = g->hd, n, lo = decode_window(g, lim, from, &n);
     size_t at = (size_t)lo * hs;
     rlaif_attn_decode(y, (size_t)hs, q, (size_t)hs, grp, h->k ? h->k + at : NULL,
                       h->v ? h->v + at : NULL, h->kb ? h->kb + at : NULL, h->vb ? h->vb + at : NULL,
-                      from >= 0 ? NULL : val + lo, n, hs, scale);
+                      from >= 0 ? NULL : val + lo, n, hs, scale, same);
+}
+
+static kv_head head_view(const rlaif_kv_cache *kv, size_t base);
+
+/* Row b's keys, seen from slot lo on, that another row holds too (its
+ * record in kv->same, when those begin at lo) as that row's head kh of
+ * layer l: rlaif_attn_decode reads them there. NULL when none. */
+static const rlaif_attn_same *same_keys(const rlaif_kv_cache *kv, int l, int b, int kh, int lo,
+                                        rlaif_attn_same *out) {
+    const struct rlaif_kv_same *s = &kv->same[b];
+    if (s->n <= 0 || s->at != lo) return NULL;
+    size_t hs = (size_t)(kv->C / kv->n_head), maxT = (size_t)kv->maxT;
+    size_t base = (((size_t)l * kv->B + s->row) * kv->n_kv_head + kh) * maxT * hs;
+    kv_head h = head_view(kv, base);
+    size_t at = (size_t)s->from * hs;
+    if (h.kb)
+        *out = (rlaif_attn_same){h.kb + at, h.vb + at, s->n};
+    else
+        *out = (rlaif_attn_same){h.k + at, h.v + at, s->n};
+    return out;
 }
 
 /* One query head's attention for the cnt > 1 new queries of one row (packed
@@ -1924,9 +1951,13 @@ static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, in
     int lim = kv->q_slot[r0];
     size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
     kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh);
+    int n, lo = decode_window(g, lim, kv->q_from[b], &n);
+    (void)n;
+    rlaif_attn_same sk;
+    const rlaif_attn_same *same = kv->q_from[b] >= 0 ? same_keys(kv, l, b, kh, lo, &sk) : NULL;
     /* the group's query heads are adjacent: in q and in y */
     decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h,
-                 lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale);
+                 lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale, same);
 }
 
 /* Decoding's attention (every row at most one query): tasks of up to
@@ -1938,10 +1969,15 @@ static void attention_decode(float *y, const float *qkv, const rlaif_kv_cache *k
     size_t work = (size_t)kv->q_off[kv->B] * kv->C * (kv->len + 1);
     int per = nr / (4 * team_size());
     per = per < 1 ? 1 : per > DECODE_TASK ? DECODE_TASK : per;
+    /* rows that read another row's keys (kv->same) go head by head, so the
+     * copy they share is read from memory once and then from cache */
+    int B = kv->B, NKV = kv->n_kv_head, by_head = 0;
+    for (int b = 0; b < B && !by_head; b++) by_head = kv->same[b].n > 0;
 #pragma omp parallel for schedule(dynamic, 1) if (work >= PAR_MIN)
     for (int t = 0; t < (nr + per - 1) / per; t++) {
         int r1 = (t + 1) * per < nr ? (t + 1) * per : nr;
-        for (int r = t * per; r < r1; r++) decode_pair(y, qkv, kv, l, r, &g, scale);
+        for (int r = t * per; r < r1; r++)
+            decode_pair(y, qkv, kv, l, by_head ? (r % B) * NKV + r / B : r, &g, scale);
     }
 }
 
@@ -1975,7 +2011,7 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         if (cnt == 1) { /* the group's query heads at once, as in decoding */
             decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs,
-                         grp, &h, slot[0], val, kv->q_from[b], &g, scale);
+                         grp, &h, slot[0], val, kv->q_from[b], &g, scale, NULL);
             continue;
         }
         /* in lanes, or bf16 and few: the queries over the cache as stored */

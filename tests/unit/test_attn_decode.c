@@ -146,7 +146,7 @@ static void check(const char *kern, int n, int hs, int grp, int off, int bf, int
     float scale = 1.0f / sqrtf((float)hs);
     const uint8_t *mk = masked ? mask : NULL;
     rlaif_attn_decode(out, ld, q, ld, grp, bf ? NULL : kc, bf ? NULL : vc, bf ? kh : NULL,
-                      bf ? vh : NULL, mk, n, hs, scale);
+                      bf ? vh : NULL, mk, n, hs, scale, NULL);
     char what[96];
     for (int h = 0; h < grp; h++) {
         snprintf(what, sizeof what, "%s %s grp=%d head %d off=%d%s", kern, bf ? "bf16" : "fp32",
@@ -154,7 +154,7 @@ static void check(const char *kern, int n, int hs, int grp, int off, int bf, int
         compare(what, out + h * ld, q + h * ld, kc, vc, mk, n, hs, scale);
         if (grp == 1) continue;
         rlaif_attn_decode(one, hs, q + h * ld, hs, 1, bf ? NULL : kc, bf ? NULL : vc,
-                          bf ? kh : NULL, bf ? vh : NULL, mk, n, hs, scale);
+                          bf ? kh : NULL, bf ? vh : NULL, mk, n, hs, scale, NULL);
         if (memcmp(one, out + h * ld, sizeof(float) * hs) && failures++ < 10)
             fprintf(stderr, "FAIL %s: n=%d hs=%d: not the head alone's bits\n", what, n, hs);
     }

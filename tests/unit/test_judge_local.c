@@ -58,20 +58,24 @@ static void small_model(rlaif_model *m, int max_seq) {
 /* The three caches sharing is checked on: arch 0 GPT-2 (learned
  * positions), 1 a Llama with shared KV heads and RoPE, 2 that Llama in
  * bf16 (a bf16 cache). */
-static void arch_model(rlaif_model *m, int arch) {
+static void arch_model_len(rlaif_model *m, int arch, int max_seq) {
     if (arch == 0) {
         rlaif_model_config mc = {.arch = RLAIF_ARCH_GPT2,
                                  .n_layer = 2,
                                  .n_embd = 32,
                                  .n_head = 4,
                                  .vocab_size = 257,
-                                 .max_seq_len = 64};
+                                 .max_seq_len = max_seq};
         ck_assert_int_eq(rlaif_model_create(m, &mc), 0);
         rlaif_model_init_random(m, 5, 0.3f);
     } else {
-        small_model(m, 64);
+        small_model(m, max_seq);
     }
     if (arch == 2) rlaif_model_set_precision(m, RLAIF_PREC_BF16);
+}
+
+static void arch_model(rlaif_model *m, int arch) {
+    arch_model_len(m, arch, 64);
 }
 
 /* Three ragged prompts through a run advanced with a given budget. */
@@ -230,11 +234,28 @@ START_TEST(shared_prefix_is_computed_once) {
             a[na++] = i < PRE ? 30 + (i * 7) % 200 : 1 + ((b == 3 ? 1 : b) * 37 + i * 11) % 250;
         for (int i = 0; i < rlen[b]; i++) r[nr++] = 1 + ((b % 2) * 53 + i * 13) % 250;
     }
+    /* the same past a block of 64 keys, which decoding then reads from
+     * one row's copy (rlaif_kv_cache_same): la, a common prefix of LPRE;
+     * lr, rows 0 and 2 one prompt of 90 tokens, rows 1 and 3 one of 100 */
+    enum { LPRE = 80 };
+    int la[4 * LPRE + 32], lalen[B] = {LPRE + 3, LPRE + 7, LPRE + 1, LPRE + 7}, nla = 0;
+    int lr[2 * 90 + 2 * 100], lrlen[B] = {90, 100, 90, 100}, nlr = 0;
+    int64_t laoff[B], lroff[B];
+    for (int b = 0; b < B; b++) {
+        laoff[b] = nla, lroff[b] = nlr;
+        for (int i = 0; i < lalen[b]; i++)
+            la[nla++] = i < LPRE ? 30 + (i * 7) % 200 : 1 + (b * 37 + i * 11) % 250;
+        for (int i = 0; i < lrlen[b]; i++) lr[nlr++] = 1 + ((b % 2) * 53 + i * 13) % 250;
+    }
     for (int arch = 0; arch < 3; arch++) {
         rlaif_model m;
         arch_model(&m, arch);
         same_with_sharing(&m, a, aoff, alen, (B - 1) * PRE);
         same_with_sharing(&m, r, roff, rlen, 23 + 29);
+        rlaif_model_free(&m);
+        arch_model_len(&m, arch, 112);
+        same_with_sharing(&m, la, laoff, lalen, (B - 1) * LPRE);
+        same_with_sharing(&m, lr, lroff, lrlen, 89 + 99);
         rlaif_model_free(&m);
     }
     /* fewer common tokens than share_min: only rows 1 and 3, one prompt,

@@ -253,6 +253,82 @@ static void lazy_zero_check(const rlaif_model_config *c, int precision, int lm) 
     rlaif_model_free(&m);
 }
 
+/* One decoding step with pad + SP prefix tokens in B rows, row 1
+ * left-padded by SPAD, into a fresh cache: the rows prefilled, row 0's
+ * first SP keys and values copied over row 1's (bit for bit the same, as
+ * generate.c's shared prefixes are), then one token a row. same: row 1
+ * records that copy (rlaif_kv_cache_same) and its own copy's first two
+ * blocks of 64 are then overwritten with 1e4s in every layer and head, so
+ * only a read of row 0's copy gives back the first run's logits. */
+enum { SP = 140, SPAD = 7, SLEN = SP + 12 };
+static void shared_step(rlaif_model *m, int prec, int same, float *logits) {
+    int V = m->cfg.vocab_size, tok[B * SLEN], pos[B * SLEN], pad[B] = {0, SPAD};
+    uint8_t val[B * SLEN];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < SLEN; t++) {
+            int i = b * SLEN + t, p = t - pad[b], real = p >= 0;
+            tok[i] = !real ? 0 : p < SP ? (p * 7 + 3) % V : (p * 5 + 11 * b + 1) % V;
+            val[i] = (uint8_t)real, pos[i] = real ? p : 0;
+        }
+    rlaif_kv_cache kv;
+    ck_assert_int_eq(rlaif_kv_cache_create(&kv, &m->cfg, B, SLEN + 1, prec), 0);
+    float *out = malloc(sizeof(float) * B * V);
+    ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, tok, pos, val, SLEN, out), 0);
+    rlaif_kv_cache_copy(&kv, 1, SPAD, &kv, 0, 0, SP);
+    if (same) {
+        rlaif_kv_cache_same(&kv, 1, SPAD, 0, 0, SP);
+        int hs = kv.C / kv.n_head;
+        for (int l = 0; l < kv.n_layer; l++)
+            for (int h = 0; h < kv.n_kv_head; h++)
+                for (int i = 0; i < 128 * hs; i++) {
+                    size_t at = (((size_t)l * B + 1) * kv.n_kv_head + h) * kv.maxT * hs +
+                                (size_t)SPAD * hs + i;
+                    if (kv.kb)
+                        kv.kb[at] = kv.vb[at] = 0x461c; /* 1e4 in bf16 */
+                    else
+                        kv.k[at] = kv.v[at] = 1e4f;
+                }
+    }
+    int next[B] = {5, 9}, npos[B] = {SLEN, SLEN - SPAD};
+    ck_assert_int_eq(rlaif_model_forward_kv(m, &kv, next, npos, NULL, 1, logits), 0);
+    rlaif_kv_cache_free(&kv);
+    free(out);
+}
+
+/* A prompt prefix the rows of a batch copied from one row is read from
+ * that row while decoding (rlaif_kv_cache_same): the same logits, bit for
+ * bit, as each row reading its own copy, with the c and AVX-512 kernels,
+ * for a Llama with grouped heads and an OPT, over fp32 and bf16 caches;
+ * with its own copy overwritten, a row that read it would be far off. */
+START_TEST(shared_prefix_read_from_one_row) {
+    rlaif_model_config cs[2] = {llama_cfg(), opt_cfg(0)};
+    const char *auto_kern = rlaif_attn_decode_kernel(NULL);
+    const char *kerns[2] = {"c", "avx512"};
+    int nk = strcmp(auto_kern, "avx512") ? 1 : 2;
+    for (int a = 0; a < 2; a++) {
+        rlaif_model_config c = cs[a];
+        c.max_seq_len = SLEN + 1, c.sliding_window = 0; /* a window would hide the prefix */
+        c.n_head = 2, c.n_kv_head = c.arch == RLAIF_ARCH_LLAMA ? 1 : 0; /* heads of 16 */
+        rlaif_model m;
+        make_model(&m, &c);
+        int V = c.vocab_size;
+        float *ref = malloc(sizeof(float) * B * V), *got = malloc(sizeof(float) * B * V);
+        for (int k = 0; k < nk; k++)
+            for (int p = RLAIF_PREC_FP32; p <= RLAIF_PREC_BF16; p++) {
+                rlaif_attn_decode_kernel(kerns[k]);
+                shared_step(&m, p, 0, ref);
+                shared_step(&m, p, 1, got);
+                ck_assert_msg(!memcmp(ref, got, sizeof(float) * B * V),
+                              "%s, %s kernels, %s cache: the shared prefix changed the logits",
+                              rlaif_arch_name(c.arch), kerns[k], p ? "bf16" : "fp32");
+            }
+        rlaif_attn_decode_kernel(auto_kern);
+        free(ref), free(got);
+        rlaif_model_free(&m);
+    }
+}
+END_TEST
+
 START_TEST(zero_grad_lazy) {
     rlaif_model_config gpt2 = {.arch = RLAIF_ARCH_GPT2,
                                .n_layer = 2,
@@ -506,6 +582,7 @@ static Suite *make_suite(void) {
     tcase_add_test(tc, opt_gradients);
     tcase_add_test(tc, kv_matches_full);
     tcase_add_test(tc, long_prefill_matches_full);
+    tcase_add_test(tc, shared_prefix_read_from_one_row);
     tcase_add_test(tc, zero_grad_lazy);
     tcase_add_test(tc, adamw_exact);
     suite_add_tcase(s, tc);

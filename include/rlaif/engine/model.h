@@ -245,8 +245,12 @@ typedef struct {
      * are not computed): row b's are packed rows q_off[b]..q_off[b+1]-1,
      * packed row r goes to slot q_slot[r]. [B+1] and [B*maxT]. */
     int *q_off, *q_slot;
-    int *q_from;     /* [B]: row b's real slots are exactly [q_from[b], len) (left padding
-                      * only: softmax needs no mask), or -1 */
+    int *q_from; /* [B]: row b's real slots are exactly [q_from[b], len) (left padding
+                  * only: softmax needs no mask), or -1 */
+    struct rlaif_kv_same {
+        int row, from, at, n;
+    } * same;        /* [B]: row b's slots [at, at + n) hold row `row`'s [from, from + n),
+                      * bit for bit (rlaif_kv_cache_same; n 0: not known) */
     float *pscratch; /* prefill's score blocks, one per thread (grown on demand); with a
                       * bf16 cache each also holds its head's keys and values in fp32 */
     size_t pscratch_n, pstride; /* floats in all, and per thread */
@@ -273,6 +277,15 @@ void rlaif_kv_cache_free(rlaif_kv_cache *kv);
  * those tokens are computed once (generate.c). */
 void rlaif_kv_cache_copy(rlaif_kv_cache *dst, int b, int d0, const rlaif_kv_cache *src, int sb,
                          int s0, int n);
+
+/* Records that row b's slots at .. at + n - 1 hold row sb's slots from ..
+ * from + n - 1 of the same cache, bit for bit (copies of one prefix), so
+ * that decoding, whose query at b sees keys from slot `at` on, reads those
+ * from row sb: every row of a batch then reads one copy of a shared
+ * prompt prefix, which stays in cache, in place of its own from memory
+ * (attn_decode.h, rlaif_attn_same). Slots are only ever appended to, so
+ * the record holds for the cache's life. */
+void rlaif_kv_cache_same(rlaif_kv_cache *kv, int b, int at, int sb, int from, int n);
 
 /* A frozen model (m->frozen) about to run batches of up to B rows: packs
  * its weights now where its first sequence would: in bf16 always (its
