@@ -10,15 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Attention of one query per query head over n cached keys and values:
- * for each of the grp query heads that read one cached head (grouped-query
- * attention; grp 1 without), h < grp,
- *   out[h * ldo + d] = sum_j w_j v_j[d],  w = softmax_j(scale * k_j . q_h)
- * over the keys j < n with mask[j] != 0 (mask NULL: all of them); the keys
- * kc[j * hs ..] and values vc[j * hs ..] are fp32, or bf16 kb and vb when
- * kb is not NULL (kc, vc then unused; each value widened to fp32 exactly,
- * the arithmetic in fp32). A head with no valid key gets 0. One pass with
- * the online softmax: the keys and values are read once, side by side. */
 /* Keys j < n of a call (counted from its first) that another copy holds
  * bit for bit: a prompt's prefix the rows of a batch copied from one row
  * (rlaif_kv_cache_same). k, v: that copy's first key and value, in the
@@ -30,7 +21,16 @@ typedef struct {
     int n;
 } rlaif_attn_same;
 
-/* same: NULL, or keys of the call held elsewhere too (above). */
+/* Attention of one query per query head over n cached keys and values:
+ * for each of the grp query heads that read one cached head (grouped-query
+ * attention; grp 1 without), h < grp,
+ *   out[h * ldo + d] = sum_j w_j v_j[d],  w = softmax_j(scale * k_j . q_h)
+ * over the keys j < n with mask[j] != 0 (mask NULL: all of them); the keys
+ * kc[j * hs ..] and values vc[j * hs ..] are fp32, or bf16 kb and vb when
+ * kb is not NULL (kc, vc then unused; each value widened to fp32 exactly,
+ * the arithmetic in fp32). A head with no valid key gets 0. One pass with
+ * the online softmax: the keys and values are read once, side by side.
+ * same: NULL, or keys of the call held elsewhere too (above). */
 void rlaif_attn_decode(float *out, size_t ldo, const float *q, size_t ldq, int grp, const float *kc,
                        const float *vc, const uint16_t *kb, const uint16_t *vb, const uint8_t *mask,
                        int n, int hs, float scale, const rlaif_attn_same *same);

@@ -1812,34 +1812,42 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
  * cached head: queries q, q + hs, ... into outputs y, y + hs, ... over the
  * keys they see (rlaif_attn_decode). from >= 0: the real keys are exactly
  * those from slot `from` on, so no mask. */
+static kv_head head_view(const rlaif_kv_cache *kv, size_t base);
+
+/* Where row b's keys for the query heads of cached head kh in layer l
+ * are another row's too (kv->same: a copied prefix), that row's head; a
+ * decoding query reads them there when its keys begin where the copy does
+ * (decode_heads). NULL: no record (prefill's queries pass NULL too). */
+typedef struct {
+    const struct rlaif_kv_same *rec;
+    kv_head src; /* the other row's head kh, from its slot 0 */
+} same_src;
+
+static const same_src *same_of(const rlaif_kv_cache *kv, int l, int b, int kh, same_src *out) {
+    const struct rlaif_kv_same *s = &kv->same[b];
+    if (s->n <= 0) return NULL;
+    size_t hs = (size_t)(kv->C / kv->n_head);
+    size_t base = (((size_t)l * kv->B + s->row) * kv->n_kv_head + kh) * (size_t)kv->maxT * hs;
+    *out = (same_src){s, head_view(kv, base)};
+    return out;
+}
+
 static void decode_heads(float *y, const float *q, int grp, const kv_head *h, int lim,
                          const uint8_t *val, int from, const attn_geom *g, float scale,
-                         const rlaif_attn_same *same) {
+                         const same_src *ss) {
     int hs = g->hd, n, lo = decode_window(g, lim, from, &n);
     size_t at = (size_t)lo * hs;
+    rlaif_attn_same sk, *same = NULL;
+    if (ss && from >= 0 && ss->rec->at == lo) { /* the copy's keys, from its first */
+        size_t sf = (size_t)ss->rec->from * hs;
+        const kv_head *c = &ss->src;
+        sk = c->kb ? (rlaif_attn_same){c->kb + sf, c->vb + sf, ss->rec->n}
+                   : (rlaif_attn_same){c->k + sf, c->v + sf, ss->rec->n};
+        same = &sk;
+    }
     rlaif_attn_decode(y, (size_t)hs, q, (size_t)hs, grp, h->k ? h->k + at : NULL,
                       h->v ? h->v + at : NULL, h->kb ? h->kb + at : NULL, h->vb ? h->vb + at : NULL,
                       from >= 0 ? NULL : val + lo, n, hs, scale, same);
-}
-
-static kv_head head_view(const rlaif_kv_cache *kv, size_t base);
-
-/* Row b's keys, seen from slot lo on, that another row holds too (its
- * record in kv->same, when those begin at lo) as that row's head kh of
- * layer l: rlaif_attn_decode reads them there. NULL when none. */
-static const rlaif_attn_same *same_keys(const rlaif_kv_cache *kv, int l, int b, int kh, int lo,
-                                        rlaif_attn_same *out) {
-    const struct rlaif_kv_same *s = &kv->same[b];
-    if (s->n <= 0 || s->at != lo) return NULL;
-    size_t hs = (size_t)(kv->C / kv->n_head), maxT = (size_t)kv->maxT;
-    size_t base = (((size_t)l * kv->B + s->row) * kv->n_kv_head + kh) * maxT * hs;
-    kv_head h = head_view(kv, base);
-    size_t at = (size_t)s->from * hs;
-    if (h.kb)
-        *out = (rlaif_attn_same){h.kb + at, h.vb + at, s->n};
-    else
-        *out = (rlaif_attn_same){h.k + at, h.v + at, s->n};
-    return out;
 }
 
 /* One query head's attention for the cnt > 1 new queries of one row (packed
@@ -1951,13 +1959,11 @@ static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, in
     int lim = kv->q_slot[r0];
     size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
     kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh);
-    int n, lo = decode_window(g, lim, kv->q_from[b], &n);
-    (void)n;
-    rlaif_attn_same sk;
-    const rlaif_attn_same *same = kv->q_from[b] >= 0 ? same_keys(kv, l, b, kh, lo, &sk) : NULL;
+    same_src ss;
     /* the group's query heads are adjacent: in q and in y */
     decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h,
-                 lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale, same);
+                 lim, kv->valid + (size_t)b * maxT, kv->q_from[b], g, scale,
+                 same_of(kv, l, b, kh, &ss));
 }
 
 /* Decoding's attention (every row at most one query): tasks of up to
