@@ -85,10 +85,6 @@ EOF
 }
 # arch CKPT: the checkpoint's /config arch
 arch() { "$py" -c 'import h5py,sys; print(h5py.File(sys.argv[1],"r")["config"].attrs["arch"].decode())' "$1"; }
-# good: requests the mock judge answered so far
-good() {
-  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))['good'])" "$port"
-}
 newest() { ls "$d/$1"/ckpt/"$2"-*.h5 2>/dev/null | tail -1; }
 
 ran=0
@@ -116,7 +112,7 @@ for m in opt-proj-postln llama-gqa; do
   [ -n "$sft" ] || fail "$m: no sft checkpoint"
   r collect job.ini --set model.init_from="$sft" || fail "$m: collect: $(cat "$d/out")"
   [ -s "$o/preferences.h5" ] || fail "$m: no preferences.h5"
-  now=$(good)
+  now=$(mock_stat "$port" good)
   [ "$now" -gt "${judged:-0}" ] || fail "$m: collect asked the mock judge nothing"
   echo "collect: the mock judge answered $((now - ${judged:-0})) requests"
   judged=$now

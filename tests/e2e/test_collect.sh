@@ -78,9 +78,6 @@ mock_start() { # mock_start NAME ARGS...: a mock judge; sets $port
   while [ ! -s "$d/$name.port" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i + 1)); done
   port=$(cat "$d/$name.port")
 }
-stat() { # stat PORT KEY: a counter of the mock judge
-  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))[sys.argv[2]])" "$1" "$2"
-}
 openai() { echo "--set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10"; }
 
 echo "== a. the same pairs on 1, 2+2, 1+3 and 2 colocated ranks"
@@ -134,13 +131,13 @@ grep -q "crash-after 25 reached" "$d/out" || fail "no crash: $(cat "$d/out")"
 n=$("$py" -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r').attrs.get('pairs_committed', 0)))" \
   "$d/crash/preferences.h5") || fail "the file after kill -9 does not open"
 [ "$n" -gt 0 ] && [ "$n" -lt 80 ] || fail "after the kill: $n pairs stored, expected some"
-paid=$(stat "$port" delivered)
+paid=$(mock_stat "$port" delivered)
 # shellcheck disable=SC2046
 run crash 2 $(openai "$port") || fail "rerun after kill -9: $(cat "$d/out")"
 echo "kill -9 after 25 pairs: $n stored, $paid answers delivered; rerun: $(grep -o 'judge calls [^,]*' "$d/out")"
 "$py" "$check" count "$d/crash/preferences.h5" 80 || fail "kill + rerun: pairs"
 "$py" "$check" same "$d/ref_http/preferences.h5" "$d/crash/preferences.h5" || fail "kill + rerun differs"
-[ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
+[ "$(mock_stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(mock_stat "$port" paid_repeats) calls again"
 grep -q "answered from the journal" "$d/out" && ! grep -q "(0 answered from the journal)" "$d/out" ||
   fail "the rerun replayed nothing from the journal: $(cat "$d/out")"
 

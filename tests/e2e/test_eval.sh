@@ -90,9 +90,6 @@ mock_start() { # mock_start NAME ARGS...: a mock judge; sets $port
   while [ ! -s "$d/$name.port" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i + 1)); done
   port=$(cat "$d/$name.port")
 }
-stat() { # stat PORT KEY: a counter of the mock judge
-  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))[sys.argv[2]])" "$1" "$2"
-}
 openai() { echo "--set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10"; }
 
 sft one 1200
@@ -185,12 +182,12 @@ after=$(listing "$d/r1")
 mock_start http --latency 0.005
 # shellcheck disable=SC2046,SC2086
 run http 2 $t $(openai "$port") || fail "mock judge: $(cat "$d/out")"
-asked=$(stat "$port" requests)
+asked=$(mock_stat "$port" requests)
 [ "$asked" -gt 0 ] || fail "mock judge got no request"
 mv "$d/http/eval.h5" "$d/http-first.h5"
 # shellcheck disable=SC2046,SC2086
 run http 2 $t $(openai "$port") || fail "mock judge rerun: $(cat "$d/out")"
-[ "$(stat "$port" requests)" = "$asked" ] || fail "the rerun asked the server again: $(cat "$d/out")"
+[ "$(mock_stat "$port" requests)" = "$asked" ] || fail "the rerun asked the server again: $(cat "$d/out")"
 grep -q "judge calls \([0-9]*\) (\1 answered from the journal)" "$d/out" ||
   fail "rerun not from the journal: $(cat "$d/out")"
 "$py" "$check" same "$d/http-first.h5" "$d/http/eval.h5" || fail "the rerun's labels differ"
@@ -206,8 +203,8 @@ slow="--set judge.max_inflight=4 --set eval.n_prompts=40"
 pid=$!
 # the signal once the judge has answered something (a fixed sleep raced the
 # start-up of a loaded machine: the stop then came before any paid call)
-req0=$(stat "$port" requests) i=0
-while [ "$(stat "$port" requests)" -le "$req0" ] && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do
+req0=$(mock_stat "$port" requests now) i=0
+while [ "$(mock_stat "$port" requests now)" -le "$req0" ] && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do
   sleep 0.1
   i=$((i + 1))
 done
@@ -217,11 +214,11 @@ wait $pid
 rc=$?
 [ $rc = 75 ] || fail "SIGTERM: exit $rc, expected 75: $(cat "$d/term.out")"
 grep -q "eval: stopped (signal 15) while judging" "$d/term.out" || fail "SIGTERM: $(cat "$d/term.out")"
-before=$(stat "$port" requests)
+before=$(mock_stat "$port" requests)
 # shellcheck disable=SC2046,SC2086
 run term 1 $t $(openai "$port") $slow || fail "rerun after SIGTERM: $(cat "$d/out")"
 grep -q "40 pairs judged of 40" "$d/out" || fail "rerun after SIGTERM: $(cat "$d/out")"
-[ "$(stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(stat "$port" paid_repeats) calls again"
+[ "$(mock_stat "$port" paid_repeats)" = 0 ] || fail "the rerun paid $(mock_stat "$port" paid_repeats) calls again"
 grep -q "(0 answered from the journal)" "$d/out" && fail "nothing replayed: $(cat "$d/out")"
 echo "SIGTERM after $before requests: exit 75; rerun: $(grep -o 'judge calls [^;]*' "$d/out"), 0 paid repeats"
 

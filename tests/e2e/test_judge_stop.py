@@ -103,8 +103,7 @@ def stop_and_rerun(tmp, name, launch, sig, to_ranks, relaunch):
         p.kill()
         rc = p.wait()
     log.close()
-    time.sleep(0.1)  # the server settles closed connections within 5 ms
-    st1 = m.stats()
+    st1 = m.stats(settled=True)
     text = open(os.path.join(tmp, name + ".log")).read()
     check(rc == 75, "%s: exit code %d after signal %d, want 75 (see %s.log)" % (name, rc, sig, name))
     signame = signal.Signals(sig).name
@@ -130,7 +129,7 @@ def stop_and_rerun(tmp, name, launch, sig, to_ranks, relaunch):
     with open(os.path.join(tmp, name + ".log"), "a") as log:
         rc = subprocess.call(relaunch + cmd + ["--set", "judge.max_inflight=16"], stdout=log, stderr=log,
                              env=env(), timeout=60)
-    st2 = m.stats()
+    st2 = m.stats(settled=True)
     m.stop()
     check(rc == 0, "%s: the rerun exited %d" % (name, rc))
     res = [json.loads(l) for l in open(out)] if rc == 0 else []

@@ -188,9 +188,6 @@ mock_start() { # mock_start NAME: a mock judge on loopback; sets $port
   while [ ! -s "$d/$1.port" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i + 1)); done
   port=$(cat "$d/$1.port")
 }
-stat() { # stat PORT KEY: a counter of the mock judge
-  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))[sys.argv[2]])" "$1" "$2"
-}
 export RLAIF_TEST_JUDGE_KEY=test-key
 dj() { # dj PORT: a d-RLAIF run's settings against the mock on PORT
   echo "--set ppo.reward=judge --set judge.mode=score --set judge.backend=openai --set judge.model=mock-judge --set judge.base_url=http://127.0.0.1:$1/v1 --set judge.api_key_env=RLAIF_TEST_JUDGE_KEY --set judge.timeout=10 --set judge.max_inflight=2 --set ranks.learner=1 --set ranks.rollout=1 --set ranks.judge=1"
@@ -203,7 +200,7 @@ odj() { # odj PORT: online DPO's settings against the mock (the job's verdict mo
 # flight, judge.max_inflight = 2 for the one judge rank here, are paid again.
 # Every journaled answer must be reused: more repeats than that fail.
 repaid_ok() { # repaid_ok PORT WHAT
-  rep=$(stat "$1" paid_repeats)
+  rep=$(mock_stat "$1" paid_repeats)
   [ "$rep" -le 2 ] || fail "$2: the rerun paid $rep calls again (at most 2 were in flight at the kill)"
   echo "$2: $rep calls paid twice (in flight at the kill: at most 2)"
 }
@@ -219,7 +216,7 @@ run 1 ppo dcolo $(dj "$port") --set ranks.learner=0 --set ranks.rollout=0 --set 
 mock_start dkill
 # shellcheck disable=SC2046
 kill_in 0.3 ppo-00000008.h5 ppo-00000020.h5 3 ppo dkill $(dj "$port")
-paid=$(stat "$port" delivered)
+paid=$(mock_stat "$port" delivered)
 # shellcheck disable=SC2046
 run 3 ppo dkill $(dj "$port") || fail "d-RLAIF rerun after kill -9: $(cat "$d/out")"
 "$py" "$params" params "$d/dref/$final" "$d/dkill/$final" exact || fail "d-RLAIF killed + resumed differs"

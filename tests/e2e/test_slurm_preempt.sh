@@ -60,15 +60,12 @@ SLURM_CPUS=6
 jobs=$(cd "$srcdir/jobs" && pwd)
 compare=$(cd "$srcdir/tests/faults" && pwd)/compare.py
 mock="$top_builddir/tools/dev/mock_judge"
-py=/usr/bin/python3
+top_srcdir=${top_srcdir:-$srcdir}
+. "$top_srcdir/tests/e2e/lib.sh" # py, fail, mock_stat
 d="$S/work"
 mkdir -p "$d"
 mpids=""
 trap 'kill $mpids 2>/dev/null; slurm_stop' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export RLAIF RLAIF_JOBS="$jobs" RLAIF_TEST_JUDGE_KEY=test-key
 # 50 ms a training step: each learner phase runs seconds, so a signal sent
@@ -137,9 +134,6 @@ every = 0
 keep = 1
 EOT
 }
-stat() { # stat PORT KEY: a counter of the mock judge
-  "$py" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:%s/stats' % sys.argv[1]))[sys.argv[2]])" "$1" "$2"
-}
 npairs() { "$py" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['pairs']))" "$1/preferences.h5"; }
 rows() { # rows OUT_DIR PHASE: progress rows the phase has logged
   n=$(grep -c "\"phase\":\"$2\"" "$1/progress.jsonl" 2>/dev/null)
@@ -189,9 +183,9 @@ finished() {
   # shellcheck disable=SC2086
   "$py" "$compare" "$d/ref/out" "$d/$n/out" $phs || fail "$n: results differ from ref"
   [ "$(npairs "$d/$n/out")" = "$pairs" ] || fail "$n: $(npairs "$d/$n/out") preference pairs, ref $pairs"
-  rep=$(stat "$port" paid_repeats)
+  rep=$(mock_stat "$port" paid_repeats)
   [ "$rep" = 0 ] || fail "$n: $rep judge requests paid twice"
-  echo "$n: $(grep -o "${stop}[^:]*" "$log" | head -n 1); requeued $restarts time(s), finished; ref's bits, $pairs pairs, $(stat "$port" delivered) judge answers paid, 0 twice"
+  echo "$n: $(grep -o "${stop}[^:]*" "$log" | head -n 1); requeued $restarts time(s), finished; ref's bits, $pairs pairs, $(mock_stat "$port" delivered) judge answers paid, 0 twice"
 }
 # submit NAME ARGS...: sbatch the pipeline job from NAME's folder
 submit() {
@@ -210,8 +204,8 @@ if want ref; then
   grep -q "run: 4 phases done" "$d/ref.log" || fail "ref: $(tail -20 "$d/ref.log")"
   pairs=$(npairs "$d/ref/out")
   [ "$pairs" -gt 0 ] || fail "ref: no preference pairs"
-  [ "$(stat "$port" paid_repeats)" = 0 ] || fail "ref: the uninterrupted run paid twice"
-  echo "ref: $pairs pairs, $(stat "$port" delivered) judge answers, done in $(($(date +%s) - t0)) s"
+  [ "$(mock_stat "$port" paid_repeats)" = 0 ] || fail "ref: the uninterrupted run paid twice"
+  echo "ref: $pairs pairs, $(mock_stat "$port" delivered) judge answers, done in $(($(date +%s) - t0)) s"
 fi
 
 # t runs beside c, r and p (its rm is paced to 60 s, 1.5 s a step, asleep

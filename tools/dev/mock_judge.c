@@ -13,10 +13,16 @@
  * left in the window counts as "ignored_limit".
  *
  * It counts what a provider would bill: a good answer counts as delivered
- * once the client has read it (the next request on the connection or a clean
- * close; a connection reset means the client died with the answer unread).
+ * once the client has read it: the next request on the connection, or a
+ * clean close after the client's kernel acknowledged every byte of it. A
+ * client that dies with the answer unread resets the connection: at once
+ * when the answer sat unread in its socket, or when the answer reaches a
+ * socket it had already closed, which can come after its FIN (settle_closing
+ * waits for one or the other, with no clock).
  * A request whose answer was already delivered is a "paid repeat": the
- * journal exists to keep that at zero. GET /stats returns the counters,
+ * journal exists to keep that at zero. GET /stats returns the counters;
+ * GET /stats?settled=1 waits (up to 10 s) until no answer's fate is open,
+ * which is what a test reads after its client died or exited;
  * GET /arrivals when each request arrived (seconds since the server started)
  * and the tokens billed for it (0 unless a good answer), to measure a
  * client's request and token rates.
@@ -46,7 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,7 +169,8 @@ typedef struct {
     double due;                   /* when the prepared answer may go; INFINITY = hang */
     int bound;                    /* --slots: this connection holds a worker slot */
     double queued_at, idle_since; /* --slots: accepted at; last answer sent at */
-    double eof_at;                /* the client closed: decide a pending delivery a little later */
+    double eof_at;   /* the client closed: decide a pending delivery (settle_closing) */
+    double stats_by; /* a GET /stats?settled=1 waiting: answer by then at the latest */
     int waiting, close_after;
     uint64_t pending_key; /* a good answer written, not yet known to be read */
 } conn;
@@ -403,18 +412,26 @@ static void error_answer(conn *c, int fault, int anthropic, kent *k, double now)
     }
 }
 
+/* Good answers sent whose fate (read or not) is not known yet: on an open
+ * connection until its next request or close, on a closing one until
+ * settle_closing decides. */
+static long open_fates(void) {
+    long n = 0;
+    for (int i = 0; i < nconn; i++) n += conns[i].pending_key != 0;
+    return n;
+}
+
 static void stats_answer(conn *c) {
     json_t *f = json_object();
     for (int i = 0; i < NFAULT; i++)
         if (st.fault[i]) json_object_set_new(f, fault_names[i], json_integer(st.fault[i]));
-    long pending = 0;
-    for (int i = 0; i < nconn; i++) pending += conns[i].pending_key != 0;
+    long pending = open_fates();
     respond_json(c, 200, "OK", NULL,
-                 json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
+                 json_pack("{s:i, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
                            "requests", st.requests, "good", st.good, "delivered", st.delivered,
-                           "pending", pending, "paid_repeats", st.repeats, "early_retries",
-                           st.early, "unauthorized", st.unauthorized, "resets", st.resets,
-                           "bad_headers", st.bad_headers, "over_limit", st.over_limit,
+                           "pending", pending, "settled", pending == 0, "paid_repeats", st.repeats,
+                           "early_retries", st.early, "unauthorized", st.unauthorized, "resets",
+                           st.resets, "bad_headers", st.bad_headers, "over_limit", st.over_limit,
                            "ignored_limit", st.ignored_limit, "assistant_turns", st.assistant_turns,
                            "faults", f));
 }
@@ -433,6 +450,11 @@ static void handle(conn *c, const char *head, const char *body, size_t blen, dou
     commit_delivery(c); /* a new request: the previous answer was read */
     char method[8] = "", path[256] = "";
     sscanf(head, "%7s %255s", method, path);
+    if (!strcmp(method, "GET") && !strcmp(path, "/stats?settled=1")) {
+        st.stats_calls++; /* answered by settle_stats */
+        c->waiting = 1, c->due = INFINITY, c->stats_by = now + 10;
+        return;
+    }
     if (!strcmp(method, "GET") && (!strcmp(path, "/stats") || !strcmp(path, "/arrivals"))) {
         st.stats_calls++;
         if (path[1] == 's')
@@ -709,6 +731,41 @@ static void grow_conns(void) {
     if (!conns || !pfd) abort();
 }
 
+/* The client closed (FIN) after our good answer was sent: 1 when it read
+ * the answer, -1 when it died with it unread, 0 not known yet. A process
+ * that closes a socket with unread data resets it instead of sending a FIN,
+ * so a FIN says every byte that had arrived was read; the answer had
+ * arrived if the client's kernel acknowledged all of it (SIOCOUTQ 0). An
+ * answer that reaches a socket already closed draws a reset, not an
+ * acknowledgement, and that reset can come after the FIN: a loaded machine
+ * may defer loopback's packet processing for milliseconds, so no time
+ * window decides this (a 5 ms one once counted such an answer as read). */
+static int settle_closing(conn *c, double now) {
+    int err = 0, unacked = 0;
+    socklen_t el = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) return -1;
+    if (ioctl(c->fd, SIOCOUTQ, &unacked) == 0 && unacked == 0) return 1;
+    if (now - c->eof_at < 10) return 0;
+    fprintf(stderr,
+            "mock_judge: %d bytes of an answer neither acknowledged nor reset 10 s "
+            "after the client's FIN: counted unread\n",
+            unacked);
+    return -1;
+}
+
+/* GET /stats?settled=1 answers once no good answer's fate is open (the
+ * client died or exited, and every close is settled), or after 10 s. */
+static void settle_stats(conn *c, double now, double *next) {
+    if (open_fates() && now < c->stats_by) {
+        if (now + 0.001 < *next) *next = now + 0.001;
+        return;
+    }
+    c->stats_by = 0;
+    stats_answer(c);
+    c->due = now;
+}
+
 /* Fill pfd[1..] for every connection; release due answers, settle closing
  * connections. Returns when the next timed event is due. */
 static double build_pollset(double now) {
@@ -716,6 +773,7 @@ static double build_pollset(double now) {
     for (int i = 0; i < nconn; i++) {
         conn *c = &conns[i];
         short ev = POLLIN;
+        if (c->stats_by > 0) settle_stats(c, now, &next);
         if (c->waiting && c->due <= now) { /* the answer is due */
             c->waiting = 0;
             if (c->close_after && !c->nout) {
@@ -724,15 +782,13 @@ static double build_pollset(double now) {
             }
         }
         if (c->eof_at > 0) {
-            if (rlaif_wall_time() - c->eof_at < 0.005) {
-                pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
-                if (now + 0.005 < next) next = now + 0.005;
+            int fate = settle_closing(c, now);
+            if (fate) {
+                drop_conn(i--, fate < 0);
                 continue;
             }
-            int err = 0; /* a reset after the FIN: our answer died unread */
-            socklen_t el = sizeof err;
-            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-            drop_conn(i--, err != 0);
+            pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = 0};
+            if (now + 0.001 < next) next = now + 0.001;
             continue;
         }
         if (c->waiting && c->due < next) next = c->due;
@@ -772,8 +828,8 @@ static int conn_read(conn *c, double now) {
     if (r == 0 && c->pending_key && !c->waiting && !c->nout) {
         /* A FIN after our answer: either the client read it and closed, or
          * it had died and our answer draws a reset that may still be on its
-         * way. build_pollset decides in 5 ms. */
-        c->eof_at = rlaif_wall_time();
+         * way (settle_closing decides) */
+        c->eof_at = now;
         return 0;
     }
     if (r == 0) return 1;
