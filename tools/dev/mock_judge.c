@@ -99,6 +99,7 @@ static struct {
 
 static struct {
     long requests, good, delivered, repeats, early, unauthorized, resets, stats_calls;
+    long late_resets; /* resets that came more than 5 ms after the client's FIN */
     long bad_headers, over_limit, ignored_limit, assistant_turns;
     long fault[NFAULT];
 } st;
@@ -426,14 +427,15 @@ static void stats_answer(conn *c) {
     for (int i = 0; i < NFAULT; i++)
         if (st.fault[i]) json_object_set_new(f, fault_names[i], json_integer(st.fault[i]));
     long pending = open_fates();
-    respond_json(c, 200, "OK", NULL,
-                 json_pack("{s:i, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
-                           "requests", st.requests, "good", st.good, "delivered", st.delivered,
-                           "pending", pending, "settled", pending == 0, "paid_repeats", st.repeats,
-                           "early_retries", st.early, "unauthorized", st.unauthorized, "resets",
-                           st.resets, "bad_headers", st.bad_headers, "over_limit", st.over_limit,
-                           "ignored_limit", st.ignored_limit, "assistant_turns", st.assistant_turns,
-                           "faults", f));
+    respond_json(
+        c, 200, "OK", NULL,
+        json_pack("{s:i, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
+                  "requests", st.requests, "good", st.good, "delivered", st.delivered, "pending",
+                  pending, "settled", pending == 0, "paid_repeats", st.repeats, "early_retries",
+                  st.early, "unauthorized", st.unauthorized, "resets", st.resets, "late_resets",
+                  st.late_resets, "bad_headers", st.bad_headers, "over_limit", st.over_limit,
+                  "ignored_limit", st.ignored_limit, "assistant_turns", st.assistant_turns,
+                  "faults", f));
 }
 
 static void arrivals_answer(conn *c) {
@@ -744,7 +746,10 @@ static int settle_closing(conn *c, double now) {
     int err = 0, unacked = 0;
     socklen_t el = sizeof err;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) return -1;
+    if (err) {
+        st.late_resets += now - c->eof_at > 0.005; /* a 5 ms window counted these as read */
+        return -1;
+    }
     if (ioctl(c->fd, SIOCOUTQ, &unacked) == 0 && unacked == 0) return 1;
     if (now - c->eof_at < 10) return 0;
     fprintf(stderr,
