@@ -99,7 +99,7 @@ static struct {
 
 static struct {
     long requests, good, delivered, repeats, early, unauthorized, resets, stats_calls;
-    long late_resets; /* resets that came more than 5 ms after the client's FIN */
+    long late_resets; /* first seen over 5 ms after the FIN: what a 5 ms rule could miscount */
     long bad_headers, over_limit, ignored_limit, assistant_turns;
     long fault[NFAULT];
 } st;
