@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`rlaif status OUT_DIR` on a short `rlaif run` (sft then collect, 2
 colocated ranks; sft paced by RLAIF_TEST_STEP_DELAY, collect against
-tools/dev/mock-judge answering after 0.4 s, 2 requests in flight; both slower when a status call
+tools/dev/mock-judge answering after 0.8 s, 2 requests in flight; both slower when a status call
 is slow, as in the sanitizer build):
   a. while sft runs: --json has the phase, step/total, ETA, the writer's pid
      and host and running = true; the step grows between two calls; the text
@@ -98,13 +98,16 @@ def status(*args):
 # The pace: a `status` call (an MPI start-up) takes 0.3-1 s here but up to
 # 20 s in the sanitizer build on a loaded machine, and the test needs a few
 # calls within each phase, so sft's steps and the judge's answers are slowed
-# in proportion (at least 0.15 s a step, 0.4 s an answer).
+# in proportion (at least 0.15 s a step, 0.8 s an answer). collect writes its
+# status every 5 s: at 0.4 s an answer it lasted 13 s, and once (CI,
+# 2026-12-06, plain build) the status calls were
+# slow enough later in the run to miss both lines before its end.
 t = time.time()
 if status("job.ini")[0] != 0 or os.path.exists(out):
     fail("status of a job that never ran")
 call = time.time() - t
 step_delay = max(0.15, 4 * call / 60)
-latency = max(0.4, (8 + 4 * call) / 30)
+latency = max(0.8, (8 + 4 * call) / 30)
 print(f"pace: a status call takes {call:.1f} s: sft {step_delay:.2f} s a step, judge {latency:.2f} s")
 portf = os.path.join(d, "port")
 children.append(subprocess.Popen([MOCK, "--port-file", portf, "--latency", str(latency),
