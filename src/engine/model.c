@@ -1799,6 +1799,23 @@ typedef struct {
     const uint16_t *kb, *vb;
 } kv_head;
 
+/* Where the cache of (layer l, row b, kv head kh) begins, in elements. */
+static size_t head_base(const rlaif_kv_cache *kv, int l, int b, int kh) {
+    size_t hs = (size_t)(kv->C / kv->n_head);
+    return (((size_t)l * kv->B + b) * kv->n_kv_head + kh) * (size_t)kv->maxT * hs;
+}
+
+/* The cached keys and values of the (layer, row, kv head) at base, as
+ * stored: fp32 or bf16. */
+static kv_head head_view(const rlaif_kv_cache *kv, size_t base) {
+    kv_head h = {0};
+    if (kv->kb)
+        h.kb = kv->kb + base, h.vb = kv->vb + base;
+    else
+        h.k = kv->k + base, h.v = kv->v + base;
+    return h;
+}
+
 /* The keys a decoding query at slot lim sees: returns the first slot, *n
  * their count (the sliding window's, and from on when from >= 0). */
 static int decode_window(const attn_geom *g, int lim, int from, int *n) {
@@ -1807,12 +1824,6 @@ static int decode_window(const attn_geom *g, int lim, int from, int *n) {
     *n = lim - lo + 1;
     return lo;
 }
-
-/* Decoding (one query at slot lim) for the grp query heads that read one
- * cached head: queries q, q + hs, ... into outputs y, y + hs, ... over the
- * keys they see (rlaif_attn_decode). from >= 0: the real keys are exactly
- * those from slot `from` on, so no mask. */
-static kv_head head_view(const rlaif_kv_cache *kv, size_t base);
 
 /* Where row b's keys for the query heads of cached head kh in layer l
  * are another row's too (kv->same: a copied prefix), that row's head; a
@@ -1826,12 +1837,15 @@ typedef struct {
 static const same_src *same_of(const rlaif_kv_cache *kv, int l, int b, int kh, same_src *out) {
     const struct rlaif_kv_same *s = &kv->same[b];
     if (s->n <= 0) return NULL;
-    size_t hs = (size_t)(kv->C / kv->n_head);
-    size_t base = (((size_t)l * kv->B + s->row) * kv->n_kv_head + kh) * (size_t)kv->maxT * hs;
-    *out = (same_src){s, head_view(kv, base)};
+    *out = (same_src){s, head_view(kv, head_base(kv, l, s->row, kh))};
     return out;
 }
 
+/* Decoding (one query at slot lim) for the grp query heads that read one
+ * cached head: queries q, q + hs, ... into outputs y, y + hs, ... over the
+ * keys they see (rlaif_attn_decode). from >= 0: the real keys are exactly
+ * those from slot `from` on, so no mask. ss: NULL, or where they are
+ * another row's too (same_of). */
 static void decode_heads(float *y, const float *q, int grp, const kv_head *h, int lim,
                          const uint8_t *val, int from, const attn_geom *g, float scale,
                          const same_src *ss) {
@@ -1880,17 +1894,6 @@ static float *prefill_scratch(const rlaif_kv_cache *kv) {
     t = omp_get_thread_num();
 #endif
     return kv->pscratch + (size_t)t * kv->pstride;
-}
-
-/* The cached keys and values of the (layer, row, kv head) at base, as
- * stored: fp32 or bf16. */
-static kv_head head_view(const rlaif_kv_cache *kv, size_t base) {
-    kv_head h = {0};
-    if (kv->kb)
-        h.kb = kv->kb + base, h.vb = kv->vb + base;
-    else
-        h.k = kv->k + base, h.v = kv->v + base;
-    return h;
 }
 
 /* Stores the cnt new keys and values of kv head kh of a row (packed rows of
@@ -1957,8 +1960,7 @@ static void decode_pair(float *y, const float *qkv, const rlaif_kv_cache *kv, in
     int b = r / NKV, kh = r % NKV, r0 = kv->q_off[b], maxT = kv->maxT, grp = NH / NKV;
     if (kv->q_off[b + 1] == r0) return;
     int lim = kv->q_slot[r0];
-    size_t base = ((size_t)l * kv->B * NKV + r) * maxT * hs;
-    kv_head h = store_new(kv, qkv, r0, 1, &lim, base, kh);
+    kv_head h = store_new(kv, qkv, r0, 1, &lim, head_base(kv, l, b, kh), kh);
     same_src ss;
     /* the group's query heads are adjacent: in q and in y */
     decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs, grp, &h,
@@ -2012,8 +2014,7 @@ static void attention_kv(float *y, const float *qkv, const rlaif_kv_cache *kv, i
         if (cnt == 0) continue;
         const int *slot = kv->q_slot + r0;
         float *sc = prefill_scratch(kv);
-        size_t base = ((size_t)l * B * NKV + r) * maxT * hs;
-        kv_head h = store_new(kv, qkv, r0, cnt, slot, base, kh);
+        kv_head h = store_new(kv, qkv, r0, cnt, slot, head_base(kv, l, b, kh), kh);
         const uint8_t *val = kv->valid + (size_t)b * maxT;
         if (cnt == 1) { /* the group's query heads at once, as in decoding */
             decode_heads(y + (size_t)r0 * C + kh * grp * hs, qkv + (size_t)r0 * C3 + kh * grp * hs,
