@@ -380,6 +380,47 @@ static void follow_limit(rlaif_judge *j) {
     rlaif_http_set_connections(j->http, n);
 }
 
+/* 1 when body (HTTP http) is a good answer: *e is its journal record (its
+ * text in *r, freed by the caller with rlaif_judge_reply_free either way);
+ * *parsed is rlaif_judge_parse_reply's result. */
+static int good_answer(rlaif_judge *j, const call *c, const char *body, size_t len, long http,
+                       rlaif_judge_reply *r, int *parsed, rlaif_journal_entry *e) {
+    *parsed = rlaif_judge_parse_reply(j->ep[c->unit % j->nep].e.backend, j->mode, body, len, r);
+    if (!(http >= 200 && http < 300 && *parsed == 0 && r->ok)) return 0;
+    *e = (rlaif_journal_entry){.status = RLAIF_JS_OK,
+                               .http_status = (int)http,
+                               .text = r->text,
+                               .p_a = r->p_a,
+                               .coverage = r->coverage,
+                               .tokens_in = r->tokens_in,
+                               .tokens_out = r->tokens_out};
+    if (!strcmp(r->finish, "length") && j->mode != RLAIF_JM_LOGPROB) e->status = RLAIF_JS_LENGTH;
+    if (!strcmp(r->finish, "content_filter")) e->status = RLAIF_JS_FILTERED;
+    if (prompt_cut(c, r->tokens_in)) e->status = RLAIF_JS_TRUNCATED;
+    rlaif_judge_parsed pr;
+    rlaif_judge_parse(r->text, j->mode, &pr);
+    e->label = j->mode == RLAIF_JM_SCORE ? pr.score
+               : !isnan(r->p_a)          ? r->p_a
+               : pr.verdict >= 0         ? 1.0 - pr.verdict
+                                         : NAN;
+    return 1;
+}
+
+/* An answer's last byte has been read (rlaif_http_on_complete): journaled at
+ * once, before libcurl reads another socket. A failed write is left for
+ * on_done to make again and report. */
+void rlaif_judge_on_complete(void *ctx, void *user, const char *body, size_t len, long http) {
+    rlaif_judge *j = ctx;
+    call *c = user;
+    rlaif_judge_reply r;
+    rlaif_journal_entry e;
+    int parsed;
+    if (c->journaled) return;
+    if (good_answer(j, c, body, len, http, &r, &parsed, &e))
+        c->journaled = rlaif_journal_append(j->journal, c->key, &e, body, len) == 0;
+    rlaif_judge_reply_free(&r);
+}
+
 /* An HTTP answer arrived (or the transfer failed). */
 static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     call *c = d->user;
@@ -396,7 +437,7 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
     rlaif_bucket_feed(&ep->tokens, d->ratelimit[2], d->ratelimit[3], j->n_judge, now);
     char why[200];
     int rc = 0;
-    if (d->curl_code) {
+    if (d->curl_code && !c->journaled) { /* (a journaled answer was whole) */
         snprintf(why, sizeof why, "transport: %s", d->error);
         scrub(why, ep->key);
         endpoint_failed(j, ep, why);
@@ -405,28 +446,14 @@ static int on_done(rlaif_judge *j, rlaif_http_done *d) {
         return 0;
     }
     rlaif_judge_reply r;
-    int parsed = rlaif_judge_parse_reply(ep->e.backend, j->mode, d->body, d->len, &r);
+    rlaif_journal_entry e;
+    int parsed;
     long http = d->http_status;
     if (http < 500) endpoint_answered(j, ep);
-    if (http >= 200 && http < 300 && parsed == 0 && r.ok) {
-        rlaif_journal_entry e = {.status = RLAIF_JS_OK,
-                                 .http_status = (int)http,
-                                 .text = r.text,
-                                 .p_a = r.p_a,
-                                 .coverage = r.coverage,
-                                 .tokens_in = r.tokens_in,
-                                 .tokens_out = r.tokens_out};
-        if (!strcmp(r.finish, "length") && j->mode != RLAIF_JM_LOGPROB) e.status = RLAIF_JS_LENGTH;
-        if (!strcmp(r.finish, "content_filter")) e.status = RLAIF_JS_FILTERED;
-        if (prompt_cut(c, r.tokens_in)) e.status = RLAIF_JS_TRUNCATED;
-        rlaif_judge_parsed pr;
-        rlaif_judge_parse(r.text, j->mode, &pr);
-        e.label = j->mode == RLAIF_JM_SCORE ? pr.score
-                  : !isnan(r.p_a)           ? r.p_a
-                  : pr.verdict >= 0         ? 1.0 - pr.verdict
-                                            : NAN;
-        /* the journal first: an answer counts only once it is recorded */
-        rc = rlaif_journal_append(j->journal, c->key, &e, d->body, d->len);
+    if (good_answer(j, c, d->body, d->len, http, &r, &parsed, &e)) {
+        /* the journal first: an answer counts only once it is recorded (most
+         * were, as their last byte arrived: rlaif_judge_on_complete) */
+        if (!c->journaled) rc = rlaif_journal_append(j->journal, c->key, &e, d->body, d->len);
         rlaif_bucket_refund(&ep->tokens, c->est_tokens - (double)(r.tokens_in + r.tokens_out));
         if (!rc) finish_call(j, c, &e);
     } else if (http >= 200 && http < 300) {

@@ -149,6 +149,9 @@ typedef struct xfer {
     int should_retry;
     double rl[4];
     int sheader; /* headers of the final response only (after 1xx) */
+    long status; /* the response's status line, and its Content-Length (-1: none) */
+    long long clen;
+    struct rlaif_http *h;
     double started;
     char err[CURL_ERROR_SIZE]; /* curl's own words on a failed transfer */
     struct xfer *next_free;
@@ -159,6 +162,8 @@ struct rlaif_http {
     xfer *pool, *free_list;
     int n, inflight;
     long connect_ms, timeout_ms;
+    rlaif_http_complete_fn on_complete;
+    void *complete_ctx;
 };
 
 /* 1 if libcurl has a readable default CA bundle: then the CA directory is
@@ -184,6 +189,10 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     memcpy(x->body + x->len, p, n);
     x->len += n;
     x->body[x->len] = 0;
+    rlaif_http *h = x->h;
+    if (h->on_complete && x->status >= 200 && x->status < 300 && x->clen >= 0 &&
+        (long long)x->len == x->clen)
+        h->on_complete(h->complete_ctx, x->user, x->body, x->len, x->status);
     return n;
 }
 
@@ -204,6 +213,9 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
     memcpy(line, h, n);
     line[n] = 0;
     if (!strncmp(line, "HTTP/", 5)) { /* a new response (after 100 Continue) */
+        const char *sp = strchr(line, ' ');
+        x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        x->clen = -1;
         x->retry_after = -1, x->should_retry = -1;
         for (int i = 0; i < 4; i++) x->rl[i] = -1;
         return n;
@@ -217,6 +229,8 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
         if (ms >= 0) x->retry_after = ms / 1000.0;
     } else if ((v = header_value(line, n, "retry-after")) && x->retry_after < 0) {
         x->retry_after = rlaif_parse_retry_after(v, rlaif_wall_time());
+    } else if ((v = header_value(line, n, "content-length"))) {
+        x->clen = strtoll(v, NULL, 10);
     } else if ((v = header_value(line, n, "x-should-retry"))) {
         x->should_retry = !strncasecmp(v, "true", 4) ? 1 : !strncasecmp(v, "false", 5) ? 0 : -1;
     } else {
@@ -251,6 +265,7 @@ int rlaif_http_open(rlaif_http **out, int max_inflight, double connect_timeout, 
         }
         if (bundle_only < 0) bundle_only = ca_bundle_only(x->easy);
         if (bundle_only) curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
+        x->h = h;
         x->next_free = h->free_list;
         h->free_list = x;
     }
@@ -288,6 +303,11 @@ double rlaif_http_oldest(const rlaif_http *h, double now) {
     return t;
 }
 
+void rlaif_http_on_complete(rlaif_http *h, rlaif_http_complete_fn fn, void *ctx) {
+    h->on_complete = fn;
+    h->complete_ctx = ctx;
+}
+
 void rlaif_http_set_connections(rlaif_http *h, int n) {
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)n);
 }
@@ -299,6 +319,7 @@ int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *he
     CURL *e = x->easy;
     x->len = 0;
     x->err[0] = 0;
+    x->status = 0, x->clen = -1;
     x->retry_after = -1, x->should_retry = -1;
     for (int i = 0; i < 4; i++) x->rl[i] = -1;
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_URL, url));

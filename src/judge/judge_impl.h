@@ -56,6 +56,7 @@ typedef struct call {
     int nids;
     size_t len, content_bytes; /* body bytes; bytes of the messages' text */
     int attempts;
+    int journaled; /* the answer was journaled as its last byte arrived (on_complete) */
     double not_before, est_tokens;
     struct call *next;         /* ready queue / retry list */
     struct call *next_pending; /* bucket chain of the pending-key table */
@@ -90,6 +91,9 @@ struct rlaif_judge {
 
 /* Frees the call and any followers. */
 void rlaif_judge_free_call(call *c);
+/* Journals an HTTP answer as its last byte is read (rlaif_http_on_complete;
+ * ctx the judge, user the call). */
+void rlaif_judge_on_complete(void *ctx, void *user, const char *body, size_t len, long http);
 
 /* ---- the local backend (judge_local.c) ---- */
 

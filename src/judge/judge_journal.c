@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +299,18 @@ static json_t *num_or_null(double v) {
     return isnan(v) ? json_null() : json_real(v);
 }
 
+/* Testing: RLAIF_TEST_KILL_AFTER_JOURNAL=N makes the process kill -9 itself
+ * right after its Nth record, with whatever else it holds (answers read and
+ * not journaled) lost as in a real kill; the fault tests count them. */
+static void test_kill_point(void) {
+    static long after = -2, written;
+    if (after == -2) {
+        const char *v = getenv("RLAIF_TEST_KILL_AFTER_JOURNAL");
+        after = v && *v ? atol(v) : -1;
+    }
+    if (after >= 0 && ++written >= after) raise(SIGKILL);
+}
+
 int rlaif_journal_append(rlaif_journal *jl, const char key[33], const rlaif_journal_entry *e,
                          const char *raw, size_t raw_len) {
     json_t *o = json_object();
@@ -334,6 +347,7 @@ int rlaif_journal_append(rlaif_journal *jl, const char key[33], const rlaif_jour
     jl->dirty = 1;
     remember(jl, key, jl->nfile - 1, jl->own_size, n);
     jl->own_size += (int64_t)n;
+    test_kill_point();
     return 0;
 }
 

@@ -368,6 +368,7 @@ static int judge_setup(rlaif_judge *j, const rlaif_config *cfg, int judge_rank,
     if (need_http) {
         RLAIF_TRY(rlaif_http_open(&j->http, inflight, rlaif_cfg_float(cfg, "judge.connect_timeout"),
                                   rlaif_cfg_float(cfg, "judge.timeout")));
+        rlaif_http_on_complete(j->http, rlaif_judge_on_complete, j);
         rlaif_adapt_init(&j->adapt, inflight, rlaif_cfg_bool(cfg, "judge.adaptive"), rlaif_now());
         j->connections = inflight;
     }

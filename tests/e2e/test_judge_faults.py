@@ -92,11 +92,9 @@ class Mock:
         self.log.close()
 
 
-def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False, wrap=(), env_add=None):
+def judge_cmd(tmp, name, port, pairs, extra=(), wrap=()):
     out = os.path.join(tmp, name + ".jsonl")
-    log = open(os.path.join(tmp, name + ".log"), "a")
-    env = dict(os.environ, **{KEY_ENV: key}, **(env_add or {}))
-    cmd = list(wrap) + [RLAIF, "judge", "--input", pairs, "--output", out, "--quiet",
+    return out, list(wrap) + [RLAIF, "judge", "--input", pairs, "--output", out, "--quiet",
            "--set", "run.out_dir=%s/%s" % (tmp, name),
            "--set", "judge.backend=openai", "--set", "judge.model=mock-judge",
            "--set", "judge.base_url=http://127.0.0.1:%d/v1" % port,
@@ -104,6 +102,12 @@ def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False, wrap
            "--set", "judge.timeout=0.5", "--set", "judge.connect_timeout=2",
            "--set", "judge.backoff_base=0.005", "--set", "judge.backoff_cap=0.05",
            "--set", "judge.max_inflight=64", "--set", "judge.both_orders=0.5"] + list(extra)
+
+
+def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False, wrap=(), env_add=None):
+    out, cmd = judge_cmd(tmp, name, port, pairs, extra, wrap)
+    log = open(os.path.join(tmp, name + ".log"), "a")
+    env = dict(os.environ, **{KEY_ENV: key}, **(env_add or {}))
     rc = subprocess.call(cmd, stdout=log, stderr=log, env=env, timeout=120)
     log.close()
     if expect_kill:
@@ -111,6 +115,47 @@ def run_judge(tmp, name, port, pairs, extra=(), key=KEY, expect_kill=False, wrap
     else:
         check(rc == 0, "%s: rlaif judge exit code %d (see %s.log)" % (name, rc, name))
     return [json.loads(l) for l in open(out)] if os.path.exists(out) else []
+
+
+def stopped_client(tmp, pairs):
+    """16 answers wait on their sockets while the client is stopped
+    (SIGSTOP). Each is journaled as its last byte is read, before libcurl
+    reads the next socket: killed right after its first record, the client
+    has read no other answer, so the server delivered exactly what the
+    journal holds. Journaled once libcurl had finished (rlaif_http_next), the
+    kill found all 16 read (one curl_multi_perform reads every ready
+    socket) and 1 journaled: 15 paid again by the restart."""
+    name, k = "stopped", 16
+    m = Mock(tmp, "--latency", "2")
+    out, cmd = judge_cmd(tmp, name, m.port, pairs, ["--set", "judge.max_inflight=%d" % k,
+                                                    "--set", "judge.adaptive=false",
+                                                    "--set", "judge.timeout=60"])
+    log = open(os.path.join(tmp, name + ".log"), "a")
+    env = dict(os.environ, **{KEY_ENV: KEY, "RLAIF_TEST_KILL_AFTER_JOURNAL": "1"})
+    p = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+    t_end = time.time() + 60
+    while m.stats()["requests"] < k and time.time() < t_end and p.poll() is None:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGSTOP)
+    t_sent = time.time()
+    jnl = os.path.join(tmp, name, "journal", "judge-rank-00000.jnl")
+    before = sum(1 for _ in open(jnl)) if os.path.exists(jnl) else 0
+    st0 = m.stats()
+    time.sleep(3)  # the mock answers 2 s after each request: all 16 wait in the sockets
+    p.send_signal(signal.SIGCONT)
+    rc = p.wait(timeout=60)
+    log.close()
+    st = m.stats(settled=True)
+    m.stop()
+    journaled = sum(1 for _ in open(jnl)) if os.path.exists(jnl) else 0
+    check(st0["requests"] == k and before == 0,
+          "stopped: %d requests and %d answers journaled at the stop (want %d and 0; too slow a machine?)"
+          % (st0["requests"], before, k))
+    check(rc == -signal.SIGKILL, "stopped: expected to die by SIGKILL after its first record, rc %d" % rc)
+    check(journaled == 1 and st["delivered"] == journaled,
+          "stopped: server delivered %d answers, journal holds %d (want 1 and 1)" % (st["delivered"], journaled))
+    print("stopped client, 16 answers waiting, killed after the first record: delivered %d, journaled %d (%.1f s)"
+          % (st["delivered"], journaled, time.time() - t_sent))
 
 
 def check_results(name, res, n=N, min_labelled=None):
@@ -356,6 +401,9 @@ def main():
           "kill: restart replayed %d calls, journal had %d" % (sum(r["replayed"] for r in res), journaled))
     print("kill -9 + restart: %d journaled before the kill, %d requests in all, 0 paid repeats" %
           (journaled, st2["requests"]))
+
+    # 2b. many answers ready at once, a kill after the first journaled
+    stopped_client(tmp, pairs)
 
     # 3. a wrong key: the server echoes it, the client must not record it
     wrong_key = "sk-WRONG-KEY-77aa88bb99cc00dd"

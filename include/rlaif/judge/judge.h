@@ -424,6 +424,16 @@ void rlaif_http_set_connections(rlaif_http *h, int n);
 /* headers is a struct curl_slist * kept alive by the caller, as are url and body. */
 int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *headers,
                      const char *body, size_t len, void *user);
+/* A 2xx body whose last byte (by its Content-Length) has just been read:
+ * called from inside libcurl, before it reads any other socket, so that the
+ * answer can be journaled at once. A kill then loses at most this answer,
+ * where curl_multi_perform goes on to read every other ready transfer (all of
+ * them lost, and paid again, if the kill comes before rlaif_http_next hands
+ * them out). The transfer still finishes through rlaif_http_next. It must not
+ * call curl. */
+typedef void (*rlaif_http_complete_fn)(void *ctx, void *user, const char *body, size_t len,
+                                       long http_status);
+void rlaif_http_on_complete(rlaif_http *h, rlaif_http_complete_fn fn, void *ctx);
 /* Run transfers, sleeping in curl_multi_poll for at most timeout seconds. */
 int rlaif_http_wait(rlaif_http *h, double timeout);
 /* 1 and *d when a transfer finished; 0 when none is pending. */
