@@ -33,7 +33,7 @@ def run_rlaif(a, pairs, out_dir, url, sets):
     p = subprocess.run([a.rlaif, "judge", "--input", pairs, "--output", out_dir + ".jsonl",
                         "--quiet", "--set", "run.out_dir=" + out_dir, "--set", "judge.backend=openai",
                         "--set", "judge.model=mock", "--set", "judge.base_url=" + url,
-                        "--set", "judge.both_orders=0"] + [x for kv in sets for x in ("--set", kv)],
+                        "--set", "judge.both_orders=0", "--set", "judge.api_key_env="] + [x for kv in sets for x in ("--set", kv)],
                        capture_output=True, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     if p.returncode:
         raise SystemExit("rlaif judge failed:\n" + p.stdout + p.stderr)
@@ -126,7 +126,7 @@ def main():
         p = subprocess.run([a.rlaif, "judge", "--input", pairs, "--output", os.path.join(tmp, "out.jsonl"),
                             "--quiet", "--set", "run.out_dir=" + out_dir, "--set", "judge.backend=openai",
                             "--set", "judge.model=mock", "--set", "judge.base_url=" + url,
-                            "--set", "judge.max_inflight=64", "--set", "judge.both_orders=0"],
+                            "--set", "judge.max_inflight=64", "--set", "judge.both_orders=0", "--set", "judge.api_key_env="],
                            capture_output=True, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
         wall, cpu = time.time() - t0, child_cpu() - c0
         if p.returncode:
