@@ -20,10 +20,10 @@
 #     tools/dev/mock-judge on loopback: the judge ranks and a colocated
 #     learner score alike; kill -9 mid-iteration, rerun: the uninterrupted
 #     bits, and no journaled answer paid twice (the mock's count: at most
-#     the 2 requests in flight at the kill, as in tests/faults);
+#     the 1 answer being journaled at the kill, as in tests/faults);
 #  d2. online-dpo against the mock: 1+2+1 ranks and 1 rank agree; kill -9
 #     after iteration 2, rerun: the same labels in online_preferences.h5,
-#     the same bits, at most the in-flight calls paid twice;
+#     the same bits, at most 1 call paid twice;
 #  e. bad inputs: no reward model, a reward model of another tokenizer, no
 #     prompts, prompts that leave no room for a response, a baseline that
 #     needs 2 samples with 1, minibatches that do not divide the batch ->
@@ -195,14 +195,15 @@ dj() { # dj PORT: a d-RLAIF run's settings against the mock on PORT
 odj() { # odj PORT: online DPO's settings against the mock (the job's verdict mode)
   dj "$1" | sed 's/--set ppo.reward=judge --set judge.mode=score//'
 }
-# A rank killed with kill -9 loses the answers it had read from the server
-# but not yet journaled (tests/faults/README.md): at most its requests in
-# flight, judge.max_inflight = 2 for the one judge rank here, are paid again.
-# Every journaled answer must be reused: more repeats than that fail.
+# A rank killed with kill -9 loses at most the answer whose last byte it had
+# just read and not yet journaled (tests/faults/README.md): one for the one
+# judge rank here (before 2026-12-06, up to its requests in flight,
+# judge.max_inflight = 2). Every journaled answer must be reused: more
+# repeats than that fail.
 repaid_ok() { # repaid_ok PORT WHAT
   rep=$(mock_stat "$1" paid_repeats)
-  [ "$rep" -le 2 ] || fail "$2: the rerun paid $rep calls again (at most 2 were in flight at the kill)"
-  echo "$2: $rep calls paid twice (in flight at the kill: at most 2)"
+  [ "$rep" -le 1 ] || fail "$2: the rerun paid $rep calls again (at most 1: the answer being journaled at the kill)"
+  echo "$2: $rep calls paid twice (at most 1)"
 }
 mock_start dref
 # shellcheck disable=SC2046
