@@ -149,8 +149,6 @@ typedef struct xfer {
     int should_retry;
     double rl[4];
     int sheader; /* headers of the final response only (after 1xx) */
-    long status; /* the response's status line, and its Content-Length (-1: none) */
-    long long clen;
     struct rlaif_http *h;
     double started;
     char err[CURL_ERROR_SIZE]; /* curl's own words on a failed transfer */
@@ -190,9 +188,13 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     x->len += n;
     x->body[x->len] = 0;
     rlaif_http *h = x->h;
-    if (h->on_complete && x->status >= 200 && x->status < 300 && x->clen >= 0 &&
-        (long long)x->len == x->clen)
-        h->on_complete(h->complete_ctx, x->user, x->body, x->len, x->status);
+    long status = 0;
+    curl_off_t clen = -1; /* -1: no Content-Length (chunked, or HTTP/2 without one) */
+    if (h->on_complete && curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        status >= 200 && status < 300 &&
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen) == CURLE_OK &&
+        clen >= 0 && (curl_off_t)x->len == clen)
+        h->on_complete(h->complete_ctx, x->user, x->body, x->len, status);
     return n;
 }
 
@@ -213,9 +215,6 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
     memcpy(line, h, n);
     line[n] = 0;
     if (!strncmp(line, "HTTP/", 5)) { /* a new response (after 100 Continue) */
-        const char *sp = strchr(line, ' ');
-        x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        x->clen = -1;
         x->retry_after = -1, x->should_retry = -1;
         for (int i = 0; i < 4; i++) x->rl[i] = -1;
         return n;
@@ -229,8 +228,6 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
         if (ms >= 0) x->retry_after = ms / 1000.0;
     } else if ((v = header_value(line, n, "retry-after")) && x->retry_after < 0) {
         x->retry_after = rlaif_parse_retry_after(v, rlaif_wall_time());
-    } else if ((v = header_value(line, n, "content-length"))) {
-        x->clen = strtoll(v, NULL, 10);
     } else if ((v = header_value(line, n, "x-should-retry"))) {
         x->should_retry = !strncasecmp(v, "true", 4) ? 1 : !strncasecmp(v, "false", 5) ? 0 : -1;
     } else {
@@ -319,7 +316,6 @@ int rlaif_http_start(rlaif_http *h, const char *url, const struct curl_slist *he
     CURL *e = x->easy;
     x->len = 0;
     x->err[0] = 0;
-    x->status = 0, x->clen = -1;
     x->retry_after = -1, x->should_retry = -1;
     for (int i = 0; i < 4; i++) x->rl[i] = -1;
     RLAIF_CHECK_CURL(curl_easy_setopt(e, CURLOPT_URL, url));
