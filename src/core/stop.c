@@ -145,13 +145,17 @@ static int relay_drain(void) {
     return 0;
 }
 
+void rlaif_stop_pass_on(void) {
+    relay_send();
+    relay_poll();
+}
+
 int rlaif_stop_agree_end(int rc) {
     if (relay == MPI_COMM_NULL) return rc;
     MPI_Request req;
     RLAIF_CHECK_MPI(MPI_Ibarrier(relay, &req));
     for (int done = 0;;) {
-        relay_send();
-        relay_poll();
+        rlaif_stop_pass_on();
         RLAIF_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
         if (done) break;
         struct timespec ts = {0, 5 * 1000 * 1000}; /* 5 ms: a sleeping wait, not a spin */

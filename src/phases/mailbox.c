@@ -2,6 +2,7 @@
  * (include/rlaif/phases/mailbox.h). */
 #include "rlaif/phases/mailbox.h"
 #include "rlaif/core/error.h"
+#include "rlaif/core/stop.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,7 @@ int rlaif_mailbox_drain(rlaif_mailbox *mb, rlaif_mailbox_fn fn, void *user, void
         for (int r = 0; known && r < mb->size; r++) left |= mb->recvd[r] < theirs[r];
         if (rc || (known && !left)) break;
         if (idle) idle(idle_user);
+        rlaif_stop_pass_on(); /* the learners wait out all of collect here */
         if (!did) rlaif_nap();
     }
     free(theirs);

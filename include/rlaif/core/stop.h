@@ -9,7 +9,7 @@
  * judge ranks have no part in sft, rm or dpo, the learners none in collect.
  * Two things make every decision world-wide:
  *  - the relay (rlaif_stop_attach): a rank that sees a stop while it waits
- *    for a phase it has no part in sends it, once, to the first rank of
+ *    for a phase it has no part in (rlaif_stop_pass_on) sends it, once, to the first rank of
  *    each group, and rlaif_stop_requested() there takes it (MPI_Iprobe);
  *    the group's own agreement carries it on (the learners' step check
  *    reduces it), so a signal or deadline that reaches only a judge rank
@@ -45,6 +45,10 @@ void rlaif_stop_detach(void);
  * (max over ranks, error message from the first failing rank). Without the
  * relay (a command without rank groups) rc itself. */
 int rlaif_stop_agree_end(int rc);
+/* A rank waiting outside its phase's work (rlaif_stop_agree_end, collect's
+ * drain, where the learners wait out a whole collect) sends a stop seen
+ * here to the group leaders, once, and takes the stops relayed to it. */
+void rlaif_stop_pass_on(void);
 /* Collective over the attached world: 1 on every rank if any rank stopped. */
 int rlaif_stop_agreed(void);
 /* For tests: raise the flag as a signal would. */
